@@ -1,0 +1,234 @@
+// Package wire defines the versioned messages of Warren's control protocol
+// (node <-> coordinator) and the frame codec that carries them inside the
+// Noise-encrypted control channel.
+//
+// A frame is: one byte frame version, one byte message type, a 4-byte
+// big-endian payload length, then the payload (a JSON object). Decoders
+// enforce a maximum payload size chosen by the reader, so a hostile peer
+// cannot make the other side allocate more than it allows. This package does
+// no I/O of its own beyond the io.Reader/io.Writer it is handed and must
+// never trust a length or field it has not checked.
+package wire
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/warrenmesh/warren/internal/key"
+)
+
+// ProtocolVersion is the control protocol version this build speaks. A node
+// sends it in RegisterRequest; the coordinator refuses versions it does not
+// support with a clear error.
+const ProtocolVersion = 1
+
+// MinProtocolVersion is the oldest node protocol version the coordinator
+// accepts.
+const MinProtocolVersion = 1
+
+// NodeID is the coordinator's stable identifier of a node.
+type NodeID int64
+
+// Type identifies the message carried in a frame.
+type Type byte
+
+// Message types. Values are part of the protocol: never renumber.
+const (
+	TypeRegisterRequest  Type = 1 // node -> coordinator
+	TypeRegisterResponse Type = 2 // coordinator -> node
+	TypeMapRequest       Type = 3 // node -> coordinator
+	TypeMapResponse      Type = 4 // coordinator -> node
+	TypeUpdateRequest    Type = 5 // node -> coordinator
+	TypeError            Type = 6 // either way, then close
+	TypeKeepAlive        Type = 7 // coordinator -> node
+)
+
+// String names the type for logs and errors.
+func (t Type) String() string {
+	switch t {
+	case TypeRegisterRequest:
+		return "RegisterRequest"
+	case TypeRegisterResponse:
+		return "RegisterResponse"
+	case TypeMapRequest:
+		return "MapRequest"
+	case TypeMapResponse:
+		return "MapResponse"
+	case TypeUpdateRequest:
+		return "UpdateRequest"
+	case TypeError:
+		return "Error"
+	case TypeKeepAlive:
+		return "KeepAlive"
+	}
+	return "Unknown"
+}
+
+// Message is implemented by every control-protocol message.
+type Message interface {
+	WireType() Type
+}
+
+// RegisterRequest asks the coordinator to bind the channel's machine key and
+// the given node key to a user or tags. It is the first message a node sends.
+type RegisterRequest struct {
+	Version  int             `json:"version"`
+	NodeKey  key.NodePublic  `json:"nodeKey"`
+	DiscoKey key.DiscoPublic `json:"discoKey"`
+	Hostname string          `json:"hostname"`
+	OS       string          `json:"os,omitempty"`
+	// AuthKey is a pre-auth key; empty means interactive login.
+	AuthKey string `json:"authKey,omitempty"`
+	// Tags the node asks for; the pre-auth key or the login decides.
+	Tags []string `json:"tags,omitempty"`
+	// Followup is the login URL of an earlier response: the node is waiting
+	// for the user to finish signing in.
+	Followup string `json:"followup,omitempty"`
+}
+
+// RegisterResponse answers a RegisterRequest.
+type RegisterResponse struct {
+	// AuthURL, when set, means the user must sign in there; the node resends
+	// its request with Followup set to wait for the outcome.
+	AuthURL string `json:"authURL,omitempty"`
+	// Self describes the registered node once it is authorized.
+	Self *Node `json:"self,omitempty"`
+	// Authorized reports whether the node may join the mesh now.
+	Authorized bool `json:"authorized"`
+}
+
+// MapRequest asks for the netmap. With Stream set the coordinator sends the
+// full map and then deltas until the channel closes.
+type MapRequest struct {
+	Stream    bool             `json:"stream"`
+	Endpoints []netip.AddrPort `json:"endpoints,omitempty"`
+	HomeRelay int              `json:"homeRelay,omitempty"`
+}
+
+// UpdateRequest tells the coordinator what changed on the node.
+type UpdateRequest struct {
+	Endpoints []netip.AddrPort `json:"endpoints,omitempty"`
+	HomeRelay int              `json:"homeRelay,omitempty"`
+}
+
+// MapResponse is a full netmap (Full set) or a delta against the previous
+// response on the same stream. Versions increase by one per response to a
+// node and never go back for that node, even across reconnects.
+type MapResponse struct {
+	Version uint64 `json:"version"`
+	Full    bool   `json:"full,omitempty"`
+	// Self is this node, when it changed (always in a full map).
+	Self *Node `json:"self,omitempty"`
+	// Peers is the complete peer list (full maps only).
+	Peers []Node `json:"peers,omitempty"`
+	// PeersChanged holds added or changed peers, complete records.
+	PeersChanged []Node `json:"peersChanged,omitempty"`
+	// PeersRemoved lists peers the node must forget.
+	PeersRemoved []NodeID `json:"peersRemoved,omitempty"`
+	// PeersPatched holds small changes to peers already known.
+	PeersPatched []PeerPatch `json:"peersPatched,omitempty"`
+	// PacketFilter, when non-nil, replaces the node's inbound filter.
+	PacketFilter []FilterRule `json:"packetFilter,omitempty"`
+	// FilterSet reports that PacketFilter is present (it may be empty: deny
+	// all).
+	FilterSet bool `json:"filterSet,omitempty"`
+	// Domain is the mesh DNS domain (full maps).
+	Domain string `json:"domain,omitempty"`
+}
+
+// Node is one node as the netmap describes it.
+type Node struct {
+	ID        NodeID           `json:"id"`
+	Name      string           `json:"name"` // unique DNS label
+	Hostname  string           `json:"hostname"`
+	User      string           `json:"user,omitempty"` // owner's login; empty for tagged nodes
+	Tags      []string         `json:"tags,omitempty"`
+	NodeKey   key.NodePublic   `json:"nodeKey"`
+	DiscoKey  key.DiscoPublic  `json:"discoKey"`
+	Addresses []netip.Prefix   `json:"addresses"`
+	Endpoints []netip.AddrPort `json:"endpoints,omitempty"`
+	HomeRelay int              `json:"homeRelay,omitempty"`
+	Online    bool             `json:"online"`
+	LastSeen  time.Time        `json:"lastSeen,omitzero"`
+	KeyExpiry time.Time        `json:"keyExpiry,omitzero"`
+	Expired   bool             `json:"expired,omitempty"`
+}
+
+// PeerPatch is a small change to a known peer; nil fields are unchanged.
+type PeerPatch struct {
+	ID        NodeID            `json:"id"`
+	Endpoints *[]netip.AddrPort `json:"endpoints,omitempty"`
+	HomeRelay *int              `json:"homeRelay,omitempty"`
+	Online    *bool             `json:"online,omitempty"`
+	LastSeen  *time.Time        `json:"lastSeen,omitempty"`
+}
+
+// FilterRule accepts inbound packets from any of SrcPrefixes to any of
+// DstPorts over any of Protocols (IANA numbers; empty means TCP, UDP and
+// ICMP). Anything no rule accepts is dropped.
+type FilterRule struct {
+	SrcPrefixes []netip.Prefix `json:"src"`
+	DstPorts    []PortRange    `json:"dst"`
+	Protocols   []int          `json:"proto,omitempty"`
+}
+
+// PortRange is an inclusive range of ports on the given destination prefix.
+type PortRange struct {
+	Prefix netip.Prefix `json:"prefix"`
+	First  uint16       `json:"first"`
+	Last   uint16       `json:"last"`
+}
+
+// Error is sent before a side closes the channel on purpose.
+type Error struct {
+	Code    ErrorCode `json:"code"`
+	Message string    `json:"message"`
+}
+
+// ErrorCode classifies an Error so a node can decide what to do next.
+type ErrorCode string
+
+// Error codes.
+const (
+	CodeBadRequest   ErrorCode = "bad_request"    // malformed or unexpected message
+	CodeUnauthorized ErrorCode = "unauthorized"   // key unknown, used, expired, revoked
+	CodeVersion      ErrorCode = "version"        // protocol version not supported
+	CodeNodeRemoved  ErrorCode = "node_removed"   // the node was deleted by an admin
+	CodeInternal     ErrorCode = "internal_error" // the coordinator failed; retry later
+)
+
+// KeepAlive carries nothing; it proves the channel is alive.
+type KeepAlive struct{}
+
+// WireType implementations.
+func (*RegisterRequest) WireType() Type  { return TypeRegisterRequest }
+func (*RegisterResponse) WireType() Type { return TypeRegisterResponse }
+func (*MapRequest) WireType() Type       { return TypeMapRequest }
+func (*MapResponse) WireType() Type      { return TypeMapResponse }
+func (*UpdateRequest) WireType() Type    { return TypeUpdateRequest }
+func (*Error) WireType() Type            { return TypeError }
+func (*KeepAlive) WireType() Type        { return TypeKeepAlive }
+
+// Error makes *Error usable as a Go error.
+func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
+
+// New returns an empty message of type t, or nil for an unknown type.
+func New(t Type) Message {
+	switch t {
+	case TypeRegisterRequest:
+		return new(RegisterRequest)
+	case TypeRegisterResponse:
+		return new(RegisterResponse)
+	case TypeMapRequest:
+		return new(MapRequest)
+	case TypeMapResponse:
+		return new(MapResponse)
+	case TypeUpdateRequest:
+		return new(UpdateRequest)
+	case TypeError:
+		return new(Error)
+	case TypeKeepAlive:
+		return new(KeepAlive)
+	}
+	return nil
+}
