@@ -1,0 +1,112 @@
+package netmap
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"testing"
+
+	"github.com/warrenmesh/warren/internal/wire"
+)
+
+// benchMesh builds an engine with n nodes spread over users (users == 1:
+// everyone sees everyone, the worst case) and a subscribed, synced stream
+// for every node.
+func benchMesh(b *testing.B, n, users int) (*Engine, []*Stream) {
+	b.Helper()
+	e := New(Config{MaxQueue: 1 << 20})
+	for i := 1; i <= n; i++ {
+		e.Upsert(testNode(i, int64(i%users)))
+	}
+	streams := make([]*Stream, 0, n)
+	for i := 1; i <= n; i++ {
+		s, err := e.Subscribe(wire.NodeID(i))
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.mu.Lock()
+		s.needFull = false // pretend the full map went out already
+		s.mu.Unlock()
+		streams = append(streams, s)
+	}
+	return e, streams
+}
+
+func reset(streams []*Stream) {
+	for _, s := range streams {
+		s.mu.Lock()
+		s.pending = s.pending[:0]
+		s.mu.Unlock()
+	}
+}
+
+// BenchmarkFanout measures one node's change (new endpoints) reaching the
+// queues of every stream that must hear of it.
+func BenchmarkFanout(b *testing.B) {
+	for _, tc := range []struct{ nodes, users int }{{1000, 1}, {10000, 1}, {10000, 100}} {
+		b.Run(fmt.Sprintf("nodes=%d/users=%d", tc.nodes, tc.users), func(b *testing.B) {
+			e, streams := benchMesh(b, tc.nodes, tc.users)
+			ep := []netip.AddrPort{netip.MustParseAddrPort("192.0.2.1:41641")}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := e.SetEndpoints(1, ep, i); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				reached := 0
+				for _, s := range streams {
+					reached += s.Pending()
+				}
+				if want := tc.nodes/tc.users - 1; reached != want {
+					b.Fatalf("change reached %d streams, want %d", reached, want)
+				}
+				reset(streams)
+				b.StartTimer()
+			}
+		})
+	}
+}
+
+// BenchmarkFanoutDeliver measures a node joining the mesh, end to end on
+// the coordinator side: every affected stream is woken, merges its queue
+// into a response and encodes it as a wire frame (what the control server
+// writes to each node's channel).
+func BenchmarkFanoutDeliver(b *testing.B) {
+	for _, tc := range []struct{ nodes, users int }{{1000, 1}, {10000, 1}, {10000, 100}} {
+		b.Run(fmt.Sprintf("nodes=%d/users=%d", tc.nodes, tc.users), func(b *testing.B) {
+			e, streams := benchMesh(b, tc.nodes, tc.users)
+			ctx := context.Background()
+			id := tc.nodes + 1
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				node := testNode(id, int64(id%tc.users))
+				e.Upsert(node)
+				bytes := 0
+				for _, s := range streams {
+					if s.Pending() == 0 {
+						continue
+					}
+					resp, err := s.Next(ctx)
+					if err != nil {
+						b.Fatal(err)
+					}
+					frame, err := wire.Encode(resp)
+					if err != nil {
+						b.Fatal(err)
+					}
+					bytes += len(frame)
+				}
+				if bytes == 0 {
+					b.Fatal("nothing delivered")
+				}
+				b.StopTimer()
+				e.Remove(wire.NodeID(id), nil)
+				reset(streams)
+				id++
+				b.StartTimer()
+			}
+		})
+	}
+}
