@@ -1,0 +1,295 @@
+// Package controlclient is the node's side of the control channel: it
+// dials the coordinator's websocket, runs the Noise IK handshake pinning the
+// coordinator's key, registers the node, and keeps a netmap current from
+// the coordinator's full maps and deltas, reconnecting with backoff.
+//
+// It holds the machine private key only to hand it to the Noise handshake;
+// it must never send or log a private key, and it keeps the last netmap
+// while the coordinator is unreachable.
+package controlclient
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/warrenmesh/warren/internal/key"
+	"github.com/warrenmesh/warren/internal/noise"
+	"github.com/warrenmesh/warren/internal/wire"
+)
+
+// Config configures a Client.
+type Config struct {
+	// URL is the coordinator's base URL, e.g. https://warren.example.com.
+	URL string
+	// ControlKey is the coordinator's pinned public key.
+	ControlKey key.ControlPublic
+	Machine    key.MachinePrivate
+	NodeKey    key.NodePublic
+	DiscoKey   key.DiscoPublic
+	Hostname   string
+	OS         string
+	// AuthKey is a pre-auth key; sent until the node is registered.
+	AuthKey string
+	Tags    []string
+	// OnNetmap is called from Run's goroutine with every new netmap.
+	OnNetmap func(*Netmap)
+	Logger   *slog.Logger
+	// HTTPClient dials the websocket; nil means http.DefaultClient.
+	HTTPClient *http.Client
+	// MinBackoff and MaxBackoff bound the reconnect delay; defaults 1 s and
+	// 30 s.
+	MinBackoff, MaxBackoff time.Duration
+	// IdleTimeout closes a channel that carried nothing for this long (the
+	// coordinator sends keep-alives); default 2 minutes.
+	IdleTimeout time.Duration
+}
+
+// Client keeps a node's netmap current. Run drives it.
+type Client struct {
+	cfg Config
+	log *slog.Logger
+
+	mu        sync.Mutex
+	nm        *Netmap
+	eps       []netip.AddrPort
+	homeRelay int
+	conn      *noise.Conn // current channel, nil when disconnected
+	state     mapState
+	sessions  int // control channels registered so far
+}
+
+// Sessions returns how many times the client has registered over a fresh
+// control channel (1 after the first connect; more after reconnects).
+func (c *Client) Sessions() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sessions
+}
+
+// New returns a Client.
+func New(cfg Config) (*Client, error) {
+	switch {
+	case cfg.URL == "":
+		return nil, errors.New("controlclient: coordinator URL required")
+	case cfg.ControlKey.IsZero():
+		return nil, errors.New("controlclient: coordinator key required (get it with warren up's key fetch, or from the coordinator's /key URL)")
+	case cfg.Machine.IsZero() || cfg.NodeKey.IsZero() || cfg.DiscoKey.IsZero():
+		return nil, errors.New("controlclient: machine, node and disco keys required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = http.DefaultClient
+	}
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = time.Second
+	}
+	if cfg.MaxBackoff < cfg.MinBackoff {
+		cfg.MaxBackoff = max(30*time.Second, cfg.MinBackoff)
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 2 * time.Minute
+	}
+	cfg.URL = strings.TrimRight(cfg.URL, "/")
+	return &Client{cfg: cfg, log: cfg.Logger}, nil
+}
+
+// Netmap returns the latest netmap, or nil before the first one.
+func (c *Client) Netmap() *Netmap {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nm
+}
+
+// SetEndpoints records the node's endpoints and home relay, and sends them
+// at once if connected.
+func (c *Client) SetEndpoints(eps []netip.AddrPort, homeRelay int) {
+	c.mu.Lock()
+	c.eps, c.homeRelay = append([]netip.AddrPort(nil), eps...), homeRelay
+	conn := c.conn
+	c.mu.Unlock()
+	if conn != nil {
+		_ = wire.WriteMessage(conn, &wire.UpdateRequest{Endpoints: eps, HomeRelay: homeRelay})
+	}
+}
+
+// PermanentError is a refusal from the coordinator that retrying will not
+// fix (bad key, unsupported version, node deleted). Run returns it.
+type PermanentError struct{ Err *wire.Error }
+
+func (e *PermanentError) Error() string { return "coordinator refused: " + e.Err.Error() }
+
+// Unwrap returns the coordinator's error.
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+// Run connects and follows the netmap until ctx ends or the coordinator
+// refuses the node for good; it reconnects with backoff after any other
+// failure, keeping the last netmap meanwhile.
+func (c *Client) Run(ctx context.Context) error {
+	backoff := c.cfg.MinBackoff
+	for {
+		start := time.Now()
+		err := c.session(ctx)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		var perm *PermanentError
+		if errors.As(err, &perm) {
+			c.log.Error("coordinator refused this node", "code", perm.Err.Code, "err", perm.Err.Message)
+			return perm
+		}
+		if time.Since(start) > c.cfg.MaxBackoff {
+			backoff = c.cfg.MinBackoff
+		}
+		wait := backoff/2 + rand.N(backoff/2+1)
+		c.log.Warn("control channel lost, reconnecting", "err", err, "in", wait.Round(time.Millisecond))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		backoff = min(2*backoff, c.cfg.MaxBackoff)
+	}
+}
+
+// session runs one control channel from dial to failure.
+func (c *Client) session(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, c.cfg.URL+"/control", &websocket.DialOptions{
+		HTTPClient: c.cfg.HTTPClient, Subprotocols: []string{"warren-control-v1"},
+	})
+	if err != nil {
+		return fmt.Errorf("dial coordinator: %w", err)
+	}
+	mc := noise.WebSocket(ws)
+	defer mc.Close()
+	conn, err := noise.Client(ctx, mc, noise.ClientConfig{Machine: c.cfg.Machine, Coordinator: c.cfg.ControlKey})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
+	defer stop()
+	// A watchdog closes the channel when nothing arrives for IdleTimeout.
+	idle := time.AfterFunc(c.cfg.IdleTimeout, func() { _ = conn.Close() })
+	defer idle.Stop()
+
+	if err := wire.WriteMessage(conn, &wire.RegisterRequest{
+		Version: wire.ProtocolVersion, NodeKey: c.cfg.NodeKey, DiscoKey: c.cfg.DiscoKey,
+		Hostname: c.cfg.Hostname, OS: c.cfg.OS, AuthKey: c.cfg.AuthKey, Tags: c.cfg.Tags,
+	}); err != nil {
+		return fmt.Errorf("send registration: %w", err)
+	}
+	m, err := c.read(conn, idle)
+	if err != nil {
+		return err
+	}
+	reg, ok := m.(*wire.RegisterResponse)
+	if !ok || !reg.Authorized {
+		return fmt.Errorf("controlclient: unexpected reply to registration: %v", m.WireType())
+	}
+	c.log.Info("registered", "name", reg.Self.Name, "addresses", reg.Self.Addresses)
+
+	c.mu.Lock()
+	eps, relay := c.eps, c.homeRelay
+	c.mu.Unlock()
+	if err := wire.WriteMessage(conn, &wire.MapRequest{Stream: true, Endpoints: eps, HomeRelay: relay}); err != nil {
+		return fmt.Errorf("send map request: %w", err)
+	}
+	c.mu.Lock()
+	c.conn = conn
+	c.sessions++
+	c.state = mapState{} // the coordinator starts every stream with a full map
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.conn = nil
+		c.mu.Unlock()
+	}()
+	for {
+		m, err := c.read(conn, idle)
+		if err != nil {
+			return err
+		}
+		resp, ok := m.(*wire.MapResponse)
+		if !ok {
+			continue // keep-alive
+		}
+		c.mu.Lock()
+		err = c.state.apply(resp)
+		var nm *Netmap
+		if err == nil {
+			nm = c.state.snapshot()
+			c.nm = nm
+		}
+		c.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		if c.cfg.OnNetmap != nil {
+			c.cfg.OnNetmap(nm)
+		}
+	}
+}
+
+// read reads one message from the coordinator, resets the idle watchdog,
+// and turns a wire.Error into a Go error.
+func (c *Client) read(conn *noise.Conn, idle *time.Timer) (wire.Message, error) {
+	m, err := wire.ReadMessage(conn, wire.MaxCoordinatorMessage)
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, fmt.Errorf("read from coordinator: %w", err)
+	}
+	idle.Reset(c.cfg.IdleTimeout)
+	if e, ok := m.(*wire.Error); ok {
+		if e.Code == wire.CodeInternal {
+			return nil, e
+		}
+		return nil, &PermanentError{Err: e}
+	}
+	return m, nil
+}
+
+// FetchKey asks the coordinator at url for its public key. Use it once, at
+// first join (trust on first use), then pin the key; or compare it with the
+// key the coordinator's admin printed.
+func FetchKey(ctx context.Context, client *http.Client, url string) (key.ControlPublic, error) {
+	var kr struct {
+		Key key.ControlPublic `json:"key"`
+	}
+	if client == nil {
+		client = http.DefaultClient
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(url, "/")+"/key", nil)
+	if err != nil {
+		return kr.Key, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return kr.Key, fmt.Errorf("fetch coordinator key: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return kr.Key, fmt.Errorf("fetch coordinator key: %s", resp.Status)
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&kr); err != nil {
+		return kr.Key, fmt.Errorf("fetch coordinator key: %w", err)
+	}
+	return kr.Key, nil
+}

@@ -1,0 +1,114 @@
+package controlclient
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/warrenmesh/warren/internal/wire"
+)
+
+// Netmap is a node's current view of the mesh, built by applying the
+// coordinator's full maps and deltas in order.
+type Netmap struct {
+	Version      uint64
+	Self         wire.Node
+	Peers        []wire.Node // sorted by ID
+	PacketFilter []wire.FilterRule
+	Domain       string
+}
+
+// Peer returns the peer with the given ID.
+func (nm *Netmap) Peer(id wire.NodeID) (wire.Node, bool) {
+	i, ok := slices.BinarySearchFunc(nm.Peers, id, func(n wire.Node, id wire.NodeID) int { return cmp.Compare(n.ID, id) })
+	if !ok {
+		return wire.Node{}, false
+	}
+	return nm.Peers[i], true
+}
+
+// PeerByName returns the peer with the given DNS label.
+func (nm *Netmap) PeerByName(name string) (wire.Node, bool) {
+	for _, p := range nm.Peers {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return wire.Node{}, false
+}
+
+// Errors from applying responses out of order.
+var (
+	ErrDeltaBeforeFull = errors.New("controlclient: delta before the first full map")
+	ErrStaleVersion    = errors.New("controlclient: netmap version did not increase")
+)
+
+// mapState applies responses; it is owned by the client's run loop.
+type mapState struct {
+	have  bool
+	nm    Netmap
+	peers map[wire.NodeID]wire.Node
+}
+
+// apply folds resp into the state. It refuses deltas before a full map and
+// versions that go back, leaving the state unchanged.
+func (s *mapState) apply(resp *wire.MapResponse) error {
+	if !resp.Full && !s.have {
+		return ErrDeltaBeforeFull
+	}
+	if s.have && resp.Version <= s.nm.Version {
+		return fmt.Errorf("%w: %d after %d", ErrStaleVersion, resp.Version, s.nm.Version)
+	}
+	if resp.Full {
+		s.peers = make(map[wire.NodeID]wire.Node, len(resp.Peers))
+		for _, p := range resp.Peers {
+			s.peers[p.ID] = p
+		}
+		s.nm = Netmap{Domain: resp.Domain}
+		s.have = true
+	}
+	s.nm.Version = resp.Version
+	if resp.Self != nil {
+		s.nm.Self = *resp.Self
+	}
+	for _, p := range resp.PeersChanged {
+		s.peers[p.ID] = p
+	}
+	for _, id := range resp.PeersRemoved {
+		delete(s.peers, id)
+	}
+	for _, pp := range resp.PeersPatched {
+		p, ok := s.peers[pp.ID]
+		if !ok {
+			continue // a patch for a peer we do not know: nothing to apply
+		}
+		if pp.Endpoints != nil {
+			p.Endpoints = *pp.Endpoints
+		}
+		if pp.HomeRelay != nil {
+			p.HomeRelay = *pp.HomeRelay
+		}
+		if pp.Online != nil {
+			p.Online = *pp.Online
+		}
+		if pp.LastSeen != nil {
+			p.LastSeen = *pp.LastSeen
+		}
+		s.peers[pp.ID] = p
+	}
+	if resp.FilterSet {
+		s.nm.PacketFilter = resp.PacketFilter
+	}
+	s.nm.Peers = slices.SortedFunc(maps.Values(s.peers), func(a, b wire.Node) int { return cmp.Compare(a.ID, b.ID) })
+	return nil
+}
+
+// snapshot returns a copy that the caller may keep.
+func (s *mapState) snapshot() *Netmap {
+	nm := s.nm
+	nm.Peers = slices.Clone(s.nm.Peers)
+	nm.PacketFilter = slices.Clone(s.nm.PacketFilter)
+	return &nm
+}

@@ -1,0 +1,58 @@
+package controlclient
+
+import (
+	"errors"
+	"net/netip"
+	"testing"
+
+	"github.com/warrenmesh/warren/internal/wire"
+)
+
+func TestApply(t *testing.T) {
+	var s mapState
+	if err := s.apply(&wire.MapResponse{Version: 1}); !errors.Is(err, ErrDeltaBeforeFull) {
+		t.Fatalf("delta first: %v", err)
+	}
+	self := wire.Node{ID: 1, Name: "me"}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(s.apply(&wire.MapResponse{Version: 1, Full: true, Self: &self, Domain: "d",
+		Peers: []wire.Node{{ID: 3, Name: "c"}, {ID: 2, Name: "b"}}, FilterSet: true,
+		PacketFilter: []wire.FilterRule{{}}}))
+	if nm := s.snapshot(); len(nm.Peers) != 2 || nm.Peers[0].ID != 2 || nm.Domain != "d" || len(nm.PacketFilter) != 1 {
+		t.Fatalf("after full map: %+v", nm)
+	}
+	online := true
+	eps := []netip.AddrPort{netip.MustParseAddrPort("192.0.2.1:1")}
+	must(s.apply(&wire.MapResponse{Version: 2,
+		PeersChanged: []wire.Node{{ID: 4, Name: "d"}},
+		PeersRemoved: []wire.NodeID{3},
+		PeersPatched: []wire.PeerPatch{{ID: 2, Online: &online, Endpoints: &eps}, {ID: 99, Online: &online}},
+	}))
+	nm := s.snapshot()
+	b, ok := nm.Peer(2)
+	if len(nm.Peers) != 2 || !ok || !b.Online || b.Endpoints[0] != eps[0] {
+		t.Fatalf("after delta: %+v", nm)
+	}
+	if _, ok := nm.Peer(3); ok {
+		t.Fatal("removed peer still present")
+	}
+	if p, ok := nm.PeerByName("d"); !ok || p.ID != 4 {
+		t.Fatal("added peer missing")
+	}
+	if len(nm.PacketFilter) != 1 {
+		t.Fatal("a delta without FilterSet changed the filter")
+	}
+	if err := s.apply(&wire.MapResponse{Version: 2}); !errors.Is(err, ErrStaleVersion) {
+		t.Fatalf("same version twice: %v", err)
+	}
+	// The snapshot handed out earlier is not changed by later deltas.
+	must(s.apply(&wire.MapResponse{Version: 3, PeersRemoved: []wire.NodeID{2, 4}}))
+	if len(nm.Peers) != 2 || len(s.snapshot().Peers) != 0 {
+		t.Fatal("snapshots share state")
+	}
+}
