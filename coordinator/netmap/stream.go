@@ -192,7 +192,7 @@ func merge(ds []*delta) *wire.MapResponse {
 				// A patch to a peer the node already forgot: nothing to say.
 			case st.changed != nil:
 				rec := cloneWire(*st.changed)
-				applyPatch(&rec, d.patch)
+				rec.Apply(d.patch)
 				st.changed = &rec
 			default:
 				st.patch = mergePatch(st.patch, d.patch)
@@ -215,21 +215,6 @@ func merge(ds []*delta) *wire.MapResponse {
 	slices.Sort(resp.PeersRemoved)
 	slices.SortFunc(resp.PeersPatched, func(a, b wire.PeerPatch) int { return cmp.Compare(a.ID, b.ID) })
 	return resp
-}
-
-func applyPatch(n *wire.Node, p *wire.PeerPatch) {
-	if p.Endpoints != nil {
-		n.Endpoints = *p.Endpoints
-	}
-	if p.HomeRelay != nil {
-		n.HomeRelay = *p.HomeRelay
-	}
-	if p.Online != nil {
-		n.Online = *p.Online
-	}
-	if p.LastSeen != nil {
-		n.LastSeen = *p.LastSeen
-	}
 }
 
 func mergePatch(a, b *wire.PeerPatch) *wire.PeerPatch {

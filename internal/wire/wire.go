@@ -232,3 +232,19 @@ func New(t Type) Message {
 	}
 	return nil
 }
+
+// Apply applies the patch's set fields to n.
+func (n *Node) Apply(p *PeerPatch) {
+	if p.Endpoints != nil {
+		n.Endpoints = *p.Endpoints
+	}
+	if p.HomeRelay != nil {
+		n.HomeRelay = *p.HomeRelay
+	}
+	if p.Online != nil {
+		n.Online = *p.Online
+	}
+	if p.LastSeen != nil {
+		n.LastSeen = *p.LastSeen
+	}
+}

@@ -84,18 +84,7 @@ func (s *mapState) apply(resp *wire.MapResponse) error {
 		if !ok {
 			continue // a patch for a peer we do not know: nothing to apply
 		}
-		if pp.Endpoints != nil {
-			p.Endpoints = *pp.Endpoints
-		}
-		if pp.HomeRelay != nil {
-			p.HomeRelay = *pp.HomeRelay
-		}
-		if pp.Online != nil {
-			p.Online = *pp.Online
-		}
-		if pp.LastSeen != nil {
-			p.LastSeen = *pp.LastSeen
-		}
+		p.Apply(&pp)
 		s.peers[pp.ID] = p
 	}
 	if resp.FilterSet {
