@@ -1,0 +1,143 @@
+package store
+
+import (
+	"context"
+	"fmt"
+)
+
+// Pre-auth keys.
+
+const authKeyCols = `id, prefix, hash, user_id, reusable, ephemeral, tags, expiration, created, used_count, revoked`
+
+func scanAuthKey(row interface{ Scan(...any) error }) (AuthKey, error) {
+	var k AuthKey
+	var tags string
+	var exp, created int64
+	if err := row.Scan(&k.ID, &k.Prefix, &k.Hash, &k.UserID, &k.Reusable, &k.Ephemeral, &tags, &exp, &created, &k.UsedCount, &k.Revoked); err != nil {
+		return k, wrapErr(err)
+	}
+	k.Expiration, k.Created = fromNanos(exp), fromNanos(created)
+	var err error
+	k.Tags, err = fromJSON[string](tags, "tags")
+	return k, err
+}
+
+func (q queries) CreateAuthKey(ctx context.Context, k AuthKey) (AuthKey, error) {
+	res, err := q.q.ExecContext(ctx, `INSERT INTO auth_keys (prefix, hash, user_id, reusable, ephemeral, tags, expiration, created, used_count, revoked)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, k.Prefix, k.Hash, k.UserID, boolInt(k.Reusable), boolInt(k.Ephemeral), jsonText(k.Tags),
+		nanos(k.Expiration), nanos(k.Created), k.UsedCount, boolInt(k.Revoked))
+	if err != nil {
+		return AuthKey{}, fmt.Errorf("create pre-auth key: %w", wrapErr(err))
+	}
+	id, _ := res.LastInsertId()
+	return q.GetAuthKey(ctx, AuthKeyID(id))
+}
+
+func (q queries) GetAuthKey(ctx context.Context, id AuthKeyID) (AuthKey, error) {
+	k, err := scanAuthKey(q.q.QueryRowContext(ctx, `SELECT `+authKeyCols+` FROM auth_keys WHERE id = ?`, id))
+	if err != nil {
+		return k, fmt.Errorf("pre-auth key %d: %w", id, err)
+	}
+	return k, nil
+}
+
+func (q queries) GetAuthKeyByHash(ctx context.Context, hash []byte) (AuthKey, error) {
+	k, err := scanAuthKey(q.q.QueryRowContext(ctx, `SELECT `+authKeyCols+` FROM auth_keys WHERE hash = ?`, hash))
+	if err != nil {
+		return k, fmt.Errorf("pre-auth key: %w", err)
+	}
+	return k, nil
+}
+
+func (q queries) ListAuthKeys(ctx context.Context) ([]AuthKey, error) {
+	return list(ctx, q, "pre-auth keys", `SELECT `+authKeyCols+` FROM auth_keys ORDER BY id`, scanAuthKey)
+}
+
+func (q queries) UpdateAuthKey(ctx context.Context, k AuthKey) error {
+	return q.execOne(ctx, fmt.Sprintf("update pre-auth key %d", k.ID),
+		`UPDATE auth_keys SET used_count = ?, revoked = ?, expiration = ? WHERE id = ?`,
+		k.UsedCount, boolInt(k.Revoked), nanos(k.Expiration), k.ID)
+}
+
+// API keys.
+
+const apiKeyCols = `id, prefix, hash, user_id, expiration, created, last_used, revoked`
+
+func scanAPIKey(row interface{ Scan(...any) error }) (APIKey, error) {
+	var k APIKey
+	var exp, created, used int64
+	if err := row.Scan(&k.ID, &k.Prefix, &k.Hash, &k.UserID, &exp, &created, &used, &k.Revoked); err != nil {
+		return k, wrapErr(err)
+	}
+	k.Expiration, k.Created, k.LastUsed = fromNanos(exp), fromNanos(created), fromNanos(used)
+	return k, nil
+}
+
+func (q queries) CreateAPIKey(ctx context.Context, k APIKey) (APIKey, error) {
+	res, err := q.q.ExecContext(ctx, `INSERT INTO api_keys (prefix, hash, user_id, expiration, created, last_used, revoked)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`, k.Prefix, k.Hash, k.UserID, nanos(k.Expiration), nanos(k.Created), nanos(k.LastUsed), boolInt(k.Revoked))
+	if err != nil {
+		return APIKey{}, fmt.Errorf("create API key: %w", wrapErr(err))
+	}
+	id, _ := res.LastInsertId()
+	k, err = scanAPIKey(q.q.QueryRowContext(ctx, `SELECT `+apiKeyCols+` FROM api_keys WHERE id = ?`, id))
+	if err != nil {
+		return k, fmt.Errorf("API key %d: %w", id, err)
+	}
+	return k, nil
+}
+
+func (q queries) GetAPIKeyByHash(ctx context.Context, hash []byte) (APIKey, error) {
+	k, err := scanAPIKey(q.q.QueryRowContext(ctx, `SELECT `+apiKeyCols+` FROM api_keys WHERE hash = ?`, hash))
+	if err != nil {
+		return k, fmt.Errorf("API key: %w", err)
+	}
+	return k, nil
+}
+
+func (q queries) ListAPIKeys(ctx context.Context) ([]APIKey, error) {
+	return list(ctx, q, "API keys", `SELECT `+apiKeyCols+` FROM api_keys ORDER BY id`, scanAPIKey)
+}
+
+func (q queries) UpdateAPIKey(ctx context.Context, k APIKey) error {
+	return q.execOne(ctx, fmt.Sprintf("update API key %d", k.ID),
+		`UPDATE api_keys SET last_used = ?, revoked = ?, expiration = ? WHERE id = ?`,
+		nanos(k.LastUsed), boolInt(k.Revoked), nanos(k.Expiration), k.ID)
+}
+
+// Audit events.
+
+// Audit listing limits.
+const (
+	defaultAuditLimit = 1000
+	maxAuditLimit     = 10000
+)
+
+func (q queries) AppendAudit(ctx context.Context, e AuditEvent) error {
+	if e.Detail == "" {
+		e.Detail = "{}"
+	}
+	_, err := q.q.ExecContext(ctx, `INSERT INTO audit_events (time, actor, action, target, remote, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		nanos(e.Time), e.Actor, e.Action, e.Target, e.Remote, e.Outcome, e.Detail)
+	if err != nil {
+		return fmt.Errorf("append audit event: %w", err)
+	}
+	return nil
+}
+
+func (q queries) ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, error) {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = defaultAuditLimit
+	}
+	limit = min(limit, maxAuditLimit)
+	return list(ctx, q, "audit events", `SELECT id, time, actor, action, target, remote, outcome, detail FROM audit_events
+		WHERE time >= ? AND (? = '' OR action = ?) ORDER BY time DESC, id DESC LIMIT ?`,
+		func(row interface{ Scan(...any) error }) (AuditEvent, error) {
+			var e AuditEvent
+			var t int64
+			err := row.Scan(&e.ID, &t, &e.Actor, &e.Action, &e.Target, &e.Remote, &e.Outcome, &e.Detail)
+			e.Time = fromNanos(t)
+			return e, err
+		}, nanos(f.Since), f.Action, f.Action, limit)
+}

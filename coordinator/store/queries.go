@@ -1,0 +1,344 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/warrenmesh/warren/internal/key"
+)
+
+// Value conversions between Go and SQLite columns.
+
+func nanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromNanos(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+func jsonText[T any](v []T) string {
+	if len(v) == 0 {
+		return "[]"
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+func fromJSON[T any](s string, what string) ([]T, error) {
+	var v []T
+	if err := json.Unmarshal([]byte(s), &v); err != nil {
+		return nil, fmt.Errorf("stored %s: %w", what, err)
+	}
+	if len(v) == 0 {
+		return nil, nil
+	}
+	return v, nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// Users.
+
+const userCols = `id, name, email, groups, role, disabled, created`
+
+func scanUser(row interface{ Scan(...any) error }) (User, error) {
+	var u User
+	var groups, role string
+	var created int64
+	if err := row.Scan(&u.ID, &u.Name, &u.Email, &groups, &role, &u.Disabled, &created); err != nil {
+		return u, wrapErr(err)
+	}
+	u.Role, u.Created = Role(role), fromNanos(created)
+	var err error
+	u.Groups, err = fromJSON[string](groups, "groups")
+	return u, err
+}
+
+func (q queries) CreateUser(ctx context.Context, u User) (User, error) {
+	res, err := q.q.ExecContext(ctx, `INSERT INTO users (name, email, groups, role, disabled, created) VALUES (?, ?, ?, ?, ?, ?)`,
+		u.Name, u.Email, jsonText(u.Groups), string(u.Role), u.Disabled, nanos(u.Created))
+	if err != nil {
+		return User{}, fmt.Errorf("create user %q: %w", u.Name, wrapErr(err))
+	}
+	id, _ := res.LastInsertId()
+	return q.GetUser(ctx, UserID(id))
+}
+
+func (q queries) GetUser(ctx context.Context, id UserID) (User, error) {
+	u, err := scanUser(q.q.QueryRowContext(ctx, `SELECT `+userCols+` FROM users WHERE id = ?`, id))
+	if err != nil {
+		return u, fmt.Errorf("user %d: %w", id, err)
+	}
+	return u, nil
+}
+
+func (q queries) GetUserByName(ctx context.Context, name string) (User, error) {
+	u, err := scanUser(q.q.QueryRowContext(ctx, `SELECT `+userCols+` FROM users WHERE name = ?`, name))
+	if err != nil {
+		return u, fmt.Errorf("user %q: %w", name, err)
+	}
+	return u, nil
+}
+
+func (q queries) ListUsers(ctx context.Context) ([]User, error) {
+	return list(ctx, q, "users", `SELECT `+userCols+` FROM users ORDER BY id`, scanUser)
+}
+
+func (q queries) UpdateUser(ctx context.Context, u User) error {
+	return q.execOne(ctx, fmt.Sprintf("update user %d", u.ID),
+		`UPDATE users SET name = ?, email = ?, groups = ?, role = ?, disabled = ? WHERE id = ?`,
+		u.Name, u.Email, jsonText(u.Groups), string(u.Role), u.Disabled, u.ID)
+}
+
+func (q queries) DeleteUser(ctx context.Context, id UserID) error {
+	if _, err := q.GetUser(ctx, id); err != nil {
+		return err
+	}
+	// User-owned nodes go; tagged nodes the user registered stay. Keys go
+	// with the user (ON DELETE CASCADE).
+	if _, err := q.q.ExecContext(ctx, `DELETE FROM nodes WHERE user_id = ? AND tags = '[]'`, id); err != nil {
+		return fmt.Errorf("delete nodes of user %d: %w", id, err)
+	}
+	return q.execOne(ctx, fmt.Sprintf("delete user %d", id), `DELETE FROM users WHERE id = ?`, id)
+}
+
+// list runs a query and scans every row.
+func list[T any](ctx context.Context, q queries, what, query string, scan func(interface{ Scan(...any) error }) (T, error), args ...any) ([]T, error) {
+	rows, err := q.q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", what, err)
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list %s: %w", what, err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list %s: %w", what, err)
+	}
+	return out, nil
+}
+
+// Nodes.
+
+const nodeCols = `id, machine_key, node_key, disco_key, user_id, tags, ipv4, ipv6, hostname, name, created, last_seen, key_expiry, endpoints, home_relay, ephemeral, auth_key_id`
+
+func scanNode(row interface{ Scan(...any) error }) (Node, error) {
+	var n Node
+	var mk, nk, dk, tags, v4, v6, eps string
+	var created, seen, expiry int64
+	if err := row.Scan(&n.ID, &mk, &nk, &dk, &n.UserID, &tags, &v4, &v6, &n.Hostname, &n.Name, &created, &seen, &expiry,
+		&eps, &n.HomeRelay, &n.Ephemeral, &n.AuthKeyID); err != nil {
+		return n, wrapErr(err)
+	}
+	n.Created, n.LastSeen, n.KeyExpiry = fromNanos(created), fromNanos(seen), fromNanos(expiry)
+	errs := []error{n.MachineKey.UnmarshalText([]byte(mk)), n.NodeKey.UnmarshalText([]byte(nk)), n.DiscoKey.UnmarshalText([]byte(dk))}
+	var err error
+	n.IPv4, err = netip.ParseAddr(v4)
+	errs = append(errs, err)
+	n.IPv6, err = netip.ParseAddr(v6)
+	errs = append(errs, err)
+	n.Tags, err = fromJSON[string](tags, "tags")
+	errs = append(errs, err)
+	n.Endpoints, err = fromJSON[netip.AddrPort](eps, "endpoints")
+	errs = append(errs, err)
+	if err := errors.Join(errs...); err != nil {
+		return n, fmt.Errorf("node %d: corrupt row: %w", n.ID, err)
+	}
+	return n, nil
+}
+
+func (q queries) getNodeBy(ctx context.Context, col string, v any) (Node, error) {
+	n, err := scanNode(q.q.QueryRowContext(ctx, `SELECT `+nodeCols+` FROM nodes WHERE `+col+` = ?`, v))
+	if err != nil {
+		return n, fmt.Errorf("node with %s %v: %w", col, v, err)
+	}
+	return n, nil
+}
+
+func (q queries) GetNode(ctx context.Context, id NodeID) (Node, error) { return q.getNodeBy(ctx, "id", id) }
+
+func (q queries) GetNodeByMachineKey(ctx context.Context, k key.MachinePublic) (Node, error) {
+	return q.getNodeBy(ctx, "machine_key", k.String())
+}
+
+func (q queries) GetNodeByNodeKey(ctx context.Context, k key.NodePublic) (Node, error) {
+	return q.getNodeBy(ctx, "node_key", k.String())
+}
+
+func (q queries) ListNodes(ctx context.Context) ([]Node, error) {
+	return list(ctx, q, "nodes", `SELECT `+nodeCols+` FROM nodes ORDER BY id`, scanNode)
+}
+
+func (q queries) CreateNode(ctx context.Context, n Node) (Node, error) {
+	if !n.IPv4.IsValid() {
+		v4, err := q.allocateIPv4(ctx)
+		if err != nil {
+			return Node{}, err
+		}
+		n.IPv4 = v4
+	}
+	if !n.IPv4.Is4() || !IPv4Range.Contains(n.IPv4) {
+		return Node{}, fmt.Errorf("create node: address %v outside %v", n.IPv4, IPv4Range)
+	}
+	if !n.IPv6.IsValid() {
+		n.IPv6 = IPv6For(n.IPv4)
+	}
+	name, err := q.uniqueName(ctx, n.Hostname, 0)
+	if err != nil {
+		return Node{}, err
+	}
+	res, err := q.q.ExecContext(ctx, `INSERT INTO nodes (machine_key, node_key, disco_key, user_id, tags, ipv4, ipv4_num, ipv6,
+		hostname, name, created, last_seen, key_expiry, endpoints, home_relay, ephemeral, auth_key_id)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		n.MachineKey.String(), n.NodeKey.String(), n.DiscoKey.String(), n.UserID, jsonText(n.Tags), n.IPv4.String(), v4num(n.IPv4),
+		n.IPv6.String(), n.Hostname, name, nanos(n.Created), nanos(n.LastSeen), nanos(n.KeyExpiry), jsonText(n.Endpoints),
+		n.HomeRelay, boolInt(n.Ephemeral), n.AuthKeyID)
+	if err != nil {
+		return Node{}, fmt.Errorf("create node %q: %w", n.Hostname, wrapErr(err))
+	}
+	id, _ := res.LastInsertId()
+	return q.GetNode(ctx, NodeID(id))
+}
+
+func (q queries) UpdateNode(ctx context.Context, n Node) (Node, error) {
+	old, err := q.GetNode(ctx, n.ID)
+	if err != nil {
+		return Node{}, err
+	}
+	name := old.Name
+	if n.Hostname != old.Hostname {
+		if name, err = q.uniqueName(ctx, n.Hostname, n.ID); err != nil {
+			return Node{}, err
+		}
+	}
+	err = q.execOne(ctx, fmt.Sprintf("update node %d", n.ID), `UPDATE nodes SET machine_key = ?, node_key = ?, disco_key = ?,
+		user_id = ?, tags = ?, hostname = ?, name = ?, last_seen = ?, key_expiry = ?, endpoints = ?, home_relay = ?,
+		ephemeral = ?, auth_key_id = ? WHERE id = ?`,
+		n.MachineKey.String(), n.NodeKey.String(), n.DiscoKey.String(), n.UserID, jsonText(n.Tags), n.Hostname, name,
+		nanos(n.LastSeen), nanos(n.KeyExpiry), jsonText(n.Endpoints), n.HomeRelay, boolInt(n.Ephemeral), n.AuthKeyID, n.ID)
+	if err != nil {
+		return Node{}, err
+	}
+	return q.GetNode(ctx, n.ID)
+}
+
+func (q queries) DeleteNode(ctx context.Context, id NodeID) error {
+	return q.execOne(ctx, fmt.Sprintf("delete node %d", id), `DELETE FROM nodes WHERE id = ?`, id)
+}
+
+// uniqueName derives a DNS label from hostname that no node but self uses.
+func (q queries) uniqueName(ctx context.Context, hostname string, self NodeID) (string, error) {
+	base := DNSLabel(hostname)
+	for i := 1; ; i++ {
+		name := base
+		if i > 1 {
+			suffix := "-" + strconv.Itoa(i)
+			name = trimLabel(base[:min(len(base), maxLabel-len(suffix))]) + suffix
+		}
+		var taken int
+		err := q.q.QueryRowContext(ctx, `SELECT COUNT(*) FROM nodes WHERE name = ? AND id != ?`, name, self).Scan(&taken)
+		if err != nil {
+			return "", fmt.Errorf("check name %q: %w", name, err)
+		}
+		if taken == 0 {
+			return name, nil
+		}
+	}
+}
+
+// Mesh addresses.
+
+var (
+	v4First    = v4num(IPv4Range.Addr()) + 1 // skip the network address
+	v4Last     = v4First - 1 + (1 << (32 - IPv4Range.Bits())) - 1
+	v4Reserved = v4num(netip.MustParseAddr("100.100.100.100")) // the mesh DNS resolver
+)
+
+func v4num(a netip.Addr) int64 {
+	b := a.As4()
+	return int64(binary.BigEndian.Uint32(b[:]))
+}
+
+func v4addr(n int64) netip.Addr {
+	var b [4]byte
+	binary.BigEndian.PutUint32(b[:], uint32(n))
+	return netip.AddrFrom4(b)
+}
+
+// IPv6For returns the IPv6 mesh address paired with a node's IPv4 one: the
+// IPv6 range with the IPv4 address as its last 32 bits.
+func IPv6For(v4 netip.Addr) netip.Addr {
+	b := IPv6Range.Addr().As16()
+	a := v4.As4()
+	copy(b[12:], a[:])
+	return netip.AddrFrom16(b)
+}
+
+// allocateIPv4 returns the lowest free address above the highest in use,
+// or, once the top of the range is reached, the lowest free gap.
+func (q queries) allocateIPv4(ctx context.Context) (netip.Addr, error) {
+	var highest sql.NullInt64
+	if err := q.q.QueryRowContext(ctx, `SELECT MAX(ipv4_num) FROM nodes`).Scan(&highest); err != nil {
+		return netip.Addr{}, fmt.Errorf("allocate address: %w", err)
+	}
+	next := max(highest.Int64+1, v4First)
+	if next == v4Reserved {
+		next++
+	}
+	if next <= v4Last {
+		return v4addr(next), nil
+	}
+	rows, err := q.q.QueryContext(ctx, `SELECT ipv4_num FROM nodes ORDER BY ipv4_num`)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("allocate address: %w", err)
+	}
+	defer rows.Close()
+	candidate := v4First
+	for rows.Next() {
+		var used int64
+		if err := rows.Scan(&used); err != nil {
+			return netip.Addr{}, fmt.Errorf("allocate address: %w", err)
+		}
+		if candidate == v4Reserved {
+			candidate++
+		}
+		if used > candidate {
+			break // gap found
+		}
+		candidate = max(candidate, used+1)
+	}
+	if err := rows.Err(); err != nil {
+		return netip.Addr{}, fmt.Errorf("allocate address: %w", err)
+	}
+	if candidate == v4Reserved {
+		candidate++
+	}
+	if candidate > v4Last {
+		return netip.Addr{}, ErrAddressSpaceFull
+	}
+	return v4addr(candidate), nil
+}

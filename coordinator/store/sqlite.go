@@ -1,0 +1,251 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strings"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+)
+
+// sqliteStore is the embedded SQLite backend.
+type sqliteStore struct {
+	queries
+	db  *sql.DB
+	log *slog.Logger
+}
+
+// Open opens (creating if needed) the SQLite database at path, applies
+// pending schema migrations and returns the store. The database runs in WAL
+// mode with foreign keys on; write transactions take the write lock at
+// BEGIN so concurrent writers queue instead of deadlocking.
+func Open(ctx context.Context, path string, logger *slog.Logger) (Store, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	q := url.Values{}
+	for _, p := range []string{"foreign_keys(1)", "journal_mode(WAL)", "busy_timeout(10000)", "synchronous(NORMAL)"} {
+		q.Add("_pragma", p)
+	}
+	q.Set("_txlock", "immediate")
+	dsn := "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	s := &sqliteStore{queries: queries{q: db}, db: db, log: logger}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("database %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// Close closes the database.
+func (s *sqliteStore) Close() error { return s.db.Close() }
+
+// Tx runs fn in one transaction, rolling back on error or panic.
+func (s *sqliteStore) Tx(ctx context.Context, fn func(q Queries) error) (err error) {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			_ = tx.Rollback()
+		}
+	}()
+	if err := fn(queries{q: tx}); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", wrapErr(err))
+	}
+	committed = true
+	return nil
+}
+
+// Multi-statement operations run in their own transaction when called on
+// the store directly.
+
+func (s *sqliteStore) CreateNode(ctx context.Context, n Node) (out Node, err error) {
+	err = s.Tx(ctx, func(q Queries) error { out, err = q.CreateNode(ctx, n); return err })
+	return out, err
+}
+
+func (s *sqliteStore) UpdateNode(ctx context.Context, n Node) (out Node, err error) {
+	err = s.Tx(ctx, func(q Queries) error { out, err = q.UpdateNode(ctx, n); return err })
+	return out, err
+}
+
+func (s *sqliteStore) DeleteUser(ctx context.Context, id UserID) error {
+	return s.Tx(ctx, func(q Queries) error { return q.DeleteUser(ctx, id) })
+}
+
+// querier is what *sql.DB and *sql.Tx have in common.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// queries implements Queries over a database or a transaction.
+type queries struct{ q querier }
+
+// wrapErr maps SQLite constraint errors to ErrConflict.
+func wrapErr(err error) error {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() {
+		case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+			return fmt.Errorf("%w: %v", ErrConflict, err)
+		}
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrNotFound
+	}
+	return err
+}
+
+// exec runs a statement that must touch exactly one row when one is set.
+func (q queries) execOne(ctx context.Context, what string, query string, args ...any) error {
+	res, err := q.q.ExecContext(ctx, query, args...)
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, wrapErr(err))
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("%s: %w", what, ErrNotFound)
+	}
+	return nil
+}
+
+// migration is one schema step; versions count from 1.
+type migration struct {
+	version int
+	sql     string
+}
+
+var migrations = []migration{
+	{1, `
+CREATE TABLE users (
+	id       INTEGER PRIMARY KEY,
+	name     TEXT NOT NULL UNIQUE,
+	email    TEXT NOT NULL DEFAULT '',
+	groups   TEXT NOT NULL DEFAULT '[]',
+	role     TEXT NOT NULL CHECK (role IN ('member', 'admin')),
+	disabled INTEGER NOT NULL DEFAULT 0,
+	created  INTEGER NOT NULL
+);
+-- nodes.user_id has no foreign key: tagged nodes outlive the user who
+-- registered them (DeleteUser removes user-owned nodes explicitly).
+CREATE TABLE nodes (
+	id          INTEGER PRIMARY KEY,
+	machine_key TEXT NOT NULL UNIQUE,
+	node_key    TEXT NOT NULL UNIQUE,
+	disco_key   TEXT NOT NULL,
+	user_id     INTEGER NOT NULL,
+	tags        TEXT NOT NULL DEFAULT '[]',
+	ipv4        TEXT NOT NULL UNIQUE,
+	ipv4_num    INTEGER NOT NULL UNIQUE,
+	ipv6        TEXT NOT NULL UNIQUE,
+	hostname    TEXT NOT NULL,
+	name        TEXT NOT NULL UNIQUE,
+	created     INTEGER NOT NULL,
+	last_seen   INTEGER NOT NULL DEFAULT 0,
+	key_expiry  INTEGER NOT NULL DEFAULT 0,
+	endpoints   TEXT NOT NULL DEFAULT '[]',
+	home_relay  INTEGER NOT NULL DEFAULT 0,
+	ephemeral   INTEGER NOT NULL DEFAULT 0,
+	auth_key_id INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX nodes_user ON nodes(user_id);
+CREATE TABLE auth_keys (
+	id         INTEGER PRIMARY KEY,
+	prefix     TEXT NOT NULL,
+	hash       BLOB NOT NULL UNIQUE,
+	user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+	reusable   INTEGER NOT NULL DEFAULT 0,
+	ephemeral  INTEGER NOT NULL DEFAULT 0,
+	tags       TEXT NOT NULL DEFAULT '[]',
+	expiration INTEGER NOT NULL DEFAULT 0,
+	created    INTEGER NOT NULL,
+	used_count INTEGER NOT NULL DEFAULT 0,
+	revoked    INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE api_keys (
+	id         INTEGER PRIMARY KEY,
+	prefix     TEXT NOT NULL,
+	hash       BLOB NOT NULL UNIQUE,
+	user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+	expiration INTEGER NOT NULL DEFAULT 0,
+	created    INTEGER NOT NULL,
+	last_used  INTEGER NOT NULL DEFAULT 0,
+	revoked    INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE audit_events (
+	id      INTEGER PRIMARY KEY,
+	time    INTEGER NOT NULL,
+	actor   TEXT NOT NULL,
+	action  TEXT NOT NULL,
+	target  TEXT NOT NULL DEFAULT '',
+	remote  TEXT NOT NULL DEFAULT '',
+	outcome TEXT NOT NULL,
+	detail  TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX audit_time ON audit_events(time);
+CREATE INDEX audit_action ON audit_events(action, time);
+`},
+}
+
+// migrate applies pending migrations, each in its own transaction, and
+// refuses a database newer than this code.
+func (s *sqliteStore) migrate(ctx context.Context) error {
+	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("create migrations table: %w", err)
+	}
+	var current int
+	if err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	latest := migrations[len(migrations)-1].version
+	if current > latest {
+		return fmt.Errorf("database schema version %d is newer than this coordinator (%d): upgrade warren-coordinator", current, latest)
+	}
+	for _, m := range migrations {
+		if m.version <= current {
+			continue
+		}
+		err := s.Tx(ctx, func(q Queries) error {
+			tx := q.(queries).q
+			for _, stmt := range strings.Split(m.sql, ";\n") {
+				if strings.TrimSpace(stmt) == "" {
+					continue
+				}
+				if _, err := tx.ExecContext(ctx, stmt); err != nil {
+					return err
+				}
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, strftime('%s','now'))`, m.version)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("apply migration %d: %w", m.version, err)
+		}
+		s.log.Info("database migrated", "version", m.version)
+	}
+	return nil
+}

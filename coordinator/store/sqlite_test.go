@@ -1,0 +1,338 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/warrenmesh/warren/internal/key"
+)
+
+func openTest(t testing.TB) (Store, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "warren.db")
+	s, err := Open(context.Background(), path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, path
+}
+
+func newNode(host string, user UserID) Node {
+	return Node{MachineKey: key.NewMachine().Public(), NodeKey: key.NewNode().Public(), DiscoKey: key.NewDisco().Public(),
+		UserID: user, Hostname: host, Created: time.Unix(1700000000, 0)}
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestUsersAndKeys(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := context.Background()
+	u, err := s.CreateUser(ctx, User{Name: "ann@example.com", Groups: []string{"eng"}, Role: RoleAdmin, Created: time.Now()})
+	must(t, err)
+	if _, err := s.CreateUser(ctx, User{Name: "ann@example.com", Role: RoleMember}); !errors.Is(err, ErrConflict) {
+		t.Fatalf("duplicate user: %v", err)
+	}
+	got, err := s.GetUserByName(ctx, "ann@example.com")
+	must(t, err)
+	if got.ID != u.ID || got.Groups[0] != "eng" || got.Role != RoleAdmin {
+		t.Fatalf("got %+v", got)
+	}
+	got.Disabled = true
+	must(t, s.UpdateUser(ctx, got))
+	if got, _ = s.GetUser(ctx, u.ID); !got.Disabled {
+		t.Fatal("update lost")
+	}
+	if _, err := s.GetUser(ctx, 999); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("missing user: %v", err)
+	}
+
+	exp := time.Unix(1800000000, 0)
+	k, err := s.CreateAuthKey(ctx, AuthKey{Prefix: "wpk_abcdefgh", Hash: []byte("h1"), UserID: u.ID, Tags: []string{"tag:db"}, Expiration: exp, Created: time.Now()})
+	must(t, err)
+	k.UsedCount, k.Revoked = 2, true
+	must(t, s.UpdateAuthKey(ctx, k))
+	byHash, err := s.GetAuthKeyByHash(ctx, []byte("h1"))
+	must(t, err)
+	if byHash.UsedCount != 2 || !byHash.Revoked || !byHash.Expiration.Equal(exp) || byHash.Tags[0] != "tag:db" {
+		t.Fatalf("got %+v", byHash)
+	}
+	if _, err := s.CreateAuthKey(ctx, AuthKey{Hash: []byte("h1"), UserID: u.ID}); !errors.Is(err, ErrConflict) {
+		t.Fatalf("duplicate hash: %v", err)
+	}
+	if _, err := s.CreateAuthKey(ctx, AuthKey{Hash: []byte("h2"), UserID: 999}); err == nil {
+		t.Fatal("key for a missing user accepted")
+	}
+	ak, err := s.CreateAPIKey(ctx, APIKey{Prefix: "wak_x", Hash: []byte("a1"), UserID: u.ID, Created: time.Now()})
+	must(t, err)
+	ak.LastUsed = time.Unix(1750000000, 0)
+	must(t, s.UpdateAPIKey(ctx, ak))
+	if got, _ := s.GetAPIKeyByHash(ctx, []byte("a1")); !got.LastUsed.Equal(ak.LastUsed) {
+		t.Fatalf("api key %+v", got)
+	}
+	must(t, s.AppendAudit(ctx, AuditEvent{Time: time.Unix(1, 0), Actor: "a", Action: "x.old", Outcome: "ok"}))
+	must(t, s.AppendAudit(ctx, AuditEvent{Time: time.Unix(2, 0), Actor: "a", Action: "x.new", Outcome: "denied", Detail: `{"k":1}`}))
+	events, err := s.ListAudit(ctx, AuditFilter{})
+	must(t, err)
+	if len(events) != 2 || events[0].Action != "x.new" || events[1].Detail != "{}" {
+		t.Fatalf("audit %+v", events)
+	}
+	if events, _ := s.ListAudit(ctx, AuditFilter{Action: "x.old"}); len(events) != 1 {
+		t.Fatalf("filtered audit %+v", events)
+	}
+	if events, _ := s.ListAudit(ctx, AuditFilter{Since: time.Unix(2, 0)}); len(events) != 1 {
+		t.Fatalf("since audit %+v", events)
+	}
+}
+
+func TestNodesAddressesAndNames(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := context.Background()
+	a, err := s.CreateNode(ctx, newNode("My Laptop", 1))
+	must(t, err)
+	b, err := s.CreateNode(ctx, newNode("my-laptop.local", 1))
+	must(t, err)
+	if a.Name != "my-laptop" || b.Name != "my-laptop-2" {
+		t.Fatalf("names %q %q", a.Name, b.Name)
+	}
+	if a.IPv4 != netip.MustParseAddr("100.64.0.1") || b.IPv4 != netip.MustParseAddr("100.64.0.2") {
+		t.Fatalf("addresses %v %v", a.IPv4, b.IPv4)
+	}
+	if a.IPv6 != netip.MustParseAddr("fd7a:115c:a1e0::6440:1") {
+		t.Fatalf("IPv6 %v", a.IPv6)
+	}
+	// Keys and lists round-trip; addresses survive updates.
+	a.Tags = []string{"tag:db"}
+	a.Endpoints = []netip.AddrPort{netip.MustParseAddrPort("192.0.2.1:41641")}
+	a.NodeKey = key.NewNode().Public()
+	a.Hostname = "db 1"
+	a.KeyExpiry = time.Unix(1900000000, 0)
+	up, err := s.UpdateNode(ctx, a)
+	must(t, err)
+	if up.IPv4 != a.IPv4 || up.Name != "db-1" || up.NodeKey != a.NodeKey || up.Tags[0] != "tag:db" || up.Endpoints[0] != a.Endpoints[0] || !up.KeyExpiry.Equal(a.KeyExpiry) {
+		t.Fatalf("updated %+v", up)
+	}
+	byKey, err := s.GetNodeByMachineKey(ctx, a.MachineKey)
+	must(t, err)
+	if byKey.ID != a.ID {
+		t.Fatal("lookup by machine key")
+	}
+	if _, err := s.GetNodeByNodeKey(ctx, key.NewNode().Public()); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("unknown node key: %v", err)
+	}
+	dup := newNode("x", 1)
+	dup.MachineKey = a.MachineKey
+	if _, err := s.CreateNode(ctx, dup); !errors.Is(err, ErrConflict) {
+		t.Fatalf("duplicate machine key: %v", err)
+	}
+	must(t, s.DeleteNode(ctx, b.ID))
+	if err := s.DeleteNode(ctx, b.ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("delete twice: %v", err)
+	}
+}
+
+func TestAddressWrapAndReserved(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := context.Background()
+	below := newNode("below", 1)
+	below.IPv4 = netip.MustParseAddr("100.100.100.99")
+	_, err := s.CreateNode(ctx, below)
+	must(t, err)
+	n, err := s.CreateNode(ctx, newNode("next", 1))
+	must(t, err)
+	if n.IPv4 != netip.MustParseAddr("100.100.100.101") {
+		t.Fatalf("after .99 got %v, want the DNS address skipped", n.IPv4)
+	}
+	top := newNode("top", 1)
+	top.IPv4 = netip.MustParseAddr("100.127.255.255")
+	_, err = s.CreateNode(ctx, top)
+	must(t, err)
+	wrapped, err := s.CreateNode(ctx, newNode("wrapped", 1))
+	must(t, err)
+	if wrapped.IPv4 != netip.MustParseAddr("100.64.0.1") {
+		t.Fatalf("wrapped to %v, want the lowest gap", wrapped.IPv4)
+	}
+	outside := newNode("outside", 1)
+	outside.IPv4 = netip.MustParseAddr("10.0.0.1")
+	if _, err := s.CreateNode(ctx, outside); err == nil {
+		t.Fatal("address outside the range accepted")
+	}
+}
+
+func TestConcurrentCreateNode(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := context.Background()
+	const workers, each = 8, 25
+	var wg sync.WaitGroup
+	errs := make(chan error, workers*each)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				if _, err := s.CreateNode(ctx, newNode(fmt.Sprintf("host-%d-%d", w, i%3), 1)); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	nodes, err := s.ListNodes(ctx)
+	must(t, err)
+	seen := map[netip.Addr]bool{}
+	names := map[string]bool{}
+	for _, n := range nodes {
+		if seen[n.IPv4] || seen[n.IPv6] || names[n.Name] {
+			t.Fatalf("duplicate address or name: %+v", n)
+		}
+		seen[n.IPv4], seen[n.IPv6], names[n.Name] = true, true, true
+	}
+	if len(nodes) != workers*each {
+		t.Fatalf("%d nodes, want %d", len(nodes), workers*each)
+	}
+}
+
+func TestTxRollback(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := context.Background()
+	boom := errors.New("boom")
+	err := s.Tx(ctx, func(q Queries) error {
+		u, err := q.CreateUser(ctx, User{Name: "ghost", Role: RoleMember})
+		must(t, err)
+		_, err = q.CreateNode(ctx, newNode("ghost-laptop", u.ID))
+		must(t, err)
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("Tx = %v", err)
+	}
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("panic swallowed")
+			}
+		}()
+		_ = s.Tx(ctx, func(q Queries) error {
+			_, _ = q.CreateUser(ctx, User{Name: "panicker", Role: RoleMember})
+			panic("inside tx")
+		})
+	}()
+	users, _ := s.ListUsers(ctx)
+	nodes, _ := s.ListNodes(ctx)
+	if len(users) != 0 || len(nodes) != 0 {
+		t.Fatalf("rolled-back writes kept: %d users, %d nodes", len(users), len(nodes))
+	}
+}
+
+func TestDeleteUserKeepsTaggedNodes(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := context.Background()
+	u, err := s.CreateUser(ctx, User{Name: "leaver", Role: RoleMember})
+	must(t, err)
+	_, err = s.CreateNode(ctx, newNode("laptop", u.ID))
+	must(t, err)
+	server := newNode("db", u.ID)
+	server.Tags = []string{"tag:db"}
+	server, err = s.CreateNode(ctx, server)
+	must(t, err)
+	_, err = s.CreateAuthKey(ctx, AuthKey{Hash: []byte("k"), UserID: u.ID})
+	must(t, err)
+	_, err = s.CreateAPIKey(ctx, APIKey{Hash: []byte("a"), UserID: u.ID})
+	must(t, err)
+	must(t, s.DeleteUser(ctx, u.ID))
+	nodes, _ := s.ListNodes(ctx)
+	keys, _ := s.ListAuthKeys(ctx)
+	apiKeys, _ := s.ListAPIKeys(ctx)
+	if len(nodes) != 1 || nodes[0].ID != server.ID || len(keys) != 0 || len(apiKeys) != 0 {
+		t.Fatalf("after delete: nodes %+v, keys %d, api keys %d", nodes, len(keys), len(apiKeys))
+	}
+	if err := s.DeleteUser(ctx, u.ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("delete twice: %v", err)
+	}
+}
+
+func TestMigrations(t *testing.T) {
+	s, path := openTest(t)
+	ctx := context.Background()
+	_, err := s.CreateUser(ctx, User{Name: "kept", Role: RoleMember})
+	must(t, err)
+	s.Close()
+	s2, err := Open(ctx, path, nil)
+	must(t, err)
+	if _, err := s2.GetUserByName(ctx, "kept"); err != nil {
+		t.Fatalf("data lost on reopen: %v", err)
+	}
+	s2.Close()
+	db, err := sql.Open("sqlite", path)
+	must(t, err)
+	_, err = db.Exec(`INSERT INTO schema_migrations (version, applied_at) VALUES (999, 0)`)
+	must(t, err)
+	db.Close()
+	if _, err := Open(ctx, path, nil); err == nil || !strings.Contains(err.Error(), "newer than this coordinator") {
+		t.Fatalf("future schema: %v", err)
+	}
+}
+
+func TestDNSLabel(t *testing.T) {
+	for in, want := range map[string]string{
+		"My Laptop": "my-laptop", "db-1.corp.example.com": "db-1", "--x--": "x", "": "node", "ÄÖÜ": "node",
+		"a__b": "a-b", strings.Repeat("a", 100): strings.Repeat("a", 63), ".hidden": "hidden",
+	} {
+		if got := DNSLabel(in); got != want {
+			t.Errorf("DNSLabel(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func FuzzDNSLabel(f *testing.F) {
+	for _, s := range []string{"My Laptop", "a.b", "", "-", strings.Repeat("x-", 40)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		l := DNSLabel(s)
+		if len(l) == 0 || len(l) > maxLabel || l[0] == '-' || l[len(l)-1] == '-' {
+			t.Fatalf("DNSLabel(%q) = %q: not a valid label", s, l)
+		}
+		for _, r := range l {
+			if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+				t.Fatalf("DNSLabel(%q) = %q: bad character %q", s, l, r)
+			}
+		}
+		if DNSLabel(l) != l {
+			t.Fatalf("DNSLabel not idempotent on %q", l)
+		}
+	})
+}
+
+func BenchmarkCreateNode(b *testing.B) {
+	s, _ := openTest(b)
+	ctx := context.Background()
+	for i := range 10000 {
+		if _, err := s.CreateNode(ctx, newNode(fmt.Sprintf("seed-%d", i), 1)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := s.CreateNode(ctx, newNode(fmt.Sprintf("bench-%d", i), 1)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

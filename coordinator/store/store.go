@@ -1,0 +1,190 @@
+// Package store is the coordinator's persistent state: users, nodes,
+// pre-auth keys, API keys and audit events, behind one interface so that
+// SQLite (the embedded default, see Open) and PostgreSQL (a later backend)
+// are interchangeable.
+//
+// The store holds public keys and hashes of secrets only: it must never be
+// given a private key or a plaintext pre-auth or API key. Every multi-row
+// change runs in one transaction (Store.Tx); a failed or rejected request
+// leaves the store exactly as it was.
+package store
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/warrenmesh/warren/internal/key"
+)
+
+// IDs of stored entities.
+type (
+	UserID    int64
+	NodeID    int64
+	AuthKeyID int64
+	APIKeyID  int64
+)
+
+// Role is a user's role on the coordinator.
+type Role string
+
+// Roles.
+const (
+	RoleMember Role = "member"
+	RoleAdmin  Role = "admin"
+)
+
+// Errors. Implementations wrap them so callers can use errors.Is.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrConflict = errors.New("already exists")
+	// ErrAddressSpaceFull means no free mesh address is left.
+	ErrAddressSpaceFull = errors.New("mesh address space exhausted")
+)
+
+// User is a person (from OIDC or a local account).
+type User struct {
+	ID       UserID
+	Name     string // login name, unique; usually the email
+	Email    string
+	Groups   []string
+	Role     Role
+	Disabled bool
+	Created  time.Time
+}
+
+// Node is a device or server registered with the coordinator.
+type Node struct {
+	ID         NodeID
+	MachineKey key.MachinePublic // unique
+	NodeKey    key.NodePublic    // unique
+	DiscoKey   key.DiscoPublic
+	// UserID owns the node; for tagged nodes it is the user who registered
+	// it (tagged nodes are owned by their tags, see Tags).
+	UserID    UserID
+	Tags      []string
+	IPv4      netip.Addr // in 100.64.0.0/10, unique, stable for the node
+	IPv6      netip.Addr // in fd7a:115c:a1e0::/48, unique, stable
+	Hostname  string     // as the node reported it
+	Name      string     // unique DNS label derived from Hostname
+	Created   time.Time
+	LastSeen  time.Time // zero: never connected
+	KeyExpiry time.Time // zero: never expires
+	Endpoints []netip.AddrPort
+	HomeRelay int
+	Ephemeral bool
+	// AuthKeyID is the pre-auth key that registered the node (0: login).
+	AuthKeyID AuthKeyID
+}
+
+// Tagged reports whether the node is owned by tags rather than a user.
+func (n *Node) Tagged() bool { return len(n.Tags) > 0 }
+
+// Expired reports whether the node's key has expired at now.
+func (n *Node) Expired(now time.Time) bool {
+	return !n.KeyExpiry.IsZero() && !now.Before(n.KeyExpiry)
+}
+
+// AuthKey is a pre-auth key. Only its hash is stored; the plaintext is shown
+// once, at creation.
+type AuthKey struct {
+	ID         AuthKeyID
+	Prefix     string // first characters of the plaintext, for humans
+	Hash       []byte // SHA-256 of the plaintext, unique
+	UserID     UserID // nodes registered with it belong to (or were registered by) this user
+	Reusable   bool
+	Ephemeral  bool
+	Tags       []string
+	Expiration time.Time // zero: never
+	Created    time.Time
+	UsedCount  int
+	Revoked    bool
+}
+
+// APIKey authenticates an admin (or member) to the admin API. Only its hash
+// is stored.
+type APIKey struct {
+	ID         APIKeyID
+	Prefix     string
+	Hash       []byte // SHA-256 of the plaintext, unique
+	UserID     UserID
+	Expiration time.Time // zero: never
+	Created    time.Time
+	LastUsed   time.Time
+	Revoked    bool
+}
+
+// AuditEvent records who did what, when, from where, and how it ended.
+type AuditEvent struct {
+	ID      int64
+	Time    time.Time
+	Actor   string // "user:ann@example.com", "node:mkey:…", "apikey:wak_ab12", "system"
+	Action  string // "node.register", "authkey.create", "control.handshake", …
+	Target  string // what was acted on, e.g. "node:12"
+	Remote  string // remote address, if any
+	Outcome string // "ok", "denied", "error"
+	Detail  string // JSON object with more context; never a secret
+}
+
+// AuditFilter selects audit events; zero fields match everything.
+type AuditFilter struct {
+	Since  time.Time
+	Action string
+	Limit  int // 0: a default of 1000
+}
+
+// Queries are the reads and writes available both on the Store and inside a
+// transaction.
+type Queries interface {
+	CreateUser(ctx context.Context, u User) (User, error) // ErrConflict on a taken name
+	GetUser(ctx context.Context, id UserID) (User, error)
+	GetUserByName(ctx context.Context, name string) (User, error)
+	ListUsers(ctx context.Context) ([]User, error)
+	UpdateUser(ctx context.Context, u User) error
+	// DeleteUser deletes the user with its user-owned nodes and keys. Tagged
+	// nodes it registered are kept (their UserID stays as a record).
+	DeleteUser(ctx context.Context, id UserID) error
+
+	// CreateNode inserts n, allocating n.IPv4/n.IPv6 (unless set) and a
+	// unique n.Name derived from n.Hostname. It returns the stored node.
+	CreateNode(ctx context.Context, n Node) (Node, error)
+	GetNode(ctx context.Context, id NodeID) (Node, error)
+	GetNodeByMachineKey(ctx context.Context, k key.MachinePublic) (Node, error)
+	GetNodeByNodeKey(ctx context.Context, k key.NodePublic) (Node, error)
+	ListNodes(ctx context.Context) ([]Node, error)
+	// UpdateNode writes every field of n except ID, Created, IPv4 and IPv6.
+	// If Hostname changed, Name is re-derived (unique).
+	UpdateNode(ctx context.Context, n Node) (Node, error)
+	DeleteNode(ctx context.Context, id NodeID) error
+
+	CreateAuthKey(ctx context.Context, k AuthKey) (AuthKey, error)
+	GetAuthKey(ctx context.Context, id AuthKeyID) (AuthKey, error)
+	GetAuthKeyByHash(ctx context.Context, hash []byte) (AuthKey, error)
+	ListAuthKeys(ctx context.Context) ([]AuthKey, error)
+	UpdateAuthKey(ctx context.Context, k AuthKey) error // UsedCount, Revoked, Expiration
+
+	CreateAPIKey(ctx context.Context, k APIKey) (APIKey, error)
+	GetAPIKeyByHash(ctx context.Context, hash []byte) (APIKey, error)
+	ListAPIKeys(ctx context.Context) ([]APIKey, error)
+	UpdateAPIKey(ctx context.Context, k APIKey) error // LastUsed, Revoked, Expiration
+
+	AppendAudit(ctx context.Context, e AuditEvent) error
+	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
+}
+
+// Store is the coordinator's state. Methods called on it directly run as
+// their own transaction; Tx runs several in one.
+type Store interface {
+	Queries
+	// Tx runs fn in one transaction. If fn returns an error (or panics) the
+	// transaction is rolled back and nothing fn did is kept.
+	Tx(ctx context.Context, fn func(q Queries) error) error
+	Close() error
+}
+
+// Mesh address ranges.
+var (
+	IPv4Range = netip.MustParsePrefix("100.64.0.0/10")
+	IPv6Range = netip.MustParsePrefix("fd7a:115c:a1e0::/48")
+)
