@@ -1,0 +1,194 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/warrenmesh/warren/coordinator/audit"
+	"github.com/warrenmesh/warren/coordinator/auth"
+	"github.com/warrenmesh/warren/coordinator/registry"
+	"github.com/warrenmesh/warren/coordinator/store"
+)
+
+// maxBody bounds request bodies.
+const maxBody = 1 << 20
+
+// Config configures a Server.
+type Config struct {
+	Registry *registry.Registry // required
+	Store    store.Store        // required: API keys, audit listing
+	Audit    *audit.Log         // required
+	Logger   *slog.Logger
+	Now      func() time.Time
+}
+
+// Server is the admin API.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+	mux *http.ServeMux
+}
+
+// New returns a Server.
+func New(cfg Config) (*Server, error) {
+	if cfg.Registry == nil || cfg.Store == nil || cfg.Audit == nil {
+		return nil, errors.New("api: Registry, Store and Audit are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
+	s.routes()
+	return s, nil
+}
+
+type actorKey struct{}
+type credKey struct{}
+
+func actorFrom(ctx context.Context) registry.Actor {
+	a, _ := ctx.Value(actorKey{}).(registry.Actor)
+	return a
+}
+
+// LocalHandler serves requests arriving on the unix socket; the server
+// built with LocalConnContext must run it. Only root or the coordinator's
+// own user get in, as admins.
+func (s *Server) LocalHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cred, ok := r.Context().Value(credKey{}).(*unix.Ucred)
+		if !ok || (cred.Uid != 0 && int(cred.Uid) != os.Getuid()) {
+			uid := "unknown"
+			if ok {
+				uid = strconv.Itoa(int(cred.Uid))
+			}
+			s.deny(w, r, "local:uid="+uid, "only root or the coordinator's user may use the admin socket")
+			return
+		}
+		a := registry.Actor{Name: fmt.Sprintf("local:uid=%d", cred.Uid), Admin: true, Remote: "unix"}
+		s.mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), actorKey{}, a)))
+	})
+}
+
+// LocalConnContext records the peer credentials of a unix-socket
+// connection for LocalHandler. Use it as http.Server.ConnContext.
+func LocalConnContext(ctx context.Context, c net.Conn) context.Context {
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		return ctx
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return ctx
+	}
+	var cred *unix.Ucred
+	_ = raw.Control(func(fd uintptr) {
+		cred, err = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	})
+	if err != nil || cred == nil {
+		return ctx
+	}
+	return context.WithValue(ctx, credKey{}, cred)
+}
+
+// RemoteHandler serves requests over the network: each must carry
+// "Authorization: Bearer wak_…" with a valid API key of an enabled user.
+func (s *Server) RemoteHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a, err := s.authenticate(r)
+		if err != nil {
+			s.deny(w, r, "unknown", err.Error())
+			return
+		}
+		s.mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), actorKey{}, a)))
+	})
+}
+
+func (s *Server) authenticate(r *http.Request) (registry.Actor, error) {
+	secret, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok {
+		return registry.Actor{}, errors.New("missing API key: send Authorization: Bearer wak_…")
+	}
+	if err := auth.CheckFormat(secret, auth.APIKeyPrefix); err != nil {
+		return registry.Actor{}, errors.New("malformed API key")
+	}
+	ctx := r.Context()
+	k, err := s.cfg.Store.GetAPIKeyByHash(ctx, auth.Hash(secret))
+	if err != nil {
+		return registry.Actor{}, errors.New("unknown API key")
+	}
+	if err := auth.CheckAPIKey(k, s.cfg.Now()); err != nil {
+		return registry.Actor{}, fmt.Errorf("API key %s: %w", k.Prefix, err)
+	}
+	u, err := s.cfg.Store.GetUser(ctx, k.UserID)
+	if err != nil || u.Disabled {
+		return registry.Actor{}, fmt.Errorf("API key %s: owner missing or disabled", k.Prefix)
+	}
+	k.LastUsed = s.cfg.Now()
+	if err := s.cfg.Store.UpdateAPIKey(ctx, k); err != nil {
+		s.log.Warn("api: record key use", "key", k.Prefix, "err", err)
+	}
+	return registry.Actor{Name: "user:" + u.Name, UserID: u.ID, Admin: u.Role == store.RoleAdmin, Remote: r.RemoteAddr}, nil
+}
+
+func (s *Server) deny(w http.ResponseWriter, r *http.Request, actor, why string) {
+	_ = s.cfg.Audit.Record(r.Context(), audit.Event{Actor: actor, Action: "api.auth", Target: r.Method + " " + r.URL.Path,
+		Remote: r.RemoteAddr, Outcome: audit.Denied, Detail: map[string]any{"error": why}})
+	writeJSON(w, http.StatusUnauthorized, ErrorResponse{Error: why})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// writeErr maps registry and store errors to HTTP statuses.
+func writeErr(w http.ResponseWriter, err error) {
+	status := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, registry.ErrForbidden):
+		status = http.StatusForbidden
+	case errors.Is(err, store.ErrNotFound):
+		status = http.StatusNotFound
+	case errors.Is(err, store.ErrConflict):
+		status = http.StatusConflict
+	case errors.Is(err, registry.ErrBadRequest), errors.Is(err, errBadBody):
+		status = http.StatusBadRequest
+	}
+	writeJSON(w, status, ErrorResponse{Error: err.Error()})
+}
+
+var errBadBody = errors.New("bad request body")
+
+// readJSON decodes a bounded body, rejecting unknown fields so a typo is an
+// error rather than a silent default.
+func readJSON(r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%w: %w", errBadBody, err)
+	}
+	return nil
+}
+
+func pathID(r *http.Request) (int64, error) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		return 0, fmt.Errorf("%w: id must be a positive number", errBadBody)
+	}
+	return id, nil
+}

@@ -1,0 +1,160 @@
+// Package api is the coordinator's admin HTTP API (JSON over a root-only
+// unix socket on the coordinator host, or HTTPS with an API key) and the Go
+// client the warren-coordinator CLI uses to call it.
+//
+// Every request is authenticated before anything else happens; members may
+// see and manage only their own nodes and keys; every change is audited by
+// the registry. Plaintext keys appear only in the response that creates
+// them, never in a listing or a log.
+package api
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/warrenmesh/warren/coordinator/registry"
+	"github.com/warrenmesh/warren/coordinator/store"
+)
+
+// User is a user as the API shows it.
+type User struct {
+	ID       int64     `json:"id"`
+	Name     string    `json:"name"`
+	Email    string    `json:"email,omitempty"`
+	Groups   []string  `json:"groups,omitempty"`
+	Role     string    `json:"role"`
+	Disabled bool      `json:"disabled"`
+	Created  time.Time `json:"created"`
+}
+
+// CreateUserRequest is the body of POST /api/v1/users.
+type CreateUserRequest struct {
+	Name   string   `json:"name"`
+	Email  string   `json:"email,omitempty"`
+	Groups []string `json:"groups,omitempty"`
+	Admin  bool     `json:"admin,omitempty"`
+}
+
+// Node is a node as the API shows it.
+type Node struct {
+	ID         int64            `json:"id"`
+	Name       string           `json:"name"`
+	Hostname   string           `json:"hostname"`
+	User       string           `json:"user,omitempty"`
+	Tags       []string         `json:"tags,omitempty"`
+	IPv4       netip.Addr       `json:"ipv4"`
+	IPv6       netip.Addr       `json:"ipv6"`
+	MachineKey string           `json:"machineKey"`
+	NodeKey    string           `json:"nodeKey"`
+	Online     bool             `json:"online"`
+	LastSeen   time.Time        `json:"lastSeen,omitzero"`
+	Created    time.Time        `json:"created"`
+	KeyExpiry  time.Time        `json:"keyExpiry,omitzero"`
+	Expired    bool             `json:"expired"`
+	Ephemeral  bool             `json:"ephemeral"`
+	Endpoints  []netip.AddrPort `json:"endpoints,omitempty"`
+}
+
+// SetTagsRequest is the body of POST /api/v1/nodes/{id}/tags.
+type SetTagsRequest struct {
+	Tags []string `json:"tags"`
+}
+
+// AuthKey is a pre-auth key as the API shows it. Key is set only in the
+// response that created it.
+type AuthKey struct {
+	ID         int64     `json:"id"`
+	Key        string    `json:"key,omitempty"`
+	Prefix     string    `json:"prefix"`
+	UserID     int64     `json:"userId"`
+	Reusable   bool      `json:"reusable"`
+	Ephemeral  bool      `json:"ephemeral"`
+	Tags       []string  `json:"tags,omitempty"`
+	Expiration time.Time `json:"expiration,omitzero"`
+	Created    time.Time `json:"created"`
+	UsedCount  int       `json:"usedCount"`
+	Revoked    bool      `json:"revoked"`
+}
+
+// CreateAuthKeyRequest is the body of POST /api/v1/authkeys.
+type CreateAuthKeyRequest struct {
+	UserID    int64    `json:"userId,omitempty"` // 0: the caller
+	Reusable  bool     `json:"reusable,omitempty"`
+	Ephemeral bool     `json:"ephemeral,omitempty"`
+	Tags      []string `json:"tags,omitempty"`
+	TTL       Duration `json:"ttl,omitempty"`
+}
+
+// APIKey is an API key as the API shows it. Key is set only at creation.
+type APIKey struct {
+	ID         int64     `json:"id"`
+	Key        string    `json:"key,omitempty"`
+	Prefix     string    `json:"prefix"`
+	UserID     int64     `json:"userId"`
+	Expiration time.Time `json:"expiration,omitzero"`
+	Created    time.Time `json:"created"`
+	LastUsed   time.Time `json:"lastUsed,omitzero"`
+	Revoked    bool      `json:"revoked"`
+}
+
+// CreateAPIKeyRequest is the body of POST /api/v1/apikeys.
+type CreateAPIKeyRequest struct {
+	UserID int64    `json:"userId,omitempty"`
+	TTL    Duration `json:"ttl,omitempty"`
+}
+
+// AuditEvent is one audit event.
+type AuditEvent struct {
+	Time    time.Time `json:"time"`
+	Actor   string    `json:"actor"`
+	Action  string    `json:"action"`
+	Target  string    `json:"target,omitempty"`
+	Remote  string    `json:"remote,omitempty"`
+	Outcome string    `json:"outcome"`
+	Detail  string    `json:"detail,omitempty"`
+}
+
+// WhoAmI describes the caller.
+type WhoAmI struct {
+	Actor string `json:"actor"`
+	Admin bool   `json:"admin"`
+}
+
+// ErrorResponse is the body of every error.
+type ErrorResponse struct {
+	Error string `json:"error"`
+}
+
+// Duration is a time.Duration that reads and writes as "90s", "24h".
+type Duration time.Duration
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	*d = Duration(v)
+	return err
+}
+
+func userJSON(u store.User) User {
+	return User{ID: int64(u.ID), Name: u.Name, Email: u.Email, Groups: u.Groups, Role: string(u.Role), Disabled: u.Disabled, Created: u.Created}
+}
+
+func nodeJSON(n registry.NodeInfo) Node {
+	return Node{ID: int64(n.ID), Name: n.Name, Hostname: n.Hostname, User: n.User, Tags: n.Tags,
+		IPv4: n.IPv4, IPv6: n.IPv6, MachineKey: n.MachineKey.String(), NodeKey: n.NodeKey.String(),
+		Online: n.Online, LastSeen: n.LastSeen, Created: n.Created, KeyExpiry: n.KeyExpiry,
+		Expired: n.Expired, Ephemeral: n.Ephemeral, Endpoints: n.Endpoints}
+}
+
+func authKeyJSON(k store.AuthKey, plain string) AuthKey {
+	return AuthKey{ID: int64(k.ID), Key: plain, Prefix: k.Prefix, UserID: int64(k.UserID), Reusable: k.Reusable,
+		Ephemeral: k.Ephemeral, Tags: k.Tags, Expiration: k.Expiration, Created: k.Created, UsedCount: k.UsedCount, Revoked: k.Revoked}
+}
+
+func apiKeyJSON(k store.APIKey, plain string) APIKey {
+	return APIKey{ID: int64(k.ID), Key: plain, Prefix: k.Prefix, UserID: int64(k.UserID), Expiration: k.Expiration,
+		Created: k.Created, LastUsed: k.LastUsed, Revoked: k.Revoked}
+}

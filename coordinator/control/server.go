@@ -1,0 +1,179 @@
+// Package control is the coordinator's side of the control channel: one
+// websocket per node, Noise IK inside, carrying the wire protocol. It
+// authenticates the node's machine key, registers it through the registry,
+// and streams its netmap (full map, then deltas) until the channel closes.
+//
+// It must never trust anything a node sends before the Noise handshake has
+// proven the machine key, never read more than wire.MaxNodeMessage per
+// message, and never block the netmap engine on a slow node.
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/warrenmesh/warren/coordinator/audit"
+	"github.com/warrenmesh/warren/coordinator/auth"
+	"github.com/warrenmesh/warren/coordinator/netmap"
+	"github.com/warrenmesh/warren/coordinator/registry"
+	"github.com/warrenmesh/warren/coordinator/store"
+	"github.com/warrenmesh/warren/internal/key"
+	"github.com/warrenmesh/warren/internal/noise"
+	"github.com/warrenmesh/warren/internal/wire"
+)
+
+// Paths served by Handler.
+const (
+	KeyPath     = "/key"     // the coordinator's public key, JSON
+	ControlPath = "/control" // the websocket control channel
+	Subprotocol = "warren-control-v1"
+)
+
+// KeyResponse is the JSON served at KeyPath.
+type KeyResponse struct {
+	Key             key.ControlPublic `json:"key"`
+	ProtocolVersion int               `json:"protocolVersion"`
+}
+
+// Config configures a Server.
+type Config struct {
+	Key      key.ControlPrivate // required
+	Registry *registry.Registry // required
+	Engine   *netmap.Engine     // required
+	Audit    *audit.Log         // required
+	Logger   *slog.Logger
+	// KeepAlive is how often an idle channel carries a keep-alive; 0 means
+	// 30 s.
+	KeepAlive time.Duration
+	// HandshakeTimeout bounds the Noise handshake and the first messages;
+	// 0 means 10 s.
+	HandshakeTimeout time.Duration
+}
+
+// Server serves the control channel. Close ends every channel it runs.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	replay *noise.ReplayGuard
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New returns a Server.
+func New(cfg Config) (*Server, error) {
+	if cfg.Key.IsZero() || cfg.Registry == nil || cfg.Engine == nil || cfg.Audit == nil {
+		return nil, errors.New("control: Key, Registry, Engine and Audit are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.KeepAlive <= 0 {
+		cfg.KeepAlive = 30 * time.Second
+	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = 10 * time.Second
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{cfg: cfg, log: cfg.Logger, replay: noise.NewReplayGuard(0), ctx: ctx, cancel: cancel}, nil
+}
+
+// Close closes every control channel and waits for their goroutines.
+func (s *Server) Close() {
+	s.cancel()
+	s.wg.Wait()
+}
+
+// Handler returns the HTTP handler serving KeyPath and ControlPath.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+KeyPath, s.serveKey)
+	mux.HandleFunc("GET "+ControlPath, s.serveControl)
+	return mux
+}
+
+func (s *Server) serveKey(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(KeyResponse{Key: s.cfg.Key.Public(), ProtocolVersion: wire.ProtocolVersion})
+}
+
+func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
+	s.wg.Add(1)
+	defer s.wg.Done()
+	if s.ctx.Err() != nil {
+		http.Error(w, "coordinator shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{Subprotocol}})
+	if err != nil {
+		s.log.Debug("control: websocket accept", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	defer cancel()
+	mc := noise.WebSocket(ws)
+	defer mc.Close()
+	hctx, hcancel := context.WithTimeout(ctx, s.cfg.HandshakeTimeout)
+	// noise.Server closes the transport when the handshake fails; hold that
+	// close back until the failure is audited, so the audit trail is complete
+	// by the time the node sees the channel end.
+	conn, err := noise.Server(hctx, closeLater{mc}, noise.ServerConfig{Key: s.cfg.Key, Replay: s.replay})
+	hcancel()
+	if err != nil {
+		_ = s.cfg.Audit.Record(ctx, audit.Event{Actor: "unknown", Action: "control.handshake", Remote: r.RemoteAddr,
+			Outcome: audit.Denied, Detail: map[string]any{"error": err.Error()}})
+		_ = ws.Close(websocket.StatusPolicyViolation, "noise handshake failed")
+		return
+	}
+	defer conn.Close()
+	// Close the channel when the server closes.
+	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
+	defer stop()
+	sess := &session{srv: s, conn: conn, remote: r.RemoteAddr, log: s.log.With("machine", conn.Peer().ShortString(), "remote", r.RemoteAddr)}
+	if err := sess.run(ctx); err != nil {
+		sess.log.Info("control channel closed", "err", err)
+	}
+}
+
+// closeLater is a MessageConn whose Close does nothing: serveControl closes
+// the real one itself.
+type closeLater struct{ noise.MessageConn }
+
+func (closeLater) Close() error { return nil }
+
+// errorFor turns a registration or session error into the message a node is
+// sent before the channel closes.
+func errorFor(err error) *wire.Error {
+	var we *wire.Error
+	if errors.As(err, &we) {
+		return we
+	}
+	code := wire.CodeInternal
+	msg := "the coordinator failed; try again later"
+	switch {
+	case errors.Is(err, auth.ErrUnknownKey), errors.Is(err, auth.ErrKeyExpired), errors.Is(err, auth.ErrKeyRevoked),
+		errors.Is(err, auth.ErrKeyUsed), errors.Is(err, auth.ErrNoLogin), errors.Is(err, registry.ErrNeedAuth),
+		errors.Is(err, registry.ErrTagNotGranted), errors.Is(err, registry.ErrNodeKeyInUse):
+		code, msg = wire.CodeUnauthorized, err.Error()
+	case errors.Is(err, registry.ErrBadRequest), errors.Is(err, errBadMessage):
+		code, msg = wire.CodeBadRequest, err.Error()
+	case errors.Is(err, errVersion):
+		code, msg = wire.CodeVersion, err.Error()
+	case errors.Is(err, store.ErrNotFound):
+		code, msg = wire.CodeNodeRemoved, "this node is no longer registered: run warren up to join again"
+	}
+	return &wire.Error{Code: code, Message: msg}
+}
+
+var (
+	errBadMessage = errors.New("unexpected message")
+	errVersion    = fmt.Errorf("protocol version not supported (this coordinator speaks %d to %d): upgrade warren", wire.MinProtocolVersion, wire.ProtocolVersion)
+)

@@ -1,0 +1,165 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+
+	"github.com/warrenmesh/warren/coordinator/audit"
+	"github.com/warrenmesh/warren/coordinator/netmap"
+	"github.com/warrenmesh/warren/coordinator/registry"
+	"github.com/warrenmesh/warren/coordinator/store"
+	"github.com/warrenmesh/warren/internal/noise"
+	"github.com/warrenmesh/warren/internal/wire"
+)
+
+// session is one authenticated control channel.
+type session struct {
+	srv    *Server
+	conn   *noise.Conn
+	remote string
+	log    *slog.Logger
+}
+
+// read reads one message from the node, refusing oversized frames.
+func (s *session) read() (wire.Message, error) {
+	m, err := wire.ReadMessage(s.conn, wire.MaxNodeMessage)
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// fail tells the node why the channel closes, audits it, and returns err.
+func (s *session) fail(ctx context.Context, action string, err error) error {
+	werr := errorFor(err)
+	_ = wire.WriteMessage(s.conn, werr)
+	if errors.Is(err, wire.ErrTooLarge) || errors.Is(err, wire.ErrUnknownType) || errors.Is(err, wire.ErrFrameVersion) ||
+		errors.Is(err, errBadMessage) || errors.Is(err, errVersion) {
+		_ = s.srv.cfg.Audit.Record(ctx, audit.Event{Actor: "node:" + s.conn.Peer().String(), Action: action,
+			Remote: s.remote, Outcome: audit.Denied, Detail: map[string]any{"error": err.Error()}})
+	}
+	return err
+}
+
+func (s *session) run(ctx context.Context) error {
+	m, err := s.read()
+	if err != nil {
+		return s.fail(ctx, "control.register", fmt.Errorf("%w: %w", errBadMessage, err))
+	}
+	req, ok := m.(*wire.RegisterRequest)
+	if !ok {
+		return s.fail(ctx, "control.register", fmt.Errorf("%w: want RegisterRequest first, got %v", errBadMessage, m.WireType()))
+	}
+	if req.Version < wire.MinProtocolVersion || req.Version > wire.ProtocolVersion {
+		return s.fail(ctx, "control.register", fmt.Errorf("%w: node speaks %d", errVersion, req.Version))
+	}
+	node, err := s.srv.cfg.Registry.Register(ctx, s.conn.Peer(), req, s.remote)
+	if err != nil {
+		return s.fail(ctx, "node.register", err)
+	}
+	self, _ := s.srv.cfg.Engine.Node(wire.NodeID(node.ID))
+	if err := wire.WriteMessage(s.conn, &wire.RegisterResponse{Authorized: true, Self: &self.Wire}); err != nil {
+		return err
+	}
+	m, err = s.read()
+	if err != nil {
+		return s.fail(ctx, "control.map", fmt.Errorf("%w: %w", errBadMessage, err))
+	}
+	mreq, ok := m.(*wire.MapRequest)
+	if !ok {
+		return s.fail(ctx, "control.map", fmt.Errorf("%w: want MapRequest, got %v", errBadMessage, m.WireType()))
+	}
+	return s.stream(ctx, node.ID, mreq)
+}
+
+// stream sends the netmap until the channel or the stream ends, while
+// reading the node's updates.
+func (s *session) stream(ctx context.Context, id store.NodeID, req *wire.MapRequest) error {
+	st, err := s.srv.cfg.Engine.Subscribe(wire.NodeID(id))
+	if err != nil {
+		return s.fail(ctx, "control.map", store.ErrNotFound)
+	}
+	defer st.Close()
+	reg := s.srv.cfg.Registry
+	reg.Connected(ctx, id, validEndpoints(req.Endpoints), req.HomeRelay)
+	defer reg.Disconnected(context.WithoutCancel(ctx), id)
+	s.log.Info("node connected", "node", id)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	writerDone := make(chan error, 1)
+	go func() { writerDone <- s.write(ctx, st, req.Stream) }()
+	readErr := s.readUpdates(ctx, id)
+	cancel()
+	_ = s.conn.Close() // unblock a writer stuck on a dead peer
+	if werr := <-writerDone; werr != nil && !errors.Is(werr, context.Canceled) {
+		return werr
+	}
+	return readErr
+}
+
+// write sends each netmap response, and keep-alives when idle. With stream
+// unset it sends the full map and returns.
+func (s *session) write(ctx context.Context, st *netmap.Stream, stream bool) error {
+	for {
+		nctx, ncancel := context.WithTimeout(ctx, s.srv.cfg.KeepAlive)
+		resp, err := st.Next(nctx)
+		ncancel()
+		switch {
+		case err == nil:
+			if err := wire.WriteMessage(s.conn, resp); err != nil {
+				return fmt.Errorf("send netmap: %w", err)
+			}
+			if !stream {
+				return nil
+			}
+		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+			if err := wire.WriteMessage(s.conn, &wire.KeepAlive{}); err != nil {
+				return fmt.Errorf("send keep-alive: %w", err)
+			}
+		case errors.Is(err, netmap.ErrReplaced), errors.Is(err, registry.ErrNodeDeleted):
+			_ = wire.WriteMessage(s.conn, errorFor(err))
+			_ = s.conn.Close()
+			return err
+		default:
+			return err
+		}
+	}
+}
+
+// readUpdates handles the node's messages until the channel fails.
+func (s *session) readUpdates(ctx context.Context, id store.NodeID) error {
+	for {
+		m, err := s.read()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if errors.Is(err, wire.ErrTooLarge) || errors.Is(err, wire.ErrUnknownType) || errors.Is(err, wire.ErrFrameVersion) {
+				return s.fail(ctx, "control.update", fmt.Errorf("%w: %w", errBadMessage, err))
+			}
+			return err
+		}
+		switch m := m.(type) {
+		case *wire.UpdateRequest:
+			s.srv.cfg.Registry.UpdateEndpoints(ctx, id, validEndpoints(m.Endpoints), m.HomeRelay)
+		case *wire.KeepAlive:
+		default:
+			return s.fail(ctx, "control.update", fmt.Errorf("%w: %v during streaming", errBadMessage, m.WireType()))
+		}
+	}
+}
+
+// validEndpoints drops endpoints no peer could use.
+func validEndpoints(eps []netip.AddrPort) []netip.AddrPort {
+	out := eps[:0:0]
+	for _, ep := range eps {
+		if ep.IsValid() && ep.Port() != 0 && !ep.Addr().IsUnspecified() && !ep.Addr().IsMulticast() {
+			out = append(out, ep)
+		}
+	}
+	return out
+}

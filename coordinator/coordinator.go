@@ -1,0 +1,224 @@
+// Package coordinator assembles Warren's control server: the store, the
+// coordinator key, the netmap engine, the registry, the control channel
+// and the admin API, and serves them until its context ends.
+//
+// It owns every goroutine it starts and ends them all in Serve's return or
+// Close. It must never write the coordinator's private key anywhere but its
+// own 0600 key file, and never expose the admin API without
+// authentication: the unix socket is 0600 and checks peer credentials, the
+// network listener requires TLS (or loopback) and an API key.
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/warrenmesh/warren/coordinator/api"
+	"github.com/warrenmesh/warren/coordinator/audit"
+	"github.com/warrenmesh/warren/coordinator/auth"
+	"github.com/warrenmesh/warren/coordinator/control"
+	"github.com/warrenmesh/warren/coordinator/netmap"
+	"github.com/warrenmesh/warren/coordinator/registry"
+	"github.com/warrenmesh/warren/coordinator/store"
+	"github.com/warrenmesh/warren/internal/key"
+)
+
+// Config configures a coordinator.
+type Config struct {
+	// StateDir holds warren.db, coordinator.key and admin.sock. Required.
+	StateDir string
+	// Domain is the mesh DNS domain; default "warren.internal".
+	Domain string
+	// Login enables interactive login (the OIDC issue plugs in here).
+	Login  auth.Login
+	Logger *slog.Logger
+	// KeyExpiry and EphemeralGrace: see registry.Config.
+	KeyExpiry      time.Duration
+	EphemeralGrace time.Duration
+	// KeepAlive: see control.Config.
+	KeepAlive time.Duration
+}
+
+// Coordinator is a running control server.
+type Coordinator struct {
+	cfg      Config
+	log      *slog.Logger
+	key      key.ControlPrivate
+	store    store.Store
+	engine   *netmap.Engine
+	registry *registry.Registry
+	control  *control.Server
+	api      *api.Server
+	audit    *audit.Log
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New opens (or creates) the coordinator's state and returns it ready to
+// serve. Close releases it.
+func New(ctx context.Context, cfg Config) (*Coordinator, error) {
+	if cfg.StateDir == "" {
+		return nil, errors.New("coordinator: state directory required")
+	}
+	if cfg.Domain == "" {
+		cfg.Domain = "warren.internal"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("coordinator: create state dir: %w", err)
+	}
+	k, err := loadOrCreateKey(filepath.Join(cfg.StateDir, "coordinator.key"))
+	if err != nil {
+		return nil, err
+	}
+	st, err := store.Open(ctx, filepath.Join(cfg.StateDir, "warren.db"), cfg.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: %w", err)
+	}
+	c := &Coordinator{cfg: cfg, log: cfg.Logger, key: k, store: st}
+	c.audit = audit.New(st, cfg.Logger)
+	c.engine = netmap.New(netmap.Config{Domain: cfg.Domain, Logger: cfg.Logger})
+	c.registry, err = registry.New(ctx, registry.Config{
+		Store: st, Engine: c.engine, Audit: c.audit, Login: cfg.Login, Logger: cfg.Logger,
+		KeyExpiry: cfg.KeyExpiry, EphemeralGrace: cfg.EphemeralGrace,
+	})
+	if err == nil {
+		c.control, err = control.New(control.Config{Key: k, Registry: c.registry, Engine: c.engine,
+			Audit: c.audit, Logger: cfg.Logger, KeepAlive: cfg.KeepAlive})
+	}
+	if err == nil {
+		c.api, err = api.New(api.Config{Registry: c.registry, Store: st, Audit: c.audit, Logger: cfg.Logger})
+	}
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("coordinator: %w", err)
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		_ = c.engine.Run(runCtx)
+	}()
+	return c, nil
+}
+
+// PublicKey returns the key nodes pin.
+func (c *Coordinator) PublicKey() key.ControlPublic { return c.key.Public() }
+
+// Store returns the coordinator's store (for tests and embedding).
+func (c *Coordinator) Store() store.Store { return c.store }
+
+// Registry returns the coordinator's registry (for tests and embedding).
+func (c *Coordinator) Registry() *registry.Registry { return c.registry }
+
+// Engine returns the netmap engine (for tests and embedding).
+func (c *Coordinator) Engine() *netmap.Engine { return c.engine }
+
+// Handler serves the public endpoints: the key, the control channel and a
+// health check.
+func (c *Coordinator) Handler() http.Handler {
+	mux := http.NewServeMux()
+	ctl := c.control.Handler()
+	mux.Handle(control.KeyPath, ctl)
+	mux.Handle(control.ControlPath, ctl)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	return mux
+}
+
+// AdminHandler serves the admin API to callers with an API key. Mount it
+// on a TLS (or loopback) listener.
+func (c *Coordinator) AdminHandler() http.Handler { return c.api.RemoteHandler() }
+
+// ListenAdminSocket creates the admin API's unix socket at path, readable
+// and writable by the owner only.
+func ListenAdminSocket(path string) (net.Listener, error) {
+	_ = os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	return ln, nil
+}
+
+// ServeAdmin serves the admin API on a unix-socket listener (see
+// ListenAdminSocket) until ctx ends. Only root or the coordinator's own user
+// get in.
+func (c *Coordinator) ServeAdmin(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{Handler: c.api.LocalHandler(), ConnContext: api.LocalConnContext, ReadHeaderTimeout: 10 * time.Second}
+	return serveUntil(ctx, srv, ln, func() error { return srv.Serve(ln) })
+}
+
+// serveUntil runs serve until ctx ends, then shuts srv down gracefully.
+func serveUntil(ctx context.Context, srv *http.Server, ln net.Listener, serve func() error) error {
+	errc := make(chan error, 1)
+	go func() { errc <- serve() }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(sctx)
+	<-errc
+	_ = ln.Close()
+	return nil
+}
+
+// ServeHTTP serves Handler on ln until ctx ends. Control channels are
+// closed first so the shutdown does not wait on long-lived websockets.
+func (c *Coordinator) ServeHTTP(ctx context.Context, ln net.Listener, handler http.Handler) error {
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	stop := context.AfterFunc(ctx, c.control.Close)
+	defer stop()
+	return serveUntil(ctx, srv, ln, func() error { return srv.Serve(ln) })
+}
+
+// Close ends every control channel and background loop and closes the
+// store.
+func (c *Coordinator) Close() error {
+	c.control.Close()
+	c.registry.Close()
+	c.cancel()
+	c.wg.Wait()
+	return c.store.Close()
+}
+
+// loadOrCreateKey reads the coordinator's private key, creating it (0600)
+// on first start.
+func loadOrCreateKey(path string) (key.ControlPrivate, error) {
+	var k key.ControlPrivate
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		k = key.NewControl()
+		text, _ := k.MarshalText()
+		if err := os.WriteFile(path, append(text, '\n'), 0o600); err != nil {
+			return k, fmt.Errorf("coordinator: write key: %w", err)
+		}
+		return k, nil
+	}
+	if err != nil {
+		return k, fmt.Errorf("coordinator: read key: %w", err)
+	}
+	if err := k.UnmarshalText([]byte(strings.TrimSpace(string(b)))); err != nil {
+		return k, fmt.Errorf("coordinator: key file %s: %w", path, err)
+	}
+	return k, nil
+}

@@ -1,0 +1,377 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/warrenmesh/warren/coordinator/audit"
+	"github.com/warrenmesh/warren/coordinator/auth"
+	"github.com/warrenmesh/warren/coordinator/store"
+	"github.com/warrenmesh/warren/internal/wire"
+)
+
+// ErrNodeDeleted closes the control channel of a node an admin deleted.
+var ErrNodeDeleted = &wire.Error{Code: wire.CodeNodeRemoved, Message: "this node was deleted from the mesh: run warren up to join again"}
+
+// ErrForbidden is returned when an actor may not do what it asked.
+var ErrForbidden = errors.New("forbidden")
+
+// Actor is who asks for an admin change; it appears in the audit log.
+type Actor struct {
+	Name   string // "user:ann@example.com", "local:root", …
+	UserID store.UserID
+	Admin  bool
+	Remote string
+}
+
+// may reports whether a may manage something owned by owner.
+func (a Actor) may(owner store.UserID) error {
+	if a.Admin || (owner != 0 && owner == a.UserID) {
+		return nil
+	}
+	return fmt.Errorf("%w: %s may only manage its own nodes", ErrForbidden, a.Name)
+}
+
+// record audits an admin change and passes err through.
+func (r *Registry) record(ctx context.Context, a Actor, action, target string, detail map[string]any, err error) error {
+	ev := audit.Event{Actor: a.Name, Action: action, Target: target, Remote: a.Remote, Detail: detail}
+	if err != nil {
+		ev.Outcome = audit.Failed
+		if errors.Is(err, ErrForbidden) || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) || errors.Is(err, ErrBadRequest) {
+			ev.Outcome = audit.Denied
+		}
+		if ev.Detail == nil {
+			ev.Detail = map[string]any{}
+		}
+		ev.Detail["error"] = err.Error()
+	}
+	if aerr := r.audit.Record(ctx, ev); aerr != nil && err == nil {
+		return fmt.Errorf("change made but not audited: %w", aerr)
+	}
+	return err
+}
+
+// NodeInfo is a stored node with its live state.
+type NodeInfo struct {
+	store.Node
+	User    string
+	Online  bool
+	Expired bool
+}
+
+// ListNodes returns the nodes a may see: all for admins, its own otherwise.
+func (r *Registry) ListNodes(ctx context.Context, a Actor) ([]NodeInfo, error) {
+	nodes, err := r.st.ListNodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	users, err := r.usersByID(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := r.now()
+	out := make([]NodeInfo, 0, len(nodes))
+	for _, n := range nodes {
+		if a.may(n.UserID) != nil {
+			continue
+		}
+		r.mu.Lock()
+		online := r.conns[n.ID] > 0
+		r.mu.Unlock()
+		out = append(out, NodeInfo{Node: n, User: users[n.UserID].Name, Online: online, Expired: n.Expired(now)})
+	}
+	return out, nil
+}
+
+// changeNode loads node id, checks a may manage it, applies fn, stores and
+// publishes the result.
+func (r *Registry) changeNode(ctx context.Context, a Actor, id store.NodeID, action string, detail map[string]any, fn func(*store.Node) error) (store.Node, error) {
+	var out store.Node
+	err := r.st.Tx(ctx, func(q store.Queries) error {
+		n, err := q.GetNode(ctx, id)
+		if err != nil {
+			return err
+		}
+		if err := a.may(n.UserID); err != nil {
+			return err
+		}
+		if err := fn(&n); err != nil {
+			return err
+		}
+		out, err = q.UpdateNode(ctx, n)
+		return err
+	})
+	if err = r.record(ctx, a, action, fmt.Sprintf("node:%d", id), detail, err); err != nil {
+		return store.Node{}, err
+	}
+	r.publish(ctx, &out)
+	return out, nil
+}
+
+// ExpireNode expires a node's key now: it loses every peer until it
+// re-authenticates.
+func (r *Registry) ExpireNode(ctx context.Context, a Actor, id store.NodeID) (store.Node, error) {
+	return r.changeNode(ctx, a, id, "node.expire", nil, func(n *store.Node) error {
+		n.KeyExpiry = r.now()
+		return nil
+	})
+}
+
+// SetTags replaces a node's tags (admins only). Tagged nodes never expire;
+// a node whose tags are cleared gets a fresh user-node expiry.
+func (r *Registry) SetTags(ctx context.Context, a Actor, id store.NodeID, tags []string) (store.Node, error) {
+	detail := map[string]any{"tags": tags}
+	return r.changeNode(ctx, a, id, "node.tag", detail, func(n *store.Node) error {
+		if !a.Admin {
+			return fmt.Errorf("%w: only admins may tag nodes", ErrForbidden)
+		}
+		for _, t := range tags {
+			if !ValidTag(t) {
+				return fmt.Errorf("%w: bad tag %q", ErrBadRequest, t)
+			}
+		}
+		wasTagged := n.Tagged()
+		n.Tags = slices.Clone(tags)
+		if n.Tagged() != wasTagged {
+			n.KeyExpiry = r.expiryFor(n)
+		}
+		return nil
+	})
+}
+
+// DeleteNode removes a node: peers forget it at once and its control
+// channel is closed.
+func (r *Registry) DeleteNode(ctx context.Context, a Actor, id store.NodeID) error {
+	err := r.st.Tx(ctx, func(q store.Queries) error {
+		n, err := q.GetNode(ctx, id)
+		if err != nil {
+			return err
+		}
+		if err := a.may(n.UserID); err != nil {
+			return err
+		}
+		return q.DeleteNode(ctx, id)
+	})
+	if err = r.record(ctx, a, "node.delete", fmt.Sprintf("node:%d", id), nil, err); err != nil {
+		return err
+	}
+	r.engine.Remove(wire.NodeID(id), ErrNodeDeleted)
+	return nil
+}
+
+// CreateUser adds a user (admins only).
+func (r *Registry) CreateUser(ctx context.Context, a Actor, u store.User) (store.User, error) {
+	var out store.User
+	err := a.admin()
+	if err == nil {
+		err = checkUser(&u)
+	}
+	if err == nil {
+		u.Created = r.now()
+		out, err = r.st.CreateUser(ctx, u)
+	}
+	err = r.record(ctx, a, "user.create", "user:"+u.Name, map[string]any{"role": u.Role, "groups": u.Groups}, err)
+	return out, err
+}
+
+func (a Actor) admin() error {
+	if !a.Admin {
+		return fmt.Errorf("%w: %s is not an admin", ErrForbidden, a.Name)
+	}
+	return nil
+}
+
+func checkUser(u *store.User) error {
+	if u.Name == "" || len(u.Name) > 255 {
+		return fmt.Errorf("%w: user name must be 1 to 255 bytes", ErrBadRequest)
+	}
+	if u.Role == "" {
+		u.Role = store.RoleMember
+	}
+	if u.Role != store.RoleMember && u.Role != store.RoleAdmin {
+		return fmt.Errorf("%w: role must be %q or %q", ErrBadRequest, store.RoleMember, store.RoleAdmin)
+	}
+	return nil
+}
+
+// ListUsers returns all users (admins) or the actor itself.
+func (r *Registry) ListUsers(ctx context.Context, a Actor) ([]store.User, error) {
+	users, err := r.st.ListUsers(ctx)
+	if err != nil || a.Admin {
+		return users, err
+	}
+	return slices.DeleteFunc(users, func(u store.User) bool { return u.ID != a.UserID }), nil
+}
+
+// SetUserDisabled disables or enables a user. A disabled user's nodes drop
+// out of every netmap at once; tagged nodes it registered keep working.
+func (r *Registry) SetUserDisabled(ctx context.Context, a Actor, id store.UserID, disabled bool) (store.User, error) {
+	var u store.User
+	err := a.admin()
+	if err == nil {
+		err = r.st.Tx(ctx, func(q store.Queries) error {
+			var err error
+			if u, err = q.GetUser(ctx, id); err != nil {
+				return err
+			}
+			u.Disabled = disabled
+			return q.UpdateUser(ctx, u)
+		})
+	}
+	action := "user.enable"
+	if disabled {
+		action = "user.disable"
+	}
+	if err := r.record(ctx, a, action, fmt.Sprintf("user:%d", id), nil, err); err != nil {
+		return store.User{}, err
+	}
+	return u, r.republishUser(ctx, id)
+}
+
+// DeleteUser deletes a user, its nodes and keys; tagged nodes it registered
+// are kept.
+func (r *Registry) DeleteUser(ctx context.Context, a Actor, id store.UserID) error {
+	before, err := r.st.ListNodes(ctx)
+	if err == nil {
+		err = a.admin()
+	}
+	if err == nil {
+		err = r.st.DeleteUser(ctx, id)
+	}
+	if err := r.record(ctx, a, "user.delete", fmt.Sprintf("user:%d", id), nil, err); err != nil {
+		return err
+	}
+	for _, n := range before {
+		if n.UserID == id && !n.Tagged() {
+			r.engine.Remove(wire.NodeID(n.ID), ErrNodeDeleted)
+		}
+	}
+	return r.republishUser(ctx, id)
+}
+
+// republishUser pushes every remaining node registered by user id.
+func (r *Registry) republishUser(ctx context.Context, id store.UserID) error {
+	nodes, err := r.st.ListNodes(ctx)
+	if err != nil {
+		return err
+	}
+	for i := range nodes {
+		if nodes[i].UserID == id {
+			r.publish(ctx, &nodes[i])
+		}
+	}
+	return nil
+}
+
+// AuthKeyRequest describes a pre-auth key to create.
+type AuthKeyRequest struct {
+	UserID    store.UserID // owner; 0 means the actor
+	Reusable  bool
+	Ephemeral bool
+	Tags      []string
+	TTL       time.Duration // 0: never expires
+}
+
+// CreateAuthKey creates a pre-auth key and returns it with its plaintext,
+// which is shown this once and never stored.
+func (r *Registry) CreateAuthKey(ctx context.Context, a Actor, req AuthKeyRequest) (store.AuthKey, string, error) {
+	if req.UserID == 0 {
+		req.UserID = a.UserID
+	}
+	plain, hash, display := auth.NewSecret(auth.AuthKeyPrefix)
+	k := store.AuthKey{Prefix: display, Hash: hash, UserID: req.UserID, Reusable: req.Reusable,
+		Ephemeral: req.Ephemeral, Tags: req.Tags, Created: r.now()}
+	if req.TTL > 0 {
+		k.Expiration = k.Created.Add(req.TTL)
+	}
+	err := a.may(req.UserID)
+	if err == nil && len(req.Tags) > 0 {
+		err = a.admin()
+	}
+	for _, t := range req.Tags {
+		if err == nil && !ValidTag(t) {
+			err = fmt.Errorf("%w: bad tag %q", ErrBadRequest, t)
+		}
+	}
+	if err == nil && req.UserID == 0 {
+		err = fmt.Errorf("%w: a pre-auth key needs an owning user (--user)", ErrBadRequest)
+	}
+	if err == nil {
+		k, err = r.st.CreateAuthKey(ctx, k)
+	}
+	detail := map[string]any{"key": display, "user": req.UserID, "reusable": req.Reusable, "ephemeral": req.Ephemeral, "tags": req.Tags}
+	if err := r.record(ctx, a, "authkey.create", "authkey:"+display, detail, err); err != nil {
+		return store.AuthKey{}, "", err
+	}
+	return k, plain, nil
+}
+
+// ListAuthKeys returns the pre-auth keys a may see (hashes included, never
+// plaintext).
+func (r *Registry) ListAuthKeys(ctx context.Context, a Actor) ([]store.AuthKey, error) {
+	keys, err := r.st.ListAuthKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(keys, func(k store.AuthKey) bool { return a.may(k.UserID) != nil }), nil
+}
+
+// RevokeAuthKey revokes (expire=false) or expires now (expire=true) a
+// pre-auth key. Nodes it registered keep working.
+func (r *Registry) RevokeAuthKey(ctx context.Context, a Actor, id store.AuthKeyID, expire bool) (store.AuthKey, error) {
+	var k store.AuthKey
+	err := r.st.Tx(ctx, func(q store.Queries) error {
+		var err error
+		if k, err = q.GetAuthKey(ctx, id); err != nil {
+			return err
+		}
+		if err := a.may(k.UserID); err != nil {
+			return err
+		}
+		if expire {
+			k.Expiration = r.now()
+		} else {
+			k.Revoked = true
+		}
+		return q.UpdateAuthKey(ctx, k)
+	})
+	action := "authkey.revoke"
+	if expire {
+		action = "authkey.expire"
+	}
+	err = r.record(ctx, a, action, "authkey:"+k.Prefix, map[string]any{"id": id}, err)
+	return k, err
+}
+
+// CreateAPIKey creates an API key for user (admins may create for anyone,
+// members for themselves) and returns its plaintext once.
+func (r *Registry) CreateAPIKey(ctx context.Context, a Actor, user store.UserID, ttl time.Duration) (store.APIKey, string, error) {
+	if user == 0 {
+		user = a.UserID
+	}
+	plain, hash, display := auth.NewSecret(auth.APIKeyPrefix)
+	k := store.APIKey{Prefix: display, Hash: hash, UserID: user, Created: r.now()}
+	if ttl > 0 {
+		k.Expiration = k.Created.Add(ttl)
+	}
+	err := a.may(user)
+	if err == nil {
+		k, err = r.st.CreateAPIKey(ctx, k)
+	}
+	if err := r.record(ctx, a, "apikey.create", "apikey:"+display, map[string]any{"user": user}, err); err != nil {
+		return store.APIKey{}, "", err
+	}
+	return k, plain, nil
+}
+
+// ListAPIKeys returns the API keys a may see.
+func (r *Registry) ListAPIKeys(ctx context.Context, a Actor) ([]store.APIKey, error) {
+	keys, err := r.st.ListAPIKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(keys, func(k store.APIKey) bool { return a.may(k.UserID) != nil }), nil
+}

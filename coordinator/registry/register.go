@@ -1,0 +1,302 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"slices"
+	"time"
+	"unicode"
+
+	"github.com/warrenmesh/warren/coordinator/audit"
+	"github.com/warrenmesh/warren/coordinator/auth"
+	"github.com/warrenmesh/warren/coordinator/store"
+	"github.com/warrenmesh/warren/internal/key"
+	"github.com/warrenmesh/warren/internal/wire"
+)
+
+// Registration errors beyond those of package auth.
+var (
+	ErrBadRequest    = errors.New("bad registration request")
+	ErrNodeKeyInUse  = errors.New("node key already belongs to another machine: generate a new node key")
+	ErrTagNotGranted = errors.New("tag not granted by the pre-auth key")
+	ErrNeedAuth      = errors.New("node key changed or node unknown: authenticate with --auth-key or interactive login")
+)
+
+var tagPattern = regexp.MustCompile(`^tag:[a-z0-9][a-z0-9-]{0,62}$`)
+
+// ValidTag reports whether t is a well-formed tag ("tag:name").
+func ValidTag(t string) bool { return tagPattern.MatchString(t) }
+
+// Limits on what a node may send.
+const (
+	maxHostname  = 255
+	maxTags      = 32
+	maxEndpoints = 32
+)
+
+func checkRequest(req *wire.RegisterRequest) error {
+	switch {
+	case req.NodeKey.IsZero():
+		return fmt.Errorf("%w: missing node key", ErrBadRequest)
+	case req.DiscoKey.IsZero():
+		return fmt.Errorf("%w: missing disco key", ErrBadRequest)
+	case req.Hostname == "" || len(req.Hostname) > maxHostname:
+		return fmt.Errorf("%w: hostname must be 1 to %d bytes", ErrBadRequest, maxHostname)
+	case len(req.Tags) > maxTags:
+		return fmt.Errorf("%w: at most %d tags", ErrBadRequest, maxTags)
+	}
+	for _, r := range req.Hostname {
+		if !unicode.IsPrint(r) {
+			return fmt.Errorf("%w: hostname has a non-printable character", ErrBadRequest)
+		}
+	}
+	for _, t := range req.Tags {
+		if !ValidTag(t) {
+			return fmt.Errorf("%w: bad tag %q (want tag:name, lowercase letters, digits, '-')", ErrBadRequest, t)
+		}
+	}
+	return nil
+}
+
+// Register binds machine and the request's node key to a user or tags and
+// returns the stored node. A known machine that presents its current node
+// key is simply let back in; anything else needs a valid pre-auth key (or,
+// in Follow, an interactive login). A rejected request changes nothing and
+// is audited.
+func (r *Registry) Register(ctx context.Context, machine key.MachinePublic, req *wire.RegisterRequest, remote string) (store.Node, error) {
+	ev := audit.Event{Actor: "node:" + machine.String(), Action: "node.register", Remote: remote,
+		Detail: map[string]any{"hostname": req.Hostname, "nodeKey": req.NodeKey.String()}}
+	n, err := r.register(ctx, machine, req, &ev)
+	if err != nil {
+		ev.Outcome = audit.Denied
+		if !isClientError(err) {
+			ev.Outcome = audit.Failed
+		}
+		ev.Detail["error"] = err.Error()
+		_ = r.audit.Record(ctx, ev)
+		return store.Node{}, err
+	}
+	ev.Target = fmt.Sprintf("node:%d", n.ID)
+	if ev.Action != "node.reconnect" {
+		_ = r.audit.Record(ctx, ev)
+	}
+	r.publish(ctx, &n)
+	return n, nil
+}
+
+func isClientError(err error) bool {
+	for _, e := range []error{ErrBadRequest, ErrNodeKeyInUse, ErrTagNotGranted, ErrNeedAuth, auth.ErrUnknownKey,
+		auth.ErrKeyExpired, auth.ErrKeyRevoked, auth.ErrKeyUsed, auth.ErrNoLogin} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Registry) register(ctx context.Context, machine key.MachinePublic, req *wire.RegisterRequest, ev *audit.Event) (store.Node, error) {
+	if err := checkRequest(req); err != nil {
+		return store.Node{}, err
+	}
+	existing, err := r.st.GetNodeByMachineKey(ctx, machine)
+	known := err == nil
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return store.Node{}, fmt.Errorf("look up machine: %w", err)
+	}
+	if known && existing.NodeKey == req.NodeKey && r.sameKey(ctx, req.AuthKey, existing.AuthKeyID) {
+		// The node is back with the identity it registered: a restart
+		// resending the key it joined with does not use the key again.
+		ev.Action = "node.reconnect"
+		return r.refresh(ctx, existing, req)
+	}
+	if req.AuthKey == "" {
+		if r.login == nil {
+			return store.Node{}, auth.ErrNoLogin
+		}
+		return store.Node{}, ErrNeedAuth
+	}
+	if err := auth.CheckFormat(req.AuthKey, auth.AuthKeyPrefix); err != nil {
+		return store.Node{}, err
+	}
+	hash := auth.Hash(req.AuthKey)
+	ev.Detail["authKey"] = req.AuthKey[:auth.DisplayLen]
+	var out store.Node
+	err = r.st.Tx(ctx, func(q store.Queries) error {
+		k, err := q.GetAuthKeyByHash(ctx, hash)
+		if errors.Is(err, store.ErrNotFound) {
+			return auth.ErrUnknownKey
+		} else if err != nil {
+			return err
+		}
+		if err := auth.CheckAuthKey(k, r.now()); err != nil {
+			return err
+		}
+		for _, t := range req.Tags {
+			if !slices.Contains(k.Tags, t) {
+				return fmt.Errorf("%w: %s", ErrTagNotGranted, t)
+			}
+		}
+		out, err = r.bind(ctx, q, machine, req, k)
+		if err != nil {
+			return err
+		}
+		k.UsedCount++
+		return q.UpdateAuthKey(ctx, k)
+	})
+	return out, err
+}
+
+// bind creates or re-keys the machine's node as the pre-auth key says.
+func (r *Registry) bind(ctx context.Context, q store.Queries, machine key.MachinePublic, req *wire.RegisterRequest, k store.AuthKey) (store.Node, error) {
+	if other, err := q.GetNodeByNodeKey(ctx, req.NodeKey); err == nil && other.MachineKey != machine {
+		return store.Node{}, ErrNodeKeyInUse
+	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return store.Node{}, err
+	}
+	n, err := q.GetNodeByMachineKey(ctx, machine)
+	isNew := errors.Is(err, store.ErrNotFound)
+	if err != nil && !isNew {
+		return store.Node{}, err
+	}
+	n.MachineKey, n.NodeKey, n.DiscoKey = machine, req.NodeKey, req.DiscoKey
+	n.UserID, n.Tags, n.Ephemeral, n.AuthKeyID = k.UserID, slices.Clone(k.Tags), k.Ephemeral, k.ID
+	n.Hostname = req.Hostname
+	n.KeyExpiry = r.expiryFor(&n)
+	if isNew {
+		n.Created = r.now()
+		return q.CreateNode(ctx, n)
+	}
+	return q.UpdateNode(ctx, n)
+}
+
+func (r *Registry) expiryFor(n *store.Node) (t time.Time) {
+	if n.Tagged() || r.keyExpiry < 0 {
+		return t
+	}
+	return r.now().Add(r.keyExpiry)
+}
+
+// sameKey reports whether authKey is empty or is the pre-auth key with ID
+// id.
+func (r *Registry) sameKey(ctx context.Context, authKey string, id store.AuthKeyID) bool {
+	if authKey == "" {
+		return true
+	}
+	if auth.CheckFormat(authKey, auth.AuthKeyPrefix) != nil || id == 0 {
+		return false
+	}
+	k, err := r.st.GetAuthKeyByHash(ctx, auth.Hash(authKey))
+	return err == nil && k.ID == id
+}
+
+// refresh lets a known node back in, recording a new disco key or hostname.
+func (r *Registry) refresh(ctx context.Context, n store.Node, req *wire.RegisterRequest) (store.Node, error) {
+	if n.DiscoKey == req.DiscoKey && n.Hostname == req.Hostname {
+		return n, nil
+	}
+	n.DiscoKey, n.Hostname = req.DiscoKey, req.Hostname
+	return r.st.UpdateNode(ctx, n)
+}
+
+// Connected records that node id opened a control channel.
+func (r *Registry) Connected(ctx context.Context, id store.NodeID, eps []netip.AddrPort, homeRelay int) {
+	r.mu.Lock()
+	r.conns[id]++
+	if t := r.reapers[id]; t != nil {
+		t.Stop()
+		delete(r.reapers, id)
+	}
+	r.mu.Unlock()
+	now := r.now()
+	if len(eps) > maxEndpoints {
+		eps = eps[:maxEndpoints]
+	}
+	_ = r.engine.SetOnline(wire.NodeID(id), true, now)
+	_ = r.engine.SetEndpoints(wire.NodeID(id), eps, homeRelay)
+	r.saveSeen(ctx, id, eps, homeRelay, true)
+}
+
+// UpdateEndpoints records a connected node's new endpoints.
+func (r *Registry) UpdateEndpoints(ctx context.Context, id store.NodeID, eps []netip.AddrPort, homeRelay int) {
+	if len(eps) > maxEndpoints {
+		eps = eps[:maxEndpoints]
+	}
+	_ = r.engine.SetEndpoints(wire.NodeID(id), eps, homeRelay)
+	r.saveSeen(ctx, id, eps, homeRelay, true)
+}
+
+// Disconnected records that one control channel of node id closed. An
+// ephemeral node with no channel left is deleted after the grace period.
+func (r *Registry) Disconnected(ctx context.Context, id store.NodeID) {
+	r.mu.Lock()
+	r.conns[id]--
+	left := r.conns[id]
+	if left <= 0 {
+		delete(r.conns, id)
+	}
+	r.mu.Unlock()
+	if left > 0 {
+		return
+	}
+	now := r.now()
+	_ = r.engine.SetOnline(wire.NodeID(id), false, now)
+	n := r.saveSeen(ctx, id, nil, 0, false)
+	if n.Ephemeral {
+		r.scheduleReap(id)
+	}
+}
+
+// saveSeen stores last-seen time (and endpoints when setEps) and returns the
+// stored node.
+func (r *Registry) saveSeen(ctx context.Context, id store.NodeID, eps []netip.AddrPort, relay int, setEps bool) store.Node {
+	var n store.Node
+	err := r.st.Tx(context.WithoutCancel(ctx), func(q store.Queries) error {
+		var err error
+		if n, err = q.GetNode(ctx, id); err != nil {
+			return err
+		}
+		n.LastSeen = r.now()
+		if setEps {
+			n.Endpoints, n.HomeRelay = eps, relay
+		}
+		n, err = q.UpdateNode(ctx, n)
+		return err
+	})
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		r.log.Warn("save last seen", "node", id, "err", err)
+	}
+	return n
+}
+
+func (r *Registry) scheduleReap(id store.NodeID) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed || r.conns[id] > 0 || r.reapers[id] != nil {
+		return
+	}
+	r.reapers[id] = time.AfterFunc(r.grace, func() { r.reap(id) })
+}
+
+// reap deletes an ephemeral node that stayed offline for the grace period.
+func (r *Registry) reap(id store.NodeID) {
+	r.mu.Lock()
+	if r.closed || r.reapers[id] == nil || r.conns[id] > 0 {
+		r.mu.Unlock()
+		return
+	}
+	delete(r.reapers, id)
+	r.inflight.Add(1)
+	r.mu.Unlock()
+	defer r.inflight.Done()
+	ctx := context.Background()
+	if err := r.st.DeleteNode(ctx, id); err != nil && !errors.Is(err, store.ErrNotFound) {
+		r.log.Error("delete ephemeral node", "node", id, "err", err)
+		return
+	}
+	r.engine.Remove(wire.NodeID(id), ErrNodeDeleted)
+	_ = r.audit.Record(ctx, audit.Event{Actor: "system", Action: "node.delete", Target: fmt.Sprintf("node:%d", id),
+		Detail: map[string]any{"reason": "ephemeral node offline"}})
+}

@@ -1,0 +1,170 @@
+// Package registry owns the life of nodes, users and keys on the
+// coordinator: it validates every change, writes it to the store (one
+// transaction per request), records it in the audit log, and then tells the
+// netmap engine, so that the engine always mirrors what is stored.
+//
+// Both the control server (node registration, online state, endpoints) and
+// the admin API (users, nodes, keys) go through a Registry. It must never
+// see a plaintext secret beyond the request that carries it, and never
+// change the store for a request it rejects.
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/warrenmesh/warren/coordinator/audit"
+	"github.com/warrenmesh/warren/coordinator/auth"
+	"github.com/warrenmesh/warren/coordinator/netmap"
+	"github.com/warrenmesh/warren/coordinator/store"
+	"github.com/warrenmesh/warren/internal/wire"
+)
+
+// Defaults.
+const (
+	DefaultKeyExpiry      = 180 * 24 * time.Hour
+	DefaultEphemeralGrace = 30 * time.Second
+)
+
+// Config configures a Registry.
+type Config struct {
+	Store  store.Store    // required
+	Engine *netmap.Engine // required
+	Audit  *audit.Log     // required
+	// Login enables interactive login; nil means pre-auth keys only.
+	Login  auth.Login
+	Logger *slog.Logger
+	Now    func() time.Time
+	// KeyExpiry is how long a user node's key lasts; 0 means
+	// DefaultKeyExpiry, negative means never. Tagged nodes never expire.
+	KeyExpiry time.Duration
+	// EphemeralGrace is how long an ephemeral node may stay offline before
+	// it is deleted; 0 means DefaultEphemeralGrace.
+	EphemeralGrace time.Duration
+}
+
+// Registry is the coordinator's single writer of node, user and key state.
+type Registry struct {
+	st        store.Store
+	engine    *netmap.Engine
+	audit     *audit.Log
+	login     auth.Login
+	log       *slog.Logger
+	now       func() time.Time
+	keyExpiry time.Duration
+	grace     time.Duration
+
+	mu       sync.Mutex
+	conns    map[store.NodeID]int         // open control channels per node
+	reapers  map[store.NodeID]*time.Timer // ephemeral deletions pending
+	closed   bool
+	inflight sync.WaitGroup // running reaper callbacks
+}
+
+// New loads every node from the store into the engine and returns the
+// registry.
+func New(ctx context.Context, cfg Config) (*Registry, error) {
+	if cfg.Store == nil || cfg.Engine == nil || cfg.Audit == nil {
+		return nil, errors.New("registry: Store, Engine and Audit are required")
+	}
+	r := &Registry{
+		st: cfg.Store, engine: cfg.Engine, audit: cfg.Audit, login: cfg.Login,
+		log: cfg.Logger, now: cfg.Now, keyExpiry: cfg.KeyExpiry, grace: cfg.EphemeralGrace,
+		conns:   make(map[store.NodeID]int),
+		reapers: make(map[store.NodeID]*time.Timer),
+	}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	if r.keyExpiry == 0 {
+		r.keyExpiry = DefaultKeyExpiry
+	}
+	if r.grace <= 0 {
+		r.grace = DefaultEphemeralGrace
+	}
+	nodes, err := r.st.ListNodes(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("registry: load nodes: %w", err)
+	}
+	users, err := r.usersByID(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i := range nodes {
+		n := &nodes[i]
+		r.engine.Upsert(toNetmap(n, users[n.UserID], false))
+		if n.Ephemeral {
+			// It was offline while the coordinator was down: give it the
+			// grace period to come back.
+			r.scheduleReap(n.ID)
+		}
+	}
+	r.log.Info("registry loaded", "nodes", len(nodes), "users", len(users))
+	return r, nil
+}
+
+// Close stops pending ephemeral deletions and waits for running ones.
+func (r *Registry) Close() {
+	r.mu.Lock()
+	r.closed = true
+	for id, t := range r.reapers {
+		t.Stop()
+		delete(r.reapers, id)
+	}
+	r.mu.Unlock()
+	r.inflight.Wait()
+}
+
+func (r *Registry) usersByID(ctx context.Context) (map[store.UserID]store.User, error) {
+	users, err := r.st.ListUsers(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("registry: load users: %w", err)
+	}
+	m := make(map[store.UserID]store.User, len(users))
+	for _, u := range users {
+		m[u.ID] = u
+	}
+	return m, nil
+}
+
+// publish pushes the stored state of node n to the engine.
+func (r *Registry) publish(ctx context.Context, n *store.Node) {
+	var u store.User
+	if n.UserID != 0 {
+		var err error
+		u, err = r.st.GetUser(ctx, n.UserID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			r.log.Error("publish node: load owner", "node", n.ID, "err", err)
+		}
+	}
+	r.mu.Lock()
+	online := r.conns[n.ID] > 0
+	r.mu.Unlock()
+	r.engine.Upsert(toNetmap(n, u, online))
+}
+
+// toNetmap converts a stored node and its owner into the engine's view.
+func toNetmap(n *store.Node, owner store.User, online bool) netmap.Node {
+	w := wire.Node{
+		ID: wire.NodeID(n.ID), Name: n.Name, Hostname: n.Hostname, Tags: n.Tags,
+		NodeKey: n.NodeKey, DiscoKey: n.DiscoKey,
+		Addresses: []netip.Prefix{netip.PrefixFrom(n.IPv4, 32), netip.PrefixFrom(n.IPv6, 128)},
+		Endpoints: n.Endpoints, HomeRelay: n.HomeRelay, Online: online,
+		LastSeen: n.LastSeen, KeyExpiry: n.KeyExpiry,
+	}
+	nm := netmap.Node{Wire: w, UserID: int64(n.UserID), Authorized: true}
+	if !n.Tagged() {
+		nm.Wire.User = owner.Name
+		nm.Groups = owner.Groups
+		nm.Disabled = owner.Disabled
+	}
+	return nm
+}
