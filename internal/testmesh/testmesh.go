@@ -1,0 +1,260 @@
+// Package testmesh runs a whole Warren mesh inside one test process: a real
+// coordinator (SQLite in a temporary directory, real HTTP and websockets on
+// loopback) and any number of nodes. Later parts (data plane, relay,
+// policy) add themselves to the same harness.
+//
+// It is for tests only: it trusts its caller, uses short timeouts, and must
+// clean up everything it starts when the test ends.
+package testmesh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/warrenmesh/warren/coordinator"
+	"github.com/warrenmesh/warren/coordinator/registry"
+	"github.com/warrenmesh/warren/coordinator/store"
+	"github.com/warrenmesh/warren/internal/key"
+	"github.com/warrenmesh/warren/node/controlclient"
+)
+
+// Admin is the actor the harness uses for admin changes.
+var Admin = registry.Actor{Name: "test:admin", Admin: true}
+
+// Options tune a mesh.
+type Options struct {
+	// Coordinator overrides coordinator settings; StateDir is set by the
+	// harness when empty.
+	Coordinator coordinator.Config
+	// Verbose logs to stderr at debug level.
+	Verbose bool
+}
+
+// Mesh is a coordinator serving on loopback plus the nodes a test adds.
+type Mesh struct {
+	t     testing.TB
+	Coord *coordinator.Coordinator
+	URL   string // base URL of the coordinator's public endpoints
+	srv   *httptest.Server
+	log   *slog.Logger
+}
+
+// New starts a coordinator for t and stops it when t ends.
+func New(t testing.TB, opts Options) *Mesh {
+	t.Helper()
+	cfg := opts.Coordinator
+	if cfg.StateDir == "" {
+		cfg.StateDir = t.TempDir()
+	}
+	log := slog.New(slog.DiscardHandler)
+	if opts.Verbose || os.Getenv("WARREN_TEST_VERBOSE") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = log.With("part", "coordinator")
+	}
+	c, err := coordinator.New(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("testmesh: start coordinator: %v", err)
+	}
+	srv := httptest.NewServer(c.Handler())
+	m := &Mesh{t: t, Coord: c, URL: srv.URL, srv: srv, log: log}
+	t.Cleanup(func() {
+		c.Close() // closes control channels before the HTTP server waits on them
+		srv.Close()
+	})
+	return m
+}
+
+// User creates a user.
+func (m *Mesh) User(name string, groups ...string) store.User {
+	m.t.Helper()
+	u, err := m.Coord.Registry().CreateUser(context.Background(), Admin, store.User{Name: name, Email: name, Groups: groups})
+	if err != nil {
+		m.t.Fatalf("testmesh: create user %s: %v", name, err)
+	}
+	return u
+}
+
+// AuthKey creates a pre-auth key and returns its plaintext.
+func (m *Mesh) AuthKey(req registry.AuthKeyRequest) string {
+	m.t.Helper()
+	_, plain, err := m.Coord.Registry().CreateAuthKey(context.Background(), Admin, req)
+	if err != nil {
+		m.t.Fatalf("testmesh: create auth key: %v", err)
+	}
+	return plain
+}
+
+// Identity is a node's keys; reuse one to restart a node as itself.
+type Identity struct {
+	Machine key.MachinePrivate
+	Node    key.NodePrivate
+	Disco   key.DiscoPrivate
+}
+
+// NewIdentity returns fresh keys.
+func NewIdentity() Identity {
+	return Identity{Machine: key.NewMachine(), Node: key.NewNode(), Disco: key.NewDisco()}
+}
+
+// Node is a node's control client running in the harness.
+type Node struct {
+	Name   string
+	ID     Identity
+	Client *controlclient.Client
+
+	mu      sync.Mutex
+	nm      *controlclient.Netmap
+	changed chan struct{} // closed and replaced on every netmap
+	cancel  context.CancelFunc
+	done    chan struct{}
+	err     error
+}
+
+// NodeOptions tune a node.
+type NodeOptions struct {
+	Identity *Identity // nil: fresh keys
+	AuthKey  string
+	Tags     []string
+}
+
+// AddNode starts a node's control client; it is stopped when the test
+// ends (or by Stop).
+func (m *Mesh) AddNode(hostname string, o NodeOptions) *Node {
+	m.t.Helper()
+	id := NewIdentity()
+	if o.Identity != nil {
+		id = *o.Identity
+	}
+	n := &Node{Name: hostname, ID: id, changed: make(chan struct{}), done: make(chan struct{})}
+	cc, err := controlclient.New(controlclient.Config{
+		URL: m.URL, ControlKey: m.Coord.PublicKey(), Machine: id.Machine, NodeKey: id.Node.Public(),
+		DiscoKey: id.Disco.Public(), Hostname: hostname, OS: "linux", AuthKey: o.AuthKey, Tags: o.Tags,
+		OnNetmap: n.onNetmap, Logger: m.log.With("part", "node", "node", hostname),
+		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
+	})
+	if err != nil {
+		m.t.Fatalf("testmesh: node %s: %v", hostname, err)
+	}
+	n.Client = cc
+	ctx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	go func() {
+		defer close(n.done)
+		err := cc.Run(ctx)
+		n.mu.Lock()
+		n.err = err
+		close(n.changed)
+		n.changed = make(chan struct{})
+		n.mu.Unlock()
+	}()
+	m.t.Cleanup(n.Stop)
+	return n
+}
+
+func (n *Node) onNetmap(nm *controlclient.Netmap) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.nm = nm
+	close(n.changed)
+	n.changed = make(chan struct{})
+}
+
+// Stop stops the node's client and waits for it.
+func (n *Node) Stop() {
+	n.cancel()
+	<-n.done
+}
+
+// Err returns why the client stopped (nil while running).
+func (n *Node) Err() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.err
+}
+
+// Netmap returns the node's latest netmap (nil before the first).
+func (n *Node) Netmap() *controlclient.Netmap {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.nm
+}
+
+// ErrStopped is returned by WaitFor when the client stopped first.
+var ErrStopped = errors.New("testmesh: node client stopped")
+
+// WaitFor waits until cond holds for the node's netmap, the client stops,
+// or timeout passes.
+func (n *Node) WaitFor(timeout time.Duration, cond func(*controlclient.Netmap) bool) error {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		n.mu.Lock()
+		nm, ch, err := n.nm, n.changed, n.err
+		n.mu.Unlock()
+		if nm != nil && cond(nm) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrStopped, err)
+		}
+		select {
+		case <-ch:
+		case <-deadline.C:
+			return fmt.Errorf("testmesh: %s: condition not met within %v (last netmap: %s)", n.Name, timeout, Describe(nm))
+		}
+	}
+}
+
+// WaitErr waits until the client stops and returns its error.
+func (n *Node) WaitErr(timeout time.Duration) error {
+	select {
+	case <-n.done:
+		return n.Err()
+	case <-time.After(timeout):
+		return fmt.Errorf("testmesh: %s still running after %v", n.Name, timeout)
+	}
+}
+
+// HasPeers reports whether the netmap's peers are exactly the given
+// hostnames.
+func HasPeers(hostnames ...string) func(*controlclient.Netmap) bool {
+	return func(nm *controlclient.Netmap) bool {
+		if len(nm.Peers) != len(hostnames) {
+			return false
+		}
+		want := make(map[string]bool)
+		for _, h := range hostnames {
+			want[h] = true
+		}
+		for _, p := range nm.Peers {
+			if !want[p.Hostname] {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+// Describe summarises a netmap for failure messages.
+func Describe(nm *controlclient.Netmap) string {
+	if nm == nil {
+		return "none"
+	}
+	s := fmt.Sprintf("v%d self=%s peers=[", nm.Version, nm.Self.Hostname)
+	for i, p := range nm.Peers {
+		if i > 0 {
+			s += " "
+		}
+		s += fmt.Sprintf("%s(online=%v)", p.Hostname, p.Online)
+	}
+	return s + "]"
+}
