@@ -1,0 +1,409 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/warrenmesh/warren/coordinator/api"
+)
+
+// adminFlags are shared by every admin command.
+type adminFlags struct {
+	stateDir, socket, server, apiKey string
+	json                             bool
+}
+
+func (f *adminFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.stateDir, "state-dir", defaultStateDir, "coordinator state directory (to find admin.sock)")
+	fs.StringVar(&f.socket, "socket", "", "admin socket path (default <state-dir>/admin.sock)")
+	fs.StringVar(&f.server, "server", "", "remote admin API URL (https://…); needs an API key")
+	fs.StringVar(&f.apiKey, "api-key", "", "API key for --server (default $WARREN_API_KEY)")
+	fs.BoolVar(&f.json, "json", false, "print JSON instead of a table")
+}
+
+func (f *adminFlags) client() (*api.Client, error) {
+	if f.server != "" {
+		k := f.apiKey
+		if k == "" {
+			k = os.Getenv("WARREN_API_KEY")
+		}
+		if k == "" {
+			return nil, errors.New("--server needs an API key: --api-key or WARREN_API_KEY (create one with: warren-coordinator apikeys create)")
+		}
+		return api.NewRemoteClient(f.server, k, nil), nil
+	}
+	sock := f.socket
+	if sock == "" {
+		sock = filepath.Join(f.stateDir, "admin.sock")
+	}
+	return api.NewLocalClient(sock), nil
+}
+
+// parseInterspersed parses flags that may come before, between or after
+// positional arguments, and returns the positionals.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+// command is one admin subcommand's parsed input.
+type command struct {
+	ctx  context.Context
+	af   adminFlags
+	fs   *flag.FlagSet
+	args []string
+	out  io.Writer
+	c    *api.Client
+}
+
+func admin(ctx context.Context, group string, args []string, stdout, stderr io.Writer) error {
+	verb := "list"
+	if group != "audit" && len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		verb, args = args[0], args[1:]
+	}
+	cmd := &command{ctx: ctx, out: stdout, fs: flag.NewFlagSet(group+" "+verb, flag.ContinueOnError)}
+	cmd.fs.SetOutput(stderr)
+	cmd.af.register(cmd.fs)
+	handler, ok := adminCommands[group+" "+verb]
+	if group == "audit" {
+		handler, ok = auditCmd, true
+	}
+	if !ok {
+		return fmt.Errorf("unknown command %q (see warren-coordinator --help)", group+" "+verb)
+	}
+	return handler(cmd, args)
+}
+
+// parse finishes flag parsing, checks the positional count and connects.
+func (c *command) parse(args []string, minArgs, maxArgs int, usage string) error {
+	pos, err := parseInterspersed(c.fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) < minArgs || (maxArgs >= 0 && len(pos) > maxArgs) {
+		return fmt.Errorf("usage: warren-coordinator %s %s", c.fs.Name(), usage)
+	}
+	c.args = pos
+	c.c, err = c.af.client()
+	return err
+}
+
+func (c *command) id(i int) (int64, error) {
+	v, err := strconv.ParseInt(c.args[i], 10, 64)
+	if err != nil || v <= 0 {
+		return 0, fmt.Errorf("%q is not an ID (a positive number; see the list command)", c.args[i])
+	}
+	return v, nil
+}
+
+// userID resolves a user given by name or numeric ID.
+func (c *command) userID(s string) (int64, error) {
+	if v, err := strconv.ParseInt(s, 10, 64); err == nil && v > 0 {
+		return v, nil
+	}
+	users, err := c.c.ListUsers(c.ctx)
+	if err != nil {
+		return 0, err
+	}
+	for _, u := range users {
+		if u.Name == s || u.Email == s {
+			return u.ID, nil
+		}
+	}
+	return 0, fmt.Errorf("no user %q (see: warren-coordinator users list)", s)
+}
+
+// print writes v as JSON with --json, else as a table of rows.
+func (c *command) print(v any, header string, rows func(w io.Writer)) error {
+	if c.af.json {
+		enc := json.NewEncoder(c.out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	rows(tw)
+	return tw.Flush()
+}
+
+func when(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.Local().Format("2006-01-02 15:04")
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+var adminCommands = map[string]func(*command, []string) error{
+	"users list": func(c *command, args []string) error {
+		if err := c.parse(args, 0, 0, "users list [--json]"); err != nil {
+			return err
+		}
+		users, err := c.c.ListUsers(c.ctx)
+		if err != nil {
+			return err
+		}
+		return c.print(users, "ID\tNAME\tROLE\tGROUPS\tDISABLED\tCREATED", func(w io.Writer) {
+			for _, u := range users {
+				fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%v\t%s\n", u.ID, u.Name, u.Role, orDash(strings.Join(u.Groups, ",")), u.Disabled, when(u.Created))
+			}
+		})
+	},
+	"users create": func(c *command, args []string) error {
+		isAdmin := c.fs.Bool("admin", false, "make the user an admin")
+		email := c.fs.String("email", "", "email (default: the name)")
+		var groups stringList
+		c.fs.Var(&groups, "group", "group (repeatable)")
+		if err := c.parse(args, 1, 1, "users create NAME [--admin] [--email E] [--group G]..."); err != nil {
+			return err
+		}
+		if *email == "" && strings.Contains(c.args[0], "@") {
+			*email = c.args[0]
+		}
+		u, err := c.c.CreateUser(c.ctx, api.CreateUserRequest{Name: c.args[0], Email: *email, Groups: groups, Admin: *isAdmin})
+		if err != nil {
+			return err
+		}
+		return c.print(u, "ID\tNAME\tROLE", func(w io.Writer) { fmt.Fprintf(w, "%d\t%s\t%s\n", u.ID, u.Name, u.Role) })
+	},
+	"users disable": func(c *command, args []string) error { return setDisabled(c, args, true) },
+	"users enable":  func(c *command, args []string) error { return setDisabled(c, args, false) },
+	"users delete": func(c *command, args []string) error {
+		if err := c.parse(args, 1, 1, "users delete USER"); err != nil {
+			return err
+		}
+		id, err := c.userID(c.args[0])
+		if err == nil {
+			err = c.c.DeleteUser(c.ctx, id)
+		}
+		if err == nil {
+			fmt.Fprintf(c.out, "deleted user %s with its nodes and keys (tagged nodes kept)\n", c.args[0])
+		}
+		return err
+	},
+	"nodes list": func(c *command, args []string) error {
+		if err := c.parse(args, 0, 0, "nodes list [--json]"); err != nil {
+			return err
+		}
+		nodes, err := c.c.ListNodes(c.ctx)
+		if err != nil {
+			return err
+		}
+		return c.print(nodes, "ID\tNAME\tOWNER\tIPV4\tIPV6\tONLINE\tLAST SEEN\tKEY EXPIRY", func(w io.Writer) {
+			for _, n := range nodes {
+				owner := n.User
+				if len(n.Tags) > 0 {
+					owner = strings.Join(n.Tags, ",")
+				}
+				expiry := when(n.KeyExpiry)
+				if n.Expired {
+					expiry = "EXPIRED"
+				}
+				fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%v\t%s\t%s\n", n.ID, n.Name, orDash(owner), n.IPv4, n.IPv6, n.Online, when(n.LastSeen), expiry)
+			}
+		})
+	},
+	"nodes expire": func(c *command, args []string) error {
+		return nodeChange(c, args, "nodes expire ID", 1, func(id int64) (api.Node, error) { return c.c.ExpireNode(c.ctx, id) })
+	},
+	"nodes tag": func(c *command, args []string) error {
+		return nodeChange(c, args, "nodes tag ID [TAG...]  (no tags: untag)", -1, func(id int64) (api.Node, error) {
+			return c.c.TagNode(c.ctx, id, c.args[1:])
+		})
+	},
+	"nodes delete": func(c *command, args []string) error {
+		if err := c.parse(args, 1, 1, "nodes delete ID"); err != nil {
+			return err
+		}
+		id, err := c.id(0)
+		if err == nil {
+			err = c.c.DeleteNode(c.ctx, id)
+		}
+		if err == nil {
+			fmt.Fprintf(c.out, "deleted node %d; its peers no longer see it\n", id)
+		}
+		return err
+	},
+	"keys list": func(c *command, args []string) error {
+		if err := c.parse(args, 0, 0, "keys list [--json]"); err != nil {
+			return err
+		}
+		keys, err := c.c.ListAuthKeys(c.ctx)
+		if err != nil {
+			return err
+		}
+		return c.print(keys, "ID\tPREFIX\tUSER\tREUSABLE\tEPHEMERAL\tTAGS\tUSED\tEXPIRES\tREVOKED", func(w io.Writer) {
+			for _, k := range keys {
+				fmt.Fprintf(w, "%d\t%s…\t%d\t%v\t%v\t%s\t%d\t%s\t%v\n", k.ID, k.Prefix, k.UserID, k.Reusable, k.Ephemeral,
+					orDash(strings.Join(k.Tags, ",")), k.UsedCount, when(k.Expiration), k.Revoked)
+			}
+		})
+	},
+	"keys create": func(c *command, args []string) error {
+		user := c.fs.String("user", "", "owning user (name or ID); default: the caller")
+		reusable := c.fs.Bool("reusable", false, "allow many registrations")
+		ephemeral := c.fs.Bool("ephemeral", false, "nodes are deleted soon after they go offline")
+		ttl := c.fs.Duration("ttl", 0, "key lifetime, e.g. 24h (default: never expires)")
+		var tags stringList
+		c.fs.Var(&tags, "tag", "tag for nodes registered with the key (repeatable)")
+		if err := c.parse(args, 0, 0, "keys create --user USER [--reusable] [--ephemeral] [--tag T]... [--ttl D]"); err != nil {
+			return err
+		}
+		var uid int64
+		if *user != "" {
+			var err error
+			if uid, err = c.userID(*user); err != nil {
+				return err
+			}
+		}
+		k, err := c.c.CreateAuthKey(c.ctx, api.CreateAuthKeyRequest{UserID: uid, Reusable: *reusable, Ephemeral: *ephemeral, Tags: tags, TTL: api.Duration(*ttl)})
+		if err != nil {
+			return err
+		}
+		if c.af.json {
+			return c.print(k, "", nil)
+		}
+		fmt.Fprintf(c.out, "pre-auth key %d (shown once, store it now):\n%s\n", k.ID, k.Key)
+		return nil
+	},
+	"keys revoke": func(c *command, args []string) error { return revokeKey(c, args, false) },
+	"keys expire": func(c *command, args []string) error { return revokeKey(c, args, true) },
+	"apikeys list": func(c *command, args []string) error {
+		if err := c.parse(args, 0, 0, "apikeys list [--json]"); err != nil {
+			return err
+		}
+		keys, err := c.c.ListAPIKeys(c.ctx)
+		if err != nil {
+			return err
+		}
+		return c.print(keys, "ID\tPREFIX\tUSER\tCREATED\tLAST USED\tEXPIRES\tREVOKED", func(w io.Writer) {
+			for _, k := range keys {
+				fmt.Fprintf(w, "%d\t%s…\t%d\t%s\t%s\t%s\t%v\n", k.ID, k.Prefix, k.UserID, when(k.Created), when(k.LastUsed), when(k.Expiration), k.Revoked)
+			}
+		})
+	},
+	"apikeys create": func(c *command, args []string) error {
+		user := c.fs.String("user", "", "owning user (name or ID); default: the caller")
+		ttl := c.fs.Duration("ttl", 0, "key lifetime, e.g. 720h (default: never expires)")
+		if err := c.parse(args, 0, 0, "apikeys create [--user USER] [--ttl D]"); err != nil {
+			return err
+		}
+		var uid int64
+		if *user != "" {
+			var err error
+			if uid, err = c.userID(*user); err != nil {
+				return err
+			}
+		}
+		k, err := c.c.CreateAPIKey(c.ctx, api.CreateAPIKeyRequest{UserID: uid, TTL: api.Duration(*ttl)})
+		if err != nil {
+			return err
+		}
+		if c.af.json {
+			return c.print(k, "", nil)
+		}
+		fmt.Fprintf(c.out, "API key %d (shown once, store it now):\n%s\n", k.ID, k.Key)
+		return nil
+	},
+}
+
+func setDisabled(c *command, args []string, disabled bool) error {
+	verb := map[bool]string{true: "disable", false: "enable"}[disabled]
+	if err := c.parse(args, 1, 1, "users "+verb+" USER"); err != nil {
+		return err
+	}
+	id, err := c.userID(c.args[0])
+	if err != nil {
+		return err
+	}
+	u, err := c.c.SetUserDisabled(c.ctx, id, disabled)
+	if err != nil {
+		return err
+	}
+	return c.print(u, "ID\tNAME\tDISABLED", func(w io.Writer) { fmt.Fprintf(w, "%d\t%s\t%v\n", u.ID, u.Name, u.Disabled) })
+}
+
+func nodeChange(c *command, args []string, usage string, maxArgs int, fn func(int64) (api.Node, error)) error {
+	if err := c.parse(args, 1, maxArgs, usage); err != nil {
+		return err
+	}
+	id, err := c.id(0)
+	if err != nil {
+		return err
+	}
+	n, err := fn(id)
+	if err != nil {
+		return err
+	}
+	return c.print(n, "ID\tNAME\tTAGS\tKEY EXPIRY", func(w io.Writer) {
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\n", n.ID, n.Name, orDash(strings.Join(n.Tags, ",")), when(n.KeyExpiry))
+	})
+}
+
+func revokeKey(c *command, args []string, expire bool) error {
+	if err := c.parse(args, 1, 1, "keys revoke|expire ID"); err != nil {
+		return err
+	}
+	id, err := c.id(0)
+	if err != nil {
+		return err
+	}
+	k, err := c.c.RevokeAuthKey(c.ctx, id, expire)
+	if err != nil {
+		return err
+	}
+	return c.print(k, "ID\tPREFIX\tEXPIRES\tREVOKED", func(w io.Writer) {
+		fmt.Fprintf(w, "%d\t%s…\t%s\t%v\n", k.ID, k.Prefix, when(k.Expiration), k.Revoked)
+	})
+}
+
+func auditCmd(c *command, args []string) error {
+	since := c.fs.String("since", "", "only events this recent, e.g. 1h")
+	action := c.fs.String("action", "", "only this action, e.g. node.register")
+	limit := c.fs.Int("limit", 100, "at most this many events")
+	if err := c.parse(args, 0, 0, "audit [--since D] [--action A] [--limit N] [--json]"); err != nil {
+		return err
+	}
+	events, err := c.c.ListAudit(c.ctx, *since, *action, *limit)
+	if err != nil {
+		return err
+	}
+	return c.print(events, "TIME\tACTOR\tACTION\tTARGET\tOUTCOME\tREMOTE\tDETAIL", func(w io.Writer) {
+		for _, e := range events {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Time.Local().Format(time.DateTime), e.Actor, e.Action,
+				orDash(e.Target), e.Outcome, orDash(e.Remote), e.Detail)
+		}
+	})
+}

@@ -1,0 +1,62 @@
+// Command warren-coordinator runs Warren's coordinator (serve) and
+// administers a running one (users, nodes, keys, apikeys, audit) through
+// its admin API: the root-only unix socket on the coordinator host, or
+// HTTPS with an API key from anywhere.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `warren-coordinator: the Warren control server and its admin tool.
+
+Usage:
+  warren-coordinator serve [flags]          run the coordinator
+  warren-coordinator key [--state-dir DIR]  print the coordinator's public key
+  warren-coordinator users   list | create NAME [--admin] [--email E] [--group G]... | disable USER | enable USER | delete USER
+  warren-coordinator nodes   list | expire ID | tag ID TAG... | delete ID
+  warren-coordinator keys    list | create --user USER [--reusable] [--ephemeral] [--tag T]... [--ttl D] | revoke ID | expire ID
+  warren-coordinator apikeys list | create [--user USER] [--ttl D]
+  warren-coordinator audit   [--since D] [--action A] [--limit N]
+
+Admin commands talk to a running coordinator: by default over its unix
+socket (<state-dir>/admin.sock, root only); with --server URL and an API key
+(--api-key or WARREN_API_KEY) over HTTPS. Every listing takes --json.
+USER is a user's name or numeric ID.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "warren-coordinator:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "serve":
+		return serve(ctx, rest, stdout, stderr)
+	case "key":
+		return printKey(rest, stdout, stderr)
+	case "users", "nodes", "keys", "apikeys", "audit":
+		return admin(ctx, cmd, rest, stdout, stderr)
+	}
+	return fmt.Errorf("unknown command %q (see warren-coordinator --help)", cmd)
+}

@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/warrenmesh/warren/coordinator"
+	"github.com/warrenmesh/warren/coordinator/registry"
+	"github.com/warrenmesh/warren/coordinator/store"
+	"github.com/warrenmesh/warren/internal/key"
+)
+
+const defaultStateDir = "/var/lib/warren-coordinator"
+
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	stateDir := fs.String("state-dir", defaultStateDir, "directory for the database, key and admin socket")
+	listen := fs.String("listen", ":8080", "address for nodes (control channel, /key)")
+	publicURL := fs.String("public-url", "", "URL nodes use to reach this coordinator (default: derived from --listen)")
+	adminListen := fs.String("admin-listen", "", "address for the remote admin API (needs --tls-cert/--tls-key unless loopback)")
+	tlsCert := fs.String("tls-cert", "", "TLS certificate for --admin-listen")
+	tlsKey := fs.String("tls-key", "", "TLS key for --admin-listen")
+	domain := fs.String("domain", "warren.internal", "mesh DNS domain")
+	keyExpiry := fs.Duration("key-expiry", registry.DefaultKeyExpiry, "node key lifetime for user nodes (tagged nodes never expire)")
+	grace := fs.Duration("ephemeral-grace", registry.DefaultEphemeralGrace, "how long an ephemeral node may be offline before it is deleted")
+	bootstrap := fs.String("bootstrap-user", "", "create this admin user (if missing) and a reusable pre-auth key for it, and print how to join")
+	logFormat := fs.String("log-format", "text", "log format: text or json")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	logger, err := newLogger(stderr, *logFormat, *logLevel)
+	if err != nil {
+		return err
+	}
+	if *adminListen != "" && (*tlsCert == "") != (*tlsKey == "") {
+		return errors.New("--tls-cert and --tls-key go together")
+	}
+	if *adminListen != "" && *tlsCert == "" && !isLoopback(*adminListen) {
+		return errors.New("--admin-listen on a non-loopback address needs --tls-cert and --tls-key: API keys must not cross the network in clear text")
+	}
+	c, err := coordinator.New(ctx, coordinator.Config{StateDir: *stateDir, Domain: *domain, Logger: logger,
+		KeyExpiry: *keyExpiry, EphemeralGrace: *grace})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", *listen, err)
+	}
+	url := *publicURL
+	if url == "" {
+		url = "http://" + reachable(ln.Addr().String())
+	}
+	fmt.Fprintf(stdout, "Warren coordinator listening on %s\n", ln.Addr())
+	fmt.Fprintf(stdout, "  public URL:       %s\n", url)
+	fmt.Fprintf(stdout, "  coordinator key:  %s   (nodes pin this; also served at %s/key)\n", c.PublicKey(), url)
+	sock := filepath.Join(*stateDir, "admin.sock")
+	fmt.Fprintf(stdout, "  admin socket:     %s\n", sock)
+	if *bootstrap != "" {
+		if err := bootstrapUser(ctx, c, *bootstrap, url, stdout); err != nil {
+			return err
+		}
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 3)
+	start := func(name string, fn func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("%s: %w", name, err)
+				cancel()
+			}
+		}()
+	}
+	start("control listener", func() error { return c.ServeHTTP(ctx, ln, c.Handler()) })
+	sln, err := coordinator.ListenAdminSocket(sock)
+	if err != nil {
+		return err
+	}
+	start("admin socket", func() error { return c.ServeAdmin(ctx, sln) })
+	if *adminListen != "" {
+		aln, err := net.Listen("tcp", *adminListen)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", *adminListen, err)
+		}
+		if *tlsCert != "" {
+			cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
+			if err != nil {
+				aln.Close()
+				return fmt.Errorf("load TLS key pair: %w", err)
+			}
+			aln = tls.NewListener(aln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		}
+		fmt.Fprintf(stdout, "  admin API:        %s (API key required)\n", aln.Addr())
+		start("admin listener", func() error { return c.ServeHTTP(ctx, aln, c.AdminHandler()) })
+	}
+	logger.Info("coordinator started", "listen", ln.Addr().String(), "state", *stateDir)
+	wg.Wait()
+	close(errc)
+	logger.Info("coordinator stopped")
+	return <-errc
+}
+
+// bootstrapUser makes sure an admin user exists and prints a fresh reusable
+// pre-auth key and the command to join with it.
+func bootstrapUser(ctx context.Context, c *coordinator.Coordinator, name, url string, out io.Writer) error {
+	local := registry.Actor{Name: "local:bootstrap", Admin: true}
+	u, err := c.Store().GetUserByName(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		u, err = c.Registry().CreateUser(ctx, local, store.User{Name: name, Email: name, Role: store.RoleAdmin})
+	}
+	if err != nil {
+		return fmt.Errorf("bootstrap user %s: %w", name, err)
+	}
+	_, plain, err := c.Registry().CreateAuthKey(ctx, local, registry.AuthKeyRequest{UserID: u.ID, Reusable: true, TTL: 24 * time.Hour})
+	if err != nil {
+		return fmt.Errorf("bootstrap key: %w", err)
+	}
+	fmt.Fprintf(out, "\nBootstrap: user %s (admin), reusable pre-auth key valid 24h:\n  %s\n", u.Name, plain)
+	fmt.Fprintf(out, "Join a node:\n  warren up --coordinator %s --auth-key %s\n\n", url, plain)
+	return nil
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format must be text or json, not %q", format)
+}
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// reachable turns a listen address like [::]:8080 into one a local node can
+// dial.
+func reachable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+func printKey(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("key", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	stateDir := fs.String("state-dir", defaultStateDir, "coordinator state directory")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	b, err := os.ReadFile(filepath.Join(*stateDir, "coordinator.key"))
+	if err != nil {
+		return fmt.Errorf("read coordinator key (has the coordinator run with --state-dir %s?): %w", *stateDir, err)
+	}
+	var k key.ControlPrivate
+	if err := k.UnmarshalText([]byte(strings.TrimSpace(string(b)))); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, k.Public())
+	return nil
+}
