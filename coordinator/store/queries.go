@@ -179,7 +179,9 @@ func (q queries) getNodeBy(ctx context.Context, col string, v any) (Node, error)
 	return n, nil
 }
 
-func (q queries) GetNode(ctx context.Context, id NodeID) (Node, error) { return q.getNodeBy(ctx, "id", id) }
+func (q queries) GetNode(ctx context.Context, id NodeID) (Node, error) {
+	return q.getNodeBy(ctx, "id", id)
+}
 
 func (q queries) GetNodeByMachineKey(ctx context.Context, k key.MachinePublic) (Node, error) {
 	return q.getNodeBy(ctx, "machine_key", k.String())

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
 	"strings"
 
 	"modernc.org/sqlite"
@@ -28,6 +29,13 @@ func Open(ctx context.Context, path string, logger *slog.Logger) (Store, error) 
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	// Create the file owner-only before SQLite does: it holds key hashes
+	// and the audit trail, and SQLite gives its WAL the same mode.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	f.Close()
 	q := url.Values{}
 	for _, p := range []string{"foreign_keys(1)", "journal_mode(WAL)", "busy_timeout(10000)", "synchronous(NORMAL)"} {
 		q.Add("_pragma", p)
