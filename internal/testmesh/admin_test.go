@@ -32,8 +32,8 @@ func TestAdminAPIAuth(t *testing.T) {
 	must(t, err)
 
 	// Nodes of the member and of someone else.
-	m.AddNode("member-laptop", NodeOptions{AuthKey: m.AuthKey(registry.AuthKeyRequest{UserID: member.ID})}).WaitFor(wait, HasPeers())
-	m.AddNode("other-laptop", NodeOptions{AuthKey: m.AuthKey(registry.AuthKeyRequest{UserID: other.ID})}).WaitFor(wait, HasPeers())
+	must(t, m.AddNode("member-laptop", NodeOptions{AuthKey: m.AuthKey(registry.AuthKeyRequest{UserID: member.ID})}).WaitFor(wait, HasPeers()))
+	must(t, m.AddNode("other-laptop", NodeOptions{AuthKey: m.AuthKey(registry.AuthKeyRequest{UserID: other.ID})}).WaitFor(wait, HasPeers()))
 
 	status := func(err error) int {
 		var ae *api.Error

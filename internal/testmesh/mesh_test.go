@@ -207,6 +207,7 @@ func TestExpiredNodeGetsNoPeers(t *testing.T) {
 	a := m.AddNode("a", NodeOptions{AuthKey: k})
 	b := m.AddNode("b", NodeOptions{AuthKey: k})
 	must(t, a.WaitFor(wait, HasPeers("b")))
+	must(t, b.WaitFor(wait, HasPeers("a")))
 	_, err := m.Coord.Registry().ExpireNode(context.Background(), Admin, store.NodeID(b.Netmap().Self.ID))
 	must(t, err)
 	must(t, a.WaitFor(wait, HasPeers()))
