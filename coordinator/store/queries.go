@@ -73,8 +73,14 @@ func scanUser(row interface{ Scan(...any) error }) (User, error) {
 	return u, err
 }
 
+// CreateUser inserts u. Its ID is one above every user ID in use, including
+// the UserID kept on tagged nodes of deleted users: SQLite would otherwise
+// hand a deleted user's ID to the next user, who would then own those
+// nodes.
 func (q queries) CreateUser(ctx context.Context, u User) (User, error) {
-	res, err := q.q.ExecContext(ctx, `INSERT INTO users (name, email, groups, role, disabled, created) VALUES (?, ?, ?, ?, ?, ?)`,
+	res, err := q.q.ExecContext(ctx, `INSERT INTO users (id, name, email, groups, role, disabled, created)
+		VALUES ((SELECT MAX(m) + 1 FROM (SELECT COALESCE(MAX(id), 0) AS m FROM users UNION ALL SELECT COALESCE(MAX(user_id), 0) FROM nodes)),
+		?, ?, ?, ?, ?, ?)`,
 		u.Name, u.Email, jsonText(u.Groups), string(u.Role), u.Disabled, nanos(u.Created))
 	if err != nil {
 		return User{}, fmt.Errorf("create user %q: %w", u.Name, wrapErr(err))
@@ -206,8 +212,17 @@ func (q queries) CreateNode(ctx context.Context, n Node) (Node, error) {
 	if !n.IPv4.Is4() || !IPv4Range.Contains(n.IPv4) {
 		return Node{}, fmt.Errorf("create node: address %v outside %v", n.IPv4, IPv4Range)
 	}
+	if num := v4num(n.IPv4); num < v4First || num == v4Reserved {
+		return Node{}, fmt.Errorf("create node: address %v is reserved", n.IPv4)
+	}
 	if !n.IPv6.IsValid() {
 		n.IPv6 = IPv6For(n.IPv4)
+	}
+	if !n.IPv6.Is6() || n.IPv6.Is4In6() || !IPv6Range.Contains(n.IPv6) {
+		return Node{}, fmt.Errorf("create node: address %v outside %v", n.IPv6, IPv6Range)
+	}
+	if n.MachineKey.IsZero() || n.NodeKey.IsZero() {
+		return Node{}, fmt.Errorf("create node %q: machine and node keys are required", n.Hostname)
 	}
 	name, err := q.uniqueName(ctx, n.Hostname, 0)
 	if err != nil {
@@ -252,25 +267,49 @@ func (q queries) DeleteNode(ctx context.Context, id NodeID) error {
 	return q.execOne(ctx, fmt.Sprintf("delete node %d", id), `DELETE FROM nodes WHERE id = ?`, id)
 }
 
-// uniqueName derives a DNS label from hostname that no node but self uses.
+// uniqueName derives a DNS label from hostname that no node but self uses:
+// DNSLabel(hostname), or that with "-2", "-3", … appended (the label cut
+// short to keep within 63 characters).
+//
+// Every candidate starts with the label cut to maxLabel-maxSuffix, so one
+// indexed prefix query reads all the names that could clash.
 func (q queries) uniqueName(ctx context.Context, hostname string, self NodeID) (string, error) {
 	base := DNSLabel(hostname)
+	prefix := trimLabel(base[:min(len(base), maxLabel-maxSuffix)])
+	rows, err := q.q.QueryContext(ctx, `SELECT name FROM nodes WHERE name GLOB ? AND id != ?`, prefix+"*", self)
+	if err != nil {
+		return "", fmt.Errorf("name node %q: %w", hostname, err)
+	}
+	defer rows.Close()
+	taken := map[string]bool{}
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return "", fmt.Errorf("name node %q: %w", hostname, err)
+		}
+		taken[name] = true
+	}
+	if err := rows.Err(); err != nil {
+		return "", fmt.Errorf("name node %q: %w", hostname, err)
+	}
+	// At most len(taken) candidates are taken, so this ends within
+	// len(taken)+1 tries, long before a suffix outgrows maxSuffix.
 	for i := 1; ; i++ {
 		name := base
 		if i > 1 {
 			suffix := "-" + strconv.Itoa(i)
 			name = trimLabel(base[:min(len(base), maxLabel-len(suffix))]) + suffix
 		}
-		var taken int
-		err := q.q.QueryRowContext(ctx, `SELECT COUNT(*) FROM nodes WHERE name = ? AND id != ?`, name, self).Scan(&taken)
-		if err != nil {
-			return "", fmt.Errorf("check name %q: %w", name, err)
-		}
-		if taken == 0 {
+		if !taken[name] {
 			return name, nil
 		}
 	}
 }
+
+// maxSuffix is the longest "-N" suffix uniqueName can need: N is at most
+// one more than the number of nodes, which the address space keeps below
+// 2^22.
+const maxSuffix = len("-9999999")
 
 // Mesh addresses.
 

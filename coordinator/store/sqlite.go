@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -36,8 +37,10 @@ func Open(ctx context.Context, path string, logger *slog.Logger) (Store, error) 
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
 	f.Close()
+	// Every pooled connection runs these pragmas in order; busy_timeout
+	// comes first so that switching to WAL also waits for other openers.
 	q := url.Values{}
-	for _, p := range []string{"foreign_keys(1)", "journal_mode(WAL)", "busy_timeout(10000)", "synchronous(NORMAL)"} {
+	for _, p := range []string{"busy_timeout(10000)", "foreign_keys(1)", "journal_mode(WAL)", "synchronous(NORMAL)"} {
 		q.Add("_pragma", p)
 	}
 	q.Set("_txlock", "immediate")
@@ -61,7 +64,9 @@ func Open(ctx context.Context, path string, logger *slog.Logger) (Store, error) 
 // Close closes the database.
 func (s *sqliteStore) Close() error { return s.db.Close() }
 
-// Tx runs fn in one transaction, rolling back on error or panic.
+// Tx runs fn in one immediate (write-locked) transaction. It rolls back if
+// fn returns an error, which it returns as is, or panics, in which case the
+// panic goes on after the rollback.
 func (s *sqliteStore) Tx(ctx context.Context, fn func(q Queries) error) (err error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -118,6 +123,9 @@ func wrapErr(err error) error {
 		case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
 			return fmt.Errorf("%w: %v", ErrConflict, err)
 		}
+	} else if err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed") {
+		// A driver that lost the error code still says what happened.
+		return fmt.Errorf("%w: %v", ErrConflict, err)
 	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return ErrNotFound
@@ -147,6 +155,16 @@ type migration struct {
 	sql     string
 }
 
+// migrations are applied in order, each in its own transaction, and
+// recorded in schema_migrations (version, applied_at in unix nanoseconds).
+// They are append-only: a released migration is never edited, a change is
+// a new one.
+//
+// Schema conventions: keys are stored in their text form (key.X.String),
+// lists (groups, tags, endpoints) as JSON arrays, times as unix
+// nanoseconds with 0 for the zero time, addresses as text. nodes.ipv4_num
+// is the IPv4 address as a number, so the allocator can find the highest
+// address and the gaps with an index.
 var migrations = []migration{
 	{1, `
 CREATE TABLE users (
@@ -229,31 +247,49 @@ func (s *sqliteStore) migrate(ctx context.Context) error {
 	if err := s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
 		return fmt.Errorf("read schema version: %w", err)
 	}
-	latest := migrations[len(migrations)-1].version
-	if current > latest {
-		return fmt.Errorf("database schema version %d is newer than this coordinator (%d): upgrade warren-coordinator", current, latest)
+	if err := checkVersion(current); err != nil {
+		return err
 	}
 	for _, m := range migrations {
 		if m.version <= current {
 			continue
 		}
+		applied := false
 		err := s.Tx(ctx, func(q Queries) error {
 			tx := q.(queries).q
-			for _, stmt := range strings.Split(m.sql, ";\n") {
-				if strings.TrimSpace(stmt) == "" {
-					continue
-				}
-				if _, err := tx.ExecContext(ctx, stmt); err != nil {
-					return err
-				}
+			// Another process may have migrated since the read above; the
+			// immediate transaction holds the write lock, so look again.
+			var now int
+			if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&now); err != nil {
+				return fmt.Errorf("read schema version: %w", err)
 			}
-			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, strftime('%s','now'))`, m.version)
+			if err := checkVersion(now); err != nil || now >= m.version {
+				return err
+			}
+			// The driver runs every statement of a multi-statement string.
+			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`, m.version, time.Now().UnixNano())
+			applied = err == nil
 			return err
 		})
 		if err != nil {
 			return fmt.Errorf("apply migration %d: %w", m.version, err)
 		}
-		s.log.Info("database migrated", "version", m.version)
+		if applied {
+			s.log.Info("database migrated", "version", m.version)
+		}
+	}
+	return nil
+}
+
+// checkVersion refuses a database migrated by a newer coordinator: this
+// code cannot know what the newer schema means.
+func checkVersion(current int) error {
+	latest := migrations[len(migrations)-1].version
+	if current > latest {
+		return fmt.Errorf("database schema version %d is newer than this coordinator (%d); upgrade warren-coordinator", current, latest)
 	}
 	return nil
 }

@@ -3,12 +3,13 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -144,71 +145,6 @@ func TestNodesAddressesAndNames(t *testing.T) {
 	}
 }
 
-func TestAddressWrapAndReserved(t *testing.T) {
-	s, _ := openTest(t)
-	ctx := context.Background()
-	below := newNode("below", 1)
-	below.IPv4 = netip.MustParseAddr("100.100.100.99")
-	_, err := s.CreateNode(ctx, below)
-	must(t, err)
-	n, err := s.CreateNode(ctx, newNode("next", 1))
-	must(t, err)
-	if n.IPv4 != netip.MustParseAddr("100.100.100.101") {
-		t.Fatalf("after .99 got %v, want the DNS address skipped", n.IPv4)
-	}
-	top := newNode("top", 1)
-	top.IPv4 = netip.MustParseAddr("100.127.255.255")
-	_, err = s.CreateNode(ctx, top)
-	must(t, err)
-	wrapped, err := s.CreateNode(ctx, newNode("wrapped", 1))
-	must(t, err)
-	if wrapped.IPv4 != netip.MustParseAddr("100.64.0.1") {
-		t.Fatalf("wrapped to %v, want the lowest gap", wrapped.IPv4)
-	}
-	outside := newNode("outside", 1)
-	outside.IPv4 = netip.MustParseAddr("10.0.0.1")
-	if _, err := s.CreateNode(ctx, outside); err == nil {
-		t.Fatal("address outside the range accepted")
-	}
-}
-
-func TestConcurrentCreateNode(t *testing.T) {
-	s, _ := openTest(t)
-	ctx := context.Background()
-	const workers, each = 8, 25
-	var wg sync.WaitGroup
-	errs := make(chan error, workers*each)
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range each {
-				if _, err := s.CreateNode(ctx, newNode(fmt.Sprintf("host-%d-%d", w, i%3), 1)); err != nil {
-					errs <- err
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
-	nodes, err := s.ListNodes(ctx)
-	must(t, err)
-	seen := map[netip.Addr]bool{}
-	names := map[string]bool{}
-	for _, n := range nodes {
-		if seen[n.IPv4] || seen[n.IPv6] || names[n.Name] {
-			t.Fatalf("duplicate address or name: %+v", n)
-		}
-		seen[n.IPv4], seen[n.IPv6], names[n.Name] = true, true, true
-	}
-	if len(nodes) != workers*each {
-		t.Fatalf("%d nodes, want %d", len(nodes), workers*each)
-	}
-}
-
 func TestTxRollback(t *testing.T) {
 	s, _ := openTest(t)
 	ctx := context.Background()
@@ -268,25 +204,86 @@ func TestDeleteUserKeepsTaggedNodes(t *testing.T) {
 	}
 }
 
+// schemaVersions reads schema_migrations directly.
+func schemaVersions(t *testing.T, path string) []int {
+	t.Helper()
+	db, err := sql.Open("sqlite", path)
+	must(t, err)
+	defer db.Close()
+	rows, err := db.Query(`SELECT version FROM schema_migrations ORDER BY version`)
+	must(t, err)
+	defer rows.Close()
+	var out []int
+	for rows.Next() {
+		var v int
+		must(t, rows.Scan(&v))
+		out = append(out, v)
+	}
+	must(t, rows.Err())
+	return out
+}
+
 func TestMigrations(t *testing.T) {
 	s, path := openTest(t)
 	ctx := context.Background()
 	_, err := s.CreateUser(ctx, User{Name: "kept", Role: RoleMember})
 	must(t, err)
-	s.Close()
+	must(t, s.Close())
+	latest := migrations[len(migrations)-1].version
+	var want []int
+	for _, m := range migrations {
+		want = append(want, m.version)
+	}
+	if got := schemaVersions(t, path); !slices.Equal(got, want) {
+		t.Fatalf("versions after first open %v, want %v", got, want)
+	}
 	s2, err := Open(ctx, path, nil)
 	must(t, err)
 	if _, err := s2.GetUserByName(ctx, "kept"); err != nil {
 		t.Fatalf("data lost on reopen: %v", err)
 	}
-	s2.Close()
+	must(t, s2.Close())
+	if got := schemaVersions(t, path); !slices.Equal(got, want) {
+		t.Fatalf("versions after reopen %v, want %v (re-applied?)", got, want)
+	}
+
 	db, err := sql.Open("sqlite", path)
 	must(t, err)
-	_, err = db.Exec(`INSERT INTO schema_migrations (version, applied_at) VALUES (999, 0)`)
+	_, err = db.Exec(`INSERT INTO schema_migrations (version, applied_at) VALUES (?, 0)`, latest+1)
 	must(t, err)
-	db.Close()
-	if _, err := Open(ctx, path, nil); err == nil || !strings.Contains(err.Error(), "newer than this coordinator") {
-		t.Fatalf("future schema: %v", err)
+	must(t, db.Close())
+	wantErr := fmt.Sprintf("database schema version %d is newer than this coordinator (%d); upgrade warren-coordinator", latest+1, latest)
+	if _, err := Open(ctx, path, nil); err == nil || !strings.Contains(err.Error(), wantErr) {
+		t.Fatalf("future schema: %v, want %q", err, wantErr)
+	}
+}
+
+func TestConcurrentOpen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "warren.db")
+	ctx := context.Background()
+	const openers = 4
+	errs := make(chan error, openers)
+	stores := make(chan Store, openers)
+	for range openers {
+		go func() {
+			s, err := Open(ctx, path, nil)
+			if err == nil {
+				stores <- s
+			}
+			errs <- err
+		}()
+	}
+	for range openers {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	close(stores)
+	for s := range stores {
+		must(t, s.Close())
+	}
+	if got := schemaVersions(t, path); len(got) != len(migrations) {
+		t.Fatalf("versions %v after concurrent opens", got)
 	}
 }
 
@@ -321,18 +318,47 @@ func FuzzDNSLabel(f *testing.F) {
 	})
 }
 
-func BenchmarkCreateNode(b *testing.B) {
+// cheapNode is a node with distinct keys made without the cost of key
+// generation, which would otherwise dominate the benchmarks.
+func cheapNode(i int, hostname string) Node {
+	var raw [32]byte
+	binary.BigEndian.PutUint64(raw[:], uint64(i)+1)
+	return Node{MachineKey: key.PublicFromRaw[key.MachineKind](raw), NodeKey: key.PublicFromRaw[key.NodeKind](raw),
+		DiscoKey: key.PublicFromRaw[key.DiscoKind](raw), UserID: 1, Hostname: hostname, Created: time.Unix(1700000000, 0)}
+}
+
+// benchCreateNode measures one CreateNode in a database of seeded nodes;
+// hostname names the i-th node.
+func benchCreateNode(b *testing.B, seeded int, hostname func(i int) string) {
 	s, _ := openTest(b)
 	ctx := context.Background()
-	for i := range 10000 {
-		if _, err := s.CreateNode(ctx, newNode(fmt.Sprintf("seed-%d", i), 1)); err != nil {
-			b.Fatal(err)
+	err := s.Tx(ctx, func(q Queries) error {
+		for i := range seeded {
+			if _, err := q.CreateNode(ctx, cheapNode(i, hostname(i))); err != nil {
+				return err
+			}
 		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
 	}
 	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if _, err := s.CreateNode(ctx, newNode(fmt.Sprintf("bench-%d", i), 1)); err != nil {
+	for i := range b.N {
+		if _, err := s.CreateNode(ctx, cheapNode(seeded+i, hostname(seeded+i))); err != nil {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkCreateNode is one CreateNode in a database of 10,000 nodes.
+func BenchmarkCreateNode(b *testing.B) {
+	benchCreateNode(b, 10000, func(i int) string { return fmt.Sprint("host ", i) })
+}
+
+// BenchmarkCreateNodeSameHostname is the worst case for naming: 1,000
+// nodes that all report the same hostname, so every new one needs the
+// next free suffix.
+func BenchmarkCreateNodeSameHostname(b *testing.B) {
+	benchCreateNode(b, 1000, func(int) string { return "raspberrypi" })
 }
