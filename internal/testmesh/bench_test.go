@@ -1,7 +1,10 @@
 package testmesh
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"net"
 	"net/netip"
 	"testing"
 
@@ -44,4 +47,74 @@ func BenchmarkDeltaPropagation(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkTunnelThroughput measures TCP throughput from one node's
+// userspace stack to another's through real WireGuard over loopback UDP,
+// beside plain loopback TCP in the same run (the ratio is what matters on
+// a shared machine).
+func BenchmarkTunnelThroughput(b *testing.B) {
+	const chunk = 64 << 10
+	run := func(b *testing.B, dial func() (net.Conn, error), ln net.Listener) {
+		done := make(chan int64, 1)
+		go func() {
+			c, err := ln.Accept()
+			if err != nil {
+				done <- 0
+				return
+			}
+			n, _ := io.Copy(io.Discard, c)
+			c.Close()
+			done <- n
+		}()
+		c, err := dial()
+		if err != nil {
+			b.Fatal(err)
+		}
+		buf := make([]byte, chunk)
+		b.SetBytes(chunk)
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			if _, err := c.Write(buf); err != nil {
+				b.Fatal(err)
+			}
+		}
+		c.Close()
+		if got := <-done; got != int64(b.N)*chunk {
+			b.Fatalf("received %d bytes, sent %d", got, int64(b.N)*chunk)
+		}
+	}
+	b.Run("loopback-tcp", func(b *testing.B) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer ln.Close()
+		run(b, func() (net.Conn, error) { return net.Dial("tcp", ln.Addr().String()) }, ln)
+	})
+	b.Run("warren-userspace", func(b *testing.B) {
+		m := New(b, Options{})
+		u := m.User("ann@example.com")
+		k := m.AuthKey(registry.AuthKeyRequest{UserID: u.ID, Reusable: true})
+		src := m.AddNode("src", NodeOptions{AuthKey: k, DataPlane: true})
+		dst := m.AddNode("dst", NodeOptions{AuthKey: k, DataPlane: true})
+		for _, n := range []*Node{src, dst} {
+			if err := n.WaitFor(wait, func(nm *controlclient.Netmap) bool {
+				return len(nm.Peers) == 1 && len(nm.Peers[0].Endpoints) == 1 && n.Engine() != nil
+			}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		ln, err := dst.Engine().ListenTCP(9000)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer ln.Close()
+		target := netip.AddrPortFrom(dst.Netmap().Self.Addresses[0].Addr(), 9000)
+		run(b, func() (net.Conn, error) {
+			ctx, cancel := context.WithTimeout(context.Background(), wait)
+			defer cancel()
+			return src.Engine().DialContext(ctx, "tcp", target)
+		}, ln)
+	})
 }

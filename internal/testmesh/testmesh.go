@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"sync"
 	"testing"
@@ -23,6 +24,7 @@ import (
 	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/internal/key"
 	"github.com/warrenmesh/warren/node/controlclient"
+	"github.com/warrenmesh/warren/node/engine"
 )
 
 // Admin is the actor the harness uses for admin changes.
@@ -111,7 +113,11 @@ type Node struct {
 	ID     Identity
 	Client *controlclient.Client
 
+	dataPlane bool
+	log       *slog.Logger
+
 	mu      sync.Mutex
+	engine  *engine.Engine // with DataPlane, once the first netmap arrived
 	nm      *controlclient.Netmap
 	changed chan struct{} // closed and replaced on every netmap
 	cancel  context.CancelFunc
@@ -124,6 +130,9 @@ type NodeOptions struct {
 	Identity *Identity // nil: fresh keys
 	AuthKey  string
 	Tags     []string
+	// DataPlane runs a real WireGuard data plane (userspace netstack) that
+	// follows the netmap, reachable through Node.Dial and Node.Listen.
+	DataPlane bool
 }
 
 // AddNode starts a node's control client; it is stopped when the test
@@ -134,11 +143,12 @@ func (m *Mesh) AddNode(hostname string, o NodeOptions) *Node {
 	if o.Identity != nil {
 		id = *o.Identity
 	}
-	n := &Node{Name: hostname, ID: id, changed: make(chan struct{}), done: make(chan struct{})}
+	n := &Node{Name: hostname, ID: id, changed: make(chan struct{}), done: make(chan struct{}),
+		dataPlane: o.DataPlane, log: m.log.With("part", "node", "node", hostname)}
 	cc, err := controlclient.New(controlclient.Config{
 		URL: m.URL, ControlKey: m.Coord.PublicKey(), Machine: id.Machine, NodeKey: id.Node.Public(),
 		DiscoKey: id.Disco.Public(), Hostname: hostname, OS: "linux", AuthKey: o.AuthKey, Tags: o.Tags,
-		OnNetmap: n.onNetmap, Logger: m.log.With("part", "node", "node", hostname),
+		OnNetmap: n.onNetmap, Logger: n.log,
 		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
 	})
 	if err != nil {
@@ -161,6 +171,9 @@ func (m *Mesh) AddNode(hostname string, o NodeOptions) *Node {
 }
 
 func (n *Node) onNetmap(nm *controlclient.Netmap) {
+	if n.dataPlane {
+		n.applyDataPlane(nm)
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.nm = nm
@@ -168,10 +181,48 @@ func (n *Node) onNetmap(nm *controlclient.Netmap) {
 	n.changed = make(chan struct{})
 }
 
-// Stop stops the node's client and waits for it.
+// applyDataPlane starts the engine on the first netmap (the node's
+// addresses come with it) and applies every netmap to it.
+func (n *Node) applyDataPlane(nm *controlclient.Netmap) {
+	n.mu.Lock()
+	eng := n.engine
+	n.mu.Unlock()
+	if eng == nil {
+		var err error
+		eng, err = engine.New(engine.Config{NodeKey: n.ID.Node, Addresses: nm.Self.Addresses, Logger: n.log})
+		if err != nil {
+			n.log.Error("start data plane", "err", err)
+			return
+		}
+		n.mu.Lock()
+		n.engine = eng
+		n.mu.Unlock()
+		n.Client.SetEndpoints([]netip.AddrPort{netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), eng.Port())}, 0)
+	}
+	if err := eng.SetNetmap(nm.Peers, nm.PacketFilter); err != nil {
+		n.log.Error("apply netmap to data plane", "err", err)
+	}
+}
+
+// Engine returns the node's data plane, or nil (no DataPlane option, or no
+// netmap yet).
+func (n *Node) Engine() *engine.Engine {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.engine
+}
+
+// Stop stops the node's client and data plane and waits for them.
 func (n *Node) Stop() {
 	n.cancel()
 	<-n.done
+	n.mu.Lock()
+	eng := n.engine
+	n.engine = nil
+	n.mu.Unlock()
+	if eng != nil {
+		eng.Close()
+	}
 }
 
 // Err returns why the client stopped (nil while running).

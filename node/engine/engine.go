@@ -1,0 +1,301 @@
+// Package engine is the node's data plane: a wireguard-go device whose
+// peers come from the netmap, a userspace TCP/IP stack (gVisor netstack)
+// that local apps reach through the engine's Dial and Listen, Warren's
+// Bind choosing each peer's path, and the packet filter every packet from
+// a peer passes before it reaches the stack.
+//
+// The node's private key is handed to WireGuard and nowhere else: the
+// engine never logs it, never returns it, and configures peers only from
+// public keys. Netmap updates are applied as diffs, so existing sessions
+// keep running.
+package engine
+
+import (
+	"bufio"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.zx2c4.com/wireguard/device"
+	"golang.zx2c4.com/wireguard/tun"
+	"golang.zx2c4.com/wireguard/tun/netstack"
+
+	"github.com/warrenmesh/warren/internal/key"
+	"github.com/warrenmesh/warren/internal/wire"
+	"github.com/warrenmesh/warren/node/filter"
+)
+
+// DefaultMTU leaves room for WireGuard and relay framing inside a 1500-byte
+// path.
+const DefaultMTU = 1280
+
+// Config configures an Engine.
+type Config struct {
+	NodeKey key.NodePrivate
+	// Addresses are the node's mesh addresses (from its netmap).
+	Addresses []netip.Prefix
+	// ListenPort is the UDP port for WireGuard; 0 picks one.
+	ListenPort uint16
+	MTU        int
+	Logger     *slog.Logger
+}
+
+// Engine is a running data plane.
+type Engine struct {
+	log    *slog.Logger
+	bind   *Bind
+	tun    *filteredTUN
+	net    *netstack.Net
+	dev    *device.Device
+	filter *filter.Filter
+	addrs  []netip.Prefix
+	port   uint16
+
+	mu    sync.Mutex
+	peers map[key.NodePublic]wire.Node
+}
+
+// New starts a data plane with no peers and a deny-all filter.
+func New(cfg Config) (*Engine, error) {
+	if cfg.NodeKey.IsZero() {
+		return nil, errors.New("engine: node key required")
+	}
+	if len(cfg.Addresses) == 0 {
+		return nil, errors.New("engine: at least one mesh address required")
+	}
+	if cfg.MTU <= 0 {
+		cfg.MTU = DefaultMTU
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	addrs := make([]netip.Addr, 0, len(cfg.Addresses))
+	for _, p := range cfg.Addresses {
+		addrs = append(addrs, p.Addr())
+	}
+	tdev, tnet, err := netstack.CreateNetTUN(addrs, nil, cfg.MTU)
+	if err != nil {
+		return nil, fmt.Errorf("engine: create netstack: %w", err)
+	}
+	e := &Engine{log: cfg.Logger, bind: NewBind(), net: tnet, filter: filter.New(nil),
+		addrs: slices.Clone(cfg.Addresses), peers: make(map[key.NodePublic]wire.Node)}
+	e.tun = &filteredTUN{Device: tdev, filter: e.filter, log: cfg.Logger}
+	wlog := cfg.Logger.With("part", "wireguard")
+	e.dev = device.NewDevice(e.tun, e.bind, &device.Logger{
+		Verbosef: func(format string, args ...any) { wlog.Debug(fmt.Sprintf(format, args...)) },
+		Errorf:   func(format string, args ...any) { wlog.Warn(fmt.Sprintf(format, args...)) },
+	})
+	raw := cfg.NodeKey.Raw()
+	if err := e.dev.IpcSet(fmt.Sprintf("private_key=%s\nlisten_port=%d\n", hex.EncodeToString(raw[:]), cfg.ListenPort)); err != nil {
+		e.dev.Close()
+		return nil, fmt.Errorf("engine: configure device: %w", err)
+	}
+	if err := e.dev.Up(); err != nil {
+		e.dev.Close()
+		return nil, fmt.Errorf("engine: bring device up: %w", err)
+	}
+	port, err := e.listenPort()
+	if err != nil {
+		e.dev.Close()
+		return nil, err
+	}
+	e.port = port
+	return e, nil
+}
+
+// Port returns the UDP port WireGuard listens on.
+func (e *Engine) Port() uint16 { return e.port }
+
+// Addresses returns the node's mesh addresses.
+func (e *Engine) Addresses() []netip.Prefix { return slices.Clone(e.addrs) }
+
+// Close stops the device and the stack.
+func (e *Engine) Close() error {
+	e.dev.Close()
+	return nil
+}
+
+// SetNetmap makes WireGuard's peers and the filter match the netmap:
+// removed peers go, new ones come, changed ones are updated in place.
+func (e *Engine) SetNetmap(peers []wire.Node, rules []wire.FilterRule) error {
+	e.filter.SetRules(rules)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var uapi strings.Builder
+	next := make(map[key.NodePublic]wire.Node, len(peers))
+	for _, p := range peers {
+		if p.NodeKey.IsZero() {
+			continue
+		}
+		next[p.NodeKey] = p
+	}
+	for k := range e.peers {
+		if _, ok := next[k]; !ok {
+			fmt.Fprintf(&uapi, "public_key=%s\nremove=true\n", hexKey(k))
+			e.bind.RemovePeer(k)
+		}
+	}
+	for k, p := range next {
+		old, had := e.peers[k]
+		if had && slices.Equal(old.Addresses, p.Addresses) && slices.Equal(old.Endpoints, p.Endpoints) {
+			continue
+		}
+		ep := e.bind.SetPeer(k, p.Endpoints)
+		fmt.Fprintf(&uapi, "public_key=%s\n", hexKey(k))
+		if !had {
+			fmt.Fprintf(&uapi, "endpoint=%s\n", ep)
+		}
+		uapi.WriteString("replace_allowed_ips=true\n")
+		for _, a := range p.Addresses {
+			fmt.Fprintf(&uapi, "allowed_ip=%s\n", netip.PrefixFrom(a.Addr(), a.Addr().BitLen()))
+		}
+	}
+	e.peers = next
+	if uapi.Len() == 0 {
+		return nil
+	}
+	if err := e.dev.IpcSet(uapi.String()); err != nil {
+		return fmt.Errorf("engine: apply netmap: %w", err)
+	}
+	return nil
+}
+
+func hexKey(k key.NodePublic) string {
+	raw := k.Raw()
+	return hex.EncodeToString(raw[:])
+}
+
+// DialContext dials a mesh address through the userspace stack. network is
+// "tcp", "tcp4", "tcp6", "udp", "udp4" or "udp6".
+func (e *Engine) DialContext(ctx context.Context, network string, addr netip.AddrPort) (net.Conn, error) {
+	switch network {
+	case "tcp", "tcp4", "tcp6":
+		return e.net.DialContextTCPAddrPort(ctx, addr)
+	case "udp", "udp4", "udp6":
+		return e.net.DialUDPAddrPort(netip.AddrPort{}, addr)
+	}
+	return nil, fmt.Errorf("engine: unsupported network %q", network)
+}
+
+// ListenTCP listens on the node's mesh address (the first of the family of
+// addr, or all when addr is unspecified) in the userspace stack.
+func (e *Engine) ListenTCP(port uint16) (net.Listener, error) {
+	return e.net.ListenTCPAddrPort(netip.AddrPortFrom(netip.Addr{}, port))
+}
+
+// PeerStatus is WireGuard's view of one peer.
+type PeerStatus struct {
+	NodeKey       key.NodePublic
+	Path          string
+	LastHandshake time.Time
+	RxBytes       uint64
+	TxBytes       uint64
+}
+
+// Status returns WireGuard's view of every peer.
+func (e *Engine) Status() ([]PeerStatus, error) {
+	text, err := e.dev.IpcGet()
+	if err != nil {
+		return nil, fmt.Errorf("engine: read device state: %w", err)
+	}
+	var out []PeerStatus
+	var cur *PeerStatus
+	var sec int64
+	sc := bufio.NewScanner(strings.NewReader(text))
+	for sc.Scan() {
+		k, v, _ := strings.Cut(sc.Text(), "=")
+		switch k {
+		case "public_key":
+			b, err := hex.DecodeString(v)
+			if err != nil {
+				continue
+			}
+			pk, err := key.PublicFromSlice[key.NodeKind](b)
+			if err != nil {
+				continue
+			}
+			out = append(out, PeerStatus{NodeKey: pk, Path: e.bind.Path(pk)})
+			cur = &out[len(out)-1]
+		case "last_handshake_time_sec":
+			sec, _ = strconv.ParseInt(v, 10, 64)
+		case "last_handshake_time_nsec":
+			nsec, _ := strconv.ParseInt(v, 10, 64)
+			if cur != nil && (sec != 0 || nsec != 0) {
+				cur.LastHandshake = time.Unix(sec, nsec)
+			}
+		case "rx_bytes":
+			if cur != nil {
+				cur.RxBytes, _ = strconv.ParseUint(v, 10, 64)
+			}
+		case "tx_bytes":
+			if cur != nil {
+				cur.TxBytes, _ = strconv.ParseUint(v, 10, 64)
+			}
+		}
+	}
+	return out, nil
+}
+
+func (e *Engine) listenPort() (uint16, error) {
+	text, err := e.dev.IpcGet()
+	if err != nil {
+		return 0, fmt.Errorf("engine: read listen port: %w", err)
+	}
+	for _, line := range strings.Split(text, "\n") {
+		if v, ok := strings.CutPrefix(line, "listen_port="); ok {
+			p, err := strconv.ParseUint(v, 10, 16)
+			return uint16(p), err
+		}
+	}
+	return 0, errors.New("engine: device reported no listen port")
+}
+
+// filteredTUN passes every packet WireGuard delivers (arriving from a peer)
+// through the filter before the stack sees it, and tells the filter about
+// every packet the stack sends, for connection tracking.
+type filteredTUN struct {
+	tun.Device
+	filter *filter.Filter
+	log    *slog.Logger
+}
+
+// Write delivers packets from peers to the stack, dropping what the filter
+// refuses.
+func (t *filteredTUN) Write(bufs [][]byte, offset int) (int, error) {
+	kept := bufs // allocate only when something is dropped
+	for i, b := range bufs {
+		v, _ := t.filter.Inbound(b[offset:])
+		switch {
+		case v == filter.Accept && len(kept) == len(bufs):
+		case v == filter.Accept:
+			kept = append(kept, b)
+		case len(kept) == len(bufs):
+			kept = append(make([][]byte, 0, len(bufs)), bufs[:i]...)
+		}
+	}
+	if len(kept) == 0 {
+		return len(bufs), nil
+	}
+	if _, err := t.Device.Write(kept, offset); err != nil {
+		return 0, err
+	}
+	return len(bufs), nil
+}
+
+// Read takes packets from the stack for WireGuard to send.
+func (t *filteredTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+	n, err := t.Device.Read(bufs, sizes, offset)
+	for i := 0; i < n; i++ {
+		t.filter.Outbound(bufs[i][offset : offset+sizes[i]])
+	}
+	return n, err
+}
