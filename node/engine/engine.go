@@ -27,7 +27,6 @@ import (
 
 	"golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/tun"
-	"golang.zx2c4.com/wireguard/tun/netstack"
 
 	"github.com/warrenmesh/warren/internal/key"
 	"github.com/warrenmesh/warren/internal/wire"
@@ -46,7 +45,19 @@ type Config struct {
 	// ListenPort is the UDP port for WireGuard; 0 picks one.
 	ListenPort uint16
 	MTU        int
-	Logger     *slog.Logger
+	// TUN names a kernel TUN device to use instead of the userspace stack
+	// (needs root); empty means userspace.
+	TUN    string
+	Logger *slog.Logger
+}
+
+// netDevice is what WireGuard reads plaintext packets from and writes them
+// to, and what local code dials and listens through: the userspace stack,
+// or a kernel TUN device with the host's stack.
+type netDevice interface {
+	tun.Device
+	DialContext(ctx context.Context, network string, addr netip.AddrPort) (net.Conn, error)
+	ListenTCP(port uint16) (net.Listener, error)
 }
 
 // Engine is a running data plane.
@@ -54,7 +65,7 @@ type Engine struct {
 	log    *slog.Logger
 	bind   *Bind
 	tun    *filteredTUN
-	net    *netstack.Net
+	net    netDevice
 	dev    *device.Device
 	filter *filter.Filter
 	addrs  []netip.Prefix
@@ -78,17 +89,19 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	addrs := make([]netip.Addr, 0, len(cfg.Addresses))
-	for _, p := range cfg.Addresses {
-		addrs = append(addrs, p.Addr())
+	var ndev netDevice
+	var err error
+	if cfg.TUN != "" {
+		ndev, err = openKernelTUN(cfg)
+	} else {
+		ndev, err = openUserspace(cfg)
 	}
-	tdev, tnet, err := netstack.CreateNetTUN(addrs, nil, cfg.MTU)
 	if err != nil {
-		return nil, fmt.Errorf("engine: create netstack: %w", err)
+		return nil, err
 	}
-	e := &Engine{log: cfg.Logger, bind: NewBind(), net: tnet, filter: filter.New(nil),
+	e := &Engine{log: cfg.Logger, bind: NewBind(), net: ndev, filter: filter.New(nil),
 		addrs: slices.Clone(cfg.Addresses), peers: make(map[key.NodePublic]wire.Node)}
-	e.tun = &filteredTUN{Device: tdev, filter: e.filter, log: cfg.Logger}
+	e.tun = &filteredTUN{Device: ndev, filter: e.filter, log: cfg.Logger}
 	wlog := cfg.Logger.With("part", "wireguard")
 	e.dev = device.NewDevice(e.tun, e.bind, &device.Logger{
 		Verbosef: func(format string, args ...any) { wlog.Debug(fmt.Sprintf(format, args...)) },
@@ -177,19 +190,13 @@ func hexKey(k key.NodePublic) string {
 // DialContext dials a mesh address through the userspace stack. network is
 // "tcp", "tcp4", "tcp6", "udp", "udp4" or "udp6".
 func (e *Engine) DialContext(ctx context.Context, network string, addr netip.AddrPort) (net.Conn, error) {
-	switch network {
-	case "tcp", "tcp4", "tcp6":
-		return e.net.DialContextTCPAddrPort(ctx, addr)
-	case "udp", "udp4", "udp6":
-		return e.net.DialUDPAddrPort(netip.AddrPort{}, addr)
-	}
-	return nil, fmt.Errorf("engine: unsupported network %q", network)
+	return e.net.DialContext(ctx, network, addr)
 }
 
 // ListenTCP listens on the node's mesh address (the first of the family of
 // addr, or all when addr is unspecified) in the userspace stack.
 func (e *Engine) ListenTCP(port uint16) (net.Listener, error) {
-	return e.net.ListenTCPAddrPort(netip.AddrPortFrom(netip.Addr{}, port))
+	return e.net.ListenTCP(port)
 }
 
 // PeerStatus is WireGuard's view of one peer.
