@@ -13,12 +13,11 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/warrenmesh/warren/coordinator/audit"
 	"github.com/warrenmesh/warren/coordinator/auth"
 	"github.com/warrenmesh/warren/coordinator/registry"
 	"github.com/warrenmesh/warren/coordinator/store"
+	"github.com/warrenmesh/warren/internal/peercred"
 )
 
 // maxBody bounds request bodies.
@@ -57,7 +56,6 @@ func New(cfg Config) (*Server, error) {
 }
 
 type actorKey struct{}
-type credKey struct{}
 
 func actorFrom(ctx context.Context) registry.Actor {
 	a, _ := ctx.Value(actorKey{}).(registry.Actor)
@@ -69,16 +67,16 @@ func actorFrom(ctx context.Context) registry.Actor {
 // own user get in, as admins.
 func (s *Server) LocalHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		cred, ok := r.Context().Value(credKey{}).(*unix.Ucred)
-		if !ok || (cred.Uid != 0 && int(cred.Uid) != os.Getuid()) {
+		cred, ok := peercred.FromContext(r.Context())
+		if !ok || (cred.UID != 0 && int(cred.UID) != os.Getuid()) {
 			uid := "unknown"
 			if ok {
-				uid = strconv.Itoa(int(cred.Uid))
+				uid = strconv.Itoa(int(cred.UID))
 			}
 			s.deny(w, r, "local:uid="+uid, "only root or the coordinator's user may use the admin socket")
 			return
 		}
-		a := registry.Actor{Name: fmt.Sprintf("local:uid=%d", cred.Uid), Admin: true, Remote: "unix"}
+		a := registry.Actor{Name: fmt.Sprintf("local:uid=%d", cred.UID), Admin: true, Remote: "unix"}
 		s.mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), actorKey{}, a)))
 	})
 }
@@ -86,22 +84,7 @@ func (s *Server) LocalHandler() http.Handler {
 // LocalConnContext records the peer credentials of a unix-socket
 // connection for LocalHandler. Use it as http.Server.ConnContext.
 func LocalConnContext(ctx context.Context, c net.Conn) context.Context {
-	uc, ok := c.(*net.UnixConn)
-	if !ok {
-		return ctx
-	}
-	raw, err := uc.SyscallConn()
-	if err != nil {
-		return ctx
-	}
-	var cred *unix.Ucred
-	_ = raw.Control(func(fd uintptr) {
-		cred, err = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	})
-	if err != nil || cred == nil {
-		return ctx
-	}
-	return context.WithValue(ctx, credKey{}, cred)
+	return peercred.ConnContext(ctx, c)
 }
 
 // RemoteHandler serves requests over the network: each must carry
