@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,10 +10,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/warrenmesh/warren/coordinator/api"
+	"github.com/warrenmesh/warren/internal/cli"
 )
 
 // adminFlags are shared by every admin command.
@@ -49,29 +48,6 @@ func (f *adminFlags) client() (*api.Client, error) {
 	return api.NewLocalClient(sock), nil
 }
 
-// parseInterspersed parses flags that may come before, between or after
-// positional arguments, and returns the positionals.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
-}
-
-// stringList is a repeatable string flag.
-type stringList []string
-
-func (s *stringList) String() string     { return strings.Join(*s, ",") }
-func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
-
 // command is one admin subcommand's parsed input.
 type command struct {
 	ctx  context.Context
@@ -102,7 +78,7 @@ func admin(ctx context.Context, group string, args []string, stdout, stderr io.W
 
 // parse finishes flag parsing, checks the positional count and connects.
 func (c *command) parse(args []string, minArgs, maxArgs int, usage string) error {
-	pos, err := parseInterspersed(c.fs, args)
+	pos, err := cli.ParseInterspersed(c.fs, args)
 	if err != nil {
 		return err
 	}
@@ -142,14 +118,9 @@ func (c *command) userID(s string) (int64, error) {
 // print writes v as JSON with --json, else as a table of rows.
 func (c *command) print(v any, header string, rows func(w io.Writer)) error {
 	if c.af.json {
-		enc := json.NewEncoder(c.out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(v)
+		return cli.PrintJSON(c.out, v)
 	}
-	tw := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, header)
-	rows(tw)
-	return tw.Flush()
+	return cli.PrintTable(c.out, header, rows)
 }
 
 func when(t time.Time) string {
@@ -184,7 +155,7 @@ var adminCommands = map[string]func(*command, []string) error{
 	"users create": func(c *command, args []string) error {
 		isAdmin := c.fs.Bool("admin", false, "make the user an admin")
 		email := c.fs.String("email", "", "email (default: the name)")
-		var groups stringList
+		var groups cli.StringList
 		c.fs.Var(&groups, "group", "group (repeatable)")
 		if err := c.parse(args, 1, 1, "users create NAME [--admin] [--email E] [--group G]..."); err != nil {
 			return err
@@ -276,7 +247,7 @@ var adminCommands = map[string]func(*command, []string) error{
 		reusable := c.fs.Bool("reusable", false, "allow many registrations")
 		ephemeral := c.fs.Bool("ephemeral", false, "nodes are deleted soon after they go offline")
 		ttl := c.fs.Duration("ttl", 0, "key lifetime, e.g. 24h (default: never expires)")
-		var tags stringList
+		var tags cli.StringList
 		c.fs.Var(&tags, "tag", "tag for nodes registered with the key (repeatable)")
 		if err := c.parse(args, 0, 0, "keys create --user USER [--reusable] [--ephemeral] [--tag T]... [--ttl D]"); err != nil {
 			return err

@@ -37,7 +37,7 @@ func startCoordinator(t *testing.T) string {
 }
 
 // cli runs one command and returns its stdout.
-func cli(t *testing.T, args ...string) (string, error) {
+func runCLI(t *testing.T, args ...string) (string, error) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	err := run(context.Background(), args, &out, &errb)
@@ -49,7 +49,7 @@ func TestCLI(t *testing.T) {
 	sd := "--state-dir=" + dir
 	mustCLI := func(args ...string) string {
 		t.Helper()
-		out, err := cli(t, args...)
+		out, err := runCLI(t, args...)
 		if err != nil {
 			t.Fatalf("%v: %v", args, err)
 		}
@@ -106,11 +106,11 @@ func TestCLI(t *testing.T) {
 		{"keys", "create", "--user", "nobody", sd},
 		{"bogus"},
 	} {
-		if _, err := cli(t, bad...); err == nil {
+		if _, err := runCLI(t, bad...); err == nil {
 			t.Errorf("%v succeeded", bad)
 		}
 	}
-	if _, err := cli(t, "nodes", "list", "--state-dir", t.TempDir()); err == nil || !strings.Contains(err.Error(), "admin API") {
+	if _, err := runCLI(t, "nodes", "list", "--state-dir", t.TempDir()); err == nil || !strings.Contains(err.Error(), "admin API") {
 		t.Errorf("no coordinator: %v", err)
 	}
 }
