@@ -174,6 +174,7 @@ func errorFor(err error) *wire.Error {
 }
 
 var (
+	errLoggedOut  = errors.New("node logged out")
 	errBadMessage = errors.New("unexpected message")
 	errVersion    = fmt.Errorf("protocol version not supported (this coordinator speaks %d to %d): upgrade warren", wire.MinProtocolVersion, wire.ProtocolVersion)
 )

@@ -147,6 +147,13 @@ func (s *session) readUpdates(ctx context.Context, id store.NodeID) error {
 		case *wire.UpdateRequest:
 			s.srv.cfg.Registry.UpdateEndpoints(ctx, id, validEndpoints(m.Endpoints), m.HomeRelay)
 		case *wire.KeepAlive:
+		case *wire.LogoutRequest:
+			if err := s.srv.cfg.Registry.Logout(ctx, id); err != nil {
+				return s.fail(ctx, "control.logout", err)
+			}
+			s.log.Info("node logged out", "node", id)
+			_ = wire.WriteMessage(s.conn, &wire.Error{Code: wire.CodeLoggedOut, Message: "logged out: run warren up to join again"})
+			return errLoggedOut
 		default:
 			return s.fail(ctx, "control.update", fmt.Errorf("%w: %v during streaming", errBadMessage, m.WireType()))
 		}

@@ -120,6 +120,25 @@ func (r *Registry) ExpireNode(ctx context.Context, a Actor, id store.NodeID) (st
 	})
 }
 
+// Logout is a node's own request to leave: its key expires now (so it
+// loses every peer and needs a key or login to come back, keeping its
+// address), or, for an ephemeral node, it is deleted.
+func (r *Registry) Logout(ctx context.Context, id store.NodeID) error {
+	self := Actor{Name: fmt.Sprintf("node:%d", id), Admin: true, Remote: "control"}
+	n, err := r.st.GetNode(ctx, id)
+	if err != nil {
+		return err
+	}
+	if n.Ephemeral {
+		return r.DeleteNode(ctx, self, id)
+	}
+	_, err = r.changeNode(ctx, self, id, "node.logout", nil, func(n *store.Node) error {
+		n.KeyExpiry = r.now()
+		return nil
+	})
+	return err
+}
+
 // SetTags replaces a node's tags (admins only). Tagged nodes never expire;
 // a node whose tags are cleared gets a fresh user-node expiry.
 func (r *Registry) SetTags(ctx context.Context, a Actor, id store.NodeID, tags []string) (store.Node, error) {

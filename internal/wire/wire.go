@@ -41,6 +41,7 @@ const (
 	TypeUpdateRequest    Type = 5 // node -> coordinator
 	TypeError            Type = 6 // either way, then close
 	TypeKeepAlive        Type = 7 // coordinator -> node
+	TypeLogoutRequest    Type = 8 // node -> coordinator
 )
 
 // String names the type for logs and errors.
@@ -60,6 +61,8 @@ func (t Type) String() string {
 		return "Error"
 	case TypeKeepAlive:
 		return "KeepAlive"
+	case TypeLogoutRequest:
+		return "LogoutRequest"
 	}
 	return "Unknown"
 }
@@ -195,10 +198,16 @@ const (
 	CodeVersion      ErrorCode = "version"        // protocol version not supported
 	CodeNodeRemoved  ErrorCode = "node_removed"   // the node was deleted by an admin
 	CodeInternal     ErrorCode = "internal_error" // the coordinator failed; retry later
+	CodeLoggedOut    ErrorCode = "logged_out"     // the node asked to log out; it is expired
 )
 
 // KeepAlive carries nothing; it proves the channel is alive.
 type KeepAlive struct{}
+
+// LogoutRequest asks the coordinator to expire this node's key (or delete
+// an ephemeral node); it answers with an Error of code logged_out and
+// closes the channel.
+type LogoutRequest struct{}
 
 // WireType implementations.
 func (*RegisterRequest) WireType() Type  { return TypeRegisterRequest }
@@ -208,6 +217,7 @@ func (*MapResponse) WireType() Type      { return TypeMapResponse }
 func (*UpdateRequest) WireType() Type    { return TypeUpdateRequest }
 func (*Error) WireType() Type            { return TypeError }
 func (*KeepAlive) WireType() Type        { return TypeKeepAlive }
+func (*LogoutRequest) WireType() Type    { return TypeLogoutRequest }
 
 // Error makes *Error usable as a Go error.
 func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
@@ -229,6 +239,8 @@ func New(t Type) Message {
 		return new(Error)
 	case TypeKeepAlive:
 		return new(KeepAlive)
+	case TypeLogoutRequest:
+		return new(LogoutRequest)
 	}
 	return nil
 }

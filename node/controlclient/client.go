@@ -78,6 +78,13 @@ func (c *Client) Sessions() int {
 	return c.sessions
 }
 
+// Connected reports whether a control channel is up and registered.
+func (c *Client) Connected() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.conn != nil
+}
+
 // New returns a Client.
 func New(cfg Config) (*Client, error) {
 	switch {
@@ -126,6 +133,21 @@ func (c *Client) SetEndpoints(eps []netip.AddrPort, homeRelay int) {
 	}
 }
 
+// ErrNotConnected is returned by Logout when no control channel is up.
+var ErrNotConnected = errors.New("controlclient: not connected to the coordinator")
+
+// Logout asks the coordinator to expire this node. The coordinator answers
+// by closing the channel with code logged_out, which ends Run.
+func (c *Client) Logout() error {
+	c.mu.Lock()
+	conn := c.conn
+	c.mu.Unlock()
+	if conn == nil {
+		return ErrNotConnected
+	}
+	return wire.WriteMessage(conn, &wire.LogoutRequest{})
+}
+
 // PermanentError is a refusal from the coordinator that retrying will not
 // fix (bad key, unsupported version, node deleted). Run returns it.
 type PermanentError struct{ Err *wire.Error }
@@ -148,7 +170,11 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 		var perm *PermanentError
 		if errors.As(err, &perm) {
-			c.log.Error("coordinator refused this node", "code", perm.Err.Code, "err", perm.Err.Message)
+			if perm.Err.Code == wire.CodeLoggedOut {
+				c.log.Info("logged out")
+			} else {
+				c.log.Error("coordinator refused this node", "code", perm.Err.Code, "err", perm.Err.Message)
+			}
 			return perm
 		}
 		if time.Since(start) > c.cfg.MaxBackoff {
