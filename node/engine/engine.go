@@ -306,3 +306,25 @@ func (t *filteredTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) 
 	}
 	return n, err
 }
+
+// FilterStats returns the inbound filter's counters.
+func (e *Engine) FilterStats() filter.Stats { return e.filter.Stats() }
+
+// Path describes how packets to a peer travel now.
+func (e *Engine) Path(k key.NodePublic) string { return e.bind.Path(k) }
+
+// pinger is a device that can send ICMP echo requests through the mesh.
+type pinger interface {
+	Ping(ctx context.Context, addr netip.Addr) (time.Duration, error)
+}
+
+// Ping sends one ICMP echo request to a mesh address through WireGuard and
+// returns the round-trip time: it proves the tunnel, the peer's filter and
+// its stack all work.
+func (e *Engine) Ping(ctx context.Context, addr netip.Addr) (time.Duration, error) {
+	p, ok := e.net.(pinger)
+	if !ok {
+		return 0, errors.New("engine: this data plane mode cannot send pings")
+	}
+	return p.Ping(ctx, addr)
+}

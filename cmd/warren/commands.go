@@ -1,0 +1,331 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/warrenmesh/warren/internal/cli"
+	"github.com/warrenmesh/warren/node/localapi"
+	"github.com/warrenmesh/warren/node/proxy"
+)
+
+// command is one invocation's context and output.
+type command struct {
+	ctx         context.Context
+	name        string
+	socket      string
+	out, errOut io.Writer
+	json        bool
+	fs          *flag.FlagSet
+}
+
+// flags returns the command's flag set with --json and --socket.
+func (c *command) flags() *flag.FlagSet {
+	c.fs = flag.NewFlagSet("warren "+c.name, flag.ContinueOnError)
+	c.fs.SetOutput(c.errOut)
+	c.fs.BoolVar(&c.json, "json", false, "print JSON")
+	c.fs.StringVar(&c.socket, "socket", c.socket, "warrend's local API socket")
+	return c.fs
+}
+
+// parse parses flags anywhere among the arguments and checks how many
+// positionals there are.
+func (c *command) parse(args []string, n int, usage string) ([]string, error) {
+	pos, err := cli.ParseInterspersed(c.fs, args)
+	if err != nil {
+		return nil, err
+	}
+	if len(pos) != n {
+		return nil, fmt.Errorf("usage: warren %s", usage)
+	}
+	return pos, nil
+}
+
+func (c *command) client() *localapi.Client { return localapi.NewClient(c.socket) }
+
+func (c *command) up(args []string) error {
+	fs := c.flags()
+	var req localapi.UpRequest
+	fs.StringVar(&req.Coordinator, "coordinator", "", "coordinator URL (first time; later the one joined before)")
+	fs.StringVar(&req.ControlKey, "coordinator-key", "", "pin the coordinator's key (ckey:…) instead of fetching it")
+	fs.StringVar(&req.AuthKey, "auth-key", "", "pre-auth key from the admin (warren-coordinator keys create)")
+	fs.StringVar(&req.Hostname, "hostname", "", "name for this node (default: the machine's hostname)")
+	tags := fs.String("advertise-tags", "", "comma-separated tags for a server node, e.g. tag:db")
+	timeout := fs.Duration("timeout", 2*time.Minute, "how long to wait for the first netmap")
+	if _, err := c.parse(args, 0, "up [--coordinator URL] [--auth-key KEY] [--hostname NAME] [--advertise-tags TAGS]"); err != nil {
+		return err
+	}
+	if *tags != "" {
+		for _, t := range strings.Split(*tags, ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				req.Tags = append(req.Tags, t)
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, *timeout)
+	defer cancel()
+	cl := c.client()
+	defer cl.Close()
+	st, err := cl.Up(ctx, req, func(msg string) { fmt.Fprintln(c.errOut, "warren:", msg) })
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return cli.PrintJSON(c.out, st)
+	}
+	fmt.Fprintf(c.out, "Up: %s (%s) in %s, %s.\n", st.Self.Name, addrs(st.Self.Addresses), st.Domain, plural(len(st.Peers), "peer"))
+	if st.SOCKS5 != "" {
+		fmt.Fprintf(c.out, "Apps reach the mesh through the proxy at %s (SOCKS5 and HTTP CONNECT), e.g.\n  curl --proxy socks5h://%s http://PEER/\n", st.SOCKS5, st.SOCKS5)
+	}
+	return nil
+}
+
+func (c *command) down(args []string) error {
+	c.flags()
+	if _, err := c.parse(args, 0, "down"); err != nil {
+		return err
+	}
+	cl := c.client()
+	defer cl.Close()
+	st, err := cl.Down(c.ctx)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return cli.PrintJSON(c.out, st)
+	}
+	fmt.Fprintln(c.out, "Down: disconnected; this node keeps its identity (warren up reconnects).")
+	return nil
+}
+
+func (c *command) logout(args []string) error {
+	c.flags()
+	if _, err := c.parse(args, 0, "logout"); err != nil {
+		return err
+	}
+	cl := c.client()
+	defer cl.Close()
+	st, err := cl.Logout(c.ctx)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return cli.PrintJSON(c.out, st)
+	}
+	fmt.Fprintln(c.out, "Logged out: registration and node key forgotten; warren up --auth-key … joins again as a new node.")
+	return nil
+}
+
+func (c *command) status(args []string) error {
+	c.flags()
+	if _, err := c.parse(args, 0, "status"); err != nil {
+		return err
+	}
+	cl := c.client()
+	defer cl.Close()
+	st, err := cl.Status(c.ctx)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return cli.PrintJSON(c.out, st)
+	}
+	switch st.State {
+	case localapi.StateStopped:
+		fmt.Fprintln(c.out, "Stopped: run warren up.")
+		return nil
+	case localapi.StateError:
+		fmt.Fprintf(c.out, "Error: %s\n", st.Error)
+		return nil
+	case localapi.StateStarting:
+		fmt.Fprintf(c.out, "Starting: connecting to %s…\n", st.Coordinator)
+		return nil
+	}
+	conn := "connected"
+	if !st.Connected {
+		conn = "coordinator unreachable, using the last netmap"
+	}
+	fmt.Fprintf(c.out, "%s  %s  %s  %s (%s)  udp/%d  dropped %d\n", st.Self.Name, addrs(st.Self.Addresses), st.Mode, st.Coordinator, conn, st.ListenPort, st.Dropped)
+	if st.SOCKS5 != "" {
+		fmt.Fprintf(c.out, "proxy %s\n", st.SOCKS5)
+	}
+	fmt.Fprintln(c.out)
+	if len(st.Peers) == 0 {
+		fmt.Fprintln(c.out, "No peers: nothing this node may reach or be reached from.")
+		return nil
+	}
+	return cli.PrintTable(c.out, "NAME\tADDRESS\tOWNER\tONLINE\tPATH\tHANDSHAKE\tRX\tTX", func(w io.Writer) {
+		for _, p := range st.Peers {
+			owner := p.User
+			if len(p.Tags) > 0 {
+				owner = strings.Join(p.Tags, ",")
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, addrs(p.Addresses[:min(1, len(p.Addresses))]), dash(owner),
+				yesNo(p.Online), dash(p.Path), ago(p.LastHandshake), bytes(p.RxBytes), bytes(p.TxBytes))
+		}
+	})
+}
+
+func (c *command) ping(args []string) error {
+	fs := c.flags()
+	count := fs.Int("c", 3, "number of probes")
+	port := fs.Uint("tcp", 0, "also time TCP connects to this port")
+	pos, err := c.parse(args, 1, "ping PEER [--tcp PORT] [-c N]")
+	if err != nil {
+		return err
+	}
+	if *port > 65535 {
+		return fmt.Errorf("--tcp %d is not a port", *port)
+	}
+	cl := c.client()
+	defer cl.Close()
+	rep, err := cl.Ping(c.ctx, localapi.PingRequest{Peer: pos[0], Count: *count, TCPPort: uint16(*port)})
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return cli.PrintJSON(c.out, rep)
+	}
+	failed := 0
+	for _, r := range rep.Results {
+		what := "pong"
+		if r.Kind == "tcp" {
+			what = "tcp connect to port " + strconv.Itoa(int(*port))
+		}
+		if r.Error != "" {
+			failed++
+			fmt.Fprintf(c.out, "%s %s #%d: %s\n", rep.Peer, r.Kind, r.Seq, r.Error)
+			continue
+		}
+		fmt.Fprintf(c.out, "%s from %s (%s) via %s in %s\n", what, rep.Peer, rep.Address, rep.Path, r.RTT.Round(10*time.Microsecond))
+	}
+	if failed == len(rep.Results) {
+		return fmt.Errorf("no answer from %s", rep.Peer)
+	}
+	return nil
+}
+
+func (c *command) netcheck(args []string) error {
+	c.flags()
+	if _, err := c.parse(args, 0, "netcheck"); err != nil {
+		return err
+	}
+	cl := c.client()
+	defer cl.Close()
+	rep, err := cl.Netcheck(c.ctx)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return cli.PrintJSON(c.out, rep)
+	}
+	fmt.Fprintf(c.out, "UDP port:        %d\n", rep.ListenPort)
+	fmt.Fprintf(c.out, "Endpoints:       %s\n", dash(strings.Join(rep.Endpoints, ", ")))
+	fmt.Fprintf(c.out, "NAT:             %s\n", rep.NAT)
+	switch {
+	case rep.Coordinator == "":
+		fmt.Fprintln(c.out, "Coordinator:     none (run warren up)")
+	case rep.CoordinatorError != "":
+		fmt.Fprintf(c.out, "Coordinator:     %s unreachable: %s\n", rep.Coordinator, rep.CoordinatorError)
+	default:
+		match := "key matches the pinned key"
+		if !rep.ControlKeyMatches {
+			match = "KEY DIFFERS from the pinned key: a different coordinator answers at this URL"
+		}
+		fmt.Fprintf(c.out, "Coordinator:     %s in %s, %s\n", rep.Coordinator, rep.CoordinatorRTT.Round(10*time.Microsecond), match)
+	}
+	fmt.Fprintf(c.out, "Control channel: %s\n", map[bool]string{true: "open", false: "closed"}[rep.ControlChannelOpen])
+	return nil
+}
+
+func (c *command) forward(args []string) error {
+	c.flags()
+	pos, err := c.parse(args, 2, "forward LOCALPORT PEER:PORT")
+	if err != nil {
+		return err
+	}
+	port, err := strconv.ParseUint(pos[0], 10, 16)
+	if err != nil {
+		return fmt.Errorf("LOCALPORT %q is not a port", pos[0])
+	}
+	if _, _, err := net.SplitHostPort(pos[1]); err != nil {
+		return fmt.Errorf("target %q must be PEER:PORT, e.g. db:5432", pos[1])
+	}
+	cl := c.client()
+	defer cl.Close()
+	if _, err := cl.Status(c.ctx); err != nil { // fail early when warrend is not there
+		return err
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))))
+	if err != nil {
+		return err
+	}
+	if c.json {
+		_ = cli.PrintJSON(c.out, map[string]string{"listen": ln.Addr().String(), "target": pos[1]})
+	} else {
+		fmt.Fprintf(c.out, "Forwarding %s -> %s through the mesh (Ctrl-C to stop)\n", ln.Addr(), pos[1])
+	}
+	log, _ := cli.NewLogger(c.errOut, "text", "info")
+	return proxy.Forward(c.ctx, ln, pos[1], proxy.Config{
+		Dial: func(ctx context.Context, _ string, addr netip.AddrPort) (net.Conn, error) {
+			return cl.Dial(ctx, addr.String())
+		},
+		Resolve: cl.Resolve,
+		Logger:  log,
+	})
+}
+
+func addrs(ps []netip.Prefix) string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.Addr().String()
+	}
+	return strings.Join(out, ", ")
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return time.Since(t).Round(time.Second).String() + " ago"
+}
+
+func bytes(n uint64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}

@@ -1,0 +1,94 @@
+// Command warren is the node's command-line tool: it joins the mesh, shows
+// its state, pings peers and forwards local ports, all by talking to
+// warrend over its local API socket.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/warrenmesh/warren/node/localapi"
+)
+
+const usage = `warren: control this machine's Warren node (talks to warrend).
+
+Usage:
+  warren [--socket PATH] up [--coordinator URL] [--auth-key KEY] [--hostname NAME] [--advertise-tags tag:a,tag:b] [--coordinator-key ckey:…]
+  warren down                      disconnect (keeps this node's identity)
+  warren status                    this node, its peers, their paths
+  warren ping PEER [--tcp PORT] [-c N]
+                                   ping through the tunnel (and time TCP connects)
+  warren netcheck                  endpoints, UDP port, coordinator reachability
+  warren forward LOCALPORT PEER:PORT
+                                   forward 127.0.0.1:LOCALPORT to PEER:PORT in the mesh
+  warren logout                    disconnect and forget this node's registration
+
+PEER is a node name (db), its full name (db.warren.internal) or a mesh
+address. Every command takes --json for machine-readable output and
+--socket (default ` + localapi.DefaultSocket + `, or $WARREN_SOCKET).
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "warren:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	socket := os.Getenv("WARREN_SOCKET")
+	if socket == "" {
+		socket = localapi.DefaultSocket
+	}
+	// Global flags may precede the command.
+	for len(args) > 0 {
+		switch {
+		case args[0] == "--socket" || args[0] == "-socket":
+			if len(args) < 2 {
+				return errors.New("--socket needs a path")
+			}
+			socket, args = args[1], args[2:]
+			continue
+		case strings.HasPrefix(args[0], "--socket=") || strings.HasPrefix(args[0], "-socket="):
+			_, v, _ := strings.Cut(args[0], "=")
+			socket, args = v, args[1:]
+			continue
+		}
+		break
+	}
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	c := &command{ctx: ctx, name: args[0], socket: socket, out: stdout, errOut: stderr}
+	rest := args[1:]
+	switch args[0] {
+	case "up":
+		return c.up(rest)
+	case "down":
+		return c.down(rest)
+	case "status":
+		return c.status(rest)
+	case "ping":
+		return c.ping(rest)
+	case "netcheck":
+		return c.netcheck(rest)
+	case "forward":
+		return c.forward(rest)
+	case "logout":
+		return c.logout(rest)
+	}
+	return fmt.Errorf("unknown command %q (see warren --help)", args[0])
+}

@@ -1,0 +1,351 @@
+// Package daemon is warrend's core: it keeps the node's identity (package
+// state), follows the coordinator (package controlclient), runs the data
+// plane (package engine), resolves Warren names, and serves local apps
+// through the proxy and inbound port forwards. The local API (package
+// localapi) drives it.
+//
+// Control operations (up, down, logout) are serialised; the control
+// client's goroutine owns each session's engine, created on the session's
+// first netmap and closed when the session ends. The node keeps working on
+// its last netmap while the coordinator is unreachable.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/warrenmesh/warren/internal/key"
+	"github.com/warrenmesh/warren/node/controlclient"
+
+	"github.com/warrenmesh/warren/node/localapi"
+
+	"github.com/warrenmesh/warren/node/state"
+)
+
+// Expose forwards inbound mesh connections to a port of the node's mesh
+// address to a TCP address on the host (servers in userspace mode).
+type Expose struct {
+	Port   uint16 // port on the mesh address
+	Target string // host:port to connect to, e.g. 127.0.0.1:5432
+}
+
+// Config configures a Daemon.
+type Config struct {
+	// StateDir holds the 0600 state file; required.
+	StateDir string
+	// TUN names a kernel TUN device to use (root); empty is userspace.
+	TUN string
+	// ListenPort is the WireGuard UDP port; 0 keeps the port of the last
+	// run, or picks one.
+	ListenPort uint16
+	// Endpoints, if set, are advertised instead of this host's interface
+	// addresses (with the listen port filled in where it is 0).
+	Endpoints []netip.AddrPort
+	// Expose lists inbound forwards.
+	Expose []Expose
+	// Logger receives the daemon's logs; nil discards them.
+	Logger *slog.Logger
+	// HTTPClient fetches the coordinator's key and dials the control
+	// channel; nil means a client with sane timeouts.
+	HTTPClient *http.Client
+	// MinBackoff and MaxBackoff bound control reconnects (defaults in
+	// controlclient).
+	MinBackoff, MaxBackoff time.Duration
+	// EndpointInterval is how often interface addresses are re-read;
+	// default 30 s.
+	EndpointInterval time.Duration
+}
+
+// Daemon is a running node.
+type Daemon struct {
+	cfg Config
+	log *slog.Logger
+
+	ops sync.Mutex // serialises Up, Down, Logout and Close; held across waits
+
+	mu         sync.Mutex // guards the fields below; never held across waits
+	st         state.State
+	sess       *session
+	lastErr    string
+	proxyAddrs []string
+	closed     bool
+}
+
+// New loads (or creates) the node's state. Run starts it.
+func New(cfg Config) (*Daemon, error) {
+	if cfg.StateDir == "" {
+		return nil, errors.New("daemon: state directory required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+	}
+	if cfg.EndpointInterval <= 0 {
+		cfg.EndpointInterval = 30 * time.Second
+	}
+	for _, e := range cfg.Expose {
+		if e.Port == 0 {
+			return nil, fmt.Errorf("daemon: expose: port 0 for %s", e.Target)
+		}
+		if _, _, err := net.SplitHostPort(e.Target); err != nil {
+			return nil, fmt.Errorf("daemon: expose %d: target %q must be host:port: %w", e.Port, e.Target, err)
+		}
+	}
+	st, err := state.Load(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	return &Daemon{cfg: cfg, log: cfg.Logger, st: st}, nil
+}
+
+// Start resumes the session of the last run if the node was up.
+func (d *Daemon) Start() {
+	d.ops.Lock()
+	defer d.ops.Unlock()
+	d.mu.Lock()
+	resume := d.st.WantRunning && d.st.Coordinator != "" && !d.closed
+	d.mu.Unlock()
+	if resume {
+		d.log.Info("resuming", "coordinator", d.st.Coordinator)
+		d.startSession()
+	}
+}
+
+// Close stops the session (keeping WantRunning, so the next start
+// resumes) and the proxies.
+func (d *Daemon) Close() error {
+	d.ops.Lock()
+	defer d.ops.Unlock()
+	d.mu.Lock()
+	d.closed = true
+	s := d.sess
+	d.sess = nil
+	d.mu.Unlock()
+	if s != nil {
+		s.stop()
+	}
+	return nil
+}
+
+// NodeKey returns the node's current public key.
+func (d *Daemon) NodeKey() key.NodePublic {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.st.NodeKey.Public()
+}
+
+// Up implements localapi.Backend.
+func (d *Daemon) Up(ctx context.Context, req localapi.UpRequest, progress func(string)) (localapi.Status, error) {
+	d.ops.Lock()
+	defer d.ops.Unlock()
+	if progress == nil {
+		progress = func(string) {}
+	}
+	d.mu.Lock()
+	st := d.st
+	closed := d.closed
+	d.mu.Unlock()
+	if closed {
+		return localapi.Status{}, errors.New("warrend is shutting down")
+	}
+	url := strings.TrimRight(req.Coordinator, "/")
+	if url == "" {
+		url = st.Coordinator
+	}
+	if url == "" {
+		return localapi.Status{}, errors.New("no coordinator: pass --coordinator URL (the first time)")
+	}
+	if !strings.HasPrefix(url, "https://") && !strings.HasPrefix(url, "http://") {
+		return localapi.Status{}, fmt.Errorf("coordinator %q must be an http(s):// URL", url)
+	}
+	var ckey key.ControlPublic
+	switch {
+	case req.ControlKey != "":
+		k, err := key.ParsePublic[key.ControlKind](req.ControlKey)
+		if err != nil {
+			return localapi.Status{}, fmt.Errorf("coordinator key: %w", err)
+		}
+		ckey = k
+	case url == st.Coordinator && !st.ControlKey.IsZero():
+		ckey = st.ControlKey
+	default:
+		progress("fetching the coordinator's key from " + url + "/key")
+		k, err := controlclient.FetchKey(ctx, d.cfg.HTTPClient, url)
+		if err != nil {
+			return localapi.Status{}, fmt.Errorf("fetch coordinator key: %w", err)
+		}
+		ckey = k
+		progress("pinned coordinator key " + k.String())
+	}
+	if st.Coordinator != "" && (url != st.Coordinator || ckey != st.ControlKey) {
+		progress("switching coordinators: using a new node key")
+		st.NodeKey, st.DiscoKey = key.NewNode(), key.NewDisco()
+	}
+	st.Coordinator, st.ControlKey, st.WantRunning = url, ckey, true
+	if req.AuthKey != "" {
+		st.AuthKey = req.AuthKey
+	}
+	if req.Hostname != "" {
+		st.Hostname = req.Hostname
+	}
+	if st.Hostname == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			h = "node"
+		}
+		st.Hostname = h
+	}
+	if req.Tags != nil {
+		st.Tags = slices.Clone(req.Tags)
+	}
+	if err := state.Save(d.cfg.StateDir, st); err != nil {
+		return localapi.Status{}, err
+	}
+	d.mu.Lock()
+	d.st = st
+	old := d.sess
+	d.sess = nil
+	d.lastErr = ""
+	d.mu.Unlock()
+	if old != nil {
+		progress("restarting the session with the new settings")
+		old.stop()
+	}
+	progress("connecting to " + url + " as " + st.Hostname)
+	s := d.startSession()
+	select {
+	case <-s.firstMap:
+		nm := s.client.Netmap()
+		progress(fmt.Sprintf("registered as %s (%s)", nm.Self.Name, joinPrefixes(nm.Self.Addresses)))
+		return d.Status(ctx), nil
+	case <-s.done:
+		return localapi.Status{}, s.runErr()
+	case <-ctx.Done():
+		return localapi.Status{}, fmt.Errorf("still connecting (the node keeps trying; see warren status): %w", ctx.Err())
+	}
+}
+
+// Down implements localapi.Backend.
+func (d *Daemon) Down(ctx context.Context) error {
+	d.ops.Lock()
+	defer d.ops.Unlock()
+	d.mu.Lock()
+	st := d.st
+	st.WantRunning = false
+	if err := state.Save(d.cfg.StateDir, st); err != nil {
+		d.mu.Unlock()
+		return err
+	}
+	d.st = st
+	s := d.sess
+	d.sess = nil
+	d.lastErr = ""
+	d.mu.Unlock()
+	if s != nil {
+		s.stop()
+	}
+	return nil
+}
+
+// Logout implements localapi.Backend: it asks the coordinator to expire
+// this node, then forgets the coordinator and the node key, so the next
+// up needs a key (or login) again. The machine key stays: re-joining the
+// same coordinator brings back the same node and address.
+func (d *Daemon) Logout(ctx context.Context) error {
+	d.ops.Lock()
+	defer d.ops.Unlock()
+	if s := d.current(); s != nil && s.client != nil {
+		if err := s.client.Logout(); err != nil {
+			d.log.Warn("could not tell the coordinator; logging out locally only", "err", err)
+		} else {
+			select {
+			case <-s.done:
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(5 * time.Second):
+				d.log.Warn("the coordinator did not confirm the logout; logging out locally only")
+			}
+		}
+	}
+	d.mu.Lock()
+	st := d.st
+	st.Coordinator, st.ControlKey, st.AuthKey, st.Tags, st.WantRunning = "", key.ControlPublic{}, "", nil, false
+	st.NodeKey, st.DiscoKey = key.NewNode(), key.NewDisco()
+	if err := state.Save(d.cfg.StateDir, st); err != nil {
+		d.mu.Unlock()
+		return err
+	}
+	d.st = st
+	s := d.sess
+	d.sess = nil
+	d.lastErr = ""
+	d.mu.Unlock()
+	if s != nil {
+		s.stop()
+	}
+	d.log.Info("logged out: registration and node key forgotten")
+	return nil
+}
+
+// startSession starts a control session from the current state. Callers
+// hold d.ops and no session is running.
+func (d *Daemon) startSession() *session {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s := newSession(d, d.st)
+	d.sess = s
+	return s
+}
+
+// sessionEnded records why a session stopped by itself.
+func (d *Daemon) sessionEnded(s *session, err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.sess == s && err != nil {
+		d.lastErr = err.Error()
+	}
+}
+
+// registered clears the pre-auth key (it did its job) and records the
+// listen port once the session has its first netmap.
+func (d *Daemon) registered(s *session, port uint16) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.sess != s {
+		return
+	}
+	st := d.st
+	st.AuthKey = ""
+	st.ListenPort = port
+	if err := state.Save(d.cfg.StateDir, st); err != nil {
+		d.log.Error("save state", "err", err)
+		return
+	}
+	d.st = st
+}
+
+func (d *Daemon) current() *session {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.sess
+}
+
+func joinPrefixes(ps []netip.Prefix) string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.Addr().String()
+	}
+	return strings.Join(out, ", ")
+}

@@ -1,0 +1,223 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"github.com/warrenmesh/warren/internal/wire"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/warrenmesh/warren/node/controlclient"
+	"github.com/warrenmesh/warren/node/localapi"
+	"github.com/warrenmesh/warren/node/proxy"
+)
+
+// errNotRunning is returned when there is no netmap or data plane.
+var errNotRunning = errors.New("warren is not running: run warren up")
+
+// running returns the current netmap and engine, or errNotRunning.
+func (d *Daemon) running() (*session, *controlclient.Netmap, error) {
+	s := d.current()
+	if s == nil || s.client == nil {
+		return nil, nil, errNotRunning
+	}
+	nm := s.client.Netmap()
+	if nm == nil || s.engine() == nil {
+		return nil, nil, errNotRunning
+	}
+	return s, nm, nil
+}
+
+// Resolve implements localapi.Backend and the proxy's resolver: a mesh
+// address stands for itself; a name is a node's DNS label, alone or under
+// the mesh domain ("db" or "db.warren.internal").
+func (d *Daemon) Resolve(ctx context.Context, name string) (netip.Addr, error) {
+	if a, err := netip.ParseAddr(name); err == nil {
+		a = a.Unmap()
+		if !isMeshAddr(a) {
+			return netip.Addr{}, fmt.Errorf("%w: %s is not a Warren address (this node reaches only the mesh: 100.64.0.0/10, fd7a:115c:a1e0::/48)", proxy.ErrUnknownHost, a)
+		}
+		return a, nil
+	}
+	_, nm, err := d.running()
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	label := trimDomain(name, nm.Domain)
+	for _, n := range append([]wire.Node{nm.Self}, nm.Peers...) {
+		if n.Name == label {
+			return preferV4(n.Addresses)
+		}
+	}
+	return netip.Addr{}, fmt.Errorf("%w: %q is not a node of this mesh (see warren status)", proxy.ErrUnknownHost, name)
+}
+
+func preferV4(ps []netip.Prefix) (netip.Addr, error) {
+	for _, p := range ps {
+		if p.Addr().Is4() {
+			return p.Addr(), nil
+		}
+	}
+	if len(ps) > 0 {
+		return ps[0].Addr(), nil
+	}
+	return netip.Addr{}, errors.New("node has no mesh address")
+}
+
+// dialAddr connects through the mesh to addr, which must belong to this
+// node or one of its peers.
+func (d *Daemon) dialAddr(ctx context.Context, network string, addr netip.AddrPort) (net.Conn, error) {
+	s, nm, err := d.running()
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := owner(nm, addr.Addr()); !ok {
+		return nil, fmt.Errorf("no peer has address %s: it is not in this node's netmap (not allowed, or offline for good)", addr.Addr())
+	}
+	eng := s.engine()
+	if eng == nil {
+		return nil, errNotRunning
+	}
+	return eng.DialContext(ctx, network, addr)
+}
+
+// owner returns the node of the netmap that has address a.
+func owner(nm *controlclient.Netmap, a netip.Addr) (wire.Node, bool) {
+	for _, n := range append([]wire.Node{nm.Self}, nm.Peers...) {
+		for _, p := range n.Addresses {
+			if p.Addr() == a {
+				return n, true
+			}
+		}
+	}
+	return wire.Node{}, false
+}
+
+// Dial implements localapi.Backend.
+func (d *Daemon) Dial(ctx context.Context, network, hostport string) (net.Conn, error) {
+	host, portStr, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return nil, fmt.Errorf("%q must be host:port: %w", hostport, err)
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil || port == 0 {
+		return nil, fmt.Errorf("bad port %q", portStr)
+	}
+	a, err := d.Resolve(ctx, host)
+	if err != nil {
+		return nil, err
+	}
+	return d.dialAddr(ctx, network, netip.AddrPortFrom(a, uint16(port)))
+}
+
+// ServeProxy serves SOCKS5 and HTTP CONNECT (one port speaks both) on ln,
+// which must be on loopback, until ctx ends.
+func (d *Daemon) ServeProxy(ctx context.Context, ln net.Listener) error {
+	if err := proxy.RequireLoopback(ln.Addr()); err != nil {
+		return err
+	}
+	srv, err := proxy.New(proxy.Config{Dial: d.dialAddr, Resolve: d.Resolve, Logger: d.log.With("part", "proxy")})
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.proxyAddrs = append(d.proxyAddrs, ln.Addr().String())
+	d.mu.Unlock()
+	stop := context.AfterFunc(ctx, func() { srv.Close() })
+	defer stop()
+	err = srv.Serve(ln)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// Ping implements localapi.Backend.
+func (d *Daemon) Ping(ctx context.Context, req localapi.PingRequest) (localapi.PingReport, error) {
+	if req.Count <= 0 {
+		req.Count = 3
+	}
+	if req.Count > 100 {
+		return localapi.PingReport{}, errors.New("ping: at most 100 probes")
+	}
+	a, err := d.Resolve(ctx, req.Peer)
+	if err != nil {
+		return localapi.PingReport{}, err
+	}
+	s, nm, err := d.running()
+	if err != nil {
+		return localapi.PingReport{}, err
+	}
+	n, ok := owner(nm, a)
+	if !ok {
+		return localapi.PingReport{}, fmt.Errorf("no peer has address %s", a)
+	}
+	eng := s.engine()
+	if eng == nil {
+		return localapi.PingReport{}, errNotRunning
+	}
+	rep := localapi.PingReport{Peer: n.Name, Address: a, Path: eng.Path(n.NodeKey)}
+	for i := range req.Count {
+		r := localapi.PingResult{Kind: "wireguard", Seq: i + 1}
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		rtt, err := eng.Ping(pctx, a)
+		cancel()
+		if err != nil {
+			r.Error = err.Error()
+		} else {
+			r.RTT = rtt
+		}
+		rep.Results = append(rep.Results, r)
+	}
+	if req.TCPPort != 0 {
+		for i := range req.Count {
+			r := localapi.PingResult{Kind: "tcp", Seq: i + 1}
+			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			start := time.Now()
+			c, err := eng.DialContext(pctx, "tcp", netip.AddrPortFrom(a, req.TCPPort))
+			cancel()
+			if err != nil {
+				r.Error = err.Error()
+			} else {
+				r.RTT = time.Since(start)
+				c.Close()
+			}
+			rep.Results = append(rep.Results, r)
+		}
+	}
+	rep.Path = eng.Path(n.NodeKey)
+	return rep, nil
+}
+
+// Netcheck implements localapi.Backend.
+func (d *Daemon) Netcheck(ctx context.Context) (localapi.NetcheckReport, error) {
+	d.mu.Lock()
+	coord, ckey, port := d.st.Coordinator, d.st.ControlKey, d.st.ListenPort
+	d.mu.Unlock()
+	rep := localapi.NetcheckReport{ListenPort: port, Coordinator: coord,
+		NAT: "not measured: this node has no STUN server yet (the relay brings one)"}
+	if s, _, err := d.running(); err == nil {
+		rep.ListenPort = s.engine().Port()
+		rep.ControlChannelOpen = s.client.Connected()
+	}
+	for _, ep := range d.endpoints(rep.ListenPort) {
+		rep.Endpoints = append(rep.Endpoints, ep.String())
+	}
+	if coord != "" {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		start := time.Now()
+		k, err := controlclient.FetchKey(cctx, &http.Client{Transport: d.cfg.HTTPClient.Transport}, coord)
+		if err != nil {
+			rep.CoordinatorError = err.Error()
+		} else {
+			rep.CoordinatorRTT = time.Since(start)
+			rep.ControlKeyMatches = k == ckey
+		}
+	}
+	return rep, nil
+}

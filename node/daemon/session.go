@@ -1,0 +1,209 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"runtime"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/warrenmesh/warren/node/controlclient"
+	"github.com/warrenmesh/warren/node/engine"
+	"github.com/warrenmesh/warren/node/proxy"
+	"github.com/warrenmesh/warren/node/state"
+)
+
+// session is one run of the control client and the data plane it feeds,
+// from up (or start) to down, logout or a permanent refusal.
+type session struct {
+	d      *Daemon
+	st     state.State
+	client *controlclient.Client
+	cancel context.CancelFunc
+	ctx    context.Context
+
+	firstMap     chan struct{} // closed on the first netmap
+	firstMapOnce sync.Once
+	done         chan struct{} // closed when everything has stopped
+
+	mu      sync.Mutex // guards eng and err
+	eng     *engine.Engine
+	err     error
+	helpers sync.WaitGroup // endpoint refresher and inbound forwards
+}
+
+func newSession(d *Daemon, st state.State) *session {
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &session{d: d, st: st, ctx: ctx, cancel: cancel,
+		firstMap: make(chan struct{}), done: make(chan struct{})}
+	cc, err := controlclient.New(controlclient.Config{
+		URL: st.Coordinator, ControlKey: st.ControlKey, Machine: st.MachineKey,
+		NodeKey: st.NodeKey.Public(), DiscoKey: st.DiscoKey.Public(),
+		Hostname: st.Hostname, OS: runtime.GOOS, AuthKey: st.AuthKey, Tags: st.Tags,
+		OnNetmap: s.onNetmap, Logger: d.log.With("part", "control"), HTTPClient: d.cfg.HTTPClient,
+		MinBackoff: d.cfg.MinBackoff, MaxBackoff: d.cfg.MaxBackoff,
+	})
+	if err != nil { // only on programming errors: the state was validated
+		s.err = err
+		close(s.done)
+		d.sessionEnded(s, err)
+		return s
+	}
+	s.client = cc
+	go s.run() // owns the client and the engine; ends with s.done
+	return s
+}
+
+func (s *session) run() {
+	defer close(s.done)
+	err := s.client.Run(s.ctx)
+	s.cancel()
+	s.helpers.Wait()
+	s.mu.Lock()
+	if s.eng != nil {
+		s.eng.Close()
+		s.eng = nil
+	}
+	if s.ctx.Err() == nil || !errors.Is(err, context.Canceled) {
+		s.err = err
+	}
+	s.mu.Unlock()
+	if err != nil && !errors.Is(err, context.Canceled) {
+		s.d.sessionEnded(s, err)
+	}
+}
+
+// stop ends the session and waits until its engine is closed.
+func (s *session) stop() {
+	s.cancel()
+	<-s.done
+}
+
+func (s *session) runErr() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err == nil {
+		return errors.New("session stopped")
+	}
+	return s.err
+}
+
+func (s *session) engine() *engine.Engine {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.eng
+}
+
+// onNetmap runs on the control client's goroutine: it starts the engine
+// on the first netmap (the node learns its addresses there) and applies
+// every netmap to it.
+func (s *session) onNetmap(nm *controlclient.Netmap) {
+	s.mu.Lock()
+	eng := s.eng
+	s.mu.Unlock()
+	if eng != nil && !slices.Equal(eng.Addresses(), nm.Self.Addresses) {
+		s.d.log.Warn("mesh addresses changed; restarting the data plane", "addresses", nm.Self.Addresses)
+		s.mu.Lock()
+		s.eng = nil
+		s.mu.Unlock()
+		eng.Close()
+		eng = nil
+	}
+	if eng == nil {
+		var err error
+		eng, err = s.startEngine(nm)
+		if err != nil {
+			s.d.log.Error("start data plane", "err", err)
+			return
+		}
+	}
+	if err := eng.SetNetmap(nm.Peers, nm.PacketFilter); err != nil {
+		s.d.log.Error("apply netmap", "err", err)
+	}
+	s.firstMapOnce.Do(func() {
+		s.d.registered(s, eng.Port())
+		close(s.firstMap)
+	})
+}
+
+func (s *session) startEngine(nm *controlclient.Netmap) (*engine.Engine, error) {
+	cfg := engine.Config{NodeKey: s.st.NodeKey, Addresses: nm.Self.Addresses, TUN: s.d.cfg.TUN,
+		Logger: s.d.log.With("part", "engine"), ListenPort: s.d.cfg.ListenPort}
+	if cfg.ListenPort == 0 {
+		cfg.ListenPort = s.st.ListenPort
+	}
+	eng, err := engine.New(cfg)
+	if err != nil && cfg.ListenPort != 0 && s.d.cfg.ListenPort == 0 {
+		s.d.log.Warn("last run's UDP port is taken; picking another", "port", cfg.ListenPort, "err", err)
+		cfg.ListenPort = 0
+		eng, err = engine.New(cfg)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.eng = eng
+	s.mu.Unlock()
+	s.d.log.Info("data plane up", "addresses", nm.Self.Addresses, "port", eng.Port(), "mode", s.d.mode())
+	s.helpers.Add(1)
+	go s.refreshEndpoints(eng.Port()) // ends with the session
+	for _, e := range s.d.cfg.Expose {
+		ln, err := eng.ListenTCP(e.Port)
+		if err != nil {
+			s.d.log.Error("expose: listen on the mesh address", "port", e.Port, "err", err)
+			continue
+		}
+		s.helpers.Add(1)
+		go s.expose(ln, e) // ends with the session
+	}
+	return eng, nil
+}
+
+// refreshEndpoints tells the coordinator where this node can be reached,
+// now and whenever the host's addresses change.
+func (s *session) refreshEndpoints(port uint16) {
+	defer s.helpers.Done()
+	var last []netip.AddrPort
+	t := time.NewTicker(s.d.cfg.EndpointInterval)
+	defer t.Stop()
+	for {
+		eps := s.d.endpoints(port)
+		if !slices.Equal(eps, last) {
+			s.d.log.Info("advertising endpoints", "endpoints", eps)
+			s.client.SetEndpoints(eps, 0)
+			last = eps
+		}
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// expose forwards inbound mesh connections on ln to e.Target on the host.
+func (s *session) expose(ln net.Listener, e Expose) {
+	defer s.helpers.Done()
+	var dialer net.Dialer
+	log := s.d.log.With("part", "expose", "port", e.Port, "target", e.Target)
+	log.Info("forwarding inbound mesh connections")
+	err := proxy.Forward(s.ctx, ln, e.Target, proxy.Config{
+		Dial: func(ctx context.Context, network string, addr netip.AddrPort) (net.Conn, error) {
+			return dialer.DialContext(ctx, network, addr.String())
+		},
+		Resolve: func(ctx context.Context, host string) (netip.Addr, error) {
+			addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+			if err != nil || len(addrs) == 0 {
+				return netip.Addr{}, proxy.ErrUnknownHost
+			}
+			return addrs[0], nil
+		},
+		Logger: log,
+	})
+	if err != nil {
+		log.Error("inbound forward stopped", "err", err)
+	}
+}

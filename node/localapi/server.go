@@ -1,0 +1,316 @@
+package localapi
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/warrenmesh/warren/internal/peercred"
+)
+
+// maxBody bounds request bodies; every request is small.
+const maxBody = 64 << 10
+
+// Config configures a Server.
+type Config struct {
+	Backend Backend // required
+	Logger  *slog.Logger
+	// Group, if >= 0, is a group ID whose members may use the API besides
+	// root and the daemon's user (the socket must be 0660 with that group).
+	Group int
+}
+
+// Server serves the local API.
+type Server struct {
+	cfg Config
+	log *slog.Logger
+	mux *http.ServeMux
+	uid int
+}
+
+// NewServer returns a Server.
+func NewServer(cfg Config) (*Server, error) {
+	if cfg.Backend == nil {
+		return nil, errors.New("localapi: Backend is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), uid: os.Getuid()}
+	s.mux.HandleFunc("GET /v0/status", s.status)
+	s.mux.HandleFunc("POST /v0/up", s.up)
+	s.mux.HandleFunc("POST /v0/down", s.down)
+	s.mux.HandleFunc("POST /v0/logout", s.logout)
+	s.mux.HandleFunc("POST /v0/ping", s.ping)
+	s.mux.HandleFunc("GET /v0/netcheck", s.netcheck)
+	s.mux.HandleFunc("GET /v0/resolve", s.resolve)
+	s.mux.HandleFunc("POST /v0/dial", s.dial)
+	return s, nil
+}
+
+// Listen creates the unix socket at path, replacing a stale one, readable
+// and writable by the daemon's user only (mode 0600), or also by group gid
+// (mode 0660) when gid >= 0.
+func Listen(path string, gid int) (net.Listener, error) {
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("localapi: %s exists and is not a socket; refusing to replace it", path)
+		}
+		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("localapi: %s is in use: is another warrend running?", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("localapi: remove stale socket: %w", err)
+		}
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("localapi: %w", err)
+	}
+	mode := os.FileMode(0o600)
+	if gid >= 0 {
+		mode = 0o660
+		if err := os.Chown(path, -1, gid); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("localapi: give socket to group %d: %w", gid, err)
+		}
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("localapi: %w", err)
+	}
+	return ln, nil
+}
+
+// Serve serves the API on ln until ctx ends.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s,
+		ConnContext:       peercred.ConnContext,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	done := make(chan struct{})
+	go func() { // joined below
+		defer close(done)
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		_ = srv.Close()
+	}()
+	err := srv.Serve(ln)
+	<-done
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// ServeHTTP checks the caller's credentials and serves the request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	cred, ok := peercred.FromContext(r.Context())
+	if !ok || !s.allowed(cred) {
+		who := "unknown"
+		if ok {
+			who = fmt.Sprintf("uid=%d gid=%d pid=%d", cred.UID, cred.GID, cred.PID)
+		}
+		s.log.Warn("local API call refused", "caller", who, "path", r.URL.Path)
+		writeError(w, http.StatusForbidden, errors.New("permission denied: only root, the warrend user or its group may use this socket"))
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	s.mux.ServeHTTP(w, r)
+}
+
+func (s *Server) allowed(c peercred.Cred) bool {
+	return c.UID == 0 || int(c.UID) == s.uid || (s.cfg.Group >= 0 && int(c.GID) == s.cfg.Group)
+}
+
+// apiError is the body of every failed request.
+type apiError struct {
+	Error string `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, code int, err error) {
+	writeJSON(w, code, apiError{Error: err.Error()})
+}
+
+func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("bad request body: %w", err))
+		return false
+	}
+	return true
+}
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.cfg.Backend.Status(r.Context()))
+}
+
+// upEvent is one line of the up response stream: progress, then a final
+// status or error.
+type upEvent struct {
+	Progress string  `json:"progress,omitempty"`
+	Status   *Status `json:"status,omitempty"`
+	Error    string  `json:"error,omitempty"`
+}
+
+func (s *Server) up(w http.ResponseWriter, r *http.Request) {
+	var req UpRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.WriteHeader(http.StatusOK)
+	enc := json.NewEncoder(w)
+	flusher, _ := w.(http.Flusher)
+	emit := func(ev upEvent) {
+		_ = enc.Encode(ev)
+		if flusher != nil {
+			flusher.Flush()
+		}
+	}
+	st, err := s.cfg.Backend.Up(r.Context(), req, func(msg string) { emit(upEvent{Progress: msg}) })
+	if err != nil {
+		emit(upEvent{Error: err.Error()})
+		return
+	}
+	emit(upEvent{Status: &st})
+}
+
+func (s *Server) down(w http.ResponseWriter, r *http.Request) {
+	if err := s.cfg.Backend.Down(r.Context()); err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.cfg.Backend.Status(r.Context()))
+}
+
+func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
+	if err := s.cfg.Backend.Logout(r.Context()); err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.cfg.Backend.Status(r.Context()))
+}
+
+func (s *Server) ping(w http.ResponseWriter, r *http.Request) {
+	var req PingRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	rep, err := s.cfg.Backend.Ping(r.Context(), req)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rep)
+}
+
+func (s *Server) netcheck(w http.ResponseWriter, r *http.Request) {
+	rep, err := s.cfg.Backend.Netcheck(r.Context())
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rep)
+}
+
+// ResolveResponse answers /v0/resolve.
+type ResolveResponse struct {
+	Name    string     `json:"name"`
+	Address netip.Addr `json:"address"`
+}
+
+func (s *Server) resolve(w http.ResponseWriter, r *http.Request) {
+	name := r.URL.Query().Get("name")
+	a, err := s.cfg.Backend.Resolve(r.Context(), name)
+	if err != nil {
+		writeError(w, http.StatusNotFound, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, ResolveResponse{Name: name, Address: a})
+}
+
+// dialUpgrade is the Upgrade token of a /v0/dial request: after the 101
+// response the connection carries the raw stream.
+const dialUpgrade = "warren-dial"
+
+func (s *Server) dial(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("Upgrade") != dialUpgrade {
+		writeError(w, http.StatusBadRequest, errors.New("dial needs Upgrade: "+dialUpgrade))
+		return
+	}
+	network, addr := r.URL.Query().Get("network"), r.URL.Query().Get("addr")
+	if network == "" {
+		network = "tcp"
+	}
+	if network != "tcp" && network != "tcp4" && network != "tcp6" {
+		writeError(w, http.StatusBadRequest, fmt.Errorf("dial: network %q: only tcp is supported", network))
+		return
+	}
+	upstream, err := s.cfg.Backend.Dial(r.Context(), network, addr)
+	if err != nil {
+		writeError(w, http.StatusBadGateway, err)
+		return
+	}
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		upstream.Close()
+		writeError(w, http.StatusInternalServerError, errors.New("dial: connection cannot be taken over"))
+		return
+	}
+	w.Header().Set("Connection", "Upgrade")
+	w.Header().Set("Upgrade", dialUpgrade)
+	w.WriteHeader(http.StatusSwitchingProtocols)
+	client, brw, err := hj.Hijack()
+	if err != nil {
+		upstream.Close()
+		return
+	}
+	_ = client.SetDeadline(time.Time{})
+	splice(client, brw.Reader, upstream)
+}
+
+// splice copies both ways until both directions are done, then closes
+// both connections.
+func splice(client net.Conn, clientR *bufio.Reader, upstream net.Conn) {
+	done := make(chan struct{})
+	go func() { // joined below
+		defer close(done)
+		_, _ = io.Copy(upstream, clientR)
+		closeWrite(upstream)
+	}()
+	_, _ = io.Copy(client, upstream)
+	closeWrite(client)
+	<-done
+	client.Close()
+	upstream.Close()
+}
+
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+		return
+	}
+	_ = c.Close()
+}

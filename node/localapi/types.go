@@ -1,0 +1,137 @@
+// Package localapi is the node daemon's local API: the contract between
+// warrend and the warren CLI (or any local tool), a server that serves it
+// over a unix socket, and a client.
+//
+// The socket is the security boundary: it is created 0600 (or 0660 for a
+// named group), and the server also checks the caller's uid and gid with
+// SO_PEERCRED, so only root, the daemon's own user and the allowed group
+// can steer the node or dial through it.
+package localapi
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"time"
+)
+
+// Backend is what the server exposes; the daemon implements it.
+type Backend interface {
+	// Up joins (or rejoins) the mesh, reporting steps to progress, and
+	// returns once the node has its first netmap or fails.
+	Up(ctx context.Context, req UpRequest, progress func(string)) (Status, error)
+	// Down disconnects and stops the data plane, keeping the identity.
+	Down(ctx context.Context) error
+	// Logout disconnects and forgets the registration and node key.
+	Logout(ctx context.Context) error
+	Status(ctx context.Context) Status
+	Ping(ctx context.Context, req PingRequest) (PingReport, error)
+	Netcheck(ctx context.Context) (NetcheckReport, error)
+	// Resolve maps a Warren name or mesh address to a mesh address.
+	Resolve(ctx context.Context, name string) (netip.Addr, error)
+	// Dial connects through the mesh to host:port (a Warren name or mesh
+	// address).
+	Dial(ctx context.Context, network, hostport string) (net.Conn, error)
+}
+
+// UpRequest asks the node to join a coordinator.
+type UpRequest struct {
+	// Coordinator is the base URL; empty means the one joined before.
+	Coordinator string `json:"coordinator,omitempty"`
+	// ControlKey pins the coordinator's key ("ckey:…"); empty means fetch
+	// it from the coordinator's /key URL on first join.
+	ControlKey string `json:"controlKey,omitempty"`
+	// AuthKey is a pre-auth key; needed on first join.
+	AuthKey  string   `json:"authKey,omitempty"`
+	Hostname string   `json:"hostname,omitempty"`
+	Tags     []string `json:"tags,omitempty"`
+}
+
+// Node states reported in Status.State.
+const (
+	StateStopped  = "stopped"  // down or never up
+	StateStarting = "starting" // connecting or registering
+	StateRunning  = "running"  // has a netmap; tunnels up
+	StateError    = "error"    // the coordinator refused the node; see Error
+)
+
+// Status is the node's state and its view of the mesh.
+type Status struct {
+	State       string `json:"state"`
+	Error       string `json:"error,omitempty"`
+	Coordinator string `json:"coordinator,omitempty"`
+	// Connected is true while the control channel is up; the node keeps
+	// working on its last netmap while it is down.
+	Connected  bool         `json:"connected"`
+	Mode       string       `json:"mode"` // "userspace" or "tun:NAME"
+	Domain     string       `json:"domain,omitempty"`
+	Self       *PeerStatus  `json:"self,omitempty"`
+	Peers      []PeerStatus `json:"peers"`
+	ListenPort uint16       `json:"listenPort,omitempty"`
+	Endpoints  []string     `json:"endpoints,omitempty"`
+	SOCKS5     string       `json:"socks5,omitempty"`
+	HTTPProxy  string       `json:"httpProxy,omitempty"`
+	// Dropped counts inbound packets the filter refused.
+	Dropped uint64 `json:"dropped"`
+}
+
+// PeerStatus describes one node of the mesh as this node sees it.
+type PeerStatus struct {
+	ID        int64          `json:"id"`
+	Name      string         `json:"name"`
+	DNSName   string         `json:"dnsName"`
+	Hostname  string         `json:"hostname"`
+	User      string         `json:"user,omitempty"`
+	Tags      []string       `json:"tags,omitempty"`
+	Addresses []netip.Prefix `json:"addresses"`
+	Online    bool           `json:"online"`
+	// Path is how packets to the peer travel: "direct IP:PORT",
+	// "direct (unconfirmed)" or "none".
+	Path          string           `json:"path,omitempty"`
+	Endpoints     []netip.AddrPort `json:"endpoints,omitempty"`
+	LastHandshake time.Time        `json:"lastHandshake,omitzero"`
+	RxBytes       uint64           `json:"rxBytes"`
+	TxBytes       uint64           `json:"txBytes"`
+	KeyExpiry     time.Time        `json:"keyExpiry,omitzero"`
+}
+
+// PingRequest asks for pings to a peer.
+type PingRequest struct {
+	Peer string `json:"peer"`
+	// Count is how many probes of each kind; default 3, at most 100.
+	Count int `json:"count,omitempty"`
+	// TCPPort, if set, also times TCP connects to that port.
+	TCPPort uint16 `json:"tcpPort,omitempty"`
+}
+
+// PingReport is the outcome of a ping.
+type PingReport struct {
+	Peer    string       `json:"peer"`
+	Address netip.Addr   `json:"address"`
+	Path    string       `json:"path"`
+	Results []PingResult `json:"results"`
+}
+
+// PingResult is one probe: Kind "wireguard" (an ICMP echo through the
+// tunnel, answered by the peer's stack after its filter) or "tcp" (a TCP
+// connect to TCPPort).
+type PingResult struct {
+	Kind  string        `json:"kind"`
+	Seq   int           `json:"seq"`
+	RTT   time.Duration `json:"rttNs,omitempty"`
+	Error string        `json:"error,omitempty"`
+}
+
+// NetcheckReport describes the node's network situation.
+type NetcheckReport struct {
+	ListenPort uint16   `json:"listenPort"`
+	Endpoints  []string `json:"endpoints"`
+	// Coordinator reachability: the round trip of fetching its key.
+	Coordinator        string        `json:"coordinator,omitempty"`
+	CoordinatorRTT     time.Duration `json:"coordinatorRttNs,omitempty"`
+	CoordinatorError   string        `json:"coordinatorError,omitempty"`
+	ControlKeyMatches  bool          `json:"controlKeyMatches"`
+	ControlChannelOpen bool          `json:"controlChannelOpen"`
+	// NAT is what is known of the NAT in front of the node.
+	NAT string `json:"nat"`
+}
