@@ -7,16 +7,23 @@ STATE    ?= .warren
 LISTEN   ?= 127.0.0.1:8080
 FUZZTIME ?= 10s
 
-.PHONY: all build run test test-short bench lint fuzz clean
+.PHONY: all build run demo coordinator test test-short bench lint fuzz clean
 
 all: lint test
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
-# The main job: a coordinator with its embedded SQLite store, a bootstrap
-# admin and a pre-auth key, printing how to join.
+# The main job: a coordinator with its embedded SQLite store and a demo
+# mesh of two nodes (real processes), a service on one reached from the
+# other through the proxy; it prints how to try it and join more nodes.
 run: build
+	./$(BIN)/warren-demo --bin $(BIN) --state-dir $(STATE) --listen $(LISTEN)
+
+demo: run
+
+# Only the coordinator, with a bootstrap admin and a pre-auth key.
+coordinator: build
 	./$(BIN)/warren-coordinator serve --state-dir $(STATE)/coordinator --listen $(LISTEN) \
 		--bootstrap-user admin@warren.internal
 

@@ -168,7 +168,7 @@ func (c *command) status(args []string) error {
 				owner = strings.Join(p.Tags, ",")
 			}
 			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, addrs(p.Addresses[:min(1, len(p.Addresses))]), dash(owner),
-				yesNo(p.Online), dash(p.Path), ago(p.LastHandshake), bytes(p.RxBytes), bytes(p.TxBytes))
+				yesNo(p.Online), dash(p.Path), ago(p.LastHandshake), byteSize(p.RxBytes), byteSize(p.TxBytes))
 		}
 	})
 }
@@ -311,7 +311,7 @@ func ago(t time.Time) string {
 	return time.Since(t).Round(time.Second).String() + " ago"
 }
 
-func bytes(n uint64) string {
+func byteSize(n uint64) string {
 	switch {
 	case n >= 1<<30:
 		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
