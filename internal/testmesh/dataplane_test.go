@@ -181,8 +181,14 @@ func TestRemovedPeerIsCut(t *testing.T) {
 	}
 	must(t, echo())
 
+	deleted := time.Now()
 	must(t, m.Coord.Registry().DeleteNode(context.Background(), Admin, store.NodeID(gone.Netmap().Self.ID)))
+	// The node applies a netmap to its data plane before publishing it, so
+	// once a's netmap lacks the peer, WireGuard has dropped it too.
 	must(t, a.WaitFor(wait, HasPeers()))
+	if took := time.Since(deleted); took > time.Second {
+		t.Fatalf("the removal took %v to reach the data plane, want under 1s", took)
+	}
 	if err := echo(); err == nil {
 		t.Fatal("established connection still works after its peer was removed")
 	}
