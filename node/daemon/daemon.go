@@ -18,7 +18,9 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -119,7 +121,7 @@ func (d *Daemon) Start() {
 	d.mu.Unlock()
 	if resume {
 		d.log.Info("resuming", "coordinator", d.st.Coordinator)
-		d.startSession()
+		d.startSession(true)
 	}
 }
 
@@ -224,10 +226,10 @@ func (d *Daemon) Up(ctx context.Context, req localapi.UpRequest, progress func(s
 		old.stop()
 	}
 	progress("connecting to " + url + " as " + st.Hostname)
-	s := d.startSession()
+	s := d.startSession(false)
 	select {
 	case <-s.firstMap:
-		nm := s.client.Netmap()
+		nm := s.netmap()
 		progress(fmt.Sprintf("registered as %s (%s)", nm.Self.Name, joinPrefixes(nm.Self.Addresses)))
 		return d.Status(ctx), nil
 	case <-s.done:
@@ -295,16 +297,19 @@ func (d *Daemon) Logout(ctx context.Context) error {
 	if s != nil {
 		s.stop()
 	}
+	if err := os.Remove(filepath.Join(d.cfg.StateDir, netmapCacheFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		d.log.Warn("remove netmap cache", "err", err)
+	}
 	d.log.Info("logged out: registration and node key forgotten")
 	return nil
 }
 
 // startSession starts a control session from the current state. Callers
 // hold d.ops and no session is running.
-func (d *Daemon) startSession() *session {
+func (d *Daemon) startSession(resume bool) *session {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	s := newSession(d, d.st)
+	s := newSession(d, d.st, resume)
 	d.sess = s
 	return s
 }

@@ -2,6 +2,7 @@ package daemon_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -332,4 +333,34 @@ func TestOversizedAndUnknownSOCKSRequests(t *testing.T) {
 		t.Fatal("proxy stopped accepting after bad requests")
 	}
 	c.Close()
+}
+
+// unreachable is a transport for a coordinator that cannot be reached.
+type unreachable struct{}
+
+func (unreachable) RoundTrip(*http.Request) (*http.Response, error) {
+	return nil, errors.New("network is unreachable (test)")
+}
+
+// TestRestartWhileCoordinatorUnreachable restarts a node that cannot reach
+// the coordinator: it comes back on its cached netmap, tunnels and all.
+func TestRestartWhileCoordinatorUnreachable(t *testing.T) {
+	m, k := meshWithKey(t)
+	svc := helloServer(t, "server")
+	dir := t.TempDir()
+	laptop := startNode(t, dir, daemon.Config{})
+	server := startNode(t, t.TempDir(), daemon.Config{Expose: []daemon.Expose{{Port: 80, Target: svc}}})
+	up(t, laptop, m, "laptop", k)
+	up(t, server, m, "server", k)
+	waitPeers(t, laptop, 1)
+	laptop.stop() // writes the netmap cache
+
+	again := startNode(t, dir, daemon.Config{HTTPClient: &http.Client{Transport: unreachable{}}})
+	st := waitPeers(t, again, 1)
+	if st.Connected {
+		t.Fatal("connected to an unreachable coordinator")
+	}
+	if body, err := getVia("socks5h://"+again.proxy, "http://server/"); err != nil || body != "hello from server" {
+		t.Fatalf("on the cached netmap: %q, %v", body, err)
+	}
 }

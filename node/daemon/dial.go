@@ -25,7 +25,7 @@ func (d *Daemon) running() (*session, *controlclient.Netmap, error) {
 	if s == nil || s.client == nil {
 		return nil, nil, errNotRunning
 	}
-	nm := s.client.Netmap()
+	nm := s.netmap()
 	if nm == nil || s.engine() == nil {
 		return nil, nil, errNotRunning
 	}

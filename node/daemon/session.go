@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"sync"
@@ -29,13 +31,18 @@ type session struct {
 	firstMapOnce sync.Once
 	done         chan struct{} // closed when everything has stopped
 
-	mu      sync.Mutex // guards eng and err
+	mu      sync.Mutex // guards eng, nm, dirty and err
 	eng     *engine.Engine
+	nm      *controlclient.Netmap // applied to eng; from the coordinator or the cache
+	dirty   bool                  // nm not yet in the cache file
 	err     error
 	helpers sync.WaitGroup // endpoint refresher and inbound forwards
 }
 
-func newSession(d *Daemon, st state.State) *session {
+// newSession starts a session. With resume set it first applies the
+// cached netmap, if any, so the tunnels come back even while the
+// coordinator is unreachable.
+func newSession(d *Daemon, st state.State, resume bool) *session {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &session{d: d, st: st, ctx: ctx, cancel: cancel,
 		firstMap: make(chan struct{}), done: make(chan struct{})}
@@ -53,7 +60,19 @@ func newSession(d *Daemon, st state.State) *session {
 		return s
 	}
 	s.client = cc
-	go s.run() // owns the client and the engine; ends with s.done
+	if resume {
+		nm, err := loadNetmap(d.cfg.StateDir, st.Coordinator, st.NodeKey.Public())
+		switch {
+		case err != nil:
+			d.log.Warn("netmap cache unusable", "err", err)
+		case nm != nil:
+			d.log.Info("starting from the cached netmap until the coordinator answers", "peers", len(nm.Peers))
+			s.apply(nm, false)
+		}
+	}
+	s.helpers.Add(1)
+	go s.saveCache() // ends with the session
+	go s.run()       // owns the client and the engine; ends with s.done
 	return s
 }
 
@@ -62,6 +81,9 @@ func (s *session) run() {
 	err := s.client.Run(s.ctx)
 	s.cancel()
 	s.helpers.Wait()
+	if perm := (*controlclient.PermanentError)(nil); errors.As(err, &perm) {
+		_ = os.Remove(filepath.Join(s.d.cfg.StateDir, netmapCacheFile)) // refused: the map is void
+	}
 	s.mu.Lock()
 	if s.eng != nil {
 		s.eng.Close()
@@ -97,10 +119,21 @@ func (s *session) engine() *engine.Engine {
 	return s.eng
 }
 
-// onNetmap runs on the control client's goroutine: it starts the engine
-// on the first netmap (the node learns its addresses there) and applies
-// every netmap to it.
-func (s *session) onNetmap(nm *controlclient.Netmap) {
+// netmap returns the netmap the data plane runs on.
+func (s *session) netmap() *controlclient.Netmap {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.nm
+}
+
+// onNetmap runs on the control client's goroutine with each netmap from
+// the coordinator.
+func (s *session) onNetmap(nm *controlclient.Netmap) { s.apply(nm, true) }
+
+// apply starts the engine on the first netmap (the node learns its
+// addresses there) and applies every netmap to it. fresh is false for the
+// cached netmap of a resumed session.
+func (s *session) apply(nm *controlclient.Netmap, fresh bool) {
 	s.mu.Lock()
 	eng := s.eng
 	s.mu.Unlock()
@@ -122,6 +155,12 @@ func (s *session) onNetmap(nm *controlclient.Netmap) {
 	}
 	if err := eng.SetNetmap(nm.Peers, nm.PacketFilter); err != nil {
 		s.d.log.Error("apply netmap", "err", err)
+	}
+	s.mu.Lock()
+	s.nm, s.dirty = nm, fresh
+	s.mu.Unlock()
+	if !fresh {
+		return
 	}
 	s.firstMapOnce.Do(func() {
 		s.d.registered(s, eng.Port())
@@ -160,6 +199,37 @@ func (s *session) startEngine(nm *controlclient.Netmap) (*engine.Engine, error) 
 		go s.expose(ln, e) // ends with the session
 	}
 	return eng, nil
+}
+
+// saveCache writes the netmap to the cache file when it changed, at most
+// every few seconds, and once more when the session ends.
+func (s *session) saveCache() {
+	defer s.helpers.Done()
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			s.flushCache()
+			return
+		case <-t.C:
+			s.flushCache()
+		}
+	}
+}
+
+func (s *session) flushCache() {
+	s.mu.Lock()
+	nm, dirty := s.nm, s.dirty
+	s.dirty = false
+	s.mu.Unlock()
+	if !dirty || nm == nil {
+		return
+	}
+	c := cachedNetmap{Coordinator: s.st.Coordinator, NodeKey: s.st.NodeKey.Public(), Netmap: nm}
+	if err := saveNetmap(s.d.cfg.StateDir, c); err != nil {
+		s.d.log.Warn("save netmap cache", "err", err)
+	}
 }
 
 // refreshEndpoints tells the coordinator where this node can be reached,

@@ -46,7 +46,7 @@ func (d *Daemon) Status(ctx context.Context) localapi.Status {
 		return st
 	}
 	st.Connected = s.client.Connected()
-	nm := s.client.Netmap()
+	nm := s.netmap()
 	eng := s.engine()
 	if nm == nil || eng == nil {
 		return st
