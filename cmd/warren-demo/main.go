@@ -246,30 +246,31 @@ func getViaProxy(ctx context.Context, proxyAddr, target string) (string, error) 
 }
 
 func waitHTTP(ctx context.Context, u string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
+	return waitUntil(ctx, timeout, func() error {
 		resp, err := http.Get(u)
 		if err == nil {
 			resp.Body.Close()
-			return nil
 		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+		return err
+	})
 }
 
 func waitSocket(ctx context.Context, path string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
+	return waitUntil(ctx, timeout, func() error {
 		c, err := net.Dial("unix", path)
 		if err == nil {
 			c.Close()
+		}
+		return err
+	})
+}
+
+// waitUntil retries try every 100 ms until it succeeds or timeout passes.
+func waitUntil(ctx context.Context, timeout time.Duration, try func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := try()
+		if err == nil {
 			return nil
 		}
 		if time.Now().After(deadline) {

@@ -243,9 +243,15 @@ func (d *Daemon) Up(ctx context.Context, req localapi.UpRequest, progress func(s
 func (d *Daemon) Down(ctx context.Context) error {
 	d.ops.Lock()
 	defer d.ops.Unlock()
+	return d.stopWith(func(st *state.State) { st.WantRunning = false })
+}
+
+// stopWith saves the state as change leaves it and stops the session.
+// Callers hold d.ops.
+func (d *Daemon) stopWith(change func(*state.State)) error {
 	d.mu.Lock()
 	st := d.st
-	st.WantRunning = false
+	change(&st)
 	if err := state.Save(d.cfg.StateDir, st); err != nil {
 		d.mu.Unlock()
 		return err
@@ -281,21 +287,12 @@ func (d *Daemon) Logout(ctx context.Context) error {
 			}
 		}
 	}
-	d.mu.Lock()
-	st := d.st
-	st.Coordinator, st.ControlKey, st.AuthKey, st.Tags, st.WantRunning = "", key.ControlPublic{}, "", nil, false
-	st.NodeKey, st.DiscoKey = key.NewNode(), key.NewDisco()
-	if err := state.Save(d.cfg.StateDir, st); err != nil {
-		d.mu.Unlock()
+	err := d.stopWith(func(st *state.State) {
+		st.Coordinator, st.ControlKey, st.AuthKey, st.Tags, st.WantRunning = "", key.ControlPublic{}, "", nil, false
+		st.NodeKey, st.DiscoKey = key.NewNode(), key.NewDisco()
+	})
+	if err != nil {
 		return err
-	}
-	d.st = st
-	s := d.sess
-	d.sess = nil
-	d.lastErr = ""
-	d.mu.Unlock()
-	if s != nil {
-		s.stop()
 	}
 	if err := os.Remove(filepath.Join(d.cfg.StateDir, netmapCacheFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		d.log.Warn("remove netmap cache", "err", err)
