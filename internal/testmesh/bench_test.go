@@ -10,6 +10,7 @@ import (
 
 	"github.com/warrenmesh/warren/coordinator/registry"
 	"github.com/warrenmesh/warren/node/controlclient"
+	"github.com/warrenmesh/warren/node/proxy"
 )
 
 // BenchmarkDeltaPropagation measures, end to end over real websockets and
@@ -93,28 +94,102 @@ func BenchmarkTunnelThroughput(b *testing.B) {
 		run(b, func() (net.Conn, error) { return net.Dial("tcp", ln.Addr().String()) }, ln)
 	})
 	b.Run("warren-userspace", func(b *testing.B) {
-		m := New(b, Options{})
-		u := m.User("ann@example.com")
-		k := m.AuthKey(registry.AuthKeyRequest{UserID: u.ID, Reusable: true})
-		src := m.AddNode("src", NodeOptions{AuthKey: k, DataPlane: true})
-		dst := m.AddNode("dst", NodeOptions{AuthKey: k, DataPlane: true})
-		for _, n := range []*Node{src, dst} {
-			if err := n.WaitFor(wait, func(nm *controlclient.Netmap) bool {
-				return len(nm.Peers) == 1 && len(nm.Peers[0].Endpoints) == 1 && n.Engine() != nil
-			}); err != nil {
-				b.Fatal(err)
-			}
-		}
-		ln, err := dst.Engine().ListenTCP(9000)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer ln.Close()
-		target := netip.AddrPortFrom(dst.Netmap().Self.Addresses[0].Addr(), 9000)
+		src, ln, target := tunnelPair(b)
 		run(b, func() (net.Conn, error) {
 			ctx, cancel := context.WithTimeout(context.Background(), wait)
 			defer cancel()
 			return src.Engine().DialContext(ctx, "tcp", target)
 		}, ln)
 	})
+	// The userspace mode as apps use it: through the node's SOCKS5 proxy
+	// on loopback, which dials through the engine.
+	b.Run("warren-socks5", func(b *testing.B) {
+		src, ln, target := tunnelPair(b)
+		srv, err := proxy.New(proxy.Config{
+			Dial: src.Engine().DialContext,
+			Resolve: func(ctx context.Context, host string) (netip.Addr, error) {
+				return netip.Addr{}, fmt.Errorf("%q: %w", host, proxy.ErrUnknownHost)
+			},
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		pln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		served := make(chan error, 1)
+		go func() { served <- srv.Serve(pln) }()
+		defer func() {
+			srv.Close()
+			if err := <-served; err != nil {
+				b.Error(err)
+			}
+		}()
+		run(b, func() (net.Conn, error) { return socks5Connect(pln.Addr().String(), target) }, ln)
+	})
+}
+
+// tunnelPair starts a mesh of two data-plane nodes and returns the source
+// node, a listener on port 9000 of the destination node's userspace stack
+// and that listener's mesh address.
+func tunnelPair(b *testing.B) (*Node, net.Listener, netip.AddrPort) {
+	b.Helper()
+	m := New(b, Options{})
+	u := m.User("ann@example.com")
+	k := m.AuthKey(registry.AuthKeyRequest{UserID: u.ID, Reusable: true})
+	src := m.AddNode("src", NodeOptions{AuthKey: k, DataPlane: true})
+	dst := m.AddNode("dst", NodeOptions{AuthKey: k, DataPlane: true})
+	for _, n := range []*Node{src, dst} {
+		if err := n.WaitFor(wait, func(nm *controlclient.Netmap) bool {
+			return len(nm.Peers) == 1 && len(nm.Peers[0].Endpoints) == 1 && n.Engine() != nil
+		}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	ln, err := dst.Engine().ListenTCP(9000)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	return src, ln, netip.AddrPortFrom(dst.Netmap().Self.Addresses[0].Addr(), 9000)
+}
+
+// socks5Connect opens a connection to target through the SOCKS5 proxy at
+// proxyAddr (no authentication, CONNECT to an IP address).
+func socks5Connect(proxyAddr string, target netip.AddrPort) (net.Conn, error) {
+	c, err := net.Dial("tcp", proxyAddr)
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (net.Conn, error) {
+		c.Close()
+		return nil, fmt.Errorf("socks5 connect %s via %s: %w", target, proxyAddr, err)
+	}
+	ip := target.Addr().Unmap()
+	req := []byte{5, 1, 0, 5, 1, 0, 1} // greeting (no auth), then CONNECT to IPv4
+	if ip.Is6() {
+		req[6] = 4
+	}
+	req = append(append(req, ip.AsSlice()...), byte(target.Port()>>8), byte(target.Port()))
+	if _, err := c.Write(req); err != nil {
+		return fail(err)
+	}
+	// Method choice (2 bytes), then the reply head: version, code,
+	// reserved, address type; then the bound address and port.
+	head := make([]byte, 6)
+	if _, err := io.ReadFull(c, head); err != nil {
+		return fail(err)
+	}
+	if head[1] != 0 || head[3] != 0 {
+		return fail(fmt.Errorf("method %#x, reply %#x", head[1], head[3]))
+	}
+	bound := map[byte]int{1: 4, 4: 16}[head[5]]
+	if bound == 0 {
+		return fail(fmt.Errorf("reply address type %#x", head[5]))
+	}
+	if _, err := io.ReadFull(c, make([]byte, bound+2)); err != nil {
+		return fail(err)
+	}
+	return c, nil
 }
