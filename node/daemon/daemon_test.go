@@ -353,6 +353,10 @@ func TestRestartWhileCoordinatorUnreachable(t *testing.T) {
 	up(t, laptop, m, "laptop", k)
 	up(t, server, m, "server", k)
 	waitPeers(t, laptop, 1)
+	// Traffic first: then the laptop's netmap has the server's endpoints.
+	if body, err := getVia("socks5h://"+laptop.proxy, "http://server/"); err != nil || body != "hello from server" {
+		t.Fatalf("before the restart: %q, %v", body, err)
+	}
 	laptop.stop() // writes the netmap cache
 
 	again := startNode(t, dir, daemon.Config{HTTPClient: &http.Client{Transport: unreachable{}}})
