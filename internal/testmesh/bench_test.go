@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/warrenmesh/warren/coordinator/registry"
+	"github.com/warrenmesh/warren/internal/streambench"
 	"github.com/warrenmesh/warren/node/controlclient"
 	"github.com/warrenmesh/warren/node/proxy"
 )
@@ -55,35 +56,8 @@ func BenchmarkDeltaPropagation(b *testing.B) {
 // beside plain loopback TCP in the same run (the ratio is what matters on
 // a shared machine).
 func BenchmarkTunnelThroughput(b *testing.B) {
-	const chunk = 64 << 10
 	run := func(b *testing.B, dial func() (net.Conn, error), ln net.Listener) {
-		done := make(chan int64, 1)
-		go func() {
-			c, err := ln.Accept()
-			if err != nil {
-				done <- 0
-				return
-			}
-			n, _ := io.Copy(io.Discard, c)
-			c.Close()
-			done <- n
-		}()
-		c, err := dial()
-		if err != nil {
-			b.Fatal(err)
-		}
-		buf := make([]byte, chunk)
-		b.SetBytes(chunk)
-		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
-			if _, err := c.Write(buf); err != nil {
-				b.Fatal(err)
-			}
-		}
-		c.Close()
-		if got := <-done; got != int64(b.N)*chunk {
-			b.Fatalf("received %d bytes, sent %d", got, int64(b.N)*chunk)
-		}
+		streambench.Run(b, ln, dial)
 	}
 	b.Run("loopback-tcp", func(b *testing.B) {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
