@@ -354,3 +354,29 @@ func TestListAuditLimits(t *testing.T) {
 		}
 	}
 }
+
+func TestPolicyHistory(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := context.Background()
+	if _, err := s.LatestPolicy(ctx); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("LatestPolicy on an empty store: %v, want ErrNotFound", err)
+	}
+	at := time.Unix(1700000000, 0).UTC()
+	first, err := s.SavePolicy(ctx, PolicyVersion{Hash: "h1", Source: "{}", Author: "file:/p", Created: at})
+	must(t, err)
+	second, err := s.SavePolicy(ctx, PolicyVersion{Hash: "h2", Source: `{"acls": []}`, Author: "user:ann@example.com", Diff: "-{}\n+{\"acls\": []}\n", Created: at.Add(time.Minute)})
+	must(t, err)
+	if first.ID == 0 || second.ID <= first.ID {
+		t.Fatalf("IDs %d, %d: want increasing and non-zero", first.ID, second.ID)
+	}
+	latest, err := s.LatestPolicy(ctx)
+	must(t, err)
+	if !reflect.DeepEqual(latest, second) {
+		t.Errorf("LatestPolicy = %+v, want %+v", latest, second)
+	}
+	all, err := s.ListPolicies(ctx, 0)
+	must(t, err)
+	if len(all) != 2 || !reflect.DeepEqual(all[1], first) {
+		t.Errorf("ListPolicies = %+v, want [second first]", all)
+	}
+}

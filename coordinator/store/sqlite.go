@@ -235,6 +235,16 @@ CREATE TABLE audit_events (
 CREATE INDEX audit_time ON audit_events(time);
 CREATE INDEX audit_action ON audit_events(action, time);
 `},
+	{2, `
+CREATE TABLE policies (
+	id      INTEGER PRIMARY KEY,
+	hash    TEXT NOT NULL,
+	source  TEXT NOT NULL,
+	author  TEXT NOT NULL,
+	diff    TEXT NOT NULL DEFAULT '',
+	created INTEGER NOT NULL
+);
+`},
 }
 
 // migrate applies pending migrations, each in its own transaction, and

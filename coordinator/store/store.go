@@ -1,7 +1,7 @@
 // Package store is the coordinator's persistent state: users, nodes,
-// pre-auth keys, API keys and audit events, behind one interface so that
-// SQLite (the embedded default, see Open) and PostgreSQL (a later backend)
-// are interchangeable.
+// pre-auth keys, API keys, audit events and policy history, behind one
+// interface so that SQLite (the embedded default, see Open) and PostgreSQL
+// (a later backend) are interchangeable.
 //
 // The store holds public keys and hashes of secrets only: it must never be
 // given a private key or a plaintext pre-auth or API key. Every multi-row
@@ -127,6 +127,18 @@ type AuditEvent struct {
 	Detail  string // JSON object with more context; never a secret
 }
 
+// PolicyVersion is one accepted policy file, kept so admins can see who
+// changed what and so the last good policy survives a restart with a broken
+// file.
+type PolicyVersion struct {
+	ID      int64
+	Hash    string // SHA-256 of Source, hex
+	Source  string // the file as it was accepted
+	Author  string // who applied it: "file:/etc/warren/policy.hujson", "user:ann@example.com"
+	Diff    string // unified diff against the previous version ("" for the first)
+	Created time.Time
+}
+
 // AuditFilter selects audit events; zero fields match everything.
 type AuditFilter struct {
 	Since  time.Time
@@ -171,6 +183,13 @@ type Queries interface {
 
 	AppendAudit(ctx context.Context, e AuditEvent) error
 	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
+
+	// SavePolicy records an accepted policy file as the newest version.
+	SavePolicy(ctx context.Context, p PolicyVersion) (PolicyVersion, error)
+	// LatestPolicy returns the newest policy version, or ErrNotFound.
+	LatestPolicy(ctx context.Context) (PolicyVersion, error)
+	// ListPolicies returns up to limit versions, newest first (0: 100).
+	ListPolicies(ctx context.Context, limit int) ([]PolicyVersion, error)
 }
 
 // Store is the coordinator's state. Methods called on it directly run as
