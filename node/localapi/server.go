@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/warrenmesh/warren/internal/peercred"
@@ -92,35 +94,86 @@ func Listen(path string, gid int) (net.Listener, error) {
 	return ln, nil
 }
 
-// Serve serves the API on ln until ctx ends.
+// Serve serves the API on ln until ctx ends or ln fails. It returns once
+// every request it started has ended, dial streams included.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	// Requests run under hctx, which ends after the graceful drain; dial
+	// streams, which Shutdown cannot see once hijacked, end with it too.
+	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer hcancel()
+	hctx = context.WithValue(hctx, streamsKey{}, hctx)
+	var reqs requests
 	srv := &http.Server{
-		Handler:           s,
-		ConnContext:       peercred.ConnContext,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !reqs.start() {
+				writeError(w, http.StatusServiceUnavailable, errors.New("warrend is shutting down"))
+				return
+			}
+			defer reqs.done()
+			s.ServeHTTP(w, r)
+		}),
+		BaseContext:       func(net.Listener) context.Context { return hctx },
+		ConnContext:       connContext,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
-	done := make(chan struct{})
+	served, done := make(chan struct{}), make(chan struct{})
 	go func() { // joined below
 		defer close(done)
-		<-ctx.Done()
+		select {
+		case <-ctx.Done():
+		case <-served:
+		}
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
+		hcancel()
 		_ = srv.Close()
 	}()
 	err := srv.Serve(ln)
+	close(served)
 	<-done
+	reqs.wait()
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
 	return err
 }
 
+// streamsKey is the context key of the context that ends dial streams.
+type streamsKey struct{}
+
+// requests counts running handlers so Serve can wait for them; after
+// wait it refuses new ones.
+type requests struct {
+	mu      sync.Mutex
+	closed  bool
+	running sync.WaitGroup
+}
+
+func (q *requests) start() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return false
+	}
+	q.running.Add(1)
+	return true
+}
+
+func (q *requests) done() { q.running.Done() }
+
+func (q *requests) wait() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	q.running.Wait()
+}
+
 // ServeHTTP checks the caller's credentials and serves the request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	cred, ok := peercred.FromContext(r.Context())
-	if !ok || !s.allowed(cred) {
+	if !ok || !s.allowed(cred, groupsFromContext(r.Context())) {
 		who := "unknown"
 		if ok {
 			who = fmt.Sprintf("uid=%d gid=%d pid=%d", cred.UID, cred.GID, cred.PID)
@@ -133,8 +186,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
 }
 
-func (s *Server) allowed(c peercred.Cred) bool {
-	return c.UID == 0 || int(c.UID) == s.uid || (s.cfg.Group >= 0 && int(c.GID) == s.cfg.Group)
+// allowed reports whether a caller with credentials c and supplementary
+// groups may use the API.
+func (s *Server) allowed(c peercred.Cred, groups []uint32) bool {
+	if c.UID == 0 || int(c.UID) == s.uid {
+		return true
+	}
+	if s.cfg.Group < 0 {
+		return false
+	}
+	return int64(c.GID) == int64(s.cfg.Group) || slices.ContainsFunc(groups, func(g uint32) bool { return int64(g) == int64(s.cfg.Group) })
 }
 
 // apiError is the body of every failed request.
@@ -152,14 +213,35 @@ func writeError(w http.ResponseWriter, code int, err error) {
 	writeJSON(w, code, apiError{Error: err.Error()})
 }
 
+// readJSON decodes the request body, which must be empty or one JSON
+// value with only known fields, into v. It answers a bad body itself.
 func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
-		writeError(w, http.StatusBadRequest, fmt.Errorf("bad request body: %w", err))
-		return false
+	err := dec.Decode(v)
+	if err == nil {
+		if _, terr := dec.Token(); !errors.Is(terr, io.EOF) {
+			err = errors.New("unexpected data after the JSON value")
+			if terr != nil && !isSyntaxError(terr) {
+				err = terr
+			}
+		}
 	}
-	return true
+	var tooBig *http.MaxBytesError
+	switch {
+	case err == nil, errors.Is(err, io.EOF): // an empty body is the zero request
+		return true
+	case errors.As(err, &tooBig):
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Errorf("request body over %d bytes", tooBig.Limit))
+	default:
+		writeError(w, http.StatusBadRequest, fmt.Errorf("bad request body: %w", err))
+	}
+	return false
+}
+
+func isSyntaxError(err error) bool {
+	var se *json.SyntaxError
+	return errors.As(err, &se)
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
@@ -288,6 +370,15 @@ func (s *Server) dial(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_ = client.SetDeadline(time.Time{})
+	// End the stream when Serve stops. Not with r.Context(): that ends
+	// when the client half-closes.
+	if ctx, ok := r.Context().Value(streamsKey{}).(context.Context); ok {
+		stop := context.AfterFunc(ctx, func() {
+			client.Close()
+			upstream.Close()
+		})
+		defer stop()
+	}
 	splice(client, brw.Reader, upstream)
 }
 

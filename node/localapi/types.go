@@ -3,9 +3,9 @@
 // over a unix socket, and a client.
 //
 // The socket is the security boundary: it is created 0600 (or 0660 for a
-// named group), and the server also checks the caller's uid and gid with
-// SO_PEERCRED, so only root, the daemon's own user and the allowed group
-// can steer the node or dial through it.
+// named group), and the server also checks the caller's uid and groups
+// (SO_PEERCRED, SO_PEERGROUPS), so only root, the daemon's own user and
+// members of the allowed group can steer the node or dial through it.
 package localapi
 
 import (
