@@ -1,0 +1,168 @@
+package policy
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/warrenmesh/warren/internal/wire"
+)
+
+// SetPolicy recompiles the graph for p and returns every node whose peers
+// or filter changed. Its cost is about that of compiling from scratch.
+func (g *Graph) SetPolicy(p *Policy) (affected []wire.NodeID) {
+	return g.rebuild(p, g.now)
+}
+
+// rebuild recompiles every node for p at now and compares each node's
+// peers and filter before and after.
+func (g *Graph) rebuild(p *Policy, now time.Time) []wire.NodeID {
+	in := &interner{sets: map[string]uint32{}, lists: map[*netip.Prefix]uint32{}, listKeys: map[string]uint32{}}
+	ids := g.internRules(in)
+	before := make([]nodeDesc, len(g.nodes))
+	for s, n := range g.nodes {
+		if n != nil {
+			before[s] = g.describe(n, in, ids)
+		}
+	}
+	old := g.nodes
+	g.nodes = make([]*gnode, len(old))
+	g.users = map[string][]int32{}
+	g.mfa = nil
+	g.setRules(p, now)
+	for s, n := range old {
+		if n != nil {
+			nw := g.prepare(n.node, int32(s))
+			g.update(int32(s), nil, nw, nil)
+			g.nodes[s] = nw
+		}
+	}
+	ids = g.internRules(in)
+	var aff bitset
+	for s, n := range g.nodes {
+		if n != nil && !before[s].equal(g.describe(n, in, ids)) {
+			aff.set(int32(s))
+		}
+	}
+	return g.ids(aff)
+}
+
+// nodeDesc determines a node's peers and filter exactly: its peers are the
+// union of the sets its tokens name, and its filter is spelled out.
+type nodeDesc struct {
+	peers  []uint64
+	filter []string
+}
+
+func (d nodeDesc) equal(o nodeDesc) bool {
+	return slices.Equal(d.peers, o.peers) && slices.Equal(d.filter, o.filter)
+}
+
+// interner numbers node sets and prefix lists by content, across the graph
+// states before and after a rebuild.
+type interner struct {
+	sets     map[string]uint32
+	lists    map[*netip.Prefix]uint32 // by the first element of a shared slice
+	listKeys map[string]uint32
+	buf      []byte
+}
+
+func (in *interner) set(b bitset) uint32 {
+	k := b.key()
+	id, ok := in.sets[k]
+	if !ok {
+		id = uint32(len(in.sets))
+		in.sets[k] = id
+	}
+	return id
+}
+
+func (in *interner) prefixList(ps []netip.Prefix) uint32 {
+	if id, ok := in.lists[&ps[0]]; ok {
+		return id
+	}
+	in.buf = in.buf[:0]
+	for _, p := range ps {
+		in.buf = appendPrefix(in.buf, p)
+	}
+	id, ok := in.listKeys[string(in.buf)]
+	if !ok {
+		id = uint32(len(in.listKeys))
+		in.listKeys[string(in.buf)] = id
+	}
+	in.lists[&ps[0]] = id
+	return id
+}
+
+func appendPrefix(b []byte, p netip.Prefix) []byte {
+	a := p.Addr().As16()
+	b = append(b, a[:]...)
+	return append(b, byte(p.Bits()), byte(p.Addr().BitLen()))
+}
+
+// ruleSets are the interned source and destination sets of one rule.
+type ruleSets struct{ src, dst uint32 }
+
+func (g *Graph) internRules(in *interner) []ruleSets {
+	out := make([]ruleSets, len(g.rules))
+	for i, gr := range g.rules {
+		out[i] = ruleSets{src: in.set(gr.src), dst: in.set(gr.dst)}
+	}
+	return out
+}
+
+// Token kinds of a peer description.
+const (
+	tokDst      = 1 // the rule's destinations
+	tokSrc      = 2 // the rule's sources
+	tokUser     = 3 // every untagged node of the node's user
+	tokUserSrcs = 4 // the node's user's nodes among the rule's sources
+)
+
+func (g *Graph) describe(n *gnode, in *interner, ids []ruleSets) nodeDesc {
+	var d nodeDesc
+	key := selfKey(n)
+	tok := func(kind uint64, id uint32) { d.peers = append(d.peers, kind<<56|uint64(id)) }
+	for _, ri := range n.srcRules {
+		if g.rules[ri].active {
+			tok(tokDst, ids[ri].dst)
+			if g.rules[ri].r.hasSelf && key != "" {
+				tok(tokUser, 0)
+			}
+		}
+	}
+	for _, ri := range n.dstRules {
+		if g.rules[ri].active {
+			tok(tokSrc, ids[ri].src)
+		}
+	}
+	if key != "" {
+		for _, ri := range g.p.selfRules {
+			if g.rules[ri].active {
+				tok(tokUserSrcs, ids[ri].src)
+			}
+		}
+	}
+	slices.Sort(d.peers)
+	d.peers = slices.Compact(d.peers)
+
+	rules := g.Filter(n.node.ID)
+	d.filter = make([]string, len(rules))
+	var b []byte
+	for i, fr := range rules {
+		b = binary.BigEndian.AppendUint32(b[:0], in.prefixList(fr.SrcPrefixes))
+		b = append(b, byte(len(fr.Protocols)))
+		for _, p := range fr.Protocols {
+			b = append(b, byte(p))
+		}
+		for _, pr := range fr.DstPorts {
+			b = appendPrefix(b, pr.Prefix)
+			b = binary.BigEndian.AppendUint16(b, pr.First)
+			b = binary.BigEndian.AppendUint16(b, pr.Last)
+		}
+		d.filter[i] = string(b)
+	}
+	slices.Sort(d.filter)
+	return d
+}
