@@ -27,9 +27,11 @@ import (
 	"github.com/warrenmesh/warren/coordinator/auth"
 	"github.com/warrenmesh/warren/coordinator/control"
 	"github.com/warrenmesh/warren/coordinator/netmap"
+	"github.com/warrenmesh/warren/coordinator/policyfile"
 	"github.com/warrenmesh/warren/coordinator/registry"
 	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/internal/key"
+	"github.com/warrenmesh/warren/internal/policy"
 )
 
 // Config configures a coordinator.
@@ -46,6 +48,10 @@ type Config struct {
 	EphemeralGrace time.Duration
 	// KeepAlive: see control.Config.
 	KeepAlive time.Duration
+	// PolicyPath is the admins' policy file, watched for changes; default
+	// <StateDir>/policy.hujson (created with policyfile.DefaultSource when
+	// missing).
+	PolicyPath string
 }
 
 // Coordinator is a running control server.
@@ -59,6 +65,7 @@ type Coordinator struct {
 	control  *control.Server
 	api      *api.Server
 	audit    *audit.Log
+	policy   *policyfile.Manager
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -90,16 +97,31 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	c := &Coordinator{cfg: cfg, log: cfg.Logger, key: k, store: st}
 	c.audit = audit.New(st, cfg.Logger)
 	c.engine = netmap.New(netmap.Config{Domain: cfg.Domain, Logger: cfg.Logger})
+	if cfg.PolicyPath == "" {
+		cfg.PolicyPath = filepath.Join(cfg.StateDir, "policy.hujson")
+	}
+	c.cfg = cfg
+	c.policy, err = policyfile.New(policyfile.Config{Path: cfg.PolicyPath, Store: st, Audit: c.audit,
+		Apply: c.engine.SetPolicy, Logger: cfg.Logger})
+	if err == nil {
+		// The policy goes in before the nodes, so each node is compiled once.
+		err = c.policy.Load(ctx)
+	}
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("coordinator: %w", err)
+	}
 	c.registry, err = registry.New(ctx, registry.Config{
 		Store: st, Engine: c.engine, Audit: c.audit, Login: cfg.Login, Logger: cfg.Logger,
 		KeyExpiry: cfg.KeyExpiry, EphemeralGrace: cfg.EphemeralGrace,
+		MayTag: func(o policy.Owner, tag string) bool { return c.policy.Current().MayTag(o, tag) },
 	})
 	if err == nil {
 		c.control, err = control.New(control.Config{Key: k, Registry: c.registry, Engine: c.engine,
 			Audit: c.audit, Logger: cfg.Logger, KeepAlive: cfg.KeepAlive})
 	}
 	if err == nil {
-		c.api, err = api.New(api.Config{Registry: c.registry, Store: st, Audit: c.audit, Logger: cfg.Logger})
+		c.api, err = api.New(api.Config{Registry: c.registry, Store: st, Audit: c.audit, Policy: c.policy, Engine: c.engine, Logger: cfg.Logger})
 	}
 	if err != nil {
 		st.Close()
@@ -107,10 +129,16 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
-	c.wg.Add(1)
+	c.wg.Add(2)
 	go func() {
 		defer c.wg.Done()
 		_ = c.engine.Run(runCtx)
+	}()
+	go func() {
+		defer c.wg.Done()
+		if err := c.policy.Run(runCtx); err != nil {
+			c.log.Error("policy file no longer watched; edits need a reload", "err", err)
+		}
 	}()
 	return c, nil
 }
@@ -123,6 +151,9 @@ func (c *Coordinator) Store() store.Store { return c.store }
 
 // Registry returns the coordinator's registry (for tests and embedding).
 func (c *Coordinator) Registry() *registry.Registry { return c.registry }
+
+// Policy returns the policy manager (for tests and embedding).
+func (c *Coordinator) Policy() *policyfile.Manager { return c.policy }
 
 // Engine returns the netmap engine (for tests and embedding).
 func (c *Coordinator) Engine() *netmap.Engine { return c.engine }

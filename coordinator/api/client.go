@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/warrenmesh/warren/coordinator/policyfile"
 )
 
 // Client calls the admin API, over the coordinator's unix socket or over
@@ -190,4 +192,25 @@ func (c *Client) ListAudit(ctx context.Context, since, action string, limit int)
 		q.Set("limit", fmt.Sprint(limit))
 	}
 	return call[[]AuditEvent](ctx, c, "GET", "/api/v1/audit?"+q.Encode(), nil)
+}
+
+// PolicyStatus returns the policy in force and the last rejected file.
+func (c *Client) PolicyStatus(ctx context.Context) (policyfile.Status, error) {
+	return call[policyfile.Status](ctx, c, "GET", "/api/v1/policy", nil)
+}
+
+// PolicyHistory lists accepted policy versions, newest first.
+func (c *Client) PolicyHistory(ctx context.Context, limit int) ([]PolicyVersion, error) {
+	return call[[]PolicyVersion](ctx, c, "GET", fmt.Sprintf("/api/v1/policy/history?limit=%d", limit), nil)
+}
+
+// ReloadPolicy makes the coordinator read its policy file now. A file that
+// fails validation comes back as an error with its positions.
+func (c *Client) ReloadPolicy(ctx context.Context) (policyfile.Status, error) {
+	return call[policyfile.Status](ctx, c, "POST", "/api/v1/policy/reload", struct{}{})
+}
+
+// ExplainPolicy asks which rule allows a connection, or why none does.
+func (c *Client) ExplainPolicy(ctx context.Context, req ExplainRequest) (ExplainResponse, error) {
+	return call[ExplainResponse](ctx, c, "POST", "/api/v1/policy/explain", req)
 }

@@ -28,6 +28,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /api/v1/apikeys", s.listAPIKeys)
 	m.HandleFunc("POST /api/v1/apikeys", s.createAPIKey)
 	m.HandleFunc("GET /api/v1/audit", s.listAudit)
+	s.policyRoutes()
 }
 
 func (s *Server) whoami(w http.ResponseWriter, r *http.Request) {

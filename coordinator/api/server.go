@@ -15,6 +15,8 @@ import (
 
 	"github.com/warrenmesh/warren/coordinator/audit"
 	"github.com/warrenmesh/warren/coordinator/auth"
+	"github.com/warrenmesh/warren/coordinator/netmap"
+	"github.com/warrenmesh/warren/coordinator/policyfile"
 	"github.com/warrenmesh/warren/coordinator/registry"
 	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/internal/peercred"
@@ -25,9 +27,11 @@ const maxBody = 1 << 20
 
 // Config configures a Server.
 type Config struct {
-	Registry *registry.Registry // required
-	Store    store.Store        // required: API keys, audit listing
-	Audit    *audit.Log         // required
+	Registry *registry.Registry  // required
+	Store    store.Store         // required: API keys, audit listing
+	Audit    *audit.Log          // required
+	Policy   *policyfile.Manager // required: policy endpoints
+	Engine   *netmap.Engine      // required: explain resolves node names
 	Logger   *slog.Logger
 	Now      func() time.Time
 }
@@ -41,8 +45,8 @@ type Server struct {
 
 // New returns a Server.
 func New(cfg Config) (*Server, error) {
-	if cfg.Registry == nil || cfg.Store == nil || cfg.Audit == nil {
-		return nil, errors.New("api: Registry, Store and Audit are required")
+	if cfg.Registry == nil || cfg.Store == nil || cfg.Audit == nil || cfg.Policy == nil || cfg.Engine == nil {
+		return nil, errors.New("api: Registry, Store, Audit, Policy and Engine are required")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

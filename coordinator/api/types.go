@@ -158,3 +158,50 @@ func apiKeyJSON(k store.APIKey, plain string) APIKey {
 	return APIKey{ID: int64(k.ID), Key: plain, Prefix: k.Prefix, UserID: int64(k.UserID), Expiration: k.Expiration,
 		Created: k.Created, LastUsed: k.LastUsed, Revoked: k.Revoked}
 }
+
+// PolicyVersion is one accepted policy file in the history.
+type PolicyVersion struct {
+	ID      int64     `json:"id"`
+	Hash    string    `json:"hash"`
+	Author  string    `json:"author"`
+	Created time.Time `json:"created"`
+	Diff    string    `json:"diff,omitempty"`
+}
+
+// ExplainRequest asks whether a connection would be allowed. Src and Dst
+// are node names (resolved to the real node), user logins, tags, host
+// aliases or IP addresses.
+type ExplainRequest struct {
+	Src   string    `json:"src"`
+	Dst   string    `json:"dst"`
+	Port  uint16    `json:"port"`
+	Proto string    `json:"proto,omitempty"` // default tcp
+	At    time.Time `json:"at,omitzero"`     // default now
+	// Posture and MFAAge describe a source given as a selector.
+	Posture map[string]string `json:"posture,omitempty"`
+	MFAAge  string            `json:"mfaAge,omitempty"`
+}
+
+// ExplainResponse is the decision: the rule that allows the connection, or
+// the closest rules and why each did not.
+type ExplainResponse struct {
+	Src        string             `json:"src"`
+	Dst        string             `json:"dst"`
+	Allowed    bool               `json:"allowed"`
+	Rule       *ExplainRule       `json:"rule,omitempty"`
+	Candidates []ExplainCandidate `json:"candidates,omitempty"`
+	Text       string             `json:"text"`
+}
+
+// ExplainRule is an acls rule: its number (from 1), line and text.
+type ExplainRule struct {
+	Index int    `json:"index"`
+	Line  int    `json:"line"`
+	Text  string `json:"text"`
+}
+
+// ExplainCandidate is a rule that came close, with why it did not apply.
+type ExplainCandidate struct {
+	Rule    ExplainRule `json:"rule"`
+	Reasons []string    `json:"reasons"`
+}

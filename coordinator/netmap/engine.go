@@ -5,17 +5,21 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"sync"
 	"time"
 
+	"github.com/warrenmesh/warren/internal/policy"
 	"github.com/warrenmesh/warren/internal/wire"
 )
 
-// Config configures an Engine. The zero value works: SameOwner policy,
-// real clock, discarded logs.
+// Config configures an Engine. The zero value works: a policy that allows
+// nothing, real clock, discarded logs.
 type Config struct {
-	Policy Policy
+	// Policy is the compiled policy file; nil allows nothing (every node
+	// sees no peers and accepts no packets). SetPolicy replaces it.
+	Policy *policy.Policy
 	Domain string // mesh DNS domain sent in full maps
 	Logger *slog.Logger
 	Now    func() time.Time
@@ -30,35 +34,33 @@ var ErrUnknownNode = errors.New("netmap: unknown node")
 // Engine holds every node and every connected stream and turns changes into
 // per-stream deltas. All methods are safe for concurrent use.
 type Engine struct {
-	policy   Policy
 	domain   string
 	log      *slog.Logger
 	now      func() time.Time
 	maxQueue int
 
-	mu       sync.Mutex
-	idx      *Index
+	mu sync.Mutex
+	// graph holds the active nodes only (Node.Active), so inactive nodes
+	// appear in nobody's peers or filters.
+	graph    *policy.Graph
+	nodes    map[wire.NodeID]*Node
 	streams  map[wire.NodeID]*Stream
 	versions map[wire.NodeID]uint64 // last version sent to each node
 	expiries expiryHeap
-	wake     chan struct{} // tells Run the next expiry may have moved
+	wake     chan struct{} // tells Run the next deadline may have moved
 }
 
 // New returns an engine with no nodes.
 func New(cfg Config) *Engine {
 	e := &Engine{
-		policy:   cfg.Policy,
 		domain:   cfg.Domain,
 		log:      cfg.Logger,
 		now:      cfg.Now,
 		maxQueue: cfg.MaxQueue,
-		idx:      newIndex(),
+		nodes:    make(map[wire.NodeID]*Node),
 		streams:  make(map[wire.NodeID]*Stream),
 		versions: make(map[wire.NodeID]uint64),
 		wake:     make(chan struct{}, 1),
-	}
-	if e.policy == nil {
-		e.policy = SameOwner{}
 	}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
@@ -69,6 +71,11 @@ func New(cfg Config) *Engine {
 	if e.maxQueue <= 0 {
 		e.maxQueue = 1024
 	}
+	p := cfg.Policy
+	if p == nil {
+		p = policy.Empty()
+	}
+	e.graph = policy.NewGraph(p, e.now())
 	return e
 }
 
@@ -76,63 +83,118 @@ func New(cfg Config) *Engine {
 func (e *Engine) Len() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.idx.Len()
+	return len(e.nodes)
 }
 
 // Node returns a copy of the node with the given ID.
 func (e *Engine) Node(id wire.NodeID) (Node, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	n := e.idx.Get(id)
+	n := e.nodes[id]
 	if n == nil {
 		return Node{}, false
 	}
 	return *n, true
 }
 
+// PolicyNode returns the node named name (its unique DNS label) as the
+// policy sees it, for explaining decisions about real nodes.
+func (e *Engine) PolicyNode(name string) (policy.Node, bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, n := range e.nodes {
+		if n.Wire.Name == name {
+			return n.policyNode(), true
+		}
+	}
+	return policy.Node{}, false
+}
+
+// SetPolicy replaces the policy. Every node whose peers or filter change
+// gets a fresh full map; nobody else hears anything.
+func (e *Engine) SetPolicy(p *policy.Policy) {
+	now := e.now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.fullTo(e.graph.Advance(now))
+	e.fullTo(e.graph.SetPolicy(p))
+	e.poke()
+}
+
+// fullTo queues a full map for each connected node in ids. Callers hold
+// e.mu.
+func (e *Engine) fullTo(ids []wire.NodeID) {
+	for _, id := range ids {
+		e.toSelf(id, &delta{full: true})
+	}
+}
+
 // Upsert adds a node or replaces it, and queues the deltas the change causes
 // for every affected stream before it returns.
 func (e *Engine) Upsert(n Node) {
 	n.Wire = cloneWire(n.Wire)
+	n.Groups = cloneSlice(n.Groups)
+	n.Attrs = maps.Clone(n.Attrs)
 	nn := &n
 	now := e.now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	old := e.idx.Get(nn.ID())
-	if old != nil {
-		e.idx.remove(old)
-	}
+	old := e.nodes[nn.ID()]
 	nn.Wire.Expired = nn.expired(now)
-	e.idx.add(nn)
 	if !nn.Wire.KeyExpiry.IsZero() && !nn.Wire.Expired {
 		heap.Push(&e.expiries, expiry{at: nn.Wire.KeyExpiry, id: nn.ID()})
 		e.poke()
 	}
-	rec := &delta{changed: &nn.Wire}
 	switch {
 	case old == nil:
+		e.nodes[nn.ID()] = nn
+		filters := e.syncGraph(nn, now)
+		rec := &delta{changed: &nn.Wire}
 		e.forPeers(nn, now, func(s *Stream) { s.push(rec) })
 		e.toSelf(nn.ID(), &delta{full: true})
-	case old.Active(now) != nn.Active(now) || !sameVisibility(old, nn):
+		e.filtersTo(filters, nn.ID())
+	case old.Active(now) != nn.Active(now) || !samePolicyView(old, nn):
 		e.reroute(old, nn, now)
 	default:
+		e.nodes[nn.ID()] = nn
+		rec := &delta{changed: &nn.Wire}
 		e.forPeers(nn, now, func(s *Stream) { s.push(rec) })
 		e.toSelf(nn.ID(), &delta{self: &nn.Wire})
 	}
 }
 
-// reroute handles a change that may alter who sees the node: peers that
-// lose it get a removal, peers that gain it get the record, and the node
-// itself gets a fresh full map (its peer set and filter changed).
+// syncGraph brings the policy graph in line with n (present if active,
+// absent otherwise) and returns the nodes whose filters or peers the change
+// touched. Callers hold e.mu.
+func (e *Engine) syncGraph(n *Node, now time.Time) []wire.NodeID {
+	if n.Active(now) {
+		return e.graph.Upsert(n.policyNode())
+	}
+	return e.graph.Remove(n.ID())
+}
+
+// filtersTo queues a fresh packet filter for each connected node in ids
+// except skip (which gets a full map anyway). Callers hold e.mu.
+func (e *Engine) filtersTo(ids []wire.NodeID, skip wire.NodeID) {
+	for _, id := range ids {
+		if id == skip {
+			continue
+		}
+		if s := e.streams[id]; s != nil {
+			s.push(&delta{filter: e.graph.Filter(id), filterSet: true})
+		}
+	}
+}
+
+// reroute replaces old with nn when the change may alter who sees the node:
+// peers that lose it get a removal, peers that gain it get the record, nodes
+// whose filters changed get the new filter, and the node itself gets a
+// fresh full map (its peer set and filter changed). Callers hold e.mu.
 func (e *Engine) reroute(old, nn *Node, now time.Time) {
 	before := make(map[wire.NodeID]bool)
-	// old is no longer in the index, but Peers only reads old's attributes.
-	e.policy.Peers(old, e.idx, func(p *Node) bool {
-		if old.Active(now) && p.Active(now) {
-			before[p.ID()] = true
-		}
-		return true
-	})
+	e.forPeers(old, now, func(s *Stream) { before[s.id] = true })
+	e.nodes[nn.ID()] = nn
+	filters := e.syncGraph(nn, now)
 	rec := &delta{changed: &nn.Wire}
 	removed := &delta{removed: nn.ID()}
 	e.forPeers(nn, now, func(s *Stream) {
@@ -145,18 +207,7 @@ func (e *Engine) reroute(old, nn *Node, now time.Time) {
 		}
 	}
 	e.toSelf(nn.ID(), &delta{full: true})
-	// A change of addresses or owner can change peers' filters too.
-	if e.policyFiltersDependOnPeers() {
-		e.forPeers(nn, now, func(s *Stream) { s.push(&delta{full: true}) })
-	}
-}
-
-// policyFiltersDependOnPeers reports whether peers' filters must be
-// recomputed when a node's addresses or owner change. SameOwner's filter
-// depends only on the node itself.
-func (e *Engine) policyFiltersDependOnPeers() bool {
-	_, ok := e.policy.(SameOwner)
-	return !ok
+	e.filtersTo(filters, nn.ID())
 }
 
 // Remove deletes a node: its peers forget it and its own stream is closed
@@ -165,13 +216,14 @@ func (e *Engine) Remove(id wire.NodeID, reason error) {
 	now := e.now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	n := e.idx.Get(id)
+	n := e.nodes[id]
 	if n == nil {
 		return
 	}
 	d := &delta{removed: id}
 	e.forPeers(n, now, func(s *Stream) { s.push(d) })
-	e.idx.remove(n)
+	delete(e.nodes, id)
+	e.filtersTo(e.graph.Remove(id), id)
 	delete(e.versions, id)
 	if s := e.streams[id]; s != nil {
 		delete(e.streams, id)
@@ -204,7 +256,7 @@ func (e *Engine) patch(id wire.NodeID, apply func(*wire.Node, *wire.PeerPatch)) 
 	now := e.now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	old := e.idx.Get(id)
+	old := e.nodes[id]
 	if old == nil {
 		return ErrUnknownNode
 	}
@@ -212,8 +264,7 @@ func (e *Engine) patch(id wire.NodeID, apply func(*wire.Node, *wire.PeerPatch)) 
 	nn.Wire = cloneWire(old.Wire)
 	p := &wire.PeerPatch{ID: id}
 	apply(&nn.Wire, p)
-	e.idx.remove(old)
-	e.idx.add(&nn)
+	e.nodes[id] = &nn
 	d := &delta{patch: p}
 	e.forPeers(&nn, now, func(s *Stream) { s.push(d) })
 	return nil
@@ -225,9 +276,11 @@ func (e *Engine) forPeers(n *Node, now time.Time, fn func(*Stream)) {
 	if !n.Active(now) {
 		return
 	}
-	e.policy.Peers(n, e.idx, func(p *Node) bool {
-		if s := e.streams[p.ID()]; s != nil && p.Active(now) {
-			fn(s)
+	e.graph.Peers(n.ID(), func(id wire.NodeID) bool {
+		if s := e.streams[id]; s != nil {
+			if p := e.nodes[id]; p != nil && p.Active(now) {
+				fn(s)
+			}
 		}
 		return true
 	})
@@ -244,7 +297,7 @@ func (e *Engine) toSelf(id wire.NodeID, d *delta) {
 func (e *Engine) Subscribe(id wire.NodeID) (*Stream, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.idx.Get(id) == nil {
+	if e.nodes[id] == nil {
 		return nil, ErrUnknownNode
 	}
 	if old := e.streams[id]; old != nil {
@@ -266,7 +319,7 @@ func (e *Engine) unsubscribe(s *Stream) {
 
 // fullMap builds n's complete netmap. Callers hold e.mu.
 func (e *Engine) fullMap(id wire.NodeID, now time.Time) *wire.MapResponse {
-	n := e.idx.Get(id)
+	n := e.nodes[id]
 	resp := &wire.MapResponse{Full: true, Domain: e.domain, FilterSet: true}
 	if n == nil {
 		return resp
@@ -276,14 +329,14 @@ func (e *Engine) fullMap(id wire.NodeID, now time.Time) *wire.MapResponse {
 	if !n.Active(now) {
 		return resp // no peers, empty filter: deny everything
 	}
-	e.policy.Peers(n, e.idx, func(p *Node) bool {
-		if p.Active(now) {
+	e.graph.Peers(id, func(pid wire.NodeID) bool {
+		if p := e.nodes[pid]; p != nil && p.Active(now) {
 			resp.Peers = append(resp.Peers, p.Wire)
 		}
 		return true
 	})
 	sortNodes(resp.Peers)
-	resp.PacketFilter = e.policy.Filter(n, e.idx)
+	resp.PacketFilter = e.graph.Filter(id)
 	return resp
 }
 
@@ -292,14 +345,15 @@ func (e *Engine) nextVersion(id wire.NodeID) uint64 {
 	return e.versions[id]
 }
 
-// Run re-evaluates nodes whose keys expire, at the moment they expire, until
-// ctx is done. Expired nodes lose their peers and disappear from others'
-// maps.
+// Run applies time-driven changes until ctx is done: nodes whose keys
+// expire lose their peers and disappear from others' maps at that moment,
+// and policy rules gated by time windows or MFA freshness start and stop
+// applying at their boundaries.
 func (e *Engine) Run(ctx context.Context) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		next := e.expireDue()
+		next := e.due()
 		d := time.Hour
 		if !next.IsZero() {
 			d = max(next.Sub(e.now()), time.Millisecond)
@@ -314,18 +368,30 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 }
 
-// expireDue applies every expiry that is due and returns the next one.
-func (e *Engine) expireDue() time.Time {
+// due applies every expiry and policy time boundary that is due and
+// returns the next deadline (zero: none).
+func (e *Engine) due() time.Time {
 	now := e.now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.fullTo(e.graph.Advance(now))
+	next := e.expireDue(now)
+	if p := e.graph.NextChange(); !p.IsZero() && (next.IsZero() || p.Before(next)) {
+		next = p
+	}
+	return next
+}
+
+// expireDue applies every key expiry that is due and returns the next one.
+// Callers hold e.mu.
+func (e *Engine) expireDue(now time.Time) time.Time {
 	for e.expiries.Len() > 0 {
 		top := e.expiries[0]
 		if top.at.After(now) {
 			return top.at
 		}
 		heap.Pop(&e.expiries)
-		n := e.idx.Get(top.id)
+		n := e.nodes[top.id]
 		if n == nil || !n.Wire.KeyExpiry.Equal(top.at) || n.Wire.Expired {
 			continue // stale entry
 		}
@@ -335,8 +401,6 @@ func (e *Engine) expireDue() time.Time {
 		nn := *n
 		nn.Wire = cloneWire(n.Wire)
 		nn.Wire.Expired = true
-		e.idx.remove(n)
-		e.idx.add(&nn)
 		e.reroute(&before, &nn, now)
 	}
 	return time.Time{}

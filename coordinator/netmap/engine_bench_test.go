@@ -14,7 +14,7 @@ import (
 // for every node.
 func benchMesh(b *testing.B, n, users int) (*Engine, []*Stream) {
 	b.Helper()
-	e := New(Config{MaxQueue: 1 << 20})
+	e := newEngine(b, Config{MaxQueue: 1 << 20})
 	for i := 1; i <= n; i++ {
 		e.Upsert(testNode(i, int64(i%users)))
 	}

@@ -11,16 +11,50 @@ import (
 	"time"
 
 	"github.com/warrenmesh/warren/internal/key"
+	"github.com/warrenmesh/warren/internal/policy"
 	"github.com/warrenmesh/warren/internal/wire"
 )
 
+// testPolicy is what the tests below assume: users reach their own nodes,
+// tag:db nodes reach each other.
+const testPolicy = `{
+	"tagOwners": {"tag:db": [], "tag:web": []},
+	"acls": [
+		{"action": "accept", "src": ["autogroup:member"], "dst": ["autogroup:self:*"]},
+		{"action": "accept", "src": ["tag:db"], "dst": ["tag:db:*"]},
+	],
+}`
+
+func mustPolicy(t testing.TB, src string) *policy.Policy {
+	t.Helper()
+	p, err := policy.Parse([]byte(src))
+	if err != nil {
+		t.Fatalf("policy: %v", err)
+	}
+	return p
+}
+
+// newEngine is New with testPolicy unless cfg sets a policy.
+func newEngine(t testing.TB, cfg Config) *Engine {
+	if cfg.Policy == nil {
+		cfg.Policy = mustPolicy(t, testPolicy)
+	}
+	return New(cfg)
+}
+
+// testNode returns node id of user (login u<user>@example.com) or, with
+// tags, a tagged node registered by user.
 func testNode(id int, user int64, tags ...string) Node {
 	v4 := netip.AddrFrom4([4]byte{100, 64, byte(id >> 8), byte(id)})
+	login := ""
+	if len(tags) == 0 {
+		login = fmt.Sprintf("u%d@example.com", user)
+	}
 	return Node{
 		Wire: wire.Node{
 			ID: wire.NodeID(id), Name: fmt.Sprintf("n%d", id), Hostname: fmt.Sprintf("n%d", id),
 			Tags: tags, NodeKey: key.NewNode().Public(), DiscoKey: key.NewDisco().Public(),
-			Addresses: []netip.Prefix{netip.PrefixFrom(v4, 32)},
+			Addresses: []netip.Prefix{netip.PrefixFrom(v4, 32)}, User: login,
 		},
 		UserID:     user,
 		Authorized: true,
@@ -56,7 +90,7 @@ func peerIDs(ns []wire.Node) []wire.NodeID {
 }
 
 func TestFullMapAndDeltas(t *testing.T) {
-	e := New(Config{Domain: "mesh.test"})
+	e := newEngine(t, Config{Domain: "mesh.test"})
 	e.Upsert(testNode(1, 10))
 	e.Upsert(testNode(2, 10))
 	e.Upsert(testNode(3, 20)) // another user: invisible to 1 and 2
@@ -106,7 +140,7 @@ func TestFullMapAndDeltas(t *testing.T) {
 }
 
 func TestMergeCoalesces(t *testing.T) {
-	e := New(Config{})
+	e := newEngine(t, Config{})
 	e.Upsert(testNode(1, 10))
 	s1, _ := e.Subscribe(1)
 	next(t, s1)
@@ -125,7 +159,7 @@ func TestMergeCoalesces(t *testing.T) {
 }
 
 func TestVisibilityChange(t *testing.T) {
-	e := New(Config{})
+	e := newEngine(t, Config{})
 	e.Upsert(testNode(1, 10))
 	e.Upsert(testNode(2, 10))
 	e.Upsert(testNode(3, 20, "tag:db"))
@@ -155,7 +189,7 @@ func TestExpiryCutsPeers(t *testing.T) {
 	var mu sync.Mutex
 	now := time.Unix(1000, 0)
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	e := New(Config{Now: clock})
+	e := newEngine(t, Config{Now: clock})
 	n2 := testNode(2, 10)
 	n2.Wire.KeyExpiry = time.Unix(1010, 0)
 	e.Upsert(testNode(1, 10))
@@ -189,7 +223,7 @@ func TestExpiryCutsPeers(t *testing.T) {
 }
 
 func TestSlowStreamGetsFullMap(t *testing.T) {
-	e := New(Config{MaxQueue: 4})
+	e := newEngine(t, Config{MaxQueue: 4})
 	e.Upsert(testNode(1, 10))
 	s1, _ := e.Subscribe(1)
 	next(t, s1)
@@ -205,7 +239,7 @@ func TestSlowStreamGetsFullMap(t *testing.T) {
 }
 
 func TestReconnectVersionsAndReplace(t *testing.T) {
-	e := New(Config{})
+	e := newEngine(t, Config{})
 	e.Upsert(testNode(1, 10))
 	s, _ := e.Subscribe(1)
 	v1 := next(t, s).Version
@@ -227,7 +261,7 @@ func TestReconnectVersionsAndReplace(t *testing.T) {
 }
 
 func TestNextHonoursContext(t *testing.T) {
-	e := New(Config{})
+	e := newEngine(t, Config{})
 	e.Upsert(testNode(1, 10))
 	s, _ := e.Subscribe(1)
 	next(t, s)
@@ -239,5 +273,103 @@ func TestNextHonoursContext(t *testing.T) {
 	s.Close()
 	if _, err := s.Next(context.Background()); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Next after Close = %v", err)
+	}
+}
+
+// filterSources returns every source prefix of a filter, sorted.
+func filterSources(rules []wire.FilterRule) []netip.Prefix {
+	var out []netip.Prefix
+	for _, r := range rules {
+		out = append(out, r.SrcPrefixes...)
+	}
+	slices.SortFunc(out, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
+	return slices.Compact(out)
+}
+
+const engPolicy = `{
+	"groups": {"group:eng": ["u10@example.com"]},
+	"tagOwners": {"tag:db": []},
+	"acls": [{"action": "accept", "src": ["group:eng"], "dst": ["tag:db:5432"]}],
+}`
+
+func TestGroupMemberChangesDestinationFilter(t *testing.T) {
+	e := newEngine(t, Config{Policy: mustPolicy(t, engPolicy)})
+	e.Upsert(testNode(1, 10))
+	e.Upsert(testNode(2, 30, "tag:db"))
+	e.Upsert(testNode(3, 20))
+	s1, _ := e.Subscribe(1)
+	s2, _ := e.Subscribe(2)
+	s3, _ := e.Subscribe(3)
+	if f := next(t, s1); !slices.Equal(peerIDs(f.Peers), []wire.NodeID{2}) || len(f.PacketFilter) != 0 {
+		t.Fatalf("eng laptop: peers %v, filter %+v", peerIDs(f.Peers), f.PacketFilter)
+	}
+	f := next(t, s2)
+	if !slices.Equal(peerIDs(f.Peers), []wire.NodeID{1}) || !slices.Equal(filterSources(f.PacketFilter), []netip.Prefix{netip.MustParsePrefix("100.64.0.1/32")}) {
+		t.Fatalf("db: peers %v, filter %+v", peerIDs(f.Peers), f.PacketFilter)
+	}
+	if f := next(t, s3); len(f.Peers) != 0 {
+		t.Fatalf("outsider sees %v", peerIDs(f.Peers))
+	}
+
+	// User 20 joins eng through the identity provider: the db node gets the
+	// new peer and a filter admitting it; node 1 hears nothing.
+	n3 := testNode(3, 20)
+	n3.Groups = []string{"eng"}
+	e.Upsert(n3)
+	d := next(t, s2)
+	if !slices.Equal(peerIDs(d.PeersChanged), []wire.NodeID{3}) || !d.FilterSet ||
+		!slices.Equal(filterSources(d.PacketFilter), []netip.Prefix{netip.MustParsePrefix("100.64.0.1/32"), netip.MustParsePrefix("100.64.0.3/32")}) {
+		t.Fatalf("db got %+v", d)
+	}
+	if d := next(t, s3); !d.Full || !slices.Equal(peerIDs(d.Peers), []wire.NodeID{2}) {
+		t.Fatalf("new eng member got %+v", d)
+	}
+	nothingQueued(t, s1)
+
+	// Removing the rule: everyone affected gets a full map with no peers
+	// and, on the db node, an empty filter.
+	e.SetPolicy(mustPolicy(t, `{"tagOwners": {"tag:db": []}, "acls": []}`))
+	for _, s := range []*Stream{s1, s2, s3} {
+		if d := next(t, s); !d.Full || len(d.Peers) != 0 || len(d.PacketFilter) != 0 || !d.FilterSet {
+			t.Fatalf("stream %d after revocation: %+v", s.NodeID(), d)
+		}
+	}
+	// Putting the same policy in again changes nothing.
+	e.SetPolicy(mustPolicy(t, `{"tagOwners": {"tag:db": []}, "acls": []}`))
+	for _, s := range []*Stream{s1, s2, s3} {
+		nothingQueued(t, s)
+	}
+}
+
+func TestTimeWindowOpensAndCloses(t *testing.T) {
+	var mu sync.Mutex
+	// Monday 2026-11-23 08:59:59 UTC.
+	now := time.Date(2026, 11, 23, 8, 59, 59, 0, time.UTC)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	set := func(t time.Time) { mu.Lock(); now = t; mu.Unlock() }
+	e := newEngine(t, Config{Now: clock, Policy: mustPolicy(t, `{
+		"tagOwners": {"tag:db": []},
+		"acls": [{"action": "accept", "src": ["autogroup:member"], "dst": ["tag:db:22"],
+			"when": {"hours": "09:00-17:00", "tz": "UTC"}}],
+	}`)})
+	e.Upsert(testNode(1, 10))
+	e.Upsert(testNode(2, 30, "tag:db"))
+	s1, _ := e.Subscribe(1)
+	if f := next(t, s1); len(f.Peers) != 0 {
+		t.Fatalf("before the window: peers %v", peerIDs(f.Peers))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- e.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	set(time.Date(2026, 11, 23, 9, 0, 0, 0, time.UTC))
+	e.poke()
+	if d := next(t, s1); !slices.Equal(peerIDs(d.Peers), []wire.NodeID{2}) {
+		t.Fatalf("in the window: %+v", d)
+	}
+	set(time.Date(2026, 11, 23, 17, 1, 0, 0, time.UTC))
+	e.poke()
+	if d := next(t, s1); len(d.Peers) != 0 || len(d.PeersChanged) != 0 {
+		t.Fatalf("after the window: %+v", d)
 	}
 }

@@ -18,13 +18,17 @@ var ErrReplaced = errors.New("netmap: stream replaced by a newer connection of t
 var ErrClosed = errors.New("netmap: stream closed")
 
 // delta is one change, shared read-only by every stream it is queued on.
-// Exactly one field is set.
+// Exactly one field is set (filter and filterSet count as one).
 type delta struct {
 	changed *wire.Node // peer added or changed (complete record)
 	removed wire.NodeID
 	patch   *wire.PeerPatch
 	self    *wire.Node // the stream's own node changed
 	full    bool       // the stream needs a full map
+	// filter replaces the stream's packet filter (filterSet: present,
+	// possibly empty).
+	filter    []wire.FilterRule
+	filterSet bool
 }
 
 // Stream is one node's netmap subscription. One goroutine calls Next; any
@@ -183,6 +187,8 @@ func merge(ds []*delta) *wire.MapResponse {
 		switch {
 		case d.self != nil:
 			resp.Self = d.self
+		case d.filterSet:
+			resp.PacketFilter, resp.FilterSet = d.filter, true
 		case d.changed != nil:
 			*get(d.changed.ID) = state{changed: d.changed}
 		case d.patch != nil:

@@ -10,6 +10,7 @@ import (
 	"github.com/warrenmesh/warren/coordinator/audit"
 	"github.com/warrenmesh/warren/coordinator/auth"
 	"github.com/warrenmesh/warren/coordinator/store"
+	"github.com/warrenmesh/warren/internal/policy"
 	"github.com/warrenmesh/warren/internal/wire"
 )
 
@@ -196,6 +197,25 @@ func (r *Registry) CreateUser(ctx context.Context, a Actor, u store.User) (store
 	return out, err
 }
 
+// ownsTags checks that a member is an owner of every tag by the policy's
+// tagOwners.
+func (r *Registry) ownsTags(ctx context.Context, a Actor, tags []string) error {
+	if r.mayTag == nil || a.UserID == 0 {
+		return a.admin()
+	}
+	u, err := r.st.GetUser(ctx, a.UserID)
+	if err != nil {
+		return err
+	}
+	o := policy.Owner{Login: u.Name, Groups: u.Groups, Admin: u.Role == store.RoleAdmin}
+	for _, t := range tags {
+		if !r.mayTag(o, t) {
+			return fmt.Errorf("%w: %s does not own %s (see tagOwners in the policy)", ErrForbidden, a.Name, t)
+		}
+	}
+	return nil
+}
+
 func (a Actor) admin() error {
 	if !a.Admin {
 		return fmt.Errorf("%w: %s is not an admin", ErrForbidden, a.Name)
@@ -307,8 +327,8 @@ func (r *Registry) CreateAuthKey(ctx context.Context, a Actor, req AuthKeyReques
 		k.Expiration = k.Created.Add(req.TTL)
 	}
 	err := a.may(req.UserID)
-	if err == nil && len(req.Tags) > 0 {
-		err = a.admin()
+	if err == nil && len(req.Tags) > 0 && !a.Admin {
+		err = r.ownsTags(ctx, a, req.Tags)
 	}
 	for _, t := range req.Tags {
 		if err == nil && !ValidTag(t) {

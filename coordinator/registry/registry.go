@@ -22,6 +22,7 @@ import (
 	"github.com/warrenmesh/warren/coordinator/auth"
 	"github.com/warrenmesh/warren/coordinator/netmap"
 	"github.com/warrenmesh/warren/coordinator/store"
+	"github.com/warrenmesh/warren/internal/policy"
 	"github.com/warrenmesh/warren/internal/wire"
 )
 
@@ -46,6 +47,9 @@ type Config struct {
 	// EphemeralGrace is how long an ephemeral node may stay offline before
 	// it is deleted; 0 means DefaultEphemeralGrace.
 	EphemeralGrace time.Duration
+	// MayTag reports whether the policy's tagOwners let o apply tag; nil
+	// means only admins may apply tags. Admins may always apply tags.
+	MayTag func(o policy.Owner, tag string) bool
 }
 
 // Registry is the coordinator's single writer of node, user and key state.
@@ -58,6 +62,7 @@ type Registry struct {
 	now       func() time.Time
 	keyExpiry time.Duration
 	grace     time.Duration
+	mayTag    func(policy.Owner, string) bool
 
 	mu       sync.Mutex
 	conns    map[store.NodeID]int         // open control channels per node
@@ -75,6 +80,7 @@ func New(ctx context.Context, cfg Config) (*Registry, error) {
 	r := &Registry{
 		st: cfg.Store, engine: cfg.Engine, audit: cfg.Audit, login: cfg.Login,
 		log: cfg.Logger, now: cfg.Now, keyExpiry: cfg.KeyExpiry, grace: cfg.EphemeralGrace,
+		mayTag:  cfg.MayTag,
 		conns:   make(map[store.NodeID]int),
 		reapers: make(map[store.NodeID]*time.Timer),
 	}
@@ -164,6 +170,7 @@ func toNetmap(n *store.Node, owner store.User, online bool) netmap.Node {
 	if !n.Tagged() {
 		nm.Wire.User = owner.Name
 		nm.Groups = owner.Groups
+		nm.Admin = owner.Role == store.RoleAdmin
 		nm.Disabled = owner.Disabled
 	}
 	return nm

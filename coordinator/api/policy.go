@@ -1,0 +1,125 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/warrenmesh/warren/coordinator/registry"
+	"github.com/warrenmesh/warren/internal/policy"
+)
+
+// Policy endpoints: what is in force, its history, a reload, and explain.
+// All are for admins: the policy describes the whole organisation.
+
+func (s *Server) policyRoutes() {
+	m := s.mux
+	m.HandleFunc("GET /api/v1/policy", s.adminOnly(s.policyStatus))
+	m.HandleFunc("GET /api/v1/policy/history", s.adminOnly(s.policyHistory))
+	m.HandleFunc("POST /api/v1/policy/reload", s.adminOnly(s.policyReload))
+	m.HandleFunc("POST /api/v1/policy/explain", s.adminOnly(s.policyExplain))
+}
+
+// adminOnly refuses members before h runs.
+func (s *Server) adminOnly(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if a := actorFrom(r.Context()); !a.Admin {
+			writeErr(w, fmt.Errorf("%w: only admins may read or change the policy", registry.ErrForbidden))
+			return
+		}
+		h(w, r)
+	}
+}
+
+func (s *Server) policyStatus(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.cfg.Policy.Status())
+}
+
+func (s *Server) policyHistory(w http.ResponseWriter, r *http.Request) {
+	limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
+	versions, err := s.cfg.Store.ListPolicies(r.Context(), limit)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	out := make([]PolicyVersion, 0, len(versions))
+	for _, v := range versions {
+		out = append(out, PolicyVersion{ID: v.ID, Hash: v.Hash, Author: v.Author, Created: v.Created, Diff: v.Diff})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) policyReload(w http.ResponseWriter, r *http.Request) {
+	a := actorFrom(r.Context())
+	if err := s.cfg.Policy.Reload(r.Context(), a.Name); err != nil {
+		writeJSON(w, http.StatusUnprocessableEntity, ErrorResponse{Error: err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, s.cfg.Policy.Status())
+}
+
+func (s *Server) policyExplain(w http.ResponseWriter, r *http.Request) {
+	var req ExplainRequest
+	if err := readJSON(r, &req); err != nil {
+		writeErr(w, err)
+		return
+	}
+	q := policy.Query{Src: req.Src, Dst: req.Dst, Port: req.Port, Proto: req.Proto, At: req.At, SrcPostureAttrs: req.Posture}
+	if q.At.IsZero() {
+		q.At = s.cfg.Now()
+	}
+	if req.MFAAge != "" {
+		d, err := time.ParseDuration(req.MFAAge)
+		if err != nil {
+			writeErr(w, fmt.Errorf("%w: mfaAge: %w", registry.ErrBadRequest, err))
+			return
+		}
+		q.MFAAge = &d
+	}
+	resp := ExplainResponse{Src: req.Src, Dst: req.Dst}
+	// Node names resolve to the node with everything the policy knows of
+	// it (owner, groups, tags, posture, MFA time).
+	if n, ok := s.cfg.Engine.PolicyNode(req.Src); ok {
+		q.SrcNode, resp.Src = &n, describeNode("node "+req.Src, n)
+	}
+	if n, ok := s.cfg.Engine.PolicyNode(req.Dst); ok {
+		q.DstNode, resp.Dst = &n, describeNode("node "+req.Dst, n)
+	}
+	d, err := s.cfg.Policy.Current().Explain(q)
+	if err != nil {
+		writeErr(w, fmt.Errorf("%w: %w", registry.ErrBadRequest, err))
+		return
+	}
+	resp.fill(d)
+	writeJSON(w, http.StatusOK, resp)
+}
+
+func describeNode(label string, n policy.Node) string {
+	if len(n.Tags) > 0 {
+		return fmt.Sprintf("%s (tags %v)", label, n.Tags)
+	}
+	return fmt.Sprintf("%s (user %s, groups %v, admin %v)", label, n.User, n.Groups, n.Admin)
+}
+
+// fill copies a decision into the response.
+func (e *ExplainResponse) fill(d policy.Decision) {
+	e.Allowed, e.Text = d.Allowed, d.String()
+	if d.Allowed {
+		e.Rule = &ExplainRule{Index: d.Rule.Index + 1, Line: d.Rule.Line, Text: d.Rule.Text}
+	}
+	for _, c := range d.Candidates {
+		e.Candidates = append(e.Candidates, ExplainCandidate{
+			Rule:    ExplainRule{Index: c.Rule.Index + 1, Line: c.Rule.Line, Text: c.Rule.Text},
+			Reasons: c.Reasons,
+		})
+	}
+}
+
+// ExplainDecision turns a decision into the API's form (for offline use by
+// the CLI, which explains against a file without a coordinator).
+func ExplainDecision(src, dst string, d policy.Decision) ExplainResponse {
+	e := ExplainResponse{Src: src, Dst: dst}
+	e.fill(d)
+	return e
+}
