@@ -42,6 +42,7 @@ test-short:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 20x ./coordinator/...
 	$(GO) test -run '^$$' -bench . -benchmem $$($(GO) list ./internal/... | grep -v /nsbench)
+	$(GO) test -run '^$$' -bench 'Inbound$$' -benchmem ./node/filter/
 	$(GO) test -v -run '^$$' -bench . -benchtime 3s -timeout 10m ./internal/netns/nsbench/
 
 lint:

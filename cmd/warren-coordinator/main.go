@@ -1,7 +1,7 @@
 // Command warren-coordinator runs Warren's coordinator (serve) and
-// administers a running one (users, nodes, keys, apikeys, audit) through
-// its admin API: the root-only unix socket on the coordinator host, or
-// HTTPS with an API key from anywhere.
+// administers a running one (users, nodes, keys, apikeys, audit, policy)
+// through its admin API: the root-only unix socket on the coordinator host,
+// or HTTPS with an API key from anywhere.
 package main
 
 import (
@@ -25,11 +25,15 @@ Usage:
   warren-coordinator keys    list | create --user USER [--reusable] [--ephemeral] [--tag T]... [--ttl D] | revoke ID | expire ID
   warren-coordinator apikeys list | create [--user USER] [--ttl D]
   warren-coordinator audit   [--since D] [--action A] [--limit N]
+  warren-coordinator policy  check FILE... | test FILE... | show | history [--diff] | reload
+                             | explain SRC DST:PORT [--file F] [--proto P] [--at T] [--posture K=V]... [--mfa-age D]
 
 Admin commands talk to a running coordinator: by default over its unix
 socket (<state-dir>/admin.sock, root only); with --server URL and an API key
 (--api-key or WARREN_API_KEY) over HTTPS. Every listing takes --json.
-USER is a user's name or numeric ID.
+USER is a user's name or numeric ID. policy check and test work offline on
+files (exit status 1 if any is invalid), for CI; explain does too with
+--file. SRC and DST are node names, user logins, tags, hosts or addresses.
 `
 
 func main() {
@@ -55,7 +59,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return serve(ctx, rest, stdout, stderr)
 	case "key":
 		return printKey(rest, stdout, stderr)
-	case "users", "nodes", "keys", "apikeys", "audit":
+	case "users", "nodes", "keys", "apikeys", "audit", "policy":
 		return admin(ctx, cmd, rest, stdout, stderr)
 	}
 	return fmt.Errorf("unknown command %q (see warren-coordinator --help)", cmd)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -91,7 +92,7 @@ func TestCLI(t *testing.T) {
 	if err := json.Unmarshal([]byte(mustCLI("audit", "--json", sd)), &events); err != nil {
 		t.Fatal(err)
 	}
-	if len(events) != 5 || events[0].Action != "user.disable" {
+	if len(events) != 6 || events[0].Action != "user.disable" || events[5].Action != "policy.apply" {
 		t.Fatalf("audit = %+v", events)
 	}
 	if plain := out[strings.Index(out, "wpk_"):][:36]; strings.Contains(mustCLI("audit", sd), plain) {
@@ -112,5 +113,85 @@ func TestCLI(t *testing.T) {
 	}
 	if _, err := runCLI(t, "nodes", "list", "--state-dir", t.TempDir()); err == nil || !strings.Contains(err.Error(), "admin API") {
 		t.Errorf("no coordinator: %v", err)
+	}
+}
+
+const cliPolicy = `{
+	"groups": {"group:eng": ["ann@example.com"]},
+	"tagOwners": {"tag:db": ["autogroup:admin"]},
+	"acls": [{"action": "accept", "src": ["group:eng"], "dst": ["tag:db:5432"]}],
+	"tests": [{"src": "ann@example.com", "accept": ["tag:db:5432"], "deny": ["tag:db:22"]}],
+}
+`
+
+func TestPolicyCLI(t *testing.T) {
+	dir := startCoordinator(t)
+	sd := "--state-dir=" + dir
+	good := filepath.Join(t.TempDir(), "good.hujson")
+	bad := filepath.Join(t.TempDir(), "bad.hujson")
+	must(t, os.WriteFile(good, []byte(cliPolicy), 0o600))
+	must(t, os.WriteFile(bad, []byte(strings.Replace(cliPolicy, "tag:db:5432\"]}],\n\t\"tests", "tag:db:99999\"]}],\n\t\"tests", 1)), 0o600))
+
+	// Offline checks, as CI in a policy repository runs them.
+	out, err := runCLI(t, "policy", "check", good)
+	if err != nil || !strings.Contains(out, "ok, 1 rule(s), 1 test(s) passed") {
+		t.Fatalf("check good: %v\n%s", err, out)
+	}
+	out, err = runCLI(t, "policy", "check", good, bad)
+	if err == nil || !strings.Contains(out, bad+":4:") || !strings.Contains(out, "INVALID") {
+		t.Fatalf("check bad: %v\n%s", err, out)
+	}
+	var checks []fileCheck
+	out, _ = runCLI(t, "policy", "check", "--json", bad)
+	if err := json.Unmarshal([]byte(out), &checks); err != nil || len(checks) != 1 || checks[0].OK || checks[0].Errors[0].Line != 4 {
+		t.Fatalf("check --json: %v\n%s", err, out)
+	}
+	if out, err := runCLI(t, "policy", "test", good); err != nil || !strings.Contains(out, "1 test(s) passed") {
+		t.Fatalf("test: %v\n%s", err, out)
+	}
+
+	// Offline explain, allowed and denied with the reason.
+	out, err = runCLI(t, "policy", "explain", "--file", good, "ann@example.com", "tag:db:5432")
+	if err != nil || !strings.Contains(out, "ALLOWED") || !strings.Contains(out, "rule #1 (line 4)") {
+		t.Fatalf("explain allowed: %v\n%s", err, out)
+	}
+	out, err = runCLI(t, "policy", "explain", "--file", good, "ann@example.com", "tag:db:22")
+	if err != nil || !strings.Contains(out, "DENIED") || !strings.Contains(out, "22") {
+		t.Fatalf("explain denied: %v\n%s", err, out)
+	}
+
+	// Against the running coordinator: install the file, reload, show,
+	// history, explain.
+	must(t, os.WriteFile(filepath.Join(dir, "policy.hujson"), []byte(cliPolicy), 0o600))
+	if out, err := runCLI(t, "policy", "reload", sd); err != nil || !strings.Contains(out, "version 2") {
+		t.Fatalf("reload: %v\n%s", err, out)
+	}
+	out, err = runCLI(t, "policy", "show", sd)
+	if err != nil || !strings.Contains(out, "version 2") || !strings.Contains(out, "group:eng") {
+		t.Fatalf("show: %v\n%s", err, out)
+	}
+	out, err = runCLI(t, "policy", "history", "--diff", sd)
+	if err != nil || !strings.Contains(out, "+\t\"groups\"") {
+		t.Fatalf("history: %v\n%s", err, out)
+	}
+	var r api.ExplainResponse
+	out, err = runCLI(t, "policy", "explain", "--json", sd, "ann@example.com", "tag:db:5432")
+	if err != nil || json.Unmarshal([]byte(out), &r) != nil || !r.Allowed || r.Rule.Line != 4 {
+		t.Fatalf("explain via coordinator: %v\n%s", err, out)
+	}
+	// A broken file is refused by reload and shown as rejected.
+	must(t, os.WriteFile(filepath.Join(dir, "policy.hujson"), []byte("{\"acls\": [}"), 0o600))
+	if _, err := runCLI(t, "policy", "reload", sd); err == nil {
+		t.Fatal("reload of a broken file succeeded")
+	}
+	if out, _ := runCLI(t, "policy", "show", sd); !strings.Contains(out, "REJECTED") || !strings.Contains(out, "version 2") {
+		t.Fatalf("show after a rejected file:\n%s", out)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -34,6 +34,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	tlsCert := fs.String("tls-cert", "", "TLS certificate for --admin-listen")
 	tlsKey := fs.String("tls-key", "", "TLS key for --admin-listen")
 	domain := fs.String("domain", "warren.internal", "mesh DNS domain")
+	policyPath := fs.String("policy", "", "policy file, watched for changes (default <state-dir>/policy.hujson; created with a deny-by-default policy if missing)")
 	keyExpiry := fs.Duration("key-expiry", registry.DefaultKeyExpiry, "node key lifetime for user nodes (tagged nodes never expire)")
 	grace := fs.Duration("ephemeral-grace", registry.DefaultEphemeralGrace, "how long an ephemeral node may be offline before it is deleted")
 	bootstrap := fs.String("bootstrap-user", "", "create this admin user (if missing) and a reusable pre-auth key for it, and print how to join")
@@ -53,7 +54,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return errors.New("--admin-listen on a non-loopback address needs --tls-cert and --tls-key: API keys must not cross the network in clear text")
 	}
 	c, err := coordinator.New(ctx, coordinator.Config{StateDir: *stateDir, Domain: *domain, Logger: logger,
-		KeyExpiry: *keyExpiry, EphemeralGrace: *grace})
+		KeyExpiry: *keyExpiry, EphemeralGrace: *grace, PolicyPath: *policyPath})
 	if err != nil {
 		return err
 	}

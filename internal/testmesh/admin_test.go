@@ -65,6 +65,23 @@ func TestAdminAPIAuth(t *testing.T) {
 	if _, err := asMember.CreateAuthKey(ctx, api.CreateAuthKeyRequest{Tags: []string{"tag:db"}}); status(err) != http.StatusForbidden {
 		t.Fatalf("member creating a tagged key: %v", err)
 	}
+	// The policy is for admins only, and its tagOwners let members tag.
+	if _, err := asMember.PolicyStatus(ctx); status(err) != http.StatusForbidden {
+		t.Fatalf("member reading the policy: %v", err)
+	}
+	if _, err := asMember.ExplainPolicy(ctx, api.ExplainRequest{Src: "member@example.com", Dst: "tag:db", Port: 22}); status(err) != http.StatusForbidden {
+		t.Fatalf("member explaining the policy: %v", err)
+	}
+	m.WritePolicy(`{"tagOwners": {"tag:ci": ["member@example.com"], "tag:db": ["autogroup:admin"]}, "acls": []}`)
+	if _, err := asAdmin.ReloadPolicy(ctx); err != nil {
+		t.Fatalf("admin reloading the policy: %v", err)
+	}
+	if _, err := asMember.CreateAuthKey(ctx, api.CreateAuthKeyRequest{Tags: []string{"tag:ci"}}); err != nil {
+		t.Fatalf("tag owner creating a key for its tag: %v", err)
+	}
+	if _, err := asMember.CreateAuthKey(ctx, api.CreateAuthKeyRequest{Tags: []string{"tag:ci", "tag:db"}}); status(err) != http.StatusForbidden {
+		t.Fatalf("member creating a key for a tag it does not own: %v", err)
+	}
 	nodes, err := asMember.ListNodes(ctx)
 	must(t, err)
 	if len(nodes) != 1 || nodes[0].Hostname != "member-laptop" {

@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -27,6 +28,20 @@ import (
 	"github.com/warrenmesh/warren/node/engine"
 )
 
+// WritePolicy replaces the policy file the way an admin's editor does
+// (write a temporary file, rename it over the old one). The coordinator's
+// watcher picks it up; the caller waits for the effect it expects.
+func (m *Mesh) WritePolicy(src string) {
+	m.t.Helper()
+	tmp := m.PolicyPath + ".tmp"
+	if err := os.WriteFile(tmp, []byte(src), 0o600); err != nil {
+		m.t.Fatalf("testmesh: write policy: %v", err)
+	}
+	if err := os.Rename(tmp, m.PolicyPath); err != nil {
+		m.t.Fatalf("testmesh: write policy: %v", err)
+	}
+}
+
 // Admin is the actor the harness uses for admin changes.
 var Admin = registry.Actor{Name: "test:admin", Admin: true}
 
@@ -37,6 +52,9 @@ type Options struct {
 	Coordinator coordinator.Config
 	// Verbose logs to stderr at debug level.
 	Verbose bool
+	// Policy is the policy file's content; empty means the coordinator's
+	// default (each user reaches their own nodes).
+	Policy string
 }
 
 // Mesh is a coordinator serving on loopback plus the nodes a test adds.
@@ -46,6 +64,8 @@ type Mesh struct {
 	URL   string // base URL of the coordinator's public endpoints
 	srv   *httptest.Server
 	log   *slog.Logger
+	// PolicyPath is the coordinator's policy file.
+	PolicyPath string
 }
 
 // New starts a coordinator for t and stops it when t ends.
@@ -54,6 +74,14 @@ func New(t testing.TB, opts Options) *Mesh {
 	cfg := opts.Coordinator
 	if cfg.StateDir == "" {
 		cfg.StateDir = t.TempDir()
+	}
+	if cfg.PolicyPath == "" {
+		cfg.PolicyPath = filepath.Join(cfg.StateDir, "policy.hujson")
+	}
+	if opts.Policy != "" {
+		if err := os.WriteFile(cfg.PolicyPath, []byte(opts.Policy), 0o600); err != nil {
+			t.Fatalf("testmesh: write policy: %v", err)
+		}
 	}
 	log := slog.New(slog.DiscardHandler)
 	if opts.Verbose || os.Getenv("WARREN_TEST_VERBOSE") != "" {
@@ -67,7 +95,7 @@ func New(t testing.TB, opts Options) *Mesh {
 		t.Fatalf("testmesh: start coordinator: %v", err)
 	}
 	srv := httptest.NewServer(c.Handler())
-	m := &Mesh{t: t, Coord: c, URL: srv.URL, srv: srv, log: log}
+	m := &Mesh{t: t, Coord: c, URL: srv.URL, srv: srv, log: log, PolicyPath: cfg.PolicyPath}
 	t.Cleanup(func() {
 		c.Close() // closes control channels before the HTTP server waits on them
 		srv.Close()
