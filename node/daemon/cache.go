@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/warrenmesh/warren/internal/atomicfile"
 	"github.com/warrenmesh/warren/internal/key"
 	"github.com/warrenmesh/warren/node/controlclient"
 )
@@ -33,19 +34,7 @@ func saveNetmap(dir string, c cachedNetmap) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, netmapCacheFile+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), filepath.Join(dir, netmapCacheFile))
+	return atomicfile.Write(filepath.Join(dir, netmapCacheFile), b, 0o600)
 }
 
 // loadNetmap returns the cached netmap if it was saved for this
