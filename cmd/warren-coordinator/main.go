@@ -6,13 +6,11 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
-	"syscall"
+
+	"github.com/warrenmesh/warren/internal/cli"
 )
 
 const usage = `warren-coordinator: the Warren control server and its admin tool.
@@ -37,15 +35,7 @@ files (exit status 1 if any is invalid), for CI; explain does too with
 `
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "warren-coordinator:", err)
-		}
-		os.Exit(1)
-	}
+	cli.Main("warren-coordinator", func(ctx context.Context) error { return run(ctx, os.Args[1:], os.Stdout, os.Stderr) })
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
