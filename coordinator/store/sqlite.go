@@ -49,7 +49,7 @@ func Open(ctx context.Context, path string, logger *slog.Logger) (Store, error) 
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
-	if err := db.PingContext(ctx); err != nil {
+	if err := pingUntilFree(ctx, db, 10*time.Second); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
@@ -59,6 +59,35 @@ func Open(ctx context.Context, path string, logger *slog.Logger) (Store, error) 
 		return nil, fmt.Errorf("database %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// pingUntilFree opens the first connection, retrying while SQLite reports
+// the database busy. Switching a new file to WAL takes an exclusive lock
+// and SQLite returns SQLITE_BUSY at once, without the busy handler, to
+// another connection that opens during the switch or during WAL recovery;
+// so two processes starting on one fresh file would otherwise race.
+func pingUntilFree(ctx context.Context, db *sql.DB, patience time.Duration) error {
+	deadline := time.Now().Add(patience)
+	wait := 5 * time.Millisecond
+	for {
+		err := db.PingContext(ctx)
+		if err == nil || !isBusy(err) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 200*time.Millisecond)
+	}
+}
+
+// isBusy reports whether err is SQLite's SQLITE_BUSY or one of its
+// extended codes.
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
 }
 
 // Close closes the database.
