@@ -42,6 +42,10 @@ type DiscoKind struct{}
 // Noise handshake of the control channel.
 type ControlKind struct{}
 
+// RelayKind is the kind of a DERP relay server's key: clients seal their
+// handshake to it, proving they hold their node key.
+type RelayKind struct{}
+
 func (MachineKind) publicPrefix() string  { return "mkey" }
 func (MachineKind) privatePrefix() string { return "privmkey" }
 func (NodeKind) publicPrefix() string     { return "nodekey" }
@@ -50,6 +54,8 @@ func (DiscoKind) publicPrefix() string    { return "discokey" }
 func (DiscoKind) privatePrefix() string   { return "privdiscokey" }
 func (ControlKind) publicPrefix() string  { return "ckey" }
 func (ControlKind) privatePrefix() string { return "privckey" }
+func (RelayKind) publicPrefix() string    { return "rkey" }
+func (RelayKind) privatePrefix() string   { return "privrkey" }
 
 // Public is a Curve25519 public key of kind K. The zero value is the
 // all-zero key, reported by IsZero.
@@ -68,6 +74,8 @@ type (
 	DiscoPrivate   = Private[DiscoKind]
 	ControlPublic  = Public[ControlKind]
 	ControlPrivate = Private[ControlKind]
+	RelayPublic    = Public[RelayKind]
+	RelayPrivate   = Private[RelayKind]
 )
 
 // New returns a fresh random private key of kind K.
@@ -91,6 +99,9 @@ func NewDisco() DiscoPrivate { return New[DiscoKind]() }
 
 // NewControl returns a fresh coordinator control private key.
 func NewControl() ControlPrivate { return New[ControlKind]() }
+
+// NewRelay returns a fresh relay server key.
+func NewRelay() RelayPrivate { return New[RelayKind]() }
 
 func clamp(k *[Size]byte) {
 	k[0] &= 248

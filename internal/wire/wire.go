@@ -137,6 +137,43 @@ type MapResponse struct {
 	FilterSet bool `json:"filterSet,omitempty"`
 	// Domain is the mesh DNS domain (full maps).
 	Domain string `json:"domain,omitempty"`
+	// DERPMap lists the relay regions (full maps, and deltas when it
+	// changes).
+	DERPMap *DERPMap `json:"derpMap,omitempty"`
+}
+
+// DERPMap lists the relay regions a node may use. Each node picks the one
+// with the lowest latency as its home and is reachable there.
+type DERPMap struct {
+	Regions []DERPRegion `json:"regions"`
+}
+
+// DERPRegion is one relay region: a DERP server over websocket and the
+// STUN servers that answer beside it.
+type DERPRegion struct {
+	// ID is the region's number (> 0), what Node.HomeRelay refers to.
+	ID   int    `json:"id"`
+	Code string `json:"code"` // short name, e.g. "fra"
+	Name string `json:"name,omitempty"`
+	// URL is the relay's HTTP(S) URL, e.g. https://relay.example.com/derp;
+	// clients upgrade it to a websocket, and GET URL+"/probe" measures
+	// latency when UDP is blocked.
+	URL string `json:"url"`
+	// STUN lists host:port addresses of STUN servers in the region.
+	STUN []string `json:"stun,omitempty"`
+}
+
+// Region returns the region with the given ID, or nil.
+func (m *DERPMap) Region(id int) *DERPRegion {
+	if m == nil {
+		return nil
+	}
+	for i := range m.Regions {
+		if m.Regions[i].ID == id {
+			return &m.Regions[i]
+		}
+	}
+	return nil
 }
 
 // Node is one node as the netmap describes it.
