@@ -30,8 +30,10 @@ import (
 	"github.com/warrenmesh/warren/coordinator/policyfile"
 	"github.com/warrenmesh/warren/coordinator/registry"
 	"github.com/warrenmesh/warren/coordinator/store"
+	"github.com/warrenmesh/warren/derp"
 	"github.com/warrenmesh/warren/internal/key"
 	"github.com/warrenmesh/warren/internal/policy"
+	"github.com/warrenmesh/warren/internal/wire"
 )
 
 // Config configures a coordinator.
@@ -52,6 +54,9 @@ type Config struct {
 	// <StateDir>/policy.hujson (created with policyfile.DefaultSource when
 	// missing).
 	PolicyPath string
+	// Relay configures the embedded DERP relay and STUN server and the
+	// DERP map nodes get.
+	Relay RelayConfig
 }
 
 // Coordinator is a running control server.
@@ -66,6 +71,9 @@ type Coordinator struct {
 	api      *api.Server
 	audit    *audit.Log
 	policy   *policyfile.Manager
+	relay    *derp.Server   // embedded relay, nil when disabled
+	stun     net.PacketConn // embedded STUN server's socket, nil when none
+	derpMap  *wire.DERPMap
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -95,12 +103,24 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 		return nil, fmt.Errorf("coordinator: %w", err)
 	}
 	c := &Coordinator{cfg: cfg, log: cfg.Logger, key: k, store: st}
+	err = c.listenSTUN()
+	if err == nil {
+		c.derpMap, err = c.cfg.Relay.derpMap()
+	}
+	if err != nil {
+		if c.stun != nil {
+			c.stun.Close()
+		}
+		st.Close()
+		return nil, fmt.Errorf("coordinator: %w", err)
+	}
+	dm := c.derpMap
 	c.audit = audit.New(st, cfg.Logger)
-	c.engine = netmap.New(netmap.Config{Domain: cfg.Domain, Logger: cfg.Logger})
+	c.engine = netmap.New(netmap.Config{Domain: cfg.Domain, DERPMap: dm, Logger: cfg.Logger})
 	if cfg.PolicyPath == "" {
 		cfg.PolicyPath = filepath.Join(cfg.StateDir, "policy.hujson")
 	}
-	c.cfg = cfg
+	c.cfg.PolicyPath = cfg.PolicyPath
 	c.policy, err = policyfile.New(policyfile.Config{Path: cfg.PolicyPath, Store: st, Audit: c.audit,
 		Apply: c.engine.SetPolicy, Logger: cfg.Logger})
 	if err == nil {
@@ -129,6 +149,12 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
+	if err := c.startRelay(runCtx); err != nil {
+		cancel()
+		c.registry.Close()
+		st.Close()
+		return nil, fmt.Errorf("coordinator: %w", err)
+	}
 	c.wg.Add(2)
 	go func() {
 		defer c.wg.Done()
@@ -166,6 +192,13 @@ func (c *Coordinator) Handler() http.Handler {
 	mux.Handle(control.KeyPath, ctl)
 	mux.Handle(control.ControlPath, ctl)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	if c.relay != nil {
+		mux.Handle(RelayPath, c.relay)
+		mux.Handle(RelayPath+"/", c.relay)
+	}
+	if c.cfg.Relay.AdmitToken != "" {
+		mux.HandleFunc("GET "+RelayAdmitPath, c.serveRelayAdmit)
+	}
 	return mux
 }
 
@@ -217,7 +250,12 @@ func serveUntil(ctx context.Context, srv *http.Server, ln net.Listener, serve fu
 // closed first so the shutdown does not wait on long-lived websockets.
 func (c *Coordinator) ServeHTTP(ctx context.Context, ln net.Listener, handler http.Handler) error {
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
-	stop := context.AfterFunc(ctx, c.control.Close)
+	stop := context.AfterFunc(ctx, func() {
+		c.control.Close()
+		if c.relay != nil {
+			c.relay.Close() // relay websockets are long-lived too
+		}
+	})
 	defer stop()
 	return serveUntil(ctx, srv, ln, func() error { return srv.Serve(ln) })
 }
@@ -226,8 +264,14 @@ func (c *Coordinator) ServeHTTP(ctx context.Context, ln net.Listener, handler ht
 // store.
 func (c *Coordinator) Close() error {
 	c.control.Close()
+	if c.relay != nil {
+		c.relay.Close()
+	}
 	c.registry.Close()
 	c.cancel()
+	if c.stun != nil {
+		c.stun.Close()
+	}
 	c.wg.Wait()
 	return c.store.Close()
 }

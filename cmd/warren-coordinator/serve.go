@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -20,6 +22,7 @@ import (
 	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/internal/cli"
 	"github.com/warrenmesh/warren/internal/key"
+	"github.com/warrenmesh/warren/internal/wire"
 )
 
 const defaultStateDir = "/var/lib/warren-coordinator"
@@ -38,6 +41,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	keyExpiry := fs.Duration("key-expiry", registry.DefaultKeyExpiry, "node key lifetime for user nodes (tagged nodes never expire)")
 	grace := fs.Duration("ephemeral-grace", registry.DefaultEphemeralGrace, "how long an ephemeral node may be offline before it is deleted")
 	bootstrap := fs.String("bootstrap-user", "", "create this admin user (if missing) and a reusable pre-auth key for it, and print how to join")
+	noRelay := fs.Bool("no-relay", false, "do not embed a DERP relay (nodes then need --derp-map regions)")
+	stunListen := fs.String("stun-listen", ":3478", "UDP address of the embedded STUN server (\"\" for none)")
+	derpMapPath := fs.String("derp-map", "", "JSON file of further relay regions ({\"regions\": [{\"id\", \"code\", \"url\", \"stun\"}]}), e.g. warren-derp servers")
+	admitTokenFile := fs.String("relay-admit-token-file", "", "file holding the token standalone relays (warren-derp --admit-token-file) present at "+coordinator.RelayAdmitPath)
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
@@ -53,24 +60,34 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *adminListen != "" && *tlsCert == "" && !isLoopback(*adminListen) {
 		return errors.New("--admin-listen on a non-loopback address needs --tls-cert and --tls-key: API keys must not cross the network in clear text")
 	}
-	c, err := coordinator.New(ctx, coordinator.Config{StateDir: *stateDir, Domain: *domain, Logger: logger,
-		KeyExpiry: *keyExpiry, EphemeralGrace: *grace, PolicyPath: *policyPath})
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", *listen, err)
 	}
-	url := *publicURL
+	defer ln.Close()
+	url := strings.TrimSuffix(*publicURL, "/")
 	if url == "" {
 		url = "http://" + reachable(ln.Addr().String())
 	}
+	relay, err := relayConfig(url, *noRelay, *stunListen, *derpMapPath, *admitTokenFile)
+	if err != nil {
+		return err
+	}
+	c, err := coordinator.New(ctx, coordinator.Config{StateDir: *stateDir, Domain: *domain, Logger: logger,
+		KeyExpiry: *keyExpiry, EphemeralGrace: *grace, PolicyPath: *policyPath, Relay: relay})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
 	fmt.Fprintf(stdout, "Warren coordinator listening on %s\n", ln.Addr())
 	fmt.Fprintf(stdout, "  public URL:       %s\n", url)
 	fmt.Fprintf(stdout, "  coordinator key:  %s   (nodes pin this; also served at %s/key)\n", c.PublicKey(), url)
+	if c.Relay() != nil {
+		fmt.Fprintf(stdout, "  relay:            %s%s (embedded DERP, region %d)\n", url, coordinator.RelayPath, coordinator.DefaultRelayRegionID)
+	}
+	if a := c.STUNAddr(); a != nil {
+		fmt.Fprintf(stdout, "  STUN:             udp %s\n", a)
+	}
 	sock := filepath.Join(*stateDir, "admin.sock")
 	fmt.Fprintf(stdout, "  admin socket:     %s\n", sock)
 	if *bootstrap != "" {
@@ -184,4 +201,36 @@ func printKey(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintln(stdout, k.Public())
 	return nil
+}
+
+// relayConfig builds the relay settings from the serve flags: the embedded
+// region at the public URL (the coordinator advertises its STUN server on
+// the URL's host), more regions
+// from a DERP map file, and the admission token for standalone relays.
+func relayConfig(publicURL string, noRelay bool, stunListen, derpMapPath, tokenFile string) (coordinator.RelayConfig, error) {
+	rc := coordinator.RelayConfig{Disable: noRelay, URL: publicURL + coordinator.RelayPath, STUNListen: stunListen}
+	if derpMapPath != "" {
+		b, err := os.ReadFile(derpMapPath)
+		if err != nil {
+			return rc, fmt.Errorf("read --derp-map: %w", err)
+		}
+		var m wire.DERPMap
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&m); err != nil {
+			return rc, fmt.Errorf("parse --derp-map %s: %w (want {\"regions\": [{\"id\": 1, \"code\": \"fra\", \"url\": \"https://relay.example.com/derp\", \"stun\": [\"relay.example.com:3478\"]}]})", derpMapPath, err)
+		}
+		rc.Regions = m.Regions
+	}
+	if tokenFile != "" {
+		b, err := os.ReadFile(tokenFile)
+		if err != nil {
+			return rc, fmt.Errorf("read --relay-admit-token-file: %w", err)
+		}
+		rc.AdmitToken = strings.TrimSpace(string(b))
+		if len(rc.AdmitToken) < 16 {
+			return rc, errors.New("--relay-admit-token-file: the token must be at least 16 characters")
+		}
+	}
+	return rc, nil
 }

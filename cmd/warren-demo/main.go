@@ -79,7 +79,7 @@ func (d *demo) run(ctx context.Context) error {
 	coordDir := filepath.Join(o.state, "coordinator")
 
 	d.step("starting the coordinator on %s (state in %s)", o.listen, coordDir)
-	if err := d.start("coordinator", "warren-coordinator", "serve", "--state-dir", coordDir, "--listen", o.listen); err != nil {
+	if err := d.start("coordinator", "warren-coordinator", "serve", "--state-dir", coordDir, "--listen", o.listen, "--stun-listen", "127.0.0.1:0"); err != nil {
 		return err
 	}
 	if err := waitHTTP(ctx, coordURL+"/key", 15*time.Second); err != nil {

@@ -229,6 +229,12 @@ func (c *command) netcheck(args []string) error {
 	fmt.Fprintf(c.out, "UDP port:        %d\n", rep.ListenPort)
 	fmt.Fprintf(c.out, "Endpoints:       %s\n", dash(strings.Join(rep.Endpoints, ", ")))
 	fmt.Fprintf(c.out, "NAT:             %s\n", rep.NAT)
+	if rep.HomeRegion != 0 {
+		fmt.Fprintf(c.out, "Home relay:      region %d\n", rep.HomeRegion)
+	}
+	if rep.NetworkError != "" {
+		fmt.Fprintf(c.out, "Measurement:     %s\n", rep.NetworkError)
+	}
 	switch {
 	case rep.Coordinator == "":
 		fmt.Fprintln(c.out, "Coordinator:     none (run warren up)")
@@ -242,6 +248,9 @@ func (c *command) netcheck(args []string) error {
 		fmt.Fprintf(c.out, "Coordinator:     %s in %s, %s\n", rep.Coordinator, rep.CoordinatorRTT.Round(10*time.Microsecond), match)
 	}
 	fmt.Fprintf(c.out, "Control channel: %s\n", map[bool]string{true: "open", false: "closed"}[rep.ControlChannelOpen])
+	if rep.Network != nil {
+		fmt.Fprintf(c.out, "\n%s", rep.Network)
+	}
 	return nil
 }
 

@@ -73,7 +73,7 @@ func TestCLIAgainstRealDaemons(t *testing.T) {
 	dir := t.TempDir()
 	listen := buildtest.FreePort(t)
 	coordDir := filepath.Join(dir, "coordinator")
-	proc(t, dir, "coordinator", filepath.Join(bin, "warren-coordinator"), "serve", "--state-dir", coordDir, "--listen", listen)
+	proc(t, dir, "coordinator", filepath.Join(bin, "warren-coordinator"), "serve", "--state-dir", coordDir, "--listen", listen, "--stun-listen", "127.0.0.1:0")
 	waitFor(t, "the coordinator", func() bool {
 		resp, err := http.Get("http://" + listen + "/key")
 		if err == nil {

@@ -42,6 +42,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	var expose, endpoints cli.StringList
 	fs.Var(&expose, "expose", "forward inbound mesh connections: PORT (to 127.0.0.1:PORT) or PORT=HOST:PORT (repeatable; userspace mode)")
 	fs.Var(&endpoints, "endpoint", "advertise this IP[:PORT] instead of the interface addresses (repeatable)")
+	relayOnly := fs.Bool("relay-only", false, "send all traffic through relays, never directly (for networks where peer-to-peer UDP is unwanted)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
@@ -57,7 +58,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if *port > 65535 {
 		return fmt.Errorf("--port %d is not a port", *port)
 	}
-	cfg := daemon.Config{StateDir: *stateDir, TUN: *tun, ListenPort: uint16(*port), Logger: log}
+	cfg := daemon.Config{StateDir: *stateDir, TUN: *tun, ListenPort: uint16(*port), Logger: log, RelayOnly: *relayOnly}
 	for _, e := range expose {
 		x, err := parseExpose(e)
 		if err != nil {

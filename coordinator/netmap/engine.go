@@ -21,8 +21,10 @@ type Config struct {
 	// sees no peers and accepts no packets). SetPolicy replaces it.
 	Policy *policy.Policy
 	Domain string // mesh DNS domain sent in full maps
-	Logger *slog.Logger
-	Now    func() time.Time
+	// DERPMap is the relay regions sent in full maps (nil: none).
+	DERPMap *wire.DERPMap
+	Logger  *slog.Logger
+	Now     func() time.Time
 	// MaxQueue bounds the deltas queued for one stream; past it the stream
 	// gets a full map instead. Zero means 1024.
 	MaxQueue int
@@ -35,6 +37,7 @@ var ErrUnknownNode = errors.New("netmap: unknown node")
 // per-stream deltas. All methods are safe for concurrent use.
 type Engine struct {
 	domain   string
+	derpMap  *wire.DERPMap
 	log      *slog.Logger
 	now      func() time.Time
 	maxQueue int
@@ -54,6 +57,7 @@ type Engine struct {
 func New(cfg Config) *Engine {
 	e := &Engine{
 		domain:   cfg.Domain,
+		derpMap:  cfg.DERPMap,
 		log:      cfg.Logger,
 		now:      cfg.Now,
 		maxQueue: cfg.MaxQueue,
@@ -320,7 +324,7 @@ func (e *Engine) unsubscribe(s *Stream) {
 // fullMap builds n's complete netmap. Callers hold e.mu.
 func (e *Engine) fullMap(id wire.NodeID, now time.Time) *wire.MapResponse {
 	n := e.nodes[id]
-	resp := &wire.MapResponse{Full: true, Domain: e.domain, FilterSet: true}
+	resp := &wire.MapResponse{Full: true, Domain: e.domain, FilterSet: true, DERPMap: e.derpMap}
 	if n == nil {
 		return resp
 	}

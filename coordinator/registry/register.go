@@ -300,3 +300,29 @@ func (r *Registry) reap(id store.NodeID) {
 	_ = r.audit.Record(ctx, audit.Event{Actor: "system", Action: "node.delete", Target: fmt.Sprintf("node:%d", id),
 		Detail: map[string]any{"reason": "ephemeral node offline"}})
 }
+
+// AdmitRelay reports whether the node with node key k may use Warren's
+// relays: it must exist, be authorized, hold an unexpired key, and (for a
+// user's node) belong to an enabled user. Relays ask this when a client
+// connects and again from time to time, so offboarding reaches them.
+func (r *Registry) AdmitRelay(ctx context.Context, k key.NodePublic) (bool, error) {
+	n, err := r.st.GetNodeByNodeKey(ctx, k)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("registry: relay admission: %w", err)
+	}
+	var owner store.User
+	if n.UserID != 0 && !n.Tagged() {
+		owner, err = r.st.GetUser(ctx, n.UserID)
+		if errors.Is(err, store.ErrNotFound) {
+			return false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("registry: relay admission: %w", err)
+		}
+	}
+	nm := toNetmap(&n, owner, false)
+	return nm.Active(time.Now()), nil
+}

@@ -6,7 +6,9 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/warrenmesh/warren/coordinator/registry"
 	"github.com/warrenmesh/warren/internal/streambench"
@@ -68,7 +70,7 @@ func BenchmarkTunnelThroughput(b *testing.B) {
 		run(b, func() (net.Conn, error) { return net.Dial("tcp", ln.Addr().String()) }, ln)
 	})
 	b.Run("warren-userspace", func(b *testing.B) {
-		src, ln, target := tunnelPair(b)
+		src, ln, target := tunnelPair(b, false)
 		run(b, func() (net.Conn, error) {
 			ctx, cancel := context.WithTimeout(context.Background(), wait)
 			defer cancel()
@@ -77,8 +79,18 @@ func BenchmarkTunnelThroughput(b *testing.B) {
 	})
 	// The userspace mode as apps use it: through the node's SOCKS5 proxy
 	// on loopback, which dials through the engine.
+	// The same through the embedded relay (DERP over websocket), as
+	// between peers that cannot reach each other directly.
+	b.Run("warren-relayed", func(b *testing.B) {
+		src, ln, target := tunnelPair(b, true)
+		run(b, func() (net.Conn, error) {
+			ctx, cancel := context.WithTimeout(context.Background(), wait)
+			defer cancel()
+			return src.Engine().DialContext(ctx, "tcp", target)
+		}, ln)
+	})
 	b.Run("warren-socks5", func(b *testing.B) {
-		src, ln, target := tunnelPair(b)
+		src, ln, target := tunnelPair(b, false)
 		srv, err := proxy.New(proxy.Config{
 			Dial: src.Engine().DialContext,
 			Resolve: func(ctx context.Context, host string) (netip.Addr, error) {
@@ -106,17 +118,18 @@ func BenchmarkTunnelThroughput(b *testing.B) {
 
 // tunnelPair starts a mesh of two data-plane nodes and returns the source
 // node, a listener on port 9000 of the destination node's userspace stack
-// and that listener's mesh address.
-func tunnelPair(b *testing.B) (*Node, net.Listener, netip.AddrPort) {
+// and that listener's mesh address. The nodes use the direct path (which
+// the function waits for) or, with relayOnly, the embedded relay.
+func tunnelPair(b *testing.B, relayOnly bool) (*Node, net.Listener, netip.AddrPort) {
 	b.Helper()
 	m := New(b, Options{})
 	u := m.User("ann@example.com")
 	k := m.AuthKey(registry.AuthKeyRequest{UserID: u.ID, Reusable: true})
-	src := m.AddNode("src", NodeOptions{AuthKey: k, DataPlane: true})
-	dst := m.AddNode("dst", NodeOptions{AuthKey: k, DataPlane: true})
+	src := m.AddNode("src", NodeOptions{AuthKey: k, DataPlane: true, RelayOnly: relayOnly})
+	dst := m.AddNode("dst", NodeOptions{AuthKey: k, DataPlane: true, RelayOnly: relayOnly})
 	for _, n := range []*Node{src, dst} {
 		if err := n.WaitFor(wait, func(nm *controlclient.Netmap) bool {
-			return len(nm.Peers) == 1 && len(nm.Peers[0].Endpoints) == 1 && n.Engine() != nil
+			return len(nm.Peers) == 1 && len(nm.Peers[0].Endpoints) > 0 && nm.Peers[0].HomeRelay != 0 && n.Engine() != nil
 		}); err != nil {
 			b.Fatal(err)
 		}
@@ -126,7 +139,32 @@ func tunnelPair(b *testing.B) (*Node, net.Listener, netip.AddrPort) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { ln.Close() })
-	return src, ln, netip.AddrPortFrom(dst.Netmap().Self.Addresses[0].Addr(), 9000)
+	target := netip.AddrPortFrom(dst.Netmap().Self.Addresses[0].Addr(), 9000)
+	// One connection proves the path (and, when direct, upgrades it).
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	c, err := src.Engine().DialContext(ctx, "tcp", target)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c.Close()
+	if a, err := ln.Accept(); err == nil {
+		a.Close()
+	}
+	want := "direct "
+	if relayOnly {
+		want = "relay "
+	}
+	deadline := time.Now().Add(wait)
+	for _, n := range []*Node{src, dst} {
+		for !strings.HasPrefix(n.Engine().Path(n.Netmap().Peers[0].NodeKey), want) {
+			if time.Now().After(deadline) {
+				b.Fatalf("%s: path %q, want %s…", n.Name, n.Engine().Path(n.Netmap().Peers[0].NodeKey), want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	return src, ln, target
 }
 
 // socks5Connect opens a connection to target through the SOCKS5 proxy at

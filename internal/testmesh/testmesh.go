@@ -90,11 +90,22 @@ func New(t testing.TB, opts Options) *Mesh {
 	if cfg.Logger == nil {
 		cfg.Logger = log.With("part", "coordinator")
 	}
+	// The listener comes first: the embedded relay's URL goes into the
+	// DERP map the coordinator builds.
+	srv := httptest.NewUnstartedServer(nil)
+	if cfg.Relay.URL == "" && !cfg.Relay.Disable {
+		cfg.Relay.URL = "http://" + srv.Listener.Addr().String() + coordinator.RelayPath
+		if cfg.Relay.STUNListen == "" {
+			cfg.Relay.STUNListen = "127.0.0.1:0"
+		}
+	}
 	c, err := coordinator.New(context.Background(), cfg)
 	if err != nil {
+		srv.Close()
 		t.Fatalf("testmesh: start coordinator: %v", err)
 	}
-	srv := httptest.NewServer(c.Handler())
+	srv.Config.Handler = c.Handler()
+	srv.Start()
 	m := &Mesh{t: t, Coord: c, URL: srv.URL, srv: srv, log: log, PolicyPath: cfg.PolicyPath}
 	t.Cleanup(func() {
 		c.Close() // closes control channels before the HTTP server waits on them
@@ -142,6 +153,7 @@ type Node struct {
 	Client *controlclient.Client
 
 	dataPlane bool
+	relayOnly bool
 	log       *slog.Logger
 
 	mu      sync.Mutex
@@ -161,6 +173,8 @@ type NodeOptions struct {
 	// DataPlane runs a real WireGuard data plane (userspace netstack) that
 	// follows the netmap, reachable through Node.Dial and Node.Listen.
 	DataPlane bool
+	// RelayOnly makes the data plane use relays only (no direct paths).
+	RelayOnly bool
 }
 
 // AddNode starts a node's control client; it is stopped when the test
@@ -172,7 +186,7 @@ func (m *Mesh) AddNode(hostname string, o NodeOptions) *Node {
 		id = *o.Identity
 	}
 	n := &Node{Name: hostname, ID: id, changed: make(chan struct{}), done: make(chan struct{}),
-		dataPlane: o.DataPlane, log: m.log.With("part", "node", "node", hostname)}
+		dataPlane: o.DataPlane, relayOnly: o.RelayOnly, log: m.log.With("part", "node", "node", hostname)}
 	cc, err := controlclient.New(controlclient.Config{
 		URL: m.URL, ControlKey: m.Coord.PublicKey(), Machine: id.Machine, NodeKey: id.Node.Public(),
 		DiscoKey: id.Disco.Public(), Hostname: hostname, OS: "linux", AuthKey: o.AuthKey, Tags: o.Tags,
@@ -217,7 +231,11 @@ func (n *Node) applyDataPlane(nm *controlclient.Netmap) {
 	n.mu.Unlock()
 	if eng == nil {
 		var err error
-		eng, err = engine.New(engine.Config{NodeKey: n.ID.Node, Addresses: nm.Self.Addresses, Logger: n.log})
+		eng, err = engine.New(engine.Config{NodeKey: n.ID.Node, DiscoKey: n.ID.Disco, Addresses: nm.Self.Addresses,
+			LocalEndpoints: func(port uint16) []netip.AddrPort {
+				return []netip.AddrPort{netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)}
+			},
+			OnEndpoints: n.Client.SetEndpoints, RelayOnly: n.relayOnly, Logger: n.log})
 		if err != nil {
 			n.log.Error("start data plane", "err", err)
 			return
@@ -225,8 +243,8 @@ func (n *Node) applyDataPlane(nm *controlclient.Netmap) {
 		n.mu.Lock()
 		n.engine = eng
 		n.mu.Unlock()
-		n.Client.SetEndpoints([]netip.AddrPort{netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), eng.Port())}, 0)
 	}
+	eng.SetDERPMap(nm.DERPMap)
 	if err := eng.SetNetmap(nm.Peers, nm.PacketFilter); err != nil {
 		n.log.Error("apply netmap to data plane", "err", err)
 	}

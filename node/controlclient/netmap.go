@@ -18,6 +18,8 @@ type Netmap struct {
 	Peers        []wire.Node // sorted by ID
 	PacketFilter []wire.FilterRule
 	Domain       string
+	// DERPMap lists the relay regions; nil when the coordinator runs none.
+	DERPMap *wire.DERPMap
 }
 
 // Peer returns the peer with the given ID.
@@ -89,6 +91,9 @@ func (s *mapState) apply(resp *wire.MapResponse) error {
 	}
 	if resp.FilterSet {
 		s.nm.PacketFilter = resp.PacketFilter
+	}
+	if resp.DERPMap != nil {
+		s.nm.DERPMap = resp.DERPMap
 	}
 	s.nm.Peers = slices.SortedFunc(maps.Values(s.peers), func(a, b wire.Node) int { return cmp.Compare(a.ID, b.ID) })
 	return nil

@@ -66,6 +66,9 @@ type Config struct {
 	// EndpointInterval is how often interface addresses are re-read;
 	// default 30 s.
 	EndpointInterval time.Duration
+	// RelayOnly sends all traffic through relays (no direct paths); for
+	// networks where direct UDP must not be used.
+	RelayOnly bool
 }
 
 // Daemon is a running node.

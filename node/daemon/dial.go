@@ -13,6 +13,7 @@ import (
 
 	"github.com/warrenmesh/warren/node/controlclient"
 	"github.com/warrenmesh/warren/node/localapi"
+	"github.com/warrenmesh/warren/node/netcheck"
 	"github.com/warrenmesh/warren/node/proxy"
 )
 
@@ -198,12 +199,22 @@ func (d *Daemon) Netcheck(ctx context.Context) (localapi.NetcheckReport, error) 
 	d.mu.Lock()
 	coord, ckey, port := d.st.Coordinator, d.st.ControlKey, d.st.ListenPort
 	d.mu.Unlock()
-	rep := localapi.NetcheckReport{ListenPort: port, Coordinator: coord,
-		NAT: "not measured: this node has no STUN server yet (the relay brings one)"}
+	rep := localapi.NetcheckReport{ListenPort: port, Coordinator: coord}
 	if s, _, err := d.running(); err == nil {
-		rep.ListenPort = s.engine().Port()
+		eng := s.engine()
+		rep.ListenPort = eng.Port()
 		rep.ControlChannelOpen = s.client.Connected()
+		rep.HomeRegion = eng.HomeRegion()
+		mctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		rep.Network, err = eng.Netcheck(mctx)
+		cancel()
+		if err != nil {
+			rep.NetworkError = err.Error()
+		}
+	} else {
+		rep.NetworkError = "the node is not running (warren up): nothing measured"
 	}
+	rep.NAT = natSummary(rep.Network)
 	for _, ep := range d.endpoints(rep.ListenPort) {
 		rep.Endpoints = append(rep.Endpoints, ep.String())
 	}
@@ -220,4 +231,19 @@ func (d *Daemon) Netcheck(ctx context.Context) (localapi.NetcheckReport, error) 
 		}
 	}
 	return rep, nil
+}
+
+// natSummary says in a line what the measurement means for connectivity.
+func natSummary(r *netcheck.Report) string {
+	switch {
+	case r == nil:
+		return "not measured"
+	case !r.UDP:
+		return "UDP blocked: all traffic goes through the relay"
+	case r.MappingVariesByDest == netcheck.MappingEndpointDependent:
+		return "symmetric (endpoint-dependent mapping): direct paths unlikely; the relay carries traffic"
+	case r.MappingVariesByDest == netcheck.MappingEndpointIndependent:
+		return "endpoint-independent mapping: direct paths work through hole punching"
+	}
+	return "UDP works; mapping unknown (needs two STUN servers to tell)"
 }

@@ -153,6 +153,7 @@ func (s *session) apply(nm *controlclient.Netmap, fresh bool) {
 			return
 		}
 	}
+	eng.SetDERPMap(nm.DERPMap)
 	if err := eng.SetNetmap(nm.Peers, nm.PacketFilter); err != nil {
 		s.d.log.Error("apply netmap", "err", err)
 	}
@@ -169,8 +170,10 @@ func (s *session) apply(nm *controlclient.Netmap, fresh bool) {
 }
 
 func (s *session) startEngine(nm *controlclient.Netmap) (*engine.Engine, error) {
-	cfg := engine.Config{NodeKey: s.st.NodeKey, Addresses: nm.Self.Addresses, TUN: s.d.cfg.TUN,
-		Logger: s.d.log.With("part", "engine"), ListenPort: s.d.cfg.ListenPort}
+	cfg := engine.Config{NodeKey: s.st.NodeKey, DiscoKey: s.st.DiscoKey, Addresses: nm.Self.Addresses, TUN: s.d.cfg.TUN,
+		Logger: s.d.log.With("part", "engine"), ListenPort: s.d.cfg.ListenPort,
+		LocalEndpoints: s.d.endpoints, OnEndpoints: s.client.SetEndpoints, EndpointInterval: s.d.cfg.EndpointInterval,
+		RelayOnly: s.d.cfg.RelayOnly}
 	if cfg.ListenPort == 0 {
 		cfg.ListenPort = s.st.ListenPort
 	}
@@ -187,8 +190,6 @@ func (s *session) startEngine(nm *controlclient.Netmap) (*engine.Engine, error) 
 	s.eng = eng
 	s.mu.Unlock()
 	s.d.log.Info("data plane up", "addresses", nm.Self.Addresses, "port", eng.Port(), "mode", s.d.mode())
-	s.helpers.Add(1)
-	go s.refreshEndpoints(eng.Port()) // ends with the session
 	for _, e := range s.d.cfg.Expose {
 		ln, err := eng.ListenTCP(e.Port)
 		if err != nil {
@@ -229,28 +230,6 @@ func (s *session) flushCache() {
 	c := cachedNetmap{Coordinator: s.st.Coordinator, NodeKey: s.st.NodeKey.Public(), Netmap: nm}
 	if err := saveNetmap(s.d.cfg.StateDir, c); err != nil {
 		s.d.log.Warn("save netmap cache", "err", err)
-	}
-}
-
-// refreshEndpoints tells the coordinator where this node can be reached,
-// now and whenever the host's addresses change.
-func (s *session) refreshEndpoints(port uint16) {
-	defer s.helpers.Done()
-	var last []netip.AddrPort
-	t := time.NewTicker(s.d.cfg.EndpointInterval)
-	defer t.Stop()
-	for {
-		eps := s.d.endpoints(port)
-		if !slices.Equal(eps, last) {
-			s.d.log.Info("advertising endpoints", "endpoints", eps)
-			s.client.SetEndpoints(eps, 0)
-			last = eps
-		}
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-t.C:
-		}
 	}
 }
 

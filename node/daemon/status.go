@@ -70,6 +70,9 @@ func (d *Daemon) Status(ctx context.Context) localapi.Status {
 		if w, ok := wg[p.NodeKey.String()]; ok {
 			ps.Path, ps.LastHandshake, ps.RxBytes, ps.TxBytes = w.Path, w.LastHandshake, w.RxBytes, w.TxBytes
 		}
+		if info, ok := eng.PathInfo(p.NodeKey); ok {
+			ps.PathRTT = info.RTT
+		}
 		st.Peers = append(st.Peers, ps)
 	}
 	for _, n := range eng.FilterStats().Dropped {
@@ -82,7 +85,7 @@ func peerStatus(n wire.Node, domain string) localapi.PeerStatus {
 	return localapi.PeerStatus{
 		ID: int64(n.ID), Name: n.Name, DNSName: n.Name + "." + domain, Hostname: n.Hostname,
 		User: n.User, Tags: n.Tags, Addresses: n.Addresses, Online: n.Online,
-		Endpoints: n.Endpoints, KeyExpiry: n.KeyExpiry,
+		Endpoints: n.Endpoints, HomeRelay: n.HomeRelay, KeyExpiry: n.KeyExpiry,
 	}
 }
 

@@ -31,6 +31,8 @@ import (
 	"github.com/warrenmesh/warren/internal/key"
 	"github.com/warrenmesh/warren/internal/wire"
 	"github.com/warrenmesh/warren/node/filter"
+	"github.com/warrenmesh/warren/node/magic"
+	"github.com/warrenmesh/warren/node/netcheck"
 )
 
 // DefaultMTU leaves room for WireGuard and relay framing inside a 1500-byte
@@ -40,6 +42,9 @@ const DefaultMTU = 1280
 // Config configures an Engine.
 type Config struct {
 	NodeKey key.NodePrivate
+	// DiscoKey seals NAT-traversal messages; zero means a fresh one (peers
+	// then cannot reach this node directly until the coordinator learns it).
+	DiscoKey key.DiscoPrivate
 	// Addresses are the node's mesh addresses (from its netmap).
 	Addresses []netip.Prefix
 	// ListenPort is the UDP port for WireGuard; 0 picks one.
@@ -47,8 +52,16 @@ type Config struct {
 	MTU        int
 	// TUN names a kernel TUN device to use instead of the userspace stack
 	// (needs root); empty means userspace.
-	TUN    string
-	Logger *slog.Logger
+	TUN string
+	// LocalEndpoints returns the host's own candidate addresses for the UDP
+	// port; OnEndpoints receives what to advertise (those plus the
+	// STUN-learned endpoint) and the home relay region whenever they change.
+	LocalEndpoints   func(port uint16) []netip.AddrPort
+	OnEndpoints      func(endpoints []netip.AddrPort, homeRegion int)
+	EndpointInterval time.Duration
+	// RelayOnly sends everything through relays (no direct paths).
+	RelayOnly bool
+	Logger    *slog.Logger
 }
 
 // netDevice is what WireGuard reads plaintext packets from and writes them
@@ -63,7 +76,7 @@ type netDevice interface {
 // Engine is a running data plane.
 type Engine struct {
 	log    *slog.Logger
-	bind   *Bind
+	magic  *magic.Conn
 	tun    *filteredTUN
 	net    netDevice
 	dev    *device.Device
@@ -99,26 +112,39 @@ func New(cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{log: cfg.Logger, bind: NewBind(), net: ndev, filter: filter.New(nil),
+	if cfg.DiscoKey.IsZero() {
+		cfg.DiscoKey = key.NewDisco()
+	}
+	mc, err := magic.New(magic.Config{NodeKey: cfg.NodeKey, DiscoKey: cfg.DiscoKey,
+		LocalEndpoints: cfg.LocalEndpoints, OnChange: cfg.OnEndpoints, EndpointInterval: cfg.EndpointInterval,
+		RelayOnly: cfg.RelayOnly, Logger: cfg.Logger.With("part", "magic")})
+	if err != nil {
+		ndev.Close()
+		return nil, err
+	}
+	e := &Engine{log: cfg.Logger, magic: mc, net: ndev, filter: filter.New(nil),
 		addrs: slices.Clone(cfg.Addresses), peers: make(map[key.NodePublic]wire.Node)}
 	e.tun = &filteredTUN{Device: ndev, filter: e.filter, log: cfg.Logger}
 	wlog := cfg.Logger.With("part", "wireguard")
-	e.dev = device.NewDevice(e.tun, e.bind, &device.Logger{
+	e.dev = device.NewDevice(e.tun, mc.Bind(), &device.Logger{
 		Verbosef: func(format string, args ...any) { wlog.Debug(fmt.Sprintf(format, args...)) },
 		Errorf:   func(format string, args ...any) { wlog.Warn(fmt.Sprintf(format, args...)) },
 	})
 	raw := cfg.NodeKey.Raw()
 	if err := e.dev.IpcSet(fmt.Sprintf("private_key=%s\nlisten_port=%d\n", hex.EncodeToString(raw[:]), cfg.ListenPort)); err != nil {
 		e.dev.Close()
+		mc.Close()
 		return nil, fmt.Errorf("engine: configure device: %w", err)
 	}
 	if err := e.dev.Up(); err != nil {
 		e.dev.Close()
+		mc.Close()
 		return nil, fmt.Errorf("engine: bring device up: %w", err)
 	}
 	port, err := e.listenPort()
 	if err != nil {
 		e.dev.Close()
+		mc.Close()
 		return nil, err
 	}
 	e.port = port
@@ -131,11 +157,28 @@ func (e *Engine) Port() uint16 { return e.port }
 // Addresses returns the node's mesh addresses.
 func (e *Engine) Addresses() []netip.Prefix { return slices.Clone(e.addrs) }
 
-// Close stops the device and the stack.
+// Close stops the device, the stack and path selection.
 func (e *Engine) Close() error {
 	e.dev.Close()
-	return nil
+	return e.magic.Close()
 }
+
+// SetDERPMap gives path selection the relay regions.
+func (e *Engine) SetDERPMap(m *wire.DERPMap) { e.magic.SetDERPMap(m) }
+
+// Netcheck measures the network over the WireGuard socket.
+func (e *Engine) Netcheck(ctx context.Context) (*netcheck.Report, error) {
+	return e.magic.Netcheck(ctx)
+}
+
+// LastNetcheck returns the last background measurement, or nil.
+func (e *Engine) LastNetcheck() *netcheck.Report { return e.magic.LastReport() }
+
+// HomeRegion returns the home relay region (0 before one is chosen).
+func (e *Engine) HomeRegion() int { return e.magic.HomeRegion() }
+
+// PathInfo details how packets to a peer travel now.
+func (e *Engine) PathInfo(k key.NodePublic) (magic.PathInfo, bool) { return e.magic.PathInfo(k) }
 
 // SetNetmap makes WireGuard's peers and the filter match the netmap:
 // removed peers go, new ones come, changed ones are updated in place.
@@ -143,6 +186,7 @@ func (e *Engine) SetNetmap(peers []wire.Node, rules []wire.FilterRule) error {
 	e.filter.SetRules(rules)
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.magic.SetPeers(peers)
 	var uapi strings.Builder
 	next := make(map[key.NodePublic]wire.Node, len(peers))
 	for _, p := range peers {
@@ -154,18 +198,16 @@ func (e *Engine) SetNetmap(peers []wire.Node, rules []wire.FilterRule) error {
 	for k := range e.peers {
 		if _, ok := next[k]; !ok {
 			fmt.Fprintf(&uapi, "public_key=%s\nremove=true\n", hexKey(k))
-			e.bind.RemovePeer(k)
 		}
 	}
 	for k, p := range next {
 		old, had := e.peers[k]
-		if had && slices.Equal(old.Addresses, p.Addresses) && slices.Equal(old.Endpoints, p.Endpoints) {
+		if had && slices.Equal(old.Addresses, p.Addresses) {
 			continue
 		}
-		ep := e.bind.SetPeer(k, p.Endpoints)
 		fmt.Fprintf(&uapi, "public_key=%s\n", hexKey(k))
 		if !had {
-			fmt.Fprintf(&uapi, "endpoint=%s\n", ep)
+			fmt.Fprintf(&uapi, "endpoint=%s\n", k)
 		}
 		uapi.WriteString("replace_allowed_ips=true\n")
 		for _, a := range p.Addresses {
@@ -230,7 +272,7 @@ func (e *Engine) Status() ([]PeerStatus, error) {
 			if err != nil {
 				continue
 			}
-			out = append(out, PeerStatus{NodeKey: pk, Path: e.bind.Path(pk)})
+			out = append(out, PeerStatus{NodeKey: pk, Path: e.magic.Path(pk)})
 			cur = &out[len(out)-1]
 		case "last_handshake_time_sec":
 			sec, _ = strconv.ParseInt(v, 10, 64)
@@ -311,7 +353,7 @@ func (t *filteredTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) 
 func (e *Engine) FilterStats() filter.Stats { return e.filter.Stats() }
 
 // Path describes how packets to a peer travel now.
-func (e *Engine) Path(k key.NodePublic) string { return e.bind.Path(k) }
+func (e *Engine) Path(k key.NodePublic) string { return e.magic.Path(k) }
 
 // pinger is a device that can send ICMP echo requests through the mesh.
 type pinger interface {

@@ -13,6 +13,8 @@ import (
 	"net"
 	"net/netip"
 	"time"
+
+	"github.com/warrenmesh/warren/node/netcheck"
 )
 
 // Backend is what the server exposes; the daemon implements it.
@@ -85,14 +87,19 @@ type PeerStatus struct {
 	Tags      []string       `json:"tags,omitempty"`
 	Addresses []netip.Prefix `json:"addresses"`
 	Online    bool           `json:"online"`
-	// Path is how packets to the peer travel: "direct IP:PORT",
-	// "direct (unconfirmed)" or "none".
-	Path          string           `json:"path,omitempty"`
-	Endpoints     []netip.AddrPort `json:"endpoints,omitempty"`
-	LastHandshake time.Time        `json:"lastHandshake,omitzero"`
-	RxBytes       uint64           `json:"rxBytes"`
-	TxBytes       uint64           `json:"txBytes"`
-	KeyExpiry     time.Time        `json:"keyExpiry,omitzero"`
+	// Path is how packets to the peer travel: "direct IP:PORT" (proven
+	// by a disco ping), "relay CODE" (through the relay region CODE),
+	// "direct (unproven; no relay)" or "none".
+	Path string `json:"path,omitempty"`
+	// PathRTT is the direct path's last ping round trip.
+	PathRTT   time.Duration    `json:"pathRttNs,omitempty"`
+	Endpoints []netip.AddrPort `json:"endpoints,omitempty"`
+	// HomeRelay is the relay region the peer is reachable at.
+	HomeRelay     int       `json:"homeRelay,omitempty"`
+	LastHandshake time.Time `json:"lastHandshake,omitzero"`
+	RxBytes       uint64    `json:"rxBytes"`
+	TxBytes       uint64    `json:"txBytes"`
+	KeyExpiry     time.Time `json:"keyExpiry,omitzero"`
 }
 
 // PingRequest asks for pings to a peer.
@@ -132,6 +139,13 @@ type NetcheckReport struct {
 	CoordinatorError   string        `json:"coordinatorError,omitempty"`
 	ControlKeyMatches  bool          `json:"controlKeyMatches"`
 	ControlChannelOpen bool          `json:"controlChannelOpen"`
-	// NAT is what is known of the NAT in front of the node.
+	// NAT summarises what is known of the NAT in front of the node.
 	NAT string `json:"nat"`
+	// Network is the measurement (STUN over the WireGuard socket when the
+	// node runs): UDP, public endpoint, NAT mapping, region latencies.
+	Network *netcheck.Report `json:"network,omitempty"`
+	// NetworkError says why there is no measurement.
+	NetworkError string `json:"networkError,omitempty"`
+	// HomeRegion is the relay region this node is reachable at (0: none).
+	HomeRegion int `json:"homeRegion"`
 }

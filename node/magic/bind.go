@@ -1,0 +1,224 @@
+package magic
+
+import (
+	"encoding/binary"
+	"net"
+	"net/netip"
+
+	"golang.zx2c4.com/wireguard/conn"
+
+	"github.com/warrenmesh/warren/internal/key"
+	"github.com/warrenmesh/warren/node/disco"
+)
+
+// Bind is the conn.Bind WireGuard uses; it belongs to a Conn.
+type Bind struct{ c *Conn }
+
+// Bind returns the conn.Bind to give WireGuard.
+func (c *Conn) Bind() *Bind { return &Bind{c: c} }
+
+// Open implements conn.Bind: it opens the UDP socket and returns its
+// receive functions, wrapped to take disco and STUN packets out and to
+// label WireGuard packets with their peer, plus one function that
+// receives what the relays deliver.
+func (b *Bind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
+	c := b.c
+	fns, actual, err := c.udp.Open(port)
+	if err != nil {
+		return nil, 0, err
+	}
+	gen := &bindGen{closed: make(chan struct{})}
+	c.mu.Lock()
+	c.gen, c.port = gen, actual
+	c.mu.Unlock()
+	wrapped := make([]conn.ReceiveFunc, 0, len(fns)+1)
+	for _, fn := range fns {
+		wrapped = append(wrapped, c.receiveUDP(fn))
+	}
+	wrapped = append(wrapped, c.receiveRelay(gen))
+	c.poke()
+	return wrapped, actual, nil
+}
+
+// Close implements conn.Bind: it closes the socket and ends the receive
+// functions.
+func (b *Bind) Close() error {
+	c := b.c
+	c.mu.Lock()
+	if c.gen != nil {
+		close(c.gen.closed)
+		c.gen = nil
+	}
+	c.mu.Unlock()
+	return c.udp.Close()
+}
+
+// SetMark implements conn.Bind.
+func (b *Bind) SetMark(mark uint32) error { return b.c.udp.SetMark(mark) }
+
+// BatchSize implements conn.Bind.
+func (b *Bind) BatchSize() int { return b.c.udp.BatchSize() }
+
+// ParseEndpoint implements conn.Bind: s is a node key ("nodekey:…"), or a
+// plain ip:port.
+func (b *Bind) ParseEndpoint(s string) (conn.Endpoint, error) {
+	if k, err := key.ParsePublic[key.NodeKind](s); err == nil {
+		if p := b.c.peer(k); p != nil {
+			return p.ep, nil
+		}
+		return &Endpoint{Key: k, c: b.c}, nil
+	}
+	return b.c.udp.ParseEndpoint(s)
+}
+
+// Send implements conn.Bind: over the proven direct path while it is
+// trusted; otherwise through the peer's relay region (and also to the
+// last direct path, which may still work), starting discovery.
+func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
+	c := b.c
+	e, ok := ep.(*Endpoint)
+	if !ok {
+		return c.udp.Send(bufs, ep)
+	}
+	p := c.peer(e.Key)
+	if p == nil {
+		return errNoPath
+	}
+	now := c.now()
+	p.lastSend.Store(now)
+	if c.cfg.RelayOnly {
+		return c.relays.send(p, bufs)
+	}
+	best, ok := p.trusted(now)
+	if ok {
+		return c.udp.Send(bufs, best.ep)
+	}
+	if best != nil {
+		_ = c.udp.Send(bufs, best.ep)
+	}
+	c.wakeFor(p, now)
+	err := c.relays.send(p, bufs)
+	if err == errNoPath && best == nil {
+		// No relay to fall back on (the coordinator lists none): try the
+		// netmap's endpoints directly, unproven; WireGuard authenticates
+		// whatever answers.
+		return c.sendToCandidates(p, bufs)
+	}
+	return err
+}
+
+// sendToCandidates sends to every endpoint the netmap lists for p.
+func (c *Conn) sendToCandidates(p *peer, bufs [][]byte) error {
+	p.mu.Lock()
+	eps := p.netmapEPs
+	p.mu.Unlock()
+	if len(eps) == 0 {
+		return errNoPath
+	}
+	var firstErr error
+	for _, a := range eps {
+		ep, err := c.udp.ParseEndpoint(a.String())
+		if err == nil {
+			err = c.udp.Send(bufs, ep)
+		}
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	return firstErr
+}
+
+// wakeFor asks the maintenance loop for a discovery round for p, at most
+// once a second.
+func (c *Conn) wakeFor(p *peer, now int64) {
+	last := p.wakeAt.Load()
+	if now-last < int64(1e9) || !p.wakeAt.CompareAndSwap(last, now) {
+		return
+	}
+	select {
+	case c.wake <- p:
+	default:
+	}
+}
+
+// isWireGuard reports whether pkt looks like a WireGuard message: types
+// 1 to 4, then three zero bytes.
+func isWireGuard(pkt []byte) bool {
+	return len(pkt) >= 4 && pkt[0] >= 1 && pkt[0] <= 4 && pkt[1] == 0 && pkt[2] == 0 && pkt[3] == 0
+}
+
+// stunMagicCookie is the fixed value at offset 4 of every STUN message
+// (RFC 5389).
+const stunMagicCookie = 0x2112A442
+
+// isSTUN reports whether pkt looks like a STUN message (top bits zero and
+// the magic cookie in place).
+func isSTUN(pkt []byte) bool {
+	return len(pkt) >= 20 && pkt[0]&0xc0 == 0 && binary.BigEndian.Uint32(pkt[4:8]) == stunMagicCookie
+}
+
+// receiveUDP wraps a UDP receive function: disco and STUN packets are
+// handled here and hidden from WireGuard (size 0); WireGuard packets from
+// a peer's known address carry the peer's endpoint; packets from unknown
+// addresses are dropped (a peer at a new address is found by its pings).
+func (c *Conn) receiveUDP(fn conn.ReceiveFunc) conn.ReceiveFunc {
+	return func(packets [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
+		n, err := fn(packets, sizes, eps)
+		idx := c.peers.Load()
+		for i := 0; i < n; i++ {
+			pkt := packets[i][:sizes[i]]
+			std, ok := eps[i].(*conn.StdNetEndpoint)
+			if !ok {
+				sizes[i] = 0
+				continue
+			}
+			from := netip.AddrPortFrom(std.AddrPort.Addr().Unmap(), std.AddrPort.Port())
+			switch {
+			case isWireGuard(pkt):
+				if p := idx.byAddr[from]; p != nil && !c.cfg.RelayOnly {
+					eps[i] = p.ep
+					continue
+				}
+				sizes[i] = 0
+			case disco.Looks(pkt):
+				if !c.cfg.RelayOnly {
+					c.handleDisco(pkt, from, nil)
+				}
+				sizes[i] = 0
+			case isSTUN(pkt):
+				c.checker.HandleSTUN(pkt, from)
+				sizes[i] = 0
+			default:
+				sizes[i] = 0
+			}
+		}
+		return n, err
+	}
+}
+
+// receiveRelay returns the receive function for packets from relays; it
+// ends with net.ErrClosed when the bind generation closes.
+func (c *Conn) receiveRelay(gen *bindGen) conn.ReceiveFunc {
+	return func(packets [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
+		var rp relayPacket
+		select {
+		case rp = <-c.derpRecv:
+		case <-gen.closed:
+			return 0, net.ErrClosed
+		}
+		n := 0
+		for {
+			sizes[n] = copy(packets[n], rp.data)
+			eps[n] = rp.from.ep
+			n++
+			if n == len(packets) {
+				return n, nil
+			}
+			select {
+			case rp = <-c.derpRecv:
+			default:
+				return n, nil
+			}
+		}
+	}
+}

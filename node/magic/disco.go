@@ -1,0 +1,311 @@
+package magic
+
+import (
+	"maps"
+	"net/netip"
+	"time"
+
+	"github.com/warrenmesh/warren/internal/key"
+	"github.com/warrenmesh/warren/node/disco"
+)
+
+// handleDisco handles a sealed disco packet that came from addr over UDP
+// (relayFrom nil) or through a relay from the peer relayFrom (whose node
+// key the relay verified). Anything not from a known peer's disco key, or
+// not opening under our key, is dropped.
+func (c *Conn) handleDisco(pkt []byte, from netip.AddrPort, relayFrom *peer) {
+	sender, err := disco.Sender(pkt)
+	if err != nil {
+		return
+	}
+	p := c.peers.Load().byDisco[sender]
+	if p == nil || (relayFrom != nil && relayFrom != p) {
+		return
+	}
+	p.mu.Lock()
+	shared := p.shared
+	p.mu.Unlock()
+	msg, err := shared.Open(pkt)
+	if err != nil {
+		c.log.Debug("disco message does not open", "from", from, "err", err)
+		return
+	}
+	switch m := msg.(type) {
+	case *disco.Ping:
+		if relayFrom != nil || m.NodeKey != p.ep.Key {
+			return
+		}
+		c.onPing(p, m, from)
+	case *disco.Pong:
+		if relayFrom != nil {
+			return
+		}
+		c.onPong(p, m, from)
+	case *disco.CallMeMaybe:
+		if relayFrom == nil {
+			return // only meaningful through the relay
+		}
+		c.onCallMeMaybe(p, m)
+	}
+}
+
+// onPing answers a peer's ping and remembers the address it came from, so
+// that its WireGuard packets from there are accepted. If that address is
+// not our proven path to the peer, we ping it back at once: it is the
+// peer's current address as its NAT shows it (a new one after rebinding).
+func (c *Conn) onPing(p *peer, m *disco.Ping, from netip.AddrPort) {
+	if p.learn(from) {
+		c.log.Debug("disco: peer pings from a new address", "peer", p.ep.Key.ShortString(), "addr", from)
+	}
+	c.sendDisco(p, from, &disco.Pong{TxID: m.TxID, Src: from})
+	now := c.now()
+	best, ok := p.trusted(now)
+	if !ok || best.addr != from || p.stale(now) {
+		c.ping(p, from, false)
+	}
+}
+
+// onPong accepts a pong to one of our pings from the address we pinged:
+// it proves the direct path there. The path becomes the peer's best when
+// there is none, the old one missed its heartbeat, or this one is clearly
+// faster.
+func (c *Conn) onPong(p *peer, m *disco.Pong, from netip.AddrPort) {
+	now := c.now()
+	p.mu.Lock()
+	sent, ok := p.pending[m.TxID]
+	if ok {
+		delete(p.pending, m.TxID)
+	}
+	p.mu.Unlock()
+	if !ok || sent.to != from {
+		c.log.Debug("disco: unexpected pong", "peer", p.ep.Key.ShortString(), "from", from, "known", ok)
+		return
+	}
+	rtt := time.Duration(now - sent.at)
+	best := p.best.Load()
+	switch {
+	case best != nil && best.addr == from:
+		p.best.Store(&bestAddr{addr: from, ep: best.ep, rtt: rtt})
+	case best == nil || now >= p.trustUntil.Load() || p.stale(now) || rtt < best.rtt*8/10:
+		ep, err := c.udp.ParseEndpoint(from.String())
+		if err != nil {
+			return
+		}
+		p.best.Store(&bestAddr{addr: from, ep: ep, rtt: rtt})
+		c.log.Info("direct path", "peer", p.ep.Key.ShortString(), "addr", from, "rtt", rtt)
+	default:
+		c.log.Debug("disco: alternative path answers; keeping the current one", "peer", p.ep.Key.ShortString(), "addr", from, "rtt", rtt)
+		return // a slower alternative while the best one works
+	}
+	p.trustUntil.Store(now + int64(trustDuration))
+	p.mu.Lock()
+	p.attempts = 0
+	p.mu.Unlock()
+}
+
+// onCallMeMaybe pings every endpoint the peer listed, now: the peer pings
+// ours at the same moment, so both NATs open.
+func (c *Conn) onCallMeMaybe(p *peer, m *disco.CallMeMaybe) {
+	for _, a := range m.Endpoints {
+		if a.IsValid() && !a.Addr().IsUnspecified() {
+			c.ping(p, a, true)
+		}
+	}
+}
+
+// ping sends a disco ping to addr unless one went there very recently
+// (force skips that check).
+func (c *Conn) ping(p *peer, addr netip.AddrPort, force bool) {
+	now := c.now()
+	tx := disco.NewTxID()
+	p.mu.Lock()
+	if !force && now-p.lastPing[addr] < int64(pingPerAddr) {
+		p.mu.Unlock()
+		return
+	}
+	p.lastPing[addr] = now
+	if len(p.pending) >= maxPending {
+		var oldest [12]byte
+		at := now + 1
+		for t, s := range p.pending {
+			if s.at < at {
+				oldest, at = t, s.at
+			}
+		}
+		delete(p.pending, oldest)
+	}
+	p.pending[tx] = sentPing{to: addr, at: now}
+	p.mu.Unlock()
+	c.sendDisco(p, addr, &disco.Ping{TxID: tx, NodeKey: c.nodePub})
+}
+
+// sendDisco seals m to the peer and sends it over UDP to addr.
+func (c *Conn) sendDisco(p *peer, addr netip.AddrPort, m disco.Message) {
+	p.mu.Lock()
+	shared := p.shared
+	p.mu.Unlock()
+	if shared.IsZero() {
+		return
+	}
+	if err := c.sendUDP(shared.Seal(m), addr); err != nil {
+		c.log.Debug("send disco", "to", addr, "err", err)
+	}
+}
+
+// discover pings every candidate address of p and asks it, through the
+// relay, to ping ours.
+func (c *Conn) discover(p *peer, now int64) {
+	p.lastDiscovery.Store(now)
+	p.mu.Lock()
+	p.attempts++
+	shared, attempts := p.shared, p.attempts
+	p.mu.Unlock()
+	cands := p.candidates()
+	c.log.Debug("disco: discovery round", "peer", p.ep.Key.ShortString(), "candidates", cands, "attempt", attempts)
+	for _, a := range cands {
+		c.ping(p, a, true)
+	}
+	eps, _ := c.Advertised()
+	if shared.IsZero() || len(eps) == 0 {
+		return
+	}
+	if len(eps) > 32 {
+		eps = eps[:32]
+	}
+	pkt := shared.Seal(&disco.CallMeMaybe{Endpoints: eps})
+	c.relays.sendOne(p, pkt)
+}
+
+// stale reports whether the best path missed a heartbeat's pong: none
+// came within a heartbeat interval plus twice its round trip and some
+// slack.
+func (p *peer) stale(now int64) bool {
+	best := p.best.Load()
+	if best == nil {
+		return false
+	}
+	lastPong := p.trustUntil.Load() - int64(trustDuration)
+	return now-lastPong > int64(heartbeatInterval+2*best.rtt+500*time.Millisecond)
+}
+
+// pingNew pings addresses the netmap just added for an active peer, at
+// once: a peer whose NAT moved it announces its new endpoint this way,
+// and our ping opens our NAT for its pings from there.
+func (c *Conn) pingNew(p *peer, addrs []netip.AddrPort) {
+	if c.cfg.RelayOnly || c.now()-p.lastSend.Load() > int64(activeWindow) {
+		return
+	}
+	for _, a := range addrs {
+		c.ping(p, a, false)
+	}
+}
+
+// discoveryInterval is the back-off between discovery rounds: 1 s, 2 s,
+// 4 s … up to maxDiscoveryInterval.
+func (p *peer) discoveryInterval() int64 {
+	p.mu.Lock()
+	n := p.attempts
+	p.mu.Unlock()
+	d := time.Second
+	for i := 1; i < n && d < maxDiscoveryInterval; i++ {
+		d *= 2
+	}
+	return int64(min(d, maxDiscoveryInterval))
+}
+
+// maintain keeps paths: heartbeat pings on active direct paths, discovery
+// rounds for active peers without one (at once when a packet to such a
+// peer asks), and expiry of learned addresses.
+func (c *Conn) maintain() {
+	defer c.wg.Done()
+	t := time.NewTicker(tickInterval)
+	defer t.Stop()
+	sweep := 0
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case p := <-c.wake:
+			now := c.now()
+			if _, ok := p.trusted(now); !ok && now-p.lastDiscovery.Load() >= int64(time.Second) {
+				c.discover(p, now)
+			}
+		case <-t.C:
+			if c.cfg.RelayOnly {
+				continue
+			}
+			now := c.now()
+			idx := c.peers.Load()
+			for _, p := range idx.byKey {
+				c.tend(p, now)
+			}
+			if sweep++; sweep%20 == 0 {
+				c.expire(idx, now)
+			}
+		}
+	}
+}
+
+// tend does what one peer's path needs now.
+func (c *Conn) tend(p *peer, now int64) {
+	if now-p.lastSend.Load() > int64(activeWindow) {
+		return
+	}
+	if best, ok := p.trusted(now); ok {
+		// A heartbeat's pong is overdue: our NAT may have moved us to a
+		// new port (the peer's NAT then drops our pings from it), so learn
+		// our public endpoint again and tell peers.
+		if p.stale(now) {
+			c.remeasure()
+		}
+		if now-p.lastHeartbeat.Load() >= int64(heartbeatInterval) {
+			p.lastHeartbeat.Store(now)
+			c.ping(p, best.addr, true)
+		}
+		return
+	}
+	if p.best.Load() != nil {
+		c.remeasure() // a direct path was lost: same reason
+	}
+	if now-p.lastDiscovery.Load() >= p.discoveryInterval() {
+		c.discover(p, now)
+	}
+}
+
+// expire forgets stale learned addresses and republishes the index when
+// any went.
+func (c *Conn) expire(idx *peerIndex, now int64) {
+	changed := false
+	for _, p := range idx.byKey {
+		if p.expireLearned(now) {
+			changed = true
+		}
+	}
+	if !changed {
+		return
+	}
+	c.mu.Lock()
+	c.publishLocked(maps.Clone(c.peers.Load().byKey))
+	c.mu.Unlock()
+}
+
+// handleRelayDisco handles a disco packet a relay delivered from src.
+func (c *Conn) handleRelayDisco(src key.NodePublic, pkt []byte) {
+	p := c.peer(src)
+	if p == nil || c.cfg.RelayOnly {
+		return
+	}
+	c.handleDisco(pkt, netip.AddrPort{}, p)
+}
+
+// remeasure asks for a network check soon (at most every
+// remeasureInterval), to refresh the STUN-learned endpoint.
+func (c *Conn) remeasure() {
+	now := c.now()
+	last := c.lastRemeasure.Load()
+	if now-last < int64(remeasureInterval) || !c.lastRemeasure.CompareAndSwap(last, now) {
+		return
+	}
+	c.log.Debug("direct path in trouble: measuring the network again")
+	c.poke()
+}
