@@ -43,6 +43,7 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 20x ./coordinator/...
 	$(GO) test -run '^$$' -bench . -benchmem $$($(GO) list ./internal/... | grep -v /nsbench)
 	$(GO) test -run '^$$' -bench 'Inbound$$' -benchmem ./node/filter/
+	$(GO) test -run '^$$' -bench . -benchmem ./derp/ ./node/disco/
 	$(GO) test -v -run '^$$' -bench . -benchtime 3s -timeout 10m ./internal/netns/nsbench/
 
 lint:
