@@ -166,12 +166,13 @@ func toNetmap(n *store.Node, owner store.User, online bool) netmap.Node {
 		Endpoints: n.Endpoints, HomeRelay: n.HomeRelay, Online: online,
 		LastSeen: n.LastSeen, KeyExpiry: n.KeyExpiry,
 	}
-	nm := netmap.Node{Wire: w, UserID: int64(n.UserID), Authorized: true}
+	nm := netmap.Node{Wire: w, UserID: int64(n.UserID), Authorized: !n.Pending}
 	if !n.Tagged() {
 		nm.Wire.User = owner.Name
 		nm.Groups = owner.Groups
 		nm.Admin = owner.Role == store.RoleAdmin
 		nm.Disabled = owner.Disabled
+		nm.MFAAt = owner.MFAAt
 	}
 	return nm
 }

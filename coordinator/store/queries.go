@@ -58,16 +58,17 @@ func boolInt(b bool) int {
 
 // Users.
 
-const userCols = `id, name, email, groups, role, disabled, created`
+const userCols = `id, name, email, groups, role, disabled, created, issuer, subject, mfa_at, password_hash, totp_secret`
 
 func scanUser(row interface{ Scan(...any) error }) (User, error) {
 	var u User
 	var groups, role string
-	var created int64
-	if err := row.Scan(&u.ID, &u.Name, &u.Email, &groups, &role, &u.Disabled, &created); err != nil {
+	var created, mfaAt int64
+	if err := row.Scan(&u.ID, &u.Name, &u.Email, &groups, &role, &u.Disabled, &created,
+		&u.Issuer, &u.Subject, &mfaAt, &u.PasswordHash, &u.TOTPSecret); err != nil {
 		return u, wrapErr(err)
 	}
-	u.Role, u.Created = Role(role), fromNanos(created)
+	u.Role, u.Created, u.MFAAt = Role(role), fromNanos(created), fromNanos(mfaAt)
 	var err error
 	u.Groups, err = fromJSON[string](groups, "groups")
 	return u, err
@@ -78,10 +79,12 @@ func scanUser(row interface{ Scan(...any) error }) (User, error) {
 // hand a deleted user's ID to the next user, who would then own those
 // nodes.
 func (q queries) CreateUser(ctx context.Context, u User) (User, error) {
-	res, err := q.q.ExecContext(ctx, `INSERT INTO users (id, name, email, groups, role, disabled, created)
+	res, err := q.q.ExecContext(ctx, `INSERT INTO users (id, name, email, groups, role, disabled, created,
+		issuer, subject, mfa_at, password_hash, totp_secret)
 		VALUES ((SELECT MAX(m) + 1 FROM (SELECT COALESCE(MAX(id), 0) AS m FROM users UNION ALL SELECT COALESCE(MAX(user_id), 0) FROM nodes)),
-		?, ?, ?, ?, ?, ?)`,
-		u.Name, u.Email, jsonText(u.Groups), string(u.Role), u.Disabled, nanos(u.Created))
+		?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		u.Name, u.Email, jsonText(u.Groups), string(u.Role), u.Disabled, nanos(u.Created),
+		u.Issuer, u.Subject, nanos(u.MFAAt), u.PasswordHash, u.TOTPSecret)
 	if err != nil {
 		return User{}, fmt.Errorf("create user %q: %w", u.Name, wrapErr(err))
 	}
@@ -105,14 +108,27 @@ func (q queries) GetUserByName(ctx context.Context, name string) (User, error) {
 	return u, nil
 }
 
+func (q queries) GetUserByIdentity(ctx context.Context, issuer, subject string) (User, error) {
+	if subject == "" {
+		return User{}, fmt.Errorf("user with an empty subject: %w", ErrNotFound)
+	}
+	u, err := scanUser(q.q.QueryRowContext(ctx, `SELECT `+userCols+` FROM users WHERE issuer = ? AND subject = ?`, issuer, subject))
+	if err != nil {
+		return u, fmt.Errorf("user %s at %s: %w", subject, issuer, err)
+	}
+	return u, nil
+}
+
 func (q queries) ListUsers(ctx context.Context) ([]User, error) {
 	return list(ctx, q, "users", `SELECT `+userCols+` FROM users ORDER BY id`, scanUser)
 }
 
 func (q queries) UpdateUser(ctx context.Context, u User) error {
 	return q.execOne(ctx, fmt.Sprintf("update user %d", u.ID),
-		`UPDATE users SET name = ?, email = ?, groups = ?, role = ?, disabled = ? WHERE id = ?`,
-		u.Name, u.Email, jsonText(u.Groups), string(u.Role), u.Disabled, u.ID)
+		`UPDATE users SET name = ?, email = ?, groups = ?, role = ?, disabled = ?, issuer = ?, subject = ?,
+		mfa_at = ?, password_hash = ?, totp_secret = ? WHERE id = ?`,
+		u.Name, u.Email, jsonText(u.Groups), string(u.Role), u.Disabled, u.Issuer, u.Subject,
+		nanos(u.MFAAt), u.PasswordHash, u.TOTPSecret, u.ID)
 }
 
 func (q queries) DeleteUser(ctx context.Context, id UserID) error {
@@ -150,14 +166,14 @@ func list[T any](ctx context.Context, q queries, what, query string, scan func(i
 
 // Nodes.
 
-const nodeCols = `id, machine_key, node_key, disco_key, user_id, tags, ipv4, ipv6, hostname, name, created, last_seen, key_expiry, endpoints, home_relay, ephemeral, auth_key_id`
+const nodeCols = `id, machine_key, node_key, disco_key, user_id, tags, ipv4, ipv6, hostname, name, created, last_seen, key_expiry, endpoints, home_relay, ephemeral, auth_key_id, pending`
 
 func scanNode(row interface{ Scan(...any) error }) (Node, error) {
 	var n Node
 	var mk, nk, dk, tags, v4, v6, eps string
 	var created, seen, expiry int64
 	if err := row.Scan(&n.ID, &mk, &nk, &dk, &n.UserID, &tags, &v4, &v6, &n.Hostname, &n.Name, &created, &seen, &expiry,
-		&eps, &n.HomeRelay, &n.Ephemeral, &n.AuthKeyID); err != nil {
+		&eps, &n.HomeRelay, &n.Ephemeral, &n.AuthKeyID, &n.Pending); err != nil {
 		return n, wrapErr(err)
 	}
 	n.Created, n.LastSeen, n.KeyExpiry = fromNanos(created), fromNanos(seen), fromNanos(expiry)
@@ -229,11 +245,11 @@ func (q queries) CreateNode(ctx context.Context, n Node) (Node, error) {
 		return Node{}, err
 	}
 	res, err := q.q.ExecContext(ctx, `INSERT INTO nodes (machine_key, node_key, disco_key, user_id, tags, ipv4, ipv4_num, ipv6,
-		hostname, name, created, last_seen, key_expiry, endpoints, home_relay, ephemeral, auth_key_id)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		hostname, name, created, last_seen, key_expiry, endpoints, home_relay, ephemeral, auth_key_id, pending)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		n.MachineKey.String(), n.NodeKey.String(), n.DiscoKey.String(), n.UserID, jsonText(n.Tags), n.IPv4.String(), v4num(n.IPv4),
 		n.IPv6.String(), n.Hostname, name, nanos(n.Created), nanos(n.LastSeen), nanos(n.KeyExpiry), jsonText(n.Endpoints),
-		n.HomeRelay, boolInt(n.Ephemeral), n.AuthKeyID)
+		n.HomeRelay, boolInt(n.Ephemeral), n.AuthKeyID, boolInt(n.Pending))
 	if err != nil {
 		return Node{}, fmt.Errorf("create node %q: %w", n.Hostname, wrapErr(err))
 	}
@@ -254,9 +270,10 @@ func (q queries) UpdateNode(ctx context.Context, n Node) (Node, error) {
 	}
 	err = q.execOne(ctx, fmt.Sprintf("update node %d", n.ID), `UPDATE nodes SET machine_key = ?, node_key = ?, disco_key = ?,
 		user_id = ?, tags = ?, hostname = ?, name = ?, last_seen = ?, key_expiry = ?, endpoints = ?, home_relay = ?,
-		ephemeral = ?, auth_key_id = ? WHERE id = ?`,
+		ephemeral = ?, auth_key_id = ?, pending = ? WHERE id = ?`,
 		n.MachineKey.String(), n.NodeKey.String(), n.DiscoKey.String(), n.UserID, jsonText(n.Tags), n.Hostname, name,
-		nanos(n.LastSeen), nanos(n.KeyExpiry), jsonText(n.Endpoints), n.HomeRelay, boolInt(n.Ephemeral), n.AuthKeyID, n.ID)
+		nanos(n.LastSeen), nanos(n.KeyExpiry), jsonText(n.Endpoints), n.HomeRelay, boolInt(n.Ephemeral), n.AuthKeyID,
+		boolInt(n.Pending), n.ID)
 	if err != nil {
 		return Node{}, err
 	}

@@ -274,6 +274,15 @@ CREATE TABLE policies (
 	created INTEGER NOT NULL
 );
 `},
+	{3, `
+ALTER TABLE users ADD COLUMN issuer TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN subject TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN mfa_at INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN password_hash TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN totp_secret TEXT NOT NULL DEFAULT '';
+CREATE UNIQUE INDEX users_identity ON users (issuer, subject) WHERE subject != '';
+ALTER TABLE nodes ADD COLUMN pending INTEGER NOT NULL DEFAULT 0;
+`},
 }
 
 // migrate applies pending migrations, each in its own transaction, and

@@ -362,3 +362,51 @@ func BenchmarkCreateNode(b *testing.B) {
 func BenchmarkCreateNodeSameHostname(b *testing.B) {
 	benchCreateNode(b, 1000, func(int) string { return "raspberrypi" })
 }
+
+func TestIdentityCredentialsAndPending(t *testing.T) {
+	s, _ := openTest(t)
+	ctx := context.Background()
+	mfa := time.Unix(1_800_000_000, 0)
+	u, err := s.CreateUser(ctx, User{Name: "ann@example.com", Role: RoleMember, Issuer: "https://idp.example.com", Subject: "sub-1", MFAAt: mfa})
+	must(t, err)
+	got, err := s.GetUserByIdentity(ctx, "https://idp.example.com", "sub-1")
+	must(t, err)
+	if got.ID != u.ID || !got.MFAAt.Equal(mfa) {
+		t.Fatalf("by identity: %+v", got)
+	}
+	for _, bad := range [][2]string{{"https://other.example.com", "sub-1"}, {"https://idp.example.com", ""}, {"", ""}} {
+		if _, err := s.GetUserByIdentity(ctx, bad[0], bad[1]); !errors.Is(err, ErrNotFound) {
+			t.Errorf("identity %q: %v, want not found", bad, err)
+		}
+	}
+	if _, err := s.CreateUser(ctx, User{Name: "imposter", Role: RoleMember, Issuer: "https://idp.example.com", Subject: "sub-1"}); !errors.Is(err, ErrConflict) {
+		t.Fatalf("second user with the same identity: %v, want conflict", err)
+	}
+	// Local users have no identity; many may share the empty pair.
+	for _, name := range []string{"local1", "local2"} {
+		_, err := s.CreateUser(ctx, User{Name: name, Role: RoleMember, PasswordHash: "$argon2id$…", TOTPSecret: "JBSWY3DPEHPK3PXP"})
+		must(t, err)
+	}
+	l, err := s.GetUserByName(ctx, "local2")
+	must(t, err)
+	if l.PasswordHash != "$argon2id$…" || l.TOTPSecret != "JBSWY3DPEHPK3PXP" {
+		t.Fatalf("credentials lost: %+v", l)
+	}
+	l.MFAAt = mfa.Add(time.Hour)
+	must(t, s.UpdateUser(ctx, l))
+	if l2, _ := s.GetUser(ctx, l.ID); !l2.MFAAt.Equal(l.MFAAt) {
+		t.Fatalf("mfa time not updated: %v", l2.MFAAt)
+	}
+	n, err := s.CreateNode(ctx, Node{MachineKey: key.NewMachine().Public(), NodeKey: key.NewNode().Public(),
+		DiscoKey: key.NewDisco().Public(), UserID: u.ID, Hostname: "laptop", Pending: true})
+	must(t, err)
+	if !n.Pending {
+		t.Fatal("pending lost on create")
+	}
+	n.Pending = false
+	n, err = s.UpdateNode(ctx, n)
+	must(t, err)
+	if got, _ := s.GetNode(ctx, n.ID); got.Pending {
+		t.Fatal("approval not stored")
+	}
+}

@@ -52,6 +52,16 @@ type User struct {
 	Role     Role
 	Disabled bool
 	Created  time.Time
+	// Issuer and Subject identify the user at an OpenID Provider (both
+	// empty for local users); the pair is unique.
+	Issuer, Subject string
+	// MFAAt is the time of the user's last login with a second factor
+	// (zero: never), for the policy's mfa condition.
+	MFAAt time.Time
+	// PasswordHash (PHC-formatted argon2id) and TOTPSecret (base32) are
+	// the credentials of a local user; empty for IdP users.
+	PasswordHash string
+	TOTPSecret   string
 }
 
 // Node is a device or server registered with the coordinator.
@@ -76,6 +86,9 @@ type Node struct {
 	Ephemeral bool
 	// AuthKeyID is the pre-auth key that registered the node (0: login).
 	AuthKeyID AuthKeyID
+	// Pending is set while the node waits for an admin's approval
+	// (device approval); a pending node gets no peers.
+	Pending bool
 }
 
 // Tagged reports whether the node is owned by tags rather than a user.
@@ -152,6 +165,9 @@ type Queries interface {
 	CreateUser(ctx context.Context, u User) (User, error) // ErrConflict on a taken name
 	GetUser(ctx context.Context, id UserID) (User, error)
 	GetUserByName(ctx context.Context, name string) (User, error)
+	// GetUserByIdentity finds the user an OpenID Provider's issuer and
+	// subject belong to.
+	GetUserByIdentity(ctx context.Context, issuer, subject string) (User, error)
 	ListUsers(ctx context.Context) ([]User, error)
 	UpdateUser(ctx context.Context, u User) error
 	// DeleteUser deletes the user with its user-owned nodes and keys. Tagged
