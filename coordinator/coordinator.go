@@ -42,9 +42,13 @@ type Config struct {
 	StateDir string
 	// Domain is the mesh DNS domain; default "warren.internal".
 	Domain string
-	// Login enables interactive login (the OIDC issue plugs in here).
-	Login  auth.Login
-	Logger *slog.Logger
+	// Login enables interactive login (OIDC or local users); LoginHandler
+	// serves its browser pages under /login/.
+	Login        auth.Login
+	LoginHandler http.Handler
+	// RequireApproval makes new user nodes wait for an admin's approval.
+	RequireApproval bool
+	Logger          *slog.Logger
 	// KeyExpiry and EphemeralGrace: see registry.Config.
 	KeyExpiry      time.Duration
 	EphemeralGrace time.Duration
@@ -133,7 +137,7 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	}
 	c.registry, err = registry.New(ctx, registry.Config{
 		Store: st, Engine: c.engine, Audit: c.audit, Login: cfg.Login, Logger: cfg.Logger,
-		KeyExpiry: cfg.KeyExpiry, EphemeralGrace: cfg.EphemeralGrace,
+		KeyExpiry: cfg.KeyExpiry, EphemeralGrace: cfg.EphemeralGrace, RequireApproval: cfg.RequireApproval,
 		MayTag: func(o policy.Owner, tag string) bool { return c.policy.Current().MayTag(o, tag) },
 	})
 	if err == nil {
@@ -195,6 +199,9 @@ func (c *Coordinator) Handler() http.Handler {
 	if c.relay != nil {
 		mux.Handle(RelayPath, c.relay)
 		mux.Handle(RelayPath+"/", c.relay)
+	}
+	if c.cfg.LoginHandler != nil {
+		mux.Handle("/login/", c.cfg.LoginHandler)
 	}
 	if c.cfg.Relay.AdmitToken != "" {
 		mux.HandleFunc("GET "+RelayAdmitPath, c.serveRelayAdmit)

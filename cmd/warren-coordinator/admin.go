@@ -202,9 +202,15 @@ var adminCommands = map[string]func(*command, []string) error{
 				if n.Expired {
 					expiry = "EXPIRED"
 				}
+				if n.Pending {
+					expiry = "PENDING APPROVAL (nodes approve " + fmt.Sprint(n.ID) + ")"
+				}
 				fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%v\t%s\t%s\n", n.ID, n.Name, orDash(owner), n.IPv4, n.IPv6, n.Online, when(n.LastSeen), expiry)
 			}
 		})
+	},
+	"nodes approve": func(c *command, args []string) error {
+		return nodeChange(c, args, "nodes approve ID", 1, func(id int64) (api.Node, error) { return c.c.ApproveNode(c.ctx, id) })
 	},
 	"nodes expire": func(c *command, args []string) error {
 		return nodeChange(c, args, "nodes expire ID", 1, func(id int64) (api.Node, error) { return c.c.ExpireNode(c.ctx, id) })

@@ -58,8 +58,9 @@ func (c *command) up(args []string) error {
 	fs.StringVar(&req.AuthKey, "auth-key", "", "pre-auth key from the admin (warren-coordinator keys create)")
 	fs.StringVar(&req.Hostname, "hostname", "", "name for this node (default: the machine's hostname)")
 	tags := fs.String("advertise-tags", "", "comma-separated tags for a server node, e.g. tag:db")
-	timeout := fs.Duration("timeout", 2*time.Minute, "how long to wait for the first netmap")
-	if _, err := c.parse(args, 0, "up [--coordinator URL] [--auth-key KEY] [--hostname NAME] [--advertise-tags TAGS]"); err != nil {
+	fs.BoolVar(&req.Reauth, "reauth", false, "authenticate again under a new node key (keeps the address); expired nodes do this by themselves")
+	timeout := fs.Duration("timeout", 10*time.Minute, "how long to wait for the first netmap (and for you to sign in, without --auth-key)")
+	if _, err := c.parse(args, 0, "up [--coordinator URL] [--auth-key KEY | sign in at the printed URL] [--hostname NAME] [--advertise-tags TAGS] [--reauth]"); err != nil {
 		return err
 	}
 	if *tags != "" {

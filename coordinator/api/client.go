@@ -134,6 +134,11 @@ func (c *Client) ListNodes(ctx context.Context) ([]Node, error) {
 	return call[[]Node](ctx, c, "GET", "/api/v1/nodes", nil)
 }
 
+// ApproveNode lets a pending node into the mesh (admins only).
+func (c *Client) ApproveNode(ctx context.Context, id int64) (Node, error) {
+	return call[Node](ctx, c, "POST", fmt.Sprintf("/api/v1/nodes/%d/approve", id), nil)
+}
+
 // ExpireNode expires a node's key now.
 func (c *Client) ExpireNode(ctx context.Context, id int64) (Node, error) {
 	return call[Node](ctx, c, "POST", fmt.Sprintf("/api/v1/nodes/%d/expire", id), nil)

@@ -19,6 +19,7 @@ func (s *Server) routes() {
 	m.HandleFunc("DELETE /api/v1/users/{id}", s.deleteUser)
 	m.HandleFunc("GET /api/v1/nodes", s.listNodes)
 	m.HandleFunc("POST /api/v1/nodes/{id}/expire", s.expireNode)
+	m.HandleFunc("POST /api/v1/nodes/{id}/approve", s.approveNode)
 	m.HandleFunc("POST /api/v1/nodes/{id}/tags", s.tagNode)
 	m.HandleFunc("DELETE /api/v1/nodes/{id}", s.deleteNode)
 	m.HandleFunc("GET /api/v1/authkeys", s.listAuthKeys)
@@ -135,6 +136,13 @@ func (s *Server) nodeChange(w http.ResponseWriter, r *http.Request, fn func(id s
 func (s *Server) expireNode(w http.ResponseWriter, r *http.Request) {
 	s.nodeChange(w, r, func(id store.NodeID) error {
 		_, err := s.cfg.Registry.ExpireNode(r.Context(), actorFrom(r.Context()), id)
+		return err
+	})
+}
+
+func (s *Server) approveNode(w http.ResponseWriter, r *http.Request) {
+	s.nodeChange(w, r, func(id store.NodeID) error {
+		_, err := s.cfg.Registry.ApproveNode(r.Context(), actorFrom(r.Context()), id)
 		return err
 	})
 }

@@ -53,6 +53,8 @@ type Node struct {
 	Expired    bool             `json:"expired"`
 	Ephemeral  bool             `json:"ephemeral"`
 	Endpoints  []netip.AddrPort `json:"endpoints,omitempty"`
+	// Pending is set while the node waits for an admin's approval.
+	Pending bool `json:"pending,omitempty"`
 }
 
 // SetTagsRequest is the body of POST /api/v1/nodes/{id}/tags.
@@ -146,7 +148,7 @@ func nodeJSON(n registry.NodeInfo) Node {
 	return Node{ID: int64(n.ID), Name: n.Name, Hostname: n.Hostname, User: n.User, Tags: n.Tags,
 		IPv4: n.IPv4, IPv6: n.IPv6, MachineKey: n.MachineKey.String(), NodeKey: n.NodeKey.String(),
 		Online: n.Online, LastSeen: n.LastSeen, Created: n.Created, KeyExpiry: n.KeyExpiry,
-		Expired: n.Expired, Ephemeral: n.Ephemeral, Endpoints: n.Endpoints}
+		Expired: n.Expired, Ephemeral: n.Ephemeral, Endpoints: n.Endpoints, Pending: n.Pending}
 }
 
 func authKeyJSON(k store.AuthKey, plain string) AuthKey {

@@ -57,6 +57,23 @@ func (s *session) run(ctx context.Context) error {
 		return s.fail(ctx, "control.register", fmt.Errorf("%w: node speaks %d", errVersion, req.Version))
 	}
 	node, err := s.srv.cfg.Registry.Register(ctx, s.conn.Peer(), req, s.remote)
+	var login *registry.LoginRequired
+	if errors.As(err, &login) {
+		// Interactive login: the node shows the URL to its user and asks
+		// again with it as Followup; that request waits for the sign-in.
+		if err := wire.WriteMessage(s.conn, &wire.RegisterResponse{AuthURL: login.URL}); err != nil {
+			return err
+		}
+		m, err := s.read()
+		if err != nil {
+			return s.fail(ctx, "control.register", fmt.Errorf("%w: %w", errBadMessage, err))
+		}
+		follow, ok := m.(*wire.RegisterRequest)
+		if !ok || follow.Followup != login.URL || follow.NodeKey != req.NodeKey || follow.AuthKey != "" {
+			return s.fail(ctx, "control.register", fmt.Errorf("%w: want the login follow-up for %s", errBadMessage, login.URL))
+		}
+		node, err = s.srv.cfg.Registry.Register(ctx, s.conn.Peer(), follow, s.remote)
+	}
 	if err != nil {
 		return s.fail(ctx, "node.register", err)
 	}

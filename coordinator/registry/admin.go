@@ -121,6 +121,19 @@ func (r *Registry) ExpireNode(ctx context.Context, a Actor, id store.NodeID) (st
 	})
 }
 
+// ApproveNode lets a pending node (device approval) into the mesh. Only
+// admins approve: a member approving their own device would defeat it.
+func (r *Registry) ApproveNode(ctx context.Context, a Actor, id store.NodeID) (store.Node, error) {
+	if err := a.admin(); err != nil {
+		_ = r.record(ctx, a, "node.approve", fmt.Sprintf("node:%d", id), nil, err)
+		return store.Node{}, err
+	}
+	return r.changeNode(ctx, a, id, "node.approve", nil, func(n *store.Node) error {
+		n.Pending = false
+		return nil
+	})
+}
+
 // Logout is a node's own request to leave: its key expires now (so it
 // loses every peer and needs a key or login to come back, keeping its
 // address), or, for an ephemeral node, it is deleted.
@@ -288,6 +301,13 @@ func (r *Registry) DeleteUser(ctx context.Context, a Actor, id store.UserID) err
 			r.engine.Remove(wire.NodeID(n.ID), ErrNodeDeleted)
 		}
 	}
+	return r.republishUser(ctx, id)
+}
+
+// RepublishUser pushes the nodes of user id to the netmap engine again,
+// after something outside the registry (a login) changed the user's
+// groups or MFA time.
+func (r *Registry) RepublishUser(ctx context.Context, id store.UserID) error {
 	return r.republishUser(ctx, id)
 }
 

@@ -23,6 +23,7 @@ var (
 	ErrNodeKeyInUse  = errors.New("node key already belongs to another machine: generate a new node key")
 	ErrTagNotGranted = errors.New("tag not granted by the pre-auth key")
 	ErrNeedAuth      = errors.New("node key changed or node unknown: authenticate with --auth-key or interactive login")
+	ErrLoginFailed   = errors.New("login failed")
 )
 
 var tagPattern = regexp.MustCompile(`^tag:[a-z0-9][a-z0-9-]{0,62}$`)
@@ -70,6 +71,12 @@ func (r *Registry) Register(ctx context.Context, machine key.MachinePublic, req 
 	ev := audit.Event{Actor: "node:" + machine.String(), Action: "node.register", Remote: remote,
 		Detail: map[string]any{"hostname": req.Hostname, "nodeKey": req.NodeKey.String()}}
 	n, err := r.register(ctx, machine, req, &ev)
+	var lr *LoginRequired
+	if errors.As(err, &lr) {
+		ev.Outcome = audit.OK
+		_ = r.audit.Record(ctx, ev)
+		return store.Node{}, err
+	}
 	if err != nil {
 		ev.Outcome = audit.Denied
 		if !isClientError(err) {
@@ -87,8 +94,19 @@ func (r *Registry) Register(ctx context.Context, machine key.MachinePublic, req 
 	return n, nil
 }
 
+// LoginRequired is the answer to a registration without a pre-auth key
+// when interactive login is on: the user must sign in at URL, and the
+// node then asks again with the URL as Followup.
+type LoginRequired struct{ URL string }
+
+func (e *LoginRequired) Error() string { return "sign in at " + e.URL }
+
 func isClientError(err error) bool {
-	for _, e := range []error{ErrBadRequest, ErrNodeKeyInUse, ErrTagNotGranted, ErrNeedAuth, auth.ErrUnknownKey,
+	var lr *LoginRequired
+	if errors.As(err, &lr) {
+		return true
+	}
+	for _, e := range []error{ErrLoginFailed, ErrBadRequest, ErrNodeKeyInUse, ErrTagNotGranted, ErrNeedAuth, auth.ErrUnknownKey,
 		auth.ErrKeyExpired, auth.ErrKeyRevoked, auth.ErrKeyUsed, auth.ErrNoLogin} {
 		if errors.Is(err, e) {
 			return true
@@ -116,7 +134,33 @@ func (r *Registry) register(ctx context.Context, machine key.MachinePublic, req 
 		if r.login == nil {
 			return store.Node{}, auth.ErrNoLogin
 		}
-		return store.Node{}, ErrNeedAuth
+		if req.Followup == "" {
+			url, err := r.login.Begin(ctx, machine)
+			if err != nil {
+				return store.Node{}, fmt.Errorf("start login: %w", err)
+			}
+			ev.Action = "node.login-started"
+			return store.Node{}, &LoginRequired{URL: url}
+		}
+		if len(req.Tags) > 0 {
+			return store.Node{}, fmt.Errorf("%w: tags need a pre-auth key that grants them; a login makes a user's node", ErrTagNotGranted)
+		}
+		u, err := r.login.Wait(ctx, machine, req.Followup)
+		if err != nil {
+			return store.Node{}, fmt.Errorf("%w: %w", ErrLoginFailed, err)
+		}
+		if u.Disabled {
+			return store.Node{}, fmt.Errorf("%w: user %s is disabled", ErrLoginFailed, u.Name)
+		}
+		ev.Detail["user"] = u.Name
+		ev.Action = "node.login"
+		var out store.Node
+		err = r.st.Tx(ctx, func(q store.Queries) error {
+			var err error
+			out, err = r.bind(ctx, q, machine, req, store.AuthKey{UserID: u.ID})
+			return err
+		})
+		return out, err
 	}
 	if err := auth.CheckFormat(req.AuthKey, auth.AuthKeyPrefix); err != nil {
 		return store.Node{}, err
@@ -167,7 +211,11 @@ func (r *Registry) bind(ctx context.Context, q store.Queries, machine key.Machin
 	n.KeyExpiry = r.expiryFor(&n)
 	if isNew {
 		n.Created = r.now()
+		n.Pending = r.approval && !n.Tagged()
 		return q.CreateNode(ctx, n)
+	}
+	if n.Tagged() {
+		n.Pending = false
 	}
 	return q.UpdateNode(ctx, n)
 }

@@ -50,6 +50,11 @@ type Config struct {
 	// MayTag reports whether the policy's tagOwners let o apply tag; nil
 	// means only admins may apply tags. Admins may always apply tags.
 	MayTag func(o policy.Owner, tag string) bool
+	// RequireApproval makes every new user node (registered by login or a
+	// user's pre-auth key) wait in "pending" until an admin approves it.
+	// Tagged nodes are created by keys an admin or tag owner made, and
+	// need no approval.
+	RequireApproval bool
 }
 
 // Registry is the coordinator's single writer of node, user and key state.
@@ -58,6 +63,7 @@ type Registry struct {
 	engine    *netmap.Engine
 	audit     *audit.Log
 	login     auth.Login
+	approval  bool
 	log       *slog.Logger
 	now       func() time.Time
 	keyExpiry time.Duration
@@ -78,7 +84,7 @@ func New(ctx context.Context, cfg Config) (*Registry, error) {
 		return nil, errors.New("registry: Store, Engine and Audit are required")
 	}
 	r := &Registry{
-		st: cfg.Store, engine: cfg.Engine, audit: cfg.Audit, login: cfg.Login,
+		st: cfg.Store, engine: cfg.Engine, audit: cfg.Audit, login: cfg.Login, approval: cfg.RequireApproval,
 		log: cfg.Logger, now: cfg.Now, keyExpiry: cfg.KeyExpiry, grace: cfg.EphemeralGrace,
 		mayTag:  cfg.MayTag,
 		conns:   make(map[store.NodeID]int),

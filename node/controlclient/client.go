@@ -45,7 +45,13 @@ type Config struct {
 	Tags    []string
 	// OnNetmap is called from Run's goroutine with every new netmap.
 	OnNetmap func(*Netmap)
-	Logger   *slog.Logger
+	// OnLoginURL is called when the coordinator wants the user to sign in
+	// at a URL (a registration without a pre-auth key); the client then
+	// waits for the sign-in. A reconnect starts a new login.
+	OnLoginURL func(url string)
+	// LoginTimeout bounds that wait; default 15 minutes.
+	LoginTimeout time.Duration
+	Logger       *slog.Logger
 	// HTTPClient dials the websocket; nil means http.DefaultClient.
 	HTTPClient *http.Client
 	// MinBackoff and MaxBackoff bound the reconnect delay; defaults 1 s and
@@ -225,6 +231,12 @@ func (c *Client) session(ctx context.Context) error {
 		return err
 	}
 	reg, ok := m.(*wire.RegisterResponse)
+	if ok && reg.AuthURL != "" {
+		reg, err = c.login(ctx, conn, idle, reg.AuthURL)
+		if err != nil {
+			return err
+		}
+	}
 	if !ok || !reg.Authorized {
 		return fmt.Errorf("controlclient: unexpected reply to registration: %v", m.WireType())
 	}
@@ -290,6 +302,38 @@ func (c *Client) read(conn *noise.Conn, idle *time.Timer) (wire.Message, error) 
 		return nil, &PermanentError{Err: e}
 	}
 	return m, nil
+}
+
+// login shows the user the sign-in URL and waits, without the idle
+// watchdog (the coordinator sends nothing meanwhile), for the answer to
+// the follow-up registration.
+func (c *Client) login(ctx context.Context, conn *noise.Conn, idle *time.Timer, url string) (*wire.RegisterResponse, error) {
+	c.log.Info("sign in to finish joining", "url", url)
+	if c.cfg.OnLoginURL != nil {
+		c.cfg.OnLoginURL(url)
+	}
+	if err := wire.WriteMessage(conn, &wire.RegisterRequest{
+		Version: wire.ProtocolVersion, NodeKey: c.cfg.NodeKey, DiscoKey: c.cfg.DiscoKey,
+		Hostname: c.cfg.Hostname, OS: c.cfg.OS, Tags: c.cfg.Tags, Followup: url,
+	}); err != nil {
+		return nil, fmt.Errorf("send login follow-up: %w", err)
+	}
+	idle.Stop()
+	timeout := c.cfg.LoginTimeout
+	if timeout <= 0 {
+		timeout = 15 * time.Minute
+	}
+	watchdog := time.AfterFunc(timeout, func() { _ = conn.Close() })
+	defer watchdog.Stop()
+	m, err := c.read(conn, idle)
+	if err != nil {
+		return nil, err
+	}
+	reg, ok := m.(*wire.RegisterResponse)
+	if !ok {
+		return nil, fmt.Errorf("controlclient: unexpected reply to the login follow-up: %v", m.WireType())
+	}
+	return reg, nil
 }
 
 // FetchKey asks the coordinator at url for its public key. Use it once, at

@@ -198,6 +198,10 @@ func (d *Daemon) Up(ctx context.Context, req localapi.UpRequest, progress func(s
 		progress("switching coordinators: using a new node key")
 		st.NodeKey, st.DiscoKey = key.NewNode(), key.NewDisco()
 	}
+	if st.Coordinator != "" && (req.Reauth || d.selfExpired()) {
+		progress("re-authenticating with a new node key (same machine key and address)")
+		st.NodeKey, st.DiscoKey, st.AuthKey = key.NewNode(), key.NewDisco(), ""
+	}
 	st.Coordinator, st.ControlKey, st.WantRunning = url, ckey, true
 	if req.AuthKey != "" {
 		st.AuthKey = req.AuthKey
@@ -230,15 +234,19 @@ func (d *Daemon) Up(ctx context.Context, req localapi.UpRequest, progress func(s
 	}
 	progress("connecting to " + url + " as " + st.Hostname)
 	s := d.startSession(false)
-	select {
-	case <-s.firstMap:
-		nm := s.netmap()
-		progress(fmt.Sprintf("registered as %s (%s)", nm.Self.Name, joinPrefixes(nm.Self.Addresses)))
-		return d.Status(ctx), nil
-	case <-s.done:
-		return localapi.Status{}, s.runErr()
-	case <-ctx.Done():
-		return localapi.Status{}, fmt.Errorf("still connecting (the node keeps trying; see warren status): %w", ctx.Err())
+	for {
+		select {
+		case <-s.firstMap:
+			nm := s.netmap()
+			progress(fmt.Sprintf("registered as %s (%s)", nm.Self.Name, joinPrefixes(nm.Self.Addresses)))
+			return d.Status(ctx), nil
+		case url := <-s.loginURLs:
+			progress("to finish joining, sign in at: " + url)
+		case <-s.done:
+			return localapi.Status{}, s.runErr()
+		case <-ctx.Done():
+			return localapi.Status{}, fmt.Errorf("still connecting (the node keeps trying; see warren status): %w", ctx.Err())
+		}
 	}
 }
 
@@ -339,6 +347,20 @@ func (d *Daemon) registered(s *session, port uint16) {
 		return
 	}
 	d.st = st
+}
+
+// selfExpired reports whether the running session's netmap says this
+// node's key has expired.
+func (d *Daemon) selfExpired() bool {
+	s := d.current()
+	if s == nil {
+		return false
+	}
+	nm := s.netmap()
+	if nm == nil {
+		return false
+	}
+	return nm.Self.Expired || (!nm.Self.KeyExpiry.IsZero() && !time.Now().Before(nm.Self.KeyExpiry))
 }
 
 func (d *Daemon) current() *session {

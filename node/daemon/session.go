@@ -29,14 +29,16 @@ type session struct {
 
 	firstMap     chan struct{} // closed on the first netmap
 	firstMapOnce sync.Once
+	loginURLs    chan string   // sign-in URLs for a waiting Up (latest only)
 	done         chan struct{} // closed when everything has stopped
 
-	mu      sync.Mutex // guards eng, nm, dirty and err
-	eng     *engine.Engine
-	nm      *controlclient.Netmap // applied to eng; from the coordinator or the cache
-	dirty   bool                  // nm not yet in the cache file
-	err     error
-	helpers sync.WaitGroup // endpoint refresher and inbound forwards
+	mu       sync.Mutex // guards eng, nm, dirty, err and loginURL
+	loginURL string     // the coordinator's sign-in URL while no netmap came
+	eng      *engine.Engine
+	nm       *controlclient.Netmap // applied to eng; from the coordinator or the cache
+	dirty    bool                  // nm not yet in the cache file
+	err      error
+	helpers  sync.WaitGroup // endpoint refresher and inbound forwards
 }
 
 // newSession starts a session. With resume set it first applies the
@@ -45,12 +47,12 @@ type session struct {
 func newSession(d *Daemon, st state.State, resume bool) *session {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &session{d: d, st: st, ctx: ctx, cancel: cancel,
-		firstMap: make(chan struct{}), done: make(chan struct{})}
+		firstMap: make(chan struct{}), done: make(chan struct{}), loginURLs: make(chan string, 1)}
 	cc, err := controlclient.New(controlclient.Config{
 		URL: st.Coordinator, ControlKey: st.ControlKey, Machine: st.MachineKey,
 		NodeKey: st.NodeKey.Public(), DiscoKey: st.DiscoKey.Public(),
 		Hostname: st.Hostname, OS: runtime.GOOS, AuthKey: st.AuthKey, Tags: st.Tags,
-		OnNetmap: s.onNetmap, Logger: d.log.With("part", "control"), HTTPClient: d.cfg.HTTPClient,
+		OnNetmap: s.onNetmap, OnLoginURL: s.onLoginURL, Logger: d.log.With("part", "control"), HTTPClient: d.cfg.HTTPClient,
 		MinBackoff: d.cfg.MinBackoff, MaxBackoff: d.cfg.MaxBackoff,
 	})
 	if err != nil { // only on programming errors: the state was validated
@@ -167,6 +169,18 @@ func (s *session) apply(nm *controlclient.Netmap, fresh bool) {
 		s.d.registered(s, eng.Port())
 		close(s.firstMap)
 	})
+}
+
+// onLoginURL records the sign-in URL and hands it to a waiting Up.
+func (s *session) onLoginURL(url string) {
+	s.mu.Lock()
+	s.loginURL = url
+	s.mu.Unlock()
+	select {
+	case <-s.loginURLs: // drop a stale one
+	default:
+	}
+	s.loginURLs <- url
 }
 
 func (s *session) startEngine(nm *controlclient.Netmap) (*engine.Engine, error) {

@@ -49,6 +49,11 @@ func (d *Daemon) Status(ctx context.Context) localapi.Status {
 	nm := s.netmap()
 	eng := s.engine()
 	if nm == nil || eng == nil {
+		s.mu.Lock()
+		if s.loginURL != "" {
+			st.State, st.AuthURL = localapi.StateNeedsLogin, s.loginURL
+		}
+		s.mu.Unlock()
 		return st
 	}
 	st.State = localapi.StateRunning

@@ -47,20 +47,27 @@ type UpRequest struct {
 	AuthKey  string   `json:"authKey,omitempty"`
 	Hostname string   `json:"hostname,omitempty"`
 	Tags     []string `json:"tags,omitempty"`
+	// Reauth makes the node authenticate again (with AuthKey, or an
+	// interactive login) under a fresh node key, keeping its machine key
+	// and address. An expired node re-authenticates this way by itself.
+	Reauth bool `json:"reauth,omitempty"`
 }
 
 // Node states reported in Status.State.
 const (
-	StateStopped  = "stopped"  // down or never up
-	StateStarting = "starting" // connecting or registering
-	StateRunning  = "running"  // has a netmap; tunnels up
-	StateError    = "error"    // the coordinator refused the node; see Error
+	StateStopped    = "stopped"     // down or never up
+	StateStarting   = "starting"    // connecting or registering
+	StateNeedsLogin = "needs-login" // waiting for the user to sign in at AuthURL
+	StateRunning    = "running"     // has a netmap; tunnels up
+	StateError      = "error"       // the coordinator refused the node; see Error
 )
 
 // Status is the node's state and its view of the mesh.
 type Status struct {
-	State       string `json:"state"`
-	Error       string `json:"error,omitempty"`
+	State string `json:"state"`
+	Error string `json:"error,omitempty"`
+	// AuthURL is where the user must sign in (state needs-login).
+	AuthURL     string `json:"authURL,omitempty"`
 	Coordinator string `json:"coordinator,omitempty"`
 	// Connected is true while the control channel is up; the node keeps
 	// working on its last netmap while it is down.

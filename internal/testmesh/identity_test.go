@@ -1,0 +1,137 @@
+package testmesh
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/warrenmesh/warren/coordinator"
+	"github.com/warrenmesh/warren/coordinator/registry"
+	"github.com/warrenmesh/warren/coordinator/store"
+	"github.com/warrenmesh/warren/internal/key"
+	"github.com/warrenmesh/warren/node/controlclient"
+)
+
+// openPolicy lets every node reach every other, so that only identity
+// decides who is in the mesh.
+const openPolicy = `{
+	"tagOwners": {"tag:server": ["autogroup:admin"]},
+	"acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}],
+}`
+
+// TestOffboardingCutsUserNodesKeepsTaggedOnes disables a user: the user's
+// laptop loses its connection within 2 s, while a tagged server the same
+// user registered keeps working.
+func TestOffboardingCutsUserNodesKeepsTaggedOnes(t *testing.T) {
+	m := New(t, Options{Policy: openPolicy})
+	ann, bob := m.User("ann@example.com"), m.User("bob@example.com")
+	laptop := m.AddNode("ann-laptop", NodeOptions{DataPlane: true,
+		AuthKey: m.AuthKey(registry.AuthKeyRequest{UserID: ann.ID})})
+	server := m.AddNode("build-server", NodeOptions{DataPlane: true, Tags: []string{"tag:server"},
+		AuthKey: m.AuthKey(registry.AuthKeyRequest{UserID: ann.ID, Tags: []string{"tag:server"}})})
+	db := m.AddNode("bob-db", NodeOptions{DataPlane: true,
+		AuthKey: m.AuthKey(registry.AuthKeyRequest{UserID: bob.ID})})
+	for _, n := range []*Node{laptop, server, db} {
+		must(t, n.WaitFor(wait, func(nm *controlclient.Netmap) bool { return len(nm.Peers) == 2 && n.Engine() != nil }))
+	}
+	echoOn(t, db, 7)
+	target := netip.AddrPortFrom(addr4(t, db), 7)
+	fromLaptop, err := dialWithin(laptop, target, wait)
+	must(t, err)
+	defer fromLaptop.Close()
+	fromServer, err := dialWithin(server, target, wait)
+	must(t, err)
+	defer fromServer.Close()
+	for _, c := range []net.Conn{fromLaptop, fromServer} {
+		if !echoes(c, wait) {
+			t.Fatal("no echo before offboarding")
+		}
+	}
+
+	start := time.Now()
+	_, err = m.Coord.Registry().SetUserDisabled(context.Background(), Admin, ann.ID, true)
+	must(t, err)
+	for echoes(fromLaptop, 200*time.Millisecond) {
+		if time.Since(start) > 2*time.Second {
+			t.Fatal("the disabled user's laptop still reaches bob's node after 2 s")
+		}
+	}
+	cut := time.Since(start)
+	t.Logf("disabled user's connection cut %v after the admin's action", cut)
+	if !echoes(fromServer, wait) {
+		t.Fatal("the tagged server the disabled user registered lost its connection")
+	}
+	must(t, db.WaitFor(wait, HasPeers("build-server")))
+	must(t, laptop.WaitFor(wait, HasPeers()))
+	// A new connection from the laptop fails too.
+	if c, err := dialWithin(laptop, target, 500*time.Millisecond); err == nil {
+		c.Close()
+		t.Fatal("the disabled user's laptop opened a new connection")
+	}
+}
+
+// TestDeviceApproval: with approval required, a user's new node waits
+// without peers until an admin approves it; members cannot approve.
+func TestDeviceApproval(t *testing.T) {
+	m := New(t, Options{Policy: openPolicy, Coordinator: coordinator.Config{RequireApproval: true}})
+	ann := m.User("ann@example.com")
+	k := m.AuthKey(registry.AuthKeyRequest{UserID: ann.ID, Reusable: true})
+	server := m.AddNode("server", NodeOptions{Tags: []string{"tag:server"},
+		AuthKey: m.AuthKey(registry.AuthKeyRequest{UserID: ann.ID, Tags: []string{"tag:server"}})})
+	laptop := m.AddNode("laptop", NodeOptions{AuthKey: k})
+	must(t, laptop.WaitFor(wait, func(nm *controlclient.Netmap) bool { return nm.Self.ID != 0 }))
+	must(t, server.WaitFor(wait, func(nm *controlclient.Netmap) bool { return nm.Self.ID != 0 }))
+	id := store.NodeID(laptop.Netmap().Self.ID)
+	if n, _ := m.Coord.Store().GetNode(context.Background(), id); !n.Pending {
+		t.Fatal("the user's new node is not pending")
+	}
+	if len(laptop.Netmap().Peers) != 0 || len(server.Netmap().Peers) != 0 {
+		t.Fatal("a pending node is in the mesh")
+	}
+	member := registry.Actor{Name: "ann@example.com", UserID: ann.ID}
+	if _, err := m.Coord.Registry().ApproveNode(context.Background(), member, id); err == nil {
+		t.Fatal("a member approved her own device")
+	}
+	_, err := m.Coord.Registry().ApproveNode(context.Background(), Admin, id)
+	must(t, err)
+	must(t, laptop.WaitFor(wait, HasPeers("server")))
+	must(t, server.WaitFor(wait, HasPeers("laptop")))
+	checkAudit(t, m, "node.approve", "ok", 1)
+	checkAudit(t, m, "node.approve", "denied", 1)
+}
+
+// TestReauthRotatesNodeKeyKeepsAddress: an expired node comes back under
+// a new node key with a new pre-auth key, on the same machine key, and
+// keeps its address and name.
+func TestReauthRotatesNodeKeyKeepsAddress(t *testing.T) {
+	m := New(t, Options{})
+	ann := m.User("ann@example.com")
+	k := m.AuthKey(registry.AuthKeyRequest{UserID: ann.ID, Reusable: true})
+	peer := m.AddNode("peer", NodeOptions{AuthKey: k})
+	id := NewIdentity()
+	laptop := m.AddNode("laptop", NodeOptions{AuthKey: k, Identity: &id})
+	must(t, laptop.WaitFor(wait, HasPeers("peer")))
+	before := laptop.Netmap().Self
+	_, err := m.Coord.Registry().ExpireNode(context.Background(), Admin, store.NodeID(before.ID))
+	must(t, err)
+	must(t, laptop.WaitFor(wait, func(nm *controlclient.Netmap) bool { return nm.Self.Expired && len(nm.Peers) == 0 }))
+	laptop.Stop()
+
+	// The same key cannot simply come back: the node key expired.
+	rotated := id
+	rotated.Node = key.NewNode()
+	again := m.AddNode("laptop", NodeOptions{AuthKey: m.AuthKey(registry.AuthKeyRequest{UserID: ann.ID}), Identity: &rotated})
+	must(t, again.WaitFor(wait, HasPeers("peer")))
+	after := again.Netmap().Self
+	if after.ID != before.ID || after.Name != before.Name || after.Addresses[0] != before.Addresses[0] || after.NodeKey == before.NodeKey {
+		t.Fatalf("re-auth: before %+v after %+v; want the same node, address and name under a new node key", before, after)
+	}
+	if after.Expired || after.KeyExpiry.Before(time.Now()) {
+		t.Fatal("re-auth did not renew the key expiry")
+	}
+	must(t, peer.WaitFor(wait, func(nm *controlclient.Netmap) bool {
+		return len(nm.Peers) == 1 && nm.Peers[0].NodeKey == after.NodeKey
+	}))
+}
