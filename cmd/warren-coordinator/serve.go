@@ -41,6 +41,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	keyExpiry := fs.Duration("key-expiry", registry.DefaultKeyExpiry, "node key lifetime for user nodes (tagged nodes never expire)")
 	grace := fs.Duration("ephemeral-grace", registry.DefaultEphemeralGrace, "how long an ephemeral node may be offline before it is deleted")
 	bootstrap := fs.String("bootstrap-user", "", "create this admin user (if missing) and a reusable pre-auth key for it, and print how to join")
+	requireApproval := fs.Bool("require-approval", false, "new user devices wait until an admin approves them (warren-coordinator nodes approve ID)")
 	noRelay := fs.Bool("no-relay", false, "do not embed a DERP relay (nodes then need --derp-map regions)")
 	stunListen := fs.String("stun-listen", ":3478", "UDP address of the embedded STUN server (\"\" for none)")
 	derpMapPath := fs.String("derp-map", "", "JSON file of further relay regions ({\"regions\": [{\"id\", \"code\", \"url\", \"stun\"}]}), e.g. warren-derp servers")
@@ -74,7 +75,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	c, err := coordinator.New(ctx, coordinator.Config{StateDir: *stateDir, Domain: *domain, Logger: logger,
-		KeyExpiry: *keyExpiry, EphemeralGrace: *grace, PolicyPath: *policyPath, Relay: relay})
+		KeyExpiry: *keyExpiry, EphemeralGrace: *grace, PolicyPath: *policyPath, Relay: relay,
+		RequireApproval: *requireApproval})
 	if err != nil {
 		return err
 	}
