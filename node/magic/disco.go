@@ -119,9 +119,13 @@ func (c *Conn) ping(p *peer, addr netip.AddrPort, force bool) {
 	now := c.now()
 	tx := disco.NewTxID()
 	p.mu.Lock()
-	if !force && now-p.lastPing[addr] < int64(pingPerAddr) {
+	last, pinged := p.lastPing[addr] // (a missing entry is not a ping at time 0, when the Conn started)
+	if !force && pinged && now-last < int64(pingPerAddr) {
 		p.mu.Unlock()
 		return
+	}
+	if !pinged && len(p.lastPing) >= maxLastPing {
+		p.pruneLastPingLocked(now) // addresses come from pings and call-me-maybes: keep the map bounded
 	}
 	p.lastPing[addr] = now
 	if len(p.pending) >= maxPending {
@@ -265,7 +269,13 @@ func (c *Conn) tend(p *peer, now int64) {
 		return
 	}
 	if p.best.Load() != nil {
-		c.remeasure() // a direct path was lost: same reason
+		if now-p.trustUntil.Load() > int64(lostPathMemory) {
+			// Long dead: stop sending copies there; discovery finds a
+			// path again if one comes back.
+			p.best.Store(nil)
+		} else {
+			c.remeasure() // a direct path was lost: same reason
+		}
 	}
 	if now-p.lastDiscovery.Load() >= p.discoveryInterval() {
 		c.discover(p, now)

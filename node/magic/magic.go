@@ -55,6 +55,9 @@ const (
 	netcheckInterval = 30 * time.Second
 	// tickInterval is the resolution of the path maintenance loop.
 	tickInterval = 250 * time.Millisecond
+	// lostPathMemory is how long a direct path that stopped answering
+	// still gets copies of relayed packets (it may come back).
+	lostPathMemory = 10 * time.Second
 	// remeasureInterval limits the extra network checks a failing direct
 	// path triggers.
 	remeasureInterval = 5 * time.Second
@@ -115,6 +118,7 @@ type Conn struct {
 
 	lastRemeasure atomic.Int64 // c.now of the last remeasure request
 
+	adSend    sync.Mutex // serialises readvertise, OnChange included
 	adMu      sync.Mutex // guards the advertised state
 	report    *netcheck.Report
 	advertise []netip.AddrPort
@@ -268,6 +272,10 @@ func (c *Conn) measure() {
 // the STUN-learned one) and calls OnChange when they or the home region
 // changed. rep, when non-nil, is a fresh measurement.
 func (c *Conn) readvertise(rep *netcheck.Report) {
+	// One at a time, through OnChange too, so that the coordinator hears
+	// the changes in the order they happened.
+	c.adSend.Lock()
+	defer c.adSend.Unlock()
 	c.mu.Lock()
 	port := c.port
 	c.mu.Unlock()

@@ -23,6 +23,7 @@ const (
 	maxPending      = 64                     // pings awaiting a pong, per peer
 	pendingLifetime = 5 * time.Second        // a ping unanswered for this long is given up
 	pingPerAddr     = 500 * time.Millisecond // at most one ping per address this often, outside heartbeats
+	maxLastPing     = 4 * maxPending         // addresses whose last ping time is kept (for pingPerAddr)
 )
 
 // peerIndex is an immutable snapshot of the peers, read on the packet
@@ -135,6 +136,9 @@ func (c *Conn) SetPeers(nodes []wire.Node) {
 				learned: map[netip.AddrPort]int64{}, pending: map[[12]byte]sentPing{}, lastPing: map[netip.AddrPort]int64{}}
 			p.lastDiscovery.Store(-int64(time.Hour))
 			p.wakeAt.Store(-int64(time.Hour))
+			// Nothing sent yet: not active (the clock starts at 0 when the
+			// Conn does, so a zero would count as a send at start-up).
+			p.lastSend.Store(-int64(time.Hour))
 		}
 		p.mu.Lock()
 		if p.disco != n.DiscoKey {
@@ -225,8 +229,12 @@ func (p *peer) learn(addr netip.AddrPort) bool {
 	}
 	p.learned[addr] = now
 	if !known && len(p.learned) > maxLearned {
+		best := p.best.Load()
 		oldest, at := netip.AddrPort{}, now+1
 		for a, t := range p.learned {
+			if best != nil && best.addr == a {
+				continue // still the path in use (as in expireLearned)
+			}
 			if t < at {
 				oldest, at = a, t
 			}
@@ -264,7 +272,23 @@ func (p *peer) expireLearned(now int64) bool {
 			delete(p.pending, tx)
 		}
 	}
+	p.pruneLastPingLocked(now)
 	return changed
+}
+
+// pruneLastPingLocked forgets ping times older than pingPerAddr (they no
+// longer hold a ping back); if that leaves maxLastPing or more, it forgets
+// them all, which at worst lets one more ping per address through.
+// Callers hold p.mu.
+func (p *peer) pruneLastPingLocked(now int64) {
+	for a, t := range p.lastPing {
+		if now-t >= int64(pingPerAddr) {
+			delete(p.lastPing, a)
+		}
+	}
+	if len(p.lastPing) >= maxLastPing {
+		clear(p.lastPing)
+	}
 }
 
 // trusted reports whether the direct path may carry traffic alone.
