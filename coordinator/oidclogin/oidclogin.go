@@ -1,0 +1,348 @@
+// Package oidclogin is the coordinator's interactive login: the OpenID
+// Connect authorization code flow with PKCE (S256), implementing auth.Login.
+//
+// A node that joins without a pre-auth key gets a short coordinator URL from
+// Begin (StartPath + a random login ID). The user opens it; the coordinator
+// sets a cookie that binds this browser to the login and redirects to the
+// OpenID Provider with a fresh state, nonce and PKCE challenge. The provider
+// sends the browser back to CallbackPath, where the code is exchanged, the ID
+// token verified (signature, issuer, audience, expiry, nonce) and its claims
+// checked against the configured rules (email domain, required claims). The
+// identity (issuer + subject) is then mapped to a stored user, whose groups
+// and MFA time are refreshed, and Wait returns that user.
+//
+// The package must never log or audit tokens, authorization codes, state,
+// nonce, PKCE verifiers or the client secret, and it must never accept an ID
+// token it has not verified itself. It starts no goroutines of its own:
+// pending logins are swept when new ones begin, and every Wait ends with its
+// context, its login's timeout, or the login's outcome.
+package oidclogin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+
+	"github.com/warrenmesh/warren/coordinator/audit"
+	"github.com/warrenmesh/warren/coordinator/store"
+	"github.com/warrenmesh/warren/internal/key"
+)
+
+// Paths served by Handler, relative to the coordinator's public URL.
+const (
+	// CallbackPath is where the OpenID Provider sends the browser back; the
+	// provider's client registration must list RedirectURL, which ends with
+	// it.
+	CallbackPath = "/login/oidc/callback"
+	// StartPath, followed by a login ID, is the URL Begin hands out.
+	StartPath = "/login/oidc/start/"
+)
+
+// Defaults for Config fields left empty.
+var (
+	DefaultScopes     = []string{oidc.ScopeOpenID, "email", "profile"}
+	DefaultMFAMethods = []string{"mfa", "otp", "hwk", "swk", "sms", "fpt"}
+)
+
+const (
+	// DefaultGroupsClaim is the claim read for the user's groups.
+	DefaultGroupsClaim = "groups"
+	// DefaultLoginTimeout bounds how long a login may take.
+	DefaultLoginTimeout = 10 * time.Minute
+	// defaultMaxPending bounds the logins in progress at once.
+	defaultMaxPending = 1000
+	// exchangeTimeout bounds the calls to the provider during a callback.
+	exchangeTimeout = 30 * time.Second
+	// auditAction is the action of every audit event this package writes.
+	auditAction = "login.oidc"
+)
+
+// Errors returned by Begin and Wait. Refusals wrap ErrRefused, so callers
+// can tell a policy decision from a failure.
+var (
+	// ErrUnknownLogin means the URL given to Wait was not handed out by
+	// Begin for this machine, or the login has expired and been forgotten.
+	ErrUnknownLogin = errors.New("unknown or expired login URL: run 'warren up' again to get a new one")
+	// ErrLoginTimeout means the user did not complete the login in time.
+	ErrLoginTimeout = errors.New("login not completed in time: run 'warren up' again and finish signing in within the time limit")
+	// ErrSuperseded means the machine began a newer login.
+	ErrSuperseded = errors.New("login replaced by a newer login from the same machine: use the newest login URL")
+	// ErrTooManyLogins means the limit of logins in progress is reached.
+	ErrTooManyLogins = errors.New("too many logins in progress on this coordinator: try again in a few minutes")
+	// ErrRefused is wrapped by every refusal: the identity provider said
+	// no, the ID token did not verify, or the claims broke a rule.
+	ErrRefused = errors.New("login refused")
+	// ErrAccountDisabled is returned (wrapping ErrRefused) when the user
+	// signed in but their account on this coordinator is disabled.
+	ErrAccountDisabled = fmt.Errorf("%w: the account is disabled", ErrRefused)
+)
+
+// Config configures a Login. Issuer, ClientID, RedirectURL and Store are
+// required; every other field has a working zero value.
+type Config struct {
+	// Issuer is the OpenID Provider's issuer URL exactly as its discovery
+	// document states it, e.g. https://login.microsoftonline.com/TENANT/v2.0.
+	Issuer string
+	// ClientID and ClientSecret are this coordinator's registration at the
+	// provider. ClientSecret is empty for a public client (PKCE only).
+	ClientID     string
+	ClientSecret string
+	// RedirectURL is the coordinator's public URL followed by CallbackPath.
+	// If the public URL has a path prefix, mount Handler under that prefix
+	// with http.StripPrefix.
+	RedirectURL string
+	// Scopes requested; default DefaultScopes. "openid" is always added.
+	// Add "groups" if the provider needs it to send the groups claim.
+	Scopes []string
+	// AllowedDomains are the email domains that may sign in (exact match,
+	// case-insensitive; subdomains are not included). Empty allows any
+	// domain the provider vouches for, which New warns about.
+	AllowedDomains []string
+	// RequiredClaims maps a claim to the string value it must have (e.g.
+	// "hd": "example.com"); a missing or different claim refuses the login.
+	RequiredClaims map[string]string
+	// GroupsClaim is the claim (a string or a list of strings) whose values
+	// become the user's groups; policy refers to IdP group x as group:x.
+	// Default DefaultGroupsClaim.
+	GroupsClaim string
+	// MFAMethods are amr values that mean a second factor was used; default
+	// DefaultMFAMethods.
+	MFAMethods []string
+	// MFAACRs are acr values that mean MFA (provider-specific); none by
+	// default.
+	MFAACRs []string
+	// LoginTimeout is how long a login may take from Begin; default
+	// DefaultLoginTimeout.
+	LoginTimeout time.Duration
+	// Store holds the users.
+	Store store.Store
+	// Audit receives one "login.oidc" event per outcome; nil records none.
+	Audit *audit.Log
+	// OnUserChanged, if set, is called after a login changed an existing
+	// user's groups or MFA time, so that the user's nodes can be
+	// republished.
+	OnUserChanged func(ctx context.Context, id store.UserID)
+	// HTTPClient is used for discovery, keys, the token and userinfo
+	// endpoints; default a client with a 30 s timeout.
+	HTTPClient *http.Client
+	// Logger receives operational messages (never secrets); default none.
+	Logger *slog.Logger
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// Login runs OIDC logins for nodes. It implements auth.Login; create it
+// with New and serve Handler on the coordinator's public listener. All
+// methods are safe for concurrent use.
+type Login struct {
+	cfg          Config
+	log          *slog.Logger
+	provider     *oidc.Provider
+	verifier     *oidc.IDTokenVerifier
+	oauth        oauth2.Config
+	startBase    string // absolute URL of StartPath (with any prefix)
+	callbackPath string // path of RedirectURL, for the binding cookie
+	secure       bool   // RedirectURL is https: cookies get Secure
+	maxPending   int
+
+	mu        sync.Mutex
+	byID      map[string]*pending
+	byState   map[string]*pending
+	byMachine map[key.MachinePublic]*pending
+	expired   []key.MachinePublic // timed out, not yet audited
+}
+
+// New checks cfg, fills in defaults and discovers the provider at
+// cfg.Issuer (ctx bounds the discovery request only).
+func New(ctx context.Context, cfg Config) (*Login, error) {
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	redirect, err := url.Parse(cfg.RedirectURL)
+	if err != nil || (redirect.Scheme != "https" && redirect.Scheme != "http") || redirect.Host == "" {
+		return nil, fmt.Errorf("oidc login: RedirectURL %q is not an absolute http(s) URL: set it to the coordinator's public URL + %s", cfg.RedirectURL, CallbackPath)
+	}
+	if !strings.HasSuffix(redirect.Path, CallbackPath) || redirect.RawQuery != "" || redirect.Fragment != "" {
+		return nil, fmt.Errorf("oidc login: RedirectURL %q must be the coordinator's public URL + %s, without query", cfg.RedirectURL, CallbackPath)
+	}
+	prefix := strings.TrimSuffix(redirect.Path, CallbackPath)
+	base := &url.URL{Scheme: redirect.Scheme, Host: redirect.Host, Path: prefix + StartPath}
+
+	log := cfg.Logger
+	if redirect.Scheme == "http" && !isLoopback(redirect.Hostname()) {
+		log.Warn("oidc login: RedirectURL is plain http; authorization codes and cookies can be intercepted, use https", "redirect_url", cfg.RedirectURL)
+	}
+	if len(cfg.AllowedDomains) == 0 {
+		log.Warn("oidc login: AllowedDomains is empty, so anyone the identity provider authenticates can sign in and be created as a user", "issuer", cfg.Issuer)
+	}
+
+	provider, err := oidc.NewProvider(oidc.ClientContext(ctx, cfg.HTTPClient), cfg.Issuer)
+	if err != nil {
+		var mismatch *oidc.IssuerMismatchError
+		if errors.As(err, &mismatch) {
+			return nil, fmt.Errorf("oidc login: the provider at %q says its issuer is %q: set Issuer to exactly that value (mind a trailing slash)", mismatch.Provided, mismatch.Discovered)
+		}
+		return nil, fmt.Errorf("oidc login: discover OpenID Provider %q: %w (check Issuer and that the coordinator can reach %s/.well-known/openid-configuration)", cfg.Issuer, err, strings.TrimSuffix(cfg.Issuer, "/"))
+	}
+	var meta struct {
+		PKCEMethods []string `json:"code_challenge_methods_supported"`
+	}
+	if err := provider.Claims(&meta); err == nil && len(meta.PKCEMethods) > 0 && !slices.Contains(meta.PKCEMethods, "S256") {
+		log.Warn("oidc login: the provider does not advertise PKCE S256; logins may fail", "issuer", cfg.Issuer, "methods", meta.PKCEMethods)
+	}
+
+	endpoint := provider.Endpoint()
+	if cfg.ClientSecret == "" {
+		// A public client authenticates with PKCE only: send client_id in
+		// the form, not an empty Basic password.
+		endpoint.AuthStyle = oauth2.AuthStyleInParams
+	}
+	l := &Login{
+		cfg:      cfg,
+		log:      log,
+		provider: provider,
+		verifier: provider.Verifier(&oidc.Config{ClientID: cfg.ClientID, Now: cfg.Now}),
+		oauth: oauth2.Config{
+			ClientID:     cfg.ClientID,
+			ClientSecret: cfg.ClientSecret,
+			Endpoint:     endpoint,
+			RedirectURL:  cfg.RedirectURL,
+			Scopes:       cfg.Scopes,
+		},
+		startBase:    base.String(),
+		callbackPath: redirect.Path,
+		secure:       redirect.Scheme == "https",
+		maxPending:   defaultMaxPending,
+		byID:         make(map[string]*pending),
+		byState:      make(map[string]*pending),
+		byMachine:    make(map[key.MachinePublic]*pending),
+	}
+	return l, nil
+}
+
+// fill checks the required fields and sets defaults.
+func (c *Config) fill() error {
+	var missing []string
+	if c.Issuer == "" {
+		missing = append(missing, "Issuer")
+	}
+	if c.ClientID == "" {
+		missing = append(missing, "ClientID")
+	}
+	if c.RedirectURL == "" {
+		missing = append(missing, "RedirectURL")
+	}
+	if c.Store == nil {
+		missing = append(missing, "Store")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("oidc login: missing %s in the configuration", strings.Join(missing, ", "))
+	}
+	if len(c.Scopes) == 0 {
+		c.Scopes = slices.Clone(DefaultScopes)
+	}
+	if !slices.Contains(c.Scopes, oidc.ScopeOpenID) {
+		c.Scopes = append([]string{oidc.ScopeOpenID}, c.Scopes...)
+	}
+	domains := make([]string, 0, len(c.AllowedDomains))
+	for _, d := range c.AllowedDomains {
+		d = strings.ToLower(strings.TrimPrefix(strings.TrimSpace(d), "@"))
+		if d != "" {
+			domains = append(domains, d)
+		}
+	}
+	c.AllowedDomains = domains
+	if c.GroupsClaim == "" {
+		c.GroupsClaim = DefaultGroupsClaim
+	}
+	if len(c.MFAMethods) == 0 {
+		c.MFAMethods = slices.Clone(DefaultMFAMethods)
+	}
+	if c.LoginTimeout <= 0 {
+		c.LoginTimeout = DefaultLoginTimeout
+	}
+	if c.HTTPClient == nil {
+		c.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return nil
+}
+
+// isLoopback reports whether host names the local machine.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Begin starts a login for machine and returns the coordinator URL the user
+// must open. A login the machine began earlier and has not finished is
+// replaced (its Wait returns ErrSuperseded).
+func (l *Login) Begin(ctx context.Context, machine key.MachinePublic) (string, error) {
+	if machine.IsZero() {
+		return "", errors.New("oidc login: begin: zero machine key")
+	}
+	p, err := l.add(machine)
+	l.reportExpired(ctx)
+	if err != nil {
+		l.record(ctx, audit.Event{Actor: "node:" + machine.String(), Outcome: audit.Denied,
+			Detail: map[string]any{"step": "begin", "reason": err.Error()}})
+		return "", err
+	}
+	return l.startBase + p.id, nil
+}
+
+// Wait blocks until the login at loginURL, which Begin returned for the
+// same machine, completes, fails or times out, or ctx ends. It returns the
+// stored user on success. Wait may be called again for the same URL (for
+// example after a reconnect) until the login expires.
+func (l *Login) Wait(ctx context.Context, machine key.MachinePublic, loginURL string) (store.User, error) {
+	p := l.lookup(machine, loginURL)
+	l.reportExpired(ctx)
+	if p == nil {
+		l.record(ctx, audit.Event{Actor: "node:" + machine.String(), Outcome: audit.Denied,
+			Detail: map[string]any{"step": "wait", "reason": "unknown or expired login URL"}})
+		return store.User{}, ErrUnknownLogin
+	}
+	timer := time.NewTimer(max(p.expires.Sub(l.cfg.Now()), 0))
+	defer timer.Stop()
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+		return store.User{}, fmt.Errorf("oidc login: wait: %w", ctx.Err())
+	case <-timer.C:
+		l.mu.Lock()
+		l.expireLocked(p)
+		l.mu.Unlock()
+		l.reportExpired(ctx)
+	}
+	return p.result()
+}
+
+// record writes an audit event for this package's action, if auditing is
+// configured.
+func (l *Login) record(ctx context.Context, e audit.Event) {
+	if l.cfg.Audit == nil {
+		return
+	}
+	e.Action = auditAction
+	_ = l.cfg.Audit.Record(context.WithoutCancel(ctx), e)
+}
