@@ -24,7 +24,6 @@ import (
 
 	"github.com/warrenmesh/warren/coordinator/api"
 	"github.com/warrenmesh/warren/coordinator/audit"
-	"github.com/warrenmesh/warren/coordinator/auth"
 	"github.com/warrenmesh/warren/coordinator/control"
 	"github.com/warrenmesh/warren/coordinator/netmap"
 	"github.com/warrenmesh/warren/coordinator/policyfile"
@@ -42,10 +41,9 @@ type Config struct {
 	StateDir string
 	// Domain is the mesh DNS domain; default "warren.internal".
 	Domain string
-	// Login enables interactive login (OIDC or local users); LoginHandler
-	// serves its browser pages under /login/.
-	Login        auth.Login
-	LoginHandler http.Handler
+	// Login enables interactive login (OIDC and/or local users); its
+	// browser pages are served under /login/ by Handler.
+	Login LoginConfig
 	// RequireApproval makes new user nodes wait for an admin's approval.
 	RequireApproval bool
 	Logger          *slog.Logger
@@ -78,6 +76,7 @@ type Coordinator struct {
 	relay    *derp.Server   // embedded relay, nil when disabled
 	stun     net.PacketConn // embedded STUN server's socket, nil when none
 	derpMap  *wire.DERPMap
+	logins   logins // interactive login, zero when not configured
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -135,8 +134,17 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 		st.Close()
 		return nil, fmt.Errorf("coordinator: %w", err)
 	}
+	c.logins, err = c.buildLogin(ctx, cfg.Login, st, func(ctx context.Context, id store.UserID) {
+		if err := c.registry.RepublishUser(ctx, id); err != nil {
+			c.log.Warn("republish a user's nodes after their login", "user", id, "err", err)
+		}
+	})
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("coordinator: %w", err)
+	}
 	c.registry, err = registry.New(ctx, registry.Config{
-		Store: st, Engine: c.engine, Audit: c.audit, Login: cfg.Login, Logger: cfg.Logger,
+		Store: st, Engine: c.engine, Audit: c.audit, Login: c.logins.login, Logger: cfg.Logger,
 		KeyExpiry: cfg.KeyExpiry, EphemeralGrace: cfg.EphemeralGrace, RequireApproval: cfg.RequireApproval,
 		MayTag: func(o policy.Owner, tag string) bool { return c.policy.Current().MayTag(o, tag) },
 	})
@@ -200,8 +208,8 @@ func (c *Coordinator) Handler() http.Handler {
 		mux.Handle(RelayPath, c.relay)
 		mux.Handle(RelayPath+"/", c.relay)
 	}
-	if c.cfg.LoginHandler != nil {
-		mux.Handle("/login/", c.cfg.LoginHandler)
+	if c.logins.handler != nil {
+		mux.Handle("/login/", c.logins.handler)
 	}
 	if c.cfg.Relay.AdmitToken != "" {
 		mux.HandleFunc("GET "+RelayAdmitPath, c.serveRelayAdmit)
@@ -275,6 +283,9 @@ func (c *Coordinator) Close() error {
 		c.relay.Close()
 	}
 	c.registry.Close()
+	if c.logins.local != nil {
+		c.logins.local.Close()
+	}
 	c.cancel()
 	if c.stun != nil {
 		c.stun.Close()

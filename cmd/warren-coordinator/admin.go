@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -130,6 +131,21 @@ func when(t time.Time) string {
 	return t.Local().Format("2006-01-02 15:04")
 }
 
+// signIn says how a user can sign in interactively.
+func signIn(u api.User) string {
+	var ways []string
+	if u.Issuer != "" {
+		ways = append(ways, "sso")
+	}
+	if u.Password {
+		ways = append(ways, "password")
+	}
+	if u.TOTP {
+		ways = append(ways, "totp")
+	}
+	return orDash(strings.Join(ways, "+"))
+}
+
 func orDash(s string) string {
 	if s == "" {
 		return "-"
@@ -146,9 +162,14 @@ var adminCommands = map[string]func(*command, []string) error{
 		if err != nil {
 			return err
 		}
-		return c.print(users, "ID\tNAME\tROLE\tGROUPS\tDISABLED\tCREATED", func(w io.Writer) {
+		return c.print(users, "ID\tNAME\tROLE\tGROUPS\tSIGN-IN\tLAST MFA\tDISABLED\tCREATED", func(w io.Writer) {
 			for _, u := range users {
-				fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%v\t%s\n", u.ID, u.Name, u.Role, orDash(strings.Join(u.Groups, ",")), u.Disabled, when(u.Created))
+				lastMFA := "-"
+				if u.LastMFA != nil {
+					lastMFA = when(*u.LastMFA)
+				}
+				fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%v\t%s\n", u.ID, u.Name, u.Role, orDash(strings.Join(u.Groups, ",")),
+					signIn(u), lastMFA, u.Disabled, when(u.Created))
 			}
 		})
 	},
@@ -169,6 +190,8 @@ var adminCommands = map[string]func(*command, []string) error{
 		}
 		return c.print(u, "ID\tNAME\tROLE", func(w io.Writer) { fmt.Fprintf(w, "%d\t%s\t%s\n", u.ID, u.Name, u.Role) })
 	},
+	"users passwd":  usersPasswd,
+	"users totp":    usersTOTP,
 	"users disable": func(c *command, args []string) error { return setDisabled(c, args, true) },
 	"users enable":  func(c *command, args []string) error { return setDisabled(c, args, false) },
 	"users delete": func(c *command, args []string) error {
@@ -214,6 +237,26 @@ var adminCommands = map[string]func(*command, []string) error{
 	},
 	"nodes expire": func(c *command, args []string) error {
 		return nodeChange(c, args, "nodes expire ID", 1, func(id int64) (api.Node, error) { return c.c.ExpireNode(c.ctx, id) })
+	},
+	"nodes key-lifetime": func(c *command, args []string) error {
+		if err := c.parse(args, 2, 2, "nodes key-lifetime ID DURATION|never|default"); err != nil {
+			return err
+		}
+		id, err := c.id(0)
+		if err != nil {
+			return err
+		}
+		lifetime, err := api.ParseKeyLifetime(c.args[1])
+		if err != nil {
+			return err
+		}
+		n, err := c.c.SetKeyLifetime(c.ctx, id, lifetime)
+		if err != nil {
+			return err
+		}
+		return c.print(n, "ID\tNAME\tKEY LIFETIME\tKEY EXPIRY", func(w io.Writer) {
+			fmt.Fprintf(w, "%d\t%s\t%s\t%s\n", n.ID, n.Name, cmp.Or(n.KeyLifetime, "default"), when(n.KeyExpiry))
+		})
 	},
 	"nodes tag": func(c *command, args []string) error {
 		return nodeChange(c, args, "nodes tag ID [TAG...]  (no tags: untag)", -1, func(id int64) (api.Node, error) {

@@ -18,8 +18,9 @@ const usage = `warren-coordinator: the Warren control server and its admin tool.
 Usage:
   warren-coordinator serve [flags]          run the coordinator
   warren-coordinator key [--state-dir DIR]  print the coordinator's public key
-  warren-coordinator users   list | create NAME [--admin] [--email E] [--group G]... | disable USER | enable USER | delete USER
-  warren-coordinator nodes   list | approve ID | expire ID | tag ID TAG... | delete ID
+  warren-coordinator users   list | create NAME [--admin] [--email E] [--group G]... | passwd USER | totp USER
+                             | disable USER | enable USER | delete USER
+  warren-coordinator nodes   list | approve ID | expire ID | key-lifetime ID DURATION|never|default | tag ID TAG... | delete ID
   warren-coordinator keys    list | create --user USER [--reusable] [--ephemeral] [--tag T]... [--ttl D] | revoke ID | expire ID
   warren-coordinator apikeys list | create [--user USER] [--ttl D]
   warren-coordinator audit   [--since D] [--action A] [--limit N]

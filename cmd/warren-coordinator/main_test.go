@@ -11,6 +11,8 @@ import (
 
 	"github.com/warrenmesh/warren/coordinator"
 	"github.com/warrenmesh/warren/coordinator/api"
+	"github.com/warrenmesh/warren/coordinator/store"
+	"github.com/warrenmesh/warren/internal/key"
 )
 
 // startCoordinator runs a coordinator with its admin socket for one test.
@@ -99,7 +101,31 @@ func TestCLI(t *testing.T) {
 		t.Fatal("the audit log shows a plaintext pre-auth key")
 	}
 
+	// A node for nodes key-lifetime, written to the database as a
+	// registration would (the registry reads it from there).
+	st, err := store.Open(context.Background(), filepath.Join(dir, "warren.db"), nil)
+	must(t, err)
+	_, err = st.CreateNode(context.Background(), store.Node{MachineKey: key.NewMachine().Public(), NodeKey: key.NewNode().Public(),
+		DiscoKey: key.NewDisco().Public(), UserID: store.UserID(users[0].ID), Hostname: "laptop"})
+	must(t, err)
+	must(t, st.Close())
+	var node api.Node
+	if err := json.Unmarshal([]byte(mustCLI("nodes", "key-lifetime", "1", "720h", "--json", sd)), &node); err != nil ||
+		node.KeyLifetime != "720h0m0s" || node.KeyExpiry.IsZero() {
+		t.Fatalf("key-lifetime 720h: %+v, %v", node, err)
+	}
+	if out := mustCLI("nodes", "key-lifetime", "1", "never", sd); !strings.Contains(out, "never") || !strings.HasPrefix(out, "ID") {
+		t.Fatalf("key-lifetime never printed:\n%s", out)
+	}
+	if out := mustCLI("nodes", "key-lifetime", sd, "1", "default"); !strings.Contains(out, "default") {
+		t.Fatalf("key-lifetime default printed:\n%s", out)
+	}
+
 	for _, bad := range [][]string{
+		{"nodes", "key-lifetime", "1", "forever", sd},
+		{"nodes", "key-lifetime", "1", "10s", sd},
+		{"nodes", "key-lifetime", "1", sd},
+		{"nodes", "key-lifetime", "999", "720h", sd},
 		{"users", "frobnicate", sd},
 		{"nodes", "delete", "abc", sd},
 		{"users", "create", sd},

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/warrenmesh/warren/coordinator"
+	"github.com/warrenmesh/warren/coordinator/oidclogin"
 	"github.com/warrenmesh/warren/coordinator/registry"
 	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/internal/cli"
@@ -46,6 +47,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	stunListen := fs.String("stun-listen", ":3478", "UDP address of the embedded STUN server (\"\" for none)")
 	derpMapPath := fs.String("derp-map", "", "JSON file of further relay regions ({\"regions\": [{\"id\", \"code\", \"url\", \"stun\"}]}), e.g. warren-derp servers")
 	admitTokenFile := fs.String("relay-admit-token-file", "", "file holding the token standalone relays (warren-derp --admit-token-file) present at "+coordinator.RelayAdmitPath)
+	var login loginFlags
+	login.register(fs)
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
@@ -74,9 +77,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	loginCfg, err := login.config(url)
+	if err != nil {
+		return err
+	}
 	c, err := coordinator.New(ctx, coordinator.Config{StateDir: *stateDir, Domain: *domain, Logger: logger,
 		KeyExpiry: *keyExpiry, EphemeralGrace: *grace, PolicyPath: *policyPath, Relay: relay,
-		RequireApproval: *requireApproval})
+		RequireApproval: *requireApproval, Login: loginCfg})
 	if err != nil {
 		return err
 	}
@@ -89,6 +96,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if a := c.STUNAddr(); a != nil {
 		fmt.Fprintf(stdout, "  STUN:             udp %s\n", a)
+	}
+	if loginCfg.OIDC != nil {
+		fmt.Fprintf(stdout, "  OIDC login:       %s (redirect URL %s%s)\n", loginCfg.OIDC.Issuer, url, oidclogin.CallbackPath)
+	}
+	if loginCfg.Local {
+		fmt.Fprintf(stdout, "  local login:      on (warren-coordinator users passwd / users totp)\n")
 	}
 	sock := filepath.Join(*stateDir, "admin.sock")
 	fmt.Fprintf(stdout, "  admin socket:     %s\n", sock)

@@ -10,8 +10,10 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/warrenmesh/warren/coordinator/policyfile"
+	"github.com/warrenmesh/warren/coordinator/registry"
 )
 
 // Client calls the admin API, over the coordinator's unix socket or over
@@ -147,6 +149,15 @@ func (c *Client) ExpireNode(ctx context.Context, id int64) (Node, error) {
 // TagNode replaces a node's tags.
 func (c *Client) TagNode(ctx context.Context, id int64, tags []string) (Node, error) {
 	return call[Node](ctx, c, "POST", fmt.Sprintf("/api/v1/nodes/%d/tags", id), SetTagsRequest{Tags: tags})
+}
+
+// SetKeyLifetime overrides how long a node's keys last (admins only):
+// 0 returns it to the coordinator's default, negative
+// (store.KeyLifetimeNever) means never. The node's key then expires
+// lifetime from now.
+func (c *Client) SetKeyLifetime(ctx context.Context, id int64, lifetime time.Duration) (Node, error) {
+	return call[Node](ctx, c, "POST", fmt.Sprintf("/api/v1/nodes/%d/key-lifetime", id),
+		SetKeyLifetimeRequest{Lifetime: registry.FormatKeyLifetime(lifetime)})
 }
 
 // DeleteNode deletes a node.

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -21,6 +22,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /api/v1/nodes/{id}/expire", s.expireNode)
 	m.HandleFunc("POST /api/v1/nodes/{id}/approve", s.approveNode)
 	m.HandleFunc("POST /api/v1/nodes/{id}/tags", s.tagNode)
+	m.HandleFunc("POST /api/v1/nodes/{id}/key-lifetime", s.setKeyLifetime)
 	m.HandleFunc("DELETE /api/v1/nodes/{id}", s.deleteNode)
 	m.HandleFunc("GET /api/v1/authkeys", s.listAuthKeys)
 	m.HandleFunc("POST /api/v1/authkeys", s.createAuthKey)
@@ -30,6 +32,7 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /api/v1/apikeys", s.createAPIKey)
 	m.HandleFunc("GET /api/v1/audit", s.listAudit)
 	s.policyRoutes()
+	s.credentialRoutes()
 }
 
 func (s *Server) whoami(w http.ResponseWriter, r *http.Request) {
@@ -155,6 +158,23 @@ func (s *Server) tagNode(w http.ResponseWriter, r *http.Request) {
 	}
 	s.nodeChange(w, r, func(id store.NodeID) error {
 		_, err := s.cfg.Registry.SetTags(r.Context(), actorFrom(r.Context()), id, req.Tags)
+		return err
+	})
+}
+
+func (s *Server) setKeyLifetime(w http.ResponseWriter, r *http.Request) {
+	var req SetKeyLifetimeRequest
+	if err := readJSON(r, &req); err != nil {
+		writeErr(w, err)
+		return
+	}
+	lifetime, err := ParseKeyLifetime(req.Lifetime)
+	if err != nil {
+		writeErr(w, fmt.Errorf("%w: %w", errBadBody, err))
+		return
+	}
+	s.nodeChange(w, r, func(id store.NodeID) error {
+		_, err := s.cfg.Registry.SetKeyLifetime(r.Context(), actorFrom(r.Context()), id, lifetime)
 		return err
 	})
 }

@@ -9,6 +9,7 @@
 package api
 
 import (
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -25,6 +26,14 @@ type User struct {
 	Role     string    `json:"role"`
 	Disabled bool      `json:"disabled"`
 	Created  time.Time `json:"created"`
+	// Issuer is the OpenID Provider the user signs in at ("" for none).
+	Issuer string `json:"issuer,omitempty"`
+	// LastMFA is when the user last signed in with a second factor.
+	LastMFA *time.Time `json:"lastMFA,omitempty"`
+	// Password and TOTP report whether local-login credentials are set
+	// (never the credentials themselves).
+	Password bool `json:"password"`
+	TOTP     bool `json:"totp"`
 }
 
 // CreateUserRequest is the body of POST /api/v1/users.
@@ -55,6 +64,34 @@ type Node struct {
 	Endpoints  []netip.AddrPort `json:"endpoints,omitempty"`
 	// Pending is set while the node waits for an admin's approval.
 	Pending bool `json:"pending,omitempty"`
+	// KeyLifetime is the node's own key lifetime, "720h0m0s" or "never";
+	// empty when the node has the coordinator's default.
+	KeyLifetime string `json:"keyLifetime,omitempty"`
+}
+
+// SetKeyLifetimeRequest is the body of POST /api/v1/nodes/{id}/key-lifetime.
+type SetKeyLifetimeRequest struct {
+	// Lifetime is a duration ("720h"), "never" or "default"; see
+	// ParseKeyLifetime.
+	Lifetime string `json:"lifetime"`
+}
+
+// ParseKeyLifetime reads a node key lifetime as the API and CLI take it:
+// "default" (0: the coordinator's --key-expiry), "never"
+// (store.KeyLifetimeNever) or a positive duration such as "720h". The
+// registry checks the duration's bounds.
+func ParseKeyLifetime(s string) (time.Duration, error) {
+	switch s {
+	case "default":
+		return 0, nil
+	case "never":
+		return store.KeyLifetimeNever, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("key lifetime %q: want a positive duration such as 720h, never or default", s)
+	}
+	return d, nil
 }
 
 // SetTagsRequest is the body of POST /api/v1/nodes/{id}/tags.
@@ -141,14 +178,30 @@ func (d *Duration) UnmarshalText(b []byte) error {
 }
 
 func userJSON(u store.User) User {
-	return User{ID: int64(u.ID), Name: u.Name, Email: u.Email, Groups: u.Groups, Role: string(u.Role), Disabled: u.Disabled, Created: u.Created}
+	out := User{ID: int64(u.ID), Name: u.Name, Email: u.Email, Groups: u.Groups, Role: string(u.Role),
+		Disabled: u.Disabled, Created: u.Created, Issuer: u.Issuer,
+		Password: u.PasswordHash != "", TOTP: u.TOTPSecret != ""}
+	if !u.MFAAt.IsZero() {
+		t := u.MFAAt
+		out.LastMFA = &t
+	}
+	return out
 }
 
 func nodeJSON(n registry.NodeInfo) Node {
 	return Node{ID: int64(n.ID), Name: n.Name, Hostname: n.Hostname, User: n.User, Tags: n.Tags,
 		IPv4: n.IPv4, IPv6: n.IPv6, MachineKey: n.MachineKey.String(), NodeKey: n.NodeKey.String(),
 		Online: n.Online, LastSeen: n.LastSeen, Created: n.Created, KeyExpiry: n.KeyExpiry,
-		Expired: n.Expired, Ephemeral: n.Ephemeral, Endpoints: n.Endpoints, Pending: n.Pending}
+		Expired: n.Expired, Ephemeral: n.Ephemeral, Endpoints: n.Endpoints, Pending: n.Pending,
+		KeyLifetime: keyLifetimeJSON(n.KeyLifetime)}
+}
+
+// keyLifetimeJSON is Node.KeyLifetime: empty for the default.
+func keyLifetimeJSON(d time.Duration) string {
+	if d == 0 {
+		return ""
+	}
+	return registry.FormatKeyLifetime(d)
 }
 
 func authKeyJSON(k store.AuthKey, plain string) AuthKey {

@@ -134,6 +134,63 @@ func (r *Registry) ApproveNode(ctx context.Context, a Actor, id store.NodeID) (s
 	})
 }
 
+// Bounds of a node's key lifetime override (SetKeyLifetime).
+const (
+	MinKeyLifetime = time.Minute
+	MaxKeyLifetime = 10 * 365 * 24 * time.Hour
+)
+
+// SetKeyLifetime overrides how long node id's keys last (admins only: a
+// member lengthening their own device's key would defeat the policy).
+// lifetime 0 returns the node to the coordinator's KeyExpiry, negative
+// (store.KeyLifetimeNever) makes its key never expire, and a positive
+// lifetime from MinKeyLifetime to MaxKeyLifetime is used as is, to the
+// second.
+//
+// The node's current key then expires lifetime from now (not from when it
+// last authenticated), so a shorter lifetime takes effect at once. A key
+// that has already expired stays expired: the node re-authenticates and
+// its new key gets the new lifetime. Tagged nodes never expire; their
+// override is kept for when their tags are removed.
+func (r *Registry) SetKeyLifetime(ctx context.Context, a Actor, id store.NodeID, lifetime time.Duration) (store.Node, error) {
+	detail := map[string]any{"lifetime": FormatKeyLifetime(lifetime)}
+	err := a.admin()
+	if err == nil && lifetime > 0 && (lifetime < MinKeyLifetime || lifetime > MaxKeyLifetime) {
+		err = fmt.Errorf("%w: key lifetime %v is outside %v to %v (use never for keys that do not expire, default for the coordinator's --key-expiry)",
+			ErrBadRequest, lifetime, MinKeyLifetime, MaxKeyLifetime)
+	}
+	if err != nil {
+		_ = r.record(ctx, a, "node.key-lifetime", fmt.Sprintf("node:%d", id), detail, err)
+		return store.Node{}, err
+	}
+	if lifetime < 0 {
+		lifetime = store.KeyLifetimeNever
+	} else {
+		lifetime = lifetime.Truncate(time.Second) // as the store keeps it
+	}
+	return r.changeNode(ctx, a, id, "node.key-lifetime", detail, func(n *store.Node) error {
+		detail["previous"] = FormatKeyLifetime(n.KeyLifetime)
+		n.KeyLifetime = lifetime
+		if !n.Expired(r.now()) {
+			n.KeyExpiry = r.expiryFor(n)
+		}
+		return nil
+	})
+}
+
+// FormatKeyLifetime writes a node's key lifetime override as people and
+// the audit log read it: "default" (0), "never" (negative) or a duration
+// such as "720h0m0s".
+func FormatKeyLifetime(d time.Duration) string {
+	switch {
+	case d == 0:
+		return "default"
+	case d < 0:
+		return "never"
+	}
+	return d.String()
+}
+
 // Logout is a node's own request to leave: its key expires now (so it
 // loses every peer and needs a key or login to come back, keeping its
 // address), or, for an ephemeral node, it is deleted.

@@ -220,11 +220,18 @@ func (r *Registry) bind(ctx context.Context, q store.Queries, machine key.Machin
 	return q.UpdateNode(ctx, n)
 }
 
+// expiryFor returns when a key n gets now expires (zero: never): tagged
+// nodes never expire; a user's node lasts its own KeyLifetime if it has
+// one, else the coordinator's KeyExpiry.
 func (r *Registry) expiryFor(n *store.Node) (t time.Time) {
-	if n.Tagged() || r.keyExpiry < 0 {
+	lifetime := r.keyExpiry
+	if n.KeyLifetime != 0 {
+		lifetime = n.KeyLifetime
+	}
+	if n.Tagged() || lifetime < 0 {
 		return t
 	}
-	return r.now().Add(r.keyExpiry)
+	return r.now().Add(lifetime)
 }
 
 // sameKey reports whether authKey is empty or is the pre-auth key with ID

@@ -185,6 +185,7 @@ func TestNodeRoundTrip(t *testing.T) {
 		Ephemeral:  true,
 		AuthKeyID:  5,
 	}
+	want.KeyLifetime = 720 * time.Hour
 	got, err := s.CreateNode(ctx, want)
 	must(t, err)
 	want.ID, want.Name = got.ID, "db-server"
@@ -213,6 +214,7 @@ func TestNodeRoundTrip(t *testing.T) {
 	upd.UserID, upd.Tags, upd.Endpoints = 8, nil, nil
 	upd.LastSeen, upd.KeyExpiry = time.Time{}, time.Time{}
 	upd.HomeRelay, upd.Ephemeral, upd.AuthKeyID = 0, false, 0
+	upd.KeyLifetime = KeyLifetimeNever
 	upd.Created, upd.IPv4, upd.IPv6 = time.Unix(1, 0), netip.MustParseAddr("100.64.0.99"), netip.Addr{}
 	upd.Name = "ignored"
 	got, err = s.UpdateNode(ctx, upd)

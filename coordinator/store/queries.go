@@ -49,6 +49,22 @@ func fromJSON[T any](s string, what string) ([]T, error) {
 	return v, nil
 }
 
+// lifetimeSeconds is Node.KeyLifetime as stored: whole seconds, 0 for the
+// default, -1 for never.
+func lifetimeSeconds(d time.Duration) int64 {
+	if d < 0 {
+		return -1
+	}
+	return int64(d / time.Second)
+}
+
+func fromLifetimeSeconds(s int64) time.Duration {
+	if s < 0 {
+		return KeyLifetimeNever
+	}
+	return time.Duration(s) * time.Second
+}
+
 func boolInt(b bool) int {
 	if b {
 		return 1
@@ -166,17 +182,18 @@ func list[T any](ctx context.Context, q queries, what, query string, scan func(i
 
 // Nodes.
 
-const nodeCols = `id, machine_key, node_key, disco_key, user_id, tags, ipv4, ipv6, hostname, name, created, last_seen, key_expiry, endpoints, home_relay, ephemeral, auth_key_id, pending`
+const nodeCols = `id, machine_key, node_key, disco_key, user_id, tags, ipv4, ipv6, hostname, name, created, last_seen, key_expiry, endpoints, home_relay, ephemeral, auth_key_id, pending, key_lifetime_seconds`
 
 func scanNode(row interface{ Scan(...any) error }) (Node, error) {
 	var n Node
 	var mk, nk, dk, tags, v4, v6, eps string
-	var created, seen, expiry int64
+	var created, seen, expiry, lifetime int64
 	if err := row.Scan(&n.ID, &mk, &nk, &dk, &n.UserID, &tags, &v4, &v6, &n.Hostname, &n.Name, &created, &seen, &expiry,
-		&eps, &n.HomeRelay, &n.Ephemeral, &n.AuthKeyID, &n.Pending); err != nil {
+		&eps, &n.HomeRelay, &n.Ephemeral, &n.AuthKeyID, &n.Pending, &lifetime); err != nil {
 		return n, wrapErr(err)
 	}
 	n.Created, n.LastSeen, n.KeyExpiry = fromNanos(created), fromNanos(seen), fromNanos(expiry)
+	n.KeyLifetime = fromLifetimeSeconds(lifetime)
 	errs := []error{n.MachineKey.UnmarshalText([]byte(mk)), n.NodeKey.UnmarshalText([]byte(nk)), n.DiscoKey.UnmarshalText([]byte(dk))}
 	var err error
 	n.IPv4, err = netip.ParseAddr(v4)
@@ -245,11 +262,11 @@ func (q queries) CreateNode(ctx context.Context, n Node) (Node, error) {
 		return Node{}, err
 	}
 	res, err := q.q.ExecContext(ctx, `INSERT INTO nodes (machine_key, node_key, disco_key, user_id, tags, ipv4, ipv4_num, ipv6,
-		hostname, name, created, last_seen, key_expiry, endpoints, home_relay, ephemeral, auth_key_id, pending)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		hostname, name, created, last_seen, key_expiry, endpoints, home_relay, ephemeral, auth_key_id, pending, key_lifetime_seconds)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		n.MachineKey.String(), n.NodeKey.String(), n.DiscoKey.String(), n.UserID, jsonText(n.Tags), n.IPv4.String(), v4num(n.IPv4),
 		n.IPv6.String(), n.Hostname, name, nanos(n.Created), nanos(n.LastSeen), nanos(n.KeyExpiry), jsonText(n.Endpoints),
-		n.HomeRelay, boolInt(n.Ephemeral), n.AuthKeyID, boolInt(n.Pending))
+		n.HomeRelay, boolInt(n.Ephemeral), n.AuthKeyID, boolInt(n.Pending), lifetimeSeconds(n.KeyLifetime))
 	if err != nil {
 		return Node{}, fmt.Errorf("create node %q: %w", n.Hostname, wrapErr(err))
 	}
@@ -270,10 +287,10 @@ func (q queries) UpdateNode(ctx context.Context, n Node) (Node, error) {
 	}
 	err = q.execOne(ctx, fmt.Sprintf("update node %d", n.ID), `UPDATE nodes SET machine_key = ?, node_key = ?, disco_key = ?,
 		user_id = ?, tags = ?, hostname = ?, name = ?, last_seen = ?, key_expiry = ?, endpoints = ?, home_relay = ?,
-		ephemeral = ?, auth_key_id = ?, pending = ? WHERE id = ?`,
+		ephemeral = ?, auth_key_id = ?, pending = ?, key_lifetime_seconds = ? WHERE id = ?`,
 		n.MachineKey.String(), n.NodeKey.String(), n.DiscoKey.String(), n.UserID, jsonText(n.Tags), n.Hostname, name,
 		nanos(n.LastSeen), nanos(n.KeyExpiry), jsonText(n.Endpoints), n.HomeRelay, boolInt(n.Ephemeral), n.AuthKeyID,
-		boolInt(n.Pending), n.ID)
+		boolInt(n.Pending), lifetimeSeconds(n.KeyLifetime), n.ID)
 	if err != nil {
 		return Node{}, err
 	}

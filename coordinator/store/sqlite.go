@@ -193,7 +193,8 @@ type migration struct {
 // lists (groups, tags, endpoints) as JSON arrays, times as unix
 // nanoseconds with 0 for the zero time, addresses as text. nodes.ipv4_num
 // is the IPv4 address as a number, so the allocator can find the highest
-// address and the gaps with an index.
+// address and the gaps with an index. nodes.key_lifetime_seconds is
+// Node.KeyLifetime in whole seconds, 0 for the default and -1 for never.
 var migrations = []migration{
 	{1, `
 CREATE TABLE users (
@@ -282,6 +283,9 @@ ALTER TABLE users ADD COLUMN password_hash TEXT NOT NULL DEFAULT '';
 ALTER TABLE users ADD COLUMN totp_secret TEXT NOT NULL DEFAULT '';
 CREATE UNIQUE INDEX users_identity ON users (issuer, subject) WHERE subject != '';
 ALTER TABLE nodes ADD COLUMN pending INTEGER NOT NULL DEFAULT 0;
+`},
+	{4, `
+ALTER TABLE nodes ADD COLUMN key_lifetime_seconds INTEGER NOT NULL DEFAULT 0;
 `},
 }
 

@@ -410,3 +410,57 @@ func TestIdentityCredentialsAndPending(t *testing.T) {
 		t.Fatal("approval not stored")
 	}
 }
+
+func TestNodeKeyLifetime(t *testing.T) {
+	s, path := openTest(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name      string
+		set, want time.Duration
+	}{
+		{"default", 0, 0},
+		{"never", KeyLifetimeNever, KeyLifetimeNever},
+		{"any negative is never", -5 * time.Hour, KeyLifetimeNever},
+		{"hours", 720 * time.Hour, 720 * time.Hour},
+		{"ten years", 10 * 365 * 24 * time.Hour, 10 * 365 * 24 * time.Hour},
+		{"whole seconds", 90*time.Second + 500*time.Millisecond, 90 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := newNode("lifetime-"+strings.ReplaceAll(tc.name, " ", "-"), 1)
+			n.KeyLifetime = tc.set
+			got, err := s.CreateNode(ctx, n)
+			must(t, err)
+			if got.KeyLifetime != tc.want {
+				t.Fatalf("created with %v: got %v, want %v", tc.set, got.KeyLifetime, tc.want)
+			}
+			// Update from the default to the value and back.
+			got.KeyLifetime = 0
+			got, err = s.UpdateNode(ctx, got)
+			must(t, err)
+			got.KeyLifetime = tc.set
+			_, err = s.UpdateNode(ctx, got)
+			must(t, err)
+			if stored, _ := s.GetNode(ctx, got.ID); stored.KeyLifetime != tc.want {
+				t.Fatalf("updated to %v: stored %v, want %v", tc.set, stored.KeyLifetime, tc.want)
+			}
+		})
+	}
+
+	// A node stored before migration 4 gets the default.
+	n, err := s.CreateNode(ctx, newNode("old-laptop", 1))
+	must(t, err)
+	must(t, s.Close())
+	db, err := sql.Open("sqlite", path)
+	must(t, err)
+	_, err = db.Exec(`ALTER TABLE nodes DROP COLUMN key_lifetime_seconds; DELETE FROM schema_migrations WHERE version = 4`)
+	must(t, err)
+	must(t, db.Close())
+	s2, err := Open(ctx, path, nil)
+	must(t, err)
+	defer s2.Close()
+	got, err := s2.GetNode(ctx, n.ID)
+	must(t, err)
+	if got.KeyLifetime != 0 || got.Hostname != "old-laptop" {
+		t.Fatalf("node from before migration 4: %+v", got)
+	}
+}

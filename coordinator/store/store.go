@@ -89,7 +89,17 @@ type Node struct {
 	// Pending is set while the node waits for an admin's approval
 	// (device approval); a pending node gets no peers.
 	Pending bool
+	// KeyLifetime overrides the coordinator's key expiry for this node
+	// when it is a user's node: 0 means the coordinator's default,
+	// negative (KeyLifetimeNever) means the key never expires, positive
+	// is how long each new key lasts. It is stored with one-second
+	// precision. Tagged nodes never expire, whatever it says.
+	KeyLifetime time.Duration
 }
+
+// KeyLifetimeNever is the Node.KeyLifetime of a node whose key never
+// expires.
+const KeyLifetimeNever time.Duration = -1
 
 // Tagged reports whether the node is owned by tags rather than a user.
 func (n *Node) Tagged() bool { return len(n.Tags) > 0 }

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/warrenmesh/warren/coordinator"
+	"github.com/warrenmesh/warren/internal/cli"
+)
+
+// loginFlags are serve's flags for interactive login: OIDC at the
+// company's identity provider and/or local users.
+type loginFlags struct {
+	issuer, clientID, secretFile, groupsClaim, label string
+	scopes, domains                                  string
+	required, acrs                                   cli.StringList
+	local                                            bool
+	timeout                                          time.Duration
+}
+
+func (f *loginFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.issuer, "oidc-issuer", "", "OpenID Provider issuer URL: nodes joining without a key sign in there")
+	fs.StringVar(&f.clientID, "oidc-client-id", "", "this coordinator's client ID at the provider")
+	fs.StringVar(&f.secretFile, "oidc-client-secret-file", "", "file holding the client secret (none: public client, PKCE only)")
+	fs.StringVar(&f.scopes, "oidc-scopes", "", "comma-separated scopes to request (default openid,email,profile; add groups if the provider needs it)")
+	fs.StringVar(&f.domains, "oidc-allowed-domains", "", "comma-separated email domains that may sign in (default: any the provider vouches for)")
+	fs.StringVar(&f.groupsClaim, "oidc-groups-claim", "", "claim holding the user's groups, which policy names group:NAME (default groups)")
+	fs.Var(&f.required, "oidc-required-claim", "CLAIM=VALUE the ID token must carry, e.g. hd=example.com (repeatable)")
+	fs.Var(&f.acrs, "oidc-mfa-acr", "acr value that means the login used MFA (repeatable; amr mfa/otp/hwk always count)")
+	fs.StringVar(&f.label, "oidc-label", "", "button text on the sign-in choice page (default \"Sign in with single sign-on\")")
+	fs.BoolVar(&f.local, "local-login", false, "let local users sign in with a password (and TOTP) set by warren-coordinator users passwd/totp")
+	fs.DurationVar(&f.timeout, "login-timeout", 10*time.Minute, "how long a node's sign-in URL stays valid")
+}
+
+// config turns the flags into the coordinator's login configuration.
+func (f *loginFlags) config(publicURL string) (coordinator.LoginConfig, error) {
+	lc := coordinator.LoginConfig{PublicURL: publicURL, Local: f.local, Timeout: f.timeout}
+	if f.issuer == "" {
+		if f.clientID != "" || f.secretFile != "" || f.domains != "" || len(f.required) > 0 {
+			return lc, errors.New("--oidc-* flags need --oidc-issuer")
+		}
+		return lc, nil
+	}
+	if f.clientID == "" {
+		return lc, errors.New("--oidc-issuer needs --oidc-client-id")
+	}
+	o := &coordinator.OIDCConfig{Issuer: f.issuer, ClientID: f.clientID, GroupsClaim: f.groupsClaim,
+		MFAACRs: f.acrs, Label: f.label, Scopes: splitList(f.scopes), AllowedDomains: splitList(f.domains)}
+	for i, d := range o.AllowedDomains {
+		o.AllowedDomains[i] = strings.ToLower(strings.TrimPrefix(d, "@"))
+	}
+	if f.secretFile != "" {
+		b, err := os.ReadFile(f.secretFile)
+		if err != nil {
+			return lc, fmt.Errorf("read --oidc-client-secret-file: %w", err)
+		}
+		o.ClientSecret = strings.TrimSpace(string(b))
+		if o.ClientSecret == "" {
+			return lc, fmt.Errorf("--oidc-client-secret-file %s is empty", f.secretFile)
+		}
+	}
+	for _, kv := range f.required {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return lc, fmt.Errorf("--oidc-required-claim %q: want CLAIM=VALUE", kv)
+		}
+		if o.RequiredClaims == nil {
+			o.RequiredClaims = map[string]string{}
+		}
+		o.RequiredClaims[k] = v
+	}
+	lc.OIDC = o
+	return lc, nil
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
