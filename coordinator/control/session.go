@@ -64,7 +64,8 @@ func (s *session) run(ctx context.Context) error {
 		if err := wire.WriteMessage(s.conn, &wire.RegisterResponse{AuthURL: login.URL}); err != nil {
 			return err
 		}
-		m, err := s.read()
+		// Assign, not declare: the follow-up's outcome is the session's.
+		m, err = s.read()
 		if err != nil {
 			return s.fail(ctx, "control.register", fmt.Errorf("%w: %w", errBadMessage, err))
 		}

@@ -151,8 +151,8 @@ func (c *Chooser) Begin(ctx context.Context, machine key.MachinePublic) (string,
 }
 
 // Wait blocks until the user signed in with one of the methods (returning
-// that user), every method failed (returning the first refusal), or ctx
-// ends.
+// that user), every method failed (returning the refusal of the first
+// method, in Config.Methods order), or ctx ends.
 func (c *Chooser) Wait(ctx context.Context, machine key.MachinePublic, loginURL string) (store.User, error) {
 	c.mu.Lock()
 	p := c.byURL[loginURL]
@@ -166,8 +166,9 @@ func (c *Chooser) Wait(ctx context.Context, machine key.MachinePublic, loginURL 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type result struct {
-		user store.User
-		err  error
+		method int
+		user   store.User
+		err    error
 	}
 	results := make(chan result, len(urls))
 	var wg sync.WaitGroup
@@ -176,11 +177,11 @@ func (c *Chooser) Wait(ctx context.Context, machine key.MachinePublic, loginURL 
 		go func() {
 			defer wg.Done()
 			user, err := c.cfg.Methods[i].Login.Wait(ctx, machine, u)
-			results <- result{user, err}
+			results <- result{i, user, err}
 		}()
 	}
 	defer wg.Wait()
-	var first error
+	errs := make([]error, len(urls))
 	for range urls {
 		r := <-results
 		if r.err == nil {
@@ -192,12 +193,19 @@ func (c *Chooser) Wait(ctx context.Context, machine key.MachinePublic, loginURL 
 			c.mu.Unlock()
 			return r.user, nil
 		}
-		if first == nil || (errors.Is(first, context.Canceled) && !errors.Is(r.err, context.Canceled)) {
-			first = r.err
-		}
+		errs[r.method] = r.err
 	}
 	if ctx.Err() != nil {
 		return store.User{}, context.Cause(ctx)
+	}
+	// Every method failed: report the first refusal in the order the
+	// methods are shown (results arrive in no particular order), a
+	// cancellation only if nothing else.
+	var first error
+	for _, err := range errs {
+		if first == nil || (errors.Is(first, context.Canceled) && !errors.Is(err, context.Canceled)) {
+			first = err
+		}
 	}
 	return store.User{}, first
 }

@@ -2,24 +2,20 @@ package oidclogin
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
-	"net/url"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
-	"golang.org/x/net/html"
 
 	"github.com/warrenmesh/warren/coordinator/audit"
 	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/internal/key"
+	"github.com/warrenmesh/warren/internal/oidctest"
 )
 
 // TestMain checks that no test leaves a goroutine behind.
@@ -55,7 +51,7 @@ func (c *clock) advance(d time.Duration) {
 // against a real test provider, with a SQLite store.
 type harness struct {
 	t     *testing.T
-	op    *testOP
+	op    *oidctest.Provider
 	st    store.Store
 	login *Login
 	url   string // the coordinator's base URL
@@ -84,7 +80,7 @@ func newHarness(t *testing.T, opts ...func(*Config)) *harness {
 	tr := &http.Transport{}
 	t.Cleanup(tr.CloseIdleConnections)
 	cfg := Config{
-		Issuer:       h.op.issuer,
+		Issuer:       h.op.Issuer(),
 		ClientID:     clientWeb,
 		ClientSecret: clientSecret,
 		RedirectURL:  h.url + CallbackPath,
@@ -174,145 +170,9 @@ func (h *harness) lastAudit() store.AuditEvent {
 	return newest
 }
 
-// browser is a scripted web browser: a cookie jar, redirects followed like
-// a browser follows them, the provider's login form filled in and posted.
-// It stops before the redirect to the coordinator's callback so tests can
-// inspect or replay it.
-type browser struct {
-	t      *testing.T
-	client *http.Client
-}
-
-func newBrowser(t *testing.T) *browser {
+// newBrowser returns a scripted browser that stops before the redirect to
+// the coordinator's callback, so tests can inspect or replay it.
+func newBrowser(t *testing.T) *oidctest.Browser {
 	t.Helper()
-	jar, err := cookiejar.New(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := &http.Transport{}
-	t.Cleanup(tr.CloseIdleConnections)
-	return &browser{t: t, client: &http.Client{
-		Jar: jar, Transport: tr, Timeout: 10 * time.Second,
-		CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			if req.URL.Path == CallbackPath || len(via) > 10 {
-				return http.ErrUseLastResponse
-			}
-			return nil
-		},
-	}}
-}
-
-// get fetches u (following redirects except to the callback) and returns
-// the final response's status, body and, for a redirect, its target.
-func (b *browser) get(u string) (status int, body, location string) {
-	b.t.Helper()
-	resp, err := b.client.Get(u)
-	if err != nil {
-		b.t.Fatalf("GET %s: %v", u, err)
-	}
-	return b.read(resp)
-}
-
-func (b *browser) read(resp *http.Response) (int, string, string) {
-	b.t.Helper()
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		b.t.Fatalf("read %s: %v", resp.Request.URL, err)
-	}
-	loc := ""
-	if l, err := resp.Location(); err == nil {
-		loc = l.String()
-	}
-	return resp.StatusCode, string(body), loc
-}
-
-// signIn opens a login URL, signs in at the provider's form as username
-// and returns the callback URL the provider redirects the browser to.
-func (b *browser) signIn(loginURL, username string) string {
-	b.t.Helper()
-	resp, err := b.client.Get(loginURL)
-	if err != nil {
-		b.t.Fatalf("open login URL: %v", err)
-	}
-	formURL := resp.Request.URL
-	status, page, _ := b.read(resp)
-	if status != http.StatusOK {
-		b.t.Fatalf("login page: status %d: %s", status, page)
-	}
-	action, fields := parseForm(b.t, page)
-	fields.Set("username", username)
-	fields.Set("password", testPassword)
-	target, err := formURL.Parse(action)
-	if err != nil {
-		b.t.Fatalf("form action %q: %v", action, err)
-	}
-	resp, err = b.client.PostForm(target.String(), fields)
-	if err != nil {
-		b.t.Fatalf("post login form: %v", err)
-	}
-	status, page, loc := b.read(resp)
-	if loc == "" || !strings.Contains(loc, CallbackPath) {
-		b.t.Fatalf("after the login form: status %d, location %q, body %s", status, loc, page)
-	}
-	return loc
-}
-
-// login runs a whole browser login and returns the coordinator's final
-// page.
-func (b *browser) login(loginURL, username string) (int, string) {
-	b.t.Helper()
-	status, body, _ := b.get(b.signIn(loginURL, username))
-	return status, body
-}
-
-// parseForm returns the action and the named input values of the first
-// form in page.
-func parseForm(t *testing.T, page string) (string, url.Values) {
-	t.Helper()
-	doc, err := html.Parse(strings.NewReader(page))
-	if err != nil {
-		t.Fatalf("parse login page: %v", err)
-	}
-	var form *html.Node
-	var find func(*html.Node)
-	find = func(n *html.Node) {
-		if form != nil {
-			return
-		}
-		if n.Type == html.ElementNode && n.Data == "form" {
-			form = n
-			return
-		}
-		for c := n.FirstChild; c != nil; c = c.NextSibling {
-			find(c)
-		}
-	}
-	find(doc)
-	if form == nil {
-		t.Fatalf("no form on the login page: %s", page)
-	}
-	fields := url.Values{}
-	var inputs func(*html.Node)
-	inputs = func(n *html.Node) {
-		if n.Type == html.ElementNode && n.Data == "input" {
-			if name := attr(n, "name"); name != "" {
-				fields.Set(name, attr(n, "value"))
-			}
-		}
-		for c := n.FirstChild; c != nil; c = c.NextSibling {
-			inputs(c)
-		}
-	}
-	inputs(form)
-	return attr(form, "action"), fields
-}
-
-func attr(n *html.Node, name string) string {
-	for _, a := range n.Attr {
-		if a.Key == name {
-			return a.Val
-		}
-	}
-	return ""
+	return oidctest.NewBrowser(t, CallbackPath)
 }

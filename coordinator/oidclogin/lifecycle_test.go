@@ -51,7 +51,7 @@ func TestWaitEndsWithContext(t *testing.T) {
 		t.Fatalf("Wait with a cancelled context: %v", err)
 	}
 	waited := h.waitAsync(m, loginURL)
-	newBrowser(t).login(loginURL, "ann")
+	newBrowser(t).Login(loginURL, "ann")
 	if res := <-waited; res.err != nil {
 		t.Fatalf("Wait after a cancelled Wait: %v", res.err)
 	}
@@ -69,7 +69,7 @@ func TestLoginTimeout(t *testing.T) {
 		t.Fatalf("audit = %+v", ev)
 	}
 	h.clock.advance(time.Second)
-	status, page, _ := newBrowser(t).get(loginURL)
+	status, page, _ := newBrowser(t).Get(loginURL)
 	if status != http.StatusBadRequest || !strings.Contains(page, "expired") {
 		t.Fatalf("expired login link: %d %s", status, page)
 	}
@@ -117,11 +117,11 @@ func TestSuperseded(t *testing.T) {
 	if _, err := h.login.Wait(context.Background(), m, first); !errors.Is(err, ErrUnknownLogin) {
 		t.Fatalf("Wait for the replaced login: %v", err)
 	}
-	if status, _, _ := newBrowser(t).get(first); status != http.StatusBadRequest {
+	if status, _, _ := newBrowser(t).Get(first); status != http.StatusBadRequest {
 		t.Fatalf("replaced login link: %d", status)
 	}
 	waited := h.waitAsync(m, second)
-	newBrowser(t).login(second, "ann")
+	newBrowser(t).Login(second, "ann")
 	if res := <-waited; res.err != nil {
 		t.Fatalf("Wait of the newer login: %v", res.err)
 	}
@@ -134,19 +134,19 @@ func TestStartTwice(t *testing.T) {
 	m, loginURL := h.begin()
 	waited := h.waitAsync(m, loginURL)
 	b := newBrowser(t)
-	stale := b.signIn(loginURL, "ann")
-	fresh := b.signIn(loginURL, "ann")
-	if status, _, _ := b.get(stale); status != http.StatusBadRequest {
+	stale := b.SignIn(loginURL, "ann")
+	fresh := b.SignIn(loginURL, "ann")
+	if status, _, _ := b.Get(stale); status != http.StatusBadRequest {
 		t.Fatalf("callback with the older state: %d", status)
 	}
-	if status, _, _ := b.get(fresh); status != http.StatusOK {
+	if status, _, _ := b.Get(fresh); status != http.StatusOK {
 		t.Fatalf("callback with the newest state: %d", status)
 	}
 	if res := <-waited; res.err != nil {
 		t.Fatalf("Wait: %v", res.err)
 	}
 	// The login is finished: the link says so.
-	if status, page, _ := b.get(loginURL); status != http.StatusBadRequest || !strings.Contains(page, "already finished") {
+	if status, page, _ := b.Get(loginURL); status != http.StatusBadRequest || !strings.Contains(page, "already finished") {
 		t.Fatalf("finished login link: %d %s", status, page)
 	}
 }
@@ -164,7 +164,7 @@ func TestConcurrentLogins(t *testing.T) {
 					t.Fatal(err)
 				}
 				waited := h.waitAsync(m, loginURL)
-				if status, page := newBrowser(t).login(loginURL, name); status != http.StatusOK {
+				if status, page := newBrowser(t).Login(loginURL, name); status != http.StatusOK {
 					t.Fatalf("login: %d %s", status, page)
 				}
 				if res := <-waited; res.err != nil || !strings.HasPrefix(res.user.Name, name+"@") {
@@ -193,7 +193,7 @@ func TestNewErrors(t *testing.T) {
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 5 * time.Second}
-	base := Config{Issuer: o.issuer, ClientID: clientWeb, RedirectURL: "https://warren.example.com" + CallbackPath,
+	base := Config{Issuer: o.Issuer(), ClientID: clientWeb, RedirectURL: "https://warren.example.com" + CallbackPath,
 		Store: st, HTTPClient: client}
 	for _, tc := range []struct {
 		name string
@@ -206,7 +206,7 @@ func TestNewErrors(t *testing.T) {
 		{"redirect not absolute", func(c *Config) { c.RedirectURL = CallbackPath }, "not an absolute"},
 		{"redirect wrong path", func(c *Config) { c.RedirectURL = "https://example.com/cb" }, "must be the coordinator's public URL"},
 		{"unreachable issuer", func(c *Config) { c.Issuer = deadURL }, "discover OpenID Provider"},
-		{"issuer mismatch", func(c *Config) { c.Issuer = o.issuer + "/" }, "says its issuer is"},
+		{"issuer mismatch", func(c *Config) { c.Issuer = o.Issuer() + "/" }, "says its issuer is"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := base
@@ -232,17 +232,17 @@ func TestNewErrors(t *testing.T) {
 func TestHandlerEdges(t *testing.T) {
 	h := newHarness(t)
 	b := newBrowser(t)
-	if status, _, _ := b.get(h.url + StartPath + "nope"); status != http.StatusBadRequest {
+	if status, _, _ := b.Get(h.url + StartPath + "nope"); status != http.StatusBadRequest {
 		t.Fatalf("unknown start: %d", status)
 	}
-	if status, _, _ := b.get(h.url + CallbackPath); status != http.StatusBadRequest {
+	if status, _, _ := b.Get(h.url + CallbackPath); status != http.StatusBadRequest {
 		t.Fatalf("callback without state: %d", status)
 	}
-	resp, err := b.client.Post(h.url+CallbackPath, "application/x-www-form-urlencoded", strings.NewReader("state=x&code=y"))
+	resp, err := b.Client.Post(h.url+CallbackPath, "application/x-www-form-urlencoded", strings.NewReader("state=x&code=y"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if status, _, _ := b.read(resp); status != http.StatusMethodNotAllowed {
+	if status, _, _ := b.Read(resp); status != http.StatusMethodNotAllowed {
 		t.Fatalf("POST callback: %d", status)
 	}
 	if _, err := h.login.Begin(context.Background(), key.MachinePublic{}); err == nil {

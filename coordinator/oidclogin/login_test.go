@@ -30,7 +30,7 @@ func TestFullLogin(t *testing.T) {
 				t.Fatalf("Begin returned %q, want a URL under %s", loginURL, h.url+StartPath)
 			}
 			waited := h.waitAsync(m, loginURL)
-			status, page := newBrowser(t).login(loginURL, "ann")
+			status, page := newBrowser(t).Login(loginURL, "ann")
 			if status != http.StatusOK || !strings.Contains(page, "Signed in as ann@example.com") {
 				t.Fatalf("callback page: %d %s", status, page)
 			}
@@ -40,16 +40,16 @@ func TestFullLogin(t *testing.T) {
 			}
 			u := res.user
 			if u.Name != "ann@example.com" || u.Email != "ann@example.com" || u.Role != store.RoleMember ||
-				u.Issuer != h.op.issuer || u.Subject != "sub-ann" || !slices.Equal(u.Groups, []string{"eng", "ops"}) {
+				u.Issuer != h.op.Issuer() || u.Subject != "sub-ann" || !slices.Equal(u.Groups, []string{"eng", "ops"}) {
 				t.Fatalf("user = %+v", u)
 			}
-			if used := h.op.hitCount("/userinfo") > 0; used != tc.wantUserinfo {
+			if used := h.op.Hits("/userinfo") > 0; used != tc.wantUserinfo {
 				t.Errorf("userinfo endpoint used = %v, want %v", used, tc.wantUserinfo)
 			}
 			if !u.MFAAt.IsZero() {
 				t.Errorf("MFAAt = %v after a password-only login", u.MFAAt)
 			}
-			stored, err := h.st.GetUserByIdentity(context.Background(), h.op.issuer, "sub-ann")
+			stored, err := h.st.GetUserByIdentity(context.Background(), h.op.Issuer(), "sub-ann")
 			if err != nil || stored.ID != u.ID {
 				t.Fatalf("stored user: %+v, %v", stored, err)
 			}
@@ -81,7 +81,7 @@ func TestMFA(t *testing.T) {
 		t.Run(tc.user, func(t *testing.T) {
 			m, loginURL := h.begin()
 			waited := h.waitAsync(m, loginURL)
-			if status, page := newBrowser(t).login(loginURL, tc.user); status != http.StatusOK {
+			if status, page := newBrowser(t).Login(loginURL, tc.user); status != http.StatusOK {
 				t.Fatalf("callback page: %d %s", status, page)
 			}
 			res := <-waited
@@ -99,15 +99,15 @@ func TestMFA(t *testing.T) {
 
 	// A later login of bob without a second factor keeps his MFA time,
 	// and a group change is reported.
-	bob, err := h.st.GetUserByIdentity(context.Background(), h.op.issuer, "sub-bob")
+	bob, err := h.st.GetUserByIdentity(context.Background(), h.op.Issuer(), "sub-bob")
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.op.storage.override("sub-bob", []string{"pwd"}, []string{"eng", "sre"})
+	h.op.SetClaims("sub-bob", []string{"pwd"}, []string{"eng", "sre"})
 	h.clock.advance(time.Minute)
 	m, loginURL := h.begin()
 	waited := h.waitAsync(m, loginURL)
-	newBrowser(t).login(loginURL, "bob")
+	newBrowser(t).Login(loginURL, "bob")
 	res := <-waited
 	if res.err != nil {
 		t.Fatalf("Wait: %v", res.err)

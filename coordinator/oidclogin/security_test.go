@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/warrenmesh/warren/coordinator/store"
+	"github.com/warrenmesh/warren/internal/oidctest"
 )
 
 // expectDenied checks the newest audit event is a refusal mentioning want,
@@ -53,7 +54,7 @@ func TestVerifyIDToken(t *testing.T) {
 	h := newHarness(t)
 	other := newTestOP(t, h.url+CallbackPath) // a second provider: another issuer and key
 	const nonce = "the-nonce"
-	good := h.op.mint(t, clientWeb, "sub-ann", nonce)
+	good := h.op.MintIDToken(t, clientWeb, "sub-ann", nonce)
 
 	tampered := unverifiedClaims(t, good)
 	tampered["email"] = "mallory@example.com"
@@ -66,8 +67,8 @@ func TestVerifyIDToken(t *testing.T) {
 		{"flipped signature", flipSignature(good), nonce, "did not verify"},
 		{"changed payload", withPayload(t, good, tampered), nonce, "did not verify"},
 		{"alg none", noneAlg, nonce, "did not verify"},
-		{"other issuer", other.mint(t, clientWeb, "sub-ann", nonce), nonce, "did not verify"},
-		{"other audience", h.op.mint(t, clientOther, "sub-ann", nonce), nonce, "audience"},
+		{"other issuer", other.MintIDToken(t, clientWeb, "sub-ann", nonce), nonce, "did not verify"},
+		{"other audience", h.op.MintIDToken(t, clientOther, "sub-ann", nonce), nonce, "audience"},
 		{"other nonce", good, "another-nonce", "nonce"},
 		{"no nonce expected", good, "", "nonce"},
 		{"empty", "", nonce, "no ID token"},
@@ -115,23 +116,23 @@ func TestBadTokenThroughCallback(t *testing.T) {
 		}, "did not verify"},
 		{"other issuer", func(t *testing.T, raw string) string {
 			c := unverifiedClaims(t, raw)
-			return other.mint(t, clientWeb, c["sub"].(string), c["nonce"].(string))
+			return other.MintIDToken(t, clientWeb, c["sub"].(string), c["nonce"].(string))
 		}, "did not verify"},
 		{"other audience", func(t *testing.T, raw string) string {
 			c := unverifiedClaims(t, raw)
-			return h.op.mint(t, clientOther, c["sub"].(string), c["nonce"].(string))
+			return h.op.MintIDToken(t, clientOther, c["sub"].(string), c["nonce"].(string))
 		}, "audience"},
 		{"replayed token of another login", func(t *testing.T, raw string) string {
 			c := unverifiedClaims(t, raw)
-			return h.op.mint(t, clientWeb, c["sub"].(string), "nonce-of-another-login")
+			return h.op.MintIDToken(t, clientWeb, c["sub"].(string), "nonce-of-another-login")
 		}, "nonce"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			h.op.setTamper(func(raw string) string { return tc.tamper(t, raw) })
-			defer h.op.setTamper(nil)
+			h.op.SetTamper(func(raw string) string { return tc.tamper(t, raw) })
+			defer h.op.SetTamper(nil)
 			m, loginURL := h.begin()
 			waited := h.waitAsync(m, loginURL)
-			status, page := newBrowser(t).login(loginURL, "ann")
+			status, page := newBrowser(t).Login(loginURL, "ann")
 			if status != http.StatusForbidden || !strings.Contains(page, "Sign-in refused") {
 				t.Fatalf("callback page: %d %s", status, page)
 			}
@@ -151,16 +152,16 @@ func TestStateSingleUse(t *testing.T) {
 	m, loginURL := h.begin()
 	waited := h.waitAsync(m, loginURL)
 	b := newBrowser(t)
-	callbackURL := b.signIn(loginURL, "ann")
-	if status, _, _ := b.get(callbackURL); status != http.StatusOK {
+	callbackURL := b.SignIn(loginURL, "ann")
+	if status, _, _ := b.Get(callbackURL); status != http.StatusOK {
 		t.Fatalf("first callback: %d", status)
 	}
 	first := <-waited
 	if first.err != nil {
 		t.Fatalf("Wait: %v", first.err)
 	}
-	for _, replayer := range []*browser{b, newBrowser(t)} {
-		status, page, _ := replayer.get(callbackURL)
+	for _, replayer := range []*oidctest.Browser{b, newBrowser(t)} {
+		status, page, _ := replayer.Get(callbackURL)
 		if status != http.StatusBadRequest || !strings.Contains(page, "already used") {
 			t.Fatalf("replayed callback: %d %s", status, page)
 		}
@@ -171,7 +172,7 @@ func TestStateSingleUse(t *testing.T) {
 		t.Fatalf("Wait after replays: %+v, %v", again, err)
 	}
 	// A forged state never matches.
-	if status, _, _ := b.get(h.url + CallbackPath + "?code=x&state=forged"); status != http.StatusBadRequest {
+	if status, _, _ := b.Get(h.url + CallbackPath + "?code=x&state=forged"); status != http.StatusBadRequest {
 		t.Fatalf("forged state: %d", status)
 	}
 }
@@ -182,8 +183,8 @@ func TestOtherBrowser(t *testing.T) {
 	h := newHarness(t)
 	m, loginURL := h.begin()
 	waited := h.waitAsync(m, loginURL)
-	callbackURL := newBrowser(t).signIn(loginURL, "ann")
-	status, page, _ := newBrowser(t).get(callbackURL)
+	callbackURL := newBrowser(t).SignIn(loginURL, "ann")
+	status, page, _ := newBrowser(t).Get(callbackURL)
 	if status != http.StatusBadRequest || !strings.Contains(page, "different browser") {
 		t.Fatalf("callback in another browser: %d %s", status, page)
 	}
@@ -201,13 +202,13 @@ func TestPKCEVerifierChecked(t *testing.T) {
 	m, loginURL := h.begin()
 	waited := h.waitAsync(m, loginURL)
 	b := newBrowser(t)
-	callbackURL := b.signIn(loginURL, "ann")
+	callbackURL := b.SignIn(loginURL, "ann")
 	h.login.mu.Lock()
 	for _, p := range h.login.byID {
 		p.verifier = strings.Repeat("x", 43)
 	}
 	h.login.mu.Unlock()
-	status, _, _ := b.get(callbackURL)
+	status, _, _ := b.Get(callbackURL)
 	if status != http.StatusBadGateway {
 		t.Fatalf("callback with a wrong verifier: %d", status)
 	}
@@ -227,19 +228,19 @@ func TestProviderError(t *testing.T) {
 	m, loginURL := h.begin()
 	waited := h.waitAsync(m, loginURL)
 	b := newBrowser(t)
-	stop := *b.client
+	stop := *b.Client
 	stop.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	resp, err := stop.Get(loginURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _, authURL := b.read(resp)
+	_, _, authURL := b.Read(resp)
 	u, err := url.Parse(authURL)
 	if err != nil || u.Query().Get("code_challenge_method") != "S256" || u.Query().Get("nonce") == "" {
 		t.Fatalf("authorization URL %q lacks PKCE S256 or nonce", authURL)
 	}
 	q := url.Values{"state": {u.Query().Get("state")}, "error": {"access_denied"}, "error_description": {"<b>cancelled</b>"}}
-	status, page, _ := b.get(h.url + CallbackPath + "?" + q.Encode())
+	status, page, _ := b.Get(h.url + CallbackPath + "?" + q.Encode())
 	if status != http.StatusForbidden || !strings.Contains(page, "access_denied") || strings.Contains(page, "<b>") {
 		t.Fatalf("callback with an error: %d %s", status, page)
 	}
@@ -269,7 +270,7 @@ func TestClaimRules(t *testing.T) {
 			h := newHarness(t, tc.opt)
 			m, loginURL := h.begin()
 			waited := h.waitAsync(m, loginURL)
-			status, page := newBrowser(t).login(loginURL, tc.user)
+			status, page := newBrowser(t).Login(loginURL, tc.user)
 			res := <-waited
 			if tc.want == "" {
 				if status != http.StatusOK || res.err != nil {
@@ -292,7 +293,7 @@ func TestDisabledUser(t *testing.T) {
 	ctx := context.Background()
 	m, loginURL := h.begin()
 	waited := h.waitAsync(m, loginURL)
-	newBrowser(t).login(loginURL, "ann")
+	newBrowser(t).Login(loginURL, "ann")
 	ann := (<-waited).user
 	ann.Disabled = true
 	if err := h.st.UpdateUser(ctx, ann); err != nil {
@@ -301,7 +302,7 @@ func TestDisabledUser(t *testing.T) {
 
 	m, loginURL = h.begin()
 	waited = h.waitAsync(m, loginURL)
-	status, page := newBrowser(t).login(loginURL, "ann")
+	status, page := newBrowser(t).Login(loginURL, "ann")
 	if status != http.StatusForbidden || !strings.Contains(page, "disabled") {
 		t.Fatalf("login of a disabled user: %d %s", status, page)
 	}
@@ -336,7 +337,7 @@ func TestExistingUsers(t *testing.T) {
 			}
 			m, loginURL := h.begin()
 			waited := h.waitAsync(m, loginURL)
-			status, page := newBrowser(t).login(loginURL, "bob")
+			status, page := newBrowser(t).Login(loginURL, "bob")
 			res := <-waited
 			if tc.want != "" {
 				if status != http.StatusForbidden || !errors.Is(res.err, ErrRefused) {
@@ -346,7 +347,7 @@ func TestExistingUsers(t *testing.T) {
 				return
 			}
 			u := res.user
-			if res.err != nil || u.ID != pre.ID || u.Role != store.RoleAdmin || u.Subject != "sub-bob" || u.Issuer != h.op.issuer {
+			if res.err != nil || u.ID != pre.ID || u.Role != store.RoleAdmin || u.Subject != "sub-bob" || u.Issuer != h.op.Issuer() {
 				t.Fatalf("bound user: %+v, %v", u, res.err)
 			}
 			if ev := h.lastAudit(); !strings.Contains(ev.Detail, `"bound"`) {

@@ -134,6 +134,11 @@ func (r *Registry) register(ctx context.Context, machine key.MachinePublic, req 
 		if r.login == nil {
 			return store.Node{}, auth.ErrNoLogin
 		}
+		// Refused before a login starts: the user would sign in for
+		// nothing.
+		if len(req.Tags) > 0 {
+			return store.Node{}, fmt.Errorf("%w: tags need a pre-auth key that grants them; a login makes a user's node", ErrTagNotGranted)
+		}
 		if req.Followup == "" {
 			url, err := r.login.Begin(ctx, machine)
 			if err != nil {
@@ -141,9 +146,6 @@ func (r *Registry) register(ctx context.Context, machine key.MachinePublic, req 
 			}
 			ev.Action = "node.login-started"
 			return store.Node{}, &LoginRequired{URL: url}
-		}
-		if len(req.Tags) > 0 {
-			return store.Node{}, fmt.Errorf("%w: tags need a pre-auth key that grants them; a login makes a user's node", ErrTagNotGranted)
 		}
 		u, err := r.login.Wait(ctx, machine, req.Followup)
 		if err != nil {

@@ -1,7 +1,7 @@
 // Package testmesh runs a whole Warren mesh inside one test process: a real
 // coordinator (SQLite in a temporary directory, real HTTP and websockets on
 // loopback) and any number of nodes. Later parts (data plane, relay,
-// policy) add themselves to the same harness.
+// policy, interactive login) add themselves to the same harness.
 //
 // It is for tests only: it trusts its caller, uses short timeouts, and must
 // clean up everything it starts when the test ends.
@@ -24,6 +24,7 @@ import (
 	"github.com/warrenmesh/warren/coordinator/registry"
 	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/internal/key"
+	"github.com/warrenmesh/warren/internal/oidctest"
 	"github.com/warrenmesh/warren/node/controlclient"
 	"github.com/warrenmesh/warren/node/engine"
 )
@@ -55,6 +56,12 @@ type Options struct {
 	// Policy is the policy file's content; empty means the coordinator's
 	// default (each user reaches their own nodes).
 	Policy string
+	// OIDC, if set, starts an OpenID Provider (Mesh.OP) and lets users sign
+	// in there; see login.go.
+	OIDC *OIDCOptions
+	// LocalLogin lets local users sign in (password and TOTP). With OIDC
+	// as well, the sign-in URL leads to a page offering both.
+	LocalLogin bool
 }
 
 // Mesh is a coordinator serving on loopback plus the nodes a test adds.
@@ -66,6 +73,8 @@ type Mesh struct {
 	log   *slog.Logger
 	// PolicyPath is the coordinator's policy file.
 	PolicyPath string
+	// OP is the OpenID Provider users sign in at (with Options.OIDC).
+	OP *oidctest.Provider
 }
 
 // New starts a coordinator for t and stops it when t ends.
@@ -99,6 +108,8 @@ func New(t testing.TB, opts Options) *Mesh {
 			cfg.Relay.STUNListen = "127.0.0.1:0"
 		}
 	}
+	// So does the coordinator's public URL, which interactive login needs.
+	op := setupLogin(t, &cfg, opts, "http://"+srv.Listener.Addr().String())
 	c, err := coordinator.New(context.Background(), cfg)
 	if err != nil {
 		srv.Close()
@@ -106,7 +117,7 @@ func New(t testing.TB, opts Options) *Mesh {
 	}
 	srv.Config.Handler = c.Handler()
 	srv.Start()
-	m := &Mesh{t: t, Coord: c, URL: srv.URL, srv: srv, log: log, PolicyPath: cfg.PolicyPath}
+	m := &Mesh{t: t, Coord: c, URL: srv.URL, srv: srv, log: log, PolicyPath: cfg.PolicyPath, OP: op}
 	t.Cleanup(func() {
 		c.Close() // closes control channels before the HTTP server waits on them
 		srv.Close()
@@ -159,10 +170,12 @@ type Node struct {
 	mu      sync.Mutex
 	engine  *engine.Engine // with DataPlane, once the first netmap arrived
 	nm      *controlclient.Netmap
-	changed chan struct{} // closed and replaced on every netmap
+	changed chan struct{} // closed and replaced on every netmap (and sign-in URL)
 	cancel  context.CancelFunc
 	done    chan struct{}
 	err     error
+
+	loginURL string // the latest sign-in URL the coordinator gave; guarded by mu
 }
 
 // NodeOptions tune a node.
@@ -190,7 +203,7 @@ func (m *Mesh) AddNode(hostname string, o NodeOptions) *Node {
 	cc, err := controlclient.New(controlclient.Config{
 		URL: m.URL, ControlKey: m.Coord.PublicKey(), Machine: id.Machine, NodeKey: id.Node.Public(),
 		DiscoKey: id.Disco.Public(), Hostname: hostname, OS: "linux", AuthKey: o.AuthKey, Tags: o.Tags,
-		OnNetmap: n.onNetmap, Logger: n.log,
+		OnNetmap: n.onNetmap, OnLoginURL: n.onLoginURL, Logger: n.log,
 		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
 	})
 	if err != nil {
