@@ -138,6 +138,8 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 		if err := c.registry.RepublishUser(ctx, id); err != nil {
 			c.log.Warn("republish a user's nodes after their login", "user", id, "err", err)
 		}
+	}, func(ctx context.Context, id store.UserID, reason string) {
+		c.disableRevoked(ctx, cfg.Login.OIDC.Issuer, id, reason)
 	})
 	if err != nil {
 		st.Close()
@@ -172,6 +174,13 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 		defer c.wg.Done()
 		_ = c.engine.Run(runCtx)
 	}()
+	if c.logins.oidc != nil && c.logins.recheck > 0 {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.runRechecks(runCtx, c.logins.oidc, c.logins.recheck)
+		}()
+	}
 	go func() {
 		defer c.wg.Done()
 		if err := c.policy.Run(runCtx); err != nil {

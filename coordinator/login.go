@@ -12,6 +12,7 @@ import (
 	"github.com/warrenmesh/warren/coordinator/locallogin"
 	"github.com/warrenmesh/warren/coordinator/loginchoice"
 	"github.com/warrenmesh/warren/coordinator/oidclogin"
+	"github.com/warrenmesh/warren/coordinator/registry"
 	"github.com/warrenmesh/warren/coordinator/store"
 )
 
@@ -42,6 +43,10 @@ type OIDCConfig struct {
 	RequiredClaims map[string]string
 	GroupsClaim    string
 	MFAACRs        []string
+	// RecheckEvery is how often the coordinator asks the provider, with
+	// each user's refresh token, whether they may still sign in; a user
+	// the provider no longer accepts is disabled. 0 turns rechecks off.
+	RecheckEvery time.Duration
 	// Label is the button on the choice page; default "Sign in with single
 	// sign-on".
 	Label string
@@ -59,12 +64,14 @@ type logins struct {
 	login   auth.Login
 	handler http.Handler
 	local   *locallogin.Login
+	oidc    *oidclogin.Login // nil without OIDC
+	recheck time.Duration    // OIDC recheck interval, 0 for none
 }
 
 // buildLogin creates the configured login methods. republish is called
 // when a login changed a user's groups or MFA time.
 func (c *Coordinator) buildLogin(ctx context.Context, lc LoginConfig, st store.Store,
-	republish func(context.Context, store.UserID)) (logins, error) {
+	republish func(context.Context, store.UserID), revoke func(context.Context, store.UserID, string)) (logins, error) {
 	if !lc.enabled() {
 		return logins{}, nil
 	}
@@ -82,7 +89,7 @@ func (c *Coordinator) buildLogin(ctx context.Context, lc LoginConfig, st store.S
 			AllowedDomains: o.AllowedDomains, RequiredClaims: o.RequiredClaims,
 			GroupsClaim: o.GroupsClaim, MFAACRs: o.MFAACRs, LoginTimeout: lc.Timeout,
 			Store: st, Audit: c.audit, OnUserChanged: republish, HTTPClient: o.HTTPClient,
-			Logger: c.log,
+			Logger: c.log, RefreshChecks: o.RecheckEvery > 0, OnIdentityRevoked: revoke,
 		})
 		if err != nil {
 			return logins{}, fmt.Errorf("OIDC login: %w", err)
@@ -92,6 +99,7 @@ func (c *Coordinator) buildLogin(ctx context.Context, lc LoginConfig, st store.S
 			label = "Sign in with single sign-on"
 		}
 		methods = append(methods, loginchoice.Method{Label: label, Login: l})
+		out.oidc, out.recheck = l, o.RecheckEvery
 		h := l.Handler()
 		mux.Handle(oidclogin.StartPath, h)
 		mux.Handle(oidclogin.CallbackPath, h)
@@ -118,4 +126,45 @@ func (c *Coordinator) buildLogin(ctx context.Context, lc LoginConfig, st store.S
 	}
 	out.handler = mux
 	return out, nil
+}
+
+// runRechecks asks the OpenID Provider about every user at each interval
+// until ctx ends.
+func (c *Coordinator) runRechecks(ctx context.Context, l *oidclogin.Login, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		start := time.Now()
+		sum, err := l.RecheckAll(ctx)
+		if err != nil && ctx.Err() == nil {
+			c.log.Warn("oidc recheck round failed", "err", err)
+		}
+		c.log.Info("oidc recheck round", "checked", sum.Checked, "revoked", sum.Revoked,
+			"updated", sum.Updated, "failed", sum.Failed, "took", time.Since(start).Round(time.Millisecond))
+	}
+}
+
+// disableRevoked disables a user the OpenID Provider no longer accepts.
+func (c *Coordinator) disableRevoked(ctx context.Context, issuer string, id store.UserID, reason string) {
+	actor := registry.Actor{Name: "idp:" + issuer, Admin: true, Remote: "oidc-recheck"}
+	if _, err := c.registry.SetUserDisabled(ctx, actor, id, true); err != nil {
+		c.log.Error("disable a user the identity provider revoked", "user", id, "reason", reason, "err", err)
+		return
+	}
+	c.log.Warn("user disabled: the identity provider no longer accepts them", "user", id, "reason", reason)
+}
+
+// RecheckIdentities runs one recheck round now (see
+// LoginConfig.OIDC.RecheckEvery): users the OpenID Provider no longer
+// accepts are disabled. Without OIDC rechecks it does nothing.
+func (c *Coordinator) RecheckIdentities(ctx context.Context) (oidclogin.RecheckSummary, error) {
+	if c.logins.oidc == nil || c.logins.recheck <= 0 {
+		return oidclogin.RecheckSummary{}, nil
+	}
+	return c.logins.oidc.RecheckAll(ctx)
 }

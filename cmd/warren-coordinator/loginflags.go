@@ -19,7 +19,7 @@ type loginFlags struct {
 	scopes, domains                                  string
 	required, acrs                                   cli.StringList
 	local                                            bool
-	timeout                                          time.Duration
+	timeout, recheck                                 time.Duration
 }
 
 func (f *loginFlags) register(fs *flag.FlagSet) {
@@ -32,6 +32,7 @@ func (f *loginFlags) register(fs *flag.FlagSet) {
 	fs.Var(&f.required, "oidc-required-claim", "CLAIM=VALUE the ID token must carry, e.g. hd=example.com (repeatable)")
 	fs.Var(&f.acrs, "oidc-mfa-acr", "acr value that means the login used MFA (repeatable; amr mfa/otp/hwk always count)")
 	fs.StringVar(&f.label, "oidc-label", "", "button text on the sign-in choice page (default \"Sign in with single sign-on\")")
+	fs.DurationVar(&f.recheck, "oidc-recheck", 15*time.Minute, "how often to ask the provider (with each user's refresh token) whether users may still sign in; users it refuses are disabled (0: never)")
 	fs.BoolVar(&f.local, "local-login", false, "let local users sign in with a password (and TOTP) set by warren-coordinator users passwd/totp")
 	fs.DurationVar(&f.timeout, "login-timeout", 10*time.Minute, "how long a node's sign-in URL stays valid")
 }
@@ -49,7 +50,7 @@ func (f *loginFlags) config(publicURL string) (coordinator.LoginConfig, error) {
 		return lc, errors.New("--oidc-issuer needs --oidc-client-id")
 	}
 	o := &coordinator.OIDCConfig{Issuer: f.issuer, ClientID: f.clientID, GroupsClaim: f.groupsClaim,
-		MFAACRs: f.acrs, Label: f.label, Scopes: splitList(f.scopes), AllowedDomains: splitList(f.domains)}
+		MFAACRs: f.acrs, Label: f.label, RecheckEvery: f.recheck, Scopes: splitList(f.scopes), AllowedDomains: splitList(f.domains)}
 	for i, d := range o.AllowedDomains {
 		o.AllowedDomains[i] = strings.ToLower(strings.TrimPrefix(d, "@"))
 	}

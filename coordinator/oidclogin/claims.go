@@ -35,6 +35,9 @@ type identity struct {
 	MFA     bool
 	AMR     []string
 	ACR     string
+	// RefreshToken is the provider's refresh token, kept only with
+	// Config.RefreshChecks (empty otherwise or when none was issued).
+	RefreshToken string
 }
 
 // verifyIDToken verifies a raw ID token as the callback receives it from

@@ -167,6 +167,9 @@ func (c *callback) identify(ctx context.Context) (identity, bool) {
 		c.failOrRefuse(actor, err)
 		return identity{}, false
 	}
+	if l.cfg.RefreshChecks {
+		id.RefreshToken = tok.RefreshToken
+	}
 	c.detail["groups"] = id.Groups
 	c.detail["mfa"] = id.MFA
 	if len(id.AMR) > 0 {

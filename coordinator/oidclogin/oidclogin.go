@@ -133,6 +133,13 @@ type Config struct {
 	// user's groups or MFA time, so that the user's nodes can be
 	// republished.
 	OnUserChanged func(ctx context.Context, id store.UserID)
+	// RefreshChecks keeps each user's refresh token (requesting the
+	// offline_access scope when the provider offers it) so that
+	// RecheckAll can ask the provider whether users may still sign in.
+	RefreshChecks bool
+	// OnIdentityRevoked, if set, is called when a recheck finds that the
+	// provider no longer accepts a user (the coordinator disables them).
+	OnIdentityRevoked func(ctx context.Context, id store.UserID, reason string)
 	// HTTPClient is used for discovery, keys, the token and userinfo
 	// endpoints; default a client with a 30 s timeout.
 	HTTPClient *http.Client
@@ -197,9 +204,17 @@ func New(ctx context.Context, cfg Config) (*Login, error) {
 	}
 	var meta struct {
 		PKCEMethods []string `json:"code_challenge_methods_supported"`
+		Scopes      []string `json:"scopes_supported"`
 	}
 	if err := provider.Claims(&meta); err == nil && len(meta.PKCEMethods) > 0 && !slices.Contains(meta.PKCEMethods, "S256") {
 		log.Warn("oidc login: the provider does not advertise PKCE S256; logins may fail", "issuer", cfg.Issuer, "methods", meta.PKCEMethods)
+	}
+	if cfg.RefreshChecks && !slices.Contains(cfg.Scopes, oidc.ScopeOfflineAccess) {
+		if len(meta.Scopes) == 0 || slices.Contains(meta.Scopes, oidc.ScopeOfflineAccess) {
+			cfg.Scopes = append(cfg.Scopes, oidc.ScopeOfflineAccess)
+		} else {
+			log.Warn("oidc login: the provider does not offer the offline_access scope; rechecks work only if it issues refresh tokens anyway", "issuer", cfg.Issuer)
+		}
 	}
 
 	endpoint := provider.Endpoint()

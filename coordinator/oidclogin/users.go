@@ -108,6 +108,10 @@ func apply(u *store.User, id identity, now time.Time) {
 	if id.MFA {
 		u.MFAAt = now
 	}
+	if id.RefreshToken != "" {
+		u.RefreshToken = id.RefreshToken
+		u.IdPCheckedAt = now
+	}
 }
 
 // disabled returns the refusal for a disabled account.

@@ -74,17 +74,17 @@ func boolInt(b bool) int {
 
 // Users.
 
-const userCols = `id, name, email, groups, role, disabled, created, issuer, subject, mfa_at, password_hash, totp_secret`
+const userCols = `id, name, email, groups, role, disabled, created, issuer, subject, mfa_at, password_hash, totp_secret, refresh_token, idp_checked_at`
 
 func scanUser(row interface{ Scan(...any) error }) (User, error) {
 	var u User
 	var groups, role string
-	var created, mfaAt int64
+	var created, mfaAt, checked int64
 	if err := row.Scan(&u.ID, &u.Name, &u.Email, &groups, &role, &u.Disabled, &created,
-		&u.Issuer, &u.Subject, &mfaAt, &u.PasswordHash, &u.TOTPSecret); err != nil {
+		&u.Issuer, &u.Subject, &mfaAt, &u.PasswordHash, &u.TOTPSecret, &u.RefreshToken, &checked); err != nil {
 		return u, wrapErr(err)
 	}
-	u.Role, u.Created, u.MFAAt = Role(role), fromNanos(created), fromNanos(mfaAt)
+	u.Role, u.Created, u.MFAAt, u.IdPCheckedAt = Role(role), fromNanos(created), fromNanos(mfaAt), fromNanos(checked)
 	var err error
 	u.Groups, err = fromJSON[string](groups, "groups")
 	return u, err
@@ -96,11 +96,11 @@ func scanUser(row interface{ Scan(...any) error }) (User, error) {
 // nodes.
 func (q queries) CreateUser(ctx context.Context, u User) (User, error) {
 	res, err := q.q.ExecContext(ctx, `INSERT INTO users (id, name, email, groups, role, disabled, created,
-		issuer, subject, mfa_at, password_hash, totp_secret)
+		issuer, subject, mfa_at, password_hash, totp_secret, refresh_token, idp_checked_at)
 		VALUES ((SELECT MAX(m) + 1 FROM (SELECT COALESCE(MAX(id), 0) AS m FROM users UNION ALL SELECT COALESCE(MAX(user_id), 0) FROM nodes)),
-		?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		u.Name, u.Email, jsonText(u.Groups), string(u.Role), u.Disabled, nanos(u.Created),
-		u.Issuer, u.Subject, nanos(u.MFAAt), u.PasswordHash, u.TOTPSecret)
+		u.Issuer, u.Subject, nanos(u.MFAAt), u.PasswordHash, u.TOTPSecret, u.RefreshToken, nanos(u.IdPCheckedAt))
 	if err != nil {
 		return User{}, fmt.Errorf("create user %q: %w", u.Name, wrapErr(err))
 	}
@@ -142,9 +142,9 @@ func (q queries) ListUsers(ctx context.Context) ([]User, error) {
 func (q queries) UpdateUser(ctx context.Context, u User) error {
 	return q.execOne(ctx, fmt.Sprintf("update user %d", u.ID),
 		`UPDATE users SET name = ?, email = ?, groups = ?, role = ?, disabled = ?, issuer = ?, subject = ?,
-		mfa_at = ?, password_hash = ?, totp_secret = ? WHERE id = ?`,
+		mfa_at = ?, password_hash = ?, totp_secret = ?, refresh_token = ?, idp_checked_at = ? WHERE id = ?`,
 		u.Name, u.Email, jsonText(u.Groups), string(u.Role), u.Disabled, u.Issuer, u.Subject,
-		nanos(u.MFAAt), u.PasswordHash, u.TOTPSecret, u.ID)
+		nanos(u.MFAAt), u.PasswordHash, u.TOTPSecret, u.RefreshToken, nanos(u.IdPCheckedAt), u.ID)
 }
 
 func (q queries) DeleteUser(ctx context.Context, id UserID) error {

@@ -287,6 +287,10 @@ ALTER TABLE nodes ADD COLUMN pending INTEGER NOT NULL DEFAULT 0;
 	{4, `
 ALTER TABLE nodes ADD COLUMN key_lifetime_seconds INTEGER NOT NULL DEFAULT 0;
 `},
+	{5, `
+ALTER TABLE users ADD COLUMN refresh_token TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN idp_checked_at INTEGER NOT NULL DEFAULT 0;
+`},
 }
 
 // migrate applies pending migrations, each in its own transaction, and

@@ -397,6 +397,12 @@ func TestIdentityCredentialsAndPending(t *testing.T) {
 	if l2, _ := s.GetUser(ctx, l.ID); !l2.MFAAt.Equal(l.MFAAt) {
 		t.Fatalf("mfa time not updated: %v", l2.MFAAt)
 	}
+	// The IdP refresh token and the time of the last check round-trip.
+	u.RefreshToken, u.IdPCheckedAt = "rt-secret", mfa.Add(2*time.Hour)
+	must(t, s.UpdateUser(ctx, u))
+	if u2, _ := s.GetUser(ctx, u.ID); u2.RefreshToken != "rt-secret" || !u2.IdPCheckedAt.Equal(u.IdPCheckedAt) {
+		t.Fatalf("refresh state not stored: %+v", u2)
+	}
 	n, err := s.CreateNode(ctx, Node{MachineKey: key.NewMachine().Public(), NodeKey: key.NewNode().Public(),
 		DiscoKey: key.NewDisco().Public(), UserID: u.ID, Hostname: "laptop", Pending: true})
 	must(t, err)
@@ -446,13 +452,16 @@ func TestNodeKeyLifetime(t *testing.T) {
 		})
 	}
 
-	// A node stored before migration 4 gets the default.
+	// A node stored before migration 4 gets the default (later migrations
+	// are undone too, so that 4 runs again).
 	n, err := s.CreateNode(ctx, newNode("old-laptop", 1))
 	must(t, err)
 	must(t, s.Close())
 	db, err := sql.Open("sqlite", path)
 	must(t, err)
-	_, err = db.Exec(`ALTER TABLE nodes DROP COLUMN key_lifetime_seconds; DELETE FROM schema_migrations WHERE version = 4`)
+	_, err = db.Exec(`ALTER TABLE nodes DROP COLUMN key_lifetime_seconds;
+		ALTER TABLE users DROP COLUMN refresh_token; ALTER TABLE users DROP COLUMN idp_checked_at;
+		DELETE FROM schema_migrations WHERE version >= 4`)
 	must(t, err)
 	must(t, db.Close())
 	s2, err := Open(ctx, path, nil)

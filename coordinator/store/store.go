@@ -62,6 +62,12 @@ type User struct {
 	// the credentials of a local user; empty for IdP users.
 	PasswordHash string
 	TOTPSecret   string
+	// RefreshToken is the OpenID Provider's refresh token from the user's
+	// last sign-in (a secret; empty when none was issued), with which the
+	// coordinator asks the provider now and then whether the user may
+	// still sign in; IdPCheckedAt is when it last did (zero: never).
+	RefreshToken string
+	IdPCheckedAt time.Time
 }
 
 // Node is a device or server registered with the coordinator.
