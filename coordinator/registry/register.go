@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 	"unicode"
 
@@ -138,6 +139,12 @@ func (r *Registry) register(ctx context.Context, machine key.MachinePublic, req 
 		// nothing.
 		if len(req.Tags) > 0 {
 			return store.Node{}, fmt.Errorf("%w: tags need a pre-auth key that grants them; a login makes a user's node", ErrTagNotGranted)
+		}
+		// A tagged node is owned by its tags and never acts as a user: a
+		// sign-in on it would turn a server into someone's device.
+		if known && existing.Tagged() {
+			return store.Node{}, fmt.Errorf("%w: this machine is the tagged node %s (%s) and rejoins only with a pre-auth key; an admin can untag or delete it first",
+				ErrTagNotGranted, existing.Name, strings.Join(existing.Tags, ","))
 		}
 		if req.Followup == "" {
 			url, err := r.login.Begin(ctx, machine)
