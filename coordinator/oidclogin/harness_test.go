@@ -50,7 +50,7 @@ func (c *clock) advance(d time.Duration) {
 // harness is a coordinator login (Login + its handler on a test server)
 // against a real test provider, with a SQLite store.
 type harness struct {
-	t     *testing.T
+	t     testing.TB
 	op    *oidctest.Provider
 	st    store.Store
 	login *Login
@@ -63,7 +63,7 @@ type harness struct {
 
 // newHarness starts a provider and a coordinator login configured for the
 // provider's confidential client; opts adjust the Config before New.
-func newHarness(t *testing.T, opts ...func(*Config)) *harness {
+func newHarness(t testing.TB, opts ...func(*Config)) *harness {
 	t.Helper()
 	ctx := context.Background()
 	srv := httptest.NewUnstartedServer(nil)
@@ -172,7 +172,7 @@ func (h *harness) lastAudit() store.AuditEvent {
 
 // newBrowser returns a scripted browser that stops before the redirect to
 // the coordinator's callback, so tests can inspect or replay it.
-func newBrowser(t *testing.T) *oidctest.Browser {
+func newBrowser(t testing.TB) *oidctest.Browser {
 	t.Helper()
 	return oidctest.NewBrowser(t, CallbackPath)
 }

@@ -37,7 +37,7 @@ const (
 
 // newTestOP starts a provider with testUsers whose clients redirect to
 // redirectURL.
-func newTestOP(t *testing.T, redirectURL string) *oidctest.Provider {
+func newTestOP(t testing.TB, redirectURL string) *oidctest.Provider {
 	t.Helper()
 	return oidctest.New(t, oidctest.Config{
 		Users: testUsers,
