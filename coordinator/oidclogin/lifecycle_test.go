@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -89,6 +90,7 @@ func TestBoundedPending(t *testing.T) {
 	}
 	expectDenied(t, h, "too many logins")
 
+	waitBlockedIn(t, "oidclogin.(*Login).Wait(") // the sweep must wake it, not precede it
 	h.clock.advance(DefaultLoginTimeout)
 	h.begin() // sweeps the three expired logins
 	if res := <-waited; !errors.Is(res.err, ErrLoginTimeout) {
@@ -248,4 +250,20 @@ func TestHandlerEdges(t *testing.T) {
 	if _, err := h.login.Begin(context.Background(), key.MachinePublic{}); err == nil {
 		t.Fatal("Begin accepted a zero machine key")
 	}
+}
+
+// waitBlockedIn waits until some goroutine is blocked in a select inside
+// the function fn (as runtime stacks name it).
+func waitBlockedIn(t *testing.T, fn string) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		stacks := string(buf[:runtime.Stack(buf, true)])
+		for _, g := range strings.Split(stacks, "\n\n") {
+			if strings.Contains(g, "[select") && strings.Contains(g, fn) {
+				return
+			}
+		}
+	}
+	t.Fatalf("no goroutine blocked in %s", fn)
 }
