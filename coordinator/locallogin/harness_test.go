@@ -18,25 +18,8 @@ import (
 	"github.com/warrenmesh/warren/coordinator/audit"
 	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/internal/key"
+	"github.com/warrenmesh/warren/internal/testclock"
 )
-
-// clock is a settable time source.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // harness is a Login over a real SQLite store, served by an httptest
 // server with Handler mounted at LoginPath.
@@ -45,7 +28,7 @@ type harness struct {
 	st      store.Store
 	login   *Login
 	srv     *httptest.Server
-	clock   *clock
+	clock   *testclock.Clock
 	mu      sync.Mutex
 	changed []store.UserID // OnUserChanged calls
 }
@@ -59,7 +42,7 @@ func newHarness(t *testing.T, tweak func(*Config)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, st: st, clock: &clock{t: time.Unix(1_780_000_005, 0).UTC()}}
+	h := &harness{t: t, st: st, clock: testclock.New(time.Unix(1_780_000_005, 0).UTC())}
 	mux := http.NewServeMux()
 	h.srv = httptest.NewServer(mux)
 	cfg := Config{

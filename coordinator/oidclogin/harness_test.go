@@ -16,6 +16,7 @@ import (
 	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/internal/key"
 	"github.com/warrenmesh/warren/internal/oidctest"
+	"github.com/warrenmesh/warren/internal/testclock"
 )
 
 // TestMain checks that no test leaves a goroutine behind.
@@ -26,27 +27,6 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// clock is a settable test clock, starting at the real time so that
-// provider-issued tokens verify.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Now().Truncate(time.Second)} }
-
-func (c *clock) now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // harness is a coordinator login (Login + its handler on a test server)
 // against a real test provider, with a SQLite store.
 type harness struct {
@@ -54,8 +34,8 @@ type harness struct {
 	op    *oidctest.Provider
 	st    store.Store
 	login *Login
-	url   string // the coordinator's base URL
-	clock *clock
+	url   string           // the coordinator's base URL
+	clock *testclock.Clock // starts at the real time, so provider-issued tokens verify
 
 	mu      sync.Mutex
 	changed []store.UserID // OnUserChanged calls
@@ -67,7 +47,7 @@ func newHarness(t testing.TB, opts ...func(*Config)) *harness {
 	t.Helper()
 	ctx := context.Background()
 	srv := httptest.NewUnstartedServer(nil)
-	h := &harness{t: t, url: "http://" + srv.Listener.Addr().String(), clock: newClock()}
+	h := &harness{t: t, url: "http://" + srv.Listener.Addr().String(), clock: testclock.New(time.Now().Truncate(time.Second))}
 	h.op = newTestOP(t, h.url+CallbackPath)
 
 	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "warren.db"), nil)
@@ -87,7 +67,7 @@ func newHarness(t testing.TB, opts ...func(*Config)) *harness {
 		Store:        st,
 		Audit:        audit.New(st, nil),
 		HTTPClient:   &http.Client{Transport: tr, Timeout: 10 * time.Second},
-		Now:          h.clock.now,
+		Now:          h.clock.Now,
 		OnUserChanged: func(_ context.Context, id store.UserID) {
 			h.mu.Lock()
 			h.changed = append(h.changed, id)

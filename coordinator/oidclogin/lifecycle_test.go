@@ -69,7 +69,7 @@ func TestLoginTimeout(t *testing.T) {
 	if ev := h.lastAudit(); ev.Outcome != "error" || !strings.Contains(ev.Detail, "not completed in time") {
 		t.Fatalf("audit = %+v", ev)
 	}
-	h.clock.advance(time.Second)
+	h.clock.Advance(time.Second)
 	status, page, _ := newBrowser(t).Get(loginURL)
 	if status != http.StatusBadRequest || !strings.Contains(page, "expired") {
 		t.Fatalf("expired login link: %d %s", status, page)
@@ -91,7 +91,7 @@ func TestBoundedPending(t *testing.T) {
 	expectDenied(t, h, "too many logins")
 
 	waitBlockedIn(t, "oidclogin.(*Login).Wait(") // the sweep must wake it, not precede it
-	h.clock.advance(DefaultLoginTimeout)
+	h.clock.Advance(DefaultLoginTimeout)
 	h.begin() // sweeps the three expired logins
 	if res := <-waited; !errors.Is(res.err, ErrLoginTimeout) {
 		t.Fatalf("Wait of a swept login: %+v", res)

@@ -91,8 +91,8 @@ func TestMFA(t *testing.T) {
 			if got := !res.user.MFAAt.IsZero(); got != tc.wantMFA {
 				t.Fatalf("MFA recorded = %v (MFAAt %v), want %v", got, res.user.MFAAt, tc.wantMFA)
 			}
-			if tc.wantMFA && !res.user.MFAAt.Equal(h.clock.now()) {
-				t.Fatalf("MFAAt = %v, want the login time %v", res.user.MFAAt, h.clock.now())
+			if tc.wantMFA && !res.user.MFAAt.Equal(h.clock.Now()) {
+				t.Fatalf("MFAAt = %v, want the login time %v", res.user.MFAAt, h.clock.Now())
 			}
 		})
 	}
@@ -104,7 +104,7 @@ func TestMFA(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.op.SetClaims("sub-bob", []string{"pwd"}, []string{"eng", "sre"})
-	h.clock.advance(time.Minute)
+	h.clock.Advance(time.Minute)
 	m, loginURL := h.begin()
 	waited := h.waitAsync(m, loginURL)
 	newBrowser(t).Login(loginURL, "bob")

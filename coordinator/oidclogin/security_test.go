@@ -89,8 +89,8 @@ func TestVerifyIDToken(t *testing.T) {
 	}
 
 	t.Run("expired", func(t *testing.T) {
-		h.clock.advance(2 * time.Hour) // minted tokens live one hour
-		defer h.clock.advance(-2 * time.Hour)
+		h.clock.Advance(2 * time.Hour) // minted tokens live one hour
+		defer h.clock.Advance(-2 * time.Hour)
 		if _, err := h.login.verifyIDToken(context.Background(), good, nonce); err == nil || !strings.Contains(err.Error(), "expired") {
 			t.Fatalf("verify expired token: %v", err)
 		}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,26 +12,9 @@ import (
 	"github.com/warrenmesh/warren/coordinator/netmap"
 	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/internal/key"
+	"github.com/warrenmesh/warren/internal/testclock"
 	"github.com/warrenmesh/warren/internal/wire"
 )
-
-// clock is a settable time source.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // harness is a Registry over a real SQLite store and netmap engine, on a
 // settable clock.
@@ -41,7 +23,7 @@ type harness struct {
 	r      *Registry
 	st     store.Store
 	engine *netmap.Engine
-	clock  *clock
+	clock  *testclock.Clock
 }
 
 var testAdmin = Actor{Name: "local:test", Admin: true, Remote: "test"}
@@ -52,7 +34,7 @@ func newHarness(t *testing.T, keyExpiry time.Duration) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, st: st, clock: &clock{t: time.Unix(1_780_000_000, 0).UTC()}}
+	h := &harness{t: t, st: st, clock: testclock.New(time.Unix(1_780_000_000, 0).UTC())}
 	h.engine = netmap.New(netmap.Config{Now: h.clock.Now})
 	h.r, err = New(context.Background(), Config{Store: st, Engine: h.engine, Audit: audit.New(st, nil),
 		Now: h.clock.Now, KeyExpiry: keyExpiry})

@@ -5,10 +5,10 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/warrenmesh/warren/internal/testclock"
 	"github.com/warrenmesh/warren/internal/wire"
 )
 
@@ -198,25 +198,8 @@ func icmpErrorTB(tb testing.TB, from, to string, typ uint8, quoted []byte) []byt
 	return build(tb, p)
 }
 
-// fakeClock is a settable clock for connection-tracking tests.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newFakeClock() *fakeClock { return &fakeClock{now: time.Unix(1_700_000_000, 0)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
+// newFakeClock returns a settable clock for connection-tracking tests.
+func newFakeClock() *testclock.Clock { return testclock.New(time.Unix(1_700_000_000, 0)) }
 
 // check asserts Inbound's verdict and reason for one packet.
 func check(t *testing.T, f *Filter, pkt []byte, wantV Verdict, wantR Reason) {
