@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"errors"
+	"net/http"
 
 	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/internal/key"
@@ -23,4 +24,16 @@ type Login interface {
 	// Wait blocks until the login at url completes (returning the user) or
 	// fails, or ctx ends.
 	Wait(ctx context.Context, machine key.MachinePublic, url string) (store.User, error)
+}
+
+// SetPageHeaders sets the headers every sign-in page sends: never cached
+// and no Referer (sign-in URLs are secrets until used), never framed or
+// content-sniffed, and a content policy that allows only inline styles and
+// forms posted back to the coordinator.
+func SetPageHeaders(h http.Header) {
+	h.Set("Cache-Control", "no-store")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 }

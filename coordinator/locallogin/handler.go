@@ -5,6 +5,8 @@ import (
 	"html/template"
 	"net/http"
 	"time"
+
+	"github.com/warrenmesh/warren/coordinator/auth"
 )
 
 // cookieName is the SameSite cookie that ties a form submission to a form
@@ -23,12 +25,7 @@ func (l *Login) Handler() http.Handler {
 	mux.HandleFunc("GET "+LoginPath+"{id}", l.serveForm)
 	mux.HandleFunc("POST "+LoginPath+"{id}", l.serveSubmit)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		h.Set("Cache-Control", "no-store")
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("X-Frame-Options", "DENY")
-		h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+		auth.SetPageHeaders(w.Header())
 		mux.ServeHTTP(w, r)
 	})
 }

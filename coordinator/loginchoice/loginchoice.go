@@ -213,12 +213,8 @@ func (c *Chooser) Wait(ctx context.Context, machine key.MachinePublic, loginURL 
 // Handler serves the choice page at ChoosePath.
 func (c *Chooser) Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		h.Set("Cache-Control", "no-store")
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("X-Frame-Options", "DENY")
-		h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
-		h.Set("Content-Type", "text/html; charset=utf-8")
+		auth.SetPageHeaders(w.Header())
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		if r.Method != http.MethodGet {
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 			return

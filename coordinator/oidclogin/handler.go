@@ -11,6 +11,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/warrenmesh/warren/coordinator/audit"
+	"github.com/warrenmesh/warren/coordinator/auth"
 	"github.com/warrenmesh/warren/coordinator/store"
 )
 
@@ -261,11 +262,8 @@ var pageTmpl = template.Must(template.New("page").Parse(`<!doctype html>
 
 // page writes a short HTML page for the browser.
 func page(w http.ResponseWriter, status int, title, message string) {
-	noStore(w)
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'")
-	h.Set("X-Content-Type-Options", "nosniff")
+	auth.SetPageHeaders(w.Header())
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
 	_ = pageTmpl.Execute(w, struct{ Title, Message string }{title, message})
 }
