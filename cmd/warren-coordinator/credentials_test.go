@@ -18,26 +18,18 @@ import (
 func TestCredentialsCLI(t *testing.T) {
 	dir := startCoordinator(t)
 	sd := "--state-dir=" + dir
-	mustCLI := func(args ...string) string {
-		t.Helper()
-		out, err := runCLI(t, args...)
-		if err != nil {
-			t.Fatalf("%v: %v", args, err)
-		}
-		return out
-	}
-	mustCLI("users", "create", "root@example.com", "--admin", sd)
+	mustCLI(t, "users", "create", "root@example.com", "--admin", sd)
 
 	pwFile := filepath.Join(t.TempDir(), "pw")
 	const password = "correct horse battery staple"
 	if err := os.WriteFile(pwFile, []byte(password+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out := mustCLI("users", "passwd", "root@example.com", "--password-file", pwFile, sd)
+	out := mustCLI(t, "users", "passwd", "root@example.com", "--password-file", pwFile, sd)
 	if !strings.Contains(out, "set") || strings.Contains(out, password) {
 		t.Fatalf("passwd printed %q", out)
 	}
-	out = mustCLI("users", "totp", "root@example.com", sd)
+	out = mustCLI(t, "users", "totp", "root@example.com", sd)
 	secret := ""
 	for _, line := range strings.Split(out, "\n") {
 		if s, ok := strings.CutPrefix(strings.TrimSpace(line), "secret: "); ok {
@@ -53,16 +45,16 @@ func TestCredentialsCLI(t *testing.T) {
 	}
 
 	var users []api.User
-	if err := json.Unmarshal([]byte(mustCLI("users", "list", "--json", sd)), &users); err != nil {
+	if err := json.Unmarshal([]byte(mustCLI(t, "users", "list", "--json", sd)), &users); err != nil {
 		t.Fatal(err)
 	}
 	if len(users) != 1 || !users[0].Password || !users[0].TOTP || users[0].LastMFA != nil {
 		t.Fatalf("users = %+v", users)
 	}
-	if table := mustCLI("users", "list", sd); !strings.Contains(table, "password+totp") {
+	if table := mustCLI(t, "users", "list", sd); !strings.Contains(table, "password+totp") {
 		t.Fatalf("table:\n%s", table)
 	}
-	audit := mustCLI("audit", sd)
+	audit := mustCLI(t, "audit", sd)
 	if !strings.Contains(audit, "user.password") || !strings.Contains(audit, "user.totp-enroll") ||
 		strings.Contains(audit, password) || strings.Contains(audit, secret) {
 		t.Fatalf("audit:\n%s", audit)

@@ -47,57 +47,59 @@ func runCLI(t *testing.T, args ...string) (string, error) {
 	return out.String(), err
 }
 
+// mustCLI runs one command that must succeed and returns its stdout.
+func mustCLI(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := runCLI(t, args...)
+	if err != nil {
+		t.Fatalf("%v: %v", args, err)
+	}
+	return out
+}
+
 func TestCLI(t *testing.T) {
 	dir := startCoordinator(t)
 	sd := "--state-dir=" + dir
-	mustCLI := func(args ...string) string {
-		t.Helper()
-		out, err := runCLI(t, args...)
-		if err != nil {
-			t.Fatalf("%v: %v", args, err)
-		}
-		return out
-	}
-	mustCLI("users", "create", "ann@example.com", "--admin", "--group", "eng", sd)
-	mustCLI("users", "create", sd, "bob@example.com")
+	mustCLI(t, "users", "create", "ann@example.com", "--admin", "--group", "eng", sd)
+	mustCLI(t, "users", "create", sd, "bob@example.com")
 
 	var users []api.User
-	if err := json.Unmarshal([]byte(mustCLI("users", "list", "--json", sd)), &users); err != nil {
+	if err := json.Unmarshal([]byte(mustCLI(t, "users", "list", "--json", sd)), &users); err != nil {
 		t.Fatal(err)
 	}
 	if len(users) != 2 || users[0].Role != "admin" || users[0].Groups[0] != "eng" || users[1].Role != "member" {
 		t.Fatalf("users = %+v", users)
 	}
-	table := mustCLI("users", "list", sd)
+	table := mustCLI(t, "users", "list", sd)
 	if !strings.Contains(table, "ann@example.com") || !strings.HasPrefix(table, "ID") {
 		t.Fatalf("table:\n%s", table)
 	}
 
-	out := mustCLI("keys", "create", "--user", "bob@example.com", "--reusable", "--tag", "tag:ci", "--ttl", "1h", sd)
+	out := mustCLI(t, "keys", "create", "--user", "bob@example.com", "--reusable", "--tag", "tag:ci", "--ttl", "1h", sd)
 	if !strings.Contains(out, "wpk_") {
 		t.Fatalf("key create printed %q", out)
 	}
 	var keys []api.AuthKey
-	if err := json.Unmarshal([]byte(mustCLI("keys", "list", "--json", sd)), &keys); err != nil {
+	if err := json.Unmarshal([]byte(mustCLI(t, "keys", "list", "--json", sd)), &keys); err != nil {
 		t.Fatal(err)
 	}
 	if len(keys) != 1 || !keys[0].Reusable || keys[0].Tags[0] != "tag:ci" || keys[0].Key != "" || keys[0].Expiration.IsZero() {
 		t.Fatalf("keys = %+v", keys)
 	}
-	mustCLI("keys", "revoke", "1", sd)
-	if err := json.Unmarshal([]byte(mustCLI("keys", "list", "--json", sd)), &keys); err != nil || !keys[0].Revoked {
+	mustCLI(t, "keys", "revoke", "1", sd)
+	if err := json.Unmarshal([]byte(mustCLI(t, "keys", "list", "--json", sd)), &keys); err != nil || !keys[0].Revoked {
 		t.Fatalf("after revoke: %+v, %v", keys, err)
 	}
-	mustCLI("users", "disable", "bob@example.com", sd)
+	mustCLI(t, "users", "disable", "bob@example.com", sd)
 
 	var events []api.AuditEvent
-	if err := json.Unmarshal([]byte(mustCLI("audit", "--json", sd)), &events); err != nil {
+	if err := json.Unmarshal([]byte(mustCLI(t, "audit", "--json", sd)), &events); err != nil {
 		t.Fatal(err)
 	}
 	if len(events) != 6 || events[0].Action != "user.disable" || events[5].Action != "policy.apply" {
 		t.Fatalf("audit = %+v", events)
 	}
-	if plain := out[strings.Index(out, "wpk_"):][:36]; strings.Contains(mustCLI("audit", sd), plain) {
+	if plain := out[strings.Index(out, "wpk_"):][:36]; strings.Contains(mustCLI(t, "audit", sd), plain) {
 		t.Fatal("the audit log shows a plaintext pre-auth key")
 	}
 
@@ -110,14 +112,14 @@ func TestCLI(t *testing.T) {
 	must(t, err)
 	must(t, st.Close())
 	var node api.Node
-	if err := json.Unmarshal([]byte(mustCLI("nodes", "key-lifetime", "1", "720h", "--json", sd)), &node); err != nil ||
+	if err := json.Unmarshal([]byte(mustCLI(t, "nodes", "key-lifetime", "1", "720h", "--json", sd)), &node); err != nil ||
 		node.KeyLifetime != "720h0m0s" || node.KeyExpiry.IsZero() {
 		t.Fatalf("key-lifetime 720h: %+v, %v", node, err)
 	}
-	if out := mustCLI("nodes", "key-lifetime", "1", "never", sd); !strings.Contains(out, "never") || !strings.HasPrefix(out, "ID") {
+	if out := mustCLI(t, "nodes", "key-lifetime", "1", "never", sd); !strings.Contains(out, "never") || !strings.HasPrefix(out, "ID") {
 		t.Fatalf("key-lifetime never printed:\n%s", out)
 	}
-	if out := mustCLI("nodes", "key-lifetime", sd, "1", "default"); !strings.Contains(out, "default") {
+	if out := mustCLI(t, "nodes", "key-lifetime", sd, "1", "default"); !strings.Contains(out, "default") {
 		t.Fatalf("key-lifetime default printed:\n%s", out)
 	}
 
