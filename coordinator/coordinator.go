@@ -134,13 +134,7 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 		st.Close()
 		return nil, fmt.Errorf("coordinator: %w", err)
 	}
-	c.logins, err = c.buildLogin(ctx, cfg.Login, st, func(ctx context.Context, id store.UserID) {
-		if err := c.registry.RepublishUser(ctx, id); err != nil {
-			c.log.Warn("republish a user's nodes after their login", "user", id, "err", err)
-		}
-	}, func(ctx context.Context, id store.UserID, reason string) {
-		c.disableRevoked(ctx, cfg.Login.OIDC.Issuer, id, reason)
-	})
+	c.logins, err = c.buildLogin(ctx, cfg.Login, st)
 	if err != nil {
 		st.Close()
 		return nil, fmt.Errorf("coordinator: %w", err)

@@ -68,10 +68,9 @@ type logins struct {
 	recheck time.Duration    // OIDC recheck interval, 0 for none
 }
 
-// buildLogin creates the configured login methods. republish is called
-// when a login changed a user's groups or MFA time.
-func (c *Coordinator) buildLogin(ctx context.Context, lc LoginConfig, st store.Store,
-	republish func(context.Context, store.UserID), revoke func(context.Context, store.UserID, string)) (logins, error) {
+// buildLogin creates the configured login methods. It runs before the
+// registry exists; their callbacks reach it only once logins happen.
+func (c *Coordinator) buildLogin(ctx context.Context, lc LoginConfig, st store.Store) (logins, error) {
 	if !lc.enabled() {
 		return logins{}, nil
 	}
@@ -88,8 +87,11 @@ func (c *Coordinator) buildLogin(ctx context.Context, lc LoginConfig, st store.S
 			RedirectURL: base + oidclogin.CallbackPath, Scopes: o.Scopes,
 			AllowedDomains: o.AllowedDomains, RequiredClaims: o.RequiredClaims,
 			GroupsClaim: o.GroupsClaim, MFAACRs: o.MFAACRs, LoginTimeout: lc.Timeout,
-			Store: st, Audit: c.audit, OnUserChanged: republish, HTTPClient: o.HTTPClient,
-			Logger: c.log, RefreshChecks: o.RecheckEvery > 0, OnIdentityRevoked: revoke,
+			Store: st, Audit: c.audit, OnUserChanged: c.republishUser, HTTPClient: o.HTTPClient,
+			Logger: c.log, RefreshChecks: o.RecheckEvery > 0,
+			OnIdentityRevoked: func(ctx context.Context, id store.UserID, reason string) {
+				c.disableRevoked(ctx, o.Issuer, id, reason)
+			},
 		})
 		if err != nil {
 			return logins{}, fmt.Errorf("OIDC login: %w", err)
@@ -106,7 +108,7 @@ func (c *Coordinator) buildLogin(ctx context.Context, lc LoginConfig, st store.S
 	}
 	if lc.Local {
 		l, err := locallogin.New(locallogin.Config{Store: st, Audit: c.audit, Logger: c.log,
-			BaseURL: base, LoginTimeout: lc.Timeout, OnUserChanged: republish})
+			BaseURL: base, LoginTimeout: lc.Timeout, OnUserChanged: c.republishUser})
 		if err != nil {
 			return logins{}, err
 		}
@@ -146,6 +148,14 @@ func (c *Coordinator) runRechecks(ctx context.Context, l *oidclogin.Login, every
 		}
 		c.log.Info("oidc recheck round", "checked", sum.Checked, "revoked", sum.Revoked,
 			"updated", sum.Updated, "failed", sum.Failed, "took", time.Since(start).Round(time.Millisecond))
+	}
+}
+
+// republishUser pushes a user's nodes again after a login changed the
+// user's groups or MFA time.
+func (c *Coordinator) republishUser(ctx context.Context, id store.UserID) {
+	if err := c.registry.RepublishUser(ctx, id); err != nil {
+		c.log.Warn("republish a user's nodes after their login", "user", id, "err", err)
 	}
 }
 

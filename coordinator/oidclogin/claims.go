@@ -92,16 +92,12 @@ func (l *Login) claims(ctx context.Context, tok *oidc.IDToken, access *oauth2.To
 	if !need || l.provider.UserInfoEndpoint() == "" || access == nil || access.AccessToken == "" {
 		return claims, nil
 	}
-	info, err := l.provider.UserInfo(oidc.ClientContext(ctx, l.cfg.HTTPClient), oauth2.StaticTokenSource(access))
+	subject, extra, err := l.userinfo(ctx, access)
 	if err != nil {
-		return nil, fmt.Errorf("fetch userinfo: %w", err)
+		return nil, err
 	}
-	if info.Subject != tok.Subject {
+	if subject != tok.Subject {
 		return nil, refusef("the userinfo endpoint answered for another subject")
-	}
-	extra := map[string]any{}
-	if err := info.Claims(&extra); err != nil {
-		return nil, fmt.Errorf("decode userinfo: %w", err)
 	}
 	for k, v := range extra {
 		if _, ok := claims[k]; !ok {
@@ -109,6 +105,20 @@ func (l *Login) claims(ctx context.Context, tok *oidc.IDToken, access *oauth2.To
 		}
 	}
 	return claims, nil
+}
+
+// userinfo fetches the claims the userinfo endpoint gives for access,
+// and the subject they are about; the caller checks that subject.
+func (l *Login) userinfo(ctx context.Context, access *oauth2.Token) (subject string, claims map[string]any, err error) {
+	info, err := l.provider.UserInfo(oidc.ClientContext(ctx, l.cfg.HTTPClient), oauth2.StaticTokenSource(access))
+	if err != nil {
+		return "", nil, fmt.Errorf("fetch userinfo: %w", err)
+	}
+	claims = map[string]any{}
+	if err := info.Claims(&claims); err != nil {
+		return "", nil, fmt.Errorf("decode userinfo: %w", err)
+	}
+	return info.Subject, claims, nil
 }
 
 // checkClaims applies the configured rules to a login's claims and returns

@@ -153,17 +153,14 @@ func (l *Login) refresh(ctx context.Context, u store.User) (identity, error) {
 		if l.provider.UserInfoEndpoint() == "" {
 			return identity{}, errors.New("the provider sent no ID token on refresh and has no userinfo endpoint")
 		}
-		info, err := l.provider.UserInfo(ctx, oauth2.StaticTokenSource(tok))
+		subject, info, err := l.userinfo(ctx, tok)
 		if err != nil {
-			return identity{}, fmt.Errorf("fetch userinfo: %w", err)
+			return identity{}, err
 		}
-		if info.Subject != u.Subject {
+		if subject != u.Subject {
 			return identity{}, errors.New("the userinfo endpoint answered for another subject")
 		}
-		claims = map[string]any{}
-		if err := info.Claims(&claims); err != nil {
-			return identity{}, fmt.Errorf("decode userinfo: %w", err)
-		}
+		claims = info
 	}
 	id, err := l.checkClaims(u.Subject, claims)
 	if err != nil {
