@@ -31,7 +31,6 @@ import (
 	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/derp"
 	"github.com/warrenmesh/warren/internal/key"
-	"github.com/warrenmesh/warren/internal/policy"
 	"github.com/warrenmesh/warren/internal/wire"
 )
 
@@ -142,7 +141,7 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	c.registry, err = registry.New(ctx, registry.Config{
 		Store: st, Engine: c.engine, Audit: c.audit, Login: c.logins.login, Logger: cfg.Logger,
 		KeyExpiry: cfg.KeyExpiry, EphemeralGrace: cfg.EphemeralGrace, RequireApproval: cfg.RequireApproval,
-		MayTag: func(o policy.Owner, tag string) bool { return c.policy.Current().MayTag(o, tag) },
+		Policy: c.policy.Current,
 	})
 	if err == nil {
 		c.control, err = control.New(control.Config{Key: k, Registry: c.registry, Engine: c.engine,

@@ -11,6 +11,7 @@ import (
 
 	"github.com/warrenmesh/warren/coordinator"
 	"github.com/warrenmesh/warren/coordinator/api"
+	"github.com/warrenmesh/warren/coordinator/policyfile"
 	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/internal/key"
 )
@@ -19,6 +20,11 @@ import (
 func startCoordinator(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
+	// The default policy, plus tag:ci for the keys the tests create.
+	src := strings.Replace(policyfile.DefaultSource, `"tagOwners": {`, `"tagOwners": {"tag:ci": ["autogroup:admin"],`, 1)
+	if err := os.WriteFile(filepath.Join(dir, "policy.hujson"), []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	c, err := coordinator.New(context.Background(), coordinator.Config{StateDir: dir})
 	if err != nil {
 		t.Fatal(err)

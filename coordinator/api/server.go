@@ -147,7 +147,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func writeErr(w http.ResponseWriter, err error) {
 	status := http.StatusInternalServerError
 	switch {
-	case errors.Is(err, registry.ErrForbidden):
+	case errors.Is(err, registry.ErrForbidden), errors.Is(err, registry.ErrTagNotOwned):
 		status = http.StatusForbidden
 	case errors.Is(err, store.ErrNotFound):
 		status = http.StatusNotFound

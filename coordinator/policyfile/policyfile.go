@@ -116,7 +116,7 @@ func New(cfg Config) (*Manager, error) {
 		cfg.Now = time.Now
 	}
 	if cfg.Audit == nil {
-		cfg.Audit = audit.New(nil, cfg.Logger)
+		cfg.Audit = audit.New(cfg.Store, cfg.Logger)
 	}
 	return &Manager{cfg: cfg, log: cfg.Logger}, nil
 }
@@ -212,19 +212,27 @@ func (m *Manager) reload(ctx context.Context, actor string) error {
 	if m.current != nil {
 		v.Diff = udiff.Unified("in force", "new", prev.Source, string(src))
 	}
-	v, err = m.cfg.Store.SavePolicy(ctx, v)
+	// The version and its audit event commit together, and only then is
+	// the policy put in force: a policy is never in force unrecorded.
+	err = m.cfg.Audit.Commit(ctx, func(tx *audit.Tx) error {
+		var err error
+		if v, err = tx.SavePolicy(ctx, v); err != nil {
+			return err
+		}
+		detail := map[string]any{"hash": hash, "version": v.ID, "warnings": len(p.Warnings())}
+		if prev.Hash != "" {
+			detail["previous"] = prev.Hash
+			detail["diff"] = v.Diff
+		}
+		tx.Record(audit.Event{Actor: author, Action: "policy.apply", Target: "policy", Detail: detail})
+		return nil
+	})
 	if err != nil {
 		err = fmt.Errorf("record policy version: %w", err)
 		m.reject(ctx, author, hash, err)
 		return err
 	}
 	m.install(p, v)
-	detail := map[string]any{"hash": hash, "version": v.ID, "warnings": len(p.Warnings())}
-	if prev.Hash != "" {
-		detail["previous"] = prev.Hash
-		detail["diff"] = v.Diff
-	}
-	_ = m.cfg.Audit.Record(ctx, audit.Event{Actor: author, Action: "policy.apply", Target: "policy", Detail: detail})
 	m.log.Info("policy applied", "version", v.ID, "hash", short(hash), "author", author, "warnings", len(p.Warnings()))
 	for _, w := range p.Warnings() {
 		m.log.Warn("policy warning", "path", m.cfg.Path, "warning", w.Error())

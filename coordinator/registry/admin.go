@@ -10,7 +10,6 @@ import (
 	"github.com/warrenmesh/warren/coordinator/audit"
 	"github.com/warrenmesh/warren/coordinator/auth"
 	"github.com/warrenmesh/warren/coordinator/store"
-	"github.com/warrenmesh/warren/internal/policy"
 	"github.com/warrenmesh/warren/internal/wire"
 )
 
@@ -36,22 +35,64 @@ func (a Actor) may(owner store.UserID) error {
 	return fmt.Errorf("%w: %s may only manage its own nodes", ErrForbidden, a.Name)
 }
 
-// record audits an admin change and passes err through.
-func (r *Registry) record(ctx context.Context, a Actor, action, target string, detail map[string]any, err error) error {
-	ev := audit.Event{Actor: a.Name, Action: action, Target: target, Remote: a.Remote, Detail: detail}
+// mayManage reports whether a may change or delete node n. A tagged node
+// is owned by its tags, not by the user who registered it: only admins
+// manage it.
+func (a Actor) mayManage(n *store.Node) error {
+	if n.Tagged() && !a.Admin {
+		return fmt.Errorf("%w: node %d is owned by its tags (%v); only admins manage tagged nodes", ErrForbidden, n.ID, n.Tags)
+	}
+	return a.may(n.UserID)
+}
+
+// event returns the audit event of a's action on target.
+func (a Actor) event(action, target string, detail map[string]any) audit.Event {
+	if detail == nil {
+		detail = map[string]any{}
+	}
+	return audit.Event{Actor: a.Name, Action: action, Target: target, Remote: a.Remote, Detail: detail}
+}
+
+// commit makes one audited change: fn runs in a store transaction and, if
+// it succeeds, ev (outcome ok, with whatever fn added to its Detail)
+// commits in the same transaction. If fn fails nothing is kept and the
+// refusal or failure is audited on its own. It returns fn's error.
+func (r *Registry) commit(ctx context.Context, ev audit.Event, fn func(tx *audit.Tx) error) error {
+	if ev.Detail == nil {
+		ev.Detail = map[string]any{}
+	}
+	err := r.audit.Commit(ctx, func(tx *audit.Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		tx.Record(ev)
+		return nil
+	})
 	if err != nil {
-		ev.Outcome = audit.Failed
-		if errors.Is(err, ErrForbidden) || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) || errors.Is(err, ErrBadRequest) {
-			ev.Outcome = audit.Denied
-		}
-		if ev.Detail == nil {
-			ev.Detail = map[string]any{}
-		}
-		ev.Detail["error"] = err.Error()
+		r.refused(ctx, ev, err)
 	}
-	if aerr := r.audit.Record(ctx, ev); aerr != nil && err == nil {
-		return fmt.Errorf("change made but not audited: %w", aerr)
+	return err
+}
+
+// refused audits a change that was not made.
+func (r *Registry) refused(ctx context.Context, ev audit.Event, err error) {
+	ev.Outcome = audit.Failed
+	if isClientError(err) || errors.Is(err, ErrForbidden) || errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) {
+		ev.Outcome = audit.Denied
 	}
+	detail := make(map[string]any, len(ev.Detail)+1)
+	for k, v := range ev.Detail {
+		detail[k] = v
+	}
+	detail["error"] = err.Error()
+	ev.Detail = detail
+	_ = r.audit.Record(ctx, ev)
+}
+
+// deny audits a request refused before it reached the store and returns
+// err.
+func (r *Registry) deny(ctx context.Context, ev audit.Event, err error) error {
+	r.refused(ctx, ev, err)
 	return err
 }
 
@@ -91,21 +132,21 @@ func (r *Registry) ListNodes(ctx context.Context, a Actor) ([]NodeInfo, error) {
 // publishes the result.
 func (r *Registry) changeNode(ctx context.Context, a Actor, id store.NodeID, action string, detail map[string]any, fn func(*store.Node) error) (store.Node, error) {
 	var out store.Node
-	err := r.st.Tx(ctx, func(q store.Queries) error {
-		n, err := q.GetNode(ctx, id)
+	err := r.commit(ctx, a.event(action, fmt.Sprintf("node:%d", id), detail), func(tx *audit.Tx) error {
+		n, err := tx.GetNode(ctx, id)
 		if err != nil {
 			return err
 		}
-		if err := a.may(n.UserID); err != nil {
+		if err := a.mayManage(&n); err != nil {
 			return err
 		}
 		if err := fn(&n); err != nil {
 			return err
 		}
-		out, err = q.UpdateNode(ctx, n)
+		out, err = tx.UpdateNode(ctx, n)
 		return err
 	})
-	if err = r.record(ctx, a, action, fmt.Sprintf("node:%d", id), detail, err); err != nil {
+	if err != nil {
 		return store.Node{}, err
 	}
 	r.publish(ctx, &out)
@@ -125,8 +166,7 @@ func (r *Registry) ExpireNode(ctx context.Context, a Actor, id store.NodeID) (st
 // admins approve: a member approving their own device would defeat it.
 func (r *Registry) ApproveNode(ctx context.Context, a Actor, id store.NodeID) (store.Node, error) {
 	if err := a.admin(); err != nil {
-		_ = r.record(ctx, a, "node.approve", fmt.Sprintf("node:%d", id), nil, err)
-		return store.Node{}, err
+		return store.Node{}, r.deny(ctx, a.event("node.approve", fmt.Sprintf("node:%d", id), nil), err)
 	}
 	return r.changeNode(ctx, a, id, "node.approve", nil, func(n *store.Node) error {
 		n.Pending = false
@@ -160,8 +200,7 @@ func (r *Registry) SetKeyLifetime(ctx context.Context, a Actor, id store.NodeID,
 			ErrBadRequest, lifetime, MinKeyLifetime, MaxKeyLifetime)
 	}
 	if err != nil {
-		_ = r.record(ctx, a, "node.key-lifetime", fmt.Sprintf("node:%d", id), detail, err)
-		return store.Node{}, err
+		return store.Node{}, r.deny(ctx, a.event("node.key-lifetime", fmt.Sprintf("node:%d", id), detail), err)
 	}
 	if lifetime < 0 {
 		lifetime = store.KeyLifetimeNever
@@ -210,8 +249,9 @@ func (r *Registry) Logout(ctx context.Context, id store.NodeID) error {
 	return err
 }
 
-// SetTags replaces a node's tags (admins only). Tagged nodes never expire;
-// a node whose tags are cleared gets a fresh user-node expiry.
+// SetTags replaces a node's tags (admins only; each tag must be defined in
+// the policy's tagOwners). Tagged nodes never expire; a node whose tags
+// are cleared gets a fresh user-node expiry.
 func (r *Registry) SetTags(ctx context.Context, a Actor, id store.NodeID, tags []string) (store.Node, error) {
 	detail := map[string]any{"tags": tags}
 	return r.changeNode(ctx, a, id, "node.tag", detail, func(n *store.Node) error {
@@ -222,6 +262,9 @@ func (r *Registry) SetTags(ctx context.Context, a Actor, id store.NodeID, tags [
 			if !ValidTag(t) {
 				return fmt.Errorf("%w: bad tag %q", ErrBadRequest, t)
 			}
+		}
+		if err := r.tagsDefined(tags); err != nil {
+			return err
 		}
 		wasTagged := n.Tagged()
 		n.Tags = slices.Clone(tags)
@@ -235,17 +278,17 @@ func (r *Registry) SetTags(ctx context.Context, a Actor, id store.NodeID, tags [
 // DeleteNode removes a node: peers forget it at once and its control
 // channel is closed.
 func (r *Registry) DeleteNode(ctx context.Context, a Actor, id store.NodeID) error {
-	err := r.st.Tx(ctx, func(q store.Queries) error {
-		n, err := q.GetNode(ctx, id)
+	err := r.commit(ctx, a.event("node.delete", fmt.Sprintf("node:%d", id), nil), func(tx *audit.Tx) error {
+		n, err := tx.GetNode(ctx, id)
 		if err != nil {
 			return err
 		}
-		if err := a.may(n.UserID); err != nil {
+		if err := a.mayManage(&n); err != nil {
 			return err
 		}
-		return q.DeleteNode(ctx, id)
+		return tx.DeleteNode(ctx, id)
 	})
-	if err = r.record(ctx, a, "node.delete", fmt.Sprintf("node:%d", id), nil, err); err != nil {
+	if err != nil {
 		return err
 	}
 	r.engine.Remove(wire.NodeID(id), ErrNodeDeleted)
@@ -254,36 +297,23 @@ func (r *Registry) DeleteNode(ctx context.Context, a Actor, id store.NodeID) err
 
 // CreateUser adds a user (admins only).
 func (r *Registry) CreateUser(ctx context.Context, a Actor, u store.User) (store.User, error) {
-	var out store.User
+	ev := a.event("user.create", "user:"+u.Name, map[string]any{"role": u.Role, "groups": u.Groups})
 	err := a.admin()
 	if err == nil {
 		err = checkUser(&u)
 	}
-	if err == nil {
-		u.Created = r.now()
-		out, err = r.st.CreateUser(ctx, u)
-	}
-	err = r.record(ctx, a, "user.create", "user:"+u.Name, map[string]any{"role": u.Role, "groups": u.Groups}, err)
-	return out, err
-}
-
-// ownsTags checks that a member is an owner of every tag by the policy's
-// tagOwners.
-func (r *Registry) ownsTags(ctx context.Context, a Actor, tags []string) error {
-	if r.mayTag == nil || a.UserID == 0 {
-		return a.admin()
-	}
-	u, err := r.st.GetUser(ctx, a.UserID)
 	if err != nil {
+		return store.User{}, r.deny(ctx, ev, err)
+	}
+	u.Created = r.now()
+	var out store.User
+	err = r.commit(ctx, ev, func(tx *audit.Tx) error {
+		var err error
+		out, err = tx.CreateUser(ctx, u)
+		ev.Detail["id"] = out.ID
 		return err
-	}
-	o := policy.Owner{Login: u.Name, Groups: u.Groups, Admin: u.Role == store.RoleAdmin}
-	for _, t := range tags {
-		if !r.mayTag(o, t) {
-			return fmt.Errorf("%w: %s does not own %s (see tagOwners in the policy)", ErrForbidden, a.Name, t)
-		}
-	}
-	return nil
+	})
+	return out, err
 }
 
 func (a Actor) admin() error {
@@ -317,46 +347,87 @@ func (r *Registry) ListUsers(ctx context.Context, a Actor) ([]store.User, error)
 
 // SetUserDisabled disables or enables a user. A disabled user's nodes drop
 // out of every netmap at once; tagged nodes it registered keep working.
+// Disabling also revokes every pre-auth key the user created or owns, in
+// the same transaction: an offboarded user's keys register nothing more.
 func (r *Registry) SetUserDisabled(ctx context.Context, a Actor, id store.UserID, disabled bool) (store.User, error) {
-	var u store.User
-	err := a.admin()
-	if err == nil {
-		err = r.st.Tx(ctx, func(q store.Queries) error {
-			var err error
-			if u, err = q.GetUser(ctx, id); err != nil {
-				return err
-			}
-			u.Disabled = disabled
-			return q.UpdateUser(ctx, u)
-		})
-	}
 	action := "user.enable"
 	if disabled {
 		action = "user.disable"
 	}
-	if err := r.record(ctx, a, action, fmt.Sprintf("user:%d", id), nil, err); err != nil {
+	ev := a.event(action, fmt.Sprintf("user:%d", id), nil)
+	if err := a.admin(); err != nil {
+		return store.User{}, r.deny(ctx, ev, err)
+	}
+	var u store.User
+	err := r.commit(ctx, ev, func(tx *audit.Tx) error {
+		var err error
+		if u, err = tx.GetUser(ctx, id); err != nil {
+			return err
+		}
+		u.Disabled = disabled
+		if err := tx.UpdateUser(ctx, u); err != nil {
+			return err
+		}
+		if disabled {
+			return r.revokeKeysOf(ctx, tx, a, id, "user disabled")
+		}
+		return nil
+	})
+	if err != nil {
 		return store.User{}, err
 	}
 	return u, r.republishUser(ctx, id)
 }
 
-// DeleteUser deletes a user, its nodes and keys; tagged nodes it registered
-// are kept.
-func (r *Registry) DeleteUser(ctx context.Context, a Actor, id store.UserID) error {
-	before, err := r.st.ListNodes(ctx)
-	if err == nil {
-		err = a.admin()
-	}
-	if err == nil {
-		err = r.st.DeleteUser(ctx, id)
-	}
-	if err := r.record(ctx, a, "user.delete", fmt.Sprintf("user:%d", id), nil, err); err != nil {
+// revokeKeysOf revokes, inside tx, every usable pre-auth key user id
+// created or owns, recording one event per key.
+func (r *Registry) revokeKeysOf(ctx context.Context, tx *audit.Tx, a Actor, id store.UserID, reason string) error {
+	keys, err := tx.ListAuthKeys(ctx)
+	if err != nil {
 		return err
 	}
-	for _, n := range before {
-		if n.UserID == id && !n.Tagged() {
-			r.engine.Remove(wire.NodeID(n.ID), ErrNodeDeleted)
+	for _, k := range keys {
+		if k.Revoked || (k.CreatorID != id && k.UserID != id) {
+			continue
 		}
+		k.Revoked = true
+		if err := tx.UpdateAuthKey(ctx, k); err != nil {
+			return err
+		}
+		tx.Record(a.event("authkey.revoke", "authkey:"+k.Prefix, map[string]any{"id": k.ID, "reason": reason}))
+	}
+	return nil
+}
+
+// DeleteUser deletes a user, its nodes and keys; tagged nodes it registered
+// are kept, and keys it created for other users are revoked.
+func (r *Registry) DeleteUser(ctx context.Context, a Actor, id store.UserID) error {
+	ev := a.event("user.delete", fmt.Sprintf("user:%d", id), nil)
+	if err := a.admin(); err != nil {
+		return r.deny(ctx, ev, err)
+	}
+	var removed []store.NodeID
+	err := r.commit(ctx, ev, func(tx *audit.Tx) error {
+		nodes, err := tx.ListNodes(ctx)
+		if err != nil {
+			return err
+		}
+		removed = removed[:0]
+		for _, n := range nodes {
+			if n.UserID == id && !n.Tagged() {
+				removed = append(removed, n.ID)
+			}
+		}
+		if err := r.revokeKeysOf(ctx, tx, a, id, "creator deleted"); err != nil {
+			return err
+		}
+		return tx.DeleteUser(ctx, id)
+	})
+	if err != nil {
+		return err
+	}
+	for _, n := range removed {
+		r.engine.Remove(wire.NodeID(n), ErrNodeDeleted)
 	}
 	return r.republishUser(ctx, id)
 }
@@ -392,21 +463,23 @@ type AuthKeyRequest struct {
 }
 
 // CreateAuthKey creates a pre-auth key and returns it with its plaintext,
-// which is shown this once and never stored.
+// which is shown this once and never stored. Tags must be defined in the
+// policy's tagOwners, and a member must own each of them; the key records
+// its creator, whose right to apply the tags is checked again whenever
+// the key is used.
 func (r *Registry) CreateAuthKey(ctx context.Context, a Actor, req AuthKeyRequest) (store.AuthKey, string, error) {
 	if req.UserID == 0 {
 		req.UserID = a.UserID
 	}
 	plain, hash, display := auth.NewSecret(auth.AuthKeyPrefix)
-	k := store.AuthKey{Prefix: display, Hash: hash, UserID: req.UserID, Reusable: req.Reusable,
+	k := store.AuthKey{Prefix: display, Hash: hash, UserID: req.UserID, CreatorID: a.UserID, Reusable: req.Reusable,
 		Ephemeral: req.Ephemeral, Tags: req.Tags, Created: r.now()}
 	if req.TTL > 0 {
 		k.Expiration = k.Created.Add(req.TTL)
 	}
+	ev := a.event("authkey.create", "authkey:"+display,
+		map[string]any{"key": display, "user": req.UserID, "reusable": req.Reusable, "ephemeral": req.Ephemeral, "tags": req.Tags})
 	err := a.may(req.UserID)
-	if err == nil && len(req.Tags) > 0 && !a.Admin {
-		err = r.ownsTags(ctx, a, req.Tags)
-	}
 	for _, t := range req.Tags {
 		if err == nil && !ValidTag(t) {
 			err = fmt.Errorf("%w: bad tag %q", ErrBadRequest, t)
@@ -415,11 +488,24 @@ func (r *Registry) CreateAuthKey(ctx context.Context, a Actor, req AuthKeyReques
 	if err == nil && req.UserID == 0 {
 		err = fmt.Errorf("%w: a pre-auth key needs an owning user (--user)", ErrBadRequest)
 	}
-	if err == nil {
-		k, err = r.st.CreateAuthKey(ctx, k)
+	if err != nil {
+		return store.AuthKey{}, "", r.deny(ctx, ev, err)
 	}
-	detail := map[string]any{"key": display, "user": req.UserID, "reusable": req.Reusable, "ephemeral": req.Ephemeral, "tags": req.Tags}
-	if err := r.record(ctx, a, "authkey.create", "authkey:"+display, detail, err); err != nil {
+	err = r.commit(ctx, ev, func(tx *audit.Tx) error {
+		if len(req.Tags) > 0 {
+			if err := r.mayApplyTags(ctx, tx, a.UserID, a.Name, req.Tags); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.GetUser(ctx, req.UserID); err != nil {
+			return err
+		}
+		var err error
+		k, err = tx.CreateAuthKey(ctx, k)
+		ev.Detail["id"] = k.ID
+		return err
+	})
+	if err != nil {
 		return store.AuthKey{}, "", err
 	}
 	return k, plain, nil
@@ -438,27 +524,28 @@ func (r *Registry) ListAuthKeys(ctx context.Context, a Actor) ([]store.AuthKey, 
 // RevokeAuthKey revokes (expire=false) or expires now (expire=true) a
 // pre-auth key. Nodes it registered keep working.
 func (r *Registry) RevokeAuthKey(ctx context.Context, a Actor, id store.AuthKeyID, expire bool) (store.AuthKey, error) {
+	action := "authkey.revoke"
+	if expire {
+		action = "authkey.expire"
+	}
+	ev := a.event(action, fmt.Sprintf("authkey:%d", id), map[string]any{"id": id})
 	var k store.AuthKey
-	err := r.st.Tx(ctx, func(q store.Queries) error {
+	err := r.commit(ctx, ev, func(tx *audit.Tx) error {
 		var err error
-		if k, err = q.GetAuthKey(ctx, id); err != nil {
+		if k, err = tx.GetAuthKey(ctx, id); err != nil {
 			return err
 		}
 		if err := a.may(k.UserID); err != nil {
 			return err
 		}
+		ev.Detail["key"] = k.Prefix
 		if expire {
 			k.Expiration = r.now()
 		} else {
 			k.Revoked = true
 		}
-		return q.UpdateAuthKey(ctx, k)
+		return tx.UpdateAuthKey(ctx, k)
 	})
-	action := "authkey.revoke"
-	if expire {
-		action = "authkey.expire"
-	}
-	err = r.record(ctx, a, action, "authkey:"+k.Prefix, map[string]any{"id": id}, err)
 	return k, err
 }
 
@@ -473,11 +560,16 @@ func (r *Registry) CreateAPIKey(ctx context.Context, a Actor, user store.UserID,
 	if ttl > 0 {
 		k.Expiration = k.Created.Add(ttl)
 	}
-	err := a.may(user)
-	if err == nil {
-		k, err = r.st.CreateAPIKey(ctx, k)
+	ev := a.event("apikey.create", "apikey:"+display, map[string]any{"user": user})
+	if err := a.may(user); err != nil {
+		return store.APIKey{}, "", r.deny(ctx, ev, err)
 	}
-	if err := r.record(ctx, a, "apikey.create", "apikey:"+display, map[string]any{"user": user}, err); err != nil {
+	err := r.commit(ctx, ev, func(tx *audit.Tx) error {
+		var err error
+		k, err = tx.CreateAPIKey(ctx, k)
+		return err
+	})
+	if err != nil {
 		return store.APIKey{}, "", err
 	}
 	return k, plain, nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/warrenmesh/warren/coordinator/audit"
 	"github.com/warrenmesh/warren/coordinator/locallogin"
 	"github.com/warrenmesh/warren/coordinator/store"
 )
@@ -13,33 +14,49 @@ import (
 // user themselves). The password is hashed here and never logged or
 // audited; the audit event records only that it changed.
 func (r *Registry) SetUserPassword(ctx context.Context, a Actor, id store.UserID, password string) error {
-	err := a.may(id)
-	var u store.User
-	if err == nil {
-		u, err = r.st.GetUser(ctx, id)
+	ev := a.event("user.password", fmt.Sprintf("user:%d", id), nil)
+	if err := a.may(id); err != nil {
+		return r.deny(ctx, ev, err)
 	}
-	if err == nil {
-		err = locallogin.SetPassword(ctx, r.st, u.Name, password)
-		if errors.Is(err, locallogin.ErrPasswordTooShort) || errors.Is(err, locallogin.ErrPasswordTooLong) {
-			err = fmt.Errorf("%w: %w", ErrBadRequest, err)
+	phc, err := locallogin.HashPassword(password)
+	if errors.Is(err, locallogin.ErrPasswordTooShort) || errors.Is(err, locallogin.ErrPasswordTooLong) {
+		return r.deny(ctx, ev, fmt.Errorf("%w: %w", ErrBadRequest, err))
+	} else if err != nil {
+		return r.deny(ctx, ev, err)
+	}
+	return r.commit(ctx, ev, func(tx *audit.Tx) error {
+		u, err := tx.GetUser(ctx, id)
+		if err != nil {
+			return err
 		}
-	}
-	return r.record(ctx, a, "user.password", fmt.Sprintf("user:%d", id), nil, err)
+		u.PasswordHash = phc
+		return tx.UpdateUser(ctx, u)
+	})
 }
 
 // EnrollUserTOTP gives user id (admins, or the user themselves) a fresh
 // TOTP secret for local login and returns it with its otpauth:// URL, to
 // be shown once. Neither is logged or audited.
 func (r *Registry) EnrollUserTOTP(ctx context.Context, a Actor, id store.UserID, issuer string) (secret, url string, err error) {
-	err = a.may(id)
-	var u store.User
-	if err == nil {
-		u, err = r.st.GetUser(ctx, id)
+	ev := a.event("user.totp-enroll", fmt.Sprintf("user:%d", id), nil)
+	if err := a.may(id); err != nil {
+		return "", "", r.deny(ctx, ev, err)
 	}
-	if err == nil {
-		secret, url, err = locallogin.EnrollTOTP(ctx, r.st, u.Name, issuer)
+	if issuer == "" {
+		issuer = locallogin.DefaultIssuer
 	}
-	if err := r.record(ctx, a, "user.totp-enroll", fmt.Sprintf("user:%d", id), nil, err); err != nil {
+	err = r.commit(ctx, ev, func(tx *audit.Tx) error {
+		u, err := tx.GetUser(ctx, id)
+		if err != nil {
+			return err
+		}
+		if secret, url, err = locallogin.NewTOTP(issuer, u.Name); err != nil {
+			return err
+		}
+		u.TOTPSecret = secret
+		return tx.UpdateUser(ctx, u)
+	})
+	if err != nil {
 		return "", "", err
 	}
 	return secret, url, nil

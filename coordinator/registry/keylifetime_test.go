@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/warrenmesh/warren/coordinator/netmap"
 	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/internal/key"
+	"github.com/warrenmesh/warren/internal/policy"
 	"github.com/warrenmesh/warren/internal/testclock"
 	"github.com/warrenmesh/warren/internal/wire"
 )
@@ -24,20 +26,44 @@ type harness struct {
 	st     store.Store
 	engine *netmap.Engine
 	clock  *testclock.Clock
+	pol    atomic.Pointer[policy.Policy]
+	dbPath string
 }
+
+// testPolicy is the harness's policy: ann and group:ops own tag:db, only
+// admins tag:web.
+const testPolicy = `{
+	"groups": {"group:ops": ["ops@example.com"]},
+	"tagOwners": {"tag:db": ["ann@example.com", "group:ops"], "tag:web": []},
+	"acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}],
+}`
+
+// setPolicy puts src in force.
+func (h *harness) setPolicy(src string) {
+	h.t.Helper()
+	p, err := policy.Parse([]byte(src))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.pol.Store(p)
+}
+
+func (h *harness) currentPolicy() *policy.Policy { return h.pol.Load() }
 
 var testAdmin = Actor{Name: "local:test", Admin: true, Remote: "test"}
 
 func newHarness(t *testing.T, keyExpiry time.Duration) *harness {
 	t.Helper()
-	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "warren.db"), nil)
+	path := filepath.Join(t.TempDir(), "warren.db")
+	st, err := store.Open(context.Background(), path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, st: st, clock: testclock.New(time.Unix(1_780_000_000, 0).UTC())}
+	h := &harness{t: t, st: st, dbPath: path, clock: testclock.New(time.Unix(1_780_000_000, 0).UTC())}
+	h.setPolicy(testPolicy)
 	h.engine = netmap.New(netmap.Config{Now: h.clock.Now})
 	h.r, err = New(context.Background(), Config{Store: st, Engine: h.engine, Audit: audit.New(st, nil),
-		Now: h.clock.Now, KeyExpiry: keyExpiry})
+		Now: h.clock.Now, KeyExpiry: keyExpiry, Policy: h.currentPolicy})
 	if err != nil {
 		st.Close()
 		t.Fatal(err)

@@ -66,30 +66,22 @@ func checkRequest(req *wire.RegisterRequest) error {
 // Register binds machine and the request's node key to a user or tags and
 // returns the stored node. A known machine that presents its current node
 // key is simply let back in; anything else needs a valid pre-auth key (or,
-// in Follow, an interactive login). A rejected request changes nothing and
-// is audited.
+// in Follow, an interactive login). The node and its audit event commit in
+// one transaction; a rejected request changes nothing and is audited.
 func (r *Registry) Register(ctx context.Context, machine key.MachinePublic, req *wire.RegisterRequest, remote string) (store.Node, error) {
 	ev := audit.Event{Actor: "node:" + machine.String(), Action: "node.register", Remote: remote,
 		Detail: map[string]any{"hostname": req.Hostname, "nodeKey": req.NodeKey.String()}}
-	n, err := r.register(ctx, machine, req, &ev)
+	n, err := r.register(ctx, machine, req, remote, &ev)
 	var lr *LoginRequired
 	if errors.As(err, &lr) {
+		// A login began; nothing is stored yet.
 		ev.Outcome = audit.OK
 		_ = r.audit.Record(ctx, ev)
 		return store.Node{}, err
 	}
 	if err != nil {
-		ev.Outcome = audit.Denied
-		if !isClientError(err) {
-			ev.Outcome = audit.Failed
-		}
-		ev.Detail["error"] = err.Error()
-		_ = r.audit.Record(ctx, ev)
+		r.refused(ctx, ev, err)
 		return store.Node{}, err
-	}
-	ev.Target = fmt.Sprintf("node:%d", n.ID)
-	if ev.Action != "node.reconnect" {
-		_ = r.audit.Record(ctx, ev)
 	}
 	r.publish(ctx, &n)
 	return n, nil
@@ -107,8 +99,8 @@ func isClientError(err error) bool {
 	if errors.As(err, &lr) {
 		return true
 	}
-	for _, e := range []error{ErrLoginFailed, ErrBadRequest, ErrNodeKeyInUse, ErrTagNotGranted, ErrNeedAuth, auth.ErrUnknownKey,
-		auth.ErrKeyExpired, auth.ErrKeyRevoked, auth.ErrKeyUsed, auth.ErrNoLogin} {
+	for _, e := range []error{ErrLoginFailed, ErrBadRequest, ErrNodeKeyInUse, ErrTagNotGranted, ErrTagNotOwned, ErrNeedAuth,
+		auth.ErrUnknownKey, auth.ErrKeyExpired, auth.ErrKeyRevoked, auth.ErrKeyUsed, auth.ErrNoLogin} {
 		if errors.Is(err, e) {
 			return true
 		}
@@ -116,7 +108,23 @@ func isClientError(err error) bool {
 	return false
 }
 
-func (r *Registry) register(ctx context.Context, machine key.MachinePublic, req *wire.RegisterRequest, ev *audit.Event) (store.Node, error) {
+// commitNode runs fn, which stores a node, in one transaction with ev,
+// whose target becomes the stored node.
+func (r *Registry) commitNode(ctx context.Context, ev *audit.Event, fn func(tx *audit.Tx) (store.Node, error)) (store.Node, error) {
+	var out store.Node
+	err := r.audit.Commit(ctx, func(tx *audit.Tx) error {
+		var err error
+		if out, err = fn(tx); err != nil {
+			return err
+		}
+		ev.Target = fmt.Sprintf("node:%d", out.ID)
+		tx.Record(*ev)
+		return nil
+	})
+	return out, err
+}
+
+func (r *Registry) register(ctx context.Context, machine key.MachinePublic, req *wire.RegisterRequest, remote string, ev *audit.Event) (store.Node, error) {
 	if err := checkRequest(req); err != nil {
 		return store.Node{}, err
 	}
@@ -129,7 +137,7 @@ func (r *Registry) register(ctx context.Context, machine key.MachinePublic, req 
 		// The node is back with the identity it registered: a restart
 		// resending the key it joined with does not use the key again.
 		ev.Action = "node.reconnect"
-		return r.refresh(ctx, existing, req)
+		return r.refresh(ctx, existing, req, ev)
 	}
 	if req.AuthKey == "" {
 		if r.login == nil {
@@ -158,48 +166,49 @@ func (r *Registry) register(ctx context.Context, machine key.MachinePublic, req 
 		if err != nil {
 			return store.Node{}, fmt.Errorf("%w: %w", ErrLoginFailed, err)
 		}
-		if u.Disabled {
-			return store.Node{}, fmt.Errorf("%w: user %s is disabled", ErrLoginFailed, u.Name)
-		}
 		ev.Detail["user"] = u.Name
 		ev.Action = "node.login"
-		var out store.Node
-		err = r.st.Tx(ctx, func(q store.Queries) error {
-			var err error
-			out, err = r.bind(ctx, q, machine, req, store.AuthKey{UserID: u.ID})
-			return err
+		return r.commitNode(ctx, ev, func(tx *audit.Tx) (store.Node, error) {
+			cur, err := tx.GetUser(ctx, u.ID)
+			if err != nil {
+				return store.Node{}, err
+			}
+			if cur.Disabled {
+				return store.Node{}, fmt.Errorf("%w: user %s is disabled", ErrLoginFailed, cur.Name)
+			}
+			return r.bind(ctx, tx, machine, req, store.AuthKey{UserID: u.ID})
 		})
-		return out, err
 	}
 	if err := auth.CheckFormat(req.AuthKey, auth.AuthKeyPrefix); err != nil {
 		return store.Node{}, err
 	}
 	hash := auth.Hash(req.AuthKey)
 	ev.Detail["authKey"] = req.AuthKey[:auth.DisplayLen]
-	var out store.Node
-	err = r.st.Tx(ctx, func(q store.Queries) error {
-		k, err := q.GetAuthKeyByHash(ctx, hash)
+	return r.commitNode(ctx, ev, func(tx *audit.Tx) (store.Node, error) {
+		k, err := tx.GetAuthKeyByHash(ctx, hash)
 		if errors.Is(err, store.ErrNotFound) {
-			return auth.ErrUnknownKey
+			return store.Node{}, auth.ErrUnknownKey
 		} else if err != nil {
-			return err
+			return store.Node{}, err
 		}
 		if err := auth.CheckAuthKey(k, r.now()); err != nil {
-			return err
+			return store.Node{}, err
 		}
 		for _, t := range req.Tags {
 			if !slices.Contains(k.Tags, t) {
-				return fmt.Errorf("%w: %s", ErrTagNotGranted, t)
+				return store.Node{}, fmt.Errorf("%w: %s", ErrTagNotGranted, t)
 			}
 		}
-		out, err = r.bind(ctx, q, machine, req, k)
+		if err := r.checkKeyRights(ctx, tx, k); err != nil {
+			return store.Node{}, err
+		}
+		n, err := r.bind(ctx, tx, machine, req, k)
 		if err != nil {
-			return err
+			return store.Node{}, err
 		}
 		k.UsedCount++
-		return q.UpdateAuthKey(ctx, k)
+		return n, tx.UpdateAuthKey(ctx, k)
 	})
-	return out, err
 }
 
 // bind creates or re-keys the machine's node as the pre-auth key says.
@@ -256,13 +265,27 @@ func (r *Registry) sameKey(ctx context.Context, authKey string, id store.AuthKey
 	return err == nil && k.ID == id
 }
 
-// refresh lets a known node back in, recording a new disco key or hostname.
-func (r *Registry) refresh(ctx context.Context, n store.Node, req *wire.RegisterRequest) (store.Node, error) {
+// refresh lets a known node back in. A new disco key or hostname is
+// stored, audited as node.reconnect; a node back as it was changes
+// nothing and is not audited.
+func (r *Registry) refresh(ctx context.Context, n store.Node, req *wire.RegisterRequest, ev *audit.Event) (store.Node, error) {
 	if n.DiscoKey == req.DiscoKey && n.Hostname == req.Hostname {
 		return n, nil
 	}
-	n.DiscoKey, n.Hostname = req.DiscoKey, req.Hostname
-	return r.st.UpdateNode(ctx, n)
+	return r.commitNode(ctx, ev, func(tx *audit.Tx) (store.Node, error) {
+		cur, err := tx.GetNode(ctx, n.ID)
+		if err != nil {
+			return store.Node{}, err
+		}
+		if cur.NodeKey != req.NodeKey {
+			return store.Node{}, ErrNeedAuth // re-keyed meanwhile
+		}
+		if cur.Hostname != req.Hostname {
+			ev.Detail["previousHostname"] = cur.Hostname
+		}
+		cur.DiscoKey, cur.Hostname = req.DiscoKey, req.Hostname
+		return tx.UpdateNode(ctx, cur)
+	})
 }
 
 // Connected records that node id opened a control channel.
@@ -356,13 +379,19 @@ func (r *Registry) reap(id store.NodeID) {
 	r.mu.Unlock()
 	defer r.inflight.Done()
 	ctx := context.Background()
-	if err := r.st.DeleteNode(ctx, id); err != nil && !errors.Is(err, store.ErrNotFound) {
+	err := r.audit.Commit(ctx, func(tx *audit.Tx) error {
+		tx.Record(audit.Event{Actor: "system", Action: "node.delete", Target: fmt.Sprintf("node:%d", id),
+			Detail: map[string]any{"reason": "ephemeral node offline"}})
+		return tx.DeleteNode(ctx, id)
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return
+	}
+	if err != nil {
 		r.log.Error("delete ephemeral node", "node", id, "err", err)
 		return
 	}
 	r.engine.Remove(wire.NodeID(id), ErrNodeDeleted)
-	_ = r.audit.Record(ctx, audit.Event{Actor: "system", Action: "node.delete", Target: fmt.Sprintf("node:%d", id),
-		Detail: map[string]any{"reason": "ephemeral node offline"}})
 }
 
 // AdmitRelay reports whether the node with node key k may use Warren's

@@ -47,9 +47,9 @@ type Config struct {
 	// EphemeralGrace is how long an ephemeral node may stay offline before
 	// it is deleted; 0 means DefaultEphemeralGrace.
 	EphemeralGrace time.Duration
-	// MayTag reports whether the policy's tagOwners let o apply tag; nil
-	// means only admins may apply tags. Admins may always apply tags.
-	MayTag func(o policy.Owner, tag string) bool
+	// Policy returns the policy in force, whose tagOwners say who may
+	// apply which tag; nil (or a nil policy) means no tag may be applied.
+	Policy func() *policy.Policy
 	// RequireApproval makes every new user node (registered by login or a
 	// user's pre-auth key) wait in "pending" until an admin approves it.
 	// Tagged nodes are created by keys an admin or tag owner made, and
@@ -68,7 +68,7 @@ type Registry struct {
 	now       func() time.Time
 	keyExpiry time.Duration
 	grace     time.Duration
-	mayTag    func(policy.Owner, string) bool
+	policy    func() *policy.Policy
 
 	mu       sync.Mutex
 	conns    map[store.NodeID]int         // open control channels per node
@@ -86,7 +86,7 @@ func New(ctx context.Context, cfg Config) (*Registry, error) {
 	r := &Registry{
 		st: cfg.Store, engine: cfg.Engine, audit: cfg.Audit, login: cfg.Login, approval: cfg.RequireApproval,
 		log: cfg.Logger, now: cfg.Now, keyExpiry: cfg.KeyExpiry, grace: cfg.EphemeralGrace,
-		mayTag:  cfg.MayTag,
+		policy:  cfg.Policy,
 		conns:   make(map[store.NodeID]int),
 		reapers: make(map[store.NodeID]*time.Timer),
 	}

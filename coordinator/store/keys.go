@@ -7,13 +7,13 @@ import (
 
 // Pre-auth keys.
 
-const authKeyCols = `id, prefix, hash, user_id, reusable, ephemeral, tags, expiration, created, used_count, revoked`
+const authKeyCols = `id, prefix, hash, user_id, creator_id, reusable, ephemeral, tags, expiration, created, used_count, revoked`
 
 func scanAuthKey(row interface{ Scan(...any) error }) (AuthKey, error) {
 	var k AuthKey
 	var tags string
 	var exp, created int64
-	if err := row.Scan(&k.ID, &k.Prefix, &k.Hash, &k.UserID, &k.Reusable, &k.Ephemeral, &tags, &exp, &created, &k.UsedCount, &k.Revoked); err != nil {
+	if err := row.Scan(&k.ID, &k.Prefix, &k.Hash, &k.UserID, &k.CreatorID, &k.Reusable, &k.Ephemeral, &tags, &exp, &created, &k.UsedCount, &k.Revoked); err != nil {
 		return k, wrapErr(err)
 	}
 	k.Expiration, k.Created = fromNanos(exp), fromNanos(created)
@@ -23,8 +23,8 @@ func scanAuthKey(row interface{ Scan(...any) error }) (AuthKey, error) {
 }
 
 func (q queries) CreateAuthKey(ctx context.Context, k AuthKey) (AuthKey, error) {
-	res, err := q.q.ExecContext(ctx, `INSERT INTO auth_keys (prefix, hash, user_id, reusable, ephemeral, tags, expiration, created, used_count, revoked)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, k.Prefix, k.Hash, k.UserID, boolInt(k.Reusable), boolInt(k.Ephemeral), jsonText(k.Tags),
+	res, err := q.q.ExecContext(ctx, `INSERT INTO auth_keys (prefix, hash, user_id, creator_id, reusable, ephemeral, tags, expiration, created, used_count, revoked)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, k.Prefix, k.Hash, k.UserID, k.CreatorID, boolInt(k.Reusable), boolInt(k.Ephemeral), jsonText(k.Tags),
 		nanos(k.Expiration), nanos(k.Created), k.UsedCount, boolInt(k.Revoked))
 	if err != nil {
 		return AuthKey{}, fmt.Errorf("create pre-auth key: %w", wrapErr(err))

@@ -291,6 +291,11 @@ ALTER TABLE nodes ADD COLUMN key_lifetime_seconds INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE users ADD COLUMN refresh_token TEXT NOT NULL DEFAULT '';
 ALTER TABLE users ADD COLUMN idp_checked_at INTEGER NOT NULL DEFAULT 0;
 `},
+	{7, `
+-- Who created each pre-auth key; -1 for keys created before this
+-- migration (their creator is unknown).
+ALTER TABLE auth_keys ADD COLUMN creator_id INTEGER NOT NULL DEFAULT -1;
+`},
 }
 
 // migrate applies pending migrations, each in its own transaction, and

@@ -122,6 +122,11 @@ type AuthKey struct {
 	Prefix     string // first characters of the plaintext, for humans
 	Hash       []byte // SHA-256 of the plaintext, unique
 	UserID     UserID // nodes registered with it belong to (or were registered by) this user
+	// CreatorID is the user who created the key, whose right to apply
+	// its tags is checked again each time the key is used: 0 is the
+	// coordinator host's own administrator (the admin socket), and
+	// CreatorUnknown marks keys created before creators were recorded.
+	CreatorID  UserID
 	Reusable   bool
 	Ephemeral  bool
 	Tags       []string
@@ -130,6 +135,10 @@ type AuthKey struct {
 	UsedCount  int
 	Revoked    bool
 }
+
+// CreatorUnknown is the AuthKey.CreatorID of keys created before the
+// store recorded creators.
+const CreatorUnknown UserID = -1
 
 // APIKey authenticates an admin (or member) to the admin API. Only its hash
 // is stored.

@@ -62,10 +62,18 @@ func (ps *parser) owner(s string, v hujson.Value) (owner, bool) {
 	return owner{}, false
 }
 
+// TagDefined reports whether tag has an entry in tagOwners: only such
+// tags may be applied to a node, by anyone (admins included).
+func (p *Policy) TagDefined(tag string) bool {
+	_, ok := p.tags[tag]
+	return ok
+}
+
 // MayTag reports whether o may apply tag to a node, by the tag's
 // tagOwners entry. Unknown tags may be applied by nobody; admins may apply
 // a tag only when autogroup:admin (or another entry matching them) owns
 // it.
+
 func (p *Policy) MayTag(o Owner, tag string) bool {
 	t, ok := p.tags[tag]
 	if !ok {
