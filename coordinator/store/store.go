@@ -118,10 +118,10 @@ func (n *Node) Expired(now time.Time) bool {
 // AuthKey is a pre-auth key. Only its hash is stored; the plaintext is shown
 // once, at creation.
 type AuthKey struct {
-	ID         AuthKeyID
-	Prefix     string // first characters of the plaintext, for humans
-	Hash       []byte // SHA-256 of the plaintext, unique
-	UserID     UserID // nodes registered with it belong to (or were registered by) this user
+	ID     AuthKeyID
+	Prefix string // first characters of the plaintext, for humans
+	Hash   []byte // SHA-256 of the plaintext, unique
+	UserID UserID // nodes registered with it belong to (or were registered by) this user
 	// CreatorID is the user who created the key, whose right to apply
 	// its tags is checked again each time the key is used: 0 is the
 	// coordinator host's own administrator (the admin socket), and
