@@ -25,6 +25,7 @@ import (
 	"github.com/warrenmesh/warren/coordinator/api"
 	"github.com/warrenmesh/warren/coordinator/audit"
 	"github.com/warrenmesh/warren/coordinator/control"
+	"github.com/warrenmesh/warren/coordinator/keyfile"
 	"github.com/warrenmesh/warren/coordinator/netmap"
 	"github.com/warrenmesh/warren/coordinator/policyfile"
 	"github.com/warrenmesh/warren/coordinator/registry"
@@ -297,14 +298,14 @@ func (c *Coordinator) Close() error {
 }
 
 // loadOrCreateKey reads the coordinator's private key, creating it (0600)
-// on first start.
+// on first start. It refuses a key file other users can access.
 func loadOrCreateKey(path string) (key.ControlPrivate, error) {
 	var k key.ControlPrivate
-	b, err := os.ReadFile(path)
+	b, err := keyfile.Read(path)
 	if errors.Is(err, os.ErrNotExist) {
 		k = key.NewControl()
 		text, _ := k.MarshalText()
-		if err := os.WriteFile(path, append(text, '\n'), 0o600); err != nil {
+		if err := keyfile.Create(path, append(text, '\n')); err != nil {
 			return k, fmt.Errorf("coordinator: write key: %w", err)
 		}
 		return k, nil

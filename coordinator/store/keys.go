@@ -23,13 +23,16 @@ func scanAuthKey(row interface{ Scan(...any) error }) (AuthKey, error) {
 }
 
 func (q queries) CreateAuthKey(ctx context.Context, k AuthKey) (AuthKey, error) {
-	res, err := q.q.ExecContext(ctx, `INSERT INTO auth_keys (prefix, hash, user_id, creator_id, reusable, ephemeral, tags, expiration, created, used_count, revoked)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, k.Prefix, k.Hash, k.UserID, k.CreatorID, boolInt(k.Reusable), boolInt(k.Ephemeral), jsonText(k.Tags),
+	id, err := q.nextID(ctx, "auth_keys")
+	if err != nil {
+		return AuthKey{}, fmt.Errorf("create pre-auth key: %w", err)
+	}
+	_, err = q.q.ExecContext(ctx, `INSERT INTO auth_keys (id, prefix, hash, user_id, creator_id, reusable, ephemeral, tags, expiration, created, used_count, revoked)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, id, k.Prefix, k.Hash, k.UserID, k.CreatorID, boolInt(k.Reusable), boolInt(k.Ephemeral), jsonText(k.Tags),
 		nanos(k.Expiration), nanos(k.Created), k.UsedCount, boolInt(k.Revoked))
 	if err != nil {
 		return AuthKey{}, fmt.Errorf("create pre-auth key: %w", wrapErr(err))
 	}
-	id, _ := res.LastInsertId()
 	return q.GetAuthKey(ctx, AuthKeyID(id))
 }
 
@@ -74,12 +77,15 @@ func scanAPIKey(row interface{ Scan(...any) error }) (APIKey, error) {
 }
 
 func (q queries) CreateAPIKey(ctx context.Context, k APIKey) (APIKey, error) {
-	res, err := q.q.ExecContext(ctx, `INSERT INTO api_keys (prefix, hash, user_id, expiration, created, last_used, revoked)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`, k.Prefix, k.Hash, k.UserID, nanos(k.Expiration), nanos(k.Created), nanos(k.LastUsed), boolInt(k.Revoked))
+	id, err := q.nextID(ctx, "api_keys")
+	if err != nil {
+		return APIKey{}, fmt.Errorf("create API key: %w", err)
+	}
+	_, err = q.q.ExecContext(ctx, `INSERT INTO api_keys (id, prefix, hash, user_id, expiration, created, last_used, revoked)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, id, k.Prefix, k.Hash, k.UserID, nanos(k.Expiration), nanos(k.Created), nanos(k.LastUsed), boolInt(k.Revoked))
 	if err != nil {
 		return APIKey{}, fmt.Errorf("create API key: %w", wrapErr(err))
 	}
-	id, _ := res.LastInsertId()
 	k, err = scanAPIKey(q.q.QueryRowContext(ctx, `SELECT `+apiKeyCols+` FROM api_keys WHERE id = ?`, id))
 	if err != nil {
 		return k, fmt.Errorf("API key %d: %w", id, err)

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -74,14 +73,14 @@ func boolInt(b bool) int {
 
 // Users.
 
-const userCols = `id, name, email, groups, role, disabled, created, issuer, subject, mfa_at, password_hash, totp_secret, refresh_token, idp_checked_at`
+const userCols = `id, name, email, groups, role, disabled, created, issuer, subject, mfa_at, password_hash, totp_secret, refresh_token, idp_checked_at, totp_last_step`
 
 func scanUser(row interface{ Scan(...any) error }) (User, error) {
 	var u User
 	var groups, role string
 	var created, mfaAt, checked int64
 	if err := row.Scan(&u.ID, &u.Name, &u.Email, &groups, &role, &u.Disabled, &created,
-		&u.Issuer, &u.Subject, &mfaAt, &u.PasswordHash, &u.TOTPSecret, &u.RefreshToken, &checked); err != nil {
+		&u.Issuer, &u.Subject, &mfaAt, &u.PasswordHash, &u.TOTPSecret, &u.RefreshToken, &checked, &u.TOTPLastStep); err != nil {
 		return u, wrapErr(err)
 	}
 	u.Role, u.Created, u.MFAAt, u.IdPCheckedAt = Role(role), fromNanos(created), fromNanos(mfaAt), fromNanos(checked)
@@ -90,21 +89,23 @@ func scanUser(row interface{ Scan(...any) error }) (User, error) {
 	return u, err
 }
 
-// CreateUser inserts u. Its ID is one above every user ID in use, including
-// the UserID kept on tagged nodes of deleted users: SQLite would otherwise
-// hand a deleted user's ID to the next user, who would then own those
-// nodes.
+// CreateUser inserts u. Its ID is one above every user ID ever handed out
+// (see nextID), including the UserID kept on tagged nodes of deleted
+// users: SQLite would otherwise hand a deleted user's ID to the next user,
+// who would then own those nodes.
 func (q queries) CreateUser(ctx context.Context, u User) (User, error) {
-	res, err := q.q.ExecContext(ctx, `INSERT INTO users (id, name, email, groups, role, disabled, created,
-		issuer, subject, mfa_at, password_hash, totp_secret, refresh_token, idp_checked_at)
-		VALUES ((SELECT MAX(m) + 1 FROM (SELECT COALESCE(MAX(id), 0) AS m FROM users UNION ALL SELECT COALESCE(MAX(user_id), 0) FROM nodes)),
-		?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		u.Name, u.Email, jsonText(u.Groups), string(u.Role), u.Disabled, nanos(u.Created),
-		u.Issuer, u.Subject, nanos(u.MFAAt), u.PasswordHash, u.TOTPSecret, u.RefreshToken, nanos(u.IdPCheckedAt))
+	id, err := q.nextID(ctx, "users")
+	if err != nil {
+		return User{}, fmt.Errorf("create user %q: %w", u.Name, err)
+	}
+	_, err = q.q.ExecContext(ctx, `INSERT INTO users (id, name, email, groups, role, disabled, created,
+		issuer, subject, mfa_at, password_hash, totp_secret, refresh_token, idp_checked_at, totp_last_step)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		id, u.Name, u.Email, jsonText(u.Groups), string(u.Role), u.Disabled, nanos(u.Created),
+		u.Issuer, u.Subject, nanos(u.MFAAt), u.PasswordHash, u.TOTPSecret, u.RefreshToken, nanos(u.IdPCheckedAt), u.TOTPLastStep)
 	if err != nil {
 		return User{}, fmt.Errorf("create user %q: %w", u.Name, wrapErr(err))
 	}
-	id, _ := res.LastInsertId()
 	return q.GetUser(ctx, UserID(id))
 }
 
@@ -142,9 +143,9 @@ func (q queries) ListUsers(ctx context.Context) ([]User, error) {
 func (q queries) UpdateUser(ctx context.Context, u User) error {
 	return q.execOne(ctx, fmt.Sprintf("update user %d", u.ID),
 		`UPDATE users SET name = ?, email = ?, groups = ?, role = ?, disabled = ?, issuer = ?, subject = ?,
-		mfa_at = ?, password_hash = ?, totp_secret = ?, refresh_token = ?, idp_checked_at = ? WHERE id = ?`,
+		mfa_at = ?, password_hash = ?, totp_secret = ?, refresh_token = ?, idp_checked_at = ?, totp_last_step = ? WHERE id = ?`,
 		u.Name, u.Email, jsonText(u.Groups), string(u.Role), u.Disabled, u.Issuer, u.Subject,
-		nanos(u.MFAAt), u.PasswordHash, u.TOTPSecret, u.RefreshToken, nanos(u.IdPCheckedAt), u.ID)
+		nanos(u.MFAAt), u.PasswordHash, u.TOTPSecret, u.RefreshToken, nanos(u.IdPCheckedAt), u.TOTPLastStep, u.ID)
 }
 
 func (q queries) DeleteUser(ctx context.Context, id UserID) error {
@@ -261,16 +262,22 @@ func (q queries) CreateNode(ctx context.Context, n Node) (Node, error) {
 	if err != nil {
 		return Node{}, err
 	}
-	res, err := q.q.ExecContext(ctx, `INSERT INTO nodes (machine_key, node_key, disco_key, user_id, tags, ipv4, ipv4_num, ipv6,
+	id, err := q.nextID(ctx, "nodes")
+	if err != nil {
+		return Node{}, fmt.Errorf("create node %q: %w", n.Hostname, err)
+	}
+	if err := q.raiseHighWater(ctx, "nodes.ipv4", v4num(n.IPv4)); err != nil {
+		return Node{}, fmt.Errorf("create node %q: %w", n.Hostname, err)
+	}
+	_, err = q.q.ExecContext(ctx, `INSERT INTO nodes (id, machine_key, node_key, disco_key, user_id, tags, ipv4, ipv4_num, ipv6,
 		hostname, name, created, last_seen, key_expiry, endpoints, home_relay, ephemeral, auth_key_id, pending, key_lifetime_seconds)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		n.MachineKey.String(), n.NodeKey.String(), n.DiscoKey.String(), n.UserID, jsonText(n.Tags), n.IPv4.String(), v4num(n.IPv4),
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		id, n.MachineKey.String(), n.NodeKey.String(), n.DiscoKey.String(), n.UserID, jsonText(n.Tags), n.IPv4.String(), v4num(n.IPv4),
 		n.IPv6.String(), n.Hostname, name, nanos(n.Created), nanos(n.LastSeen), nanos(n.KeyExpiry), jsonText(n.Endpoints),
 		n.HomeRelay, boolInt(n.Ephemeral), n.AuthKeyID, boolInt(n.Pending), lifetimeSeconds(n.KeyLifetime))
 	if err != nil {
 		return Node{}, fmt.Errorf("create node %q: %w", n.Hostname, wrapErr(err))
 	}
-	id, _ := res.LastInsertId()
 	return q.GetNode(ctx, NodeID(id))
 }
 
@@ -373,14 +380,17 @@ func IPv6For(v4 netip.Addr) netip.Addr {
 	return netip.AddrFrom16(b)
 }
 
-// allocateIPv4 returns the lowest free address above the highest in use,
-// or, once the top of the range is reached, the lowest free gap.
+// allocateIPv4 returns the address above the highest ever handed out (in
+// use or deleted, see highWater), so a deleted node's address does not
+// pass to another node while peers may still know it by that address.
+// Only once the top of the range is reached does it reuse addresses: the
+// lowest free gap.
 func (q queries) allocateIPv4(ctx context.Context) (netip.Addr, error) {
-	var highest sql.NullInt64
-	if err := q.q.QueryRowContext(ctx, `SELECT MAX(ipv4_num) FROM nodes`).Scan(&highest); err != nil {
+	highest, err := q.highWater(ctx, "nodes.ipv4")
+	if err != nil {
 		return netip.Addr{}, fmt.Errorf("allocate address: %w", err)
 	}
-	next := max(highest.Int64+1, v4First)
+	next := max(highest+1, v4First)
 	if next == v4Reserved {
 		next++
 	}

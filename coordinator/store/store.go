@@ -12,6 +12,7 @@ package store
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/netip"
 	"time"
 
@@ -68,6 +69,9 @@ type User struct {
 	// still sign in; IdPCheckedAt is when it last did (zero: never).
 	RefreshToken string
 	IdPCheckedAt time.Time
+	// TOTPLastStep is the TOTP time step of the last code accepted (0:
+	// none), so that a code is never accepted twice, even across restarts.
+	TOTPLastStep int64
 }
 
 // Node is a device or server registered with the coordinator.
@@ -241,6 +245,15 @@ type Store interface {
 	// transaction is rolled back and nothing fn did is kept.
 	Tx(ctx context.Context, fn func(q Queries) error) error
 	Close() error
+}
+
+// Options tune OpenWith; the zero value is what Open uses.
+type Options struct {
+	Logger *slog.Logger
+	// SharedPool makes reads and writes share one pool of connections, as
+	// the store did before it had one writer; only benchmarks use it, to
+	// compare the two in one run.
+	SharedPool bool
 }
 
 // Mesh address ranges.

@@ -1,0 +1,102 @@
+package store
+
+import (
+	"context"
+
+	"github.com/warrenmesh/warren/internal/key"
+)
+
+// The Store's own methods. The embedded queries run on the writer (so a
+// write method added to Queries goes to the writer without more code);
+// plain reads are sent to the read-only pool here, and writes of several
+// statements run as one transaction.
+
+func writeGet[T any](ctx context.Context, s *sqliteStore, fn func(q Queries) (T, error)) (out T, err error) {
+	err = s.Tx(ctx, func(q Queries) error { out, err = fn(q); return err })
+	return out, err
+}
+
+// The creations below take an ID from high_water (see nextID) and insert
+// the row: two statements, one transaction.
+
+func (s *sqliteStore) CreateUser(ctx context.Context, u User) (User, error) {
+	return writeGet(ctx, s, func(q Queries) (User, error) { return q.CreateUser(ctx, u) })
+}
+
+func (s *sqliteStore) CreateAuthKey(ctx context.Context, k AuthKey) (AuthKey, error) {
+	return writeGet(ctx, s, func(q Queries) (AuthKey, error) { return q.CreateAuthKey(ctx, k) })
+}
+
+func (s *sqliteStore) CreateAPIKey(ctx context.Context, k APIKey) (APIKey, error) {
+	return writeGet(ctx, s, func(q Queries) (APIKey, error) { return q.CreateAPIKey(ctx, k) })
+}
+
+func (s *sqliteStore) GetUser(ctx context.Context, id UserID) (User, error) {
+	return s.r.GetUser(ctx, id)
+}
+
+func (s *sqliteStore) GetUserByName(ctx context.Context, name string) (User, error) {
+	return s.r.GetUserByName(ctx, name)
+}
+
+func (s *sqliteStore) GetUserByIdentity(ctx context.Context, issuer, subject string) (User, error) {
+	return s.r.GetUserByIdentity(ctx, issuer, subject)
+}
+
+func (s *sqliteStore) ListUsers(ctx context.Context) ([]User, error) { return s.r.ListUsers(ctx) }
+
+func (s *sqliteStore) DeleteUser(ctx context.Context, id UserID) error {
+	return s.Tx(ctx, func(q Queries) error { return q.DeleteUser(ctx, id) })
+}
+
+func (s *sqliteStore) CreateNode(ctx context.Context, n Node) (Node, error) {
+	return writeGet(ctx, s, func(q Queries) (Node, error) { return q.CreateNode(ctx, n) })
+}
+
+func (s *sqliteStore) GetNode(ctx context.Context, id NodeID) (Node, error) {
+	return s.r.GetNode(ctx, id)
+}
+
+func (s *sqliteStore) GetNodeByMachineKey(ctx context.Context, k key.MachinePublic) (Node, error) {
+	return s.r.GetNodeByMachineKey(ctx, k)
+}
+
+func (s *sqliteStore) GetNodeByNodeKey(ctx context.Context, k key.NodePublic) (Node, error) {
+	return s.r.GetNodeByNodeKey(ctx, k)
+}
+
+func (s *sqliteStore) ListNodes(ctx context.Context) ([]Node, error) { return s.r.ListNodes(ctx) }
+
+func (s *sqliteStore) UpdateNode(ctx context.Context, n Node) (Node, error) {
+	return writeGet(ctx, s, func(q Queries) (Node, error) { return q.UpdateNode(ctx, n) })
+}
+
+func (s *sqliteStore) GetAuthKey(ctx context.Context, id AuthKeyID) (AuthKey, error) {
+	return s.r.GetAuthKey(ctx, id)
+}
+
+func (s *sqliteStore) GetAuthKeyByHash(ctx context.Context, hash []byte) (AuthKey, error) {
+	return s.r.GetAuthKeyByHash(ctx, hash)
+}
+
+func (s *sqliteStore) ListAuthKeys(ctx context.Context) ([]AuthKey, error) {
+	return s.r.ListAuthKeys(ctx)
+}
+
+func (s *sqliteStore) GetAPIKeyByHash(ctx context.Context, hash []byte) (APIKey, error) {
+	return s.r.GetAPIKeyByHash(ctx, hash)
+}
+
+func (s *sqliteStore) ListAPIKeys(ctx context.Context) ([]APIKey, error) { return s.r.ListAPIKeys(ctx) }
+
+func (s *sqliteStore) ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, error) {
+	return s.r.ListAudit(ctx, f)
+}
+
+func (s *sqliteStore) LatestPolicy(ctx context.Context) (PolicyVersion, error) {
+	return s.r.LatestPolicy(ctx)
+}
+
+func (s *sqliteStore) ListPolicies(ctx context.Context, limit int) ([]PolicyVersion, error) {
+	return s.r.ListPolicies(ctx, limit)
+}

@@ -1,0 +1,207 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// migration is one schema step; versions count from 1.
+type migration struct {
+	version int
+	sql     string
+}
+
+// migrations are applied in order, each in its own transaction, and
+// recorded in schema_migrations (version, applied_at in unix nanoseconds).
+// They are append-only: a released migration is never edited, a change is
+// a new one.
+//
+// Schema conventions: keys are stored in their text form (key.X.String),
+// lists (groups, tags, endpoints) as JSON arrays, times as unix
+// nanoseconds with 0 for the zero time, addresses as text. nodes.ipv4_num
+// is the IPv4 address as a number, so the allocator can find the highest
+// address and the gaps with an index. nodes.key_lifetime_seconds is
+// Node.KeyLifetime in whole seconds, 0 for the default and -1 for never.
+var migrations = []migration{
+	{1, `
+CREATE TABLE users (
+	id       INTEGER PRIMARY KEY,
+	name     TEXT NOT NULL UNIQUE,
+	email    TEXT NOT NULL DEFAULT '',
+	groups   TEXT NOT NULL DEFAULT '[]',
+	role     TEXT NOT NULL CHECK (role IN ('member', 'admin')),
+	disabled INTEGER NOT NULL DEFAULT 0,
+	created  INTEGER NOT NULL
+);
+-- nodes.user_id has no foreign key: tagged nodes outlive the user who
+-- registered them (DeleteUser removes user-owned nodes explicitly).
+CREATE TABLE nodes (
+	id          INTEGER PRIMARY KEY,
+	machine_key TEXT NOT NULL UNIQUE,
+	node_key    TEXT NOT NULL UNIQUE,
+	disco_key   TEXT NOT NULL,
+	user_id     INTEGER NOT NULL,
+	tags        TEXT NOT NULL DEFAULT '[]',
+	ipv4        TEXT NOT NULL UNIQUE,
+	ipv4_num    INTEGER NOT NULL UNIQUE,
+	ipv6        TEXT NOT NULL UNIQUE,
+	hostname    TEXT NOT NULL,
+	name        TEXT NOT NULL UNIQUE,
+	created     INTEGER NOT NULL,
+	last_seen   INTEGER NOT NULL DEFAULT 0,
+	key_expiry  INTEGER NOT NULL DEFAULT 0,
+	endpoints   TEXT NOT NULL DEFAULT '[]',
+	home_relay  INTEGER NOT NULL DEFAULT 0,
+	ephemeral   INTEGER NOT NULL DEFAULT 0,
+	auth_key_id INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX nodes_user ON nodes(user_id);
+CREATE TABLE auth_keys (
+	id         INTEGER PRIMARY KEY,
+	prefix     TEXT NOT NULL,
+	hash       BLOB NOT NULL UNIQUE,
+	user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+	reusable   INTEGER NOT NULL DEFAULT 0,
+	ephemeral  INTEGER NOT NULL DEFAULT 0,
+	tags       TEXT NOT NULL DEFAULT '[]',
+	expiration INTEGER NOT NULL DEFAULT 0,
+	created    INTEGER NOT NULL,
+	used_count INTEGER NOT NULL DEFAULT 0,
+	revoked    INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE api_keys (
+	id         INTEGER PRIMARY KEY,
+	prefix     TEXT NOT NULL,
+	hash       BLOB NOT NULL UNIQUE,
+	user_id    INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+	expiration INTEGER NOT NULL DEFAULT 0,
+	created    INTEGER NOT NULL,
+	last_used  INTEGER NOT NULL DEFAULT 0,
+	revoked    INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE audit_events (
+	id      INTEGER PRIMARY KEY,
+	time    INTEGER NOT NULL,
+	actor   TEXT NOT NULL,
+	action  TEXT NOT NULL,
+	target  TEXT NOT NULL DEFAULT '',
+	remote  TEXT NOT NULL DEFAULT '',
+	outcome TEXT NOT NULL,
+	detail  TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX audit_time ON audit_events(time);
+CREATE INDEX audit_action ON audit_events(action, time);
+`},
+	{2, `
+CREATE TABLE policies (
+	id      INTEGER PRIMARY KEY,
+	hash    TEXT NOT NULL,
+	source  TEXT NOT NULL,
+	author  TEXT NOT NULL,
+	diff    TEXT NOT NULL DEFAULT '',
+	created INTEGER NOT NULL
+);
+`},
+	{3, `
+ALTER TABLE users ADD COLUMN issuer TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN subject TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN mfa_at INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN password_hash TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN totp_secret TEXT NOT NULL DEFAULT '';
+CREATE UNIQUE INDEX users_identity ON users (issuer, subject) WHERE subject != '';
+ALTER TABLE nodes ADD COLUMN pending INTEGER NOT NULL DEFAULT 0;
+`},
+	{4, `
+ALTER TABLE nodes ADD COLUMN key_lifetime_seconds INTEGER NOT NULL DEFAULT 0;
+`},
+	{5, `
+ALTER TABLE users ADD COLUMN refresh_token TEXT NOT NULL DEFAULT '';
+ALTER TABLE users ADD COLUMN idp_checked_at INTEGER NOT NULL DEFAULT 0;
+`},
+	// 6: IDs and mesh addresses are never handed out twice (see nextID and
+	// allocateIPv4). high_water holds the highest value ever given out,
+	// seeded from what is in use and from the IDs audit events name, so
+	// that "node:241" in the audit log keeps meaning one node. And the
+	// TOTP step last accepted, so a code is not accepted twice.
+	{6, `
+CREATE TABLE high_water (
+	name  TEXT PRIMARY KEY,
+	value INTEGER NOT NULL
+);
+INSERT INTO high_water (name, value) VALUES
+	('users', (SELECT MAX(m) FROM (
+		SELECT COALESCE(MAX(id), 0) AS m FROM users
+		UNION ALL SELECT COALESCE(MAX(user_id), 0) FROM nodes
+		UNION ALL SELECT COALESCE(MAX(CAST(substr(target, 6) AS INTEGER)), 0) FROM audit_events WHERE target GLOB 'user:[0-9]*'))),
+	('nodes', (SELECT MAX(m) FROM (
+		SELECT COALESCE(MAX(id), 0) AS m FROM nodes
+		UNION ALL SELECT COALESCE(MAX(CAST(substr(target, 6) AS INTEGER)), 0) FROM audit_events WHERE target GLOB 'node:[0-9]*'))),
+	('nodes.ipv4', (SELECT COALESCE(MAX(ipv4_num), 0) FROM nodes)),
+	('auth_keys', (SELECT COALESCE(MAX(id), 0) FROM auth_keys)),
+	('api_keys', (SELECT COALESCE(MAX(id), 0) FROM api_keys));
+ALTER TABLE users ADD COLUMN totp_last_step INTEGER NOT NULL DEFAULT 0;
+`},
+	{7, `
+-- Who created each pre-auth key; -1 for keys created before this
+-- migration (their creator is unknown).
+ALTER TABLE auth_keys ADD COLUMN creator_id INTEGER NOT NULL DEFAULT -1;
+`},
+}
+
+// migrate applies pending migrations, each in its own transaction, and
+// refuses a database newer than this code.
+func (s *sqliteStore) migrate(ctx context.Context) error {
+	if _, err := s.wdb.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
+		return fmt.Errorf("create migrations table: %w", err)
+	}
+	var current int
+	if err := s.wdb.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if err := checkVersion(current); err != nil {
+		return err
+	}
+	for _, m := range migrations {
+		if m.version <= current {
+			continue
+		}
+		applied := false
+		err := s.Tx(ctx, func(q Queries) error {
+			tx := q.(queries).q
+			// Another process may have migrated since the read above; the
+			// immediate transaction holds the write lock, so look again.
+			var now int
+			if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&now); err != nil {
+				return fmt.Errorf("read schema version: %w", err)
+			}
+			if err := checkVersion(now); err != nil || now >= m.version {
+				return err
+			}
+			// The driver runs every statement of a multi-statement string.
+			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+				return err
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`, m.version, time.Now().UnixNano())
+			applied = err == nil
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("apply migration %d: %w", m.version, err)
+		}
+		if applied {
+			s.log.Info("database migrated", "version", m.version)
+		}
+	}
+	return nil
+}
+
+// checkVersion refuses a database migrated by a newer coordinator: this
+// code cannot know what the newer schema means.
+func checkVersion(current int) error {
+	latest := migrations[len(migrations)-1].version
+	if current > latest {
+		return fmt.Errorf("database schema version %d is newer than this coordinator (%d); upgrade warren-coordinator", current, latest)
+	}
+	return nil
+}
