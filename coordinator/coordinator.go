@@ -134,7 +134,7 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 		st.Close()
 		return nil, fmt.Errorf("coordinator: %w", err)
 	}
-	c.logins, err = c.buildLogin(ctx, cfg.Login, st)
+	c.logins, err = c.buildLogin(ctx, cfg.Login, st, registryUsers{c})
 	if err != nil {
 		st.Close()
 		return nil, fmt.Errorf("coordinator: %w", err)
@@ -286,9 +286,7 @@ func (c *Coordinator) Close() error {
 		c.relay.Close()
 	}
 	c.registry.Close()
-	if c.logins.local != nil {
-		c.logins.local.Close()
-	}
+	c.logins.close()
 	c.cancel()
 	if c.stun != nil {
 		c.stun.Close()

@@ -8,11 +8,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/warrenmesh/warren/coordinator/auth"
-	"github.com/warrenmesh/warren/coordinator/locallogin"
-	"github.com/warrenmesh/warren/coordinator/loginchoice"
-	"github.com/warrenmesh/warren/coordinator/oidclogin"
-	"github.com/warrenmesh/warren/coordinator/registry"
+	"github.com/warrenmesh/warren/coordinator/login"
+	"github.com/warrenmesh/warren/coordinator/login/choice"
+	"github.com/warrenmesh/warren/coordinator/login/local"
+	"github.com/warrenmesh/warren/coordinator/login/oidc"
 	"github.com/warrenmesh/warren/coordinator/store"
 )
 
@@ -21,7 +20,7 @@ import (
 // local users enabled the URL leads to a page offering both.
 type LoginConfig struct {
 	// PublicURL is the coordinator's URL as the users' browsers reach it
-	// (the OIDC redirect URL is PublicURL + oidclogin.CallbackPath).
+	// (the OIDC redirect URL is PublicURL + oidc.CallbackPath).
 	PublicURL string
 	// OIDC, if set, signs users in at an OpenID Provider.
 	OIDC *OIDCConfig
@@ -30,10 +29,15 @@ type LoginConfig struct {
 	Local bool
 	// Timeout bounds a login; default 10 minutes.
 	Timeout time.Duration
+	// MaxPending and MaxPerSource bound the sign-ins in progress, in
+	// total and from one address (defaults login.DefaultMaxPending and
+	// login.DefaultMaxPerSource).
+	MaxPending   int
+	MaxPerSource int
 }
 
 // OIDCConfig is the coordinator's registration at an OpenID Provider; see
-// oidclogin.Config for what each field does.
+// oidc.Config for what each field does.
 type OIDCConfig struct {
 	Issuer         string
 	ClientID       string
@@ -61,16 +65,17 @@ func (lc LoginConfig) enabled() bool { return lc.OIDC != nil || lc.Local }
 // logins is what buildLogin made: the login the registry uses, the
 // handler for its pages, and what to close at shutdown.
 type logins struct {
-	login   auth.Login
+	login   login.Login
 	handler http.Handler
-	local   *locallogin.Login
-	oidc    *oidclogin.Login // nil without OIDC
-	recheck time.Duration    // OIDC recheck interval, 0 for none
+	local   *local.Login
+	oidc    *oidc.Login     // nil without OIDC
+	choice  *choice.Chooser // nil unless several methods
+	recheck time.Duration   // OIDC recheck interval, 0 for none
 }
 
-// buildLogin creates the configured login methods. It runs before the
-// registry exists; their callbacks reach it only once logins happen.
-func (c *Coordinator) buildLogin(ctx context.Context, lc LoginConfig, st store.Store) (logins, error) {
+// buildLogin creates the configured login methods. They record sign-ins
+// through users (the registry, which is created after them).
+func (c *Coordinator) buildLogin(ctx context.Context, lc LoginConfig, st store.Store, users login.Users) (logins, error) {
 	if !lc.enabled() {
 		return logins{}, nil
 	}
@@ -79,19 +84,17 @@ func (c *Coordinator) buildLogin(ctx context.Context, lc LoginConfig, st store.S
 		return logins{}, errors.New("login: the coordinator's public URL is required")
 	}
 	mux := http.NewServeMux()
-	var methods []loginchoice.Method
+	var methods []choice.Method
 	var out logins
 	if o := lc.OIDC; o != nil {
-		l, err := oidclogin.New(ctx, oidclogin.Config{
+		l, err := oidc.New(ctx, oidc.Config{
 			Issuer: o.Issuer, ClientID: o.ClientID, ClientSecret: o.ClientSecret,
-			RedirectURL: base + oidclogin.CallbackPath, Scopes: o.Scopes,
+			RedirectURL: base + oidc.CallbackPath, Scopes: o.Scopes,
 			AllowedDomains: o.AllowedDomains, RequiredClaims: o.RequiredClaims,
 			GroupsClaim: o.GroupsClaim, MFAACRs: o.MFAACRs, LoginTimeout: lc.Timeout,
-			Store: st, Audit: c.audit, OnUserChanged: c.republishUser, HTTPClient: o.HTTPClient,
+			MaxPending: lc.MaxPending, MaxPerSource: lc.MaxPerSource,
+			Store: st, Users: users, Audit: c.audit, HTTPClient: o.HTTPClient,
 			Logger: c.log, RefreshChecks: o.RecheckEvery > 0,
-			OnIdentityRevoked: func(ctx context.Context, id store.UserID, reason string) {
-				c.disableRevoked(ctx, o.Issuer, id, reason)
-			},
 		})
 		if err != nil {
 			return logins{}, fmt.Errorf("OIDC login: %w", err)
@@ -100,31 +103,32 @@ func (c *Coordinator) buildLogin(ctx context.Context, lc LoginConfig, st store.S
 		if label == "" {
 			label = "Sign in with single sign-on"
 		}
-		methods = append(methods, loginchoice.Method{Label: label, Login: l})
+		methods = append(methods, choice.Method{Label: label, Login: l})
 		out.oidc, out.recheck = l, o.RecheckEvery
 		h := l.Handler()
-		mux.Handle(oidclogin.StartPath, h)
-		mux.Handle(oidclogin.CallbackPath, h)
+		mux.Handle(oidc.StartPath, h)
+		mux.Handle(oidc.CallbackPath, h)
 	}
 	if lc.Local {
-		l, err := locallogin.New(locallogin.Config{Store: st, Audit: c.audit, Logger: c.log,
-			BaseURL: base, LoginTimeout: lc.Timeout, OnUserChanged: c.republishUser})
+		l, err := local.New(local.Config{Store: st, Users: users, Audit: c.audit, Logger: c.log,
+			BaseURL: base, LoginTimeout: lc.Timeout, MaxPending: lc.MaxPending, MaxPerSource: lc.MaxPerSource})
 		if err != nil {
 			return logins{}, err
 		}
 		out.local = l
-		methods = append(methods, loginchoice.Method{Label: "Sign in with a local account", Login: l})
-		mux.Handle(locallogin.LoginPath, l.Handler())
+		methods = append(methods, choice.Method{Label: "Sign in with a local account", Login: l})
+		mux.Handle(local.LoginPath, l.Handler())
 	}
 	if len(methods) == 1 {
 		out.login = methods[0].Login
 	} else {
-		ch, err := loginchoice.New(loginchoice.Config{BaseURL: base, Methods: methods, Timeout: lc.Timeout})
+		ch, err := choice.New(choice.Config{BaseURL: base, Methods: methods, Timeout: lc.Timeout,
+			MaxPending: lc.MaxPending, MaxPerSource: lc.MaxPerSource})
 		if err != nil {
 			return logins{}, err
 		}
-		out.login = ch
-		mux.Handle(loginchoice.ChoosePath, ch.Handler())
+		out.login, out.choice = ch, ch
+		mux.Handle(choice.ChoosePath, ch.Handler())
 	}
 	out.handler = mux
 	return out, nil
@@ -132,7 +136,7 @@ func (c *Coordinator) buildLogin(ctx context.Context, lc LoginConfig, st store.S
 
 // runRechecks asks the OpenID Provider about every user at each interval
 // until ctx ends.
-func (c *Coordinator) runRechecks(ctx context.Context, l *oidclogin.Login, every time.Duration) {
+func (c *Coordinator) runRechecks(ctx context.Context, l *oidc.Login, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -151,30 +155,37 @@ func (c *Coordinator) runRechecks(ctx context.Context, l *oidclogin.Login, every
 	}
 }
 
-// republishUser pushes a user's nodes again after a login changed the
-// user's groups or MFA time.
-func (c *Coordinator) republishUser(ctx context.Context, id store.UserID) {
-	if err := c.registry.RepublishUser(ctx, id); err != nil {
-		c.log.Warn("republish a user's nodes after their login", "user", id, "err", err)
+// close ends every sign-in in progress.
+func (ls logins) close() {
+	if ls.choice != nil {
+		ls.choice.Close()
+	}
+	if ls.local != nil {
+		ls.local.Close()
+	}
+	if ls.oidc != nil {
+		ls.oidc.Close()
 	}
 }
 
-// disableRevoked disables a user the OpenID Provider no longer accepts.
-func (c *Coordinator) disableRevoked(ctx context.Context, issuer string, id store.UserID, reason string) {
-	actor := registry.Actor{Name: "idp:" + issuer, Admin: true, Remote: "oidc-recheck"}
-	if _, err := c.registry.SetUserDisabled(ctx, actor, id, true); err != nil {
-		c.log.Error("disable a user the identity provider revoked", "user", id, "reason", reason, "err", err)
-		return
-	}
-	c.log.Warn("user disabled: the identity provider no longer accepts them", "user", id, "reason", reason)
+// registryUsers is the login methods' login.Users: the registry, which is
+// created after them and is in place before the first sign-in.
+type registryUsers struct{ c *Coordinator }
+
+func (u registryUsers) SignIn(ctx context.Context, id login.Identity) (store.User, error) {
+	return u.c.registry.SignIn(ctx, id)
+}
+
+func (u registryUsers) ApplyRecheck(ctx context.Context, user store.User, r login.Recheck) (bool, error) {
+	return u.c.registry.ApplyRecheck(ctx, user, r)
 }
 
 // RecheckIdentities runs one recheck round now (see
 // LoginConfig.OIDC.RecheckEvery): users the OpenID Provider no longer
 // accepts are disabled. Without OIDC rechecks it does nothing.
-func (c *Coordinator) RecheckIdentities(ctx context.Context) (oidclogin.RecheckSummary, error) {
+func (c *Coordinator) RecheckIdentities(ctx context.Context) (oidc.RecheckSummary, error) {
 	if c.logins.oidc == nil || c.logins.recheck <= 0 {
-		return oidclogin.RecheckSummary{}, nil
+		return oidc.RecheckSummary{}, nil
 	}
 	return c.logins.oidc.RecheckAll(ctx)
 }

@@ -12,7 +12,7 @@ import (
 
 	"github.com/pquerna/otp/totp"
 	"github.com/warrenmesh/warren/coordinator/api"
-	"github.com/warrenmesh/warren/coordinator/locallogin"
+	"github.com/warrenmesh/warren/coordinator/login/credential"
 )
 
 func TestCredentialsCLI(t *testing.T) {
@@ -40,7 +40,7 @@ func TestCredentialsCLI(t *testing.T) {
 		t.Fatalf("totp printed:\n%s", out)
 	}
 	code, err := totp.GenerateCode(secret, time.Now())
-	if err != nil || !locallogin.CheckTOTP(secret, code, time.Now()) {
+	if err != nil || !credential.CheckTOTP(secret, code, time.Now()) {
 		t.Fatalf("the printed secret does not make valid codes: %v", err)
 	}
 

@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/warrenmesh/warren/coordinator"
-	"github.com/warrenmesh/warren/coordinator/oidclogin"
+	"github.com/warrenmesh/warren/coordinator/login/oidc"
 	"github.com/warrenmesh/warren/coordinator/registry"
 	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/internal/cli"
@@ -98,7 +98,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "  STUN:             udp %s\n", a)
 	}
 	if loginCfg.OIDC != nil {
-		fmt.Fprintf(stdout, "  OIDC login:       %s (redirect URL %s%s)\n", loginCfg.OIDC.Issuer, url, oidclogin.CallbackPath)
+		fmt.Fprintf(stdout, "  OIDC login:       %s (redirect URL %s%s)\n", loginCfg.OIDC.Issuer, url, oidc.CallbackPath)
 	}
 	if loginCfg.Local {
 		fmt.Fprintf(stdout, "  local login:      on (warren-coordinator users passwd / users totp)\n")

@@ -1,7 +1,6 @@
-// Package auth holds the coordinator's credential rules: generating and
-// hashing pre-auth and API keys, deciding whether a stored pre-auth key may
-// register a node, and the hook through which interactive (OIDC) login
-// plugs in.
+// Package auth holds the coordinator's key rules: generating and hashing
+// pre-auth and API keys, and deciding whether a stored pre-auth key may
+// register a node. (People sign in through package login.)
 //
 // Secrets exist in plaintext only in the value returned to the admin once at
 // creation; everything stored or logged is a SHA-256 hash or a short display

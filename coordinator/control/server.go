@@ -22,6 +22,7 @@ import (
 
 	"github.com/warrenmesh/warren/coordinator/audit"
 	"github.com/warrenmesh/warren/coordinator/auth"
+	"github.com/warrenmesh/warren/coordinator/login"
 	"github.com/warrenmesh/warren/coordinator/netmap"
 	"github.com/warrenmesh/warren/coordinator/registry"
 	"github.com/warrenmesh/warren/coordinator/store"
@@ -160,9 +161,11 @@ func errorFor(err error) *wire.Error {
 	msg := "the coordinator failed; try again later"
 	switch {
 	case errors.Is(err, auth.ErrUnknownKey), errors.Is(err, auth.ErrKeyExpired), errors.Is(err, auth.ErrKeyRevoked),
-		errors.Is(err, auth.ErrKeyUsed), errors.Is(err, auth.ErrNoLogin), errors.Is(err, registry.ErrNeedAuth),
+		errors.Is(err, auth.ErrKeyUsed), errors.Is(err, login.ErrNoLogin), errors.Is(err, registry.ErrNeedAuth),
 		errors.Is(err, registry.ErrTagNotGranted), errors.Is(err, registry.ErrTagNotOwned), errors.Is(err, registry.ErrNodeKeyInUse), errors.Is(err, registry.ErrLoginFailed):
 		code, msg = wire.CodeUnauthorized, err.Error()
+	case errors.Is(err, login.ErrTooManyLogins):
+		code, msg = wire.CodeBusy, err.Error()
 	case errors.Is(err, registry.ErrBadRequest), errors.Is(err, errBadMessage):
 		code, msg = wire.CodeBadRequest, err.Error()
 	case errors.Is(err, errVersion):

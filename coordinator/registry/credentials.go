@@ -6,7 +6,7 @@ import (
 	"fmt"
 
 	"github.com/warrenmesh/warren/coordinator/audit"
-	"github.com/warrenmesh/warren/coordinator/locallogin"
+	"github.com/warrenmesh/warren/coordinator/login/credential"
 	"github.com/warrenmesh/warren/coordinator/store"
 )
 
@@ -18,8 +18,8 @@ func (r *Registry) SetUserPassword(ctx context.Context, a Actor, id store.UserID
 	if err := a.may(id); err != nil {
 		return r.deny(ctx, ev, err)
 	}
-	phc, err := locallogin.HashPassword(password)
-	if errors.Is(err, locallogin.ErrPasswordTooShort) || errors.Is(err, locallogin.ErrPasswordTooLong) {
+	phc, err := credential.HashPassword(password)
+	if errors.Is(err, credential.ErrPasswordTooShort) || errors.Is(err, credential.ErrPasswordTooLong) {
 		return r.deny(ctx, ev, fmt.Errorf("%w: %w", ErrBadRequest, err))
 	} else if err != nil {
 		return r.deny(ctx, ev, err)
@@ -43,14 +43,14 @@ func (r *Registry) EnrollUserTOTP(ctx context.Context, a Actor, id store.UserID,
 		return "", "", r.deny(ctx, ev, err)
 	}
 	if issuer == "" {
-		issuer = locallogin.DefaultIssuer
+		issuer = credential.DefaultIssuer
 	}
 	err = r.commit(ctx, ev, func(tx *audit.Tx) error {
 		u, err := tx.GetUser(ctx, id)
 		if err != nil {
 			return err
 		}
-		if secret, url, err = locallogin.NewTOTP(issuer, u.Name); err != nil {
+		if secret, url, err = credential.NewTOTP(issuer, u.Name); err != nil {
 			return err
 		}
 		u.TOTPSecret = secret

@@ -13,6 +13,7 @@ import (
 
 	"github.com/warrenmesh/warren/coordinator/audit"
 	"github.com/warrenmesh/warren/coordinator/auth"
+	"github.com/warrenmesh/warren/coordinator/login"
 	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/internal/key"
 	"github.com/warrenmesh/warren/internal/wire"
@@ -100,7 +101,7 @@ func isClientError(err error) bool {
 		return true
 	}
 	for _, e := range []error{ErrLoginFailed, ErrBadRequest, ErrNodeKeyInUse, ErrTagNotGranted, ErrTagNotOwned, ErrNeedAuth,
-		auth.ErrUnknownKey, auth.ErrKeyExpired, auth.ErrKeyRevoked, auth.ErrKeyUsed, auth.ErrNoLogin} {
+		auth.ErrUnknownKey, auth.ErrKeyExpired, auth.ErrKeyRevoked, auth.ErrKeyUsed, login.ErrNoLogin, login.ErrRefused, login.ErrTooManyLogins} {
 		if errors.Is(err, e) {
 			return true
 		}
@@ -141,7 +142,7 @@ func (r *Registry) register(ctx context.Context, machine key.MachinePublic, req 
 	}
 	if req.AuthKey == "" {
 		if r.login == nil {
-			return store.Node{}, auth.ErrNoLogin
+			return store.Node{}, login.ErrNoLogin
 		}
 		// Refused before a login starts: the user would sign in for
 		// nothing.
@@ -155,7 +156,7 @@ func (r *Registry) register(ctx context.Context, machine key.MachinePublic, req 
 				ErrTagNotGranted, existing.Name, strings.Join(existing.Tags, ","))
 		}
 		if req.Followup == "" {
-			url, err := r.login.Begin(ctx, machine)
+			url, err := r.login.Begin(ctx, machine, remote)
 			if err != nil {
 				return store.Node{}, fmt.Errorf("start login: %w", err)
 			}

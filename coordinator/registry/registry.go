@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/warrenmesh/warren/coordinator/audit"
-	"github.com/warrenmesh/warren/coordinator/auth"
+	"github.com/warrenmesh/warren/coordinator/login"
 	"github.com/warrenmesh/warren/coordinator/netmap"
 	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/internal/policy"
@@ -38,7 +38,7 @@ type Config struct {
 	Engine *netmap.Engine // required
 	Audit  *audit.Log     // required
 	// Login enables interactive login; nil means pre-auth keys only.
-	Login  auth.Login
+	Login  login.Login
 	Logger *slog.Logger
 	Now    func() time.Time
 	// KeyExpiry is how long a user node's key lasts; 0 means
@@ -62,7 +62,7 @@ type Registry struct {
 	st        store.Store
 	engine    *netmap.Engine
 	audit     *audit.Log
-	login     auth.Login
+	login     login.Login
 	approval  bool
 	log       *slog.Logger
 	now       func() time.Time

@@ -18,9 +18,9 @@ import (
 	"github.com/pquerna/otp/totp"
 
 	"github.com/warrenmesh/warren/coordinator"
-	"github.com/warrenmesh/warren/coordinator/locallogin"
-	"github.com/warrenmesh/warren/coordinator/loginchoice"
-	"github.com/warrenmesh/warren/coordinator/oidclogin"
+	"github.com/warrenmesh/warren/coordinator/login/choice"
+	"github.com/warrenmesh/warren/coordinator/login/local"
+	"github.com/warrenmesh/warren/coordinator/login/oidc"
 	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/internal/oidctest"
 	"github.com/warrenmesh/warren/node/controlclient"
@@ -62,7 +62,7 @@ func setupLogin(t testing.TB, cfg *coordinator.Config, opts Options, publicURL s
 		return nil
 	}
 	op := oidctest.New(t, oidctest.Config{Users: opts.OIDC.Users, Clients: []oidctest.Client{{
-		ID: oidcClientID, Secret: oidcClientSecret, RedirectURL: cfg.Login.PublicURL + oidclogin.CallbackPath,
+		ID: oidcClientID, Secret: oidcClientSecret, RedirectURL: cfg.Login.PublicURL + oidc.CallbackPath,
 	}}})
 	var oc coordinator.OIDCConfig
 	if cfg.Login.OIDC != nil {
@@ -124,8 +124,8 @@ type SignIn func(loginURL string) (status int, page string)
 func (m *Mesh) AsOIDCUser(username string) SignIn {
 	return func(loginURL string) (int, string) {
 		m.t.Helper()
-		b := oidctest.NewBrowser(m.t, oidclogin.CallbackPath)
-		return b.Login(m.methodURL(b, loginURL, oidclogin.StartPath), username)
+		b := oidctest.NewBrowser(m.t, oidc.CallbackPath)
+		return b.Login(m.methodURL(b, loginURL, oidc.StartPath), username)
 	}
 }
 
@@ -137,7 +137,7 @@ func (m *Mesh) AsLocalUser(name, password, totpSecret string) SignIn {
 	return func(loginURL string) (int, string) {
 		m.t.Helper()
 		b := oidctest.NewBrowser(m.t, "")
-		form := b.Open(m.methodURL(b, loginURL, locallogin.LoginPath))
+		form := b.Open(m.methodURL(b, loginURL, local.LoginPath))
 		if form.Status != http.StatusOK {
 			m.t.Fatalf("testmesh: local sign-in form: %d %s", form.Status, form.Body)
 		}
@@ -163,7 +163,7 @@ func (m *Mesh) methodURL(b *oidctest.Browser, loginURL, prefix string) string {
 	if err != nil {
 		m.t.Fatalf("testmesh: sign-in URL %q: %v", loginURL, err)
 	}
-	if !strings.HasPrefix(u.Path, loginchoice.ChoosePath) {
+	if !strings.HasPrefix(u.Path, choice.ChoosePath) {
 		return loginURL
 	}
 	status, page, _ := b.Get(loginURL)
@@ -208,14 +208,14 @@ func (m *Mesh) Up(hostname string, o NodeOptions, signIn SignIn) *Node {
 func (m *Mesh) LocalUser(name, password string, withTOTP bool) (store.User, string) {
 	m.t.Helper()
 	ctx := context.Background()
-	m.User(name)
-	if err := locallogin.SetPassword(ctx, m.Coord.Store(), name, password); err != nil {
+	created := m.User(name)
+	if err := m.Coord.Registry().SetUserPassword(ctx, Admin, created.ID, password); err != nil {
 		m.t.Fatalf("testmesh: %v", err)
 	}
 	var secret string
 	if withTOTP {
 		var err error
-		if secret, _, err = locallogin.EnrollTOTP(ctx, m.Coord.Store(), name, ""); err != nil {
+		if secret, _, err = m.Coord.Registry().EnrollUserTOTP(ctx, Admin, created.ID, ""); err != nil {
 			m.t.Fatalf("testmesh: %v", err)
 		}
 	}

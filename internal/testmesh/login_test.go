@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/warrenmesh/warren/coordinator/locallogin"
-	"github.com/warrenmesh/warren/coordinator/loginchoice"
-	"github.com/warrenmesh/warren/coordinator/oidclogin"
+	"github.com/warrenmesh/warren/coordinator/login/choice"
+	"github.com/warrenmesh/warren/coordinator/login/local"
+	"github.com/warrenmesh/warren/coordinator/login/oidc"
 	"github.com/warrenmesh/warren/coordinator/registry"
 	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/internal/oidctest"
@@ -273,7 +273,7 @@ func TestLocalLoginThroughChoicePage(t *testing.T) {
 	laptop := m.AddNode("dave-laptop", NodeOptions{DataPlane: true})
 	loginURL, err := laptop.LoginURL(wait)
 	must(t, err)
-	if !strings.HasPrefix(loginURL, m.URL+loginchoice.ChoosePath) {
+	if !strings.HasPrefix(loginURL, m.URL+choice.ChoosePath) {
 		t.Fatalf("sign-in URL %s is not the choice page", loginURL)
 	}
 	status, page, _ := oidctest.NewBrowser(t, "").Get(loginURL)
@@ -281,7 +281,7 @@ func TestLocalLoginThroughChoicePage(t *testing.T) {
 	hasLink := func(path string) bool {
 		return slices.ContainsFunc(links, func(l string) bool { return strings.HasPrefix(l, m.URL+path) })
 	}
-	if status != http.StatusOK || len(links) != 2 || !hasLink(oidclogin.StartPath) || !hasLink(locallogin.LoginPath) {
+	if status != http.StatusOK || len(links) != 2 || !hasLink(oidc.StartPath) || !hasLink(local.LoginPath) {
 		t.Fatalf("choice page: %d, links %q", status, links)
 	}
 

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/warrenmesh/warren/coordinator"
-	"github.com/warrenmesh/warren/coordinator/oidclogin"
+	"github.com/warrenmesh/warren/coordinator/login/oidc"
 	"github.com/warrenmesh/warren/coordinator/registry"
 )
 
@@ -43,7 +43,7 @@ func TestIdPRecheck(t *testing.T) {
 	// Nothing changed at the provider: a round changes nothing.
 	sum, err := m.Coord.RecheckIdentities(ctx)
 	must(t, err)
-	if sum != (oidclogin.RecheckSummary{Checked: 2}) {
+	if sum != (oidc.RecheckSummary{Checked: 2}) {
 		t.Fatalf("quiet round: %+v", sum)
 	}
 
@@ -101,7 +101,7 @@ func TestIdPRecheck(t *testing.T) {
 	m.OP.SetClaims("sub-ann", nil, []string{"eng"})
 	sum, err = m.Coord.RecheckIdentities(ctx)
 	must(t, err)
-	if sum != (oidclogin.RecheckSummary{Checked: 1, Updated: 1}) {
+	if sum != (oidc.RecheckSummary{Checked: 1, Updated: 1}) {
 		t.Fatalf("round after bob was disabled: %+v, want only ann checked and updated", sum)
 	}
 	must(t, ann.WaitFor(wait, HasPeers("db", "build")))

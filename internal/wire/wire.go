@@ -235,6 +235,7 @@ const (
 	CodeVersion      ErrorCode = "version"        // protocol version not supported
 	CodeNodeRemoved  ErrorCode = "node_removed"   // the node was deleted by an admin
 	CodeInternal     ErrorCode = "internal_error" // the coordinator failed; retry later
+	CodeBusy         ErrorCode = "busy"           // too many requests of this kind now (sign-ins); retry later
 	CodeLoggedOut    ErrorCode = "logged_out"     // the node asked to log out; it is expired
 )
 

@@ -296,7 +296,7 @@ func (c *Client) read(conn *noise.Conn, idle *time.Timer) (wire.Message, error) 
 	}
 	idle.Reset(c.cfg.IdleTimeout)
 	if e, ok := m.(*wire.Error); ok {
-		if e.Code == wire.CodeInternal {
+		if e.Code == wire.CodeInternal || e.Code == wire.CodeBusy {
 			return nil, e
 		}
 		return nil, &PermanentError{Err: e}
