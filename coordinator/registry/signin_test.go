@@ -1,0 +1,59 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/warrenmesh/warren/coordinator/login"
+	"github.com/warrenmesh/warren/coordinator/login/local"
+	"github.com/warrenmesh/warren/internal/key"
+	"github.com/warrenmesh/warren/internal/wire"
+)
+
+// withLocalLogin gives the harness's registry interactive local login.
+func (h *harness) withLocalLogin(maxPerSource int) {
+	h.t.Helper()
+	l, err := local.New(local.Config{Store: h.st, Users: h.r, Audit: h.r.audit, Now: h.clock.Now,
+		BaseURL: "https://warren.example.com", MaxPerSource: maxPerSource})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(func() { l.Close() })
+	h.r.login = l
+}
+
+// beginLogin registers a new machine without a key from remote.
+func (h *harness) beginLogin(remote string) error {
+	_, err := h.r.Register(context.Background(), key.NewMachine().Public(), &wire.RegisterRequest{NodeKey: key.NewNode().Public(),
+		DiscoKey: key.NewDisco().Public(), Hostname: "laptop"}, remote)
+	return err
+}
+
+// One address cannot use up everybody's sign-ins: its logins are bounded,
+// with an error that says to come back later, while other addresses still
+// begin theirs (issue 11, defect 7).
+func TestSignInsBoundedPerSource(t *testing.T) {
+	h := newHarness(t, 0)
+	h.withLocalLogin(3)
+	var lr *LoginRequired
+	for i := range 3 {
+		if err := h.beginLogin("203.0.113.9:40000"); !errors.As(err, &lr) {
+			t.Fatalf("login %d: %v", i, err)
+		}
+	}
+	err := h.beginLogin("203.0.113.9:40001")
+	if !errors.Is(err, login.ErrTooManyLogins) || !strings.Contains(err.Error(), "this network address") {
+		t.Fatalf("fourth login from one address: %v", err)
+	}
+	if !isClientError(err) {
+		t.Fatal("a full sign-in table is reported as the coordinator's failure")
+	}
+	if err := h.beginLogin("198.51.100.20:40000"); !errors.As(err, &lr) {
+		t.Fatalf("login from another address: %v", err)
+	}
+	if n := h.auditCount("node.register", "denied"); n != 1 {
+		t.Fatalf("%d denied registrations audited, want 1", n)
+	}
+}
