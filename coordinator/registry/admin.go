@@ -432,13 +432,6 @@ func (r *Registry) DeleteUser(ctx context.Context, a Actor, id store.UserID) err
 	return r.republishUser(ctx, id)
 }
 
-// RepublishUser pushes the nodes of user id to the netmap engine again,
-// after something outside the registry (a login) changed the user's
-// groups or MFA time.
-func (r *Registry) RepublishUser(ctx context.Context, id store.UserID) error {
-	return r.republishUser(ctx, id)
-}
-
 // republishUser pushes every remaining node registered by user id.
 func (r *Registry) republishUser(ctx context.Context, id store.UserID) error {
 	nodes, err := r.st.ListNodes(ctx)
