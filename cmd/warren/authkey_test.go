@@ -139,3 +139,24 @@ func TestUpHelpWarnsAboutPS(t *testing.T) {
 		t.Errorf("warren --help does not mention --auth-key-file:\n%s", usage.String())
 	}
 }
+
+// FuzzReadKeyFrom: whatever a key file holds, readKeyFrom returns one
+// non-empty line without surrounding space, or an error.
+func FuzzReadKeyFrom(f *testing.F) {
+	f.Add("wpk_0123456789abcdef\n")
+	f.Add("\r\n")
+	f.Add("a\nb")
+	f.Add(" \t wpk_x \r\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		key, err := readKeyFrom("fuzz", strings.NewReader(in))
+		if err != nil {
+			if key != "" {
+				t.Fatalf("error %v with key %q", err, key)
+			}
+			return
+		}
+		if key == "" || strings.ContainsAny(key, "\r\n") || strings.TrimSpace(key) != key || len(key) > maxAuthKeyFile {
+			t.Fatalf("readKeyFrom(%q) = %q", in, key)
+		}
+	})
+}
