@@ -240,3 +240,30 @@ func TestEditDistance(t *testing.T) {
 		}
 	}
 }
+
+// TestOwnerHints: an unknown autogroup as a tag owner is answered with an
+// autogroup only when it nearly spells that one.
+func TestOwnerHints(t *testing.T) {
+	tests := []struct{ owner, want string }{
+		{"autogroup:admins", "autogroup:admin"},
+		{"autogroup:membr", "autogroup:member"},
+		{"autogroup:owner", ""},
+		{"autogroup:it-admin", ""},
+		{"autogroup:tagged", ""},
+		{"autogroup:self", ""},
+		{"autogroup:internet", ""},
+	}
+	for _, tt := range tests {
+		_, err := Parse([]byte(fmt.Sprintf(`{"tagOwners": {"tag:x": [%q]}}`, tt.owner)))
+		if err == nil {
+			t.Fatalf("%s accepted as a tag owner", tt.owner)
+		}
+		got := ""
+		if m := didYouMean.FindStringSubmatch(err.Error()); m != nil {
+			got = m[1]
+		}
+		if got != tt.want {
+			t.Errorf("%s: %v; want suggestion %q", tt.owner, err, tt.want)
+		}
+	}
+}
