@@ -41,7 +41,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	policyPath := fs.String("policy", "", "policy file, watched for changes (default <state-dir>/policy.hujson; created with a deny-by-default policy if missing)")
 	keyExpiry := fs.Duration("key-expiry", registry.DefaultKeyExpiry, "node key lifetime for user nodes (tagged nodes never expire)")
 	grace := fs.Duration("ephemeral-grace", registry.DefaultEphemeralGrace, "how long an ephemeral node may be offline before it is deleted")
-	bootstrap := fs.String("bootstrap-user", "", "create this admin user (if missing) and a reusable pre-auth key for it, and print how to join")
+	bootstrap := fs.String("bootstrap-user", "", "create this admin user (if missing) and, if it has no usable one, a reusable 24h pre-auth key, and print how to join")
 	requireApproval := fs.Bool("require-approval", false, "new user devices wait until an admin approves them (warren-coordinator nodes approve ID)")
 	noRelay := fs.Bool("no-relay", false, "do not embed a DERP relay (nodes then need --derp-map regions)")
 	stunListen := fs.String("stun-listen", ":3478", "UDP address of the embedded STUN server (\"\" for none)")
@@ -154,8 +154,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return <-errc
 }
 
-// bootstrapUser makes sure an admin user exists and prints a fresh reusable
-// pre-auth key and the command to join with it.
+// bootstrapUser makes sure an admin user exists and that it has a usable
+// pre-auth key. Only when it has none (first start, or its keys expired,
+// were revoked or used up) does it create one, valid 24 h, and print it
+// with the command to join; otherwise it says a key exists and how to make
+// another, so a restart does not mint a new admin credential each time.
 func bootstrapUser(ctx context.Context, c *coordinator.Coordinator, name, url string, out io.Writer) error {
 	local := registry.Actor{Name: "local:bootstrap", Admin: true}
 	u, err := c.Store().GetUserByName(ctx, name)
@@ -165,13 +168,39 @@ func bootstrapUser(ctx context.Context, c *coordinator.Coordinator, name, url st
 	if err != nil {
 		return fmt.Errorf("bootstrap user %s: %w", name, err)
 	}
+	keys, err := c.Store().ListAuthKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("bootstrap user %s: %w", name, err)
+	}
+	now := time.Now()
+	for _, k := range keys {
+		if k.UserID == u.ID && bootstrapUsable(k, now) {
+			fmt.Fprintf(out, "\nBootstrap: user %s (admin) already has a usable pre-auth key (%s…, %s); no new key created.\n", u.Name, k.Prefix, expiryText(k.Expiration))
+			fmt.Fprintf(out, "A new one: warren-coordinator keys create --user %s --reusable --ttl 24h\n\n", u.Name)
+			return nil
+		}
+	}
 	_, plain, err := c.Registry().CreateAuthKey(ctx, local, registry.AuthKeyRequest{UserID: u.ID, Reusable: true, TTL: 24 * time.Hour})
 	if err != nil {
 		return fmt.Errorf("bootstrap key: %w", err)
 	}
-	fmt.Fprintf(out, "\nBootstrap: user %s (admin), reusable pre-auth key valid 24h:\n  %s\n", u.Name, plain)
-	fmt.Fprintf(out, "Join a node:\n  warren up --coordinator %s --auth-key %s\n\n", url, plain)
+	fmt.Fprintf(out, "\nBootstrap: user %s (admin), reusable pre-auth key valid 24h (shown once):\n  %s\n", u.Name, plain)
+	fmt.Fprintf(out, "Join a node (paste the key, then Ctrl-D; on stdin it stays out of ps):\n  warren up --coordinator %s --auth-key -\n\n", url)
 	return nil
+}
+
+// bootstrapUsable reports whether k can join more untagged nodes for its
+// user at now, as the bootstrap key does: reusable, untagged, not revoked,
+// not expired.
+func bootstrapUsable(k store.AuthKey, now time.Time) bool {
+	return k.Reusable && len(k.Tags) == 0 && !k.Revoked && (k.Expiration.IsZero() || now.Before(k.Expiration))
+}
+
+func expiryText(t time.Time) string {
+	if t.IsZero() {
+		return "never expires"
+	}
+	return "expires " + t.UTC().Format(time.RFC3339)
 }
 
 func isLoopback(addr string) bool {

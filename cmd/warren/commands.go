@@ -21,6 +21,7 @@ type command struct {
 	ctx         context.Context
 	name        string
 	socket      string
+	in          io.Reader
 	out, errOut io.Writer
 	json        bool
 	fs          *flag.FlagSet
@@ -55,14 +56,20 @@ func (c *command) up(args []string) error {
 	var req localapi.UpRequest
 	fs.StringVar(&req.Coordinator, "coordinator", "", "coordinator URL (first time; later the one joined before)")
 	fs.StringVar(&req.ControlKey, "coordinator-key", "", "pin the coordinator's key (ckey:…) instead of fetching it")
-	fs.StringVar(&req.AuthKey, "auth-key", "", "pre-auth key from the admin (warren-coordinator keys create)")
+	authKey := fs.String("auth-key", "", "pre-auth key from the admin (warren-coordinator keys create); visible to other local users in ps, so prefer --auth-key-file, or - to read it from stdin")
+	authKeyFile := fs.String("auth-key-file", "", "read the pre-auth key from this file (- for stdin)")
 	fs.StringVar(&req.Hostname, "hostname", "", "name for this node (default: the machine's hostname)")
 	tags := fs.String("advertise-tags", "", "comma-separated tags for a server node, e.g. tag:db")
 	fs.BoolVar(&req.Reauth, "reauth", false, "authenticate again under a new node key (keeps the address); expired nodes do this by themselves")
 	timeout := fs.Duration("timeout", 10*time.Minute, "how long to wait for the first netmap (and for you to sign in, without --auth-key)")
-	if _, err := c.parse(args, 0, "up [--coordinator URL] [--auth-key KEY | sign in at the printed URL] [--hostname NAME] [--advertise-tags TAGS] [--reauth]"); err != nil {
+	if _, err := c.parse(args, 0, "up [--coordinator URL] [--auth-key-file FILE|- | sign in at the printed URL] [--hostname NAME] [--advertise-tags TAGS] [--reauth]"); err != nil {
 		return err
 	}
+	key, err := readAuthKey(*authKey, *authKeyFile, c.in)
+	if err != nil {
+		return err
+	}
+	req.AuthKey = key
 	if *tags != "" {
 		for _, t := range strings.Split(*tags, ",") {
 			if t = strings.TrimSpace(t); t != "" {

@@ -18,7 +18,9 @@ import (
 const usage = `warren: control this machine's Warren node (talks to warrend).
 
 Usage:
-  warren [--socket PATH] up [--coordinator URL] [--auth-key KEY] [--hostname NAME] [--advertise-tags tag:a,tag:b] [--coordinator-key ckey:…]
+  warren [--socket PATH] up [--coordinator URL] [--auth-key-file FILE|-] [--hostname NAME] [--advertise-tags tag:a,tag:b] [--coordinator-key ckey:…]
+                                   join the mesh; the pre-auth key comes from FILE, or stdin with -
+                                   (--auth-key KEY works too, but is visible to other local users in ps)
   warren down                      disconnect (keeps this node's identity)
   warren status                    this node, its peers, their paths
   warren ping PEER [--tcp PORT] [-c N]
@@ -34,10 +36,10 @@ address. Every command takes --json for machine-readable output and
 `
 
 func main() {
-	cli.Main("warren", func(ctx context.Context) error { return run(ctx, os.Args[1:], os.Stdout, os.Stderr) })
+	cli.Main("warren", func(ctx context.Context) error { return run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr) })
 }
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	socket := os.Getenv("WARREN_SOCKET")
 	if socket == "" {
 		socket = localapi.DefaultSocket
@@ -62,7 +64,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(stdout, usage)
 		return nil
 	}
-	c := &command{ctx: ctx, name: args[0], socket: socket, out: stdout, errOut: stderr}
+	c := &command{ctx: ctx, name: args[0], socket: socket, in: stdin, out: stdout, errOut: stderr}
 	rest := args[1:]
 	switch args[0] {
 	case "up":

@@ -56,10 +56,17 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 // warren runs the CLI in-process and returns stdout and stderr.
 func warren(t *testing.T, args ...string) (string, string, error) {
 	t.Helper()
+	return warrenStdin(t, "", args...)
+}
+
+// warrenStdin runs the CLI in-process with stdin and returns stdout and
+// stderr.
+func warrenStdin(t *testing.T, stdin string, args ...string) (string, string, error) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var out, errOut bytes.Buffer
-	err := run(ctx, args, &out, &errOut)
+	err := run(ctx, args, strings.NewReader(stdin), &out, &errOut)
 	return out.String(), errOut.String(), err
 }
 
@@ -128,11 +135,16 @@ func TestCLIAgainstRealDaemons(t *testing.T) {
 	}
 
 	coord := "http://" + listen
-	out, progress, err := warren(t, "--socket", laptop, "up", "--coordinator", coord, "--auth-key", key.Key, "--hostname", "laptop")
+	// The key from a file and from stdin: neither shows in ps.
+	keyFile := filepath.Join(dir, "authkey")
+	if err := os.WriteFile(keyFile, []byte(key.Key+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, progress, err := warren(t, "--socket", laptop, "up", "--coordinator", coord, "--auth-key-file", keyFile, "--hostname", "laptop")
 	if err != nil || !strings.Contains(out, "Up: laptop (100.64.") || !strings.Contains(progress, "pinned coordinator key ckey:") {
 		t.Fatalf("up: %q %q %v", out, progress, err)
 	}
-	out, _, err = warren(t, "up", "--socket", db, "--coordinator", coord, "--auth-key", key.Key, "--hostname", "db", "--json")
+	out, _, err = warrenStdin(t, key.Key+"\n", "up", "--socket", db, "--coordinator", coord, "--auth-key", "-", "--hostname", "db", "--json")
 	var st localapi.Status
 	if err != nil || json.Unmarshal([]byte(out), &st) != nil || st.Self.Name != "db" {
 		t.Fatalf("up --json: %q, %v", out, err)
@@ -163,7 +175,7 @@ func TestCLIAgainstRealDaemons(t *testing.T) {
 	fctx, fcancel := context.WithCancel(context.Background())
 	fdone := make(chan error, 1)
 	go func() {
-		fdone <- run(fctx, []string{"--socket", laptop, "forward", port, "db:5432"}, io.Discard, io.Discard)
+		fdone <- run(fctx, []string{"--socket", laptop, "forward", port, "db:5432"}, strings.NewReader(""), io.Discard, io.Discard)
 	}()
 	var body string
 	waitFor(t, "the forward", func() bool {

@@ -53,11 +53,11 @@ func startNATMesh(t *testing.T, bin string, lab *natlab.Lab) *natMesh {
 	coord := lab.Public.Start(filepath.Join(bin, "warren-coordinator"), "serve", "--state-dir", filepath.Join(dir, "coordinator"),
 		"--listen", pub+":8080", "--stun-listen", pub+":3478", "--derp-map", derpMap, "--relay-admit-token-file", token,
 		"--bootstrap-user", "admin@warren.internal")
-	line, err := coord.WaitFor("--auth-key", 30*time.Second)
-	if err != nil {
+	// The bootstrap key is printed on a line of its own, before "Join a node".
+	if _, err := coord.WaitFor("Join a node", 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	authKey := regexp.MustCompile(`--auth-key (\S+)`).FindStringSubmatch(line)[1]
+	authKey := regexp.MustCompile(`wpk_[a-z0-9]{32}`).FindString(coord.Output())
 	relay := lab.Public.Start(filepath.Join(bin, "warren-derp"), "--listen", pub2+":8443", "--stun", pub2+":3478",
 		"--key-file", filepath.Join(dir, "derp.key"),
 		"--admit-url", coordURL+"/api/v1/relay/admit", "--admit-token-file", token, "--insecure-admit-http")

@@ -38,11 +38,11 @@ func TestTUNModeAcrossNamespaces(t *testing.T) {
 
 	coord := hostA.Start(filepath.Join(bin, "warren-coordinator"), "serve", "--state-dir", filepath.Join(dir, "coordinator"),
 		"--listen", "10.77.0.1:8080", "--bootstrap-user", "admin@warren.internal")
-	line, err := coord.WaitFor("--auth-key", 30*time.Second)
-	if err != nil {
+	// The bootstrap key is printed on a line of its own, before "Join a node".
+	if _, err := coord.WaitFor("Join a node", 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	authKey := regexp.MustCompile(`--auth-key (\S+)`).FindStringSubmatch(line)[1]
+	authKey := regexp.MustCompile(`wpk_[a-z0-9]{32}`).FindString(coord.Output())
 
 	warren := filepath.Join(bin, "warren")
 	socks := map[string]string{}

@@ -85,7 +85,10 @@ func parsePrefix(s string) (netip.Prefix, string, error) {
 			pfx = netip.PrefixFrom(pfx.Addr().Unmap(), pfx.Bits()-96)
 		}
 		if m := pfx.Masked(); m != pfx {
-			return netip.Prefix{}, fmt.Sprintf("did you mean %q?", m.String()), fmt.Errorf("CIDR %q has bits set after the prefix length", s)
+			// Which was meant is unknowable, and the network is the
+			// broader of the two: name both, suggest neither.
+			return netip.Prefix{}, fmt.Sprintf("write %q for the network, or %q for the one address", m.String(), pfx.Addr().String()),
+				fmt.Errorf("CIDR %q has bits set after the prefix length", s)
 		}
 		return pfx, "", nil
 	}

@@ -186,10 +186,13 @@ func closest(name string, candidates []string) string {
 	return best
 }
 
-// editDistance is the Levenshtein distance between a and b, or limit+1
+// editDistance is the optimal string alignment distance between a and b
+// (insertions, deletions, substitutions and swaps of two adjacent
+// characters each cost one: "wbe" is one edit from "web"), or limit+1
 // when it exceeds limit.
 func editDistance(a, b string, limit int) int {
 	ra, rb := []rune(a), []rune(b)
+	pprev := make([]int, len(rb)+1)
 	prev := make([]int, len(rb)+1)
 	cur := make([]int, len(rb)+1)
 	for j := range prev {
@@ -204,12 +207,17 @@ func editDistance(a, b string, limit int) int {
 				cost = 0
 			}
 			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			if i > 1 && j > 1 && ra[i-1] == rb[j-2] && ra[i-2] == rb[j-1] {
+				cur[j] = min(cur[j], pprev[j-2]+1)
+			}
 			rowMin = min(rowMin, cur[j])
 		}
 		if rowMin > limit {
+			// A swap costs no less than the substitution it replaces, so
+			// no later row goes below this one's minimum.
 			return limit + 1
 		}
-		prev, cur = cur, prev
+		pprev, prev, cur = prev, cur, pprev
 	}
 	return prev[len(rb)]
 }

@@ -125,7 +125,8 @@ var randomPolicies = []string{`{
 		{"action": "accept", "src": ["group:b", "n3"], "dst": ["h:8000-8999"], "srcPosture": ["posture:mac", "posture:new"]},
 		{"action": "accept", "src": ["tag:t2", "10.0.0.0/8"], "dst": ["group:a:9100", "tag:t0:*"], "when": {"hours": "08:00-17:00"}},
 		{"action": "accept", "src": ["100.64.0.0/30"], "dst": ["tag:t2:53"], "proto": "udp"},
-		{"action": "accept", "src": ["group:a", "100.64.0.0/29"], "dst": ["tag:t1:7", "autogroup:self:7"]},
+		{"action": "accept", "src": ["group:a"], "dst": ["tag:t1:7", "autogroup:self:7"]},
+		{"action": "accept", "src": ["100.64.0.0/29"], "dst": ["tag:t1:7"]},
 		{"action": "accept", "src": ["group:idp", "100.64.0.4/30"], "dst": ["tag:t0:8"], "mfa": "3h"},
 	],
 }`, `{

@@ -82,9 +82,11 @@ type parser struct {
 	names map[string][]string // sorted defined names by kind, for suggestions
 }
 
-// suggest is the package's suggest over the defined names of a kind
-// ("groups", "tags", "hosts", "postures" or "selectors"), computed once.
-// Once the error list is full it returns fallback at once.
+// suggest is the package's suggest over the defined names of one kind
+// ("groups", "tags", "hosts" or "postures"), computed once. Only names of
+// that kind are candidates, and only the part after the kind's prefix is
+// compared, so a shared "group:" does not make unrelated names look
+// alike. Once the error list is full it returns fallback at once.
 func (ps *parser) suggest(name, kind, fallback string) string {
 	if len(ps.errs) >= maxErrors {
 		return fallback
@@ -103,15 +105,26 @@ func (ps *parser) suggest(name, kind, fallback string) string {
 			list = sortedKeys(ps.p.hosts)
 		case "postures":
 			list = sortedKeys(ps.p.posIdx)
-		case "selectors":
-			list = append(sortedKeys(ps.p.hosts), sortedKeys(ps.p.groups)...)
-			list = append(list, sortedKeys(ps.p.tags)...)
-			list = append(list, autogroups...)
 		}
 		ps.names[kind] = list
 	}
-	return suggest(name, list, fallback)
+	prefix := kindPrefix[kind]
+	rest, ok := strings.CutPrefix(name, prefix)
+	if !ok {
+		return fallback
+	}
+	rests := make([]string, len(list))
+	for i, c := range list {
+		rests[i] = strings.TrimPrefix(c, prefix)
+	}
+	if best := closest(rest, rests); best != "" {
+		return fmt.Sprintf("did you mean %q?", prefix+best)
+	}
+	return fallback
 }
+
+// kindPrefix is the prefix every name of a kind starts with.
+var kindPrefix = map[string]string{"groups": "group:", "tags": "tag:", "postures": "posture:", "hosts": ""}
 
 // Parse parses and validates a policy file and runs its tests. It returns
 // an Errors value listing every problem found, or the policy. It never

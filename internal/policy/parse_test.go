@@ -39,7 +39,7 @@ func TestDiagnostics(t *testing.T) {
 		{"unknown host", `{"hosts": {"db": "10.0.0.1"}, "acls": [{"action": "accept", "src": [‸"dbb"], "dst": ["*:*"]}]}`,
 			[]string{`unknown src "dbb" (hint: did you mean "db"?)`}},
 		{"bad CIDR", `{"hosts": {"net": ‸"10.0.0.1/24"}}`,
-			[]string{`host net: CIDR "10.0.0.1/24" has bits set after the prefix length (hint: did you mean "10.0.0.0/24"?)`}},
+			[]string{`host net: CIDR "10.0.0.1/24" has bits set after the prefix length (hint: write "10.0.0.0/24" for the network, or "10.0.0.1" for the one address)`}},
 		{"bad IP", `{"acls": [{"action": "accept", "src": [‸"10.0.0.256"], "dst": ["*:*"]}]}`,
 			[]string{`invalid IP address "10.0.0.256"`}},
 		{"bad port points into the string", `{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:22,‸8x"]}]}`,

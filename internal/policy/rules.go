@@ -96,6 +96,7 @@ func (ps *parser) rule(i int, v hujson.Value, defaults []int, hasDefault bool) *
 		ps.errorf(av.StartOffset, hint, "unsupported action %q", s)
 	}
 
+	var srcVals []hujson.Value // where each of r.src is written
 	if sv, ok := f["src"]; !ok {
 		ps.errorf(v.StartOffset, `add "src": [...]`, "%s has no src", what)
 	} else {
@@ -108,6 +109,7 @@ func (ps *parser) rule(i int, v hujson.Value, defaults []int, hasDefault bool) *
 		for j, s := range ss {
 			if sel, ok := ps.selector(s, vals[j], 0, roleSrc); ok {
 				r.src = append(r.src, sel)
+				srcVals = append(srcVals, vals[j])
 			}
 		}
 	}
@@ -140,6 +142,8 @@ func (ps *parser) rule(i int, v hujson.Value, defaults []int, hasDefault bool) *
 		}
 	}
 
+	ps.checkSelfSources(r, srcVals)
+
 	if pv, ok := f["srcPosture"]; ok {
 		r.postures = ps.postureList(pv, "srcPosture")
 	} else if hasDefault {
@@ -165,6 +169,40 @@ func (ps *parser) rule(i int, v hujson.Value, defaults []int, hasDefault bool) *
 	}
 	r.finish(ps)
 	return r
+}
+
+// checkSelfSources reports each source of r that autogroup:self cannot go
+// with, when some destination of r is autogroup:self. autogroup:self is
+// "the source user's own devices", so, as in Tailscale, every source must
+// be a user, a group or autogroup:member: not "*", tags,
+// autogroup:tagged, autogroup:admin, hosts or addresses. (Warren would
+// match nothing for them, but a rule that silently means less than it
+// says hides mistakes; Tailscale rejects it too.)
+func (ps *parser) checkSelfSources(r *rule, where []hujson.Value) {
+	self := false
+	for _, d := range r.dst {
+		self = self || d.sel.kind == selSelf
+	}
+	if !self {
+		return
+	}
+	for i, s := range r.src {
+		var hint string
+		switch s.kind {
+		case selUser, selGroup, selMember:
+			continue
+		case selAll:
+			hint = `"*" also stands for tagged devices and addresses, which own no devices; autogroup:member is every user, and other destinations can go in a rule of their own`
+		case selAdmin:
+			hint = "list the admins in a group and make that group the source"
+		case selTag, selTagged:
+			hint = fmt.Sprintf("tagged devices belong to no user; give %s a rule of its own with the destinations it needs", s.text)
+		default:
+			hint = fmt.Sprintf("an address belongs to no user; give %s a rule of its own with the destinations it needs", s.text)
+		}
+		ps.errorf(where[i].StartOffset, hint,
+			"autogroup:self as a destination needs sources that are users, groups or autogroup:member, not %q", s.text)
+	}
 }
 
 // finish computes a rule's derived fields.

@@ -95,7 +95,7 @@ func (ps *parser) selector(s string, v hujson.Value, off int, r role) (selector,
 			}
 			return selector{kind: selSelf, text: s}, true
 		}
-		return fail(suggest(s, autogroups, "Warren supports "+strings.Join(autogroups, ", ")), "unknown autogroup %q", s)
+		return fail(autogroupHint(s, r), "unknown autogroup %q", s)
 	case strings.HasPrefix(s, "group:"):
 		if r == roleTestDst {
 			return fail(testHint, "a test destination cannot be a group")
@@ -133,8 +133,11 @@ func (ps *parser) selector(s string, v hujson.Value, off int, r role) (selector,
 		}
 		return selector{kind: selPrefix, prefix: pfx, text: s}, true
 	}
-	return fail(ps.suggest(s, "selectors", `define it in "hosts", or write a user login, group:..., tag:..., IP, CIDR, autogroup:... or *`),
-		"unknown %s %q", r, s)
+	hint := ps.prefixTypoHint(s, r)
+	if hint == "" {
+		hint = ps.suggest(s, "hosts", `define it in "hosts", or write a user login, group:..., tag:..., IP, CIDR, autogroup:... or *`)
+	}
+	return fail(hint, "unknown %s %q", r, s)
 }
 
 // looksLikeAddress reports whether s is made of the characters of IP

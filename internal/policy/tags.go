@@ -41,7 +41,11 @@ func (ps *parser) owner(s string, v hujson.Value) (owner, bool) {
 	case s == "autogroup:member":
 		return owner{kind: ownerMember}, true
 	case strings.HasPrefix(s, "autogroup:"):
-		ps.errorf(v.StartOffset, "tag owners may be autogroup:admin or autogroup:member", "%s cannot own tags", s)
+		hint := "tag owners may be autogroup:admin or autogroup:member"
+		if a := nearAutogroup(s, roleSrc); a == "autogroup:admin" || a == "autogroup:member" {
+			hint = fmt.Sprintf("did you mean %q?", a)
+		}
+		ps.errorf(v.StartOffset, hint, "%s cannot own tags", s)
 	case strings.HasPrefix(s, "group:"):
 		if _, ok := ps.p.groups[s]; !ok {
 			ps.errorf(v.StartOffset, ps.suggest(s, "groups", `define it in "groups"`), "unknown group %q", s)

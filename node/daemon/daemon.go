@@ -26,6 +26,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/warrenmesh/warren/internal/atomicfile"
 	"github.com/warrenmesh/warren/internal/key"
 	"github.com/warrenmesh/warren/node/controlclient"
 
@@ -111,6 +112,15 @@ func New(cfg Config) (*Daemon, error) {
 	st, err := state.Load(cfg.StateDir)
 	if err != nil {
 		return nil, err
+	}
+	// A warrend killed mid-write (kill -9, power loss) leaves temporary
+	// files of its atomic writes; nothing is writing them now.
+	removed, err := atomicfile.RemoveStale(cfg.StateDir, state.FileName, netmapCacheFile)
+	if len(removed) > 0 {
+		cfg.Logger.Info("removed temporary files of an interrupted write", "dir", cfg.StateDir, "files", removed)
+	}
+	if err != nil {
+		cfg.Logger.Warn("remove temporary files of an interrupted write", "dir", cfg.StateDir, "err", err)
 	}
 	return &Daemon{cfg: cfg, log: cfg.Logger, st: st}, nil
 }
@@ -257,16 +267,14 @@ func (d *Daemon) Down(ctx context.Context) error {
 	return d.stopWith(func(st *state.State) { st.WantRunning = false })
 }
 
-// stopWith saves the state as change leaves it and stops the session.
-// Callers hold d.ops.
+// stopWith stops the session, then saves the state as change leaves it.
+// Disconnecting comes first and never depends on the disk: on a full or
+// read-only state directory the node is still down (in memory), and the
+// error says that only saving failed. Callers hold d.ops.
 func (d *Daemon) stopWith(change func(*state.State)) error {
 	d.mu.Lock()
 	st := d.st
 	change(&st)
-	if err := state.Save(d.cfg.StateDir, st); err != nil {
-		d.mu.Unlock()
-		return err
-	}
 	d.st = st
 	s := d.sess
 	d.sess = nil
@@ -274,6 +282,9 @@ func (d *Daemon) stopWith(change func(*state.State)) error {
 	d.mu.Unlock()
 	if s != nil {
 		s.stop()
+	}
+	if err := state.Save(d.cfg.StateDir, st); err != nil {
+		return fmt.Errorf("disconnected, but could not save that in %s, so warrend would reconnect if it restarted (free some space there, then run the command again): %w", d.cfg.StateDir, err)
 	}
 	return nil
 }
@@ -302,11 +313,11 @@ func (d *Daemon) Logout(ctx context.Context) error {
 		st.Coordinator, st.ControlKey, st.AuthKey, st.Tags, st.WantRunning = "", key.ControlPublic{}, "", nil, false
 		st.NodeKey, st.DiscoKey = key.NewNode(), key.NewDisco()
 	})
-	if err != nil {
-		return err
-	}
 	if err := os.Remove(filepath.Join(d.cfg.StateDir, netmapCacheFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		d.log.Warn("remove netmap cache", "err", err)
+	}
+	if err != nil {
+		return err
 	}
 	d.log.Info("logged out: registration and node key forgotten")
 	return nil

@@ -184,10 +184,17 @@ func parseUint(s string, bits int) (uint64, error) {
 }
 
 // decodeB64 decodes unpadded standard base64 of between lo and hi bytes,
-// refusing non-canonical encodings.
+// refusing non-canonical encodings: no padding, no whitespace (the standard
+// decoder silently skips \r and \n, even in strict mode), no stray bits, and
+// the decoded value must encode back to exactly s.
 func decodeB64(s string, lo, hi int) ([]byte, error) {
 	if n := b64.DecodedLen(len(s)); n < lo || n > hi {
 		return nil, fmt.Errorf("want %d to %d bytes", lo, hi)
+	}
+	for i := 0; i < len(s); i++ {
+		if !isB64Char(s[i]) {
+			return nil, errors.New("bad base64 character")
+		}
 	}
 	b, err := b64.Strict().DecodeString(s)
 	if err != nil {
@@ -196,5 +203,14 @@ func decodeB64(s string, lo, hi int) ([]byte, error) {
 	if len(b) < lo || len(b) > hi {
 		return nil, fmt.Errorf("want %d to %d bytes", lo, hi)
 	}
+	if b64.EncodeToString(b) != s {
+		return nil, errors.New("non-canonical base64")
+	}
 	return b, nil
+}
+
+// isB64Char reports whether c is in the standard base64 alphabet (without
+// the padding character).
+func isB64Char(c byte) bool {
+	return 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '+' || c == '/'
 }

@@ -141,6 +141,12 @@ func TestCheckPasswordMalformed(t *testing.T) {
 		{"no leading dollar", "argon2id$v=19$m=1024,t=1,p=1$" + goodSalt + "$" + goodTag},
 		{"too long", "$argon2id$v=19$m=1024,t=1,p=1$" + goodSalt + "$" + goodTag + strings.Repeat("A", 300)},
 		{"nul bytes", "$argon2id$v=19$m=1024\x00,t=1,p=1$" + goodSalt + "$" + goodTag},
+		// The standard decoder skips \r and \n; an accepted hash must be
+		// exactly the encoding HashPassword writes.
+		{"carriage return in salt", "$argon2id$v=19$m=1024,t=1,p=1$" + goodSalt[:12] + "\r" + goodSalt[12:] + "$" + goodTag},
+		{"newline in hash", "$argon2id$v=19$m=1024,t=1,p=1$" + goodSalt + "$" + goodTag[:20] + "\n" + goodTag[20:]},
+		{"trailing newline", "$argon2id$v=19$m=1024,t=1,p=1$" + goodSalt + "$" + goodTag + "\n"},
+		{"space in salt", "$argon2id$v=19$m=1024,t=1,p=1$" + goodSalt[:12] + " " + goodSalt[12:] + "$" + goodTag},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
