@@ -2,6 +2,7 @@ package policyfile
 
 import (
 	"context"
+	"database/sql"
 	"os"
 	"path/filepath"
 	"strings"
@@ -227,5 +228,37 @@ func TestReloadRefusesNonRegularAndHugeFiles(t *testing.T) {
 	}
 	if st := m.Status(); st.Source != goodPolicy {
 		t.Fatalf("policy in force changed: %+v", st)
+	}
+}
+
+// A policy whose audit event cannot be stored (a full disk) is neither
+// recorded nor put in force (issue 11, defect 6).
+func TestPolicyNotAppliedWithoutAudit(t *testing.T) {
+	f := newFixture(t)
+	f.write(goodPolicy)
+	m := f.manager()
+	ctx := context.Background()
+	if err := m.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	before := m.Status()
+	db, err := sql.Open("sqlite", filepath.Join(f.dir, "warren.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`CREATE TRIGGER audit_full BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END`); err != nil {
+		t.Fatal(err)
+	}
+	f.write(strings.Replace(goodPolicy, `"tag:db:5432"]}]`, `"tag:db:*"]}]`, 1))
+	if err := m.Reload(ctx, ""); err == nil {
+		t.Fatal("a policy was applied without its audit event")
+	}
+	history, err := f.store.ListPolicies(ctx, 0)
+	if err != nil || len(history) != 1 {
+		t.Fatalf("history %d versions, %v; want only the first", len(history), err)
+	}
+	if st := m.Status(); st.Hash != before.Hash || f.applied() != 1 || st.Rejected == nil {
+		t.Fatalf("status %+v after the unaudited edit, %d applies", st, f.applied())
 	}
 }
