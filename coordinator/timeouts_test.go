@@ -1,0 +1,200 @@
+package coordinator_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/warrenmesh/warren/coordinator"
+	"github.com/warrenmesh/warren/internal/key"
+	"github.com/warrenmesh/warren/internal/wire"
+	"github.com/warrenmesh/warren/node/controlclient"
+)
+
+// A client that completes the Noise handshake and then sends nothing is
+// cut after HandshakeTimeout, counted, and not audited.
+func TestSilentAfterHandshakeIsClosed(t *testing.T) {
+	s := serve(t, coordinator.Config{HandshakeTimeout: 200 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	conn, err := s.handshake(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if !closedWithin(conn, wait) {
+		t.Fatalf("a silent client was still connected after %v (handshake timeout 200ms)", wait)
+	}
+	if n := s.c.Failures().Counts()["control.silent"]; n != 1 {
+		t.Fatalf("%d silent clients counted, want 1", n)
+	}
+	events, err := s.c.Store().ListAudit(ctx, storeFilter())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range events {
+		if strings.HasPrefix(e.Action, "control.") || strings.HasPrefix(e.Action, "node.") {
+			t.Fatalf("a silent client was audited: %+v", e)
+		}
+	}
+}
+
+// The set-up messages after the registration are bounded too: a node
+// that registers and never asks for its map is cut.
+func TestSilentAfterRegistrationIsClosed(t *testing.T) {
+	s := serve(t, coordinator.Config{HandshakeTimeout: 200 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	conn, err := s.handshake(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := wire.WriteMessage(conn, &wire.RegisterRequest{Version: wire.ProtocolVersion, NodeKey: newNodeKey(),
+		DiscoKey: newDiscoKey(), Hostname: "n", AuthKey: s.authKey}); err != nil {
+		t.Fatal(err)
+	}
+	if !closedWithin(conn, wait) {
+		t.Fatal("a node that never sent its map request stayed connected")
+	}
+}
+
+// An idle HTTP keep-alive connection (here after /healthz) is closed after
+// the configured IdleTimeout.
+func TestIdleKeepAliveIsClosed(t *testing.T) {
+	s := serve(t, coordinator.Config{Limits: coordinator.ServeLimits{IdleTimeout: 200 * time.Millisecond}})
+	c, err := net.DialTimeout("tcp", s.addr, wait)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: warren\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Close {
+		t.Fatalf("healthz: %s, close %v; want a kept-alive 200", resp.Status, resp.Close)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(wait))
+	_, err = br.ReadByte()
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("idle keep-alive connection still open after %v (idle timeout 200ms)", wait)
+	}
+	if err == nil {
+		t.Fatal("coordinator sent bytes on an idle connection")
+	}
+}
+
+// A healthy node that has nothing to say stays connected across many
+// keep-alive periods: it answers every keep-alive. A node of this version
+// that does not answer is cut after a few periods; a version-1 node (which
+// never answers) is not held to it.
+func TestKeepAlivesKeepHealthyNodes(t *testing.T) {
+	const every = 30 * time.Millisecond
+	const periods = 4 * coordinatorSilence
+	s := serve(t, coordinator.Config{KeepAlive: every})
+	tests := []struct {
+		name    string
+		version int
+		answer  bool
+		cut     bool
+	}{
+		{"answers", wire.ProtocolVersion, true, false},
+		{"silent", wire.ProtocolVersion, false, true},
+		{"version 1", 1, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			conn := s.join(t, tt.version)
+			timer := time.AfterFunc(wait, func() { conn.Close() })
+			defer timer.Stop()
+			seen := 0
+			for seen < periods {
+				m, err := wire.ReadMessage(conn, wire.MaxCoordinatorMessage)
+				if err != nil {
+					if !tt.cut {
+						t.Fatalf("cut after %d keep-alives: %v", seen, err)
+					}
+					if seen < coordinatorSilence-1 {
+						t.Fatalf("cut after only %d keep-alives", seen)
+					}
+					return
+				}
+				if _, ok := m.(*wire.KeepAlive); !ok {
+					continue
+				}
+				seen++
+				if tt.answer {
+					if err := wire.WriteMessage(conn, &wire.KeepAlive{}); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if tt.cut {
+				t.Fatalf("a node that answered none of %d keep-alives is still connected", seen)
+			}
+		})
+	}
+}
+
+// The real node client answers keep-alives: an idle node stays on one
+// channel while a watcher sees many keep-alive periods go by.
+func TestIdleNodeStaysConnected(t *testing.T) {
+	const every = 30 * time.Millisecond
+	s := serve(t, coordinator.Config{KeepAlive: every})
+	connected := make(chan struct{}, 1)
+	cc, err := controlclient.New(controlclient.Config{URL: s.url, ControlKey: s.c.PublicKey(), Machine: key.NewMachine(),
+		NodeKey: newNodeKey(), DiscoKey: newDiscoKey(), Hostname: "idle", OS: "linux", AuthKey: s.authKey,
+		MinBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond,
+		OnNetmap: func(*controlclient.Netmap) {
+			select {
+			case connected <- struct{}{}:
+			default:
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- cc.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	select {
+	case <-connected:
+	case <-time.After(wait):
+		t.Fatal("node did not get its netmap")
+	}
+	// A watcher node that answers counts the periods going by.
+	watcher := s.join(t, wire.ProtocolVersion)
+	for seen := 0; seen < 4*coordinatorSilence; {
+		m, err := wire.ReadMessage(watcher, wire.MaxCoordinatorMessage)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := m.(*wire.KeepAlive); ok {
+			seen++
+			if err := wire.WriteMessage(watcher, &wire.KeepAlive{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if n := cc.Sessions(); n != 1 || !cc.Connected() {
+		t.Fatalf("idle node: %d sessions, connected %v; want one channel throughout", n, cc.Connected())
+	}
+}
