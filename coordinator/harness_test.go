@@ -39,15 +39,21 @@ func serve(t testing.TB, cfg coordinator.Config) *served {
 	if cfg.StateDir == "" {
 		cfg.StateDir = t.TempDir()
 	}
-	cfg.Relay.Disable = true
-	ctx := context.Background()
-	c, err := coordinator.New(ctx, cfg)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// The embedded relay only when asked for (with a STUN address): it
+	// needs the listener's URL.
+	if cfg.Relay.STUNListen == "" {
+		cfg.Relay.Disable = true
+	} else {
+		cfg.Relay.URL = "http://" + ln.Addr().String() + coordinator.RelayPath
+	}
+	ctx := context.Background()
+	c, err := coordinator.New(ctx, cfg)
 	if err != nil {
-		c.Close()
+		ln.Close()
 		t.Fatal(err)
 	}
 	sctx, cancel := context.WithCancel(ctx)

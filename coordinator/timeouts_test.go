@@ -198,3 +198,44 @@ func TestIdleNodeStaysConnected(t *testing.T) {
 		t.Fatalf("idle node: %d sessions, connected %v; want one channel throughout", n, cc.Connected())
 	}
 }
+
+// Connections over the per-source cap are closed at once and counted;
+// other sources are still served.
+func TestConnectionCapPerSource(t *testing.T) {
+	s := serve(t, coordinator.Config{Limits: coordinator.ServeLimits{MaxConnsPerSource: 2}})
+	dialFrom := func(src string) net.Conn {
+		t.Helper()
+		d := net.Dialer{Timeout: wait, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+		c, err := d.Dial("tcp", s.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	// Two connections held open by one source, proven served.
+	for range 2 {
+		c := dialFrom("127.0.0.2")
+		if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: warren\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	over := dialFrom("127.0.0.2")
+	_ = over.SetReadDeadline(time.Now().Add(wait))
+	if _, err := over.Read(make([]byte, 1)); err == nil {
+		t.Fatal("a third connection from the same source was served")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("a third connection from the same source was left open")
+	}
+	if err := healthy(clientFrom("127.0.0.3"), s.url); err != nil {
+		t.Fatalf("another source: %v", err)
+	}
+	if n := s.c.Failures().Counts()["conn.refused"]; n != 1 {
+		t.Fatalf("%d refused connections counted, want 1", n)
+	}
+}
