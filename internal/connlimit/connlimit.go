@@ -74,10 +74,12 @@ func (l *Listener) Accept() (net.Conn, error) {
 		}
 		src := sourceOf(c.RemoteAddr())
 		if reason := l.admit(src); reason != "" {
-			_ = c.Close()
+			// Report first, so the report is made by the time the peer
+			// sees its connection close.
 			if l.cfg.OnRefuse != nil {
 				l.cfg.OnRefuse(src, reason)
 			}
+			_ = c.Close()
 			continue
 		}
 		return &conn{Conn: c, l: l, src: src}, nil
