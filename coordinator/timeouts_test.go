@@ -151,10 +151,13 @@ func TestKeepAlivesKeepHealthyNodes(t *testing.T) {
 }
 
 // The real node client answers keep-alives: an idle node stays on one
-// channel while a watcher sees many keep-alive periods go by.
+// channel while a watcher sees many keep-alive periods go by, far longer
+// than the HTTP timeouts (which upgraded websockets are exempt from).
 func TestIdleNodeStaysConnected(t *testing.T) {
 	const every = 30 * time.Millisecond
-	s := serve(t, coordinator.Config{KeepAlive: every})
+	short := 2 * every
+	s := serve(t, coordinator.Config{KeepAlive: every,
+		Limits: coordinator.ServeLimits{IdleTimeout: short, ReadTimeout: short, WriteTimeout: short, ReadHeaderTimeout: short}})
 	connected := make(chan struct{}, 1)
 	cc, err := controlclient.New(controlclient.Config{URL: s.url, ControlKey: s.c.PublicKey(), Machine: key.NewMachine(),
 		NodeKey: newNodeKey(), DiscoKey: newDiscoKey(), Hostname: "idle", OS: "linux", AuthKey: s.authKey,
