@@ -147,7 +147,7 @@ func (s *Server) authenticate(r *http.Request) (registry.Actor, error) {
 // these as fast as they like, so they are counted (and sampled into the
 // log, truncated), never written to the audit log.
 func (s *Server) deny(w http.ResponseWriter, r *http.Request, why string) {
-	s.cfg.Failures.Record("api.auth", r.RemoteAddr, r.Method+" "+r.URL.Path+": "+why)
+	s.cfg.Failures.Record("api.auth", r.RemoteAddr, r.Method+" "+audit.Truncate(r.URL.Path, audit.MaxDetail)+": "+why)
 	writeJSON(w, http.StatusUnauthorized, ErrorResponse{Error: why})
 }
 
