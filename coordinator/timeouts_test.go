@@ -98,13 +98,18 @@ func TestIdleKeepAliveIsClosed(t *testing.T) {
 	}
 }
 
+// keepAliveForTest is short, but a healthy node is only cut if it stays
+// unscheduled for three whole periods: the coordinator counts unanswered
+// keep-alives rather than timing silence.
+const keepAliveForTest = 100 * time.Millisecond
+
 // A healthy node that has nothing to say stays connected across many
 // keep-alive periods: it answers every keep-alive. A node of this version
-// that does not answer is cut after a few periods; a version-1 node (which
-// never answers) is not held to it.
+// that does not answer is cut once SilenceKeepAlives went unanswered; a
+// version-1 node (which never answers) is not held to it.
 func TestKeepAlivesKeepHealthyNodes(t *testing.T) {
-	const every = 30 * time.Millisecond
-	const periods = 4 * coordinatorSilence
+	const every = keepAliveForTest
+	const periods = 2 * coordinatorSilence
 	s := serve(t, coordinator.Config{KeepAlive: every})
 	tests := []struct {
 		name    string
@@ -128,7 +133,7 @@ func TestKeepAlivesKeepHealthyNodes(t *testing.T) {
 					if !tt.cut {
 						t.Fatalf("cut after %d keep-alives: %v", seen, err)
 					}
-					if seen < coordinatorSilence-1 {
+					if seen < coordinatorSilence {
 						t.Fatalf("cut after only %d keep-alives", seen)
 					}
 					return
@@ -154,8 +159,8 @@ func TestKeepAlivesKeepHealthyNodes(t *testing.T) {
 // channel while a watcher sees many keep-alive periods go by, far longer
 // than the HTTP timeouts (which upgraded websockets are exempt from).
 func TestIdleNodeStaysConnected(t *testing.T) {
-	const every = 30 * time.Millisecond
-	short := 2 * every
+	const every = keepAliveForTest
+	short := every / 2
 	s := serve(t, coordinator.Config{KeepAlive: every,
 		Limits: coordinator.ServeLimits{IdleTimeout: short, ReadTimeout: short, WriteTimeout: short, ReadHeaderTimeout: short}})
 	connected := make(chan struct{}, 1)
@@ -185,7 +190,7 @@ func TestIdleNodeStaysConnected(t *testing.T) {
 	}
 	// A watcher node that answers counts the periods going by.
 	watcher := s.join(t, wire.ProtocolVersion)
-	for seen := 0; seen < 4*coordinatorSilence; {
+	for seen := 0; seen < 2*coordinatorSilence; {
 		m, err := wire.ReadMessage(watcher, wire.MaxCoordinatorMessage)
 		if err != nil {
 			t.Fatal(err)

@@ -63,9 +63,10 @@ type Config struct {
 	HandshakeTimeout time.Duration
 }
 
-// SilenceKeepAlives is how many keep-alive periods a streaming node that
-// answers keep-alives (protocol version 2 on) may stay silent before its
-// channel is closed.
+// SilenceKeepAlives is how many keep-alives in a row a streaming node that
+// answers keep-alives (protocol version 2 on) may leave unanswered: when
+// the next is due and the node has sent nothing since, its channel is
+// closed.
 const SilenceKeepAlives = 3
 
 // Server serves the control channel. Close ends every channel it runs.

@@ -23,9 +23,12 @@ type session struct {
 	conn   *noise.Conn
 	remote string
 	log    *slog.Logger
-	// answersKeepAlives: the node answers every KeepAlive, so a silent
-	// channel is a dead one.
+	// answersKeepAlives: the node answers every KeepAlive, so a channel
+	// that stays silent across keep-alives is a dead one.
 	answersKeepAlives bool
+	// unanswered counts the keep-alives sent since the node's last
+	// message (the writer adds, the reader clears).
+	unanswered atomic.Int32
 	// silent is set when a watchdog closed the channel because the node
 	// sent nothing in time.
 	silent atomic.Bool
@@ -44,16 +47,14 @@ func (s *session) read() (wire.Message, error) {
 	return m, nil
 }
 
-// watch returns a watchdog that closes the channel unless it is reset (or
-// stopped) within d; with count set, it first counts the silent client as
-// an unauthenticated failure (so the count is complete when the client
-// sees its channel close).
-func (s *session) watch(d time.Duration, count bool) *time.Timer {
+// watch returns a watchdog that closes the channel unless it is stopped
+// within d; it first counts the silent client as an unauthenticated
+// failure (so the count is complete when the client sees its channel
+// close).
+func (s *session) watch(d time.Duration) *time.Timer {
 	return time.AfterFunc(d, func() {
 		s.silent.Store(true)
-		if count {
-			s.srv.cfg.Failures.Record("control.silent", s.remote, fmt.Sprintf("%v within %v", errSilent, d))
-		}
+		s.srv.cfg.Failures.Record("control.silent", s.remote, fmt.Sprintf("%v within %v", errSilent, d))
 		_ = s.conn.Close()
 	})
 }
@@ -62,7 +63,7 @@ func (s *session) watch(d time.Duration, count bool) *time.Timer {
 // the coordinator waits for messages the node sends at once, so a client
 // that sends nothing is cut after d instead of holding its connection.
 func (s *session) readWithin(d time.Duration) (wire.Message, error) {
-	dog := s.watch(d, true)
+	dog := s.watch(d)
 	defer dog.Stop()
 	m, err := s.read()
 	if err != nil && s.silent.Load() {
@@ -194,9 +195,17 @@ func (s *session) write(ctx context.Context, st *netmap.Stream, stream bool) err
 			}
 			fallthrough
 		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+			// Counting keep-alives rather than timing the node's silence
+			// keeps a busy coordinator (or node) from cutting a healthy
+			// node: it takes SilenceKeepAlives sent with no answer at all.
+			if s.answersKeepAlives && s.unanswered.Load() >= SilenceKeepAlives {
+				_ = s.conn.Close()
+				return fmt.Errorf("node answered none of the last %d keep-alives", SilenceKeepAlives)
+			}
 			if err := wire.WriteMessage(s.conn, &wire.KeepAlive{}); err != nil {
 				return fmt.Errorf("send keep-alive: %w", err)
 			}
+			s.unanswered.Add(1)
 			due = time.Now().Add(every)
 		case errors.Is(err, netmap.ErrReplaced), errors.Is(err, registry.ErrNodeDeleted):
 			_ = wire.WriteMessage(s.conn, errorFor(err))
@@ -208,25 +217,12 @@ func (s *session) write(ctx context.Context, st *netmap.Stream, stream bool) err
 	}
 }
 
-// readUpdates handles the node's messages until the channel fails. A node
-// that answers keep-alives and sends nothing for SilenceKeepAlives
-// keep-alive periods is gone (or holding a connection open for nothing):
-// its channel is closed.
+// readUpdates handles the node's messages until the channel fails. Every
+// message counts as the node's answer to the keep-alives sent so far.
 func (s *session) readUpdates(ctx context.Context, id store.NodeID) error {
-	silence := SilenceKeepAlives * s.srv.cfg.KeepAlive
-	var dog *time.Timer
-	if s.answersKeepAlives {
-		dog = s.watch(silence, false)
-		defer dog.Stop()
-	}
 	for {
 		m, err := s.read()
 		if err != nil {
-			if s.silent.Load() {
-				// A registered node: logged as its channel closing, not
-				// counted as an unauthenticated failure.
-				return fmt.Errorf("node sent nothing for %v (%d keep-alives unanswered)", silence, SilenceKeepAlives)
-			}
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -235,9 +231,7 @@ func (s *session) readUpdates(ctx context.Context, id store.NodeID) error {
 			}
 			return err
 		}
-		if dog != nil {
-			dog.Reset(silence)
-		}
+		s.unanswered.Store(0)
 		switch m := m.(type) {
 		case *wire.UpdateRequest:
 			s.srv.cfg.Registry.UpdateEndpoints(ctx, id, validEndpoints(m.Endpoints), m.HomeRelay)
