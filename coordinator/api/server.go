@@ -66,7 +66,27 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
 	s.routes()
+	s.mux.HandleFunc("GET "+FailuresPath, s.listFailures)
 	return s, nil
+}
+
+// FailuresPath serves the counts of unauthenticated failures (admins
+// only): FailuresResponse.
+const FailuresPath = "/api/v1/failures"
+
+// FailuresResponse counts, per kind ("api.auth", "control.handshake",
+// "control.silent", "conn.refused"), the failures of callers nobody knew
+// since the coordinator started.
+type FailuresResponse struct {
+	Failures map[string]uint64 `json:"failures"`
+}
+
+func (s *Server) listFailures(w http.ResponseWriter, r *http.Request) {
+	if !actorFrom(r.Context()).Admin {
+		writeErr(w, registry.ErrForbidden)
+		return
+	}
+	writeJSON(w, http.StatusOK, FailuresResponse{Failures: s.cfg.Failures.Counts()})
 }
 
 type actorKey struct{}
