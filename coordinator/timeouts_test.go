@@ -247,3 +247,51 @@ func TestConnectionCapPerSource(t *testing.T) {
 		t.Fatalf("%d refused connections counted, want 1", n)
 	}
 }
+
+// A node asked to sign in must send its follow-up at once (within
+// HandshakeTimeout), and the wait for the sign-in itself ends with the
+// login's timeout: neither holds a connection open for good.
+func TestLoginFollowupIsBounded(t *testing.T) {
+	tests := []struct {
+		name         string
+		sendFollowup bool
+	}{
+		{"no follow-up", false},
+		{"nobody signs in", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := serve(t, coordinator.Config{HandshakeTimeout: time.Second,
+				Login: coordinator.LoginConfig{PublicURL: "http://127.0.0.1", Local: true, Timeout: time.Second}})
+			ctx, cancel := context.WithTimeout(context.Background(), wait)
+			defer cancel()
+			conn, err := s.handshake(ctx, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			req := &wire.RegisterRequest{Version: wire.ProtocolVersion, NodeKey: newNodeKey(), DiscoKey: newDiscoKey(), Hostname: "n"}
+			if err := wire.WriteMessage(conn, req); err != nil {
+				t.Fatal(err)
+			}
+			m, err := wire.ReadMessage(conn, wire.MaxCoordinatorMessage)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, ok := m.(*wire.RegisterResponse)
+			if !ok || r.AuthURL == "" {
+				t.Fatalf("want a sign-in URL, got %s", describe(m))
+			}
+			if tt.sendFollowup {
+				follow := *req
+				follow.Followup = r.AuthURL
+				if err := wire.WriteMessage(conn, &follow); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !closedWithin(conn, wait) {
+				t.Fatalf("still connected after %v", wait)
+			}
+		})
+	}
+}
