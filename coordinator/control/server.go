@@ -53,8 +53,8 @@ type Config struct {
 	// time (nil: a counter logging to Logger).
 	Failures *audit.Failures
 	Logger   *slog.Logger
-	// KeepAlive is how often an idle channel carries a keep-alive; 0 means
-	// 30 s.
+	// KeepAlive is how often a streaming channel carries a keep-alive
+	// (which nodes of protocol version 2 answer); 0 means 30 s.
 	KeepAlive time.Duration
 	// HandshakeTimeout bounds the Noise handshake, and then each message
 	// the node must send at once while the channel is set up (its

@@ -22,8 +22,8 @@ import (
 // support with a clear error.
 //
 // Version 2: the node answers every KeepAlive with a KeepAlive, and the
-// coordinator closes a streaming channel from a version-2 node that sent
-// nothing for a few keep-alive periods (version-1 nodes never answer, so
+// coordinator closes a streaming channel from a version-2 node that left
+// three keep-alives in a row unanswered (version-1 nodes never answer, so
 // they are not held to it). Upgrade the coordinator before the nodes.
 const ProtocolVersion = 2
 
