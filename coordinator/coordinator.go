@@ -50,8 +50,15 @@ type Config struct {
 	// KeyExpiry and EphemeralGrace: see registry.Config.
 	KeyExpiry      time.Duration
 	EphemeralGrace time.Duration
-	// KeepAlive: see control.Config.
-	KeepAlive time.Duration
+	// KeepAlive and HandshakeTimeout: see control.Config.
+	KeepAlive        time.Duration
+	HandshakeTimeout time.Duration
+	// Limits bound the connections clients hold on ServeHTTP's and
+	// ServeAdmin's listeners; zero values are defaults.
+	Limits ServeLimits
+	// AuditRetention is how long audit events are kept; older ones are
+	// pruned every hour. 0 keeps them forever.
+	AuditRetention time.Duration
 	// PolicyPath is the admins' policy file, watched for changes; default
 	// <StateDir>/policy.hujson (created with policyfile.DefaultSource when
 	// missing).
@@ -72,6 +79,7 @@ type Coordinator struct {
 	control  *control.Server
 	api      *api.Server
 	audit    *audit.Log
+	failures *audit.Failures // unauthenticated failures: counted, never stored
 	policy   *policyfile.Manager
 	relay    *derp.Server   // embedded relay, nil when disabled
 	stun     net.PacketConn // embedded STUN server's socket, nil when none
@@ -105,7 +113,8 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: %w", err)
 	}
-	c := &Coordinator{cfg: cfg, log: cfg.Logger, key: k, store: st}
+	cfg.Limits = cfg.Limits.withDefaults()
+	c := &Coordinator{cfg: cfg, log: cfg.Logger, key: k, store: st, failures: audit.NewFailures(cfg.Logger, 0)}
 	err = c.listenSTUN()
 	if err == nil {
 		c.derpMap, err = c.cfg.Relay.derpMap()
@@ -146,10 +155,11 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	})
 	if err == nil {
 		c.control, err = control.New(control.Config{Key: k, Registry: c.registry, Engine: c.engine,
-			Audit: c.audit, Logger: cfg.Logger, KeepAlive: cfg.KeepAlive})
+			Audit: c.audit, Failures: c.failures, Logger: cfg.Logger, KeepAlive: cfg.KeepAlive, HandshakeTimeout: cfg.HandshakeTimeout})
 	}
 	if err == nil {
-		c.api, err = api.New(api.Config{Registry: c.registry, Store: st, Audit: c.audit, Policy: c.policy, Engine: c.engine, Logger: cfg.Logger})
+		c.api, err = api.New(api.Config{Registry: c.registry, Store: st, Audit: c.audit, Failures: c.failures,
+			Policy: c.policy, Engine: c.engine, Logger: cfg.Logger})
 	}
 	if err != nil {
 		st.Close()
@@ -162,6 +172,14 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 		c.registry.Close()
 		st.Close()
 		return nil, fmt.Errorf("coordinator: %w", err)
+	}
+	if cfg.AuditRetention > 0 {
+		c.pruneAudit(ctx, cfg.AuditRetention) // at start, then hourly
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.runAuditRetention(runCtx, cfg.AuditRetention)
+		}()
 	}
 	c.wg.Add(2)
 	go func() {
@@ -198,6 +216,10 @@ func (c *Coordinator) Policy() *policyfile.Manager { return c.policy }
 
 // Engine returns the netmap engine (for tests and embedding).
 func (c *Coordinator) Engine() *netmap.Engine { return c.engine }
+
+// Failures returns the counters of unauthenticated failures (bad API keys,
+// failed handshakes, silent clients, refused connections).
+func (c *Coordinator) Failures() *audit.Failures { return c.failures }
 
 // Handler serves the public endpoints: the key, the control channel and a
 // health check.
@@ -241,9 +263,10 @@ func ListenAdminSocket(path string) (net.Listener, error) {
 
 // ServeAdmin serves the admin API on a unix-socket listener (see
 // ListenAdminSocket) until ctx ends. Only root or the coordinator's own user
-// get in.
+// get in. The timeouts of Config.Limits apply.
 func (c *Coordinator) ServeAdmin(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: c.api.LocalHandler(), ConnContext: api.LocalConnContext, ReadHeaderTimeout: 10 * time.Second}
+	srv := c.cfg.Limits.httpServer(c.api.LocalHandler())
+	srv.ConnContext = api.LocalConnContext
 	return serveUntil(ctx, srv, ln, func() error { return srv.Serve(ln) })
 }
 
@@ -264,10 +287,13 @@ func serveUntil(ctx context.Context, srv *http.Server, ln net.Listener, serve fu
 	return nil
 }
 
-// ServeHTTP serves Handler on ln until ctx ends. Control channels are
+// ServeHTTP serves Handler on ln until ctx ends, within Config.Limits: idle
+// keep-alive connections and slow requests time out, and connections over
+// the per-source or total cap are closed at once. Control channels are
 // closed first so the shutdown does not wait on long-lived websockets.
 func (c *Coordinator) ServeHTTP(ctx context.Context, ln net.Listener, handler http.Handler) error {
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	srv := c.cfg.Limits.httpServer(handler)
+	ln = c.limitListener(ln)
 	stop := context.AfterFunc(ctx, func() {
 		c.control.Close()
 		if c.relay != nil {

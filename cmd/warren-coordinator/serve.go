@@ -22,6 +22,7 @@ import (
 	"github.com/warrenmesh/warren/coordinator/registry"
 	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/internal/cli"
+	"github.com/warrenmesh/warren/internal/connlimit"
 	"github.com/warrenmesh/warren/internal/key"
 	"github.com/warrenmesh/warren/internal/wire"
 )
@@ -47,6 +48,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	stunListen := fs.String("stun-listen", ":3478", "UDP address of the embedded STUN server (\"\" for none)")
 	derpMapPath := fs.String("derp-map", "", "JSON file of further relay regions ({\"regions\": [{\"id\", \"code\", \"url\", \"stun\"}]}), e.g. warren-derp servers")
 	admitTokenFile := fs.String("relay-admit-token-file", "", "file holding the token standalone relays (warren-derp --admit-token-file) present at "+coordinator.RelayAdmitPath)
+	auditRetention := fs.Duration("audit-retention", 365*24*time.Hour, "how long audit events are kept (pruned hourly; 0 keeps them forever)")
+	maxPerIP := fs.Int("max-conns-per-ip", connlimit.DefaultPerSource, "most connections one IP address may hold open to --listen (0: no cap; behind a proxy every client has the proxy's address: raise it or use 0)")
+	maxConns := fs.Int("max-conns", 0, "most connections open to --listen in all (0: the file descriptor limit minus a reserve)")
+	idleTimeout := fs.Duration("idle-timeout", coordinator.DefaultIdleTimeout, "close an HTTP keep-alive connection idle this long (websockets have their own keep-alives)")
+	handshakeTimeout := fs.Duration("handshake-timeout", 10*time.Second, "a node must finish the Noise handshake, and then send each set-up message, within this")
 	var login loginFlags
 	login.register(fs)
 	logFormat := fs.String("log-format", "text", "log format: text or json")
@@ -81,9 +87,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if *auditRetention < 0 || *maxPerIP < 0 || *maxConns < 0 || *idleTimeout < 0 || *handshakeTimeout < 0 {
+		return errors.New("--audit-retention, --max-conns-per-ip, --max-conns, --idle-timeout and --handshake-timeout cannot be negative")
+	}
 	c, err := coordinator.New(ctx, coordinator.Config{StateDir: *stateDir, Domain: *domain, Logger: logger,
 		KeyExpiry: *keyExpiry, EphemeralGrace: *grace, PolicyPath: *policyPath, Relay: relay,
-		RequireApproval: *requireApproval, Login: loginCfg})
+		RequireApproval: *requireApproval, Login: loginCfg, AuditRetention: *auditRetention,
+		HandshakeTimeout: *handshakeTimeout,
+		Limits:           coordinator.ServeLimits{IdleTimeout: *idleTimeout, MaxConnsPerSource: capFlag(*maxPerIP), MaxConns: *maxConns}})
 	if err != nil {
 		return err
 	}
@@ -201,6 +212,15 @@ func expiryText(t time.Time) string {
 		return "never expires"
 	}
 	return "expires " + t.UTC().Format(time.RFC3339)
+}
+
+// capFlag turns --max-conns-per-ip (0: no cap) into a ServeLimits value
+// (where 0 means the default and < 0 no cap).
+func capFlag(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 func isLoopback(addr string) bool {

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -28,6 +29,7 @@ import (
 	"github.com/warrenmesh/warren/derp/stunserver"
 	"github.com/warrenmesh/warren/internal/atomicfile"
 	"github.com/warrenmesh/warren/internal/cli"
+	"github.com/warrenmesh/warren/internal/connlimit"
 	"github.com/warrenmesh/warren/internal/key"
 )
 
@@ -50,6 +52,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	admitHTTP := fs.Bool("insecure-admit-http", false, "allow a plain-http --admit-url to a non-loopback coordinator (a private network you trust; the token crosses it in clear text)")
 	admitAll := fs.Bool("insecure-admit-all", false, "admit every node key without asking a coordinator (tests and development only)")
 	rateLimit := fs.Int("client-rate", 0, "per-client send limit in bytes/s (0: 125000000, i.e. 1 Gbit/s; -1: unlimited)")
+	maxPerIP := fs.Int("max-conns-per-ip", connlimit.DefaultPerSource, "most connections one IP address may hold open (0: no cap; behind a proxy every client has the proxy's address: raise it or use 0)")
+	maxConns := fs.Int("max-conns", 0, "most connections open in all (0: the file descriptor limit minus a reserve)")
+	idleTimeout := fs.Duration("idle-timeout", 2*time.Minute, "close an HTTP keep-alive connection idle this long (relay websockets have their own keep-alives)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
@@ -64,6 +69,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if (*tlsCert == "") != (*tlsKey == "") {
 		return errors.New("--tls-cert and --tls-key go together")
+	}
+	if *maxPerIP < 0 || *maxConns < 0 || *idleTimeout < 0 {
+		return errors.New("--max-conns-per-ip, --max-conns and --idle-timeout cannot be negative")
 	}
 
 	var admit derp.Admitter
@@ -94,10 +102,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer relay.Close()
 
-	ln, err := net.Listen("tcp", *listen)
+	raw, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", *listen, err)
 	}
+	if *maxConns == 0 {
+		*maxConns = connlimit.DefaultTotal()
+	}
+	// Caps before TLS: a refused connection costs no handshake.
+	limited := connlimit.New(raw, connlimit.Config{PerSource: *maxPerIP, Total: *maxConns,
+		OnRefuse: func(a netip.Addr, reason string) { log.Debug("connection refused", "remote", a, "reason", reason) }})
+	var ln net.Listener = limited
 	scheme := "http"
 	if *tlsCert != "" {
 		cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
@@ -136,7 +151,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	srv := &http.Server{
 		Handler:           handler(relay),
 		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadTimeout:       30 * time.Second, // websockets are exempt once upgraded:
+		WriteTimeout:      30 * time.Second, // the relay bounds their handshake and silence
+		IdleTimeout:       *idleTimeout,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug), // TLS handshake noise from scanners
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -170,7 +187,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	wg.Wait()
 	close(errc)
 	st := relay.Stats()
-	log.Info("relay stopped", "frames_forwarded", st.FramesForwarded, "bytes_forwarded", st.BytesForwarded)
+	cs := limited.Stats()
+	log.Info("relay stopped", "frames_forwarded", st.FramesForwarded, "bytes_forwarded", st.BytesForwarded,
+		"handshake_failures", st.HandshakeFailures, "refused_per_ip", cs.RefusedPerSource, "refused_total", cs.RefusedTotal)
 	return <-errc
 }
 

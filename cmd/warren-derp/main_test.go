@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -302,4 +303,69 @@ func TestRun(t *testing.T) {
 	if errors.Is(ctx.Err(), context.Canceled) {
 		t.Fatal("context ended early")
 	}
+}
+
+// TestConnectionCap: a source over --max-conns-per-ip has its connection
+// closed at once, while other sources are served.
+func TestConnectionCap(t *testing.T) {
+	dir := t.TempDir()
+	out := &lines{ch: make(chan string, 100)}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"--listen", "127.0.0.1:0", "--stun", "", "--key-file", filepath.Join(dir, "relay.key"),
+			"--insecure-admit-all", "--max-conns-per-ip", "1", "--log-level", "error"}, out, io.Discard)
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	}()
+	var relayURL string
+	for relayURL == "" {
+		select {
+		case line := <-out.ch:
+			if rest, ok := strings.CutPrefix(line, "relay URL:"); ok {
+				relayURL = strings.Fields(rest)[0]
+			}
+		case err := <-done:
+			t.Fatalf("run ended early: %v", err)
+		}
+	}
+	u, err := url.Parse(relayURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := net.DialTimeout("tcp", u.Host, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	// The first connection is being served: it gets an answer.
+	if _, err := io.WriteString(held, "GET /healthz HTTP/1.1\r\nHost: relay\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := http.ReadResponse(bufio.NewReader(held), nil); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("first connection: %v", err)
+	}
+	over, err := net.DialTimeout("tcp", u.Host, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer over.Close()
+	_ = over.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := over.Read(make([]byte, 1)); err == nil {
+		t.Fatal("a second connection from the same address was served")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("a second connection from the same address was left open")
+	}
+	d := net.Dialer{Timeout: 10 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+	hc := &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
+	defer hc.CloseIdleConnections()
+	resp, err := hc.Get("http://" + u.Host + "/healthz")
+	if err != nil {
+		t.Fatalf("another address: %v", err)
+	}
+	resp.Body.Close()
 }

@@ -35,6 +35,12 @@ type harness struct {
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
+	return newHarnessWith(t, nil)
+}
+
+// newHarnessWith is newHarness with the API's Config adjusted by edit.
+func newHarnessWith(t *testing.T, edit func(*Config)) *harness {
+	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "warren.db"), nil)
 	if err != nil {
@@ -53,7 +59,11 @@ func newHarness(t *testing.T) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(h.reg.Close)
-	s, err := New(Config{Registry: h.reg, Store: st, Audit: al, Policy: pm, Engine: engine})
+	cfg := Config{Registry: h.reg, Store: st, Audit: al, Policy: pm, Engine: engine}
+	if edit != nil {
+		edit(&cfg)
+	}
+	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

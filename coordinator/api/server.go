@@ -32,9 +32,16 @@ type Config struct {
 	Audit    *audit.Log          // required
 	Policy   *policyfile.Manager // required: policy endpoints
 	Engine   *netmap.Engine      // required: explain resolves node names
+	// Failures counts callers who fail to authenticate over the network
+	// (nil: a counter logging to Logger).
+	Failures *audit.Failures
 	Logger   *slog.Logger
 	Now      func() time.Time
 }
+
+// lastUsedEvery is how often an API key's LastUsed is written at most:
+// every request writing it would turn reads into writes.
+const lastUsedEvery = time.Minute
 
 // Server is the admin API.
 type Server struct {
@@ -54,9 +61,32 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Failures == nil {
+		cfg.Failures = audit.NewFailures(cfg.Logger, 0)
+	}
 	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
 	s.routes()
+	s.mux.HandleFunc("GET "+FailuresPath, s.listFailures)
 	return s, nil
+}
+
+// FailuresPath serves the counts of unauthenticated failures (admins
+// only): FailuresResponse.
+const FailuresPath = "/api/v1/failures"
+
+// FailuresResponse counts, per kind ("api.auth", "control.handshake",
+// "control.silent", "conn.refused"), the failures of callers nobody knew
+// since the coordinator started.
+type FailuresResponse struct {
+	Failures map[string]uint64 `json:"failures"`
+}
+
+func (s *Server) listFailures(w http.ResponseWriter, r *http.Request) {
+	if !actorFrom(r.Context()).Admin {
+		writeErr(w, registry.ErrForbidden)
+		return
+	}
+	writeJSON(w, http.StatusOK, FailuresResponse{Failures: s.cfg.Failures.Counts()})
 }
 
 type actorKey struct{}
@@ -77,7 +107,7 @@ func (s *Server) LocalHandler() http.Handler {
 			if ok {
 				uid = strconv.Itoa(int(cred.UID))
 			}
-			s.deny(w, r, "local:uid="+uid, "only root or the coordinator's user may use the admin socket")
+			s.denyLocal(w, r, "local:uid="+uid, "only root or the coordinator's user may use the admin socket")
 			return
 		}
 		a := registry.Actor{Name: fmt.Sprintf("local:uid=%d", cred.UID), Admin: true, Remote: "unix"}
@@ -97,7 +127,7 @@ func (s *Server) RemoteHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a, err := s.authenticate(r)
 		if err != nil {
-			s.deny(w, r, "unknown", err.Error())
+			s.deny(w, r, err.Error())
 			return
 		}
 		s.mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), actorKey{}, a)))
@@ -124,15 +154,28 @@ func (s *Server) authenticate(r *http.Request) (registry.Actor, error) {
 	if err != nil || u.Disabled {
 		return registry.Actor{}, fmt.Errorf("API key %s: owner missing or disabled", k.Prefix)
 	}
-	k.LastUsed = s.cfg.Now()
-	if err := s.cfg.Store.UpdateAPIKey(ctx, k); err != nil {
-		s.log.Warn("api: record key use", "key", k.Prefix, "err", err)
+	if now := s.cfg.Now(); now.Sub(k.LastUsed) >= lastUsedEvery || now.Before(k.LastUsed) {
+		k.LastUsed = now
+		if err := s.cfg.Store.UpdateAPIKey(ctx, k); err != nil {
+			s.log.Warn("api: record key use", "key", k.Prefix, "err", err)
+		}
 	}
 	return registry.Actor{Name: "user:" + u.Name, UserID: u.ID, Admin: u.Role == store.RoleAdmin, Remote: r.RemoteAddr}, nil
 }
 
-func (s *Server) deny(w http.ResponseWriter, r *http.Request, actor, why string) {
-	_ = s.cfg.Audit.Record(r.Context(), audit.Event{Actor: actor, Action: "api.auth", Target: r.Method + " " + r.URL.Path,
+// deny refuses a network caller who did not authenticate. Anyone can send
+// these as fast as they like, so they are counted (and sampled into the
+// log, truncated), never written to the audit log.
+func (s *Server) deny(w http.ResponseWriter, r *http.Request, why string) {
+	s.cfg.Failures.Record("api.auth", r.RemoteAddr, r.Method+" "+audit.Truncate(r.URL.Path, audit.MaxDetail)+": "+why)
+	writeJSON(w, http.StatusUnauthorized, ErrorResponse{Error: why})
+}
+
+// denyLocal refuses a unix-socket caller the kernel named: who it is is
+// known, so the refusal is audited (the path truncated).
+func (s *Server) denyLocal(w http.ResponseWriter, r *http.Request, actor, why string) {
+	_ = s.cfg.Audit.Record(r.Context(), audit.Event{Actor: actor, Action: "api.auth",
+		Target: audit.Truncate(r.Method+" "+r.URL.Path, audit.MaxDetail),
 		Remote: r.RemoteAddr, Outcome: audit.Denied, Detail: map[string]any{"error": why}})
 	writeJSON(w, http.StatusUnauthorized, ErrorResponse{Error: why})
 }

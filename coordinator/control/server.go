@@ -50,14 +50,25 @@ type Config struct {
 	Registry *registry.Registry // required
 	Engine   *netmap.Engine     // required
 	Audit    *audit.Log         // required
+	// Failures counts failed handshakes and clients that send nothing in
+	// time (nil: a counter logging to Logger).
+	Failures *audit.Failures
 	Logger   *slog.Logger
-	// KeepAlive is how often an idle channel carries a keep-alive; 0 means
-	// 30 s.
+	// KeepAlive is how often a streaming channel carries a keep-alive
+	// (which nodes of protocol version 2 answer); 0 means 30 s.
 	KeepAlive time.Duration
-	// HandshakeTimeout bounds the Noise handshake and the first messages;
-	// 0 means 10 s.
+	// HandshakeTimeout bounds the Noise handshake, and then each message
+	// the node must send at once while the channel is set up (its
+	// registration, the login follow-up, its map request): a client that
+	// sends nothing is cut after it. 0 means 10 s.
 	HandshakeTimeout time.Duration
 }
+
+// SilenceKeepAlives is how many keep-alives in a row a streaming node that
+// answers keep-alives (protocol version 2 on) may leave unanswered: when
+// the next is due and the node has sent nothing since, its channel is
+// closed.
+const SilenceKeepAlives = 3
 
 // Server serves the control channel. Close ends every channel it runs.
 type Server struct {
@@ -82,6 +93,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.HandshakeTimeout <= 0 {
 		cfg.HandshakeTimeout = 10 * time.Second
+	}
+	if cfg.Failures == nil {
+		cfg.Failures = audit.NewFailures(cfg.Logger, 0)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{cfg: cfg, log: cfg.Logger, replay: noise.NewReplayGuard(0), ctx: ctx, cancel: cancel}, nil
@@ -124,13 +138,13 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 	defer mc.Close()
 	hctx, hcancel := context.WithTimeout(ctx, s.cfg.HandshakeTimeout)
 	// noise.Server closes the transport when the handshake fails; hold that
-	// close back until the failure is audited, so the audit trail is complete
-	// by the time the node sees the channel end.
+	// close back until the failure is counted, so the count is complete by
+	// the time the node sees the channel end. The caller is unknown, so a
+	// failure is counted, never audited: anyone can cause any number.
 	conn, err := noise.Server(hctx, closeLater{mc}, noise.ServerConfig{Key: s.cfg.Key, Replay: s.replay})
 	hcancel()
 	if err != nil {
-		_ = s.cfg.Audit.Record(ctx, audit.Event{Actor: "unknown", Action: "control.handshake", Remote: r.RemoteAddr,
-			Outcome: audit.Denied, Detail: map[string]any{"error": err.Error()}})
+		s.cfg.Failures.Record("control.handshake", r.RemoteAddr, err.Error())
 		_ = ws.Close(websocket.StatusPolicyViolation, "noise handshake failed")
 		return
 	}
@@ -139,7 +153,8 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
 	defer stop()
 	sess := &session{srv: s, conn: conn, remote: r.RemoteAddr, log: s.log.With("machine", conn.Peer().ShortString(), "remote", r.RemoteAddr)}
-	if err := sess.run(ctx); err != nil {
+	// A client silent during set-up was counted by the watchdog.
+	if err := sess.run(ctx); err != nil && !errors.Is(err, errSilent) {
 		sess.log.Info("control channel closed", "err", err)
 	}
 }

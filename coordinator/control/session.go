@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"sync/atomic"
+	"time"
 
 	"github.com/warrenmesh/warren/coordinator/audit"
 	"github.com/warrenmesh/warren/coordinator/netmap"
@@ -21,7 +23,20 @@ type session struct {
 	conn   *noise.Conn
 	remote string
 	log    *slog.Logger
+	// answersKeepAlives: the node answers every KeepAlive, so a channel
+	// that stays silent across keep-alives is a dead one.
+	answersKeepAlives bool
+	// unanswered counts the keep-alives sent since the node's last
+	// message (the writer adds, the reader clears).
+	unanswered atomic.Int32
+	// silent is set when a watchdog closed the channel because the node
+	// sent nothing in time.
+	silent atomic.Bool
 }
+
+// errSilent reports a node that sent nothing within the bound: it is not
+// audited (nothing was decided), only counted.
+var errSilent = errors.New("node sent nothing in time")
 
 // read reads one message from the node, refusing oversized frames.
 func (s *session) read() (wire.Message, error) {
@@ -30,6 +45,31 @@ func (s *session) read() (wire.Message, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// watch returns a watchdog that closes the channel unless it is stopped
+// within d; it first counts the silent client as an unauthenticated
+// failure (so the count is complete when the client sees its channel
+// close).
+func (s *session) watch(d time.Duration) *time.Timer {
+	return time.AfterFunc(d, func() {
+		s.silent.Store(true)
+		s.srv.cfg.Failures.Record("control.silent", s.remote, fmt.Sprintf("%v within %v", errSilent, d))
+		_ = s.conn.Close()
+	})
+}
+
+// readWithin reads one message that must arrive within d: during set-up
+// the coordinator waits for messages the node sends at once, so a client
+// that sends nothing is cut after d instead of holding its connection.
+func (s *session) readWithin(d time.Duration) (wire.Message, error) {
+	dog := s.watch(d)
+	defer dog.Stop()
+	m, err := s.read()
+	if err != nil && s.silent.Load() {
+		return nil, fmt.Errorf("%w within %v", errSilent, d)
+	}
+	return m, err
 }
 
 // fail tells the node why the channel closes, audits it, and returns err.
@@ -45,7 +85,11 @@ func (s *session) fail(ctx context.Context, action string, err error) error {
 }
 
 func (s *session) run(ctx context.Context) error {
-	m, err := s.read()
+	bound := s.srv.cfg.HandshakeTimeout
+	m, err := s.readWithin(bound)
+	if errors.Is(err, errSilent) {
+		return err
+	}
 	if err != nil {
 		return s.fail(ctx, "control.register", fmt.Errorf("%w: %w", errBadMessage, err))
 	}
@@ -65,7 +109,12 @@ func (s *session) run(ctx context.Context) error {
 			return err
 		}
 		// Assign, not declare: the follow-up's outcome is the session's.
-		m, err = s.read()
+		// The node sends it at once; the wait for the sign-in itself is
+		// Register's, bounded by the login's timeout.
+		m, err = s.readWithin(bound)
+		if errors.Is(err, errSilent) {
+			return err
+		}
 		if err != nil {
 			return s.fail(ctx, "control.register", fmt.Errorf("%w: %w", errBadMessage, err))
 		}
@@ -82,7 +131,10 @@ func (s *session) run(ctx context.Context) error {
 	if err := wire.WriteMessage(s.conn, &wire.RegisterResponse{Authorized: true, Self: &self.Wire}); err != nil {
 		return err
 	}
-	m, err = s.read()
+	m, err = s.readWithin(bound)
+	if errors.Is(err, errSilent) {
+		return err
+	}
 	if err != nil {
 		return s.fail(ctx, "control.map", fmt.Errorf("%w: %w", errBadMessage, err))
 	}
@@ -90,6 +142,7 @@ func (s *session) run(ctx context.Context) error {
 	if !ok {
 		return s.fail(ctx, "control.map", fmt.Errorf("%w: want MapRequest, got %v", errBadMessage, m.WireType()))
 	}
+	s.answersKeepAlives = req.Version >= wire.KeepAliveAnswerVersion
 	return s.stream(ctx, node.ID, mreq)
 }
 
@@ -119,11 +172,14 @@ func (s *session) stream(ctx context.Context, id store.NodeID, req *wire.MapRequ
 	return readErr
 }
 
-// write sends each netmap response, and keep-alives when idle. With stream
-// unset it sends the full map and returns.
+// write sends each netmap response, and a keep-alive every KeepAlive
+// period (busy or idle: the node's answers are what proves it alive). With
+// stream unset it sends the full map and returns.
 func (s *session) write(ctx context.Context, st *netmap.Stream, stream bool) error {
+	every := s.srv.cfg.KeepAlive
+	due := time.Now().Add(every)
 	for {
-		nctx, ncancel := context.WithTimeout(ctx, s.srv.cfg.KeepAlive)
+		nctx, ncancel := context.WithDeadline(ctx, due)
 		resp, err := st.Next(nctx)
 		ncancel()
 		switch {
@@ -134,10 +190,23 @@ func (s *session) write(ctx context.Context, st *netmap.Stream, stream bool) err
 			if !stream {
 				return nil
 			}
+			if time.Now().Before(due) {
+				continue
+			}
+			fallthrough
 		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
+			// Counting keep-alives rather than timing the node's silence
+			// keeps a busy coordinator (or node) from cutting a healthy
+			// node: it takes SilenceKeepAlives sent with no answer at all.
+			if s.answersKeepAlives && s.unanswered.Load() >= SilenceKeepAlives {
+				_ = s.conn.Close()
+				return fmt.Errorf("node answered none of the last %d keep-alives", SilenceKeepAlives)
+			}
 			if err := wire.WriteMessage(s.conn, &wire.KeepAlive{}); err != nil {
 				return fmt.Errorf("send keep-alive: %w", err)
 			}
+			s.unanswered.Add(1)
+			due = time.Now().Add(every)
 		case errors.Is(err, netmap.ErrReplaced), errors.Is(err, registry.ErrNodeDeleted):
 			_ = wire.WriteMessage(s.conn, errorFor(err))
 			_ = s.conn.Close()
@@ -148,7 +217,8 @@ func (s *session) write(ctx context.Context, st *netmap.Stream, stream bool) err
 	}
 }
 
-// readUpdates handles the node's messages until the channel fails.
+// readUpdates handles the node's messages until the channel fails. Every
+// message counts as the node's answer to the keep-alives sent so far.
 func (s *session) readUpdates(ctx context.Context, id store.NodeID) error {
 	for {
 		m, err := s.read()
@@ -161,6 +231,7 @@ func (s *session) readUpdates(ctx context.Context, id store.NodeID) error {
 			}
 			return err
 		}
+		s.unanswered.Store(0)
 		switch m := m.(type) {
 		case *wire.UpdateRequest:
 			s.srv.cfg.Registry.UpdateEndpoints(ctx, id, validEndpoints(m.Endpoints), m.HomeRelay)

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"time"
 )
 
 // Pre-auth keys.
@@ -129,6 +130,18 @@ func (q queries) AppendAudit(ctx context.Context, e AuditEvent) error {
 		return fmt.Errorf("append audit event: %w", err)
 	}
 	return nil
+}
+
+func (q queries) PruneAudit(ctx context.Context, before time.Time) (int64, error) {
+	res, err := q.q.ExecContext(ctx, `DELETE FROM audit_events WHERE time < ?`, nanos(before))
+	if err != nil {
+		return 0, fmt.Errorf("prune audit events: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("prune audit events: %w", err)
+	}
+	return n, nil
 }
 
 func (q queries) ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, error) {

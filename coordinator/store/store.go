@@ -228,6 +228,9 @@ type Queries interface {
 
 	AppendAudit(ctx context.Context, e AuditEvent) error
 	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
+	// PruneAudit deletes the audit events older than before and returns
+	// how many it deleted.
+	PruneAudit(ctx context.Context, before time.Time) (int64, error)
 
 	// SavePolicy records an accepted policy file as the newest version.
 	SavePolicy(ctx context.Context, p PolicyVersion) (PolicyVersion, error)

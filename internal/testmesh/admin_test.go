@@ -120,9 +120,8 @@ func TestAdminAPIAuth(t *testing.T) {
 	if _, err := asMember.ListNodes(ctx); status(err) != http.StatusUnauthorized {
 		t.Fatalf("disabled member: %v", err)
 	}
-	if got := auditCount(t, m, "api.auth", "denied"); got != 3 {
-		t.Fatalf("%d denied api.auth audit events, want 3", got)
-	}
+	// Unauthenticated callers are counted, not audited.
+	checkFailures(t, m, "api.auth", 3)
 }
 
 // TestAdminSocket checks the local socket: the test runs as the

@@ -20,7 +20,15 @@ import (
 // ProtocolVersion is the control protocol version this build speaks. A node
 // sends it in RegisterRequest; the coordinator refuses versions it does not
 // support with a clear error.
-const ProtocolVersion = 1
+//
+// Version 2: the node answers every KeepAlive with a KeepAlive, and the
+// coordinator closes a streaming channel from a version-2 node that left
+// three keep-alives in a row unanswered (version-1 nodes never answer, so
+// they are not held to it). Upgrade the coordinator before the nodes.
+const ProtocolVersion = 2
+
+// KeepAliveAnswerVersion is the first node version that answers keep-alives.
+const KeepAliveAnswerVersion = 2
 
 // MinProtocolVersion is the oldest node protocol version the coordinator
 // accepts.
@@ -40,7 +48,7 @@ const (
 	TypeMapResponse      Type = 4 // coordinator -> node
 	TypeUpdateRequest    Type = 5 // node -> coordinator
 	TypeError            Type = 6 // either way, then close
-	TypeKeepAlive        Type = 7 // coordinator -> node
+	TypeKeepAlive        Type = 7 // coordinator -> node, and the node's answer
 	TypeLogoutRequest    Type = 8 // node -> coordinator
 )
 

@@ -58,7 +58,8 @@ type Config struct {
 	// 30 s.
 	MinBackoff, MaxBackoff time.Duration
 	// IdleTimeout closes a channel that carried nothing for this long (the
-	// coordinator sends keep-alives); default 2 minutes.
+	// coordinator sends keep-alives, which the client answers); default 2
+	// minutes.
 	IdleTimeout time.Duration
 }
 
@@ -263,9 +264,17 @@ func (c *Client) session(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		if _, ok := m.(*wire.KeepAlive); ok {
+			// Answer, so the coordinator knows this node is alive (it
+			// closes channels that stay silent; protocol version 2).
+			if err := wire.WriteMessage(conn, &wire.KeepAlive{}); err != nil {
+				return fmt.Errorf("answer keep-alive: %w", err)
+			}
+			continue
+		}
 		resp, ok := m.(*wire.MapResponse)
 		if !ok {
-			continue // keep-alive
+			continue
 		}
 		c.mu.Lock()
 		err = c.state.apply(resp)
