@@ -155,8 +155,7 @@ func (s *Server) authenticate(r *http.Request) (registry.Actor, error) {
 		return registry.Actor{}, fmt.Errorf("API key %s: owner missing or disabled", k.Prefix)
 	}
 	if now := s.cfg.Now(); now.Sub(k.LastUsed) >= lastUsedEvery || now.Before(k.LastUsed) {
-		k.LastUsed = now
-		if err := s.cfg.Store.UpdateAPIKey(ctx, k); err != nil {
+		if err := s.cfg.Registry.NoteAPIKeyUse(ctx, k.ID, now); err != nil {
 			s.log.Warn("api: record key use", "key", k.Prefix, "err", err)
 		}
 	}

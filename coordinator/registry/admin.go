@@ -576,3 +576,18 @@ func (r *Registry) ListAPIKeys(ctx context.Context, a Actor) ([]store.APIKey, er
 	}
 	return slices.DeleteFunc(keys, func(k store.APIKey) bool { return a.may(k.UserID) != nil }), nil
 }
+
+// NoteAPIKeyUse records that API key id authenticated a request at: its
+// LastUsed. This is bookkeeping, not a change anyone decided, so it is not
+// audited; the key is read again inside the transaction, so that a
+// revocation made meanwhile is never written back over.
+func (r *Registry) NoteAPIKeyUse(ctx context.Context, id store.APIKeyID, at time.Time) error {
+	return r.st.Tx(ctx, func(q store.Queries) error {
+		k, err := q.GetAPIKey(ctx, id)
+		if err != nil {
+			return err
+		}
+		k.LastUsed = at
+		return q.UpdateAPIKey(ctx, k)
+	})
+}

@@ -1,12 +1,17 @@
 // Package registry owns the life of nodes, users and keys on the
-// coordinator: it validates every change, writes it to the store (one
-// transaction per request), records it in the audit log, and then tells the
-// netmap engine, so that the engine always mirrors what is stored.
+// coordinator: it validates every change, writes it to the store together
+// with its audit event (one transaction: both or neither), and then tells
+// the netmap engine, so that the engine always mirrors what is stored.
 //
-// Both the control server (node registration, online state, endpoints) and
-// the admin API (users, nodes, keys) go through a Registry. It must never
-// see a plaintext secret beyond the request that carries it, and never
-// change the store for a request it rejects.
+// It is the only writer of users, nodes, pre-auth keys and API keys: the
+// control server (registration, online state, endpoints), the admin API
+// (users, nodes, keys) and the sign-in methods (which hand it what they
+// proved, see SignIn and ApplyRecheck) all go through a Registry.
+// Bookkeeping that no one decides — last seen, endpoints, an API key's
+// last use, an identity provider's check time and rotated token — is
+// written here too but not audited. It must never see a plaintext secret
+// beyond the request that carries it, and never change the store for a
+// request it rejects.
 package registry
 
 import (

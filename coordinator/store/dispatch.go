@@ -83,6 +83,10 @@ func (s *sqliteStore) ListAuthKeys(ctx context.Context) ([]AuthKey, error) {
 	return s.r.ListAuthKeys(ctx)
 }
 
+func (s *sqliteStore) GetAPIKey(ctx context.Context, id APIKeyID) (APIKey, error) {
+	return s.r.GetAPIKey(ctx, id)
+}
+
 func (s *sqliteStore) GetAPIKeyByHash(ctx context.Context, hash []byte) (APIKey, error) {
 	return s.r.GetAPIKeyByHash(ctx, hash)
 }

@@ -94,6 +94,14 @@ func (q queries) CreateAPIKey(ctx context.Context, k APIKey) (APIKey, error) {
 	return k, nil
 }
 
+func (q queries) GetAPIKey(ctx context.Context, id APIKeyID) (APIKey, error) {
+	k, err := scanAPIKey(q.q.QueryRowContext(ctx, `SELECT `+apiKeyCols+` FROM api_keys WHERE id = ?`, id))
+	if err != nil {
+		return k, fmt.Errorf("API key %d: %w", id, err)
+	}
+	return k, nil
+}
+
 func (q queries) GetAPIKeyByHash(ctx context.Context, hash []byte) (APIKey, error) {
 	k, err := scanAPIKey(q.q.QueryRowContext(ctx, `SELECT `+apiKeyCols+` FROM api_keys WHERE hash = ?`, hash))
 	if err != nil {

@@ -222,6 +222,7 @@ type Queries interface {
 	UpdateAuthKey(ctx context.Context, k AuthKey) error // UsedCount, Revoked, Expiration
 
 	CreateAPIKey(ctx context.Context, k APIKey) (APIKey, error)
+	GetAPIKey(ctx context.Context, id APIKeyID) (APIKey, error)
 	GetAPIKeyByHash(ctx context.Context, hash []byte) (APIKey, error)
 	ListAPIKeys(ctx context.Context) ([]APIKey, error)
 	UpdateAPIKey(ctx context.Context, k APIKey) error // LastUsed, Revoked, Expiration
