@@ -26,6 +26,7 @@ import (
 	"github.com/warrenmesh/warren/coordinator/audit"
 	"github.com/warrenmesh/warren/coordinator/control"
 	"github.com/warrenmesh/warren/coordinator/keyfile"
+	"github.com/warrenmesh/warren/coordinator/keyring"
 	"github.com/warrenmesh/warren/coordinator/netmap"
 	"github.com/warrenmesh/warren/coordinator/policyfile"
 	"github.com/warrenmesh/warren/coordinator/registry"
@@ -38,7 +39,8 @@ import (
 
 // Config configures a coordinator.
 type Config struct {
-	// StateDir holds warren.db, coordinator.key and admin.sock. Required.
+	// StateDir holds warren.db, coordinator.key, secrets.key and
+	// admin.sock. Required.
 	StateDir string
 	// Domain is the mesh DNS domain; default "warren.internal".
 	Domain string
@@ -102,7 +104,16 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(ctx, filepath.Join(cfg.StateDir, "warren.db"), cfg.Logger)
+	// The key ring sealing refresh tokens and TOTP secrets in the
+	// database lives beside the coordinator key, never in the database.
+	ring, err := keyring.LoadOrCreate(filepath.Join(cfg.StateDir, SecretsKeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: %w", err)
+	}
+	st, err := store.OpenWith(ctx, filepath.Join(cfg.StateDir, "warren.db"), store.Options{Logger: cfg.Logger, Secrets: ring})
+	if errors.Is(err, keyring.ErrUnknownKey) {
+		return nil, fmt.Errorf("coordinator: %w (restore %s from the backup of this state directory)", err, SecretsKeyFile)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: %w", err)
 	}
@@ -297,6 +308,10 @@ func (c *Coordinator) Close() error {
 	c.wg.Wait()
 	return c.store.Close()
 }
+
+// SecretsKeyFile is the key ring (see package keyring) in the state
+// directory that seals the secrets the database keeps.
+const SecretsKeyFile = "secrets.key"
 
 // loadOrCreateKey reads the coordinator's private key, creating it (0600)
 // on first start. It refuses a key file other users can access.

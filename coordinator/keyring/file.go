@@ -70,8 +70,8 @@ func (r *Ring) marshal() []byte {
 	return b.Bytes()
 }
 
-// ParseFile parses the contents of a ring file: at least one key, IDs
-// rising.
+// ParseFile parses the contents of a ring file: at least one key, oldest
+// first, each with the ID derived from it.
 func ParseFile(b []byte) (*Ring, error) {
 	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
 	if lines[0] != header {
@@ -87,8 +87,8 @@ func ParseFile(b []byte) (*Ring, error) {
 		if err != nil || id == 0 || strconv.FormatUint(id, 10) != f[1] {
 			return nil, fmt.Errorf("line %d: bad key ID %q", i+2, f[1])
 		}
-		if n := len(r.keys); n > 0 && uint32(id) <= r.keys[n-1].id {
-			return nil, fmt.Errorf("line %d: key IDs must rise", i+2)
+		if _, dup := r.find(uint32(id)); dup {
+			return nil, fmt.Errorf("line %d: key %d twice", i+2, id)
 		}
 		secret, err := decode(f[2])
 		if err != nil || len(secret) != chacha20poly1305.KeySize {
@@ -96,6 +96,9 @@ func ParseFile(b []byte) (*Ring, error) {
 		}
 		k := key{id: uint32(id)}
 		copy(k.secret[:], secret)
+		if keyID(k.secret) != k.id {
+			return nil, fmt.Errorf("line %d: key %d does not match its ID (corrupt?)", i+2, id)
+		}
 		r.keys = append(r.keys, k)
 		if len(r.keys) > maxKeys {
 			return nil, fmt.Errorf("more than %d keys", maxKeys)

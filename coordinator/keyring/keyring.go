@@ -3,7 +3,8 @@
 // with XChaCha20-Poly1305 under keys from a key ring file beside the
 // coordinator key (<state-dir>/secrets.key, 0600).
 //
-// The ring holds one or more keys, each with a numeric ID; new values are
+// The ring holds one or more keys, each with a numeric ID derived from
+// the key; new values are
 // sealed with the newest, and every sealed value names the key that sealed
 // it ("wsec1:<id>:<base64>"), so a ring gains a key (Rotate), the stored
 // values are sealed again, and only then are the old keys dropped. Each
@@ -17,7 +18,9 @@ package keyring
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
@@ -45,20 +48,30 @@ type Ring struct {
 	keys []key
 }
 
-// New returns a ring with one new random key, ID 1.
+// New returns a ring with one new random key.
 func New() *Ring {
 	return (&Ring{}).Rotate()
 }
 
-// Rotate returns a ring with the keys of r and a new random one, newest,
-// with an ID above theirs.
+// Rotate returns a ring with the keys of r and a new random one, newest.
 func (r *Ring) Rotate() *Ring {
-	k := key{id: 1}
-	if len(r.keys) > 0 {
-		k.id = r.keys[len(r.keys)-1].id + 1
+	for {
+		var k key
+		rand.Read(k.secret[:]) // never fails (crypto/rand)
+		k.id = keyID(k.secret)
+		if _, taken := r.find(k.id); !taken && k.id != 0 {
+			return &Ring{keys: append(slices.Clone(r.keys), k)}
+		}
 	}
-	rand.Read(k.secret[:]) // never fails (crypto/rand)
-	return &Ring{keys: append(slices.Clone(r.keys), k)}
+}
+
+// keyID derives a key's ID from the key, so that keys of different rings
+// (a lost secrets.key replaced by a new one) have different IDs: a value
+// sealed under a key the ring lacks is reported as such (ErrUnknownKey)
+// instead of failing to open as if it had been altered.
+func keyID(secret [chacha20poly1305.KeySize]byte) uint32 {
+	h := sha256.Sum256(append([]byte("warren keyring key ID\x00"), secret[:]...))
+	return binary.BigEndian.Uint32(h[:4])
 }
 
 // DropOld returns a ring with only the newest key of r.
