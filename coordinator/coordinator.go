@@ -62,6 +62,11 @@ type Config struct {
 	// Relay configures the embedded DERP relay and STUN server and the
 	// DERP map nodes get.
 	Relay RelayConfig
+	// SharedStorePool opens the store with one pool of connections for
+	// reads and writes, as it was before it had one writer
+	// (store.Options.SharedPool): for benchmarks comparing the two in one
+	// run, never for serving.
+	SharedStorePool bool
 }
 
 // Coordinator is a running control server.
@@ -110,7 +115,7 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: %w", err)
 	}
-	st, err := store.OpenWith(ctx, filepath.Join(cfg.StateDir, "warren.db"), store.Options{Logger: cfg.Logger, Secrets: ring})
+	st, err := store.OpenWith(ctx, filepath.Join(cfg.StateDir, "warren.db"), store.Options{Logger: cfg.Logger, Secrets: ring, SharedPool: cfg.SharedStorePool})
 	if errors.Is(err, keyring.ErrUnknownKey) {
 		return nil, fmt.Errorf("coordinator: %w (restore %s from the backup of this state directory)", err, SecretsKeyFile)
 	}
