@@ -240,7 +240,9 @@ type Queries interface {
 type Store interface {
 	Queries
 	// Tx runs fn in one transaction. If fn returns an error (or panics) the
-	// transaction is rolled back and nothing fn did is kept.
+	// transaction is rolled back and nothing fn did is kept. fn must read
+	// and write through q only: the store has one writer, which fn holds,
+	// so a write on the Store itself inside fn waits until ctx ends.
 	Tx(ctx context.Context, fn func(q Queries) error) error
 	Close() error
 }
