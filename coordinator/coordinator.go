@@ -26,6 +26,7 @@ import (
 	"github.com/warrenmesh/warren/coordinator/audit"
 	"github.com/warrenmesh/warren/coordinator/control"
 	"github.com/warrenmesh/warren/coordinator/keyfile"
+	"github.com/warrenmesh/warren/coordinator/keyring"
 	"github.com/warrenmesh/warren/coordinator/netmap"
 	"github.com/warrenmesh/warren/coordinator/policyfile"
 	"github.com/warrenmesh/warren/coordinator/registry"
@@ -37,7 +38,8 @@ import (
 
 // Config configures a coordinator.
 type Config struct {
-	// StateDir holds warren.db, coordinator.key and admin.sock. Required.
+	// StateDir holds warren.db, coordinator.key, secrets.key and
+	// admin.sock. Required.
 	StateDir string
 	// Domain is the mesh DNS domain; default "warren.internal".
 	Domain string
@@ -66,6 +68,11 @@ type Config struct {
 	// Relay configures the embedded DERP relay and STUN server and the
 	// DERP map nodes get.
 	Relay RelayConfig
+	// SharedStorePool opens the store with one pool of connections for
+	// reads and writes, as it was before it had one writer
+	// (store.Options.SharedPool): for benchmarks comparing the two in one
+	// run, never for serving.
+	SharedStorePool bool
 }
 
 // Coordinator is a running control server.
@@ -109,7 +116,16 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(ctx, filepath.Join(cfg.StateDir, "warren.db"), cfg.Logger)
+	// The key ring sealing refresh tokens and TOTP secrets in the
+	// database lives beside the coordinator key, never in the database.
+	ring, err := keyring.LoadOrCreate(filepath.Join(cfg.StateDir, SecretsKeyFile))
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: %w", err)
+	}
+	st, err := store.OpenWith(ctx, filepath.Join(cfg.StateDir, "warren.db"), store.Options{Logger: cfg.Logger, Secrets: ring, SharedPool: cfg.SharedStorePool})
+	if errors.Is(err, keyring.ErrUnknownKey) {
+		return nil, fmt.Errorf("coordinator: %w (restore %s from the backup of this state directory)", err, SecretsKeyFile)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: %w", err)
 	}
@@ -320,6 +336,10 @@ func (c *Coordinator) Close() error {
 	c.wg.Wait()
 	return c.store.Close()
 }
+
+// SecretsKeyFile is the key ring (see package keyring) in the state
+// directory that seals the secrets the database keeps.
+const SecretsKeyFile = "secrets.key"
 
 // loadOrCreateKey reads the coordinator's private key, creating it (0600)
 // on first start. It refuses a key file other users can access.

@@ -18,6 +18,8 @@ const usage = `warren-coordinator: the Warren control server and its admin tool.
 Usage:
   warren-coordinator serve [flags]          run the coordinator
   warren-coordinator key [--state-dir DIR]  print the coordinator's public key
+  warren-coordinator secrets rotate [--state-dir DIR] [--keep-old]
+                                            seal the stored secrets under a new key (coordinator stopped)
   warren-coordinator users   list | create NAME [--admin] [--email E] [--group G]... | passwd USER | totp USER
                              | disable USER | enable USER | delete USER
   warren-coordinator nodes   list | approve ID | expire ID | key-lifetime ID DURATION|never|default | tag ID TAG... | delete ID
@@ -50,6 +52,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return serve(ctx, rest, stdout, stderr)
 	case "key":
 		return printKey(rest, stdout, stderr)
+	case "secrets":
+		return secretsCmd(ctx, rest, stdout, stderr)
 	case "users", "nodes", "keys", "apikeys", "audit", "policy":
 		return admin(ctx, cmd, rest, stdout, stderr)
 	}

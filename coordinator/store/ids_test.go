@@ -76,6 +76,9 @@ func TestHighWaterSeededFromAudit(t *testing.T) {
 	must(t, err)
 	must(t, s.AppendAudit(ctx, AuditEvent{Time: time.Now(), Actor: "system", Action: "node.register", Target: fmt.Sprintf("node:%d", n.ID+40), Outcome: "ok"}))
 	must(t, s.AppendAudit(ctx, AuditEvent{Time: time.Now(), Actor: "system", Action: "user.create", Target: "user:17", Outcome: "ok"}))
+	// An ID too long to be real is not taken as the high-water mark (it
+	// would overflow the next ID).
+	must(t, s.AppendAudit(ctx, AuditEvent{Time: time.Now(), Actor: "system", Action: "node.delete", Target: "node:99999999999999999999", Outcome: "ok"}))
 	must(t, s.DeleteNode(ctx, n.ID))
 	must(t, s.Tx(ctx, func(q Queries) error {
 		_, err := q.(queries).q.ExecContext(ctx, `DROP TABLE high_water; ALTER TABLE users DROP COLUMN totp_last_step; ALTER TABLE auth_keys DROP COLUMN creator_id;

@@ -121,8 +121,9 @@ ALTER TABLE users ADD COLUMN idp_checked_at INTEGER NOT NULL DEFAULT 0;
 `},
 	// 6: IDs and mesh addresses are never handed out twice (see nextID and
 	// allocateIPv4). high_water holds the highest value ever given out,
-	// seeded from what is in use and from the IDs audit events name, so
-	// that "node:241" in the audit log keeps meaning one node. And the
+	// seeded from what is in use and from the IDs audit events name (up
+	// to ten digits, far from overflowing), so that "node:241" in the
+	// audit log keeps meaning one node. And the
 	// TOTP step last accepted, so a code is not accepted twice.
 	{6, `
 CREATE TABLE high_water (
@@ -133,10 +134,10 @@ INSERT INTO high_water (name, value) VALUES
 	('users', (SELECT MAX(m) FROM (
 		SELECT COALESCE(MAX(id), 0) AS m FROM users
 		UNION ALL SELECT COALESCE(MAX(user_id), 0) FROM nodes
-		UNION ALL SELECT COALESCE(MAX(CAST(substr(target, 6) AS INTEGER)), 0) FROM audit_events WHERE target GLOB 'user:[0-9]*'))),
+		UNION ALL SELECT COALESCE(MAX(CAST(substr(target, 6) AS INTEGER)), 0) FROM audit_events WHERE target GLOB 'user:[0-9]*' AND length(target) <= 15))),
 	('nodes', (SELECT MAX(m) FROM (
 		SELECT COALESCE(MAX(id), 0) AS m FROM nodes
-		UNION ALL SELECT COALESCE(MAX(CAST(substr(target, 6) AS INTEGER)), 0) FROM audit_events WHERE target GLOB 'node:[0-9]*'))),
+		UNION ALL SELECT COALESCE(MAX(CAST(substr(target, 6) AS INTEGER)), 0) FROM audit_events WHERE target GLOB 'node:[0-9]*' AND length(target) <= 15))),
 	('nodes.ipv4', (SELECT COALESCE(MAX(ipv4_num), 0) FROM nodes)),
 	('auth_keys', (SELECT COALESCE(MAX(id), 0) FROM auth_keys)),
 	('api_keys', (SELECT COALESCE(MAX(id), 0) FROM api_keys));

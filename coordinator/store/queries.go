@@ -75,7 +75,8 @@ func boolInt(b bool) int {
 
 const userCols = `id, name, email, groups, role, disabled, created, issuer, subject, mfa_at, password_hash, totp_secret, refresh_token, idp_checked_at, totp_last_step`
 
-func scanUser(row interface{ Scan(...any) error }) (User, error) {
+// scanUser reads a row of userCols and opens its sealed fields.
+func (q queries) scanUser(row interface{ Scan(...any) error }) (User, error) {
 	var u User
 	var groups, role string
 	var created, mfaAt, checked int64
@@ -85,8 +86,10 @@ func scanUser(row interface{ Scan(...any) error }) (User, error) {
 	}
 	u.Role, u.Created, u.MFAAt, u.IdPCheckedAt = Role(role), fromNanos(created), fromNanos(mfaAt), fromNanos(checked)
 	var err error
-	u.Groups, err = fromJSON[string](groups, "groups")
-	return u, err
+	if u.Groups, err = fromJSON[string](groups, "groups"); err != nil {
+		return u, err
+	}
+	return u, q.openUser(&u)
 }
 
 // CreateUser inserts u. Its ID is one above every user ID ever handed out
@@ -98,11 +101,15 @@ func (q queries) CreateUser(ctx context.Context, u User) (User, error) {
 	if err != nil {
 		return User{}, fmt.Errorf("create user %q: %w", u.Name, err)
 	}
+	totp, refresh, err := q.sealUser(UserID(id), u)
+	if err != nil {
+		return User{}, fmt.Errorf("create user %q: %w", u.Name, err)
+	}
 	_, err = q.q.ExecContext(ctx, `INSERT INTO users (id, name, email, groups, role, disabled, created,
 		issuer, subject, mfa_at, password_hash, totp_secret, refresh_token, idp_checked_at, totp_last_step)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		id, u.Name, u.Email, jsonText(u.Groups), string(u.Role), u.Disabled, nanos(u.Created),
-		u.Issuer, u.Subject, nanos(u.MFAAt), u.PasswordHash, u.TOTPSecret, u.RefreshToken, nanos(u.IdPCheckedAt), u.TOTPLastStep)
+		u.Issuer, u.Subject, nanos(u.MFAAt), u.PasswordHash, totp, refresh, nanos(u.IdPCheckedAt), u.TOTPLastStep)
 	if err != nil {
 		return User{}, fmt.Errorf("create user %q: %w", u.Name, wrapErr(err))
 	}
@@ -110,7 +117,7 @@ func (q queries) CreateUser(ctx context.Context, u User) (User, error) {
 }
 
 func (q queries) GetUser(ctx context.Context, id UserID) (User, error) {
-	u, err := scanUser(q.q.QueryRowContext(ctx, `SELECT `+userCols+` FROM users WHERE id = ?`, id))
+	u, err := q.scanUser(q.q.QueryRowContext(ctx, `SELECT `+userCols+` FROM users WHERE id = ?`, id))
 	if err != nil {
 		return u, fmt.Errorf("user %d: %w", id, err)
 	}
@@ -118,7 +125,7 @@ func (q queries) GetUser(ctx context.Context, id UserID) (User, error) {
 }
 
 func (q queries) GetUserByName(ctx context.Context, name string) (User, error) {
-	u, err := scanUser(q.q.QueryRowContext(ctx, `SELECT `+userCols+` FROM users WHERE name = ?`, name))
+	u, err := q.scanUser(q.q.QueryRowContext(ctx, `SELECT `+userCols+` FROM users WHERE name = ?`, name))
 	if err != nil {
 		return u, fmt.Errorf("user %q: %w", name, err)
 	}
@@ -129,7 +136,7 @@ func (q queries) GetUserByIdentity(ctx context.Context, issuer, subject string) 
 	if subject == "" {
 		return User{}, fmt.Errorf("user with an empty subject: %w", ErrNotFound)
 	}
-	u, err := scanUser(q.q.QueryRowContext(ctx, `SELECT `+userCols+` FROM users WHERE issuer = ? AND subject = ?`, issuer, subject))
+	u, err := q.scanUser(q.q.QueryRowContext(ctx, `SELECT `+userCols+` FROM users WHERE issuer = ? AND subject = ?`, issuer, subject))
 	if err != nil {
 		return u, fmt.Errorf("user %s at %s: %w", subject, issuer, err)
 	}
@@ -137,15 +144,19 @@ func (q queries) GetUserByIdentity(ctx context.Context, issuer, subject string) 
 }
 
 func (q queries) ListUsers(ctx context.Context) ([]User, error) {
-	return list(ctx, q, "users", `SELECT `+userCols+` FROM users ORDER BY id`, scanUser)
+	return list(ctx, q, "users", `SELECT `+userCols+` FROM users ORDER BY id`, q.scanUser)
 }
 
 func (q queries) UpdateUser(ctx context.Context, u User) error {
+	totp, refresh, err := q.sealUser(u.ID, u)
+	if err != nil {
+		return fmt.Errorf("update user %d: %w", u.ID, err)
+	}
 	return q.execOne(ctx, fmt.Sprintf("update user %d", u.ID),
 		`UPDATE users SET name = ?, email = ?, groups = ?, role = ?, disabled = ?, issuer = ?, subject = ?,
 		mfa_at = ?, password_hash = ?, totp_secret = ?, refresh_token = ?, idp_checked_at = ?, totp_last_step = ? WHERE id = ?`,
 		u.Name, u.Email, jsonText(u.Groups), string(u.Role), u.Disabled, u.Issuer, u.Subject,
-		nanos(u.MFAAt), u.PasswordHash, u.TOTPSecret, u.RefreshToken, nanos(u.IdPCheckedAt), u.TOTPLastStep, u.ID)
+		nanos(u.MFAAt), u.PasswordHash, totp, refresh, nanos(u.IdPCheckedAt), u.TOTPLastStep, u.ID)
 }
 
 func (q queries) DeleteUser(ctx context.Context, id UserID) error {

@@ -73,7 +73,7 @@ func OpenWith(ctx context.Context, path string, opts Options) (Store, error) {
 		wdb.Close()
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
-	s := &sqliteStore{queries: queries{q: wdb}, wdb: wdb, log: logger}
+	s := &sqliteStore{queries: queries{q: wdb, sec: opts.Secrets}, wdb: wdb, log: logger}
 	if err := s.migrate(ctx); err != nil {
 		wdb.Close()
 		return nil, fmt.Errorf("database %s: %w", path, err)
@@ -96,7 +96,17 @@ func OpenWith(ctx context.Context, path string, opts Options) (Store, error) {
 		}
 		s.rdb = rdb
 	}
-	s.r = queries{q: s.rdb}
+	s.r = queries{q: s.rdb, sec: opts.Secrets}
+	if opts.Secrets != nil {
+		n, err := s.resealSecrets(ctx)
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("database %s: %w", path, err)
+		}
+		if n > 0 {
+			logger.Info("stored secrets sealed with the newest key", "values", n)
+		}
+	}
 	return s, nil
 }
 
@@ -168,7 +178,7 @@ func (s *sqliteStore) Tx(ctx context.Context, fn func(q Queries) error) (err err
 			_ = tx.Rollback()
 		}
 	}()
-	if err := fn(queries{q: tx}); err != nil {
+	if err := fn(queries{q: tx, sec: s.sec}); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
@@ -185,8 +195,12 @@ type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-// queries implements Queries over a database or a transaction.
-type queries struct{ q querier }
+// queries implements Queries over a database or a transaction, sealing
+// and opening secrets with sec (nil: none, see Options.Secrets).
+type queries struct {
+	q   querier
+	sec Sealer
+}
 
 // wrapErr maps SQLite constraint errors to ErrConflict.
 func wrapErr(err error) error {

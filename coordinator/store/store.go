@@ -3,10 +3,15 @@
 // interface so that SQLite (the embedded default, see Open) and PostgreSQL
 // (a later backend) are interchangeable.
 //
-// The store holds public keys and hashes of secrets only: it must never be
-// given a private key or a plaintext pre-auth or API key. Every multi-row
-// change runs in one transaction (Store.Tx); a failed or rejected request
-// leaves the store exactly as it was.
+// The store holds public keys and hashes of secrets, and two kinds of
+// secret it must be able to read back: OpenID refresh tokens and TOTP
+// secrets, which it seals (Options.Secrets, see package keyring) before
+// they reach the database and opens when read, each bound to its user and
+// column. It must never be given a private key or a plaintext pre-auth or
+// API key, and never write a refresh token or TOTP secret unsealed when it
+// has a key ring. Every multi-row change runs in one transaction
+// (Store.Tx); a failed or rejected request leaves the store exactly as it
+// was.
 package store
 
 import (
@@ -60,13 +65,15 @@ type User struct {
 	// (zero: never), for the policy's mfa condition.
 	MFAAt time.Time
 	// PasswordHash (PHC-formatted argon2id) and TOTPSecret (base32) are
-	// the credentials of a local user; empty for IdP users.
+	// the credentials of a local user; empty for IdP users. TOTPSecret is
+	// stored sealed (see Options.Secrets).
 	PasswordHash string
 	TOTPSecret   string
 	// RefreshToken is the OpenID Provider's refresh token from the user's
 	// last sign-in (a secret; empty when none was issued), with which the
 	// coordinator asks the provider now and then whether the user may
 	// still sign in; IdPCheckedAt is when it last did (zero: never).
+	// RefreshToken is stored sealed (see Options.Secrets).
 	RefreshToken string
 	IdPCheckedAt time.Time
 	// TOTPLastStep is the TOTP time step of the last code accepted (0:
@@ -246,14 +253,34 @@ type Queries interface {
 type Store interface {
 	Queries
 	// Tx runs fn in one transaction. If fn returns an error (or panics) the
-	// transaction is rolled back and nothing fn did is kept.
+	// transaction is rolled back and nothing fn did is kept. fn must read
+	// and write through q only: the store has one writer, which fn holds,
+	// so a write on the Store itself inside fn waits until ctx ends.
 	Tx(ctx context.Context, fn func(q Queries) error) error
 	Close() error
+}
+
+// Sealer encrypts the secrets the store keeps (users' TOTP secrets and
+// refresh tokens); *keyring.Ring is one. additional binds a value to its
+// place: Open fails for a value sealed with other additional data.
+type Sealer interface {
+	Seal(plaintext, additional []byte) (string, error)
+	Open(sealed string, additional []byte) ([]byte, error)
+	// Sealed reports whether s is a sealed value (else a plaintext stored
+	// before secrets were sealed); Current, whether it is sealed with the
+	// newest key.
+	Sealed(s string) bool
+	Current(s string) bool
 }
 
 // Options tune OpenWith; the zero value is what Open uses.
 type Options struct {
 	Logger *slog.Logger
+	// Secrets seals users' TOTP secrets and refresh tokens. With it, Open
+	// seals every stored value that is in plain text or sealed with an
+	// older key (after a rotation). Without it (tests, tools) they are
+	// stored as given, and reading a sealed one fails.
+	Secrets Sealer
 	// SharedPool makes reads and writes share one pool of connections, as
 	// the store did before it had one writer; only benchmarks use it, to
 	// compare the two in one run.
