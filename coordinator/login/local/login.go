@@ -26,7 +26,7 @@ const LoginPath = "/login/local/"
 // takes the hash's memory cost, 64 MiB by default).
 const maxConcurrentHashes = 2
 
-// sweepEvery is how often attempts sweep the TOTP steps and limiter state.
+// sweepEvery is how often attempts sweep the limiter's state.
 const sweepEvery = 30 * time.Second
 
 // Errors returned by Begin and Wait. Each says what to do next.
@@ -86,7 +86,6 @@ type Login struct {
 
 	mu        sync.Mutex
 	lastSweep time.Time
-	lastStep  map[store.UserID]int64 // last TOTP step used, per user (the store keeps it too)
 }
 
 // form is a login's state while its form is in use. Guarded by the table.
@@ -118,7 +117,6 @@ func New(cfg Config) (*Login, error) {
 		secureCookie: base.Scheme == "https",
 		hashes:       make(chan struct{}, maxConcurrentHashes),
 		limiter:      newAttemptLimiter(),
-		lastStep:     make(map[store.UserID]int64),
 	}
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
@@ -172,33 +170,17 @@ func (l *Login) Close() error {
 	return nil
 }
 
-// maybeSweep drops TOTP steps that can no longer be replayed and limiter
-// state that has nothing left to remember, at most every sweepEvery.
+// maybeSweep drops limiter state that has nothing left to remember, at
+// most every sweepEvery.
 func (l *Login) maybeSweep(now time.Time) {
 	l.mu.Lock()
-	if now.Sub(l.lastSweep) < sweepEvery {
-		l.mu.Unlock()
-		return
-	}
-	l.lastSweep = now
-	oldest := credential.TOTPStep(now) - credential.TOTPSkew
-	for id, s := range l.lastStep {
-		if s < oldest {
-			delete(l.lastStep, id)
-		}
+	due := now.Sub(l.lastSweep) >= sweepEvery
+	if due {
+		l.lastSweep = now
 	}
 	l.mu.Unlock()
-	l.limiter.sweep(now)
+	if due {
+		l.limiter.sweep(now)
+	}
 }
 
-// useStep records that user id used the TOTP code of step, reporting
-// false if that step (or a later one) was used already.
-func (l *Login) useStep(id store.UserID, step int64) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if last, ok := l.lastStep[id]; ok && step <= last {
-		return false
-	}
-	l.lastStep[id] = step
-	return true
-}

@@ -34,7 +34,6 @@ const (
 	reasonDisabled       = "disabled"
 	reasonMissingCode    = "missing_code"
 	reasonBadCode        = "bad_code"
-	reasonCodeReused     = "code_reused"
 	reasonAdminNoTOTP    = "admin_without_totp"
 	reasonRateLimited    = "rate_limited"
 	reasonStoreError     = "store_error"
@@ -157,17 +156,14 @@ func (l *Login) submit(ctx context.Context, id, cookie string, c credentials, re
 			return a.deny(ctx, reasonBadCode, result{status: http.StatusUnauthorized,
 				msg: "Wrong or expired code. Enter the code your authenticator app shows now (check that this device's clock is right)."})
 		}
-		if !l.useStep(u.ID, step) {
-			a.verdict = failed
-			return a.deny(ctx, reasonCodeReused, result{status: http.StatusUnauthorized, msg: msgCodeReused})
-		}
 	case u.Role == store.RoleAdmin:
 		return a.deny(ctx, reasonAdminNoTOTP, result{status: http.StatusForbidden,
 			msg: fmt.Sprintf("Admins must sign in with a second factor, and %s has none. On the coordinator run `warren-coordinator users totp %s`, add the secret to an authenticator app, then sign in again.", u.Name, u.Name)})
 	}
 
-	// The credentials are right: the registry records the sign-in (and
-	// the TOTP step, for good) and may still refuse it.
+	// The credentials are right: the registry records the sign-in and
+	// the TOTP step (a code whose step the user already used is refused
+	// there, across restarts too), and may still refuse it.
 	signed, err := l.users.SignIn(ctx, login.Identity{Method: login.MethodLocal, Machine: e.Machine, Remote: remote,
 		UserID: u.ID, TOTPStep: step, MFA: mfa})
 	switch {

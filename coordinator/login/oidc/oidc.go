@@ -313,10 +313,7 @@ func (l *Login) Begin(ctx context.Context, machine key.MachinePublic, source str
 // same machine, completes, fails or times out, or ctx ends. It returns the
 // stored user on success, once.
 func (l *Login) Wait(ctx context.Context, machine key.MachinePublic, loginURL string) (store.User, error) {
-	id, ok := strings.CutPrefix(loginURL, l.startBase)
-	if !ok || id == "" {
-		id = ""
-	}
+	id, _ := strings.CutPrefix(loginURL, l.startBase) // anything else is unknown
 	u, err := l.table.Wait(ctx, machine, id)
 	if errors.Is(err, ErrUnknownLogin) {
 		l.record(ctx, audit.Event{Actor: "node:" + machine.String(), Outcome: audit.Denied,
