@@ -165,7 +165,7 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 		return nil, fmt.Errorf("coordinator: %w", err)
 	}
 	c.registry, err = registry.New(ctx, registry.Config{
-		Store: st, Engine: c.engine, Audit: c.audit, Login: c.logins.login, Logger: cfg.Logger,
+		Store: st, Engine: c.engine, Audit: c.audit, Failures: c.failures, Login: c.logins.login, Logger: cfg.Logger,
 		KeyExpiry: cfg.KeyExpiry, EphemeralGrace: cfg.EphemeralGrace, RequireApproval: cfg.RequireApproval,
 		Policy: c.policy.Current,
 	})

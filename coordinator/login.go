@@ -93,7 +93,7 @@ func (c *Coordinator) buildLogin(ctx context.Context, lc LoginConfig, st store.S
 			AllowedDomains: o.AllowedDomains, RequiredClaims: o.RequiredClaims,
 			GroupsClaim: o.GroupsClaim, MFAACRs: o.MFAACRs, LoginTimeout: lc.Timeout,
 			MaxPending: lc.MaxPending, MaxPerSource: lc.MaxPerSource,
-			Store: st, Users: users, Audit: c.audit, HTTPClient: o.HTTPClient,
+			Store: st, Users: users, Audit: c.audit, Failures: c.failures, HTTPClient: o.HTTPClient,
 			Logger: c.log, RefreshChecks: o.RecheckEvery > 0,
 		})
 		if err != nil {
@@ -110,7 +110,7 @@ func (c *Coordinator) buildLogin(ctx context.Context, lc LoginConfig, st store.S
 		mux.Handle(oidc.CallbackPath, h)
 	}
 	if lc.Local {
-		l, err := local.New(local.Config{Store: st, Users: users, Audit: c.audit, Logger: c.log,
+		l, err := local.New(local.Config{Store: st, Users: users, Audit: c.audit, Failures: c.failures, Logger: c.log,
 			BaseURL: base, LoginTimeout: lc.Timeout, MaxPending: lc.MaxPending, MaxPerSource: lc.MaxPerSource})
 		if err != nil {
 			return logins{}, err

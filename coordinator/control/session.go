@@ -72,15 +72,23 @@ func (s *session) readWithin(d time.Duration) (wire.Message, error) {
 	return m, err
 }
 
-// fail tells the node why the channel closes, audits it, and returns err.
+// fail tells the node why the channel closes, records a protocol
+// violation and returns err. Before the registry has let the machine in
+// (action control.register) anyone with a fresh machine key can cause
+// one, so it is counted, never stored; after that it is audited.
 func (s *session) fail(ctx context.Context, action string, err error) error {
 	werr := errorFor(err)
 	_ = wire.WriteMessage(s.conn, werr)
-	if errors.Is(err, wire.ErrTooLarge) || errors.Is(err, wire.ErrUnknownType) || errors.Is(err, wire.ErrFrameVersion) ||
-		errors.Is(err, errBadMessage) || errors.Is(err, errVersion) {
-		_ = s.srv.cfg.Audit.Record(ctx, audit.Event{Actor: "node:" + s.conn.Peer().String(), Action: action,
-			Remote: s.remote, Outcome: audit.Denied, Detail: map[string]any{"error": err.Error()}})
+	if !errors.Is(err, wire.ErrTooLarge) && !errors.Is(err, wire.ErrUnknownType) && !errors.Is(err, wire.ErrFrameVersion) &&
+		!errors.Is(err, errBadMessage) && !errors.Is(err, errVersion) {
+		return err
 	}
+	if action == "control.register" {
+		s.srv.cfg.Failures.Record(action, s.remote, err.Error())
+		return err
+	}
+	_ = s.srv.cfg.Audit.Record(ctx, audit.Event{Actor: "node:" + s.conn.Peer().String(), Action: action,
+		Remote: s.remote, Outcome: audit.Denied, Detail: map[string]any{"error": audit.Truncate(err.Error(), audit.MaxDetail)}})
 	return err
 }
 

@@ -72,15 +72,25 @@ func checkRequest(req *wire.RegisterRequest) error {
 func (r *Registry) Register(ctx context.Context, machine key.MachinePublic, req *wire.RegisterRequest, remote string) (store.Node, error) {
 	ev := audit.Event{Actor: "node:" + machine.String(), Action: "node.register", Remote: remote,
 		Detail: map[string]any{"hostname": req.Hostname, "nodeKey": req.NodeKey.String()}}
-	n, err := r.register(ctx, machine, req, remote, &ev)
+	var known bool
+	n, err := r.register(ctx, machine, req, remote, &ev, &known)
 	var lr *LoginRequired
-	if errors.As(err, &lr) {
-		// A login began; nothing is stored yet.
+	switch {
+	case errors.As(err, &lr) && known:
+		// A registered machine signs in again; nothing is stored yet.
 		ev.Outcome = audit.OK
 		_ = r.audit.Record(ctx, ev)
 		return store.Node{}, err
-	}
-	if err != nil {
+	case errors.As(err, &lr):
+		// An unknown machine: who it is becomes known (and audited) when
+		// the sign-in completes.
+		return store.Node{}, err
+	case err != nil && !known:
+		// Neither the machine nor the key is known: anyone can send this
+		// as fast as they can handshake, so it is counted, not stored.
+		r.failures.Record("node.register", remote, err.Error())
+		return store.Node{}, err
+	case err != nil:
 		r.refused(ctx, ev, err)
 		return store.Node{}, err
 	}
@@ -125,12 +135,16 @@ func (r *Registry) commitNode(ctx context.Context, ev *audit.Event, fn func(tx *
 	return out, err
 }
 
-func (r *Registry) register(ctx context.Context, machine key.MachinePublic, req *wire.RegisterRequest, remote string, ev *audit.Event) (store.Node, error) {
+// register does Register's work. It sets *known once the caller is known
+// to the coordinator: its machine is a registered node, or its pre-auth
+// key is one the coordinator issued (even a used or revoked one).
+func (r *Registry) register(ctx context.Context, machine key.MachinePublic, req *wire.RegisterRequest, remote string, ev *audit.Event, knownCaller *bool) (store.Node, error) {
+	existing, err := r.st.GetNodeByMachineKey(ctx, machine)
+	known := err == nil
+	*knownCaller = known
 	if err := checkRequest(req); err != nil {
 		return store.Node{}, err
 	}
-	existing, err := r.st.GetNodeByMachineKey(ctx, machine)
-	known := err == nil
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return store.Node{}, fmt.Errorf("look up machine: %w", err)
 	}
@@ -192,6 +206,7 @@ func (r *Registry) register(ctx context.Context, machine key.MachinePublic, req 
 		} else if err != nil {
 			return store.Node{}, err
 		}
+		*knownCaller = true
 		if err := auth.CheckAuthKey(k, r.now()); err != nil {
 			return store.Node{}, err
 		}

@@ -42,6 +42,10 @@ type Config struct {
 	Store  store.Store    // required
 	Engine *netmap.Engine // required
 	Audit  *audit.Log     // required
+	// Failures counts refused registrations by callers the coordinator
+	// does not know (an unknown machine without a key it issued); nil
+	// makes a counter of its own.
+	Failures *audit.Failures
 	// Login enables interactive login; nil means pre-auth keys only.
 	Login  login.Login
 	Logger *slog.Logger
@@ -67,6 +71,7 @@ type Registry struct {
 	st        store.Store
 	engine    *netmap.Engine
 	audit     *audit.Log
+	failures  *audit.Failures
 	login     login.Login
 	approval  bool
 	log       *slog.Logger
@@ -97,6 +102,10 @@ func New(ctx context.Context, cfg Config) (*Registry, error) {
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
+	}
+	r.failures = cfg.Failures
+	if r.failures == nil {
+		r.failures = audit.NewFailures(r.log, 0)
 	}
 	if r.now == nil {
 		r.now = time.Now

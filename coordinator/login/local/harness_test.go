@@ -1,10 +1,12 @@
 package local
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -38,8 +40,30 @@ type harness struct {
 	cfg     Config
 	srv     *httptest.Server
 	clock   *testclock.Clock
+	failLog *syncBuffer // every unauthenticated failure's log line
+
 	mu      sync.Mutex
 	changed []store.UserID // users whose sign-in changed them (MFA)
+}
+
+// syncBuffer is a log destination safe for concurrent writers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// lastLine returns the newest line written.
+func (b *syncBuffer) lastLine() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	lines := strings.Split(strings.TrimSpace(b.buf.String()), "\n")
+	return lines[len(lines)-1]
 }
 
 // recorder is the registry (the real login.Users) noting the users whose
@@ -75,7 +99,7 @@ func newHarness(t *testing.T, tweak func(*Config)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, st: st, clock: testclock.New(time.Unix(1_780_000_005, 0).UTC())}
+	h := &harness{t: t, st: st, clock: testclock.New(time.Unix(1_780_000_005, 0).UTC()), failLog: &syncBuffer{}}
 	mux := http.NewServeMux()
 	h.srv = httptest.NewServer(mux)
 	al := audit.New(st, nil)
@@ -88,6 +112,7 @@ func newHarness(t *testing.T, tweak func(*Config)) *harness {
 		Store:          st,
 		Users:          recorder{reg: reg, h: h},
 		Audit:          al,
+		Failures:       audit.NewFailures(slog.New(slog.NewJSONHandler(h.failLog, nil)), time.Nanosecond),
 		Now:            h.clock.Now,
 		BaseURL:        h.srv.URL + "/",
 		PasswordParams: cheap,

@@ -46,9 +46,12 @@ type Config struct {
 	Store store.Store
 	// Users records successful sign-ins (the registry). Required.
 	Users login.Users
-	// Audit receives an event for every refused attempt; nil means events
-	// go to Logger only.
-	Audit *audit.Log
+	// Audit receives an event for every refused attempt on a known user;
+	// nil means events go to Logger only. Attempts on names that are no
+	// user go to Failures: counted and sampled into the log, never
+	// stored, since anyone can send them.
+	Audit    *audit.Log
+	Failures *audit.Failures
 	// Logger for operational messages; nil discards them.
 	Logger *slog.Logger
 	// Now returns the current time; nil means time.Now.
@@ -75,6 +78,7 @@ type Login struct {
 	st           store.Store
 	users        login.Users
 	audit        *audit.Log
+	failures     *audit.Failures
 	log          *slog.Logger
 	now          func() time.Time
 	prefix       string // BaseURL + LoginPath
@@ -123,6 +127,10 @@ func New(cfg Config) (*Login, error) {
 	}
 	if l.audit == nil {
 		l.audit = audit.New(nil, l.log)
+	}
+	l.failures = cfg.Failures
+	if l.failures == nil {
+		l.failures = audit.NewFailures(l.log, 0)
 	}
 	if l.now == nil {
 		l.now = time.Now
@@ -183,4 +191,3 @@ func (l *Login) maybeSweep(now time.Time) {
 		l.limiter.sweep(now)
 	}
 }
-

@@ -82,6 +82,16 @@ func TestLoginFlow(t *testing.T) {
 			if strings.Contains(body, tt.password) {
 				t.Fatal("response echoes the password")
 			}
+			if tt.wantReason == reasonUnknownUser {
+				// A name that is no user: counted, never stored.
+				if line := h.failLog.lastLine(); !strings.Contains(line, reasonUnknownUser) || strings.Contains(line, tt.user) {
+					t.Fatalf("failure line %s, want %s without the name", line, reasonUnknownUser)
+				}
+				if !h.isLive(m, u) {
+					t.Fatal("one failed attempt ended the login")
+				}
+				return
+			}
 			ev, detail := h.lastAudit(m)
 			if tt.wantReason != "" {
 				if ev.Outcome != audit.Denied || detail["reason"] != tt.wantReason {
@@ -167,6 +177,9 @@ func TestWaitBlocksUntilSignIn(t *testing.T) {
 func TestWrongPasswordEndsLogin(t *testing.T) {
 	h := newHarness(t, nil)
 	h.addUser(userSpec{name: "bob", password: true})
+	for i := 1; i <= MaxAttemptsPerLogin; i++ {
+		h.addUser(userSpec{name: fmt.Sprintf("user%d", i), password: true})
+	}
 	m := newMachine()
 	u := h.begin(m)
 	b := h.browser()
@@ -203,7 +216,7 @@ func TestUserRateLimit(t *testing.T) {
 	// Five failures for "ann" spread over logins (and case variants),
 	// all from one address.
 	b := h.browser()
-	for i, name := range []string{"ann", "ann", "ANN", "ann", "Ann"} {
+	for i, name := range []string{"ANN", "Ann", "ann", "ann", "ann"} {
 		m := newMachine()
 		u := h.begin(m)
 		h.openForm(b, u)

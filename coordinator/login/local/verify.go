@@ -22,6 +22,10 @@ const AuditAction = "login.local"
 // after repeated failures: an alert worth a look.
 const LockoutAction = "login.local-lockout"
 
+// unknownUser is the actor of attempts on a name that is no user: people
+// type passwords into the name field, so the name is never recorded.
+const unknownUser = "unknown-user"
+
 // maxNameLen bounds a submitted user name.
 const maxNameLen = 256
 
@@ -103,7 +107,7 @@ func (l *Login) submit(ctx context.Context, id, cookie string, c credentials, re
 	if len(name) > maxNameLen {
 		return result{status: http.StatusBadRequest, msg: msgBadCredentials}
 	}
-	a := &attempt{l: l, e: e, remote: remote, ev: audit.Event{Actor: "unknown-user", Action: AuditAction,
+	a := &attempt{l: l, e: e, remote: remote, ev: audit.Event{Actor: unknownUser, Action: AuditAction,
 		Target: "node:" + e.Machine.String(), Remote: remote, Detail: map[string]any{}}}
 	u, err := l.st.GetUserByName(ctx, name)
 	known := err == nil
@@ -243,23 +247,33 @@ func (a *attempt) countFailure(r result) result {
 	return r
 }
 
-// deny counts and audits a refused attempt.
+// deny counts a refused attempt against its login and records it.
 func (a *attempt) deny(ctx context.Context, reason string, r result) result {
 	r = a.countFailure(r)
 	a.ev.Outcome = audit.Denied
 	a.ev.Detail["reason"] = reason
-	_ = a.l.audit.Record(ctx, a.ev)
+	a.record(ctx)
 	return r
+}
+
+// record audits the attempt if it named a user, and counts it otherwise.
+func (a *attempt) record(ctx context.Context) {
+	if a.ev.Actor == unknownUser {
+		reason, _ := a.ev.Detail["reason"].(string)
+		a.l.failures.Record(AuditAction, a.remote, reason)
+		return
+	}
+	_ = a.l.audit.Record(ctx, a.ev)
 }
 
 // refusedBy counts an attempt the registry refused (and audited).
 func (a *attempt) refusedBy(r result) result { return a.countFailure(r) }
 
-// failed audits an attempt that could not be checked.
+// failed records an attempt that could not be checked.
 func (a *attempt) failed(ctx context.Context, reason string) result {
 	a.ev.Outcome = audit.Failed
 	a.ev.Detail["reason"] = reason
-	_ = a.l.audit.Record(ctx, a.ev)
+	a.record(ctx)
 	return result{status: http.StatusServiceUnavailable, msg: msgTryLater}
 }
 
@@ -268,6 +282,10 @@ func (a *attempt) failed(ctx context.Context, reason string) result {
 func (a *attempt) alert(ctx context.Context, lockout time.Duration) {
 	a.l.log.Warn("local login: repeated failed sign-ins; this user is locked out from this address for a while",
 		"actor", a.ev.Actor, "remote", a.remote, "lockout", lockout)
+	if a.ev.Actor == unknownUser {
+		a.l.failures.Record(LockoutAction, a.remote, "a name that is no user, locked out for "+lockout.String())
+		return
+	}
 	_ = a.l.audit.Record(ctx, audit.Event{Actor: a.ev.Actor, Action: LockoutAction, Target: a.ev.Actor, Remote: a.remote,
 		Outcome: audit.Denied, Detail: map[string]any{"lockout_seconds": int(lockout / time.Second), "source": login.SourceKey(a.remote)}})
 }

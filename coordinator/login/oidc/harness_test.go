@@ -1,12 +1,14 @@
 package oidc
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -40,6 +42,8 @@ type harness struct {
 	login *Login
 	url   string           // the coordinator's base URL
 	clock *testclock.Clock // starts at the real time, so provider-issued tokens verify
+
+	failLog *syncBuffer // every unauthenticated failure's log line
 
 	mu      sync.Mutex
 	changed []store.UserID // users a sign-in or recheck changed
@@ -91,7 +95,8 @@ func newHarness(t testing.TB, opts ...func(*Config)) *harness {
 	t.Helper()
 	ctx := context.Background()
 	srv := httptest.NewUnstartedServer(nil)
-	h := &harness{t: t, url: "http://" + srv.Listener.Addr().String(), clock: testclock.New(time.Now().Truncate(time.Second))}
+	h := &harness{t: t, url: "http://" + srv.Listener.Addr().String(), clock: testclock.New(time.Now().Truncate(time.Second)),
+		failLog: &syncBuffer{}}
 	h.op = newTestOP(t, h.url+CallbackPath)
 
 	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "warren.db"), nil)
@@ -117,6 +122,7 @@ func newHarness(t testing.TB, opts ...func(*Config)) *harness {
 		Store:        st,
 		Users:        recorder{reg: reg, h: h},
 		Audit:        al,
+		Failures:     audit.NewFailures(slog.New(slog.NewJSONHandler(h.failLog, nil)), time.Nanosecond),
 		HTTPClient:   &http.Client{Transport: tr, Timeout: 10 * time.Second},
 		Now:          h.clock.Now,
 	}
@@ -201,4 +207,24 @@ func (h *harness) lastAudit() store.AuditEvent {
 func newBrowser(t testing.TB) *oidctest.Browser {
 	t.Helper()
 	return oidctest.NewBrowser(t, CallbackPath)
+}
+
+// syncBuffer is a log destination safe for concurrent writers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// lastLine returns the newest line written.
+func (b *syncBuffer) lastLine() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	lines := strings.Split(strings.TrimSpace(b.buf.String()), "\n")
+	return lines[len(lines)-1]
 }

@@ -127,8 +127,13 @@ type Config struct {
 	// Users records sign-ins and recheck outcomes (the registry).
 	Users login.Users
 	// Audit receives a "login.oidc" event for every refused or failed
-	// sign-in (successful ones are recorded by Users); nil records none.
-	Audit *audit.Log
+	// sign-in of a person the provider identified (successful ones are
+	// recorded by Users); nil records none. What callers nobody has
+	// identified get wrong (a forged state, a bad code, an unknown login
+	// URL) goes to Failures instead: counted, sampled into the log, never
+	// stored, since anyone can send it.
+	Audit    *audit.Log
+	Failures *audit.Failures
 	// RefreshChecks keeps each user's refresh token (requesting the
 	// offline_access scope when the provider offers it) so that
 	// RecheckAll can ask the provider whether users may still sign in.
@@ -281,6 +286,9 @@ func (c *Config) fill() error {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.Failures == nil {
+		c.Failures = audit.NewFailures(c.Logger, 0)
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -331,9 +339,15 @@ func (l *Login) expired(m key.MachinePublic) {
 		Detail: map[string]any{"reason": "login not completed in time"}})
 }
 
-// record writes an audit event for this package's action, if auditing is
-// configured.
+// record writes an audit event for this package's action when its actor
+// is a person the provider identified, and counts it in Failures
+// otherwise.
 func (l *Login) record(ctx context.Context, e audit.Event) {
+	if !strings.HasPrefix(e.Actor, "user:") {
+		reason, _ := e.Detail["reason"].(string)
+		l.cfg.Failures.Record(auditAction, e.Remote, reason)
+		return
+	}
 	if l.cfg.Audit == nil {
 		return
 	}
