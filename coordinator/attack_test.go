@@ -1,7 +1,6 @@
 package coordinator_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/warrenmesh/warren/coordinator"
 	"github.com/warrenmesh/warren/internal/noise"
+	"github.com/warrenmesh/warren/internal/testlog"
 )
 
 // The attacks an outside test ran against the coordinator, kept so they
@@ -166,24 +166,6 @@ func runIdleAttack(t testing.TB, n int) {
 		n, sources, slowHandshakes.Load(), bound, probes)
 }
 
-// syncBuffer is a bytes.Buffer safe for the logger's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) Len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Len()
-}
-
 // dbSize is the size of the coordinator's database and its WAL.
 func dbSize(t *testing.T, dir string) int64 {
 	t.Helper()
@@ -204,7 +186,7 @@ func dbSize(t *testing.T, dir string) int64 {
 func TestAttackHugeUnauthenticatedRequests(t *testing.T) {
 	const requests = 100
 	const limit = 1 << 20
-	var logs syncBuffer
+	var logs testlog.Buffer
 	dir := t.TempDir()
 	s := serve(t, coordinator.Config{StateDir: dir, Relay: coordinator.RelayConfig{STUNListen: "127.0.0.1:0"},
 		Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})

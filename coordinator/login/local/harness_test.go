@@ -1,7 +1,6 @@
 package local
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -29,6 +28,7 @@ import (
 	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/internal/key"
 	"github.com/warrenmesh/warren/internal/testclock"
+	"github.com/warrenmesh/warren/internal/testlog"
 )
 
 // harness is a Login over a real SQLite store, served by an httptest
@@ -40,30 +40,10 @@ type harness struct {
 	cfg     Config
 	srv     *httptest.Server
 	clock   *testclock.Clock
-	failLog *syncBuffer // every unauthenticated failure's log line
+	failLog *testlog.Buffer // every unauthenticated failure's log line
 
 	mu      sync.Mutex
 	changed []store.UserID // users whose sign-in changed them (MFA)
-}
-
-// syncBuffer is a log destination safe for concurrent writers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// lastLine returns the newest line written.
-func (b *syncBuffer) lastLine() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	lines := strings.Split(strings.TrimSpace(b.buf.String()), "\n")
-	return lines[len(lines)-1]
 }
 
 // recorder is the registry (the real login.Users) noting the users whose
@@ -99,7 +79,7 @@ func newHarness(t *testing.T, tweak func(*Config)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, st: st, clock: testclock.New(time.Unix(1_780_000_005, 0).UTC()), failLog: &syncBuffer{}}
+	h := &harness{t: t, st: st, clock: testclock.New(time.Unix(1_780_000_005, 0).UTC()), failLog: &testlog.Buffer{}}
 	mux := http.NewServeMux()
 	h.srv = httptest.NewServer(mux)
 	al := audit.New(st, nil)

@@ -84,7 +84,7 @@ func TestLoginFlow(t *testing.T) {
 			}
 			if tt.wantReason == reasonUnknownUser {
 				// A name that is no user: counted, never stored.
-				if line := h.failLog.lastLine(); !strings.Contains(line, reasonUnknownUser) || strings.Contains(line, tt.user) {
+				if line := h.failLog.LastLine(); !strings.Contains(line, reasonUnknownUser) || strings.Contains(line, tt.user) {
 					t.Fatalf("failure line %s, want %s without the name", line, reasonUnknownUser)
 				}
 				if !h.isLive(m, u) {

@@ -1,14 +1,12 @@
 package oidc
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -23,6 +21,7 @@ import (
 	"github.com/warrenmesh/warren/internal/key"
 	"github.com/warrenmesh/warren/internal/oidctest"
 	"github.com/warrenmesh/warren/internal/testclock"
+	"github.com/warrenmesh/warren/internal/testlog"
 )
 
 // TestMain checks that no test leaves a goroutine behind.
@@ -43,7 +42,7 @@ type harness struct {
 	url   string           // the coordinator's base URL
 	clock *testclock.Clock // starts at the real time, so provider-issued tokens verify
 
-	failLog *syncBuffer // every unauthenticated failure's log line
+	failLog *testlog.Buffer // every unauthenticated failure's log line
 
 	mu      sync.Mutex
 	changed []store.UserID // users a sign-in or recheck changed
@@ -96,7 +95,7 @@ func newHarness(t testing.TB, opts ...func(*Config)) *harness {
 	ctx := context.Background()
 	srv := httptest.NewUnstartedServer(nil)
 	h := &harness{t: t, url: "http://" + srv.Listener.Addr().String(), clock: testclock.New(time.Now().Truncate(time.Second)),
-		failLog: &syncBuffer{}}
+		failLog: &testlog.Buffer{}}
 	h.op = newTestOP(t, h.url+CallbackPath)
 
 	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "warren.db"), nil)
@@ -207,24 +206,4 @@ func (h *harness) lastAudit() store.AuditEvent {
 func newBrowser(t testing.TB) *oidctest.Browser {
 	t.Helper()
 	return oidctest.NewBrowser(t, CallbackPath)
-}
-
-// syncBuffer is a log destination safe for concurrent writers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-// lastLine returns the newest line written.
-func (b *syncBuffer) lastLine() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	lines := strings.Split(strings.TrimSpace(b.buf.String()), "\n")
-	return lines[len(lines)-1]
 }

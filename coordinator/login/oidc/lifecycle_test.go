@@ -68,7 +68,7 @@ func TestLoginTimeout(t *testing.T) {
 	if _, err := h.login.Wait(context.Background(), m, loginURL); !errors.Is(err, ErrLoginTimeout) {
 		t.Fatalf("Wait: %v, want ErrLoginTimeout", err)
 	}
-	if line := h.failLog.lastLine(); !strings.Contains(line, "not completed in time") {
+	if line := h.failLog.LastLine(); !strings.Contains(line, "not completed in time") {
 		t.Fatalf("failure line = %s", line)
 	}
 	if evs := h.auditEvents(); len(evs) != 0 {

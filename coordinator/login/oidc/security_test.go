@@ -22,7 +22,7 @@ import (
 // (whose log line carries the reason), never a stored row.
 func expectDenied(t *testing.T, h *harness, want string) {
 	t.Helper()
-	line := h.failLog.lastLine()
+	line := h.failLog.LastLine()
 	if strings.Contains(line, want) && strings.Contains(line, `"kind":"login.oidc"`) {
 		noTokensAudited(t, h)
 		if strings.Contains(line, "eyJ") || strings.Contains(line, clientSecret) {
@@ -228,7 +228,7 @@ func TestPKCEVerifierChecked(t *testing.T) {
 	if res := <-waited; res.err == nil {
 		t.Fatal("Wait succeeded with a wrong PKCE verifier")
 	}
-	if line := h.failLog.lastLine(); !strings.Contains(line, "exchanging the authorization code") {
+	if line := h.failLog.LastLine(); !strings.Contains(line, "exchanging the authorization code") {
 		t.Fatalf("failure line = %s", line)
 	}
 	noUsers(t, h)
