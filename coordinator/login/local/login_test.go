@@ -118,7 +118,7 @@ func TestLoginFlow(t *testing.T) {
 			}
 			changed := h.changedUsers()[before:]
 			if tt.wantChange != slices.Contains(changed, got.ID) || len(changed) > 1 {
-				t.Fatalf("OnUserChanged calls %v, want a call: %v", changed, tt.wantChange)
+				t.Fatalf("users changed %v, want a call: %v", changed, tt.wantChange)
 			}
 			if _, err := h.wait(m, u, time.Second); !errors.Is(err, ErrUnknownLogin) {
 				t.Fatalf("second Wait = %v, want ErrUnknownLogin (single use)", err)

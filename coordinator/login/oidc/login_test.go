@@ -119,6 +119,6 @@ func TestMFA(t *testing.T) {
 		t.Fatalf("groups = %v, want [eng sre]", res.user.Groups)
 	}
 	if got := h.changedUsers(); !slices.Contains(got, bob.ID) {
-		t.Fatalf("OnUserChanged calls %v, want one for bob (%d)", got, bob.ID)
+		t.Fatalf("users changed %v, want one for bob (%d)", got, bob.ID)
 	}
 }

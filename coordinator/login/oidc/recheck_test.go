@@ -76,7 +76,7 @@ func TestRecheck(t *testing.T) {
 		t.Fatalf("ann after the recheck: groups %v, MFA %v, token kept %v", got.Groups, got.MFAAt, got.RefreshToken != "")
 	}
 	if c := h.changedUsers(); !slices.Equal(c, []store.UserID{ann.ID}) {
-		t.Fatalf("OnUserChanged calls %v", c)
+		t.Fatalf("users changed %v", c)
 	}
 
 	// An unreachable provider changes nothing.
