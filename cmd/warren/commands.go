@@ -155,6 +155,13 @@ func (c *command) status(args []string) error {
 	case localapi.StateStarting:
 		fmt.Fprintf(c.out, "Starting: connecting to %s…\n", st.Coordinator)
 		return nil
+	case localapi.StateNeedsLogin:
+		fmt.Fprintf(c.out, "Needs login: to finish joining %s, sign in at:\n  %s\n", st.Coordinator, st.AuthURL)
+		return nil
+	}
+	if st.Self == nil { // a state this CLI does not know yet
+		fmt.Fprintf(c.out, "%s: %s\n", st.State, st.Coordinator)
+		return nil
 	}
 	conn := "connected"
 	if !st.Connected {
