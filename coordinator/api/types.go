@@ -26,8 +26,11 @@ type User struct {
 	Role     string    `json:"role"`
 	Disabled bool      `json:"disabled"`
 	Created  time.Time `json:"created"`
-	// Issuer is the OpenID Provider the user signs in at ("" for none).
-	Issuer string `json:"issuer,omitempty"`
+	// Issuer is the OpenID Provider the user signs in at ("" for none),
+	// and Subject the user's account there (the "sub" claim): the pair
+	// names the account across systems, as an email can change.
+	Issuer  string `json:"issuer,omitempty"`
+	Subject string `json:"subject,omitempty"`
 	// LastMFA is when the user last signed in with a second factor.
 	LastMFA *time.Time `json:"lastMFA,omitempty"`
 	// Password and TOTP report whether local-login credentials are set
@@ -179,7 +182,7 @@ func (d *Duration) UnmarshalText(b []byte) error {
 
 func userJSON(u store.User) User {
 	out := User{ID: int64(u.ID), Name: u.Name, Email: u.Email, Groups: u.Groups, Role: string(u.Role),
-		Disabled: u.Disabled, Created: u.Created, Issuer: u.Issuer,
+		Disabled: u.Disabled, Created: u.Created, Issuer: u.Issuer, Subject: u.Subject,
 		Password: u.PasswordHash != "", TOTP: u.TOTPSecret != ""}
 	if !u.MFAAt.IsZero() {
 		t := u.MFAAt

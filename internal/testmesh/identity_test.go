@@ -3,11 +3,13 @@ package testmesh
 import (
 	"context"
 	"net"
+	"net/http/httptest"
 	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/warrenmesh/warren/coordinator"
+	"github.com/warrenmesh/warren/coordinator/api"
 	"github.com/warrenmesh/warren/coordinator/registry"
 	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/internal/key"
@@ -134,4 +136,31 @@ func TestReauthRotatesNodeKeyKeepsAddress(t *testing.T) {
 	must(t, peer.WaitFor(wait, func(nm *controlclient.Netmap) bool {
 		return len(nm.Peers) == 1 && nm.Peers[0].NodeKey == after.NodeKey
 	}))
+}
+
+// TestUsersListShowsIdPAccount: the admin API names a user who signed in
+// through the provider by issuer and subject, the pair admins match
+// accounts across systems by.
+func TestUsersListShowsIdPAccount(t *testing.T) {
+	m := New(t, Options{OIDC: &OIDCOptions{Users: idpUsers}})
+	m.Up("ann-laptop", NodeOptions{}, m.AsOIDCUser("ann"))
+	srv := httptest.NewServer(m.Coord.AdminHandler())
+	defer srv.Close()
+	ctx := context.Background()
+	admin, err := m.Coord.Registry().CreateUser(ctx, Admin, store.User{Name: "admin@example.com", Role: store.RoleAdmin})
+	must(t, err)
+	_, adminKey, err := m.Coord.Registry().CreateAPIKey(ctx, Admin, admin.ID, 0)
+	must(t, err)
+	users, err := api.NewRemoteClient(srv.URL, adminKey, nil).ListUsers(ctx)
+	must(t, err)
+	for _, u := range users {
+		if u.Name != "ann@example.com" {
+			continue
+		}
+		if u.Issuer != m.OP.Issuer() || u.Subject != "sub-ann" {
+			t.Fatalf("ann listed with issuer %q and subject %q, want %q and %q", u.Issuer, u.Subject, m.OP.Issuer(), "sub-ann")
+		}
+		return
+	}
+	t.Fatalf("ann is not listed: %+v", users)
 }
