@@ -191,6 +191,9 @@ func (r *Registry) register(ctx context.Context, machine key.MachinePublic, req 
 			if cur.Disabled {
 				return store.Node{}, fmt.Errorf("%w: user %s is disabled", ErrLoginFailed, cur.Name)
 			}
+			if err := checkOwner(ctx, tx, machine, cur); err != nil {
+				return store.Node{}, err
+			}
 			return r.bind(ctx, tx, machine, req, store.AuthKey{UserID: u.ID})
 		})
 	}
@@ -225,6 +228,29 @@ func (r *Registry) register(ctx context.Context, machine key.MachinePublic, req 
 		k.UsedCount++
 		return n, tx.UpdateAuthKey(ctx, k)
 	})
+}
+
+// checkOwner refuses a sign-in by u on a machine that is another user's
+// node: a re-auth must not move a device to whoever signs in on it. A
+// device changes owner only by an admin.
+func checkOwner(ctx context.Context, q store.Queries, machine key.MachinePublic, u store.User) error {
+	n, err := q.GetNodeByMachineKey(ctx, machine)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if n.Tagged() || n.UserID == 0 || n.UserID == u.ID {
+		return nil
+	}
+	owner := fmt.Sprintf("user %d", n.UserID)
+	if o, err := q.GetUser(ctx, n.UserID); err == nil {
+		owner = o.Name
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	return fmt.Errorf("%w: this device (%s) belongs to %s, not %s; an admin must delete it or change its owner", ErrLoginFailed, n.Name, owner, u.Name)
 }
 
 // bind creates or re-keys the machine's node as the pre-auth key says.

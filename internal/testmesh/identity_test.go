@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http/httptest"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/internal/key"
 	"github.com/warrenmesh/warren/node/controlclient"
+	"github.com/warrenmesh/warren/node/localapi"
 )
 
 // openPolicy lets every node reach every other, so that only identity
@@ -163,4 +165,30 @@ func TestUsersListShowsIdPAccount(t *testing.T) {
 		return
 	}
 	t.Fatalf("ann is not listed: %+v", users)
+}
+
+// TestReauthAsAnotherUserRefused: a device signed in by ann and then
+// re-authenticated by bob stays ann's; the coordinator refuses the
+// sign-in, names the owner, and audits it. A device changes owner only by
+// an admin.
+func TestReauthAsAnotherUserRefused(t *testing.T) {
+	m := New(t, Options{Policy: idpGroupPolicy, OIDC: &OIDCOptions{Users: idpUsers}})
+	d := m.AddDaemon("ann-laptop")
+	st, _, err := d.Up(localapi.UpRequest{}, m.AsOIDCUser("ann"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := store.NodeID(st.Self.ID)
+	_, _, err = d.Up(localapi.UpRequest{Reauth: true}, m.AsOIDCUser("bob"))
+	if err == nil || !strings.Contains(err.Error(), "belongs to ann@example.com") || !strings.Contains(err.Error(), "admin") {
+		t.Fatalf("re-auth as bob on ann's device: %v; want a refusal naming ann", err)
+	}
+	n, err := m.Coord.Store().GetNode(context.Background(), id)
+	must(t, err)
+	if n.UserID != userNamed(t, m, "ann@example.com").ID {
+		t.Fatalf("the device moved to user %d", n.UserID)
+	}
+	if len(auditWith(t, m, "node.login", "denied", "bob@example.com")) != 1 {
+		t.Fatal("the refused re-auth is not audited")
+	}
 }
