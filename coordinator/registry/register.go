@@ -250,7 +250,8 @@ func checkOwner(ctx context.Context, q store.Queries, machine key.MachinePublic,
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
-	return fmt.Errorf("%w: this device (%s) belongs to %s, not %s; an admin must delete it or change its owner", ErrLoginFailed, n.Name, owner, u.Name)
+	return fmt.Errorf("%w: this device (%s) belongs to %s, not %s; an admin must delete it (warren-coordinator nodes delete %d) or give it a pre-auth key of its new owner",
+		ErrLoginFailed, n.Name, owner, u.Name, n.ID)
 }
 
 // bind creates or re-keys the machine's node as the pre-auth key says.
