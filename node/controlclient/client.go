@@ -233,7 +233,12 @@ func (c *Client) session(ctx context.Context) error {
 	}
 	reg, ok := m.(*wire.RegisterResponse)
 	if ok && reg.AuthURL != "" {
+		// While the coordinator waits for the sign-in it reads nothing, so
+		// a close handshake would wait out its timeout: a node that stops
+		// meanwhile drops the connection at once.
+		abort := context.AfterFunc(ctx, func() { _ = ws.CloseNow() })
 		reg, err = c.login(ctx, conn, idle, reg.AuthURL)
+		abort()
 		if err != nil {
 			return err
 		}
