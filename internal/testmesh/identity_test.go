@@ -167,6 +167,76 @@ func TestUsersListShowsIdPAccount(t *testing.T) {
 	t.Fatalf("ann is not listed: %+v", users)
 }
 
+// upUntilSignIn runs "warren up" with req on d until the daemon prints a
+// sign-in URL, then gives up as a "warren up" whose --timeout passes
+// would: nobody signs in. It returns the URL and Up's error.
+func upUntilSignIn(t *testing.T, d *Daemon, req localapi.UpRequest) (string, error) {
+	t.Helper()
+	req.Coordinator, req.Hostname = d.m.URL, d.Name
+	ctx, cancel := context.WithTimeout(context.Background(), loginWait)
+	defer cancel()
+	var url string
+	_, err := d.Daemon.Up(ctx, req, func(step string) {
+		if u, ok := strings.CutPrefix(step, "to finish joining, sign in at: "); ok {
+			url = u
+			cancel()
+		}
+	})
+	if url == "" {
+		t.Fatalf("%s printed no sign-in URL: %v", d.Name, err)
+	}
+	return url, err
+}
+
+// TestReauthKeepsSessionUntilSignIn: "warren up --reauth" that nobody
+// completes leaves the node as it was (same node key, its peers, its
+// open connections); only a completed sign-in switches it to the new
+// key.
+func TestReauthKeepsSessionUntilSignIn(t *testing.T) {
+	m := New(t, Options{Policy: idpGroupPolicy, OIDC: &OIDCOptions{Users: idpUsers}})
+	db, pg := dbServer(t, m)
+	d := m.AddDaemon("ann-laptop")
+	if _, _, err := d.Up(localapi.UpRequest{}, m.AsOIDCUser("ann")); err != nil {
+		t.Fatal(err)
+	}
+	oldKey := d.NodeKey()
+	conn, ok := daemonReaches(d, pg, wait)
+	if !ok {
+		t.Fatal("ann's node cannot reach tag:db:5432 after signing in")
+	}
+	defer conn.Close()
+
+	if _, err := upUntilSignIn(t, d, localapi.UpRequest{Reauth: true}); err == nil {
+		t.Fatal("up --reauth without a sign-in succeeded")
+	}
+	if d.NodeKey() != oldKey {
+		t.Fatal("an unfinished re-auth replaced the node key")
+	}
+	if st := d.Status(context.Background()); st.State != localapi.StateRunning || len(st.Peers) != 1 {
+		t.Fatalf("after an unfinished re-auth: %+v; want the node running with its peer", st)
+	}
+	if !echoes(conn, wait) {
+		t.Fatal("an unfinished re-auth broke the node's open connection")
+	}
+	if nm := db.Netmap(); len(nm.Peers) != 1 || nm.Peers[0].NodeKey != oldKey {
+		t.Fatalf("db's peers after an unfinished re-auth: %s", Describe(nm))
+	}
+
+	// The next re-auth that someone completes switches to a new key.
+	st, _, err := d.Up(localapi.UpRequest{Reauth: true}, m.AsOIDCUser("ann"))
+	if err != nil || st.State != localapi.StateRunning || d.NodeKey() == oldKey {
+		t.Fatalf("up --reauth with a sign-in: %+v, %v; want running under a new key", st, err)
+	}
+	must(t, db.WaitFor(wait, func(nm *controlclient.Netmap) bool {
+		return len(nm.Peers) == 1 && nm.Peers[0].NodeKey == d.NodeKey()
+	}))
+	c, ok := daemonReaches(d, pg, wait)
+	if !ok {
+		t.Fatal("the re-authenticated node cannot reach tag:db:5432")
+	}
+	c.Close()
+}
+
 // TestReauthAsAnotherUserRefused: a device signed in by ann and then
 // re-authenticated by bob stays ann's; the coordinator refuses the
 // sign-in, names the owner, and audits it. A device changes owner only by

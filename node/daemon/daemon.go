@@ -79,9 +79,13 @@ type Daemon struct {
 
 	ops sync.Mutex // serialises Up, Down, Logout and Close; held across waits
 
-	mu         sync.Mutex // guards the fields below; never held across waits
-	st         state.State
-	sess       *session
+	mu   sync.Mutex // guards the fields below; never held across waits
+	st   state.State
+	sess *session
+	// pending is a session under a new node key that Up started while
+	// sess keeps running (a re-auth, a new coordinator); it replaces sess
+	// on its first netmap (promote), or Up stops it and sess stays.
+	pending    *session
 	lastErr    string
 	proxyAddrs []string
 	closed     bool
@@ -229,6 +233,9 @@ func (d *Daemon) Up(ctx context.Context, req localapi.UpRequest, progress func(s
 	if req.Tags != nil {
 		st.Tags = slices.Clone(req.Tags)
 	}
+	if old := d.current(); old != nil && st.NodeKey.Public() != d.NodeKey() && old.netmap() != nil {
+		return d.upBeside(ctx, old, st, progress)
+	}
 	if err := state.Save(d.cfg.StateDir, st); err != nil {
 		return localapi.Status{}, err
 	}
@@ -247,9 +254,7 @@ func (d *Daemon) Up(ctx context.Context, req localapi.UpRequest, progress func(s
 	for {
 		select {
 		case <-s.firstMap:
-			nm := s.netmap()
-			progress(fmt.Sprintf("registered as %s (%s)", nm.Self.Name, joinPrefixes(nm.Self.Addresses)))
-			return d.Status(ctx), nil
+			return d.joined(ctx, s, progress), nil
 		case url := <-s.loginURLs:
 			progress("to finish joining, sign in at: " + url)
 		case <-s.done:
@@ -258,6 +263,80 @@ func (d *Daemon) Up(ctx context.Context, req localapi.UpRequest, progress func(s
 			return localapi.Status{}, fmt.Errorf("still connecting (the node keeps trying; see warren status): %w", ctx.Err())
 		}
 	}
+}
+
+// upBeside joins under st, whose node key is new, while the running
+// session old keeps the node in the mesh: the new session replaces old
+// only once it is in (a re-auth someone completed, a new coordinator that
+// took the key). If it is refused, or nobody signs in before ctx ends,
+// the node stays as it was: same session, key and state file. Callers
+// hold d.ops.
+func (d *Daemon) upBeside(ctx context.Context, old *session, st state.State, progress func(string)) (localapi.Status, error) {
+	progress("connecting to " + st.Coordinator + " as " + st.Hostname + "; the current session stays up until this one is in")
+	d.mu.Lock()
+	s := newSession(d, st, false, true)
+	d.pending = s
+	d.mu.Unlock()
+	defer d.dropPending(s)
+	for {
+		select {
+		case <-s.firstMap:
+			return d.joined(ctx, s, progress), nil
+		case url := <-s.loginURLs:
+			progress("to finish joining, sign in at: " + url)
+		case <-s.done:
+			return localapi.Status{}, fmt.Errorf("%w (this node keeps its current session)", s.runErr())
+		case <-ctx.Done():
+			if !d.dropPending(s) {
+				// Promoted meanwhile: it is the node's session now.
+				return localapi.Status{}, fmt.Errorf("still connecting (the node keeps trying; see warren status): %w", ctx.Err())
+			}
+			return localapi.Status{}, fmt.Errorf("not signed in in time, so this node keeps its current session and key (run the command again to retry): %w", ctx.Err())
+		}
+	}
+}
+
+// dropPending stops s if it is still the pending session and reports
+// whether it was.
+func (d *Daemon) dropPending(s *session) bool {
+	d.mu.Lock()
+	drop := d.pending == s
+	if drop {
+		d.pending = nil
+	}
+	d.mu.Unlock()
+	if drop {
+		s.stop()
+	}
+	return drop
+}
+
+// promote makes the pending session s, which just got its first netmap,
+// the node's session, and stops the one it replaces (freeing the data
+// plane's port for s). It runs on s's control goroutine and reports false
+// when s is no longer pending (Up gave up on it).
+func (d *Daemon) promote(s *session) bool {
+	d.mu.Lock()
+	if d.pending != s {
+		d.mu.Unlock()
+		return false
+	}
+	old := d.sess
+	d.pending, d.sess, d.st, d.lastErr = nil, s, s.st, ""
+	s.provisional.Store(false)
+	d.mu.Unlock()
+	if old != nil {
+		old.stop()
+	}
+	d.log.Info("the new session is in; the previous one stopped", "nodeKey", s.st.NodeKey.Public())
+	return true
+}
+
+// joined reports the first netmap of session s.
+func (d *Daemon) joined(ctx context.Context, s *session, progress func(string)) localapi.Status {
+	nm := s.netmap()
+	progress(fmt.Sprintf("registered as %s (%s)", nm.Self.Name, joinPrefixes(nm.Self.Addresses)))
+	return d.Status(ctx)
 }
 
 // Down implements localapi.Backend.
@@ -328,7 +407,7 @@ func (d *Daemon) Logout(ctx context.Context) error {
 func (d *Daemon) startSession(resume bool) *session {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	s := newSession(d, d.st, resume)
+	s := newSession(d, d.st, resume, false)
 	d.sess = s
 	return s
 }

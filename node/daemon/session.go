@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/warrenmesh/warren/node/controlclient"
@@ -27,6 +28,10 @@ type session struct {
 	cancel context.CancelFunc
 	ctx    context.Context
 
+	// provisional is set while the session is Daemon.pending: not yet the
+	// node's, so it must not touch what belongs to the running session.
+	provisional atomic.Bool
+
 	firstMap     chan struct{} // closed on the first netmap
 	firstMapOnce sync.Once
 	loginURLs    chan string   // sign-in URLs for a waiting Up (latest only)
@@ -43,11 +48,14 @@ type session struct {
 
 // newSession starts a session. With resume set it first applies the
 // cached netmap, if any, so the tunnels come back even while the
-// coordinator is unreachable.
-func newSession(d *Daemon, st state.State, resume bool) *session {
+// coordinator is unreachable. A provisional session runs beside the
+// node's session and must be promoted (Daemon.promote) on its first
+// netmap before it starts a data plane.
+func newSession(d *Daemon, st state.State, resume, provisional bool) *session {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &session{d: d, st: st, ctx: ctx, cancel: cancel,
 		firstMap: make(chan struct{}), done: make(chan struct{}), loginURLs: make(chan string, 1)}
+	s.provisional.Store(provisional)
 	cc, err := controlclient.New(controlclient.Config{
 		URL: st.Coordinator, ControlKey: st.ControlKey, Machine: st.MachineKey,
 		NodeKey: st.NodeKey.Public(), DiscoKey: st.DiscoKey.Public(),
@@ -83,7 +91,7 @@ func (s *session) run() {
 	err := s.client.Run(s.ctx)
 	s.cancel()
 	s.helpers.Wait()
-	if perm := (*controlclient.PermanentError)(nil); errors.As(err, &perm) {
+	if perm := (*controlclient.PermanentError)(nil); errors.As(err, &perm) && !s.provisional.Load() {
 		_ = os.Remove(filepath.Join(s.d.cfg.StateDir, netmapCacheFile)) // refused: the map is void
 	}
 	s.mu.Lock()
@@ -136,6 +144,9 @@ func (s *session) onNetmap(nm *controlclient.Netmap) { s.apply(nm, true) }
 // addresses there) and applies every netmap to it. fresh is false for the
 // cached netmap of a resumed session.
 func (s *session) apply(nm *controlclient.Netmap, fresh bool) {
+	if s.provisional.Load() && !s.d.promote(s) {
+		return // abandoned: being stopped
+	}
 	s.mu.Lock()
 	eng := s.eng
 	s.mu.Unlock()
