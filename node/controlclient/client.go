@@ -215,8 +215,9 @@ func (c *Client) session(ctx context.Context) error {
 		return err
 	}
 	defer conn.Close()
-	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
-	defer stop()
+	closeOnEnd := func() { _ = conn.Close() }
+	stop := context.AfterFunc(ctx, closeOnEnd)
+	defer func() { stop() }()
 	// A watchdog closes the channel when nothing arrives for IdleTimeout.
 	idle := time.AfterFunc(c.cfg.IdleTimeout, func() { _ = conn.Close() })
 	defer idle.Stop()
@@ -235,10 +236,12 @@ func (c *Client) session(ctx context.Context) error {
 	if ok && reg.AuthURL != "" {
 		// While the coordinator waits for the sign-in it reads nothing, so
 		// a close handshake would wait out its timeout: a node that stops
-		// meanwhile drops the connection at once.
-		abort := context.AfterFunc(ctx, func() { _ = ws.CloseNow() })
+		// meanwhile drops the connection at once instead.
+		stop()
+		stop = context.AfterFunc(ctx, func() { _ = ws.CloseNow() })
 		reg, err = c.login(ctx, conn, idle, reg.AuthURL)
-		abort()
+		stop()
+		stop = context.AfterFunc(ctx, closeOnEnd)
 		if err != nil {
 			return err
 		}
