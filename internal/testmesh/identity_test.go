@@ -248,10 +248,13 @@ func TestReauthAsAnotherUserRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := store.NodeID(st.Self.ID)
+	id, annKey := store.NodeID(st.Self.ID), d.NodeKey()
 	_, _, err = d.Up(localapi.UpRequest{Reauth: true}, m.AsOIDCUser("bob"))
 	if err == nil || !strings.Contains(err.Error(), "belongs to ann@example.com") || !strings.Contains(err.Error(), "admin") {
 		t.Fatalf("re-auth as bob on ann's device: %v; want a refusal naming ann", err)
+	}
+	if st := d.Status(context.Background()); st.State != localapi.StateRunning || d.NodeKey() != annKey {
+		t.Fatalf("after the refused re-auth: %+v; want the node running under ann's key", st)
 	}
 	n, err := m.Coord.Store().GetNode(context.Background(), id)
 	must(t, err)

@@ -6,7 +6,10 @@
 //
 // Control operations (up, down, logout) are serialised; the control
 // client's goroutine owns each session's engine, created on the session's
-// first netmap and closed when the session ends. The node keeps working on
+// first netmap and closed when the session ends. A session under a new
+// node key (a re-auth) runs beside the node's session until its first
+// netmap and only then replaces it, so a sign-in that never comes leaves
+// the node as it was. The node keeps working on
 // its last netmap while the coordinator is unreachable.
 package daemon
 
@@ -285,7 +288,10 @@ func (d *Daemon) upBeside(ctx context.Context, old *session, st state.State, pro
 		case url := <-s.loginURLs:
 			progress("to finish joining, sign in at: " + url)
 		case <-s.done:
-			return localapi.Status{}, fmt.Errorf("%w (this node keeps its current session)", s.runErr())
+			if !d.dropPending(s) { // promoted, then failed
+				return localapi.Status{}, s.runErr()
+			}
+			return localapi.Status{}, fmt.Errorf("%w (this node keeps its current session and key)", s.runErr())
 		case <-ctx.Done():
 			if !d.dropPending(s) {
 				// Promoted meanwhile: it is the node's session now.
