@@ -177,7 +177,7 @@ func errorFor(err error) *wire.Error {
 	switch {
 	case errors.Is(err, auth.ErrUnknownKey), errors.Is(err, auth.ErrKeyExpired), errors.Is(err, auth.ErrKeyRevoked),
 		errors.Is(err, auth.ErrKeyUsed), errors.Is(err, login.ErrNoLogin), errors.Is(err, registry.ErrNeedAuth),
-		errors.Is(err, registry.ErrTagNotGranted), errors.Is(err, registry.ErrTagNotOwned), errors.Is(err, registry.ErrNodeKeyInUse), errors.Is(err, registry.ErrLoginFailed):
+		errors.Is(err, registry.ErrTagNotGranted), errors.Is(err, registry.ErrTagNotOwned), errors.Is(err, registry.ErrDeviceOwned), errors.Is(err, registry.ErrNodeKeyInUse), errors.Is(err, registry.ErrLoginFailed):
 		code, msg = wire.CodeUnauthorized, err.Error()
 	case errors.Is(err, login.ErrTooManyLogins):
 		code, msg = wire.CodeBusy, err.Error()

@@ -243,3 +243,47 @@ func TestMemberCannotChangeTaggedNode(t *testing.T) {
 		t.Errorf("admin deleting the server: %v", err)
 	}
 }
+
+// rejoin registers machine again under a fresh node key with plain.
+func (h *harness) rejoin(machine key.MachinePublic, plain string, tags ...string) (store.Node, error) {
+	h.t.Helper()
+	return h.r.Register(context.Background(), machine, &wire.RegisterRequest{NodeKey: key.NewNode().Public(),
+		DiscoKey: key.NewDisco().Public(), Hostname: "laptop", AuthKey: plain, Tags: tags}, "test")
+}
+
+// A member holding someone else's device cannot make it theirs, or a
+// server of theirs, with a key of their own: a device changes owner only
+// with an admin's say (issue 12, defect 9).
+func TestKeyCannotTakeOverADevice(t *testing.T) {
+	h := newHarness(t, 0)
+	ctx := context.Background()
+	ann := h.user("ann@example.com")
+	bob := h.user("bob@example.com")
+	ops := h.user("ops@example.com") // owns tag:db through the policy's group:ops
+	machine := key.NewMachine().Public()
+	laptop := h.register(machine, ann.ID)
+
+	_, bobKey := h.reusableKey(member(bob), 0)
+	if _, err := h.rejoin(machine, bobKey); !errors.Is(err, ErrDeviceOwned) {
+		t.Fatalf("bob's key on ann's laptop: %v, want %v", err, ErrDeviceOwned)
+	}
+	_, opsKey := h.reusableKey(member(ops), 0, "tag:db")
+	if _, err := h.rejoin(machine, opsKey, "tag:db"); !errors.Is(err, ErrDeviceOwned) {
+		t.Fatalf("a tag owner's key on ann's laptop: %v, want %v", err, ErrDeviceOwned)
+	}
+	if got, _ := h.st.GetNode(ctx, laptop.ID); got.UserID != ann.ID || got.Tagged() || got.NodeKey != laptop.NodeKey {
+		t.Fatalf("the laptop changed hands: %+v", got)
+	}
+	if n := h.auditCount("node.register", "denied"); n != 2 {
+		t.Fatalf("%d denied registrations audited, want 2", n)
+	}
+	// Its owner's own key, and a key an admin made, may.
+	_, annKey := h.reusableKey(member(ann), 0)
+	if _, err := h.rejoin(machine, annKey); err != nil {
+		t.Fatalf("ann's own key: %v", err)
+	}
+	_, adminKey := h.reusableKey(testAdmin, bob.ID)
+	if n, err := h.rejoin(machine, adminKey); err != nil || n.UserID != bob.ID {
+		t.Fatalf("an admin's key for bob: %+v, %v", n, err)
+	}
+}

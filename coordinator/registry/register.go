@@ -110,7 +110,7 @@ func isClientError(err error) bool {
 	if errors.As(err, &lr) {
 		return true
 	}
-	for _, e := range []error{ErrLoginFailed, ErrBadRequest, ErrNodeKeyInUse, ErrTagNotGranted, ErrTagNotOwned, ErrNeedAuth,
+	for _, e := range []error{ErrLoginFailed, ErrBadRequest, ErrNodeKeyInUse, ErrDeviceOwned, ErrTagNotGranted, ErrTagNotOwned, ErrNeedAuth,
 		auth.ErrUnknownKey, auth.ErrKeyExpired, auth.ErrKeyRevoked, auth.ErrKeyUsed, login.ErrNoLogin, login.ErrRefused, login.ErrTooManyLogins} {
 		if errors.Is(err, e) {
 			return true
@@ -221,6 +221,9 @@ func (r *Registry) register(ctx context.Context, machine key.MachinePublic, req 
 		if err := r.checkKeyRights(ctx, tx, k); err != nil {
 			return store.Node{}, err
 		}
+		if err := checkKeyOwner(ctx, tx, machine, k); err != nil {
+			return store.Node{}, err
+		}
 		n, err := r.bind(ctx, tx, machine, req, k)
 		if err != nil {
 			return store.Node{}, err
@@ -252,6 +255,58 @@ func checkOwner(ctx context.Context, q store.Queries, machine key.MachinePublic,
 	}
 	return fmt.Errorf("%w: this device (%s) belongs to %s, not %s; an admin must delete it (warren-coordinator nodes delete %d) or give it a pre-auth key of its new owner",
 		ErrLoginFailed, n.Name, owner, u.Name, n.ID)
+}
+
+// ErrDeviceOwned refuses to move a device to another owner without an
+// admin's say.
+var ErrDeviceOwned = errors.New("device belongs to another owner")
+
+// checkKeyOwner refuses a pre-auth key that would give the machine's node
+// another owner — another user, tags instead of a user, a user instead of
+// tags, other tags — unless an admin (or the coordinator host's
+// administrator) created the key, or the device's own user did. A device
+// changes owner only with an admin's say: a member holding someone's
+// laptop cannot make it theirs with a key of their own.
+func checkKeyOwner(ctx context.Context, q store.Queries, machine key.MachinePublic, k store.AuthKey) error {
+	n, err := q.GetNodeByMachineKey(ctx, machine)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	if sameOwner(&n, k) || k.CreatorID == 0 || (!n.Tagged() && k.CreatorID == n.UserID) {
+		return nil
+	}
+	if k.CreatorID > 0 {
+		creator, err := q.GetUser(ctx, k.CreatorID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if err == nil && creator.Role == store.RoleAdmin && !creator.Disabled {
+			return nil
+		}
+	}
+	owner := strings.Join(n.Tags, ",")
+	if !n.Tagged() {
+		owner = fmt.Sprintf("user %d", n.UserID)
+		if o, err := q.GetUser(ctx, n.UserID); err == nil {
+			owner = o.Name
+		}
+	}
+	return fmt.Errorf("%w: this device (%s) belongs to %s; only a key an admin created (or its owner's own) can give it another owner, or an admin deletes it first (warren-coordinator nodes delete %d)",
+		ErrDeviceOwned, n.Name, owner, n.ID)
+}
+
+// sameOwner reports whether binding n with k keeps its owner: the same
+// user, or the same set of tags.
+func sameOwner(n *store.Node, k store.AuthKey) bool {
+	if n.Tagged() || len(k.Tags) > 0 {
+		a, b := slices.Clone(n.Tags), slices.Clone(k.Tags)
+		slices.Sort(a)
+		slices.Sort(b)
+		return slices.Equal(a, b)
+	}
+	return n.UserID == k.UserID
 }
 
 // bind creates or re-keys the machine's node as the pre-auth key says.
