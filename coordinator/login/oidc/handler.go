@@ -53,7 +53,11 @@ func (l *Login) serveStart(w http.ResponseWriter, r *http.Request) {
 // a login, the outcome is also that login's result for Wait.
 func (l *Login) serveCallback(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	v, ok := l.claim(q.Get("state"))
+	v, ok, finished := l.claim(q.Get("state"))
+	if finished {
+		page(w, http.StatusGone, "Sign-in already finished", msgFinished)
+		return
+	}
 	if !ok {
 		l.record(r.Context(), audit.Event{Actor: "unknown", Remote: r.RemoteAddr, Outcome: audit.Denied,
 			Detail: map[string]any{"step": "callback", "reason": "unknown, expired or already used state"}})
@@ -89,6 +93,11 @@ func (c *callback) run() {
 		return
 	}
 	actor := "user:" + id.Email
+	if !l.settle(v.e) {
+		// Another method of the same choice finished the login first.
+		page(c.w, http.StatusGone, "Sign-in already finished", msgFinished)
+		return
+	}
 	// The registry maps the identity to a user and records the sign-in
 	// (or refuses it, and records that).
 	c.detail["step"] = "callback"
@@ -222,6 +231,11 @@ func (c *callback) failOrRefuse(actor string, err error) {
 // end finishes the login with waitErr, audits the outcome and shows the
 // browser the reason.
 func (c *callback) end(actor string, status int, outcome, reason string, waitErr error, extra map[string]any) {
+	if !c.l.settle(c.v.e) {
+		// Another method of the same choice finished the login first.
+		page(c.w, http.StatusGone, "Sign-in already finished", msgFinished)
+		return
+	}
 	c.l.finish(c.v.e, store.User{}, waitErr)
 	c.detail["reason"] = reason
 	for k, v := range extra {

@@ -317,6 +317,23 @@ func (l *Login) Begin(ctx context.Context, machine key.MachinePublic, source str
 	return l.startBase + e.ID, nil
 }
 
+// BeginShared is Begin for a login that is one method of a choice
+// (login.Joiner): it shares s's outcome, and ends with login.ErrLoginOver
+// when another method settles it first.
+func (l *Login) BeginShared(ctx context.Context, machine key.MachinePublic, source string, s *login.Shared) (string, error) {
+	st := newVisitState()
+	st.shared = s
+	e, err := l.table.Begin(machine, source, st)
+	if err != nil {
+		l.record(ctx, audit.Event{Actor: "node:" + machine.String(), Remote: source, Outcome: audit.Denied,
+			Detail: map[string]any{"step": "begin", "reason": err.Error()}})
+		return "", err
+	}
+	m := s.Join(func() { l.table.Finish(e, store.User{}, login.ErrLoginOver) })
+	_ = l.table.With(e.ID, func(x *login.Entry[visitState]) error { x.State.member = m; return nil })
+	return l.startBase + e.ID, nil
+}
+
 // Wait blocks until the login at loginURL, which Begin returned for the
 // same machine, completes, fails or times out, or ctx ends. It returns the
 // stored user on success, once.
