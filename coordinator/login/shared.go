@@ -13,6 +13,10 @@ import (
 // outcome.
 var ErrLoginOver = errors.New("this sign-in has already finished with another method: run 'warren up' on the device again if it is not connected")
 
+// ErrProviderUnavailable refuses a sign-in while the identity provider
+// cannot be reached; the node is told to try again later.
+var ErrProviderUnavailable = errors.New("the identity provider is unreachable; try again in a minute (the coordinator keeps trying to reach it; an admin should check the provider and the coordinator's connection to it)")
+
 // Shared ties together the logins several methods keep for one sign-in
 // (package choice offers them on one page), so that it has one outcome.
 // A method settles it before it records a sign-in or ends its login with

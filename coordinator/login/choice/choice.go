@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -110,7 +111,8 @@ func (c *Chooser) Begin(ctx context.Context, machine key.MachinePublic, source s
 	if err != nil {
 		return "", err
 	}
-	urls := make([]string, len(c.cfg.Methods))
+	urls := make([]string, len(c.cfg.Methods)) // "": the method is unavailable
+	var unavailable error
 	for i, m := range c.cfg.Methods {
 		var u string
 		if j, ok := m.Login.(login.Joiner); ok {
@@ -118,12 +120,22 @@ func (c *Chooser) Begin(ctx context.Context, machine key.MachinePublic, source s
 		} else {
 			u, err = m.Login.Begin(ctx, machine, source)
 		}
-		if err != nil {
+		switch {
+		case errors.Is(err, login.ErrProviderUnavailable):
+			// Offered as unavailable: the other methods still work (a
+			// break-glass account while the provider is down).
+			unavailable = err
+			continue
+		case err != nil:
 			shared.Settle(shared.Join(nil)) // ends the methods begun so far
 			c.table.Finish(e, store.User{}, err)
 			return "", fmt.Errorf("%s: %w", m.Label, err)
 		}
 		urls[i] = u
+	}
+	if !slices.ContainsFunc(urls, func(u string) bool { return u != "" }) {
+		c.table.Finish(e, store.User{}, unavailable)
+		return "", unavailable
 	}
 	member := shared.Join(nil)
 	_ = c.table.With(e.ID, func(x *login.Entry[state]) error {
@@ -160,7 +172,12 @@ func (c *Chooser) Wait(ctx context.Context, machine key.MachinePublic, loginURL 
 	}
 	results := make(chan result, len(st.urls))
 	var wg sync.WaitGroup
+	waiting := 0
 	for i, u := range st.urls {
+		if u == "" {
+			continue
+		}
+		waiting++
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -169,7 +186,7 @@ func (c *Chooser) Wait(ctx context.Context, machine key.MachinePublic, loginURL 
 		}()
 	}
 	defer wg.Wait()
-	for range st.urls {
+	for range waiting {
 		r := <-results
 		switch {
 		case ctx.Err() != nil:
@@ -222,7 +239,11 @@ func (c *Chooser) Handler() http.Handler {
 			}
 			for i, m := range c.cfg.Methods {
 				if i < len(e.State.urls) {
-					links = append(links, link{Label: m.Label, URL: template.URL(e.State.urls[i])})
+					l := link{Label: m.Label, URL: template.URL(e.State.urls[i])}
+					if e.State.urls[i] == "" {
+						l.Note = "unavailable: the identity provider cannot be reached right now"
+					}
+					links = append(links, l)
 				}
 			}
 			return nil
@@ -245,7 +266,8 @@ const msgFinished = "This sign-in has already finished. Run 'warren up' on the d
 
 type link struct {
 	Label string
-	URL   template.URL
+	URL   template.URL // "" when Note says why the method is unavailable
+	Note  string
 }
 
 type pageData struct {
@@ -258,6 +280,6 @@ var page = template.Must(template.New("choose").Parse(`<!doctype html>
 <style>body{font-family:sans-serif;max-width:30em;margin:4em auto}a{display:block;margin:1em 0;padding:.8em;border:1px solid #888;border-radius:.4em;text-decoration:none}</style>
 </head><body><h1>Sign in to Warren</h1>
 {{if .Message}}<p>{{.Message}}</p>{{end}}
-{{range .Links}}<a href="{{.URL}}">{{.Label}}</a>{{end}}
+{{range .Links}}{{if .URL}}<a href="{{.URL}}">{{.Label}}</a>{{else}}<p>{{.Label}}: {{.Note}}</p>{{end}}{{end}}
 </body></html>
 `))

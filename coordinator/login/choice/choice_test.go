@@ -25,6 +25,7 @@ type scripted struct {
 	shared map[string]memberOf
 	over   map[string]bool
 	n      int
+	down   bool // Begin fails with login.ErrProviderUnavailable
 }
 
 type result struct {
@@ -39,6 +40,9 @@ func newScripted(name string) *scripted {
 func (s *scripted) Begin(_ context.Context, _ key.MachinePublic, _ string) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.down {
+		return "", login.ErrProviderUnavailable
+	}
 	s.n++
 	u := "http://coord/login/" + s.name + "/" + strings.Repeat("x", s.n)
 	s.done[u] = make(chan result, 1)
@@ -64,6 +68,9 @@ func (s *scripted) Wait(ctx context.Context, _ key.MachinePublic, u string) (sto
 // settles it, this method's login ends with login.ErrLoginOver.
 func (s *scripted) BeginShared(ctx context.Context, m key.MachinePublic, source string, sh *login.Shared) (string, error) {
 	u, err := s.Begin(ctx, m, source)
+	if err != nil {
+		return "", err
+	}
 	member := sh.Join(func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -279,5 +286,33 @@ func TestNewErrors(t *testing.T) {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("New(%+v) = nil error", cfg)
 		}
+	}
+}
+
+// TestProviderDownOffersTheRest: while the identity provider cannot be
+// reached the page offers the other methods (a break-glass account) and
+// says why SSO is missing; with no method left, Begin fails with the
+// provider's error (issue 12, defect 6).
+func TestProviderDownOffersTheRest(t *testing.T) {
+	c, sso, local, srv := setup(t)
+	sso.down = true
+	m := machine(t)
+	u, err := c.Begin(t.Context(), m, "192.0.2.1:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, body := get(t, srv, u)
+	if status != http.StatusOK || !strings.Contains(body, local.last()) || !strings.Contains(body, "cannot be reached") ||
+		strings.Contains(body, "http://coord/login/sso/") {
+		t.Fatalf("page %d:\n%s", status, body)
+	}
+	local.finish(local.last(), result{user: store.User{ID: 7}})
+	if r, err := c.Wait(t.Context(), m, u); err != nil || r.ID != 7 {
+		t.Fatalf("Wait = %+v, %v", r, err)
+	}
+
+	local.down = true
+	if _, err := c.Begin(t.Context(), machine(t), "192.0.2.1:1"); !errors.Is(err, login.ErrProviderUnavailable) {
+		t.Fatalf("Begin with every method down: %v", err)
 	}
 }

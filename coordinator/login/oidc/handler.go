@@ -42,7 +42,8 @@ func (l *Login) serveStart(w http.ResponseWriter, r *http.Request) {
 		HttpOnly: true,
 		SameSite: http.SameSiteLaxMode, // sent on the provider's top-level redirect back
 	})
-	target := l.oauth.AuthCodeURL(v.state, gooidc.Nonce(v.nonce), oauth2.S256ChallengeOption(v.verifier))
+	opts := append([]oauth2.AuthCodeOption{gooidc.Nonce(v.nonce), oauth2.S256ChallengeOption(v.verifier)}, l.authOpts...)
+	target := l.oauth.AuthCodeURL(v.state, opts...)
 	noStore(w)
 	http.Redirect(w, r, target, http.StatusFound)
 }
