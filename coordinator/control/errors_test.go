@@ -21,6 +21,7 @@ func TestErrorFor(t *testing.T) {
 	}{
 		{fmt.Errorf("start login: %w", login.ErrTooManyFromSource), wire.CodeBusy},
 		{fmt.Errorf("start login: %w", login.ErrTooManyLogins), wire.CodeBusy},
+		{fmt.Errorf("start login: %w", login.ErrProviderUnavailable), wire.CodeBusy},
 		{fmt.Errorf("%w: user gone", registry.ErrTagNotOwned), wire.CodeUnauthorized},
 		{auth.ErrKeyRevoked, wire.CodeUnauthorized},
 		{fmt.Errorf("%w: %w", registry.ErrLoginFailed, login.ErrCodeReused), wire.CodeUnauthorized},

@@ -179,7 +179,7 @@ func errorFor(err error) *wire.Error {
 		errors.Is(err, auth.ErrKeyUsed), errors.Is(err, login.ErrNoLogin), errors.Is(err, registry.ErrNeedAuth),
 		errors.Is(err, registry.ErrTagNotGranted), errors.Is(err, registry.ErrTagNotOwned), errors.Is(err, registry.ErrDeviceOwned), errors.Is(err, registry.ErrNodeKeyInUse), errors.Is(err, registry.ErrLoginFailed):
 		code, msg = wire.CodeUnauthorized, err.Error()
-	case errors.Is(err, login.ErrTooManyLogins):
+	case errors.Is(err, login.ErrTooManyLogins), errors.Is(err, login.ErrProviderUnavailable):
 		code, msg = wire.CodeBusy, err.Error()
 	case errors.Is(err, registry.ErrBadRequest), errors.Is(err, errBadMessage):
 		code, msg = wire.CodeBadRequest, err.Error()

@@ -8,7 +8,9 @@
 // The tree has one job per package: credential holds the primitives
 // (argon2id password hashes, TOTP codes), Table is the one pending-login
 // table every method keeps its logins in (bounded in total, per source
-// address and per machine), and each method proves an Identity and hands
+// address and per machine), Shared gives the methods a choice offers one
+// outcome (the first to finish ends the others), and each method proves
+// an Identity and hands
 // it to Users, which the registry implements: login methods never write
 // the store themselves, so that every change to a user commits with its
 // audit event in one place.

@@ -178,7 +178,9 @@ func (t *Table[S]) FinishLocked(e *Entry[S], u store.User, err error) bool {
 
 // Wait blocks until the login with id, begun for machine, has its
 // outcome, its time is up, or ctx ends, and returns the outcome once:
-// the login is then forgotten. If ctx ends first the login stays open.
+// the login is then forgotten, except one that ended with ErrLoginOver
+// (another method of a choice finished it), which stays until it expires
+// so that its links can say so. If ctx ends first the login stays open.
 func (t *Table[S]) Wait(ctx context.Context, machine key.MachinePublic, id string) (store.User, error) {
 	var e *Entry[S]
 	err := t.With(id, func(x *Entry[S]) error {
@@ -211,7 +213,9 @@ func (t *Table[S]) Wait(ctx context.Context, machine key.MachinePublic, id strin
 		return store.User{}, ErrUnknownLogin
 	}
 	e.consumed = true
-	t.removeLocked(e)
+	if !errors.Is(e.err, ErrLoginOver) {
+		t.removeLocked(e)
+	} // else it stays, finished, until it expires or its machine begins again, so that its links say the sign-in is over
 	return e.user, e.err
 }
 

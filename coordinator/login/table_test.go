@@ -105,3 +105,30 @@ func TestSourceKey(t *testing.T) {
 		}
 	}
 }
+
+// A login another method of a choice finished stays, finished, after its
+// Wait, so that its links say the sign-in is over; others are forgotten.
+func TestTableKeepsLoginsOverUntilExpiry(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	tab := NewTable[int](TableConfig{Timeout: time.Minute, Now: func() time.Time { return now }})
+	m := key.NewMachine().Public()
+	e, err := tab.Begin(m, "192.0.2.1:1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab.Finish(e, store.User{}, ErrLoginOver)
+	if _, err := tab.Wait(t.Context(), m, e.ID); !errors.Is(err, ErrLoginOver) {
+		t.Fatalf("Wait = %v", err)
+	}
+	var over error
+	if err := tab.With(e.ID, func(x *Entry[int]) error { _, over = x.Outcome(); return nil }); err != nil || !errors.Is(over, ErrLoginOver) {
+		t.Fatalf("after Wait: %v, outcome %v; want the login kept as over", err, over)
+	}
+	if _, err := tab.Wait(t.Context(), m, e.ID); !errors.Is(err, ErrUnknownLogin) {
+		t.Fatalf("second Wait = %v, want ErrUnknownLogin", err)
+	}
+	now = now.Add(2 * time.Minute)
+	if tab.With(e.ID, func(*Entry[int]) error { return nil }) == nil || tab.Len() != 0 {
+		t.Fatal("the login outlived its time")
+	}
+}

@@ -99,3 +99,15 @@ func (ps *parser) prefixTypoHint(s string, r role) string {
 	}
 	return ""
 }
+
+// groupHint is the hint for an unknown group s. Groups the identity
+// provider fills must be declared too (as []), which is the usual cause,
+// so the hint says how; a near spelling of a declared group is offered
+// first, since a typo is the other cause.
+func (ps *parser) groupHint(s string) string {
+	declare := fmt.Sprintf("%q: []", s)
+	if best := ps.suggest(s, "groups", ""); best != "" {
+		return best + ` If it is a group of the identity provider, declare it in "groups": ` + declare
+	}
+	return `declare every group a rule uses in "groups", also one the identity provider fills: ` + declare
+}

@@ -101,7 +101,7 @@ func (ps *parser) selector(s string, v hujson.Value, off int, r role) (selector,
 			return fail(testHint, "a test destination cannot be a group")
 		}
 		if _, ok := ps.p.groups[s]; !ok {
-			return fail(ps.suggest(s, "groups", `define it in "groups" (it may be empty and filled by the identity provider)`), "unknown group %q", s)
+			return fail(ps.groupHint(s), "unknown group %q", s)
 		}
 		return selector{kind: selGroup, name: s, text: s}, true
 	case strings.HasPrefix(s, "tag:"):

@@ -48,7 +48,7 @@ func (ps *parser) owner(s string, v hujson.Value) (owner, bool) {
 		ps.errorf(v.StartOffset, hint, "%s cannot own tags", s)
 	case strings.HasPrefix(s, "group:"):
 		if _, ok := ps.p.groups[s]; !ok {
-			ps.errorf(v.StartOffset, ps.suggest(s, "groups", `define it in "groups"`), "unknown group %q", s)
+			ps.errorf(v.StartOffset, ps.groupHint(s), "unknown group %q", s)
 			return owner{}, false
 		}
 		return owner{kind: ownerGroup, name: s}, true

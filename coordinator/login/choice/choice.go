@@ -3,10 +3,12 @@
 // login.Login.
 //
 // Begin starts a login with every method and hands out one URL: a page
-// that links to each method's own sign-in URL. Wait waits on all of them
-// and returns the first user who signed in; the other logins are then
-// abandoned. A refusal by one method does not end the login while another
-// may still succeed.
+// that links to each method's own sign-in URL. The methods' logins share
+// one outcome (login.Shared): the first method to finish — a sign-in, or
+// a final refusal or failure — ends the login, Wait returns that outcome
+// at once, and every other method's link then says the sign-in is over
+// and signs nobody in. What a method does not count as final (a mistyped
+// local password) leaves the login open.
 //
 // The page URL is a bearer secret until the login ends (it leads to the
 // methods' URLs, which are), so it is never logged. The package starts no
@@ -20,6 +22,7 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -66,7 +69,15 @@ type Config struct {
 // safe for concurrent use.
 type Chooser struct {
 	cfg   Config
-	table *login.Table[[]string] // each login's method URLs, in Config.Methods order
+	table *login.Table[state]
+}
+
+// state is a login's method URLs (in Config.Methods order) and the
+// outcome its methods share.
+type state struct {
+	urls   []string
+	shared *login.Shared
+	member int // the chooser's own member number in shared
 }
 
 // New checks cfg and returns a Chooser.
@@ -86,43 +97,67 @@ func New(cfg Config) (*Chooser, error) {
 		cfg.Now = time.Now
 	}
 	cfg.BaseURL = strings.TrimSuffix(cfg.BaseURL, "/")
-	return &Chooser{cfg: cfg, table: login.NewTable[[]string](login.TableConfig{Timeout: cfg.Timeout,
+	return &Chooser{cfg: cfg, table: login.NewTable[state](login.TableConfig{Timeout: cfg.Timeout,
 		Max: cfg.MaxPending, MaxPerSource: cfg.MaxPerSource, Now: cfg.Now})}, nil
 }
 
 // Begin starts a login with every method for machine and returns the
 // page that offers them. An earlier login of the same machine is
 // superseded (the methods themselves supersede their own earlier logins).
+// Methods that implement login.Joiner share the login's outcome.
 func (c *Chooser) Begin(ctx context.Context, machine key.MachinePublic, source string) (string, error) {
-	e, err := c.table.Begin(machine, source, nil)
+	shared := login.NewShared()
+	e, err := c.table.Begin(machine, source, state{shared: shared})
 	if err != nil {
 		return "", err
 	}
-	urls := make([]string, len(c.cfg.Methods))
+	urls := make([]string, len(c.cfg.Methods)) // "": the method is unavailable
+	var unavailable error
 	for i, m := range c.cfg.Methods {
-		u, err := m.Login.Begin(ctx, machine, source)
-		if err != nil {
+		var u string
+		if j, ok := m.Login.(login.Joiner); ok {
+			u, err = j.BeginShared(ctx, machine, source, shared)
+		} else {
+			u, err = m.Login.Begin(ctx, machine, source)
+		}
+		switch {
+		case errors.Is(err, login.ErrProviderUnavailable):
+			// Offered as unavailable: the other methods still work (a
+			// break-glass account while the provider is down).
+			unavailable = err
+			continue
+		case err != nil:
+			shared.Settle(shared.Join(nil)) // ends the methods begun so far
 			c.table.Finish(e, store.User{}, err)
 			return "", fmt.Errorf("%s: %w", m.Label, err)
 		}
 		urls[i] = u
 	}
-	_ = c.table.With(e.ID, func(x *login.Entry[[]string]) error { x.State = urls; return nil })
+	if !slices.ContainsFunc(urls, func(u string) bool { return u != "" }) {
+		c.table.Finish(e, store.User{}, unavailable)
+		return "", unavailable
+	}
+	member := shared.Join(nil)
+	_ = c.table.With(e.ID, func(x *login.Entry[state]) error {
+		x.State.urls, x.State.member = urls, member
+		return nil
+	})
 	return c.cfg.BaseURL + ChoosePath + e.ID, nil
 }
 
-// Wait blocks until the user signed in with one of the methods (returning
-// that user), every method failed (returning the refusal of the first
-// method, in Config.Methods order), or ctx ends.
+// Wait blocks until one of the methods finished the login — the user
+// signed in (returning that user), or a method refused or failed it for
+// good (returning its error) — or ctx ends. The login is then over for
+// every method.
 func (c *Chooser) Wait(ctx context.Context, machine key.MachinePublic, loginURL string) (store.User, error) {
 	id, ok := strings.CutPrefix(loginURL, c.cfg.BaseURL+ChoosePath)
-	var urls []string
-	var e *login.Entry[[]string]
-	err := c.table.With(id, func(x *login.Entry[[]string]) error {
-		if !ok || x.Machine != machine || x.Finished() || x.State == nil {
+	var st state
+	var e *login.Entry[state]
+	err := c.table.With(id, func(x *login.Entry[state]) error {
+		if !ok || x.Machine != machine || x.Finished() || x.State.urls == nil {
 			return ErrUnknownLogin
 		}
-		urls, e = x.State, x
+		st, e = x.State, x
 		return nil
 	})
 	if err != nil {
@@ -132,51 +167,51 @@ func (c *Chooser) Wait(ctx context.Context, machine key.MachinePublic, loginURL 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type result struct {
-		method int
-		user   store.User
-		err    error
+		user store.User
+		err  error
 	}
-	results := make(chan result, len(urls))
+	results := make(chan result, len(st.urls))
 	var wg sync.WaitGroup
-	for i, u := range urls {
+	waiting := 0
+	for i, u := range st.urls {
+		if u == "" {
+			continue
+		}
+		waiting++
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			user, err := c.cfg.Methods[i].Login.Wait(ctx, machine, u)
-			results <- result{i, user, err}
+			results <- result{user, err}
 		}()
 	}
 	defer wg.Wait()
-	errs := make([]error, len(urls))
-	for range urls {
+	for range waiting {
 		r := <-results
-		if r.err == nil {
-			cancel()
-			c.done(e, machine, r.user, nil)
-			return r.user, nil
+		switch {
+		case ctx.Err() != nil:
+			// ctx ended: the login stays open for another Wait.
+			return store.User{}, context.Cause(ctx)
+		case errors.Is(r.err, login.ErrLoginOver):
+			// Another method settled the login; its own outcome follows.
+			continue
 		}
-		errs[r.method] = r.err
+		cancel()
+		c.done(e, st, r.user, r.err)
+		return r.user, r.err
 	}
-	if ctx.Err() != nil {
-		return store.User{}, context.Cause(ctx)
-	}
-	// Every method failed: report the first refusal in the order the
-	// methods are shown (results arrive in no particular order), a
-	// cancellation only if nothing else.
-	var first error
-	for _, err := range errs {
-		if first == nil || (errors.Is(first, context.Canceled) && !errors.Is(err, context.Canceled)) {
-			first = err
-		}
-	}
-	c.done(e, machine, store.User{}, first)
-	return store.User{}, first
+	// Only if every method said another had finished (which the winner
+	// never does).
+	c.done(e, st, store.User{}, login.ErrLoginOver)
+	return store.User{}, login.ErrLoginOver
 }
 
-// done ends the login e with its outcome and forgets it.
-func (c *Chooser) done(e *login.Entry[[]string], machine key.MachinePublic, u store.User, err error) {
+// done ends the login e with its outcome, ends every method's login (if
+// the method that finished did not), and keeps e, finished, until it
+// expires or the machine begins another, so that its page says so.
+func (c *Chooser) done(e *login.Entry[state], st state, u store.User, err error) {
+	st.shared.Settle(st.member)
 	c.table.Finish(e, u, err)
-	_, _ = c.table.Wait(context.Background(), machine, e.ID)
 }
 
 // Close ends every login in progress.
@@ -193,29 +228,46 @@ func (c *Chooser) Handler() http.Handler {
 		}
 		id, ok := strings.CutPrefix(r.URL.Path, ChoosePath)
 		var links []link
-		_ = c.table.With(id, func(e *login.Entry[[]string]) error {
-			if !ok || e.Finished() {
+		finished := false
+		_ = c.table.With(id, func(e *login.Entry[state]) error {
+			if !ok {
+				return nil
+			}
+			if e.Finished() {
+				finished = true
 				return nil
 			}
 			for i, m := range c.cfg.Methods {
-				if i < len(e.State) {
-					links = append(links, link{Label: m.Label, URL: template.URL(e.State[i])})
+				if i < len(e.State.urls) {
+					l := link{Label: m.Label, URL: template.URL(e.State.urls[i])}
+					if e.State.urls[i] == "" {
+						l.Note = "unavailable: the identity provider cannot be reached right now"
+					}
+					links = append(links, l)
 				}
 			}
 			return nil
 		})
-		if links == nil {
+		switch {
+		case finished:
+			w.WriteHeader(http.StatusGone)
+			_ = page.Execute(w, pageData{Message: msgFinished})
+		case links == nil:
 			w.WriteHeader(http.StatusNotFound)
 			_ = page.Execute(w, pageData{Message: ErrUnknownLogin.Error()})
-			return
+		default:
+			_ = page.Execute(w, pageData{Links: links})
 		}
-		_ = page.Execute(w, pageData{Links: links})
 	})
 }
 
+// msgFinished is the page of a login that is over.
+const msgFinished = "This sign-in has already finished. Run 'warren up' on the device again if it is not connected."
+
 type link struct {
 	Label string
-	URL   template.URL
+	URL   template.URL // "" when Note says why the method is unavailable
+	Note  string
 }
 
 type pageData struct {
@@ -228,6 +280,6 @@ var page = template.Must(template.New("choose").Parse(`<!doctype html>
 <style>body{font-family:sans-serif;max-width:30em;margin:4em auto}a{display:block;margin:1em 0;padding:.8em;border:1px solid #888;border-radius:.4em;text-decoration:none}</style>
 </head><body><h1>Sign in to Warren</h1>
 {{if .Message}}<p>{{.Message}}</p>{{end}}
-{{range .Links}}<a href="{{.URL}}">{{.Label}}</a>{{end}}
+{{range .Links}}{{if .URL}}<a href="{{.URL}}">{{.Label}}</a>{{else}}<p>{{.Label}}: {{.Note}}</p>{{end}}{{end}}
 </body></html>
 `))

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/warrenmesh/warren/coordinator/login"
 	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/internal/key"
 )
@@ -18,10 +19,13 @@ import (
 // scripted is an login.Login whose outcomes the test decides: Wait blocks
 // until finish is called for the URL (or ctx ends).
 type scripted struct {
-	name string
-	mu   sync.Mutex
-	done map[string]chan result
-	n    int
+	name   string
+	mu     sync.Mutex
+	done   map[string]chan result
+	shared map[string]memberOf
+	over   map[string]bool
+	n      int
+	down   bool // Begin fails with login.ErrProviderUnavailable
 }
 
 type result struct {
@@ -29,11 +33,16 @@ type result struct {
 	err  error
 }
 
-func newScripted(name string) *scripted { return &scripted{name: name, done: map[string]chan result{}} }
+func newScripted(name string) *scripted {
+	return &scripted{name: name, done: map[string]chan result{}, shared: map[string]memberOf{}, over: map[string]bool{}}
+}
 
 func (s *scripted) Begin(_ context.Context, _ key.MachinePublic, _ string) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.down {
+		return "", login.ErrProviderUnavailable
+	}
 	s.n++
 	u := "http://coord/login/" + s.name + "/" + strings.Repeat("x", s.n)
 	s.done[u] = make(chan result, 1)
@@ -53,6 +62,49 @@ func (s *scripted) Wait(ctx context.Context, _ key.MachinePublic, u string) (sto
 	case <-ctx.Done():
 		return store.User{}, ctx.Err()
 	}
+}
+
+// BeginShared joins the login's shared outcome: when another method
+// settles it, this method's login ends with login.ErrLoginOver.
+func (s *scripted) BeginShared(ctx context.Context, m key.MachinePublic, source string, sh *login.Shared) (string, error) {
+	u, err := s.Begin(ctx, m, source)
+	if err != nil {
+		return "", err
+	}
+	member := sh.Join(func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.over[u] = true
+		select {
+		case s.done[u] <- result{err: login.ErrLoginOver}:
+		default:
+		}
+	})
+	s.mu.Lock()
+	s.shared[u] = memberOf{sh, member}
+	s.mu.Unlock()
+	return u, err
+}
+
+type memberOf struct {
+	shared *login.Shared
+	member int
+}
+
+// settle claims the login's outcome for this method, as a method does
+// before it signs someone in or refuses for good.
+func (s *scripted) settle(u string) bool {
+	s.mu.Lock()
+	m := s.shared[u]
+	s.mu.Unlock()
+	return m.shared.Settle(m.member)
+}
+
+// ended reports whether another method's outcome ended the login at u.
+func (s *scripted) ended(u string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.over[u]
 }
 
 func (s *scripted) finish(u string, r result) {
@@ -117,38 +169,57 @@ func TestFirstMethodToSucceedWins(t *testing.T) {
 		user, err := c.Wait(t.Context(), m, u)
 		done <- result{user, err}
 	}()
-	// A refusal by one method does not end the login.
-	sso.finish(sso.last(), result{err: errors.New("login refused: wrong domain")})
-	select {
-	case r := <-done:
-		t.Fatalf("Wait returned after one refusal: %+v", r)
-	case <-time.After(50 * time.Millisecond):
+	// The winner settles the shared outcome: the other method's login is
+	// ended (its Wait says so), and Wait returns the winner's user.
+	if !local.settle(local.last()) {
+		t.Fatal("the first method to settle did not get the outcome")
+	}
+	if sso.settle(sso.last()) {
+		t.Fatal("a second method settled the same login")
 	}
 	local.finish(local.last(), result{user: store.User{ID: 7, Name: "ann"}})
 	r := <-done
 	if r.err != nil || r.user.ID != 7 {
 		t.Fatalf("Wait = %+v", r)
 	}
-	// The page is gone once the login succeeded.
-	if status, _ := get(t, srv, u); status != http.StatusNotFound {
-		t.Fatalf("page after success: %d", status)
+	// The page says the login is over once it succeeded, and links nowhere.
+	if status, body := get(t, srv, u); status != http.StatusGone || !strings.Contains(body, "already finished") ||
+		strings.Contains(body, sso.last()) {
+		t.Fatalf("page after success: %d %s", status, body)
 	}
 	if _, err := c.Wait(t.Context(), m, u); !errors.Is(err, ErrUnknownLogin) {
 		t.Fatalf("second Wait: %v", err)
 	}
 }
 
-func TestAllRefusedReturnsRefusal(t *testing.T) {
-	c, sso, local, _ := setup(t)
-	m := machine(t)
-	u, err := c.Begin(t.Context(), m, "192.0.2.1:1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sso.finish(sso.last(), result{err: errors.New("login refused: wrong domain")})
-	local.finish(local.last(), result{err: errors.New("too many attempts")})
-	if _, err := c.Wait(t.Context(), m, u); err == nil || !strings.Contains(err.Error(), "wrong domain") {
-		t.Fatalf("Wait = %v, want the first refusal", err)
+// A refusal by any method ends the login at once (issue 12, defect 4): the
+// node is told, instead of waiting until the login times out.
+func TestRefusalEndsTheLogin(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		refuser int // 0: sso, 1: local
+	}{{"sso refuses", 0}, {"local refuses", 1}} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, sso, local, srv := setup(t)
+			methods := []*scripted{sso, local}
+			m := machine(t)
+			u, err := c.Begin(t.Context(), m, "192.0.2.1:1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			refuser, other := methods[tc.refuser], methods[1-tc.refuser]
+			refuser.settle(refuser.last())
+			refuser.finish(refuser.last(), result{err: errors.New("login refused: wrong domain")})
+			if _, err := c.Wait(t.Context(), m, u); err == nil || !strings.Contains(err.Error(), "wrong domain") {
+				t.Fatalf("Wait = %v, want the refusal", err)
+			}
+			if !other.ended(other.last()) {
+				t.Fatal("the other method's login was not ended")
+			}
+			if status, body := get(t, srv, u); status != http.StatusGone || !strings.Contains(body, "already finished") {
+				t.Fatalf("page after refusal: %d %s", status, body)
+			}
+		})
 	}
 }
 
@@ -215,5 +286,33 @@ func TestNewErrors(t *testing.T) {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("New(%+v) = nil error", cfg)
 		}
+	}
+}
+
+// TestProviderDownOffersTheRest: while the identity provider cannot be
+// reached the page offers the other methods (a break-glass account) and
+// says why SSO is missing; with no method left, Begin fails with the
+// provider's error (issue 12, defect 6).
+func TestProviderDownOffersTheRest(t *testing.T) {
+	c, sso, local, srv := setup(t)
+	sso.down = true
+	m := machine(t)
+	u, err := c.Begin(t.Context(), m, "192.0.2.1:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, body := get(t, srv, u)
+	if status != http.StatusOK || !strings.Contains(body, local.last()) || !strings.Contains(body, "cannot be reached") ||
+		strings.Contains(body, "http://coord/login/sso/") {
+		t.Fatalf("page %d:\n%s", status, body)
+	}
+	local.finish(local.last(), result{user: store.User{ID: 7}})
+	if r, err := c.Wait(t.Context(), m, u); err != nil || r.ID != 7 {
+		t.Fatalf("Wait = %+v, %v", r, err)
+	}
+
+	local.down = true
+	if _, err := c.Begin(t.Context(), machine(t), "192.0.2.1:1"); !errors.Is(err, login.ErrProviderUnavailable) {
+		t.Fatalf("Begin with every method down: %v", err)
 	}
 }

@@ -37,6 +37,7 @@ func TestLoginFlow(t *testing.T) {
 		wantReason string // audit reason of a denial; "" for success
 		wantMFA    time.Time
 		wantChange bool
+		wantEnded  bool // a final refusal: the login ends (a choice's other methods too)
 	}{
 		{name: "member with TOTP", user: "ann", password: testPassword, code: func() string { return h.code(ann) },
 			wantStatus: 200, wantBody: "Signed in as ann", wantMFA: now, wantChange: true},
@@ -49,7 +50,7 @@ func TestLoginFlow(t *testing.T) {
 		{name: "admin without TOTP refused", user: "carol", password: testPassword,
 			wantStatus: 403, wantBody: "warren-coordinator users totp carol", wantReason: reasonAdminNoTOTP},
 		{name: "disabled user refused", user: "erin", password: testPassword,
-			wantStatus: 403, wantBody: "disabled", wantReason: reasonDisabled},
+			wantStatus: 403, wantBody: "disabled", wantReason: reasonDisabled, wantEnded: true},
 		{name: "user without a local password", user: "frank", password: testPassword, code: func() string { return "000000" },
 			wantStatus: 401, wantBody: msgBadCredentials, wantReason: reasonNoPassword},
 		{name: "unknown user", user: "mallory", password: testPassword,
@@ -96,6 +97,12 @@ func TestLoginFlow(t *testing.T) {
 			if tt.wantReason != "" {
 				if ev.Outcome != audit.Denied || detail["reason"] != tt.wantReason {
 					t.Fatalf("audit %+v, want denied with reason %s", ev, tt.wantReason)
+				}
+				if tt.wantEnded {
+					if _, err := h.wait(m, u, 5*time.Second); !errors.Is(err, login.ErrAccountDisabled) {
+						t.Fatalf("Wait = %v, want the login ended as %v", err, login.ErrAccountDisabled)
+					}
+					return
 				}
 				if !h.isLive(m, u) {
 					t.Fatal("one failed attempt ended the login")

@@ -45,6 +45,7 @@ const (
 	msgUnknownLogin      = "This sign-in link is unknown, expired or already used. Run `warren up` on your device again for a new one."
 	msgAttemptsExhausted = "Too many failed attempts: this sign-in link no longer works. Run `warren up` on your device again for a new one."
 	msgTryLater          = "The coordinator could not check your sign-in right now; try again shortly."
+	msgLoginOver         = "This sign-in has already finished with another method. Run `warren up` on your device again if it is not connected."
 )
 
 // credentials are what the form submitted. Never logged.
@@ -141,7 +142,12 @@ func (l *Login) submit(ctx context.Context, id, cookie string, c credentials, re
 		return a.deny(ctx, reason, result{status: http.StatusUnauthorized, msg: msgBadCredentials})
 	}
 	if u.Disabled {
-		return a.deny(ctx, reasonDisabled, result{status: http.StatusForbidden,
+		// Final: no other password or code changes that.
+		if !l.settle(e) {
+			return result{status: http.StatusGone, final: true, msg: msgLoginOver}
+		}
+		l.table.Finish(e, store.User{}, login.ErrAccountDisabled)
+		return a.deny(ctx, reasonDisabled, result{status: http.StatusForbidden, final: true,
 			msg: "This account is disabled. Ask an admin to enable it."})
 	}
 
@@ -167,7 +173,11 @@ func (l *Login) submit(ctx context.Context, id, cookie string, c credentials, re
 
 	// The credentials are right: the registry records the sign-in and
 	// the TOTP step (a code whose step the user already used is refused
-	// there, across restarts too), and may still refuse it.
+	// there, across restarts too), and may still refuse it. Another
+	// method of the same choice may have finished the login first.
+	if !l.settle(e) {
+		return result{status: http.StatusGone, final: true, msg: msgLoginOver}
+	}
 	signed, err := l.users.SignIn(ctx, login.Identity{Method: login.MethodLocal, Machine: e.Machine, Remote: remote,
 		UserID: u.ID, TOTPStep: step, MFA: mfa})
 	switch {
@@ -175,7 +185,10 @@ func (l *Login) submit(ctx context.Context, id, cookie string, c credentials, re
 		a.verdict = failed
 		return a.refusedBy(result{status: http.StatusUnauthorized, msg: msgCodeReused})
 	case errors.Is(err, login.ErrRefused):
-		return a.refusedBy(result{status: http.StatusForbidden, msg: "This account cannot sign in: " + err.Error() + "."})
+		// Final, like a disabled account: the registry's rules refused
+		// this user.
+		l.table.Finish(e, store.User{}, err)
+		return a.refusedBy(result{status: http.StatusForbidden, final: true, msg: "This account cannot sign in: " + err.Error() + "."})
 	case err != nil:
 		l.log.Error("local login: record the sign-in", "user", u.Name, "err", err)
 		return result{status: http.StatusServiceUnavailable, msg: msgTryLater}
@@ -232,15 +245,18 @@ func (l *Login) checkPassword(ctx context.Context, known bool, u store.User, pas
 // countFailure counts a refused attempt against the login, ending it after
 // MaxAttemptsPerLogin, and returns r as the browser should see it.
 func (a *attempt) countFailure(r result) result {
-	over := false
+	exhausted := false
 	_ = a.l.table.With(a.e.ID, func(x *login.Entry[form]) error {
 		x.State.failures++
-		if x.State.failures >= MaxAttemptsPerLogin && !x.Finished() {
-			over = a.l.table.FinishLocked(x, store.User{}, ErrTooManyAttempts)
-		}
+		exhausted = x.State.failures >= MaxAttemptsPerLogin && !x.Finished()
 		return nil
 	})
-	if over {
+	// Exhausting the attempts ends the login (and a choice's other
+	// methods), unless another method finished it first.
+	if exhausted && !a.l.settle(a.e) {
+		return result{status: http.StatusGone, final: true, msg: msgLoginOver}
+	}
+	if exhausted && a.l.table.Finish(a.e, store.User{}, ErrTooManyAttempts) {
 		a.ev.Detail["loginEnded"] = true
 		return result{status: http.StatusGone, msg: r.msg + " " + msgAttemptsExhausted, final: true}
 	}
@@ -299,6 +315,10 @@ func finishedResult(e *login.Entry[form]) result {
 			msg: fmt.Sprintf("Signed in as %s. You can close this window.", u.Name)}
 	case errors.Is(err, ErrTooManyAttempts):
 		return result{status: http.StatusGone, final: true, msg: msgAttemptsExhausted}
+	case errors.Is(err, login.ErrLoginOver):
+		return result{status: http.StatusGone, final: true, msg: msgLoginOver}
+	case errors.Is(err, login.ErrAccountDisabled):
+		return result{status: http.StatusForbidden, final: true, msg: "This account is disabled. Ask an admin to enable it."}
 	default:
 		return result{status: http.StatusGone, final: true, msg: msgUnknownLogin}
 	}

@@ -42,7 +42,8 @@ func (l *Login) serveStart(w http.ResponseWriter, r *http.Request) {
 		HttpOnly: true,
 		SameSite: http.SameSiteLaxMode, // sent on the provider's top-level redirect back
 	})
-	target := l.oauth.AuthCodeURL(v.state, gooidc.Nonce(v.nonce), oauth2.S256ChallengeOption(v.verifier))
+	opts := append([]oauth2.AuthCodeOption{gooidc.Nonce(v.nonce), oauth2.S256ChallengeOption(v.verifier)}, l.authOpts...)
+	target := l.oauth.AuthCodeURL(v.state, opts...)
 	noStore(w)
 	http.Redirect(w, r, target, http.StatusFound)
 }
@@ -53,7 +54,11 @@ func (l *Login) serveStart(w http.ResponseWriter, r *http.Request) {
 // a login, the outcome is also that login's result for Wait.
 func (l *Login) serveCallback(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	v, ok := l.claim(q.Get("state"))
+	v, ok, finished := l.claim(q.Get("state"))
+	if finished {
+		page(w, http.StatusGone, "Sign-in already finished", msgFinished)
+		return
+	}
 	if !ok {
 		l.record(r.Context(), audit.Event{Actor: "unknown", Remote: r.RemoteAddr, Outcome: audit.Denied,
 			Detail: map[string]any{"step": "callback", "reason": "unknown, expired or already used state"}})
@@ -89,6 +94,11 @@ func (c *callback) run() {
 		return
 	}
 	actor := "user:" + id.Email
+	if !l.settle(v.e) {
+		// Another method of the same choice finished the login first.
+		page(c.w, http.StatusGone, "Sign-in already finished", msgFinished)
+		return
+	}
 	// The registry maps the identity to a user and records the sign-in
 	// (or refuses it, and records that).
 	c.detail["step"] = "callback"
@@ -148,9 +158,10 @@ func (c *callback) identify(ctx context.Context) (identity, bool) {
 
 	tok, err := l.oauth.Exchange(ctx, code, oauth2.VerifierOption(v.verifier))
 	if err != nil {
-		// Never log err itself: it may quote the provider's response.
-		l.log.Warn("oidc login: code exchange failed", "detail", exchangeErrorDetail(err))
-		c.fail("unknown", http.StatusBadGateway, "exchanging the authorization code at the identity provider failed", exchangeErrorDetail(err))
+		// Never log err itself: it may quote the provider's whole response.
+		pe := describeProviderError(err)
+		l.log.Warn("oidc login: exchanging the authorization code at the identity provider failed: "+pe.String(), pe.LogAttrs()...)
+		c.fail("unknown", http.StatusBadGateway, "exchanging the authorization code at the identity provider failed: "+pe.String(), pe.Detail())
 		return identity{}, false
 	}
 	raw, _ := tok.Extra("id_token").(string)
@@ -202,7 +213,8 @@ func (c *callback) refuse(actor string, status int, reason string) {
 
 // fail ends the login because something broke (not a rule).
 func (c *callback) fail(actor string, status int, reason string, extra map[string]any) {
-	c.end(actor, status, audit.Failed, reason, errors.New("login failed: "+reason), extra)
+	// The registry says "login failed" when it passes this on to the node.
+	c.end(actor, status, audit.Failed, reason, errors.New(reason), extra)
 }
 
 // failOrRefuse ends the login with err, a refusal or a failure.
@@ -222,6 +234,11 @@ func (c *callback) failOrRefuse(actor string, err error) {
 // end finishes the login with waitErr, audits the outcome and shows the
 // browser the reason.
 func (c *callback) end(actor string, status int, outcome, reason string, waitErr error, extra map[string]any) {
+	if !c.l.settle(c.v.e) {
+		// Another method of the same choice finished the login first.
+		page(c.w, http.StatusGone, "Sign-in already finished", msgFinished)
+		return
+	}
 	c.l.finish(c.v.e, store.User{}, waitErr)
 	c.detail["reason"] = reason
 	for k, v := range extra {
@@ -236,19 +253,11 @@ func (c *callback) end(actor string, status int, outcome, reason string, waitErr
 	page(c.w, status, title, "Sign-in not completed: "+reason+".")
 }
 
-// exchangeErrorDetail describes a failed code exchange for the audit log:
-// the OAuth error code and HTTP status only, never the response body.
-func exchangeErrorDetail(err error) map[string]any {
-	var re *oauth2.RetrieveError
-	if errors.As(err, &re) {
-		d := map[string]any{"error": clip(re.ErrorCode, 64)}
-		if re.Response != nil {
-			d["status"] = re.Response.StatusCode
-		}
-		return d
-	}
-	return map[string]any{"error": "transport"}
-}
+// exchangeErrorDetail describes a failed request to the token endpoint
+// (see providerError): the OAuth error, its description and the HTTP
+// status, or the network error, and what to check; never the response
+// body.
+func exchangeErrorDetail(err error) providerError { return describeProviderError(err) }
 
 // clip shortens s to at most n bytes.
 func clip(s string, n int) string {

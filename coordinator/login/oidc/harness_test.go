@@ -132,6 +132,7 @@ func newHarness(t testing.TB, opts ...func(*Config)) *harness {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	t.Cleanup(h.login.Close)
 	srv.Config.Handler = h.login.Handler()
 	srv.Start()
 	t.Cleanup(srv.Close)

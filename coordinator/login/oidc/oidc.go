@@ -14,9 +14,13 @@
 //
 // The package must never log or audit tokens, authorization codes, state,
 // nonce, PKCE verifiers or the client secret, it must never accept an ID
-// token it has not verified itself, and it never writes the store. It starts no goroutines of its own:
-// pending logins are swept when new ones begin, and every Wait ends with its
-// context, its login's timeout, or the login's outcome.
+// token it has not verified itself, and it never writes the store. It starts
+// one goroutine of its own, only while the provider has not been discovered
+// (New does not fail because the provider is down: it keeps trying in the
+// background until Close), and refuses sign-ins meanwhile with
+// login.ErrProviderUnavailable. Pending logins are swept when new ones
+// begin, and every Wait ends with its context, its login's timeout, or the
+// login's outcome.
 package oidc
 
 import (
@@ -29,6 +33,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
@@ -145,7 +150,19 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// DiscoveryRetry is how long New's background discovery waits before
+	// its first retry when the provider cannot be reached at start; it
+	// doubles with each failure up to maxDiscoveryRetry. Default 2 s.
+	DiscoveryRetry time.Duration
 }
+
+// maxDiscoveryRetry bounds the wait between discovery attempts.
+const maxDiscoveryRetry = time.Minute
+
+// googleIssuer is Google's issuer: it issues refresh tokens for
+// access_type=offline (with prompt=consent), not for the offline_access
+// scope.
+const googleIssuer = "https://accounts.google.com"
 
 // Login runs OIDC logins for nodes. It implements login.Login; create it
 // with New and serve Handler on the coordinator's public listener. All
@@ -153,17 +170,30 @@ type Config struct {
 type Login struct {
 	cfg          Config
 	log          *slog.Logger
-	provider     *gooidc.Provider
-	verifier     *gooidc.IDTokenVerifier
-	oauth        oauth2.Config
 	startBase    string // absolute URL of StartPath (with any prefix)
 	callbackPath string // path of RedirectURL, for the binding cookie
 	secure       bool   // RedirectURL is https: cookies get Secure
 	table        *login.Table[visitState]
+
+	// Set once, by New or the discovery goroutine, before ready is
+	// closed; read only after ready is closed.
+	provider *gooidc.Provider
+	verifier *gooidc.IDTokenVerifier
+	oauth    oauth2.Config
+	authOpts []oauth2.AuthCodeOption // extra parameters of every authorization request
+	ready    chan struct{}
+
+	stop      context.CancelFunc // ends the discovery goroutine
+	stopped   chan struct{}      // closed when it has ended
+	closeOnce sync.Once
 }
 
 // New checks cfg, fills in defaults and discovers the provider at
-// cfg.Issuer (ctx bounds the discovery request only).
+// cfg.Issuer (ctx bounds that first discovery only). A provider that
+// cannot be reached does not stop New: the Login refuses sign-ins with
+// login.ErrProviderUnavailable and keeps trying in the background until
+// it answers or Close. A provider that answers with another issuer is a
+// configuration error New returns.
 func New(ctx context.Context, cfg Config) (*Login, error) {
 	if err := cfg.fill(); err != nil {
 		return nil, err
@@ -186,27 +216,58 @@ func New(ctx context.Context, cfg Config) (*Login, error) {
 		log.Warn("oidc login: AllowedDomains is empty, so anyone the identity provider authenticates can sign in and be created as a user", "issuer", cfg.Issuer)
 	}
 
+	l := &Login{
+		cfg:          cfg,
+		log:          log,
+		startBase:    base.String(),
+		callbackPath: redirect.Path,
+		secure:       redirect.Scheme == "https",
+		ready:        make(chan struct{}),
+	}
+	l.table = login.NewTable[visitState](login.TableConfig{Timeout: cfg.LoginTimeout, Max: cfg.MaxPending,
+		MaxPerSource: cfg.MaxPerSource, Now: cfg.Now, OnExpire: l.expired})
+
+	err = l.discover(ctx)
+	var mismatch *gooidc.IssuerMismatchError
+	switch {
+	case err == nil:
+		return l, nil
+	case errors.As(err, &mismatch):
+		return nil, err
+	}
+	log.Warn("oidc login: the identity provider cannot be reached; the coordinator runs without it, refuses sign-ins through it until it answers, and keeps trying",
+		"issuer", cfg.Issuer, "err", err)
+	bg, stop := context.WithCancel(context.WithoutCancel(ctx))
+	l.stop, l.stopped = stop, make(chan struct{})
+	go l.rediscover(bg)
+	return l, nil
+}
+
+// discover asks the provider for its configuration and, on success, sets
+// up the Login's use of it and marks it ready. It is called by New, then
+// only by the discovery goroutine, and not again once it succeeded.
+func (l *Login) discover(ctx context.Context) error {
+	cfg := l.cfg
 	provider, err := gooidc.NewProvider(gooidc.ClientContext(ctx, cfg.HTTPClient), cfg.Issuer)
 	if err != nil {
 		var mismatch *gooidc.IssuerMismatchError
 		if errors.As(err, &mismatch) {
-			return nil, fmt.Errorf("oidc login: the provider at %q says its issuer is %q: set Issuer to exactly that value (mind a trailing slash)", mismatch.Provided, mismatch.Discovered)
+			return fmt.Errorf("oidc login: the provider at %q says its issuer is %q: set Issuer to exactly that value (mind a trailing slash): %w",
+				mismatch.Provided, mismatch.Discovered, err)
 		}
-		return nil, fmt.Errorf("oidc login: discover OpenID Provider %q: %w (check Issuer and that the coordinator can reach %s/.well-known/openid-configuration)", cfg.Issuer, err, strings.TrimSuffix(cfg.Issuer, "/"))
+		return fmt.Errorf("oidc login: discover OpenID Provider %q: %v (check Issuer and that the coordinator can reach %s/.well-known/openid-configuration)",
+			cfg.Issuer, err, strings.TrimSuffix(cfg.Issuer, "/"))
 	}
 	var meta struct {
 		PKCEMethods []string `json:"code_challenge_methods_supported"`
 		Scopes      []string `json:"scopes_supported"`
 	}
 	if err := provider.Claims(&meta); err == nil && len(meta.PKCEMethods) > 0 && !slices.Contains(meta.PKCEMethods, "S256") {
-		log.Warn("oidc login: the provider does not advertise PKCE S256; logins may fail", "issuer", cfg.Issuer, "methods", meta.PKCEMethods)
+		l.log.Warn("oidc login: the provider does not advertise PKCE S256; logins may fail", "issuer", cfg.Issuer, "methods", meta.PKCEMethods)
 	}
-	if cfg.RefreshChecks && !slices.Contains(cfg.Scopes, gooidc.ScopeOfflineAccess) {
-		if len(meta.Scopes) == 0 || slices.Contains(meta.Scopes, gooidc.ScopeOfflineAccess) {
-			cfg.Scopes = append(cfg.Scopes, gooidc.ScopeOfflineAccess)
-		} else {
-			log.Warn("oidc login: the provider does not offer the offline_access scope; rechecks work only if it issues refresh tokens anyway", "issuer", cfg.Issuer)
-		}
+	scopes, authOpts, noOffline := authRequest(cfg.Issuer, cfg.RefreshChecks, cfg.Scopes, meta.Scopes)
+	if noOffline {
+		l.log.Warn("oidc login: the provider does not offer the offline_access scope; rechecks work only if it issues refresh tokens anyway", "issuer", cfg.Issuer)
 	}
 
 	endpoint := provider.Endpoint()
@@ -215,25 +276,87 @@ func New(ctx context.Context, cfg Config) (*Login, error) {
 		// the form, not an empty Basic password.
 		endpoint.AuthStyle = oauth2.AuthStyleInParams
 	}
-	l := &Login{
-		cfg:      cfg,
-		log:      log,
-		provider: provider,
-		verifier: provider.Verifier(&gooidc.Config{ClientID: cfg.ClientID, Now: cfg.Now}),
-		oauth: oauth2.Config{
-			ClientID:     cfg.ClientID,
-			ClientSecret: cfg.ClientSecret,
-			Endpoint:     endpoint,
-			RedirectURL:  cfg.RedirectURL,
-			Scopes:       cfg.Scopes,
-		},
-		startBase:    base.String(),
-		callbackPath: redirect.Path,
-		secure:       redirect.Scheme == "https",
+	l.provider = provider
+	l.verifier = provider.Verifier(&gooidc.Config{ClientID: cfg.ClientID, Now: cfg.Now})
+	l.oauth = oauth2.Config{
+		ClientID:     cfg.ClientID,
+		ClientSecret: cfg.ClientSecret,
+		Endpoint:     endpoint,
+		RedirectURL:  cfg.RedirectURL,
+		Scopes:       scopes,
 	}
-	l.table = login.NewTable[visitState](login.TableConfig{Timeout: cfg.LoginTimeout, Max: cfg.MaxPending,
-		MaxPerSource: cfg.MaxPerSource, Now: cfg.Now, OnExpire: l.expired})
-	return l, nil
+	l.authOpts = authOpts
+	close(l.ready)
+	return nil
+}
+
+// authRequest returns the scopes and extra parameters of the
+// authorization request to issuer, given the configured scopes and those
+// the provider offers. For rechecks it asks for a refresh token: with the
+// offline_access scope (if offered or nothing is said), or at Google, which
+// refuses that scope, with access_type=offline and prompt=consent (without
+// a consent prompt Google issues a refresh token at the first sign-in
+// only). noOffline reports that the provider offers no way.
+func authRequest(issuer string, refresh bool, configured, offered []string) (scopes []string, opts []oauth2.AuthCodeOption, noOffline bool) {
+	scopes = slices.Clone(configured)
+	switch {
+	case !refresh:
+	case isGoogle(issuer):
+		scopes = slices.DeleteFunc(scopes, func(s string) bool { return s == gooidc.ScopeOfflineAccess })
+		opts = append(opts, oauth2.AccessTypeOffline, oauth2.SetAuthURLParam("prompt", "consent"))
+	case slices.Contains(scopes, gooidc.ScopeOfflineAccess):
+	case len(offered) == 0 || slices.Contains(offered, gooidc.ScopeOfflineAccess):
+		scopes = append(scopes, gooidc.ScopeOfflineAccess)
+	default:
+		noOffline = true
+	}
+	return scopes, opts, noOffline
+}
+
+// rediscover retries discovery, backing off, until it succeeds or ctx
+// ends. It is the discovery goroutine; Close ends it.
+func (l *Login) rediscover(ctx context.Context) {
+	defer close(l.stopped)
+	delay := l.cfg.DiscoveryRetry
+	for {
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		err := l.discover(ctx)
+		if err == nil {
+			l.log.Info("oidc login: the identity provider answers; sign-ins through it work again", "issuer", l.cfg.Issuer)
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		delay = min(2*delay, maxDiscoveryRetry)
+		l.log.Warn("oidc login: the identity provider still cannot be reached; sign-ins through it are refused",
+			"issuer", l.cfg.Issuer, "err", err, "retry_in", delay)
+	}
+}
+
+// Ready is closed once the provider has been discovered: from then on
+// sign-ins and rechecks reach it.
+func (l *Login) Ready() <-chan struct{} { return l.ready }
+
+// discovered reports whether Ready is closed.
+func (l *Login) discovered() bool {
+	select {
+	case <-l.ready:
+		return true
+	default:
+		return false
+	}
+}
+
+// isGoogle reports whether issuer is Google's.
+func isGoogle(issuer string) bool {
+	return strings.TrimSuffix(issuer, "/") == googleIssuer || issuer == "accounts.google.com"
 }
 
 // fill checks the required fields and sets defaults.
@@ -292,6 +415,9 @@ func (c *Config) fill() error {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.DiscoveryRetry <= 0 {
+		c.DiscoveryRetry = 2 * time.Second
+	}
 	return nil
 }
 
@@ -308,12 +434,37 @@ func isLoopback(host string) bool {
 // must open. A login the machine began earlier and has not finished is
 // replaced (its Wait returns ErrSuperseded).
 func (l *Login) Begin(ctx context.Context, machine key.MachinePublic, source string) (string, error) {
+	if !l.discovered() {
+		l.cfg.Failures.Record(auditAction, source, "identity provider unreachable")
+		return "", login.ErrProviderUnavailable
+	}
 	e, err := l.table.Begin(machine, source, newVisitState())
 	if err != nil {
 		l.record(ctx, audit.Event{Actor: "node:" + machine.String(), Remote: source, Outcome: audit.Denied,
 			Detail: map[string]any{"step": "begin", "reason": err.Error()}})
 		return "", err
 	}
+	return l.startBase + e.ID, nil
+}
+
+// BeginShared is Begin for a login that is one method of a choice
+// (login.Joiner): it shares s's outcome, and ends with login.ErrLoginOver
+// when another method settles it first.
+func (l *Login) BeginShared(ctx context.Context, machine key.MachinePublic, source string, s *login.Shared) (string, error) {
+	if !l.discovered() {
+		l.cfg.Failures.Record(auditAction, source, "identity provider unreachable")
+		return "", login.ErrProviderUnavailable
+	}
+	st := newVisitState()
+	st.shared = s
+	e, err := l.table.Begin(machine, source, st)
+	if err != nil {
+		l.record(ctx, audit.Event{Actor: "node:" + machine.String(), Remote: source, Outcome: audit.Denied,
+			Detail: map[string]any{"step": "begin", "reason": err.Error()}})
+		return "", err
+	}
+	m := s.Join(func() { l.table.Finish(e, store.User{}, login.ErrLoginOver) })
+	_ = l.table.With(e.ID, func(x *login.Entry[visitState]) error { x.State.member = m; return nil })
 	return l.startBase + e.ID, nil
 }
 
@@ -330,8 +481,17 @@ func (l *Login) Wait(ctx context.Context, machine key.MachinePublic, loginURL st
 	return u, err
 }
 
-// Close ends every login in progress.
-func (l *Login) Close() { l.table.Close() }
+// Close ends every login in progress and the background discovery, if
+// it runs, and waits for it.
+func (l *Login) Close() {
+	l.closeOnce.Do(func() {
+		if l.stop != nil {
+			l.stop()
+			<-l.stopped
+		}
+	})
+	l.table.Close()
+}
 
 // expired audits a login that timed out.
 func (l *Login) expired(m key.MachinePublic) {

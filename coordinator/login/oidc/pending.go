@@ -23,6 +23,11 @@ type visitState struct {
 	// The cookie that binds the browser to the login.
 	cookieName string
 	binding    string
+
+	// The outcome shared with the other methods of a choice (nil: none)
+	// and this login's member number in it.
+	shared *login.Shared
+	member int
 }
 
 // newVisitState returns the state of a new login.
@@ -38,8 +43,8 @@ func newVisitState() visitState {
 // for the browser.
 func (l *Login) visit(id string) (v visitInfo, reason string, ok bool) {
 	err := l.table.With(id, func(e *login.Entry[visitState]) error {
-		if e.Finished() {
-			reason = "This login has already finished. Run 'warren up' on the device again if it is not connected."
+		if e.Finished() || e.State.shared.Settled() {
+			reason = msgFinished
 			return nil
 		}
 		s := &e.State
@@ -66,11 +71,11 @@ type visitInfo struct {
 // claim takes the login a callback's state belongs to. The state is
 // consumed whatever happens next, so it can never be used twice. ok is
 // false if the state is unknown, already used, or its login expired or
-// finished.
-func (l *Login) claim(state string) (v visitInfo, ok bool) {
+// finished; finished is set in the last case.
+func (l *Login) claim(state string) (v visitInfo, ok, finished bool) {
 	id, secret, found := strings.Cut(state, ".")
 	if !found || id == "" || secret == "" {
-		return v, false
+		return v, false, false
 	}
 	_ = l.table.With(id, func(e *login.Entry[visitState]) error {
 		s := &e.State
@@ -78,7 +83,8 @@ func (l *Login) claim(state string) (v visitInfo, ok bool) {
 			return nil
 		}
 		s.state = ""
-		if e.Finished() {
+		if e.Finished() || s.shared.Settled() {
+			finished = true
 			return nil
 		}
 		v = visitInfo{e: e, state: state, nonce: s.nonce, verifier: s.verifier,
@@ -86,7 +92,24 @@ func (l *Login) claim(state string) (v visitInfo, ok bool) {
 		ok = true
 		return nil
 	})
-	return v, ok
+	return v, ok, finished
+}
+
+// msgFinished tells a browser that the login it came for is over.
+const msgFinished = "This sign-in has already finished. Run 'warren up' on the device again if it is not connected."
+
+// settle claims the outcome of a login that is one method of a choice
+// (see login.Shared) before this method signs someone in or ends the
+// login for good. It reports false if another method already has the
+// outcome: the login has then been ended and must record nothing.
+func (l *Login) settle(e *login.Entry[visitState]) bool {
+	var sh *login.Shared
+	var m int
+	_ = l.table.With(e.ID, func(x *login.Entry[visitState]) error {
+		sh, m = x.State.shared, x.State.member
+		return nil
+	})
+	return sh.Settle(m)
 }
 
 // finish records the outcome of a login and wakes its waiter. It reports

@@ -35,6 +35,10 @@ type RecheckSummary struct {
 // has a refresh token, one after the other, until done or ctx ends.
 func (l *Login) RecheckAll(ctx context.Context) (RecheckSummary, error) {
 	var sum RecheckSummary
+	if !l.discovered() {
+		// Nothing is known about anyone until the provider answers.
+		return sum, fmt.Errorf("oidc recheck skipped: %w", login.ErrProviderUnavailable)
+	}
 	users, err := l.cfg.Store.ListUsers(ctx)
 	if err != nil {
 		return sum, fmt.Errorf("oidc recheck: %w", err)
