@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
@@ -100,6 +103,23 @@ func (s *recheckState) answered(id store.UserID) {
 	delete(s.alerted, id)
 }
 
+// keepOnly forgets every user not in ids (gone, disabled or signed out
+// since), after a round.
+func (s *recheckState) keepOnly(ids map[store.UserID]bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id := range s.refusals {
+		if !ids[id] {
+			delete(s.refusals, id)
+		}
+	}
+	for id := range s.alerted {
+		if !ids[id] {
+			delete(s.alerted, id)
+		}
+	}
+}
+
 // alert marks id as audited overdue and reports whether it was not yet.
 func (s *recheckState) alert(id store.UserID) bool {
 	s.mu.Lock()
@@ -125,10 +145,13 @@ func (l *Login) RecheckAll(ctx context.Context) (RecheckSummary, error) {
 	}
 	var down error // set once the provider stopped answering this round
 	unanswered := 0
+	asked := map[store.UserID]bool{}
+	defer l.rechecks.keepOnly(asked)
 	for _, u := range users {
 		if u.Disabled || u.RefreshToken == "" || u.Issuer != l.cfg.Issuer || u.Subject == "" {
 			continue
 		}
+		asked[u.ID] = true
 		if ctx.Err() != nil {
 			return sum, ctx.Err()
 		}
@@ -293,7 +316,7 @@ func classifyRefreshError(err error) error {
 	if re.Response != nil {
 		status = re.Response.StatusCode
 	}
-	code, desc := clip(re.ErrorCode, 64), clip(re.ErrorDescription, 200)
+	code, desc := printable(re.ErrorCode, 64), printable(re.ErrorDescription, 200)
 	switch code {
 	case "invalid_grant":
 		return refusef("the identity provider no longer accepts the user's sign-in (invalid_grant)")
@@ -307,6 +330,25 @@ func classifyRefreshError(err error) error {
 			code, status, desc)}
 	}
 	return &providerRefusal{code: code, desc: desc, status: status}
+}
+
+// printable returns at most n bytes of the provider-chosen s, with every
+// character that is not printable (newlines, controls, invalid UTF-8)
+// replaced by '?', so it cannot forge log lines.
+func printable(s string, n int) string {
+	s = strings.Map(func(r rune) rune {
+		if r == unicode.ReplacementChar || !unicode.IsPrint(r) {
+			return '?'
+		}
+		return r
+	}, strings.ToValidUTF8(s, "?"))
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // refresh redeems u's refresh token and returns what the fresh tokens
