@@ -96,7 +96,7 @@ type Provider struct {
 	mu     sync.Mutex
 	tamper func(idToken string) string // rewrites ID tokens in token responses
 	hits   map[string]int              // requests by path
-	stall  chan struct{}               // non-nil: token requests wait for it to close
+	stall  bool                        // token requests are never answered
 }
 
 // New starts a provider on loopback for t and stops it when t ends. The
@@ -146,14 +146,15 @@ func New(t testing.TB, cfg Config) *Provider {
 		p.hits[r.URL.Path]++
 		p.mu.Unlock()
 		token := strings.HasSuffix(r.URL.Path, "/oauth/token")
-		if token && stall != nil {
-			select { // a provider too slow for its clients
-			case <-stall:
+		if token && stall {
+			// A provider too slow for its clients: the request is never
+			// processed (so a refresh token it carries is not rotated away
+			// behind the client's back).
+			select {
 			case <-r.Context().Done():
-				return
 			case <-p.ended:
-				return
 			}
+			return
 		}
 		if token && p.storage.refreshOfDeleted(r) {
 			// Dex's answer for a user its connector no longer knows.
@@ -240,19 +241,14 @@ func (p *Provider) Delete(subject string) {
 	p.storage.deleted[subject] = true
 }
 
-// Stall makes the token endpoint slower than any client will wait: its
-// requests hang until the client gives up, Stall(false) is called or the
-// test ends. Discovery, keys and the login pages keep answering.
+// Stall makes the token endpoint slower than any client will wait (true)
+// or answer again (false). A request that arrives while it stalls hangs
+// until the client gives up or the test ends, and is never processed.
+// Discovery, keys and the login pages keep answering.
 func (p *Provider) Stall(on bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	switch {
-	case on && p.stall == nil:
-		p.stall = make(chan struct{})
-	case !on && p.stall != nil:
-		close(p.stall)
-		p.stall = nil
-	}
+	p.stall = on
 }
 
 // SetDown makes the provider unreachable (true) or reachable again

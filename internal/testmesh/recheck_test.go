@@ -3,6 +3,7 @@ package testmesh
 import (
 	"context"
 	"errors"
+	"net/http"
 	"net/netip"
 	"testing"
 	"time"
@@ -193,14 +194,24 @@ func TestIdPOffboarding(t *testing.T) {
 // had no answer for longer than the alert bound (--oidc-recheck-alert-after)
 // every round reports it, and it is audited once.
 func TestIdPDown(t *testing.T) {
+	tr := &http.Transport{}
+	t.Cleanup(tr.CloseIdleConnections)
 	m := New(t, Options{Policy: idpGroupPolicy, OIDC: &OIDCOptions{Users: idpUsers},
 		Coordinator: coordinator.Config{Login: coordinator.LoginConfig{
-			OIDC: &coordinator.OIDCConfig{RecheckEvery: time.Hour, RecheckAlertAfter: time.Hour}}}})
+			OIDC: &coordinator.OIDCConfig{RecheckEvery: time.Hour, RecheckAlertAfter: time.Hour,
+				// The coordinator waits 2 s for the provider; a stalled one
+				// waits longer.
+				HTTPClient: &http.Client{Transport: tr, Timeout: 2 * time.Second}}}}})
 	ctx := context.Background()
 	db, _ := dbServer(t, m)
 	m.Up("ann-laptop", NodeOptions{}, m.AsOIDCUser("ann"))
 	must(t, db.WaitFor(wait, HasPeers("ann-laptop")))
 
+	m.OP.Stall(true)
+	if sum, err := m.Coord.RecheckIdentities(ctx); err != nil || sum != (oidc.RecheckSummary{Checked: 1, Failed: 1}) {
+		t.Fatalf("round with the provider stalled: %+v, %v", sum, err)
+	}
+	m.OP.Stall(false)
 	m.OP.SetDown(true)
 	if sum, err := m.Coord.RecheckIdentities(ctx); err != nil || sum != (oidc.RecheckSummary{Checked: 1, Failed: 1}) {
 		t.Fatalf("round with the provider down: %+v, %v", sum, err)
