@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -51,6 +52,15 @@ type OIDCConfig struct {
 	// each user's refresh token, whether they may still sign in; a user
 	// the provider no longer accepts is disabled. 0 turns rechecks off.
 	RecheckEvery time.Duration
+	// RecheckDisableAfter is how many rechecks in a row the provider must
+	// refuse with an OAuth error other than invalid_grant before the user
+	// is disabled (invalid_grant disables at once); default
+	// oidc.DefaultRecheckDisableAfter.
+	RecheckDisableAfter int
+	// RecheckAlertAfter is how long a user's rechecks may go without an
+	// answer (provider unreachable or too slow) before each round warns
+	// about them; default oidc.DefaultRecheckAlertAfter.
+	RecheckAlertAfter time.Duration
 	// Label is the button on the choice page; default "Sign in with single
 	// sign-on".
 	Label string
@@ -95,6 +105,7 @@ func (c *Coordinator) buildLogin(ctx context.Context, lc LoginConfig, st store.S
 			MaxPending: lc.MaxPending, MaxPerSource: lc.MaxPerSource,
 			Store: st, Users: users, Audit: c.audit, Failures: c.failures, HTTPClient: o.HTTPClient,
 			Logger: c.log, RefreshChecks: o.RecheckEvery > 0,
+			RecheckDisableAfter: o.RecheckDisableAfter, RecheckAlertAfter: o.RecheckAlertAfter,
 		})
 		if err != nil {
 			return logins{}, fmt.Errorf("OIDC login: %w", err)
@@ -135,7 +146,8 @@ func (c *Coordinator) buildLogin(ctx context.Context, lc LoginConfig, st store.S
 }
 
 // runRechecks asks the OpenID Provider about every user at each interval
-// until ctx ends.
+// until ctx ends. A round with users past the alert bound, or refused
+// but not yet disabled, is logged as a warning.
 func (c *Coordinator) runRechecks(ctx context.Context, l *oidc.Login, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -150,8 +162,12 @@ func (c *Coordinator) runRechecks(ctx context.Context, l *oidc.Login, every time
 		if err != nil && ctx.Err() == nil {
 			c.log.Warn("oidc recheck round failed", "err", err)
 		}
-		c.log.Info("oidc recheck round", "checked", sum.Checked, "revoked", sum.Revoked,
-			"updated", sum.Updated, "failed", sum.Failed, "took", time.Since(start).Round(time.Millisecond))
+		level, msg := slog.LevelInfo, "oidc recheck round"
+		if sum.Overdue > 0 || sum.Refused > 0 {
+			level, msg = slog.LevelWarn, "oidc recheck round: users refused by the identity provider or without an answer from it for too long (see the warnings before)"
+		}
+		c.log.Log(ctx, level, msg, "checked", sum.Checked, "revoked", sum.Revoked, "refused", sum.Refused,
+			"updated", sum.Updated, "failed", sum.Failed, "overdue", sum.Overdue, "took", time.Since(start).Round(time.Millisecond))
 	}
 }
 

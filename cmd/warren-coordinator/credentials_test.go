@@ -100,7 +100,17 @@ func TestLoginFlags(t *testing.T) {
 		o.RequiredClaims["hd"] != "example.com" || o.MFAACRs[0] != "phr" || !lc.Local || lc.PublicURL != "https://warren.example.com" {
 		t.Fatalf("config = %+v, OIDC %+v", lc, o)
 	}
+	if o.RecheckDisableAfter != 2 || o.RecheckAlertAfter != time.Hour {
+		t.Fatalf("recheck defaults: disable after %d, alert after %v", o.RecheckDisableAfter, o.RecheckAlertAfter)
+	}
+	f, err = parse("--oidc-issuer", "https://idp", "--oidc-client-id", "x",
+		"--oidc-recheck-fail-closed-after", "1", "--oidc-recheck-alert-after", "10m")
+	if lc, cerr := f.config("https://w"); err != nil || cerr != nil || lc.OIDC.RecheckDisableAfter != 1 || lc.OIDC.RecheckAlertAfter != 10*time.Minute {
+		t.Fatalf("recheck flags: %+v, %v, %v", lc.OIDC, err, cerr)
+	}
 	for _, bad := range [][]string{
+		{"--oidc-issuer", "https://idp", "--oidc-client-id", "x", "--oidc-recheck-fail-closed-after", "0"},
+		{"--oidc-issuer", "https://idp", "--oidc-client-id", "x", "--oidc-recheck-alert-after", "0s"},
 		{"--oidc-client-id", "x"},
 		{"--oidc-issuer", "https://idp"},
 		{"--oidc-issuer", "https://idp", "--oidc-client-id", "x", "--oidc-required-claim", "nokv"},

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/warrenmesh/warren/coordinator"
+	"github.com/warrenmesh/warren/coordinator/login/oidc"
 	"github.com/warrenmesh/warren/internal/cli"
 )
 
@@ -19,7 +20,8 @@ type loginFlags struct {
 	scopes, domains                                  string
 	required, acrs                                   cli.StringList
 	local                                            bool
-	timeout, recheck                                 time.Duration
+	timeout, recheck, recheckAlert                   time.Duration
+	recheckFailClosed                                int
 }
 
 func (f *loginFlags) register(fs *flag.FlagSet) {
@@ -33,6 +35,10 @@ func (f *loginFlags) register(fs *flag.FlagSet) {
 	fs.Var(&f.acrs, "oidc-mfa-acr", "acr value that means the login used MFA (repeatable; amr mfa/otp/hwk always count)")
 	fs.StringVar(&f.label, "oidc-label", "", "button text on the sign-in choice page (default \"Sign in with single sign-on\")")
 	fs.DurationVar(&f.recheck, "oidc-recheck", 15*time.Minute, "how often to ask the provider (with each user's refresh token) whether users may still sign in; users it refuses are disabled (0: never)")
+	fs.IntVar(&f.recheckFailClosed, "oidc-recheck-fail-closed-after", oidc.DefaultRecheckDisableAfter,
+		"disable a user after this many rechecks in a row that the provider refused with an OAuth error other than invalid_grant (invalid_grant disables at once; no answer never does)")
+	fs.DurationVar(&f.recheckAlert, "oidc-recheck-alert-after", oidc.DefaultRecheckAlertAfter,
+		"warn at every recheck about users the provider has not answered about (unreachable, too slow) for longer than this")
 	fs.BoolVar(&f.local, "local-login", false, "let local users sign in with a password (and TOTP) set by warren-coordinator users passwd/totp")
 	fs.DurationVar(&f.timeout, "login-timeout", 10*time.Minute, "how long a node's sign-in URL stays valid")
 }
@@ -49,8 +55,15 @@ func (f *loginFlags) config(publicURL string) (coordinator.LoginConfig, error) {
 	if f.clientID == "" {
 		return lc, errors.New("--oidc-issuer needs --oidc-client-id")
 	}
+	if f.recheckFailClosed < 1 {
+		return lc, fmt.Errorf("--oidc-recheck-fail-closed-after %d: want 1 or more", f.recheckFailClosed)
+	}
+	if f.recheckAlert <= 0 {
+		return lc, fmt.Errorf("--oidc-recheck-alert-after %v: want a positive duration", f.recheckAlert)
+	}
 	o := &coordinator.OIDCConfig{Issuer: f.issuer, ClientID: f.clientID, GroupsClaim: f.groupsClaim,
-		MFAACRs: f.acrs, Label: f.label, RecheckEvery: f.recheck, Scopes: splitList(f.scopes), AllowedDomains: splitList(f.domains)}
+		MFAACRs: f.acrs, Label: f.label, RecheckEvery: f.recheck, Scopes: splitList(f.scopes), AllowedDomains: splitList(f.domains),
+		RecheckDisableAfter: f.recheckFailClosed, RecheckAlertAfter: f.recheckAlert}
 	for i, d := range o.AllowedDomains {
 		o.AllowedDomains[i] = strings.ToLower(strings.TrimPrefix(d, "@"))
 	}

@@ -102,7 +102,14 @@ type Recheck struct {
 	// accept the user; Reason says why.
 	Revoked bool
 	Reason  string
-	// Identity holds the provider's current answer when not revoked.
+	// Refused, without Revoked, is a refusal that does not disable the
+	// user yet (the provider must refuse several checks in a row);
+	// Unanswered says the provider has not answered about the user for
+	// longer than the alert bound. ApplyRecheck audits either, with
+	// Reason, and changes nothing else.
+	Refused, Unanswered bool
+	// Identity holds the provider's current answer when the user is
+	// accepted.
 	Identity Identity
 }
 

@@ -177,10 +177,25 @@ func disabledUser(u store.User) error {
 // login.oidc-recheck and user.disable by idp:<issuer>; changed email or
 // groups are stored (audited when they changed) and the user's nodes
 // republished. A rotated refresh token and the check time are kept
-// quietly: bookkeeping, not a change anyone decided.
+// quietly: bookkeeping, not a change anyone decided. A refusal that does
+// not disable the user yet (rc.Refused) and a provider that has not
+// answered for too long (rc.Unanswered) are audited as
+// login.oidc-recheck, denied or error, and change nothing: the check time
+// stays that of the provider's last decisive answer.
 func (r *Registry) ApplyRecheck(ctx context.Context, u store.User, rc login.Recheck) (bool, error) {
 	idp := Actor{Name: "idp:" + u.Issuer, Admin: true, Remote: "oidc-recheck"}
 	target := fmt.Sprintf("user:%d", u.ID)
+	if !rc.Revoked && (rc.Refused || rc.Unanswered) {
+		ev := audit.Event{Actor: idp.Name, Action: "login.oidc-recheck", Target: target, Outcome: audit.Denied,
+			Detail: map[string]any{"reason": rc.Reason}}
+		if rc.Unanswered {
+			ev.Outcome = audit.Failed
+		}
+		return false, r.audit.Commit(ctx, func(tx *audit.Tx) error {
+			tx.Record(ev)
+			return nil
+		})
+	}
 	changed := false
 	err := r.audit.Commit(ctx, func(tx *audit.Tx) error {
 		cur, err := tx.GetUser(ctx, u.ID)

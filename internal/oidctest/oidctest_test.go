@@ -2,6 +2,7 @@ package oidctest
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -220,5 +221,120 @@ func TestParseFormAndLinks(t *testing.T) {
 				t.Fatalf("Links: %q, want %q", got, tc.links)
 			}
 		})
+	}
+}
+
+// signInTokens signs username in through a new browser with offline_access
+// and returns the token response.
+func (rp *relyingParty) signInTokens(username string) *oauth2.Token {
+	rp.t.Helper()
+	verifier := oauth2.GenerateVerifier()
+	back, _ := url.Parse(NewBrowser(rp.t, "/cb").SignIn(rp.oauth.AuthCodeURL("s", oauth2.S256ChallengeOption(verifier)), username))
+	tok, err := rp.oauth.Exchange(rp.ctx, back.Query().Get("code"), oauth2.VerifierOption(verifier))
+	if err != nil || tok.RefreshToken == "" {
+		rp.t.Fatalf("exchange for %s: refresh token %q, %v", username, tok.RefreshToken, err)
+	}
+	return tok
+}
+
+// refresh redeems rt at the provider.
+func (rp *relyingParty) refresh(rt string) (*oauth2.Token, error) {
+	return rp.oauth.TokenSource(rp.ctx, &oauth2.Token{RefreshToken: rt}).Token()
+}
+
+// TestRealProviderBehaviour: the provider can act as real ones do towards
+// a client that keeps refresh tokens. Each case's refresh must end as
+// want says: "ok", an OAuth error code with the HTTP status, or
+// "transport" (no answer).
+func TestRealProviderBehaviour(t *testing.T) {
+	web := Client{ID: "web", Secret: "s", RedirectURL: callback}
+	for _, tc := range []struct {
+		name   string
+		rotate bool
+		act    func(p *Provider, rp *relyingParty, rt string) string // returns the refresh token to try
+		code   string                                                // "" ok, "transport", or the OAuth error
+		status int
+	}{
+		{name: "refresh rotates", act: func(p *Provider, rp *relyingParty, rt string) string {
+			fresh, err := rp.refresh(rt)
+			if err != nil || fresh.RefreshToken == "" || fresh.RefreshToken == rt {
+				t.Fatalf("refresh: new token %v, %v", fresh != nil && fresh.RefreshToken != rt, err)
+			}
+			return rt // the used one
+		}, code: "invalid_grant", status: http.StatusBadRequest},
+		{name: "sign-in without rotation keeps the old token", act: func(p *Provider, rp *relyingParty, rt string) string {
+			rp.signInTokens("ann")
+			return rt
+		}},
+		{name: "sign-in with rotation ends the old token", rotate: true, act: func(p *Provider, rp *relyingParty, rt string) string {
+			if bob := rp.signInTokens("bob"); bob.RefreshToken == "" { // another user's sign-in changes nothing
+				t.Fatal("no token for bob")
+			}
+			if _, err := rp.refresh(rt); err != nil {
+				t.Fatalf("bob's sign-in ended ann's token: %v", err)
+			}
+			return rp.signInTokens("ann").RefreshToken // fine, but ends rt's successor
+		}},
+		{name: "revoked session", act: func(p *Provider, rp *relyingParty, rt string) string {
+			p.Revoke("sub-ann")
+			return rt
+		}, code: "invalid_grant", status: http.StatusBadRequest},
+		{name: "deleted user, as Dex answers", act: func(p *Provider, rp *relyingParty, rt string) string {
+			p.Delete("sub-ann")
+			return rt
+		}, code: "invalid_request", status: http.StatusInternalServerError},
+		{name: "unreachable", act: func(p *Provider, rp *relyingParty, rt string) string {
+			p.SetDown(true)
+			return rt
+		}, code: "transport"},
+		{name: "stalled past the client's timeout", act: func(p *Provider, rp *relyingParty, rt string) string {
+			p.Stall(true)
+			rp.ctx = oidc.ClientContext(context.Background(), &http.Client{Timeout: 100 * time.Millisecond})
+			return rt
+		}, code: "transport"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := New(t, Config{Users: users, Clients: []Client{web}, RotateRefreshTokens: tc.rotate})
+			rp := newRelyingParty(t, p, web)
+			rp.oauth.Scopes = append(rp.oauth.Scopes, oidc.ScopeOfflineAccess)
+			rt := tc.act(p, rp, rp.signInTokens("ann").RefreshToken)
+			_, err := rp.refresh(rt)
+			var re *oauth2.RetrieveError
+			switch {
+			case tc.code == "":
+				if err != nil {
+					t.Fatalf("refresh: %v", err)
+				}
+			case tc.code == "transport":
+				if err == nil || errors.As(err, &re) {
+					t.Fatalf("refresh: %v, want a transport error", err)
+				}
+			case !errors.As(err, &re) || re.ErrorCode != tc.code || re.Response.StatusCode != tc.status:
+				t.Fatalf("refresh: %v, want %s with status %d", err, tc.code, tc.status)
+			}
+		})
+	}
+}
+
+// TestRecovers: a provider that was down or stalled answers again.
+func TestRecovers(t *testing.T) {
+	web := Client{ID: "web", Secret: "s", RedirectURL: callback}
+	p := New(t, Config{Users: users, Clients: []Client{web}, RotateRefreshTokens: true})
+	rp := newRelyingParty(t, p, web)
+	rp.oauth.Scopes = append(rp.oauth.Scopes, oidc.ScopeOfflineAccess)
+	rt := rp.signInTokens("ann").RefreshToken
+	p.SetDown(true)
+	if _, err := rp.refresh(rt); err == nil {
+		t.Fatal("refresh worked while down")
+	}
+	p.SetDown(false)
+	p.Stall(true)
+	p.Stall(false)
+	fresh, err := rp.refresh(rt)
+	if err != nil {
+		t.Fatalf("refresh after the outage: %v", err)
+	}
+	if _, err := rp.refresh(fresh.RefreshToken); err != nil {
+		t.Fatalf("refresh with the rotated token: %v", err)
 	}
 }

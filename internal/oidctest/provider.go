@@ -8,9 +8,11 @@
 // thing. What tests control is added on top: accounts with any email
 // address (verified or not), groups, amr and acr (so a login can be with or
 // without MFA) and extra ID token claims, changes to them between logins,
-// accounts revoked at the provider (refresh tokens stop working),
-// registered clients, and a hook that rewrites ID tokens in token
-// responses to play an attacker.
+// accounts revoked or deleted at the provider (refresh tokens stop working,
+// with the error answers real providers give), refresh tokens rotated at
+// every sign-in as well as at every refresh, a provider that stalls or
+// cannot be reached, registered clients, and a hook that rewrites ID
+// tokens in token responses to play an attacker.
 //
 // It must never be imported by production code: its provider has a fixed,
 // publicly known signing key and every account has the password Password.
@@ -22,6 +24,7 @@ import (
 	"context"
 	"encoding/json"
 	"maps"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -74,6 +77,11 @@ type Client struct {
 type Config struct {
 	Users   []User
 	Clients []Client
+	// RotateRefreshTokens makes every sign-in end the refresh tokens the
+	// user's earlier sign-ins at the same client got, as Dex does (it
+	// keeps one per user and client). Refreshes always rotate: the
+	// refresh token used stops working and the answer carries a new one.
+	RotateRefreshTokens bool
 }
 
 // Provider is a running OpenID Provider. Its methods are safe for
@@ -81,10 +89,14 @@ type Config struct {
 type Provider struct {
 	issuer  string
 	storage *testStorage
+	srv     *httptest.Server
+	ln      *gateListener
+	ended   chan struct{} // closed when the test ends: stalled requests return
 
 	mu     sync.Mutex
 	tamper func(idToken string) string // rewrites ID tokens in token responses
 	hits   map[string]int              // requests by path
+	stall  bool                        // token requests are never answered
 }
 
 // New starts a provider on loopback for t and stops it when t ends. The
@@ -92,7 +104,10 @@ type Provider struct {
 func New(t testing.TB, cfg Config) *Provider {
 	t.Helper()
 	srv := httptest.NewUnstartedServer(nil)
-	p := &Provider{issuer: "http://" + srv.Listener.Addr().String(), hits: map[string]int{}}
+	ln := &gateListener{Listener: srv.Listener}
+	srv.Listener = ln
+	p := &Provider{issuer: "http://" + ln.Addr().String(), hits: map[string]int{}, srv: srv, ln: ln,
+		ended: make(chan struct{})}
 	clients := make(map[string]*storage.Client, len(cfg.Clients))
 	asserting := map[string]bool{}
 	for _, c := range cfg.Clients {
@@ -119,16 +134,36 @@ func New(t testing.TB, cfg Config) *Provider {
 		Storage:      storage.NewStorageWithClients(users, clients),
 		users:        users,
 		assertClaims: asserting,
+		rotate:       cfg.RotateRefreshTokens,
 		overrides:    map[string]override{},
 		revoked:      map[string]bool{},
+		deleted:      map[string]bool{},
 	}
 	router := exampleop.SetupServer(p.issuer, p.storage, nil, false)
 	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.mu.Lock()
-		tamper := p.tamper
+		tamper, stall := p.tamper, p.stall
 		p.hits[r.URL.Path]++
 		p.mu.Unlock()
-		if tamper == nil || !strings.HasSuffix(r.URL.Path, "/oauth/token") {
+		token := strings.HasSuffix(r.URL.Path, "/oauth/token")
+		if token && stall {
+			// A provider too slow for its clients: the request is never
+			// processed (so a refresh token it carries is not rotated away
+			// behind the client's back).
+			select {
+			case <-r.Context().Done():
+			case <-p.ended:
+			}
+			return
+		}
+		if token && p.storage.refreshOfDeleted(r) {
+			// Dex's answer for a user its connector no longer knows.
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusInternalServerError)
+			_, _ = w.Write([]byte(`{"error":"invalid_request","error_description":"user not found"}`))
+			return
+		}
+		if tamper == nil || !token {
 			router.ServeHTTP(w, r)
 			return
 		}
@@ -136,6 +171,7 @@ func New(t testing.TB, cfg Config) *Provider {
 	})
 	srv.Start()
 	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(p.ended) }) // runs first: stalled requests end before Close waits for them
 	return p
 }
 
@@ -185,13 +221,44 @@ func (p *Provider) SetClaims(subject string, amr, groups []string) {
 	p.storage.overrides[subject] = override{slices.Clone(amr), slices.Clone(groups)}
 }
 
-// Revoke makes the provider refuse subject from now on, as if the account
-// was disabled at the identity provider: the login form rejects it and its
-// refresh tokens no longer work.
+// Revoke makes the provider refuse subject from now on, as if the user's
+// sessions were revoked at the identity provider (or the account
+// disabled): the login form rejects it and its refresh tokens are refused
+// with invalid_grant.
 func (p *Provider) Revoke(subject string) {
 	p.storage.mu.Lock()
 	defer p.storage.mu.Unlock()
 	p.storage.revoked[subject] = true
+}
+
+// Delete makes the provider forget subject, as if the account was deleted
+// at the identity provider: the login form rejects it and a refresh with
+// its tokens is answered as Dex answers it, with the OAuth error
+// invalid_request and HTTP status 500.
+func (p *Provider) Delete(subject string) {
+	p.storage.mu.Lock()
+	defer p.storage.mu.Unlock()
+	p.storage.deleted[subject] = true
+}
+
+// Stall makes the token endpoint slower than any client will wait (true)
+// or answer again (false). A request that arrives while it stalls hangs
+// until the client gives up or the test ends, and is never processed.
+// Discovery, keys and the login pages keep answering.
+func (p *Provider) Stall(on bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stall = on
+}
+
+// SetDown makes the provider unreachable (true) or reachable again
+// (false). While down, every connection to it is cut at once, those open
+// now and new ones, so clients get transport errors and no answer.
+func (p *Provider) SetDown(down bool) {
+	p.ln.setDown(down)
+	if down {
+		p.srv.CloseClientConnections()
+	}
 }
 
 // MintIDToken issues an ID token as the provider would for client,
@@ -214,4 +281,38 @@ func (p *Provider) MintIDToken(t testing.TB, client, subject, nonce string) stri
 		t.Fatalf("oidctest: mint ID token: %v", err)
 	}
 	return tok
+}
+
+// gateListener is the provider's listener; while down it closes every
+// connection it accepts, so the provider cannot be reached.
+type gateListener struct {
+	net.Listener
+
+	mu   sync.Mutex
+	down bool
+}
+
+func (l *gateListener) setDown(down bool) {
+	l.mu.Lock()
+	l.down = down
+	l.mu.Unlock()
+}
+
+func (l *gateListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		l.mu.Lock()
+		down := l.down
+		l.mu.Unlock()
+		if !down {
+			return c, nil
+		}
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetLinger(0) // reset, as a host with nothing listening does
+		}
+		_ = c.Close()
+	}
 }

@@ -3,6 +3,7 @@ package oidctest
 import (
 	"context"
 	"errors"
+	"net/http"
 	"sync"
 	"time"
 
@@ -39,9 +40,14 @@ type testStorage struct {
 	// claims.
 	assertClaims map[string]bool
 
+	// rotate makes each sign-in end the refresh tokens the user's
+	// earlier sign-ins at the same client got (Config.RotateRefreshTokens).
+	rotate bool
+
 	mu        sync.Mutex
 	overrides map[string]override // by subject
-	revoked   map[string]bool     // subjects the provider no longer accepts
+	revoked   map[string]bool     // subjects whose sessions were revoked
+	deleted   map[string]bool     // subjects the provider no longer knows
 }
 
 // override replaces a user's amr and groups for later logins.
@@ -62,29 +68,50 @@ func (s *testStorage) claimsOf(subject string) (amr, groups []string) {
 	return amr, groups
 }
 
-// isRevoked reports whether Revoke was called for subject.
-func (s *testStorage) isRevoked(subject string) bool {
+// status reports whether Revoke or Delete was called for subject.
+func (s *testStorage) status(subject string) (revoked, deleted bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.revoked[subject]
+	return s.revoked[subject], s.deleted[subject]
 }
 
-// CheckUsernamePassword refuses revoked accounts at the login form.
+// CheckUsernamePassword refuses revoked and deleted accounts at the login
+// form.
 func (s *testStorage) CheckUsernamePassword(username, password, id string) error {
-	if u := s.users.byName[username]; u != nil && s.isRevoked(u.ID) {
-		return errors.New("this account is disabled")
+	if u := s.users.byName[username]; u != nil {
+		if revoked, deleted := s.status(u.ID); revoked || deleted {
+			return errors.New("this account is disabled")
+		}
 	}
 	return s.Storage.CheckUsernamePassword(username, password, id)
 }
 
-// TokenRequestByRefreshToken refuses the refresh tokens of revoked
-// accounts.
+// TokenRequestByRefreshToken refuses the refresh tokens of revoked and
+// deleted accounts with invalid_grant (the provider's handler answers for
+// deleted ones before this is reached; see Provider.Delete).
 func (s *testStorage) TokenRequestByRefreshToken(ctx context.Context, token string) (op.RefreshTokenRequest, error) {
 	r, err := s.Storage.TokenRequestByRefreshToken(ctx, token)
-	if err == nil && s.isRevoked(r.GetSubject()) {
+	if err != nil {
+		return r, err
+	}
+	if revoked, deleted := s.status(r.GetSubject()); revoked || deleted {
 		return nil, op.ErrInvalidRefreshToken
 	}
-	return r, err
+	return r, nil
+}
+
+// refreshOfDeleted reports whether r redeems a refresh token of a deleted
+// account.
+func (s *testStorage) refreshOfDeleted(r *http.Request) bool {
+	if r.Method != http.MethodPost || r.ParseForm() != nil || r.PostForm.Get("grant_type") != "refresh_token" {
+		return false
+	}
+	tr, err := s.Storage.TokenRequestByRefreshToken(r.Context(), r.PostForm.Get("refresh_token"))
+	if err != nil {
+		return false
+	}
+	_, deleted := s.status(tr.GetSubject())
+	return deleted
 }
 
 // authRequest adds the user's amr and acr to an auth request.
@@ -135,8 +162,20 @@ func (s *testStorage) CreateAccessToken(ctx context.Context, r op.TokenRequest) 
 	return s.Storage.CreateAccessToken(ctx, unwrap(r))
 }
 
+// CreateAccessAndRefreshTokens issues tokens for a sign-in (current
+// empty) or a refresh. The example storage always rotates at a refresh:
+// the old refresh token stops working. With rotate, a sign-in also ends
+// every refresh token the user had at the client, as Dex does.
 func (s *testStorage) CreateAccessAndRefreshTokens(ctx context.Context, r op.TokenRequest, current string) (string, string, time.Time, error) {
-	return s.Storage.CreateAccessAndRefreshTokens(ctx, unwrap(r), current)
+	r = unwrap(r)
+	if s.rotate && current == "" {
+		if a, ok := r.(*storage.AuthRequest); ok {
+			if err := s.Storage.TerminateSession(ctx, a.GetSubject(), a.ApplicationID); err != nil {
+				return "", "", time.Time{}, err
+			}
+		}
+	}
+	return s.Storage.CreateAccessAndRefreshTokens(ctx, r, current)
 }
 
 // SetUserinfoFromRequest adds groups, an explicit false email_verified

@@ -61,7 +61,8 @@ func setupLogin(t testing.TB, cfg *coordinator.Config, opts Options, publicURL s
 	if opts.OIDC == nil {
 		return nil
 	}
-	op := oidctest.New(t, oidctest.Config{Users: opts.OIDC.Users, Clients: []oidctest.Client{{
+	// Refresh tokens rotate at every sign-in and refresh, as at Dex.
+	op := oidctest.New(t, oidctest.Config{Users: opts.OIDC.Users, RotateRefreshTokens: true, Clients: []oidctest.Client{{
 		ID: oidcClientID, Secret: oidcClientSecret, RedirectURL: cfg.Login.PublicURL + oidc.CallbackPath,
 	}}})
 	var oc coordinator.OIDCConfig

@@ -143,6 +143,15 @@ type Config struct {
 	// offline_access scope when the provider offers it) so that
 	// RecheckAll can ask the provider whether users may still sign in.
 	RefreshChecks bool
+	// RecheckDisableAfter is how many rechecks in a row the provider must
+	// refuse a user with an OAuth error other than invalid_grant before the
+	// user is disabled (default DefaultRecheckDisableAfter); invalid_grant
+	// disables at once. See recheck.go.
+	RecheckDisableAfter int
+	// RecheckAlertAfter is how long a user's rechecks may go without an
+	// answer from the provider before every recheck reports it (default
+	// DefaultRecheckAlertAfter).
+	RecheckAlertAfter time.Duration
 	// HTTPClient is used for discovery, keys, the token and userinfo
 	// endpoints; default a client with a 30 s timeout.
 	HTTPClient *http.Client
@@ -172,7 +181,8 @@ type Login struct {
 	log          *slog.Logger
 	startBase    string // absolute URL of StartPath (with any prefix)
 	callbackPath string // path of RedirectURL, for the binding cookie
-	secure       bool   // RedirectURL is https: cookies get Secure
+	rechecks     recheckState
+	secure       bool // RedirectURL is https: cookies get Secure
 	table        *login.Table[visitState]
 
 	// Set once, by New or the discovery goroutine, before ready is

@@ -40,7 +40,8 @@ const (
 func newTestOP(t testing.TB, redirectURL string) *oidctest.Provider {
 	t.Helper()
 	return oidctest.New(t, oidctest.Config{
-		Users: testUsers,
+		Users:               testUsers,
+		RotateRefreshTokens: true, // as Dex does
 		Clients: []oidctest.Client{
 			{ID: clientWeb, Secret: clientSecret, RedirectURL: redirectURL},
 			{ID: clientPublic, RedirectURL: redirectURL, ClaimsInIDToken: true},

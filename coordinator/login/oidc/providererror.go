@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/oauth2"
 )
@@ -105,22 +106,22 @@ func (p providerError) LogAttrs() []any {
 	return []any{"status", p.Status, "error", p.Code, "error_description", p.Description, "hint", p.Hint()}
 }
 
-// printable returns s without control characters, at most n bytes long
-// (cut at a rune boundary).
+// printable returns the provider-chosen s with every character that is
+// not printable (newlines, controls, invalid UTF-8) replaced by '?', so it
+// cannot forge log lines, cut to at most n bytes (at a rune boundary, then
+// marked with "…").
 func printable(s string, n int) string {
 	s = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
-			return ' '
+		if r == unicode.ReplacementChar || !unicode.IsPrint(r) {
+			return '?'
 		}
 		return r
-	}, s)
+	}, strings.ToValidUTF8(s, "?"))
 	if len(s) <= n {
 		return s
 	}
-	for n > 0 && !utf8RuneStart(s[n]) {
+	for n > 0 && !utf8.RuneStart(s[n]) {
 		n--
 	}
 	return s[:n] + "…"
 }
-
-func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
