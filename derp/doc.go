@@ -46,6 +46,10 @@
 // second per destination). Each client's sending is rate limited in bytes
 // (with FrameOverhead charged per frame); frames over the limit, and
 // frames for a destination whose queue is full, are dropped and counted.
+// Disco messages (path discovery; recognised by the disco magic prefix of
+// their cleartext header, never opened) have a small queue of their own
+// per destination that is written before data and drops its oldest
+// message when full, so a data flood never starves path discovery.
 // A second connection with the same node key replaces the first. The
 // server pings each client every KeepAliveEvery (keeping idle connections
 // alive through proxies) and disconnects clients silent for two periods;

@@ -29,6 +29,7 @@ type sclient struct {
 	queue  chan []byte  // RecvPacket frames for this client
 	queued atomic.Int64 // bytes in queue
 	ctrl   chan []byte  // control frames (Pong, PeerGone, Ping) for this client
+	disco  chan []byte  // RecvPacket frames carrying disco messages; head-drop
 
 	ctx       context.Context // cancelled by kill, which tells the writer to stop
 	cancel    context.CancelFunc
@@ -141,6 +142,7 @@ func (s *Server) newSClient(k key.NodePublic, conn *websocket.Conn, cork *corkWr
 		remote: remote,
 		queue:  make(chan []byte, s.cfg.QueueLen),
 		ctrl:   make(chan []byte, ctrlQueueLen),
+		disco:  make(chan []byte, discoQueueLen),
 		gone:   make(map[key.NodePublic]time.Time),
 	}
 	if s.cfg.RateBytesPerSec > 0 {
@@ -288,9 +290,42 @@ func (c *sclient) sendPacket(f *frame, size int) {
 		return
 	}
 	out := appendPacketFrame(make([]byte, 0, size), frameRecvPacket, c.key.Raw(), f.data)
+	if looksDisco(f.data) {
+		if dst.enqueueDisco(out) {
+			s.n.droppedDiscoOldest.Add(1)
+		}
+		return
+	}
 	if !dst.enqueue(out) {
 		s.n.droppedQueueFull.Add(1)
 	}
+}
+
+// enqueueDisco adds a RecvPacket frame carrying a disco message to c's
+// disco queue, dropping the oldest queued disco frame if it is full (the
+// newest ping or call-me-maybe is the one worth delivering). It reports
+// whether a frame was dropped.
+func (c *sclient) enqueueDisco(b []byte) bool {
+	return pushDropOldest(c.disco, b)
+}
+
+// pushDropOldest sends b on q; when q is full it discards the oldest
+// element to make room. It reports whether anything was discarded (the
+// oldest, or b itself if other senders keep refilling q).
+func pushDropOldest[T any](q chan T, b T) (dropped bool) {
+	for range 4 {
+		select {
+		case q <- b:
+			return dropped
+		default:
+		}
+		select {
+		case <-q:
+			dropped = true
+		default:
+		}
+	}
+	return true
 }
 
 // enqueue adds a RecvPacket frame to c's queue; false if the queue is full.
@@ -350,31 +385,27 @@ func (c *sclient) writeLoop() {
 		c.hardClose.Stop()
 	}()
 	for {
-		var b []byte
-		data := false
-		select {
-		case <-c.ctx.Done():
-			ctx, cancel := context.WithTimeout(context.Background(), goodbyeTimeout)
-			_ = c.conn.Write(ctx, websocket.MessageBinary, errorFrame(c.reason))
-			cancel()
-			return
-		case b = <-c.ctrl:
-		case b = <-c.queue:
-			data = true
+		b, data, ok := c.next()
+		if !ok {
+			select {
+			case <-c.ctx.Done():
+				ctx, cancel := context.WithTimeout(context.Background(), goodbyeTimeout)
+				_ = c.conn.Write(ctx, websocket.MessageBinary, errorFrame(c.reason))
+				cancel()
+				return
+			case b = <-c.ctrl:
+			case b = <-c.disco:
+			case b = <-c.queue:
+				data = true
+			}
 		}
 		c.cork.cork()
 		err := c.write(b, data)
 		for i := 1; err == nil && i < maxBatch; i++ {
-			select {
-			case b = <-c.ctrl:
-				err = c.write(b, false)
-				continue
-			case b = <-c.queue:
-				err = c.write(b, true)
-				continue
-			default:
+			if b, data, ok = c.next(); !ok {
+				break
 			}
-			break
+			err = c.write(b, data)
 		}
 		if uerr := c.cork.uncork(); err == nil {
 			err = uerr
@@ -385,8 +416,31 @@ func (c *sclient) writeLoop() {
 	}
 }
 
-// write writes one frame; data frames come from the queue and count as
-// forwarded.
+// next returns a queued frame without waiting, by priority: control
+// frames, then disco, then data (so that under congestion the message
+// that may move traffic off the relay goes first). data reports a frame
+// from the data queue; ok is false when nothing is queued.
+func (c *sclient) next() (b []byte, data, ok bool) {
+	select {
+	case b = <-c.ctrl:
+		return b, false, true
+	default:
+	}
+	select {
+	case b = <-c.disco:
+		return b, false, true
+	default:
+	}
+	select {
+	case b = <-c.queue:
+		return b, true, true
+	default:
+	}
+	return nil, false, false
+}
+
+// write writes one frame; data frames come from the data queue (whose
+// byte count it lowers), and every RecvPacket counts as forwarded.
 func (c *sclient) write(b []byte, data bool) error {
 	if data {
 		c.queued.Add(-int64(len(b)))
@@ -394,7 +448,7 @@ func (c *sclient) write(b []byte, data bool) error {
 	if err := c.conn.Write(context.Background(), websocket.MessageBinary, b); err != nil {
 		return err
 	}
-	if data {
+	if frameType(b[0]) == frameRecvPacket {
 		c.s.n.framesForwarded.Add(1)
 		c.s.n.bytesForwarded.Add(uint64(len(b) - packetHeaderSz))
 	}

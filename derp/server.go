@@ -35,6 +35,7 @@ const (
 	handshakeTimeout = 5 * time.Second
 	goodbyeTimeout   = time.Second
 	ctrlQueueLen     = 16
+	discoQueueLen    = 16 // disco frames per client; the oldest is dropped when full
 	maxBatch         = 64 // frames per corked write
 	revalidateConc   = 16
 	peerGoneEvery    = time.Second // at most one PeerGone per (src, dst) per this
@@ -79,6 +80,7 @@ type Stats struct {
 	DroppedQueueFull   uint64 // packets dropped: destination queue full
 	DroppedUnknownDst  uint64 // packets dropped: destination not connected
 	DroppedRateLimited uint64 // packets dropped: sender over its rate limit
+	DroppedDiscoOldest uint64 // disco packets dropped: the oldest, to make room in a full disco queue
 	HandshakeFailures  uint64 // connections that failed the handshake (bad proof, timeout, garbage)
 	Refused            uint64 // proven keys refused: not admitted, or the check failed
 	Replaced           uint64 // connections replaced by a newer one with the same key
@@ -89,6 +91,7 @@ type Stats struct {
 type counters struct {
 	framesForwarded, bytesForwarded                          atomic.Uint64
 	droppedQueueFull, droppedUnknownDst, droppedRateLimited  atomic.Uint64
+	droppedDiscoOldest                                       atomic.Uint64
 	handshakeFailures, refused, replaced, kicked, protoError atomic.Uint64
 }
 
@@ -333,6 +336,7 @@ func (s *Server) Stats() Stats {
 		DroppedQueueFull:   s.n.droppedQueueFull.Load(),
 		DroppedUnknownDst:  s.n.droppedUnknownDst.Load(),
 		DroppedRateLimited: s.n.droppedRateLimited.Load(),
+		DroppedDiscoOldest: s.n.droppedDiscoOldest.Load(),
 		HandshakeFailures:  s.n.handshakeFailures.Load(),
 		Refused:            s.n.refused.Load(),
 		Replaced:           s.n.replaced.Load(),

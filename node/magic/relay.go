@@ -17,6 +17,7 @@ import (
 // Relay connection tuning.
 const (
 	relayQueue      = 512              // packets waiting for a relay connection
+	relayDiscoQueue = 16               // disco messages waiting for a relay connection; head-drop
 	relayIdle       = 60 * time.Second // a non-home relay unused this long is closed
 	failAfter       = 3                // failed dials before the home region is given up
 	regionPenalty   = 30 * time.Second // a failed region is avoided this long
@@ -37,10 +38,14 @@ type relaySet struct {
 
 // relayConn is the connection to one region: a queue of packets to send
 // and a goroutine that dials, sends and receives, redialing on failure.
+// Disco messages have a queue of their own that is sent first and drops
+// its oldest message when full, so that under congestion the ping or
+// call-me-maybe that may move traffic off the relay is not the one lost.
 type relayConn struct {
 	set      *relaySet
 	region   wire.DERPRegion
-	out      chan outPacket
+	out      chan outPacket // WireGuard packets; tail-drop
+	disco    chan outPacket // disco messages; head-drop, sent first
 	ctx      context.Context
 	cancel   context.CancelFunc
 	lastUsed atomic.Int64
@@ -196,7 +201,8 @@ func (s *relaySet) connLocked(id int) *relayConn {
 		return nil
 	}
 	ctx, cancel := context.WithCancel(s.c.ctx)
-	rc := &relayConn{set: s, region: *r, out: make(chan outPacket, relayQueue), ctx: ctx, cancel: cancel}
+	rc := &relayConn{set: s, region: *r, out: make(chan outPacket, relayQueue),
+		disco: make(chan outPacket, relayDiscoQueue), ctx: ctx, cancel: cancel}
 	rc.lastUsed.Store(s.c.now())
 	s.conns[id] = rc
 	s.c.wg.Add(1)
@@ -221,8 +227,41 @@ func (s *relaySet) send(p *peer, bufs [][]byte) error {
 // sendOne queues one packet (a sealed disco message) for p.
 func (s *relaySet) sendOne(p *peer, pkt []byte) {
 	if rc := s.connFor(p); rc != nil {
-		rc.enqueue(p.ep.Key, pkt)
+		rc.enqueueDisco(p.ep.Key, pkt)
 	}
+}
+
+// enqueueDisco queues a disco message, dropping the oldest queued one if
+// the disco queue is full.
+func (rc *relayConn) enqueueDisco(dst key.NodePublic, data []byte) {
+	rc.lastUsed.Store(rc.set.c.now())
+	op := outPacket{dst: dst, data: data}
+	for range 4 { // bounded: other senders may refill the queue between tries
+		select {
+		case rc.disco <- op:
+			return
+		default:
+		}
+		select {
+		case <-rc.disco:
+		default:
+		}
+	}
+}
+
+// nextOut returns a queued packet without waiting, disco first.
+func (rc *relayConn) nextOut() (outPacket, bool) {
+	select {
+	case pkt := <-rc.disco:
+		return pkt, true
+	default:
+	}
+	select {
+	case pkt := <-rc.out:
+		return pkt, true
+	default:
+	}
+	return outPacket{}, false
 }
 
 func (rc *relayConn) enqueue(dst key.NodePublic, data []byte) {
@@ -315,13 +354,23 @@ func (rc *relayConn) pump(cl *derp.Client) error {
 	defer func() { cl.Close(); <-recvErr }()
 	idle := time.NewTicker(relayIdle / 4)
 	defer idle.Stop()
-	for {
+	for ctx.Err() == nil {
+		if pkt, ok := rc.nextOut(); ok {
+			if err := cl.Send(ctx, pkt.dst, pkt.data); err != nil {
+				return err
+			}
+			continue
+		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case err := <-recvErr:
 			recvErr <- err // for the deferred wait
 			return err
+		case pkt := <-rc.disco:
+			if err := cl.Send(ctx, pkt.dst, pkt.data); err != nil {
+				return err
+			}
 		case pkt := <-rc.out:
 			if err := cl.Send(ctx, pkt.dst, pkt.data); err != nil {
 				return err
@@ -333,6 +382,7 @@ func (rc *relayConn) pump(cl *derp.Client) error {
 			}
 		}
 	}
+	return nil
 }
 
 // receive delivers what the relay sends: WireGuard packets to the bind,
