@@ -89,6 +89,7 @@ type Coordinator struct {
 	failures *audit.Failures // unauthenticated failures: counted, never stored
 	policy   *policyfile.Manager
 	relay    *derp.Server   // embedded relay, nil when disabled
+	revoked  *revocations   // node keys that lost relay admission, for the relays
 	stun     net.PacketConn // embedded STUN server's socket, nil when none
 	derpMap  *wire.DERPMap
 	logins   logins // interactive login, zero when not configured
@@ -144,7 +145,9 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	}
 	dm := c.derpMap
 	c.audit = audit.New(st, cfg.Logger)
-	c.engine = netmap.New(netmap.Config{Domain: cfg.Domain, DERPMap: dm, Logger: cfg.Logger})
+	c.revoked = newRevocations()
+	c.engine = netmap.New(netmap.Config{Domain: cfg.Domain, DERPMap: dm, Logger: cfg.Logger,
+		OnRevoke: c.revoked.revoke})
 	if cfg.PolicyPath == "" {
 		cfg.PolicyPath = filepath.Join(cfg.StateDir, "policy.hujson")
 	}
@@ -254,6 +257,7 @@ func (c *Coordinator) Handler() http.Handler {
 	}
 	if c.cfg.Relay.AdmitToken != "" {
 		mux.HandleFunc("GET "+RelayAdmitPath, c.serveRelayAdmit)
+		mux.HandleFunc("GET "+RelayRevocationsPath, c.serveRelayRevocations)
 	}
 	return mux
 }
@@ -312,6 +316,7 @@ func (c *Coordinator) ServeHTTP(ctx context.Context, ln net.Listener, handler ht
 	ln = c.limitListener(ln)
 	stop := context.AfterFunc(ctx, func() {
 		c.control.Close()
+		c.revoked.close() // relays' long polls
 		if c.relay != nil {
 			c.relay.Close() // relay websockets are long-lived too
 		}
@@ -324,6 +329,7 @@ func (c *Coordinator) ServeHTTP(ctx context.Context, ln net.Listener, handler ht
 // store.
 func (c *Coordinator) Close() error {
 	c.control.Close()
+	c.revoked.close()
 	if c.relay != nil {
 		c.relay.Close()
 	}

@@ -28,7 +28,8 @@ const (
 	RelayPath      = "/derp"
 	RelayAdmitPath = "/api/v1/relay/admit"
 	// embeddedRevalidate is how often the embedded relay re-checks its
-	// clients (offboarded nodes lose the relay within this).
+	// clients: the backstop behind revocations, which the engine pushes
+	// to it the moment a node stops being active.
 	embeddedRevalidate = 30 * time.Second
 )
 
@@ -128,6 +129,7 @@ func (c *Coordinator) startRelay(ctx context.Context) error {
 		return fmt.Errorf("embedded relay: %w", err)
 	}
 	c.relay = srv
+	c.revoked.setRelay(srv)
 	if c.stun == nil {
 		return nil
 	}
@@ -159,10 +161,7 @@ func (c *Coordinator) DERPMap() *wire.DERPMap { return c.derpMap }
 // serveRelayAdmit answers a standalone relay's question: may this node
 // key use the relay? The relay authenticates with the admit token.
 func (c *Coordinator) serveRelayAdmit(w http.ResponseWriter, r *http.Request) {
-	token := c.cfg.Relay.AdmitToken
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
-		http.Error(w, "relay admission needs the relay token (Authorization: Bearer …)", http.StatusUnauthorized)
+	if !c.relayAuthorized(w, r) {
 		return
 	}
 	k, err := key.ParsePublic[key.NodeKind](r.URL.Query().Get("key"))
@@ -170,7 +169,7 @@ func (c *Coordinator) serveRelayAdmit(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "key: want a node key (nodekey:…)", http.StatusBadRequest)
 		return
 	}
-	ok, err = c.registry.AdmitRelay(r.Context(), k)
+	ok, err := c.registry.AdmitRelay(r.Context(), k)
 	if err != nil {
 		c.log.Error("relay admission", "err", err)
 		http.Error(w, "admission check failed", http.StatusInternalServerError)
@@ -180,4 +179,15 @@ func (c *Coordinator) serveRelayAdmit(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(struct {
 		Admitted bool `json:"admitted"`
 	}{ok})
+}
+
+// checkBearer reports whether r carries "Authorization: Bearer token",
+// answering 401 itself when it does not.
+func checkBearer(w http.ResponseWriter, r *http.Request, token string) bool {
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || token == "" || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
+		http.Error(w, "relay admission needs the relay token (Authorization: Bearer …)", http.StatusUnauthorized)
+		return false
+	}
+	return true
 }

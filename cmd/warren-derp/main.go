@@ -1,7 +1,8 @@
 // Command warren-derp runs a Warren DERP relay: it forwards WireGuard
 // packets between nodes over websocket (at /derp, with a latency probe at
 // /derp/probe and a health check at /healthz) and answers STUN on UDP. It
-// asks the coordinator which node keys are admitted, and never sees
+// asks the coordinator which node keys are admitted, long-polls it for
+// node keys that lost admission (and drops them at once), and never sees
 // anything but ciphertext.
 package main
 
@@ -75,6 +76,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	var admit derp.Admitter
+	var watcher *httpAdmitter // pushes the coordinator's revocations
 	admission := ""
 	switch {
 	case *admitURL != "" && *admitAll:
@@ -84,7 +86,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		admit, admission = a.Admit, a.url.Redacted()
+		admit, admission, watcher = a.Admit, a.url.Redacted(), a
 	case *admitAll:
 		admission = "NONE: every node key is admitted (--insecure-admit-all)"
 	default:
@@ -176,6 +178,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				errc <- err
 				cancel()
 			}
+		}()
+	}
+	if watcher != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			watcher.watchRevocations(ctx, relay)
 		}()
 	}
 	log.Info("relay started", "key", relay.PublicKey(), "listen", ln.Addr().String(), "stun", *stunAddr)

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/warrenmesh/warren/internal/key"
 	"github.com/warrenmesh/warren/internal/policy"
 	"github.com/warrenmesh/warren/internal/wire"
 )
@@ -28,6 +29,12 @@ type Config struct {
 	// MaxQueue bounds the deltas queued for one stream; past it the stream
 	// gets a full map instead. Zero means 1024.
 	MaxQueue int
+	// OnRevoke, if set, is told each node key that stops being active:
+	// the node was removed, disabled, unauthorized, its key expired, or
+	// it was re-keyed (the old key). Relays use it to drop the key at
+	// once. It is called with the engine locked and must not block or
+	// call back into the engine.
+	OnRevoke func(key.NodePublic)
 }
 
 // ErrUnknownNode is returned for a node the engine does not hold.
@@ -41,6 +48,7 @@ type Engine struct {
 	log      *slog.Logger
 	now      func() time.Time
 	maxQueue int
+	onRevoke func(key.NodePublic)
 
 	mu sync.Mutex
 	// graph holds the active nodes only (Node.Active), so inactive nodes
@@ -61,6 +69,7 @@ func New(cfg Config) *Engine {
 		log:      cfg.Logger,
 		now:      cfg.Now,
 		maxQueue: cfg.MaxQueue,
+		onRevoke: cfg.OnRevoke,
 		nodes:    make(map[wire.NodeID]*Node),
 		streams:  make(map[wire.NodeID]*Stream),
 		versions: make(map[wire.NodeID]uint64),
@@ -145,6 +154,13 @@ func (e *Engine) Upsert(n Node) {
 	defer e.mu.Unlock()
 	old := e.nodes[nn.ID()]
 	nn.Wire.Expired = nn.expired(now)
+	if old != nil {
+		if old.Wire.NodeKey != nn.Wire.NodeKey {
+			e.revoke(old.Wire.NodeKey)
+		} else if old.Active(now) && !nn.Active(now) {
+			e.revoke(nn.Wire.NodeKey)
+		}
+	}
 	if !nn.Wire.KeyExpiry.IsZero() && !nn.Wire.Expired {
 		heap.Push(&e.expiries, expiry{at: nn.Wire.KeyExpiry, id: nn.ID()})
 		e.poke()
@@ -227,6 +243,7 @@ func (e *Engine) Remove(id wire.NodeID, reason error) {
 	d := &delta{removed: id}
 	e.forPeers(n, now, func(s *Stream) { s.push(d) })
 	delete(e.nodes, id)
+	e.revoke(n.Wire.NodeKey)
 	e.filtersTo(e.graph.Remove(id), id)
 	delete(e.versions, id)
 	if s := e.streams[id]; s != nil {
@@ -406,8 +423,16 @@ func (e *Engine) expireDue(now time.Time) time.Time {
 		nn.Wire = cloneWire(n.Wire)
 		nn.Wire.Expired = true
 		e.reroute(&before, &nn, now)
+		e.revoke(nn.Wire.NodeKey)
 	}
 	return time.Time{}
+}
+
+// revoke tells OnRevoke that k is no longer active. Callers hold e.mu.
+func (e *Engine) revoke(k key.NodePublic) {
+	if e.onRevoke != nil && !k.IsZero() {
+		e.onRevoke(k)
+	}
 }
 
 func (e *Engine) poke() {

@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/warrenmesh/warren/derp"
+	"github.com/warrenmesh/warren/internal/key"
+)
+
+const (
+	// revocationPollTimeout bounds one long poll; the coordinator answers
+	// within 25 s even when nothing was revoked.
+	revocationPollTimeout = 40 * time.Second
+	revocationBackoffMin  = time.Second
+	revocationBackoffMax  = 30 * time.Second
+	revocationBodySize    = 1 << 20
+)
+
+// revocationAnswer is the coordinator's answer at
+// /api/v1/relay/revocations (see the coordinator's relayrevoke.go).
+type revocationAnswer struct {
+	Epoch string   `json:"epoch"`
+	Next  *uint64  `json:"next"`
+	Keys  []string `json:"keys"`
+	Reset bool     `json:"reset"`
+}
+
+// revocationsURL is the coordinator's revocation endpoint beside the
+// admission endpoint (…/relay/admit → …/relay/revocations).
+func revocationsURL(admit *url.URL) *url.URL {
+	return admit.ResolveReference(&url.URL{Path: "revocations"})
+}
+
+// forget drops the cached answer for k, so that its next connection asks
+// the coordinator.
+func (a *httpAdmitter) forget(k key.NodePublic) {
+	a.mu.Lock()
+	delete(a.cache, k)
+	a.mu.Unlock()
+}
+
+// forgetAll drops every cached answer.
+func (a *httpAdmitter) forgetAll() {
+	a.mu.Lock()
+	clear(a.cache)
+	a.mu.Unlock()
+}
+
+// watchRevocations long-polls the coordinator for node keys that lost
+// admission and disconnects them from relay at once (the periodic
+// revalidation stays as the backstop). It returns when ctx ends.
+func (a *httpAdmitter) watchRevocations(ctx context.Context, relay *derp.Server) {
+	u := revocationsURL(a.url)
+	client := &http.Client{Transport: a.client.Transport} // no overall timeout: each poll has its own
+	var epoch string
+	var since uint64
+	backoff := revocationBackoffMin
+	for ctx.Err() == nil {
+		ans, err := a.pollRevocations(ctx, client, u, epoch, since)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			a.log.Warn("coordinator revocations unavailable; removed nodes leave the relay at the next recheck",
+				"url", u.Redacted(), "err", err, "retry_in", backoff)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, revocationBackoffMax)
+			continue
+		}
+		backoff = revocationBackoffMin
+		for _, s := range ans.Keys {
+			k, err := key.ParsePublic[key.NodeKind](s)
+			if err != nil {
+				continue
+			}
+			a.forget(k)
+			relay.Disconnect(k)
+		}
+		if ans.Reset {
+			// Revocations may have been missed (a first poll, a restarted
+			// coordinator, or a long outage): recheck everyone.
+			a.forgetAll()
+			relay.Revalidate(ctx)
+		}
+		epoch, since = ans.Epoch, *ans.Next
+	}
+}
+
+// pollRevocations asks once, waiting for the coordinator's answer.
+func (a *httpAdmitter) pollRevocations(ctx context.Context, client *http.Client, u *url.URL, epoch string, since uint64) (revocationAnswer, error) {
+	var ans revocationAnswer
+	q := url.Values{}
+	if epoch != "" {
+		q.Set("epoch", epoch)
+		q.Set("since", fmt.Sprint(since))
+	}
+	uu := *u
+	uu.RawQuery = q.Encode()
+	ctx, cancel := context.WithTimeout(ctx, revocationPollTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, uu.String(), nil)
+	if err != nil {
+		return ans, err
+	}
+	req.Header.Set("Authorization", "Bearer "+a.token)
+	req.Header.Set("Accept", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return ans, err
+	}
+	defer resp.Body.Close()
+	body := io.LimitReader(resp.Body, revocationBodySize)
+	if resp.StatusCode != http.StatusOK {
+		io.Copy(io.Discard, body)
+		return ans, fmt.Errorf("HTTP %d", resp.StatusCode)
+	}
+	if err := json.NewDecoder(body).Decode(&ans); err != nil {
+		return ans, fmt.Errorf("revocations answer: %w", err)
+	}
+	if ans.Next == nil || ans.Epoch == "" {
+		return ans, fmt.Errorf("revocations answer without epoch or next")
+	}
+	return ans, nil
+}
