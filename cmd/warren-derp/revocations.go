@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -21,6 +22,14 @@ const (
 	revocationBackoffMax  = 30 * time.Second
 	revocationBodySize    = 1 << 20
 )
+
+// revocations is what one poll learned.
+type revocations struct {
+	epoch string
+	next  uint64
+	keys  []key.NodePublic
+	reset bool
+}
 
 // revocationAnswer is the coordinator's answer at
 // /api/v1/relay/revocations (see the coordinator's relayrevoke.go).
@@ -78,27 +87,23 @@ func (a *httpAdmitter) watchRevocations(ctx context.Context, relay *derp.Server)
 			continue
 		}
 		backoff = revocationBackoffMin
-		for _, s := range ans.Keys {
-			k, err := key.ParsePublic[key.NodeKind](s)
-			if err != nil {
-				continue
-			}
+		for _, k := range ans.keys {
 			a.forget(k)
 			relay.Disconnect(k)
 		}
-		if ans.Reset {
+		if ans.reset {
 			// Revocations may have been missed (a first poll, a restarted
 			// coordinator, or a long outage): recheck everyone.
 			a.forgetAll()
 			relay.Revalidate(ctx)
 		}
-		epoch, since = ans.Epoch, *ans.Next
+		epoch, since = ans.epoch, ans.next
 	}
 }
 
 // pollRevocations asks once, waiting for the coordinator's answer.
-func (a *httpAdmitter) pollRevocations(ctx context.Context, client *http.Client, u *url.URL, epoch string, since uint64) (revocationAnswer, error) {
-	var ans revocationAnswer
+func (a *httpAdmitter) pollRevocations(ctx context.Context, client *http.Client, u *url.URL, epoch string, since uint64) (revocations, error) {
+	var ans revocations
 	q := url.Values{}
 	if epoch != "" {
 		q.Set("epoch", epoch)
@@ -124,11 +129,24 @@ func (a *httpAdmitter) pollRevocations(ctx context.Context, client *http.Client,
 		io.Copy(io.Discard, body)
 		return ans, fmt.Errorf("HTTP %d", resp.StatusCode)
 	}
-	if err := json.NewDecoder(body).Decode(&ans); err != nil {
-		return ans, fmt.Errorf("revocations answer: %w", err)
+	return decodeRevocations(body)
+}
+
+// decodeRevocations parses the coordinator's answer; keys that do not
+// parse are left out.
+func decodeRevocations(r io.Reader) (revocations, error) {
+	var ans revocationAnswer
+	if err := json.NewDecoder(r).Decode(&ans); err != nil {
+		return revocations{}, fmt.Errorf("revocations answer: %w", err)
 	}
 	if ans.Next == nil || ans.Epoch == "" {
-		return ans, fmt.Errorf("revocations answer without epoch or next")
+		return revocations{}, errors.New("revocations answer without epoch or next")
 	}
-	return ans, nil
+	out := revocations{epoch: ans.Epoch, next: *ans.Next, reset: ans.Reset}
+	for _, s := range ans.Keys {
+		if k, err := key.ParsePublic[key.NodeKind](s); err == nil {
+			out.keys = append(out.keys, k)
+		}
+	}
+	return out, nil
 }

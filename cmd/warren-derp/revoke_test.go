@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"github.com/warrenmesh/warren/coordinator/registry"
 	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/derp"
+	"github.com/warrenmesh/warren/internal/key"
 	"github.com/warrenmesh/warren/internal/testmesh"
 	"github.com/warrenmesh/warren/node/controlclient"
 )
@@ -102,4 +104,27 @@ func TestStandaloneRelayDropsDeletedNode(t *testing.T) {
 	if _, err := derp.Dial(dctx, relayURL, b.ID.Node, derp.ClientOptions{}); err == nil {
 		t.Fatal("the deleted node connected to the standalone relay again (a cached admission?)")
 	}
+}
+
+// FuzzDecodeRevocations: any answer decodes or fails cleanly, and what
+// decodes has an epoch and only valid keys.
+func FuzzDecodeRevocations(f *testing.F) {
+	f.Add([]byte(`{"epoch":"00ff","next":3,"keys":["` + key.NewNode().Public().String() + `"],"reset":false}`))
+	f.Add([]byte(`{"epoch":"00ff","next":0,"keys":[],"reset":true}`))
+	f.Add([]byte(`{"epoch":"","next":1}`))
+	f.Add([]byte(`{"next":18446744073709551615,"keys":["nodekey:zz"]}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ans, err := decodeRevocations(bytes.NewReader(b))
+		if err != nil {
+			return
+		}
+		if ans.epoch == "" {
+			t.Fatal("decoded an answer without epoch")
+		}
+		for _, k := range ans.keys {
+			if back, err := key.ParsePublic[key.NodeKind](k.String()); err != nil || back != k {
+				t.Fatalf("key %v does not round-trip: %v", k, err)
+			}
+		}
+	})
 }
