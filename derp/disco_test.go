@@ -75,7 +75,7 @@ func (q *queueFixture) send(pkt []byte) {
 func (q *queueFixture) drain() [][]byte {
 	var out [][]byte
 	for {
-		b, _, ok := q.dst.next()
+		b, _, ok := q.dst.next(true)
 		if !ok {
 			return out
 		}
@@ -140,5 +140,19 @@ func TestDiscoFloodDropsOldest(t *testing.T) {
 	st := q.s.Stats()
 	if st.DroppedDiscoOldest != n-discoQueueLen || st.DroppedQueueFull != 0 {
 		t.Errorf("DroppedDiscoOldest = %d, DroppedQueueFull = %d; want %d, 0", st.DroppedDiscoOldest, st.DroppedQueueFull, n-discoQueueLen)
+	}
+}
+
+// TestDiscoShareInBatch: once a batch had its share of disco, data goes
+// first, so a disco flood cannot starve data.
+func TestDiscoShareInBatch(t *testing.T) {
+	q := newQueueFixture(t)
+	q.send(discoPkt(1))
+	q.send(dataPkt(2))
+	if b, data, ok := q.dst.next(false); !ok || !data || !bytes.Equal(b[packetHeaderSz:], dataPkt(2)) {
+		t.Fatalf("next(false) = %x, data %v; want the data packet", b, data)
+	}
+	if b, data, ok := q.dst.next(false); !ok || data || !bytes.Equal(b[packetHeaderSz:], discoPkt(1)) {
+		t.Fatalf("next(false) = %x, data %v; want the disco packet once no data is left", b, data)
 	}
 }

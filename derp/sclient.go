@@ -290,7 +290,7 @@ func (c *sclient) sendPacket(f *frame, size int) {
 		return
 	}
 	out := appendPacketFrame(make([]byte, 0, size), frameRecvPacket, c.key.Raw(), f.data)
-	if looksDisco(f.data) {
+	if looksDisco(f.data) && !s.singleQueue {
 		if dst.enqueueDisco(out) {
 			s.n.droppedDiscoOldest.Add(1)
 		}
@@ -385,7 +385,7 @@ func (c *sclient) writeLoop() {
 		c.hardClose.Stop()
 	}()
 	for {
-		b, data, ok := c.next()
+		b, data, ok := c.next(true)
 		if !ok {
 			select {
 			case <-c.ctx.Done():
@@ -401,8 +401,12 @@ func (c *sclient) writeLoop() {
 		}
 		c.cork.cork()
 		err := c.write(b, data)
+		discos := 0
 		for i := 1; err == nil && i < maxBatch; i++ {
-			if b, data, ok = c.next(); !ok {
+			if !data && frameType(b[0]) == frameRecvPacket {
+				discos++
+			}
+			if b, data, ok = c.next(discos < maxDiscoPerBatch); !ok {
 				break
 			}
 			err = c.write(b, data)
@@ -417,24 +421,34 @@ func (c *sclient) writeLoop() {
 }
 
 // next returns a queued frame without waiting, by priority: control
-// frames, then disco, then data (so that under congestion the message
-// that may move traffic off the relay goes first). data reports a frame
-// from the data queue; ok is false when nothing is queued.
-func (c *sclient) next() (b []byte, data, ok bool) {
+// frames, then disco (unless disco is false: the batch had its share),
+// then data, so that under congestion the message that may move traffic
+// off the relay goes first but a disco flood cannot starve data. data
+// reports a frame from the data queue; ok is false when nothing is queued.
+func (c *sclient) next(disco bool) (b []byte, data, ok bool) {
 	select {
 	case b = <-c.ctrl:
 		return b, false, true
 	default:
 	}
-	select {
-	case b = <-c.disco:
-		return b, false, true
-	default:
+	if disco {
+		select {
+		case b = <-c.disco:
+			return b, false, true
+		default:
+		}
 	}
 	select {
 	case b = <-c.queue:
 		return b, true, true
 	default:
+	}
+	if !disco {
+		select {
+		case b = <-c.disco:
+			return b, false, true
+		default:
+		}
 	}
 	return nil, false, false
 }

@@ -36,6 +36,7 @@ const (
 	goodbyeTimeout   = time.Second
 	ctrlQueueLen     = 16
 	discoQueueLen    = 16 // disco frames per client; the oldest is dropped when full
+	maxDiscoPerBatch = 16 // disco frames before data gets a turn in one corked write
 	maxBatch         = 64 // frames per corked write
 	revalidateConc   = 16
 	peerGoneEvery    = time.Second // at most one PeerGone per (src, dst) per this
@@ -107,6 +108,7 @@ type Server struct {
 	wg     sync.WaitGroup // every goroutine and handler the server runs
 
 	handshakeTimeout time.Duration // tests shorten it
+	singleQueue      bool          // benchmarks: disco shares the data queue (the old behaviour)
 
 	mu      sync.RWMutex
 	clients map[key.NodePublic]*sclient
