@@ -291,8 +291,8 @@ func (c *sclient) sendPacket(f *frame, size int) {
 	}
 	out := appendPacketFrame(make([]byte, 0, size), frameRecvPacket, c.key.Raw(), f.data)
 	if looksDisco(f.data) && !s.singleQueue {
-		if dst.enqueueDisco(out) {
-			s.n.droppedDiscoOldest.Add(1)
+		if n := dst.enqueueDisco(out); n > 0 {
+			s.n.droppedDiscoOldest.Add(uint64(n))
 		}
 		return
 	}
@@ -303,16 +303,16 @@ func (c *sclient) sendPacket(f *frame, size int) {
 
 // enqueueDisco adds a RecvPacket frame carrying a disco message to c's
 // disco queue, dropping the oldest queued disco frame if it is full (the
-// newest ping or call-me-maybe is the one worth delivering). It reports
-// whether a frame was dropped.
-func (c *sclient) enqueueDisco(b []byte) bool {
+// newest ping or call-me-maybe is the one worth delivering). It returns
+// how many frames were dropped.
+func (c *sclient) enqueueDisco(b []byte) int {
 	return pushDropOldest(c.disco, b)
 }
 
 // pushDropOldest sends b on q; when q is full it discards the oldest
-// element to make room. It reports whether anything was discarded (the
-// oldest, or b itself if other senders keep refilling q).
-func pushDropOldest[T any](q chan T, b T) (dropped bool) {
+// element to make room. It returns how many elements it discarded (the
+// oldest ones, and b itself if other senders keep refilling q).
+func pushDropOldest[T any](q chan T, b T) (dropped int) {
 	for range 4 {
 		select {
 		case q <- b:
@@ -321,11 +321,11 @@ func pushDropOldest[T any](q chan T, b T) (dropped bool) {
 		}
 		select {
 		case <-q:
-			dropped = true
+			dropped++
 		default:
 		}
 	}
-	return true
+	return dropped + 1
 }
 
 // enqueue adds a RecvPacket frame to c's queue; false if the queue is full.
