@@ -86,7 +86,16 @@ type Config struct {
 	HTTPClient *http.Client
 	// RelayOnly disables direct paths: everything goes through relays.
 	RelayOnly bool
-	Logger    *slog.Logger
+	// OnStaleSession is called, from the Conn's own goroutine, when a peer
+	// sends WireGuard data although no handshake with it has passed
+	// through this Conn: the peer still holds a session with an earlier
+	// run of this node (a restart with the same keys), which this run
+	// cannot decrypt. The callback should start a handshake with the peer
+	// at once; otherwise the peer notices only when WireGuard's timers
+	// give up on the old session, 15 s or more later. It is called at
+	// most once a second per peer, and must not block for long.
+	OnStaleSession func(k key.NodePublic)
+	Logger         *slog.Logger
 }
 
 // Conn selects paths to peers. Create it with New, hand Bind() to
@@ -114,6 +123,7 @@ type Conn struct {
 
 	derpRecv chan relayPacket // WireGuard packets from relays, for the receive func
 	wake     chan *peer       // peers that need a discovery round now
+	stale    chan *peer       // peers that send data on a session this run never made
 	changed  chan struct{}    // DERP map, port or region changed: re-measure
 
 	lastRemeasure atomic.Int64 // c.now of the last remeasure request
@@ -157,6 +167,7 @@ func New(cfg Config) (*Conn, error) {
 		ctx: ctx, cancel: cancel,
 		derpRecv: make(chan relayPacket, 256),
 		wake:     make(chan *peer, 64),
+		stale:    make(chan *peer, 64),
 		changed:  make(chan struct{}, 1),
 	}
 	c.peers.Store(&peerIndex{})
