@@ -73,7 +73,8 @@ func (b *Bind) ParseEndpoint(s string) (conn.Endpoint, error) {
 }
 
 // Send implements conn.Bind: over the proven direct path while it is
-// trusted; otherwise through the peer's relay region (and also to the
+// trusted (and also through the relay once a heartbeat's pong is
+// overdue); otherwise through the peer's relay region (and also to the
 // last direct path, which may still work), starting discovery.
 func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	c := b.c
@@ -94,8 +95,20 @@ func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 		return c.relays.send(p, bufs)
 	}
 	best, ok := p.trusted(now)
-	if ok {
+	if ok && !p.stale(now) {
 		return c.udp.Send(bufs, best.ep)
+	}
+	if ok {
+		// A heartbeat's pong is overdue: the path may have died (UDP
+		// blocked, a NAT gone). Keep sending on it, and copies through
+		// the relay too, so traffic survives if it has: the receiver's
+		// WireGuard drops whichever copy comes second. Waiting until the
+		// trust runs out would stall traffic for up to trustDuration.
+		errUDP := c.udp.Send(bufs, best.ep)
+		if err := c.relays.send(p, bufs); err == nil {
+			return nil
+		}
+		return errUDP
 	}
 	if best != nil {
 		_ = c.udp.Send(bufs, best.ep)

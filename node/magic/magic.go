@@ -5,9 +5,12 @@
 // peer's endpoints, a call-me-maybe sent through the relay makes the peer
 // ping back so both NATs open, and the first ping that comes back proves a
 // direct UDP path, which is then used for as long as heartbeat pings keep
-// coming back. When they stop, traffic falls back to the relay and
-// discovery starts again; a peer whose NAT moved it to a new address is
-// found again by its own pings.
+// coming back. When one is overdue, packets also go through the relay;
+// when they stop, traffic falls back to the relay and discovery starts
+// again; a peer whose NAT moved it to a new address is found again by its
+// own pings. A peer that sends data on a WireGuard session from before
+// this node started (a restart with the same keys) is reported, so that
+// the engine starts a new handshake at once.
 //
 // The Conn also measures the network (STUN over the WireGuard socket, so
 // the learned public endpoint is the one peers must use), picks the home
