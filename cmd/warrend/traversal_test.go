@@ -31,7 +31,9 @@ type natMesh struct {
 	lab        *natlab.Lab
 	warren     string
 	socks      map[string]string // site name -> local API socket
-	leftAddr   netip.Addr        // mesh addresses
+	daemons    map[string]*netns.Process
+	args       map[string][]string // site name -> warrend's command line
+	leftAddr   netip.Addr          // mesh addresses
 	rightAddr  netip.Addr
 	rightLabel string
 }
@@ -65,12 +67,15 @@ func startNATMesh(t *testing.T, bin string, lab *natlab.Lab) *natMesh {
 		t.Fatal(err)
 	}
 
-	m := &natMesh{t: t, lab: lab, warren: filepath.Join(bin, "warren"), socks: map[string]string{}}
+	m := &natMesh{t: t, lab: lab, warren: filepath.Join(bin, "warren"), socks: map[string]string{},
+		daemons: map[string]*netns.Process{}, args: map[string][]string{}}
 	for name, site := range map[string]*natlab.Site{"left": lab.Left, "right": lab.Right} {
 		sock := filepath.Join(dir, name+".sock")
 		m.socks[name] = sock
-		d := site.Host.Start(filepath.Join(bin, "warrend"), "--state-dir", filepath.Join(dir, name), "--socket", sock,
-			"--tun", "warren0", "--socks5", "", "--log-level", "debug")
+		m.args[name] = []string{filepath.Join(bin, "warrend"), "--state-dir", filepath.Join(dir, name), "--socket", sock,
+			"--tun", "warren0", "--socks5", "", "--log-level", "debug"}
+		d := site.Host.Start(m.args[name][0], m.args[name][1:]...)
+		m.daemons[name] = d
 		if _, err := d.WaitFor("warrend running", 30*time.Second); err != nil {
 			t.Fatal(err)
 		}

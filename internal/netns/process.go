@@ -87,6 +87,16 @@ func (p *Process) Stop() error {
 	return nil
 }
 
+// Kill ends the process at once (SIGKILL, as kill -9: it cleans nothing
+// up) and waits for it to be gone.
+func (p *Process) Kill() {
+	p.stopOnce.Do(func() {
+		p.stopped = true
+		_ = p.cmd.Process.Kill()
+	})
+	<-p.done
+}
+
 // WaitFor waits until the process has printed substr and returns the line
 // it is on. It fails if the process exits first or timeout passes, with the
 // output so far in the error.

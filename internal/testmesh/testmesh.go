@@ -165,6 +165,7 @@ type Node struct {
 
 	dataPlane bool
 	relayOnly bool
+	port      uint16
 	log       *slog.Logger
 
 	mu      sync.Mutex
@@ -188,6 +189,8 @@ type NodeOptions struct {
 	DataPlane bool
 	// RelayOnly makes the data plane use relays only (no direct paths).
 	RelayOnly bool
+	// ListenPort is the data plane's UDP port (0: any free one).
+	ListenPort uint16
 }
 
 // AddNode starts a node's control client; it is stopped when the test
@@ -199,7 +202,7 @@ func (m *Mesh) AddNode(hostname string, o NodeOptions) *Node {
 		id = *o.Identity
 	}
 	n := &Node{Name: hostname, ID: id, changed: make(chan struct{}), done: make(chan struct{}),
-		dataPlane: o.DataPlane, relayOnly: o.RelayOnly, log: m.log.With("part", "node", "node", hostname)}
+		dataPlane: o.DataPlane, relayOnly: o.RelayOnly, port: o.ListenPort, log: m.log.With("part", "node", "node", hostname)}
 	cc, err := controlclient.New(controlclient.Config{
 		URL: m.URL, ControlKey: m.Coord.PublicKey(), Machine: id.Machine, NodeKey: id.Node.Public(),
 		DiscoKey: id.Disco.Public(), Hostname: hostname, OS: "linux", AuthKey: o.AuthKey, Tags: o.Tags,
@@ -244,7 +247,7 @@ func (n *Node) applyDataPlane(nm *controlclient.Netmap) {
 	n.mu.Unlock()
 	if eng == nil {
 		var err error
-		eng, err = engine.New(engine.Config{NodeKey: n.ID.Node, DiscoKey: n.ID.Disco, Addresses: nm.Self.Addresses,
+		eng, err = engine.New(engine.Config{NodeKey: n.ID.Node, DiscoKey: n.ID.Disco, Addresses: nm.Self.Addresses, ListenPort: n.port,
 			LocalEndpoints: func(port uint16) []netip.AddrPort {
 				return []netip.AddrPort{netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)}
 			},

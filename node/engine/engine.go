@@ -23,6 +23,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.zx2c4.com/wireguard/device"
@@ -115,9 +116,10 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.DiscoKey.IsZero() {
 		cfg.DiscoKey = key.NewDisco()
 	}
+	var hs handshaker
 	mc, err := magic.New(magic.Config{NodeKey: cfg.NodeKey, DiscoKey: cfg.DiscoKey,
 		LocalEndpoints: cfg.LocalEndpoints, OnChange: cfg.OnEndpoints, EndpointInterval: cfg.EndpointInterval,
-		RelayOnly: cfg.RelayOnly, Logger: cfg.Logger.With("part", "magic")})
+		RelayOnly: cfg.RelayOnly, OnStaleSession: hs.handshake, Logger: cfg.Logger.With("part", "magic")})
 	if err != nil {
 		ndev.Close()
 		return nil, err
@@ -130,6 +132,7 @@ func New(cfg Config) (*Engine, error) {
 		Verbosef: func(format string, args ...any) { wlog.Debug(fmt.Sprintf(format, args...)) },
 		Errorf:   func(format string, args ...any) { wlog.Warn(fmt.Sprintf(format, args...)) },
 	})
+	hs.dev.Store(e.dev)
 	raw := cfg.NodeKey.Raw()
 	if err := e.dev.IpcSet(fmt.Sprintf("private_key=%s\nlisten_port=%d\n", hex.EncodeToString(raw[:]), cfg.ListenPort)); err != nil {
 		e.dev.Close()
@@ -222,6 +225,26 @@ func (e *Engine) SetNetmap(peers []wire.Node, rules []wire.FilterRule) error {
 		return fmt.Errorf("engine: apply netmap: %w", err)
 	}
 	return nil
+}
+
+// handshaker starts WireGuard handshakes for path selection: a peer that
+// sends data on a session from before this node started (a restart with
+// the same keys) gets a new one at once instead of after WireGuard's
+// timeouts.
+type handshaker struct {
+	dev atomic.Pointer[device.Device] // set once the device exists
+}
+
+// handshake sends a handshake initiation to the peer (WireGuard itself
+// sends at most one every 5 s and retries lost ones).
+func (h *handshaker) handshake(k key.NodePublic) {
+	dev := h.dev.Load()
+	if dev == nil {
+		return
+	}
+	if p := dev.LookupPeer(device.NoisePublicKey(k.Raw())); p != nil {
+		_ = p.SendHandshakeInitiation(false)
+	}
 }
 
 func hexKey(k key.NodePublic) string {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
+	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
 
@@ -72,7 +73,8 @@ func (b *Bind) ParseEndpoint(s string) (conn.Endpoint, error) {
 }
 
 // Send implements conn.Bind: over the proven direct path while it is
-// trusted; otherwise through the peer's relay region (and also to the
+// trusted (and also through the relay once a heartbeat's pong is
+// overdue); otherwise through the peer's relay region (and also to the
 // last direct path, which may still work), starting discovery.
 func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	c := b.c
@@ -86,12 +88,27 @@ func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	}
 	now := c.now()
 	p.lastSend.Store(now)
+	if len(bufs) > 0 && isHandshake(bufs[0]) {
+		p.handshook.Store(true)
+	}
 	if c.cfg.RelayOnly {
 		return c.relays.send(p, bufs)
 	}
 	best, ok := p.trusted(now)
-	if ok {
+	if ok && !p.stale(now) {
 		return c.udp.Send(bufs, best.ep)
+	}
+	if ok {
+		// A heartbeat's pong is overdue: the path may have died (UDP
+		// blocked, a NAT gone). Keep sending on it, and copies through
+		// the relay too, so traffic survives if it has: the receiver's
+		// WireGuard drops whichever copy comes second. Waiting until the
+		// trust runs out would stall traffic for up to trustDuration.
+		errUDP := c.udp.Send(bufs, best.ep)
+		if err := c.relays.send(p, bufs); err == nil {
+			return nil
+		}
+		return errUDP
 	}
 	if best != nil {
 		_ = c.udp.Send(bufs, best.ep)
@@ -147,6 +164,42 @@ func isWireGuard(pkt []byte) bool {
 	return len(pkt) >= 4 && pkt[0] >= 1 && pkt[0] <= 4 && pkt[1] == 0 && pkt[2] == 0 && pkt[3] == 0
 }
 
+// WireGuard message types (the first byte of every message).
+const (
+	wgInitiation = 1
+	wgResponse   = 2
+	wgData       = 4
+)
+
+// isHandshake reports whether a WireGuard message is a handshake
+// initiation or response.
+func isHandshake(pkt []byte) bool {
+	return len(pkt) > 0 && (pkt[0] == wgInitiation || pkt[0] == wgResponse)
+}
+
+// noteWireGuard watches a WireGuard message from p for a session this
+// run of the node never made: data from a peer with which no handshake
+// passed since the Conn started can only be on a session with an earlier
+// run (before a restart with the same keys). WireGuard drops it, and the
+// peer would keep using that session until its own timers give up; the
+// maintenance loop reports it so a handshake starts now.
+func (c *Conn) noteWireGuard(p *peer, pkt []byte) {
+	switch {
+	case isHandshake(pkt):
+		p.handshook.Store(true)
+	case len(pkt) > 0 && pkt[0] == wgData && !p.handshook.Load():
+		now := c.now()
+		last := p.staleAt.Load()
+		if now-last < int64(time.Second) || !p.staleAt.CompareAndSwap(last, now) {
+			return
+		}
+		select {
+		case c.stale <- p:
+		default:
+		}
+	}
+}
+
 // stunMagicCookie is the fixed value at offset 4 of every STUN message
 // (RFC 5389).
 const stunMagicCookie = 0x2112A442
@@ -177,6 +230,7 @@ func (c *Conn) receiveUDP(fn conn.ReceiveFunc) conn.ReceiveFunc {
 			case isWireGuard(pkt):
 				if p := idx.byAddr[from]; p != nil && !c.cfg.RelayOnly {
 					eps[i] = p.ep
+					c.noteWireGuard(p, pkt)
 					continue
 				}
 				sizes[i] = 0
@@ -210,6 +264,7 @@ func (c *Conn) receiveRelay(gen *bindGen) conn.ReceiveFunc {
 		for {
 			sizes[n] = copy(packets[n], rp.data)
 			eps[n] = rp.from.ep
+			c.noteWireGuard(rp.from, rp.data)
 			n++
 			if n == len(packets) {
 				return n, nil

@@ -229,6 +229,11 @@ func (c *Conn) maintain() {
 		select {
 		case <-c.ctx.Done():
 			return
+		case p := <-c.stale:
+			if c.cfg.OnStaleSession != nil && c.peer(p.ep.Key) == p && !p.handshook.Load() {
+				c.log.Info("peer uses a session from before this node started: starting a handshake", "peer", p.ep.Key.ShortString())
+				c.cfg.OnStaleSession(p.ep.Key)
+			}
 		case p := <-c.wake:
 			now := c.now()
 			if _, ok := p.trusted(now); !ok && now-p.lastDiscovery.Load() >= int64(time.Second) {

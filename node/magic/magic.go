@@ -5,9 +5,12 @@
 // peer's endpoints, a call-me-maybe sent through the relay makes the peer
 // ping back so both NATs open, and the first ping that comes back proves a
 // direct UDP path, which is then used for as long as heartbeat pings keep
-// coming back. When they stop, traffic falls back to the relay and
-// discovery starts again; a peer whose NAT moved it to a new address is
-// found again by its own pings.
+// coming back. When one is overdue, packets also go through the relay;
+// when they stop, traffic falls back to the relay and discovery starts
+// again; a peer whose NAT moved it to a new address is found again by its
+// own pings. A peer that sends data on a WireGuard session from before
+// this node started (a restart with the same keys) is reported, so that
+// the engine starts a new handshake at once.
 //
 // The Conn also measures the network (STUN over the WireGuard socket, so
 // the learned public endpoint is the one peers must use), picks the home
@@ -86,7 +89,16 @@ type Config struct {
 	HTTPClient *http.Client
 	// RelayOnly disables direct paths: everything goes through relays.
 	RelayOnly bool
-	Logger    *slog.Logger
+	// OnStaleSession is called, from the Conn's own goroutine, when a peer
+	// sends WireGuard data although no handshake with it has passed
+	// through this Conn: the peer still holds a session with an earlier
+	// run of this node (a restart with the same keys), which this run
+	// cannot decrypt. The callback should start a handshake with the peer
+	// at once; otherwise the peer notices only when WireGuard's timers
+	// give up on the old session, 15 s or more later. It is called at
+	// most once a second per peer, and must not block for long.
+	OnStaleSession func(k key.NodePublic)
+	Logger         *slog.Logger
 }
 
 // Conn selects paths to peers. Create it with New, hand Bind() to
@@ -114,6 +126,7 @@ type Conn struct {
 
 	derpRecv chan relayPacket // WireGuard packets from relays, for the receive func
 	wake     chan *peer       // peers that need a discovery round now
+	stale    chan *peer       // peers that send data on a session this run never made
 	changed  chan struct{}    // DERP map, port or region changed: re-measure
 
 	lastRemeasure atomic.Int64 // c.now of the last remeasure request
@@ -157,6 +170,7 @@ func New(cfg Config) (*Conn, error) {
 		ctx: ctx, cancel: cancel,
 		derpRecv: make(chan relayPacket, 256),
 		wake:     make(chan *peer, 64),
+		stale:    make(chan *peer, 64),
 		changed:  make(chan struct{}, 1),
 	}
 	c.peers.Store(&peerIndex{})

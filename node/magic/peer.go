@@ -57,6 +57,10 @@ type peer struct {
 	lastHeartbeat atomic.Int64
 	lastDiscovery atomic.Int64
 	wakeAt        atomic.Int64 // c.now of the last wake request
+	// handshook: a WireGuard handshake message went to or came from the
+	// peer since this Conn started (see noteWireGuard).
+	handshook atomic.Bool
+	staleAt   atomic.Int64 // c.now of the last stale-session report
 }
 
 // bestAddr is a proven direct path.
@@ -136,6 +140,7 @@ func (c *Conn) SetPeers(nodes []wire.Node) {
 				learned: map[netip.AddrPort]int64{}, pending: map[[12]byte]sentPing{}, lastPing: map[netip.AddrPort]int64{}}
 			p.lastDiscovery.Store(-int64(time.Hour))
 			p.wakeAt.Store(-int64(time.Hour))
+			p.staleAt.Store(-int64(time.Hour))
 			// Nothing sent yet: not active (the clock starts at 0 when the
 			// Conn does, so a zero would count as a send at start-up).
 			p.lastSend.Store(-int64(time.Hour))
@@ -163,6 +168,16 @@ func (c *Conn) SetPeers(nodes []wire.Node) {
 			}
 			p.netmapEPs = slices.Clone(n.Endpoints)
 			p.attempts = 0
+			if b := p.best.Load(); b != nil && !slices.Contains(p.netmapEPs, b.addr) {
+				if _, ok := p.learned[b.addr]; !ok {
+					// The peer no longer announces the address we reach
+					// it at (it restarted on another port, or its NAT
+					// moved it): stop trusting it, so traffic takes the
+					// relay and discovery finds the new address now.
+					p.best.Store(nil)
+					p.trustUntil.Store(0)
+				}
+			}
 		}
 		p.mu.Unlock()
 		p.home.Store(int64(n.HomeRelay))

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/warrenmesh/warren/derp"
 	"github.com/warrenmesh/warren/internal/wire"
@@ -132,4 +133,47 @@ func TestRelayThenDirect(t *testing.T) {
 		t.Fatalf("send: %v", err)
 	}
 	b.waitPacket(func(d delivered) bool { return bytes.Equal(d.data, second) && d.ep == b.c.peer(aKey).ep })
+}
+
+// TestStalePathAlsoUsesRelay: once a heartbeat's pong is overdue on a
+// still-trusted direct path, packets go both to that path and through the
+// relay, so traffic survives a path that died (UDP blocked mid-session)
+// without waiting for the trust to run out.
+func TestStalePathAlsoUsesRelay(t *testing.T) {
+	t.Parallel()
+	region := startRelay(t)
+	dm := &wire.DERPMap{Regions: []wire.DERPRegion{region}}
+	a, b := startNode(t, Config{}), startNode(t, Config{})
+	a.c.SetDERPMap(dm)
+	b.c.SetDERPMap(dm)
+	sink := listenUDP(t) // the direct path: it leads nowhere
+	a.c.SetPeers([]wire.Node{b.asPeer(region.ID, sink.addr())})
+	b.c.SetPeers([]wire.Node{a.asPeer(region.ID, a.addr())})
+	a.relayUp(region.ID)
+	b.relayUp(region.ID)
+	p := a.c.peer(b.nodeK.Public())
+	ep, err := a.c.udp.ParseEndpoint(sink.addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.best.Store(&bestAddr{addr: sink.addr(), ep: ep, rtt: time.Millisecond})
+	// Trusted for one more second, but the last pong was 4 s ago.
+	p.trustUntil.Store(a.c.now() + int64(time.Second))
+	if _, ok := p.trusted(a.c.now()); !ok || !p.stale(a.c.now()) {
+		t.Fatal("setup: the path should be trusted and stale")
+	}
+	pkt := wgPacket(4, 64, 0x5a)
+	if err := a.c.Bind().Send([][]byte{pkt}, a.endpoint(b.nodeK.Public())); err != nil {
+		t.Fatalf("send: %v", err)
+	}
+	b.waitPacket(func(d delivered) bool {
+		e, ok := d.ep.(*Endpoint)
+		return ok && e.Key == a.nodeK.Public() && bytes.Equal(d.data, pkt)
+	})
+	_ = sink.SetReadDeadline(time.Now().Add(wait))
+	buf := make([]byte, 128)
+	n, _, err := sink.ReadFromUDPAddrPort(buf)
+	if err != nil || !bytes.Equal(buf[:n], pkt) {
+		t.Fatalf("the direct path did not get the packet too: %v", err)
+	}
 }
