@@ -1,10 +1,13 @@
 package controlclient
 
 import (
+	"context"
+	"errors"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/warrenmesh/warren/internal/key"
 	"github.com/warrenmesh/warren/internal/wire"
 )
 
@@ -206,4 +209,44 @@ func TestIdleWatchdog(t *testing.T) {
 	}
 	register(t, f.accept())
 	eventually(t, "second session", func() bool { return c.Sessions() == 2 })
+}
+
+// TestRefusals: a coordinator error that retrying cannot fix ends Run
+// with a PermanentError; a transient one (busy, internal) is retried.
+func TestRefusals(t *testing.T) {
+	t.Parallel()
+	f := newCoord(t, 16)
+	cfg := Config{URL: "http://coordinator.test", ControlKey: f.key.Public(), Machine: key.NewMachine(),
+		NodeKey: key.NewNode().Public(), DiscoKey: key.NewDisco().Public(), Hostname: "node",
+		MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond}
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.dial = f.dial
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	runErr := make(chan error, 1)
+	go func() { runErr <- c.Run(ctx) }()
+
+	for _, code := range []wire.ErrorCode{wire.CodeBusy, wire.CodeInternal} {
+		conn := f.accept()
+		read[*wire.RegisterRequest](t, conn)
+		write(t, conn, &wire.Error{Code: code, Message: "try later"})
+	}
+	conn := f.accept() // retried after both transient errors
+	read[*wire.RegisterRequest](t, conn)
+	write(t, conn, &wire.Error{Code: wire.CodeNodeRemoved, Message: "deleted"})
+	select {
+	case err := <-runErr:
+		var perm *PermanentError
+		if !errors.As(err, &perm) || perm.Err.Code != wire.CodeNodeRemoved {
+			t.Fatalf("Run ended with %v, want the node_removed refusal", err)
+		}
+	case <-time.After(wait):
+		t.Fatal("Run kept going after a permanent refusal")
+	}
+	if n := f.dialCount(); n != 3 {
+		t.Errorf("%d dials, want 3", n)
+	}
 }
