@@ -3,6 +3,10 @@
 // coordinator's key, registers the node, and keeps a netmap current from
 // the coordinator's full maps and deltas, reconnecting with backoff.
 //
+// Calls from other goroutines (SetEndpoints) only record and signal: the
+// session goroutine owns the channel and does the writing, so a stalled
+// coordinator never blocks the data plane's path-measuring loop.
+//
 // It holds the machine private key only to hand it to the Noise handshake;
 // it must never send or log a private key, and it keeps the last netmap
 // while the coordinator is unreachable.
@@ -68,10 +72,19 @@ type Client struct {
 	cfg Config
 	log *slog.Logger
 
+	// dial opens the message channel to the coordinator and returns it
+	// with a function that drops it without a close handshake; New sets
+	// the websocket dialer (tests an in-memory pipe).
+	dial func(ctx context.Context) (noise.MessageConn, func(), error)
+	// epsChanged is signalled (never blocking) when SetEndpoints records
+	// new endpoints; the running session's endpoint sender waits on it.
+	epsChanged chan struct{}
+
 	mu        sync.Mutex
 	nm        *Netmap
 	eps       []netip.AddrPort
 	homeRelay int
+	epsGen    uint64      // counts SetEndpoints calls; a session sends until it has sent the latest
 	conn      *noise.Conn // current channel, nil when disconnected
 	state     mapState
 	sessions  int // control channels registered so far
@@ -118,7 +131,20 @@ func New(cfg Config) (*Client, error) {
 		cfg.IdleTimeout = 2 * time.Minute
 	}
 	cfg.URL = strings.TrimRight(cfg.URL, "/")
-	return &Client{cfg: cfg, log: cfg.Logger}, nil
+	c := &Client{cfg: cfg, log: cfg.Logger, epsChanged: make(chan struct{}, 1)}
+	c.dial = c.dialWebSocket
+	return c, nil
+}
+
+// dialWebSocket opens the control websocket.
+func (c *Client) dialWebSocket(ctx context.Context) (noise.MessageConn, func(), error) {
+	ws, _, err := websocket.Dial(ctx, c.cfg.URL+"/control", &websocket.DialOptions{
+		HTTPClient: c.cfg.HTTPClient, Subprotocols: []string{"warren-control-v1"},
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("dial coordinator: %w", err)
+	}
+	return noise.WebSocket(ws), func() { _ = ws.CloseNow() }, nil
 }
 
 // Netmap returns the latest netmap, or nil before the first one.
@@ -128,15 +154,47 @@ func (c *Client) Netmap() *Netmap {
 	return c.nm
 }
 
-// SetEndpoints records the node's endpoints and home relay, and sends them
-// at once if connected.
+// SetEndpoints records the node's endpoints and home relay and signals
+// the running session, which sends the latest ones; it never blocks on
+// the network. Only the latest call counts: a session sends what was
+// recorded last, with its map request or right after it, and a session
+// that starts later sends it with its own map request.
 func (c *Client) SetEndpoints(eps []netip.AddrPort, homeRelay int) {
 	c.mu.Lock()
 	c.eps, c.homeRelay = append([]netip.AddrPort(nil), eps...), homeRelay
-	conn := c.conn
+	c.epsGen++
 	c.mu.Unlock()
-	if conn != nil {
-		_ = wire.WriteMessage(conn, &wire.UpdateRequest{Endpoints: eps, HomeRelay: homeRelay})
+	select {
+	case c.epsChanged <- struct{}{}:
+	default: // a signal is already pending; it covers this call too
+	}
+}
+
+// sendEndpoints runs beside one session's reader from its map request
+// (which carried the endpoints of generation sent) until ctx ends: it
+// sends an UpdateRequest whenever newer endpoints were recorded. A failed
+// write closes conn, which ends the session.
+func (c *Client) sendEndpoints(ctx context.Context, conn *noise.Conn, sent uint64) {
+	for {
+		c.mu.Lock()
+		eps, relay, gen := c.eps, c.homeRelay, c.epsGen
+		c.mu.Unlock()
+		if gen != sent {
+			if err := wire.WriteMessage(conn, &wire.UpdateRequest{Endpoints: eps, HomeRelay: relay}); err != nil {
+				if ctx.Err() == nil {
+					c.log.Warn("send endpoints", "err", err)
+				}
+				_ = conn.Close()
+				return
+			}
+			sent = gen
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.epsChanged:
+		}
 	}
 }
 
@@ -184,31 +242,38 @@ func (c *Client) Run(ctx context.Context) error {
 			}
 			return perm
 		}
-		if time.Since(start) > c.cfg.MaxBackoff {
-			backoff = c.cfg.MinBackoff
-		}
-		wait := backoff/2 + rand.N(backoff/2+1)
+		var wait time.Duration
+		wait, backoff = nextBackoff(backoff, time.Since(start), c.cfg.MinBackoff, c.cfg.MaxBackoff)
 		c.log.Warn("control channel lost, reconnecting", "err", err, "in", wait.Round(time.Millisecond))
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(wait):
 		}
-		backoff = min(2*backoff, c.cfg.MaxBackoff)
 	}
+}
+
+// nextBackoff returns how long to wait before the next connect, after a
+// session that lasted lasted with the backoff at cur, and the backoff for
+// the one after. A session that lasted longer than maxB was a working
+// channel, so the backoff starts again from minB; the wait is jittered in
+// [backoff/2, backoff] so many nodes losing one coordinator spread out.
+func nextBackoff(cur, lasted, minB, maxB time.Duration) (wait, next time.Duration) {
+	if lasted > maxB {
+		cur = minB
+	}
+	wait = cur/2 + rand.N(cur/2+1)
+	return wait, min(2*cur, maxB)
 }
 
 // session runs one control channel from dial to failure.
 func (c *Client) session(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ws, _, err := websocket.Dial(ctx, c.cfg.URL+"/control", &websocket.DialOptions{
-		HTTPClient: c.cfg.HTTPClient, Subprotocols: []string{"warren-control-v1"},
-	})
+	mc, closeNow, err := c.dial(ctx)
 	if err != nil {
-		return fmt.Errorf("dial coordinator: %w", err)
+		return err
 	}
-	mc := noise.WebSocket(ws)
 	defer mc.Close()
 	conn, err := noise.Client(ctx, mc, noise.ClientConfig{Machine: c.cfg.Machine, Coordinator: c.cfg.ControlKey})
 	if err != nil {
@@ -238,7 +303,7 @@ func (c *Client) session(ctx context.Context) error {
 		// a close handshake would wait out its timeout: a node that stops
 		// meanwhile drops the connection at once instead.
 		stop()
-		stop = context.AfterFunc(ctx, func() { _ = ws.CloseNow() })
+		stop = context.AfterFunc(ctx, closeNow)
 		reg, err = c.login(ctx, conn, idle, reg.AuthURL)
 		stop()
 		stop = context.AfterFunc(ctx, closeOnEnd)
@@ -252,7 +317,7 @@ func (c *Client) session(ctx context.Context) error {
 	c.log.Info("registered", "name", reg.Self.Name, "addresses", reg.Self.Addresses)
 
 	c.mu.Lock()
-	eps, relay := c.eps, c.homeRelay
+	eps, relay, gen := c.eps, c.homeRelay, c.epsGen
 	c.mu.Unlock()
 	if err := wire.WriteMessage(conn, &wire.MapRequest{Stream: true, Endpoints: eps, HomeRelay: relay}); err != nil {
 		return fmt.Errorf("send map request: %w", err)
@@ -262,7 +327,15 @@ func (c *Client) session(ctx context.Context) error {
 	c.sessions++
 	c.state = mapState{} // the coordinator starts every stream with a full map
 	c.mu.Unlock()
+	// Endpoints recorded since gen (even between reading them above and
+	// now) go out from here on, never from SetEndpoints' caller.
+	var sender sync.WaitGroup
+	sender.Add(1)
+	go func() { defer sender.Done(); c.sendEndpoints(ctx, conn, gen) }()
 	defer func() {
+		cancel()
+		_ = conn.Close() // unblocks a write to a stalled channel
+		sender.Wait()
 		c.mu.Lock()
 		c.conn = nil
 		c.mu.Unlock()

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -99,13 +100,25 @@ func (s *session) run() {
 		s.eng.Close()
 		s.eng = nil
 	}
-	if s.ctx.Err() == nil || !errors.Is(err, context.Canceled) {
+	if s.err == nil && (s.ctx.Err() == nil || !errors.Is(err, context.Canceled)) {
+		s.err = err
+	}
+	final := s.err
+	s.mu.Unlock()
+	if final != nil && !errors.Is(final, context.Canceled) {
+		s.d.sessionEnded(s, final)
+	}
+}
+
+// fail ends the session with err (the first one recorded wins), as if the
+// control client had returned it.
+func (s *session) fail(err error) {
+	s.mu.Lock()
+	if s.err == nil {
 		s.err = err
 	}
 	s.mu.Unlock()
-	if err != nil && !errors.Is(err, context.Canceled) {
-		s.d.sessionEnded(s, err)
-	}
+	s.cancel()
 }
 
 // stop ends the session and waits until its engine is closed.
@@ -162,7 +175,10 @@ func (s *session) apply(nm *controlclient.Netmap, fresh bool) {
 		var err error
 		eng, err = s.startEngine(nm)
 		if err != nil {
+			// Nothing would ever carry traffic: end the session with the
+			// real error, so a waiting Up fails at once and status says why.
 			s.d.log.Error("start data plane", "err", err)
+			s.fail(fmt.Errorf("start the data plane: %w", err))
 			return
 		}
 	}

@@ -67,7 +67,7 @@ func (b *Bind) ParseEndpoint(s string) (conn.Endpoint, error) {
 		if p := b.c.peer(k); p != nil {
 			return p.ep, nil
 		}
-		return &Endpoint{Key: k, c: b.c}, nil
+		return newEndpoint(b.c, k, nil), nil
 	}
 	return b.c.udp.ParseEndpoint(s)
 }

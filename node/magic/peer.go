@@ -81,6 +81,26 @@ type sentPing struct {
 type Endpoint struct {
 	Key key.NodePublic
 	c   *Conn
+	dst netip.Addr // what DstIP returns; set at creation, never changed
+}
+
+// newEndpoint returns the Endpoint for the peer with node key k and mesh
+// addresses addrs. Its DstIP is the first mesh address, or, when the
+// netmap gives none, an address derived from the node key: either way
+// one that is the peer's alone and does not move with its path.
+func newEndpoint(c *Conn, k key.NodePublic, addrs []netip.Prefix) *Endpoint {
+	e := &Endpoint{Key: k, c: c}
+	for _, a := range addrs {
+		if a.Addr().IsValid() {
+			e.dst = a.Addr().Unmap()
+			break
+		}
+	}
+	if !e.dst.IsValid() {
+		raw := k.Raw()
+		e.dst = netip.AddrFrom16([16]byte(raw[:16]))
+	}
+	return e
 }
 
 // ClearSrc implements conn.Endpoint.
@@ -95,16 +115,11 @@ func (e *Endpoint) DstToString() string { return e.Key.String() }
 // DstToBytes implements conn.Endpoint (input to WireGuard's cookie MAC).
 func (e *Endpoint) DstToBytes() []byte { k := e.Key.Raw(); return k[:] }
 
-// DstIP implements conn.Endpoint: the direct path's IP, if any (used by
-// WireGuard's handshake rate limiter).
-func (e *Endpoint) DstIP() netip.Addr {
-	if p := e.c.peer(e.Key); p != nil {
-		if b := p.best.Load(); b != nil {
-			return b.addr.Addr()
-		}
-	}
-	return netip.Addr{}
-}
+// DstIP implements conn.Endpoint. WireGuard's handshake rate limiter
+// keys its buckets on it, so it is a stable per-peer address (see
+// newEndpoint), never the path's: relayed peers have no path address,
+// and a zero address would put every one of them in a single bucket.
+func (e *Endpoint) DstIP() netip.Addr { return e.dst }
 
 // SrcIP implements conn.Endpoint.
 func (e *Endpoint) SrcIP() netip.Addr { return netip.Addr{} }
@@ -136,7 +151,7 @@ func (c *Conn) SetPeers(nodes []wire.Node) {
 		}
 		p := old.byKey[n.NodeKey]
 		if p == nil {
-			p = &peer{c: c, ep: &Endpoint{Key: n.NodeKey, c: c},
+			p = &peer{c: c, ep: newEndpoint(c, n.NodeKey, n.Addresses),
 				learned: map[netip.AddrPort]int64{}, pending: map[[12]byte]sentPing{}, lastPing: map[netip.AddrPort]int64{}}
 			p.lastDiscovery.Store(-int64(time.Hour))
 			p.wakeAt.Store(-int64(time.Hour))
