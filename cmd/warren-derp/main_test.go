@@ -309,30 +309,8 @@ func TestRun(t *testing.T) {
 // closed at once, while other sources are served.
 func TestConnectionCap(t *testing.T) {
 	dir := t.TempDir()
-	out := &lines{ch: make(chan string, 100)}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"--listen", "127.0.0.1:0", "--stun", "", "--key-file", filepath.Join(dir, "relay.key"),
-			"--insecure-admit-all", "--max-conns-per-ip", "1", "--log-level", "error"}, out, io.Discard)
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	}()
-	var relayURL string
-	for relayURL == "" {
-		select {
-		case line := <-out.ch:
-			if rest, ok := strings.CutPrefix(line, "relay URL:"); ok {
-				relayURL = strings.Fields(rest)[0]
-			}
-		case err := <-done:
-			t.Fatalf("run ended early: %v", err)
-		}
-	}
+	relayURL := startRelay(t, "--listen", "127.0.0.1:0", "--stun", "", "--key-file", filepath.Join(dir, "relay.key"),
+		"--insecure-admit-all", "--max-conns-per-ip", "1", "--log-level", "error")
 	u, err := url.Parse(relayURL)
 	if err != nil {
 		t.Fatal(err)
@@ -368,4 +346,31 @@ func TestConnectionCap(t *testing.T) {
 		t.Fatalf("another address: %v", err)
 	}
 	resp.Body.Close()
+}
+
+// startRelay runs warren-derp with args until the test ends and returns
+// the relay URL it prints.
+func startRelay(t *testing.T, args ...string) string {
+	t.Helper()
+	out := &lines{ch: make(chan string, 100)}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, args, out, io.Discard) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	for {
+		select {
+		case line := <-out.ch:
+			if rest, ok := strings.CutPrefix(line, "relay URL:"); ok {
+				return strings.Fields(rest)[0]
+			}
+		case err := <-done:
+			done <- err // for the cleanup
+			t.Fatalf("run ended early: %v", err)
+		}
+	}
 }

@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -34,31 +32,9 @@ func TestStandaloneRelayDropsDeletedNode(t *testing.T) {
 	if err := os.WriteFile(token, []byte("s3cret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out := &lines{ch: make(chan string, 100)}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"--listen", "127.0.0.1:0", "--key-file", filepath.Join(dir, "relay.key"),
-			"--admit-url", m.URL + warren.RelayAdmitPath, "--admit-token-file", token,
-			"--log-level", "error"}, out, io.Discard)
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	}()
-	var relayURL string
-	for relayURL == "" {
-		select {
-		case line := <-out.ch:
-			if rest, ok := strings.CutPrefix(line, "relay URL:"); ok {
-				relayURL = strings.Fields(rest)[0]
-			}
-		case err := <-done:
-			t.Fatalf("run ended early: %v", err)
-		}
-	}
+	relayURL := startRelay(t, "--listen", "127.0.0.1:0", "--key-file", filepath.Join(dir, "relay.key"),
+		"--admit-url", m.URL+warren.RelayAdmitPath, "--admit-token-file", token, "--log-level", "error")
+	ctx := context.Background()
 
 	u := m.User("ann@example.com")
 	k := m.AuthKey(registry.AuthKeyRequest{UserID: u.ID, Reusable: true})
