@@ -5,8 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/warrenmesh/warren/internal/buildtest"
-	"github.com/warrenmesh/warren/internal/netns"
 	"github.com/warrenmesh/warren/internal/netns/natlab"
 )
 
@@ -20,11 +18,7 @@ const fallbackBound = 5 * time.Second
 // TCP's retransmission back-off included) must stay within the documented
 // bound, and both sides must end on the relay.
 func TestRelayFallbackWhenUDPBlocked(t *testing.T) {
-	netns.Skip(t)
-	if testing.Short() {
-		t.Skip("skipping: builds and runs the binaries in namespaces")
-	}
-	bin := buildtest.Build(t, "warren-coordinator", "warrend", "warren", "warren-derp")
+	bin := natMeshBinaries(t)
 	lab := natlab.New(t, natlab.EndpointIndependent, natlab.EndpointIndependent)
 	m := startNATMesh(t, bin, lab)
 	c := m.dial(m.echoServer())

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/warrenmesh/warren/internal/buildtest"
 	"github.com/warrenmesh/warren/internal/netns"
 	"github.com/warrenmesh/warren/internal/netns/natlab"
 )
@@ -38,11 +37,7 @@ func (m *natMesh) echoOnceFrom(addr netip.AddrPort, timeout time.Duration) error
 // node being up (its netmap in place); the test allows 5 s and logs the
 // measured times.
 func TestRestartedServerReachableAtOnce(t *testing.T) {
-	netns.Skip(t)
-	if testing.Short() {
-		t.Skip("skipping: builds and runs the binaries in namespaces")
-	}
-	bin := buildtest.Build(t, "warren-coordinator", "warrend", "warren", "warren-derp")
+	bin := natMeshBinaries(t)
 	for _, tc := range []struct {
 		name string
 		stop func(*netns.Process)

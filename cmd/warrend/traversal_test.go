@@ -231,11 +231,7 @@ func stream(t *testing.T, c net.Conn, d time.Duration, during func(elapsed time.
 // path each NAT combination gets, that traffic flows on it, and what
 // netcheck reports.
 func TestNATTraversal(t *testing.T) {
-	netns.Skip(t)
-	if testing.Short() {
-		t.Skip("skipping: builds and runs the binaries in namespaces")
-	}
-	bin := buildtest.Build(t, "warren-coordinator", "warrend", "warren", "warren-derp")
+	bin := natMeshBinaries(t)
 	for _, tc := range []struct {
 		name        string
 		left, right natlab.NAT
@@ -279,11 +275,7 @@ func TestNATTraversal(t *testing.T) {
 // connection inside the tunnel must survive, and the path must become
 // direct again.
 func TestNATRebindingMidTransfer(t *testing.T) {
-	netns.Skip(t)
-	if testing.Short() {
-		t.Skip("skipping: builds and runs the binaries in namespaces")
-	}
-	bin := buildtest.Build(t, "warren-coordinator", "warrend", "warren", "warren-derp")
+	bin := natMeshBinaries(t)
 	lab := natlab.New(t, natlab.EndpointIndependent, natlab.EndpointIndependent)
 	m := startNATMesh(t, bin, lab)
 	c := m.dial(m.echoServer())
@@ -311,4 +303,16 @@ func TestNATRebindingMidTransfer(t *testing.T) {
 		t.Fatalf("right's path to left still %q after the rebinding", after)
 	}
 	t.Logf("right's path to left: %q -> %q", before, after)
+}
+
+// natMeshBinaries skips a test that cannot run namespaces (or runs with
+// -short) and otherwise builds the binaries a NAT mesh runs, returning
+// their directory.
+func natMeshBinaries(t *testing.T) string {
+	t.Helper()
+	netns.Skip(t)
+	if testing.Short() {
+		t.Skip("skipping: builds and runs the binaries in namespaces")
+	}
+	return buildtest.Build(t, "warren-coordinator", "warrend", "warren", "warren-derp")
 }
