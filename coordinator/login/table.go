@@ -75,6 +75,8 @@ type Entry[S any] struct {
 	State   S
 
 	source   string
+	shared   *Shared // the outcome shared with other methods (nil: none)
+	member   int     // this login's member number in shared
 	done     chan struct{}
 	finished bool
 	consumed bool
@@ -84,6 +86,11 @@ type Entry[S any] struct {
 
 // Finished reports whether the login has its outcome (inside With only).
 func (e *Entry[S]) Finished() bool { return e.finished }
+
+// SharedSettled reports whether another method of the same choice has
+// settled the login's shared outcome (inside With only; false without
+// one).
+func (e *Entry[S]) SharedSettled() bool { return e.shared.Settled() }
 
 // Outcome returns the login's outcome once finished (inside With only).
 func (e *Entry[S]) Outcome() (store.User, error) { return e.user, e.err }
@@ -161,6 +168,27 @@ func (t *Table[S]) With(id string, fn func(e *Entry[S]) error) error {
 	t.mu.Unlock()
 	t.reportExpired(expired)
 	return err
+}
+
+// JoinShared makes login e one method of a choice whose outcome s holds
+// (see Shared): when another method settles s first, e ends with
+// ErrLoginOver.
+func (t *Table[S]) JoinShared(e *Entry[S], s *Shared) {
+	m := s.Join(func() { t.Finish(e, store.User{}, ErrLoginOver) })
+	t.mu.Lock()
+	e.shared, e.member = s, m
+	t.mu.Unlock()
+}
+
+// Settle claims the shared outcome for login e before its method signs
+// someone in or ends it for good. It reports false if another method has
+// the outcome (e has then been ended and must record nothing); a login
+// that shares nothing always has its own.
+func (t *Table[S]) Settle(e *Entry[S]) bool {
+	t.mu.Lock()
+	sh, m := e.shared, e.member
+	t.mu.Unlock()
+	return sh.Settle(m)
 }
 
 // Finish gives e its outcome and wakes its Wait. It reports false if e

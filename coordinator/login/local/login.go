@@ -98,10 +98,6 @@ type form struct {
 	failures int
 	busy     bool // an attempt is being checked
 
-	// The outcome shared with the other methods of a choice (nil: none)
-	// and this login's member number in it.
-	shared *login.Shared
-	member int
 }
 
 var _ login.Login = (*Login)(nil)
@@ -168,27 +164,12 @@ func (l *Login) Begin(ctx context.Context, machine key.MachinePublic, source str
 // (login.Joiner): it shares s's outcome, and ends with login.ErrLoginOver
 // when another method settles it first.
 func (l *Login) BeginShared(ctx context.Context, machine key.MachinePublic, source string, s *login.Shared) (string, error) {
-	e, err := l.table.Begin(machine, source, form{cookie: rand.Text(), shared: s})
+	e, err := l.table.Begin(machine, source, form{cookie: rand.Text()})
 	if err != nil {
 		return "", err
 	}
-	m := s.Join(func() { l.table.Finish(e, store.User{}, login.ErrLoginOver) })
-	_ = l.table.With(e.ID, func(x *login.Entry[form]) error { x.State.member = m; return nil })
+	l.table.JoinShared(e, s)
 	return l.prefix + e.ID, nil
-}
-
-// settle claims the outcome of a login that is one method of a choice
-// (see login.Shared) before this method signs someone in or ends the
-// login for good. It reports false if another method already has the
-// outcome: the login has then been ended and must record nothing.
-func (l *Login) settle(e *login.Entry[form]) bool {
-	var sh *login.Shared
-	var m int
-	_ = l.table.With(e.ID, func(x *login.Entry[form]) error {
-		sh, m = x.State.shared, x.State.member
-		return nil
-	})
-	return sh.Settle(m)
 }
 
 // Wait blocks until the login at loginURL, begun by Begin for the same

@@ -143,7 +143,7 @@ func (l *Login) submit(ctx context.Context, id, cookie string, c credentials, re
 	}
 	if u.Disabled {
 		// Final: no other password or code changes that.
-		if !l.settle(e) {
+		if !l.table.Settle(e) {
 			return result{status: http.StatusGone, final: true, msg: msgLoginOver}
 		}
 		l.table.Finish(e, store.User{}, login.ErrAccountDisabled)
@@ -175,7 +175,7 @@ func (l *Login) submit(ctx context.Context, id, cookie string, c credentials, re
 	// the TOTP step (a code whose step the user already used is refused
 	// there, across restarts too), and may still refuse it. Another
 	// method of the same choice may have finished the login first.
-	if !l.settle(e) {
+	if !l.table.Settle(e) {
 		return result{status: http.StatusGone, final: true, msg: msgLoginOver}
 	}
 	signed, err := l.users.SignIn(ctx, login.Identity{Method: login.MethodLocal, Machine: e.Machine, Remote: remote,
@@ -253,7 +253,7 @@ func (a *attempt) countFailure(r result) result {
 	})
 	// Exhausting the attempts ends the login (and a choice's other
 	// methods), unless another method finished it first.
-	if exhausted && !a.l.settle(a.e) {
+	if exhausted && !a.l.table.Settle(a.e) {
 		return result{status: http.StatusGone, final: true, msg: msgLoginOver}
 	}
 	if exhausted && a.l.table.Finish(a.e, store.User{}, ErrTooManyAttempts) {

@@ -94,7 +94,7 @@ func (c *callback) run() {
 		return
 	}
 	actor := "user:" + id.Email
-	if !l.settle(v.e) {
+	if !l.table.Settle(v.e) {
 		// Another method of the same choice finished the login first.
 		page(c.w, http.StatusGone, "Sign-in already finished", msgFinished)
 		return
@@ -234,7 +234,7 @@ func (c *callback) failOrRefuse(actor string, err error) {
 // end finishes the login with waitErr, audits the outcome and shows the
 // browser the reason.
 func (c *callback) end(actor string, status int, outcome, reason string, waitErr error, extra map[string]any) {
-	if !c.l.settle(c.v.e) {
+	if !c.l.table.Settle(c.v.e) {
 		// Another method of the same choice finished the login first.
 		page(c.w, http.StatusGone, "Sign-in already finished", msgFinished)
 		return

@@ -465,16 +465,13 @@ func (l *Login) BeginShared(ctx context.Context, machine key.MachinePublic, sour
 		l.cfg.Failures.Record(auditAction, source, "identity provider unreachable")
 		return "", login.ErrProviderUnavailable
 	}
-	st := newVisitState()
-	st.shared = s
-	e, err := l.table.Begin(machine, source, st)
+	e, err := l.table.Begin(machine, source, newVisitState())
 	if err != nil {
 		l.record(ctx, audit.Event{Actor: "node:" + machine.String(), Remote: source, Outcome: audit.Denied,
 			Detail: map[string]any{"step": "begin", "reason": err.Error()}})
 		return "", err
 	}
-	m := s.Join(func() { l.table.Finish(e, store.User{}, login.ErrLoginOver) })
-	_ = l.table.With(e.ID, func(x *login.Entry[visitState]) error { x.State.member = m; return nil })
+	l.table.JoinShared(e, s)
 	return l.startBase + e.ID, nil
 }
 

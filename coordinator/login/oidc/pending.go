@@ -23,11 +23,6 @@ type visitState struct {
 	// The cookie that binds the browser to the login.
 	cookieName string
 	binding    string
-
-	// The outcome shared with the other methods of a choice (nil: none)
-	// and this login's member number in it.
-	shared *login.Shared
-	member int
 }
 
 // newVisitState returns the state of a new login.
@@ -43,7 +38,7 @@ func newVisitState() visitState {
 // for the browser.
 func (l *Login) visit(id string) (v visitInfo, reason string, ok bool) {
 	err := l.table.With(id, func(e *login.Entry[visitState]) error {
-		if e.Finished() || e.State.shared.Settled() {
+		if e.Finished() || e.SharedSettled() {
 			reason = msgFinished
 			return nil
 		}
@@ -83,7 +78,7 @@ func (l *Login) claim(state string) (v visitInfo, ok, finished bool) {
 			return nil
 		}
 		s.state = ""
-		if e.Finished() || s.shared.Settled() {
+		if e.Finished() || e.SharedSettled() {
 			finished = true
 			return nil
 		}
@@ -97,20 +92,6 @@ func (l *Login) claim(state string) (v visitInfo, ok, finished bool) {
 
 // msgFinished tells a browser that the login it came for is over.
 const msgFinished = "This sign-in has already finished. Run 'warren up' on the device again if it is not connected."
-
-// settle claims the outcome of a login that is one method of a choice
-// (see login.Shared) before this method signs someone in or ends the
-// login for good. It reports false if another method already has the
-// outcome: the login has then been ended and must record nothing.
-func (l *Login) settle(e *login.Entry[visitState]) bool {
-	var sh *login.Shared
-	var m int
-	_ = l.table.With(e.ID, func(x *login.Entry[visitState]) error {
-		sh, m = x.State.shared, x.State.member
-		return nil
-	})
-	return sh.Settle(m)
-}
 
 // finish records the outcome of a login and wakes its waiter. It reports
 // false if the login already had an outcome (which is then kept).
