@@ -105,7 +105,8 @@ func New(tb testing.TB, label string) *Namespace {
 func (n *Namespace) remove() {
 	if out, err := exec.Command("ip", "netns", "pids", n.Name).Output(); err == nil {
 		for _, f := range strings.Fields(string(out)) {
-			if pid, err := strconv.Atoi(f); err == nil {
+			// Never this process: one of its threads may still be inside.
+			if pid, err := strconv.Atoi(f); err == nil && pid != os.Getpid() {
 				unix.Kill(pid, unix.SIGKILL)
 			}
 		}
@@ -241,12 +242,14 @@ func (n *Namespace) Do(fn func() error) error {
 			errc <- fmt.Errorf("netns: enter %s: %w", n.Name, err)
 			return
 		}
-		defer func() {
-			if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
-				runtime.UnlockOSThread()
-			}
-		}()
-		errc <- fn()
+		ferr := fn()
+		// Back home before the caller hears of it: a caller that goes on
+		// to remove the namespace must not find this thread inside (if it
+		// is the main thread, "ip netns pids" would name this process).
+		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- ferr
 	}()
 	return <-errc
 }
