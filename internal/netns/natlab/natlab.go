@@ -6,27 +6,28 @@
 // The topology (IPv4 only; the routers do not hairpin, so a host cannot
 // reach its own router's WAN address and mapped port):
 //
-//	Public (the internet): bridge "wan" with 198.51.100.1/24 (the routers'
-//	gateway), 203.0.113.1/32 (PublicIP) and 203.0.113.2/32 (PublicIP2)
+//	Public (the internet): a router with 198.51.100.1 (the sites'
+//	gateway) on a link to each site, and the service addresses
+//	203.0.113.1 (PublicIP) and 203.0.113.2 (PublicIP2)
 //	   |                                   |
-//	Left.Router  WAN 198.51.100.10/24      Right.Router  WAN 198.51.100.20/24
+//	Left.Router  WAN 198.51.100.10         Right.Router  WAN 198.51.100.20
 //	             LAN 192.168.1.1/24                      LAN 192.168.1.1/24
 //	   |                                   |
 //	Left.Host    192.168.1.2/24            Right.Host    192.168.1.2/24
 //
-// The routers' WAN links and the public namespace share one segment (the
-// bridge), so traffic between the sites goes router to router, as across
-// the internet. Both LANs use the same subnet, as two real homes do:
-// nothing outside a LAN routes to it, so the only way in is through the
-// router's NAT. A site created with None has no router: its host sits on
-// the public segment with the site's WAN address.
+// Traffic between the sites goes router to router through Public, which
+// forwards it (one IP hop, decrementing the TTL, as the internet has at
+// least one router between two homes). Both LANs use the same subnet, as
+// two real homes do: nothing outside a LAN routes to it, so the only way
+// in is through the router's NAT. A site created with None has no router:
+// its host has the site's WAN address on its link to Public.
 //
 // Each router masquerades what leaves its WAN link, drops (rather than
 // answers) unsolicited packets arriving there, as home routers do, and
-// maps and filters as its NAT kind says. A test can change that while it
-// runs: Router.SetNAT switches the kind, Router.Rebind moves UDP flows to
-// new WAN ports (a NAT rebinding), Router.FlushConntrack forgets every
-// mapping.
+// maps and filters as its NAT kind says (Unfiltered does not drop). A
+// test can change that while it runs: Router.SetNAT switches the kind,
+// Router.Rebind moves UDP flows to new WAN ports (a NAT rebinding),
+// Router.FlushConntrack forgets every mapping.
 //
 // natlab must never touch the namespace the test runs in: the routers'
 // iptables rules and conntrack tables live inside their own namespaces,
@@ -66,6 +67,18 @@ const (
 	// BlockUDP translates as EndpointIndependent but drops all forwarded
 	// UDP: only TCP (such as a relay's websocket) gets through.
 	BlockUDP
+	// Unfiltered maps as EndpointIndependent but does not firewall: a
+	// packet from the internet that matches no mapping is not dropped but
+	// goes to the router itself, as on a Linux router with MASQUERADE and
+	// no input rules. The router has nothing listening, yet the packet
+	// leaves a conntrack entry (for about 30 s, renewed by each packet),
+	// and that entry takes the WAN address and port it was sent to away
+	// from the router's own mappings: when the LAN host then sends to
+	// that peer, MASQUERADE gives the flow another WAN port. So between
+	// two of these, whichever host sends first makes the other one's
+	// reply come from an unexpected port, which the first one's router
+	// then treats as unsolicited too: plain hole punching never works.
+	Unfiltered
 	// None gives the site no router: its host is on the public segment
 	// with a public address (Site.HostIP == Site.WANIP).
 	None
@@ -80,6 +93,8 @@ func (k NAT) String() string {
 		return "symmetric"
 	case BlockUDP:
 		return "block-udp"
+	case Unfiltered:
+		return "unfiltered"
 	case None:
 		return "none"
 	}
@@ -107,9 +122,7 @@ var (
 var gateway = netip.MustParseAddr("198.51.100.1")
 
 const (
-	wanBits = 24 // 198.51.100.0/24, the routers' segment
 	lanBits = 24 // 192.168.1.0/24 on each LAN
-	bridge  = "wan"
 )
 
 // Lab is the whole topology: the public namespace and two sites.
@@ -161,15 +174,10 @@ func New(tb testing.TB, left, right NAT) *Lab {
 	}
 
 	pub := netns.New(tb, "natlab-public")
-	pub.Run("ip", "link", "add", bridge, "type", "bridge")
-	pub.Run("ip", "link", "set", bridge, "up")
-	for _, p := range []string{
-		netip.PrefixFrom(gateway, wanBits).String(),
-		netip.PrefixFrom(PublicIP, 32).String(),
-		netip.PrefixFrom(PublicIP2, 32).String(),
-	} {
-		pub.AddAddr(bridge, p)
+	for _, a := range []netip.Addr{PublicIP, PublicIP2} {
+		pub.AddAddr("lo", netip.PrefixFrom(a, 32).String())
 	}
+	pub.EnableForwarding()
 
 	lab := &Lab{Public: pub, PublicIP: PublicIP, PublicIP2: PublicIP2}
 	lab.Left = newSite(tb, pub, ipt, "left", LeftWANIP, left)
@@ -177,24 +185,19 @@ func New(tb testing.TB, left, right NAT) *Lab {
 	return lab
 }
 
-// newSite builds one site and plugs it into the public bridge.
+// newSite builds one site and links it to the public namespace.
 func newSite(tb testing.TB, pub *netns.Namespace, ipt *tables, name string, wanIP netip.Addr, kind NAT) *Site {
 	tb.Helper()
-	wanPrefix := netip.PrefixFrom(wanIP, wanBits).String()
 	host := netns.New(tb, "natlab-"+name+"-host")
 	if kind == None {
-		_, pubDev := netns.Connect(host, pub, wanPrefix, "")
-		pub.Run("ip", "link", "set", pubDev, "master", bridge)
-		host.Run("ip", "route", "add", "default", "via", gateway.String())
+		linkWAN(pub, host, wanIP)
 		return &Site{Host: host, HostIP: wanIP, WANIP: wanIP}
 	}
 
 	rns := netns.New(tb, "natlab-"+name+"-router")
-	wanDev, pubDev := netns.Connect(rns, pub, wanPrefix, "")
-	pub.Run("ip", "link", "set", pubDev, "master", bridge)
+	wanDev := linkWAN(pub, rns, wanIP)
 	lanDev, _ := netns.Connect(rns, host,
 		netip.PrefixFrom(RouterLANIP, lanBits).String(), netip.PrefixFrom(HostLANIP, lanBits).String())
-	rns.Run("ip", "route", "add", "default", "via", gateway.String())
 	host.Run("ip", "route", "add", "default", "via", RouterLANIP.String())
 	r := &Router{NS: rns, WANIP: wanIP, LANIP: RouterLANIP, WANDev: wanDev, LANDev: lanDev, ipt: ipt, nat: kind}
 	if err := r.apply(context.Background(), false); err != nil {
@@ -202,4 +205,15 @@ func newSite(tb testing.TB, pub *netns.Namespace, ipt *tables, name string, wanI
 	}
 	rns.EnableForwarding() // only now that the rules are in place
 	return &Site{Router: r, Host: host, HostIP: HostLANIP, WANIP: wanIP}
+}
+
+// linkWAN links ns to the public namespace: a point-to-point link with
+// wanIP on ns's end and the gateway on public's, and a default route
+// through it. It returns ns's device.
+func linkWAN(pub, ns *netns.Namespace, wanIP netip.Addr) string {
+	dev, pubDev := netns.Connect(ns, pub, "", "")
+	ns.Run("ip", "addr", "add", wanIP.String(), "peer", netip.PrefixFrom(gateway, 32).String(), "dev", dev)
+	ns.Run("ip", "route", "add", "default", "via", gateway.String())
+	pub.Run("ip", "addr", "add", gateway.String(), "peer", netip.PrefixFrom(wanIP, 32).String(), "dev", pubDev)
+	return dev
 }

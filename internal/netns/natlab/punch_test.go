@@ -3,11 +3,15 @@ package natlab_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/net/ipv4"
 
 	"github.com/warrenmesh/warren/internal/netns/natlab"
 )
@@ -123,4 +127,100 @@ func punch(a, b net.PacketConn, ma, mb netip.AddrPort, timeout time.Duration) (a
 		}
 	}
 	return aGot, bGot
+}
+
+// TestUnfilteredNeedsAnOpener shows why plain hole punching fails between
+// two Unfiltered routers, and what works instead. Plain: whichever host
+// sends first reaches the other router itself (nothing drops it), and the
+// conntrack entry it leaves there makes MASQUERADE give the other host's
+// reply flow a new WAN port, which the first router then treats as
+// unsolicited too. With an opener: the left host first sends one packet
+// whose TTL lets it through its own router but not past the internet's
+// router between the sites, so the left router maps the flow while the
+// right router never hears of it; the right host's packets then arrive as
+// replies, and the left host's after them too.
+func TestUnfilteredNeedsAnOpener(t *testing.T) {
+	t.Parallel()
+	for _, opener := range []bool{false, true} {
+		t.Run(fmt.Sprintf("opener=%v", opener), func(t *testing.T) {
+			t.Parallel()
+			lab := newLab(t, natlab.Unfiltered, natlab.Unfiltered)
+			pcL, pcR := listenUDP(t, lab.Left.Host), listenUDP(t, lab.Right.Host)
+			mL, mR := stunOrNot(t, pcL, lab.Left, natlab.Unfiltered), stunOrNot(t, pcR, lab.Right, natlab.Unfiltered)
+			if opener {
+				p := ipv4.NewPacketConn(pcL)
+				if err := p.SetTTL(2); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := pcL.WriteTo([]byte("opener"), net.UDPAddrFromAddrPort(mR)); err != nil {
+					t.Fatal(err)
+				}
+				if err := p.SetTTL(64); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				// The left host goes first here too, so that the outcome
+				// does not depend on which packet wins the race.
+				if _, err := pcL.WriteTo([]byte("first"), net.UDPAddrFromAddrPort(mR)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			waitConntrack(t, lab.Left.Router, mR)
+			if opener {
+				// The right host answers first (as a peer asked to call
+				// back does), then both send.
+				if !reaches(pcR, pcL, mL, 2*time.Second) {
+					t.Errorf("with an opener: the right host's packets do not reach the left host")
+				}
+			}
+			gotL, gotR := punch(pcL, pcR, mL, mR, 2*time.Second)
+			t.Logf("mapped left %s, right %s; left got a packet: %v, right: %v", mL, mR, gotL, gotR)
+			if opener && !(gotL && gotR) {
+				t.Errorf("with an opener: left got a packet: %v, right: %v; want both", gotL, gotR)
+			}
+			if !opener && (gotL || gotR) {
+				t.Errorf("without an opener: left got a packet: %v, right: %v; want neither (has the router stopped taking unsolicited packets?)", gotL, gotR)
+			}
+		})
+	}
+}
+
+// waitConntrack waits until r's conntrack table has a flow to dst.
+func waitConntrack(t *testing.T, r *natlab.Router, dst netip.AddrPort) {
+	t.Helper()
+	want := fmt.Sprintf("dst=%s sport=", dst.Addr())
+	port := fmt.Sprintf("dport=%d ", dst.Port())
+	for range 100 {
+		for _, line := range strings.Split(r.Conntrack(), "\n") {
+			if strings.Contains(line, want) && strings.Contains(line, port) {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no conntrack flow to %s on the router:\n%s", dst, r.Conntrack())
+}
+
+// reaches sends from src to dst (the mapped endpoint of the socket dstPC)
+// every 50ms until dstPC receives one of them or timeout passes, and
+// reports whether it did.
+func reaches(src, dstPC net.PacketConn, dst netip.AddrPort, timeout time.Duration) bool {
+	msg := []byte("reaches " + dst.String())
+	deadline := time.Now().Add(timeout)
+	defer dstPC.SetReadDeadline(time.Time{})
+	buf := make([]byte, 1500)
+	for time.Now().Before(deadline) {
+		src.WriteTo(msg, net.UDPAddrFromAddrPort(dst))
+		dstPC.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		for {
+			n, _, err := dstPC.ReadFrom(buf)
+			if err != nil {
+				break
+			}
+			if bytes.Equal(buf[:n], msg) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -49,7 +49,7 @@ func (r *Router) NAT() NAT {
 // rules. TCP connections keep their mappings.
 func (r *Router) SetNAT(kind NAT) error {
 	if kind < EndpointIndependent || kind >= None {
-		return fmt.Errorf("natlab: SetNAT(%v): a router can only switch between EndpointIndependent, Symmetric and BlockUDP", kind)
+		return fmt.Errorf("natlab: SetNAT(%v): a router cannot switch to None", kind)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -159,8 +159,11 @@ func rules(wan string, kind NAT, ports [2]uint16) string {
 	// entry behind (one for local delivery would), or that entry would
 	// clash with our host's own flow to the peer, and the kernel would
 	// give that flow a different port than the one STUN reported.
-	fmt.Fprintf(&b, "-A INPUT -i %s -m conntrack --ctstate NEW,INVALID -j DROP\n", wan)
-	fmt.Fprintf(&b, "-A FORWARD -i %s -m conntrack --ctstate NEW,INVALID -j DROP\n", wan)
+	// Unfiltered does neither, on purpose.
+	if kind != Unfiltered {
+		fmt.Fprintf(&b, "-A INPUT -i %s -m conntrack --ctstate NEW,INVALID -j DROP\n", wan)
+		fmt.Fprintf(&b, "-A FORWARD -i %s -m conntrack --ctstate NEW,INVALID -j DROP\n", wan)
+	}
 	if kind == BlockUDP {
 		fmt.Fprintf(&b, "-A FORWARD -p udp -j DROP\n")
 	}
