@@ -243,6 +243,12 @@ func TestNATTraversal(t *testing.T) {
 		{"endpoint-independent both", natlab.EndpointIndependent, natlab.EndpointIndependent, "direct ", 3 * time.Second, true, netcheck.MappingEndpointIndependent},
 		{"symmetric left", natlab.Symmetric, natlab.EndpointIndependent, "relay ", 3 * time.Second, true, netcheck.MappingEndpointDependent},
 		{"UDP blocked left", natlab.BlockUDP, natlab.EndpointIndependent, "relay ", 3 * time.Second, false, ""},
+		// Routers that do not firewall inbound UDP: a probe that arrives
+		// before the other side's own takes its port mapping there (see
+		// natlab.Unfiltered); direct within 5 s all the same.
+		{"unfiltered both", natlab.Unfiltered, natlab.Unfiltered, "direct ", 5 * time.Second, true, netcheck.MappingEndpointIndependent},
+		{"unfiltered left", natlab.Unfiltered, natlab.EndpointIndependent, "direct ", 5 * time.Second, true, netcheck.MappingEndpointIndependent},
+		{"unfiltered right", natlab.EndpointIndependent, natlab.Unfiltered, "direct ", 5 * time.Second, true, netcheck.MappingEndpointIndependent},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			lab := natlab.New(t, tc.left, tc.right)

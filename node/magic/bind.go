@@ -29,6 +29,11 @@ func (b *Bind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 		return nil, 0, err
 	}
 	gen := &bindGen{closed: make(chan struct{})}
+	if l, err := openLowTTL(actual); err == nil {
+		c.lowTTL.Store(l)
+	} else {
+		c.log.Debug("no openers for discovery", "err", err)
+	}
 	c.mu.Lock()
 	c.gen, c.port = gen, actual
 	c.mu.Unlock()
@@ -51,6 +56,9 @@ func (b *Bind) Close() error {
 		c.gen = nil
 	}
 	c.mu.Unlock()
+	if l := c.lowTTL.Swap(nil); l != nil {
+		l.close() // first: it holds the socket open
+	}
 	return c.udp.Close()
 }
 

@@ -116,13 +116,19 @@ func (c *Conn) onCallMeMaybe(p *peer, m *disco.CallMeMaybe) {
 // ping sends a disco ping to addr unless one went there very recently
 // (force skips that check).
 func (c *Conn) ping(p *peer, addr netip.AddrPort, force bool) {
+	c.pingTTL(p, addr, force, 0)
+}
+
+// pingTTL is ping with a TTL (0: the socket's own); it reports whether the
+// ping went out.
+func (c *Conn) pingTTL(p *peer, addr netip.AddrPort, force bool, ttl int) bool {
 	now := c.now()
 	tx := disco.NewTxID()
 	p.mu.Lock()
 	last, pinged := p.lastPing[addr] // (a missing entry is not a ping at time 0, when the Conn started)
 	if !force && pinged && now-last < int64(pingPerAddr) {
 		p.mu.Unlock()
-		return
+		return false
 	}
 	if !pinged && len(p.lastPing) >= maxLastPing {
 		p.pruneLastPingLocked(now) // addresses come from pings and call-me-maybes: keep the map bounded
@@ -140,24 +146,16 @@ func (c *Conn) ping(p *peer, addr netip.AddrPort, force bool) {
 	}
 	p.pending[tx] = sentPing{to: addr, at: now}
 	p.mu.Unlock()
-	c.sendDisco(p, addr, &disco.Ping{TxID: tx, NodeKey: c.nodePub})
+	return c.sendDiscoTTL(p, addr, &disco.Ping{TxID: tx, NodeKey: c.nodePub}, ttl)
 }
 
 // sendDisco seals m to the peer and sends it over UDP to addr.
 func (c *Conn) sendDisco(p *peer, addr netip.AddrPort, m disco.Message) {
-	p.mu.Lock()
-	shared := p.shared
-	p.mu.Unlock()
-	if shared.IsZero() {
-		return
-	}
-	if err := c.sendUDP(shared.Seal(m), addr); err != nil {
-		c.log.Debug("send disco", "to", addr, "err", err)
-	}
+	c.sendDiscoTTL(p, addr, m, 0)
 }
 
-// discover pings every candidate address of p and asks it, through the
-// relay, to ping ours.
+// discover probes every candidate address of p (openers first, see
+// opener.go) and asks it, through the relay, to ping ours.
 func (c *Conn) discover(p *peer, now int64) {
 	p.lastDiscovery.Store(now)
 	p.mu.Lock()
@@ -166,9 +164,9 @@ func (c *Conn) discover(p *peer, now int64) {
 	p.mu.Unlock()
 	cands := p.candidates()
 	c.log.Debug("disco: discovery round", "peer", p.ep.Key.ShortString(), "candidates", cands, "attempt", attempts)
-	for _, a := range cands {
-		c.ping(p, a, true)
-	}
+	// Openers and the pings due now go before the call-me-maybe: the
+	// peer's answering pings must find our NAT open.
+	c.probe(p, cands, true)
 	eps, _ := c.Advertised()
 	if shared.IsZero() || len(eps) == 0 {
 		return
@@ -199,9 +197,7 @@ func (c *Conn) pingNew(p *peer, addrs []netip.AddrPort) {
 	if c.cfg.RelayOnly || c.now()-p.lastSend.Load() > int64(activeWindow) {
 		return
 	}
-	for _, a := range addrs {
-		c.ping(p, a, false)
-	}
+	c.probe(p, addrs, false)
 }
 
 // discoveryInterval is the back-off between discovery rounds: 1 s, 2 s,

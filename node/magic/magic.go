@@ -131,6 +131,8 @@ type Conn struct {
 
 	lastRemeasure atomic.Int64 // c.now of the last remeasure request
 
+	lowTTL atomic.Pointer[lowTTL] // the open bind's socket for openers; nil when unavailable
+
 	adSend    sync.Mutex // serialises readvertise, OnChange included
 	adMu      sync.Mutex // guards the advertised state
 	report    *netcheck.Report

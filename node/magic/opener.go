@@ -1,0 +1,135 @@
+package magic
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/warrenmesh/warren/node/disco"
+)
+
+// Openers: how discovery gets through NAT routers that do not firewall.
+//
+// A home router that drops unsolicited packets is easy: both sides ping,
+// the first pings die at the far router, and each side's own pings open
+// its router for the other's. A Linux router with MASQUERADE and no input
+// firewall is not: a ping that arrives before the far side has sent its
+// own goes to the far router itself and leaves a conntrack entry there,
+// and that entry makes MASQUERADE give the far side's own flow to us
+// another port, which our router then takes for unsolicited too. Whoever
+// pings first spoils the path, and more pings keep it spoiled.
+//
+// So before asking a peer (call-me-maybe) to ping us, discovery sends
+// each of the peer's IPv4 endpoints an opener: a ping whose TTL lets it
+// through our own NAT router (which maps the flow) but not past the next
+// router on the internet, so the peer's router never sees it. The peer's
+// pings then arrive at our router as replies, get through, and are
+// answered, and its router mapped them on the way out, so our pings get
+// through too. Our own full-TTL pings wait openerWait for that to happen
+// first; a peer without a NAT, or one that does not answer the
+// call-me-maybe, gets them after that.
+//
+// The opener needs at least one router between the two NATs, which the
+// internet has; two NATs on one link still meet only on the relay. Only
+// Linux can send them (see opener_linux.go); elsewhere discovery pings at
+// full TTL at once, as before.
+
+// openerTTL is an opener's TTL: one hop to our NAT router, which forwards
+// it with TTL 1, and the next router drops it.
+const openerTTL = 2
+
+// openerWait returns how long full-TTL pings wait after the openers: time
+// for the call-me-maybe to cross the relay and the peer's pings to come
+// back, which is about twice the round trip to the relay region, plus
+// slack; at most a second.
+func (c *Conn) openerWait(p *peer) time.Duration {
+	wait := 100 * time.Millisecond
+	if rep := c.LastReport(); rep != nil {
+		if r := c.relays.regionFor(p); r != nil {
+			wait += 2 * rep.RegionLatency[r.ID]
+		}
+	}
+	return min(wait, time.Second)
+}
+
+// sendOpeners sends an opener ping to each IPv4 address in addrs and
+// returns the addresses it reached our socket's send path for (none where
+// openers are not available).
+func (c *Conn) sendOpeners(p *peer, addrs []netip.AddrPort) []netip.AddrPort {
+	l := c.lowTTL.Load()
+	if l == nil {
+		return nil
+	}
+	var opened []netip.AddrPort
+	for _, a := range addrs {
+		if !a.Addr().Unmap().Is4() {
+			continue
+		}
+		if c.pingTTL(p, a, true, openerTTL) {
+			opened = append(opened, a)
+		}
+	}
+	return opened
+}
+
+// probe pings addrs for p: those it can send openers to get an opener now
+// and a full ping after openerWait (unless a direct path is proven by
+// then); the rest get a full ping now. It returns after sending what is
+// due now.
+func (c *Conn) probe(p *peer, addrs []netip.AddrPort, force bool) {
+	opened := c.sendOpeners(p, addrs)
+	for _, a := range addrs {
+		if !containsAddr(opened, a) {
+			c.ping(p, a, force)
+		}
+	}
+	if len(opened) == 0 {
+		return
+	}
+	time.AfterFunc(c.openerWait(p), func() {
+		if c.ctx.Err() != nil {
+			return
+		}
+		if _, ok := p.trusted(c.now()); ok {
+			return
+		}
+		for _, a := range opened {
+			c.ping(p, a, true)
+		}
+	})
+}
+
+func containsAddr(s []netip.AddrPort, a netip.AddrPort) bool {
+	for _, x := range s {
+		if x == a {
+			return true
+		}
+	}
+	return false
+}
+
+// sendDiscoTTL is sendDisco with a TTL (0: the socket's own): it reports
+// whether the packet went out.
+func (c *Conn) sendDiscoTTL(p *peer, addr netip.AddrPort, m disco.Message, ttl int) bool {
+	p.mu.Lock()
+	shared := p.shared
+	p.mu.Unlock()
+	if shared.IsZero() {
+		return false
+	}
+	pkt := shared.Seal(m)
+	var err error
+	if ttl > 0 {
+		l := c.lowTTL.Load()
+		if l == nil {
+			return false
+		}
+		err = l.send(pkt, addr, ttl)
+	} else {
+		err = c.sendUDP(pkt, addr)
+	}
+	if err != nil {
+		c.log.Debug("send disco", "to", addr, "ttl", ttl, "err", err)
+		return false
+	}
+	return true
+}
