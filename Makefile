@@ -27,7 +27,7 @@ coordinator: build
 	./$(BIN)/warren-coordinator serve --state-dir $(STATE)/coordinator --listen $(LISTEN) \
 		--bootstrap-user admin@warren.internal
 
-# Every test: unit, fuzz seeds, the in-process mesh (internal/testmesh), with
+# Every test: unit, fuzz seeds, the in-process mesh (internal/tstest/testmesh), with
 # the race detector.
 test:
 	$(GO) vet ./...
@@ -44,7 +44,7 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem $$($(GO) list ./internal/... | grep -v /nsbench)
 	$(GO) test -run '^$$' -bench 'Inbound$$' -benchmem ./node/filter/
 	$(GO) test -run '^$$' -bench . -benchmem ./derp/ ./node/disco/
-	$(GO) test -v -run '^$$' -bench . -benchtime 3s -timeout 10m ./internal/netns/nsbench/
+	$(GO) test -v -run '^$$' -bench . -benchtime 3s -timeout 10m ./internal/tstest/nsbench/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -7,7 +7,7 @@ import (
 
 	"github.com/warrenmesh/warren/coordinator"
 	"github.com/warrenmesh/warren/coordinator/registry"
-	"github.com/warrenmesh/warren/internal/testmesh"
+	"github.com/warrenmesh/warren/internal/tstest/testmesh"
 )
 
 // benchRegistrations is how many clients register at once in each

@@ -18,7 +18,7 @@ import (
 
 	"github.com/warrenmesh/warren/coordinator"
 	"github.com/warrenmesh/warren/internal/noise"
-	"github.com/warrenmesh/warren/internal/testlog"
+	"github.com/warrenmesh/warren/internal/tstest/testlog"
 )
 
 // The attacks an outside test ran against the coordinator, kept so they

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/warrenmesh/warren/internal/buildtest"
+	"github.com/warrenmesh/warren/internal/tstest/buildtest"
 )
 
 // TestDemoMesh runs make run's demo with real processes: coordinator, two

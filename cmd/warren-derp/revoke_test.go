@@ -14,7 +14,7 @@ import (
 	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/derp"
 	"github.com/warrenmesh/warren/internal/key"
-	"github.com/warrenmesh/warren/internal/testmesh"
+	"github.com/warrenmesh/warren/internal/tstest/testmesh"
 	"github.com/warrenmesh/warren/node/controlclient"
 )
 

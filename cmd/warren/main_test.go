@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/warrenmesh/warren/internal/buildtest"
+	"github.com/warrenmesh/warren/internal/tstest/buildtest"
 	"github.com/warrenmesh/warren/node/localapi"
 )
 

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/warrenmesh/warren/internal/netns/natlab"
+	"github.com/warrenmesh/warren/internal/tstest/netns/natlab"
 )
 
 // fallbackBound is the README's promise ("Relays and NAT traversal"): when

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/warrenmesh/warren/internal/netns"
-	"github.com/warrenmesh/warren/internal/netns/natlab"
+	"github.com/warrenmesh/warren/internal/tstest/netns"
+	"github.com/warrenmesh/warren/internal/tstest/netns/natlab"
 )
 
 // echoOnceFrom dials addr from the left host, sends a byte and reads it

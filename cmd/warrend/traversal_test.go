@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/warrenmesh/warren/internal/buildtest"
-	"github.com/warrenmesh/warren/internal/netns"
-	"github.com/warrenmesh/warren/internal/netns/natlab"
+	"github.com/warrenmesh/warren/internal/tstest/buildtest"
+	"github.com/warrenmesh/warren/internal/tstest/netns"
+	"github.com/warrenmesh/warren/internal/tstest/netns/natlab"
 	"github.com/warrenmesh/warren/node/localapi"
 	"github.com/warrenmesh/warren/node/netcheck"
 )

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/warrenmesh/warren/internal/buildtest"
-	"github.com/warrenmesh/warren/internal/netns"
+	"github.com/warrenmesh/warren/internal/tstest/buildtest"
+	"github.com/warrenmesh/warren/internal/tstest/netns"
 	"github.com/warrenmesh/warren/node/localapi"
 )
 

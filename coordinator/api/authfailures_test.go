@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/warrenmesh/warren/coordinator/store"
-	"github.com/warrenmesh/warren/internal/testclock"
+	"github.com/warrenmesh/warren/internal/tstest/testclock"
 )
 
 // An API key's LastUsed is written at most once a minute, however many

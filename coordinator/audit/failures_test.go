@@ -8,7 +8,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/warrenmesh/warren/internal/testclock"
+	"github.com/warrenmesh/warren/internal/tstest/testclock"
 )
 
 func TestFailuresSampleAndCount(t *testing.T) {

@@ -8,7 +8,7 @@ import (
 
 	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/internal/key"
-	"github.com/warrenmesh/warren/internal/testclock"
+	"github.com/warrenmesh/warren/internal/tstest/testclock"
 )
 
 func newTestTable(cfg TableConfig) (*Table[int], *testclock.Clock) {

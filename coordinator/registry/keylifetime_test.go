@@ -14,7 +14,7 @@ import (
 	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/internal/key"
 	"github.com/warrenmesh/warren/internal/policy"
-	"github.com/warrenmesh/warren/internal/testclock"
+	"github.com/warrenmesh/warren/internal/tstest/testclock"
 	"github.com/warrenmesh/warren/internal/wire"
 )
 

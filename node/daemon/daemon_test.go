@@ -17,7 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/warrenmesh/warren/coordinator/registry"
-	"github.com/warrenmesh/warren/internal/testmesh"
+	"github.com/warrenmesh/warren/internal/tstest/testmesh"
 	"github.com/warrenmesh/warren/node/daemon"
 	"github.com/warrenmesh/warren/node/localapi"
 )

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/warrenmesh/warren/internal/testclock"
+	"github.com/warrenmesh/warren/internal/tstest/testclock"
 	"github.com/warrenmesh/warren/internal/wire"
 )
 

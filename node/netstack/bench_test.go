@@ -6,13 +6,13 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/warrenmesh/warren/internal/streambench"
+	"github.com/warrenmesh/warren/internal/tstest/streambench"
 )
 
 // BenchmarkStackThroughput measures TCP throughput between two stacks wired
 // back to back in memory, with no WireGuard: the cost of the stacks and of
 // this package's glue alone. Compare with BenchmarkTunnelThroughput in
-// internal/testmesh to see what WireGuard and UDP add.
+// internal/tstest/testmesh to see what WireGuard and UDP add.
 func BenchmarkStackThroughput(b *testing.B) {
 	a, z := pair(b)
 	ln, err := z.ListenTCP(9000)

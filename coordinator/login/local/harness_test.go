@@ -27,8 +27,8 @@ import (
 	"github.com/warrenmesh/warren/coordinator/registry"
 	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/internal/key"
-	"github.com/warrenmesh/warren/internal/testclock"
-	"github.com/warrenmesh/warren/internal/testlog"
+	"github.com/warrenmesh/warren/internal/tstest/testclock"
+	"github.com/warrenmesh/warren/internal/tstest/testlog"
 )
 
 // harness is a Login over a real SQLite store, served by an httptest

@@ -14,7 +14,7 @@ import (
 
 	"github.com/warrenmesh/warren/coordinator/login"
 	"github.com/warrenmesh/warren/internal/key"
-	"github.com/warrenmesh/warren/internal/testlog"
+	"github.com/warrenmesh/warren/internal/tstest/testlog"
 )
 
 // gate is a dialer that refuses every connection while down, as a

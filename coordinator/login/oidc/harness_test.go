@@ -19,9 +19,9 @@ import (
 	"github.com/warrenmesh/warren/coordinator/registry"
 	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/internal/key"
-	"github.com/warrenmesh/warren/internal/oidctest"
-	"github.com/warrenmesh/warren/internal/testclock"
-	"github.com/warrenmesh/warren/internal/testlog"
+	"github.com/warrenmesh/warren/internal/tstest/oidctest"
+	"github.com/warrenmesh/warren/internal/tstest/testclock"
+	"github.com/warrenmesh/warren/internal/tstest/testlog"
 )
 
 // TestMain checks that no test leaves a goroutine behind.

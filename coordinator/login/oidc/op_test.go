@@ -1,6 +1,6 @@
 package oidc
 
-// The tests' OpenID Provider is internal/oidctest's real in-process
+// The tests' OpenID Provider is internal/tstest/oidctest's real in-process
 // provider; this file registers the tests' accounts and clients with it and
 // holds the JWT surgery the security tests use to play an attacker.
 
@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/warrenmesh/warren/internal/oidctest"
+	"github.com/warrenmesh/warren/internal/tstest/oidctest"
 )
 
 // testUsers are the provider's accounts (all with password

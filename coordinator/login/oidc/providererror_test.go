@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/warrenmesh/warren/internal/testlog"
+	"github.com/warrenmesh/warren/internal/tstest/testlog"
 )
 
 // TestProviderErrorMessages: when the provider refuses the code exchange

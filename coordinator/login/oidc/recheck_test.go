@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/warrenmesh/warren/coordinator/store"
-	"github.com/warrenmesh/warren/internal/testlog"
+	"github.com/warrenmesh/warren/internal/tstest/testlog"
 )
 
 // loggedIn signs username in through the provider and returns the stored

@@ -12,7 +12,7 @@ import (
 
 	"github.com/warrenmesh/warren/coordinator/login"
 	"github.com/warrenmesh/warren/coordinator/store"
-	"github.com/warrenmesh/warren/internal/oidctest"
+	"github.com/warrenmesh/warren/internal/tstest/oidctest"
 )
 
 // expectDenied checks the newest audit event is a refusal mentioning want,

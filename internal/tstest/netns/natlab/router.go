@@ -7,7 +7,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/warrenmesh/warren/internal/netns"
+	"github.com/warrenmesh/warren/internal/tstest/netns"
 )
 
 // rebindRanges are the WAN port ranges Rebind moves UDP mappings to, in

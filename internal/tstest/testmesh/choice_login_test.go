@@ -9,7 +9,7 @@ import (
 
 	"github.com/warrenmesh/warren/coordinator/login/local"
 	"github.com/warrenmesh/warren/coordinator/login/oidc"
-	"github.com/warrenmesh/warren/internal/oidctest"
+	"github.com/warrenmesh/warren/internal/tstest/oidctest"
 	"github.com/warrenmesh/warren/node/controlclient"
 	"github.com/warrenmesh/warren/node/localapi"
 )

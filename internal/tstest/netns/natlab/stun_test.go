@@ -15,8 +15,8 @@ import (
 	"github.com/pion/stun/v3"
 
 	"github.com/warrenmesh/warren/derp/stunserver"
-	"github.com/warrenmesh/warren/internal/netns"
-	"github.com/warrenmesh/warren/internal/netns/natlab"
+	"github.com/warrenmesh/warren/internal/tstest/netns"
+	"github.com/warrenmesh/warren/internal/tstest/netns/natlab"
 )
 
 // startSTUN runs Warren's STUN server in ns on each of addrs until the

@@ -45,7 +45,7 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/warrenmesh/warren/internal/netns"
+	"github.com/warrenmesh/warren/internal/tstest/netns"
 )
 
 // NAT is how a site's router translates and filters.

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/warrenmesh/warren/internal/netns"
+	"github.com/warrenmesh/warren/internal/tstest/netns"
 )
 
 // Warren's part of the benchmark: a coordinator in namespace A, a warrend

@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/net/ipv4"
 
-	"github.com/warrenmesh/warren/internal/netns/natlab"
+	"github.com/warrenmesh/warren/internal/tstest/netns/natlab"
 )
 
 // TestHolePunch checks hole punching with plain UDP sockets: two hosts

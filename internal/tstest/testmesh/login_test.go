@@ -15,7 +15,7 @@ import (
 	"github.com/warrenmesh/warren/coordinator/login/oidc"
 	"github.com/warrenmesh/warren/coordinator/registry"
 	"github.com/warrenmesh/warren/coordinator/store"
-	"github.com/warrenmesh/warren/internal/oidctest"
+	"github.com/warrenmesh/warren/internal/tstest/oidctest"
 	"github.com/warrenmesh/warren/node/controlclient"
 	"github.com/warrenmesh/warren/node/localapi"
 )

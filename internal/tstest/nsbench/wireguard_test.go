@@ -14,7 +14,7 @@ import (
 	"golang.zx2c4.com/wireguard/device"
 
 	"github.com/warrenmesh/warren/internal/key"
-	"github.com/warrenmesh/warren/internal/netns"
+	"github.com/warrenmesh/warren/internal/tstest/netns"
 	"github.com/warrenmesh/warren/node/engine"
 )
 

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/warrenmesh/warren/internal/netns"
+	"github.com/warrenmesh/warren/internal/tstest/netns"
 )
 
 // cmdTimeout bounds every command natlab runs.

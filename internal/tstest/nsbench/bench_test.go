@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/warrenmesh/warren/internal/netns"
+	"github.com/warrenmesh/warren/internal/tstest/netns"
 )
 
 // The benchmark's network: two namespaces, A (the sender) and B (the
@@ -161,7 +161,7 @@ func sendBytes(b *testing.B, ns *netns.Namespace, bin, addr string, n int) float
 func buildBenchnode(b *testing.B) string {
 	b.Helper()
 	bin := filepath.Join(b.TempDir(), "benchnode")
-	goBuild(b, bin, "github.com/warrenmesh/warren/internal/netns/nsbench/benchnode")
+	goBuild(b, bin, "github.com/warrenmesh/warren/internal/tstest/nsbench/benchnode")
 	return bin
 }
 

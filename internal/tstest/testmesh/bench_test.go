@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/warrenmesh/warren/coordinator/registry"
-	"github.com/warrenmesh/warren/internal/streambench"
+	"github.com/warrenmesh/warren/internal/tstest/streambench"
 	"github.com/warrenmesh/warren/node/controlclient"
 	"github.com/warrenmesh/warren/node/proxy"
 )

@@ -1,6 +1,6 @@
 package testmesh
 
-// Interactive login in the harness: an OpenID Provider (internal/oidctest)
+// Interactive login in the harness: an OpenID Provider (internal/tstest/oidctest)
 // and local users for the coordinator, nodes that join without a pre-auth
 // key, and a scripted browser that signs their users in, as a person would
 // after "warren up" printed a sign-in URL.
@@ -22,7 +22,7 @@ import (
 	"github.com/warrenmesh/warren/coordinator/login/local"
 	"github.com/warrenmesh/warren/coordinator/login/oidc"
 	"github.com/warrenmesh/warren/coordinator/store"
-	"github.com/warrenmesh/warren/internal/oidctest"
+	"github.com/warrenmesh/warren/internal/tstest/oidctest"
 	"github.com/warrenmesh/warren/node/controlclient"
 	"github.com/warrenmesh/warren/node/daemon"
 	"github.com/warrenmesh/warren/node/localapi"
