@@ -166,7 +166,7 @@ func BenchmarkIdleClients(b *testing.B) {
 			barrier(b, c) // every server handler is in its read loop
 		}
 		heap1, g1 := heapAfterGC(), runtime.NumGoroutine()
-		server := countGoroutines("derp.(*sclient).writeLoop", "derp.(*Server).ServeHTTP")
+		server := countGoroutines("derp.(*sclient).writeLoop", "derp.(*sclient).readLoop")
 		b.ReportMetric(float64(int64(heap1)-int64(heap0))/n, "heap-B/client")
 		b.ReportMetric(float64(g1-g0)/n, "goroutines/client")
 		b.ReportMetric(float64(server)/n, "server-goroutines/client")
