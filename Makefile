@@ -36,12 +36,15 @@ test:
 test-short:
 	$(GO) test -count=1 ./...
 
+# BenchmarkIdleClientRSS (internal/tstest/relayrss) runs warren-derp and
+# Tailscale's derper as processes and compares their RSS per idle client.
 # The last line is the namespace benchmark: single-stream TCP throughput
 # over a veth, a bare wireguard-go tunnel and Warren's TUN mode, with ratios
 # (needs root; skips, saying so, otherwise).
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 20x ./coordinator/...
-	$(GO) test -run '^$$' -bench . -benchmem $$($(GO) list ./internal/... | grep -v /nsbench)
+	$(GO) test -run '^$$' -bench . -benchmem $$($(GO) list ./internal/... | grep -v -e /nsbench -e /relayrss)
+	$(GO) test -v -run '^$$' -bench . -benchtime 1x -timeout 10m ./internal/tstest/relayrss/
 	$(GO) test -run '^$$' -bench 'Inbound$$' -benchmem ./node/filter/
 	$(GO) test -run '^$$' -bench . -benchmem ./derp/ ./node/disco/
 	$(GO) test -v -run '^$$' -bench . -benchtime 3s -timeout 10m ./internal/tstest/nsbench/

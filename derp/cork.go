@@ -8,8 +8,13 @@ import (
 	"sync"
 )
 
-// corkMax is the most a corked connection buffers before writing anyway.
-const corkMax = 64 << 10
+const (
+	// corkMax is the most a corked connection buffers before writing anyway.
+	corkMax = 64 << 10
+	// corkBufioSize is the size of the websocket library's write buffer
+	// above the cork.
+	corkBufioSize = 256
+)
 
 // corkWriter sits under the websocket library's buffered writer, which
 // flushes after every message. While corked it collects those flushes, so
@@ -97,6 +102,10 @@ func (w *corkResponseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, fmt.Errorf("flush before hijack: %w", err)
 	}
 	w.cork.conn = conn
-	brw.Writer = bufio.NewWriter(w.cork)
+	// The library frames every message in this bufio.Writer and flushes
+	// it; the cork buffers bursts, so a small one is enough: a header or a
+	// control frame fits, and a payload that does not goes straight to the
+	// cork. An idle client then holds no write buffer of note.
+	brw.Writer = bufio.NewWriterSize(w.cork, corkBufioSize)
 	return conn, brw, nil
 }

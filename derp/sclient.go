@@ -17,8 +17,9 @@ import (
 )
 
 // sclient is the server's side of one admitted client connection. Its
-// reader runs in the HTTP handler goroutine; its writer is a goroutine the
-// handler starts and waits for.
+// reader is a goroutine the HTTP handler starts once the handshake is done
+// (the handler returns, so net/http lets go of the request's buffers and
+// stack); its writer is a goroutine the reader starts and waits for.
 type sclient struct {
 	s      *Server
 	key    key.NodePublic
@@ -26,10 +27,14 @@ type sclient struct {
 	cork   *corkWriter // under conn's writes
 	remote string
 
-	queue  chan []byte  // RecvPacket frames for this client
-	queued atomic.Int64 // bytes in queue
-	ctrl   chan []byte  // control frames (Pong, PeerGone, Ping) for this client
-	disco  chan []byte  // RecvPacket frames carrying disco messages; head-drop
+	// Frames waiting for the writer. The queues hold no buffer while they
+	// are empty, so an idle client costs little.
+	qmu    sync.Mutex
+	data   fifo          // RecvPacket frames for this client
+	ctrl   fifo          // control frames (Pong, PeerGone, Ping) for this client
+	disco  fifo          // RecvPacket frames carrying disco messages; head-drop
+	queued atomic.Int64  // bytes in data
+	wake   chan struct{} // (capacity 1) a frame was queued: the writer looks
 
 	ctx       context.Context // cancelled by kill, which tells the writer to stop
 	cancel    context.CancelFunc
@@ -42,7 +47,7 @@ type sclient struct {
 
 	// Used by the reader only.
 	limiter *rate.Limiter
-	gone    map[key.NodePublic]time.Time // last PeerGone sent per destination
+	gone    map[key.NodePublic]time.Time // last PeerGone sent per destination; nil until the first
 }
 
 // refusal is a handshake error the client is told about in an Error frame.
@@ -50,17 +55,33 @@ type refusal struct{ text string }
 
 func (r refusal) Error() string { return r.text }
 
-// serveClient runs one websocket client from upgrade to disconnect.
+// serveClient upgrades a websocket client and runs the handshake; an
+// admitted client is then served by its run method in a goroutine of its own,
+// which takes over this handler's place in the server's wait group.
 func (s *Server) serveClient(w http.ResponseWriter, r *http.Request) {
 	if !s.enter() {
 		http.Error(w, "relay shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	defer s.wg.Done()
+	c := s.acceptClient(w, r)
+	if c == nil {
+		s.wg.Done()
+		return
+	}
+	go func() {
+		defer s.wg.Done()
+		c.run()
+	}()
+}
+
+// acceptClient upgrades the connection and runs the handshake; it returns
+// the registered client, or nil when the connection was refused or failed
+// (and is closed).
+func (s *Server) acceptClient(w http.ResponseWriter, r *http.Request) *sclient {
 	if !headerHasToken(r.Header, "Sec-WebSocket-Protocol", Subprotocol) {
 		s.n.handshakeFailures.Add(1)
 		http.Error(w, "this relay speaks the websocket subprotocol "+Subprotocol+"; upgrade the Warren node", http.StatusBadRequest)
-		return
+		return nil
 	}
 	cork := &corkWriter{}
 	conn, err := websocket.Accept(&corkResponseWriter{ResponseWriter: w, cork: cork}, r, &websocket.AcceptOptions{
@@ -70,9 +91,8 @@ func (s *Server) serveClient(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.n.handshakeFailures.Add(1)
 		s.log.Debug("relay websocket upgrade failed", "remote", r.RemoteAddr, "err", err)
-		return
+		return nil
 	}
-	defer conn.CloseNow()
 	conn.SetReadLimit(maxHandshakeFrame)
 
 	started := time.Now()
@@ -99,7 +119,7 @@ func (s *Server) serveClient(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			s.unregister(c)
 			c.kill("handshake failed")
-			c.hardClose.Stop() // no writer to say goodbye; the deferred CloseNow ends it
+			c.hardClose.Stop() // no writer to say goodbye; CloseNow below ends it
 		}
 	}
 	if err != nil {
@@ -108,18 +128,25 @@ func (s *Server) serveClient(w http.ResponseWriter, r *http.Request) {
 			_ = conn.Write(ctx, websocket.MessageBinary, errorFrame(ref.text))
 		}
 		s.log.Debug("relay handshake failed", "remote", r.RemoteAddr, "node", k, "err", err)
-		return
+		conn.CloseNow()
+		return nil
 	}
-	cancel()
 	conn.SetReadLimit(maxFrameSize)
 	s.log.Debug("relay client connected", "node", k, "remote", r.RemoteAddr)
+	return c
+}
 
+// run serves an admitted client until it disconnects: it reads in
+// this goroutine and writes in one it starts and waits for.
+func (c *sclient) run() {
+	s := c.s
+	defer c.conn.CloseNow()
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
 		c.writeLoop()
 	}()
-	err = c.readLoop()
+	err := c.readLoop()
 	var pe protocolError
 	if errors.As(err, &pe) {
 		s.n.protoError.Add(1)
@@ -129,7 +156,7 @@ func (s *Server) serveClient(w http.ResponseWriter, r *http.Request) {
 	}
 	<-writerDone
 	s.unregister(c)
-	s.log.Debug("relay client gone", "node", k, "remote", r.RemoteAddr, "reason", c.reason, "read_err", err)
+	s.log.Debug("relay client gone", "node", c.key, "remote", c.remote, "reason", c.reason, "read_err", err)
 }
 
 // newSClient returns the server side of an admitted connection.
@@ -140,10 +167,7 @@ func (s *Server) newSClient(k key.NodePublic, conn *websocket.Conn, cork *corkWr
 		conn:   conn,
 		cork:   cork,
 		remote: remote,
-		queue:  make(chan []byte, s.cfg.QueueLen),
-		ctrl:   make(chan []byte, ctrlQueueLen),
-		disco:  make(chan []byte, discoQueueLen),
-		gone:   make(map[key.NodePublic]time.Time),
+		wake:   make(chan struct{}, 1),
 	}
 	if s.cfg.RateBytesPerSec > 0 {
 		c.limiter = rate.NewLimiter(rate.Limit(s.cfg.RateBytesPerSec), s.cfg.RateBurst)
@@ -306,48 +330,46 @@ func (c *sclient) sendPacket(f *frame, size int) {
 // newest ping or call-me-maybe is the one worth delivering). It returns
 // how many frames were dropped.
 func (c *sclient) enqueueDisco(b []byte) int {
-	return pushDropOldest(c.disco, b)
-}
-
-// pushDropOldest sends b on q; when q is full it discards the oldest
-// element to make room. It returns how many elements it discarded (the
-// oldest ones, and b itself if other senders keep refilling q).
-func pushDropOldest[T any](q chan T, b T) (dropped int) {
-	for range 4 {
-		select {
-		case q <- b:
-			return dropped
-		default:
-		}
-		select {
-		case <-q:
-			dropped++
-		default:
-		}
+	c.qmu.Lock()
+	dropped := c.disco.pushDropOldest(b, discoQueueLen)
+	c.qmu.Unlock()
+	c.signal()
+	if dropped {
+		return 1
 	}
-	return dropped + 1
+	return 0
 }
 
-// enqueue adds a RecvPacket frame to c's queue; false if the queue is full.
+// enqueue adds a RecvPacket frame to c's data queue; false if the queue
+// is full (in frames or bytes).
 func (c *sclient) enqueue(b []byte) bool {
 	n := int64(len(b))
-	if c.queued.Add(n) > int64(c.s.cfg.QueueBytes) {
-		c.queued.Add(-n)
-		return false
+	c.qmu.Lock()
+	ok := c.queued.Load()+n <= int64(c.s.cfg.QueueBytes) && c.data.push(b, c.s.cfg.QueueLen)
+	if ok {
+		c.queued.Add(n)
 	}
-	select {
-	case c.queue <- b:
-		return true
-	default:
-		c.queued.Add(-n)
-		return false
+	c.qmu.Unlock()
+	if ok {
+		c.signal()
 	}
+	return ok
 }
 
 // sendCtrl queues a control frame for c, dropping it if c is far behind.
 func (c *sclient) sendCtrl(b []byte) {
+	c.qmu.Lock()
+	ok := c.ctrl.push(b, ctrlQueueLen)
+	c.qmu.Unlock()
+	if ok {
+		c.signal()
+	}
+}
+
+// signal wakes the writer, which takes every queued frame.
+func (c *sclient) signal() {
 	select {
-	case c.ctrl <- b:
+	case c.wake <- struct{}{}:
 	default:
 	}
 }
@@ -368,6 +390,9 @@ func (c *sclient) peerGone(dst key.NodePublic, reason PeerGoneReason) {
 		if len(c.gone) >= maxGoneEntries {
 			clear(c.gone)
 		}
+	}
+	if c.gone == nil {
+		c.gone = make(map[key.NodePublic]time.Time)
 	}
 	c.gone[dst] = now
 	f := frame{typ: framePeerGone, key: dst.Raw(), reason: reason}
@@ -393,14 +418,12 @@ func (c *sclient) writeLoop() {
 				_ = c.conn.Write(ctx, websocket.MessageBinary, errorFrame(c.reason))
 				cancel()
 				return
-			case b = <-c.ctrl:
-			case b = <-c.disco:
-			case b = <-c.queue:
-				data = true
+			case <-c.wake:
+				continue
 			}
 		}
 		c.cork.cork()
-		err := c.write(b, data)
+		err := c.write(b)
 		discos := 0
 		for i := 1; err == nil && i < maxBatch; i++ {
 			if !data && frameType(b[0]) == frameRecvPacket {
@@ -409,7 +432,7 @@ func (c *sclient) writeLoop() {
 			if b, data, ok = c.next(discos < maxDiscoPerBatch); !ok {
 				break
 			}
-			err = c.write(b, data)
+			err = c.write(b)
 		}
 		if uerr := c.cork.uncork(); err == nil {
 			err = uerr
@@ -426,39 +449,28 @@ func (c *sclient) writeLoop() {
 // off the relay goes first but a disco flood cannot starve data. data
 // reports a frame from the data queue; ok is false when nothing is queued.
 func (c *sclient) next(disco bool) (b []byte, data, ok bool) {
-	select {
-	case b = <-c.ctrl:
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	if b, ok = c.ctrl.pop(); ok {
 		return b, false, true
-	default:
 	}
 	if disco {
-		select {
-		case b = <-c.disco:
+		if b, ok = c.disco.pop(); ok {
 			return b, false, true
-		default:
 		}
 	}
-	select {
-	case b = <-c.queue:
+	if b, ok = c.data.pop(); ok {
+		c.queued.Add(-int64(len(b)))
 		return b, true, true
-	default:
 	}
-	if !disco {
-		select {
-		case b = <-c.disco:
-			return b, false, true
-		default:
-		}
+	if b, ok = c.disco.pop(); ok {
+		return b, false, true
 	}
 	return nil, false, false
 }
 
-// write writes one frame; data frames come from the data queue (whose
-// byte count it lowers), and every RecvPacket counts as forwarded.
-func (c *sclient) write(b []byte, data bool) error {
-	if data {
-		c.queued.Add(-int64(len(b)))
-	}
+// write writes one frame; every RecvPacket counts as forwarded.
+func (c *sclient) write(b []byte) error {
 	if err := c.conn.Write(context.Background(), websocket.MessageBinary, b); err != nil {
 		return err
 	}
