@@ -34,7 +34,7 @@ test:
 	$(GO) test -race -count=1 -timeout 15m ./...
 
 test-short:
-	$(GO) test -count=1 ./...
+	$(GO) test -short -count=1 ./...
 
 # BenchmarkIdleClientRSS (internal/tstest/relayrss) runs warren-derp and
 # Tailscale's derper as processes and compares their RSS per idle client.
@@ -49,9 +49,15 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./derp/ ./node/disco/
 	$(GO) test -v -run '^$$' -bench . -benchtime 3s -timeout 10m ./internal/tstest/nsbench/
 
+# gofmt, goimports (standard library, then modules, then this module's
+# packages) and staticcheck, at pinned versions fetched by the go command.
+STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
+GOIMPORTS   ?= $(GO) run golang.org/x/tools/cmd/goimports@v0.52.0
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@out=$$($(GOIMPORTS) -local github.com/warrenmesh/warren -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "goimports -local github.com/warrenmesh/warren needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(STATICCHECK) ./...
 
 # A short run of every fuzz target.
 fuzz:

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pquerna/otp/totp"
+
 	"github.com/warrenmesh/warren/coordinator/api"
 	"github.com/warrenmesh/warren/coordinator/login/credential"
 )

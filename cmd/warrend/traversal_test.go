@@ -27,15 +27,14 @@ import (
 // in a natlab's public namespace, and warrend in TUN mode on each LAN
 // host.
 type natMesh struct {
-	t          *testing.T
-	lab        *natlab.Lab
-	warren     string
-	socks      map[string]string // site name -> local API socket
-	daemons    map[string]*netns.Process
-	args       map[string][]string // site name -> warrend's command line
-	leftAddr   netip.Addr          // mesh addresses
-	rightAddr  netip.Addr
-	rightLabel string
+	t         *testing.T
+	lab       *natlab.Lab
+	warren    string
+	socks     map[string]string // site name -> local API socket
+	daemons   map[string]*netns.Process
+	args      map[string][]string // site name -> warrend's command line
+	leftAddr  netip.Addr          // mesh addresses
+	rightAddr netip.Addr
 }
 
 func startNATMesh(t *testing.T, bin string, lab *natlab.Lab) *natMesh {

@@ -9,8 +9,9 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/warrenmesh/warren/coordinator/keyfile"
 	"golang.org/x/crypto/chacha20poly1305"
+
+	"github.com/warrenmesh/warren/coordinator/keyfile"
 )
 
 // The key ring file: a header line, then one line per key, oldest first:

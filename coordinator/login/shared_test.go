@@ -11,8 +11,9 @@ func TestSharedOneOutcome(t *testing.T) {
 	if s.Settled() {
 		t.Fatal("settled before anyone settled")
 	}
-	if !s.Settle(b) || !s.Settle(b) {
-		t.Fatal("the first member to settle does not have the outcome")
+	first, again := s.Settle(b), s.Settle(b)
+	if !first || !again {
+		t.Fatal("the first member to settle does not have the outcome (asked twice)")
 	}
 	if s.Settle(a) || s.Settle(c) {
 		t.Fatal("a second member settled too")

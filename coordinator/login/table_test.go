@@ -54,7 +54,7 @@ func TestTableBounds(t *testing.T) {
 }
 
 func TestTableOutcomeOnce(t *testing.T) {
-	tb, clock := newTestTable(TableConfig{})
+	tb, _ := newTestTable(TableConfig{})
 	m := machine()
 	e, err := tb.Begin(m, "192.0.2.1:1", 0)
 	if err != nil {
@@ -72,7 +72,7 @@ func TestTableOutcomeOnce(t *testing.T) {
 	}
 	// Expiry: the sweep ends a login and reports it once.
 	var expired []key.MachinePublic
-	tb, clock = newTestTable(TableConfig{Timeout: time.Minute, OnExpire: func(m key.MachinePublic) { expired = append(expired, m) }})
+	tb, clock := newTestTable(TableConfig{Timeout: time.Minute, OnExpire: func(m key.MachinePublic) { expired = append(expired, m) }})
 	e, _ = tb.Begin(m, "192.0.2.1:1", 0)
 	clock.Advance(time.Minute)
 	if _, err := tb.Begin(machine(), "192.0.2.1:1", 0); err != nil {

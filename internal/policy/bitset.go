@@ -46,15 +46,6 @@ func (b *bitset) or(o bitset) {
 	}
 }
 
-func (b bitset) empty() bool {
-	for _, w := range b {
-		if w != 0 {
-			return false
-		}
-	}
-	return true
-}
-
 // each calls fn for every member in increasing order until fn returns
 // false; it reports whether it went through all of them.
 func (b bitset) each(fn func(int32) bool) bool {

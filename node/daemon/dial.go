@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/warrenmesh/warren/internal/wire"
 	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
 	"time"
+
+	"github.com/warrenmesh/warren/internal/wire"
 
 	"github.com/warrenmesh/warren/node/controlclient"
 	"github.com/warrenmesh/warren/node/localapi"

@@ -64,14 +64,6 @@ type u128 struct{ hi, lo uint64 }
 // less reports whether a sorts before b.
 func (a u128) less(b u128) bool { return a.hi < b.hi || a.hi == b.hi && a.lo < b.lo }
 
-// addrBits returns the address width of the family.
-func addrBits(v6 bool) int {
-	if v6 {
-		return 128
-	}
-	return 32
-}
-
 // netmask keeps the first bits bits of a (bits is within the family width).
 func netmask(a u128, bits int, v6 bool) u128 {
 	if !v6 {

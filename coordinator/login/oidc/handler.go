@@ -253,12 +253,6 @@ func (c *callback) end(actor string, status int, outcome, reason string, waitErr
 	page(c.w, status, title, "Sign-in not completed: "+reason+".")
 }
 
-// exchangeErrorDetail describes a failed request to the token endpoint
-// (see providerError): the OAuth error, its description and the HTTP
-// status, or the network error, and what to check; never the response
-// body.
-func exchangeErrorDetail(err error) providerError { return describeProviderError(err) }
-
 // clip shortens s to at most n bytes.
 func clip(s string, n int) string {
 	if len(s) <= n {
