@@ -131,7 +131,8 @@ type Conn struct {
 
 	lastRemeasure atomic.Int64 // c.now of the last remeasure request
 
-	lowTTL atomic.Pointer[lowTTL] // the open bind's socket for openers; nil when unavailable
+	lowTTL atomic.Pointer[lowTTL]   // the open bind's socket for openers; nil when unavailable
+	timers map[*time.Timer]struct{} // pending functions of after; guarded by mu
 
 	adSend    sync.Mutex // serialises readvertise, OnChange included
 	adMu      sync.Mutex // guards the advertised state
@@ -174,6 +175,7 @@ func New(cfg Config) (*Conn, error) {
 		wake:     make(chan *peer, 64),
 		stale:    make(chan *peer, 64),
 		changed:  make(chan struct{}, 1),
+		timers:   make(map[*time.Timer]struct{}),
 	}
 	c.peers.Store(&peerIndex{})
 	c.lastRemeasure.Store(-int64(time.Hour))
@@ -193,6 +195,7 @@ func (c *Conn) now() int64 { return int64(time.Since(c.start)) }
 // connections. Close the WireGuard device (which closes the bind) first.
 func (c *Conn) Close() error {
 	c.cancel()
+	c.stopTimers()
 	c.relays.closeAll()
 	c.wg.Wait()
 	return nil

@@ -85,10 +85,7 @@ func (c *Conn) probe(p *peer, addrs []netip.AddrPort, force bool) {
 	if len(opened) == 0 {
 		return
 	}
-	time.AfterFunc(c.openerWait(p), func() {
-		if c.ctx.Err() != nil {
-			return
-		}
+	c.after(c.openerWait(p), func() {
 		if _, ok := p.trusted(c.now()); ok {
 			return
 		}
@@ -96,6 +93,41 @@ func (c *Conn) probe(p *peer, addrs []netip.AddrPort, force bool) {
 			c.ping(p, a, true)
 		}
 	})
+}
+
+// after runs fn on its own goroutine after d, unless the Conn closes
+// first; Close waits for an fn that has started.
+func (c *Conn) after(d time.Duration, fn func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ctx.Err() != nil {
+		return
+	}
+	c.wg.Add(1)
+	var t *time.Timer
+	t = time.AfterFunc(d, func() {
+		defer c.wg.Done()
+		c.mu.Lock()
+		delete(c.timers, t)
+		c.mu.Unlock()
+		if c.ctx.Err() == nil {
+			fn()
+		}
+	})
+	c.timers[t] = struct{}{}
+}
+
+// stopTimers cancels the functions after has not started yet. The Conn's
+// context must be done.
+func (c *Conn) stopTimers() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for t := range c.timers {
+		if t.Stop() {
+			c.wg.Done()
+		}
+		delete(c.timers, t)
+	}
 }
 
 func containsAddr(s []netip.AddrPort, a netip.AddrPort) bool {
