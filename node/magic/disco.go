@@ -2,6 +2,7 @@ package magic
 
 import (
 	"maps"
+	"math"
 	"net/netip"
 	"time"
 
@@ -135,8 +136,10 @@ func (c *Conn) pingTTL(p *peer, addr netip.AddrPort, force bool, ttl int) bool {
 	}
 	p.lastPing[addr] = now
 	if len(p.pending) >= maxPending {
+		// From the largest time, not now+1: other goroutines may have
+		// added pings after this one read the clock.
 		var oldest [12]byte
-		at := now + 1
+		at := int64(math.MaxInt64)
 		for t, s := range p.pending {
 			if s.at < at {
 				oldest, at = t, s.at

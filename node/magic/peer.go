@@ -3,6 +3,7 @@ package magic
 import (
 	"fmt"
 	"maps"
+	"math"
 	"net/netip"
 	"slices"
 	"sync"
@@ -260,7 +261,7 @@ func (p *peer) learn(addr netip.AddrPort) bool {
 	p.learned[addr] = now
 	if !known && len(p.learned) > maxLearned {
 		best := p.best.Load()
-		oldest, at := netip.AddrPort{}, now+1
+		oldest, at := netip.AddrPort{}, int64(math.MaxInt64) // not now+1: others may have learned after this read the clock
 		for a, t := range p.learned {
 			if best != nil && best.addr == a {
 				continue // still the path in use (as in expireLearned)
