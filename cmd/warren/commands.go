@@ -213,7 +213,11 @@ func (c *command) status(args []string) error {
 	}
 	switch st.State {
 	case localapi.StateStopped:
-		fmt.Fprintln(c.out, "Stopped: run warren up.")
+		if st.Coordinator == "" { // never joined, or logged out: up needs the URL
+			fmt.Fprintln(c.out, "Stopped, and not joined to a coordinator: run warren up --coordinator URL --auth-key-file FILE (or without a key, to sign in).")
+			return nil
+		}
+		fmt.Fprintf(c.out, "Stopped: run warren up to reconnect to %s.\n", st.Coordinator)
 		return nil
 	case localapi.StateError:
 		fmt.Fprintf(c.out, "Error: %s\n", st.Error)

@@ -225,6 +225,10 @@ func TestCLIPapercuts(t *testing.T) {
 		if !strings.Contains(out, cmd) || !strings.Contains(out, "same node (db, "+dbV4.String()) {
 			t.Fatalf("logout: %q; want the command %q and the same node back", out, cmd)
 		}
+		// Status agrees: plain warren up is not enough.
+		if out, _, err := warren(t, "--socket", c.db, "status"); err != nil || !strings.Contains(out, "warren up --coordinator URL") {
+			t.Errorf("status after logout: %q, %v; want it to ask for warren up --coordinator URL", out, err)
+		}
 		// What the old advice said fails: there is no coordinator any more.
 		if _, _, err := warren(t, "--socket", c.db, "up", "--auth-key-file", c.keyFile); err == nil || !strings.Contains(err.Error(), "--coordinator") {
 			t.Fatalf("up without --coordinator after logout: %v; want it to ask for --coordinator", err)
@@ -246,6 +250,9 @@ func TestCLIPapercuts(t *testing.T) {
 		// db stops answering (down); the laptop still knows it.
 		if _, _, err := warren(t, "--socket", c.db, "down"); err != nil {
 			t.Fatal(err)
+		}
+		if out, _, err := warren(t, "--socket", c.db, "status"); err != nil || !strings.Contains(out, "Stopped: run warren up to reconnect to "+c.m.URL) {
+			t.Errorf("status after down: %q, %v", out, err)
 		}
 		for _, args := range [][]string{{"ping", "db", "-c", "1"}, {"ping", "db", "-c", "1", "--json"}} {
 			out, _, err := warren(t, append([]string{"--socket", c.laptop}, args...)...)
