@@ -200,8 +200,10 @@ func TestCLIPapercuts(t *testing.T) {
 
 	t.Run("ping exit status", func(t *testing.T) {
 		// db answers pings; nothing listens on its port 9, so every TCP
-		// connect fails: a script must see the failure.
-		for _, args := range [][]string{{"ping", "db", "-c", "1", "--tcp", "9"}, {"ping", "db", "-c", "1", "--tcp", "9", "--json"}} {
+		// connect fails (refused at once): a script must see the failure.
+		// Three pings each, so one slow answer on a busy machine does not
+		// decide the test.
+		for _, args := range [][]string{{"ping", "db", "-c", "3", "--tcp", "9"}, {"ping", "db", "-c", "3", "--tcp", "9", "--json"}} {
 			out, _, err := warren(t, append([]string{"--socket", c.laptop}, args...)...)
 			if err == nil || !strings.Contains(err.Error(), "no TCP connection to db port 9") {
 				t.Errorf("warren %v: %q, %v; want an error", args, out, err)
@@ -210,7 +212,7 @@ func TestCLIPapercuts(t *testing.T) {
 				t.Errorf("warren %v: %q; want the pong still reported", args, out)
 			}
 		}
-		if out, _, err := warren(t, "--socket", c.laptop, "ping", "db", "-c", "1", "--json"); err != nil {
+		if out, _, err := warren(t, "--socket", c.laptop, "ping", "db", "-c", "3", "--json"); err != nil {
 			t.Errorf("ping db --json: %q, %v", out, err)
 		}
 	})
