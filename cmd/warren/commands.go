@@ -184,16 +184,20 @@ func logoutMessage(before localapi.Status) string {
 	node := ""
 	if before.Self != nil {
 		node = fmt.Sprintf("%s, %s", before.Self.Name, addrs(before.Self.Addresses))
-		fmt.Fprintf(&b, "Logged out of %s: the coordinator expired this node (%s), and warrend forgot the coordinator and the node key.\n", before.Coordinator, node)
+	}
+	if node != "" && before.Connected {
+		fmt.Fprintf(&b, "Logged out of %s: warrend asked the coordinator to expire this node (%s) and forgot the coordinator and the node key.\n", before.Coordinator, node)
 	} else {
-		fmt.Fprintf(&b, "Logged out of %s: warrend forgot the coordinator and the node key.\n", before.Coordinator)
+		// Not connected (down, or the coordinator unreachable): warrend
+		// could not tell the coordinator.
+		fmt.Fprintf(&b, "Logged out of %s on this machine only: warrend forgot the coordinator and the node key, but was not connected to the coordinator, so the node stays registered there until its key expires or an admin deletes it.\n", before.Coordinator)
 	}
 	fmt.Fprintf(&b, "To join again, name the coordinator and give a pre-auth key (or leave the key out to sign in):\n  warren up --coordinator %s --auth-key-file FILE\n", before.Coordinator)
 	same := "the same node (same name and address)"
 	if node != "" {
 		same = "the same node (" + node + ")"
 	}
-	fmt.Fprintf(&b, "This machine keeps its machine key, so it comes back as %s, unless an admin deletes the node first; an ephemeral node was deleted and comes back as a new one.\n", same)
+	fmt.Fprintf(&b, "This machine keeps its machine key, so it comes back as %s, unless an admin deletes the node first; an ephemeral node is deleted (now, or soon after it goes offline) and comes back as a new one.\n", same)
 	return b.String()
 }
 

@@ -224,7 +224,7 @@ func TestCLIPapercuts(t *testing.T) {
 		}
 		// The advice names the coordinator and the command to run again.
 		cmd := "warren up --coordinator " + c.m.URL + " --auth-key-file FILE"
-		if !strings.Contains(out, cmd) || !strings.Contains(out, "same node (db, "+dbV4.String()) {
+		if !strings.Contains(out, cmd) || !strings.Contains(out, "asked the coordinator to expire this node") || !strings.Contains(out, "same node (db, "+dbV4.String()) {
 			t.Fatalf("logout: %q; want the command %q and the same node back", out, cmd)
 		}
 		// Status agrees: plain warren up is not enough.
@@ -262,7 +262,51 @@ func TestCLIPapercuts(t *testing.T) {
 				t.Errorf("warren %v with db down: %q, %v; want an error", args, out, err)
 			}
 		}
+		// A logout while down cannot tell the coordinator, and says so.
+		out, _, err := warren(t, "--socket", c.db, "logout")
+		if err != nil || !strings.Contains(out, "on this machine only") || !strings.Contains(out, "warren up --coordinator "+c.m.URL) {
+			t.Errorf("logout while down: %q, %v", out, err)
+		}
 	})
+}
+
+// TestLogoutMessage: what "warren logout" prints is true in each state
+// it can find the node in. TestCLIPapercuts follows the advice.
+func TestLogoutMessage(t *testing.T) {
+	self := &localapi.PeerStatus{Name: "db", Addresses: []netip.Prefix{netip.MustParsePrefix("100.64.0.2/32")}}
+	const url = "https://warren.example.com"
+	tests := []struct {
+		name       string
+		before     localapi.Status
+		want, dont []string
+	}{
+		{"connected", localapi.Status{State: localapi.StateRunning, Coordinator: url, Connected: true, Self: self},
+			[]string{"asked the coordinator to expire this node (db, 100.64.0.2)", "warren up --coordinator " + url + " --auth-key-file FILE", "the same node (db, 100.64.0.2)"},
+			[]string{"this machine only", "as a new node"}},
+		{"coordinator unreachable", localapi.Status{State: localapi.StateRunning, Coordinator: url, Self: self},
+			[]string{"on this machine only", "stays registered there", "warren up --coordinator " + url, "the same node (db, 100.64.0.2)"},
+			[]string{"asked the coordinator"}},
+		{"down", localapi.Status{State: localapi.StateStopped, Coordinator: url},
+			[]string{"on this machine only", "warren up --coordinator " + url, "the same node (same name and address)"},
+			[]string{"asked the coordinator"}},
+		{"never joined", localapi.Status{State: localapi.StateStopped},
+			[]string{"had not joined a coordinator"}, []string{"warren up"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := logoutMessage(tt.before)
+			for _, w := range tt.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("logoutMessage = %q; want it to contain %q", got, w)
+				}
+			}
+			for _, d := range tt.dont {
+				if strings.Contains(got, d) {
+					t.Errorf("logoutMessage = %q; want no %q", got, d)
+				}
+			}
+		})
+	}
 }
 
 // TestUpMessage: what "warren up" prints is true for each data plane mode.

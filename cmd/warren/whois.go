@@ -1,8 +1,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -39,7 +41,7 @@ func (c *command) ip(args []string) error {
 	if len(pos) == 1 {
 		var ok bool
 		if n, ok = findPeer(st, pos[0]); !ok {
-			return fmt.Errorf("%q: no such node, or not reachable under the current policy (see warren status)", pos[0])
+			return errors.New(localapi.NotVisible(strconv.Quote(pos[0])))
 		}
 	}
 	out := ipOutput{Name: n.Name, Addresses: []netip.Addr{}}
@@ -125,7 +127,7 @@ func (c *command) whois(args []string) error {
 	}
 	n, ok := ownerOf(st, a)
 	if !ok {
-		return fmt.Errorf("address %s: no such node, or not reachable under the current policy (this node knows only the nodes it may reach or be reached from)", a)
+		return errors.New(localapi.NotVisible("address " + a.String()))
 	}
 	out := whoisOutput{Address: a, Self: n.ID == st.Self.ID, Node: n}
 	if c.json {

@@ -55,15 +55,7 @@ func (d *Daemon) Resolve(ctx context.Context, name string) (netip.Addr, error) {
 			return preferV4(n.Addresses)
 		}
 	}
-	return netip.Addr{}, fmt.Errorf("%w: %s", proxy.ErrUnknownHost, notVisible(strconv.Quote(name)))
-}
-
-// notVisible says why what (a quoted name, or "address A") is not in the
-// netmap. The node cannot tell a node that does not exist from one the
-// policy hides: the coordinator sends it only the nodes it may reach or
-// be reached from, so the message names both and never guesses.
-func notVisible(what string) string {
-	return what + ": no such node, or not reachable under the current policy (this node knows only the nodes the policy lets it reach or be reached from; see warren status)"
+	return netip.Addr{}, fmt.Errorf("%w: %s", proxy.ErrUnknownHost, localapi.NotVisible(strconv.Quote(name)))
 }
 
 func preferV4(ps []netip.Prefix) (netip.Addr, error) {
@@ -86,7 +78,7 @@ func (d *Daemon) dialAddr(ctx context.Context, network string, addr netip.AddrPo
 		return nil, err
 	}
 	if _, ok := owner(nm, addr.Addr()); !ok {
-		return nil, errors.New(notVisible("address " + addr.Addr().String()))
+		return nil, errors.New(localapi.NotVisible("address " + addr.Addr().String()))
 	}
 	eng := s.engine()
 	if eng == nil {
@@ -164,7 +156,7 @@ func (d *Daemon) Ping(ctx context.Context, req localapi.PingRequest) (localapi.P
 	}
 	n, ok := owner(nm, a)
 	if !ok {
-		return localapi.PingReport{}, errors.New(notVisible("address " + a.String()))
+		return localapi.PingReport{}, errors.New(localapi.NotVisible("address " + a.String()))
 	}
 	eng := s.engine()
 	if eng == nil {
