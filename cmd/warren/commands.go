@@ -88,11 +88,46 @@ func (c *command) up(args []string) error {
 	if c.json {
 		return cli.PrintJSON(c.out, st)
 	}
-	fmt.Fprintf(c.out, "Up: %s (%s) in %s, %s.\n", st.Self.Name, addrs(st.Self.Addresses), st.Domain, plural(len(st.Peers), "peer"))
-	if st.SOCKS5 != "" {
-		fmt.Fprintf(c.out, "Apps reach the mesh through the proxy at %s (SOCKS5 and HTTP CONNECT), e.g.\n  curl --proxy socks5h://%s http://PEER/\n", st.SOCKS5, st.SOCKS5)
-	}
+	fmt.Fprint(c.out, upMessage(st))
 	return nil
+}
+
+// upMessage is what "warren up" prints once the node is in: who it is,
+// and how apps reach peers in the data plane mode warrend runs.
+func upMessage(st localapi.Status) string {
+	var b strings.Builder
+	if st.Self != nil {
+		fmt.Fprintf(&b, "Up: %s (%s) in %s, %s.\n", st.Self.Name, addrs(st.Self.Addresses), st.Domain, plural(len(st.Peers), "peer"))
+	} else {
+		fmt.Fprintf(&b, "Up: %s, %s.\n", st.State, plural(len(st.Peers), "peer"))
+	}
+	example := "PEER"
+	if len(st.Peers) > 0 {
+		example = st.Peers[0].Name
+	}
+	if dev, ok := strings.CutPrefix(st.Mode, "tun:"); ok {
+		fmt.Fprintf(&b, "Apps reach peers directly at their mesh addresses through %s", dev)
+		if len(st.Peers) > 0 && len(st.Peers[0].Addresses) > 0 {
+			fmt.Fprintf(&b, ", e.g. %s at %s", example, st.Peers[0].Addresses[0].Addr())
+		}
+		fmt.Fprintln(&b, " (warren status lists them).")
+		names := example
+		if st.Domain != "" {
+			names += ", " + example + "." + st.Domain
+		}
+		if st.SOCKS5 != "" {
+			fmt.Fprintf(&b, "Warren sets no system DNS: names (%s) resolve only through the proxy at %s (SOCKS5 and HTTP CONNECT).\n", names, st.SOCKS5)
+		} else {
+			fmt.Fprintln(&b, "Warren sets no system DNS: use the addresses (warren whois ADDR says whose an address is).")
+		}
+		return b.String()
+	}
+	if st.SOCKS5 != "" {
+		fmt.Fprintf(&b, "Apps reach the mesh through the proxy at %s (SOCKS5 and HTTP CONNECT), e.g.\n  curl --proxy socks5h://%s http://%s/\n", st.SOCKS5, st.SOCKS5, example)
+	} else {
+		fmt.Fprintf(&b, "No proxy runs (warrend --socks5 ADDR starts one): reach a peer's port with\n  warren forward LOCALPORT %s:PORT\n", example)
+	}
+	return b.String()
 }
 
 func (c *command) down(args []string) error {
@@ -120,6 +155,10 @@ func (c *command) logout(args []string) error {
 	}
 	cl := c.client()
 	defer cl.Close()
+	before, err := cl.Status(c.ctx) // what the advice names: the coordinator and this node
+	if err != nil {
+		return err
+	}
 	st, err := cl.Logout(c.ctx)
 	if err != nil {
 		return err
@@ -127,8 +166,39 @@ func (c *command) logout(args []string) error {
 	if c.json {
 		return cli.PrintJSON(c.out, st)
 	}
-	fmt.Fprintln(c.out, "Logged out: registration and node key forgotten; warren up --auth-key … joins again as a new node.")
+	fmt.Fprint(c.out, logoutMessage(before))
 	return nil
+}
+
+// logoutMessage is what "warren logout" prints, given the status before
+// it. Logout expires the node on the coordinator (deletes it, if
+// ephemeral) and forgets the coordinator, its pinned key and the node key;
+// the machine key and hostname stay. So rejoining needs --coordinator and
+// a key or sign-in, and the coordinator, which knows the machine key,
+// gives back the same node: same ID, name and address.
+func logoutMessage(before localapi.Status) string {
+	if before.Coordinator == "" {
+		return "Logged out: this node had not joined a coordinator; nothing else to forget.\n"
+	}
+	var b strings.Builder
+	node := ""
+	if before.Self != nil {
+		node = fmt.Sprintf("%s, %s", before.Self.Name, addrs(before.Self.Addresses))
+	}
+	if node != "" && before.Connected {
+		fmt.Fprintf(&b, "Logged out of %s: warrend asked the coordinator to expire this node (%s) and forgot the coordinator and the node key.\n", before.Coordinator, node)
+	} else {
+		// Not connected (down, or the coordinator unreachable): warrend
+		// could not tell the coordinator.
+		fmt.Fprintf(&b, "Logged out of %s on this machine only: warrend forgot the coordinator and the node key, but was not connected to the coordinator, so the node stays registered there until its key expires or an admin deletes it.\n", before.Coordinator)
+	}
+	fmt.Fprintf(&b, "To join again, name the coordinator and give a pre-auth key (or leave the key out to sign in):\n  warren up --coordinator %s --auth-key-file FILE\n", before.Coordinator)
+	same := "the same node (same name and address)"
+	if node != "" {
+		same = "the same node (" + node + ")"
+	}
+	fmt.Fprintf(&b, "This machine keeps its machine key, so it comes back as %s, unless an admin deletes the node first; an ephemeral node is deleted (now, or soon after it goes offline) and comes back as a new one.\n", same)
+	return b.String()
 }
 
 func (c *command) status(args []string) error {
@@ -147,7 +217,11 @@ func (c *command) status(args []string) error {
 	}
 	switch st.State {
 	case localapi.StateStopped:
-		fmt.Fprintln(c.out, "Stopped: run warren up.")
+		if st.Coordinator == "" { // never joined, or logged out: up needs the URL
+			fmt.Fprintln(c.out, "Stopped, and not joined to a coordinator: run warren up --coordinator URL --auth-key-file FILE (or without a key, to sign in).")
+			return nil
+		}
+		fmt.Fprintf(c.out, "Stopped: run warren up to reconnect to %s.\n", st.Coordinator)
 		return nil
 	case localapi.StateError:
 		fmt.Fprintf(c.out, "Error: %s\n", st.Error)
@@ -206,23 +280,43 @@ func (c *command) ping(args []string) error {
 		return err
 	}
 	if c.json {
-		return cli.PrintJSON(c.out, rep)
+		if err := cli.PrintJSON(c.out, rep); err != nil {
+			return err
+		}
+		return pingErr(rep, *port)
 	}
-	failed := 0
 	for _, r := range rep.Results {
 		what := "pong"
 		if r.Kind == "tcp" {
 			what = "tcp connect to port " + strconv.Itoa(int(*port))
 		}
 		if r.Error != "" {
-			failed++
 			fmt.Fprintf(c.out, "%s %s #%d: %s\n", rep.Peer, r.Kind, r.Seq, r.Error)
 			continue
 		}
 		fmt.Fprintf(c.out, "%s from %s (%s) via %s in %s\n", what, rep.Peer, rep.Address, rep.Path, r.RTT.Round(10*time.Microsecond))
 	}
-	if failed == len(rep.Results) {
-		return fmt.Errorf("no answer from %s", rep.Peer)
+	return pingErr(rep, *port)
+}
+
+// pingErr is ping's verdict, which its exit status carries: nil when every
+// kind of probe asked for (pings, and TCP connects with --tcp) got at
+// least one answer; otherwise an error naming the kind that got none.
+func pingErr(rep localapi.PingReport, port uint) error {
+	sent, answered := map[string]int{}, map[string]int{}
+	for _, r := range rep.Results {
+		sent[r.Kind]++
+		if r.Error == "" {
+			answered[r.Kind]++
+		}
+	}
+	switch {
+	case len(rep.Results) == 0:
+		return fmt.Errorf("no probes sent to %s", rep.Peer)
+	case sent["wireguard"] > 0 && answered["wireguard"] == 0:
+		return fmt.Errorf("no answer from %s (%s): %d of %d pings lost", rep.Peer, rep.Address, sent["wireguard"], sent["wireguard"])
+	case sent["tcp"] > 0 && answered["tcp"] == 0:
+		return fmt.Errorf("no TCP connection to %s port %d: %d of %d connects failed", rep.Peer, port, sent["tcp"], sent["tcp"])
 	}
 	return nil
 }
@@ -284,8 +378,11 @@ func (c *command) forward(args []string) error {
 	}
 	cl := c.client()
 	defer cl.Close()
-	if _, err := cl.Status(c.ctx); err != nil { // fail early when warrend is not there
-		return err
+	// Fail early, before listening, when warrend is not there or the
+	// target is not a node this node can reach.
+	host, _, _ := net.SplitHostPort(pos[1])
+	if _, err := cl.Resolve(c.ctx, host); err != nil {
+		return fmt.Errorf("forward to %s: %w", pos[1], err)
 	}
 	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(int(port))))
 	if err != nil {

@@ -23,6 +23,8 @@ Usage:
                                    (--auth-key KEY works too, but is visible to other local users in ps)
   warren down                      disconnect (keeps this node's identity)
   warren status                    this node, its peers, their paths
+  warren ip [-4|-6] [PEER]         this node's mesh addresses (or PEER's)
+  warren whois ADDR                which node has mesh address ADDR: name, user or tags, device
   warren ping PEER [--tcp PORT] [-c N]
                                    ping through the tunnel (and time TCP connects)
   warren netcheck                  endpoints, UDP port, coordinator reachability
@@ -33,6 +35,10 @@ Usage:
 PEER is a node name (db), its full name (db.warren.internal) or a mesh
 address. Every command takes --json for machine-readable output and
 --socket (default ` + localapi.DefaultSocket + `, or $WARREN_SOCKET).
+
+Exit status: 0 on success, 1 on any failure. ping fails when a kind of
+probe it sent got no answer at all (no pong; with --tcp, no connect);
+whois fails for an address this node knows no node of.
 `
 
 func main() {
@@ -81,6 +87,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return c.forward(rest)
 	case "logout":
 		return c.logout(rest)
+	case "ip":
+		return c.ip(rest)
+	case "whois":
+		return c.whois(rest)
 	}
 	return fmt.Errorf("unknown command %q (see warren --help)", args[0])
 }

@@ -219,6 +219,13 @@ func TestCLIErrors(t *testing.T) {
 		{[]string{"--socket", sock, "forward", "x", "db:1"}, "not a port"},
 		{[]string{"--socket", sock, "forward", "8000", "db"}, "PEER:PORT"},
 		{[]string{"--socket"}, "--socket needs a path"},
+		{[]string{"--socket", sock, "whois"}, "usage: warren whois"},
+		{[]string{"--socket", sock, "whois", "db"}, "not an address"},
+		{[]string{"--socket", sock, "whois", "192.0.2.1:80"}, "not a Warren address"},
+		{[]string{"--socket", sock, "whois", "100.64.0.1"}, "warrend is not running"},
+		{[]string{"--socket", sock, "ip", "-4", "-6"}, "usage: warren ip"},
+		{[]string{"--socket", sock, "ip", "a", "b"}, "usage: warren ip"},
+		{[]string{"--socket", sock, "ip"}, "warrend is not running"},
 	} {
 		_, _, err := warren(t, c.args...)
 		if err == nil || !strings.Contains(err.Error(), c.want) {

@@ -57,7 +57,11 @@ func TestTUNModeAcrossNamespaces(t *testing.T) {
 		if _, err := d.WaitFor("warrend running", 30*time.Second); err != nil {
 			t.Fatal(err)
 		}
-		h.ns.Run(warren, "--socket", sock, "up", "--coordinator", "http://10.77.0.1:8080", "--auth-key", authKey, "--hostname", h.name)
+		out := h.ns.Run(warren, "--socket", sock, "up", "--coordinator", "http://10.77.0.1:8080", "--auth-key", authKey, "--hostname", h.name)
+		// In TUN mode apps reach peers directly, and no proxy runs here.
+		if !strings.Contains(out, "Apps reach peers directly at their mesh addresses through warren0") || strings.Contains(out, "proxy") {
+			t.Errorf("warren up on %s in TUN mode printed %q; want how to reach peers directly, and no proxy", h.name, out)
+		}
 	}
 
 	// The server's mesh address, once the laptop sees it.

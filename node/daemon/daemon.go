@@ -187,7 +187,7 @@ func (d *Daemon) Up(ctx context.Context, req localapi.UpRequest, progress func(s
 		url = st.Coordinator
 	}
 	if url == "" {
-		return localapi.Status{}, errors.New("no coordinator: pass --coordinator URL (the first time)")
+		return localapi.Status{}, errors.New("no coordinator: pass --coordinator URL (the first time, and after warren logout)")
 	}
 	if !strings.HasPrefix(url, "https://") && !strings.HasPrefix(url, "http://") {
 		return localapi.Status{}, fmt.Errorf("coordinator %q must be an http(s):// URL", url)

@@ -55,7 +55,7 @@ func (d *Daemon) Resolve(ctx context.Context, name string) (netip.Addr, error) {
 			return preferV4(n.Addresses)
 		}
 	}
-	return netip.Addr{}, fmt.Errorf("%w: %q is not a node of this mesh (see warren status)", proxy.ErrUnknownHost, name)
+	return netip.Addr{}, fmt.Errorf("%w: %s", proxy.ErrUnknownHost, localapi.NotVisible(strconv.Quote(name)))
 }
 
 func preferV4(ps []netip.Prefix) (netip.Addr, error) {
@@ -78,7 +78,7 @@ func (d *Daemon) dialAddr(ctx context.Context, network string, addr netip.AddrPo
 		return nil, err
 	}
 	if _, ok := owner(nm, addr.Addr()); !ok {
-		return nil, fmt.Errorf("no peer has address %s: it is not in this node's netmap (not allowed, or offline for good)", addr.Addr())
+		return nil, errors.New(localapi.NotVisible("address " + addr.Addr().String()))
 	}
 	eng := s.engine()
 	if eng == nil {
@@ -156,7 +156,7 @@ func (d *Daemon) Ping(ctx context.Context, req localapi.PingRequest) (localapi.P
 	}
 	n, ok := owner(nm, a)
 	if !ok {
-		return localapi.PingReport{}, fmt.Errorf("no peer has address %s", a)
+		return localapi.PingReport{}, errors.New(localapi.NotVisible("address " + a.String()))
 	}
 	eng := s.engine()
 	if eng == nil {
