@@ -99,8 +99,9 @@ type Coordinator struct {
 }
 
 // New opens (or creates) the coordinator's state and returns it ready to
-// serve. Close releases it.
-func New(ctx context.Context, cfg Config) (*Coordinator, error) {
+// serve. Close releases it. When New fails it leaves nothing open or
+// running: everything it opened is closed again on one cleanup path.
+func New(ctx context.Context, cfg Config) (_ *Coordinator, err error) {
 	if cfg.StateDir == "" {
 		return nil, errors.New("coordinator: state directory required")
 	}
@@ -110,6 +111,10 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.PolicyPath == "" {
+		cfg.PolicyPath = filepath.Join(cfg.StateDir, "policy.hujson")
+	}
+	cfg.Limits = cfg.Limits.withDefaults()
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("coordinator: create state dir: %w", err)
 	}
@@ -123,75 +128,83 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 	if err != nil {
 		return nil, fmt.Errorf("coordinator: %w", err)
 	}
+
+	// From here on every part New opens or starts is added to undo as
+	// soon as it exists, and undo runs (in reverse) on any failure.
+	var undo closers
+	defer func() {
+		if err != nil {
+			undo.run()
+			err = fmt.Errorf("coordinator: %w", err)
+		}
+	}()
 	st, err := store.OpenWith(ctx, filepath.Join(cfg.StateDir, "warren.db"), store.Options{Logger: cfg.Logger, Secrets: ring, SharedPool: cfg.SharedStorePool})
 	if errors.Is(err, keyring.ErrUnknownKey) {
-		return nil, fmt.Errorf("coordinator: %w (restore %s from the backup of this state directory)", err, SecretsKeyFile)
+		return nil, fmt.Errorf("%w (restore %s from the backup of this state directory)", err, SecretsKeyFile)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("coordinator: %w", err)
+		return nil, err
 	}
-	cfg.Limits = cfg.Limits.withDefaults()
+	undo.add(func() { st.Close() })
 	c := &Coordinator{cfg: cfg, log: cfg.Logger, key: k, store: st, failures: audit.NewFailures(cfg.Logger, 0)}
 	err = c.listenSTUN()
-	if err == nil {
-		c.derpMap, err = c.cfg.Relay.derpMap()
+	if c.stun != nil {
+		undo.add(func() { c.stun.Close() })
 	}
 	if err != nil {
-		if c.stun != nil {
-			c.stun.Close()
-		}
-		st.Close()
-		return nil, fmt.Errorf("coordinator: %w", err)
+		return nil, err
 	}
-	dm := c.derpMap
+	if c.derpMap, err = c.cfg.Relay.derpMap(); err != nil {
+		return nil, err
+	}
 	c.audit = audit.New(st, cfg.Logger)
 	c.revoked = newRevocations()
-	c.engine = netmap.New(netmap.Config{Domain: cfg.Domain, DERPMap: dm, Logger: cfg.Logger,
+	undo.add(c.revoked.close)
+	c.engine = netmap.New(netmap.Config{Domain: cfg.Domain, DERPMap: c.derpMap, Logger: cfg.Logger,
 		OnRevoke: c.revoked.revoke})
-	if cfg.PolicyPath == "" {
-		cfg.PolicyPath = filepath.Join(cfg.StateDir, "policy.hujson")
-	}
-	c.cfg.PolicyPath = cfg.PolicyPath
 	c.policy, err = policyfile.New(policyfile.Config{Path: cfg.PolicyPath, Store: st, Audit: c.audit,
 		Apply: c.engine.SetPolicy, Logger: cfg.Logger})
-	if err == nil {
-		// The policy goes in before the nodes, so each node is compiled once.
-		err = c.policy.Load(ctx)
-	}
 	if err != nil {
-		st.Close()
-		return nil, fmt.Errorf("coordinator: %w", err)
+		return nil, err
 	}
-	c.logins, err = c.buildLogin(ctx, cfg.Login, st, registryUsers{c})
-	if err != nil {
-		st.Close()
-		return nil, fmt.Errorf("coordinator: %w", err)
+	// The policy goes in before the nodes, so each node is compiled once.
+	if err := c.policy.Load(ctx); err != nil {
+		return nil, err
 	}
+	if c.logins, err = c.buildLogin(ctx, cfg.Login, st, registryUsers{c}); err != nil {
+		return nil, err
+	}
+	undo.add(c.logins.close)
 	c.registry, err = registry.New(ctx, registry.Config{
 		Store: st, Engine: c.engine, Audit: c.audit, Failures: c.failures, Login: c.logins.login, Logger: cfg.Logger,
 		KeyExpiry: cfg.KeyExpiry, EphemeralGrace: cfg.EphemeralGrace, RequireApproval: cfg.RequireApproval,
 		Policy: c.policy.Current,
 	})
-	if err == nil {
-		c.control, err = control.New(control.Config{Key: k, Registry: c.registry, Engine: c.engine,
-			Audit: c.audit, Failures: c.failures, Logger: cfg.Logger, KeepAlive: cfg.KeepAlive, HandshakeTimeout: cfg.HandshakeTimeout})
-	}
-	if err == nil {
-		c.api, err = api.New(api.Config{Registry: c.registry, Store: st, Audit: c.audit, Failures: c.failures,
-			Policy: c.policy, Engine: c.engine, Logger: cfg.Logger})
-	}
 	if err != nil {
-		st.Close()
-		return nil, fmt.Errorf("coordinator: %w", err)
+		return nil, err
+	}
+	undo.add(c.registry.Close) // its ephemeral-node timers
+	c.control, err = control.New(control.Config{Key: k, Registry: c.registry, Engine: c.engine,
+		Audit: c.audit, Failures: c.failures, Logger: cfg.Logger, KeepAlive: cfg.KeepAlive, HandshakeTimeout: cfg.HandshakeTimeout})
+	if err != nil {
+		return nil, err
+	}
+	undo.add(c.control.Close)
+	c.api, err = api.New(api.Config{Registry: c.registry, Store: st, Audit: c.audit, Failures: c.failures,
+		Policy: c.policy, Engine: c.engine, Logger: cfg.Logger})
+	if err != nil {
+		return nil, err
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
+	undo.add(func() { cancel(); c.wg.Wait() })
 	if err := c.startRelay(runCtx); err != nil {
-		cancel()
-		c.registry.Close()
-		st.Close()
-		return nil, fmt.Errorf("coordinator: %w", err)
+		return nil, err
 	}
+	if c.relay != nil {
+		undo.add(func() { c.relay.Close() })
+	}
+	// Nothing fails from here on.
 	if cfg.AuditRetention > 0 {
 		c.pruneAudit(ctx, cfg.AuditRetention) // at start, then hourly
 		c.wg.Add(1)
@@ -219,6 +232,18 @@ func New(ctx context.Context, cfg Config) (*Coordinator, error) {
 		}
 	}()
 	return c, nil
+}
+
+// closers is a constructor's cleanup path: what it has opened or started
+// so far, to close in reverse order when a later step fails.
+type closers []func()
+
+func (cs *closers) add(f func()) { *cs = append(*cs, f) }
+
+func (cs closers) run() {
+	for i := len(cs) - 1; i >= 0; i-- {
+		cs[i]()
+	}
 }
 
 // PublicKey returns the key nodes pin.

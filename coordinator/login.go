@@ -84,8 +84,9 @@ type logins struct {
 }
 
 // buildLogin creates the configured login methods. They record sign-ins
-// through users (the registry, which is created after them).
-func (c *Coordinator) buildLogin(ctx context.Context, lc LoginConfig, st store.Store, users login.Users) (logins, error) {
+// through users (the registry, which is created after them). When it
+// fails it closes the methods it made.
+func (c *Coordinator) buildLogin(ctx context.Context, lc LoginConfig, st store.Store, users login.Users) (_ logins, err error) {
 	if !lc.enabled() {
 		return logins{}, nil
 	}
@@ -96,6 +97,11 @@ func (c *Coordinator) buildLogin(ctx context.Context, lc LoginConfig, st store.S
 	mux := http.NewServeMux()
 	var methods []choice.Method
 	var out logins
+	defer func() {
+		if err != nil {
+			out.close()
+		}
+	}()
 	if o := lc.OIDC; o != nil {
 		l, err := oidc.New(ctx, oidc.Config{
 			Issuer: o.Issuer, ClientID: o.ClientID, ClientSecret: o.ClientSecret,
