@@ -515,5 +515,5 @@ func (r *Registry) AdmitRelay(ctx context.Context, k key.NodePublic) (bool, erro
 		}
 	}
 	nm := toNetmap(&n, owner, false)
-	return nm.Active(time.Now()), nil
+	return nm.Active(r.now()), nil
 }

@@ -301,7 +301,7 @@ func TestRegisterReauth(t *testing.T) {
 // stays approved, and tagged nodes need no approval.
 func TestRegisterDeviceApproval(t *testing.T) {
 	ctx := context.Background()
-	h := newHarness(t, -1) // keys that never expire: AdmitRelay judges them by the wall clock
+	h := newHarness(t, -1)
 	h.r.approval = true
 	ann := h.user("ann@example.com")
 	authorized := func(id store.NodeID) bool {
@@ -485,5 +485,25 @@ func TestRegisterLoginRefusesTags(t *testing.T) {
 	}
 	if nodes, _ := h.st.ListNodes(ctx); len(nodes) != 1 {
 		t.Fatalf("%d nodes stored, want the tagged one", len(nodes))
+	}
+}
+
+// AdmitRelay judges key expiry by the registry's clock, as the netmap
+// does: a relay must not admit a node the netmap has expired, nor refuse
+// one it has not.
+func TestAdmitRelayUsesTheRegistryClock(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t, time.Hour)
+	ann := h.user("ann@example.com")
+	n := h.register(key.NewMachine().Public(), ann.ID)
+	for _, tc := range []struct {
+		advance time.Duration
+		want    bool
+	}{{0, true}, {59 * time.Minute, true}, {time.Minute, false}} {
+		h.clock.Advance(tc.advance)
+		ok, err := h.r.AdmitRelay(ctx, n.NodeKey)
+		if err != nil || ok != tc.want {
+			t.Fatalf("at %v: admitted %v, %v; want %v", h.clock.Now(), ok, err, tc.want)
+		}
 	}
 }
