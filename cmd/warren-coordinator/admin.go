@@ -3,14 +3,19 @@ package main
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/warrenmesh/warren/coordinator/api"
@@ -19,16 +24,23 @@ import (
 
 // adminFlags are shared by every admin command.
 type adminFlags struct {
-	stateDir, socket, server, apiKey string
-	json                             bool
+	stateDir, socket, server, apiKey, caFile string
+	json                                     bool
 }
 
 func (f *adminFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.stateDir, "state-dir", defaultStateDir, "coordinator state directory (to find admin.sock)")
+	fs.StringVar(&f.stateDir, "state-dir", stateDirDefault(), "coordinator state directory, to find admin.sock (default $WARREN_STATE_DIR, else "+defaultStateDir+")")
 	fs.StringVar(&f.socket, "socket", "", "admin socket path (default <state-dir>/admin.sock)")
 	fs.StringVar(&f.server, "server", "", "remote admin API URL (https://…); needs an API key")
 	fs.StringVar(&f.apiKey, "api-key", "", "API key for --server (default $WARREN_API_KEY)")
+	fs.StringVar(&f.caFile, "ca-file", os.Getenv("WARREN_CA_FILE"), "PEM file of the CA certificates to trust for --server, e.g. a private CA (default $WARREN_CA_FILE, else the system's)")
 	fs.BoolVar(&f.json, "json", false, "print JSON instead of a table")
+}
+
+// stateDirDefault is the coordinator state directory when --state-dir is
+// not given: $WARREN_STATE_DIR, else defaultStateDir.
+func stateDirDefault() string {
+	return cmp.Or(os.Getenv("WARREN_STATE_DIR"), defaultStateDir)
 }
 
 func (f *adminFlags) client() (*api.Client, error) {
@@ -40,13 +52,68 @@ func (f *adminFlags) client() (*api.Client, error) {
 		if k == "" {
 			return nil, errors.New("--server needs an API key: --api-key or WARREN_API_KEY (create one with: warren-coordinator apikeys create)")
 		}
-		return api.NewRemoteClient(f.server, k, nil), nil
+		hc, err := httpClient(f.caFile)
+		if err != nil {
+			return nil, err
+		}
+		return api.NewRemoteClient(f.server, k, hc), nil
 	}
-	sock := f.socket
-	if sock == "" {
-		sock = filepath.Join(f.stateDir, "admin.sock")
+	// A CA file set in the environment for remote use is no error here; a
+	// --ca-file flag without --server is.
+	if f.caFile != "" && os.Getenv("WARREN_CA_FILE") != f.caFile {
+		return nil, errors.New("--ca-file is for remote administration: add --server https://…")
 	}
-	return api.NewLocalClient(sock), nil
+	return api.NewLocalClient(f.socketPath()), nil
+}
+
+func (f *adminFlags) socketPath() string {
+	if f.socket != "" {
+		return f.socket
+	}
+	return filepath.Join(f.stateDir, "admin.sock")
+}
+
+// httpClient returns the HTTP client for --server: nil (the default
+// client, with the system's roots) without a CA file, else one that trusts
+// only the certificates in caFile.
+func httpClient(caFile string) (*http.Client, error) {
+	if caFile == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("--ca-file: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--ca-file %s: no PEM certificate in it", caFile)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: tr}, nil
+}
+
+// hint adds to err what to pass when the coordinator could not be reached:
+// where its admin socket is, or which CA signs its certificate.
+func (f *adminFlags) hint(err error) error {
+	if err == nil {
+		return nil
+	}
+	if f.server != "" {
+		var unknown x509.UnknownAuthorityError
+		if errors.As(err, &unknown) {
+			return fmt.Errorf("%w\n(if the coordinator's certificate comes from a private CA, pass --ca-file CA.pem or set WARREN_CA_FILE)", err)
+		}
+		return err
+	}
+	switch {
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Errorf("%w\n(no coordinator is serving at %s: pass --state-dir DIR or set WARREN_STATE_DIR to the directory of warren-coordinator serve --state-dir, "+
+			"or administer a remote coordinator with --server https://HOST:PORT and an API key)", err, f.socketPath())
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Errorf("%w\n(the admin socket is root only: run as root, or use --server with an API key)", err)
+	}
+	return err
 }
 
 // command is one admin subcommand's parsed input.
@@ -74,7 +141,7 @@ func admin(ctx context.Context, group string, args []string, stdout, stderr io.W
 	if !ok {
 		return fmt.Errorf("unknown command %q (see warren-coordinator --help)", group+" "+verb)
 	}
-	return handler(cmd, args)
+	return cmd.af.hint(handler(cmd, args))
 }
 
 // parse finishes flag parsing, checks the positional count and connects.

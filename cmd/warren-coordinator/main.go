@@ -30,8 +30,10 @@ Usage:
                              | explain SRC DST:PORT [--file F] [--proto P] [--at T] [--posture K=V]... [--mfa-age D]
 
 Admin commands talk to a running coordinator: by default over its unix
-socket (<state-dir>/admin.sock, root only); with --server URL and an API key
-(--api-key or WARREN_API_KEY) over HTTPS. Every listing takes --json.
+socket (<state-dir>/admin.sock, root only; --state-dir or WARREN_STATE_DIR,
+default /var/lib/warren-coordinator); with --server URL and an API key
+(--api-key or WARREN_API_KEY) over HTTPS, trusting the system's CAs or those
+in --ca-file (WARREN_CA_FILE). Every listing takes --json.
 USER is a user's name or numeric ID. policy check and test work offline on
 files (exit status 1 if any is invalid), for CI; explain does too with
 --file. SRC and DST are node names, user logins, tags, hosts or addresses.

@@ -16,8 +16,16 @@ import (
 	"github.com/warrenmesh/warren/internal/key"
 )
 
-// startCoordinator runs a coordinator with its admin socket for one test.
+// startCoordinator runs a coordinator with its admin socket for one test
+// and returns its state directory.
 func startCoordinator(t *testing.T) string {
+	t.Helper()
+	_, dir := startCoordinatorC(t)
+	return dir
+}
+
+// startCoordinatorC is startCoordinator that also returns the coordinator.
+func startCoordinatorC(t *testing.T) (*coordinator.Coordinator, string) {
 	t.Helper()
 	dir := t.TempDir()
 	// The default policy, plus tag:ci for the keys the tests create.
@@ -42,7 +50,7 @@ func startCoordinator(t *testing.T) string {
 		<-done
 		c.Close()
 	})
-	return dir
+	return c, dir
 }
 
 // cli runs one command and returns its stdout.

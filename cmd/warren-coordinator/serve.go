@@ -32,7 +32,7 @@ const defaultStateDir = "/var/lib/warren-coordinator"
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	stateDir := fs.String("state-dir", defaultStateDir, "directory for the database, key and admin socket")
+	stateDir := fs.String("state-dir", stateDirDefault(), "directory for the database, key and admin socket (default $WARREN_STATE_DIR, else "+defaultStateDir+")")
 	listen := fs.String("listen", ":8080", "address for nodes (control channel, /key)")
 	publicURL := fs.String("public-url", "", "URL nodes use to reach this coordinator (default: derived from --listen)")
 	adminListen := fs.String("admin-listen", "", "address for the remote admin API (needs --tls-cert/--tls-key unless loopback)")
@@ -251,7 +251,7 @@ func reachable(addr string) string {
 func printKey(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("key", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	stateDir := fs.String("state-dir", defaultStateDir, "coordinator state directory")
+	stateDir := fs.String("state-dir", stateDirDefault(), "coordinator state directory (default $WARREN_STATE_DIR, else "+defaultStateDir+")")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
