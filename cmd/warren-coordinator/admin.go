@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -213,6 +214,26 @@ func signIn(u api.User) string {
 	return orDash(strings.Join(ways, "+"))
 }
 
+// userGroups shows u's groups for users list: the policy's groups it is
+// in, each with where that comes from, then those of its own groups the
+// policy does not declare (no rule can name them).
+func userGroups(u api.User) string {
+	text := groupsText(u.EffectiveGroups)
+	for _, g := range u.Groups {
+		name := g
+		if !strings.HasPrefix(name, "group:") {
+			name = "group:" + g
+		}
+		if !slices.ContainsFunc(u.EffectiveGroups, func(m api.GroupMembership) bool { return m.Group == name }) {
+			if text != "" {
+				text += ", "
+			}
+			text += g + " (not in the policy)"
+		}
+	}
+	return orDash(text)
+}
+
 func orDash(s string) string {
 	if s == "" {
 		return "-"
@@ -235,7 +256,7 @@ var adminCommands = map[string]func(*command, []string) error{
 				if u.LastMFA != nil {
 					lastMFA = when(*u.LastMFA)
 				}
-				fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%v\t%s\n", u.ID, u.Name, u.Role, orDash(strings.Join(u.Groups, ",")),
+				fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%v\t%s\n", u.ID, u.Name, u.Role, userGroups(u),
 					signIn(u), lastMFA, u.Disabled, when(u.Created))
 			}
 		})

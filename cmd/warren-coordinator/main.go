@@ -37,6 +37,7 @@ in --ca-file (WARREN_CA_FILE). Every listing takes --json.
 USER is a user's name or numeric ID. policy check and test work offline on
 files (exit status 1 if any is invalid), for CI; explain does too with
 --file. SRC and DST are node names, user logins, tags, hosts or addresses.
+policy explain exits 0 for ALLOWED, 1 for DENIED, 2 when it has no answer.
 `
 
 func main() {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/warrenmesh/warren/coordinator/api"
 	"github.com/warrenmesh/warren/coordinator/policyfile"
 	"github.com/warrenmesh/warren/coordinator/store"
+	"github.com/warrenmesh/warren/internal/cli"
 	"github.com/warrenmesh/warren/internal/key"
 )
 
@@ -198,7 +200,7 @@ func TestPolicyCLI(t *testing.T) {
 		t.Fatalf("explain allowed: %v\n%s", err, out)
 	}
 	out, err = runCLI(t, "policy", "explain", "--file", good, "ann@example.com", "tag:db:22")
-	if err != nil || !strings.Contains(out, "DENIED") || !strings.Contains(out, "22") {
+	if exitCode(err) != 1 || !strings.Contains(out, "DENIED") || !strings.Contains(out, "22") {
 		t.Fatalf("explain denied: %v\n%s", err, out)
 	}
 
@@ -229,6 +231,18 @@ func TestPolicyCLI(t *testing.T) {
 	if out, _ := runCLI(t, "policy", "show", sd); !strings.Contains(out, "REJECTED") || !strings.Contains(out, "version 2") {
 		t.Fatalf("show after a rejected file:\n%s", out)
 	}
+}
+
+// exitCode is the exit status warren-coordinator ends with after err.
+func exitCode(err error) int {
+	var ee *cli.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		return ee.Code
+	}
+	return 1
 }
 
 func must(t *testing.T, err error) {

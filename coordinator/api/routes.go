@@ -48,7 +48,7 @@ func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]User, 0, len(users))
 	for _, u := range users {
-		out = append(out, userJSON(u))
+		out = append(out, s.userJSON(u))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -68,7 +68,7 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, userJSON(u))
+	writeJSON(w, http.StatusCreated, s.userJSON(u))
 }
 
 func (s *Server) setUserDisabled(disabled bool) http.HandlerFunc {
@@ -78,7 +78,7 @@ func (s *Server) setUserDisabled(disabled bool) http.HandlerFunc {
 			var u store.User
 			u, err = s.cfg.Registry.SetUserDisabled(r.Context(), actorFrom(r.Context()), store.UserID(id), disabled)
 			if err == nil {
-				writeJSON(w, http.StatusOK, userJSON(u))
+				writeJSON(w, http.StatusOK, s.userJSON(u))
 				return
 			}
 		}

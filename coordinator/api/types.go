@@ -37,6 +37,10 @@ type User struct {
 	// (never the credentials themselves).
 	Password bool `json:"password"`
 	TOTP     bool `json:"totp"`
+	// EffectiveGroups are the policy's groups the user is in, as rules
+	// see them, each with where the membership comes from: the policy
+	// file, the identity provider or the user record (Groups).
+	EffectiveGroups []GroupMembership `json:"effectiveGroups,omitempty"`
 }
 
 // CreateUserRequest is the body of POST /api/v1/users.
@@ -180,17 +184,6 @@ func (d *Duration) UnmarshalText(b []byte) error {
 	return err
 }
 
-func userJSON(u store.User) User {
-	out := User{ID: int64(u.ID), Name: u.Name, Email: u.Email, Groups: u.Groups, Role: string(u.Role),
-		Disabled: u.Disabled, Created: u.Created, Issuer: u.Issuer, Subject: u.Subject,
-		Password: u.PasswordHash != "", TOTP: u.TOTPSecret != ""}
-	if !u.MFAAt.IsZero() {
-		t := u.MFAAt
-		out.LastMFA = &t
-	}
-	return out
-}
-
 func nodeJSON(n registry.NodeInfo) Node {
 	return Node{ID: int64(n.ID), Name: n.Name, Hostname: n.Hostname, User: n.User, Tags: n.Tags,
 		IPv4: n.IPv4, IPv6: n.IPv6, MachineKey: n.MachineKey.String(), NodeKey: n.NodeKey.String(),
@@ -249,6 +242,9 @@ type ExplainResponse struct {
 	Rule       *ExplainRule       `json:"rule,omitempty"`
 	Candidates []ExplainCandidate `json:"candidates,omitempty"`
 	Text       string             `json:"text"`
+	// SrcGroups are the policy's groups the source user (or the owner of
+	// the source node) is in, and where each membership comes from.
+	SrcGroups []GroupMembership `json:"srcGroups,omitempty"`
 }
 
 // ExplainRule is an acls rule: its number (from 1), line and text.
