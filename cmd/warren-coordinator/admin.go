@@ -234,6 +234,22 @@ func userGroups(u api.User) string {
 	return orDash(text)
 }
 
+// nameOr is a user's name, or its ID when the name is not known.
+func nameOr(name string, id int64) string {
+	if name != "" {
+		return name
+	}
+	return strconv.FormatInt(id, 10)
+}
+
+// expiresText says when a key expires.
+func expiresText(t time.Time) string {
+	if t.IsZero() {
+		return "never expires"
+	}
+	return "expires " + when(t)
+}
+
 func orDash(s string) string {
 	if s == "" {
 		return "-"
@@ -282,6 +298,23 @@ var adminCommands = map[string]func(*command, []string) error{
 	"users totp":    usersTOTP,
 	"users disable": func(c *command, args []string) error { return setDisabled(c, args, true) },
 	"users enable":  func(c *command, args []string) error { return setDisabled(c, args, false) },
+	"users set-role": func(c *command, args []string) error {
+		if err := c.parse(args, 2, 2, "users set-role USER admin|member"); err != nil {
+			return err
+		}
+		if r := c.args[1]; r != "admin" && r != "member" {
+			return fmt.Errorf("role %q: want admin or member", r)
+		}
+		id, err := c.userID(c.args[0])
+		if err != nil {
+			return err
+		}
+		u, err := c.c.SetUserRole(c.ctx, id, c.args[1])
+		if err != nil {
+			return err
+		}
+		return c.print(u, "ID\tNAME\tROLE", func(w io.Writer) { fmt.Fprintf(w, "%d\t%s\t%s\n", u.ID, u.Name, u.Role) })
+	},
 	"users delete": func(c *command, args []string) error {
 		if err := c.parse(args, 1, 1, "users delete USER"); err != nil {
 			return err
@@ -321,10 +354,10 @@ var adminCommands = map[string]func(*command, []string) error{
 		})
 	},
 	"nodes approve": func(c *command, args []string) error {
-		return nodeChange(c, args, "nodes approve ID", 1, func(id int64) (api.Node, error) { return c.c.ApproveNode(c.ctx, id) })
+		return nodeChange(c, args, "nodes approve ID", 1, 1, func(id int64) (api.Node, error) { return c.c.ApproveNode(c.ctx, id) })
 	},
 	"nodes expire": func(c *command, args []string) error {
-		return nodeChange(c, args, "nodes expire ID", 1, func(id int64) (api.Node, error) { return c.c.ExpireNode(c.ctx, id) })
+		return nodeChange(c, args, "nodes expire ID", 1, 1, func(id int64) (api.Node, error) { return c.c.ExpireNode(c.ctx, id) })
 	},
 	"nodes key-lifetime": func(c *command, args []string) error {
 		if err := c.parse(args, 2, 2, "nodes key-lifetime ID DURATION|never|default"); err != nil {
@@ -347,8 +380,13 @@ var adminCommands = map[string]func(*command, []string) error{
 		})
 	},
 	"nodes tag": func(c *command, args []string) error {
-		return nodeChange(c, args, "nodes tag ID [TAG...]  (no tags: untag)", -1, func(id int64) (api.Node, error) {
+		return nodeChange(c, args, "nodes tag ID [TAG...]  (no tags: untag)", 1, -1, func(id int64) (api.Node, error) {
 			return c.c.TagNode(c.ctx, id, c.args[1:])
+		})
+	},
+	"nodes rename": func(c *command, args []string) error {
+		return nodeChange(c, args, "nodes rename ID NAME", 2, 2, func(id int64) (api.Node, error) {
+			return c.c.RenameNode(c.ctx, id, c.args[1])
 		})
 	},
 	"nodes delete": func(c *command, args []string) error {
@@ -372,10 +410,10 @@ var adminCommands = map[string]func(*command, []string) error{
 		if err != nil {
 			return err
 		}
-		return c.print(keys, "ID\tPREFIX\tUSER\tREUSABLE\tEPHEMERAL\tTAGS\tUSED\tEXPIRES\tREVOKED", func(w io.Writer) {
+		return c.print(keys, "ID\tPREFIX\tUSER\tCREATED BY\tREUSABLE\tEPHEMERAL\tTAGS\tUSED\tEXPIRES\tREVOKED", func(w io.Writer) {
 			for _, k := range keys {
-				fmt.Fprintf(w, "%d\t%s…\t%d\t%v\t%v\t%s\t%d\t%s\t%v\n", k.ID, k.Prefix, k.UserID, k.Reusable, k.Ephemeral,
-					orDash(strings.Join(k.Tags, ",")), k.UsedCount, when(k.Expiration), k.Revoked)
+				fmt.Fprintf(w, "%d\t%s…\t%s\t%s\t%v\t%v\t%s\t%d\t%s\t%v\n", k.ID, k.Prefix, nameOr(k.User, k.UserID), orDash(k.Creator),
+					k.Reusable, k.Ephemeral, orDash(strings.Join(k.Tags, ",")), k.UsedCount, when(k.Expiration), k.Revoked)
 			}
 		})
 	},
@@ -383,7 +421,7 @@ var adminCommands = map[string]func(*command, []string) error{
 		user := c.fs.String("user", "", "owning user (name or ID); default: the caller")
 		reusable := c.fs.Bool("reusable", false, "allow many registrations")
 		ephemeral := c.fs.Bool("ephemeral", false, "nodes are deleted soon after they go offline")
-		ttl := c.fs.Duration("ttl", 0, "key lifetime, e.g. 24h (default: never expires)")
+		ttl := c.fs.Duration("ttl", 0, "key lifetime, e.g. 24h (default: 1h for a single-use key, never for a --reusable one)")
 		var tags cli.StringList
 		c.fs.Var(&tags, "tag", "tag for nodes registered with the key (repeatable)")
 		if err := c.parse(args, 0, 0, "keys create --user USER [--reusable] [--ephemeral] [--tag T]... [--ttl D]"); err != nil {
@@ -403,7 +441,8 @@ var adminCommands = map[string]func(*command, []string) error{
 		if c.af.json {
 			return c.print(k, "", nil)
 		}
-		fmt.Fprintf(c.out, "pre-auth key %d (shown once, store it now):\n%s\n", k.ID, k.Key)
+		fmt.Fprintf(c.out, "pre-auth key %d, %s, %s (shown once, store it now):\n%s\n", k.ID,
+			map[bool]string{true: "reusable", false: "single-use"}[k.Reusable], expiresText(k.Expiration), k.Key)
 		return nil
 	},
 	"keys revoke": func(c *command, args []string) error { return revokeKey(c, args, false) },
@@ -418,7 +457,7 @@ var adminCommands = map[string]func(*command, []string) error{
 		}
 		return c.print(keys, "ID\tPREFIX\tUSER\tCREATED\tLAST USED\tEXPIRES\tREVOKED", func(w io.Writer) {
 			for _, k := range keys {
-				fmt.Fprintf(w, "%d\t%s…\t%d\t%s\t%s\t%s\t%v\n", k.ID, k.Prefix, k.UserID, when(k.Created), when(k.LastUsed), when(k.Expiration), k.Revoked)
+				fmt.Fprintf(w, "%d\t%s…\t%s\t%s\t%s\t%s\t%v\n", k.ID, k.Prefix, nameOr(k.User, k.UserID), when(k.Created), when(k.LastUsed), when(k.Expiration), k.Revoked)
 			}
 		})
 	},
@@ -463,8 +502,8 @@ func setDisabled(c *command, args []string, disabled bool) error {
 	return c.print(u, "ID\tNAME\tDISABLED", func(w io.Writer) { fmt.Fprintf(w, "%d\t%s\t%v\n", u.ID, u.Name, u.Disabled) })
 }
 
-func nodeChange(c *command, args []string, usage string, maxArgs int, fn func(int64) (api.Node, error)) error {
-	if err := c.parse(args, 1, maxArgs, usage); err != nil {
+func nodeChange(c *command, args []string, usage string, minArgs, maxArgs int, fn func(int64) (api.Node, error)) error {
+	if err := c.parse(args, minArgs, maxArgs, usage); err != nil {
 		return err
 	}
 	id, err := c.id(0)

@@ -21,8 +21,9 @@ Usage:
   warren-coordinator secrets rotate [--state-dir DIR] [--keep-old]
                                             seal the stored secrets under a new key (coordinator stopped)
   warren-coordinator users   list | create NAME [--admin] [--email E] [--group G]... | passwd USER | totp USER
-                             | disable USER | enable USER | delete USER
-  warren-coordinator nodes   list | approve ID | expire ID | key-lifetime ID DURATION|never|default | tag ID TAG... | delete ID
+                             | set-role USER admin|member | disable USER | enable USER | delete USER
+  warren-coordinator nodes   list | approve ID | expire ID | key-lifetime ID DURATION|never|default | tag ID TAG...
+                             | rename ID NAME | delete ID
   warren-coordinator keys    list | create --user USER [--reusable] [--ephemeral] [--tag T]... [--ttl D] | revoke ID | expire ID
   warren-coordinator apikeys list | create [--user USER] [--ttl D]
   warren-coordinator audit   [--since D] [--action A] [--limit N]

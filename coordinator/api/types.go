@@ -101,6 +101,16 @@ func ParseKeyLifetime(s string) (time.Duration, error) {
 	return d, nil
 }
 
+// RenameNodeRequest is the body of POST /api/v1/nodes/{id}/rename.
+type RenameNodeRequest struct {
+	Name string `json:"name"` // a DNS label
+}
+
+// SetRoleRequest is the body of POST /api/v1/users/{id}/role.
+type SetRoleRequest struct {
+	Role string `json:"role"` // "admin" or "member"
+}
+
 // SetTagsRequest is the body of POST /api/v1/nodes/{id}/tags.
 type SetTagsRequest struct {
 	Tags []string `json:"tags"`
@@ -113,6 +123,8 @@ type AuthKey struct {
 	Key        string    `json:"key,omitempty"`
 	Prefix     string    `json:"prefix"`
 	UserID     int64     `json:"userId"`
+	User       string    `json:"user,omitempty"`    // the owning user's name
+	Creator    string    `json:"creator,omitempty"` // who created it ("" if unknown)
 	Reusable   bool      `json:"reusable"`
 	Ephemeral  bool      `json:"ephemeral"`
 	Tags       []string  `json:"tags,omitempty"`
@@ -137,6 +149,7 @@ type APIKey struct {
 	Key        string    `json:"key,omitempty"`
 	Prefix     string    `json:"prefix"`
 	UserID     int64     `json:"userId"`
+	User       string    `json:"user,omitempty"` // the owning user's name
 	Expiration time.Time `json:"expiration,omitzero"`
 	Created    time.Time `json:"created"`
 	LastUsed   time.Time `json:"lastUsed,omitzero"`
@@ -200,14 +213,18 @@ func keyLifetimeJSON(d time.Duration) string {
 	return registry.FormatKeyLifetime(d)
 }
 
-func authKeyJSON(k store.AuthKey, plain string) AuthKey {
-	return AuthKey{ID: int64(k.ID), Key: plain, Prefix: k.Prefix, UserID: int64(k.UserID), Reusable: k.Reusable,
-		Ephemeral: k.Ephemeral, Tags: k.Tags, Expiration: k.Expiration, Created: k.Created, UsedCount: k.UsedCount, Revoked: k.Revoked}
+// userNames maps user IDs to names, for listings that show who owns what.
+type userNames map[store.UserID]string
+
+func authKeyJSON(k store.AuthKey, plain string, names userNames) AuthKey {
+	return AuthKey{ID: int64(k.ID), Key: plain, Prefix: k.Prefix, UserID: int64(k.UserID), User: names[k.UserID],
+		Creator: names[k.CreatorID], Reusable: k.Reusable, Ephemeral: k.Ephemeral, Tags: k.Tags, Expiration: k.Expiration,
+		Created: k.Created, UsedCount: k.UsedCount, Revoked: k.Revoked}
 }
 
-func apiKeyJSON(k store.APIKey, plain string) APIKey {
-	return APIKey{ID: int64(k.ID), Key: plain, Prefix: k.Prefix, UserID: int64(k.UserID), Expiration: k.Expiration,
-		Created: k.Created, LastUsed: k.LastUsed, Revoked: k.Revoked}
+func apiKeyJSON(k store.APIKey, plain string, names userNames) APIKey {
+	return APIKey{ID: int64(k.ID), Key: plain, Prefix: k.Prefix, UserID: int64(k.UserID), User: names[k.UserID],
+		Expiration: k.Expiration, Created: k.Created, LastUsed: k.LastUsed, Revoked: k.Revoked}
 }
 
 // PolicyVersion is one accepted policy file in the history.
