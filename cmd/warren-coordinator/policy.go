@@ -235,6 +235,28 @@ func init() {
 		fmt.Fprintf(c.out, "policy version %d in force (sha256 %s)\n", st.Version, st.Hash[:min(12, len(st.Hash))])
 		return nil
 	}
+	adminCommands["policy apply"] = func(c *command, args []string) error {
+		if err := c.parse(args, 1, 1, "policy apply FILE [--json]"); err != nil {
+			return err
+		}
+		src, err := os.ReadFile(c.args[0])
+		if err != nil {
+			return err
+		}
+		st, err := c.c.ApplyPolicy(c.ctx, src)
+		if err != nil {
+			return fmt.Errorf("%s: %w", c.args[0], err)
+		}
+		if c.af.json {
+			return cli.PrintJSON(c.out, st)
+		}
+		if !st.Changed {
+			fmt.Fprintf(c.out, "unchanged: %s is policy version %d, in force since %s (no new version)\n", c.args[0], st.Version, when(st.Applied))
+			return nil
+		}
+		fmt.Fprintf(c.out, "policy version %d in force (sha256 %s), by %s\n", st.Version, st.Hash[:min(12, len(st.Hash))], st.Author)
+		return nil
+	}
 	adminCommands["policy explain"] = func(c *command, args []string) error { return explainExit(policyExplain(c, args)) }
 }
 

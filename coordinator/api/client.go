@@ -236,6 +236,12 @@ func (c *Client) ReloadPolicy(ctx context.Context) (policyfile.Status, error) {
 	return call[policyfile.Status](ctx, c, "POST", "/api/v1/policy/reload", struct{}{})
 }
 
+// ApplyPolicy puts a policy file's source in force, recorded as the
+// caller's; an invalid source comes back as an error with its positions.
+func (c *Client) ApplyPolicy(ctx context.Context, source []byte) (ApplyPolicyResponse, error) {
+	return call[ApplyPolicyResponse](ctx, c, "POST", "/api/v1/policy", ApplyPolicyRequest{Source: string(source)})
+}
+
 // ExplainPolicy asks which rule allows a connection, or why none does.
 func (c *Client) ExplainPolicy(ctx context.Context, req ExplainRequest) (ExplainResponse, error) {
 	return call[ExplainResponse](ctx, c, "POST", "/api/v1/policy/explain", req)

@@ -18,6 +18,7 @@ func (s *Server) policyRoutes() {
 	m := s.mux
 	m.HandleFunc("GET /api/v1/policy", s.adminOnly(s.policyStatus))
 	m.HandleFunc("GET /api/v1/policy/history", s.adminOnly(s.policyHistory))
+	m.HandleFunc("POST /api/v1/policy", s.adminOnly(s.policyApply))
 	m.HandleFunc("POST /api/v1/policy/reload", s.adminOnly(s.policyReload))
 	m.HandleFunc("POST /api/v1/policy/explain", s.adminOnly(s.policyExplain))
 }
@@ -58,6 +59,20 @@ func (s *Server) policyReload(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, s.cfg.Policy.Status())
+}
+
+func (s *Server) policyApply(w http.ResponseWriter, r *http.Request) {
+	var req ApplyPolicyRequest
+	if err := readJSON(r, &req); err != nil {
+		writeErr(w, err)
+		return
+	}
+	changed, err := s.cfg.Policy.Apply(r.Context(), actorFrom(r.Context()).Name, []byte(req.Source))
+	if err != nil {
+		writeJSON(w, http.StatusUnprocessableEntity, ErrorResponse{Error: err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, ApplyPolicyResponse{Status: s.cfg.Policy.Status(), Changed: changed})
 }
 
 func (s *Server) policyExplain(w http.ResponseWriter, r *http.Request) {

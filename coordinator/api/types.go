@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/warrenmesh/warren/coordinator/policyfile"
 	"github.com/warrenmesh/warren/coordinator/registry"
 	"github.com/warrenmesh/warren/coordinator/store"
 )
@@ -225,6 +226,20 @@ func authKeyJSON(k store.AuthKey, plain string, names userNames) AuthKey {
 func apiKeyJSON(k store.APIKey, plain string, names userNames) APIKey {
 	return APIKey{ID: int64(k.ID), Key: plain, Prefix: k.Prefix, UserID: int64(k.UserID), User: names[k.UserID],
 		Expiration: k.Expiration, Created: k.Created, LastUsed: k.LastUsed, Revoked: k.Revoked}
+}
+
+// ApplyPolicyRequest is the body of POST /api/v1/policy: a whole policy
+// file to put in force (and write to the coordinator's policy file).
+type ApplyPolicyRequest struct {
+	Source string `json:"source"`
+}
+
+// ApplyPolicyResponse is the policy in force after POST /api/v1/policy;
+// Changed is false when the source was what was in force already (no new
+// version).
+type ApplyPolicyResponse struct {
+	policyfile.Status
+	Changed bool `json:"changed"`
 }
 
 // PolicyVersion is one accepted policy file in the history.
