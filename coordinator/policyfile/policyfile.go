@@ -4,7 +4,10 @@
 // with its hash, author and diff, and hands it to the netmap engine. It
 // watches the file so that an edit takes effect within a second; a broken
 // edit is rejected loudly (log, audit log, Status for the CLI) and the last
-// good policy stays in force, across restarts too.
+// good policy stays in force, across restarts too. Apply is the other way
+// in: a policy sent through the admin API, recorded as its sender's and
+// written over the file. It never puts a policy in force unvalidated or
+// unrecorded, and never records a version identical to the one in force.
 package policyfile
 
 import (
