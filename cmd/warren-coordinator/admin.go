@@ -3,14 +3,20 @@ package main
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/warrenmesh/warren/coordinator/api"
@@ -19,16 +25,23 @@ import (
 
 // adminFlags are shared by every admin command.
 type adminFlags struct {
-	stateDir, socket, server, apiKey string
-	json                             bool
+	stateDir, socket, server, apiKey, caFile string
+	json                                     bool
 }
 
 func (f *adminFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.stateDir, "state-dir", defaultStateDir, "coordinator state directory (to find admin.sock)")
+	fs.StringVar(&f.stateDir, "state-dir", stateDirDefault(), "coordinator state directory, to find admin.sock (default $WARREN_STATE_DIR, else "+defaultStateDir+")")
 	fs.StringVar(&f.socket, "socket", "", "admin socket path (default <state-dir>/admin.sock)")
 	fs.StringVar(&f.server, "server", "", "remote admin API URL (https://…); needs an API key")
 	fs.StringVar(&f.apiKey, "api-key", "", "API key for --server (default $WARREN_API_KEY)")
+	fs.StringVar(&f.caFile, "ca-file", os.Getenv("WARREN_CA_FILE"), "PEM file of the CA certificates to trust for --server, e.g. a private CA (default $WARREN_CA_FILE, else the system's)")
 	fs.BoolVar(&f.json, "json", false, "print JSON instead of a table")
+}
+
+// stateDirDefault is the coordinator state directory when --state-dir is
+// not given: $WARREN_STATE_DIR, else defaultStateDir.
+func stateDirDefault() string {
+	return cmp.Or(os.Getenv("WARREN_STATE_DIR"), defaultStateDir)
 }
 
 func (f *adminFlags) client() (*api.Client, error) {
@@ -40,13 +53,68 @@ func (f *adminFlags) client() (*api.Client, error) {
 		if k == "" {
 			return nil, errors.New("--server needs an API key: --api-key or WARREN_API_KEY (create one with: warren-coordinator apikeys create)")
 		}
-		return api.NewRemoteClient(f.server, k, nil), nil
+		hc, err := httpClient(f.caFile)
+		if err != nil {
+			return nil, err
+		}
+		return api.NewRemoteClient(f.server, k, hc), nil
 	}
-	sock := f.socket
-	if sock == "" {
-		sock = filepath.Join(f.stateDir, "admin.sock")
+	// A CA file set in the environment for remote use is no error here; a
+	// --ca-file flag without --server is.
+	if f.caFile != "" && os.Getenv("WARREN_CA_FILE") != f.caFile {
+		return nil, errors.New("--ca-file is for remote administration: add --server https://…")
 	}
-	return api.NewLocalClient(sock), nil
+	return api.NewLocalClient(f.socketPath()), nil
+}
+
+func (f *adminFlags) socketPath() string {
+	if f.socket != "" {
+		return f.socket
+	}
+	return filepath.Join(f.stateDir, "admin.sock")
+}
+
+// httpClient returns the HTTP client for --server: nil (the default
+// client, with the system's roots) without a CA file, else one that trusts
+// only the certificates in caFile.
+func httpClient(caFile string) (*http.Client, error) {
+	if caFile == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("--ca-file: %w", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--ca-file %s: no PEM certificate in it", caFile)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	return &http.Client{Transport: tr}, nil
+}
+
+// hint adds to err what to pass when the coordinator could not be reached:
+// where its admin socket is, or which CA signs its certificate.
+func (f *adminFlags) hint(err error) error {
+	if err == nil {
+		return nil
+	}
+	if f.server != "" {
+		var unknown x509.UnknownAuthorityError
+		if errors.As(err, &unknown) {
+			return fmt.Errorf("%w\n(if the coordinator's certificate comes from a private CA, pass --ca-file CA.pem or set WARREN_CA_FILE)", err)
+		}
+		return err
+	}
+	switch {
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Errorf("%w\n(no coordinator is serving at %s: pass --state-dir DIR or set WARREN_STATE_DIR to the directory of warren-coordinator serve --state-dir, "+
+			"or administer a remote coordinator with --server https://HOST:PORT and an API key)", err, f.socketPath())
+	case errors.Is(err, fs.ErrPermission):
+		return fmt.Errorf("%w\n(the admin socket is root only: run as root, or use --server with an API key)", err)
+	}
+	return err
 }
 
 // command is one admin subcommand's parsed input.
@@ -74,7 +142,7 @@ func admin(ctx context.Context, group string, args []string, stdout, stderr io.W
 	if !ok {
 		return fmt.Errorf("unknown command %q (see warren-coordinator --help)", group+" "+verb)
 	}
-	return handler(cmd, args)
+	return cmd.af.hint(handler(cmd, args))
 }
 
 // parse finishes flag parsing, checks the positional count and connects.
@@ -146,6 +214,42 @@ func signIn(u api.User) string {
 	return orDash(strings.Join(ways, "+"))
 }
 
+// userGroups shows u's groups for users list: the policy's groups it is
+// in, each with where that comes from, then those of its own groups the
+// policy does not declare (no rule can name them).
+func userGroups(u api.User) string {
+	text := groupsText(u.EffectiveGroups)
+	for _, g := range u.Groups {
+		name := g
+		if !strings.HasPrefix(name, "group:") {
+			name = "group:" + g
+		}
+		if !slices.ContainsFunc(u.EffectiveGroups, func(m api.GroupMembership) bool { return m.Group == name }) {
+			if text != "" {
+				text += ", "
+			}
+			text += g + " (not in the policy)"
+		}
+	}
+	return orDash(text)
+}
+
+// nameOr is a user's name, or its ID when the name is not known.
+func nameOr(name string, id int64) string {
+	if name != "" {
+		return name
+	}
+	return strconv.FormatInt(id, 10)
+}
+
+// expiresText says when a key expires.
+func expiresText(t time.Time) string {
+	if t.IsZero() {
+		return "never expires"
+	}
+	return "expires " + when(t)
+}
+
 func orDash(s string) string {
 	if s == "" {
 		return "-"
@@ -168,7 +272,7 @@ var adminCommands = map[string]func(*command, []string) error{
 				if u.LastMFA != nil {
 					lastMFA = when(*u.LastMFA)
 				}
-				fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%v\t%s\n", u.ID, u.Name, u.Role, orDash(strings.Join(u.Groups, ",")),
+				fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\t%s\t%v\t%s\n", u.ID, u.Name, u.Role, userGroups(u),
 					signIn(u), lastMFA, u.Disabled, when(u.Created))
 			}
 		})
@@ -194,6 +298,23 @@ var adminCommands = map[string]func(*command, []string) error{
 	"users totp":    usersTOTP,
 	"users disable": func(c *command, args []string) error { return setDisabled(c, args, true) },
 	"users enable":  func(c *command, args []string) error { return setDisabled(c, args, false) },
+	"users set-role": func(c *command, args []string) error {
+		if err := c.parse(args, 2, 2, "users set-role USER admin|member"); err != nil {
+			return err
+		}
+		if r := c.args[1]; r != "admin" && r != "member" {
+			return fmt.Errorf("role %q: want admin or member", r)
+		}
+		id, err := c.userID(c.args[0])
+		if err != nil {
+			return err
+		}
+		u, err := c.c.SetUserRole(c.ctx, id, c.args[1])
+		if err != nil {
+			return err
+		}
+		return c.print(u, "ID\tNAME\tROLE", func(w io.Writer) { fmt.Fprintf(w, "%d\t%s\t%s\n", u.ID, u.Name, u.Role) })
+	},
 	"users delete": func(c *command, args []string) error {
 		if err := c.parse(args, 1, 1, "users delete USER"); err != nil {
 			return err
@@ -233,10 +354,10 @@ var adminCommands = map[string]func(*command, []string) error{
 		})
 	},
 	"nodes approve": func(c *command, args []string) error {
-		return nodeChange(c, args, "nodes approve ID", 1, func(id int64) (api.Node, error) { return c.c.ApproveNode(c.ctx, id) })
+		return nodeChange(c, args, "nodes approve ID", 1, 1, func(id int64) (api.Node, error) { return c.c.ApproveNode(c.ctx, id) })
 	},
 	"nodes expire": func(c *command, args []string) error {
-		return nodeChange(c, args, "nodes expire ID", 1, func(id int64) (api.Node, error) { return c.c.ExpireNode(c.ctx, id) })
+		return nodeChange(c, args, "nodes expire ID", 1, 1, func(id int64) (api.Node, error) { return c.c.ExpireNode(c.ctx, id) })
 	},
 	"nodes key-lifetime": func(c *command, args []string) error {
 		if err := c.parse(args, 2, 2, "nodes key-lifetime ID DURATION|never|default"); err != nil {
@@ -259,8 +380,13 @@ var adminCommands = map[string]func(*command, []string) error{
 		})
 	},
 	"nodes tag": func(c *command, args []string) error {
-		return nodeChange(c, args, "nodes tag ID [TAG...]  (no tags: untag)", -1, func(id int64) (api.Node, error) {
+		return nodeChange(c, args, "nodes tag ID [TAG...]  (no tags: untag)", 1, -1, func(id int64) (api.Node, error) {
 			return c.c.TagNode(c.ctx, id, c.args[1:])
+		})
+	},
+	"nodes rename": func(c *command, args []string) error {
+		return nodeChange(c, args, "nodes rename ID NAME", 2, 2, func(id int64) (api.Node, error) {
+			return c.c.RenameNode(c.ctx, id, c.args[1])
 		})
 	},
 	"nodes delete": func(c *command, args []string) error {
@@ -284,10 +410,10 @@ var adminCommands = map[string]func(*command, []string) error{
 		if err != nil {
 			return err
 		}
-		return c.print(keys, "ID\tPREFIX\tUSER\tREUSABLE\tEPHEMERAL\tTAGS\tUSED\tEXPIRES\tREVOKED", func(w io.Writer) {
+		return c.print(keys, "ID\tPREFIX\tUSER\tCREATED BY\tREUSABLE\tEPHEMERAL\tTAGS\tUSED\tEXPIRES\tREVOKED", func(w io.Writer) {
 			for _, k := range keys {
-				fmt.Fprintf(w, "%d\t%s…\t%d\t%v\t%v\t%s\t%d\t%s\t%v\n", k.ID, k.Prefix, k.UserID, k.Reusable, k.Ephemeral,
-					orDash(strings.Join(k.Tags, ",")), k.UsedCount, when(k.Expiration), k.Revoked)
+				fmt.Fprintf(w, "%d\t%s…\t%s\t%s\t%v\t%v\t%s\t%d\t%s\t%v\n", k.ID, k.Prefix, nameOr(k.User, k.UserID), orDash(k.Creator),
+					k.Reusable, k.Ephemeral, orDash(strings.Join(k.Tags, ",")), k.UsedCount, when(k.Expiration), k.Revoked)
 			}
 		})
 	},
@@ -295,7 +421,7 @@ var adminCommands = map[string]func(*command, []string) error{
 		user := c.fs.String("user", "", "owning user (name or ID); default: the caller")
 		reusable := c.fs.Bool("reusable", false, "allow many registrations")
 		ephemeral := c.fs.Bool("ephemeral", false, "nodes are deleted soon after they go offline")
-		ttl := c.fs.Duration("ttl", 0, "key lifetime, e.g. 24h (default: never expires)")
+		ttl := c.fs.Duration("ttl", 0, "key lifetime, e.g. 24h (default: 1h for a single-use key, never for a --reusable one)")
 		var tags cli.StringList
 		c.fs.Var(&tags, "tag", "tag for nodes registered with the key (repeatable)")
 		if err := c.parse(args, 0, 0, "keys create --user USER [--reusable] [--ephemeral] [--tag T]... [--ttl D]"); err != nil {
@@ -315,7 +441,8 @@ var adminCommands = map[string]func(*command, []string) error{
 		if c.af.json {
 			return c.print(k, "", nil)
 		}
-		fmt.Fprintf(c.out, "pre-auth key %d (shown once, store it now):\n%s\n", k.ID, k.Key)
+		fmt.Fprintf(c.out, "pre-auth key %d, %s, %s (shown once, store it now):\n%s\n", k.ID,
+			map[bool]string{true: "reusable", false: "single-use"}[k.Reusable], expiresText(k.Expiration), k.Key)
 		return nil
 	},
 	"keys revoke": func(c *command, args []string) error { return revokeKey(c, args, false) },
@@ -330,7 +457,7 @@ var adminCommands = map[string]func(*command, []string) error{
 		}
 		return c.print(keys, "ID\tPREFIX\tUSER\tCREATED\tLAST USED\tEXPIRES\tREVOKED", func(w io.Writer) {
 			for _, k := range keys {
-				fmt.Fprintf(w, "%d\t%s…\t%d\t%s\t%s\t%s\t%v\n", k.ID, k.Prefix, k.UserID, when(k.Created), when(k.LastUsed), when(k.Expiration), k.Revoked)
+				fmt.Fprintf(w, "%d\t%s…\t%s\t%s\t%s\t%s\t%v\n", k.ID, k.Prefix, nameOr(k.User, k.UserID), when(k.Created), when(k.LastUsed), when(k.Expiration), k.Revoked)
 			}
 		})
 	},
@@ -375,8 +502,8 @@ func setDisabled(c *command, args []string, disabled bool) error {
 	return c.print(u, "ID\tNAME\tDISABLED", func(w io.Writer) { fmt.Fprintf(w, "%d\t%s\t%v\n", u.ID, u.Name, u.Disabled) })
 }
 
-func nodeChange(c *command, args []string, usage string, maxArgs int, fn func(int64) (api.Node, error)) error {
-	if err := c.parse(args, 1, maxArgs, usage); err != nil {
+func nodeChange(c *command, args []string, usage string, minArgs, maxArgs int, fn func(int64) (api.Node, error)) error {
+	if err := c.parse(args, minArgs, maxArgs, usage); err != nil {
 		return err
 	}
 	id, err := c.id(0)

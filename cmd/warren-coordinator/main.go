@@ -21,20 +21,24 @@ Usage:
   warren-coordinator secrets rotate [--state-dir DIR] [--keep-old]
                                             seal the stored secrets under a new key (coordinator stopped)
   warren-coordinator users   list | create NAME [--admin] [--email E] [--group G]... | passwd USER | totp USER
-                             | disable USER | enable USER | delete USER
-  warren-coordinator nodes   list | approve ID | expire ID | key-lifetime ID DURATION|never|default | tag ID TAG... | delete ID
+                             | set-role USER admin|member | disable USER | enable USER | delete USER
+  warren-coordinator nodes   list | approve ID | expire ID | key-lifetime ID DURATION|never|default | tag ID TAG...
+                             | rename ID NAME | delete ID
   warren-coordinator keys    list | create --user USER [--reusable] [--ephemeral] [--tag T]... [--ttl D] | revoke ID | expire ID
   warren-coordinator apikeys list | create [--user USER] [--ttl D]
   warren-coordinator audit   [--since D] [--action A] [--limit N]
-  warren-coordinator policy  check FILE... | test FILE... | show | history [--diff] | reload
+  warren-coordinator policy  check FILE... | test FILE... | show | history [--diff] | reload | apply FILE
                              | explain SRC DST:PORT [--file F] [--proto P] [--at T] [--posture K=V]... [--mfa-age D]
 
 Admin commands talk to a running coordinator: by default over its unix
-socket (<state-dir>/admin.sock, root only); with --server URL and an API key
-(--api-key or WARREN_API_KEY) over HTTPS. Every listing takes --json.
+socket (<state-dir>/admin.sock, root only; --state-dir or WARREN_STATE_DIR,
+default /var/lib/warren-coordinator); with --server URL and an API key
+(--api-key or WARREN_API_KEY) over HTTPS, trusting the system's CAs or those
+in --ca-file (WARREN_CA_FILE). Every listing takes --json.
 USER is a user's name or numeric ID. policy check and test work offline on
 files (exit status 1 if any is invalid), for CI; explain does too with
 --file. SRC and DST are node names, user logins, tags, hosts or addresses.
+policy explain exits 0 for ALLOWED, 1 for DENIED, 2 when it has no answer.
 `
 
 func main() {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,11 +14,20 @@ import (
 	"github.com/warrenmesh/warren/coordinator/api"
 	"github.com/warrenmesh/warren/coordinator/policyfile"
 	"github.com/warrenmesh/warren/coordinator/store"
+	"github.com/warrenmesh/warren/internal/cli"
 	"github.com/warrenmesh/warren/internal/key"
 )
 
-// startCoordinator runs a coordinator with its admin socket for one test.
+// startCoordinator runs a coordinator with its admin socket for one test
+// and returns its state directory.
 func startCoordinator(t *testing.T) string {
+	t.Helper()
+	_, dir := startCoordinatorC(t)
+	return dir
+}
+
+// startCoordinatorC is startCoordinator that also returns the coordinator.
+func startCoordinatorC(t *testing.T) (*coordinator.Coordinator, string) {
 	t.Helper()
 	dir := t.TempDir()
 	// The default policy, plus tag:ci for the keys the tests create.
@@ -42,7 +52,7 @@ func startCoordinator(t *testing.T) string {
 		<-done
 		c.Close()
 	})
-	return dir
+	return c, dir
 }
 
 // cli runs one command and returns its stdout.
@@ -190,7 +200,7 @@ func TestPolicyCLI(t *testing.T) {
 		t.Fatalf("explain allowed: %v\n%s", err, out)
 	}
 	out, err = runCLI(t, "policy", "explain", "--file", good, "ann@example.com", "tag:db:22")
-	if err != nil || !strings.Contains(out, "DENIED") || !strings.Contains(out, "22") {
+	if exitCode(err) != 1 || !strings.Contains(out, "DENIED") || !strings.Contains(out, "22") {
 		t.Fatalf("explain denied: %v\n%s", err, out)
 	}
 
@@ -221,6 +231,18 @@ func TestPolicyCLI(t *testing.T) {
 	if out, _ := runCLI(t, "policy", "show", sd); !strings.Contains(out, "REJECTED") || !strings.Contains(out, "version 2") {
 		t.Fatalf("show after a rejected file:\n%s", out)
 	}
+}
+
+// exitCode is the exit status warren-coordinator ends with after err.
+func exitCode(err error) int {
+	var ee *cli.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		return ee.Code
+	}
+	return 1
 }
 
 func must(t *testing.T, err error) {

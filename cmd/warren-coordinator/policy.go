@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/netip"
@@ -112,7 +113,32 @@ func splitHostPort(s string) (string, uint16, error) {
 	return host, uint16(n), nil
 }
 
+// errDenied is policy explain's answer DENIED: exit status 1, and nothing
+// more to print.
+var errDenied = &cli.ExitError{Code: 1}
+
+// Exit statuses of policy explain, documented in the README: 0 ALLOWED,
+// 1 DENIED, 2 no answer (a usage error, an unreachable coordinator, a
+// broken policy file).
+func explainExit(err error) error {
+	if err == nil || err == errDenied || errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	return &cli.ExitError{Code: 2, Err: err}
+}
+
+// printExplain prints the answer and returns errDenied if it is DENIED.
 func printExplain(c *command, r api.ExplainResponse) error {
+	if err := printExplainAnswer(c, r); err != nil {
+		return err
+	}
+	if !r.Allowed {
+		return errDenied
+	}
+	return nil
+}
+
+func printExplainAnswer(c *command, r api.ExplainResponse) error {
 	if c.af.json {
 		return cli.PrintJSON(c.out, r)
 	}
@@ -121,6 +147,9 @@ func printExplain(c *command, r api.ExplainResponse) error {
 		verdict = "ALLOWED"
 	}
 	fmt.Fprintf(c.out, "%s → %s: %s\n", r.Src, r.Dst, verdict)
+	if len(r.SrcGroups) > 0 {
+		fmt.Fprintf(c.out, "  source groups: %s\n", groupsText(r.SrcGroups))
+	}
 	if r.Rule != nil {
 		fmt.Fprintf(c.out, "  by acls rule #%d (line %d): %s\n", r.Rule.Index, r.Rule.Line, r.Rule.Text)
 	}
@@ -206,66 +235,99 @@ func init() {
 		fmt.Fprintf(c.out, "policy version %d in force (sha256 %s)\n", st.Version, st.Hash[:min(12, len(st.Hash))])
 		return nil
 	}
-	adminCommands["policy explain"] = func(c *command, args []string) error {
-		file := c.fs.String("file", "", "explain against this policy file, offline (default: the running coordinator's policy)")
-		proto := c.fs.String("proto", "tcp", "protocol name or number")
-		at := c.fs.String("at", "", "moment of the connection, RFC 3339 (default now)")
-		var posture cli.StringList
-		c.fs.Var(&posture, "posture", "source posture attribute KEY=VALUE, e.g. node:os=macos (repeatable; for a source given as a selector)")
-		mfaAge := c.fs.String("mfa-age", "", "age of the source user's last MFA login, e.g. 2h (for a source given as a selector)")
-		if err := c.parse(args, 2, 2, "policy explain SRC DST:PORT [--file F] [--proto P] [--at T] [--posture K=V]... [--mfa-age D] [--json]"); err != nil {
+	adminCommands["policy apply"] = func(c *command, args []string) error {
+		if err := c.parse(args, 1, 1, "policy apply FILE [--json]"); err != nil {
 			return err
 		}
-		dst, port, err := splitHostPort(c.args[1])
+		src, err := os.ReadFile(c.args[0])
 		if err != nil {
 			return err
 		}
-		req := api.ExplainRequest{Src: c.args[0], Dst: dst, Port: port, Proto: *proto, MFAAge: *mfaAge}
-		if *at != "" {
-			if req.At, err = time.Parse(time.RFC3339, *at); err != nil {
-				return fmt.Errorf("--at: %w", err)
-			}
-		}
-		for _, kv := range posture {
-			k, v, ok := strings.Cut(kv, "=")
-			if !ok {
-				return fmt.Errorf("--posture %q: want KEY=VALUE", kv)
-			}
-			if req.Posture == nil {
-				req.Posture = map[string]string{}
-			}
-			req.Posture[k] = v
-		}
-		if *file == "" {
-			r, err := c.c.ExplainPolicy(c.ctx, req)
-			if err != nil {
-				return err
-			}
-			return printExplain(c, r)
-		}
-		src, err := os.ReadFile(*file)
+		st, err := c.c.ApplyPolicy(c.ctx, src)
 		if err != nil {
-			return err
+			return fmt.Errorf("%s: %w", c.args[0], err)
 		}
-		p, err := policy.Parse(src)
-		if err != nil {
-			return fmt.Errorf("%s: %w", *file, err)
+		if c.af.json {
+			return cli.PrintJSON(c.out, st)
 		}
-		q := policy.Query{Src: req.Src, Dst: req.Dst, Port: req.Port, Proto: req.Proto, At: req.At, SrcPostureAttrs: req.Posture}
-		if q.At.IsZero() {
-			q.At = time.Now()
+		if !st.Changed {
+			fmt.Fprintf(c.out, "unchanged: %s is policy version %d, in force since %s (no new version)\n", c.args[0], st.Version, when(st.Applied))
+			return nil
 		}
-		if req.MFAAge != "" {
-			d, err := time.ParseDuration(req.MFAAge)
-			if err != nil {
-				return fmt.Errorf("--mfa-age: %w", err)
-			}
-			q.MFAAge = &d
-		}
-		d, err := p.Explain(q)
-		if err != nil {
-			return err
-		}
-		return printExplain(c, api.ExplainDecision(req.Src, req.Dst, d))
+		fmt.Fprintf(c.out, "policy version %d in force (sha256 %s), by %s\n", st.Version, st.Hash[:min(12, len(st.Hash))], st.Author)
+		return nil
 	}
+	adminCommands["policy explain"] = func(c *command, args []string) error { return explainExit(policyExplain(c, args)) }
+}
+
+// groupsText writes group memberships as "group:eng (policy+idp), …".
+func groupsText(gs []api.GroupMembership) string {
+	parts := make([]string, len(gs))
+	for i, g := range gs {
+		parts[i] = g.Group + " (" + strings.Join(g.Sources, "+") + ")"
+	}
+	return strings.Join(parts, ", ")
+}
+
+func policyExplain(c *command, args []string) error {
+	file := c.fs.String("file", "", "explain against this policy file, offline (default: the running coordinator's policy)")
+	proto := c.fs.String("proto", "tcp", "protocol name or number")
+	at := c.fs.String("at", "", "moment of the connection, RFC 3339 (default now)")
+	var posture cli.StringList
+	c.fs.Var(&posture, "posture", "source posture attribute KEY=VALUE, e.g. node:os=macos (repeatable; for a source given as a selector)")
+	mfaAge := c.fs.String("mfa-age", "", "age of the source user's last MFA login, e.g. 2h (for a source given as a selector)")
+	if err := c.parse(args, 2, 2, "policy explain SRC DST:PORT [--file F] [--proto P] [--at T] [--posture K=V]... [--mfa-age D] [--json]"); err != nil {
+		return err
+	}
+	dst, port, err := splitHostPort(c.args[1])
+	if err != nil {
+		return err
+	}
+	req := api.ExplainRequest{Src: c.args[0], Dst: dst, Port: port, Proto: *proto, MFAAge: *mfaAge}
+	if *at != "" {
+		if req.At, err = time.Parse(time.RFC3339, *at); err != nil {
+			return fmt.Errorf("--at: %w", err)
+		}
+	}
+	for _, kv := range posture {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			return fmt.Errorf("--posture %q: want KEY=VALUE", kv)
+		}
+		if req.Posture == nil {
+			req.Posture = map[string]string{}
+		}
+		req.Posture[k] = v
+	}
+	if *file == "" {
+		r, err := c.c.ExplainPolicy(c.ctx, req)
+		if err != nil {
+			return err
+		}
+		return printExplain(c, r)
+	}
+	src, err := os.ReadFile(*file)
+	if err != nil {
+		return err
+	}
+	p, err := policy.Parse(src)
+	if err != nil {
+		return fmt.Errorf("%s: %w", *file, err)
+	}
+	q := policy.Query{Src: req.Src, Dst: req.Dst, Port: req.Port, Proto: req.Proto, At: req.At, SrcPostureAttrs: req.Posture}
+	if q.At.IsZero() {
+		q.At = time.Now()
+	}
+	if req.MFAAge != "" {
+		d, err := time.ParseDuration(req.MFAAge)
+		if err != nil {
+			return fmt.Errorf("--mfa-age: %w", err)
+		}
+		q.MFAAge = &d
+	}
+	r, err := api.ExplainOffline(p, q)
+	if err != nil {
+		return err
+	}
+	return printExplain(c, r)
 }

@@ -27,7 +27,7 @@ func secretsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	fs := flag.NewFlagSet("secrets rotate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	stateDir := fs.String("state-dir", defaultStateDir, "the stopped coordinator's state directory")
+	stateDir := fs.String("state-dir", stateDirDefault(), "the stopped coordinator's state directory (default $WARREN_STATE_DIR, else "+defaultStateDir+")")
 	keepOld := fs.Bool("keep-old", false, "keep the old keys in the ring (default: drop them once every value is sealed again)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err

@@ -32,7 +32,7 @@ const defaultStateDir = "/var/lib/warren-coordinator"
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	stateDir := fs.String("state-dir", defaultStateDir, "directory for the database, key and admin socket")
+	stateDir := fs.String("state-dir", stateDirDefault(), "directory for the database, key and admin socket (default $WARREN_STATE_DIR, else "+defaultStateDir+")")
 	listen := fs.String("listen", ":8080", "address for nodes (control channel, /key)")
 	publicURL := fs.String("public-url", "", "URL nodes use to reach this coordinator (default: derived from --listen)")
 	adminListen := fs.String("admin-listen", "", "address for the remote admin API (needs --tls-cert/--tls-key unless loopback)")
@@ -45,7 +45,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	bootstrap := fs.String("bootstrap-user", "", "create this admin user (if missing) and, if it has no usable one, a reusable 24h pre-auth key, and print how to join")
 	requireApproval := fs.Bool("require-approval", false, "new user devices wait until an admin approves them (warren-coordinator nodes approve ID)")
 	noRelay := fs.Bool("no-relay", false, "do not embed a DERP relay (nodes then need --derp-map regions)")
-	stunListen := fs.String("stun-listen", ":3478", "UDP address of the embedded STUN server (\"\" for none)")
+	stunListen := fs.String("stun-listen", ":3478", "UDP address of the embedded STUN server; without a host, on the host of --listen (\"\" for none)")
 	derpMapPath := fs.String("derp-map", "", "JSON file of further relay regions ({\"regions\": [{\"id\", \"code\", \"url\", \"stun\"}]}), e.g. warren-derp servers")
 	admitTokenFile := fs.String("relay-admit-token-file", "", "file holding the token standalone relays (warren-derp --admit-token-file) present at "+coordinator.RelayAdmitPath)
 	auditRetention := fs.Duration("audit-retention", 365*24*time.Hour, "how long audit events are kept (pruned hourly; 0 keeps them forever)")
@@ -79,7 +79,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if url == "" {
 		url = "http://" + reachable(ln.Addr().String())
 	}
-	relay, err := relayConfig(url, *noRelay, *stunListen, *derpMapPath, *admitTokenFile)
+	relay, err := relayConfig(url, *noRelay, stunListenAddr(*stunListen, ln.Addr()), *derpMapPath, *admitTokenFile)
 	if err != nil {
 		return err
 	}
@@ -235,6 +235,23 @@ func isLoopback(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// stunListenAddr is where the STUN server listens: flag as given when it
+// names a host, else flag's port on the host the control listener ln is
+// bound to, so that a coordinator on loopback does not open UDP on every
+// interface. An unspecified listener address ([::], 0.0.0.0) leaves flag
+// as it is (every interface).
+func stunListenAddr(flag string, ln net.Addr) string {
+	host, port, err := net.SplitHostPort(flag)
+	if err != nil || host != "" {
+		return flag
+	}
+	ta, ok := ln.(*net.TCPAddr)
+	if !ok || ta.IP == nil || ta.IP.IsUnspecified() {
+		return flag
+	}
+	return net.JoinHostPort(ta.IP.String(), port)
+}
+
 // reachable turns a listen address like [::]:8080 into one a local node can
 // dial.
 func reachable(addr string) string {
@@ -251,7 +268,7 @@ func reachable(addr string) string {
 func printKey(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("key", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	stateDir := fs.String("state-dir", defaultStateDir, "coordinator state directory")
+	stateDir := fs.String("state-dir", stateDirDefault(), "coordinator state directory (default $WARREN_STATE_DIR, else "+defaultStateDir+")")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

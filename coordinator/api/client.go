@@ -126,6 +126,11 @@ func (c *Client) SetUserDisabled(ctx context.Context, id int64, disabled bool) (
 	return call[User](ctx, c, "POST", fmt.Sprintf("/api/v1/users/%d/%s", id, verb), nil)
 }
 
+// SetUserRole makes a user an admin or a member ("admin", "member").
+func (c *Client) SetUserRole(ctx context.Context, id int64, role string) (User, error) {
+	return call[User](ctx, c, "POST", fmt.Sprintf("/api/v1/users/%d/role", id), SetRoleRequest{Role: role})
+}
+
 // DeleteUser deletes a user.
 func (c *Client) DeleteUser(ctx context.Context, id int64) error {
 	return c.do(ctx, "DELETE", fmt.Sprintf("/api/v1/users/%d", id), nil, nil)
@@ -158,6 +163,11 @@ func (c *Client) TagNode(ctx context.Context, id int64, tags []string) (Node, er
 func (c *Client) SetKeyLifetime(ctx context.Context, id int64, lifetime time.Duration) (Node, error) {
 	return call[Node](ctx, c, "POST", fmt.Sprintf("/api/v1/nodes/%d/key-lifetime", id),
 		SetKeyLifetimeRequest{Lifetime: registry.FormatKeyLifetime(lifetime)})
+}
+
+// RenameNode gives a node a new name (a DNS label no other node has).
+func (c *Client) RenameNode(ctx context.Context, id int64, name string) (Node, error) {
+	return call[Node](ctx, c, "POST", fmt.Sprintf("/api/v1/nodes/%d/rename", id), RenameNodeRequest{Name: name})
 }
 
 // DeleteNode deletes a node.
@@ -224,6 +234,12 @@ func (c *Client) PolicyHistory(ctx context.Context, limit int) ([]PolicyVersion,
 // fails validation comes back as an error with its positions.
 func (c *Client) ReloadPolicy(ctx context.Context) (policyfile.Status, error) {
 	return call[policyfile.Status](ctx, c, "POST", "/api/v1/policy/reload", struct{}{})
+}
+
+// ApplyPolicy puts a policy file's source in force, recorded as the
+// caller's; an invalid source comes back as an error with its positions.
+func (c *Client) ApplyPolicy(ctx context.Context, source []byte) (ApplyPolicyResponse, error) {
+	return call[ApplyPolicyResponse](ctx, c, "POST", "/api/v1/policy", ApplyPolicyRequest{Source: string(source)})
 }
 
 // ExplainPolicy asks which rule allows a connection, or why none does.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/warrenmesh/warren/coordinator/registry"
+	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/internal/policy"
 )
 
@@ -17,6 +18,7 @@ func (s *Server) policyRoutes() {
 	m := s.mux
 	m.HandleFunc("GET /api/v1/policy", s.adminOnly(s.policyStatus))
 	m.HandleFunc("GET /api/v1/policy/history", s.adminOnly(s.policyHistory))
+	m.HandleFunc("POST /api/v1/policy", s.adminOnly(s.policyApply))
 	m.HandleFunc("POST /api/v1/policy/reload", s.adminOnly(s.policyReload))
 	m.HandleFunc("POST /api/v1/policy/explain", s.adminOnly(s.policyExplain))
 }
@@ -59,6 +61,20 @@ func (s *Server) policyReload(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.cfg.Policy.Status())
 }
 
+func (s *Server) policyApply(w http.ResponseWriter, r *http.Request) {
+	var req ApplyPolicyRequest
+	if err := readJSON(r, &req); err != nil {
+		writeErr(w, err)
+		return
+	}
+	changed, err := s.cfg.Policy.Apply(r.Context(), actorFrom(r.Context()).Name, []byte(req.Source))
+	if err != nil {
+		writeJSON(w, http.StatusUnprocessableEntity, ErrorResponse{Error: err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, ApplyPolicyResponse{Status: s.cfg.Policy.Status(), Changed: changed})
+}
+
 func (s *Server) policyExplain(w http.ResponseWriter, r *http.Request) {
 	var req ExplainRequest
 	if err := readJSON(r, &req); err != nil {
@@ -78,15 +94,33 @@ func (s *Server) policyExplain(w http.ResponseWriter, r *http.Request) {
 		q.MFAAge = &d
 	}
 	resp := ExplainResponse{Src: req.Src, Dst: req.Dst}
+	p := s.cfg.Policy.Current()
 	// Node names resolve to the node with everything the policy knows of
-	// it (owner, groups, tags, posture, MFA time).
+	// it (owner, groups, tags, posture, MFA time); a user's login to the
+	// user's own groups and role.
+	srcUser := ""
 	if n, ok := s.cfg.Engine.PolicyNode(req.Src); ok {
 		q.SrcNode, resp.Src = &n, describeNode("node "+req.Src, n)
+		if len(n.Tags) == 0 {
+			srcUser = n.User
+		}
+	} else {
+		srcUser = req.Src
+	}
+	if srcUser != "" {
+		source, groups := GroupFromPolicy, []string(nil)
+		if u, err := s.cfg.Store.GetUserByName(r.Context(), srcUser); err == nil {
+			source, groups = userGroupSource(u), u.Groups
+			if q.SrcNode == nil {
+				q.SrcGroups, q.SrcAdmin = u.Groups, u.Role == store.RoleAdmin
+			}
+		}
+		resp.SrcGroups = GroupMemberships(p, srcUser, groups, source)
 	}
 	if n, ok := s.cfg.Engine.PolicyNode(req.Dst); ok {
 		q.DstNode, resp.Dst = &n, describeNode("node "+req.Dst, n)
 	}
-	d, err := s.cfg.Policy.Current().Explain(q)
+	d, err := p.Explain(q)
 	if err != nil {
 		writeErr(w, fmt.Errorf("%w: %w", registry.ErrBadRequest, err))
 		return
@@ -122,4 +156,19 @@ func ExplainDecision(src, dst string, d policy.Decision) ExplainResponse {
 	e := ExplainResponse{Src: src, Dst: dst}
 	e.fill(d)
 	return e
+}
+
+// ExplainOffline explains q against p without a coordinator (the CLI's
+// policy explain --file): a source user is in the groups the file lists
+// it in.
+func ExplainOffline(p *policy.Policy, q policy.Query) (ExplainResponse, error) {
+	d, err := p.Explain(q)
+	if err != nil {
+		return ExplainResponse{}, err
+	}
+	e := ExplainDecision(q.Src, q.Dst, d)
+	if q.SrcNode == nil {
+		e.SrcGroups = GroupMemberships(p, q.Src, nil, GroupFromPolicy)
+	}
+	return e, nil
 }

@@ -17,12 +17,14 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /api/v1/users", s.createUser)
 	m.HandleFunc("POST /api/v1/users/{id}/disable", s.setUserDisabled(true))
 	m.HandleFunc("POST /api/v1/users/{id}/enable", s.setUserDisabled(false))
+	m.HandleFunc("POST /api/v1/users/{id}/role", s.setUserRole)
 	m.HandleFunc("DELETE /api/v1/users/{id}", s.deleteUser)
 	m.HandleFunc("GET /api/v1/nodes", s.listNodes)
 	m.HandleFunc("POST /api/v1/nodes/{id}/expire", s.expireNode)
 	m.HandleFunc("POST /api/v1/nodes/{id}/approve", s.approveNode)
 	m.HandleFunc("POST /api/v1/nodes/{id}/tags", s.tagNode)
 	m.HandleFunc("POST /api/v1/nodes/{id}/key-lifetime", s.setKeyLifetime)
+	m.HandleFunc("POST /api/v1/nodes/{id}/rename", s.renameNode)
 	m.HandleFunc("DELETE /api/v1/nodes/{id}", s.deleteNode)
 	m.HandleFunc("GET /api/v1/authkeys", s.listAuthKeys)
 	m.HandleFunc("POST /api/v1/authkeys", s.createAuthKey)
@@ -48,7 +50,7 @@ func (s *Server) listUsers(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]User, 0, len(users))
 	for _, u := range users {
-		out = append(out, userJSON(u))
+		out = append(out, s.userJSON(u))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -68,7 +70,7 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, userJSON(u))
+	writeJSON(w, http.StatusCreated, s.userJSON(u))
 }
 
 func (s *Server) setUserDisabled(disabled bool) http.HandlerFunc {
@@ -78,12 +80,30 @@ func (s *Server) setUserDisabled(disabled bool) http.HandlerFunc {
 			var u store.User
 			u, err = s.cfg.Registry.SetUserDisabled(r.Context(), actorFrom(r.Context()), store.UserID(id), disabled)
 			if err == nil {
-				writeJSON(w, http.StatusOK, userJSON(u))
+				writeJSON(w, http.StatusOK, s.userJSON(u))
 				return
 			}
 		}
 		writeErr(w, err)
 	}
+}
+
+func (s *Server) setUserRole(w http.ResponseWriter, r *http.Request) {
+	var req SetRoleRequest
+	if err := readJSON(r, &req); err != nil {
+		writeErr(w, err)
+		return
+	}
+	id, err := pathID(r)
+	if err == nil {
+		var u store.User
+		u, err = s.cfg.Registry.SetUserRole(r.Context(), actorFrom(r.Context()), store.UserID(id), store.Role(req.Role))
+		if err == nil {
+			writeJSON(w, http.StatusOK, s.userJSON(u))
+			return
+		}
+	}
+	writeErr(w, err)
 }
 
 func (s *Server) deleteUser(w http.ResponseWriter, r *http.Request) {
@@ -179,6 +199,18 @@ func (s *Server) setKeyLifetime(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+func (s *Server) renameNode(w http.ResponseWriter, r *http.Request) {
+	var req RenameNodeRequest
+	if err := readJSON(r, &req); err != nil {
+		writeErr(w, err)
+		return
+	}
+	s.nodeChange(w, r, func(id store.NodeID) error {
+		_, err := s.cfg.Registry.RenameNode(r.Context(), actorFrom(r.Context()), id, req.Name)
+		return err
+	})
+}
+
 func (s *Server) deleteNode(w http.ResponseWriter, r *http.Request) {
 	id, err := pathID(r)
 	if err == nil {
@@ -197,9 +229,14 @@ func (s *Server) listAuthKeys(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
+	names, err := s.userNames(r)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
 	out := make([]AuthKey, 0, len(keys))
 	for _, k := range keys {
-		out = append(out, authKeyJSON(k, ""))
+		out = append(out, authKeyJSON(k, "", names))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -217,7 +254,12 @@ func (s *Server) createAuthKey(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, authKeyJSON(k, plain))
+	names, err := s.userNames(r)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, authKeyJSON(k, plain, names))
 }
 
 func (s *Server) revokeAuthKey(expire bool) http.HandlerFunc {
@@ -227,7 +269,7 @@ func (s *Server) revokeAuthKey(expire bool) http.HandlerFunc {
 			var k store.AuthKey
 			k, err = s.cfg.Registry.RevokeAuthKey(r.Context(), actorFrom(r.Context()), store.AuthKeyID(id), expire)
 			if err == nil {
-				writeJSON(w, http.StatusOK, authKeyJSON(k, ""))
+				writeJSON(w, http.StatusOK, authKeyJSON(k, "", nil))
 				return
 			}
 		}
@@ -241,9 +283,14 @@ func (s *Server) listAPIKeys(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
+	names, err := s.userNames(r)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
 	out := make([]APIKey, 0, len(keys))
 	for _, k := range keys {
-		out = append(out, apiKeyJSON(k, ""))
+		out = append(out, apiKeyJSON(k, "", names))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -259,7 +306,7 @@ func (s *Server) createAPIKey(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, apiKeyJSON(k, plain))
+	writeJSON(w, http.StatusCreated, apiKeyJSON(k, plain, nil))
 }
 
 func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
@@ -290,4 +337,18 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
 		out = append(out, AuditEvent{Time: e.Time, Actor: e.Actor, Action: e.Action, Target: e.Target, Remote: e.Remote, Outcome: e.Outcome, Detail: e.Detail})
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// userNames returns the names of the users the caller may see (all for
+// admins, itself for members: the owners of what it may list).
+func (s *Server) userNames(r *http.Request) (userNames, error) {
+	users, err := s.cfg.Registry.ListUsers(r.Context(), actorFrom(r.Context()))
+	if err != nil {
+		return nil, err
+	}
+	names := make(userNames, len(users))
+	for _, u := range users {
+		names[u.ID] = u.Name
+	}
+	return names, nil
 }

@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/warrenmesh/warren/coordinator/policyfile"
 	"github.com/warrenmesh/warren/coordinator/registry"
 	"github.com/warrenmesh/warren/coordinator/store"
 )
@@ -37,6 +38,10 @@ type User struct {
 	// (never the credentials themselves).
 	Password bool `json:"password"`
 	TOTP     bool `json:"totp"`
+	// EffectiveGroups are the policy's groups the user is in, as rules
+	// see them, each with where the membership comes from: the policy
+	// file, the identity provider or the user record (Groups).
+	EffectiveGroups []GroupMembership `json:"effectiveGroups,omitempty"`
 }
 
 // CreateUserRequest is the body of POST /api/v1/users.
@@ -97,6 +102,16 @@ func ParseKeyLifetime(s string) (time.Duration, error) {
 	return d, nil
 }
 
+// RenameNodeRequest is the body of POST /api/v1/nodes/{id}/rename.
+type RenameNodeRequest struct {
+	Name string `json:"name"` // a DNS label
+}
+
+// SetRoleRequest is the body of POST /api/v1/users/{id}/role.
+type SetRoleRequest struct {
+	Role string `json:"role"` // "admin" or "member"
+}
+
 // SetTagsRequest is the body of POST /api/v1/nodes/{id}/tags.
 type SetTagsRequest struct {
 	Tags []string `json:"tags"`
@@ -109,6 +124,8 @@ type AuthKey struct {
 	Key        string    `json:"key,omitempty"`
 	Prefix     string    `json:"prefix"`
 	UserID     int64     `json:"userId"`
+	User       string    `json:"user,omitempty"`    // the owning user's name
+	Creator    string    `json:"creator,omitempty"` // who created it ("" if unknown)
 	Reusable   bool      `json:"reusable"`
 	Ephemeral  bool      `json:"ephemeral"`
 	Tags       []string  `json:"tags,omitempty"`
@@ -133,6 +150,7 @@ type APIKey struct {
 	Key        string    `json:"key,omitempty"`
 	Prefix     string    `json:"prefix"`
 	UserID     int64     `json:"userId"`
+	User       string    `json:"user,omitempty"` // the owning user's name
 	Expiration time.Time `json:"expiration,omitzero"`
 	Created    time.Time `json:"created"`
 	LastUsed   time.Time `json:"lastUsed,omitzero"`
@@ -180,17 +198,6 @@ func (d *Duration) UnmarshalText(b []byte) error {
 	return err
 }
 
-func userJSON(u store.User) User {
-	out := User{ID: int64(u.ID), Name: u.Name, Email: u.Email, Groups: u.Groups, Role: string(u.Role),
-		Disabled: u.Disabled, Created: u.Created, Issuer: u.Issuer, Subject: u.Subject,
-		Password: u.PasswordHash != "", TOTP: u.TOTPSecret != ""}
-	if !u.MFAAt.IsZero() {
-		t := u.MFAAt
-		out.LastMFA = &t
-	}
-	return out
-}
-
 func nodeJSON(n registry.NodeInfo) Node {
 	return Node{ID: int64(n.ID), Name: n.Name, Hostname: n.Hostname, User: n.User, Tags: n.Tags,
 		IPv4: n.IPv4, IPv6: n.IPv6, MachineKey: n.MachineKey.String(), NodeKey: n.NodeKey.String(),
@@ -207,14 +214,32 @@ func keyLifetimeJSON(d time.Duration) string {
 	return registry.FormatKeyLifetime(d)
 }
 
-func authKeyJSON(k store.AuthKey, plain string) AuthKey {
-	return AuthKey{ID: int64(k.ID), Key: plain, Prefix: k.Prefix, UserID: int64(k.UserID), Reusable: k.Reusable,
-		Ephemeral: k.Ephemeral, Tags: k.Tags, Expiration: k.Expiration, Created: k.Created, UsedCount: k.UsedCount, Revoked: k.Revoked}
+// userNames maps user IDs to names, for listings that show who owns what.
+type userNames map[store.UserID]string
+
+func authKeyJSON(k store.AuthKey, plain string, names userNames) AuthKey {
+	return AuthKey{ID: int64(k.ID), Key: plain, Prefix: k.Prefix, UserID: int64(k.UserID), User: names[k.UserID],
+		Creator: names[k.CreatorID], Reusable: k.Reusable, Ephemeral: k.Ephemeral, Tags: k.Tags, Expiration: k.Expiration,
+		Created: k.Created, UsedCount: k.UsedCount, Revoked: k.Revoked}
 }
 
-func apiKeyJSON(k store.APIKey, plain string) APIKey {
-	return APIKey{ID: int64(k.ID), Key: plain, Prefix: k.Prefix, UserID: int64(k.UserID), Expiration: k.Expiration,
-		Created: k.Created, LastUsed: k.LastUsed, Revoked: k.Revoked}
+func apiKeyJSON(k store.APIKey, plain string, names userNames) APIKey {
+	return APIKey{ID: int64(k.ID), Key: plain, Prefix: k.Prefix, UserID: int64(k.UserID), User: names[k.UserID],
+		Expiration: k.Expiration, Created: k.Created, LastUsed: k.LastUsed, Revoked: k.Revoked}
+}
+
+// ApplyPolicyRequest is the body of POST /api/v1/policy: a whole policy
+// file to put in force (and write to the coordinator's policy file).
+type ApplyPolicyRequest struct {
+	Source string `json:"source"`
+}
+
+// ApplyPolicyResponse is the policy in force after POST /api/v1/policy;
+// Changed is false when the source was what was in force already (no new
+// version).
+type ApplyPolicyResponse struct {
+	policyfile.Status
+	Changed bool `json:"changed"`
 }
 
 // PolicyVersion is one accepted policy file in the history.
@@ -249,6 +274,9 @@ type ExplainResponse struct {
 	Rule       *ExplainRule       `json:"rule,omitempty"`
 	Candidates []ExplainCandidate `json:"candidates,omitempty"`
 	Text       string             `json:"text"`
+	// SrcGroups are the policy's groups the source user (or the owner of
+	// the source node) is in, and where each membership comes from.
+	SrcGroups []GroupMembership `json:"srcGroups,omitempty"`
 }
 
 // ExplainRule is an acls rule: its number (from 1), line and text.

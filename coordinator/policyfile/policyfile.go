@@ -4,7 +4,10 @@
 // with its hash, author and diff, and hands it to the netmap engine. It
 // watches the file so that an edit takes effect within a second; a broken
 // edit is rejected loudly (log, audit log, Status for the CLI) and the last
-// good policy stays in force, across restarts too.
+// good policy stays in force, across restarts too. Apply is the other way
+// in: a policy sent through the admin API, recorded as its sender's and
+// written over the file. It never puts a policy in force unvalidated or
+// unrecorded, and never records a version identical to the one in force.
 package policyfile
 
 import (
@@ -207,6 +210,18 @@ func (m *Manager) reload(ctx context.Context, actor string) error {
 		m.reject(ctx, author, hash, err)
 		return err
 	}
+	if err := m.accept(ctx, p, src, hash, author, nil); err != nil {
+		m.reject(ctx, author, hash, err)
+		return err
+	}
+	return nil
+}
+
+// accept records the validated policy p (source src, hash hash) as a new
+// version by author and puts it in force. before, if not nil, runs last in
+// the version's transaction; its error undoes the version. Callers hold
+// m.mu.
+func (m *Manager) accept(ctx context.Context, p *policy.Policy, src []byte, hash, author string, before func() error) error {
 	prev := m.status
 	v := store.PolicyVersion{Hash: hash, Source: string(src), Author: author, Created: m.cfg.Now()}
 	if m.current != nil {
@@ -214,7 +229,7 @@ func (m *Manager) reload(ctx context.Context, actor string) error {
 	}
 	// The version and its audit event commit together, and only then is
 	// the policy put in force: a policy is never in force unrecorded.
-	err = m.cfg.Audit.Commit(ctx, func(tx *audit.Tx) error {
+	err := m.cfg.Audit.Commit(ctx, func(tx *audit.Tx) error {
 		var err error
 		if v, err = tx.SavePolicy(ctx, v); err != nil {
 			return err
@@ -225,12 +240,13 @@ func (m *Manager) reload(ctx context.Context, actor string) error {
 			detail["diff"] = v.Diff
 		}
 		tx.Record(audit.Event{Actor: author, Action: "policy.apply", Target: "policy", Detail: detail})
+		if before != nil {
+			return before()
+		}
 		return nil
 	})
 	if err != nil {
-		err = fmt.Errorf("record policy version: %w", err)
-		m.reject(ctx, author, hash, err)
-		return err
+		return fmt.Errorf("record policy version: %w", err)
 	}
 	m.install(p, v)
 	m.log.Info("policy applied", "version", v.ID, "hash", short(hash), "author", author, "warnings", len(p.Warnings()))

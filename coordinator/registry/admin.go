@@ -452,8 +452,13 @@ type AuthKeyRequest struct {
 	Reusable  bool
 	Ephemeral bool
 	Tags      []string
-	TTL       time.Duration // 0: never expires
+	TTL       time.Duration // 0: DefaultSingleUseKeyTTL for a single-use key, never for a reusable one
 }
+
+// DefaultSingleUseKeyTTL is how long a single-use pre-auth key lasts when
+// its creator names no TTL: it is meant for one machine joining now, and
+// one left lying around should not work for ever.
+const DefaultSingleUseKeyTTL = time.Hour
 
 // CreateAuthKey creates a pre-auth key and returns it with its plaintext,
 // which is shown this once and never stored. Tags must be defined in the
@@ -467,6 +472,9 @@ func (r *Registry) CreateAuthKey(ctx context.Context, a Actor, req AuthKeyReques
 	plain, hash, display := auth.NewSecret(auth.AuthKeyPrefix)
 	k := store.AuthKey{Prefix: display, Hash: hash, UserID: req.UserID, CreatorID: a.UserID, Reusable: req.Reusable,
 		Ephemeral: req.Ephemeral, Tags: req.Tags, Created: r.now()}
+	if req.TTL == 0 && !req.Reusable {
+		req.TTL = DefaultSingleUseKeyTTL
+	}
 	if req.TTL > 0 {
 		k.Expiration = k.Created.Add(req.TTL)
 	}

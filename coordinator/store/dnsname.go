@@ -38,3 +38,10 @@ func DNSLabel(hostname string) string {
 
 // trimLabel removes leading and trailing hyphens.
 func trimLabel(s string) string { return strings.Trim(s, "-") }
+
+// ValidNodeName reports whether name can be a node's name as given: a DNS
+// label of lowercase letters, digits and inner hyphens, 1 to 63
+// characters, as DNSLabel makes them.
+func ValidNodeName(name string) bool {
+	return name != "" && len(name) <= maxLabel && DNSLabel(name) == name
+}

@@ -148,6 +148,11 @@ ALTER TABLE users ADD COLUMN totp_last_step INTEGER NOT NULL DEFAULT 0;
 -- migration (their creator is unknown).
 ALTER TABLE auth_keys ADD COLUMN creator_id INTEGER NOT NULL DEFAULT -1;
 `},
+	{8, `
+-- 1: an admin named the node (nodes rename); its name no longer follows
+-- its hostname.
+ALTER TABLE nodes ADD COLUMN given_name INTEGER NOT NULL DEFAULT 0;
+`},
 }
 
 // migrate applies pending migrations, each in its own transaction, and

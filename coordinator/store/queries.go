@@ -194,14 +194,14 @@ func list[T any](ctx context.Context, q queries, what, query string, scan func(i
 
 // Nodes.
 
-const nodeCols = `id, machine_key, node_key, disco_key, user_id, tags, ipv4, ipv6, hostname, name, created, last_seen, key_expiry, endpoints, home_relay, ephemeral, auth_key_id, pending, key_lifetime_seconds`
+const nodeCols = `id, machine_key, node_key, disco_key, user_id, tags, ipv4, ipv6, hostname, name, created, last_seen, key_expiry, endpoints, home_relay, ephemeral, auth_key_id, pending, key_lifetime_seconds, given_name`
 
 func scanNode(row interface{ Scan(...any) error }) (Node, error) {
 	var n Node
 	var mk, nk, dk, tags, v4, v6, eps string
 	var created, seen, expiry, lifetime int64
 	if err := row.Scan(&n.ID, &mk, &nk, &dk, &n.UserID, &tags, &v4, &v6, &n.Hostname, &n.Name, &created, &seen, &expiry,
-		&eps, &n.HomeRelay, &n.Ephemeral, &n.AuthKeyID, &n.Pending, &lifetime); err != nil {
+		&eps, &n.HomeRelay, &n.Ephemeral, &n.AuthKeyID, &n.Pending, &lifetime, &n.GivenName); err != nil {
 		return n, wrapErr(err)
 	}
 	n.Created, n.LastSeen, n.KeyExpiry = fromNanos(created), fromNanos(seen), fromNanos(expiry)
@@ -298,17 +298,23 @@ func (q queries) UpdateNode(ctx context.Context, n Node) (Node, error) {
 		return Node{}, err
 	}
 	name := old.Name
-	if n.Hostname != old.Hostname {
+	switch {
+	case n.GivenName:
+		if !ValidNodeName(n.Name) {
+			return Node{}, fmt.Errorf("update node %d: %q is not a DNS label", n.ID, n.Name)
+		}
+		name = n.Name
+	case n.Hostname != old.Hostname || old.GivenName:
 		if name, err = q.uniqueName(ctx, n.Hostname, n.ID); err != nil {
 			return Node{}, err
 		}
 	}
 	err = q.execOne(ctx, fmt.Sprintf("update node %d", n.ID), `UPDATE nodes SET machine_key = ?, node_key = ?, disco_key = ?,
 		user_id = ?, tags = ?, hostname = ?, name = ?, last_seen = ?, key_expiry = ?, endpoints = ?, home_relay = ?,
-		ephemeral = ?, auth_key_id = ?, pending = ?, key_lifetime_seconds = ? WHERE id = ?`,
+		ephemeral = ?, auth_key_id = ?, pending = ?, key_lifetime_seconds = ?, given_name = ? WHERE id = ?`,
 		n.MachineKey.String(), n.NodeKey.String(), n.DiscoKey.String(), n.UserID, jsonText(n.Tags), n.Hostname, name,
 		nanos(n.LastSeen), nanos(n.KeyExpiry), jsonText(n.Endpoints), n.HomeRelay, boolInt(n.Ephemeral), n.AuthKeyID,
-		boolInt(n.Pending), lifetimeSeconds(n.KeyLifetime), n.ID)
+		boolInt(n.Pending), lifetimeSeconds(n.KeyLifetime), boolInt(n.GivenName), n.ID)
 	if err != nil {
 		return Node{}, err
 	}

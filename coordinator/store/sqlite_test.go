@@ -461,7 +461,7 @@ func TestNodeKeyLifetime(t *testing.T) {
 	must(t, err)
 	_, err = db.Exec(`ALTER TABLE nodes DROP COLUMN key_lifetime_seconds;
 		ALTER TABLE users DROP COLUMN refresh_token; ALTER TABLE users DROP COLUMN idp_checked_at;
-		ALTER TABLE auth_keys DROP COLUMN creator_id;
+		ALTER TABLE auth_keys DROP COLUMN creator_id; ALTER TABLE nodes DROP COLUMN given_name;
 		DROP TABLE high_water; ALTER TABLE users DROP COLUMN totp_last_step;
 		DELETE FROM schema_migrations WHERE version >= 4`)
 	must(t, err)

@@ -94,7 +94,7 @@ type Node struct {
 	IPv4      netip.Addr // in 100.64.0.0/10, unique, stable for the node
 	IPv6      netip.Addr // in fd7a:115c:a1e0::/48, unique, stable
 	Hostname  string     // as the node reported it
-	Name      string     // unique DNS label derived from Hostname
+	Name      string     // unique DNS label derived from Hostname, or given (GivenName)
 	Created   time.Time
 	LastSeen  time.Time // zero: never connected
 	KeyExpiry time.Time // zero: never expires
@@ -112,6 +112,9 @@ type Node struct {
 	// is how long each new key lasts. It is stored with one-second
 	// precision. Tagged nodes never expire, whatever it says.
 	KeyLifetime time.Duration
+	// GivenName is set when an admin named the node (nodes rename): Name
+	// then stays as given when the hostname changes.
+	GivenName bool
 }
 
 // KeyLifetimeNever is the Node.KeyLifetime of a node whose key never
@@ -218,7 +221,9 @@ type Queries interface {
 	GetNodeByNodeKey(ctx context.Context, k key.NodePublic) (Node, error)
 	ListNodes(ctx context.Context) ([]Node, error)
 	// UpdateNode writes every field of n except ID, Created, IPv4 and IPv6.
-	// If Hostname changed, Name is re-derived (unique).
+	// Name is written as is when GivenName is set (ErrConflict if another
+	// node has it; see ValidNodeName); otherwise, if Hostname changed or
+	// the name was given before, Name is re-derived (unique).
 	UpdateNode(ctx context.Context, n Node) (Node, error)
 	DeleteNode(ctx context.Context, id NodeID) error
 

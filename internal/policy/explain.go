@@ -14,13 +14,18 @@ import (
 // a user login, tag:..., host alias or IP address. The destination is
 // DstNode, or else Dst of the same kinds. A Src user stands for an
 // untagged device of that user, in the groups the policy file lists them
-// in, with no identity-provider groups and no admin role; pass a SrcNode
-// to explain a real device.
+// in and in SrcGroups, with the admin role if SrcAdmin; pass a SrcNode to
+// explain a real device.
 type Query struct {
 	Src     string
 	SrcNode *Node
-	Dst     string
-	DstNode *Node
+	// SrcGroups and SrcAdmin are a Src user's own groups (from the
+	// identity provider or the user record, "eng" or "group:eng") and
+	// role, when the caller knows the user.
+	SrcGroups []string
+	SrcAdmin  bool
+	Dst       string
+	DstNode   *Node
 	// Proto is a protocol name or number; "" means tcp.
 	Proto string
 	Port  uint16
@@ -96,6 +101,10 @@ func (p *Policy) Explain(q Query) (Decision, error) {
 			return Decision{}, err
 		}
 		f.src.attrs = q.SrcPostureAttrs
+		if f.src.user != "" && !f.src.tagged {
+			f.src.groups = p.effectiveGroups(f.src.user, q.SrcGroups)
+			f.src.admin = q.SrcAdmin
+		}
 		if q.MFAAge != nil {
 			f.mfaKnown, f.mfaAge = true, *q.MFAAge
 		}
