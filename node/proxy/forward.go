@@ -75,7 +75,7 @@ func (s *Server) serveForward(c net.Conn) {
 func forwardReason(f failure) string {
 	switch f {
 	case failUnknownHost:
-		return "unknown host: not in this node's netmap"
+		return "no such node, or not reachable under the current policy"
 	case failRefused:
 		return "connection refused"
 	case failTimeout:

@@ -275,7 +275,7 @@ func (s *Server) httpDialFail(c net.Conn, host string, port uint16, err error) {
 	switch classify(err) {
 	case failUnknownHost:
 		s.httpFail(c, http.StatusBadGateway,
-			fmt.Sprintf("warren: unknown host %s: not in this node's netmap", displayHost(host)))
+			fmt.Sprintf("warren: %q: no such node, or not reachable under the current policy", displayHost(host)))
 	case failRefused:
 		s.httpFail(c, http.StatusBadGateway, fmt.Sprintf("warren: connection to %s refused", target))
 	case failTimeout:

@@ -176,9 +176,9 @@ func TestHTTPErrors(t *testing.T) {
 		wantBody string
 	}{
 		{"connect unknown host", addr, "CONNECT db2:5432 HTTP/1.1\r\nHost: db2:5432\r\n\r\n",
-			502, "warren: unknown host db2: not in this node's netmap"},
+			502, "warren: \"db2\": no such node, or not reachable under the current policy"},
 		{"get unknown host", addr, "GET http://db2/x HTTP/1.1\r\nHost: db2\r\n\r\n",
-			502, "warren: unknown host db2: not in this node's netmap"},
+			502, "warren: \"db2\": no such node, or not reachable under the current policy"},
 		{"refused", addr, fmt.Sprintf("CONNECT gone:%d HTTP/1.1\r\n\r\n", closed.Port()), 502, "refused"},
 		{"dial timeout", slowAddr, fmt.Sprintf("CONNECT db:%d HTTP/1.1\r\n\r\n", echo.Port()), 504, "timed out"},
 		{"connect without port", addr, "CONNECT db HTTP/1.1\r\n\r\n", 400, "host:port"},
