@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
+	"slices"
 	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
@@ -99,6 +100,11 @@ func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	if len(bufs) > 0 && isHandshake(bufs[0]) {
 		p.handshook.Store(true)
 	}
+	for _, b := range bufs {
+		if len(b) > 0 && b[0] == wgInitiation {
+			p.lastInit.Store(&sentInit{pkt: slices.Clone(b), at: now})
+		}
+	}
 	if c.cfg.RelayOnly {
 		return c.relays.send(p, bufs)
 	}
@@ -129,8 +135,55 @@ func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 		// whatever answers.
 		return c.sendToCandidates(p, bufs)
 	}
+	if best == nil {
+		// Handshake messages also go to the netmap's endpoints: the relay
+		// drops a packet for a peer not connected to it (yet: a node
+		// that just started), and WireGuard would not try again for 5 s.
+		// They are rare and small; a peer behind a NAT never sees them.
+		if hs := handshakes(bufs); len(hs) > 0 {
+			_ = c.sendToCandidates(p, hs)
+		}
+	}
 	return err
 }
+
+// handshakes returns the handshake messages among bufs.
+func handshakes(bufs [][]byte) [][]byte {
+	var out [][]byte
+	for _, b := range bufs {
+		if isHandshake(b) {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// sentInit is the last handshake initiation sent to a peer.
+type sentInit struct {
+	pkt []byte
+	at  int64 // c.now
+}
+
+// resendInit sends p's last handshake initiation again on the path ep
+// just proven, if no response has come since it went out and WireGuard
+// would not retry it yet: it went only through the relay and the peer's
+// endpoints, and may well be lost (the peer not yet on the relay, a NAT
+// dropping it), and WireGuard waits 5 s before its next attempt. A peer
+// that did receive it ignores the copy (WireGuard refuses a replayed
+// initiation).
+func (c *Conn) resendInit(p *peer, ep conn.Endpoint, now int64) {
+	si := p.lastInit.Swap(nil)
+	if si == nil || now-si.at >= int64(initRetry) {
+		return
+	}
+	if err := c.udp.Send([][]byte{si.pkt}, ep); err != nil {
+		c.log.Debug("resend handshake initiation", "peer", p.ep.Key.ShortString(), "err", err)
+	}
+}
+
+// initRetry is when WireGuard itself sends a new initiation for an
+// unanswered one (device.RekeyTimeout).
+const initRetry = 5 * time.Second
 
 // sendToCandidates sends to every endpoint the netmap lists for p.
 func (c *Conn) sendToCandidates(p *peer, bufs [][]byte) error {
@@ -195,6 +248,9 @@ func (c *Conn) noteWireGuard(p *peer, pkt []byte) {
 	switch {
 	case isHandshake(pkt):
 		p.handshook.Store(true)
+		if pkt[0] == wgResponse {
+			p.lastInit.Store(nil) // answered
+		}
 	case len(pkt) > 0 && pkt[0] == wgData && !p.handshook.Load():
 		now := c.now()
 		last := p.staleAt.Load()

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"time"
 
+	"golang.zx2c4.com/wireguard/conn"
+
 	"github.com/warrenmesh/warren/internal/key"
 	"github.com/warrenmesh/warren/node/disco"
 )
@@ -84,6 +86,7 @@ func (c *Conn) onPong(p *peer, m *disco.Pong, from netip.AddrPort) {
 	}
 	rtt := time.Duration(now - sent.at)
 	best := p.best.Load()
+	var newPath conn.Endpoint
 	switch {
 	case best != nil && best.addr == from:
 		p.best.Store(&bestAddr{addr: from, ep: best.ep, rtt: rtt})
@@ -93,6 +96,7 @@ func (c *Conn) onPong(p *peer, m *disco.Pong, from netip.AddrPort) {
 			return
 		}
 		p.best.Store(&bestAddr{addr: from, ep: ep, rtt: rtt})
+		newPath = ep
 		c.log.Info("direct path", "peer", p.ep.Key.ShortString(), "addr", from, "rtt", rtt)
 	default:
 		c.log.Debug("disco: alternative path answers; keeping the current one", "peer", p.ep.Key.ShortString(), "addr", from, "rtt", rtt)
@@ -102,6 +106,9 @@ func (c *Conn) onPong(p *peer, m *disco.Pong, from netip.AddrPort) {
 	p.mu.Lock()
 	p.attempts = 0
 	p.mu.Unlock()
+	if newPath != nil {
+		c.resendInit(p, newPath, now)
+	}
 }
 
 // onCallMeMaybe pings every endpoint the peer listed, now: the peer pings
