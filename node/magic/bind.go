@@ -135,27 +135,7 @@ func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 		// whatever answers.
 		return c.sendToCandidates(p, bufs)
 	}
-	if best == nil {
-		// Handshake messages also go to the netmap's endpoints: the relay
-		// drops a packet for a peer not connected to it (yet: a node
-		// that just started), and WireGuard would not try again for 5 s.
-		// They are rare and small; a peer behind a NAT never sees them.
-		if hs := handshakes(bufs); len(hs) > 0 {
-			_ = c.sendToCandidates(p, hs)
-		}
-	}
 	return err
-}
-
-// handshakes returns the handshake messages among bufs.
-func handshakes(bufs [][]byte) [][]byte {
-	var out [][]byte
-	for _, b := range bufs {
-		if isHandshake(b) {
-			out = append(out, b)
-		}
-	}
-	return out
 }
 
 // sentInit is the last handshake initiation sent to a peer.

@@ -111,14 +111,42 @@ func (c *Conn) onPong(p *peer, m *disco.Pong, from netip.AddrPort) {
 	}
 }
 
-// onCallMeMaybe pings every endpoint the peer listed, now: the peer pings
-// ours at the same moment, so both NATs open.
+// onCallMeMaybe pings every endpoint the peer listed, now: the peer
+// opened its NAT for them before it asked (see opener.go). Then, unless we
+// asked the peer ourselves a moment ago, it asks the peer back: our pings
+// have just mapped our NAT for the peer's endpoints, so the peer's full
+// pings, which it sends on our call-me-maybe, cannot reach our router
+// before our own flow exists.
 func (c *Conn) onCallMeMaybe(p *peer, m *disco.CallMeMaybe) {
 	for _, a := range m.Endpoints {
 		if a.IsValid() && !a.Addr().IsUnspecified() {
 			c.ping(p, a, true)
 		}
 	}
+	if now := c.now(); now-p.lastCallMeMaybe.Load() >= int64(callMeMaybeGap) {
+		c.callMeMaybe(p, now)
+	}
+}
+
+// callMeMaybeGap is how long after sending a peer a call-me-maybe we do
+// not answer one of its with another (so two nodes never keep answering
+// each other).
+const callMeMaybeGap = time.Second
+
+// callMeMaybe asks p, through the relay, to ping our endpoints.
+func (c *Conn) callMeMaybe(p *peer, now int64) {
+	p.mu.Lock()
+	shared := p.shared
+	p.mu.Unlock()
+	eps, _ := c.Advertised()
+	if shared.IsZero() || len(eps) == 0 {
+		return
+	}
+	if len(eps) > 32 {
+		eps = eps[:32]
+	}
+	p.lastCallMeMaybe.Store(now)
+	c.relays.sendOne(p, shared.Seal(&disco.CallMeMaybe{Endpoints: eps}))
 }
 
 // ping sends a disco ping to addr unless one went there very recently
@@ -170,22 +198,14 @@ func (c *Conn) discover(p *peer, now int64) {
 	p.lastDiscovery.Store(now)
 	p.mu.Lock()
 	p.attempts++
-	shared, attempts := p.shared, p.attempts
+	attempts := p.attempts
 	p.mu.Unlock()
 	cands := p.candidates()
 	c.log.Debug("disco: discovery round", "peer", p.ep.Key.ShortString(), "candidates", cands, "attempt", attempts)
 	// Openers and the pings due now go before the call-me-maybe: the
 	// peer's answering pings must find our NAT open.
 	c.probe(p, cands, true)
-	eps, _ := c.Advertised()
-	if shared.IsZero() || len(eps) == 0 {
-		return
-	}
-	if len(eps) > 32 {
-		eps = eps[:32]
-	}
-	pkt := shared.Seal(&disco.CallMeMaybe{Endpoints: eps})
-	c.relays.sendOne(p, pkt)
+	c.callMeMaybe(p, now)
 }
 
 // stale reports whether the best path missed a heartbeat's pong: none
@@ -204,10 +224,13 @@ func (p *peer) stale(now int64) bool {
 // once: a peer whose NAT moved it announces its new endpoint this way,
 // and our ping opens our NAT for its pings from there.
 func (c *Conn) pingNew(p *peer, addrs []netip.AddrPort) {
-	if c.cfg.RelayOnly || c.now()-p.lastSend.Load() > int64(activeWindow) {
+	now := c.now()
+	if c.cfg.RelayOnly || now-p.lastSend.Load() > int64(activeWindow) {
 		return
 	}
-	c.probe(p, addrs, false)
+	if c.probe(p, addrs, false) && now-p.lastCallMeMaybe.Load() >= int64(callMeMaybeGap) {
+		c.callMeMaybe(p, now) // the peer's pings, not ours, go first (see opener.go)
+	}
 }
 
 // discoveryInterval is the back-off between discovery rounds: 1 s, 2 s,

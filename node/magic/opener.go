@@ -23,10 +23,12 @@ import (
 // through our own NAT router (which maps the flow) but not past the next
 // router on the internet, so the peer's router never sees it. The peer's
 // pings then arrive at our router as replies, get through, and are
-// answered, and its router mapped them on the way out, so our pings get
-// through too. Our own full-TTL pings wait openerWait for that to happen
-// first; a peer without a NAT, or one that does not answer the
-// call-me-maybe, gets them after that.
+// answered, and its router mapped them on the way out. Having pinged, the
+// peer asks us back with a call-me-maybe of its own (onCallMeMaybe), and
+// only then do we ping it at full TTL: its router has its flow to us by
+// then, however long the relay or a busy machine took, so our pings are
+// replies there too. A peer that never asks back (one not on the relay
+// yet) gets our full pings after openerFallback.
 //
 // The opener needs at least one router between the two NATs, which the
 // internet has; two NATs on one link still meet only on the relay. Only
@@ -37,19 +39,12 @@ import (
 // it with TTL 1, and the next router drops it.
 const openerTTL = 2
 
-// openerWait returns how long full-TTL pings wait after the openers: time
-// for the call-me-maybe to cross the relay and the peer's pings to come
-// back, which is about twice the round trip to the relay region, plus
-// slack; at most a second.
-func (c *Conn) openerWait(p *peer) time.Duration {
-	wait := 100 * time.Millisecond
-	if rep := c.LastReport(); rep != nil {
-		if r := c.relays.regionFor(p); r != nil {
-			wait += 2 * rep.RegionLatency[r.ID]
-		}
-	}
-	return min(wait, time.Second)
-}
+// openerFallback is how long full-TTL pings to opened addresses wait for
+// the peer to ask us back: sent any earlier, they could reach an
+// unfiltering router before the peer's own pings leave it (a timing
+// wager lost on any busy machine); a peer that answers asks well within
+// it, and one that does not gets them then.
+const openerFallback = 2 * time.Second
 
 // sendOpeners sends an opener ping to each IPv4 address in addrs and
 // returns the addresses it reached our socket's send path for (none where
@@ -72,10 +67,10 @@ func (c *Conn) sendOpeners(p *peer, addrs []netip.AddrPort) []netip.AddrPort {
 }
 
 // probe pings addrs for p: those it can send openers to get an opener now
-// and a full ping after openerWait (unless a direct path is proven by
+// and a full ping after openerFallback (unless a direct path is proven by
 // then); the rest get a full ping now. It returns after sending what is
-// due now.
-func (c *Conn) probe(p *peer, addrs []netip.AddrPort, force bool) {
+// due now, and reports whether it sent any opener.
+func (c *Conn) probe(p *peer, addrs []netip.AddrPort, force bool) bool {
 	opened := c.sendOpeners(p, addrs)
 	for _, a := range addrs {
 		if !containsAddr(opened, a) {
@@ -83,9 +78,9 @@ func (c *Conn) probe(p *peer, addrs []netip.AddrPort, force bool) {
 		}
 	}
 	if len(opened) == 0 {
-		return
+		return false
 	}
-	c.after(c.openerWait(p), func() {
+	c.after(openerFallback, func() {
 		if _, ok := p.trusted(c.now()); ok {
 			return
 		}
@@ -93,6 +88,7 @@ func (c *Conn) probe(p *peer, addrs []netip.AddrPort, force bool) {
 			c.ping(p, a, true)
 		}
 	})
+	return true
 }
 
 // after runs fn on its own goroutine after d, unless the Conn closes

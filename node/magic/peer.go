@@ -65,6 +65,8 @@ type peer struct {
 	// lastInit is the last handshake initiation sent to the peer, until a
 	// response comes or it is sent again on a new path (see resendInit).
 	lastInit atomic.Pointer[sentInit]
+	// lastCallMeMaybe is c.now when we last sent the peer a call-me-maybe.
+	lastCallMeMaybe atomic.Int64
 }
 
 // bestAddr is a proven direct path.
@@ -160,6 +162,7 @@ func (c *Conn) SetPeers(nodes []wire.Node) {
 			p.lastDiscovery.Store(-int64(time.Hour))
 			p.wakeAt.Store(-int64(time.Hour))
 			p.staleAt.Store(-int64(time.Hour))
+			p.lastCallMeMaybe.Store(-int64(time.Hour))
 			// Nothing sent yet: not active (the clock starts at 0 when the
 			// Conn does, so a zero would count as a send at start-up).
 			p.lastSend.Store(-int64(time.Hour))
