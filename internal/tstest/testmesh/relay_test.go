@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"fmt"
 	"io"
 	"net"
 	"net/http/httptest"
@@ -16,6 +17,7 @@ import (
 	"github.com/warrenmesh/warren/coordinator/registry"
 	"github.com/warrenmesh/warren/derp"
 	"github.com/warrenmesh/warren/internal/key"
+	"github.com/warrenmesh/warren/internal/tstest/poll"
 	"github.com/warrenmesh/warren/internal/wire"
 	"github.com/warrenmesh/warren/node/controlclient"
 )
@@ -63,18 +65,13 @@ func transfer(t *testing.T, c net.Conn, size int) {
 // how long that took.
 func waitPath(t *testing.T, src *Node, within time.Duration, ok func(path string) bool) time.Duration {
 	t.Helper()
-	start := time.Now()
 	k := peerKey(src)
-	for {
-		p := src.Engine().Path(k)
-		if ok(p) {
-			return time.Since(start)
+	return poll.Until(t, within, src.Name+": path", func() error {
+		if p := src.Engine().Path(k); !ok(p) {
+			return fmt.Errorf("still %q", p)
 		}
-		if time.Since(start) > within {
-			t.Fatalf("%s: path still %q after %v", src.Name, p, within)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func TestDirectPathUpgrade(t *testing.T) {
