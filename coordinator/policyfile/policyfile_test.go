@@ -126,10 +126,15 @@ func TestEditsAppliedAndBrokenEditsRejected(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := m.Status()
-	done := make(chan error)
+	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx) }()
 	defer func() { cancel(); <-done }()
-	time.Sleep(50 * time.Millisecond) // let the watcher start
+	select {
+	case <-m.Watching():
+	case err := <-done:
+		done <- err // for the deferred wait
+		t.Fatalf("Run ended before watching: %v", err)
+	}
 
 	// A valid edit is applied and recorded with its diff.
 	edited := strings.Replace(goodPolicy, `"tag:db:5432"]}]`, `"tag:db:5432,5433"]}]`, 1)
