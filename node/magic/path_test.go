@@ -101,7 +101,7 @@ func TestDirectPath(t *testing.T) {
 	// at most heartbeatInterval before).
 	b.close()
 	start := time.Now()
-	poll.UntilTrue(t, trustDuration+time.Second, "a leaves the direct path", func() bool {
+	poll.UntilTrue(t, trustDuration+wait, "a leaves the direct path", func() bool {
 		return !strings.HasPrefix(a.c.Path(bKey), "direct ")
 	})
 	t.Logf("left the direct path %v after the peer went away", time.Since(start).Round(time.Millisecond))

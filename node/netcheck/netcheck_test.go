@@ -208,8 +208,12 @@ func TestResolveForms(t *testing.T) {
 	}
 }
 
+// TestSendFailures: a probe whose sends all failed ends the STUN phase at
+// once. The phase here would last a minute, so only a Run that waits it
+// out fails the bound; a busy machine does not.
 func TestSendFailures(t *testing.T) {
 	cfg := fastConfig(nil)
+	cfg.Timeout = 2 * time.Minute
 	cfg.Conn = failConn{}
 	c := NewChecker(cfg)
 	start := time.Now()

@@ -57,9 +57,12 @@ func TestOffboardingCutsUserNodesKeepsTaggedOnes(t *testing.T) {
 	start := time.Now()
 	_, err = m.Coord.Registry().SetUserDisabled(context.Background(), Admin, ann.ID, true)
 	must(t, err)
+	// The README promises "within a second or two"; the bound is wider so
+	// a busy machine does not fail it (a cut that waited for a periodic
+	// check or WireGuard's timers still would). The time taken is logged.
 	for echoes(fromLaptop, 200*time.Millisecond) {
-		if time.Since(start) > 2*time.Second {
-			t.Fatal("the disabled user's laptop still reaches bob's node after 2 s")
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("the disabled user's laptop still reaches bob's node after 5 s")
 		}
 	}
 	cut := time.Since(start)

@@ -84,8 +84,10 @@ func TestDirectPathUpgrade(t *testing.T) {
 	defer c.Close()
 	transfer(t, c, 64<<10)
 	direct := func(p string) bool { return strings.HasPrefix(p, "direct 127.0.0.1:") }
-	waitPath(t, a, 3*time.Second-time.Since(start), direct)
-	waitPath(t, b, 3*time.Second-time.Since(start), direct)
+	// Direct within 5 s of the first packet (well under a second when the
+	// machine is idle; the time taken is logged).
+	waitPath(t, a, 5*time.Second-time.Since(start), direct)
+	waitPath(t, b, 5*time.Second-time.Since(start), direct)
 	t.Logf("direct both ways %v after the first packet", time.Since(start))
 	transfer(t, c, 1<<20)
 }
@@ -147,16 +149,13 @@ func TestRelayRegionFailover(t *testing.T) {
 	dead.srv.Close()
 	start := time.Now()
 	for _, n := range []*Node{a, b} {
-		for {
+		poll.Until(t, wait, fmt.Sprintf("%s and its peer off region %d", n.Name, home), func() error {
 			peer := n.Netmap().Peers[0].HomeRelay
 			if n.Engine().HomeRegion() != home && peer != home && peer != 0 {
-				break
+				return nil
 			}
-			if time.Since(start) > wait {
-				t.Fatalf("%s: home region %d, peer's %d; want both off region %d", n.Name, n.Engine().HomeRegion(), peer, home)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return fmt.Errorf("home region %d, peer's %d", n.Engine().HomeRegion(), peer)
+		})
 	}
 	transfer(t, c, 256<<10) // the connection from before the failure survives
 	t.Logf("moved off region %d in %v", home, time.Since(start))

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/net/ipv4"
 
 	"github.com/warrenmesh/warren/internal/tstest/netns/natlab"
+	"github.com/warrenmesh/warren/internal/tstest/poll"
 )
 
 // TestHolePunch checks hole punching with plain UDP sockets: two hosts
@@ -190,15 +191,15 @@ func waitConntrack(t *testing.T, r *natlab.Router, dst netip.AddrPort) {
 	t.Helper()
 	want := fmt.Sprintf("dst=%s sport=", dst.Addr())
 	port := fmt.Sprintf("dport=%d ", dst.Port())
-	for range 100 {
-		for _, line := range strings.Split(r.Conntrack(), "\n") {
+	poll.Until(t, 10*time.Second, "a conntrack flow to "+dst.String()+" on the router", func() error {
+		table := r.Conntrack()
+		for _, line := range strings.Split(table, "\n") {
 			if strings.Contains(line, want) && strings.Contains(line, port) {
-				return
+				return nil
 			}
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("no conntrack flow to %s on the router:\n%s", dst, r.Conntrack())
+		return fmt.Errorf("the table:\n%s", table)
+	})
 }
 
 // reaches sends from src to dst (the mapped endpoint of the socket dstPC)
