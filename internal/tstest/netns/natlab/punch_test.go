@@ -20,8 +20,8 @@ import (
 // TestHolePunch checks hole punching with plain UDP sockets: two hosts
 // learn their mapped endpoints from STUN, then both send to the other's
 // mapped endpoint. Behind two endpoint-independent NATs packets get
-// through both ways within a second; with a symmetric NAT (or BlockUDP) on
-// one side, none get through in that time.
+// through both ways (in milliseconds; the time is logged); with a symmetric
+// NAT (or BlockUDP) on one side, none get through in two seconds.
 func TestHolePunch(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
