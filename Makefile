@@ -7,7 +7,7 @@ STATE    ?= .warren
 LISTEN   ?= 127.0.0.1:8080
 FUZZTIME ?= 10s
 
-.PHONY: all build run demo coordinator test test-short bench lint fuzz clean
+.PHONY: all build run demo coordinator test test-short bench bench-quick lint fuzz clean
 
 all: lint test
 
@@ -36,18 +36,34 @@ test:
 test-short:
 	$(GO) test -short -count=1 ./...
 
+# The benchmarks, sized to finish in under 10 minutes on two busy cores:
+# a fixed run count by size, 20 for the small cases and 2-3 for
+# BenchmarkRegistrations (1,500 registrations a run) and the 10,000-node
+# BenchmarkFanoutDeliver (about 28 s a run under load). Measured on two
+# cores shared with other test runs: 4.4 minutes, was 23.6 (most of it 20
+# runs of those two).
 # BenchmarkIdleClientRSS (internal/tstest/relayrss) runs warren-derp and
 # Tailscale's derper as processes and compares their RSS per idle client.
 # The last line is the namespace benchmark: single-stream TCP throughput
 # over a veth, a bare wireguard-go tunnel and Warren's TUN mode, with ratios
 # (needs root; skips, saying so, otherwise).
+BENCH     = $(GO) test -run '^$$' -bench . -benchmem
+BIGNETMAP = BenchmarkFanoutDeliver/^nodes=10000$$/^users=1$$
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 20x ./coordinator/...
-	$(GO) test -run '^$$' -bench . -benchmem $$($(GO) list ./internal/... | grep -v -e /nsbench -e /relayrss)
+	$(BENCH) -benchtime 2x ./coordinator/
+	$(BENCH) -benchtime 20x -skip '$(BIGNETMAP)' ./coordinator/netmap/
+	$(GO) test -run '^$$' -bench '$(BIGNETMAP)' -benchmem -benchtime 3x ./coordinator/netmap/
+	$(BENCH) -benchtime 20x $$($(GO) list ./coordinator/... | grep -v -e '/coordinator$$' -e /netmap)
+	$(BENCH) $$($(GO) list ./internal/... | grep -v -e /nsbench -e /relayrss)
 	$(GO) test -v -run '^$$' -bench . -benchtime 1x -timeout 10m ./internal/tstest/relayrss/
 	$(GO) test -run '^$$' -bench 'Inbound$$' -benchmem ./node/filter/
-	$(GO) test -run '^$$' -bench . -benchmem ./derp/ ./node/disco/
+	$(BENCH) ./derp/ ./node/disco/
 	$(GO) test -v -run '^$$' -bench . -benchtime 3s -timeout 10m ./internal/tstest/nsbench/
+
+# A smoke run of every benchmark in the module, one iteration each, one
+# package at a time (measured: 1.2 minutes): checks they run, not how fast.
+bench-quick:
+	$(GO) test -p 1 -run '^$$' -bench . -benchtime 1x -timeout 20m ./...
 
 # gofmt, goimports (standard library, then modules, then this module's
 # packages) and staticcheck, at pinned versions fetched by the go command.

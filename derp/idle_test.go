@@ -1,10 +1,12 @@
 package derp
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/warrenmesh/warren/internal/key"
+	"github.com/warrenmesh/warren/internal/tstest/poll"
 )
 
 // TestIdleClientHoldsLittle checks what makes an idle client cheap (see
@@ -21,13 +23,12 @@ func TestIdleClientHoldsLittle(t *testing.T) {
 		barrier(t, c) // a Ping answered: the client's reader and writer both ran
 	}
 	// The handlers return right after starting each client's goroutine.
-	deadline := time.Now().Add(10 * time.Second)
-	for countGoroutines("derp.(*Server).ServeHTTP") > 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d relay HTTP handlers still running for idle clients; want 0", countGoroutines("derp.(*Server).ServeHTTP"))
+	poll.Until(t, 10*time.Second, "relay HTTP handlers to return for idle clients", func() error {
+		if n := countGoroutines("derp.(*Server).ServeHTTP"); n > 0 {
+			return fmt.Errorf("%d still running", n)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 	if got := countGoroutines("derp.(*sclient).readLoop", "derp.(*sclient).writeLoop"); got != 2*n {
 		t.Errorf("%d client goroutines for %d clients, want %d", got, n, 2*n)
 	}

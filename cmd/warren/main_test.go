@@ -15,8 +15,13 @@ import (
 	"time"
 
 	"github.com/warrenmesh/warren/internal/tstest/buildtest"
+	"github.com/warrenmesh/warren/internal/tstest/poll"
 	"github.com/warrenmesh/warren/node/localapi"
 )
+
+// wait bounds every wait on the processes a test starts; it only ends a
+// hung test.
+const wait = 30 * time.Second
 
 // proc starts a binary whose output goes to a log file in dir, and stops
 // it when the test ends.
@@ -40,17 +45,6 @@ func proc(t *testing.T, dir, name, bin string, args ...string) {
 			t.Logf("%s log:\n%s", name, b)
 		}
 	})
-}
-
-func waitFor(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // warren runs the CLI in-process and returns stdout and stderr.
@@ -81,7 +75,7 @@ func TestCLIAgainstRealDaemons(t *testing.T) {
 	listen := buildtest.FreePort(t)
 	coordDir := filepath.Join(dir, "coordinator")
 	proc(t, dir, "coordinator", filepath.Join(bin, "warren-coordinator"), "serve", "--state-dir", coordDir, "--listen", listen, "--stun-listen", "127.0.0.1:0")
-	waitFor(t, "the coordinator", func() bool {
+	poll.UntilTrue(t, wait, "the coordinator", func() bool {
 		resp, err := http.Get("http://" + listen + "/key")
 		if err == nil {
 			resp.Body.Close()
@@ -116,7 +110,7 @@ func TestCLIAgainstRealDaemons(t *testing.T) {
 	proc(t, dir, "db", filepath.Join(bin, "warrend"), "--state-dir", filepath.Join(dir, "db"), "--socket", db,
 		"--socks5", "", "--endpoint", "127.0.0.1", "--expose", "5432="+svc.Addr().String())
 	for _, s := range []string{laptop, db} {
-		waitFor(t, s, func() bool {
+		poll.UntilTrue(t, wait, s, func() bool {
 			c, err := net.Dial("unix", s)
 			if err == nil {
 				c.Close()
@@ -150,7 +144,7 @@ func TestCLIAgainstRealDaemons(t *testing.T) {
 		t.Fatalf("up --json: %q, %v", out, err)
 	}
 
-	waitFor(t, "laptop to see db", func() bool {
+	poll.UntilTrue(t, wait, "laptop to see db", func() bool {
 		out, _, err := warren(t, "--socket", laptop, "status", "--json")
 		var st localapi.Status
 		return err == nil && json.Unmarshal([]byte(out), &st) == nil && len(st.Peers) == 1 && st.Peers[0].Name == "db"
@@ -178,7 +172,7 @@ func TestCLIAgainstRealDaemons(t *testing.T) {
 		fdone <- run(fctx, []string{"--socket", laptop, "forward", port, "db:5432"}, strings.NewReader(""), io.Discard, io.Discard)
 	}()
 	var body string
-	waitFor(t, "the forward", func() bool {
+	poll.UntilTrue(t, wait, "the forward", func() bool {
 		resp, err := http.Get("http://" + fwd + "/")
 		if err != nil {
 			return false

@@ -9,6 +9,7 @@ import (
 
 	"github.com/warrenmesh/warren/internal/tstest/netns"
 	"github.com/warrenmesh/warren/internal/tstest/netns/natlab"
+	"github.com/warrenmesh/warren/internal/tstest/poll"
 )
 
 // echoOnceFrom dials addr from the left host, sends a byte and reads it
@@ -69,19 +70,13 @@ func testRestart(t *testing.T, bin string, stop func(*netns.Process)) {
 	if _, err := d.WaitFor("warrend running", 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if p, ok := m.peer("right", "left"); ok && len(p.Endpoints) > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the restarted node never saw its peer")
-		}
-		time.Sleep(20 * time.Millisecond) // polling interval, not synchronisation
-	}
+	poll.UntilTrue(t, 30*time.Second, "the restarted node to see its peer", func() bool {
+		p, ok := m.peer("right", "left")
+		return ok && len(p.Endpoints) > 0
+	})
 	up := time.Now()
 
-	deadline = up.Add(25 * time.Second) // bounds the loop; the old code needed 15-22 s
+	deadline := up.Add(25 * time.Second) // bounds the loop; the old code needed 15-22 s
 	for {
 		err := m.echoOnceFrom(addr, 300*time.Millisecond)
 		if err == nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/warrenmesh/warren/internal/tstest/buildtest"
 	"github.com/warrenmesh/warren/internal/tstest/netns"
 	"github.com/warrenmesh/warren/internal/tstest/netns/natlab"
+	"github.com/warrenmesh/warren/internal/tstest/poll"
 	"github.com/warrenmesh/warren/node/localapi"
 	"github.com/warrenmesh/warren/node/netcheck"
 )
@@ -83,22 +84,18 @@ func startNATMesh(t *testing.T, bin string, lab *natlab.Lab) *natMesh {
 	// Each side sees the other with endpoints and a home region.
 	for _, name := range []string{"left", "right"} {
 		other := map[string]string{"left": "right", "right": "left"}[name]
-		deadline := time.Now().Add(30 * time.Second)
-		for {
+		poll.Until(t, 30*time.Second, name+" to see "+other+" with a home relay and endpoints", func() error {
 			p, ok := m.peer(name, other)
-			if ok && p.HomeRelay != 0 && len(p.Endpoints) > 0 {
-				if name == "left" {
-					m.rightAddr = p.Addresses[0].Addr()
-				} else {
-					m.leftAddr = p.Addresses[0].Addr()
-				}
-				break
+			if !ok || p.HomeRelay == 0 || len(p.Endpoints) == 0 {
+				return fmt.Errorf("last: %+v", p)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s never saw %s with a home relay and endpoints (last: %+v)", name, other, p)
+			if name == "left" {
+				m.rightAddr = p.Addresses[0].Addr()
+			} else {
+				m.leftAddr = p.Addresses[0].Addr()
 			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			return nil
+		})
 	}
 	return m
 }
@@ -136,17 +133,12 @@ func (m *natMesh) path(name string) string {
 // waitPath waits until name's path to its peer starts with prefix.
 func (m *natMesh) waitPath(name, prefix string, within time.Duration) time.Duration {
 	m.t.Helper()
-	start := time.Now()
-	for {
-		p := m.path(name)
-		if strings.HasPrefix(p, prefix) {
-			return time.Since(start)
+	return poll.Until(m.t, within, name+": path "+prefix+"…", func() error {
+		if p := m.path(name); !strings.HasPrefix(p, prefix) {
+			return fmt.Errorf("path %q", p)
 		}
-		if time.Since(start) > within {
-			m.t.Fatalf("%s: path %q after %v, want %s…", name, p, within, prefix)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // netcheck runs `warren netcheck --json` on name.

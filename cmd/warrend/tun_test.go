@@ -15,6 +15,7 @@ import (
 
 	"github.com/warrenmesh/warren/internal/tstest/buildtest"
 	"github.com/warrenmesh/warren/internal/tstest/netns"
+	"github.com/warrenmesh/warren/internal/tstest/poll"
 	"github.com/warrenmesh/warren/node/localapi"
 )
 
@@ -66,21 +67,23 @@ func TestTUNModeAcrossNamespaces(t *testing.T) {
 
 	// The server's mesh address, once the laptop sees it.
 	var serverAddr netip.Addr
-	deadline := time.Now().Add(20 * time.Second)
-	for !serverAddr.IsValid() {
+	poll.Until(t, 30*time.Second, "the laptop to see the server", func() error {
 		var st localapi.Status
-		if out, err := hostA.TryRun(warren, "--socket", socks["laptop"], "status", "--json"); err == nil && json.Unmarshal([]byte(out), &st) == nil {
-			for _, p := range st.Peers {
-				if p.Name == "server" {
-					serverAddr = p.Addresses[0].Addr()
-				}
+		out, err := hostA.TryRun(warren, "--socket", socks["laptop"], "status", "--json")
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			return err
+		}
+		for _, p := range st.Peers {
+			if p.Name == "server" {
+				serverAddr = p.Addresses[0].Addr()
+				return nil
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the laptop never saw the server")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return fmt.Errorf("peers %+v", st.Peers)
+	})
 
 	// An HTTP server on the server's mesh address, inside its namespace.
 	var ln net.Listener

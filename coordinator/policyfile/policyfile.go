@@ -99,8 +99,9 @@ type Rejection struct {
 // Manager owns the policy in force. Its methods are safe for concurrent
 // use; Run is called once.
 type Manager struct {
-	cfg Config
-	log *slog.Logger
+	cfg      Config
+	log      *slog.Logger
+	watching chan struct{} // closed by Run once it watches the file
 
 	mu      sync.Mutex // serializes loads; guards the fields below
 	current *policy.Policy
@@ -121,7 +122,7 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.Audit == nil {
 		cfg.Audit = audit.New(cfg.Store, cfg.Logger)
 	}
-	return &Manager{cfg: cfg, log: cfg.Logger}, nil
+	return &Manager{cfg: cfg, log: cfg.Logger, watching: make(chan struct{})}, nil
 }
 
 // Load puts a policy in force at start. A missing file is created with
@@ -328,6 +329,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	if err := w.Add(dir); err != nil {
 		return fmt.Errorf("policyfile: watch %s: %w", dir, err)
 	}
+	close(m.watching)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
@@ -353,6 +355,10 @@ func (m *Manager) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// Watching is closed once Run watches the file: an edit after that is
+// seen; an edit before it may not be (until the next one).
+func (m *Manager) Watching() <-chan struct{} { return m.watching }
 
 // hashSource is the hex SHA-256 of a policy file, as stored in history.
 func hashSource(src []byte) string {

@@ -15,9 +15,13 @@ import (
 	"github.com/warrenmesh/warren/coordinator/audit"
 	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/internal/policy"
+	"github.com/warrenmesh/warren/internal/tstest/poll"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// wait bounds every wait on the watcher; it only ends a hung test.
+const wait = 10 * time.Second
 
 const goodPolicy = `{
 	"groups": {"group:eng": ["ann@example.com"]},
@@ -97,17 +101,6 @@ func (f *fixture) audit(action string) []store.AuditEvent {
 	return ev
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func TestMissingFileGetsDefault(t *testing.T) {
 	f := newFixture(t)
 	m := f.manager()
@@ -133,15 +126,20 @@ func TestEditsAppliedAndBrokenEditsRejected(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := m.Status()
-	done := make(chan error)
+	done := make(chan error, 1)
 	go func() { done <- m.Run(ctx) }()
 	defer func() { cancel(); <-done }()
-	time.Sleep(50 * time.Millisecond) // let the watcher start
+	select {
+	case <-m.Watching():
+	case err := <-done:
+		done <- err // for the deferred wait
+		t.Fatalf("Run ended before watching: %v", err)
+	}
 
 	// A valid edit is applied and recorded with its diff.
 	edited := strings.Replace(goodPolicy, `"tag:db:5432"]}]`, `"tag:db:5432,5433"]}]`, 1)
 	f.write(edited)
-	waitFor(t, "the edit to apply", func() bool { return m.Status().Source == edited })
+	poll.UntilTrue(t, wait, "the edit to apply", func() bool { return m.Status().Source == edited })
 	st := m.Status()
 	if st.Version <= first.Version || f.applied() != 2 {
 		t.Fatalf("status %+v after edit, %d applies", st, f.applied())
@@ -158,7 +156,7 @@ func TestEditsAppliedAndBrokenEditsRejected(t *testing.T) {
 	// stays in force.
 	for _, bad := range []string{`{"acls": [ {"action": "accept", "src": ["*"], "dst": ["*:99999"]} ]}`, failingTest} {
 		f.write(bad)
-		waitFor(t, "the rejection", func() bool { r := m.Status().Rejected; return r != nil && r.Hash == hashSource([]byte(bad)) })
+		poll.UntilTrue(t, wait, "the rejection", func() bool { r := m.Status().Rejected; return r != nil && r.Hash == hashSource([]byte(bad)) })
 		if got := m.Status(); got.Hash != st.Hash || f.applied() != 2 {
 			t.Fatalf("broken file replaced the policy: %+v", got)
 		}
@@ -174,7 +172,7 @@ func TestEditsAppliedAndBrokenEditsRejected(t *testing.T) {
 	// Going back to the file in force clears the rejection without a new
 	// version.
 	f.write(edited)
-	waitFor(t, "the rejection to clear", func() bool { return m.Status().Rejected == nil })
+	poll.UntilTrue(t, wait, "the rejection to clear", func() bool { return m.Status().Rejected == nil })
 	if f.applied() != 2 {
 		t.Fatalf("%d applies, want 2", f.applied())
 	}

@@ -61,8 +61,14 @@ func (RelayKind) privatePrefix() string   { return "privrkey" }
 // all-zero key, reported by IsZero.
 type Public[K Kind] struct{ k [Size]byte }
 
-// Private is a Curve25519 private key of kind K.
-type Private[K Kind] struct{ k [Size]byte }
+// Private is a Curve25519 private key of kind K. Compare private keys only
+// with Equal, which runs in constant time: the zero-length func array makes
+// the type incomparable, so `==` on two private keys (or using one as a map
+// key) is a compile error rather than a timing side channel.
+type Private[K Kind] struct {
+	_ [0]func() // incomparable: use Equal
+	k [Size]byte
+}
 
 // Typed aliases used throughout Warren.
 type (

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -22,6 +23,44 @@ func TestRoundTrip(t *testing.T) {
 	var back NodePrivate
 	if err := back.UnmarshalText(text); err != nil || !back.Equal(priv) {
 		t.Fatalf("private round trip: %v", err)
+	}
+}
+
+// TestPrivateEqual checks the constant-time comparison, and that private
+// keys cannot be compared any other way: `a == b` on two private keys does
+// not compile (the zero-length func array in Private), and reflect agrees.
+func TestPrivateEqual(t *testing.T) {
+	a := NewNode()
+	raw := a.Raw()
+	flipped := raw
+	flipped[17] ^= 1
+	tests := []struct {
+		name string
+		x, y NodePrivate
+		want bool
+	}{
+		{"same value", a, a, true},
+		{"copy from raw bytes", a, PrivateFromRaw[NodeKind](raw), true},
+		{"one bit differs", a, PrivateFromRaw[NodeKind](flipped), false},
+		{"fresh key", a, NewNode(), false},
+		{"zero and zero", NodePrivate{}, NodePrivate{}, true},
+		{"key and zero", a, NodePrivate{}, false},
+	}
+	for _, tt := range tests {
+		if got := tt.x.Equal(tt.y); got != tt.want {
+			t.Errorf("%s: Equal = %v, want %v", tt.name, got, tt.want)
+		}
+		if got := tt.y.Equal(tt.x); got != tt.want {
+			t.Errorf("%s: Equal (swapped) = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+	for _, typ := range []reflect.Type{
+		reflect.TypeFor[MachinePrivate](), reflect.TypeFor[NodePrivate](), reflect.TypeFor[DiscoPrivate](),
+		reflect.TypeFor[ControlPrivate](), reflect.TypeFor[RelayPrivate](),
+	} {
+		if typ.Comparable() {
+			t.Errorf("%v is comparable with ==; want only Equal", typ)
+		}
 	}
 }
 

@@ -79,7 +79,16 @@ func (p *Policy) Source() []byte { return bytes.Clone(p.src) }
 type parser struct {
 	*diag
 	p     *Policy
+	lim   limits
 	names map[string][]string // sorted defined names by kind, for suggestions
+}
+
+// limits are the caps on the work of the two analyses that are quadratic
+// in the policy's size. Parse uses maxShadowWork and maxTestChecks; tests
+// lower them to check, at small sizes, that work past a cap stops growing.
+type limits struct {
+	shadowWork int // selector comparisons for shadowed rules
+	testChecks int // rule evaluations for the tests section
 }
 
 // suggest is the package's suggest over the defined names of one kind
@@ -130,6 +139,10 @@ var kindPrefix = map[string]string{"groups": "group:", "tags": "tag:", "postures
 // an Errors value listing every problem found, or the policy. It never
 // panics and its work is bounded for any input.
 func Parse(src []byte) (*Policy, error) {
+	return parse(src, limits{shadowWork: maxShadowWork, testChecks: maxTestChecks})
+}
+
+func parse(src []byte, lim limits) (*Policy, error) {
 	src = bytes.Clone(src)
 	sum := sha256.Sum256(src)
 	p := &Policy{
@@ -143,7 +156,7 @@ func Parse(src []byte) (*Policy, error) {
 		posIdx:  map[string]int{},
 		idx:     map[string][]int32{},
 	}
-	ps := &parser{diag: p.d, p: p}
+	ps := &parser{diag: p.d, p: p, lim: lim}
 	if len(src) > MaxSize {
 		ps.errorf(0, "split the policy or remove unused entries",
 			"policy file is %d bytes; the limit is %d", len(src), MaxSize)
@@ -164,7 +177,7 @@ func Parse(src []byte) (*Policy, error) {
 		return nil, e
 	}
 	p.buildIndex()
-	p.findShadowed()
+	p.findShadowed(lim.shadowWork)
 	ps.runTests()
 	if e := ps.err(); e != nil {
 		return nil, e

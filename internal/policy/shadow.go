@@ -8,8 +8,9 @@ const maxShadowWork = 10_000_000
 
 // findShadowed warns about rules that allow nothing another rule does not
 // already allow. The check is syntactic and conservative: it can miss
-// overlaps, but every warning is true.
-func (p *Policy) findShadowed() {
+// overlaps, but every warning is true. It stops after maxWork selector
+// comparisons.
+func (p *Policy) findShadowed(maxWork int) {
 	ports := make([]int, len(p.rules))
 	for i, r := range p.rules {
 		for _, d := range r.dst {
@@ -24,7 +25,7 @@ func (p *Policy) findShadowed() {
 			}
 			// An upper bound on what covers(a, b) may cost.
 			work += 1 + len(a.src)*len(b.src) + len(a.dst)*len(b.dst) + len(b.dst)*ports[ai] + ports[bi]
-			if work > maxShadowWork {
+			if work > maxWork {
 				p.d.warnf(0, "split the policy into fewer, broader rules", "shadowed-rule analysis stopped early: the policy is very large")
 				return
 			}

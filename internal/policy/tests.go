@@ -153,7 +153,7 @@ func (ps *parser) runTests() {
 	if len(p.tests) == 0 || len(ps.errs) > 0 {
 		return
 	}
-	budget := maxTestChecks
+	budget := ps.lim.testChecks
 	for _, t := range p.tests {
 		for _, src := range t.srcs {
 			for _, d := range t.accept {

@@ -1,9 +1,9 @@
 // Package tstest holds, in its subpackages, what only tests and
 // benchmarks use: the in-process mesh (testmesh), a real OpenID Provider
 // (oidctest), network namespaces and NAT routers (netns, netns/natlab),
-// namespace benchmarks (nsbench), a manual clock (testclock), test
-// logging (testlog), stream benchmarks (streambench) and a helper that
-// builds the binaries (buildtest). Production code must never import
-// anything under it; everything else under internal/ is shared
-// production code.
+// namespace benchmarks (nsbench), a manual clock (testclock), the one
+// polling helper (poll), test logging (testlog), stream benchmarks
+// (streambench) and a helper that builds the binaries (buildtest).
+// Production code must never import anything under it; everything else
+// under internal/ is shared production code.
 package tstest

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/warrenmesh/warren/internal/key"
+	"github.com/warrenmesh/warren/internal/tstest/poll"
 	"github.com/warrenmesh/warren/internal/wire"
 )
 
@@ -21,7 +22,7 @@ func TestSetEndpointsNeverBlocks(t *testing.T) {
 	c := startClient(t, f, Config{})
 	conn := f.accept()
 	register(t, conn)
-	eventually(t, "connected", c.Connected)
+	poll.UntilTrue(t, wait, "connected", c.Connected)
 
 	const calls = 200
 	done := make(chan struct{})
@@ -78,12 +79,12 @@ func TestEndpointsNotLost(t *testing.T) {
 		t.Fatalf("update %v/%d, want %v/2", u.Endpoints, u.HomeRelay, eps(2))
 	}
 	write(t, conn, &wire.MapResponse{Version: 1, Full: true, Self: &wire.Node{ID: 1, Name: "node"}})
-	eventually(t, "first netmap", func() bool { return c.Netmap() != nil })
+	poll.UntilTrue(t, wait, "first netmap", func() bool { return c.Netmap() != nil })
 
 	// The channel drops; a change while disconnected comes with the next
 	// map request, and no stale update follows it.
 	conn.Close()
-	eventually(t, "disconnected", func() bool { return !c.Connected() })
+	poll.UntilTrue(t, wait, "disconnected", func() bool { return !c.Connected() })
 	c.SetEndpoints(eps(3), 3)
 	conn = f.accept()
 	if mr := register(t, conn); !slices.Equal(mr.Endpoints, eps(3)) || mr.HomeRelay != 3 {
@@ -104,7 +105,7 @@ func TestReconnectWithBackoff(t *testing.T) {
 	c := startClient(t, f, Config{})
 	conn := f.accept()
 	register(t, conn)
-	eventually(t, "first netmap", func() bool { return c.Netmap() != nil })
+	poll.UntilTrue(t, wait, "first netmap", func() bool { return c.Netmap() != nil })
 	if n := f.dialCount(); n != 4 {
 		t.Errorf("connected on dial %d, want 4 (after 3 failures)", n)
 	}
@@ -117,7 +118,7 @@ func TestReconnectWithBackoff(t *testing.T) {
 		t.Error("netmap dropped while reconnecting")
 	}
 	register(t, conn)
-	eventually(t, "second session", func() bool { return c.Sessions() == 2 })
+	poll.UntilTrue(t, wait, "second session", func() bool { return c.Sessions() == 2 })
 }
 
 // TestNextBackoff checks the reconnect delays: jittered within
@@ -210,7 +211,7 @@ func TestIdleWatchdog(t *testing.T) {
 		t.Fatal("the client sent something instead of closing the silent channel")
 	}
 	register(t, f.accept())
-	eventually(t, "second session", func() bool { return c.Sessions() == 2 })
+	poll.UntilTrue(t, wait, "second session", func() bool { return c.Sessions() == 2 })
 }
 
 // TestRefusals: a coordinator error that retrying cannot fix ends Run

@@ -197,15 +197,3 @@ func register(t *testing.T, conn *noise.Conn) *wire.MapRequest {
 func eps(i int) []netip.AddrPort {
 	return []netip.AddrPort{netip.MustParseAddrPort(fmt.Sprintf("192.0.2.%d:%d", i%250+1, 1000+i))}
 }
-
-// eventually polls cond until it holds or wait passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(wait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("never: %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}

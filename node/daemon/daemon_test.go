@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/warrenmesh/warren/coordinator/registry"
+	"github.com/warrenmesh/warren/internal/tstest/poll"
 	"github.com/warrenmesh/warren/internal/tstest/testmesh"
 	"github.com/warrenmesh/warren/node/daemon"
 	"github.com/warrenmesh/warren/node/localapi"
@@ -105,17 +106,19 @@ func up(t *testing.T, n *node, m *testmesh.Mesh, hostname, authKey string) local
 // waitPeers waits until n's status lists want peers.
 func waitPeers(t *testing.T, n *node, want int) localapi.Status {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	for {
-		st, err := n.api.Status(context.Background())
-		if err == nil && st.State == localapi.StateRunning && len(st.Peers) == want {
-			return st
+	var st localapi.Status
+	poll.Until(t, wait, fmt.Sprintf("status with %d peers", want), func() error {
+		var err error
+		st, err = n.api.Status(context.Background())
+		switch {
+		case err != nil:
+			return err
+		case st.State != localapi.StateRunning || len(st.Peers) != want:
+			return fmt.Errorf("state %s, %d peers: %+v", st.State, len(st.Peers), st)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("status never showed %d peers: %+v, %v", want, st, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
+	return st
 }
 
 // helloServer serves "hello from NAME" on loopback and returns its address.

@@ -176,18 +176,6 @@ func (n *node) endpoint(k key.NodePublic) conn.Endpoint {
 	return ep
 }
 
-// eventually polls cond until it holds or wait passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, within)
-		}
-		time.Sleep(5 * time.Millisecond) // polling interval, not synchronisation
-	}
-}
-
 // wgPacket returns a WireGuard-looking message of the given type (1..4),
 // size bytes long, its tail filled with fill.
 func wgPacket(typ byte, size int, fill byte) []byte {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/warrenmesh/warren/internal/key"
+	"github.com/warrenmesh/warren/internal/tstest/poll"
 	"github.com/warrenmesh/warren/internal/wire"
 	"github.com/warrenmesh/warren/node/disco"
 )
@@ -81,7 +82,7 @@ func TestDirectPath(t *testing.T) {
 		to   key.NodePublic
 		want string
 	}{{a, bKey, "direct " + b.addr().String()}, {b, aKey, "direct " + a.addr().String()}} {
-		eventually(t, wait, "path "+tc.want, func() bool { return tc.from.c.Path(tc.to) == tc.want })
+		poll.UntilTrue(t, wait, "path "+tc.want, func() bool { return tc.from.c.Path(tc.to) == tc.want })
 	}
 	info, ok := a.c.PathInfo(bKey)
 	if !ok || info.Direct != b.addr() || info.RTT <= 0 || info.Relay != "" {
@@ -100,7 +101,7 @@ func TestDirectPath(t *testing.T) {
 	// at most heartbeatInterval before).
 	b.close()
 	start := time.Now()
-	eventually(t, trustDuration+time.Second, "a leaves the direct path", func() bool {
+	poll.UntilTrue(t, trustDuration+wait, "a leaves the direct path", func() bool {
 		return !strings.HasPrefix(a.c.Path(bKey), "direct ")
 	})
 	t.Logf("left the direct path %v after the peer went away", time.Since(start).Round(time.Millisecond))

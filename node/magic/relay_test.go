@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/warrenmesh/warren/derp"
+	"github.com/warrenmesh/warren/internal/tstest/poll"
 	"github.com/warrenmesh/warren/internal/wire"
 )
 
@@ -28,7 +29,7 @@ func startRelay(t *testing.T) wire.DERPRegion {
 // relayUp waits until n's connection to the region is up.
 func (n *node) relayUp(region int) {
 	n.t.Helper()
-	eventually(n.t, wait, "relay connection up", func() bool { return n.c.relays.status()[region] })
+	poll.UntilTrue(n.t, wait, "relay connection up", func() bool { return n.c.relays.status()[region] })
 }
 
 // TestRelayOnly: with direct paths disabled, packets travel through the
@@ -89,7 +90,7 @@ func TestRelayOnly(t *testing.T) {
 			t.Errorf("PathInfo = %+v, %v; want relay %s, peer home %d", info, ok, region.Code, region.ID)
 		}
 	}
-	eventually(t, wait, "home region chosen", func() bool { return a.c.HomeRegion() == region.ID })
+	poll.UntilTrue(t, wait, "home region chosen", func() bool { return a.c.HomeRegion() == region.ID })
 }
 
 // TestRelayThenDirect: peers that know no endpoints of each other start on
@@ -110,7 +111,7 @@ func TestRelayThenDirect(t *testing.T) {
 	b.c.SetPeers([]wire.Node{a.asPeer(region.ID)})
 	aKey, bKey := a.nodeK.Public(), b.nodeK.Public()
 	b.relayUp(region.ID)
-	eventually(t, wait, "a advertises its endpoint", func() bool {
+	poll.UntilTrue(t, wait, "a advertises its endpoint", func() bool {
 		eps, _ := a.c.Advertised()
 		return len(eps) == 1 && eps[0] == a.addr()
 	})
@@ -123,8 +124,8 @@ func TestRelayThenDirect(t *testing.T) {
 		t.Fatalf("send: %v", err)
 	}
 	b.waitPacket(func(d delivered) bool { return bytes.Equal(d.data, first) && d.ep == b.c.peer(aKey).ep })
-	eventually(t, wait, "a's path direct", func() bool { return a.c.Path(bKey) == "direct "+b.addr().String() })
-	eventually(t, wait, "b's path direct", func() bool { return b.c.Path(aKey) == "direct "+a.addr().String() })
+	poll.UntilTrue(t, wait, "a's path direct", func() bool { return a.c.Path(bKey) == "direct "+b.addr().String() })
+	poll.UntilTrue(t, wait, "b's path direct", func() bool { return b.c.Path(aKey) == "direct "+a.addr().String() })
 
 	// b learned a's address from its ping, so a's packets over UDP are
 	// a's.

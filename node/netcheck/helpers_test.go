@@ -106,19 +106,37 @@ func fastConfig(client *http.Client) Config {
 	}
 }
 
-// checker opens a loopback socket and a Checker over it, both closed at
-// the end of the test.
-func checker(t *testing.T, cfg Config) (*Checker, *UDPConn) {
+// checker opens a loopback UDP socket and a Checker over it, the way the
+// node's engine does over its WireGuard socket: the Checker writes through
+// Config.Conn, and a reader hands every packet to HandleSTUN. Both end at
+// the end of the test; it returns the socket's address.
+func checker(t *testing.T, cfg Config) (*Checker, netip.AddrPort) {
 	t.Helper()
-	u, err := ListenUDP("127.0.0.1:0")
+	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("listen: %v", err)
 	}
-	cfg.Conn = u
+	cfg.Conn = pc
 	c := NewChecker(cfg)
-	u.Start(c)
-	t.Cleanup(func() { u.Close() })
-	return c, u
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 64<<10)
+		for {
+			n, from, err := pc.ReadFromUDPAddrPort(buf)
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			if err == nil {
+				c.HandleSTUN(buf[:n], from)
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		pc.Close()
+		<-done
+	})
+	return c, pc.LocalAddr().(*net.UDPAddr).AddrPort()
 }
 
 func region(id int, code, url string, stuns ...*responder) wire.DERPRegion {

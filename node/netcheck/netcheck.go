@@ -5,15 +5,13 @@
 //
 // STUN goes out over the socket the caller hands in (the node's WireGuard
 // socket, so the mapping learned is the one peers must use); replies come
-// back through Checker.HandleSTUN. For a one-off check without a running
-// node, Standalone and UDPConn provide a socket of their own. Regions whose
-// STUN servers do not answer are measured with an HTTP GET of
-// region.URL+"/probe" instead.
+// back through Checker.HandleSTUN. Regions whose STUN servers do not answer
+// are measured with an HTTP GET of region.URL+"/probe" instead.
 //
 // This package only measures and reports. It must never change the node's
 // configuration or paths itself, never listen for anything but STUN replies
-// to its own transactions, and never leave a goroutine behind after Run or
-// UDPConn.Close returns.
+// to its own transactions, and never leave a goroutine behind after Run
+// returns.
 package netcheck
 
 import (
@@ -34,13 +32,12 @@ import (
 
 // PacketConn is the socket netcheck sends STUN from. The node's engine
 // implements it over the WireGuard socket (demultiplexing STUN replies to
-// Checker.HandleSTUN); tests and `warren netcheck` without a running node
-// use UDPConn.
+// Checker.HandleSTUN); tests do the same over a plain loopback socket.
 type PacketConn interface {
 	WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error)
 }
 
-// Config configures a Checker. Only Conn is required (Standalone fills it).
+// Config configures a Checker. Only Conn is required.
 type Config struct {
 	// Conn is the socket STUN requests go out on.
 	Conn PacketConn
@@ -191,7 +188,7 @@ func parseBindingResponse(pkt []byte) (netip.AddrPort, error) {
 // It fails only on a bad call (no Conn, empty map) or when ctx ends.
 func (c *Checker) Run(ctx context.Context, m *wire.DERPMap) (*Report, error) {
 	if c.cfg.Conn == nil {
-		return nil, errors.New("netcheck: no socket configured (set Config.Conn, or use Standalone)")
+		return nil, errors.New("netcheck: no socket configured (set Config.Conn)")
 	}
 	if m == nil || len(m.Regions) == 0 {
 		return nil, errors.New("netcheck: the DERP map has no regions; nothing to measure")

@@ -284,11 +284,13 @@ func TestUDPEcho(t *testing.T) {
 	}
 }
 
+// TestDialClosedPortFailsFast: a dial to a closed port fails with the
+// peer's refusal (a RST), not by waiting out the dial's context: the
+// error, not the clock, tells the two apart.
 func TestDialClosedPortFailsFast(t *testing.T) {
 	a, _ := pair(t)
 	for _, dst := range []netip.Addr{addrB4, addrB6} {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		c, err := a.DialContext(ctx, "tcp", netip.AddrPortFrom(dst, 9))
 		cancel()
 		if err == nil {
@@ -297,9 +299,6 @@ func TestDialClosedPortFailsFast(t *testing.T) {
 		}
 		if !errors.Is(err, syscall.ECONNREFUSED) {
 			t.Errorf("dial %s: %v, want ECONNREFUSED", dst, err)
-		}
-		if d := time.Since(start); d > 2*time.Second {
-			t.Errorf("dial %s took %v", dst, d)
 		}
 	}
 }

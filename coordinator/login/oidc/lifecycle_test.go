@@ -14,6 +14,7 @@ import (
 	"github.com/warrenmesh/warren/coordinator/login"
 	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/internal/key"
+	"github.com/warrenmesh/warren/internal/tstest/poll"
 )
 
 // TestWaitUnknownURL refuses URLs Begin did not hand out for the machine.
@@ -272,13 +273,13 @@ func TestHandlerEdges(t *testing.T) {
 func waitBlockedIn(t *testing.T, fn string) {
 	t.Helper()
 	buf := make([]byte, 1<<20)
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+	poll.UntilTrue(t, 10*time.Second, "a goroutine blocked in "+fn, func() bool {
 		stacks := string(buf[:runtime.Stack(buf, true)])
 		for _, g := range strings.Split(stacks, "\n\n") {
 			if strings.Contains(g, "[select") && strings.Contains(g, fn) {
-				return
+				return true
 			}
 		}
-	}
-	t.Fatalf("no goroutine blocked in %s", fn)
+		return false
+	})
 }

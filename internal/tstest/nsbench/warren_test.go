@@ -73,15 +73,15 @@ func startWarren(b *testing.B, nsA, nsB *netns.Namespace) warrenSetup {
 
 	coord := nsA.Start(filepath.Join(bin, "warren-coordinator"), "serve", "--state-dir", filepath.Join(dir, "coordinator"),
 		"--listen", coordinatorListen, "--bootstrap-user", "admin@warren.internal")
-	line, err := coord.WaitFor("--auth-key", 30*time.Second)
-	if err != nil {
+	// The bootstrap key is printed whole once, on a line of its own, before
+	// the "warren up ... --auth-key -" hint (which reads it from stdin).
+	if _, err := coord.WaitFor("--auth-key", 30*time.Second); err != nil {
 		return warrenSetup{err: err}
 	}
-	m := regexp.MustCompile(`--auth-key (\S+)`).FindStringSubmatch(line)
-	if m == nil {
-		return warrenSetup{err: fmt.Errorf("no pre-auth key in the coordinator's line %q", line)}
+	authKey := regexp.MustCompile(`wpk_[a-z0-9]{32}`).FindString(coord.Output())
+	if authKey == "" {
+		return warrenSetup{err: fmt.Errorf("no pre-auth key in the coordinator's output:\n%s", coord.Output())}
 	}
-	authKey := m[1]
 
 	socks := map[*netns.Namespace]string{}
 	for _, n := range []struct {

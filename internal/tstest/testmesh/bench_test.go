@@ -8,9 +8,9 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/warrenmesh/warren/coordinator/registry"
+	"github.com/warrenmesh/warren/internal/tstest/poll"
 	"github.com/warrenmesh/warren/internal/tstest/streambench"
 	"github.com/warrenmesh/warren/node/controlclient"
 	"github.com/warrenmesh/warren/node/proxy"
@@ -155,14 +155,13 @@ func tunnelPair(b *testing.B, relayOnly bool) (*Node, net.Listener, netip.AddrPo
 	if relayOnly {
 		want = "relay "
 	}
-	deadline := time.Now().Add(wait)
 	for _, n := range []*Node{src, dst} {
-		for !strings.HasPrefix(n.Engine().Path(n.Netmap().Peers[0].NodeKey), want) {
-			if time.Now().After(deadline) {
-				b.Fatalf("%s: path %q, want %s…", n.Name, n.Engine().Path(n.Netmap().Peers[0].NodeKey), want)
+		poll.Until(b, wait, n.Name+": path "+want+"…", func() error {
+			if p := n.Engine().Path(n.Netmap().Peers[0].NodeKey); !strings.HasPrefix(p, want) {
+				return fmt.Errorf("path %q", p)
 			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			return nil
+		})
 	}
 	return src, ln, target
 }

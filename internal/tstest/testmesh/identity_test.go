@@ -57,13 +57,11 @@ func TestOffboardingCutsUserNodesKeepsTaggedOnes(t *testing.T) {
 	start := time.Now()
 	_, err = m.Coord.Registry().SetUserDisabled(context.Background(), Admin, ann.ID, true)
 	must(t, err)
-	for echoes(fromLaptop, 200*time.Millisecond) {
-		if time.Since(start) > 2*time.Second {
-			t.Fatal("the disabled user's laptop still reaches bob's node after 2 s")
-		}
-	}
-	cut := time.Since(start)
-	t.Logf("disabled user's connection cut %v after the admin's action", cut)
+	// The README promises "within a second or two"; the bound is wider so
+	// a busy machine does not fail it (a cut that waited for a periodic
+	// check or WireGuard's timers still would). The time taken is logged.
+	cut := untilCut(t, fromLaptop, start, 5*time.Second, "the disabled user's laptop reaching bob's node")
+	t.Logf("disabled user's connection cut at most %v after the admin's action", cut.Round(time.Millisecond))
 	if !echoes(fromServer, wait) {
 		t.Fatal("the tagged server the disabled user registered lost its connection")
 	}

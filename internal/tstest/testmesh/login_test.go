@@ -2,6 +2,7 @@ package testmesh
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
@@ -16,6 +17,7 @@ import (
 	"github.com/warrenmesh/warren/coordinator/registry"
 	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/internal/tstest/oidctest"
+	"github.com/warrenmesh/warren/internal/tstest/poll"
 	"github.com/warrenmesh/warren/node/controlclient"
 	"github.com/warrenmesh/warren/node/localapi"
 )
@@ -218,18 +220,14 @@ func TestOIDCReauthAfterExpiry(t *testing.T) {
 	must(t, err)
 	expired := time.Now()
 	must(t, db.WaitFor(wait, HasPeers()))
-	for echoes(conn, 200*time.Millisecond) {
-		if time.Since(expired) > wait {
-			t.Fatal("the expired node's connection still works")
+	untilCut(t, conn, expired, wait, "the expired node's connection")
+	// The daemon has no netmap event to wait on: poll its status.
+	poll.Until(t, wait, "the expired node to lose its peers", func() error {
+		if st := d.Status(context.Background()); len(st.Peers) != 0 {
+			return fmt.Errorf("peers %+v", st.Peers)
 		}
-	}
-	deadline := time.Now().Add(wait)
-	for st := d.Status(context.Background()); len(st.Peers) != 0; st = d.Status(context.Background()) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the expired node still has peers: %+v", st.Peers)
-		}
-		time.Sleep(10 * time.Millisecond) // the daemon has no netmap event to wait on
-	}
+		return nil
+	})
 	if _, ok := daemonReaches(d, pg, 500*time.Millisecond); ok {
 		t.Fatal("the expired node still reaches tag:db:5432")
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"fmt"
 	"io"
 	"net"
 	"net/http/httptest"
@@ -16,6 +17,7 @@ import (
 	"github.com/warrenmesh/warren/coordinator/registry"
 	"github.com/warrenmesh/warren/derp"
 	"github.com/warrenmesh/warren/internal/key"
+	"github.com/warrenmesh/warren/internal/tstest/poll"
 	"github.com/warrenmesh/warren/internal/wire"
 	"github.com/warrenmesh/warren/node/controlclient"
 )
@@ -63,18 +65,13 @@ func transfer(t *testing.T, c net.Conn, size int) {
 // how long that took.
 func waitPath(t *testing.T, src *Node, within time.Duration, ok func(path string) bool) time.Duration {
 	t.Helper()
-	start := time.Now()
 	k := peerKey(src)
-	for {
-		p := src.Engine().Path(k)
-		if ok(p) {
-			return time.Since(start)
+	return poll.Until(t, within, src.Name+": path", func() error {
+		if p := src.Engine().Path(k); !ok(p) {
+			return fmt.Errorf("still %q", p)
 		}
-		if time.Since(start) > within {
-			t.Fatalf("%s: path still %q after %v", src.Name, p, within)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func TestDirectPathUpgrade(t *testing.T) {
@@ -87,8 +84,10 @@ func TestDirectPathUpgrade(t *testing.T) {
 	defer c.Close()
 	transfer(t, c, 64<<10)
 	direct := func(p string) bool { return strings.HasPrefix(p, "direct 127.0.0.1:") }
-	waitPath(t, a, 3*time.Second-time.Since(start), direct)
-	waitPath(t, b, 3*time.Second-time.Since(start), direct)
+	// Direct within 5 s of the first packet (well under a second when the
+	// machine is idle; the time taken is logged).
+	waitPath(t, a, 5*time.Second-time.Since(start), direct)
+	waitPath(t, b, 5*time.Second-time.Since(start), direct)
 	t.Logf("direct both ways %v after the first packet", time.Since(start))
 	transfer(t, c, 1<<20)
 }
@@ -150,16 +149,13 @@ func TestRelayRegionFailover(t *testing.T) {
 	dead.srv.Close()
 	start := time.Now()
 	for _, n := range []*Node{a, b} {
-		for {
+		poll.Until(t, wait, fmt.Sprintf("%s and its peer off region %d", n.Name, home), func() error {
 			peer := n.Netmap().Peers[0].HomeRelay
 			if n.Engine().HomeRegion() != home && peer != home && peer != 0 {
-				break
+				return nil
 			}
-			if time.Since(start) > wait {
-				t.Fatalf("%s: home region %d, peer's %d; want both off region %d", n.Name, n.Engine().HomeRegion(), peer, home)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+			return fmt.Errorf("home region %d, peer's %d", n.Engine().HomeRegion(), peer)
+		})
 	}
 	transfer(t, c, 256<<10) // the connection from before the failure survives
 	t.Logf("moved off region %d in %v", home, time.Since(start))
