@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/warrenmesh/warren/coordinator/registry"
+	"github.com/warrenmesh/warren/internal/tstest/poll"
 	"github.com/warrenmesh/warren/internal/tstest/testmesh"
 	"github.com/warrenmesh/warren/node/localapi"
 )
@@ -69,7 +70,7 @@ func newCLIMesh(t *testing.T) *cliMesh {
 	c.laptop, c.db = serveDaemon(t, c.laptopD.Daemon), serveDaemon(t, c.dbDaemon.Daemon)
 	// The proxy is registered once ServeProxy runs; wait for it so the up
 	// message can name it.
-	waitFor(t, "the laptop's proxy", func() bool { return c.laptopD.Status(context.Background()).SOCKS5 != "" })
+	poll.UntilTrue(t, wait, "the laptop's proxy", func() bool { return c.laptopD.Status(context.Background()).SOCKS5 != "" })
 
 	c.dbUp, _, err = warren(t, "--socket", c.db, "up", "--coordinator", m.URL, "--auth-key-file", c.keyFile, "--hostname", "db")
 	if err != nil {
@@ -79,13 +80,13 @@ func newCLIMesh(t *testing.T) *cliMesh {
 	if err != nil {
 		t.Fatalf("laptop up: %v", err)
 	}
-	waitFor(t, "the laptop to see db", func() bool {
+	poll.UntilTrue(t, wait, "the laptop to see db", func() bool {
 		st := c.laptopD.Status(context.Background())
 		return len(st.Peers) == 1 && st.Peers[0].Name == "db"
 	})
 	// The first ping also makes the tunnel; the subtests' pings then
 	// answer without a handshake in the way, however busy the machine.
-	waitFor(t, "db to answer the laptop's ping", func() bool {
+	poll.UntilTrue(t, wait, "db to answer the laptop's ping", func() bool {
 		_, _, err := warren(t, "--socket", c.laptop, "ping", "db", "-c", "1")
 		return err == nil
 	})

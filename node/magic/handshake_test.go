@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/net/ipv4"
 
+	"github.com/warrenmesh/warren/internal/tstest/poll"
 	"github.com/warrenmesh/warren/internal/wire"
 )
 
@@ -94,7 +95,7 @@ func TestUnansweredInitiationResentOnNewPath(t *testing.T) {
 		if err := b.c.Bind().Send([][]byte{wgPacket(wgData, 64, 3)}, b.endpoint(aKey)); err != nil {
 			t.Fatalf("send: %v", err)
 		}
-		eventually(t, wait, "a's path to b direct", func() bool { return a.c.Path(bKey) == "direct "+b.addr().String() })
+		poll.UntilTrue(t, wait, "a's path to b direct", func() bool { return a.c.Path(bKey) == "direct "+b.addr().String() })
 		if !answered {
 			b.waitPacket(func(d delivered) bool { return bytes.Equal(d.data, init) && d.ep == b.c.peer(aKey).ep })
 			continue
