@@ -153,9 +153,7 @@ func convert(out, file string) error {
 	for _, u := range c.Topology.Users {
 		emails[u.Name] = u.Email
 	}
-	var inv struct {
-		Nodes []node `json:"nodes"`
-	}
+	var inv struct{ Nodes []node }
 	for _, name := range sortedKeys(c.Topology.Nodes) {
 		tn := c.Topology.Nodes[name]
 		n := node{Name: name, Tags: tn.Tags, Routes: tn.Routes}
@@ -170,7 +168,18 @@ func convert(out, file string) error {
 		n.ExitNode = slices.Contains(tn.Routes, "0.0.0.0/0") || slices.Contains(tn.Routes, "::/0")
 		inv.Nodes = append(inv.Nodes, n)
 	}
-	if err := writeJSON(filepath.Join(dir, "nodes.json"), inv); err != nil {
+	var nb bytes.Buffer
+	nb.WriteString("{\"nodes\": [\n")
+	for i, n := range inv.Nodes {
+		b, _ := json.Marshal(n)
+		nb.Write(b)
+		if i < len(inv.Nodes)-1 {
+			nb.WriteByte(',')
+		}
+		nb.WriteByte('\n')
+	}
+	nb.WriteString("]}\n")
+	if err := os.WriteFile(filepath.Join(dir, "nodes.json"), nb.Bytes(), 0o644); err != nil {
 		return err
 	}
 	if c.Error || c.Input.Code != 200 {
@@ -218,15 +227,24 @@ func convert(out, file string) error {
 		slices.Sort(nw.Peers)
 		w.Nodes[name] = nw
 	}
-	return writeJSON(filepath.Join(dir, "want.json"), w)
-}
-
-func writeJSON(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "\t")
-	if err != nil {
-		return err
+	// One node a line: compact, yet a change to one node's filter is a
+	// one-line diff.
+	var wb bytes.Buffer
+	wb.WriteString("{\"nodes\": {\n")
+	names := sortedKeys(w.Nodes)
+	for i, name := range names {
+		k, _ := json.Marshal(name)
+		v, _ := json.Marshal(w.Nodes[name])
+		wb.Write(k)
+		wb.WriteString(": ")
+		wb.Write(v)
+		if i < len(names)-1 {
+			wb.WriteByte(',')
+		}
+		wb.WriteByte('\n')
 	}
-	return os.WriteFile(path, append(b, '\n'), 0o644)
+	wb.WriteString("}}\n")
+	return os.WriteFile(filepath.Join(dir, "want.json"), wb.Bytes(), 0o644)
 }
 
 func sortedKeys[V any](m map[string]V) []string {
