@@ -145,34 +145,88 @@ type compiledDst struct {
 func compilePolicy(p *policy.Policy, nodes []policy.Node, names map[wire.NodeID]string, now time.Time) compiled {
 	g := policy.NewGraph(p, now, nodes...)
 	out := compiled{Nodes: make(map[string]compiledNode, len(nodes))}
+	// Peers are listed by name: rank every node by name once, collect a
+	// node's peers as ranks (a slice lookup each) and sort those.
+	sorted := slices.Clone(nodes)
+	slices.SortFunc(sorted, func(a, b policy.Node) int { return strings.Compare(names[a.ID], names[b.ID]) })
+	maxID := wire.NodeID(0)
 	for _, n := range nodes {
-		cn := compiledNode{Filter: []compiledRule{}, Peers: []string{}}
-		for _, fr := range g.Filter(n.ID) {
-			cn.Filter = append(cn.Filter, renderRule(fr))
+		maxID = max(maxID, n.ID)
+	}
+	rank := make([]int32, maxID+1)
+	for i := range rank {
+		rank[i] = -1
+	}
+	sortedNames := make([]string, len(sorted))
+	for i, n := range sorted {
+		sortedNames[i] = names[n.ID]
+		if n.ID >= 0 {
+			rank[n.ID] = int32(i)
 		}
-		slices.SortFunc(cn.Filter, func(a, b compiledRule) int { return strings.Compare(ruleKey(a), ruleKey(b)) })
-		cn.Filter = slices.CompactFunc(cn.Filter, func(a, b compiledRule) bool { return ruleKey(a) == ruleKey(b) })
+	}
+	var rr renderer
+	var peers []int32
+	for _, n := range nodes {
+		cn := compiledNode{Filter: []compiledRule{}}
+		for _, fr := range g.Filter(n.ID) {
+			cn.Filter = append(cn.Filter, rr.rule(fr))
+		}
+		slices.SortFunc(cn.Filter, compareRules)
+		cn.Filter = slices.CompactFunc(cn.Filter, func(a, b compiledRule) bool { return compareRules(a, b) == 0 })
+		peers = peers[:0]
 		g.Peers(n.ID, func(id wire.NodeID) bool {
-			if name, ok := names[id]; ok && id != n.ID {
-				cn.Peers = append(cn.Peers, name)
+			if id != n.ID && id >= 0 && id <= maxID && rank[id] >= 0 {
+				peers = append(peers, rank[id])
 			}
 			return true
 		})
-		slices.Sort(cn.Peers)
-		cn.Peers = slices.Compact(cn.Peers)
+		slices.Sort(peers)
+		peers = slices.Compact(peers)
+		cn.Peers = make([]string, len(peers))
+		for i, r := range peers {
+			cn.Peers[i] = sortedNames[r]
+		}
 		out.Nodes[names[n.ID]] = cn
 	}
 	return out
 }
 
-func renderRule(fr wire.FilterRule) compiledRule {
-	src := slices.Clone(fr.SrcPrefixes)
-	slices.SortFunc(src, comparePrefixes)
-	src = slices.Compact(src)
-	r := compiledRule{Src: make([]string, len(src))}
-	for i, p := range src {
-		r.Src[i] = p.Masked().String()
+// renderer turns filter rules into their output form. The graph shares
+// one SrcPrefixes slice between every node a rule applies to (and it may
+// hold thousands of addresses), so each is sorted and rendered once.
+type renderer struct {
+	srcs map[srcKey][]string
+}
+
+type srcKey struct {
+	first *netip.Prefix
+	n     int
+}
+
+func (rr *renderer) src(ps []netip.Prefix) []string {
+	if len(ps) == 0 {
+		return []string{}
 	}
+	k := srcKey{&ps[0], len(ps)}
+	if out, ok := rr.srcs[k]; ok {
+		return out
+	}
+	sorted := slices.Clone(ps)
+	slices.SortFunc(sorted, comparePrefixes)
+	sorted = slices.Compact(sorted)
+	out := make([]string, len(sorted))
+	for i, p := range sorted {
+		out[i] = p.Masked().String()
+	}
+	if rr.srcs == nil {
+		rr.srcs = map[srcKey][]string{}
+	}
+	rr.srcs[k] = out
+	return out
+}
+
+func (rr *renderer) rule(fr wire.FilterRule) compiledRule {
+	r := compiledRule{Src: rr.src(fr.SrcPrefixes)}
 	dst := slices.Clone(fr.DstPorts)
 	slices.SortFunc(dst, func(a, b wire.PortRange) int {
 		if c := comparePrefixes(a.Prefix, b.Prefix); c != 0 {
@@ -193,6 +247,23 @@ func renderRule(fr wire.FilterRule) compiledRule {
 		r.Protos = append(r.Protos, protoText(p))
 	}
 	return r
+}
+
+// compareRules orders filter entries by sources, then destinations, then
+// protocols.
+func compareRules(a, b compiledRule) int {
+	if c := slices.Compare(a.Src, b.Src); c != 0 {
+		return c
+	}
+	if c := slices.CompareFunc(a.Dst, b.Dst, func(x, y compiledDst) int {
+		if c := strings.Compare(x.Prefix, y.Prefix); c != 0 {
+			return c
+		}
+		return strings.Compare(x.Ports, y.Ports)
+	}); c != 0 {
+		return c
+	}
+	return slices.Compare(a.Protos, b.Protos)
 }
 
 // comparePrefixes orders IPv4 before IPv6, then by address, then by
@@ -219,11 +290,6 @@ func protoText(p int) string {
 		return "sctp"
 	}
 	return strconv.Itoa(p)
-}
-
-func ruleKey(r compiledRule) string {
-	b, _ := json.Marshal(r)
-	return string(b)
 }
 
 // compileFiles reads and compiles one policy file against the nodes file.
