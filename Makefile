@@ -43,6 +43,7 @@ test-short:
 # (needs root; skips, saying so, otherwise).
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 20x ./coordinator/...
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 3x ./cmd/warren-coordinator/
 	$(GO) test -run '^$$' -bench . -benchmem $$($(GO) list ./internal/... | grep -v -e /nsbench -e /relayrss)
 	$(GO) test -v -run '^$$' -bench . -benchtime 1x -timeout 10m ./internal/tstest/relayrss/
 	$(GO) test -run '^$$' -bench 'Inbound$$' -benchmem ./node/filter/
