@@ -54,6 +54,7 @@ bench:
 	$(BENCH) -benchtime 20x -skip '$(BIGNETMAP)' ./coordinator/netmap/
 	$(GO) test -run '^$$' -bench '$(BIGNETMAP)' -benchmem -benchtime 3x ./coordinator/netmap/
 	$(BENCH) -benchtime 20x $$($(GO) list ./coordinator/... | grep -v -e '/coordinator$$' -e /netmap)
+	$(BENCH) -benchtime 3x ./cmd/warren-coordinator/
 	$(BENCH) $$($(GO) list ./internal/... | grep -v -e /nsbench -e /relayrss)
 	$(GO) test -v -run '^$$' -bench . -benchtime 1x -timeout 10m ./internal/tstest/relayrss/
 	$(GO) test -run '^$$' -bench 'Inbound$$' -benchmem ./node/filter/

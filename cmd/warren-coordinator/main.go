@@ -29,6 +29,7 @@ Usage:
   warren-coordinator audit   [--since D] [--action A] [--limit N]
   warren-coordinator policy  check FILE... | test FILE... | show | history [--diff] | reload | apply FILE
                              | explain SRC DST:PORT [--file F] [--proto P] [--at T] [--posture K=V]... [--mfa-age D]
+                             | compile --file POLICY --nodes NODES.json [--at T] | compile --diff OLD NEW --nodes NODES.json
 
 Admin commands talk to a running coordinator: by default over its unix
 socket (<state-dir>/admin.sock, root only; --state-dir or WARREN_STATE_DIR,
@@ -37,7 +38,9 @@ default /var/lib/warren-coordinator); with --server URL and an API key
 in --ca-file (WARREN_CA_FILE). Every listing takes --json.
 USER is a user's name or numeric ID. policy check and test work offline on
 files (exit status 1 if any is invalid), for CI; explain does too with
---file. SRC and DST are node names, user logins, tags, hosts or addresses.
+--file, and compile prints each node's packet filter and peers for an
+inventory of nodes (exit status 1 for a rejected policy, 2 for bad input;
+formats in ops/policy/README.md). SRC and DST are node names, user logins, tags, hosts or addresses.
 policy explain exits 0 for ALLOWED, 1 for DENIED, 2 when it has no answer.
 `
 
