@@ -11,15 +11,17 @@ import (
 type selKind uint8
 
 const (
-	selAll    selKind = iota // "*"
-	selUser                  // ann@example.com
-	selGroup                 // group:eng
-	selTag                   // tag:db
-	selPrefix                // IP, CIDR or host alias
-	selMember                // autogroup:member
-	selTagged                // autogroup:tagged
-	selAdmin                 // autogroup:admin
-	selSelf                  // autogroup:self (destinations only)
+	selAll       selKind = iota // "*"
+	selUser                     // ann@example.com
+	selGroup                    // group:eng
+	selTag                      // tag:db
+	selPrefix                   // IP, CIDR or host alias
+	selMember                   // autogroup:member
+	selTagged                   // autogroup:tagged
+	selAdmin                    // autogroup:admin
+	selSelf                     // autogroup:self (destinations only)
+	selDangerAll                // autogroup:danger-all: every address (sources only)
+	selNone                     // an autogroup Warren has nothing for: selects nothing
 )
 
 // selector is one parsed source or destination.
@@ -94,6 +96,12 @@ func (ps *parser) selector(s string, v hujson.Value, off int, r role) (selector,
 					"autogroup:self cannot be a source")
 			}
 			return selector{kind: selSelf, text: s}, true
+		}
+		if sel, known, ok, hint, msg := ps.extraAutogroup(s, pos, r); known {
+			if !ok {
+				return fail(hint, "%s", msg)
+			}
+			return sel, true
 		}
 		return fail(autogroupHint(s, r), "unknown autogroup %q", s)
 	case strings.HasPrefix(s, "group:"):
@@ -175,6 +183,18 @@ type subject struct {
 func (s *selector) matches(x *subject) bool {
 	switch s.kind {
 	case selAll:
+		// "*" is every node, and of other addresses those in the mesh's
+		// ranges (see meshRanges).
+		if x.isNode {
+			return true
+		}
+		for _, a := range x.addrs {
+			if !inMesh(a) {
+				return false
+			}
+		}
+		return len(x.addrs) > 0
+	case selDangerAll:
 		return true
 	case selUser:
 		return x.isNode && !x.tagged && x.user == s.name

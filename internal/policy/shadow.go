@@ -93,7 +93,8 @@ func (p *Policy) covers(a, b *rule) bool {
 		var union []portRange
 		for j := range a.dst {
 			ad := &a.dst[j]
-			if p.selCovers(&ad.sel, &bd.sel) {
+			// As a destination, "*" is every node and every address.
+			if ad.sel.kind == selAll || p.selCovers(&ad.sel, &bd.sel) {
 				union = append(union, ad.ports...)
 			}
 		}
@@ -115,9 +116,14 @@ func (p *Policy) anyCovers(as []selector, b *selector) bool {
 
 // selCovers reports whether selector a selects everything b does.
 func (p *Policy) selCovers(a, b *selector) bool {
+	if b.kind == selNone {
+		return true // b selects nothing
+	}
 	switch a.kind {
-	case selAll:
+	case selDangerAll:
 		return true
+	case selAll:
+		return b.kind != selDangerAll && (b.kind != selPrefix || inMesh(b.prefix))
 	case selMember:
 		return b.kind == selMember || b.kind == selUser || b.kind == selGroup || b.kind == selAdmin || b.kind == selSelf
 	case selTagged:
