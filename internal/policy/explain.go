@@ -40,15 +40,19 @@ type Query struct {
 	MFAAge *time.Duration
 }
 
-// RuleRef identifies an acls rule: its position in the list (from 0), its
-// line and column, and its text.
+// RuleRef identifies an acls rule or a grant: its position in its list
+// (from 0), its line and column, its text, and which list.
 type RuleRef struct {
 	Index     int
 	Line, Col int
 	Text      string
+	Section   string // "" for acls, "grants" for a grant
 }
 
 func (r RuleRef) String() string {
+	if r.Section == "grants" {
+		return fmt.Sprintf("grant #%d (line %d)", r.Index+1, r.Line)
+	}
 	return fmt.Sprintf("acls rule #%d (line %d)", r.Index+1, r.Line)
 }
 

@@ -31,18 +31,19 @@ const (
 // Policy is a parsed, validated and tested policy file. It is immutable
 // and safe for concurrent use.
 type Policy struct {
-	src      []byte
-	hash     string
-	d        *diag
-	groups   map[string]*group   // "group:eng" -> definition
-	userGrp  map[string][]string // login -> groups that list it
-	hosts    map[string]netip.Prefix
-	tags     map[string]*tagDef // "tag:db" -> owners
-	postures []*posture
-	posIdx   map[string]int // "posture:x" -> index into postures
-	rules    []*rule
-	tests    []*policyTest
-	warnings []*Error
+	src       []byte
+	hash      string
+	d         *diag
+	groups    map[string]*group   // "group:eng" -> definition
+	userGrp   map[string][]string // login -> groups that list it
+	hosts     map[string]netip.Prefix
+	tags      map[string]*tagDef // "tag:db" -> owners
+	postures  []*posture
+	posIdx    map[string]int // "posture:x" -> index into postures
+	rules     []*rule        // acls, then grants
+	appGrants []AppGrant
+	tests     []*policyTest
+	warnings  []*Error
 
 	// Indexes for Graph: rules naming a user, group or tag ("u:", "g:",
 	// "t:" + name), rules every node must be checked against, rules with
@@ -254,8 +255,13 @@ func (ps *parser) top(root hujson.Value) {
 	}
 	if v, ok := fields["acls"]; ok {
 		ps.acls(v, defaults, hasDefault)
-	} else {
-		ps.warnf(obj0(root), `add an "acls" section`, "the policy has no acls: every connection is denied")
+	}
+	if v, ok := fields["grants"]; ok {
+		ps.grants(v, defaults, hasDefault)
+	}
+	_, hasACLs := fields["acls"]
+	if _, hasGrants := fields["grants"]; !hasACLs && !hasGrants {
+		ps.warnf(obj0(root), `add an "acls" or "grants" section`, "the policy has neither acls nor grants: every connection is denied")
 	}
 	if v, ok := fields["tests"]; ok {
 		ps.testsSection(v)
@@ -264,11 +270,10 @@ func (ps *parser) top(root hujson.Value) {
 
 func obj0(v hujson.Value) int { return v.StartOffset }
 
-var topFields = []string{"groups", "hosts", "tagOwners", "postures", "defaultSrcPosture", "acls", "tests"}
+var topFields = []string{"groups", "hosts", "tagOwners", "postures", "defaultSrcPosture", "acls", "grants", "tests"}
 
 // topFieldHints explains Tailscale sections Warren does not implement.
 var topFieldHints = map[string]string{
-	"grants":              `Warren supports "acls" rules only; write each grant as an acls rule`,
 	"ssh":                 "Warren has no SSH access rules; allow port 22 in acls instead",
 	"sshTests":            "Warren has no SSH access rules; test port 22 in tests instead",
 	"nodeAttrs":           "Warren does not support nodeAttrs; remove the section",

@@ -20,7 +20,7 @@ func TestDiagnostics(t *testing.T) {
 			[]string{`syntax error: invalid character '"' after object value`}},
 		{"not an object", `‸[]`, []string{`the policy must be an object, not an array`}},
 		{"unknown top-level field", "{\n  ‸\"acl\": [],\n}", []string{`unknown field "acl" in the policy (hint: did you mean "acls"?)`}},
-		{"Tailscale section", `{‸"grants": []}`, []string{`unknown field "grants" in the policy (hint: Warren supports "acls" rules only`}},
+		{"misspelt section", `{‸"grant": []}`, []string{`unknown field "grant" in the policy (hint: did you mean "grants"?)`}},
 		{"duplicate field", "{\"acls\": [],\n ‸\"acls\": []}", []string{`duplicate field "acls" in the policy`}},
 		{"legacy and new field together", `{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"], "users": ‸["*"]}]}`,
 			[]string{`acls rule #1 has both "users" and "src" (hint: "users" is the legacy name of "src"; keep one of them)`}},

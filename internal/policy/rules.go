@@ -14,7 +14,8 @@ import (
 
 // rule is one compiled acls entry.
 type rule struct {
-	index    int // position in acls, from 0
+	index    int    // position in acls (or grants), from 0
+	section  string // "" for acls, "grants" for a grant
 	off      int
 	text     string // the rule as written, compacted
 	src      []selector
@@ -187,6 +188,14 @@ func (ps *parser) rule(i int, v hujson.Value, defaults []int, hasDefault bool) *
 	return r
 }
 
+// label names r in messages: "acls rule #3" or "grant #3".
+func (r *rule) label() string {
+	if r.section == "grants" {
+		return fmt.Sprintf("grant #%d", r.index+1)
+	}
+	return fmt.Sprintf("acls rule #%d", r.index+1)
+}
+
 // checkSelfSources reports each source of r that autogroup:self cannot go
 // with, when some destination of r is autogroup:self. autogroup:self is
 // "the source user's own devices", so, as in Tailscale, every source must
@@ -247,7 +256,7 @@ func (r *rule) finish(ps *parser) {
 	if r.conditional {
 		if len(lits) > 0 {
 			ps.warnf(r.off, "only nodes can satisfy srcPosture and mfa; list the nodes' tags or users instead",
-				"acls rule #%d has srcPosture or mfa: its IP, CIDR and host sources select only mesh nodes inside them", r.index+1)
+				"%s has srcPosture or mfa: its IP, CIDR and host sources select only mesh nodes inside them", r.label())
 		}
 		r.srcAll = false
 		return

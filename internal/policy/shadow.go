@@ -19,8 +19,8 @@ func (p *Policy) findShadowed() {
 	work := 0
 	for bi, b := range p.rules {
 		for ai, a := range p.rules {
-			if ai == bi {
-				continue
+			if ai == bi || (a.section == b.section && a.index == b.index) {
+				continue // the rules of one grant are one rule
 			}
 			// An upper bound on what covers(a, b) may cost.
 			work += 1 + len(a.src)*len(b.src) + len(a.dst)*len(b.dst) + len(b.dst)*ports[ai] + ports[bi]
@@ -37,7 +37,7 @@ func (p *Policy) findShadowed() {
 			}
 			ref := p.ruleRef(a)
 			p.d.warnf(b.off, fmt.Sprintf("remove it, or narrow %s if that one is broader than intended", ref),
-				"acls rule #%d allows nothing that %s does not already allow", b.index+1, ref)
+				"%s allows nothing that %s does not already allow", b.label(), ref)
 			break
 		}
 	}
