@@ -105,15 +105,17 @@ func (ps *parser) grant(i int, v hujson.Value, defaults []int, hasDefault bool) 
 		}
 		for j, s := range ss {
 			if sel, ok := ps.selector(s, vals[j], 0, roleSrc); ok {
-				srcs = append(srcs, sel)
-				srcVals = append(srcVals, vals[j])
+				for _, x := range ps.ipsetSelectors(sel, vals[j]) {
+					srcs = append(srcs, x)
+					srcVals = append(srcVals, vals[j])
+				}
 				srcText = append(srcText, s)
 			}
 		}
 	}
 
 	var dsts []selector
-	var dstText []string
+	var dstText, dstNames []string // as written; per entry of dsts
 	if dv, ok := f["dst"]; !ok {
 		ps.errorf(v.StartOffset, `add "dst": [...]`, "%s has no dst", what)
 	} else {
@@ -128,7 +130,10 @@ func (ps *parser) grant(i int, v hujson.Value, defaults []int, hasDefault bool) 
 				continue
 			}
 			if sel, ok := ps.selector(s, vals[j], 0, roleDst); ok {
-				dsts = append(dsts, sel)
+				for _, x := range ps.ipsetSelectors(sel, vals[j]) {
+					dsts = append(dsts, x)
+					dstNames = append(dstNames, s)
+				}
 				dstText = append(dstText, s)
 			}
 		}
@@ -187,6 +192,15 @@ func (ps *parser) grant(i int, v hujson.Value, defaults []int, hasDefault bool) 
 		protos = append(protos, p)
 	}
 	sort.Ints(protos)
+	// Each protocol repeats the destinations: count them like IP set
+	// expansions, to bound the work a small file can cause.
+	if extra := len(dsts) * (len(protos) - 1); extra > 0 {
+		if ps.expanded += extra; ps.expanded > maxIPSetExpansion {
+			ps.errorf(v.StartOffset, "list fewer protocols, or split the grant",
+				"the grants stand for more than %d destinations in all", maxIPSetExpansion)
+			return nil
+		}
+	}
 	var out []*rule
 	for _, proto := range protos {
 		ports := mergeRanges(byProto[proto])
@@ -195,7 +209,7 @@ func (ps *parser) grant(i int, v hujson.Value, defaults []int, hasDefault bool) 
 			r.protos = []int{proto}
 		}
 		for k, sel := range dsts {
-			r.dst = append(r.dst, dstEntry{sel: sel, ports: slices.Clone(ports), off: v.StartOffset, text: dstText[k]})
+			r.dst = append(r.dst, dstEntry{sel: sel, ports: slices.Clone(ports), off: v.StartOffset, text: dstNames[k]})
 		}
 		n := len(ps.errs) + ps.dropped
 		ps.checkSelfSources(r, srcVals)

@@ -37,6 +37,7 @@ type Policy struct {
 	groups    map[string]*group   // "group:eng" -> definition
 	userGrp   map[string][]string // login -> groups that list it
 	hosts     map[string]netip.Prefix
+	ipsets    map[string]*ipsetDef
 	tags      map[string]*tagDef // "tag:db" -> owners
 	postures  []*posture
 	posIdx    map[string]int // "posture:x" -> index into postures
@@ -79,8 +80,9 @@ func (p *Policy) Source() []byte { return bytes.Clone(p.src) }
 // parser walks the hujson syntax tree and fills a Policy.
 type parser struct {
 	*diag
-	p     *Policy
-	names map[string][]string // sorted defined names by kind, for suggestions
+	p        *Policy
+	names    map[string][]string // sorted defined names by kind, for suggestions
+	expanded int                 // address selectors IP set references expanded to
 }
 
 // suggest is the package's suggest over the defined names of one kind
@@ -106,6 +108,8 @@ func (ps *parser) suggest(name, kind, fallback string) string {
 			list = sortedKeys(ps.p.hosts)
 		case "postures":
 			list = sortedKeys(ps.p.posIdx)
+		case "ipsets":
+			list = sortedKeys(ps.p.ipsets)
 		}
 		ps.names[kind] = list
 	}
@@ -125,7 +129,7 @@ func (ps *parser) suggest(name, kind, fallback string) string {
 }
 
 // kindPrefix is the prefix every name of a kind starts with.
-var kindPrefix = map[string]string{"groups": "group:", "tags": "tag:", "postures": "posture:", "hosts": ""}
+var kindPrefix = map[string]string{"groups": "group:", "tags": "tag:", "postures": "posture:", "hosts": "", "ipsets": "ipset:"}
 
 // Parse parses and validates a policy file and runs its tests. It returns
 // an Errors value listing every problem found, or the policy. It never
@@ -140,6 +144,7 @@ func Parse(src []byte) (*Policy, error) {
 		groups:  map[string]*group{},
 		userGrp: map[string][]string{},
 		hosts:   map[string]netip.Prefix{},
+		ipsets:  map[string]*ipsetDef{},
 		tags:    map[string]*tagDef{},
 		posIdx:  map[string]int{},
 		idx:     map[string][]int32{},
@@ -242,6 +247,9 @@ func (ps *parser) top(root hujson.Value) {
 	if v, ok := fields["hosts"]; ok {
 		ps.hosts(v)
 	}
+	if v, ok := fields["ipsets"]; ok {
+		ps.ipsets(v)
+	}
 	if v, ok := fields["tagOwners"]; ok {
 		ps.tagOwners(v)
 	}
@@ -270,7 +278,7 @@ func (ps *parser) top(root hujson.Value) {
 
 func obj0(v hujson.Value) int { return v.StartOffset }
 
-var topFields = []string{"groups", "hosts", "tagOwners", "postures", "defaultSrcPosture", "acls", "grants", "tests"}
+var topFields = []string{"groups", "hosts", "tagOwners", "postures", "defaultSrcPosture", "acls", "grants", "ipsets", "tests"}
 
 // topFieldHints explains Tailscale sections Warren does not implement.
 var topFieldHints = map[string]string{
@@ -279,7 +287,6 @@ var topFieldHints = map[string]string{
 	"nodeAttrs":           "Warren does not support nodeAttrs; remove the section",
 	"autoApprovers":       "Warren does not support autoApprovers; remove the section",
 	"derpMap":             "the relay map is coordinator configuration, not policy",
-	"ipsets":              `Warren does not support ipsets; use "hosts" entries`,
 	"disableIPv4":         "this is coordinator configuration, not policy",
 	"randomizeClientPort": "this is node configuration, not policy",
 }

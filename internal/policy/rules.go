@@ -125,8 +125,10 @@ func (ps *parser) rule(i int, v hujson.Value, defaults []int, hasDefault bool) *
 		}
 		for j, s := range ss {
 			if sel, ok := ps.selector(s, vals[j], 0, roleSrc); ok {
-				r.src = append(r.src, sel)
-				srcVals = append(srcVals, vals[j])
+				for _, x := range ps.ipsetSelectors(sel, vals[j]) {
+					r.src = append(r.src, x)
+					srcVals = append(srcVals, vals[j])
+				}
 			}
 		}
 	}
@@ -154,7 +156,10 @@ func (ps *parser) rule(i int, v hujson.Value, defaults []int, hasDefault bool) *
 					ps.errorf(at(vals[j], strings.LastIndexByte(s, ':')+1), `write the destination as "`+d.sel.text+`:*"`,
 						"protocol %s has no ports", f["proto"].Value.(hujson.Literal).String())
 				}
-				r.dst = append(r.dst, d)
+				for _, x := range ps.ipsetSelectors(d.sel, vals[j]) {
+					d.sel = x
+					r.dst = append(r.dst, d)
+				}
 			}
 		}
 	}

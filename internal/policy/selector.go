@@ -22,6 +22,7 @@ const (
 	selSelf                     // autogroup:self (destinations only)
 	selDangerAll                // autogroup:danger-all: every address (sources only)
 	selNone                     // an autogroup Warren has nothing for: selects nothing
+	selIPSet                    // ipset:NAME, expanded into selPrefix ones by Policy.ipsetSelectors
 )
 
 // selector is one parsed source or destination.
@@ -117,6 +118,19 @@ func (ps *parser) selector(s string, v hujson.Value, off int, r role) (selector,
 			return fail(ps.suggest(s, "tags", fmt.Sprintf(`add "%s": [owners] to "tagOwners"`, s)), "tag %q has no tagOwners entry", s)
 		}
 		return selector{kind: selTag, name: s, text: s}, true
+	case strings.HasPrefix(s, "ipset:"):
+		sel, hint, err := ps.ipsetSelector(s, r)
+		if err != nil {
+			return fail(hint, "%v", err)
+		}
+		return sel, true
+	case strings.HasPrefix(s, "host:"):
+		// Tailscale's explicit spelling of a host alias.
+		name := strings.TrimPrefix(s, "host:")
+		if _, ok := ps.p.hosts[name]; ok {
+			return ps.selector(name, v, off+len("host:"), r)
+		}
+		return fail(ps.suggest(name, "hosts", `define it in "hosts"`), "unknown host %q", s)
 	case strings.HasPrefix(s, "posture:"):
 		return fail(`postures go in the rule's "srcPosture" field`, "%s is a posture, not a %s", s, r)
 	case strings.Contains(s, "@"):
