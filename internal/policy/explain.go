@@ -46,12 +46,15 @@ type RuleRef struct {
 	Index     int
 	Line, Col int
 	Text      string
-	Section   string // "" for acls, "grants" for a grant
+	Section   string // "" for acls, "grants" for a grant, "default" for the default rule
 }
 
 func (r RuleRef) String() string {
-	if r.Section == "grants" {
+	switch r.Section {
+	case "grants":
 		return fmt.Sprintf("grant #%d (line %d)", r.Index+1, r.Line)
+	case "default":
+		return "the default rule of a policy with neither acls nor grants"
 	}
 	return fmt.Sprintf("acls rule #%d (line %d)", r.Index+1, r.Line)
 }

@@ -143,3 +143,45 @@ func TestTailscaleAutogroups(t *testing.T) {
 		t.Fatalf("inert autogroups grant %v, want nothing", got)
 	}
 }
+
+// TestNoRulesSection: as in Tailscale, a file with neither acls nor grants
+// allows everything (with a warning), and an empty section denies
+// everything.
+func TestNoRulesSection(t *testing.T) {
+	star := "100.64.0.0/10,fd7a:115c:a1e0::/48 -> "
+	tests := []struct {
+		name  string
+		body  string
+		allow bool
+	}{
+		{"neither section", `"tests": [{"src": "ann@example.com", "accept": ["tag:db:5432"]}]`, true},
+		{"empty acls", `"acls": []`, false},
+		{"empty grants", `"grants": []`, false},
+		{"both empty", `"acls": [], "grants": []`, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, p := compileOne(t, tt.body)
+			if !tt.allow {
+				if len(got) != 0 {
+					t.Fatalf("filters %v, want none", got)
+				}
+				return
+			}
+			if want := []string{star + "100.64.0.5:*"}; !slices.Equal(got[5], want) {
+				t.Fatalf("filter of node 5 = %q, want %q", got[5], want)
+			}
+			if len(got) != len(compileNodes()) {
+				t.Fatalf("%d nodes have a filter, want all %d", len(got), len(compileNodes()))
+			}
+			ws := p.Warnings()
+			if len(ws) != 1 || !strings.Contains(ws[0].Message, "every node may reach every other") {
+				t.Fatalf("warnings %v", ws)
+			}
+			d, err := p.Explain(Query{Src: "ann@example.com", Dst: "tag:db", Port: 22})
+			if err != nil || !d.Allowed || !strings.Contains(d.Rule.String(), "default rule") {
+				t.Fatalf("Explain = %v, %v", d, err)
+			}
+		})
+	}
+}

@@ -269,14 +269,12 @@ func (ps *parser) top(root hujson.Value) {
 	}
 	_, hasACLs := fields["acls"]
 	if _, hasGrants := fields["grants"]; !hasACLs && !hasGrants {
-		ps.warnf(obj0(root), `add an "acls" or "grants" section`, "the policy has neither acls nor grants: every connection is denied")
+		ps.defaultAllow(root)
 	}
 	if v, ok := fields["tests"]; ok {
 		ps.testsSection(v)
 	}
 }
-
-func obj0(v hujson.Value) int { return v.StartOffset }
 
 var topFields = []string{"groups", "hosts", "tagOwners", "postures", "defaultSrcPosture", "acls", "grants", "ipsets", "tests"}
 

@@ -195,8 +195,11 @@ func (ps *parser) rule(i int, v hujson.Value, defaults []int, hasDefault bool) *
 
 // label names r in messages: "acls rule #3" or "grant #3".
 func (r *rule) label() string {
-	if r.section == "grants" {
+	switch r.section {
+	case "grants":
 		return fmt.Sprintf("grant #%d", r.index+1)
+	case "default":
+		return "the default rule"
 	}
 	return fmt.Sprintf("acls rule #%d", r.index+1)
 }
