@@ -185,3 +185,43 @@ func TestNoRulesSection(t *testing.T) {
 		})
 	}
 }
+
+// TestProtoField: "proto" takes the protocol names Tailscale accepts (in
+// any case) and numbers 0-255; only TCP, UDP and SCTP take ports.
+func TestProtoField(t *testing.T) {
+	tests := []struct {
+		proto, dst string
+		want       []int // nil: an error
+	}{
+		{"tcp", "tag:db:22", []int{6}},
+		{"UDP", "tag:db:53", []int{17}},
+		{"sctp", "tag:db:9", []int{132}},
+		{"icmpv4", "tag:db:*", []int{1}},
+		{"ipv6-icmp", "tag:db:*", []int{58}},
+		{"dccp", "tag:db:*", []int{33}},
+		{"ip-in-ip", "tag:db:*", []int{4}},
+		{"47", "tag:db:*", []int{47}},
+		{"255", "tag:db:*", []int{255}},
+		{"256", "tag:db:*", nil},
+		{"gre", "tag:db:22", nil},
+		{"icmp", "tag:db:8", nil},
+		{"tpc", "tag:db:22", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.proto, func(t *testing.T) {
+			p, err := Parse([]byte(`{"tagOwners": {"tag:db": []}, "acls": [{"action": "accept", "src": ["*"], "dst": ["` + tt.dst + `"], "proto": "` + tt.proto + `"}]}`))
+			if tt.want == nil {
+				if err == nil {
+					t.Fatalf("proto %q with %s accepted", tt.proto, tt.dst)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if got := p.rules[0].protos; !slices.Equal(got, tt.want) {
+				t.Fatalf("protos %v, want %v", got, tt.want)
+			}
+		})
+	}
+}

@@ -443,9 +443,9 @@ func mergeRanges(rs []portRange) []portRange {
 
 func isAllPorts(rs []portRange) bool { return len(rs) == 1 && rs[0] == allPorts[0] }
 
-// Protocol numbers by name (IANA).
+// Protocol numbers by name (IANA), the names Tailscale accepts.
 var protoNames = map[string]int{
-	"icmp": 1, "igmp": 2, "ipv4": 4, "ip-in-ip": 4, "tcp": 6, "egp": 8, "igp": 9,
+	"icmp": 1, "icmpv4": 1, "igmp": 2, "dccp": 33, "ipv4": 4, "ip-in-ip": 4, "tcp": 6, "egp": 8, "igp": 9,
 	"udp": 17, "gre": 47, "esp": 50, "ah": 51, "ipv6-icmp": 58, "icmpv6": 58, "sctp": 132,
 }
 
