@@ -354,5 +354,5 @@ func (p *Policy) nearMisses(f *flow, n int) []Candidate {
 
 func (p *Policy) ruleRef(r *rule) RuleRef {
 	line, col := p.d.position(r.off)
-	return RuleRef{Index: r.index, Line: line, Col: col, Text: r.text}
+	return RuleRef{Index: r.index, Line: line, Col: col, Text: r.text, Section: r.section}
 }

@@ -40,15 +40,22 @@ type Query struct {
 	MFAAge *time.Duration
 }
 
-// RuleRef identifies an acls rule: its position in the list (from 0), its
-// line and column, and its text.
+// RuleRef identifies an acls rule or a grant: its position in its list
+// (from 0), its line and column, its text, and which list.
 type RuleRef struct {
 	Index     int
 	Line, Col int
 	Text      string
+	Section   string // "" for acls, "grants" for a grant, "default" for the default rule
 }
 
 func (r RuleRef) String() string {
+	switch r.Section {
+	case "grants":
+		return fmt.Sprintf("grant #%d (line %d)", r.Index+1, r.Line)
+	case "default":
+		return "the default rule of a policy with neither acls nor grants"
+	}
 	return fmt.Sprintf("acls rule #%d (line %d)", r.Index+1, r.Line)
 }
 

@@ -14,27 +14,14 @@ import (
 // two letters from nothing Warren has, and four from autogroup:member).
 // When in doubt, the hint explains instead of suggesting.
 
-// foreignAutogroups are Tailscale autogroups Warren does not implement,
-// with what to write instead. None of them is answered with a Warren
-// autogroup: each means something else.
-var foreignAutogroups = map[string]string{
-	"autogroup:internet":      "Warren has no exit nodes; allow the addresses you mean as CIDRs",
-	"autogroup:danger-all":    `Warren does not have it; "*" as a source is every address`,
-	"autogroup:shared":        "Warren has no device sharing; name the users",
-	"autogroup:owner":         "Warren's roles are admin and member; name the owner's login",
-	"autogroup:it-admin":      "Warren's roles are admin and member; list these users in a group",
-	"autogroup:network-admin": "Warren's roles are admin and member; list these users in a group",
-	"autogroup:billing-admin": "Warren's roles are admin and member; list these users in a group",
-	"autogroup:auditor":       "Warren's roles are admin and member; list these users in a group",
-	"autogroup:nonroot":       "Warren has no SSH rules; autogroup:nonroot belongs to Tailscale SSH",
-}
+// The autogroups Tailscale defines and Warren does not implement are
+// accepted (selecting nothing, with a warning) or rejected with their own
+// message in autogroups.go; the hints below are for names Tailscale does
+// not define either.
 
 // autogroupHint is the hint for an unknown autogroup s written in role r.
 func autogroupHint(s string, r role) string {
 	supported := "Warren supports " + strings.Join(autogroupsFor(r), ", ")
-	if h, ok := foreignAutogroups[strings.ToLower(s)]; ok {
-		return h + " (" + supported + ")"
-	}
 	if a := nearAutogroup(s, r); a != "" {
 		return fmt.Sprintf("did you mean %q?", a)
 	}

@@ -31,18 +31,20 @@ const (
 // Policy is a parsed, validated and tested policy file. It is immutable
 // and safe for concurrent use.
 type Policy struct {
-	src      []byte
-	hash     string
-	d        *diag
-	groups   map[string]*group   // "group:eng" -> definition
-	userGrp  map[string][]string // login -> groups that list it
-	hosts    map[string]netip.Prefix
-	tags     map[string]*tagDef // "tag:db" -> owners
-	postures []*posture
-	posIdx   map[string]int // "posture:x" -> index into postures
-	rules    []*rule
-	tests    []*policyTest
-	warnings []*Error
+	src       []byte
+	hash      string
+	d         *diag
+	groups    map[string]*group   // "group:eng" -> definition
+	userGrp   map[string][]string // login -> groups that list it
+	hosts     map[string]netip.Prefix
+	ipsets    map[string]*ipsetDef
+	tags      map[string]*tagDef // "tag:db" -> owners
+	postures  []*posture
+	posIdx    map[string]int // "posture:x" -> index into postures
+	rules     []*rule        // acls, then grants
+	appGrants []AppGrant
+	tests     []*policyTest
+	warnings  []*Error
 
 	// Indexes for Graph: rules naming a user, group or tag ("u:", "g:",
 	// "t:" + name), rules every node must be checked against, rules with
@@ -78,9 +80,10 @@ func (p *Policy) Source() []byte { return bytes.Clone(p.src) }
 // parser walks the hujson syntax tree and fills a Policy.
 type parser struct {
 	*diag
-	p     *Policy
-	lim   limits
-	names map[string][]string // sorted defined names by kind, for suggestions
+	p        *Policy
+	lim      limits
+	names    map[string][]string // sorted defined names by kind, for suggestions
+	expanded int                 // address selectors IP set references expanded to
 }
 
 // limits are the caps on the work of the two analyses that are quadratic
@@ -114,6 +117,8 @@ func (ps *parser) suggest(name, kind, fallback string) string {
 			list = sortedKeys(ps.p.hosts)
 		case "postures":
 			list = sortedKeys(ps.p.posIdx)
+		case "ipsets":
+			list = sortedKeys(ps.p.ipsets)
 		}
 		ps.names[kind] = list
 	}
@@ -133,7 +138,7 @@ func (ps *parser) suggest(name, kind, fallback string) string {
 }
 
 // kindPrefix is the prefix every name of a kind starts with.
-var kindPrefix = map[string]string{"groups": "group:", "tags": "tag:", "postures": "posture:", "hosts": ""}
+var kindPrefix = map[string]string{"groups": "group:", "tags": "tag:", "postures": "posture:", "hosts": "", "ipsets": "ipset:"}
 
 // Parse parses and validates a policy file and runs its tests. It returns
 // an Errors value listing every problem found, or the policy. It never
@@ -152,6 +157,7 @@ func parse(src []byte, lim limits) (*Policy, error) {
 		groups:  map[string]*group{},
 		userGrp: map[string][]string{},
 		hosts:   map[string]netip.Prefix{},
+		ipsets:  map[string]*ipsetDef{},
 		tags:    map[string]*tagDef{},
 		posIdx:  map[string]int{},
 		idx:     map[string][]int32{},
@@ -254,6 +260,9 @@ func (ps *parser) top(root hujson.Value) {
 	if v, ok := fields["hosts"]; ok {
 		ps.hosts(v)
 	}
+	if v, ok := fields["ipsets"]; ok {
+		ps.ipsets(v)
+	}
 	if v, ok := fields["tagOwners"]; ok {
 		ps.tagOwners(v)
 	}
@@ -267,27 +276,28 @@ func (ps *parser) top(root hujson.Value) {
 	}
 	if v, ok := fields["acls"]; ok {
 		ps.acls(v, defaults, hasDefault)
-	} else {
-		ps.warnf(obj0(root), `add an "acls" section`, "the policy has no acls: every connection is denied")
+	}
+	if v, ok := fields["grants"]; ok {
+		ps.grants(v, defaults, hasDefault)
+	}
+	_, hasACLs := fields["acls"]
+	if _, hasGrants := fields["grants"]; !hasACLs && !hasGrants {
+		ps.defaultAllow(root)
 	}
 	if v, ok := fields["tests"]; ok {
 		ps.testsSection(v)
 	}
 }
 
-func obj0(v hujson.Value) int { return v.StartOffset }
-
-var topFields = []string{"groups", "hosts", "tagOwners", "postures", "defaultSrcPosture", "acls", "tests"}
+var topFields = []string{"groups", "hosts", "tagOwners", "postures", "defaultSrcPosture", "acls", "grants", "ipsets", "tests"}
 
 // topFieldHints explains Tailscale sections Warren does not implement.
 var topFieldHints = map[string]string{
-	"grants":              `Warren supports "acls" rules only; write each grant as an acls rule`,
 	"ssh":                 "Warren has no SSH access rules; allow port 22 in acls instead",
 	"sshTests":            "Warren has no SSH access rules; test port 22 in tests instead",
 	"nodeAttrs":           "Warren does not support nodeAttrs; remove the section",
 	"autoApprovers":       "Warren does not support autoApprovers; remove the section",
 	"derpMap":             "the relay map is coordinator configuration, not policy",
-	"ipsets":              `Warren does not support ipsets; use "hosts" entries`,
 	"disableIPv4":         "this is coordinator configuration, not policy",
 	"randomizeClientPort": "this is node configuration, not policy",
 }

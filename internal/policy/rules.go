@@ -14,7 +14,8 @@ import (
 
 // rule is one compiled acls entry.
 type rule struct {
-	index    int // position in acls, from 0
+	index    int    // position in acls (or grants), from 0
+	section  string // "" for acls, "grants" for a grant
 	off      int
 	text     string // the rule as written, compacted
 	src      []selector
@@ -25,8 +26,8 @@ type rule struct {
 	mfa      time.Duration // 0: not required
 
 	conditional  bool           // postures or mfa: only nodes can satisfy it
-	srcLiterals  []netip.Prefix // IP, CIDR and host sources (0/0 and ::/0 for *); nil when conditional
-	srcAll       bool           // literals cover every address
+	srcLiterals  []netip.Prefix // IP, CIDR and host sources (and meshRanges for *); nil when conditional
+	srcAll       bool           // literals cover every node's addresses ("*" or autogroup:danger-all)
 	srcHasPrefix bool           // some source is an IP, CIDR or host
 	hasSelf      bool           // some destination is autogroup:self
 }
@@ -42,11 +43,25 @@ type portRange struct{ first, last uint16 }
 
 var allPorts = []portRange{{0, 65535}}
 
-var ruleFields = []string{"action", "src", "dst", "proto", "srcPosture", "when", "mfa"}
+var ruleFields = []string{"action", "src", "dst", "proto", "srcPosture", "when", "mfa", "users", "ports"}
 
-var ruleFieldHints = map[string]string{
-	"users": `"users" is the legacy name of "src"; use "src"`,
-	"ports": `"ports" is the legacy name of "dst"; use "dst"`,
+var ruleFieldHints = map[string]string{}
+
+// legacyField renames Tailscale's legacy rule fields, "users" (= "src")
+// and "ports" (= "dst"), in f. Tailscale accepts either spelling but not
+// both in one rule; so does Warren.
+func (ps *parser) legacyField(f map[string]hujson.Value, legacy, name, what string) {
+	v, ok := f[legacy]
+	if !ok {
+		return
+	}
+	delete(f, legacy)
+	if _, both := f[name]; both {
+		ps.errorf(v.StartOffset, fmt.Sprintf("%q is the legacy name of %q; keep one of them", legacy, name),
+			"%s has both %q and %q", what, legacy, name)
+		return
+	}
+	f[name] = v
 }
 
 func (ps *parser) acls(v hujson.Value, defaults []int, hasDefault bool) {
@@ -83,6 +98,8 @@ func (ps *parser) rule(i int, v hujson.Value, defaults []int, hasDefault bool) *
 	}
 	what := fmt.Sprintf("acls rule #%d", i+1)
 	f := ps.fields(obj, what, ruleFields, ruleFieldHints)
+	ps.legacyField(f, "users", "src", what)
+	ps.legacyField(f, "ports", "dst", what)
 	nerr := len(ps.errs) + ps.dropped
 	r := &rule{index: i, off: v.StartOffset, text: compact(v)}
 
@@ -108,8 +125,10 @@ func (ps *parser) rule(i int, v hujson.Value, defaults []int, hasDefault bool) *
 		}
 		for j, s := range ss {
 			if sel, ok := ps.selector(s, vals[j], 0, roleSrc); ok {
-				r.src = append(r.src, sel)
-				srcVals = append(srcVals, vals[j])
+				for _, x := range ps.ipsetSelectors(sel, vals[j]) {
+					r.src = append(r.src, x)
+					srcVals = append(srcVals, vals[j])
+				}
 			}
 		}
 	}
@@ -137,7 +156,10 @@ func (ps *parser) rule(i int, v hujson.Value, defaults []int, hasDefault bool) *
 					ps.errorf(at(vals[j], strings.LastIndexByte(s, ':')+1), `write the destination as "`+d.sel.text+`:*"`,
 						"protocol %s has no ports", f["proto"].Value.(hujson.Literal).String())
 				}
-				r.dst = append(r.dst, d)
+				for _, x := range ps.ipsetSelectors(d.sel, vals[j]) {
+					d.sel = x
+					r.dst = append(r.dst, d)
+				}
 			}
 		}
 	}
@@ -171,6 +193,17 @@ func (ps *parser) rule(i int, v hujson.Value, defaults []int, hasDefault bool) *
 	return r
 }
 
+// label names r in messages: "acls rule #3" or "grant #3".
+func (r *rule) label() string {
+	switch r.section {
+	case "grants":
+		return fmt.Sprintf("grant #%d", r.index+1)
+	case "default":
+		return "the default rule"
+	}
+	return fmt.Sprintf("acls rule #%d", r.index+1)
+}
+
 // checkSelfSources reports each source of r that autogroup:self cannot go
 // with, when some destination of r is autogroup:self. autogroup:self is
 // "the source user's own devices", so, as in Tailscale, every source must
@@ -191,7 +224,9 @@ func (ps *parser) checkSelfSources(r *rule, where []hujson.Value) {
 		switch s.kind {
 		case selUser, selGroup, selMember:
 			continue
-		case selAll:
+		case selNone:
+			hint = s.text + " selects nothing in Warren; give it a rule of its own"
+		case selAll, selDangerAll:
 			hint = `"*" also stands for tagged devices and addresses, which own no devices; autogroup:member is every user, and other destinations can go in a rule of their own`
 		case selAdmin:
 			hint = "list the admins in a group and make that group the source"
@@ -214,10 +249,13 @@ func (r *rule) finish(ps *parser) {
 		}
 	}
 	var lits []netip.Prefix
+	all := meshRanges
 	for _, s := range r.src {
 		switch s.kind {
 		case selAll:
 			r.srcAll = true
+		case selDangerAll:
+			r.srcAll, all = true, everyAddress
 		case selPrefix:
 			lits = append(lits, s.prefix)
 			r.srcHasPrefix = true
@@ -226,15 +264,33 @@ func (r *rule) finish(ps *parser) {
 	if r.conditional {
 		if len(lits) > 0 {
 			ps.warnf(r.off, "only nodes can satisfy srcPosture and mfa; list the nodes' tags or users instead",
-				"acls rule #%d has srcPosture or mfa: its IP, CIDR and host sources select only mesh nodes inside them", r.index+1)
+				"%s has srcPosture or mfa: its IP, CIDR and host sources select only mesh nodes inside them", r.label())
 		}
 		r.srcAll = false
 		return
 	}
 	if r.srcAll {
-		lits = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}
+		// "*" is the mesh's ranges, plus any IP or CIDR sources outside
+		// them; autogroup:danger-all is every address.
+		lits = append(lits, all...)
+		if len(lits) > len(all) {
+			lits = dropCovered(lits)
+		}
 	}
 	r.srcLiterals = dedupPrefixes(lits)
+}
+
+// dropCovered sorts ps and removes every prefix inside another.
+func dropCovered(ps []netip.Prefix) []netip.Prefix {
+	ps = dedupPrefixes(ps)
+	out := ps[:0]
+	for _, p := range ps {
+		if n := len(out); n > 0 && out[n-1].Bits() <= p.Bits() && out[n-1].Contains(p.Addr()) {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
 }
 
 func dedupPrefixes(ps []netip.Prefix) []netip.Prefix {
@@ -387,9 +443,9 @@ func mergeRanges(rs []portRange) []portRange {
 
 func isAllPorts(rs []portRange) bool { return len(rs) == 1 && rs[0] == allPorts[0] }
 
-// Protocol numbers by name (IANA).
+// Protocol numbers by name (IANA), the names Tailscale accepts.
 var protoNames = map[string]int{
-	"icmp": 1, "igmp": 2, "ipv4": 4, "ip-in-ip": 4, "tcp": 6, "egp": 8, "igp": 9,
+	"icmp": 1, "icmpv4": 1, "igmp": 2, "dccp": 33, "ipv4": 4, "ip-in-ip": 4, "tcp": 6, "egp": 8, "igp": 9,
 	"udp": 17, "gre": 47, "esp": 50, "ah": 51, "ipv6-icmp": 58, "icmpv6": 58, "sctp": 132,
 }
 

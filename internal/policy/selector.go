@@ -11,15 +11,18 @@ import (
 type selKind uint8
 
 const (
-	selAll    selKind = iota // "*"
-	selUser                  // ann@example.com
-	selGroup                 // group:eng
-	selTag                   // tag:db
-	selPrefix                // IP, CIDR or host alias
-	selMember                // autogroup:member
-	selTagged                // autogroup:tagged
-	selAdmin                 // autogroup:admin
-	selSelf                  // autogroup:self (destinations only)
+	selAll       selKind = iota // "*"
+	selUser                     // ann@example.com
+	selGroup                    // group:eng
+	selTag                      // tag:db
+	selPrefix                   // IP, CIDR or host alias
+	selMember                   // autogroup:member
+	selTagged                   // autogroup:tagged
+	selAdmin                    // autogroup:admin
+	selSelf                     // autogroup:self (destinations only)
+	selDangerAll                // autogroup:danger-all: every address (sources only)
+	selNone                     // an autogroup Warren has nothing for: selects nothing
+	selIPSet                    // ipset:NAME, expanded into selPrefix ones by Policy.ipsetSelectors
 )
 
 // selector is one parsed source or destination.
@@ -95,6 +98,12 @@ func (ps *parser) selector(s string, v hujson.Value, off int, r role) (selector,
 			}
 			return selector{kind: selSelf, text: s}, true
 		}
+		if sel, known, ok, hint, msg := ps.extraAutogroup(s, pos, r); known {
+			if !ok {
+				return fail(hint, "%s", msg)
+			}
+			return sel, true
+		}
 		return fail(autogroupHint(s, r), "unknown autogroup %q", s)
 	case strings.HasPrefix(s, "group:"):
 		if r == roleTestDst {
@@ -109,6 +118,19 @@ func (ps *parser) selector(s string, v hujson.Value, off int, r role) (selector,
 			return fail(ps.suggest(s, "tags", fmt.Sprintf(`add "%s": [owners] to "tagOwners"`, s)), "tag %q has no tagOwners entry", s)
 		}
 		return selector{kind: selTag, name: s, text: s}, true
+	case strings.HasPrefix(s, "ipset:"):
+		sel, hint, err := ps.ipsetSelector(s, r)
+		if err != nil {
+			return fail(hint, "%v", err)
+		}
+		return sel, true
+	case strings.HasPrefix(s, "host:"):
+		// Tailscale's explicit spelling of a host alias.
+		name := strings.TrimPrefix(s, "host:")
+		if _, ok := ps.p.hosts[name]; ok {
+			return ps.selector(name, v, off+len("host:"), r)
+		}
+		return fail(ps.suggest(name, "hosts", `define it in "hosts"`), "unknown host %q", s)
 	case strings.HasPrefix(s, "posture:"):
 		return fail(`postures go in the rule's "srcPosture" field`, "%s is a posture, not a %s", s, r)
 	case strings.Contains(s, "@"):
@@ -175,6 +197,18 @@ type subject struct {
 func (s *selector) matches(x *subject) bool {
 	switch s.kind {
 	case selAll:
+		// "*" is every node, and of other addresses those in the mesh's
+		// ranges (see meshRanges).
+		if x.isNode {
+			return true
+		}
+		for _, a := range x.addrs {
+			if !inMesh(a) {
+				return false
+			}
+		}
+		return len(x.addrs) > 0
+	case selDangerAll:
 		return true
 	case selUser:
 		return x.isNode && !x.tagged && x.user == s.name

@@ -20,8 +20,8 @@ func (p *Policy) findShadowed(maxWork int) {
 	work := 0
 	for bi, b := range p.rules {
 		for ai, a := range p.rules {
-			if ai == bi {
-				continue
+			if ai == bi || (a.section == b.section && a.index == b.index) {
+				continue // the rules of one grant are one rule
 			}
 			// An upper bound on what covers(a, b) may cost.
 			work += 1 + len(a.src)*len(b.src) + len(a.dst)*len(b.dst) + len(b.dst)*ports[ai] + ports[bi]
@@ -38,7 +38,7 @@ func (p *Policy) findShadowed(maxWork int) {
 			}
 			ref := p.ruleRef(a)
 			p.d.warnf(b.off, fmt.Sprintf("remove it, or narrow %s if that one is broader than intended", ref),
-				"acls rule #%d allows nothing that %s does not already allow", b.index+1, ref)
+				"%s allows nothing that %s does not already allow", b.label(), ref)
 			break
 		}
 	}
@@ -94,7 +94,8 @@ func (p *Policy) covers(a, b *rule) bool {
 		var union []portRange
 		for j := range a.dst {
 			ad := &a.dst[j]
-			if p.selCovers(&ad.sel, &bd.sel) {
+			// As a destination, "*" is every node and every address.
+			if ad.sel.kind == selAll || p.selCovers(&ad.sel, &bd.sel) {
 				union = append(union, ad.ports...)
 			}
 		}
@@ -116,9 +117,14 @@ func (p *Policy) anyCovers(as []selector, b *selector) bool {
 
 // selCovers reports whether selector a selects everything b does.
 func (p *Policy) selCovers(a, b *selector) bool {
+	if b.kind == selNone {
+		return true // b selects nothing
+	}
 	switch a.kind {
-	case selAll:
+	case selDangerAll:
 		return true
+	case selAll:
+		return b.kind != selDangerAll && (b.kind != selPrefix || inMesh(b.prefix))
 	case selMember:
 		return b.kind == selMember || b.kind == selUser || b.kind == selGroup || b.kind == selAdmin || b.kind == selSelf
 	case selTagged:
