@@ -80,6 +80,13 @@ func (ps *parser) test(i int, v hujson.Value) *policyTest {
 		ss, vals := ps.strs(dv, name)
 		var out []testDst
 		for j, s := range ss {
+			if i := strings.LastIndexByte(s, ':'); i > 0 && strings.Contains(s[:i], "/") {
+				// Tailscale fails such a test (recorded answers of its
+				// control plane: even a /32): a test checks one address.
+				ps.errorf(vals[j].StartOffset, "name one address or host, e.g. 100.64.0.16:22",
+					"%s: %q is a prefix; a test checks one destination address", name, s)
+				continue
+			}
 			d, ok := ps.dstEntry(s, vals[j], roleTestDst)
 			if !ok {
 				continue
