@@ -43,6 +43,7 @@ type Policy struct {
 	rules    []*rule
 	tests    []*policyTest
 	warnings []*Error
+	ext      extSections // autoApprovers, nodeAttrs, ssh, sshTests, options
 
 	// Indexes for Graph: rules naming a user, group or tag ("u:", "g:",
 	// "t:" + name), rules every node must be checked against, rules with
@@ -166,6 +167,7 @@ func Parse(src []byte) (*Policy, error) {
 	p.buildIndex()
 	p.findShadowed()
 	ps.runTests()
+	ps.runSSHTests()
 	if e := ps.err(); e != nil {
 		return nil, e
 	}
@@ -260,23 +262,17 @@ func (ps *parser) top(root hujson.Value) {
 	if v, ok := fields["tests"]; ok {
 		ps.testsSection(v)
 	}
+	ps.extSections(fields)
 }
 
 func obj0(v hujson.Value) int { return v.StartOffset }
 
-var topFields = []string{"groups", "hosts", "tagOwners", "postures", "defaultSrcPosture", "acls", "tests"}
+var topFields = append([]string{"groups", "hosts", "tagOwners", "postures", "defaultSrcPosture", "acls", "tests"}, extFields...)
 
 // topFieldHints explains Tailscale sections Warren does not implement.
 var topFieldHints = map[string]string{
-	"grants":              `Warren supports "acls" rules only; write each grant as an acls rule`,
-	"ssh":                 "Warren has no SSH access rules; allow port 22 in acls instead",
-	"sshTests":            "Warren has no SSH access rules; test port 22 in tests instead",
-	"nodeAttrs":           "Warren does not support nodeAttrs; remove the section",
-	"autoApprovers":       "Warren does not support autoApprovers; remove the section",
-	"derpMap":             "the relay map is coordinator configuration, not policy",
-	"ipsets":              `Warren does not support ipsets; use "hosts" entries`,
-	"disableIPv4":         "this is coordinator configuration, not policy",
-	"randomizeClientPort": "this is node configuration, not policy",
+	"grants": `Warren supports "acls" rules only; write each grant as an acls rule`,
+	"ipsets": `Warren does not support ipsets; use "hosts" entries`,
 }
 
 // fields reads an object's members, reporting unknown and duplicate
