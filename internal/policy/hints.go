@@ -26,7 +26,7 @@ var foreignAutogroups = map[string]string{
 	"autogroup:network-admin": "Warren's roles are admin and member; list these users in a group",
 	"autogroup:billing-admin": "Warren's roles are admin and member; list these users in a group",
 	"autogroup:auditor":       "Warren's roles are admin and member; list these users in a group",
-	"autogroup:nonroot":       "Warren has no SSH rules; autogroup:nonroot belongs to Tailscale SSH",
+	"autogroup:nonroot":       `autogroup:nonroot is a local user in an ssh rule's "users", not a device selector`,
 }
 
 // autogroupHint is the hint for an unknown autogroup s written in role r.
