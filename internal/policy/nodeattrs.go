@@ -2,6 +2,7 @@ package policy
 
 import (
 	"encoding/json"
+	"net/netip"
 	"strconv"
 	"strings"
 
@@ -67,19 +68,17 @@ func (ps *parser) nodeAttrs(v hujson.Value) {
 	warned := map[string]bool{}
 	for i, e := range a.Elements {
 		what := "nodeAttrs entry #" + strconv.Itoa(i+1)
+		nerr := len(ps.errs) + ps.dropped
 		obj, ok := ps.object(e, what)
 		if !ok {
 			continue
 		}
 		f := ps.fields(obj, what, nodeAttrFields, nil)
 		na := NodeAttr{}
-		if tv, ok := f["target"]; !ok {
-			ps.errorf(e.StartOffset, `add "target": ["tag:..."]`, "%s has no target", what)
-		} else {
+		// Tailscale accepts an entry that targets nothing or sets
+		// nothing; so does Warren, with a warning.
+		if tv, ok := f["target"]; ok && !isNull(tv) {
 			ss, vals := ps.strs(tv, "target")
-			if len(ss) == 0 && len(vals) == 0 {
-				ps.errorf(tv.StartOffset, "name the users, groups or tags the attributes apply to", "%s has an empty target", what)
-			}
 			for j, s := range ss {
 				if sel, ok := ps.selector(s, vals[j], 0, roleSrc); ok {
 					na.Target = append(na.Target, s)
@@ -87,12 +86,7 @@ func (ps *parser) nodeAttrs(v hujson.Value) {
 				}
 			}
 		}
-		_, hasAttr := f["attr"]
-		_, hasApp := f["app"]
-		if !hasAttr && !hasApp {
-			ps.errorf(e.StartOffset, `add "attr": ["..."]`, "%s has no attr or app", what)
-		}
-		if av, ok := f["attr"]; ok {
+		if av, ok := f["attr"]; ok && !isNull(av) {
 			ss, vals := ps.strs(av, "attr")
 			for j, s := range ss {
 				if s == "" || strings.TrimSpace(s) != s {
@@ -107,16 +101,50 @@ func (ps *parser) nodeAttrs(v hujson.Value) {
 				}
 			}
 		}
-		if apv, ok := f["app"]; ok {
+		if apv, ok := f["app"]; ok && !isNull(apv) {
 			na.App = ps.appCaps(apv, warned)
 		}
-		if pv, ok := f["ipPool"]; ok {
-			ps.strs(pv, "ipPool")
-			ps.warnf(pv.StartOffset, "Warren assigns mesh addresses itself; remove it",
-				"nodeAttrs: accepted, has no effect in Warren: ipPool")
+		pools := false
+		if pv, ok := f["ipPool"]; ok && !isNull(pv) {
+			pools = ps.ipPools(pv)
+		}
+		switch {
+		case len(na.Target) == 0 && len(ps.errs)+ps.dropped == nerr:
+			ps.warnf(e.StartOffset, "name the users, groups or tags it applies to, or remove it", "%s has no target: it applies to no node", what)
+		case len(na.Attr) == 0 && len(na.App) == 0 && !pools && len(ps.errs)+ps.dropped == nerr:
+			ps.warnf(e.StartOffset, `add "attr": [...], or remove it`, "%s sets no attribute", what)
 		}
 		ps.p.ext.nodeAttrs = append(ps.p.ext.nodeAttrs, na)
 	}
+}
+
+// reservedPools are Tailscale's reserved ranges inside 100.64.0.0/10,
+// which it refuses as an ipPool: the 100.100.100.0/24 service range and
+// ChromeOS's 100.115.92.0/23.
+var reservedPools = []netip.Prefix{netip.MustParsePrefix("100.100.100.0/24"), netip.MustParsePrefix("100.115.92.0/23")}
+
+// ipPools reads a nodeAttrs ipPool: CIDRs outside Tailscale's reserved
+// ranges. Warren assigns mesh addresses itself, so a valid pool is
+// accepted with a warning. It reports whether the list names any pool.
+func (ps *parser) ipPools(v hujson.Value) bool {
+	ss, vals := ps.strs(v, "ipPool")
+	for j, s := range ss {
+		pfx, hint, err := parsePrefix(s)
+		if err != nil {
+			ps.errorf(vals[j].StartOffset, hint, "ipPool: %v", err)
+			continue
+		}
+		for _, r := range reservedPools {
+			if r.Overlaps(pfx) {
+				ps.errorf(vals[j].StartOffset, "choose a pool outside "+r.String(), "IPPool(%s): network within reserved range", pfx)
+			}
+		}
+	}
+	if len(ss) > 0 {
+		ps.warnf(v.StartOffset, "Warren assigns mesh addresses itself; remove it",
+			"nodeAttrs: accepted, has no effect in Warren: ipPool")
+	}
+	return len(ss) > 0
 }
 
 // appCaps reads an "app" object: capability name -> array of values, kept

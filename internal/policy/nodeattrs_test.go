@@ -56,14 +56,22 @@ func TestNodeAttrsWarnings(t *testing.T) {
 			"nodeAttrs: accepted, has no effect in Warren: mullvad",
 			"nodeAttrs: accepted, has no effect in Warren: example.com/cap/z"}},
 		{"empty section", `{"acls": [], "nodeAttrs": []}`, nil},
+		{"targets nothing, sets nothing, as Tailscale accepts", `{"acls": [], "nodeAttrs": [‸{"target": [], "attr": [‸"funnel"]}, ‸{"target": ["*"]}, ‸{"attr": []}]}`,
+			[]string{"nodeAttrs entry #1 has no target: it applies to no node", "has no effect in Warren: funnel", "nodeAttrs entry #2 sets no attribute",
+				"nodeAttrs entry #3 has no target"}},
+		{"ipPool", `{"acls": [], "nodeAttrs": [{"target": ["*"], "ipPool": ‸["100.81.0.0/16"]}]}`,
+			[]string{"nodeAttrs: accepted, has no effect in Warren: ipPool"}},
 	})
 }
 
 func TestNodeAttrsErrors(t *testing.T) {
 	runDiagCases(t, []diagCase{
 		{"not an array", `{"nodeAttrs": ‸{}}`, []string{`nodeAttrs must be an array, not an object`}},
-		{"no target, no attr", `{"nodeAttrs": [‸‸{}]}`, []string{`nodeAttrs entry #1 has no target`, `nodeAttrs entry #1 has no attr or app`}},
-		{"empty target", `{"nodeAttrs": [{"target": ‸[], "attr": ["funnel"]}]}`, []string{`nodeAttrs entry #1 has an empty target`}},
+		{"bad target", `{"nodeAttrs": [{"target": [‸"%bogus%"], "attr": ["funnel"]}]}`, []string{`unknown src "%bogus%"`}},
+		{"reserved ipPool", `{"nodeAttrs": [{"target": ["*"], "ipPool": [‸"100.100.100.0/24", ‸"100.115.92.0/24", ‸"10.0.0.1/8"]}]}`,
+			[]string{`IPPool(100.100.100.0/24): network within reserved range`, `IPPool(100.115.92.0/24): network within reserved range`,
+				`ipPool: CIDR "10.0.0.1/8" has bits set after the prefix length`}},
+		{"autogroup:self target", `{"nodeAttrs": [{"target": [‸"autogroup:self"], "attr": ["funnel"]}]}`, []string{`autogroup:self cannot be a source`}},
 		{"unknown target", `{` + attrDefs + `, "nodeAttrs": [{"target": [‸"tag:dbb", ‸"group:eng2"], "attr": ["funnel"]}]}`,
 			[]string{`tag "tag:dbb" has no tagOwners entry (hint: did you mean "tag:db"?)`, `unknown group "group:eng2"`}},
 		{"autogroup:internet is not a target", `{"nodeAttrs": [{"target": [‸"autogroup:internet"], "attr": ["funnel"]}]}`,

@@ -14,29 +14,43 @@ import (
 // Parse warns so, and `policy show` and `policy check` print the warning.
 // Port 22 stays governed by acls alone.
 //
-// What Tailscale allows, and Warren therefore allows:
+// What Tailscale accepts, and Warren therefore accepts, as its docs say
+// and as recordings of its control plane's answers (published with
+// juanfont/headscale's policy tests) show:
 //   - action: "accept", or "check" (the user re-authenticates within
-//     checkPeriod: "always" or a duration from 1m to 168h, 12h when
-//     unset; checkPeriod is an error on an accept rule);
-//   - src: users, groups, tags, autogroup:member, autogroup:tagged,
-//     autogroup:admin — never "*", hosts or addresses;
-//   - dst: tags, autogroup:self, autogroup:member, autogroup:tagged,
-//     host aliases, and a user only when src is exactly that user —
-//     never "*" or groups. Tagged sources (tags, autogroup:tagged) may
-//     not reach user-owned devices (a user, autogroup:self,
-//     autogroup:member);
-//   - users: local user names, "root", autogroup:nonroot (any user but
-//     root) and localpart:*@DOMAIN (the local part of the login of a
-//     source user in DOMAIN);
-//   - acceptEnv: environment variable names, with * and ? wildcards;
+//     checkPeriod: "always" or a duration up to 168h, 12h when unset or
+//     0; negative or longer periods are refused; checkPeriod on an accept
+//     rule is refused, as Headscale does);
+//   - src: users, user:*@DOMAIN, groups, tags, autogroup:member,
+//     autogroup:tagged, autogroup:admin; never "*" or addresses;
+//   - dst: tags, autogroup:self, autogroup:member, autogroup:tagged, and
+//     a user only when src is exactly that user; never "*", groups, host
+//     aliases or addresses ("invalid dst"). Tagged sources (tags,
+//     autogroup:tagged) may not reach user-owned devices (a user,
+//     autogroup:self, autogroup:member);
+//   - a rule without src or dst matches nothing (accepted, with a warning);
+//   - users: required and non-empty; "" and "*" are refused; anything
+//     else is a local user name, except autogroup:nonroot (any user but
+//     root) and localpart:*@DOMAIN (the local part of a source user's
+//     login in DOMAIN). Names Tailscale accepts that cannot be local
+//     users (autogroup:member, tag:x, "localpart:") draw a warning and
+//     match no login;
+//   - acceptEnv: any non-empty patterns;
+//   - spaces around names and the action are ignored (with a warning),
+//     and null stands for an absent field;
 //   - recorder and enforceRecorder (session recording): accepted with a
 //     warning; Warren records nothing.
+//
+// Tailscale also refuses a DOMAIN (in user:*@ and localpart:*@) that is
+// not one of the tailnet's own; Warren has no list of its domains and
+// accepts any.
 
 type sshRule struct {
 	off         int
 	check       bool
 	checkPeriod time.Duration // 0: the default; -1: always
 	src         []selector
+	srcDomains  []string // user:*@DOMAIN sources, lowercased
 	dst         []selector
 	users       []string
 	acceptEnv   []string
@@ -49,9 +63,7 @@ func (p *Policy) SSHRuleCount() int { return len(p.ext.ssh) }
 func (p *Policy) SSHTestCount() int { return len(p.ext.sshTests) }
 
 const (
-	sshCheckDefault = 12 * time.Hour
-	sshCheckMin     = time.Minute
-	sshCheckMax     = 168 * time.Hour
+	sshCheckMax = 168 * time.Hour
 )
 
 var sshFields = []string{"action", "src", "dst", "users", "checkPeriod", "acceptEnv", "recorder", "enforceRecorder"}
@@ -81,40 +93,50 @@ func (ps *parser) sshRule(i int, v hujson.Value) *sshRule {
 	f := ps.fields(obj, what, sshFields, nil)
 	nerr := len(ps.errs) + ps.dropped
 	r := &sshRule{off: v.StartOffset}
-	if av, ok := f["action"]; !ok {
+	trimmed := false // warned about spaces in this rule
+	if av, ok := f["action"]; !ok || isNull(av) {
 		ps.errorf(v.StartOffset, `add "action": "accept" or "check"`, "%s has no action", what)
 	} else if s, ok := ps.str(av, "action"); ok {
-		switch s {
+		switch ps.trimSSH(s, av, &trimmed) {
 		case "accept":
 		case "check":
 			r.check = true
+		case "":
+			ps.errorf(av.StartOffset, `write "accept" or "check"`, "%s has no action", what)
 		default:
-			ps.errorf(av.StartOffset, `SSH actions are "accept" and "check"`, "invalid SSH action %q", s)
+			ps.errorf(av.StartOffset, `SSH actions are "accept" and "check", in lower case`, "invalid SSH action %q", s)
 		}
 	}
-	var dstVals []hujson.Value
-	if sv, ok := f["src"]; !ok {
-		ps.errorf(v.StartOffset, `add "src": [...]`, "%s has no src", what)
-	} else {
+	// A rule without src or dst matches nothing; Tailscale accepts it.
+	if sv, ok := f["src"]; ok && !isNull(sv) {
 		ss, vals := ps.strs(sv, "src")
 		for j, s := range ss {
+			s = ps.trimSSH(s, vals[j], &trimmed)
+			if dom, ok := strings.CutPrefix(s, "user:*@"); ok {
+				if ps.sshDomain(dom, s, vals[j]) && !contains(r.srcDomains, strings.ToLower(dom)) {
+					r.srcDomains = append(r.srcDomains, strings.ToLower(dom))
+				}
+				continue
+			}
 			if sel, ok := ps.sshSrc(s, vals[j]); ok {
 				r.src = append(r.src, sel)
 			}
 		}
 	}
-	if dv, ok := f["dst"]; !ok {
-		ps.errorf(v.StartOffset, `add "dst": [...]`, "%s has no dst", what)
-	} else {
+	var dstVals []hujson.Value
+	if dv, ok := f["dst"]; ok && !isNull(dv) {
 		ss, vals := ps.strs(dv, "dst")
 		for j, s := range ss {
-			if sel, ok := ps.sshDst(s, vals[j]); ok {
+			if sel, ok := ps.sshDst(ps.trimSSH(s, vals[j], &trimmed), vals[j]); ok {
 				r.dst = append(r.dst, sel)
 				dstVals = append(dstVals, vals[j])
 			}
 		}
 	}
-	if uv, ok := f["users"]; !ok {
+	if len(r.src)+len(r.srcDomains) == 0 || len(r.dst) == 0 {
+		ps.warnf(v.StartOffset, "give it a src and a dst, or remove it", "%s has no src or no dst: it matches nothing", what)
+	}
+	if uv, ok := f["users"]; !ok || isNull(uv) {
 		ps.errorf(v.StartOffset, `add "users": ["autogroup:nonroot"]`, "%s has no users", what)
 	} else {
 		ss, vals := ps.strs(uv, "users")
@@ -122,8 +144,8 @@ func (ps *parser) sshRule(i int, v hujson.Value) *sshRule {
 			ps.errorf(uv.StartOffset, `name the local users, e.g. "autogroup:nonroot" or "root"`, "%s has no users", what)
 		}
 		for j, s := range ss {
-			if hint, msg := sshUserProblem(s); msg != "" {
-				ps.errorf(vals[j].StartOffset, hint, "%s", msg)
+			s = ps.trimSSH(s, vals[j], &trimmed)
+			if !ps.sshUser(s, vals[j]) {
 				continue
 			}
 			if !contains(r.users, s) {
@@ -131,21 +153,20 @@ func (ps *parser) sshRule(i int, v hujson.Value) *sshRule {
 			}
 		}
 	}
-	if cv, ok := f["checkPeriod"]; ok {
+	if cv, ok := f["checkPeriod"]; ok && !isNull(cv) {
 		ps.checkPeriod(r, cv)
 	}
-	if ev, ok := f["acceptEnv"]; ok {
+	if ev, ok := f["acceptEnv"]; ok && !isNull(ev) {
 		ss, vals := ps.strs(ev, "acceptEnv")
 		for j, s := range ss {
-			if !validEnvPattern(s) {
-				ps.errorf(vals[j].StartOffset, "environment variable names use letters, digits and _, with * and ? as wildcards",
-					"invalid acceptEnv entry %q", s)
+			if s == "" {
+				ps.errorf(vals[j].StartOffset, "name an environment variable, with * and ? as wildcards", "acceptEnv values cannot be empty")
 				continue
 			}
 			r.acceptEnv = append(r.acceptEnv, s)
 		}
 	}
-	if rv, ok := f["recorder"]; ok {
+	if rv, ok := f["recorder"]; ok && !isNull(rv) {
 		ss, vals := ps.strs(rv, "recorder")
 		for j, s := range ss {
 			if sel, ok := ps.selector(s, vals[j], 0, roleSrc); ok && sel.kind != selTag {
@@ -154,7 +175,7 @@ func (ps *parser) sshRule(i int, v hujson.Value) *sshRule {
 		}
 		ps.warnf(rv.StartOffset, "Warren records no SSH sessions", "ssh recorder: accepted, has no effect in Warren")
 	}
-	if ev, ok := f["enforceRecorder"]; ok {
+	if ev, ok := f["enforceRecorder"]; ok && !isNull(ev) {
 		ps.boolean(ev, "enforceRecorder")
 	}
 	ps.checkSSHCombination(r, dstVals)
@@ -162,6 +183,56 @@ func (ps *parser) sshRule(i int, v hujson.Value) *sshRule {
 		return nil
 	}
 	return r
+}
+
+// isNull reports whether v is the literal null, which Tailscale reads as
+// an absent field.
+func isNull(v hujson.Value) bool {
+	l, ok := v.Value.(hujson.Literal)
+	return ok && l.Kind() == 'n'
+}
+
+// trimSSH removes spaces around s, as Tailscale does in ssh rules, and
+// warns once per rule that it did.
+func (ps *parser) trimSSH(s string, v hujson.Value, warned *bool) string {
+	t := strings.TrimSpace(s)
+	if t != s && !*warned {
+		*warned = true
+		ps.warnf(v.StartOffset, "remove the spaces", "spaces around %q are ignored", t)
+	}
+	return t
+}
+
+// sshDomain checks the domain of a user:*@DOMAIN source or a
+// localpart:*@DOMAIN user. Tailscale also requires the domain to be one
+// of the tailnet's; Warren has no such list and accepts any domain.
+func (ps *parser) sshDomain(dom, s string, v hujson.Value) bool {
+	if dom == "" || strings.ContainsAny(dom, "@*/: \t") {
+		ps.errorf(v.StartOffset, "write a domain, e.g. *@example.com", "invalid domain in %q", s)
+		return false
+	}
+	return true
+}
+
+// sshUser checks one entry of an ssh rule's users. Tailscale refuses ""
+// and "*" and takes anything else as a local user name (autogroup:nonroot
+// and localpart:*@DOMAIN have their own meaning); an entry that cannot be
+// a local user name is accepted with a warning, and matches no login.
+func (ps *parser) sshUser(s string, v hujson.Value) bool {
+	switch {
+	case s == "" || s == "*":
+		ps.errorf(v.StartOffset, `name local users, "root", or "autogroup:nonroot" for every user but root`, "user %q is not valid", s)
+		return false
+	case s == "autogroup:nonroot", s == "root":
+		return true
+	case strings.HasPrefix(s, "localpart:*@") && s != "localpart:*@":
+		return ps.sshDomain(strings.TrimPrefix(s, "localpart:*@"), s, v)
+	case strings.HasPrefix(s, "localpart:"):
+		ps.warnf(v.StartOffset, `write "localpart:*@example.com"`, "ssh user %q is not a localpart:*@DOMAIN pattern: it matches only that literal name", s)
+	case strings.HasPrefix(s, "autogroup:"), strings.HasPrefix(s, "group:"), strings.HasPrefix(s, "tag:"):
+		ps.warnf(v.StartOffset, `the only special SSH user is "autogroup:nonroot"`, "ssh user %q is not a local user name: it matches no login", s)
+	}
+	return true
 }
 
 // sshSrc parses an SSH source: users, groups, tags and user or tag
@@ -203,8 +274,9 @@ func (ps *parser) sshDst(s string, v hujson.Value) (selector, bool) {
 		return selector{}, false
 	}
 	sel, ok := ps.selector(s, v, 0, roleDst)
-	if ok && sel.kind == selPrefix && sel.name == "" {
-		ps.errorf(v.StartOffset, `name the device with a tag, or give the address a name in "hosts"`, "%s: a bare address cannot be an SSH destination", s)
+	if ok && sel.kind == selPrefix {
+		ps.errorf(v.StartOffset, "SSH destinations are devices: name them with tag:..., autogroup:self, autogroup:member or autogroup:tagged",
+			"invalid dst %q: host aliases and addresses cannot be SSH destinations", s)
 		return selector{}, false
 	}
 	return sel, ok
@@ -245,8 +317,9 @@ func (ps *parser) checkSSHCombination(r *sshRule, dstVals []hujson.Value) {
 	}
 }
 
-// checkPeriod reads checkPeriod: "always" or a duration from 1m to 168h,
-// on check rules only.
+// checkPeriod reads checkPeriod: "always" or a duration up to 168h, on
+// check rules only. Tailscale documents 1m as the least; it accepts less
+// (0 is the default of 12h).
 func (ps *parser) checkPeriod(r *sshRule, v hujson.Value) {
 	s, ok := ps.str(v, "checkPeriod")
 	if !ok {
@@ -260,60 +333,21 @@ func (ps *parser) checkPeriod(r *sshRule, v hujson.Value) {
 		r.checkPeriod = -1
 		return
 	}
-	d, err := parseDuration(s)
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		if d, err = parseDuration(s); err != nil {
+			ps.errorf(v.StartOffset, `write "always" or a duration such as "12h"`, "invalid checkPeriod %q: %v", s, err)
+			return
+		}
+	}
 	switch {
-	case err != nil:
-		ps.errorf(v.StartOffset, `write "always" or a duration such as "12h"`, "invalid checkPeriod %q: %v", s, err)
-	case d < sshCheckMin || d > sshCheckMax:
-		ps.errorf(v.StartOffset, "write a duration from 1m to 168h, or \"always\"", "checkPeriod %s is out of range", s)
+	case d < 0:
+		ps.errorf(v.StartOffset, `write "always" or a duration such as "12h"`, "checkPeriod %s must be a positive duration", s)
+	case d > sshCheckMax:
+		ps.errorf(v.StartOffset, "write a duration up to 168h, or \"always\"", "checkPeriod %s is above the max (168h)", s)
 	default:
 		r.checkPeriod = d
 	}
-}
-
-// sshUserProblem returns a hint and message when s is not a valid entry
-// of an SSH rule's users, or "", "".
-func sshUserProblem(s string) (hint, msg string) {
-	switch {
-	case s == "":
-		return `name a local user, "root" or "autogroup:nonroot"`, "empty SSH user"
-	case strings.HasPrefix(s, "autogroup:"):
-		if s == "autogroup:nonroot" {
-			return "", ""
-		}
-		return "the only SSH user autogroup is autogroup:nonroot", "unknown SSH user autogroup " + strconv.Quote(s)
-	case strings.HasPrefix(s, "localpart:"):
-		dom, ok := strings.CutPrefix(s, "localpart:*@")
-		if !ok || dom == "" || strings.ContainsAny(dom, "@*") {
-			return `write "localpart:*@example.com"`, "invalid SSH user " + strconv.Quote(s)
-		}
-		return "", ""
-	}
-	if len(s) > 256 {
-		return "local user names are short", "SSH user name too long"
-	}
-	for _, c := range s {
-		if c <= ' ' || c == 0x7f || c == ':' || c == '/' || c == '"' {
-			return "local user names have no spaces, ':' or '/'", "invalid SSH user " + strconv.Quote(s)
-		}
-	}
-	return "", ""
-}
-
-// validEnvPattern reports whether s is an environment variable name,
-// possibly with * and ? wildcards.
-func validEnvPattern(s string) bool {
-	if s == "" || len(s) > 256 {
-		return false
-	}
-	for _, c := range s {
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '*', c == '?':
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // sshVerdict is what an SSH rule set answers for one login.
@@ -343,6 +377,13 @@ func (p *Policy) sshAllows(src, dst *subject, user string) (v sshVerdict, n int)
 }
 
 func (r *sshRule) matchesSrc(s *subject) bool {
+	if s.isNode && !s.tagged {
+		for _, d := range r.srcDomains {
+			if _, dom, ok := strings.Cut(s.user, "@"); ok && strings.EqualFold(dom, d) {
+				return true
+			}
+		}
+	}
 	for i := range r.src {
 		if r.src[i].matches(s) {
 			return true
@@ -372,7 +413,7 @@ func (r *sshRule) matchesDst(src, dst *subject) bool {
 func (r *sshRule) allowsUser(src *subject, user string) bool {
 	for _, u := range r.users {
 		switch {
-		case u == user:
+		case u == user && !strings.Contains(u, ":"): // no local user has a ':' in its name
 			return true
 		case u == "autogroup:nonroot":
 			if user != "root" {

@@ -15,16 +15,20 @@ import (
 //
 // accept: each user may log in to each dst (by an accept or a check rule);
 // check: each may, by a check rule; deny: none may. src is a user, group
-// (every member, as in tests), tag or host; dst entries are tags, users,
-// host aliases or autogroup:self (src's own devices).
+// (every member, as in tests) or tag; dst entries are tags, users or
+// autogroup:self (src's own devices). Tailscale also resolves addresses
+// (an IP or host alias as src, or a single address as dst) to the devices
+// that have them; Parse knows no devices, so it accepts such entries with
+// a warning and does not check them.
 
 type sshTest struct {
-	off    int
-	srcs   []*subject
-	dsts   []sshTestDst
-	accept []sshTestUser
-	check  []sshTestUser
-	deny   []sshTestUser
+	off       int
+	unchecked bool // the source is an address: warned about, not run
+	srcs      []*subject
+	dsts      []sshTestDst
+	accept    []sshTestUser
+	check     []sshTestUser
+	deny      []sshTestUser
 }
 
 type sshTestDst struct {
@@ -65,6 +69,11 @@ func (ps *parser) sshTest(i int, v hujson.Value) *sshTest {
 	} else if s, ok := ps.str(sv, "sshTest src"); ok {
 		if sel, ok := ps.selector(s, sv, 0, roleTestSrc); ok {
 			t.srcs = ps.p.subjects(sel)
+			if sel.kind == selPrefix {
+				t.unchecked = true
+				ps.warnf(sv.StartOffset, "test a user, group or tag instead",
+					"%s is not checked: SSH sources are identities, and Warren cannot tell which device has %s before it runs", what, s)
+			}
 		}
 	}
 	if dv, ok := f["dst"]; !ok {
@@ -80,7 +89,15 @@ func (ps *parser) sshTest(i int, v hujson.Value) *sshTest {
 				continue
 			}
 			switch sel.kind {
-			case selTag, selUser, selPrefix, selSelf:
+			case selPrefix:
+				if !sel.prefix.IsSingleIP() {
+					ps.errorf(vals[j].StartOffset, "name one device: tag:..., a user, or autogroup:self",
+						"SSH tests dst contains disallowed element %q", s)
+					continue
+				}
+				ps.warnf(vals[j].StartOffset, "name the device by tag or user instead",
+					"%s: dst %s is not checked: Warren cannot tell which device has that address before it runs", what, s)
+			case selTag, selUser, selSelf:
 				t.dsts = append(t.dsts, sshTestDst{sel: sel, text: s})
 			default:
 				ps.errorf(vals[j].StartOffset, "sshTests destinations are tag:..., a user, a host alias or autogroup:self",
@@ -96,12 +113,8 @@ func (ps *parser) sshTest(i int, v hujson.Value) *sshTest {
 		ss, vals := ps.strs(uv, name)
 		out := make([]sshTestUser, 0, len(ss))
 		for j, s := range ss {
-			if s == "" || s == "autogroup:nonroot" {
+			if s == "" || s == "*" || s == "autogroup:nonroot" {
 				ps.errorf(vals[j].StartOffset, `name one local user, e.g. "root" or "ubuntu"`, "invalid user %q in sshTests %s", s, name)
-				continue
-			}
-			if hint, msg := sshUserProblem(s); msg != "" {
-				ps.errorf(vals[j].StartOffset, hint, "%s", msg)
 				continue
 			}
 			out = append(out, sshTestUser{name: s, off: vals[j].StartOffset})
@@ -130,6 +143,9 @@ func (ps *parser) runSSHTests() {
 	}
 	budget := maxTestChecks
 	for _, t := range p.ext.sshTests {
+		if t.unchecked {
+			continue
+		}
 		for _, src := range t.srcs {
 			for _, d := range t.dsts {
 				dst := p.sshTestDstSubject(src, d)
