@@ -34,6 +34,9 @@ func TestHostileInputs(t *testing.T) {
 			rep(`{"action": "accept", "src": ["group:xN"], "dst": ["*:*"]}`, 5000, ",") + `]}`,
 		"many tests": `{"tagOwners": {"tag:a": []}, "acls": [` + rep(`{"action": "accept", "src": ["uN@x.com"], "dst": ["tag:a:N"]}`, 5000, ",") +
 			`], "tests": [` + rep(`{"src": "zN@x.com", "accept": ["tag:a:1", "tag:a:2", "tag:a:3"]}`, 5000, ",") + `]}`,
+		"many ssh tests": `{"tagOwners": {"tag:a": []}, "ssh": [` + rep(`{"action": "accept", "src": [`+rep(`"uN@x.com"`, 50, ",")+`], "dst": ["tag:a"], "users": ["uN", "root"]}`, 1000, ",") +
+			`], "sshTests": [` + rep(`{"src": "zN@x.com", "dst": ["tag:a", "tag:a", "tag:a"], "deny": ["root", "a", "b", "c"]}`, 5000, ",") + `]}`,
+		"many nodeAttrs":          `{"tagOwners": {"tag:a": []}, "nodeAttrs": [` + rep(`{"target": ["tag:a", "uN@x.com"], "attr": ["aN", "b"], "app": {"x.com/cN": [{"k": N}]}}`, 20000, ",") + `]}`,
 		"many posture conditions": `{"postures": {"posture:p": [` + rep(`"custom:aN IN ['x', 'y', 'z']"`, 100000, ",") + `]}}`,
 	}
 	limit := 3 * time.Second

@@ -361,10 +361,11 @@ const (
 
 // sshAllows evaluates the rules for src logging in to dst as user. A
 // check rule's answer wins over an accept rule's, as a check-expectation
-// asks whether a check rule applies. n counts the rules looked at.
+// asks whether a check rule applies. n counts the selectors and users
+// looked at, for the tests' work budget.
 func (p *Policy) sshAllows(src, dst *subject, user string) (v sshVerdict, n int) {
 	for _, r := range p.ext.ssh {
-		n++
+		n += 1 + len(r.src) + len(r.srcDomains) + len(r.dst) + len(r.users) // the work of one rule
 		if !r.matchesSrc(src) || !r.matchesDst(src, dst) || !r.allowsUser(src, user) {
 			continue
 		}
