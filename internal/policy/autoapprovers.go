@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"errors"
 	"net/netip"
 	"strings"
 
@@ -70,11 +71,7 @@ func (ps *parser) autoApprovers(v hujson.Value) {
 		"autoApprovers: accepted; Warren has no subnet routers or exit nodes yet, so it has no effect")
 }
 
-var errNotCIDR = errorString("a route is a CIDR, not a single address")
-
-type errorString string
-
-func (e errorString) Error() string { return string(e) }
+var errNotCIDR = errors.New("a route is a CIDR, not a single address")
 
 // approvers reads a list of auto-approvers: users, groups and tags.
 func (ps *parser) approvers(v hujson.Value, what string) []string {
