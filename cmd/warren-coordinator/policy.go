@@ -27,6 +27,8 @@ type fileCheck struct {
 	Hash     string          `json:"hash,omitempty"`
 	Rules    int             `json:"rules"`
 	Tests    int             `json:"tests"`
+	SSHRules int             `json:"sshRules,omitempty"` // stored and tested, not enforced
+	SSHTests int             `json:"sshTests,omitempty"`
 	Errors   []*policy.Error `json:"errors,omitempty"`
 	Warnings []*policy.Error `json:"warnings,omitempty"`
 }
@@ -49,6 +51,7 @@ func checkFile(path string) fileCheck {
 	}
 	fc.OK, fc.Hash, fc.Warnings = true, p.Hash(), p.Warnings()
 	fc.Rules, fc.Tests = p.RuleCount(), p.TestCount()
+	fc.SSHRules, fc.SSHTests = p.SSHRuleCount(), p.SSHTestCount()
 	return fc
 }
 
@@ -80,9 +83,9 @@ func checkFiles(c *command, files []string, testsOnly bool) error {
 			case !fc.OK:
 				fmt.Fprintf(c.out, "%s: INVALID, %d error(s)\n", fc.File, len(fc.Errors))
 			case testsOnly:
-				fmt.Fprintf(c.out, "%s: %d test(s) passed\n", fc.File, fc.Tests)
+				fmt.Fprintf(c.out, "%s: %d test(s) passed%s\n", fc.File, fc.Tests, sshSummary(fc))
 			default:
-				fmt.Fprintf(c.out, "%s: ok, %d rule(s), %d test(s) passed, %d warning(s)\n", fc.File, fc.Rules, fc.Tests, len(fc.Warnings))
+				fmt.Fprintf(c.out, "%s: ok, %d rule(s), %d test(s) passed%s, %d warning(s)\n", fc.File, fc.Rules, fc.Tests, sshSummary(fc), len(fc.Warnings))
 			}
 		}
 	}
@@ -90,6 +93,15 @@ func checkFiles(c *command, files []string, testsOnly bool) error {
 		return fmt.Errorf("%d of %d policy file(s) invalid", bad, len(files))
 	}
 	return nil
+}
+
+// sshSummary is ", N ssh rule(s) NOT enforced, M ssh test(s) passed" for
+// a file with ssh rules or tests, or "".
+func sshSummary(fc fileCheck) string {
+	if fc.SSHRules == 0 && fc.SSHTests == 0 {
+		return ""
+	}
+	return fmt.Sprintf(", %d ssh rule(s) NOT enforced, %d ssh test(s) passed", fc.SSHRules, fc.SSHTests)
 }
 
 // splitHostPort splits "db:5432", "100.64.0.1:22" or "[fd7a::1]:80".

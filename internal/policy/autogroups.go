@@ -36,6 +36,28 @@ var meshRanges = []netip.Prefix{
 	netip.MustParsePrefix("fd7a:115c:a1e0::/48"),
 }
 
+// starSources is what "*" as a source compiles to: the mesh's ranges
+// without 100.115.92.0/23, which Tailscale reserves (for ChromeOS's
+// virtual machines) and leaves out of "*", as recordings of its compiled
+// filters show. These prefixes cover 100.64.0.0/10 but that /23 exactly
+// (TestStarSourcesExcludeReserved).
+var starSources = []netip.Prefix{
+	netip.MustParsePrefix("100.64.0.0/11"),
+	netip.MustParsePrefix("100.96.0.0/12"),
+	netip.MustParsePrefix("100.112.0.0/15"),
+	netip.MustParsePrefix("100.114.0.0/16"),
+	netip.MustParsePrefix("100.115.0.0/18"),
+	netip.MustParsePrefix("100.115.64.0/20"),
+	netip.MustParsePrefix("100.115.80.0/21"),
+	netip.MustParsePrefix("100.115.88.0/22"),
+	netip.MustParsePrefix("100.115.94.0/23"),
+	netip.MustParsePrefix("100.115.96.0/19"),
+	netip.MustParsePrefix("100.115.128.0/17"),
+	netip.MustParsePrefix("100.116.0.0/14"),
+	netip.MustParsePrefix("100.120.0.0/13"),
+	netip.MustParsePrefix("fd7a:115c:a1e0::/48"),
+}
+
 // everyAddress is what autogroup:danger-all stands for.
 var everyAddress = []netip.Prefix{
 	netip.MustParsePrefix("0.0.0.0/0"),

@@ -60,6 +60,9 @@ func FuzzParse(f *testing.F) {
 		}
 		now := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 		nodes := fuzzNodes(now)
+		for i := range nodes {
+			p.NodeAttrsFor(&nodes[i])
+		}
 		bulk := NewGraph(p, now, nodes...)
 		inc := NewGraph(p, now)
 		for _, n := range nodes {

@@ -69,6 +69,13 @@ func TestHostileInputs(t *testing.T) {
 		{"many posture conditions", 4000, func(n int) string {
 			return `{"postures": {"posture:p": [` + rep(`"custom:aN IN ['x', 'y', 'z']"`, n, ",") + `]}}`
 		}, production, ""},
+		{"many ssh tests", 200, func(n int) string {
+			return `{"tagOwners": {"tag:a": []}, "ssh": [` + rep(`{"action": "accept", "src": [`+rep(`"uN@x.com"`, 20, ",")+`], "dst": ["tag:a"], "users": ["uN", "root"]}`, n, ",") +
+				`], "sshTests": [` + rep(`{"src": "zN@x.com", "dst": ["tag:a", "tag:a", "tag:a"], "deny": ["root", "a", "b", "c"]}`, n, ",") + `]}`
+		}, small, ""},
+		{"many nodeAttrs", 2000, func(n int) string {
+			return `{"tagOwners": {"tag:a": []}, "nodeAttrs": [` + rep(`{"target": ["tag:a", "uN@x.com"], "attr": ["aN", "b"], "app": {"x.com/cN": [{"k": N}]}}`, n, ",") + `]}`
+		}, production, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

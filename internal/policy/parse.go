@@ -45,6 +45,7 @@ type Policy struct {
 	appGrants []AppGrant
 	tests     []*policyTest
 	warnings  []*Error
+	ext       extSections // autoApprovers, nodeAttrs, ssh, sshTests, options
 
 	// Indexes for Graph: rules naming a user, group or tag ("u:", "g:",
 	// "t:" + name), rules every node must be checked against, rules with
@@ -185,6 +186,7 @@ func parse(src []byte, lim limits) (*Policy, error) {
 	p.buildIndex()
 	p.findShadowed(lim.shadowWork)
 	ps.runTests()
+	ps.runSSHTests()
 	if e := ps.err(); e != nil {
 		return nil, e
 	}
@@ -287,20 +289,14 @@ func (ps *parser) top(root hujson.Value) {
 	if v, ok := fields["tests"]; ok {
 		ps.testsSection(v)
 	}
+	ps.extSections(fields)
 }
 
-var topFields = []string{"groups", "hosts", "tagOwners", "postures", "defaultSrcPosture", "acls", "grants", "ipsets", "tests"}
+var topFields = append([]string{"groups", "hosts", "tagOwners", "postures", "defaultSrcPosture", "acls", "grants", "ipsets", "tests"}, extFields...)
 
-// topFieldHints explains Tailscale sections Warren does not implement.
-var topFieldHints = map[string]string{
-	"ssh":                 "Warren has no SSH access rules; allow port 22 in acls instead",
-	"sshTests":            "Warren has no SSH access rules; test port 22 in tests instead",
-	"nodeAttrs":           "Warren does not support nodeAttrs; remove the section",
-	"autoApprovers":       "Warren does not support autoApprovers; remove the section",
-	"derpMap":             "the relay map is coordinator configuration, not policy",
-	"disableIPv4":         "this is coordinator configuration, not policy",
-	"randomizeClientPort": "this is node configuration, not policy",
-}
+// topFieldHints explains Tailscale sections Warren does not implement
+// (none left: every section Tailscale documents is read).
+var topFieldHints = map[string]string{}
 
 // fields reads an object's members, reporting unknown and duplicate
 // names, and returns the known ones by name.

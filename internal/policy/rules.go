@@ -249,7 +249,7 @@ func (r *rule) finish(ps *parser) {
 		}
 	}
 	var lits []netip.Prefix
-	all := meshRanges
+	all := starSources
 	for _, s := range r.src {
 		switch s.kind {
 		case selAll:
