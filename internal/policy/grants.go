@@ -124,6 +124,13 @@ func (ps *parser) grant(i int, v hujson.Value, defaults []int, hasDefault bool) 
 			ps.errorf(dv.StartOffset, "list at least one destination", "dst is empty")
 		}
 		for j, s := range ds {
+			if s == "0.0.0.0/0" || s == "::/0" {
+				// Tailscale refuses these in a grant (recorded answers of
+				// its control plane).
+				ps.errorf(vals[j].StartOffset, `to allow all IP addresses, use "*" or "autogroup:internet"`,
+					"grant destination %q is every address", s)
+				continue
+			}
 			if _, _, _, hasPorts := splitHostPorts(s); hasPorts && !looksLikeAddress(s) {
 				ps.errorf(vals[j].StartOffset, `a grant's destinations have no ports; put them in "ip", e.g. "ip": ["tcp:22"]`,
 					"grant destination %q has ports", s)
@@ -163,10 +170,25 @@ func (ps *parser) grant(i int, v hujson.Value, defaults []int, hasDefault bool) 
 	var app *AppGrant
 	if av, ok := f["app"]; ok {
 		app = ps.appCaps(av, what)
+		if app != nil && len(app.Caps) > 0 {
+			for k, name := range dstNames {
+				if name == "autogroup:internet" {
+					ps.errorf(v.StartOffset, "give the internet its own grant, with ip only", "%s: app capabilities cannot go to autogroup:internet (destination %d)", what, k+1)
+					break
+				}
+			}
+			// Tailscale checks autogroup:self's sources for app grants too.
+			ps.checkSelfSources(&rule{src: srcs, dst: selfDsts(dsts)}, srcVals)
+		}
 	}
-	_, hasIP := f["ip"]
-	if _, hasApp := f["app"]; !hasIP && !hasApp {
-		ps.errorf(v.StartOffset, `add "ip": ["*"] for network access, or "app" for application capabilities`, "%s grants nothing: it has neither ip nor app", what)
+	ipEmpty := true
+	if iv, ok := f["ip"]; ok {
+		if a, ok := iv.Value.(*hujson.Array); !ok || len(a.Elements) > 0 {
+			ipEmpty = false
+		}
+	}
+	if ipEmpty && (app == nil || len(app.Caps) == 0) {
+		ps.errorf(v.StartOffset, `add "ip": ["*"] for network access, or "app" for application capabilities`, "%s grants nothing: ip and app cannot both be empty", what)
 	}
 
 	var postures []int
@@ -276,8 +298,13 @@ func (ps *parser) appCaps(v hujson.Value, what string) *AppGrant {
 	n := 0
 	for _, m := range ps.entries(v, what+" app") {
 		name := m.Name.Value.(hujson.Literal).String()
-		if name == "" || strings.ContainsAny(name, " \t\r\n") {
-			ps.errorf(m.Name.StartOffset, `capability names look like "example.com/cap/name"`, "invalid capability name %q", name)
+		if !validCapForm(name) {
+			ps.errorf(m.Name.StartOffset, `capability names look like "example.com/cap/name"`, "invalid capability name %q: it must have the form {domain}/{path}", name)
+			continue
+		}
+		if domain, _, _ := strings.Cut(name, "/"); domain == "tailscale.com" && !tailscaleCaps[name] {
+			ps.errorf(m.Name.StartOffset, "use your own domain for your own capabilities",
+				"capability %q is in the tailscale.com domain, which only Tailscale's own capabilities may use", name)
 			continue
 		}
 		a, ok := ps.array(m.Value, "capability "+strconv.Quote(name))
@@ -298,4 +325,44 @@ func (ps *parser) appCaps(v hujson.Value, what string) *AppGrant {
 		caps[name] = vals
 	}
 	return &AppGrant{Caps: caps}
+}
+
+// selfDsts returns the destinations among dsts that are autogroup:self,
+// as a rule's destination entries (for checkSelfSources).
+func selfDsts(dsts []selector) []dstEntry {
+	var out []dstEntry
+	for _, d := range dsts {
+		if d.kind == selSelf {
+			out = append(out, dstEntry{sel: d})
+		}
+	}
+	return out
+}
+
+// validCapForm reports whether name has Tailscale's form for an app
+// capability, {domain}/{path}: a host name with a dot, a slash, and a
+// non-empty path, with no scheme, spaces or control characters.
+func validCapForm(name string) bool {
+	domain, path, ok := strings.Cut(name, "/")
+	if !ok || path == "" || !strings.Contains(domain, ".") || strings.HasPrefix(path, "/") {
+		return false
+	}
+	for _, c := range domain {
+		if !(c == '.' || c == '-' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return !strings.ContainsAny(name, " \t\r\n")
+}
+
+// tailscaleCaps are the capabilities in the tailscale.com domain that
+// Tailscale's control plane accepts in grants (its recorded answers, and
+// the capabilities of its open-source apps); it refuses others there.
+var tailscaleCaps = map[string]bool{
+	"tailscale.com/cap/drive":      true,
+	"tailscale.com/cap/kubernetes": true,
+	"tailscale.com/cap/relay":      true,
+	"tailscale.com/cap/webui":      true,
+	"tailscale.com/cap/tsidp":      true,
+	"tailscale.com/cap/secrets":    true,
 }

@@ -84,7 +84,7 @@ func TestGrantErrors(t *testing.T) {
 	}{
 		{"via", `{"src": ["*"], "dst": ["10.0.0.0/8"], "ip": ["*"], "via": ["tag:web"]}`, `Warren does not support "via" until it has subnet routers`},
 		{"ports in dst", `{"src": ["*"], "dst": ["tag:db:22"], "ip": ["*"]}`, `grant destination "tag:db:22" has ports`},
-		{"neither ip nor app", `{"src": ["*"], "dst": ["tag:db"]}`, "grants nothing: it has neither ip nor app"},
+		{"neither ip nor app", `{"src": ["*"], "dst": ["tag:db"]}`, "grants nothing: ip and app cannot both be empty"},
 		{"port list", `{"src": ["*"], "dst": ["tag:db"], "ip": ["tcp:22,80"]}`, "lists several ports"},
 		{"ports on icmp", `{"src": ["*"], "dst": ["tag:db"], "ip": ["icmp:8"]}`, "protocol icmp has no ports"},
 		{"port 0", `{"src": ["*"], "dst": ["tag:db"], "ip": ["0"]}`, "port 0"},
@@ -98,6 +98,15 @@ func TestGrantErrors(t *testing.T) {
 		{"unknown posture", `{"src": ["*"], "dst": ["tag:db"], "ip": ["*"], "srcPosture": ["posture:nope"]}`, `unknown posture "posture:nope"`},
 		{"app not an object", `{"src": ["*"], "dst": ["tag:db"], "app": []}`, "must be an object"},
 		{"app values not a list", `{"src": ["*"], "dst": ["tag:db"], "app": {"example.com/cap/x": {}}}`, "must be an array"},
+		// Refusals recorded from Tailscale's control plane (conformance
+		// cases grant-a2, a5, h1, h9, v01, v04, v05).
+		{"capability without a domain", `{"src": ["*"], "dst": ["tag:db"], "app": {"https://example.com/cap/x": [{}]}}`, "must have the form {domain}/{path}"},
+		{"unknown tailscale.com capability", `{"src": ["*"], "dst": ["tag:db"], "app": {"tailscale.com/cap/funnel": [{}]}}`, "in the tailscale.com domain"},
+		{"empty app", `{"src": ["*"], "dst": ["tag:db"], "app": {}}`, "ip and app cannot both be empty"},
+		{"app to self from *", `{"src": ["*"], "dst": ["autogroup:self"], "app": {"example.com/cap/x": [{}]}}`, "autogroup:self as a destination needs sources"},
+		{"app to the internet", `{"src": ["*"], "dst": ["autogroup:internet"], "app": {"example.com/cap/x": [{}]}}`, "cannot go to autogroup:internet"},
+		{"every IPv4 address", `{"src": ["*"], "dst": ["0.0.0.0/0"], "ip": ["*"]}`, `grant destination "0.0.0.0/0" is every address`},
+		{"every IPv6 address", `{"src": ["*"], "dst": ["::/0"], "ip": ["*"]}`, `grant destination "::/0" is every address`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
