@@ -101,7 +101,9 @@ func (ps *parser) grant(i int, v hujson.Value, defaults []int, hasDefault bool) 
 	} else {
 		ss, vals := ps.strs(sv, "src")
 		if a, ok := sv.Value.(*hujson.Array); ok && len(a.Elements) == 0 {
-			ps.errorf(sv.StartOffset, "list at least one source", "src is empty")
+			// Tailscale accepts it (recorded: conformance grant-h4); it
+			// grants nothing.
+			ps.warnf(sv.StartOffset, "list at least one source, or remove the grant", "%s: src is empty: the grant allows nothing", what)
 		}
 		for j, s := range ss {
 			if sel, ok := ps.selector(s, vals[j], 0, roleSrc); ok {
@@ -121,7 +123,9 @@ func (ps *parser) grant(i int, v hujson.Value, defaults []int, hasDefault bool) 
 	} else {
 		ds, vals := ps.strs(dv, "dst")
 		if a, ok := dv.Value.(*hujson.Array); ok && len(a.Elements) == 0 {
-			ps.errorf(dv.StartOffset, "list at least one destination", "dst is empty")
+			// Tailscale accepts it (recorded: conformance grant-h5); it
+			// grants nothing.
+			ps.warnf(dv.StartOffset, "list at least one destination, or remove the grant", "%s: dst is empty: the grant allows nothing", what)
 		}
 		for j, s := range ds {
 			if s == "0.0.0.0/0" || s == "::/0" {
@@ -178,7 +182,7 @@ func (ps *parser) grant(i int, v hujson.Value, defaults []int, hasDefault bool) 
 				}
 			}
 			// Tailscale checks autogroup:self's sources for app grants too.
-			ps.checkSelfSources(&rule{src: srcs, dst: selfDsts(dsts)}, srcVals)
+			ps.checkSelfSources(&rule{src: srcs, dst: selfDsts(dsts)}, srcVals, false)
 		}
 	}
 	ipEmpty := true
@@ -234,7 +238,7 @@ func (ps *parser) grant(i int, v hujson.Value, defaults []int, hasDefault bool) 
 			r.dst = append(r.dst, dstEntry{sel: sel, ports: slices.Clone(ports), off: v.StartOffset, text: dstNames[k]})
 		}
 		n := len(ps.errs) + ps.dropped
-		ps.checkSelfSources(r, srcVals)
+		ps.checkSelfSources(r, srcVals, false)
 		if len(ps.errs)+ps.dropped > n {
 			return nil
 		}

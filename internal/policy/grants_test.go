@@ -210,3 +210,27 @@ func FuzzGrantIP(f *testing.F) {
 		}
 	})
 }
+
+// TestGrantEmptySrcOrDst: Tailscale accepts a grant with an empty src or
+// dst (conformance cases grant-h4, grant-h5); it allows nothing, and
+// Warren says so in a warning.
+func TestGrantEmptySrcOrDst(t *testing.T) {
+	for _, g := range []string{
+		`{"src": [], "dst": ["tag:db"], "ip": ["*"]}`,
+		`{"src": ["*"], "dst": [], "ip": ["*"]}`,
+	} {
+		p, err := Parse([]byte("{" + compileHeader + `"grants": [` + g + `]}`))
+		if err != nil {
+			t.Fatalf("%s: %v", g, err)
+		}
+		if w := outcome(p, nil); !strings.Contains(w, "the grant allows nothing") {
+			t.Fatalf("%s: warnings %q", g, w)
+		}
+		got, _ := compileOne(t, `"grants": [`+g+`]`)
+		for id, f := range sortedFilters(got) {
+			if len(f) > 0 {
+				t.Fatalf("%s: node %v has filter %v", g, id, f)
+			}
+		}
+	}
+}

@@ -164,7 +164,7 @@ func (ps *parser) rule(i int, v hujson.Value, defaults []int, hasDefault bool) *
 		}
 	}
 
-	ps.checkSelfSources(r, srcVals)
+	ps.checkSelfSources(r, srcVals, true)
 
 	if pv, ok := f["srcPosture"]; ok {
 		r.postures = ps.postureList(pv, "srcPosture")
@@ -207,11 +207,12 @@ func (r *rule) label() string {
 // checkSelfSources reports each source of r that autogroup:self cannot go
 // with, when some destination of r is autogroup:self. autogroup:self is
 // "the source user's own devices", so, as in Tailscale, every source must
-// be a user, a group or autogroup:member: not "*", tags,
-// autogroup:tagged, autogroup:admin, hosts or addresses. (Warren would
-// match nothing for them, but a rule that silently means less than it
-// says hides mistakes; Tailscale rejects it too.)
-func (ps *parser) checkSelfSources(r *rule, where []hujson.Value) {
+// be a user, a group or autogroup:member: not tags, autogroup:tagged,
+// autogroup:admin, hosts or addresses, nor "*" unless starOK (Tailscale
+// takes "*" there in acls, meaning the owner's own devices, but not in
+// grants). (Warren would match nothing for them, but a rule that silently
+// means less than it says hides mistakes; Tailscale rejects it too.)
+func (ps *parser) checkSelfSources(r *rule, where []hujson.Value, starOK bool) {
 	self := false
 	for _, d := range r.dst {
 		self = self || d.sel.kind == selSelf
@@ -227,6 +228,13 @@ func (ps *parser) checkSelfSources(r *rule, where []hujson.Value) {
 		case selNone:
 			hint = s.text + " selects nothing in Warren; give it a rule of its own"
 		case selAll, selDangerAll:
+			if s.kind == selAll && starOK {
+				// Tailscale accepts "*" here in acls (not in grants):
+				// toward autogroup:self it can only mean the owner's own
+				// devices, as autogroup:member does (its recorded compiled
+				// filters: conformance case acl-a04 and others).
+				continue
+			}
 			hint = `"*" also stands for tagged devices and addresses, which own no devices; autogroup:member is every user, and other destinations can go in a rule of their own`
 		case selAdmin:
 			hint = "list the admins in a group and make that group the source"

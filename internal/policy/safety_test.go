@@ -184,7 +184,9 @@ func TestSelfDestinationSources(t *testing.T) {
 		{"member", `"src": ["autogroup:member"], "dst": ["autogroup:self:*"]`, ""},
 		{"all three", `"src": ["ann@example.com", "group:eng", "autogroup:member"], "dst": ["autogroup:self:*", "tag:web:80"]`, ""},
 		{"tag beside self is fine without self", `"src": ["tag:web"], "dst": ["tag:web:80"]`, ""},
-		{"star", `"src": [‸"*"], "dst": ["autogroup:self:*"]`, `autogroup:self as a destination needs sources that are users, groups or autogroup:member, not "*"`},
+		// Tailscale accepts "*" here in acls: the owner's own devices
+		// (conformance case acl-a04); in grants it refuses it.
+		{"star", `"src": ["*"], "dst": ["autogroup:self:*"]`, ""},
 		{"tag", `"src": [‸"tag:web"], "dst": ["autogroup:self:22"]`, `autogroup:self as a destination needs sources that are users, groups or autogroup:member, not "tag:web"`},
 		{"tagged", `"src": [‸"autogroup:tagged"], "dst": ["autogroup:self:22"]`, `autogroup:self as a destination needs sources`},
 		{"admin", `"src": [‸"autogroup:admin"], "dst": ["autogroup:self:22"]`, `autogroup:self as a destination needs sources`},
@@ -193,7 +195,7 @@ func TestSelfDestinationSources(t *testing.T) {
 		{"CIDR", `"src": [‸"100.64.0.0/10"], "dst": ["autogroup:self:22"]`, `autogroup:self as a destination needs sources`},
 		{"IPv6", `"src": [‸"fd7a::/48"], "dst": ["autogroup:self:22"]`, `autogroup:self as a destination needs sources`},
 		{"mixed: only the bad one", `"src": ["group:eng", ‸"tag:web", "autogroup:member"], "dst": ["tag:web:80", "autogroup:self:*"]`, `autogroup:self as a destination needs sources`},
-		{"several bad ones", `"src": [‸"*", ‸"tag:web"], "dst": ["autogroup:self:*"]`, `autogroup:self as a destination needs sources`},
+		{"several bad ones", `"src": [‸"autogroup:tagged", ‸"tag:web"], "dst": ["autogroup:self:*"]`, `autogroup:self as a destination needs sources`},
 		{"with postures too", `"src": [‸"tag:web"], "dst": ["autogroup:self:22"], "mfa": "1h"`, `autogroup:self as a destination needs sources`},
 	}
 	for _, tt := range tests {
