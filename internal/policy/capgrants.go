@@ -17,6 +17,14 @@ import (
 // as an ip grant's with the same src and srcPosture, so a capability is
 // never given to more sources than the same grant's network access would
 // reach. Capabilities do not make nodes peers.
+//
+// What Tailscale does beyond this (read in tailcfg and in headscale's
+// policy v2, which reproduces Tailscale's recorded filters) and Warren
+// does not yet: for its own tailscale.com/cap/drive and
+// tailscale.com/cap/relay it also sends the sources a reversed
+// "companion" rule (drive-sharer, relay-target) naming the destinations;
+// Warren's node has neither feature, so nothing is lost, and the
+// difference is listed in ops/policy/README.md.
 
 // capRule is the source and destination selection of one grant's app
 // capabilities, as a rule whose ports are never used.
