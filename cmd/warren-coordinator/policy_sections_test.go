@@ -27,7 +27,7 @@ func TestPolicySSHNotEnforced(t *testing.T) {
 	must(t, os.WriteFile(file, []byte(sshPolicy), 0o600))
 	out, err := runCLI(t, "policy", "check", file)
 	if err != nil || !strings.Contains(out, "ssh: 1 rule(s) accepted and tested, but NOT enforced") ||
-		!strings.Contains(out, "accepted, has no effect in Warren: funnel") ||
+		!strings.Contains(out, "delivered to the targeted nodes, has no effect in Warren yet: funnel") ||
 		!strings.Contains(out, "ok, 1 rule(s), 0 test(s) passed, 1 ssh rule(s) NOT enforced, 1 ssh test(s) passed, 2 warning(s)") {
 		t.Fatalf("check: %v\n%s", err, out)
 	}

@@ -169,6 +169,11 @@ func compilePolicy(p *policy.Policy, nodes []policy.Node, names map[wire.NodeID]
 	for _, n := range nodes {
 		cn := compiledNode{Filter: []compiledRule{}}
 		for _, fr := range g.Filter(n.ID) {
+			if len(fr.CapGrant) > 0 {
+				// Capability rules allow no packet; the output lists
+				// what the packet filter allows.
+				continue
+			}
 			cn.Filter = append(cn.Filter, rr.rule(fr))
 		}
 		slices.SortFunc(cn.Filter, compareRules)

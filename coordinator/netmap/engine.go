@@ -130,7 +130,9 @@ func (e *Engine) SetPolicy(p *policy.Policy) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.fullTo(e.graph.Advance(now))
+	old := e.graph.Policy()
 	e.fullTo(e.graph.SetPolicy(p))
+	e.fullTo(e.capMapsChanged(old, p, now))
 	e.poke()
 }
 
@@ -146,6 +148,7 @@ func (e *Engine) fullTo(ids []wire.NodeID) {
 // for every affected stream before it returns.
 func (e *Engine) Upsert(n Node) {
 	n.Wire = cloneWire(n.Wire)
+	n.Wire.CapMap = nil // the policy's, and only in the node's own record (selfRecord)
 	n.Groups = cloneSlice(n.Groups)
 	n.Attrs = maps.Clone(n.Attrs)
 	nn := &n
@@ -179,7 +182,8 @@ func (e *Engine) Upsert(n Node) {
 		e.nodes[nn.ID()] = nn
 		rec := &delta{changed: &nn.Wire}
 		e.forPeers(nn, now, func(s *Stream) { s.push(rec) })
-		e.toSelf(nn.ID(), &delta{self: &nn.Wire})
+		self := e.selfRecord(nn, now)
+		e.toSelf(nn.ID(), &delta{self: &self})
 	}
 }
 
@@ -345,7 +349,7 @@ func (e *Engine) fullMap(id wire.NodeID, now time.Time) *wire.MapResponse {
 	if n == nil {
 		return resp
 	}
-	self := cloneWire(n.Wire)
+	self := e.selfRecord(n, now)
 	resp.Self = &self
 	if !n.Active(now) {
 		return resp // no peers, empty filter: deny everything

@@ -9,9 +9,11 @@ import (
 )
 
 // Filter returns the inbound packet filter of node id: one rule per
-// active acls rule that selects it (two when autogroup:self does too).
-// An empty filter denies everything. SrcPrefixes and Protocols slices are
-// shared between nodes and calls and must not be modified.
+// active acls rule or ip grant that selects it (two when autogroup:self
+// does too), then one capability rule (CapGrant set, no ports: it allows
+// no packet) per grant whose app capabilities select it. An empty filter
+// denies everything. SrcPrefixes, Protocols and CapMap are shared between
+// nodes and calls and must not be modified.
 func (g *Graph) Filter(id wire.NodeID) []wire.FilterRule {
 	slot, ok := g.slots[id]
 	if !ok {
@@ -58,6 +60,9 @@ func (g *Graph) Filter(id wire.NodeID) []wire.FilterRule {
 				}
 			}
 		}
+	}
+	if len(g.p.appGrants) > 0 {
+		out = append(out, g.capFilter(n, key)...)
 	}
 	return out
 }

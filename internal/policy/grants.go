@@ -24,8 +24,9 @@ import (
 //     rule it rewrites produce the same packet filters.
 //   - "app": application capabilities, a map from capability name to a
 //     list of JSON values, delivered by Tailscale to the destination
-//     nodes. Warren parses and stores them (AppGrants) but does not
-//     deliver them yet: Parse warns so, and they grant no network access.
+//     nodes. Warren delivers them the same way (capgrants.go), in the
+//     destination's packet filter as capability rules that allow no
+//     packet; Warren's node does not act on them yet, and Parse warns so.
 //   - "via": route through the named subnet routers or exit nodes.
 //     Warren has neither yet, and a grant with "via" must not be read as
 //     a direct grant (that would grant more), so it is an error.
@@ -42,10 +43,12 @@ type AppGrant struct {
 	Src   []string                     // as written
 	Dst   []string                     // as written
 	Caps  map[string][]json.RawMessage // capability name -> values, compact JSON
+
+	r *rule // its sources and destinations; nil when Caps is empty
 }
 
 // AppGrants returns the application capabilities of the grants section,
-// in file order. Warren does not deliver them to nodes yet.
+// in file order. Graph.Filter delivers them to their destination nodes.
 func (p *Policy) AppGrants() []AppGrant {
 	out := make([]AppGrant, len(p.appGrants))
 	for i, a := range p.appGrants {
@@ -208,9 +211,12 @@ func (ps *parser) grant(i int, v hujson.Value, defaults []int, hasDefault bool) 
 	if app != nil {
 		line, _ := ps.position(v.StartOffset)
 		app.Index, app.Line, app.Src, app.Dst = i, line, srcText, dstText
+		if len(app.Caps) > 0 {
+			app.r = ps.capRule(i, v.StartOffset, compact(v), srcs, dsts, dstNames, postures, len(byProto) > 0)
+		}
 		ps.p.appGrants = append(ps.p.appGrants, *app)
-		ps.warnf(f["app"].StartOffset, "the capabilities are stored with the policy; nothing reads them yet",
-			"%s: app capabilities are not delivered to nodes yet: they have no effect in Warren", what)
+		ps.warnf(f["app"].StartOffset, "the destination nodes receive them in their packet filter, for applications that read them",
+			"%s: app capabilities are delivered to the destination nodes; Warren's node does not act on them yet", what)
 	}
 
 	protos := make([]int, 0, len(byProto))

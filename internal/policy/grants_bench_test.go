@@ -66,3 +66,58 @@ func TestBenchPolicyWithGrants(t *testing.T) {
 		t.Fatalf("%d rules, want at least 500 acls + 200 grants", n)
 	}
 }
+
+// BenchmarkCompileAppGrants is BenchmarkCompileGrants with an app
+// capability on every grant too, so each destination also receives
+// capability rules: compare it with BenchmarkCompileGrants run in the
+// same invocation.
+func BenchmarkCompileAppGrants(b *testing.B) {
+	src := strings.ReplaceAll(benchPolicyWithGrants(), `"ip": [`, `"app": {"example.com/cap/x": [{"k": 1}]}, "ip": [`)
+	p := mustParse(b, src)
+	if len(p.AppGrants()) != 200 {
+		b.Fatalf("%d app grants, want 200", len(p.AppGrants()))
+	}
+	nodes := benchNodes(benchNow)
+	b.ReportAllocs()
+	rules := 0
+	for b.Loop() {
+		g := NewGraph(p, benchNow, nodes...)
+		rules = 0
+		for _, n := range nodes {
+			rules += len(g.Filter(n.ID))
+		}
+	}
+	b.ReportMetric(float64(rules), "filterrules")
+}
+
+// BenchmarkUpsertAppGrants measures one node change and the filters of
+// the nodes it affects, with app capabilities on every grant (app=yes)
+// and without (app=no, the baseline): the capability rules are rebuilt
+// from scratch after a change, so their cost grows with the mesh.
+func BenchmarkUpsertAppGrants(b *testing.B) {
+	for _, app := range []bool{false, true} {
+		b.Run(fmt.Sprintf("app=%v", map[bool]string{false: "no", true: "yes"}[app]), func(b *testing.B) {
+			src := benchPolicyWithGrants()
+			if app {
+				src = strings.ReplaceAll(src, `"ip": [`, `"app": {"example.com/cap/x": [{"k": 1}]}, "ip": [`)
+			}
+			p := mustParse(b, src)
+			nodes := benchNodes(benchNow)
+			g := NewGraph(p, benchNow, nodes...)
+			n := nodes[len(nodes)/2]
+			moved := n
+			moved.Addresses = addrs(60000, true)
+			i := 0
+			for b.Loop() {
+				x := n
+				if i++; i%2 == 1 {
+					x = moved
+				}
+				for _, id := range g.Upsert(x) {
+					g.Filter(id)
+				}
+				g.Filter(x.ID)
+			}
+		})
+	}
+}

@@ -24,6 +24,9 @@ type Graph struct {
 
 	stamp []uint32 // per rule, to collect candidate rules without repeats
 	epoch uint32
+
+	caps      []capState // app grants' capability rules (capgrants.go)
+	capsDirty bool       // caps must be rebuilt
 }
 
 // grule is the state of one rule in a graph.
@@ -78,6 +81,7 @@ func (g *Graph) setRules(p *Policy, now time.Time) {
 	}
 	g.stamp = make([]uint32, len(p.rules))
 	g.epoch = 0
+	g.caps, g.capsDirty = nil, true
 }
 
 // Policy returns the policy the graph is compiled from.
@@ -256,6 +260,7 @@ func (p *Policy) candidates(x *subject, mark func(int32)) {
 // whose peers or filter change. It reports whether any set membership of
 // the node changed.
 func (g *Graph) update(slot int32, old, nw *gnode, aff *bitset) (changed bool) {
+	g.capUpdate(old, nw, aff)
 	g.epoch++
 	if g.epoch == 0 {
 		clear(g.stamp)

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"encoding/binary"
+	"maps"
 	"net/netip"
 	"slices"
 	"time"
@@ -161,8 +162,34 @@ func (g *Graph) describe(n *gnode, in *interner, ids []ruleSets) nodeDesc {
 			b = binary.BigEndian.AppendUint16(b, pr.First)
 			b = binary.BigEndian.AppendUint16(b, pr.Last)
 		}
+		for _, cg := range fr.CapGrant {
+			b = appendCapGrant(b, cg)
+		}
 		d.filter[i] = string(b)
 	}
 	slices.Sort(d.filter)
 	return d
+}
+
+// appendCapGrant spells out a capability grant: its destinations, then
+// each capability's name and values, length-prefixed, in name order.
+func appendCapGrant(b []byte, cg wire.CapGrant) []byte {
+	b = append(b, 0xff)
+	b = binary.AppendUvarint(b, uint64(len(cg.Dsts)))
+	for _, p := range cg.Dsts {
+		b = appendPrefix(b, p)
+	}
+	names := slices.Sorted(maps.Keys(cg.CapMap))
+	b = binary.AppendUvarint(b, uint64(len(names)))
+	for _, name := range names {
+		b = binary.AppendUvarint(b, uint64(len(name)))
+		b = append(b, name...)
+		vals := cg.CapMap[name]
+		b = binary.AppendUvarint(b, uint64(len(vals)))
+		for _, v := range vals {
+			b = binary.AppendUvarint(b, uint64(len(v)))
+			b = append(b, v...)
+		}
+	}
+	return b
 }

@@ -44,13 +44,28 @@ func tagNode(id int, tags ...string) Node {
 }
 
 // renderFilter prints a filter one rule per line:
-// "SRC... -> DST:PORTS... [protos]".
+// "SRC... -> DST:PORTS... [protos]", and capability rules as
+// "SRC... -> caps DST... [names]" (plus the ports they wrongly carry).
 func renderFilter(rules []wire.FilterRule) []string {
 	var out []string
 	for _, r := range rules {
 		var src []string
 		for _, p := range r.SrcPrefixes {
 			src = append(src, shortPrefix(p))
+		}
+		for _, cg := range r.CapGrant {
+			var dst, names []string
+			for _, p := range cg.Dsts {
+				dst = append(dst, shortPrefix(p))
+			}
+			for name := range cg.CapMap {
+				names = append(names, name)
+			}
+			sort.Strings(names)
+			out = append(out, strings.Join(src, ",")+" -> caps "+strings.Join(dst, ",")+" "+fmt.Sprint(names))
+		}
+		if len(r.CapGrant) > 0 && len(r.DstPorts) == 0 {
+			continue
 		}
 		var dst []string
 		for _, d := range r.DstPorts {

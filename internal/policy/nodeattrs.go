@@ -3,6 +3,7 @@ package policy
 import (
 	"encoding/json"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -13,10 +14,11 @@ import (
 // capabilities ("app") applied to the nodes a target selects. Warren
 // honours none of Tailscale's attributes yet (it has no equivalent for
 // funnel, MagicDNS tweaks, mullvad, drive sharing...), so each one is
-// stored, listed per node by NodeAttrsFor for the netmap to deliver once
-// nodes read them, and named in a warning ("accepted, has no effect in
-// Warren"), never dropped silently. Unknown attributes and capabilities
-// are carried as written.
+// stored, delivered to the targeted nodes in their own netmap record
+// (NodeCapMap, wire.Node.CapMap, as Tailscale's tailcfg.Node.CapMap), and
+// named in a warning ("delivered to the targeted nodes, has no effect in
+// Warren yet"), never dropped silently. Unknown attributes and
+// capabilities are carried as written.
 
 // NodeAttr is one entry of the nodeAttrs section.
 type NodeAttr struct {
@@ -50,6 +52,40 @@ func (p *Policy) NodeAttrsFor(n *Node) []string {
 				break
 			}
 		}
+	}
+	return out
+}
+
+// NodeCapMap returns what the nodeAttrs entries whose target selects n
+// give it, in the form the netmap delivers (wire.Node.CapMap, as
+// Tailscale's tailcfg.Node.CapMap): each attribute a key with no values,
+// each capability a key with its values, those of several entries
+// appended in file order. It returns nil when no entry selects n. The
+// values are shared and must not be modified.
+func (p *Policy) NodeCapMap(n *Node) map[string][]json.RawMessage {
+	if len(p.ext.nodeAttrs) == 0 {
+		return nil
+	}
+	s := p.nodeSubject(n)
+	var out map[string][]json.RawMessage
+	for _, na := range p.ext.nodeAttrs {
+		if !slices.ContainsFunc(na.sels, func(sel selector) bool { return sel.matches(s) }) {
+			continue
+		}
+		if out == nil {
+			out = map[string][]json.RawMessage{}
+		}
+		for _, a := range na.Attr {
+			if _, ok := out[a]; !ok {
+				out[a] = nil
+			}
+		}
+		for name, vals := range na.App {
+			out[name] = append(out[name], vals...)
+		}
+	}
+	if len(out) == 0 {
+		return nil
 	}
 	return out
 }
@@ -96,8 +132,8 @@ func (ps *parser) nodeAttrs(v hujson.Value) {
 				na.Attr = append(na.Attr, s)
 				if !warrenAttrs[s] && !warned["attr "+s] {
 					warned["attr "+s] = true
-					ps.warnf(vals[j].StartOffset, "Warren stores it (NodeAttrsFor lists it per node) but nothing acts on it yet",
-						"nodeAttrs: accepted, has no effect in Warren: %s", s)
+					ps.warnf(vals[j].StartOffset, "the targeted nodes receive it in their netmap (CapMap); Warren's node does not act on it yet",
+						"nodeAttrs: delivered to the targeted nodes, has no effect in Warren yet: %s", s)
 				}
 			}
 		}
@@ -171,8 +207,8 @@ func (ps *parser) nodeAppCaps(v hujson.Value, warned map[string]bool) map[string
 		out[name] = vals
 		if !warned["app "+name] {
 			warned["app "+name] = true
-			ps.warnf(m.Name.StartOffset, "Warren stores it (NodeAttrsFor lists it per node) but nothing acts on it yet",
-				"nodeAttrs: accepted, has no effect in Warren: %s", name)
+			ps.warnf(m.Name.StartOffset, "the targeted nodes receive it in their netmap (CapMap); Warren's node does not act on it yet",
+				"nodeAttrs: delivered to the targeted nodes, has no effect in Warren yet: %s", name)
 		}
 	}
 	return out

@@ -52,12 +52,12 @@ func TestNodeAttrsWarnings(t *testing.T) {
 		{"each attribute once", `{` + attrDefs + `, "nodeAttrs": [
 			{"target": ["tag:db"], "attr": [‸"funnel", ‸"mullvad"]},
 			{"target": ["*"], "attr": ["funnel"], "app": {‸"example.com/cap/z": []}},
-		]}`, []string{"nodeAttrs: accepted, has no effect in Warren: funnel",
-			"nodeAttrs: accepted, has no effect in Warren: mullvad",
-			"nodeAttrs: accepted, has no effect in Warren: example.com/cap/z"}},
+		]}`, []string{"nodeAttrs: delivered to the targeted nodes, has no effect in Warren yet: funnel",
+			"nodeAttrs: delivered to the targeted nodes, has no effect in Warren yet: mullvad",
+			"nodeAttrs: delivered to the targeted nodes, has no effect in Warren yet: example.com/cap/z"}},
 		{"empty section", `{"acls": [], "nodeAttrs": []}`, nil},
 		{"targets nothing, sets nothing, as Tailscale accepts", `{"acls": [], "nodeAttrs": [‸{"target": [], "attr": [‸"funnel"]}, ‸{"target": ["*"]}, ‸{"attr": []}]}`,
-			[]string{"nodeAttrs entry #1 has no target: it applies to no node", "has no effect in Warren: funnel", "nodeAttrs entry #2 sets no attribute",
+			[]string{"nodeAttrs entry #1 has no target: it applies to no node", "has no effect in Warren yet: funnel", "nodeAttrs entry #2 sets no attribute",
 				"nodeAttrs entry #3 has no target"}},
 		{"ipPool", `{"acls": [], "nodeAttrs": [{"target": ["*"], "ipPool": ‸["100.81.0.0/16"]}]}`,
 			[]string{"nodeAttrs: accepted, has no effect in Warren: ipPool"}},
@@ -83,4 +83,43 @@ func TestNodeAttrsErrors(t *testing.T) {
 		{"unknown field", `{"nodeAttrs": [{"target": ["*"], "attr": ["funnel"], ‸"attrs": []}]}`,
 			[]string{`unknown field "attrs" in nodeAttrs entry #1 (hint: did you mean "attr"?)`}},
 	})
+}
+
+// TestNodeCapMap: what the targeted node receives in its netmap: each
+// attribute a key without values, each capability its values, several
+// entries' values appended in file order; nothing for others.
+func TestNodeCapMap(t *testing.T) {
+	p := mustParse(t, `{`+attrDefs+`, "nodeAttrs": [
+		{"target": ["tag:db"], "attr": ["funnel"], "app": {"example.com/cap/y": [1]}},
+		{"target": ["tag:db", "group:eng"], "attr": ["funnel", "mullvad"], "app": {"example.com/cap/y": [{"a": 2}], "unknown.example/z": []}},
+		{"target": ["tag:db"], "ipPool": ["100.81.0.0/16"]},
+	]}`)
+	raw := func(s ...string) []json.RawMessage {
+		var out []json.RawMessage
+		for _, x := range s {
+			out = append(out, json.RawMessage(x))
+		}
+		return out
+	}
+	tests := []struct {
+		name string
+		node Node
+		want map[string][]json.RawMessage
+	}{
+		{"both entries", tagNode(1, "tag:db"), map[string][]json.RawMessage{
+			"funnel": nil, "mullvad": nil, "example.com/cap/y": raw(`1`, `{"a":2}`), "unknown.example/z": nil}},
+		{"one entry", userNode(2, "ann@example.com"), map[string][]json.RawMessage{
+			"funnel": nil, "mullvad": nil, "example.com/cap/y": raw(`{"a":2}`), "unknown.example/z": nil}},
+		{"not targeted", userNode(3, "bob@example.com"), nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := p.NodeCapMap(&tc.node); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("NodeCapMap = %s, want %s", got, tc.want)
+			}
+		})
+	}
+	if got := mustParse(t, `{"acls": []}`).NodeCapMap(&tests[0].node); got != nil {
+		t.Errorf("NodeCapMap without nodeAttrs = %s", got)
+	}
 }

@@ -11,6 +11,7 @@
 package wire
 
 import (
+	"encoding/json"
 	"net/netip"
 	"time"
 
@@ -200,6 +201,12 @@ type Node struct {
 	LastSeen  time.Time        `json:"lastSeen,omitzero"`
 	KeyExpiry time.Time        `json:"keyExpiry,omitzero"`
 	Expired   bool             `json:"expired,omitempty"`
+	// CapMap holds the node's own attributes and application
+	// capabilities from the policy's nodeAttrs: each attribute is a key
+	// with no values, each capability a key with its JSON values, carried
+	// as written (unknown ones too). It is set only on the node's own
+	// entry (Self), never on peers. Nodes that predate it ignore it.
+	CapMap map[string][]json.RawMessage `json:"capMap,omitempty"`
 }
 
 // PeerPatch is a small change to a known peer; nil fields are unchanged.
@@ -214,10 +221,25 @@ type PeerPatch struct {
 // FilterRule accepts inbound packets from any of SrcPrefixes to any of
 // DstPorts over any of Protocols (IANA numbers; empty means TCP, UDP and
 // ICMP). Anything no rule accepts is dropped.
+//
+// A rule with CapGrant set (and no DstPorts) is a capability rule, as in
+// Tailscale's tailcfg.FilterRule: it tells the node which application
+// capabilities the sources have on its addresses, and allows no packet.
+// Nodes that predate CapGrant see a rule with no destinations, which
+// allows nothing either.
 type FilterRule struct {
 	SrcPrefixes []netip.Prefix `json:"src"`
 	DstPorts    []PortRange    `json:"dst"`
 	Protocols   []int          `json:"proto,omitempty"`
+	CapGrant    []CapGrant     `json:"capGrant,omitempty"`
+}
+
+// CapGrant gives a rule's sources the capabilities in CapMap (name ->
+// JSON values, carried as the policy wrote them, unknown names too) on
+// the node's addresses in Dsts.
+type CapGrant struct {
+	Dsts   []netip.Prefix               `json:"dsts"`
+	CapMap map[string][]json.RawMessage `json:"capMap"`
 }
 
 // PortRange is an inclusive range of ports on the given destination prefix.

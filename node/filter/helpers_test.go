@@ -2,6 +2,7 @@ package filter
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -144,6 +145,20 @@ func rule(t testing.TB, srcs []string, dsts []string, protos ...int) wire.Filter
 	for _, d := range dsts {
 		r.DstPorts = append(r.DstPorts, portRange(t, d))
 	}
+	return r
+}
+
+// capRule builds a capability rule (as the coordinator sends for a
+// grant's app capabilities) from srcs, giving a capability on self4 and
+// self6; dsts, when given, are set too, which a well-formed capability
+// rule never has.
+func capRule(t testing.TB, srcs []string, dsts []string) wire.FilterRule {
+	t.Helper()
+	r := rule(t, srcs, dsts)
+	r.CapGrant = []wire.CapGrant{{
+		Dsts:   []netip.Prefix{prefix(t, self4), prefix(t, self6)},
+		CapMap: map[string][]json.RawMessage{"example.com/cap/web": {json.RawMessage(`{"paths":["/"]}`)}},
+	}}
 	return r
 }
 

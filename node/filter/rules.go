@@ -196,10 +196,17 @@ type tableBuilder struct {
 
 // compile turns rules into a ruleSet. Invalid prefixes, inverted port ranges
 // and protocol numbers outside 0-255 are skipped: they can only ever narrow
-// what is accepted, never widen it.
+// what is accepted, never widen it. Capability rules (CapGrant set) are
+// skipped whole: they allow no packet.
 func compile(rules []wire.FilterRule) *ruleSet {
 	builders := [2]map[dstKey]*tableBuilder{{}, {}}
 	for _, r := range rules {
+		if len(r.CapGrant) > 0 {
+			// A capability rule says what its sources may do in an
+			// application; it never admits a packet, even if it carries
+			// ports.
+			continue
+		}
 		var srcs [2][]rng
 		for _, p := range r.SrcPrefixes {
 			if !p.IsValid() {

@@ -14,6 +14,9 @@ import (
 // scan of every rule, the model the compiled lookup must agree with.
 func reference(rules []wire.FilterRule, proto uint8, src, dst netip.Addr, port int) bool {
 	for _, r := range rules {
+		if len(r.CapGrant) > 0 {
+			continue // capability rules allow no packet
+		}
 		protos := r.Protocols
 		if len(protos) == 0 {
 			protos = []int{protoTCP, protoUDP, protoICMP}
@@ -101,6 +104,11 @@ func randRules(r *rand.Rand, n int) []wire.FilterRule {
 				}
 			}
 			rl.DstPorts = append(rl.DstPorts, d)
+		}
+		if r.IntN(8) == 0 {
+			// A capability rule, malformed with ports too: it must
+			// still allow nothing.
+			rl.CapGrant = []wire.CapGrant{{Dsts: []netip.Prefix{randPrefix(r, true)}}}
 		}
 	}
 	return rules

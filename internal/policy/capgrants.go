@@ -1,0 +1,142 @@
+package policy
+
+import (
+	"encoding/json"
+	"net/netip"
+	"slices"
+
+	"github.com/warrenmesh/warren/internal/wire"
+)
+
+// Application capabilities of grants reach their destination nodes the
+// way Tailscale delivers them: inside the node's packet filter, as
+// capability rules (tailcfg.FilterRule's CapGrant) keyed by source
+// prefixes. A capability rule carries no ports and never admits a packet
+// (node/filter skips it); it grants only what an application on the
+// destination chooses to read from it. Its sources are computed exactly
+// as an ip grant's with the same src and srcPosture, so a capability is
+// never given to more sources than the same grant's network access would
+// reach. Capabilities do not make nodes peers.
+//
+// What Tailscale does beyond this (read in tailcfg and in headscale's
+// policy v2, which reproduces Tailscale's recorded filters) and Warren
+// does not yet: for its own tailscale.com/cap/drive and
+// tailscale.com/cap/relay it also sends the sources a reversed
+// "companion" rule (drive-sharer, relay-target) naming the destinations;
+// Warren's node has neither feature, so nothing is lost, and the
+// difference is listed in ops/policy/README.md.
+
+// capRule is the source and destination selection of one grant's app
+// capabilities, as a rule whose ports are never used.
+func (ps *parser) capRule(i, off int, text string, srcs, dsts []selector, dstNames []string, postures []int, hasIP bool) *rule {
+	r := &rule{index: i, section: "grants", off: off, text: text, src: srcs, postures: postures}
+	for k, sel := range dsts {
+		r.dst = append(r.dst, dstEntry{sel: sel, ports: allPorts, off: off, text: dstNames[k]})
+	}
+	// The grant's ip rules (if any) warn about what finish warns
+	// about; say it once.
+	nw := len(ps.warns)
+	r.finish(ps)
+	if hasIP {
+		ps.warns = ps.warns[:nw]
+	}
+	return r
+}
+
+// capState is the compiled state of one grant's app capabilities in a
+// graph: its eligible sources, rebuilt from scratch after any change.
+type capState struct {
+	gr   *grule
+	caps map[string][]json.RawMessage
+}
+
+// capStates returns the state of every app grant, rebuilding it when a
+// node or the policy changed since.
+func (g *Graph) capStates() []capState {
+	if !g.capsDirty {
+		return g.caps
+	}
+	g.caps = g.caps[:0]
+	for _, a := range g.p.appGrants {
+		if a.r == nil {
+			continue
+		}
+		gr := &grule{r: a.r, active: true, dirty: true, self: map[string][]netip.Prefix{}}
+		for s, n := range g.nodes {
+			if n != nil && g.eligible(a.r, n) {
+				gr.src.set(int32(s))
+			}
+		}
+		g.caps = append(g.caps, capState{gr: gr, caps: a.Caps})
+	}
+	g.capsDirty = false
+	return g.caps
+}
+
+// capFilter returns node n's capability rules, in grant order.
+func (g *Graph) capFilter(n *gnode, key string) []wire.FilterRule {
+	var out []wire.FilterRule
+	for _, cs := range g.capStates() {
+		gr := cs.gr
+		if dsts := capDsts(gr.r, n, false); len(dsts) > 0 {
+			if src := g.prefixes(gr); len(src) > 0 {
+				out = append(out, wire.FilterRule{SrcPrefixes: src, CapGrant: []wire.CapGrant{{Dsts: dsts, CapMap: cs.caps}}})
+			}
+		}
+		if key != "" && gr.r.hasSelf {
+			if dsts := capDsts(gr.r, n, true); len(dsts) > 0 {
+				if src := g.selfPrefixes(gr, key); len(src) > 0 {
+					out = append(out, wire.FilterRule{SrcPrefixes: src, CapGrant: []wire.CapGrant{{Dsts: dsts, CapMap: cs.caps}}})
+				}
+			}
+		}
+	}
+	return out
+}
+
+// capDsts lists n's addresses that r's destinations (the autogroup:self
+// ones when self) select.
+func capDsts(r *rule, n *gnode, self bool) []netip.Prefix {
+	ports := dstPorts(r, n, self)
+	if len(ports) == 0 {
+		return nil
+	}
+	out := make([]netip.Prefix, 0, len(ports))
+	for _, p := range ports {
+		out = append(out, p.Prefix)
+	}
+	slices.SortFunc(out, comparePrefix)
+	return slices.Compact(out)
+}
+
+// capUpdate notes that a node moves from old to nw (either may be nil):
+// the capability rules are rebuilt, and with aff non-nil every node whose
+// capability rules may change is added to it.
+func (g *Graph) capUpdate(old, nw *gnode, aff *bitset) {
+	if len(g.p.appGrants) == 0 {
+		return
+	}
+	g.capsDirty = true
+	if aff == nil {
+		return
+	}
+	oldKey, newKey := selfKey(old), selfKey(nw)
+	for _, a := range g.p.appGrants {
+		r := a.r
+		if r == nil {
+			continue
+		}
+		if !(old != nil && g.eligible(r, old)) && !(nw != nil && g.eligible(r, nw)) {
+			continue
+		}
+		for s, n := range g.nodes {
+			if n != nil && r.dstMatches(&n.subject) {
+				aff.set(int32(s))
+			}
+		}
+		if r.hasSelf {
+			g.addUser(aff, oldKey)
+			g.addUser(aff, newKey)
+		}
+	}
+}
