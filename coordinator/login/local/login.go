@@ -153,22 +153,20 @@ func New(cfg Config) (*Login, error) {
 // The URL holds a random 128-bit id and works once. A newer Begin for the
 // same machine replaces its older login.
 func (l *Login) Begin(ctx context.Context, machine key.MachinePublic, source string) (string, error) {
-	e, err := l.table.Begin(machine, source, form{cookie: rand.Text()})
-	if err != nil {
-		return "", err
-	}
-	return l.prefix + e.ID, nil
+	return l.BeginShared(ctx, machine, source, nil)
 }
 
 // BeginShared is Begin for a login that is one method of a choice
 // (login.Joiner): it shares s's outcome, and ends with login.ErrLoginOver
-// when another method settles it first.
+// when another method settles it first. A nil s is a login of its own.
 func (l *Login) BeginShared(ctx context.Context, machine key.MachinePublic, source string, s *login.Shared) (string, error) {
 	e, err := l.table.Begin(machine, source, form{cookie: rand.Text()})
 	if err != nil {
 		return "", err
 	}
-	l.table.JoinShared(e, s)
+	if s != nil {
+		l.table.JoinShared(e, s)
+	}
 	return l.prefix + e.ID, nil
 }
 

@@ -444,22 +444,12 @@ func isLoopback(host string) bool {
 // must open. A login the machine began earlier and has not finished is
 // replaced (its Wait returns ErrSuperseded).
 func (l *Login) Begin(ctx context.Context, machine key.MachinePublic, source string) (string, error) {
-	if !l.discovered() {
-		l.cfg.Failures.Record(auditAction, source, "identity provider unreachable")
-		return "", login.ErrProviderUnavailable
-	}
-	e, err := l.table.Begin(machine, source, newVisitState())
-	if err != nil {
-		l.record(ctx, audit.Event{Actor: "node:" + machine.String(), Remote: source, Outcome: audit.Denied,
-			Detail: map[string]any{"step": "begin", "reason": err.Error()}})
-		return "", err
-	}
-	return l.startBase + e.ID, nil
+	return l.BeginShared(ctx, machine, source, nil)
 }
 
 // BeginShared is Begin for a login that is one method of a choice
 // (login.Joiner): it shares s's outcome, and ends with login.ErrLoginOver
-// when another method settles it first.
+// when another method settles it first. A nil s is a login of its own.
 func (l *Login) BeginShared(ctx context.Context, machine key.MachinePublic, source string, s *login.Shared) (string, error) {
 	if !l.discovered() {
 		l.cfg.Failures.Record(auditAction, source, "identity provider unreachable")
@@ -471,7 +461,9 @@ func (l *Login) BeginShared(ctx context.Context, machine key.MachinePublic, sour
 			Detail: map[string]any{"step": "begin", "reason": err.Error()}})
 		return "", err
 	}
-	l.table.JoinShared(e, s)
+	if s != nil {
+		l.table.JoinShared(e, s)
+	}
 	return l.startBase + e.ID, nil
 }
 
