@@ -98,11 +98,10 @@ func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	now := c.now()
 	p.lastSend.Store(now)
 	if len(bufs) > 0 && isHandshake(bufs[0]) {
+		// wireguard-go sends each handshake message in a batch of its own.
 		p.handshook.Store(true)
-	}
-	for _, b := range bufs {
-		if len(b) > 0 && b[0] == wgInitiation {
-			p.lastInit.Store(&sentInit{pkt: slices.Clone(b), at: now})
+		if bufs[0][0] == wgInitiation {
+			p.lastInit.Store(&sentInit{pkt: slices.Clone(bufs[0]), at: now})
 		}
 	}
 	if c.cfg.RelayOnly {

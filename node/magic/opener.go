@@ -2,6 +2,7 @@ package magic
 
 import (
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/warrenmesh/warren/node/disco"
@@ -73,7 +74,7 @@ func (c *Conn) sendOpeners(p *peer, addrs []netip.AddrPort) []netip.AddrPort {
 func (c *Conn) probe(p *peer, addrs []netip.AddrPort, force bool) bool {
 	opened := c.sendOpeners(p, addrs)
 	for _, a := range addrs {
-		if !containsAddr(opened, a) {
+		if !slices.Contains(opened, a) {
 			c.ping(p, a, force)
 		}
 	}
@@ -124,15 +125,6 @@ func (c *Conn) stopTimers() {
 		}
 		delete(c.timers, t)
 	}
-}
-
-func containsAddr(s []netip.AddrPort, a netip.AddrPort) bool {
-	for _, x := range s {
-		if x == a {
-			return true
-		}
-	}
-	return false
 }
 
 // sendDiscoTTL is sendDisco with a TTL (0: the socket's own): it reports
