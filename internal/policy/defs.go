@@ -10,18 +10,29 @@ import (
 
 // The definition sections: groups, hosts, tagOwners and postures.
 
+// definedName returns the name of a definition m (a group, tag, posture
+// or IP set: kind), reporting it unless it is prefix followed by a valid
+// name.
+func (ps *parser) definedName(m hujson.ObjectMember, prefix, kind string) (string, bool) {
+	name := m.Name.Value.(hujson.Literal).String()
+	switch {
+	case !strings.HasPrefix(name, prefix):
+		ps.errorf(m.Name.StartOffset, prefixHint(prefix, name), "%s name %q must start with %q", kind, name, prefix)
+		return name, false
+	case !validName(strings.TrimPrefix(name, prefix)):
+		ps.errorf(m.Name.StartOffset, nameRules, "invalid %s name %q", kind, name)
+		return name, false
+	}
+	return name, true
+}
+
 func (ps *parser) groups(v hujson.Value) {
 	for _, m := range ps.entries(v, "groups") {
-		name := m.Name.Value.(hujson.Literal).String()
-		g := &group{name: name, off: m.Name.StartOffset}
-		switch {
-		case !strings.HasPrefix(name, "group:"):
-			ps.errorf(m.Name.StartOffset, prefixHint("group:", name), "group name %q must start with \"group:\"", name)
-			continue
-		case !validName(strings.TrimPrefix(name, "group:")):
-			ps.errorf(m.Name.StartOffset, nameRules, "invalid group name %q", name)
+		name, ok := ps.definedName(m, "group:", "group")
+		if !ok {
 			continue
 		}
+		g := &group{name: name, off: m.Name.StartOffset}
 		members, vals := ps.strs(m.Value, "group "+name)
 		seen := make(map[string]bool, len(members))
 		for i, s := range members {
@@ -104,13 +115,7 @@ func (ps *parser) tagOwners(v hujson.Value) {
 	members := ps.entries(v, "tagOwners")
 	// Collect every tag first: owners may be other tags.
 	for _, m := range members {
-		name := m.Name.Value.(hujson.Literal).String()
-		switch {
-		case !strings.HasPrefix(name, "tag:"):
-			ps.errorf(m.Name.StartOffset, prefixHint("tag:", name), "tag name %q must start with \"tag:\"", name)
-		case !validName(strings.TrimPrefix(name, "tag:")):
-			ps.errorf(m.Name.StartOffset, nameRules, "invalid tag name %q", name)
-		default:
+		if name, ok := ps.definedName(m, "tag:", "tag"); ok {
 			ps.p.tags[name] = &tagDef{name: name, off: m.Name.StartOffset}
 		}
 	}
@@ -131,13 +136,8 @@ func (ps *parser) tagOwners(v hujson.Value) {
 
 func (ps *parser) postures(v hujson.Value) {
 	for _, m := range ps.entries(v, "postures") {
-		name := m.Name.Value.(hujson.Literal).String()
-		switch {
-		case !strings.HasPrefix(name, "posture:"):
-			ps.errorf(m.Name.StartOffset, prefixHint("posture:", name), "posture name %q must start with \"posture:\"", name)
-			continue
-		case !validName(strings.TrimPrefix(name, "posture:")):
-			ps.errorf(m.Name.StartOffset, nameRules, "invalid posture name %q", name)
+		name, ok := ps.definedName(m, "posture:", "posture")
+		if !ok {
 			continue
 		}
 		conds, vals := ps.strs(m.Value, "posture "+name)

@@ -39,13 +39,8 @@ type ipsetDef struct {
 func (ps *parser) ipsets(v hujson.Value) {
 	members := ps.entries(v, "ipsets")
 	for _, m := range members {
-		name := m.Name.Value.(hujson.Literal).String()
-		switch {
-		case !strings.HasPrefix(name, "ipset:"):
-			ps.errorf(m.Name.StartOffset, prefixHint("ipset:", name), "IP set name %q must start with \"ipset:\"", name)
-			continue
-		case !validName(strings.TrimPrefix(name, "ipset:")):
-			ps.errorf(m.Name.StartOffset, nameRules, "invalid IP set name %q", name)
+		name, ok := ps.definedName(m, "ipset:", "IP set")
+		if !ok {
 			continue
 		}
 		a, ok := ps.array(m.Value, "IP set "+name)
