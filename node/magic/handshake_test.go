@@ -28,15 +28,7 @@ func TestNothingAtFullTTLBeforeThePeerAsks(t *testing.T) {
 	if a.c.lowTTL.Load() == nil {
 		t.Skip("no openers on this system")
 	}
-	rx, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rx.Close()
-	pc := ipv4.NewPacketConn(rx)
-	if err := pc.SetControlMessage(ipv4.FlagTTL, true); err != nil {
-		t.Fatal(err)
-	}
+	rx, pc := listenTTL(t)
 	a.c.SetDERPMap(dm)
 	a.c.SetPeers([]wire.Node{b.asPeer(region.ID, rx.LocalAddr().(*net.UDPAddr).AddrPort())})
 	a.relayUp(region.ID)
@@ -113,4 +105,20 @@ func TestUnansweredInitiationResentOnNewPath(t *testing.T) {
 			}
 		}
 	}
+}
+
+// listenTTL is a UDP socket on IPv4 loopback that reports each packet's
+// TTL; it is closed when the test ends.
+func listenTTL(t *testing.T) (*net.UDPConn, *ipv4.PacketConn) {
+	t.Helper()
+	rx, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rx.Close() })
+	pc := ipv4.NewPacketConn(rx)
+	if err := pc.SetControlMessage(ipv4.FlagTTL, true); err != nil {
+		t.Fatal(err)
+	}
+	return rx, pc
 }

@@ -5,8 +5,6 @@ import (
 	"net/netip"
 	"testing"
 	"time"
-
-	"golang.org/x/net/ipv4"
 )
 
 // TestLowTTLSendsFromTheBindSocket checks the opener's primitive: it finds
@@ -19,15 +17,7 @@ func TestLowTTLSendsFromTheBindSocket(t *testing.T) {
 	if l == nil {
 		t.Fatal("no low-TTL sender for the open bind")
 	}
-	rx, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rx.Close()
-	pc := ipv4.NewPacketConn(rx)
-	if err := pc.SetControlMessage(ipv4.FlagTTL, true); err != nil {
-		t.Fatal(err)
-	}
+	rx, pc := listenTTL(t)
 	dst := rx.LocalAddr().(*net.UDPAddr).AddrPort()
 	recv := func() (int, uint16) {
 		t.Helper()
