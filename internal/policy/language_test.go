@@ -225,3 +225,52 @@ func TestProtoField(t *testing.T) {
 		})
 	}
 }
+
+// TestUserDomainSelector: user:*@DOMAIN selects the untagged devices of
+// every user whose login has exactly that domain, in acls and grants, as
+// a source or a destination; never tagged devices, never another domain.
+func TestUserDomainSelector(t *testing.T) {
+	// Every user of compileNodes is at example.com.
+	for _, tt := range []struct{ name, body, like string }{
+		{"acls source",
+			`"acls": [{"action": "accept", "src": ["user:*@Example.com"], "dst": ["tag:db:22"]}]`,
+			`"acls": [{"action": "accept", "src": ["autogroup:member"], "dst": ["tag:db:22"]}]`},
+		{"grant source",
+			`"grants": [{"src": ["user:*@example.com"], "dst": ["tag:db"], "ip": ["tcp:22"]}]`,
+			`"grants": [{"src": ["autogroup:member"], "dst": ["tag:db"], "ip": ["tcp:22"]}]`},
+		{"acls destination",
+			`"acls": [{"action": "accept", "src": ["tag:web"], "dst": ["user:*@example.com:443"]}]`,
+			`"acls": [{"action": "accept", "src": ["tag:web"], "dst": ["autogroup:member:443"]}]`},
+		{"grant destination",
+			`"grants": [{"src": ["tag:web"], "dst": ["user:*@example.com"], "ip": ["443"]}]`,
+			`"grants": [{"src": ["tag:web"], "dst": ["autogroup:member"], "ip": ["443"]}]`},
+		{"toward autogroup:self",
+			`"acls": [{"action": "accept", "src": ["user:*@example.com"], "dst": ["autogroup:self:22"]}]`,
+			`"acls": [{"action": "accept", "src": ["autogroup:member"], "dst": ["autogroup:self:22"]}]`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, _ := compileOne(t, tt.body)
+			want, _ := compileOne(t, tt.like)
+			if len(want) == 0 || !equalFilters(sortedFilters(got), sortedFilters(want)) {
+				t.Fatalf("compiles to\n%v\nwant\n%v", got, want)
+			}
+		})
+	}
+	if got, _ := compileOne(t, `"acls": [{"action": "accept", "src": ["user:*@example.org", "user:*@ample.com"], "dst": ["*:*"]}]`); len(got) != 0 {
+		t.Fatalf("another domain selects %v, want nothing", got)
+	}
+	for _, bad := range []string{"user:*@", "user:*@a@b.com", "user:*@*.example.com"} {
+		_, err := Parse([]byte("{" + compileHeader + `"acls": [{"action": "accept", "src": ["` + bad + `"], "dst": ["*:*"]}]}`))
+		if err == nil || !strings.Contains(err.Error(), "invalid domain") {
+			t.Errorf("%s: Parse = %v, want an invalid-domain error", bad, err)
+		}
+	}
+	for _, where := range []string{
+		`"tests": [{"src": "user:*@example.com", "accept": ["tag:db:22"]}]`,
+		`"ssh": [{"action": "accept", "src": ["user:*@example.com"], "dst": ["user:*@example.com"], "users": ["root"]}]`,
+	} {
+		if _, err := Parse([]byte("{" + compileHeader + `"acls": [],` + where + "}")); err == nil {
+			t.Errorf("%s: accepted, want an error", where)
+		}
+	}
+}

@@ -223,7 +223,7 @@ func (ps *parser) checkSelfSources(r *rule, where []hujson.Value, starOK bool) {
 	for i, s := range r.src {
 		var hint string
 		switch s.kind {
-		case selUser, selGroup, selMember:
+		case selUser, selUserDomain, selGroup, selMember:
 			continue
 		case selNone:
 			hint = s.text + " selects nothing in Warren; give it a rule of its own"
@@ -369,7 +369,8 @@ func splitHostPorts(s string) (host, ports string, portOff int, ok bool) {
 	}
 	host, ports = s[:i], s[i+1:]
 	// "tag:db" alone: the colon belongs to the selector.
-	if ports == "" || !strings.ContainsAny(ports[:1], "0123456789*") {
+	if ports == "" || !strings.ContainsAny(ports[:1], "0123456789*") || strings.HasPrefix(ports, "*@") {
+		// "*@example.com" is the rest of user:*@example.com.
 		return "", "", 0, false
 	}
 	return host, ports, i + 1, true

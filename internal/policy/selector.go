@@ -11,24 +11,25 @@ import (
 type selKind uint8
 
 const (
-	selAll       selKind = iota // "*"
-	selUser                     // ann@example.com
-	selGroup                    // group:eng
-	selTag                      // tag:db
-	selPrefix                   // IP, CIDR or host alias
-	selMember                   // autogroup:member
-	selTagged                   // autogroup:tagged
-	selAdmin                    // autogroup:admin
-	selSelf                     // autogroup:self (destinations only)
-	selDangerAll                // autogroup:danger-all: every address (sources only)
-	selNone                     // an autogroup Warren has nothing for: selects nothing
-	selIPSet                    // ipset:NAME, expanded into selPrefix ones by Policy.ipsetSelectors
+	selAll        selKind = iota // "*"
+	selUser                      // ann@example.com
+	selGroup                     // group:eng
+	selTag                       // tag:db
+	selPrefix                    // IP, CIDR or host alias
+	selMember                    // autogroup:member
+	selTagged                    // autogroup:tagged
+	selAdmin                     // autogroup:admin
+	selSelf                      // autogroup:self (destinations only)
+	selDangerAll                 // autogroup:danger-all: every address (sources only)
+	selNone                      // an autogroup Warren has nothing for: selects nothing
+	selIPSet                     // ipset:NAME, expanded into selPrefix ones by Policy.ipsetSelectors
+	selUserDomain                // user:*@example.com: every user of that login domain
 )
 
 // selector is one parsed source or destination.
 type selector struct {
 	kind   selKind
-	name   string       // login (lowercased), "group:x", "tag:x", or host alias
+	name   string       // login (lowercased), "group:x", "tag:x", host alias, or a user domain (lowercased)
 	prefix netip.Prefix // selPrefix
 	text   string       // as written
 }
@@ -131,6 +132,19 @@ func (ps *parser) selector(s string, v hujson.Value, off int, r role) (selector,
 			return ps.selector(name, v, off+len("host:"), r)
 		}
 		return fail(ps.suggest(name, "hosts", `define it in "hosts"`), "unknown host %q", s)
+	case strings.HasPrefix(s, "user:*@"):
+		// Tailscale's every-user-of-a-domain selector. Tailscale also
+		// refuses a domain that is not one of the tailnet's own; Warren
+		// keeps no such list, so it accepts any (it selects only users
+		// whose login has exactly that domain).
+		if test {
+			return fail(testHint, "%s cannot be %s", r, s)
+		}
+		dom := strings.ToLower(strings.TrimPrefix(s, "user:*@"))
+		if dom == "" || strings.ContainsAny(dom, "@*/: \t") || !validLogin("x@"+dom) {
+			return fail("write a login domain, e.g. user:*@example.com", "invalid domain in %q", s)
+		}
+		return selector{kind: selUserDomain, name: dom, text: s}, true
 	case strings.HasPrefix(s, "posture:"):
 		return fail(`postures go in the rule's "srcPosture" field`, "%s is a posture, not a %s", s, r)
 	case strings.Contains(s, "@"):
@@ -212,6 +226,8 @@ func (s *selector) matches(x *subject) bool {
 		return true
 	case selUser:
 		return x.isNode && !x.tagged && x.user == s.name
+	case selUserDomain:
+		return x.isNode && !x.tagged && loginDomain(x.user) == s.name
 	case selGroup:
 		return x.isNode && !x.tagged && contains(x.groups, s.name)
 	case selTag:
@@ -231,6 +247,16 @@ func (s *selector) matches(x *subject) bool {
 		return x.isNode && !x.tagged && x.user != "" && x.admin
 	}
 	return false
+}
+
+// loginDomain returns the part of a (lowercased) login after its last
+// "@", or "" when it has none.
+func loginDomain(login string) string {
+	i := strings.LastIndexByte(login, '@')
+	if i < 0 {
+		return ""
+	}
+	return login[i+1:]
 }
 
 // selfUser returns the user whose untagged nodes autogroup:self concerns

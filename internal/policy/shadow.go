@@ -126,7 +126,12 @@ func (p *Policy) selCovers(a, b *selector) bool {
 	case selAll:
 		return b.kind != selDangerAll && (b.kind != selPrefix || inMesh(b.prefix))
 	case selMember:
-		return b.kind == selMember || b.kind == selUser || b.kind == selGroup || b.kind == selAdmin || b.kind == selSelf
+		return b.kind == selMember || b.kind == selUser || b.kind == selUserDomain || b.kind == selGroup || b.kind == selAdmin || b.kind == selSelf
+	case selUserDomain:
+		if b.kind == selUser {
+			return loginDomain(b.name) == a.name
+		}
+		return b.kind == selUserDomain && a.name == b.name
 	case selTagged:
 		return b.kind == selTagged || b.kind == selTag
 	case selGroup:

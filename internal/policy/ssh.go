@@ -265,6 +265,10 @@ func (ps *parser) sshDst(s string, v hujson.Value) (selector, bool) {
 		ps.errorf(v.StartOffset, "SSH destinations are devices: use autogroup:self for each user's own devices, or tags",
 			"a group cannot be an SSH destination")
 		return selector{}, false
+	case strings.HasPrefix(s, "user:*@"):
+		ps.errorf(v.StartOffset, "SSH destinations are devices: use autogroup:self for each user's own devices, or tags",
+			"%s cannot be an SSH destination", s)
+		return selector{}, false
 	case s == "autogroup:admin":
 		ps.errorf(v.StartOffset, "SSH destinations may be autogroup:self, autogroup:member or autogroup:tagged",
 			"autogroup:admin cannot be an SSH destination")

@@ -179,6 +179,8 @@ func TestSSHTestErrors(t *testing.T) {
 				`invalid user "*" in sshTests accept`, `invalid user "" in sshTests accept`,
 				`sshTest #2 checks nothing`, `group:eng cannot be an sshTests destination`, `* cannot be an sshTests destination`,
 				`SSH tests dst contains disallowed element "100.64.0.0/24"`, `tag "tag:prod:22" has no tagOwners entry`, `autogroup:internet cannot be an sshTests destination`}},
+		{"an IPv6 destination", pol(acceptAll, `{"src": "ann@example.com", "dst": [‸"fd7a:115c:a1e0::10"], "accept": ["ubuntu"]}`),
+			[]string{`sshTest #1: dst fd7a:115c:a1e0::10: an IPv6 address cannot be an sshTests destination`}},
 		{"unknown field", pol(acceptAll, `‸{"src": "ann@example.com", "dst": ["tag:prod"], ‸"allow": ["root"]}`),
 			[]string{`sshTest #1 checks nothing`, `unknown field "allow" in sshTest #1`}},
 	})

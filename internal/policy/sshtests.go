@@ -90,6 +90,14 @@ func (ps *parser) sshTest(i int, v hujson.Value) *sshTest {
 			}
 			switch sel.kind {
 			case selPrefix:
+				if sel.prefix.Addr().Is6() && sel.name == "" {
+					// Tailscale fails such a test (recorded:
+					// conformance sshtest-malformed-dst-bare-ipv6), where
+					// the IPv4 address of the same device passes.
+					ps.errorf(vals[j].StartOffset, "name the device by tag or user, or by its IPv4 address",
+						"%s: dst %s: an IPv6 address cannot be an sshTests destination", what, s)
+					continue
+				}
 				if !sel.prefix.IsSingleIP() {
 					ps.errorf(vals[j].StartOffset, "name one device: tag:..., a user, or autogroup:self",
 						"SSH tests dst contains disallowed element %q", s)
