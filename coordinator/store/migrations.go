@@ -153,6 +153,13 @@ ALTER TABLE auth_keys ADD COLUMN creator_id INTEGER NOT NULL DEFAULT -1;
 -- its hostname.
 ALTER TABLE nodes ADD COLUMN given_name INTEGER NOT NULL DEFAULT 0;
 `},
+	{9, `
+-- The subnet and exit-node routes a node advertises, and those an admin
+-- or the policy's autoApprovers approved (JSON arrays of prefixes); a
+-- route is in force when it is in both.
+ALTER TABLE nodes ADD COLUMN advertised_routes TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE nodes ADD COLUMN approved_routes TEXT NOT NULL DEFAULT '[]';
+`},
 }
 
 // migrate applies pending migrations, each in its own transaction, and

@@ -194,14 +194,14 @@ func list[T any](ctx context.Context, q queries, what, query string, scan func(i
 
 // Nodes.
 
-const nodeCols = `id, machine_key, node_key, disco_key, user_id, tags, ipv4, ipv6, hostname, name, created, last_seen, key_expiry, endpoints, home_relay, ephemeral, auth_key_id, pending, key_lifetime_seconds, given_name`
+const nodeCols = `id, machine_key, node_key, disco_key, user_id, tags, ipv4, ipv6, hostname, name, created, last_seen, key_expiry, endpoints, home_relay, ephemeral, auth_key_id, pending, key_lifetime_seconds, given_name, advertised_routes, approved_routes`
 
 func scanNode(row interface{ Scan(...any) error }) (Node, error) {
 	var n Node
-	var mk, nk, dk, tags, v4, v6, eps string
+	var mk, nk, dk, tags, v4, v6, eps, advertised, approved string
 	var created, seen, expiry, lifetime int64
 	if err := row.Scan(&n.ID, &mk, &nk, &dk, &n.UserID, &tags, &v4, &v6, &n.Hostname, &n.Name, &created, &seen, &expiry,
-		&eps, &n.HomeRelay, &n.Ephemeral, &n.AuthKeyID, &n.Pending, &lifetime, &n.GivenName); err != nil {
+		&eps, &n.HomeRelay, &n.Ephemeral, &n.AuthKeyID, &n.Pending, &lifetime, &n.GivenName, &advertised, &approved); err != nil {
 		return n, wrapErr(err)
 	}
 	n.Created, n.LastSeen, n.KeyExpiry = fromNanos(created), fromNanos(seen), fromNanos(expiry)
@@ -215,6 +215,10 @@ func scanNode(row interface{ Scan(...any) error }) (Node, error) {
 	n.Tags, err = fromJSON[string](tags, "tags")
 	errs = append(errs, err)
 	n.Endpoints, err = fromJSON[netip.AddrPort](eps, "endpoints")
+	errs = append(errs, err)
+	n.AdvertisedRoutes, err = fromJSON[netip.Prefix](advertised, "advertised routes")
+	errs = append(errs, err)
+	n.ApprovedRoutes, err = fromJSON[netip.Prefix](approved, "approved routes")
 	errs = append(errs, err)
 	if err := errors.Join(errs...); err != nil {
 		return n, fmt.Errorf("node %d: corrupt row: %w", n.ID, err)
@@ -281,11 +285,13 @@ func (q queries) CreateNode(ctx context.Context, n Node) (Node, error) {
 		return Node{}, fmt.Errorf("create node %q: %w", n.Hostname, err)
 	}
 	_, err = q.q.ExecContext(ctx, `INSERT INTO nodes (id, machine_key, node_key, disco_key, user_id, tags, ipv4, ipv4_num, ipv6,
-		hostname, name, created, last_seen, key_expiry, endpoints, home_relay, ephemeral, auth_key_id, pending, key_lifetime_seconds)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		hostname, name, created, last_seen, key_expiry, endpoints, home_relay, ephemeral, auth_key_id, pending, key_lifetime_seconds,
+		advertised_routes, approved_routes)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		id, n.MachineKey.String(), n.NodeKey.String(), n.DiscoKey.String(), n.UserID, jsonText(n.Tags), n.IPv4.String(), v4num(n.IPv4),
 		n.IPv6.String(), n.Hostname, name, nanos(n.Created), nanos(n.LastSeen), nanos(n.KeyExpiry), jsonText(n.Endpoints),
-		n.HomeRelay, boolInt(n.Ephemeral), n.AuthKeyID, boolInt(n.Pending), lifetimeSeconds(n.KeyLifetime))
+		n.HomeRelay, boolInt(n.Ephemeral), n.AuthKeyID, boolInt(n.Pending), lifetimeSeconds(n.KeyLifetime),
+		jsonText(n.AdvertisedRoutes), jsonText(n.ApprovedRoutes))
 	if err != nil {
 		return Node{}, fmt.Errorf("create node %q: %w", n.Hostname, wrapErr(err))
 	}
@@ -311,10 +317,12 @@ func (q queries) UpdateNode(ctx context.Context, n Node) (Node, error) {
 	}
 	err = q.execOne(ctx, fmt.Sprintf("update node %d", n.ID), `UPDATE nodes SET machine_key = ?, node_key = ?, disco_key = ?,
 		user_id = ?, tags = ?, hostname = ?, name = ?, last_seen = ?, key_expiry = ?, endpoints = ?, home_relay = ?,
-		ephemeral = ?, auth_key_id = ?, pending = ?, key_lifetime_seconds = ?, given_name = ? WHERE id = ?`,
+		ephemeral = ?, auth_key_id = ?, pending = ?, key_lifetime_seconds = ?, given_name = ?,
+		advertised_routes = ?, approved_routes = ? WHERE id = ?`,
 		n.MachineKey.String(), n.NodeKey.String(), n.DiscoKey.String(), n.UserID, jsonText(n.Tags), n.Hostname, name,
 		nanos(n.LastSeen), nanos(n.KeyExpiry), jsonText(n.Endpoints), n.HomeRelay, boolInt(n.Ephemeral), n.AuthKeyID,
-		boolInt(n.Pending), lifetimeSeconds(n.KeyLifetime), boolInt(n.GivenName), n.ID)
+		boolInt(n.Pending), lifetimeSeconds(n.KeyLifetime), boolInt(n.GivenName),
+		jsonText(n.AdvertisedRoutes), jsonText(n.ApprovedRoutes), n.ID)
 	if err != nil {
 		return Node{}, err
 	}

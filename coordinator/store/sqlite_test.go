@@ -462,6 +462,7 @@ func TestNodeKeyLifetime(t *testing.T) {
 	_, err = db.Exec(`ALTER TABLE nodes DROP COLUMN key_lifetime_seconds;
 		ALTER TABLE users DROP COLUMN refresh_token; ALTER TABLE users DROP COLUMN idp_checked_at;
 		ALTER TABLE auth_keys DROP COLUMN creator_id; ALTER TABLE nodes DROP COLUMN given_name;
+		ALTER TABLE nodes DROP COLUMN advertised_routes; ALTER TABLE nodes DROP COLUMN approved_routes;
 		DROP TABLE high_water; ALTER TABLE users DROP COLUMN totp_last_step;
 		DELETE FROM schema_migrations WHERE version >= 4`)
 	must(t, err)

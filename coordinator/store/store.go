@@ -115,6 +115,13 @@ type Node struct {
 	// GivenName is set when an admin named the node (nodes rename): Name
 	// then stays as given when the hostname changes.
 	GivenName bool
+	// AdvertisedRoutes are the subnet routes (and the exit-node pair
+	// 0.0.0.0/0 and ::/0) the node offers to forward to, as it last sent
+	// them; ApprovedRoutes are those an admin or the policy approved. A
+	// route is in force when it is in both (see routes.Enabled). Both are
+	// sorted, without duplicates.
+	AdvertisedRoutes []netip.Prefix
+	ApprovedRoutes   []netip.Prefix
 }
 
 // KeyLifetimeNever is the Node.KeyLifetime of a node whose key never

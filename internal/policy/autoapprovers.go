@@ -9,11 +9,10 @@ import (
 )
 
 // autoApprovers, as in Tailscale: who may advertise a subnet route or an
-// exit node and have it approved without an admin. Warren has no subnet
-// routers or exit nodes yet, so the section is validated (prefixes are
-// CIDRs with no host bits; approvers are users, defined groups and
-// defined tags) and stored for the change that adds them, and Parse warns
-// that it has no effect. Tailscale's documented forms:
+// exit node and have it approved without an admin. The section is
+// validated (prefixes are CIDRs with no host bits; approvers are users,
+// defined groups and defined tags), and the coordinator asks AutoApproves
+// about each route a node advertises. Tailscale's documented forms:
 //
 //	"autoApprovers": {
 //		"routes":   {"10.0.0.0/16": ["group:net", "tag:router"]},
@@ -67,8 +66,8 @@ func (ps *parser) autoApprovers(v hujson.Value) {
 		aa.ExitNode = ps.approvers(ev, "autoApprovers.exitNode")
 	}
 	ps.p.ext.autoApprovers = aa
-	ps.warnf(v.StartOffset, "keep it for when Warren has them; until then an admin approves nothing, as nothing can be advertised",
-		"autoApprovers: accepted; Warren has no subnet routers or exit nodes yet, so it has no effect")
+	ps.warnf(v.StartOffset, "approved routes are listed by warren-coordinator routes list",
+		"autoApprovers: approves the routes nodes advertise, but Warren nodes do not forward subnet or exit traffic yet")
 }
 
 var errNotCIDR = errors.New("a route is a CIDR, not a single address")
@@ -93,4 +92,53 @@ func (ps *parser) approvers(v hujson.Value, what string) []string {
 		}
 	}
 	return out
+}
+
+// AutoApproves reports whether the policy's autoApprovers approve route
+// for a node owned by o, as Tailscale does: a subnet route is approved
+// when some entry of routes has a prefix that contains it (equal or
+// wider) and lists o (a tagged node by one of its tags; a user's node by
+// the user's login or a group the user is in); the exit-node routes
+// (0.0.0.0/0 and ::/0) are approved only through exitNode, never through
+// routes. Without an autoApprovers section nothing is approved.
+func (p *Policy) AutoApproves(o Owner, route netip.Prefix) bool {
+	aa := p.ext.autoApprovers
+	if aa == nil || !route.IsValid() {
+		return false
+	}
+	if route.Bits() == 0 {
+		return p.approverMatches(o, aa.ExitNode)
+	}
+	for _, ra := range aa.Routes {
+		if ra.Prefix.Bits() <= route.Bits() && ra.Prefix.Contains(route.Addr()) &&
+			p.approverMatches(o, ra.Approvers) {
+			return true
+		}
+	}
+	return false
+}
+
+// approverMatches reports whether o is one of approvers: by a tag for a
+// tagged node, by login or group for a user's node (a tagged node is
+// owned by its tags, not by the user who registered it).
+func (p *Policy) approverMatches(o Owner, approvers []string) bool {
+	login := strings.ToLower(o.Login)
+	tagged := len(o.Tags) > 0
+	for _, a := range approvers {
+		switch {
+		case strings.HasPrefix(a, "tag:"):
+			if tagged && contains(o.Tags, a) {
+				return true
+			}
+		case strings.HasPrefix(a, "group:"):
+			if !tagged && login != "" && p.inGroup(login, o.Groups, a) {
+				return true
+			}
+		default:
+			if !tagged && login != "" && login == a {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -32,7 +32,7 @@ func TestAutoApprovers(t *testing.T) {
 func TestAutoApproversWarning(t *testing.T) {
 	runWarnCases(t, []warnCase{
 		{"any autoApprovers", `{` + approverDefs + `, "autoApprovers": ‸{"exitNode": ["tag:exit"]}}`,
-			[]string{"autoApprovers: accepted; Warren has no subnet routers or exit nodes yet"}},
+			[]string{"autoApprovers: approves the routes nodes advertise, but Warren nodes do not forward subnet or exit traffic yet"}},
 	})
 }
 
@@ -52,4 +52,57 @@ func TestAutoApproversErrors(t *testing.T) {
 		{"approvers not a list", `{` + approverDefs + `, "autoApprovers": {"exitNode": ‸"tag:exit"}}`,
 			[]string{`autoApprovers.exitNode must be an array, not a string`}},
 	})
+}
+
+func TestAutoApproves(t *testing.T) {
+	p := mustParse(t, `{"groups": {"group:net": ["ann@example.com"]}, "tagOwners": {"tag:router": [], "tag:exit": [], "tag:other": []}, "acls": [],
+		"autoApprovers": {
+			"routes": {"10.0.0.0/16": ["group:net", "tag:router"], "192.168.0.0/24": ["Bob@Example.com"], "fd00:20::/48": ["tag:router"], "0.0.0.0/0": ["tag:router"]},
+			"exitNode": ["tag:exit", "group:net"],
+		}}`)
+	ann := Owner{Login: "ann@example.com"}
+	bob := Owner{Login: "BOB@example.com"}
+	carl := Owner{Login: "carl@example.com", Groups: []string{"net"}} // the group from the identity provider
+	dave := Owner{Login: "dave@example.com"}
+	router := Owner{Tags: []string{"tag:router"}}
+	exit := Owner{Tags: []string{"tag:exit"}}
+	// A tagged node registered by a user in group:net is owned by its
+	// tags: the user's groups do not count.
+	taggedByAnn := Owner{Login: "ann@example.com", Tags: []string{"tag:other"}}
+	pfx := netip.MustParsePrefix
+	tests := []struct {
+		o     Owner
+		route string
+		want  bool
+	}{
+		{ann, "10.0.0.0/16", true},
+		{ann, "10.0.5.0/24", true},  // inside an approved prefix
+		{ann, "10.0.0.0/8", false},  // wider than it
+		{ann, "10.1.0.0/24", false}, // beside it
+		{carl, "10.0.5.0/24", true},
+		{dave, "10.0.5.0/24", false},
+		{router, "10.0.0.0/16", true},
+		{router, "fd00:20:0:1::/64", true},
+		{router, "fd00:21::/64", false},
+		{bob, "192.168.0.0/24", true},
+		{ann, "192.168.0.0/24", false},
+		{taggedByAnn, "10.0.0.0/16", false},
+		// Exit routes: only through exitNode, never through a routes
+		// entry of 0.0.0.0/0.
+		{exit, "0.0.0.0/0", true},
+		{exit, "::/0", true},
+		{ann, "0.0.0.0/0", true},
+		{router, "0.0.0.0/0", false},
+		{router, "::/0", false},
+		{exit, "10.0.0.0/16", false},
+		{router, "1.0.0.0/8", true}, // inside the routes entry 0.0.0.0/0, which is not an exit approval
+	}
+	for _, tt := range tests {
+		if got := p.AutoApproves(tt.o, pfx(tt.route)); got != tt.want {
+			t.Errorf("AutoApproves(%+v, %s) = %v, want %v", tt.o, tt.route, got, tt.want)
+		}
+	}
+	if mustParse(t, `{"acls": []}`).AutoApproves(router, pfx("10.0.0.0/16")) {
+		t.Error("a policy without autoApprovers approved a route")
+	}
 }
