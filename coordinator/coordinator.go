@@ -33,6 +33,7 @@ import (
 	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/derp"
 	"github.com/warrenmesh/warren/internal/key"
+	"github.com/warrenmesh/warren/internal/policy"
 	"github.com/warrenmesh/warren/internal/wire"
 )
 
@@ -163,7 +164,7 @@ func New(ctx context.Context, cfg Config) (_ *Coordinator, err error) {
 	c.engine = netmap.New(netmap.Config{Domain: cfg.Domain, DERPMap: c.derpMap, Logger: cfg.Logger,
 		OnRevoke: c.revoked.revoke})
 	c.policy, err = policyfile.New(policyfile.Config{Path: cfg.PolicyPath, Store: st, Audit: c.audit,
-		Apply: c.engine.SetPolicy, Logger: cfg.Logger})
+		Apply: c.applyPolicy, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}
@@ -392,4 +393,15 @@ func loadOrCreateKey(path string) (key.ControlPrivate, error) {
 		return k, fmt.Errorf("coordinator: key file %s: %w", path, err)
 	}
 	return k, nil
+}
+
+// applyPolicy puts p in force: the engine compiles it, and its
+// autoApprovers approve the advertised routes they now cover. At the
+// first load the registry does not exist yet (the nodes it loads are
+// compiled against p then), so only the engine sees p.
+func (c *Coordinator) applyPolicy(p *policy.Policy) {
+	c.engine.SetPolicy(p)
+	if c.registry != nil {
+		c.registry.AutoApprove(context.Background(), p)
+	}
 }

@@ -258,6 +258,10 @@ func orDash(s string) string {
 }
 
 var adminCommands = map[string]func(*command, []string) error{
+	"nodes routes":   nodeRoutesCmd,
+	"routes list":    listRoutesCmd,
+	"routes approve": func(c *command, args []string) error { return changeRoutesCmd(c, args, "approve") },
+	"routes disable": func(c *command, args []string) error { return changeRoutesCmd(c, args, "disable") },
 	"users list": func(c *command, args []string) error {
 		if err := c.parse(args, 0, 0, "users list [--json]"); err != nil {
 			return err

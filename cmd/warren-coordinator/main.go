@@ -23,7 +23,9 @@ Usage:
   warren-coordinator users   list | create NAME [--admin] [--email E] [--group G]... | passwd USER | totp USER
                              | set-role USER admin|member | disable USER | enable USER | delete USER
   warren-coordinator nodes   list | approve ID | expire ID | key-lifetime ID DURATION|never|default | tag ID TAG...
-                             | rename ID NAME | delete ID
+                             | rename ID NAME | routes ID | delete ID
+  warren-coordinator routes  list | approve ID PREFIX... | disable ID PREFIX...
+                                            subnet and exit-node routes (0.0.0.0/0 or ::/0: the exit node)
   warren-coordinator keys    list | create --user USER [--reusable] [--ephemeral] [--tag T]... [--ttl D] | revoke ID | expire ID
   warren-coordinator apikeys list | create [--user USER] [--ttl D]
   warren-coordinator audit   [--since D] [--action A] [--limit N]
@@ -61,7 +63,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return printKey(rest, stdout, stderr)
 	case "secrets":
 		return secretsCmd(ctx, rest, stdout, stderr)
-	case "users", "nodes", "keys", "apikeys", "audit", "policy":
+	case "users", "nodes", "routes", "keys", "apikeys", "audit", "policy":
 		return admin(ctx, cmd, rest, stdout, stderr)
 	}
 	return fmt.Errorf("unknown command %q (see warren-coordinator --help)", cmd)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/warrenmesh/warren/internal/cli"
+	"github.com/warrenmesh/warren/internal/routes"
 	"github.com/warrenmesh/warren/node/localapi"
 	"github.com/warrenmesh/warren/node/proxy"
 )
@@ -60,9 +61,14 @@ func (c *command) up(args []string) error {
 	authKeyFile := fs.String("auth-key-file", "", "read the pre-auth key from this file (- for stdin)")
 	fs.StringVar(&req.Hostname, "hostname", "", "name for this node (default: the machine's hostname)")
 	tags := fs.String("advertise-tags", "", "comma-separated tags for a server node, e.g. tag:db")
+	advRoutes := fs.String("advertise-routes", "", "comma-separated subnet routes this node offers to forward to, e.g. 10.20.0.0/24,fd00:20::/64 (used once an admin or the policy's autoApprovers approves them; \"\" to stop)")
+	advExit := fs.Bool("advertise-exit-node", false, "offer this node as an exit node for peers' internet traffic (once approved; =false to stop)")
 	fs.BoolVar(&req.Reauth, "reauth", false, "authenticate again under a new node key (keeps the address); expired nodes do this by themselves")
 	timeout := fs.Duration("timeout", 10*time.Minute, "how long to wait for the first netmap (and for you to sign in, without --auth-key)")
-	if _, err := c.parse(args, 0, "up [--coordinator URL] [--auth-key-file FILE|- | sign in at the printed URL] [--hostname NAME] [--advertise-tags TAGS] [--reauth]"); err != nil {
+	if _, err := c.parse(args, 0, "up [--coordinator URL] [--auth-key-file FILE|- | sign in at the printed URL] [--hostname NAME] [--advertise-tags TAGS] [--advertise-routes CIDRS] [--advertise-exit-node] [--reauth]"); err != nil {
+		return err
+	}
+	if err := advertiseFlags(fs, *advRoutes, *advExit, &req); err != nil {
 		return err
 	}
 	key, err := readAuthKey(*authKey, *authKeyFile, c.in)
@@ -449,4 +455,30 @@ func plural(n int, what string) string {
 		return "1 " + what
 	}
 	return fmt.Sprintf("%d %ss", n, what)
+}
+
+// advertiseFlags puts --advertise-routes and --advertise-exit-node into
+// req when they were given (the node keeps what it advertised before
+// otherwise). A bad route is a usage error (exit status 2), found before
+// anything is sent.
+func advertiseFlags(fs *flag.FlagSet, advRoutes string, advExit bool, req *localapi.UpRequest) error {
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "advertise-routes":
+			req.AdvertiseRoutes = &[]netip.Prefix{}
+		case "advertise-exit-node":
+			req.AdvertiseExitNode = &advExit
+		}
+	})
+	if req.AdvertiseRoutes == nil {
+		return nil
+	}
+	rs, err := routes.Parse(advRoutes)
+	if err != nil {
+		return &cli.ExitError{Code: 2, Err: fmt.Errorf("--advertise-routes: %w", err)}
+	}
+	if rs != nil { // an empty list stays empty, not null: it clears them
+		*req.AdvertiseRoutes = rs
+	}
+	return nil
 }

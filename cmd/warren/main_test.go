@@ -47,6 +47,24 @@ func proc(t *testing.T, dir, name, bin string, args ...string) {
 	})
 }
 
+// startCoordinator runs the warren-coordinator binary in bin with its
+// state in dir/coordinator until the test ends, and returns its listen
+// address and state directory once it answers.
+func startCoordinator(t *testing.T, bin, dir string) (listen, stateDir string) {
+	t.Helper()
+	listen = buildtest.FreePort(t)
+	stateDir = filepath.Join(dir, "coordinator")
+	proc(t, dir, "coordinator", filepath.Join(bin, "warren-coordinator"), "serve", "--state-dir", stateDir, "--listen", listen, "--stun-listen", "127.0.0.1:0")
+	poll.UntilTrue(t, wait, "the coordinator", func() bool {
+		resp, err := http.Get("http://" + listen + "/key")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil
+	})
+	return listen, stateDir
+}
+
 // warren runs the CLI in-process and returns stdout and stderr.
 func warren(t *testing.T, args ...string) (string, string, error) {
 	t.Helper()
@@ -72,16 +90,7 @@ func TestCLIAgainstRealDaemons(t *testing.T) {
 	}
 	bin := buildtest.Build(t, "warren-coordinator", "warrend")
 	dir := t.TempDir()
-	listen := buildtest.FreePort(t)
-	coordDir := filepath.Join(dir, "coordinator")
-	proc(t, dir, "coordinator", filepath.Join(bin, "warren-coordinator"), "serve", "--state-dir", coordDir, "--listen", listen, "--stun-listen", "127.0.0.1:0")
-	poll.UntilTrue(t, wait, "the coordinator", func() bool {
-		resp, err := http.Get("http://" + listen + "/key")
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil
-	})
+	listen, coordDir := startCoordinator(t, bin, dir)
 	admin := func(args ...string) []byte {
 		out, err := exec.Command(filepath.Join(bin, "warren-coordinator"), append(args, "--state-dir", coordDir)...).Output()
 		if err != nil {

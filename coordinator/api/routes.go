@@ -35,6 +35,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /api/v1/audit", s.listAudit)
 	s.policyRoutes()
 	s.credentialRoutes()
+	s.nodeRouteRoutes(m)
 }
 
 func (s *Server) whoami(w http.ResponseWriter, r *http.Request) {

@@ -75,6 +75,11 @@ type Node struct {
 	// KeyLifetime is the node's own key lifetime, "720h0m0s" or "never";
 	// empty when the node has the coordinator's default.
 	KeyLifetime string `json:"keyLifetime,omitempty"`
+	// AdvertisedRoutes are the subnet routes (0.0.0.0/0 and ::/0 for an
+	// exit node) the node offers; ApprovedRoutes those approved. A route
+	// is in force when it is in both.
+	AdvertisedRoutes []netip.Prefix `json:"advertisedRoutes,omitempty"`
+	ApprovedRoutes   []netip.Prefix `json:"approvedRoutes,omitempty"`
 }
 
 // SetKeyLifetimeRequest is the body of POST /api/v1/nodes/{id}/key-lifetime.
@@ -203,7 +208,7 @@ func nodeJSON(n registry.NodeInfo) Node {
 		IPv4: n.IPv4, IPv6: n.IPv6, MachineKey: n.MachineKey.String(), NodeKey: n.NodeKey.String(),
 		Online: n.Online, LastSeen: n.LastSeen, Created: n.Created, KeyExpiry: n.KeyExpiry,
 		Expired: n.Expired, Ephemeral: n.Ephemeral, Endpoints: n.Endpoints, Pending: n.Pending,
-		KeyLifetime: keyLifetimeJSON(n.KeyLifetime)}
+		KeyLifetime: keyLifetimeJSON(n.KeyLifetime), AdvertisedRoutes: n.AdvertisedRoutes, ApprovedRoutes: n.ApprovedRoutes}
 }
 
 // keyLifetimeJSON is Node.KeyLifetime: empty for the default.

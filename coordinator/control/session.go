@@ -151,6 +151,9 @@ func (s *session) run(ctx context.Context) error {
 		return s.fail(ctx, "control.map", fmt.Errorf("%w: want MapRequest, got %v", errBadMessage, m.WireType()))
 	}
 	s.answersKeepAlives = req.Version >= wire.KeepAliveAnswerVersion
+	if err := s.srv.cfg.Registry.AdvertiseRoutes(ctx, node.ID, mreq.AdvertiseRoutes, s.remote); err != nil {
+		return s.fail(ctx, "control.map", err)
+	}
 	return s.stream(ctx, node.ID, mreq)
 }
 

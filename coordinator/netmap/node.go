@@ -14,6 +14,7 @@ package netmap
 
 import (
 	"maps"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -43,6 +44,9 @@ type Node struct {
 	Authorized bool
 	// Disabled is true when the owning user is disabled.
 	Disabled bool
+	// Routes are the subnet and exit-node routes the node serves:
+	// advertised and approved (routes.Enabled), sorted.
+	Routes []netip.Prefix
 }
 
 // ID returns the node's ID.
@@ -76,11 +80,11 @@ func (n *Node) policyNode() policy.Node {
 }
 
 // samePolicyView reports whether a and b (two versions of one node) look the
-// same to the policy: same owner, tags, groups, role, posture, MFA time and
-// addresses.
+// same to the policy: same owner, tags, groups, role, posture, MFA time,
+// addresses and routes.
 func samePolicyView(a, b *Node) bool {
 	return a.UserID == b.UserID && a.Wire.User == b.Wire.User && a.Admin == b.Admin &&
 		slices.Equal(a.Wire.Tags, b.Wire.Tags) && slices.Equal(a.Groups, b.Groups) &&
 		slices.Equal(a.Wire.Addresses, b.Wire.Addresses) && maps.Equal(a.Attrs, b.Attrs) &&
-		a.MFAAt.Equal(b.MFAAt)
+		a.MFAAt.Equal(b.MFAAt) && slices.Equal(a.Routes, b.Routes)
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/warrenmesh/warren/coordinator/netmap"
 	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/internal/policy"
+	"github.com/warrenmesh/warren/internal/routes"
 	"github.com/warrenmesh/warren/internal/wire"
 )
 
@@ -186,7 +187,8 @@ func toNetmap(n *store.Node, owner store.User, online bool) netmap.Node {
 		Endpoints: n.Endpoints, HomeRelay: n.HomeRelay, Online: online,
 		LastSeen: n.LastSeen, KeyExpiry: n.KeyExpiry,
 	}
-	nm := netmap.Node{Wire: w, UserID: int64(n.UserID), Authorized: !n.Pending}
+	nm := netmap.Node{Wire: w, UserID: int64(n.UserID), Authorized: !n.Pending,
+		Routes: routes.Enabled(n.AdvertisedRoutes, n.ApprovedRoutes)}
 	if !n.Tagged() {
 		nm.Wire.User = owner.Name
 		nm.Groups = owner.Groups

@@ -115,6 +115,11 @@ type MapRequest struct {
 	Stream    bool             `json:"stream"`
 	Endpoints []netip.AddrPort `json:"endpoints,omitempty"`
 	HomeRelay int              `json:"homeRelay,omitempty"`
+	// AdvertiseRoutes is every subnet route the node offers to forward
+	// to, with 0.0.0.0/0 and ::/0 when it offers to be an exit node;
+	// none withdraws what it advertised before. The coordinator serves a
+	// route only once it is approved.
+	AdvertiseRoutes []netip.Prefix `json:"advertiseRoutes,omitempty"`
 }
 
 // UpdateRequest tells the coordinator what changed on the node.

@@ -47,6 +47,9 @@ type Config struct {
 	// AuthKey is a pre-auth key; sent until the node is registered.
 	AuthKey string
 	Tags    []string
+	// AdvertiseRoutes is every route the node offers, sent with each map
+	// request (see wire.MapRequest).
+	AdvertiseRoutes []netip.Prefix
 	// OnNetmap is called from Run's goroutine with every new netmap.
 	OnNetmap func(*Netmap)
 	// OnLoginURL is called when the coordinator wants the user to sign in
@@ -319,7 +322,7 @@ func (c *Client) session(ctx context.Context) error {
 	c.mu.Lock()
 	eps, relay, gen := c.eps, c.homeRelay, c.epsGen
 	c.mu.Unlock()
-	if err := wire.WriteMessage(conn, &wire.MapRequest{Stream: true, Endpoints: eps, HomeRelay: relay}); err != nil {
+	if err := wire.WriteMessage(conn, &wire.MapRequest{Stream: true, Endpoints: eps, HomeRelay: relay, AdvertiseRoutes: c.cfg.AdvertiseRoutes}); err != nil {
 		return fmt.Errorf("send map request: %w", err)
 	}
 	c.mu.Lock()

@@ -31,6 +31,7 @@ import (
 
 	"github.com/warrenmesh/warren/internal/atomicfile"
 	"github.com/warrenmesh/warren/internal/key"
+	"github.com/warrenmesh/warren/internal/routes"
 	"github.com/warrenmesh/warren/node/controlclient"
 
 	"github.com/warrenmesh/warren/node/localapi"
@@ -235,6 +236,19 @@ func (d *Daemon) Up(ctx context.Context, req localapi.UpRequest, progress func(s
 	}
 	if req.Tags != nil {
 		st.Tags = slices.Clone(req.Tags)
+	}
+	if req.AdvertiseRoutes != nil {
+		rs, err := routes.Check(*req.AdvertiseRoutes)
+		if err == nil && slices.ContainsFunc(rs, routes.IsExit) {
+			err = fmt.Errorf("%w: advertise an exit node with --advertise-exit-node, not with its routes", routes.ErrInvalid)
+		}
+		if err != nil {
+			return localapi.Status{}, err
+		}
+		st.AdvertiseRoutes = rs
+	}
+	if req.AdvertiseExitNode != nil {
+		st.AdvertiseExitNode = *req.AdvertiseExitNode
 	}
 	if old := d.current(); old != nil && st.NodeKey.Public() != d.NodeKey() && old.netmap() != nil {
 		return d.upBeside(ctx, old, st, progress)

@@ -61,7 +61,8 @@ func newSession(d *Daemon, st state.State, resume, provisional bool) *session {
 		URL: st.Coordinator, ControlKey: st.ControlKey, Machine: st.MachineKey,
 		NodeKey: st.NodeKey.Public(), DiscoKey: st.DiscoKey.Public(),
 		Hostname: st.Hostname, OS: runtime.GOOS, AuthKey: st.AuthKey, Tags: st.Tags,
-		OnNetmap: s.onNetmap, OnLoginURL: s.onLoginURL, Logger: d.log.With("part", "control"), HTTPClient: d.cfg.HTTPClient,
+		AdvertiseRoutes: st.Advertised(),
+		OnNetmap:        s.onNetmap, OnLoginURL: s.onLoginURL, Logger: d.log.With("part", "control"), HTTPClient: d.cfg.HTTPClient,
 		MinBackoff: d.cfg.MinBackoff, MaxBackoff: d.cfg.MaxBackoff,
 	})
 	if err != nil { // only on programming errors: the state was validated

@@ -51,6 +51,12 @@ type UpRequest struct {
 	// interactive login) under a fresh node key, keeping its machine key
 	// and address. An expired node re-authenticates this way by itself.
 	Reauth bool `json:"reauth,omitempty"`
+	// AdvertiseRoutes replaces the subnet routes the node offers (nil:
+	// keep them; empty: none); AdvertiseExitNode, when set, whether it
+	// offers to be an exit node. An admin or the policy's autoApprovers
+	// approve them on the coordinator.
+	AdvertiseRoutes   *[]netip.Prefix `json:"advertiseRoutes,omitempty"`
+	AdvertiseExitNode *bool           `json:"advertiseExitNode,omitempty"`
 }
 
 // Node states reported in Status.State.

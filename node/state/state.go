@@ -12,11 +12,14 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/warrenmesh/warren/internal/atomicfile"
 	"github.com/warrenmesh/warren/internal/key"
+	"github.com/warrenmesh/warren/internal/routes"
 )
 
 // FileName is the state file's name inside the state directory.
@@ -50,6 +53,22 @@ type State struct {
 	// ListenPort is the WireGuard UDP port, kept so peers' copies of this
 	// node's endpoints stay right across restarts.
 	ListenPort uint16 `json:"listenPort,omitempty"`
+	// AdvertiseRoutes are the subnet routes the node offers (warren up
+	// --advertise-routes), and AdvertiseExitNode whether it offers to be
+	// an exit node (--advertise-exit-node).
+	AdvertiseRoutes   []netip.Prefix `json:"advertiseRoutes,omitempty"`
+	AdvertiseExitNode bool           `json:"advertiseExitNode,omitempty"`
+}
+
+// Advertised is every route the node advertises: its subnet routes, and
+// 0.0.0.0/0 and ::/0 when it offers to be an exit node.
+func (s *State) Advertised() []netip.Prefix {
+	out := slices.Clone(s.AdvertiseRoutes)
+	if s.AdvertiseExitNode {
+		out = append(out, routes.ExitV4, routes.ExitV6)
+	}
+	routes.Sort(out)
+	return out
 }
 
 // New returns a state with fresh keys.
