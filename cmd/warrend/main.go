@@ -36,6 +36,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	socket := fs.String("socket", localapi.DefaultSocket, "unix socket of the local API (used by the warren CLI)")
 	group := fs.String("socket-group", "", "group allowed to use the local API besides root and this user (socket mode 0660)")
 	tun := fs.String("tun", "", "use a kernel TUN device of this name (root) instead of the userspace stack")
+	wgName := fs.String("wg-name", "auto", "expose the WireGuard device to wg(8) and wgctrl as /var/run/wireguard/NAME.sock (root only); auto: the --tun name in TUN mode, none in userspace mode; empty: none")
 	port := fs.Uint("port", 0, "WireGuard UDP port (0: last run's, or any free one)")
 	socks := fs.String("socks5", "127.0.0.1:1055", "loopback address for the SOCKS5 proxy into the mesh (empty: none)")
 	httpProxy := fs.String("http-proxy", "", "loopback address for the HTTP CONNECT proxy (empty: the --socks5 port speaks both)")
@@ -58,7 +59,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if *port > 65535 {
 		return fmt.Errorf("--port %d is not a port", *port)
 	}
-	cfg := daemon.Config{StateDir: *stateDir, TUN: *tun, ListenPort: uint16(*port), Logger: log, RelayOnly: *relayOnly}
+	cfg := daemon.Config{StateDir: *stateDir, TUN: *tun, WGName: *wgName, ListenPort: uint16(*port), Logger: log, RelayOnly: *relayOnly}
+	if cfg.WGName == "auto" {
+		cfg.WGName = *tun
+	}
 	for _, e := range expose {
 		x, err := parseExpose(e)
 		if err != nil {

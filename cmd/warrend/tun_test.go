@@ -54,7 +54,7 @@ func TestTUNModeAcrossNamespaces(t *testing.T) {
 		sock := filepath.Join(dir, h.name+".sock")
 		socks[h.name] = sock
 		d := h.ns.Start(filepath.Join(bin, "warrend"), "--state-dir", filepath.Join(dir, h.name), "--socket", sock,
-			"--tun", "warren0", "--endpoint", h.ip, "--socks5", "")
+			"--tun", "warren0", "--endpoint", h.ip, "--socks5", "", "--wg-name", wgName(h.name))
 		if _, err := d.WaitFor("warrend running", 30*time.Second); err != nil {
 			t.Fatal(err)
 		}
@@ -111,5 +111,44 @@ func TestTUNModeAcrossNamespaces(t *testing.T) {
 	out = hostA.Run(warren, "--socket", socks["laptop"], "ping", "server", "-c", "1")
 	if !strings.Contains(out, "pong from server") {
 		t.Fatalf("ping: %q", out)
+	}
+	checkWGShow(t, hostA, wgName("laptop"))
+}
+
+// wgName is the WireGuard UAPI socket name a test node uses: unique to
+// this test, since every namespace sees the same /var/run/wireguard.
+func wgName(node string) string { return "wrntest-" + node }
+
+// checkWGShow runs wg(8) from wireguard-tools against the node's UAPI
+// socket: it must list the one peer, with a handshake and traffic both
+// ways.
+func checkWGShow(t *testing.T, ns *netns.Namespace, name string) {
+	t.Helper()
+	wg, err := exec.LookPath("wg")
+	if err != nil {
+		t.Log("skipping wg show: wireguard-tools is not installed (apt-get install wireguard-tools)")
+		return
+	}
+	out := ns.Run(wg, "show", name)
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`(?m)^interface: ` + regexp.QuoteMeta(name) + `$`),
+		regexp.MustCompile(`(?m)^  listening port: \d+$`),
+		regexp.MustCompile(`(?m)^peer: [A-Za-z0-9+/]{43}=$`),
+		regexp.MustCompile(`(?m)^  allowed ips: 100\.64\.\d+\.\d+/32, fd7a:115c:a1e0:[0-9a-f:]+/128$`),
+		regexp.MustCompile(`(?m)^  latest handshake: (Now|.+ ago)$`),
+		regexp.MustCompile(`(?m)^  transfer: [\d.]+ [KMG]?i?B received, [\d.]+ [KMG]?i?B sent$`),
+	} {
+		if !want.MatchString(out) {
+			t.Errorf("wg show %s: no line matching %s in:\n%s", name, want, out)
+		}
+	}
+	// The private key is not shown (wg show hides it), and the socket is
+	// root's alone.
+	if strings.Contains(out, "private key: ") && !strings.Contains(out, "private key: (hidden)") {
+		t.Errorf("wg show printed the private key:\n%s", out)
+	}
+	out = ns.Run("stat", "-c", "%a %U", "/var/run/wireguard/"+name+".sock")
+	if out = strings.TrimSpace(out); out != "700 root" && out != "600 root" {
+		t.Errorf("UAPI socket mode and owner: %q, want root's alone", out)
 	}
 }

@@ -52,6 +52,9 @@ type Config struct {
 	StateDir string
 	// TUN names a kernel TUN device to use (root); empty is userspace.
 	TUN string
+	// WGName names the WireGuard UAPI socket the data plane serves for
+	// wg(8) and wgctrl (/var/run/wireguard/NAME.sock); empty: none.
+	WGName string
 	// ListenPort is the WireGuard UDP port; 0 keeps the port of the last
 	// run, or picks one.
 	ListenPort uint16

@@ -212,7 +212,7 @@ func (s *session) onLoginURL(url string) {
 }
 
 func (s *session) startEngine(nm *controlclient.Netmap) (*engine.Engine, error) {
-	cfg := engine.Config{NodeKey: s.st.NodeKey, DiscoKey: s.st.DiscoKey, Addresses: nm.Self.Addresses, TUN: s.d.cfg.TUN,
+	cfg := engine.Config{NodeKey: s.st.NodeKey, DiscoKey: s.st.DiscoKey, Addresses: nm.Self.Addresses, TUN: s.d.cfg.TUN, UAPIName: s.d.cfg.WGName,
 		Logger: s.d.log.With("part", "engine"), ListenPort: s.d.cfg.ListenPort,
 		LocalEndpoints: s.d.endpoints, OnEndpoints: s.client.SetEndpoints, EndpointInterval: s.d.cfg.EndpointInterval,
 		RelayOnly: s.d.cfg.RelayOnly}

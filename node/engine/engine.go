@@ -54,6 +54,12 @@ type Config struct {
 	// TUN names a kernel TUN device to use instead of the userspace stack
 	// (needs root); empty means userspace.
 	TUN string
+	// UAPIName, when set, exposes the device on WireGuard's standard
+	// UAPI socket under that name (/var/run/wireguard/NAME.sock, root
+	// only; a named pipe on Windows) for wg(8) and wgctrl, and Status
+	// reads it back through wgctrl. Failing to open it is logged, not
+	// fatal: the data plane runs without it.
+	UAPIName string
 	// LocalEndpoints returns the host's own candidate addresses for the UDP
 	// port; OnEndpoints receives what to advertise (those plus the
 	// STUN-learned endpoint) and the home relay region whenever they change.
@@ -84,6 +90,7 @@ type Engine struct {
 	filter *filter.Filter
 	addrs  []netip.Prefix
 	port   uint16
+	uapi   *uapiServer // nil: no UAPI socket
 
 	mu    sync.Mutex
 	peers map[key.NodePublic]wire.Node
@@ -151,6 +158,11 @@ func New(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	e.port = port
+	if cfg.UAPIName != "" {
+		if e.uapi, err = serveUAPI(cfg.UAPIName, e.dev.IpcHandle); err != nil {
+			e.log.Warn("wg and wgctrl cannot see this device", "err", err)
+		}
+	}
 	return e, nil
 }
 
@@ -162,6 +174,9 @@ func (e *Engine) Addresses() []netip.Prefix { return slices.Clone(e.addrs) }
 
 // Close stops the device, the stack and path selection.
 func (e *Engine) Close() error {
+	if e.uapi != nil {
+		_ = e.uapi.Close()
+	}
 	e.dev.Close()
 	return e.magic.Close()
 }
@@ -273,8 +288,19 @@ type PeerStatus struct {
 	TxBytes       uint64
 }
 
-// Status returns WireGuard's view of every peer.
+// Status returns WireGuard's view of every peer: through wgctrl on the
+// UAPI socket when the device has one, else from the device directly.
 func (e *Engine) Status() ([]PeerStatus, error) {
+	if e.uapi != nil {
+		out, err := wgctrlStatus(e.uapi.name)
+		if err == nil {
+			for i := range out {
+				out[i].Path = e.magic.Path(out[i].NodeKey)
+			}
+			return out, nil
+		}
+		e.log.Warn("read the device through its UAPI socket", "err", err)
+	}
 	text, err := e.dev.IpcGet()
 	if err != nil {
 		return nil, fmt.Errorf("engine: read device state: %w", err)

@@ -115,8 +115,21 @@ func (e *Endpoint) ClearSrc() {}
 // SrcToString implements conn.Endpoint.
 func (e *Endpoint) SrcToString() string { return "" }
 
-// DstToString implements conn.Endpoint: the node key.
-func (e *Endpoint) DstToString() string { return e.Key.String() }
+// RelayAddr is the made-up address DstToString gives a peer reached
+// through a relay: RelayAddr:N means relay region N, and port 0 no path
+// yet. (Tailscale's tools show relayed peers the same way.)
+var RelayAddr = netip.MustParseAddr("127.3.3.40")
+
+// DstToString implements conn.Endpoint: the peer's path as an address,
+// which is what WireGuard's UAPI reports as its endpoint (wg(8) shows
+// it): the direct address, or RelayAddr with the relay region as port.
+// WireGuard itself only logs it; the endpoint stays the node key.
+func (e *Endpoint) DstToString() string {
+	if e.c == nil {
+		return netip.AddrPortFrom(RelayAddr, 0).String()
+	}
+	return e.c.pathAddr(e.Key).String()
+}
 
 // DstToBytes implements conn.Endpoint (input to WireGuard's cookie MAC).
 func (e *Endpoint) DstToBytes() []byte { k := e.Key.Raw(); return k[:] }
@@ -352,6 +365,22 @@ func (c *Conn) Path(k key.NodePublic) string {
 		return "none"
 	}
 	return "relay " + region.Code
+}
+
+// pathAddr is Path as an address: the direct path's, or RelayAddr with
+// the relay region (0: none) as port.
+func (c *Conn) pathAddr(k key.NodePublic) netip.AddrPort {
+	p := c.peer(k)
+	if p == nil {
+		return netip.AddrPortFrom(RelayAddr, 0)
+	}
+	if b, ok := p.trusted(c.now()); ok && !c.cfg.RelayOnly {
+		return b.addr
+	}
+	if region := c.relays.regionFor(p); region != nil {
+		return netip.AddrPortFrom(RelayAddr, uint16(region.ID))
+	}
+	return netip.AddrPortFrom(RelayAddr, 0)
 }
 
 // PathInfo is the detail behind Path.
