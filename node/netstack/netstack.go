@@ -9,9 +9,13 @@
 // with UDP GSO), each packet is copied once, and inbound TCP segments are
 // coalesced before the stack processes them.
 //
-// It must never route or forward: it answers only for its own addresses,
-// and everything it sends goes to WireGuard. It holds no keys and applies
-// no policy (the engine's filter sits in front of it).
+// It must never route or forward on its own: it answers only for its own
+// addresses, and everything it sends goes to WireGuard, unless the node
+// serves subnet routes (EnableForwarding, forward.go); then it stands in
+// for destinations inside those routes and dials them from the host, and
+// never for the host's loopback, link-local or multicast networks or the
+// mesh. It holds no keys and applies no policy (the engine's filter sits
+// in front of it).
 package netstack
 
 import (
@@ -76,6 +80,11 @@ type Config struct {
 	MTU int
 	// Logger receives diagnostics; nil discards them.
 	Logger *slog.Logger
+	// Forward, when set, makes the stack a userspace subnet router (see
+	// Forwarding). Such a stack does not loop traffic to its own
+	// addresses back to itself: a router's own programs reach it on its
+	// mesh address through the host, not through the stack.
+	Forward *Forwarding
 }
 
 // Stack is a userspace TCP/IP stack. It implements tun.Device for
@@ -89,6 +98,11 @@ type Stack struct {
 
 	closed    atomic.Bool
 	closeOnce sync.Once
+
+	addrs []netip.Addr // the stack's own addresses
+
+	fwdMu sync.Mutex
+	fwd   *forwarder // nil: not forwarding (see EnableForwarding)
 }
 
 var _ tun.Device = (*Stack)(nil)
@@ -117,8 +131,11 @@ func New(cfg Config) (*Stack, error) {
 	st := stack.New(stack.Options{
 		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, ipv6.NewProtocol},
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4, icmp.NewProtocol6},
-		// Traffic to the node's own addresses loops inside the stack.
-		HandleLocal: true,
+		// Traffic to the node's own addresses loops inside the stack,
+		// except on a router, which must accept packets from any source
+		// for any destination (gVisor would take a forwarded packet's
+		// source for one of its own, and drop it).
+		HandleLocal: cfg.Forward == nil,
 	})
 	s := &Stack{
 		stack:  st,
@@ -130,6 +147,12 @@ func New(cfg Config) (*Stack, error) {
 	if err := s.setup(cfg.Addresses); err != nil {
 		s.Close()
 		return nil, err
+	}
+	if cfg.Forward != nil {
+		if err := s.enableForwarding(*cfg.Forward); err != nil {
+			s.Close()
+			return nil, err
+		}
 	}
 	s.events <- tun.EventUp
 	return s, nil
@@ -155,6 +178,7 @@ func (s *Stack) setup(addrs []netip.Addr) error {
 		} else {
 			has4 = true
 		}
+		s.addrs = append(s.addrs, a)
 		pa := tcpip.ProtocolAddress{Protocol: proto, AddressWithPrefix: tcpip.AddrFromSlice(a.AsSlice()).WithPrefix()}
 		if err := s.stack.AddProtocolAddress(nicID, pa, stack.AddressProperties{}); err != nil {
 			return fmt.Errorf("netstack: add address %s: %s", a, err)
@@ -210,6 +234,7 @@ func ptr[T any](v T) *T { return &v }
 func (s *Stack) Close() error {
 	s.closeOnce.Do(func() {
 		s.closed.Store(true)
+		s.closeForwarding()
 		s.link.close()
 		s.stack.Close()
 		s.stack.Wait()

@@ -49,8 +49,12 @@ func pair(tb testing.TB) (a, b *Stack) {
 // the wire.
 func pairInspect(tb testing.TB, inspect func([]byte)) (a, b *Stack) {
 	tb.Helper()
-	a = newStack(tb, addrA4, addrA6)
-	b = newStack(tb, addrB4, addrB6)
+	return wired(tb, newStack(tb, addrA4, addrA6), newStack(tb, addrB4, addrB6), inspect)
+}
+
+// wired connects a and b back to back (see pairInspect).
+func wired(tb testing.TB, a, b *Stack, inspect func([]byte)) (*Stack, *Stack) {
+	tb.Helper()
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); wire(a, b, inspect) }()
