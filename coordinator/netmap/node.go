@@ -14,7 +14,6 @@ package netmap
 
 import (
 	"maps"
-	"net/netip"
 	"slices"
 	"time"
 
@@ -44,9 +43,6 @@ type Node struct {
 	Authorized bool
 	// Disabled is true when the owning user is disabled.
 	Disabled bool
-	// Routes are the subnet and exit-node routes the node serves:
-	// advertised and approved (routes.Enabled), sorted.
-	Routes []netip.Prefix
 }
 
 // ID returns the node's ID.
@@ -86,5 +82,5 @@ func samePolicyView(a, b *Node) bool {
 	return a.UserID == b.UserID && a.Wire.User == b.Wire.User && a.Admin == b.Admin &&
 		slices.Equal(a.Wire.Tags, b.Wire.Tags) && slices.Equal(a.Groups, b.Groups) &&
 		slices.Equal(a.Wire.Addresses, b.Wire.Addresses) && maps.Equal(a.Attrs, b.Attrs) &&
-		a.MFAAt.Equal(b.MFAAt) && slices.Equal(a.Routes, b.Routes)
+		a.MFAAt.Equal(b.MFAAt) && slices.Equal(a.Wire.Routes, b.Wire.Routes)
 }

@@ -187,8 +187,8 @@ func toNetmap(n *store.Node, owner store.User, online bool) netmap.Node {
 		Endpoints: n.Endpoints, HomeRelay: n.HomeRelay, Online: online,
 		LastSeen: n.LastSeen, KeyExpiry: n.KeyExpiry,
 	}
-	nm := netmap.Node{Wire: w, UserID: int64(n.UserID), Authorized: !n.Pending,
-		Routes: routes.Enabled(n.AdvertisedRoutes, n.ApprovedRoutes)}
+	w.Routes = routes.Enabled(n.AdvertisedRoutes, n.ApprovedRoutes)
+	nm := netmap.Node{Wire: w, UserID: int64(n.UserID), Authorized: !n.Pending}
 	if !n.Tagged() {
 		nm.Wire.User = owner.Name
 		nm.Groups = owner.Groups

@@ -30,7 +30,7 @@ func (h *harness) enabled(id store.NodeID) string {
 	if !ok {
 		h.t.Fatalf("node %d not in the engine", id)
 	}
-	return routes.Format(n.Routes)
+	return routes.Format(n.Wire.Routes)
 }
 
 // TestAdvertiseAndApproveRoutes: advertised routes carry nothing until an

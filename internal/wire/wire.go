@@ -206,6 +206,10 @@ type Node struct {
 	LastSeen  time.Time        `json:"lastSeen,omitzero"`
 	KeyExpiry time.Time        `json:"keyExpiry,omitzero"`
 	Expired   bool             `json:"expired,omitempty"`
+	// Routes are the subnet routes (and 0.0.0.0/0 with ::/0 for an exit
+	// node) the node serves: advertised by it and approved. Peers send
+	// traffic for them through it; nodes that predate it ignore it.
+	Routes []netip.Prefix `json:"routes,omitempty"`
 	// CapMap holds the node's own attributes and application
 	// capabilities from the policy's nodeAttrs: each attribute is a key
 	// with no values, each capability a key with its JSON values, carried

@@ -13,6 +13,7 @@ import (
 	"github.com/warrenmesh/warren/internal/wire"
 
 	"github.com/warrenmesh/warren/node/controlclient"
+	"github.com/warrenmesh/warren/node/engine"
 	"github.com/warrenmesh/warren/node/localapi"
 	"github.com/warrenmesh/warren/node/netcheck"
 	"github.com/warrenmesh/warren/node/proxy"
@@ -41,7 +42,10 @@ func (d *Daemon) Resolve(ctx context.Context, name string) (netip.Addr, error) {
 	if a, err := netip.ParseAddr(name); err == nil {
 		a = a.Unmap()
 		if !isMeshAddr(a) {
-			return netip.Addr{}, fmt.Errorf("%w: %s is not a Warren address (this node reaches only the mesh: 100.64.0.0/10, fd7a:115c:a1e0::/48)", proxy.ErrUnknownHost, a)
+			if _, nm, err := d.running(); err == nil && routed(nm, a) {
+				return a, nil
+			}
+			return netip.Addr{}, fmt.Errorf("%w: %s is not a Warren address (this node reaches the mesh, 100.64.0.0/10 and fd7a:115c:a1e0::/48, and the subnet routes its peers serve)", proxy.ErrUnknownHost, a)
 		}
 		return a, nil
 	}
@@ -77,7 +81,7 @@ func (d *Daemon) dialAddr(ctx context.Context, network string, addr netip.AddrPo
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := owner(nm, addr.Addr()); !ok {
+	if _, ok := owner(nm, addr.Addr()); !ok && !routed(nm, addr.Addr()) {
 		return nil, errors.New(localapi.NotVisible("address " + addr.Addr().String()))
 	}
 	eng := s.engine()
@@ -85,6 +89,12 @@ func (d *Daemon) dialAddr(ctx context.Context, network string, addr netip.AddrPo
 		return nil, errNotRunning
 	}
 	return eng.DialContext(ctx, network, addr)
+}
+
+// routed reports whether a peer serves a subnet route that holds a.
+func routed(nm *controlclient.Netmap, a netip.Addr) bool {
+	_, ok := engine.RouteFor(engine.SubnetRoutes(nm.Peers), a)
+	return ok
 }
 
 // owner returns the node of the netmap that has address a.

@@ -184,6 +184,7 @@ func (s *session) apply(nm *controlclient.Netmap, fresh bool) {
 		}
 	}
 	eng.SetDERPMap(nm.DERPMap)
+	eng.SetServedRoutes(nm.Self.Routes)
 	if err := eng.SetNetmap(nm.Peers, nm.PacketFilter); err != nil {
 		s.d.log.Error("apply netmap", "err", err)
 	}
@@ -213,6 +214,7 @@ func (s *session) onLoginURL(url string) {
 
 func (s *session) startEngine(nm *controlclient.Netmap) (*engine.Engine, error) {
 	cfg := engine.Config{NodeKey: s.st.NodeKey, DiscoKey: s.st.DiscoKey, Addresses: nm.Self.Addresses, TUN: s.d.cfg.TUN, UAPIName: s.d.cfg.WGName,
+		Router: len(s.st.Advertised()) > 0,
 		Logger: s.d.log.With("part", "engine"), ListenPort: s.d.cfg.ListenPort,
 		LocalEndpoints: s.d.endpoints, OnEndpoints: s.client.SetEndpoints, EndpointInterval: s.d.cfg.EndpointInterval,
 		RelayOnly: s.d.cfg.RelayOnly}

@@ -60,6 +60,11 @@ type Config struct {
 	// reads it back through wgctrl. Failing to open it is logged, not
 	// fatal: the data plane runs without it.
 	UAPIName string
+	// Router makes a userspace-mode node forward what peers send to the
+	// routes it serves (SetServedRoutes): connections are terminated in
+	// the netstack and dialled from the host. Kernel TUN mode does not
+	// forward yet.
+	Router bool
 	// LocalEndpoints returns the host's own candidate addresses for the UDP
 	// port; OnEndpoints receives what to advertise (those plus the
 	// STUN-learned endpoint) and the home relay region whenever they change.
@@ -92,8 +97,11 @@ type Engine struct {
 	port   uint16
 	uapi   *uapiServer // nil: no UAPI socket
 
-	mu    sync.Mutex
-	peers map[key.NodePublic]wire.Node
+	mu     sync.Mutex
+	peers  map[key.NodePublic]wire.Node
+	routes map[netip.Prefix]key.NodePublic // subnet routes by carrying peer (SubnetRoutes)
+
+	served *servedRoutes // what this node forwards for peers (SetServedRoutes)
 }
 
 // New starts a data plane with no peers and a deny-all filter.
@@ -112,10 +120,11 @@ func New(cfg Config) (*Engine, error) {
 	}
 	var ndev netDevice
 	var err error
+	served := &servedRoutes{}
 	if cfg.TUN != "" {
 		ndev, err = openKernelTUN(cfg)
 	} else {
-		ndev, err = openUserspace(cfg)
+		ndev, err = openUserspace(cfg, served)
 	}
 	if err != nil {
 		return nil, err
@@ -132,7 +141,7 @@ func New(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{log: cfg.Logger, magic: mc, net: ndev, filter: filter.New(nil),
-		addrs: slices.Clone(cfg.Addresses), peers: make(map[key.NodePublic]wire.Node)}
+		addrs: slices.Clone(cfg.Addresses), peers: make(map[key.NodePublic]wire.Node), served: served}
 	e.tun = &filteredTUN{Device: ndev, filter: e.filter, log: cfg.Logger}
 	wlog := cfg.Logger.With("part", "wireguard")
 	e.dev = device.NewDevice(e.tun, mc.Bind(), &device.Logger{
@@ -198,6 +207,11 @@ func (e *Engine) HomeRegion() int { return e.magic.HomeRegion() }
 // PathInfo details how packets to a peer travel now.
 func (e *Engine) PathInfo(k key.NodePublic) (magic.PathInfo, bool) { return e.magic.PathInfo(k) }
 
+// SetServedRoutes sets the routes this node serves (its own netmap
+// entry's Routes): with Config.Router, what peers send inside them is
+// forwarded; anything else never is.
+func (e *Engine) SetServedRoutes(rs []netip.Prefix) { e.served.set(rs) }
+
 // SetNetmap makes WireGuard's peers and the filter match the netmap:
 // removed peers go, new ones come, changed ones are updated in place.
 func (e *Engine) SetNetmap(peers []wire.Node, rules []wire.FilterRule) error {
@@ -218,9 +232,11 @@ func (e *Engine) SetNetmap(peers []wire.Node, rules []wire.FilterRule) error {
 			fmt.Fprintf(&uapi, "public_key=%s\nremove=true\n", hexKey(k))
 		}
 	}
+	assignment := SubnetRoutes(peers)
 	for k, p := range next {
 		old, had := e.peers[k]
-		if had && slices.Equal(old.Addresses, p.Addresses) {
+		allowed := allowedIPs(p, assignment)
+		if had && slices.Equal(allowedIPs(old, e.routes), allowed) {
 			continue
 		}
 		fmt.Fprintf(&uapi, "public_key=%s\n", hexKey(k))
@@ -228,11 +244,11 @@ func (e *Engine) SetNetmap(peers []wire.Node, rules []wire.FilterRule) error {
 			fmt.Fprintf(&uapi, "endpoint=%s\n", k)
 		}
 		uapi.WriteString("replace_allowed_ips=true\n")
-		for _, a := range p.Addresses {
-			fmt.Fprintf(&uapi, "allowed_ip=%s\n", netip.PrefixFrom(a.Addr(), a.Addr().BitLen()))
+		for _, a := range allowed {
+			fmt.Fprintf(&uapi, "allowed_ip=%s\n", a)
 		}
 	}
-	e.peers = next
+	e.peers, e.routes = next, assignment
 	if uapi.Len() == 0 {
 		return nil
 	}
