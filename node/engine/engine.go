@@ -160,6 +160,16 @@ func (e *Engine) Port() uint16 { return e.port }
 // Addresses returns the node's mesh addresses.
 func (e *Engine) Addresses() []netip.Prefix { return slices.Clone(e.addrs) }
 
+// TUNName is the kernel TUN device's name as the OS gave it (on macOS a
+// "utunN" whatever Config.TUN said), or "" in userspace mode. It is also the
+// interface to configure DNS on.
+func (e *Engine) TUNName() string {
+	if d, ok := e.net.(interface{ tunName() string }); ok {
+		return d.tunName()
+	}
+	return ""
+}
+
 // Close stops the device, the stack and path selection.
 func (e *Engine) Close() error {
 	e.dev.Close()
