@@ -52,7 +52,10 @@ type Config struct {
 	ListenPort uint16
 	MTU        int
 	// TUN names a kernel TUN device to use instead of the userspace stack
-	// (needs root); empty means userspace.
+	// (needs root, or an administrator on Windows); empty means userspace.
+	// On Linux it is the device's name; on macOS the kernel names every
+	// TUN device "utunN", so any name other than "utunN" means "the first
+	// free utunN" (see TUNName); on Windows it names the Wintun adapter.
 	TUN string
 	// LocalEndpoints returns the host's own candidate addresses for the UDP
 	// port; OnEndpoints receives what to advertise (those plus the
