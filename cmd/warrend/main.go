@@ -35,7 +35,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	stateDir := fs.String("state-dir", "/var/lib/warren", "directory for the node's 0600 state file (keys, coordinator)")
 	socket := fs.String("socket", localapi.DefaultSocket, "unix socket of the local API (used by the warren CLI)")
 	group := fs.String("socket-group", "", "group allowed to use the local API besides root and this user (socket mode 0660)")
-	tun := fs.String("tun", "", "use a kernel TUN device of this name (root) instead of the userspace stack")
+	tun := fs.String("tun", "", "use a kernel TUN device instead of the userspace stack (root; on Windows an administrator and wintun.dll beside warrend.exe): on Linux the device's name; on macOS any name means the first free utunN, as the kernel names them (utunN asks for that one); on Windows the Wintun adapter's name")
 	port := fs.Uint("port", 0, "WireGuard UDP port (0: last run's, or any free one)")
 	socks := fs.String("socks5", "127.0.0.1:1055", "loopback address for the SOCKS5 proxy into the mesh (empty: none)")
 	httpProxy := fs.String("http-proxy", "", "loopback address for the HTTP CONNECT proxy (empty: the --socks5 port speaks both)")
