@@ -1,13 +1,17 @@
 // Package engine is the node's data plane: a wireguard-go device whose
 // peers come from the netmap, a userspace TCP/IP stack (gVisor netstack)
-// that local apps reach through the engine's Dial and Listen, Warren's
+// that local apps reach through the engine's Dial and Listen (or, in
+// kernel TUN mode, a TUN device on Linux, a utun on macOS or a Wintun
+// adapter on Windows, with the host's own stack), Warren's
 // Bind choosing each peer's path, and the packet filter every packet from
 // a peer passes before it reaches the stack.
 //
 // The node's private key is handed to WireGuard and nowhere else: the
 // engine never logs it, never returns it, and configures peers only from
 // public keys. Netmap updates are applied as diffs, so existing sessions
-// keep running.
+// keep running. In kernel TUN mode it changes nothing on the host but its
+// own device, the node's addresses on it and the routes for the mesh
+// ranges, and it never listens on the unspecified address.
 package engine
 
 import (

@@ -7,8 +7,10 @@ import (
 )
 
 // This file is the OS-independent half of kernel TUN mode on Windows: the
-// adapter name and the errors that say what to do. tun_windows.go creates
-// the Wintun adapter and configures it with winipcfg.
+// adapter name, the addresses and routes per family, and the errors that
+// say what to do. It calls nothing, so its tests run on every OS;
+// tun_windows.go creates the Wintun adapter and configures it with
+// winipcfg.
 
 // wintunDLL is the Wintun driver's user-mode library. wireguard-go loads
 // it at run time from the directory of the executable or from System32;
