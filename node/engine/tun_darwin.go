@@ -22,10 +22,10 @@ const utunConfigureTimeout = 15 * time.Second
 // openKernelTUN creates a utun device with wireguard-go's tun package (the
 // name is "utunN" when --tun says so, else the kernel picks one; see
 // utunName), gives it the node's mesh addresses and routes the mesh ranges
-// through it with ifconfig and route, as wireguard-go's wg-quick does. The
-// device lives as long as its file descriptor: when warrend exits, even by
-// a crash, the kernel destroys it with its addresses and routes. Close
-// deletes the routes it added first.
+// through it with ifconfig and route, as wg-quick (wireguard-tools) does on
+// macOS. The device lives as long as its file descriptor: when warrend
+// exits, even by a crash, the kernel destroys it with its addresses and
+// routes. Close deletes the routes it added first.
 func openKernelTUN(cfg Config) (netDevice, error) {
 	want := utunName(cfg.TUN)
 	tdev, err := tun.CreateTUN(want, cfg.MTU)
