@@ -35,8 +35,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	stateDir := fs.String("state-dir", "/var/lib/warren", "directory for the node's 0600 state file (keys, coordinator)")
 	socket := fs.String("socket", localapi.DefaultSocket, "unix socket of the local API (used by the warren CLI)")
 	group := fs.String("socket-group", "", "group allowed to use the local API besides root and this user (socket mode 0660)")
-	tun := fs.String("tun", "", "use a kernel TUN device of this name (root) instead of the userspace stack")
-	wgName := fs.String("wg-name", "auto", "expose the WireGuard device to wg(8) and wgctrl as /var/run/wireguard/NAME.sock (root only); auto: the --tun name in TUN mode, none in userspace mode; empty: none")
+	tun := fs.String("tun", "", "use a kernel TUN device instead of the userspace stack (root; on Windows an administrator and wintun.dll beside warrend.exe): on Linux the device's name; on macOS any name means the first free utunN, as the kernel names them (utunN asks for that one); on Windows the Wintun adapter's name")
+	wgName := fs.String("wg-name", "auto", "expose the WireGuard device to wg(8) and wgctrl as /var/run/wireguard/NAME.sock (root only; a named pipe on Windows); auto: the TUN device's name in TUN mode, none in userspace mode; empty: none")
 	port := fs.Uint("port", 0, "WireGuard UDP port (0: last run's, or any free one)")
 	socks := fs.String("socks5", "127.0.0.1:1055", "loopback address for the SOCKS5 proxy into the mesh (empty: none)")
 	httpProxy := fs.String("http-proxy", "", "loopback address for the HTTP CONNECT proxy (empty: the --socks5 port speaks both)")
@@ -60,9 +60,6 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("--port %d is not a port", *port)
 	}
 	cfg := daemon.Config{StateDir: *stateDir, TUN: *tun, WGName: *wgName, ListenPort: uint16(*port), Logger: log, RelayOnly: *relayOnly}
-	if cfg.WGName == "auto" {
-		cfg.WGName = *tun
-	}
 	for _, e := range expose {
 		x, err := parseExpose(e)
 		if err != nil {

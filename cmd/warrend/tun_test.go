@@ -47,20 +47,23 @@ func TestTUNModeAcrossNamespaces(t *testing.T) {
 
 	warren := filepath.Join(bin, "warren")
 	socks := map[string]string{}
+	// The server asks for "wrn%d": Linux names the device wrn0, as macOS
+	// names every device utunN whatever --tun says; warren up must say
+	// the name the OS gave.
 	for _, h := range []struct {
-		ns       *netns.Namespace
-		name, ip string
-	}{{hostA, "laptop", "10.77.0.1"}, {hostB, "server", "10.77.0.2"}} {
+		ns                 *netns.Namespace
+		name, ip, tun, dev string
+	}{{hostA, "laptop", "10.77.0.1", "warren0", "warren0"}, {hostB, "server", "10.77.0.2", "wrn%d", "wrn0"}} {
 		sock := filepath.Join(dir, h.name+".sock")
 		socks[h.name] = sock
 		d := h.ns.Start(filepath.Join(bin, "warrend"), "--state-dir", filepath.Join(dir, h.name), "--socket", sock,
-			"--tun", "warren0", "--endpoint", h.ip, "--socks5", "", "--wg-name", wgName(h.name))
+			"--tun", h.tun, "--endpoint", h.ip, "--socks5", "", "--wg-name", wgName(h.name))
 		if _, err := d.WaitFor("warrend running", 30*time.Second); err != nil {
 			t.Fatal(err)
 		}
 		out := h.ns.Run(warren, "--socket", sock, "up", "--coordinator", "http://10.77.0.1:8080", "--auth-key", authKey, "--hostname", h.name)
 		// In TUN mode apps reach peers directly, and no proxy runs here.
-		if !strings.Contains(out, "Apps reach peers directly at their mesh addresses through warren0") || strings.Contains(out, "proxy") {
+		if !strings.Contains(out, "Apps reach peers directly at their mesh addresses through "+h.dev) || strings.Contains(out, "proxy") {
 			t.Errorf("warren up on %s in TUN mode printed %q; want how to reach peers directly, and no proxy", h.name, out)
 		}
 	}

@@ -136,12 +136,13 @@ func New(cfg Config) (*Daemon, error) {
 	return &Daemon{cfg: cfg, log: cfg.Logger, st: st}, nil
 }
 
-// Start resumes the session of the last run if the node was up.
+// Start resumes the session of the last run if the node was up, unless a
+// session runs already (an Up that came through the local API first).
 func (d *Daemon) Start() {
 	d.ops.Lock()
 	defer d.ops.Unlock()
 	d.mu.Lock()
-	resume := d.st.WantRunning && d.st.Coordinator != "" && !d.closed
+	resume := d.st.WantRunning && d.st.Coordinator != "" && !d.closed && d.sess == nil
 	d.mu.Unlock()
 	if resume {
 		d.log.Info("resuming", "coordinator", d.st.Coordinator)

@@ -233,7 +233,7 @@ func (s *session) startEngine(nm *controlclient.Netmap) (*engine.Engine, error) 
 	s.mu.Lock()
 	s.eng = eng
 	s.mu.Unlock()
-	s.d.log.Info("data plane up", "addresses", nm.Self.Addresses, "port", eng.Port(), "mode", s.d.mode())
+	s.d.log.Info("data plane up", "addresses", nm.Self.Addresses, "port", eng.Port(), "mode", s.d.mode(), "device", eng.TUNName())
 	for _, e := range s.d.cfg.Expose {
 		ln, err := eng.ListenTCP(e.Port)
 		if err != nil {

@@ -57,6 +57,9 @@ func (d *Daemon) Status(ctx context.Context) localapi.Status {
 		return st
 	}
 	st.State = localapi.StateRunning
+	if dev := eng.TUNName(); dev != "" {
+		st.Mode = "tun:" + dev // as the OS named it (macOS: utunN whatever --tun said)
+	}
 	st.Domain = nm.Domain
 	st.ListenPort = eng.Port()
 	for _, ep := range nm.Self.Endpoints {

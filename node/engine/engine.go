@@ -1,13 +1,17 @@
 // Package engine is the node's data plane: a wireguard-go device whose
 // peers come from the netmap, a userspace TCP/IP stack (gVisor netstack)
-// that local apps reach through the engine's Dial and Listen, Warren's
+// that local apps reach through the engine's Dial and Listen (or, in
+// kernel TUN mode, a TUN device on Linux, a utun on macOS or a Wintun
+// adapter on Windows, with the host's own stack), Warren's
 // Bind choosing each peer's path, and the packet filter every packet from
 // a peer passes before it reaches the stack.
 //
 // The node's private key is handed to WireGuard and nowhere else: the
 // engine never logs it, never returns it, and configures peers only from
 // public keys. Netmap updates are applied as diffs, so existing sessions
-// keep running.
+// keep running. In kernel TUN mode it changes nothing on the host but its
+// own device, the node's addresses on it and the routes for the mesh
+// ranges, and it never listens on the unspecified address.
 package engine
 
 import (
@@ -52,13 +56,17 @@ type Config struct {
 	ListenPort uint16
 	MTU        int
 	// TUN names a kernel TUN device to use instead of the userspace stack
-	// (needs root); empty means userspace.
+	// (needs root, or an administrator on Windows); empty means userspace.
+	// On Linux it is the device's name; on macOS the kernel names every
+	// TUN device "utunN", so any name other than "utunN" means "the first
+	// free utunN" (see TUNName); on Windows it names the Wintun adapter.
 	TUN string
 	// UAPIName, when set, exposes the device on WireGuard's standard
 	// UAPI socket under that name (/var/run/wireguard/NAME.sock, root
 	// only; a named pipe on Windows) for wg(8) and wgctrl, and Status
-	// reads it back through wgctrl. Failing to open it is logged, not
-	// fatal: the data plane runs without it.
+	// reads it back through wgctrl; UAPIAuto means the TUN device's name
+	// in TUN mode and none in userspace mode. Failing to open it is
+	// logged, not fatal: the data plane runs without it.
 	UAPIName string
 	// Router makes a userspace-mode node forward what peers send to the
 	// routes it serves (SetServedRoutes): connections are terminated in
@@ -167,6 +175,9 @@ func New(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	e.port = port
+	if cfg.UAPIName == UAPIAuto {
+		cfg.UAPIName = e.TUNName()
+	}
 	if cfg.UAPIName != "" {
 		if e.uapi, err = serveUAPI(cfg.UAPIName, e.dev.IpcHandle); err != nil {
 			e.log.Warn("wg and wgctrl cannot see this device", "err", err)
@@ -180,6 +191,16 @@ func (e *Engine) Port() uint16 { return e.port }
 
 // Addresses returns the node's mesh addresses.
 func (e *Engine) Addresses() []netip.Prefix { return slices.Clone(e.addrs) }
+
+// TUNName is the kernel TUN device's name as the OS gave it (on macOS a
+// "utunN" whatever Config.TUN said), or "" in userspace mode. It is also the
+// interface to configure DNS on.
+func (e *Engine) TUNName() string {
+	if d, ok := e.net.(interface{ tunName() string }); ok {
+		return d.tunName()
+	}
+	return ""
+}
 
 // Close stops the device, the stack and path selection.
 func (e *Engine) Close() error {

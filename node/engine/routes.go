@@ -74,7 +74,9 @@ func allowedIPs(p wire.Node, assignment map[netip.Prefix]key.NodePublic) []netip
 
 // servedRoutes is the set of routes this node serves (its own netmap
 // entry's), read by the userspace router on every forwarded flow.
-type servedRoutes struct{ p atomic.Pointer[[]netip.Prefix] }
+type servedRoutes struct {
+	p atomic.Pointer[[]netip.Prefix]
+}
 
 func (s *servedRoutes) set(rs []netip.Prefix) {
 	c := slices.Clone(rs)

@@ -34,9 +34,15 @@ func isMeshAddr(a netip.Addr) bool {
 // ordinary sockets.
 type kernelDevice struct {
 	tun.Device
+	// name is the device's name as the OS gave it (on macOS "utunN",
+	// whatever --tun said).
+	name string
 	// addrs are the node's mesh addresses, as assigned to the device.
 	addrs []netip.Addr
 }
+
+// tunName returns the device's name as the OS gave it.
+func (d *kernelDevice) tunName() string { return d.name }
 
 // DialContext dials a mesh address with the host stack; the device's routes
 // take the connection into the tunnel with the node's mesh address as its

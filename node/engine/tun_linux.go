@@ -41,56 +41,40 @@ func openKernelTUN(cfg Config) (netDevice, error) {
 		tdev.Close()
 		return nil, err
 	}
-	return &kernelDevice{Device: tdev, addrs: addrs}, nil
+	return &kernelDevice{Device: tdev, name: name, addrs: addrs}, nil
 }
 
-// configureTUN assigns the mesh addresses (as host addresses), sets the link
-// up and adds a route for each mesh range of a family the node has an
-// address in, preferring the node's address as source. It returns the
-// addresses assigned.
+// configureTUN carries out planTUN on the link name: it assigns the mesh
+// addresses (as host addresses), sets the link up and adds a route for each
+// mesh range of a family the node has an address in, preferring the node's
+// address as source. It returns the addresses assigned.
 func configureTUN(name string, prefixes []netip.Prefix) ([]netip.Addr, error) {
 	link, err := netlink.LinkByName(name)
 	if err != nil {
 		return nil, tunError(fmt.Sprintf("find link %s", name), err)
 	}
-	var v4, v6 netip.Addr
-	var addrs []netip.Addr
-	for _, p := range prefixes {
-		a := p.Addr().Unmap()
-		host := netip.PrefixFrom(a, a.BitLen())
+	plan := planTUN(prefixes)
+	for _, a := range plan.addrs {
+		host := hostPrefix(a)
 		// NODAD: the address is usable at once (a listener can bind it); a
 		// /128 on a point-to-point device has no neighbours to collide with.
 		if err := netlink.AddrAdd(link, &netlink.Addr{IPNet: ipNet(host), Flags: unix.IFA_F_NODAD}); err != nil {
 			return nil, tunError(fmt.Sprintf("add address %s to %s", host, name), err)
 		}
-		addrs = append(addrs, a)
-		switch {
-		case a.Is4() && !v4.IsValid():
-			v4 = a
-		case a.Is6() && !v6.IsValid():
-			v6 = a
-		}
 	}
 	if err := netlink.LinkSetUp(link); err != nil {
 		return nil, tunError(fmt.Sprintf("set %s up", name), err)
 	}
-	for _, r := range meshPrefixes {
-		src := v4
-		if r.Addr().Is6() {
-			src = v6
-		}
-		if !src.IsValid() {
-			continue
-		}
-		route := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: ipNet(r), Src: src.AsSlice(), Scope: netlink.SCOPE_LINK}
+	for _, r := range plan.routes {
+		route := &netlink.Route{LinkIndex: link.Attrs().Index, Dst: ipNet(r.dst), Src: r.src.AsSlice(), Scope: netlink.SCOPE_LINK}
 		if err := netlink.RouteAdd(route); err != nil {
 			if errors.Is(err, unix.EEXIST) {
-				return nil, fmt.Errorf("engine: kernel TUN mode: route %s already exists on this host (another Warren or VPN TUN device?): remove it (ip route del %s) or use userspace mode", r, r)
+				return nil, fmt.Errorf("engine: kernel TUN mode: route %s already exists on this host (another Warren or VPN TUN device?): remove it (ip route del %s) or use userspace mode", r.dst, r.dst)
 			}
-			return nil, tunError(fmt.Sprintf("add route %s via %s", r, name), err)
+			return nil, tunError(fmt.Sprintf("add route %s via %s", r.dst, name), err)
 		}
 	}
-	return addrs, nil
+	return plan.addrs, nil
 }
 
 func ipNet(p netip.Prefix) *net.IPNet {

@@ -53,7 +53,12 @@ func TestKernelTUN(t *testing.T) {
 	verifyNoLeaks(t)
 	ns := netns.New(t, "engine-tun")
 	self4, self6 := netip.MustParsePrefix("100.64.7.1/32"), netip.MustParsePrefix("fd7a:115c:a1e0::7:1/128")
-	e := openTUNEngine(t, ns, Config{NodeKey: key.NewNode(), Addresses: []netip.Prefix{self4, self6}, TUN: "wrntest0"})
+	// "wrntest%d": the kernel picks the name, as macOS always does (utunN),
+	// and TUNName reports the name it picked.
+	e := openTUNEngine(t, ns, Config{NodeKey: key.NewNode(), Addresses: []netip.Prefix{self4, self6}, TUN: "wrntest%d"})
+	if got := e.TUNName(); got != "wrntest0" {
+		t.Fatalf("TUNName() = %q, want wrntest0", got)
+	}
 
 	err := ns.Do(func() error {
 		link, err := netlink.LinkByName("wrntest0")

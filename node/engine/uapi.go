@@ -12,6 +12,10 @@ import (
 	"github.com/warrenmesh/warren/internal/key"
 )
 
+// UAPIAuto is the Config.UAPIName that names the UAPI socket after the
+// TUN device in TUN mode, and serves none in userspace mode.
+const UAPIAuto = "auto"
+
 // uapiServer serves WireGuard's cross-platform configuration protocol
 // (UAPI) for the engine's device on the standard socket, so that wg(8)
 // and wgctrl programs read its peers, endpoints, handshakes and counters

@@ -331,4 +331,3 @@ func (s *Stack) closeForwarding() {
 	f.cancel()
 	f.wg.Wait()
 }
-
