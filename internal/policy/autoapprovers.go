@@ -9,16 +9,28 @@ import (
 )
 
 // autoApprovers, as in Tailscale: who may advertise a subnet route or an
-// exit node and have it approved without an admin. Warren has no subnet
-// routers or exit nodes yet, so the section is validated (prefixes are
-// CIDRs with no host bits; approvers are users, defined groups and
-// defined tags) and stored for the change that adds them, and Parse warns
-// that it has no effect. Tailscale's documented forms:
+// exit node and have it approved without an admin. The section is
+// validated (prefixes are CIDRs with no host bits; approvers are users,
+// defined groups and defined tags) and AutoApproves answers for one node
+// and route; the coordinator is what applies it when a node advertises
+// routes. Tailscale's documented forms:
 //
 //	"autoApprovers": {
 //		"routes":   {"10.0.0.0/16": ["group:net", "tag:router"]},
 //		"exitNode": ["tag:exit"],
 //	}
+//
+// Tailscale's rules (its autoApprovers documentation, and its recorded
+// approvals in the conformance suite, cases routes-d* and routes-ea*):
+//   - a subnet route is approved when it lies inside (or equals) a prefix
+//     of "routes" whose approvers include the node: a tag the node has,
+//     or, for a node owned by a user, that user or a group of the user;
+//   - an exit route (0.0.0.0/0 or ::/0) is approved only by "exitNode";
+//     a "routes" entry for 0.0.0.0/0 or ::/0 does not approve an exit
+//     node (recorded: routes-ea6, routes-d6), though it does approve the
+//     subnet routes inside it;
+//   - a tagged node is owned by its tags: users and groups never approve
+//     its routes.
 
 // AutoApprovers is the parsed autoApprovers section.
 type AutoApprovers struct {
@@ -67,8 +79,50 @@ func (ps *parser) autoApprovers(v hujson.Value) {
 		aa.ExitNode = ps.approvers(ev, "autoApprovers.exitNode")
 	}
 	ps.p.ext.autoApprovers = aa
-	ps.warnf(v.StartOffset, "keep it for when Warren has them; until then an admin approves nothing, as nothing can be advertised",
-		"autoApprovers: accepted; Warren has no subnet routers or exit nodes yet, so it has no effect")
+}
+
+// AutoApproves reports whether the policy's autoApprovers approve route,
+// advertised by node n, without an admin (see the rules above). route is
+// taken as a prefix (masked); an invalid one is never approved.
+func (p *Policy) AutoApproves(n *Node, route netip.Prefix) bool {
+	aa := p.ext.autoApprovers
+	if aa == nil || n == nil || !route.IsValid() {
+		return false
+	}
+	route = normalRoutes([]netip.Prefix{route})[0]
+	s := p.nodeSubject(n)
+	if isExitRoute(route) {
+		return approves(s, aa.ExitNode)
+	}
+	for _, ra := range aa.Routes {
+		if ra.Prefix.Addr().BitLen() == route.Addr().BitLen() && ra.Prefix.Bits() <= route.Bits() &&
+			ra.Prefix.Contains(route.Addr()) && approves(s, ra.Approvers) {
+			return true
+		}
+	}
+	return false
+}
+
+// approves reports whether one of approvers (logins, "group:x", "tag:x")
+// names node s.
+func approves(s *subject, approvers []string) bool {
+	for _, a := range approvers {
+		switch {
+		case strings.HasPrefix(a, "tag:"):
+			if s.tagged && contains(s.tags, a) {
+				return true
+			}
+		case strings.HasPrefix(a, "group:"):
+			if !s.tagged && s.user != "" && contains(s.groups, a) {
+				return true
+			}
+		default:
+			if !s.tagged && s.user != "" && s.user == a {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 var errNotCIDR = errors.New("a route is a CIDR, not a single address")

@@ -383,10 +383,12 @@ var tailscaleCaps = map[string]bool{
 // something routers front (addresses, CIDRs, host aliases, "*" or
 // autogroup:internet), not nodes named by user, group or tag.
 func (ps *parser) via(v hujson.Value, what string, dsts []selector) []string {
+	if l, ok := v.Value.(hujson.Literal); ok && l.Kind() == 'n' {
+		return nil // null: no via, as in Tailscale
+	}
 	ss, vals := ps.strs(v, "via")
-	if a, ok := v.Value.(*hujson.Array); ok && len(a.Elements) == 0 {
-		ps.errorf(v.StartOffset, `name the routers' tags, e.g. "via": ["tag:router"], or remove "via"`, "%s: via is empty", what)
-		return nil
+	if len(ss) == 0 {
+		return nil // []: no via, as in Tailscale
 	}
 	var out []string
 	for i, s := range ss {

@@ -83,7 +83,6 @@ func TestGrantErrors(t *testing.T) {
 		want  string
 	}{
 		{"via not a tag", `{"src": ["*"], "dst": ["10.0.0.0/8"], "ip": ["*"], "via": ["group:eng"]}`, `via "group:eng" is not a tag`},
-		{"via empty", `{"src": ["*"], "dst": ["10.0.0.0/8"], "ip": ["*"], "via": []}`, `via is empty`},
 		{"via to a node", `{"src": ["*"], "dst": ["tag:web"], "ip": ["*"], "via": ["tag:web"]}`, `not to tag:web`},
 		{"via undefined tag", `{"src": ["*"], "dst": ["10.0.0.0/8"], "ip": ["*"], "via": ["tag:nope"]}`, `tag "tag:nope" has no tagOwners entry`},
 		{"ports in dst", `{"src": ["*"], "dst": ["tag:db:22"], "ip": ["*"]}`, `grant destination "tag:db:22" has ports`},

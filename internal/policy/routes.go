@@ -99,6 +99,26 @@ func (s *selector) routeMatches(x *subject) bool {
 	return false
 }
 
+// matchesRouted reports whether destination selector s selects address
+// x (not a node) of a test or Explain query, through any router the
+// policy's rules allow: "*" is every address (on a router it covers all
+// of its routes, exit routes included), autogroup:internet the public
+// address space (internetRanges); the other kinds match as usual.
+func (s *selector) matchesRouted(x *subject) bool {
+	switch s.kind {
+	case selAll:
+		return len(x.addrs) > 0
+	case selInternet:
+		for _, a := range x.addrs {
+			if !insideAny(internetRanges, a) {
+				return false
+			}
+		}
+		return len(x.addrs) > 0
+	}
+	return s.matches(x)
+}
+
 // viaMatches reports whether x is a router r's routed destinations may go
 // through: any router when r has no via, else one with a via tag.
 func (r *rule) viaMatches(x *subject) bool {

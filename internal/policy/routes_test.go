@@ -198,3 +198,44 @@ func TestViaErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestViaEmpty: "via": [] and null mean no via, as Tailscale documents.
+func TestViaEmpty(t *testing.T) {
+	for _, via := range []string{"[]", "null"} {
+		p := mustParse(t, `{"grants": [{"src": ["*"], "dst": ["10.0.0.0/8"], "ip": ["*"], "via": `+via+`}]}`)
+		if len(p.rules) != 1 || p.rules[0].via != nil {
+			t.Errorf("via %s: rules %+v", via, p.rules)
+		}
+	}
+}
+
+// TestPolicyTestsRoutedDestinations: a policy's tests judge addresses
+// behind routers by the rules, through any router.
+func TestPolicyTestsRoutedDestinations(t *testing.T) {
+	const defs = `"groups": {"group:dba": ["ann@example.com"]},
+		"hosts": {"corp-db": "10.20.0.5"},
+		"acls": [
+			{"action": "accept", "src": ["group:dba"], "dst": ["corp-db:5432", "10.20.0.0/24:443"]},
+			{"action": "accept", "src": ["bob@example.com"], "dst": ["autogroup:internet:443"]},
+			{"action": "accept", "src": ["carl@example.com"], "dst": ["*:80"]},
+		],`
+	for _, tc := range []struct {
+		name, tests string
+		ok          bool
+	}{
+		{"allowed port and host", `{"src": "ann@example.com", "accept": ["10.20.0.5:5432", "10.20.0.9:443", "corp-db:443"]}`, true},
+		{"denied port", `{"src": "ann@example.com", "accept": ["10.20.0.5:22"]}`, false},
+		{"denied port as deny", `{"src": "ann@example.com", "deny": ["10.20.0.5:22", "10.20.1.5:443"]}`, true},
+		{"denied user", `{"src": "bob@example.com", "accept": ["10.20.0.5:5432"]}`, false},
+		{"internet", `{"src": "bob@example.com", "accept": ["8.8.8.8:443", "2001:db8::1:443"], "deny": ["10.1.2.3:443", "100.64.0.9:443", "8.8.8.8:80"]}`, true},
+		{"internet is not private", `{"src": "bob@example.com", "accept": ["192.168.1.1:443"]}`, false},
+		{"star reaches every address", `{"src": "carl@example.com", "accept": ["10.20.0.5:80", "8.8.8.8:80"], "deny": ["10.20.0.5:81"]}`, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(`{` + defs + `"tests": [` + tc.tests + `]}`))
+			if (err == nil) != tc.ok {
+				t.Errorf("Parse: %v, want ok=%v", err, tc.ok)
+			}
+		})
+	}
+}
