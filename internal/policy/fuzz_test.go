@@ -75,6 +75,9 @@ func FuzzParse(f *testing.F) {
 		if a, b := takeSnapshot(bulk, ids), takeSnapshot(inc, ids); !mapsEqual(a, b) {
 			t.Fatalf("bulk and incremental graphs differ:\n%v\n%v", a, b)
 		}
+		if msg := filtersStayLocal(bulk, nodes); msg != "" {
+			t.Fatal(msg)
+		}
 		inc.Remove(2)
 		inc.Advance(now.Add(13 * time.Hour))
 		inc.NextChange()

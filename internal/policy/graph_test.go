@@ -253,6 +253,13 @@ func TestIncrementalMatchesScratch(t *testing.T) {
 			if msg := g.checkConsistent(); msg != "" {
 				t.Fatalf("seed %d step %d op %d: %s", seed, step, op, msg)
 			}
+			var cur []Node
+			for _, id := range ids() {
+				cur = append(cur, nodes[id])
+			}
+			if msg := filtersStayLocal(g, cur); msg != "" {
+				t.Fatalf("seed %d step %d op %d: %s", seed, step, op, msg)
+			}
 			var all []Node
 			for _, id := range ids() {
 				all = append(all, nodes[id])

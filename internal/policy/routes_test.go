@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -238,4 +239,28 @@ func TestPolicyTestsRoutedDestinations(t *testing.T) {
 			}
 		})
 	}
+}
+
+// filtersStayLocal checks that every destination in every node's filter
+// lies inside the node's own addresses or its approved routes: routes
+// never open anything else on a node. It returns what is wrong, or "".
+func filtersStayLocal(g *Graph, nodes []Node) string {
+	for _, n := range nodes {
+		local := append(slices.Clone(n.Addresses), normalRoutes(n.Routes)...)
+		for _, r := range g.Filter(n.ID) {
+			for _, d := range r.DstPorts {
+				if !insideAny(local, d.Prefix) {
+					return fmt.Sprintf("node %d: filter destination %v is outside its addresses and routes %v", n.ID, d.Prefix, local)
+				}
+			}
+			for _, cg := range r.CapGrant {
+				for _, p := range cg.Dsts {
+					if !insideAny(n.Addresses, p) {
+						return fmt.Sprintf("node %d: capability destination %v is not its own address", n.ID, p)
+					}
+				}
+			}
+		}
+	}
+	return ""
 }
