@@ -214,6 +214,7 @@ func (ps *parser) grant(i int, v hujson.Value, defaults []int, hasDefault bool) 
 		app.Index, app.Line, app.Src, app.Dst = i, line, srcText, dstText
 		if len(app.Caps) > 0 {
 			app.r = ps.capRule(i, v.StartOffset, compact(v), srcs, dsts, dstNames, postures, len(byProto) > 0)
+			app.r.via = via // capDsts: delivered to no node
 		}
 		ps.p.appGrants = append(ps.p.appGrants, *app)
 		ps.warnf(f["app"].StartOffset, "the destination nodes receive them in their packet filter, for applications that read them",

@@ -31,7 +31,9 @@ import (
 //   - autogroup:internet as a destination selects the approved exit
 //     nodes, and their filter allows the public internet (internetRanges)
 //     to the rule's sources. A CIDR destination never selects an exit
-//     node through its exit routes: only autogroup:internet and "*" do.
+//     node through its exit routes: only autogroup:internet and "*" do
+//     (Warren's choice where no recording shows Tailscale's; it can only
+//     grant less).
 //   - An IP, CIDR or host source that overlaps a router's approved
 //     subnet route makes the router a peer of the rule's destinations
 //     (traffic from the subnet enters through it); the rule's sources

@@ -264,3 +264,25 @@ func filtersStayLocal(g *Graph, nodes []Node) string {
 	}
 	return ""
 }
+
+// TestViaAppCapsGoNowhere: a grant with via delivers its capabilities to
+// no node, not to a mesh node inside its destinations.
+func TestViaAppCapsGoNowhere(t *testing.T) {
+	p := mustParse(t, `{"tagOwners": {"tag:router": []}, "grants": [
+		{"src": ["*"], "dst": ["100.64.0.0/24"], "app": {"example.com/cap/x": [{}]}, "via": ["tag:router"]},
+		{"src": ["*"], "dst": ["100.64.0.0/24"], "app": {"example.com/cap/y": [{}]}},
+	]}`)
+	rtr := tagNode(10, "tag:router")
+	rtr.Routes = []netip.Prefix{netip.MustParsePrefix("100.64.0.0/24")}
+	g := NewGraph(p, t0, userNode(1, "ann@example.com"), rtr)
+	for _, id := range []wire.NodeID{1, 10} {
+		for _, line := range renderFilter(g.Filter(id)) {
+			if strings.Contains(line, "cap/x") {
+				t.Errorf("node %d got the via grant's capability: %s", id, line)
+			}
+		}
+	}
+	if f := renderFilter(g.Filter(1)); len(f) != 1 || !strings.Contains(f[0], "cap/y") {
+		t.Errorf("node 1 filter %q, want the direct grant's capability", f)
+	}
+}
