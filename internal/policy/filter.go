@@ -9,8 +9,8 @@ import (
 )
 
 // Filter returns the inbound packet filter of node id: one rule per
-// active acls rule or ip grant that selects it (two when autogroup:self
-// does too), then one capability rule (CapGrant set, no ports: it allows
+// active acls rule or ip grant that selects it, directly or through its
+// approved routes (routes.go; two when autogroup:self does too), then one capability rule (CapGrant set, no ports: it allows
 // no packet) per grant whose app capabilities select it. An empty filter
 // denies everything. SrcPrefixes, Protocols and CapMap are shared between
 // nodes and calls and must not be modified.
