@@ -42,9 +42,9 @@ type inventoryNode struct {
 	User      string   `json:"user"` // "" for a tagged node
 	Tags      []string `json:"tags"`
 	Addresses []string `json:"addresses"` // "100.64.0.5/32" or "100.64.0.5"
-	// Routes are the node's approved routes, ExitNode whether it is an
-	// approved exit node. Warren has no subnet routers or exit nodes yet:
-	// both are read and checked, and change nothing in the output.
+	// Routes are the node's approved routes (an approved exit node has
+	// 0.0.0.0/0 and ::/0 among them); ExitNode is informational, as in
+	// Tailscale: only the routes count.
 	Routes   []string          `json:"routes"`
 	ExitNode bool              `json:"exitNode"`
 	Attrs    map[string]string `json:"attrs"`
@@ -93,9 +93,11 @@ func parseInventory(b []byte) ([]policy.Node, map[wire.NodeID]string, error) {
 			return nil, nil, fmt.Errorf("node %q has no addresses", in.Name)
 		}
 		for _, r := range in.Routes {
-			if p, err := netip.ParsePrefix(r); err != nil || p != p.Masked() {
+			p, err := netip.ParsePrefix(r)
+			if err != nil || p != p.Masked() || p.Addr().Zone() != "" || p.Addr().Is4In6() {
 				return nil, nil, fmt.Errorf("node %q: route %q is not a CIDR prefix like 10.33.0.0/16", in.Name, r)
 			}
+			n.Routes = append(n.Routes, p)
 		}
 		nodes = append(nodes, n)
 		names[n.ID] = in.Name

@@ -49,8 +49,9 @@ func TestPolicyCompileExample(t *testing.T) {
 		{Src: []string{"100.64.0.6/32"}, Dst: []compiledDst{{"100.64.0.5/32", "5432-5432"}, {"fd7a:115c:a1e0::5/128", "5432-5432"}}},
 		// group:eng with a posture: only ann's laptop passes latestMac.
 		{Src: []string{"100.64.0.1/32", "fd7a:115c:a1e0::1/128"}, Dst: []compiledDst{{"100.64.0.5/32", "5432-5432"}, {"fd7a:115c:a1e0::5/128", "5432-5432"}}},
-		// monitoring, icmp only.
-		{Src: []string{"100.64.1.0/24"}, Dst: []compiledDst{{"100.64.0.5/32", "0-65535"}, {"fd7a:115c:a1e0::5/128", "0-65535"}}, Protos: []string{"icmp"}},
+		// monitoring, icmp only; "*" on db1 also covers its approved
+		// route 10.33.0.0/16.
+		{Src: []string{"100.64.1.0/24"}, Dst: []compiledDst{{"10.33.0.0/16", "0-65535"}, {"100.64.0.5/32", "0-65535"}, {"fd7a:115c:a1e0::5/128", "0-65535"}}, Protos: []string{"icmp"}},
 	} {
 		if !hasRule(db, want) {
 			t.Errorf("db1 filter lacks %+v; got %+v", want, db.Filter)
@@ -74,7 +75,7 @@ func TestPolicyCompileExample(t *testing.T) {
 
 	// The readable form names every node and says "*" for all ports.
 	out := mustCLI(t, "policy", "compile", "--file", example, "--nodes", compileNodes)
-	for _, want := range []string{"db1\n  peers: ann-laptop, web1\n", "to 100.64.0.6/32:22, 100.64.0.6/32:8000-8999  (tcp, udp, icmp)", "to 100.64.0.5/32:*, fd7a:115c:a1e0::5/128:*  (icmp)"} {
+	for _, want := range []string{"db1\n  peers: ann-laptop, web1\n", "to 100.64.0.6/32:22, 100.64.0.6/32:8000-8999  (tcp, udp, icmp)", "to 10.33.0.0/16:*, 100.64.0.5/32:*, fd7a:115c:a1e0::5/128:*  (icmp)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}

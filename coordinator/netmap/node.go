@@ -72,6 +72,7 @@ func (n *Node) policyNode() policy.Node {
 		Tags:      n.Wire.Tags,
 		Attrs:     n.Attrs,
 		MFAAt:     n.MFAAt,
+		Routes:    n.Wire.Routes,
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/internal/policy"
 	"github.com/warrenmesh/warren/internal/routes"
+	"github.com/warrenmesh/warren/internal/wire"
 )
 
 // AdvertiseRoutes records the subnet and exit-node routes node id
@@ -63,19 +64,17 @@ func (r *Registry) autoApproved(ctx context.Context, q store.Queries, p *policy.
 	if p == nil || p.AutoApprovers() == nil {
 		return nil
 	}
-	var owner policy.Owner
-	if n.Tagged() {
-		owner.Tags = n.Tags
-	} else {
+	pn := policy.Node{ID: wire.NodeID(n.ID), Tags: n.Tags}
+	if !n.Tagged() {
 		u, err := q.GetUser(ctx, n.UserID)
 		if err != nil || u.Disabled {
 			return nil
 		}
-		owner = policy.Owner{Login: u.Name, Groups: u.Groups, Admin: u.Role == store.RoleAdmin}
+		pn.User, pn.Groups, pn.Admin = u.Name, u.Groups, u.Role == store.RoleAdmin
 	}
 	var added []netip.Prefix
 	for _, rt := range n.AdvertisedRoutes {
-		if !slices.Contains(n.ApprovedRoutes, rt) && p.AutoApproves(owner, rt) {
+		if !slices.Contains(n.ApprovedRoutes, rt) && p.AutoApproves(&pn, rt) {
 			added = append(added, rt)
 		}
 	}

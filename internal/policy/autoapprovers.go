@@ -11,13 +11,26 @@ import (
 // autoApprovers, as in Tailscale: who may advertise a subnet route or an
 // exit node and have it approved without an admin. The section is
 // validated (prefixes are CIDRs with no host bits; approvers are users,
-// defined groups and defined tags), and the coordinator asks AutoApproves
-// about each route a node advertises. Tailscale's documented forms:
+// defined groups and defined tags) and AutoApproves answers for one node
+// and route; the coordinator is what applies it when a node advertises
+// routes. Tailscale's documented forms:
 //
 //	"autoApprovers": {
 //		"routes":   {"10.0.0.0/16": ["group:net", "tag:router"]},
 //		"exitNode": ["tag:exit"],
 //	}
+//
+// Tailscale's rules (its autoApprovers documentation, and its recorded
+// approvals in the conformance suite, cases routes-d* and routes-ea*):
+//   - a subnet route is approved when it lies inside (or equals) a prefix
+//     of "routes" whose approvers include the node: a tag the node has,
+//     or, for a node owned by a user, that user or a group of the user;
+//   - an exit route (0.0.0.0/0 or ::/0) is approved only by "exitNode";
+//     a "routes" entry for 0.0.0.0/0 or ::/0 does not approve an exit
+//     node (recorded: routes-ea6, routes-d6), though it does approve the
+//     subnet routes inside it;
+//   - a tagged node is owned by its tags: users and groups never approve
+//     its routes.
 
 // AutoApprovers is the parsed autoApprovers section.
 type AutoApprovers struct {
@@ -66,8 +79,50 @@ func (ps *parser) autoApprovers(v hujson.Value) {
 		aa.ExitNode = ps.approvers(ev, "autoApprovers.exitNode")
 	}
 	ps.p.ext.autoApprovers = aa
-	ps.warnf(v.StartOffset, "approved routes are listed by warren-coordinator routes list",
-		"autoApprovers: approves the routes nodes advertise, but Warren nodes do not forward subnet or exit traffic yet")
+}
+
+// AutoApproves reports whether the policy's autoApprovers approve route,
+// advertised by node n, without an admin (see the rules above). route is
+// taken as a prefix (masked); an invalid one is never approved.
+func (p *Policy) AutoApproves(n *Node, route netip.Prefix) bool {
+	aa := p.ext.autoApprovers
+	if aa == nil || n == nil || !route.IsValid() {
+		return false
+	}
+	route = normalRoutes([]netip.Prefix{route})[0]
+	s := p.nodeSubject(n)
+	if isExitRoute(route) {
+		return approves(s, aa.ExitNode)
+	}
+	for _, ra := range aa.Routes {
+		if ra.Prefix.Addr().BitLen() == route.Addr().BitLen() && ra.Prefix.Bits() <= route.Bits() &&
+			ra.Prefix.Contains(route.Addr()) && approves(s, ra.Approvers) {
+			return true
+		}
+	}
+	return false
+}
+
+// approves reports whether one of approvers (logins, "group:x", "tag:x")
+// names node s.
+func approves(s *subject, approvers []string) bool {
+	for _, a := range approvers {
+		switch {
+		case strings.HasPrefix(a, "tag:"):
+			if s.tagged && contains(s.tags, a) {
+				return true
+			}
+		case strings.HasPrefix(a, "group:"):
+			if !s.tagged && s.user != "" && contains(s.groups, a) {
+				return true
+			}
+		default:
+			if !s.tagged && s.user != "" && s.user == a {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 var errNotCIDR = errors.New("a route is a CIDR, not a single address")
@@ -92,53 +147,4 @@ func (ps *parser) approvers(v hujson.Value, what string) []string {
 		}
 	}
 	return out
-}
-
-// AutoApproves reports whether the policy's autoApprovers approve route
-// for a node owned by o, as Tailscale does: a subnet route is approved
-// when some entry of routes has a prefix that contains it (equal or
-// wider) and lists o (a tagged node by one of its tags; a user's node by
-// the user's login or a group the user is in); the exit-node routes
-// (0.0.0.0/0 and ::/0) are approved only through exitNode, never through
-// routes. Without an autoApprovers section nothing is approved.
-func (p *Policy) AutoApproves(o Owner, route netip.Prefix) bool {
-	aa := p.ext.autoApprovers
-	if aa == nil || !route.IsValid() {
-		return false
-	}
-	if route.Bits() == 0 {
-		return p.approverMatches(o, aa.ExitNode)
-	}
-	for _, ra := range aa.Routes {
-		if ra.Prefix.Bits() <= route.Bits() && ra.Prefix.Contains(route.Addr()) &&
-			p.approverMatches(o, ra.Approvers) {
-			return true
-		}
-	}
-	return false
-}
-
-// approverMatches reports whether o is one of approvers: by a tag for a
-// tagged node, by login or group for a user's node (a tagged node is
-// owned by its tags, not by the user who registered it).
-func (p *Policy) approverMatches(o Owner, approvers []string) bool {
-	login := strings.ToLower(o.Login)
-	tagged := len(o.Tags) > 0
-	for _, a := range approvers {
-		switch {
-		case strings.HasPrefix(a, "tag:"):
-			if tagged && contains(o.Tags, a) {
-				return true
-			}
-		case strings.HasPrefix(a, "group:"):
-			if !tagged && login != "" && p.inGroup(login, o.Groups, a) {
-				return true
-			}
-		default:
-			if !tagged && login != "" && login == a {
-				return true
-			}
-		}
-	}
-	return false
 }

@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-const approverDefs = `"groups": {"group:net": ["ann@example.com"]}, "tagOwners": {"tag:router": [], "tag:exit": []}, "acls": []`
+const approverDefs = `"groups": {"group:net": ["ann@example.com"]}, "tagOwners": {"tag:router": [], "tag:exit": [], "tag:everything": [], "tag:other": []}, "acls": []`
 
 func TestAutoApprovers(t *testing.T) {
 	p := mustParse(t, `{`+approverDefs+`, "autoApprovers": {
@@ -29,11 +29,79 @@ func TestAutoApprovers(t *testing.T) {
 	}
 }
 
-func TestAutoApproversWarning(t *testing.T) {
+func TestAutoApproversNoWarning(t *testing.T) {
 	runWarnCases(t, []warnCase{
-		{"any autoApprovers", `{` + approverDefs + `, "autoApprovers": ‸{"exitNode": ["tag:exit"]}}`,
-			[]string{"autoApprovers: approves the routes nodes advertise, but Warren nodes do not forward subnet or exit traffic yet"}},
+		{"any autoApprovers", `{` + approverDefs + `, "autoApprovers": {"exitNode": ["tag:exit"]}}`, nil},
 	})
+}
+
+// TestAutoApproves checks Tailscale's documented rules: a route inside an
+// approved prefix, by a matching user, group or tag; exit routes only by
+// exitNode; tagged nodes only by their tags.
+func TestAutoApproves(t *testing.T) {
+	p := mustParse(t, `{`+approverDefs+`, "autoApprovers": {
+		"routes": {
+			"10.0.0.0/16": ["group:net", "tag:router"],
+			"10.9.0.0/24": ["bob@example.com"],
+			"fd00::/64": ["tag:router"],
+			"0.0.0.0/0": ["tag:everything"],
+		},
+		"exitNode": ["tag:exit", "group:net"],
+	}}`)
+	pfx := netip.MustParsePrefix
+	ann := Node{ID: 1, User: "ann@example.com"} // in group:net
+	annIdP := Node{ID: 2, User: "Ann@Example.com", Groups: []string{"other"}}
+	bob := Node{ID: 3, User: "bob@example.com"}
+	carl := Node{ID: 4, User: "carl@example.com", Groups: []string{"net"}} // group:net from the identity provider
+	router := Node{ID: 5, Tags: []string{"tag:router"}}
+	exit := Node{ID: 6, Tags: []string{"tag:exit"}}
+	everything := Node{ID: 7, Tags: []string{"tag:everything"}}
+	for _, tc := range []struct {
+		name  string
+		n     Node
+		route string
+		want  bool
+	}{
+		{"the exact prefix", router, "10.0.0.0/16", true},
+		{"a prefix inside", router, "10.0.5.0/24", true},
+		{"a single address inside", router, "10.0.5.7/32", true},
+		{"host bits are masked", router, "10.0.5.7/24", true},
+		{"wider than approved", router, "10.0.0.0/8", false},
+		{"outside", router, "10.1.0.0/24", false},
+		{"IPv6 inside", router, "fd00::/80", true},
+		{"IPv6 wider", router, "fd00::/48", false},
+		{"a group member", ann, "10.0.1.0/24", true},
+		{"a login in another case", annIdP, "10.0.1.0/24", true},
+		{"an identity-provider group", carl, "10.0.1.0/24", true},
+		{"a user", bob, "10.9.0.0/24", true},
+		{"the user elsewhere", bob, "10.0.1.0/24", false},
+		{"a tag the node lacks", exit, "10.0.1.0/24", false},
+		{"exit by exitNode tag", exit, "0.0.0.0/0", true},
+		{"IPv6 exit by exitNode tag", exit, "::/0", true},
+		{"exit by exitNode group", ann, "::/0", true},
+		{"exit not by routes", router, "0.0.0.0/0", false},
+		{"a routes entry for 0.0.0.0/0 approves no exit node", everything, "0.0.0.0/0", false},
+		{"but the subnets inside it", everything, "192.168.1.0/24", true},
+		{"IPv4 entries approve no IPv6", everything, "fd00::/64", false},
+		{"tagged nodes are not their user's", Node{ID: 8, User: "bob@example.com", Tags: []string{"tag:other"}}, "10.9.0.0/24", false},
+		{"invalid route", router, "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var route netip.Prefix
+			if tc.route != "" {
+				route = pfx(tc.route)
+				if !route.IsValid() {
+					t.Fatal(tc.route)
+				}
+			}
+			if got := p.AutoApproves(&tc.n, route); got != tc.want {
+				t.Errorf("AutoApproves(%+v, %s) = %v, want %v", tc.n, tc.route, got, tc.want)
+			}
+		})
+	}
+	if mustParse(t, `{"acls": []}`).AutoApproves(&router, pfx("10.0.0.0/16")) {
+		t.Error("a policy without autoApprovers approves a route")
+	}
 }
 
 func TestAutoApproversErrors(t *testing.T) {
@@ -52,57 +120,4 @@ func TestAutoApproversErrors(t *testing.T) {
 		{"approvers not a list", `{` + approverDefs + `, "autoApprovers": {"exitNode": ‸"tag:exit"}}`,
 			[]string{`autoApprovers.exitNode must be an array, not a string`}},
 	})
-}
-
-func TestAutoApproves(t *testing.T) {
-	p := mustParse(t, `{"groups": {"group:net": ["ann@example.com"]}, "tagOwners": {"tag:router": [], "tag:exit": [], "tag:other": []}, "acls": [],
-		"autoApprovers": {
-			"routes": {"10.0.0.0/16": ["group:net", "tag:router"], "192.168.0.0/24": ["Bob@Example.com"], "fd00:20::/48": ["tag:router"], "0.0.0.0/0": ["tag:router"]},
-			"exitNode": ["tag:exit", "group:net"],
-		}}`)
-	ann := Owner{Login: "ann@example.com"}
-	bob := Owner{Login: "BOB@example.com"}
-	carl := Owner{Login: "carl@example.com", Groups: []string{"net"}} // the group from the identity provider
-	dave := Owner{Login: "dave@example.com"}
-	router := Owner{Tags: []string{"tag:router"}}
-	exit := Owner{Tags: []string{"tag:exit"}}
-	// A tagged node registered by a user in group:net is owned by its
-	// tags: the user's groups do not count.
-	taggedByAnn := Owner{Login: "ann@example.com", Tags: []string{"tag:other"}}
-	pfx := netip.MustParsePrefix
-	tests := []struct {
-		o     Owner
-		route string
-		want  bool
-	}{
-		{ann, "10.0.0.0/16", true},
-		{ann, "10.0.5.0/24", true},  // inside an approved prefix
-		{ann, "10.0.0.0/8", false},  // wider than it
-		{ann, "10.1.0.0/24", false}, // beside it
-		{carl, "10.0.5.0/24", true},
-		{dave, "10.0.5.0/24", false},
-		{router, "10.0.0.0/16", true},
-		{router, "fd00:20:0:1::/64", true},
-		{router, "fd00:21::/64", false},
-		{bob, "192.168.0.0/24", true},
-		{ann, "192.168.0.0/24", false},
-		{taggedByAnn, "10.0.0.0/16", false},
-		// Exit routes: only through exitNode, never through a routes
-		// entry of 0.0.0.0/0.
-		{exit, "0.0.0.0/0", true},
-		{exit, "::/0", true},
-		{ann, "0.0.0.0/0", true},
-		{router, "0.0.0.0/0", false},
-		{router, "::/0", false},
-		{exit, "10.0.0.0/16", false},
-		{router, "1.0.0.0/8", true}, // inside the routes entry 0.0.0.0/0, which is not an exit approval
-	}
-	for _, tt := range tests {
-		if got := p.AutoApproves(tt.o, pfx(tt.route)); got != tt.want {
-			t.Errorf("AutoApproves(%+v, %s) = %v, want %v", tt.o, tt.route, got, tt.want)
-		}
-	}
-	if mustParse(t, `{"acls": []}`).AutoApproves(router, pfx("10.0.0.0/16")) {
-		t.Error("a policy without autoApprovers approved a route")
-	}
 }

@@ -10,8 +10,8 @@ import "net/netip"
 //   - autogroup:danger-all: every address, in the mesh or not; only as a
 //     source. Warren gives it exactly that meaning (0.0.0.0/0 and ::/0).
 //   - autogroup:internet: as a destination, the traffic users send
-//     through an exit node to the internet. Warren has no exit nodes: it
-//     is accepted with a warning and selects nothing.
+//     through an exit node to the internet: the approved exit nodes, which
+//     allow the public internet (routes.go).
 //   - autogroup:shared: devices shared into the tailnet by other
 //     tailnets. Warren has no device sharing: accepted with a warning, it
 //     selects nothing.
@@ -30,7 +30,7 @@ import "net/netip"
 // coordinator allocates every node's addresses. Tailscale compiles "*"
 // as a source into its own ranges (100.64.0.0/10 and
 // fd7a:115c:a1e0::/48) plus the approved subnet routes, not every
-// address; Warren does the same (it has no subnet routes yet).
+// address; Warren does the same (Graph adds the routes, routes.go).
 var meshRanges = []netip.Prefix{
 	netip.MustParsePrefix("100.64.0.0/10"),
 	netip.MustParsePrefix("fd7a:115c:a1e0::/48"),
@@ -70,7 +70,6 @@ func inMesh(a netip.Prefix) bool { return insideAny(meshRanges, a) }
 // inertAutogroups are Tailscale autogroups Warren accepts but that select
 // nothing here, with the warning that says why.
 var inertAutogroups = map[string]string{
-	"autogroup:internet":      "Warren has no exit nodes: autogroup:internet selects nothing and grants no access",
 	"autogroup:shared":        "Warren has no device sharing: autogroup:shared selects nothing and grants no access",
 	"autogroup:owner":         "Warren has no owner role: autogroup:owner selects nothing and grants no access",
 	"autogroup:it-admin":      "Warren has no it-admin role: autogroup:it-admin selects nothing and grants no access",
@@ -95,6 +94,7 @@ func (ps *parser) extraAutogroup(s string, pos int, r role) (sel selector, known
 			return selector{}, true, false, "autogroup:internet is the internet reached through exit nodes and can only be a destination",
 				"autogroup:internet cannot be a " + r.String()
 		}
+		return selector{kind: selInternet, text: s}, true, true, "", ""
 	case "autogroup:nonroot":
 		return selector{}, true, false, `autogroup:nonroot names the Unix users other than root and belongs in the "users" of an ssh rule`,
 			"autogroup:nonroot cannot be a " + r.String()

@@ -95,8 +95,15 @@ func (g *Graph) capFilter(n *gnode, key string) []wire.FilterRule {
 }
 
 // capDsts lists n's addresses that r's destinations (the autogroup:self
-// ones when self) select.
+// ones when self) select. A grant with via reaches its destinations only
+// through routers, and Warren does not deliver capabilities for routed
+// destinations (Tailscale gives them to the routers; Warren's routers
+// have no use for them yet): such a grant's capabilities go to no node,
+// never to a node inside its destinations directly.
 func capDsts(r *rule, n *gnode, self bool) []netip.Prefix {
+	if len(r.via) > 0 {
+		return nil
+	}
 	ports := dstPorts(r, n, self)
 	if len(ports) == 0 {
 		return nil

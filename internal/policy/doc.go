@@ -4,10 +4,12 @@
 // tagOwners, acls, tests, autogroup selectors, postures and srcPosture —
 // plus Warren's zero-trust extensions: time windows ("when") and MFA
 // freshness ("mfa") on rules, and extra context fields in tests.
-// Tailscale's ssh, sshTests, autoApprovers, nodeAttrs and tailnet-wide
-// options are validated with Tailscale's rules and stored (sshTests run),
-// but change no access: Parse warns about each, and ssh rules are never
-// enforced by this package's filters.
+// Tailscale's ssh, sshTests, nodeAttrs and tailnet-wide options are
+// validated with Tailscale's rules and stored (sshTests run), but change
+// no access: Parse warns about each, and ssh rules are never enforced by
+// this package's filters. Nodes' approved subnet routes and exit routes
+// (Node.Routes) are compiled as Tailscale compiles them (routes.go), and
+// AutoApproves answers Tailscale's autoApprovers for the coordinator.
 //
 // Parse turns the file into an immutable *Policy. Every problem it finds
 // carries a line, a column and a hint; Parse reports all of them at once,

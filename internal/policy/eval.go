@@ -112,6 +112,9 @@ func (d *dstEntry) selects(f *flow) bool {
 		u := f.src.selfUser()
 		return u != "" && u == f.dst.selfUser()
 	}
+	if !f.dst.isNode {
+		return d.sel.matchesRouted(f.dst)
+	}
 	return d.sel.matches(f.dst)
 }
 

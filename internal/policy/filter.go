@@ -9,8 +9,8 @@ import (
 )
 
 // Filter returns the inbound packet filter of node id: one rule per
-// active acls rule or ip grant that selects it (two when autogroup:self
-// does too), then one capability rule (CapGrant set, no ports: it allows
+// active acls rule or ip grant that selects it, directly or through its
+// approved routes (routes.go; two when autogroup:self does too), then one capability rule (CapGrant set, no ports: it allows
 // no packet) per grant whose app capabilities select it. An empty filter
 // denies everything. SrcPrefixes, Protocols and CapMap are shared between
 // nodes and calls and must not be modified.
@@ -48,12 +48,19 @@ func (g *Graph) Filter(id wire.NodeID) []wire.FilterRule {
 		}
 		if inDst {
 			if src := g.prefixes(gr); len(src) > 0 {
-				if dst := dstPorts(gr.r, n, false); len(dst) > 0 {
+				var dst []wire.PortRange
+				if len(gr.r.via) == 0 {
+					dst = dstPorts(gr.r, n, false)
+				}
+				if routed := routedPorts(gr.r, n); len(routed) > 0 {
+					dst = sortPorts(append(dst, routed...))
+				}
+				if len(dst) > 0 {
 					out = append(out, wire.FilterRule{SrcPrefixes: src, DstPorts: dst, Protocols: gr.r.protos})
 				}
 			}
 		}
-		if inSelf {
+		if inSelf && len(gr.r.via) == 0 {
 			if src := g.selfPrefixes(gr, key); len(src) > 0 {
 				if dst := dstPorts(gr.r, n, true); len(dst) > 0 {
 					out = append(out, wire.FilterRule{SrcPrefixes: src, DstPorts: dst, Protocols: gr.r.protos})
@@ -88,18 +95,23 @@ func dstPorts(r *rule, n *gnode, self bool) []wire.PortRange {
 		}
 	}
 	if matched > 1 {
-		sort.Slice(out, func(i, j int) bool {
-			if c := comparePrefix(out[i].Prefix, out[j].Prefix); c != 0 {
-				return c < 0
-			}
-			if out[i].First != out[j].First {
-				return out[i].First < out[j].First
-			}
-			return out[i].Last < out[j].Last
-		})
-		out = slices.Compact(out)
+		out = sortPorts(out)
 	}
 	return out
+}
+
+// sortPorts sorts ps by prefix and ports and removes repeats.
+func sortPorts(ps []wire.PortRange) []wire.PortRange {
+	sort.Slice(ps, func(i, j int) bool {
+		if c := comparePrefix(ps[i].Prefix, ps[j].Prefix); c != 0 {
+			return c < 0
+		}
+		if ps[i].First != ps[j].First {
+			return ps[i].First < ps[j].First
+		}
+		return ps[i].Last < ps[j].Last
+	})
+	return slices.Compact(ps)
 }
 
 // prefixes returns the rule's SrcPrefixes: its literal sources and the
@@ -112,6 +124,11 @@ func (g *Graph) prefixes(gr *grule) []netip.Prefix {
 	var out []netip.Prefix
 	if r.srcAll {
 		out = slices.Clone(r.srcLiterals)
+		if r.srcStar {
+			if routes := g.starRoutes(); len(routes) > 0 {
+				out = dedupPrefixes(append(out, routes...))
+			}
+		}
 	} else {
 		out = make([]netip.Prefix, len(r.srcLiterals), len(r.srcLiterals)+2*gr.src.count())
 		copy(out, r.srcLiterals)

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"errors"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -74,6 +75,9 @@ func FuzzParse(f *testing.F) {
 		if a, b := takeSnapshot(bulk, ids), takeSnapshot(inc, ids); !mapsEqual(a, b) {
 			t.Fatalf("bulk and incremental graphs differ:\n%v\n%v", a, b)
 		}
+		if msg := filtersStayLocal(bulk, nodes); msg != "" {
+			t.Fatal(msg)
+		}
 		inc.Remove(2)
 		inc.Advance(now.Add(13 * time.Hour))
 		inc.NextChange()
@@ -98,7 +102,10 @@ func fuzzNodes(now time.Time) []Node {
 	bob.Admin = true
 	bob.Addresses = addrs(2, true)
 	srv := Node{ID: wire.NodeID(3), Addresses: addrs(3, true), Tags: []string{"tag:db", "tag:web", "tag:ci"}}
-	return []Node{ann, bob, srv, userNode(4, "ann@example.com")}
+	// A router of a subnet and an exit node.
+	rtr := Node{ID: wire.NodeID(5), Addresses: addrs(5, true), Tags: []string{"tag:web"},
+		Routes: []netip.Prefix{netip.MustParsePrefix("10.20.0.0/24"), netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}}
+	return []Node{ann, bob, srv, userNode(4, "ann@example.com"), rtr}
 }
 
 // TestTestdata parses every file in testdata: valid_* must parse,

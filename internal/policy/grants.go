@@ -27,9 +27,10 @@ import (
 //     nodes. Warren delivers them the same way (capgrants.go), in the
 //     destination's packet filter as capability rules that allow no
 //     packet; Warren's node does not act on them yet, and Parse warns so.
-//   - "via": route through the named subnet routers or exit nodes.
-//     Warren has neither yet, and a grant with "via" must not be read as
-//     a direct grant (that would grant more), so it is an error.
+//   - "via": tags of subnet routers or exit nodes: the grant's
+//     destinations are reached only through routers with one of those
+//     tags (routes.go), never directly; its destinations must be
+//     addresses, CIDRs, host aliases, "*" or autogroup:internet.
 //   - "srcPosture": as on acls rules; defaultSrcPosture applies to grants
 //     without it too.
 
@@ -153,9 +154,9 @@ func (ps *parser) grant(i int, v hujson.Value, defaults []int, hasDefault bool) 
 		}
 	}
 
+	var via []string
 	if vv, ok := f["via"]; ok {
-		ps.errorf(vv.StartOffset, `Warren has no subnet routers or exit nodes yet; remove "via" (a grant without it reaches the destinations directly)`,
-			"%s routes through %s: Warren does not support \"via\" until it has subnet routers", what, compact(vv))
+		via = ps.via(vv, what, dsts)
 	}
 
 	byProto := map[int][]portRange{} // -1: the default protocols
@@ -213,6 +214,7 @@ func (ps *parser) grant(i int, v hujson.Value, defaults []int, hasDefault bool) 
 		app.Index, app.Line, app.Src, app.Dst = i, line, srcText, dstText
 		if len(app.Caps) > 0 {
 			app.r = ps.capRule(i, v.StartOffset, compact(v), srcs, dsts, dstNames, postures, len(byProto) > 0)
+			app.r.via = via // capDsts: delivered to no node
 		}
 		ps.p.appGrants = append(ps.p.appGrants, *app)
 		ps.warnf(f["app"].StartOffset, "the destination nodes receive them in their packet filter, for applications that read them",
@@ -236,7 +238,7 @@ func (ps *parser) grant(i int, v hujson.Value, defaults []int, hasDefault bool) 
 	var out []*rule
 	for _, proto := range protos {
 		ports := mergeRanges(byProto[proto])
-		r := &rule{index: i, section: "grants", off: v.StartOffset, text: compact(v), src: srcs, postures: postures}
+		r := &rule{index: i, section: "grants", off: v.StartOffset, text: compact(v), src: srcs, postures: postures, via: via}
 		if proto >= 0 {
 			r.protos = []int{proto}
 		}
@@ -375,4 +377,43 @@ var tailscaleCaps = map[string]bool{
 	"tailscale.com/cap/webui":      true,
 	"tailscale.com/cap/tsidp":      true,
 	"tailscale.com/cap/secrets":    true,
+}
+
+// via reads a grant's "via": a non-empty list of defined tags. A grant
+// with via reaches its destinations only through routers, so each must be
+// something routers front (addresses, CIDRs, host aliases, "*" or
+// autogroup:internet), not nodes named by user, group or tag.
+func (ps *parser) via(v hujson.Value, what string, dsts []selector) []string {
+	if l, ok := v.Value.(hujson.Literal); ok && l.Kind() == 'n' {
+		return nil // null: no via, as in Tailscale
+	}
+	ss, vals := ps.strs(v, "via")
+	if len(ss) == 0 {
+		return nil // []: no via, as in Tailscale
+	}
+	var out []string
+	for i, s := range ss {
+		sel, ok := ps.selector(s, vals[i], 0, roleSrc)
+		if !ok {
+			continue
+		}
+		if sel.kind != selTag {
+			ps.errorf(vals[i].StartOffset, `via names the tags of subnet routers or exit nodes, e.g. "tag:router"`,
+				"%s: via %q is not a tag", what, s)
+			continue
+		}
+		if !contains(out, sel.name) {
+			out = append(out, sel.name)
+		}
+	}
+	for _, d := range dsts {
+		switch d.kind {
+		case selPrefix, selAll, selInternet, selNone:
+		default:
+			ps.errorf(v.StartOffset, "give destinations that are nodes a grant of their own without via",
+				"%s: via routes to addresses, CIDRs, host aliases, \"*\" or autogroup:internet, not to %s", what, d.text)
+			return out
+		}
+	}
+	return out
 }

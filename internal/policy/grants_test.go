@@ -82,7 +82,9 @@ func TestGrantErrors(t *testing.T) {
 		grant string
 		want  string
 	}{
-		{"via", `{"src": ["*"], "dst": ["10.0.0.0/8"], "ip": ["*"], "via": ["tag:web"]}`, `Warren does not support "via" until it has subnet routers`},
+		{"via not a tag", `{"src": ["*"], "dst": ["10.0.0.0/8"], "ip": ["*"], "via": ["group:eng"]}`, `via "group:eng" is not a tag`},
+		{"via to a node", `{"src": ["*"], "dst": ["tag:web"], "ip": ["*"], "via": ["tag:web"]}`, `not to tag:web`},
+		{"via undefined tag", `{"src": ["*"], "dst": ["10.0.0.0/8"], "ip": ["*"], "via": ["tag:nope"]}`, `tag "tag:nope" has no tagOwners entry`},
 		{"ports in dst", `{"src": ["*"], "dst": ["tag:db:22"], "ip": ["*"]}`, `grant destination "tag:db:22" has ports`},
 		{"neither ip nor app", `{"src": ["*"], "dst": ["tag:db"]}`, "grants nothing: ip and app cannot both be empty"},
 		{"port list", `{"src": ["*"], "dst": ["tag:db"], "ip": ["tcp:22,80"]}`, "lists several ports"},

@@ -27,6 +27,10 @@ type Graph struct {
 
 	caps      []capState // app grants' capability rules (capgrants.go)
 	capsDirty bool       // caps must be rebuilt
+
+	routeCount map[netip.Prefix]int // approved subnet routes of all nodes, by how many nodes have each
+	routeList  []netip.Prefix       // routeCount's keys, sorted; nil: to be rebuilt
+	starRules  []int32              // rules with "*" as a source
 }
 
 // grule is the state of one rule in a graph.
@@ -78,6 +82,12 @@ func (g *Graph) setRules(p *Policy, now time.Time) {
 			gr.self = map[string][]netip.Prefix{}
 		}
 		g.rules[i] = gr
+	}
+	g.routeCount, g.routeList, g.starRules = map[netip.Prefix]int{}, nil, nil
+	for i, r := range p.rules {
+		if r.srcStar {
+			g.starRules = append(g.starRules, int32(i))
+		}
 	}
 	g.stamp = make([]uint32, len(p.rules))
 	g.epoch = 0
@@ -164,6 +174,7 @@ func (g *Graph) prepare(n Node, slot int32) *gnode {
 	n.Groups = slices.Clone(n.Groups)
 	n.Tags = slices.Clone(n.Tags)
 	n.Attrs = maps.Clone(n.Attrs)
+	n.Routes = slices.Clone(n.Routes)
 	gn := &gnode{node: n, slot: slot}
 	gn.subject = *g.p.nodeSubject(&gn.node)
 	gn.postureOK = make([]bool, len(g.p.postures))
@@ -176,7 +187,7 @@ func (g *Graph) prepare(n Node, slot int32) *gnode {
 // eligible reports whether n is a source of r now: selected by its
 // sources, with one of its postures and fresh enough MFA.
 func (g *Graph) eligible(r *rule, n *gnode) bool {
-	if !r.srcMatches(&n.subject) {
+	if !r.srcMatches(&n.subject) && !r.srcRouteMatches(&n.subject) {
 		return false
 	}
 	if len(r.postures) > 0 {
@@ -261,6 +272,7 @@ func (p *Policy) candidates(x *subject, mark func(int32)) {
 // the node changed.
 func (g *Graph) update(slot int32, old, nw *gnode, aff *bitset) (changed bool) {
 	g.capUpdate(old, nw, aff)
+	g.routesUpdate(old, nw, aff)
 	g.epoch++
 	if g.epoch == 0 {
 		clear(g.stamp)
@@ -300,7 +312,7 @@ func (g *Graph) update(slot int32, old, nw *gnode, aff *bitset) (changed bool) {
 		wasS := old != nil && gr.src.has(slot)
 		wasD := old != nil && gr.dst.has(slot)
 		isS := nw != nil && g.eligible(r, nw)
-		isD := nw != nil && r.dstMatches(&nw.subject)
+		isD := nw != nil && r.dstSelects(&nw.subject)
 		if isS {
 			gr.src.set(slot)
 			srcRules = append(srcRules, ri)

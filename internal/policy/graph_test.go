@@ -128,6 +128,12 @@ var randomPolicies = []string{`{
 		{"action": "accept", "src": ["group:a"], "dst": ["tag:t1:7", "autogroup:self:7"]},
 		{"action": "accept", "src": ["100.64.0.0/29"], "dst": ["tag:t1:7"]},
 		{"action": "accept", "src": ["group:idp", "100.64.0.4/30"], "dst": ["tag:t0:8"], "mfa": "3h"},
+		{"action": "accept", "src": ["group:a"], "dst": ["10.1.0.0/16:5432", "192.168.0.0/16:22"]},
+		{"action": "accept", "src": ["10.1.2.0/24"], "dst": ["tag:t1:80"]},
+		{"action": "accept", "src": ["u2@x.com"], "dst": ["autogroup:internet:*"]},
+	],
+	"grants": [
+		{"src": ["group:b"], "dst": ["10.0.0.0/8", "autogroup:internet"], "ip": ["tcp:443"], "via": ["tag:t1"]},
 	],
 }`, `{
 	"groups": {"group:a": ["u1@x.com"], "group:b": ["u2@x.com", "u3@x.com"], "group:idp": []},
@@ -141,6 +147,10 @@ var randomPolicies = []string{`{
 		{"action": "accept", "src": ["tag:t1", "group:a"], "dst": ["tag:t0:5432", "n3:1"], "mfa": "30m"},
 		{"action": "accept", "src": ["autogroup:tagged"], "dst": ["autogroup:member:22"], "when": {"days": ["Mon", "Tue"], "hours": "22:00-02:00"}},
 		{"action": "accept", "src": ["autogroup:member"], "dst": ["*:443"], "srcPosture": ["posture:mac"]},
+		{"action": "accept", "src": ["tag:t0"], "dst": ["*:9000"], "srcPosture": []},
+	],
+	"grants": [
+		{"src": ["*"], "dst": ["*"], "ip": ["tcp:8443"], "via": ["tag:t2"], "srcPosture": []},
 	],
 }`}
 
@@ -174,6 +184,12 @@ func randomNode(r *rand.Rand, id int, now time.Time) Node {
 	n.Attrs = map[string]string{}
 	if r.IntN(2) == 0 {
 		n.Attrs["node:os"] = "macos"
+	}
+	// Some nodes route subnets or are exit nodes.
+	for _, rt := range []string{"10.1.0.0/16", "10.1.2.0/24", "10.2.0.0/16", "192.168.1.0/24", "fd00:1::/64", "0.0.0.0/0", "::/0"} {
+		if r.IntN(5) == 0 {
+			n.Routes = append(n.Routes, netip.MustParsePrefix(rt))
+		}
 	}
 	if r.IntN(2) == 0 {
 		n.Attrs["node:osVersion"] = fmt.Sprint(13 + r.IntN(4))
@@ -235,6 +251,13 @@ func TestIncrementalMatchesScratch(t *testing.T) {
 				aff = g.SetPolicy(policies[pi])
 			}
 			if msg := g.checkConsistent(); msg != "" {
+				t.Fatalf("seed %d step %d op %d: %s", seed, step, op, msg)
+			}
+			var cur []Node
+			for _, id := range ids() {
+				cur = append(cur, nodes[id])
+			}
+			if msg := filtersStayLocal(g, cur); msg != "" {
 				t.Fatalf("seed %d step %d op %d: %s", seed, step, op, msg)
 			}
 			var all []Node

@@ -19,8 +19,11 @@ import (
 //	"add autogroup:internet"           the internet of exit nodes
 //
 // Tags, users, groups and other autogroups cannot be in an IP set, and
-// sets may not refer to each other in a cycle, as in Tailscale. Warren
-// has no exit nodes, so autogroup:internet adds nothing (with a warning).
+// sets may not refer to each other in a cycle, as in Tailscale.
+// autogroup:internet adds nothing (with a warning): an IP set is plain
+// addresses, and the internet *through exit nodes* cannot be one without
+// granting more or less than Tailscale (name autogroup:internet directly
+// as a destination instead).
 // An IP set stands for its addresses wherever a host alias may be
 // written: "ipset:NAME" as a source, and "ipset:NAME:PORTS" or (in a
 // grant) "ipset:NAME" as a destination.
@@ -117,8 +120,8 @@ func (ps *parser) ipsetOperand(arg string, v hujson.Value, d *ipsetDef) ([]netip
 		}
 		return ps.resolveIPSet(other), true
 	case arg == "autogroup:internet":
-		ps.warnf(v.StartOffset, "remove it, or add the CIDRs you mean",
-			"Warren has no exit nodes: autogroup:internet adds nothing to %s", d.name)
+		ps.warnf(v.StartOffset, "name autogroup:internet as a destination of its own, or add the CIDRs you mean",
+			"autogroup:internet in an IP set adds nothing to %s (Warren reaches the internet through exit nodes only when a rule names autogroup:internet)", d.name)
 		return nil, true
 	case strings.HasPrefix(arg, "host:"):
 		if pfx, ok := ps.p.hosts[strings.TrimPrefix(arg, "host:")]; ok {

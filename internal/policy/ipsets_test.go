@@ -83,7 +83,7 @@ func TestIPSetErrors(t *testing.T) {
 	p := mustParse(t, `{"ipsets": {"ipset:a": ["10.0.0.0/8", "add autogroup:internet"]}}`)
 	var warned bool
 	for _, w := range p.Warnings() {
-		warned = warned || strings.Contains(w.Message, "autogroup:internet adds nothing")
+		warned = warned || strings.Contains(w.Message, "autogroup:internet in an IP set adds nothing")
 	}
 	if !warned {
 		t.Fatalf("no warning about autogroup:internet: %v", p.Warnings())

@@ -19,6 +19,10 @@ type Node struct {
 	Tags      []string          // non-empty: a tagged node, owned by its tags
 	Attrs     map[string]string // posture attributes: "node:os" -> "macos"
 	MFAAt     time.Time         // owner's last MFA login; zero: never
+	// Routes are the node's approved routes: subnets it forwards to, and
+	// 0.0.0.0/0 and ::/0 when it is an approved exit node (Tailscale's
+	// data model). Advertised but unapproved routes are not listed.
+	Routes []netip.Prefix
 }
 
 // nodeSubject is n as rules see it. A tagged node has no user.
@@ -33,6 +37,7 @@ func (p *Policy) nodeSubject(n *Node) *subject {
 			s.label = fmt.Sprintf("node %d (%s)", n.ID, n.User)
 		}
 	}
+	s.routes = normalRoutes(n.Routes)
 	for _, a := range n.Addresses {
 		addr := a.Addr().Unmap()
 		if addr.IsValid() {

@@ -30,6 +30,8 @@ type rule struct {
 	srcAll       bool           // literals cover every node's addresses ("*" or autogroup:danger-all)
 	srcHasPrefix bool           // some source is an IP, CIDR or host
 	hasSelf      bool           // some destination is autogroup:self
+	srcStar      bool           // "*" is a source (and not conditional): Graph adds the mesh's subnet routes
+	via          []string       // a grant's "via" tags: its destinations only through these routers
 }
 
 type dstEntry struct {
@@ -278,6 +280,9 @@ func (r *rule) finish(ps *parser) {
 		return
 	}
 	if r.srcAll {
+		for _, s := range r.src {
+			r.srcStar = r.srcStar || s.kind == selAll
+		}
 		// "*" is the mesh's ranges, plus any IP or CIDR sources outside
 		// them; autogroup:danger-all is every address.
 		lits = append(lits, all...)

@@ -24,6 +24,7 @@ const (
 	selNone                      // an autogroup Warren has nothing for: selects nothing
 	selIPSet                     // ipset:NAME, expanded into selPrefix ones by Policy.ipsetSelectors
 	selUserDomain                // user:*@example.com: every user of that login domain
+	selInternet                  // autogroup:internet: the internet through exit nodes (destinations only)
 )
 
 // selector is one parsed source or destination.
@@ -202,6 +203,7 @@ type subject struct {
 	groups []string
 	tags   []string
 	addrs  []netip.Prefix
+	routes []netip.Prefix // approved routes (routes.go), normalized
 	attrs  map[string]string
 	label  string // for messages
 }
