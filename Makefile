@@ -6,13 +6,16 @@ BIN      ?= bin
 STATE    ?= .warren
 LISTEN   ?= 127.0.0.1:8080
 FUZZTIME ?= 10s
+# The version stamped into every binary (warrend --version, warren version).
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  ?= -X github.com/warrenmesh/warren/internal/version.Version=$(VERSION)
 
 .PHONY: all build run demo coordinator test test-short bench bench-quick lint fuzz clean
 
 all: lint test
 
 build:
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 
 # The main job: a coordinator with its embedded SQLite store and a demo
 # mesh of two nodes (real processes), a service on one reached from the
