@@ -10,7 +10,7 @@ FUZZTIME ?= 10s
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  ?= -X github.com/warrenmesh/warren/internal/version.Version=$(VERSION)
 
-.PHONY: all build run demo coordinator test test-short bench bench-quick lint fuzz clean
+.PHONY: all build run demo coordinator test test-short bench bench-quick lint fuzz packages test-packages clean
 
 all: lint test
 
@@ -79,6 +79,24 @@ lint:
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
 
+# Release artifacts in dist/: .deb and .rpm of the node (warren) and of
+# the coordinator (warren-coordinator) for linux/amd64 and arm64 (made
+# with nfpm, fetched by the go command at a pinned version), the macOS
+# .tar.gz for amd64 and arm64, the Windows .zip, each with a .sha256 file.
+# Needs zip. See ops/packaging/mkpackages.sh.
+DIST ?= dist
+NFPM ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0
+packages:
+	GO='$(GO)' DIST='$(DIST)' VERSION='$(VERSION)' NFPM='$(NFPM)' ops/packaging/mkpackages.sh
+
+# Builds this machine's node and coordinator .deb and installs them with
+# dpkg -i, checks them, removes and purges them, and leaves the machine
+# as it was (Debian, as root; CI runs it). See ops/packaging/test-deb.sh.
+test-packages:
+	GO='$(GO)' DIST='$(DIST)/test' VERSION='$(VERSION)' NFPM='$(NFPM)' FORMATS=deb \
+		ops/packaging/mkpackages.sh linux/$$($(GO) env GOARCH)
+	VERSION='$(VERSION)' ops/packaging/test-deb.sh '$(DIST)/test'
+
 # A short run of every fuzz target.
 fuzz:
 	@set -e; for pkg in $$($(GO) list ./...); do \
@@ -89,4 +107,4 @@ fuzz:
 	done
 
 clean:
-	rm -rf $(BIN) $(STATE)
+	rm -rf $(BIN) $(STATE) $(DIST)

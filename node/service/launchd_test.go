@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/xml"
 	"io"
+	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -81,5 +83,40 @@ func TestLaunchdPlist(t *testing.T) {
 	}
 	if got := d["StandardErrorPath"].Text; got != "/var/log/warrend.log" {
 		t.Errorf("StandardErrorPath = %q", got)
+	}
+}
+
+// packagedDarwin is the daemon the macOS tarball's plist describes: the
+// binaries in /usr/local/bin and the flags install-service carries by
+// default.
+var packagedDarwin = Config{
+	Name:       "warrend",
+	Executable: "/usr/local/bin/warrend",
+	Args:       []string{"--state-dir", "/var/lib/warren", "--socket-group", "warren"},
+}
+
+// TestPackagedPlist keeps ops/launchd/com.warrenmesh.warrend.plist (in the
+// macOS tarball) the generator's output, so that it and install-service's
+// agree.
+func TestPackagedPlist(t *testing.T) {
+	path := filepath.Join("..", "..", "ops", "launchd", LaunchdLabel(packagedDarwin)+".plist")
+	got := LaunchdPlist(packagedDarwin)
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from LaunchdPlist (go test ./node/service -run TestPackaged -update rewrites it):\n%s", path, got)
+	}
+	if args := readPlist(t, got)["ProgramArguments"].Items; len(args) != 5 || args[0].Text != "/usr/local/bin/warrend" {
+		t.Errorf("ProgramArguments %+v", args)
 	}
 }

@@ -10,7 +10,7 @@ import (
 	"unicode/utf8"
 )
 
-var update = flag.Bool("update", false, "rewrite ops/systemd/warrend.service from SystemdUnit")
+var update = flag.Bool("update", false, "rewrite ops/systemd/warrend.service and ops/launchd/com.warrenmesh.warrend.plist from their generators")
 
 // packaged is the unit Warren's .deb and .rpm ship (see
 // ops/packaging/warren.yaml): the same flags install-service carries by
