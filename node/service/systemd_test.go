@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"flag"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -171,4 +172,40 @@ func FuzzSystemdQuote(f *testing.F) {
 			t.Fatalf("SystemdQuote(%q) = %q spans lines", s, q)
 		}
 	})
+}
+
+// TestSystemdAnalyzeVerify has systemd itself read the units, where
+// systemd-analyze is installed (it needs no running systemd).
+func TestSystemdAnalyzeVerify(t *testing.T) {
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Skip("systemd-analyze is not installed")
+	}
+	exe, err := exec.LookPath("true")
+	if err != nil {
+		t.Skip("no true(1) to stand for warrend")
+	}
+	dir := t.TempDir()
+	packagedHere := packaged
+	packagedHere.Executable = exe
+	for _, tt := range []struct {
+		name string
+		c    Config
+	}{
+		{"packaged", packagedHere},
+		{"install-service", Config{Name: "warrend", Description: "Warren node daemon", Executable: exe,
+			Args:         []string{"--state-dir", dir, "--socket-group", "", "--expose", `80=[::1]:8080`, "--note", `100% "$HOME" \ tab	end`},
+			WritableDirs: []string{dir, "/run/warren"}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), tt.c.Name+".service")
+			if err := os.WriteFile(path, SystemdUnit(tt.c), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, err := exec.Command(analyze, "verify", "--man=no", path).CombinedOutput()
+			if err != nil || len(bytes.TrimSpace(out)) > 0 {
+				t.Errorf("systemd-analyze verify: %v\n%s\n--- unit:\n%s", err, out, SystemdUnit(tt.c))
+			}
+		})
+	}
 }
