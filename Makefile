@@ -87,13 +87,18 @@ lint:
 DIST ?= dist
 NFPM ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0
 packages:
-	GO='$(GO)' DIST='$(DIST)' VERSION='$(VERSION)' NFPM='$(NFPM)' ops/packaging/mkpackages.sh
+	GO='$(GO)' DIST='$(DIST)' VERSION='$(VERSION)' NFPM='$(NFPM)' CGO_ENABLED=0 TRIMPATH=-trimpath \
+		ops/packaging/mkpackages.sh
 
 # Builds this machine's node and coordinator .deb and installs them with
 # dpkg -i, checks them, removes and purges them, and leaves the machine
 # as it was (Debian, as root; CI runs it). See ops/packaging/test-deb.sh.
+# The binaries are built as make test builds them (the go command's cgo
+# setting, no -trimpath), so that CI compiles nothing twice.
 test-packages:
+	rm -rf '$(DIST)/test'
 	GO='$(GO)' DIST='$(DIST)/test' VERSION='$(VERSION)' NFPM='$(NFPM)' FORMATS=deb \
+		CGO_ENABLED=$$($(GO) env CGO_ENABLED) TRIMPATH= \
 		ops/packaging/mkpackages.sh linux/$$($(GO) env GOARCH)
 	VERSION='$(VERSION)' ops/packaging/test-deb.sh '$(DIST)/test'
 

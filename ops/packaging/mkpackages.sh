@@ -11,7 +11,10 @@
 # Usage: ops/packaging/mkpackages.sh [OS/ARCH ...]   (default: all five)
 # Environment: VERSION (stamped into the binaries; default git describe),
 # DIST (default dist), GO (default go), NFPM (the nfpm command),
-# FORMATS (the Linux package formats, default "deb rpm").
+# FORMATS (the Linux package formats, default "deb rpm"), CGO_ENABLED
+# (default 0: static binaries) and TRIMPATH (default -trimpath; empty for
+# none). make test-packages sets CGO_ENABLED=1 TRIMPATH= so that the build
+# reuses what make test compiled; releases keep the defaults.
 # Run from the repository's root (the Makefile does: make packages).
 set -euo pipefail
 
@@ -20,6 +23,8 @@ DIST=${DIST:-dist}
 VERSION=${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo dev)}
 NFPM=${NFPM:-$GO run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0}
 FORMATS=${FORMATS:-deb rpm}
+CGO_ENABLED=${CGO_ENABLED:-0}
+TRIMPATH=${TRIMPATH--trimpath}
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
 	targets=(linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64)
@@ -28,13 +33,12 @@ fi
 # ver is the version in file names; PKG_VERSION the one .deb and .rpm
 # accept: starting with a digit, without '-' (git describe's
 # v1.2.3-4-gabcdef-dirty becomes 1.2.3+4+gabcdef+dirty, a bare commit
-# abcdef becomes 0.0.0+git.abcdef).
+# 2112d51 becomes 0.0.0+git.2112d51, below every release).
 ver=${VERSION#v}
 pkgver=${ver//-/+}
-case "$pkgver" in
-[0-9]*) ;;
-*) pkgver="0.0.0+git.$pkgver" ;;
-esac
+if ! [[ $pkgver =~ ^[0-9]+\.[0-9]+ ]]; then # not a release tag: a commit, or "dev"
+	pkgver="0.0.0+git.$pkgver"
+fi
 # Archives get the time of the last commit, so that a rebuild of the same
 # commit gives the same bytes.
 mtime=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
@@ -51,7 +55,8 @@ gobuild() {
 	local c
 	for c in "$@"; do
 		echo "== build $c for $os/$arch"
-		CGO_ENABLED=0 GOOS=$os GOARCH=$arch $GO build -trimpath -ldflags "$ldflags" -o "$dir/" "./cmd/$c"
+		# shellcheck disable=SC2086 # TRIMPATH is one flag or none
+		CGO_ENABLED=$CGO_ENABLED GOOS=$os GOARCH=$arch $GO build $TRIMPATH -ldflags "$ldflags" -o "$dir/" "./cmd/$c"
 	done
 }
 

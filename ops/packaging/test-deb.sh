@@ -69,6 +69,11 @@ check() { # check DESCRIPTION COMMAND...
 	if "$@"; then echo "ok: $what"; else fail "$what"; fi
 }
 quiet() { "$@" >/dev/null 2>&1; }
+quiet_ok() { # quiet_ok COMMAND...: succeeds and says nothing
+	local out
+	out=$("$@" 2>&1) || { echo "$out" >&2; return 1; }
+	[ -z "$out" ] || { echo "$out" >&2; return 1; }
+}
 mode_owner() { stat -c '%a %U:%G' "$1" 2>/dev/null; }
 not_running() { # not_running PATH: no process runs the binary at PATH
 	local exe
@@ -89,6 +94,11 @@ done
 for u in warrend warren-coordinator; do
 	check "unit $u.service installed" test -f "/usr/lib/systemd/system/$u.service"
 done
+if command -v systemd-analyze >/dev/null 2>&1; then
+	for u in warrend warren-coordinator; do
+		check "systemd-analyze verify $u.service" quiet_ok systemd-analyze verify --man=no "/usr/lib/systemd/system/$u.service"
+	done
+fi
 check "conffile /etc/default/warrend" test -f /etc/default/warrend
 check "/var/lib/warren 0700 root:root" test "$(mode_owner /var/lib/warren)" = "700 root:root"
 check "/var/lib/warren-coordinator 0700 warren-coordinator" test "$(mode_owner /var/lib/warren-coordinator)" = "700 warren-coordinator:warren-coordinator"
