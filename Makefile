@@ -6,13 +6,16 @@ BIN      ?= bin
 STATE    ?= .warren
 LISTEN   ?= 127.0.0.1:8080
 FUZZTIME ?= 10s
+# The version stamped into every binary (warrend --version, warren version).
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  ?= -X github.com/warrenmesh/warren/internal/version.Version=$(VERSION)
 
-.PHONY: all build run demo coordinator test test-short bench bench-quick lint fuzz clean
+.PHONY: all build run demo coordinator test test-short bench bench-quick lint fuzz packages test-packages clean
 
 all: lint test
 
 build:
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 
 # The main job: a coordinator with its embedded SQLite store and a demo
 # mesh of two nodes (real processes), a service on one reached from the
@@ -76,6 +79,29 @@ lint:
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
 
+# Release artifacts in dist/: .deb and .rpm of the node (warren) and of
+# the coordinator (warren-coordinator) for linux/amd64 and arm64 (made
+# with nfpm, fetched by the go command at a pinned version), the macOS
+# .tar.gz for amd64 and arm64, the Windows .zip, each with a .sha256 file.
+# Needs zip. See ops/packaging/mkpackages.sh.
+DIST ?= dist
+NFPM ?= $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0
+packages:
+	GO='$(GO)' DIST='$(DIST)' VERSION='$(VERSION)' NFPM='$(NFPM)' CGO_ENABLED=0 TRIMPATH=-trimpath \
+		ops/packaging/mkpackages.sh
+
+# Builds this machine's node and coordinator .deb and installs them with
+# dpkg -i, checks them, removes and purges them, and leaves the machine
+# as it was (Debian, as root; CI runs it). See ops/packaging/test-deb.sh.
+# The binaries are built as make test builds them (the go command's cgo
+# setting, no -trimpath), so that CI compiles nothing twice.
+test-packages:
+	rm -rf '$(DIST)/test'
+	GO='$(GO)' DIST='$(DIST)/test' VERSION='$(VERSION)' NFPM='$(NFPM)' FORMATS=deb \
+		CGO_ENABLED=$$($(GO) env CGO_ENABLED) TRIMPATH= \
+		ops/packaging/mkpackages.sh linux/$$($(GO) env GOARCH)
+	VERSION='$(VERSION)' ops/packaging/test-deb.sh '$(DIST)/test'
+
 # A short run of every fuzz target.
 fuzz:
 	@set -e; for pkg in $$($(GO) list ./...); do \
@@ -86,4 +112,4 @@ fuzz:
 	done
 
 clean:
-	rm -rf $(BIN) $(STATE)
+	rm -rf $(BIN) $(STATE) $(DIST)

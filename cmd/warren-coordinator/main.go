@@ -11,12 +11,14 @@ import (
 	"os"
 
 	"github.com/warrenmesh/warren/internal/cli"
+	"github.com/warrenmesh/warren/internal/version"
 )
 
 const usage = `warren-coordinator: the Warren control server and its admin tool.
 
 Usage:
   warren-coordinator serve [flags]          run the coordinator
+  warren-coordinator version                print the version (also --version)
   warren-coordinator key [--state-dir DIR]  print the coordinator's public key
   warren-coordinator secrets rotate [--state-dir DIR] [--keep-old]
                                             seal the stored secrets under a new key (coordinator stopped)
@@ -57,6 +59,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	cmd, rest := args[0], args[1:]
 	switch cmd {
+	case "version", "--version", "-version":
+		if len(rest) > 0 {
+			return fmt.Errorf("unexpected argument %q (see warren-coordinator --help)", rest[0])
+		}
+		fmt.Fprintln(stdout, "warren-coordinator", version.String())
+		return nil
 	case "serve":
 		return serve(ctx, rest, stdout, stderr)
 	case "key":

@@ -32,6 +32,7 @@ import (
 	"github.com/warrenmesh/warren/internal/cli"
 	"github.com/warrenmesh/warren/internal/connlimit"
 	"github.com/warrenmesh/warren/internal/key"
+	"github.com/warrenmesh/warren/internal/version"
 )
 
 const defaultKeyFile = "/var/lib/warren-derp/relay.key"
@@ -58,8 +59,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	idleTimeout := fs.Duration("idle-timeout", 2*time.Minute, "close an HTTP keep-alive connection idle this long (relay websockets have their own keep-alives)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, "warren-derp", version.String())
+		return nil
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q (see warren-derp --help)", fs.Arg(0))

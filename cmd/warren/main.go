@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/warrenmesh/warren/internal/cli"
+	"github.com/warrenmesh/warren/internal/version"
 	"github.com/warrenmesh/warren/node/localapi"
 )
 
@@ -31,6 +32,7 @@ Usage:
   warren forward LOCALPORT PEER:PORT
                                    forward 127.0.0.1:LOCALPORT to PEER:PORT in the mesh
   warren logout                    disconnect and forget this node's registration
+  warren version                   this program's version (also --version)
 
 PEER is a node name (db), its full name (db.warren.internal) or a mesh
 address. Every command takes --json for machine-readable output and
@@ -70,6 +72,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprint(stdout, usage)
 		return nil
 	}
+	if args[0] == "--version" || args[0] == "-version" {
+		args = append([]string{"version"}, args[1:]...)
+	}
 	c := &command{ctx: ctx, name: args[0], socket: socket, in: stdin, out: stdout, errOut: stderr}
 	rest := args[1:]
 	switch args[0] {
@@ -91,6 +96,22 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return c.ip(rest)
 	case "whois":
 		return c.whois(rest)
+	case "version":
+		return c.version(rest)
 	}
 	return fmt.Errorf("unknown command %q (see warren --help)", args[0])
+}
+
+// version prints this binary's version; it does not need warrend.
+func (c *command) version(args []string) error {
+	c.flags()
+	if _, err := c.parse(args, 0, "version [--json]"); err != nil {
+		return err
+	}
+	info := version.Get()
+	if c.json {
+		return cli.PrintJSON(c.out, info)
+	}
+	fmt.Fprintf(c.out, "warren %s (%s, %s)\n", info.Version, info.Platform, info.GoVersion)
+	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -21,62 +22,136 @@ import (
 	"sync"
 
 	"github.com/warrenmesh/warren/internal/cli"
+	"github.com/warrenmesh/warren/internal/version"
 	"github.com/warrenmesh/warren/node/daemon"
 	"github.com/warrenmesh/warren/node/localapi"
+	"github.com/warrenmesh/warren/node/service"
 )
 
 func main() {
-	cli.Main("warrend", func(ctx context.Context) error { return run(ctx, os.Args[1:], os.Stderr) })
+	// Under the Windows service manager the log goes to the event log and
+	// the manager, not a signal, says when to stop.
+	if managed, err := service.UnderManager(); err == nil && managed {
+		err := service.RunManaged(serviceName, func(ctx context.Context, logs service.Sink) error {
+			return run(ctx, os.Args[1:], io.Discard, io.Discard, logs)
+		})
+		if err != nil {
+			os.Exit(1)
+		}
+		return
+	}
+	cli.Main("warrend", func(ctx context.Context) error { return run(ctx, os.Args[1:], os.Stdout, os.Stderr, nil) })
 }
 
-func run(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("warrend", flag.ContinueOnError)
+// options are warrend's flags, shared by the daemon and install-service
+// (which carries them into the service's command line).
+type options struct {
+	stateDir, socket, group, tun, wgName, socks, httpProxy *string
+	port                                                   *uint
+	expose, endpoints                                      cli.StringList
+	relayOnly                                              *bool
+	logFormat, logLevel                                    *string
+}
+
+const defaultStateDir = "/var/lib/warren"
+
+func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *options) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	stateDir := fs.String("state-dir", "/var/lib/warren", "directory for the node's 0600 state file (keys, coordinator)")
-	socket := fs.String("socket", localapi.DefaultSocket, "unix socket of the local API (used by the warren CLI)")
-	group := fs.String("socket-group", "", "group allowed to use the local API besides root and this user (socket mode 0660)")
-	tun := fs.String("tun", "", "use a kernel TUN device instead of the userspace stack (root; on Windows an administrator and wintun.dll beside warrend.exe): on Linux the device's name; on macOS any name means the first free utunN, as the kernel names them (utunN asks for that one); on Windows the Wintun adapter's name")
-	wgName := fs.String("wg-name", "auto", "expose the WireGuard device to wg(8) and wgctrl as /var/run/wireguard/NAME.sock (root only; a named pipe on Windows); auto: the TUN device's name in TUN mode, none in userspace mode; empty: none")
-	port := fs.Uint("port", 0, "WireGuard UDP port (0: last run's, or any free one)")
-	socks := fs.String("socks5", "127.0.0.1:1055", "loopback address for the SOCKS5 proxy into the mesh (empty: none)")
-	httpProxy := fs.String("http-proxy", "", "loopback address for the HTTP CONNECT proxy (empty: the --socks5 port speaks both)")
-	var expose, endpoints cli.StringList
-	fs.Var(&expose, "expose", "forward inbound mesh connections: PORT (to 127.0.0.1:PORT) or PORT=HOST:PORT (repeatable; userspace mode)")
-	fs.Var(&endpoints, "endpoint", "advertise this IP[:PORT] instead of the interface addresses (repeatable)")
-	relayOnly := fs.Bool("relay-only", false, "send all traffic through relays, never directly (for networks where peer-to-peer UDP is unwanted)")
-	logFormat := fs.String("log-format", "text", "log format: text or json")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	o := &options{}
+	o.stateDir = fs.String("state-dir", defaultStateDir, "directory for the node's 0600 state file (keys, coordinator)")
+	o.socket = fs.String("socket", localapi.DefaultSocket, "unix socket of the local API (used by the warren CLI)")
+	o.group = fs.String("socket-group", "", "group allowed to use the local API besides root and this user (socket mode 0660)")
+	o.tun = fs.String("tun", "", "use a kernel TUN device instead of the userspace stack (root; on Windows an administrator and wintun.dll beside warrend.exe): on Linux the device's name; on macOS any name means the first free utunN, as the kernel names them (utunN asks for that one); on Windows the Wintun adapter's name")
+	o.wgName = fs.String("wg-name", "auto", "expose the WireGuard device to wg(8) and wgctrl as /var/run/wireguard/NAME.sock (root only; a named pipe on Windows); auto: the TUN device's name in TUN mode, none in userspace mode; empty: none")
+	o.port = fs.Uint("port", 0, "WireGuard UDP port (0: last run's, or any free one)")
+	o.socks = fs.String("socks5", "127.0.0.1:1055", "loopback address for the SOCKS5 proxy into the mesh (empty: none)")
+	o.httpProxy = fs.String("http-proxy", "", "loopback address for the HTTP CONNECT proxy (empty: the --socks5 port speaks both)")
+	fs.Var(&o.expose, "expose", "forward inbound mesh connections: PORT (to 127.0.0.1:PORT) or PORT=HOST:PORT (repeatable; userspace mode)")
+	fs.Var(&o.endpoints, "endpoint", "advertise this IP[:PORT] instead of the interface addresses (repeatable)")
+	o.relayOnly = fs.Bool("relay-only", false, "send all traffic through relays, never directly (for networks where peer-to-peer UDP is unwanted)")
+	o.logFormat = fs.String("log-format", "text", "log format: text or json")
+	o.logLevel = fs.String("log-level", "info", "log level: debug, info, warn, error")
+	return fs, o
+}
+
+// config checks the flags and returns the daemon's configuration (without
+// its logger).
+func (o *options) config() (daemon.Config, error) {
+	if *o.port > 65535 {
+		return daemon.Config{}, fmt.Errorf("--port %d is not a port", *o.port)
+	}
+	cfg := daemon.Config{StateDir: *o.stateDir, TUN: *o.tun, WGName: *o.wgName, ListenPort: uint16(*o.port), RelayOnly: *o.relayOnly}
+	for _, e := range o.expose {
+		x, err := parseExpose(e)
+		if err != nil {
+			return daemon.Config{}, err
+		}
+		cfg.Expose = append(cfg.Expose, x)
+	}
+	for _, e := range o.endpoints {
+		ap, err := parseEndpoint(e)
+		if err != nil {
+			return daemon.Config{}, err
+		}
+		cfg.Endpoints = append(cfg.Endpoints, ap)
+	}
+	return cfg, nil
+}
+
+// newLogger is the --log-format/--log-level logger on stderr, or, under a
+// service manager that keeps its own log, one that writes there.
+func newLogger(stderr io.Writer, logs service.Sink, format, level string) (*slog.Logger, error) {
+	log, err := cli.NewLogger(stderr, format, level) // checks both flags
+	if err != nil || logs == nil {
+		return log, err
+	}
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(level)) // checked above
+	return slog.New(service.NewSinkHandler(logs, lv)), nil
+}
+
+// run is warrend: the daemon, or install-service and uninstall-service.
+// logs, when not nil, receives the log instead of stderr.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, logs service.Sink) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "install-service":
+			return installService(ctx, args[1:], stdout, stderr)
+		case "uninstall-service":
+			return uninstallService(ctx, args[1:], stdout, stderr)
+		}
+	}
+	fs, o := newFlags("warrend", stderr)
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "Usage: warrend [flags]             run the node daemon\n"+
+			"       warrend install-service [flags]   run it as this OS's service (see warrend install-service --help)\n"+
+			"       warrend uninstall-service         stop and remove the service (keeps the state)\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, "warrend", version.String())
+		return nil
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q (see warrend --help)", fs.Arg(0))
 	}
-	log, err := cli.NewLogger(stderr, *logFormat, *logLevel)
+	log, err := newLogger(stderr, logs, *o.logFormat, *o.logLevel)
 	if err != nil {
 		return err
 	}
-	if *port > 65535 {
-		return fmt.Errorf("--port %d is not a port", *port)
+	cfg, err := o.config()
+	if err != nil {
+		return err
 	}
-	cfg := daemon.Config{StateDir: *stateDir, TUN: *tun, WGName: *wgName, ListenPort: uint16(*port), Logger: log, RelayOnly: *relayOnly}
-	for _, e := range expose {
-		x, err := parseExpose(e)
-		if err != nil {
-			return err
-		}
-		cfg.Expose = append(cfg.Expose, x)
-	}
-	for _, e := range endpoints {
-		ap, err := parseEndpoint(e)
-		if err != nil {
-			return err
-		}
-		cfg.Endpoints = append(cfg.Endpoints, ap)
-	}
+	cfg.Logger = log
 	gid := -1
-	if *group != "" {
-		g, err := user.LookupGroup(*group)
+	if *o.group != "" {
+		g, err := user.LookupGroup(*o.group)
 		if err != nil {
 			return fmt.Errorf("--socket-group: %w", err)
 		}
@@ -88,14 +163,14 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer d.Close()
-	if err := os.MkdirAll(filepath.Dir(*socket), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(*o.socket), 0o755); err != nil {
 		return fmt.Errorf("create socket directory: %w", err)
 	}
-	apiLn, err := localapi.Listen(*socket, gid)
+	apiLn, err := localapi.Listen(*o.socket, gid)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(*socket)
+	defer os.Remove(*o.socket)
 	api, err := localapi.NewServer(localapi.Config{Backend: d, Logger: log.With("part", "localapi"), Group: gid})
 	if err != nil {
 		return err
@@ -115,7 +190,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		}()
 	}
 	serve("local API", func() error { return api.Serve(ctx, apiLn) })
-	for _, addr := range uniqueNonEmpty(*socks, *httpProxy) {
+	for _, addr := range uniqueNonEmpty(*o.socks, *o.httpProxy) {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			cancel()
@@ -125,7 +200,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		log.Info("proxy into the mesh (SOCKS5 and HTTP CONNECT)", "addr", ln.Addr().String())
 		serve("proxy", func() error { return d.ServeProxy(ctx, ln) })
 	}
-	log.Info("warrend running", "state", *stateDir, "socket", *socket, "mode", modeName(*tun), "node_key", d.NodeKey().ShortString())
+	log.Info("warrend running", "state", *o.stateDir, "socket", *o.socket, "mode", modeName(*o.tun), "node_key", d.NodeKey().ShortString())
 	d.Start()
 	<-ctx.Done()
 	log.Info("shutting down")
