@@ -36,6 +36,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	socket := fs.String("socket", localapi.DefaultSocket, "unix socket of the local API (used by the warren CLI)")
 	group := fs.String("socket-group", "", "group allowed to use the local API besides root and this user (socket mode 0660)")
 	tun := fs.String("tun", "", "use a kernel TUN device of this name (root) instead of the userspace stack")
+	dnsMethod := fs.String("dns", "", "with --tun, how the system's DNS is pointed at MagicDNS (100.100.100.100) for the mesh's domains: resolved, resolv.conf, resolver-dir, nrpt, or off (default: systemd-resolved when it runs, else resolv.conf; /etc/resolver on macOS; NRPT on Windows)")
+	resolvConf := fs.String("resolv-conf", "/etc/resolv.conf", "the resolv.conf --dns resolv.conf manages (restored byte for byte on warren down)")
 	port := fs.Uint("port", 0, "WireGuard UDP port (0: last run's, or any free one)")
 	socks := fs.String("socks5", "127.0.0.1:1055", "loopback address for the SOCKS5 proxy into the mesh (empty: none)")
 	httpProxy := fs.String("http-proxy", "", "loopback address for the HTTP CONNECT proxy (empty: the --socks5 port speaks both)")
@@ -58,7 +60,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if *port > 65535 {
 		return fmt.Errorf("--port %d is not a port", *port)
 	}
-	cfg := daemon.Config{StateDir: *stateDir, TUN: *tun, ListenPort: uint16(*port), Logger: log, RelayOnly: *relayOnly}
+	cfg := daemon.Config{StateDir: *stateDir, TUN: *tun, ListenPort: uint16(*port), Logger: log, RelayOnly: *relayOnly,
+		DNSMethod: *dnsMethod, ResolvConf: *resolvConf}
 	for _, e := range expose {
 		x, err := parseExpose(e)
 		if err != nil {

@@ -54,7 +54,7 @@ func TestTUNModeAcrossNamespaces(t *testing.T) {
 		sock := filepath.Join(dir, h.name+".sock")
 		socks[h.name] = sock
 		d := h.ns.Start(filepath.Join(bin, "warrend"), "--state-dir", filepath.Join(dir, h.name), "--socket", sock,
-			"--tun", "warren0", "--endpoint", h.ip, "--socks5", "")
+			"--tun", "warren0", "--dns", "off", "--endpoint", h.ip, "--socks5", "")
 		if _, err := d.WaitFor("warrend running", 30*time.Second); err != nil {
 			t.Fatal(err)
 		}

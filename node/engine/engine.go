@@ -54,6 +54,11 @@ type Config struct {
 	// TUN names a kernel TUN device to use instead of the userspace stack
 	// (needs root); empty means userspace.
 	TUN string
+	// ServiceAddrs are further local addresses the kernel TUN device gets
+	// (MagicDNS's 100.100.100.100 and fd7a:115c:a1e0::53), so local apps
+	// reach services bound to them over the host's loopback path; they
+	// are not the node's mesh addresses. Userspace mode ignores them.
+	ServiceAddrs []netip.Addr
 	// LocalEndpoints returns the host's own candidate addresses for the UDP
 	// port; OnEndpoints receives what to advertise (those plus the
 	// STUN-learned endpoint) and the home relay region whenever they change.
