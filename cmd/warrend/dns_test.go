@@ -24,12 +24,17 @@ import (
 
 // laptopResolvConf is the laptop namespace's resolv.conf before Warren:
 // its nameserver is the "system resolver" the test runs on 127.0.0.1.
+// dbMeshV4 is db's mesh address: the coordinator hands out addresses in
+// order, and db joins second.
+const dbMeshV4 = "100.64.0.2"
+
 const laptopResolvConf = "# the laptop's own resolv.conf\nnameserver 127.0.0.1\nsearch lan.example\noptions timeout:2 attempts:2\n"
 
 // TestMagicDNSAcrossNamespaces runs two TUN-mode nodes ("laptop" and
 // "db") in namespaces and queries the laptop's MagicDNS with the real dig:
 // db.<domain> and db resolve to the peer, the coordinator's extra record
-// too, an unknown mesh name is NXDOMAIN, other names are forwarded to the
+// too, a split-DNS route's names go to its resolver on db through the
+// mesh, an unknown mesh name is NXDOMAIN, other names are forwarded to the
 // system's resolver, curl http://db/ works without a proxy, a third
 // namespace routed to 100.100.100.100 gets no answer, and the laptop's
 // resolv.conf is back byte for byte after warren down, and after kill -9
@@ -96,23 +101,15 @@ func TestMagicDNSAcrossNamespaces(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	upstream := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
-		resp := new(dns.Msg)
-		resp.SetReply(req)
-		if len(req.Question) == 1 && strings.EqualFold(req.Question[0].Name, "www.example.test.") && req.Question[0].Qtype == dns.TypeA {
-			resp.Answer = append(resp.Answer, &dns.A{Hdr: dns.RR_Header{Name: req.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60},
-				A: net.IPv4(192, 0, 2, 80)})
-		} else {
-			resp.Rcode = dns.RcodeNameError
-		}
-		w.WriteMsg(resp)
-	})}
+	upstream := &dns.Server{PacketConn: pc, Handler: answerOne("www.example.test.", net.IPv4(192, 0, 2, 80))}
 	go func() { _ = upstream.ActivateAndServe() }()
 	defer upstream.Shutdown()
 
 	coord := laptop.Start(filepath.Join(bin, "warren-coordinator"), "serve", "--state-dir", filepath.Join(dir, "coordinator"),
 		"--listen", "10.78.0.1:8080", "--bootstrap-user", "admin@warren.internal", "--stun-listen", "",
-		"--dns-record", "wiki=192.0.2.81")
+		"--dns-record", "wiki=192.0.2.81",
+		// A split-DNS route to a resolver on db, reached through the mesh.
+		"--dns-route", "corp.example="+dbMeshV4+":5353")
 	if _, err := coord.WaitFor("Join a node", 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +155,22 @@ func TestMagicDNSAcrossNamespaces(t *testing.T) {
 		return fmt.Errorf("peers %+v", st.Peers)
 	})
 	dbV4 := dbAddrs[0].String()
+	if dbV4 != dbMeshV4 {
+		t.Fatalf("db got %s, want %s (the split-DNS route points there)", dbV4, dbMeshV4)
+	}
 	waitManaged("after warren up")
+
+	// corp.example's resolver, on db's mesh address.
+	var corpPC net.PacketConn
+	if err := db.Do(func() (err error) {
+		corpPC, err = net.ListenPacket("udp", dbMeshV4+":5353")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	corp := &dns.Server{PacketConn: corpPC, Handler: answerOne("intranet.corp.example.", net.IPv4(10, 9, 8, 7))}
+	go func() { _ = corp.ActivateAndServe() }()
+	defer corp.Shutdown()
 
 	digShort := func(args ...string) string {
 		t.Helper()
@@ -175,6 +187,9 @@ func TestMagicDNSAcrossNamespaces(t *testing.T) {
 	}
 	if got := digShort("www.example.test"); got != "192.0.2.80" {
 		t.Errorf("dig www.example.test (forwarded to the system's resolver) = %q, want 192.0.2.80", got)
+	}
+	if got := digShort("intranet.corp.example"); got != "10.9.8.7" {
+		t.Errorf("dig intranet.corp.example (split-DNS route to db's resolver) = %q, want 10.9.8.7", got)
 	}
 	if out := laptop.Run(dig, "+time=3", "+tries=2", "nope.warren.internal"); !strings.Contains(out, "status: NXDOMAIN") {
 		t.Errorf("dig nope.warren.internal: %s, want NXDOMAIN", out)
@@ -236,4 +251,19 @@ func TestMagicDNSAcrossNamespaces(t *testing.T) {
 	})
 	laptop.Run(warren, "--socket", laptopSock, "down")
 	checkOriginal("after kill -9, a restart and warren down")
+}
+
+// answerOne is a DNS server's handler that knows one name's A record and
+// answers NXDOMAIN for everything else.
+func answerOne(name string, ip net.IP) dns.Handler {
+	return dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
+		resp := new(dns.Msg)
+		resp.SetReply(req)
+		if len(req.Question) == 1 && strings.EqualFold(req.Question[0].Name, name) && req.Question[0].Qtype == dns.TypeA {
+			resp.Answer = append(resp.Answer, &dns.A{Hdr: dns.RR_Header{Name: req.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: ip})
+		} else {
+			resp.Rcode = dns.RcodeNameError
+		}
+		_ = w.WriteMsg(resp)
+	})
 }
