@@ -130,7 +130,10 @@ func TestMagicDNSAcrossNamespaces(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	laptop.Run(warren, "--socket", laptopSock, "up", "--coordinator", "http://10.78.0.1:8080", "--auth-key", authKey, "--hostname", "laptop")
+	out := laptop.Run(warren, "--socket", laptopSock, "up", "--coordinator", "http://10.78.0.1:8080", "--auth-key", authKey, "--hostname", "laptop")
+	if want := "resolve through MagicDNS at 100.100.100.100, which the system's DNS (resolv.conf) uses for warren.internal"; !strings.Contains(out, want) {
+		t.Errorf("warren up printed %q, want %q", out, want)
+	}
 	db.Run(warren, "--socket", dbSock, "up", "--coordinator", "http://10.78.0.1:8080", "--auth-key", authKey, "--hostname", "db")
 
 	var dbAddrs []netip.Addr

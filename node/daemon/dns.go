@@ -35,6 +35,7 @@ type meshDNS struct {
 
 	mu      sync.Mutex
 	domains []string // what the OS is configured for; nil: nothing
+	status  string   // localapi.Status.MagicDNS
 }
 
 // startDNS serves MagicDNS on the service addresses of eng's device (TUN
@@ -91,24 +92,33 @@ func (s *session) startDNS(eng *engine.Engine, nm *controlclient.Netmap) (*meshD
 func (m *meshDNS) update(nm *controlclient.Netmap, iface string) {
 	z := dnsZone(nm)
 	m.res.SetZone(z)
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	if m.d.cfg.DNSMethod == DNSOff || z.Domain == "" {
+		m.status = DNSOff
 		return
 	}
 	domains := []string{z.Domain}
 	for _, r := range z.Routes {
 		domains = append(domains, r.Domain)
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	if slices.Equal(domains, m.domains) {
 		return
 	}
 	if err := m.d.dns.Set(osdns.Config{Interface: iface, Nameservers: serviceAddrs, Domains: domains}); err != nil {
 		m.d.log.Error("point the system's DNS at MagicDNS (names of peers resolve only through the proxy and 100.100.100.100)", "err", err)
+		m.status = "unconfigured"
 		return
 	}
-	m.domains = domains
+	m.domains, m.status = domains, string(m.d.dns.Method())
 	m.d.log.Info("system DNS sends the mesh's domains to MagicDNS", "domains", domains)
+}
+
+// state is what Status reports as MagicDNS.
+func (m *meshDNS) state() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.status
 }
 
 // stop undoes the OS configuration and stops serving.

@@ -137,6 +137,14 @@ func (s *session) runErr() error {
 	return s.err
 }
 
+// magicDNS returns the session's MagicDNS; nil in userspace mode and
+// before the data plane is up.
+func (s *session) magicDNS() *meshDNS {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dns
+}
+
 func (s *session) engine() *engine.Engine {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -136,6 +136,16 @@ func New(opts Options) (*Manager, error) {
 	return m, nil
 }
 
+// Method returns how the OS is configured now; empty when it is not.
+func (m *Manager) Method() Method {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.rec == nil {
+		return ""
+	}
+	return m.rec.Method
+}
+
 // Upstreams returns the resolvers the system had before Warren changed
 // anything: the nameservers of the original resolv.conf (none when it
 // cannot be read), with port 53.
