@@ -37,8 +37,8 @@ const laptopResolvConf = "# the laptop's own resolv.conf\nnameserver 127.0.0.1\n
 // mesh, an unknown mesh name is NXDOMAIN, other names are forwarded to the
 // system's resolver, curl http://db/ works without a proxy, a third
 // namespace routed to 100.100.100.100 gets no answer, and the laptop's
-// resolv.conf is back byte for byte after warren down, and after kill -9
-// and a restart (then warren down).
+// resolv.conf is back byte for byte after warren down, after kill -9 and
+// a restart (then warren down), and after warrend stops while up.
 func TestMagicDNSAcrossNamespaces(t *testing.T) {
 	netns.Skip(t)
 	if testing.Short() {
@@ -254,6 +254,14 @@ func TestMagicDNSAcrossNamespaces(t *testing.T) {
 	})
 	laptop.Run(warren, "--socket", laptopSock, "down")
 	checkOriginal("after kill -9, a restart and warren down")
+
+	// Stopping warrend while up (SIGTERM, as a service stop) restores too.
+	laptop.Run(warren, "--socket", laptopSock, "up")
+	waitManaged("after the third warren up")
+	if err := laptopD.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	checkOriginal("after warrend stopped (SIGTERM) while up")
 }
 
 // answerOne is a DNS server's handler that knows one name's A record and
