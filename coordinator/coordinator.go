@@ -44,6 +44,9 @@ type Config struct {
 	StateDir string
 	// Domain is the mesh DNS domain; default "warren.internal".
 	Domain string
+	// DNS is the extra records and split-DNS routes sent to the nodes in
+	// their netmaps (ParseDNSRecord, ParseDNSRoute); nil: none.
+	DNS *wire.DNSConfig
 	// Login enables interactive login (OIDC and/or local users); its
 	// browser pages are served under /login/ by Handler.
 	Login LoginConfig
@@ -116,6 +119,9 @@ func New(ctx context.Context, cfg Config) (_ *Coordinator, err error) {
 		cfg.PolicyPath = filepath.Join(cfg.StateDir, "policy.hujson")
 	}
 	cfg.Limits = cfg.Limits.withDefaults()
+	if err := validateDNS(cfg.DNS, cfg.Domain); err != nil {
+		return nil, fmt.Errorf("coordinator: %w", err)
+	}
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("coordinator: create state dir: %w", err)
 	}
@@ -161,7 +167,7 @@ func New(ctx context.Context, cfg Config) (_ *Coordinator, err error) {
 	c.audit = audit.New(st, cfg.Logger)
 	c.revoked = newRevocations()
 	undo.add(c.revoked.close)
-	c.engine = netmap.New(netmap.Config{Domain: cfg.Domain, DERPMap: c.derpMap, Logger: cfg.Logger,
+	c.engine = netmap.New(netmap.Config{Domain: cfg.Domain, DNS: cfg.DNS, DERPMap: c.derpMap, Logger: cfg.Logger,
 		OnRevoke: c.revoked.revoke})
 	c.policy, err = policyfile.New(policyfile.Config{Path: cfg.PolicyPath, Store: st, Audit: c.audit,
 		Apply: c.applyPolicy, Logger: cfg.Logger})

@@ -39,6 +39,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	tlsCert := fs.String("tls-cert", "", "TLS certificate for --admin-listen")
 	tlsKey := fs.String("tls-key", "", "TLS key for --admin-listen")
 	domain := fs.String("domain", "warren.internal", "mesh DNS domain")
+	var dnsRecords, dnsRoutes cli.StringList
+	fs.Var(&dnsRecords, "dns-record", "extra MagicDNS record name=ip[,ip] (repeatable; a bare name is under --domain), answered by nodes in kernel TUN mode")
+	fs.Var(&dnsRoutes, "dns-route", "split-DNS route domain=ip[,ip] (repeatable): nodes in kernel TUN mode send the names under domain to these resolvers, which must be mesh addresses (ip or ip:port)")
 	policyPath := fs.String("policy", "", "policy file, watched for changes (default <state-dir>/policy.hujson; created with a deny-by-default policy if missing)")
 	keyExpiry := fs.Duration("key-expiry", registry.DefaultKeyExpiry, "node key lifetime for user nodes (tagged nodes never expire)")
 	grace := fs.Duration("ephemeral-grace", registry.DefaultEphemeralGrace, "how long an ephemeral node may be offline before it is deleted")
@@ -87,10 +90,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	dnsCfg, err := dnsConfig(dnsRecords, dnsRoutes, *domain)
+	if err != nil {
+		return err
+	}
 	if *auditRetention < 0 || *maxPerIP < 0 || *maxConns < 0 || *idleTimeout < 0 || *handshakeTimeout < 0 {
 		return errors.New("--audit-retention, --max-conns-per-ip, --max-conns, --idle-timeout and --handshake-timeout cannot be negative")
 	}
-	c, err := coordinator.New(ctx, coordinator.Config{StateDir: *stateDir, Domain: *domain, Logger: logger,
+	c, err := coordinator.New(ctx, coordinator.Config{StateDir: *stateDir, Domain: *domain, DNS: dnsCfg, Logger: logger,
 		KeyExpiry: *keyExpiry, EphemeralGrace: *grace, PolicyPath: *policyPath, Relay: relay,
 		RequireApproval: *requireApproval, Login: loginCfg, AuditRetention: *auditRetention,
 		HandshakeTimeout: *handshakeTimeout,
@@ -314,4 +321,28 @@ func relayConfig(publicURL string, noRelay bool, stunListen, derpMapPath, tokenF
 		}
 	}
 	return rc, nil
+}
+
+// dnsConfig parses the --dns-record and --dns-route flags; nil when there
+// are none.
+func dnsConfig(records, routes []string, domain string) (*wire.DNSConfig, error) {
+	if len(records) == 0 && len(routes) == 0 {
+		return nil, nil
+	}
+	var cfg wire.DNSConfig
+	for _, r := range records {
+		rec, err := coordinator.ParseDNSRecord(r, domain)
+		if err != nil {
+			return nil, fmt.Errorf("--dns-record: %w", err)
+		}
+		cfg.Records = append(cfg.Records, rec)
+	}
+	for _, r := range routes {
+		rt, err := coordinator.ParseDNSRoute(r)
+		if err != nil {
+			return nil, fmt.Errorf("--dns-route: %w", err)
+		}
+		cfg.Routes = append(cfg.Routes, rt)
+	}
+	return &cfg, nil
 }

@@ -121,10 +121,20 @@ func upMessage(st localapi.Status) string {
 		if st.Domain != "" {
 			names += ", " + example + "." + st.Domain
 		}
-		if st.SOCKS5 != "" {
-			fmt.Fprintf(&b, "Warren sets no system DNS: names (%s) resolve only through the proxy at %s (SOCKS5 and HTTP CONNECT).\n", names, st.SOCKS5)
-		} else {
-			fmt.Fprintln(&b, "Warren sets no system DNS: use the addresses (warren whois ADDR says whose an address is).")
+		switch st.MagicDNS {
+		case "", "unconfigured": // an older warrend, or configuring the system failed
+			if st.MagicDNS != "" {
+				fmt.Fprintf(&b, "MagicDNS answers names (%s) at 100.100.100.100, but pointing the system's DNS at it failed (see warrend's log).\n", names)
+			}
+			if st.SOCKS5 != "" {
+				fmt.Fprintf(&b, "Warren sets no system DNS: names (%s) resolve only through the proxy at %s (SOCKS5 and HTTP CONNECT).\n", names, st.SOCKS5)
+			} else {
+				fmt.Fprintln(&b, "Warren sets no system DNS: use the addresses (warren whois ADDR says whose an address is).")
+			}
+		case "off":
+			fmt.Fprintf(&b, "MagicDNS answers names (%s) at 100.100.100.100; the system's DNS is left alone (warrend --dns off).\n", names)
+		default:
+			fmt.Fprintf(&b, "Names (%s) resolve through MagicDNS at 100.100.100.100, which the system's DNS (%s) uses for %s.\n", names, st.MagicDNS, st.Domain)
 		}
 		return b.String()
 	}

@@ -330,6 +330,14 @@ func TestUpMessage(t *testing.T) {
 			[]string{"curl --proxy"}},
 		{"tun without proxy or peers", localapi.Status{Mode: "tun:wg0", Self: self},
 			[]string{"directly at their mesh addresses through wg0 (warren status", "no system DNS"}, []string{"proxy"}},
+		{"tun with MagicDNS", localapi.Status{Mode: "tun:warren0", MagicDNS: "resolv.conf", Self: self, Peers: peers, Domain: "warren.internal"},
+			[]string{"Names (db, db.warren.internal) resolve through MagicDNS at 100.100.100.100, which the system's DNS (resolv.conf) uses for warren.internal"},
+			[]string{"no system DNS", "proxy"}},
+		{"tun with MagicDNS off", localapi.Status{Mode: "tun:warren0", MagicDNS: "off", Self: self, Peers: peers, Domain: "warren.internal"},
+			[]string{"MagicDNS answers names (db, db.warren.internal) at 100.100.100.100; the system's DNS is left alone"},
+			[]string{"no system DNS", "proxy"}},
+		{"tun with MagicDNS unconfigured", localapi.Status{Mode: "tun:warren0", MagicDNS: "unconfigured", SOCKS5: "127.0.0.1:1055", Self: self, Peers: peers, Domain: "warren.internal"},
+			[]string{"pointing the system's DNS at it failed", "resolve only through the proxy at 127.0.0.1:1055"}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -47,6 +47,7 @@ func main() {
 // (which carries them into the service's command line).
 type options struct {
 	stateDir, socket, group, tun, wgName, socks, httpProxy *string
+	dnsMethod, resolvConf                                  *string
 	port                                                   *uint
 	expose, endpoints                                      cli.StringList
 	relayOnly                                              *bool
@@ -63,6 +64,8 @@ func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *options) {
 	o.socket = fs.String("socket", localapi.DefaultSocket, "unix socket of the local API (used by the warren CLI)")
 	o.group = fs.String("socket-group", "", "group allowed to use the local API besides root and this user (socket mode 0660)")
 	o.tun = fs.String("tun", "", "use a kernel TUN device instead of the userspace stack (root; on Windows an administrator and wintun.dll beside warrend.exe): on Linux the device's name; on macOS any name means the first free utunN, as the kernel names them (utunN asks for that one); on Windows the Wintun adapter's name")
+	o.dnsMethod = fs.String("dns", "", "with --tun, how the system's DNS is pointed at MagicDNS (100.100.100.100) for the mesh's domains: resolved, resolv.conf, resolver-dir, nrpt, or off (default: systemd-resolved when it runs, else resolv.conf; /etc/resolver on macOS; NRPT on Windows)")
+	o.resolvConf = fs.String("resolv-conf", "/etc/resolv.conf", "the resolv.conf --dns resolv.conf manages (restored byte for byte on warren down)")
 	o.wgName = fs.String("wg-name", "auto", "expose the WireGuard device to wg(8) and wgctrl as /var/run/wireguard/NAME.sock (root only; a named pipe on Windows); auto: the TUN device's name in TUN mode, none in userspace mode; empty: none")
 	o.port = fs.Uint("port", 0, "WireGuard UDP port (0: last run's, or any free one)")
 	o.socks = fs.String("socks5", "127.0.0.1:1055", "loopback address for the SOCKS5 proxy into the mesh (empty: none)")
@@ -81,7 +84,8 @@ func (o *options) config() (daemon.Config, error) {
 	if *o.port > 65535 {
 		return daemon.Config{}, fmt.Errorf("--port %d is not a port", *o.port)
 	}
-	cfg := daemon.Config{StateDir: *o.stateDir, TUN: *o.tun, WGName: *o.wgName, ListenPort: uint16(*o.port), RelayOnly: *o.relayOnly}
+	cfg := daemon.Config{StateDir: *o.stateDir, TUN: *o.tun, WGName: *o.wgName, ListenPort: uint16(*o.port), RelayOnly: *o.relayOnly,
+		DNSMethod: *o.dnsMethod, ResolvConf: *o.resolvConf}
 	for _, e := range o.expose {
 		x, err := parseExpose(e)
 		if err != nil {

@@ -73,7 +73,7 @@ func startNATMesh(t *testing.T, bin string, lab *natlab.Lab) *natMesh {
 		sock := filepath.Join(dir, name+".sock")
 		m.socks[name] = sock
 		m.args[name] = []string{filepath.Join(bin, "warrend"), "--state-dir", filepath.Join(dir, name), "--socket", sock,
-			"--tun", "warren0", "--socks5", "", "--log-level", "debug"}
+			"--tun", "warren0", "--dns", "off", "--socks5", "", "--log-level", "debug"}
 		d := site.Host.Start(m.args[name][0], m.args[name][1:]...)
 		m.daemons[name] = d
 		if _, err := d.WaitFor("warrend running", 30*time.Second); err != nil {

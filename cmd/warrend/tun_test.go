@@ -57,7 +57,7 @@ func TestTUNModeAcrossNamespaces(t *testing.T) {
 		sock := filepath.Join(dir, h.name+".sock")
 		socks[h.name] = sock
 		d := h.ns.Start(filepath.Join(bin, "warrend"), "--state-dir", filepath.Join(dir, h.name), "--socket", sock,
-			"--tun", h.tun, "--endpoint", h.ip, "--socks5", "", "--wg-name", wgName(h.name))
+			"--tun", h.tun, "--dns", "off", "--endpoint", h.ip, "--socks5", "", "--wg-name", wgName(h.name))
 		if _, err := d.WaitFor("warrend running", 30*time.Second); err != nil {
 			t.Fatal(err)
 		}

@@ -22,6 +22,9 @@ type Config struct {
 	// sees no peers and accepts no packets). SetPolicy replaces it.
 	Policy *policy.Policy
 	Domain string // mesh DNS domain sent in full maps
+	// DNS is the extra records and split-DNS routes sent in full maps
+	// (nil: none).
+	DNS *wire.DNSConfig
 	// DERPMap is the relay regions sent in full maps (nil: none).
 	DERPMap *wire.DERPMap
 	Logger  *slog.Logger
@@ -44,6 +47,7 @@ var ErrUnknownNode = errors.New("netmap: unknown node")
 // per-stream deltas. All methods are safe for concurrent use.
 type Engine struct {
 	domain   string
+	dns      *wire.DNSConfig
 	derpMap  *wire.DERPMap
 	log      *slog.Logger
 	now      func() time.Time
@@ -65,6 +69,7 @@ type Engine struct {
 func New(cfg Config) *Engine {
 	e := &Engine{
 		domain:   cfg.Domain,
+		dns:      cfg.DNS,
 		derpMap:  cfg.DERPMap,
 		log:      cfg.Logger,
 		now:      cfg.Now,
@@ -345,7 +350,7 @@ func (e *Engine) unsubscribe(s *Stream) {
 // fullMap builds n's complete netmap. Callers hold e.mu.
 func (e *Engine) fullMap(id wire.NodeID, now time.Time) *wire.MapResponse {
 	n := e.nodes[id]
-	resp := &wire.MapResponse{Full: true, Domain: e.domain, FilterSet: true, DERPMap: e.derpMap}
+	resp := &wire.MapResponse{Full: true, Domain: e.domain, DNS: e.dns, FilterSet: true, DERPMap: e.derpMap}
 	if n == nil {
 		return resp
 	}

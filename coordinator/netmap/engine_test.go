@@ -90,7 +90,8 @@ func peerIDs(ns []wire.Node) []wire.NodeID {
 }
 
 func TestFullMapAndDeltas(t *testing.T) {
-	e := newEngine(t, Config{Domain: "mesh.test"})
+	dnsCfg := &wire.DNSConfig{Records: []wire.DNSRecord{{Name: "wiki.mesh.test", Addrs: []netip.Addr{netip.MustParseAddr("100.64.0.9")}}}}
+	e := newEngine(t, Config{Domain: "mesh.test", DNS: dnsCfg})
 	e.Upsert(testNode(1, 10))
 	e.Upsert(testNode(2, 10))
 	e.Upsert(testNode(3, 20)) // another user: invisible to 1 and 2
@@ -100,6 +101,9 @@ func TestFullMapAndDeltas(t *testing.T) {
 	full := next(t, s1)
 	if !full.Full || full.Self.ID != 1 || !slices.Equal(peerIDs(full.Peers), []wire.NodeID{2}) || full.Domain != "mesh.test" {
 		t.Fatalf("full map of 1 = %+v", full)
+	}
+	if full.DNS != dnsCfg {
+		t.Fatalf("full map's DNS = %+v, want the engine's", full.DNS)
 	}
 	if !full.FilterSet || len(full.PacketFilter) != 1 {
 		t.Fatalf("filter = %+v", full.PacketFilter)

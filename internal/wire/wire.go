@@ -151,9 +151,35 @@ type MapResponse struct {
 	FilterSet bool `json:"filterSet,omitempty"`
 	// Domain is the mesh DNS domain (full maps).
 	Domain string `json:"domain,omitempty"`
+	// DNS is the coordinator's additions to the nodes' resolvers (full
+	// maps; absent when it has none).
+	DNS *DNSConfig `json:"dns,omitempty"`
 	// DERPMap lists the relay regions (full maps, and deltas when it
 	// changes).
 	DERPMap *DERPMap `json:"derpMap,omitempty"`
+}
+
+// DNSConfig is what the coordinator adds to the names a node's resolver
+// (MagicDNS, kernel TUN mode) knows beside the peers.
+type DNSConfig struct {
+	// Records are extra names, full names (lower case, no trailing dot)
+	// answered with their addresses.
+	Records []DNSRecord `json:"records,omitempty"`
+	// Routes send the names under a domain to resolvers reached through
+	// the mesh (split DNS).
+	Routes []DNSRoute `json:"routes,omitempty"`
+}
+
+// DNSRecord is an extra name and its addresses.
+type DNSRecord struct {
+	Name  string       `json:"name"`
+	Addrs []netip.Addr `json:"addrs"`
+}
+
+// DNSRoute sends the names under Domain to Resolvers.
+type DNSRoute struct {
+	Domain    string           `json:"domain"`
+	Resolvers []netip.AddrPort `json:"resolvers"`
 }
 
 // DERPMap lists the relay regions a node may use. Each node picks the one

@@ -18,6 +18,9 @@ type Netmap struct {
 	Peers        []wire.Node // sorted by ID
 	PacketFilter []wire.FilterRule
 	Domain       string
+	// DNS is the coordinator's extra records and split-DNS routes; nil
+	// when it has none.
+	DNS *wire.DNSConfig
 	// DERPMap lists the relay regions; nil when the coordinator runs none.
 	DERPMap *wire.DERPMap
 }
@@ -68,7 +71,7 @@ func (s *mapState) apply(resp *wire.MapResponse) error {
 		for _, p := range resp.Peers {
 			s.peers[p.ID] = p
 		}
-		s.nm = Netmap{Domain: resp.Domain}
+		s.nm = Netmap{Domain: resp.Domain, DNS: resp.DNS}
 		s.have = true
 	}
 	s.nm.Version = resp.Version

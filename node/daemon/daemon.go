@@ -35,6 +35,7 @@ import (
 	"github.com/warrenmesh/warren/node/controlclient"
 
 	"github.com/warrenmesh/warren/node/localapi"
+	"github.com/warrenmesh/warren/node/osdns"
 
 	"github.com/warrenmesh/warren/node/state"
 )
@@ -55,6 +56,13 @@ type Config struct {
 	// WGName names the WireGuard UAPI socket the data plane serves for
 	// wg(8) and wgctrl (/var/run/wireguard/NAME.sock); empty: none.
 	WGName string
+	// DNSMethod is how kernel TUN mode points the system's DNS at
+	// MagicDNS for the mesh's domains: an osdns.Method, "" for the OS's
+	// own (systemd-resolved or resolv.conf on Linux), or DNSOff.
+	DNSMethod string
+	// ResolvConf is the resolv.conf the resolv.conf method manages;
+	// default /etc/resolv.conf.
+	ResolvConf string
 	// ListenPort is the WireGuard UDP port; 0 keeps the port of the last
 	// run, or picks one.
 	ListenPort uint16
@@ -88,6 +96,7 @@ type Daemon struct {
 
 	mu   sync.Mutex // guards the fields below; never held across waits
 	st   state.State
+	dns  *osdns.Manager // the system's DNS settings (TUN mode's MagicDNS)
 	sess *session
 	// pending is a session under a new node key that Up started while
 	// sess keeps running (a re-auth, a new coordinator); it replaces sess
@@ -133,7 +142,22 @@ func New(cfg Config) (*Daemon, error) {
 	if err != nil {
 		cfg.Logger.Warn("remove temporary files of an interrupted write", "dir", cfg.StateDir, "err", err)
 	}
-	return &Daemon{cfg: cfg, log: cfg.Logger, st: st}, nil
+	switch osdns.Method(cfg.DNSMethod) {
+	case "", DNSOff, osdns.MethodResolved, osdns.MethodResolvConf, osdns.MethodResolverDir, osdns.MethodNRPT:
+	default:
+		return nil, fmt.Errorf("daemon: DNS method %q: want resolved, resolv.conf, resolver-dir, nrpt or off", cfg.DNSMethod)
+	}
+	// A warrend killed while up in TUN mode left the system's DNS pointing
+	// at a resolver that is gone: put it back first.
+	method := osdns.Method(cfg.DNSMethod)
+	if cfg.DNSMethod == DNSOff {
+		method = ""
+	}
+	dns, err := osdns.New(osdns.Options{StateDir: cfg.StateDir, Method: method, ResolvConf: cfg.ResolvConf, Logger: cfg.Logger.With("part", "osdns")})
+	if err != nil {
+		return nil, err
+	}
+	return &Daemon{cfg: cfg, log: cfg.Logger, st: st, dns: dns}, nil
 }
 
 // Start resumes the session of the last run if the node was up, unless a

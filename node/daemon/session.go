@@ -41,6 +41,7 @@ type session struct {
 	mu       sync.Mutex // guards eng, nm, dirty, err and loginURL
 	loginURL string     // the coordinator's sign-in URL while no netmap came
 	eng      *engine.Engine
+	dns      *meshDNS              // MagicDNS in TUN mode, started and stopped with eng
 	nm       *controlclient.Netmap // applied to eng; from the coordinator or the cache
 	dirty    bool                  // nm not yet in the cache file
 	err      error
@@ -98,8 +99,8 @@ func (s *session) run() {
 	}
 	s.mu.Lock()
 	if s.eng != nil {
-		s.eng.Close()
-		s.eng = nil
+		s.closeEngine(s.eng, s.dns)
+		s.eng, s.dns = nil, nil
 	}
 	if s.err == nil && (s.ctx.Err() == nil || !errors.Is(err, context.Canceled)) {
 		s.err = err
@@ -137,6 +138,14 @@ func (s *session) runErr() error {
 	return s.err
 }
 
+// magicDNS returns the session's MagicDNS; nil in userspace mode and
+// before the data plane is up.
+func (s *session) magicDNS() *meshDNS {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dns
+}
+
 func (s *session) engine() *engine.Engine {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -167,9 +176,10 @@ func (s *session) apply(nm *controlclient.Netmap, fresh bool) {
 	if eng != nil && !slices.Equal(eng.Addresses(), nm.Self.Addresses) {
 		s.d.log.Warn("mesh addresses changed; restarting the data plane", "addresses", nm.Self.Addresses)
 		s.mu.Lock()
-		s.eng = nil
+		dns := s.dns
+		s.eng, s.dns = nil, nil
 		s.mu.Unlock()
-		eng.Close()
+		s.closeEngine(eng, dns)
 		eng = nil
 	}
 	if eng == nil {
@@ -187,6 +197,12 @@ func (s *session) apply(nm *controlclient.Netmap, fresh bool) {
 	eng.SetServedRoutes(nm.Self.Routes)
 	if err := eng.SetNetmap(nm.Peers, nm.PacketFilter); err != nil {
 		s.d.log.Error("apply netmap", "err", err)
+	}
+	s.mu.Lock()
+	dns := s.dns
+	s.mu.Unlock()
+	if dns != nil {
+		dns.update(nm, s.d.cfg.TUN)
 	}
 	s.mu.Lock()
 	s.nm, s.dirty = nm, fresh
@@ -218,6 +234,9 @@ func (s *session) startEngine(nm *controlclient.Netmap) (*engine.Engine, error) 
 		Logger: s.d.log.With("part", "engine"), ListenPort: s.d.cfg.ListenPort,
 		LocalEndpoints: s.d.endpoints, OnEndpoints: s.client.SetEndpoints, EndpointInterval: s.d.cfg.EndpointInterval,
 		RelayOnly: s.d.cfg.RelayOnly}
+	if cfg.TUN != "" {
+		cfg.ServiceAddrs = serviceAddrs
+	}
 	if cfg.ListenPort == 0 {
 		cfg.ListenPort = s.st.ListenPort
 	}
@@ -230,8 +249,15 @@ func (s *session) startEngine(nm *controlclient.Netmap) (*engine.Engine, error) 
 	if err != nil {
 		return nil, err
 	}
+	var dns *meshDNS
+	if s.d.cfg.TUN != "" {
+		if dns, err = s.startDNS(eng, nm); err != nil {
+			eng.Close()
+			return nil, err
+		}
+	}
 	s.mu.Lock()
-	s.eng = eng
+	s.eng, s.dns = eng, dns
 	s.mu.Unlock()
 	s.d.log.Info("data plane up", "addresses", nm.Self.Addresses, "port", eng.Port(), "mode", s.d.mode(), "device", eng.TUNName())
 	for _, e := range s.d.cfg.Expose {
@@ -244,6 +270,15 @@ func (s *session) startEngine(nm *controlclient.Netmap) (*engine.Engine, error) 
 		go s.expose(ln, e) // ends with the session
 	}
 	return eng, nil
+}
+
+// closeEngine stops MagicDNS (restoring the system's DNS settings) and
+// then the engine, whose TUN device carries the service addresses.
+func (s *session) closeEngine(eng *engine.Engine, dns *meshDNS) {
+	if dns != nil {
+		dns.stop()
+	}
+	eng.Close()
 }
 
 // saveCache writes the netmap to the cache file when it changed, at most

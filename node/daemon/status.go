@@ -61,6 +61,9 @@ func (d *Daemon) Status(ctx context.Context) localapi.Status {
 		st.Mode = "tun:" + dev // as the OS named it (macOS: utunN whatever --tun said)
 	}
 	st.Domain = nm.Domain
+	if m := s.magicDNS(); m != nil {
+		st.MagicDNS = m.state()
+	}
 	st.ListenPort = eng.Port()
 	for _, ep := range nm.Self.Endpoints {
 		st.Endpoints = append(st.Endpoints, ep.String())

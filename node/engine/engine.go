@@ -73,6 +73,11 @@ type Config struct {
 	// the netstack and dialled from the host. Kernel TUN mode does not
 	// forward yet.
 	Router bool
+	// ServiceAddrs are further local addresses the kernel TUN device gets
+	// (MagicDNS's 100.100.100.100 and fd7a:115c:a1e0::53), so local apps
+	// reach services bound to them over the host's loopback path; they
+	// are not the node's mesh addresses. Userspace mode ignores them.
+	ServiceAddrs []netip.Addr
 	// LocalEndpoints returns the host's own candidate addresses for the UDP
 	// port; OnEndpoints receives what to advertise (those plus the
 	// STUN-learned endpoint) and the home relay region whenever they change.

@@ -37,6 +37,9 @@ func openKernelTUN(cfg Config) (netDevice, error) {
 		return nil, fmt.Errorf("engine: kernel TUN mode: read device name: %w", err)
 	}
 	addrs, err := configureTUN(name, cfg.Addresses)
+	if err == nil {
+		err = addServiceAddrs(name, cfg.ServiceAddrs)
+	}
 	if err != nil {
 		tdev.Close()
 		return nil, err
@@ -75,6 +78,29 @@ func configureTUN(name string, prefixes []netip.Prefix) ([]netip.Addr, error) {
 		}
 	}
 	return plan.addrs, nil
+}
+
+// addServiceAddrs gives the device the service addresses as host
+// addresses (no route: the kernel delivers traffic to a local address
+// itself, and it never enters the tunnel).
+func addServiceAddrs(name string, addrs []netip.Addr) error {
+	if len(addrs) == 0 {
+		return nil
+	}
+	link, err := netlink.LinkByName(name)
+	if err != nil {
+		return tunError(fmt.Sprintf("find link %s", name), err)
+	}
+	for _, a := range addrs {
+		host := netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+		if err := netlink.AddrAdd(link, &netlink.Addr{IPNet: ipNet(host), Flags: unix.IFA_F_NODAD}); err != nil {
+			if errors.Is(err, unix.EEXIST) {
+				return fmt.Errorf("engine: kernel TUN mode: service address %s is already on this host (another Warren or Tailscale?): remove it or use userspace mode", a)
+			}
+			return tunError(fmt.Sprintf("add service address %s to %s", host, name), err)
+		}
+	}
+	return nil
 }
 
 func ipNet(p netip.Prefix) *net.IPNet {

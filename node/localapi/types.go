@@ -86,6 +86,13 @@ type Status struct {
 	Endpoints  []string     `json:"endpoints,omitempty"`
 	SOCKS5     string       `json:"socks5,omitempty"`
 	HTTPProxy  string       `json:"httpProxy,omitempty"`
+	// MagicDNS is TUN mode's resolver at 100.100.100.100: how the
+	// system's DNS is pointed at it ("resolved", "resolv.conf",
+	// "resolver-dir", "nrpt"), "off" when warrend leaves the system's DNS
+	// alone (--dns off), "unconfigured" when pointing it failed (see
+	// warrend's log); empty in userspace mode and before the data plane
+	// is up.
+	MagicDNS string `json:"magicDNS,omitempty"`
 	// Dropped counts inbound packets the filter refused.
 	Dropped uint64 `json:"dropped"`
 }

@@ -92,7 +92,7 @@ func startWarren(b *testing.B, nsA, nsB *netns.Namespace) warrenSetup {
 		sock := filepath.Join(dir, n.name+".sock")
 		socks[n.ns] = sock
 		d := n.ns.Start(filepath.Join(bin, "warrend"), "--state-dir", filepath.Join(dir, n.name), "--socket", sock,
-			"--tun", warrenTUN, "--port", warrenPort, "--endpoint", n.veth, "--socks5", "")
+			"--tun", warrenTUN, "--dns", "off", "--port", warrenPort, "--endpoint", n.veth, "--socks5", "")
 		if _, err := d.WaitFor("warrend running", 30*time.Second); err != nil {
 			return warrenSetup{err: err}
 		}
