@@ -13,8 +13,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/user"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -33,8 +31,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("warrend", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	stateDir := fs.String("state-dir", "/var/lib/warren", "directory for the node's 0600 state file (keys, coordinator)")
-	socket := fs.String("socket", localapi.DefaultSocket, "unix socket of the local API (used by the warren CLI)")
-	group := fs.String("socket-group", "", "group allowed to use the local API besides root and this user (socket mode 0660)")
+	socket := fs.String("socket", localapi.DefaultSocket, "unix socket of the local API, used by the warren CLI (Windows: a named pipe)")
+	group := fs.String("socket-group", "", "group allowed to use the local API besides root and this user: socket mode 0660 (Windows: a group or user, by name or SID, given read/write on the pipe)")
 	tun := fs.String("tun", "", "use a kernel TUN device of this name (root) instead of the userspace stack")
 	port := fs.Uint("port", 0, "WireGuard UDP port (0: last run's, or any free one)")
 	socks := fs.String("socks5", "127.0.0.1:1055", "loopback address for the SOCKS5 proxy into the mesh (empty: none)")
@@ -73,13 +71,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		cfg.Endpoints = append(cfg.Endpoints, ap)
 	}
-	gid := -1
+	var access localapi.Access
 	if *group != "" {
-		g, err := user.LookupGroup(*group)
-		if err != nil {
+		if access, err = socketAccess(*group); err != nil {
 			return fmt.Errorf("--socket-group: %w", err)
 		}
-		gid, _ = strconv.Atoi(g.Gid)
 	}
 
 	d, err := daemon.New(cfg)
@@ -87,15 +83,12 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer d.Close()
-	if err := os.MkdirAll(filepath.Dir(*socket), 0o755); err != nil {
-		return fmt.Errorf("create socket directory: %w", err)
-	}
-	apiLn, err := localapi.Listen(*socket, gid)
+	apiLn, err := localapi.Listen(*socket, access)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(*socket)
-	api, err := localapi.NewServer(localapi.Config{Backend: d, Logger: log.With("part", "localapi"), Group: gid})
+	defer apiLn.Close()
+	api, err := localapi.NewServer(localapi.Config{Backend: d, Logger: log.With("part", "localapi"), Access: access})
 	if err != nil {
 		return err
 	}
