@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"time"
 
 	"github.com/Microsoft/go-winio"
 	"golang.org/x/sys/windows"
@@ -35,5 +36,18 @@ func Listen(path string, a Access) (net.Listener, error) {
 		}
 		return nil, fmt.Errorf("localapi: %w", err)
 	}
+	absorbFirstInstance(path)
 	return ln, nil
+}
+
+// absorbFirstInstance connects to the new pipe once and hangs up. go-winio
+// keeps the pipe's first instance open only to hold the name, and serves
+// clients on further instances; Wine (8.0) hands the first client that
+// unserved instance, so its request hangs. This connection takes it
+// instead (on Windows it reaches a served instance and ends at once).
+func absorbFirstInstance(path string) {
+	timeout := 2 * time.Second
+	if c, err := winio.DialPipe(path, &timeout); err == nil {
+		c.Close()
+	}
 }
