@@ -7,7 +7,7 @@ STATE    ?= .warren
 LISTEN   ?= 127.0.0.1:8080
 FUZZTIME ?= 10s
 
-.PHONY: all build run demo coordinator test test-short bench bench-quick lint fuzz clean
+.PHONY: all build run demo coordinator test test-short bench bench-quick lint cross fuzz clean
 
 all: lint test
 
@@ -67,7 +67,8 @@ bench-quick:
 	$(GO) test -p 1 -run '^$$' -bench . -benchtime 1x -timeout 20m ./...
 
 # gofmt, goimports (standard library, then modules, then this module's
-# packages) and staticcheck, at pinned versions fetched by the go command.
+# packages) and staticcheck, at pinned versions fetched by the go command;
+# then the cross-builds (make cross).
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOIMPORTS   ?= $(GO) run golang.org/x/tools/cmd/goimports@v0.52.0
 lint:
@@ -75,6 +76,19 @@ lint:
 	@out=$$($(GOIMPORTS) -local github.com/warrenmesh/warren -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "goimports -local github.com/warrenmesh/warren needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
+	@$(MAKE) --no-print-directory cross
+
+# Every package, tests included, builds and vets for each OS and CPU the
+# node ships for (the packages' per-OS files behind build tags). Measured
+# on two busy cores: 35 s with a warm build cache; from a cold one about
+# 100 s of CPU per target.
+CROSS ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64
+cross:
+	@set -e; for t in $(CROSS); do \
+		echo "cross $$t"; \
+		GOOS=$${t%/*} GOARCH=$${t#*/} $(GO) build ./...; \
+		GOOS=$${t%/*} GOARCH=$${t#*/} $(GO) vet ./...; \
+	done
 
 # A short run of every fuzz target.
 fuzz:
