@@ -81,7 +81,7 @@ lint:
 # Every package, tests included, builds and vets for each OS and CPU the
 # node ships for (the packages' per-OS files behind build tags). Measured
 # on two busy cores: 35 s with a warm build cache; from a cold one about
-# 100 s of CPU per target.
+# two minutes of CPU per target.
 CROSS ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64
 cross:
 	@set -e; for t in $(CROSS); do \
