@@ -26,6 +26,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/tun"
 
@@ -62,7 +63,10 @@ type Config struct {
 	EndpointInterval time.Duration
 	// RelayOnly sends everything through relays (no direct paths).
 	RelayOnly bool
-	Logger    *slog.Logger
+	// UDP is the socket bind for direct paths (nil: wireguard-go's
+	// StdNetBind; see magic.Config.UDP).
+	UDP    conn.Bind
+	Logger *slog.Logger
 }
 
 // netDevice is what WireGuard reads plaintext packets from and writes them
@@ -119,7 +123,7 @@ func New(cfg Config) (*Engine, error) {
 	var hs handshaker
 	mc, err := magic.New(magic.Config{NodeKey: cfg.NodeKey, DiscoKey: cfg.DiscoKey,
 		LocalEndpoints: cfg.LocalEndpoints, OnChange: cfg.OnEndpoints, EndpointInterval: cfg.EndpointInterval,
-		RelayOnly: cfg.RelayOnly, OnStaleSession: hs.handshake, Logger: cfg.Logger.With("part", "magic")})
+		RelayOnly: cfg.RelayOnly, UDP: cfg.UDP, OnStaleSession: hs.handshake, Logger: cfg.Logger.With("part", "magic")})
 	if err != nil {
 		ndev.Close()
 		return nil, err
