@@ -10,7 +10,7 @@ FUZZTIME ?= 10s
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  ?= -X github.com/warrenmesh/warren/internal/version.Version=$(VERSION)
 
-.PHONY: all build run demo coordinator test test-short bench bench-quick lint fuzz packages test-packages clean
+.PHONY: all build run demo coordinator test test-short bench bench-quick lint cross fuzz packages test-packages clean
 
 all: lint test
 
@@ -70,7 +70,8 @@ bench-quick:
 	$(GO) test -p 1 -run '^$$' -bench . -benchtime 1x -timeout 20m ./...
 
 # gofmt, goimports (standard library, then modules, then this module's
-# packages) and staticcheck, at pinned versions fetched by the go command.
+# packages) and staticcheck, at pinned versions fetched by the go command;
+# then the cross-builds (make cross).
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 GOIMPORTS   ?= $(GO) run golang.org/x/tools/cmd/goimports@v0.52.0
 lint:
@@ -78,6 +79,19 @@ lint:
 	@out=$$($(GOIMPORTS) -local github.com/warrenmesh/warren -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "goimports -local github.com/warrenmesh/warren needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
+	@$(MAKE) --no-print-directory cross
+
+# Every package, tests included, builds and vets for each OS and CPU the
+# node ships for (the packages' per-OS files behind build tags). Measured
+# on two busy cores: 35 s with a warm build cache; from a cold one about
+# two minutes of CPU per target.
+CROSS ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64
+cross:
+	@set -e; for t in $(CROSS); do \
+		echo "cross $$t"; \
+		GOOS=$${t%/*} GOARCH=$${t#*/} $(GO) build ./...; \
+		GOOS=$${t%/*} GOARCH=$${t#*/} $(GO) vet ./...; \
+	done
 
 # Release artifacts in dist/: .deb and .rpm of the node (warren) and of
 # the coordinator (warren-coordinator) for linux/amd64 and arm64 (made

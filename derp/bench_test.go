@@ -6,22 +6,11 @@ import (
 	"net"
 	"runtime"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/warrenmesh/warren/internal/key"
 )
-
-// processCPU returns the CPU time (user + system) this process has used.
-func processCPU(tb testing.TB) time.Duration {
-	tb.Helper()
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		tb.Fatalf("getrusage: %v", err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 // window is how many packets may be in flight: the relay drops rather
 // than queue without bound, and so does UDP, so both streams are paced by

@@ -21,11 +21,11 @@ import (
 func serveDaemon(t *testing.T, d localapi.Backend) string {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "warrend.sock")
-	ln, err := localapi.Listen(sock, -1)
+	ln, err := localapi.Listen(sock, localapi.Access{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := localapi.NewServer(localapi.Config{Backend: d, Group: -1})
+	srv, err := localapi.NewServer(localapi.Config{Backend: d})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,8 +14,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/user"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -61,8 +59,8 @@ func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *options) {
 	fs.SetOutput(stderr)
 	o := &options{}
 	o.stateDir = fs.String("state-dir", defaultStateDir, "directory for the node's 0600 state file (keys, coordinator)")
-	o.socket = fs.String("socket", localapi.DefaultSocket, "unix socket of the local API (used by the warren CLI)")
-	o.group = fs.String("socket-group", "", "group allowed to use the local API besides root and this user (socket mode 0660)")
+	o.socket = fs.String("socket", localapi.DefaultSocket, "unix socket of the local API, used by the warren CLI (Windows: a named pipe)")
+	o.group = fs.String("socket-group", "", "group allowed to use the local API besides root and this user: socket mode 0660 (Windows: a group or user, by name or SID, given read/write on the pipe)")
 	o.tun = fs.String("tun", "", "use a kernel TUN device instead of the userspace stack (root; on Windows an administrator and wintun.dll beside warrend.exe): on Linux the device's name; on macOS any name means the first free utunN, as the kernel names them (utunN asks for that one); on Windows the Wintun adapter's name")
 	o.dnsMethod = fs.String("dns", "", "with --tun, how the system's DNS is pointed at MagicDNS (100.100.100.100) for the mesh's domains: resolved, resolv.conf, resolver-dir, nrpt, or off (default: systemd-resolved when it runs, else resolv.conf; /etc/resolver on macOS; NRPT on Windows)")
 	o.resolvConf = fs.String("resolv-conf", "/etc/resolv.conf", "the resolv.conf --dns resolv.conf manages (restored byte for byte on warren down)")
@@ -153,13 +151,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, logs serv
 		return err
 	}
 	cfg.Logger = log
-	gid := -1
+	var access localapi.Access
 	if *o.group != "" {
-		g, err := user.LookupGroup(*o.group)
-		if err != nil {
+		if access, err = socketAccess(*o.group); err != nil {
 			return fmt.Errorf("--socket-group: %w", err)
 		}
-		gid, _ = strconv.Atoi(g.Gid)
 	}
 
 	d, err := daemon.New(cfg)
@@ -167,15 +163,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, logs serv
 		return err
 	}
 	defer d.Close()
-	if err := os.MkdirAll(filepath.Dir(*o.socket), 0o755); err != nil {
-		return fmt.Errorf("create socket directory: %w", err)
-	}
-	apiLn, err := localapi.Listen(*o.socket, gid)
+	apiLn, err := localapi.Listen(*o.socket, access)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(*o.socket)
-	api, err := localapi.NewServer(localapi.Config{Backend: d, Logger: log.With("part", "localapi"), Group: gid})
+	defer apiLn.Close()
+	api, err := localapi.NewServer(localapi.Config{Backend: d, Logger: log.With("part", "localapi"), Access: access})
 	if err != nil {
 		return err
 	}

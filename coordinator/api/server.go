@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -102,15 +101,16 @@ func actorFrom(ctx context.Context) registry.Actor {
 func (s *Server) LocalHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		cred, ok := peercred.FromContext(r.Context())
-		if !ok || (cred.UID != 0 && int(cred.UID) != os.Getuid()) {
+		self, err := peercred.Self()
+		if !ok || err != nil || !(peercred.Policy{Admins: peercred.OSAdmins(), Owner: self}).Allows(cred) {
 			uid := "unknown"
-			if ok {
-				uid = strconv.Itoa(int(cred.UID))
+			if ok && cred.User != "" {
+				uid = cred.User
 			}
 			s.denyLocal(w, r, "local:uid="+uid, "only root or the coordinator's user may use the admin socket")
 			return
 		}
-		a := registry.Actor{Name: fmt.Sprintf("local:uid=%d", cred.UID), Admin: true, Remote: "unix"}
+		a := registry.Actor{Name: "local:uid=" + cred.User, Admin: true, Remote: "unix"}
 		s.mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), actorKey{}, a)))
 	})
 }

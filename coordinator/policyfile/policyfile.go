@@ -22,9 +22,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
-	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/aymanbagabas/go-udiff"
@@ -296,8 +294,7 @@ func (m *Manager) read() ([]byte, string, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, author, fmt.Errorf("read policy file: %s is not a regular file", m.cfg.Path)
 	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		uid := strconv.FormatUint(uint64(st.Uid), 10)
+	if uid, ok := fileOwner(fi); ok {
 		author += " (uid " + uid
 		if u, err := user.LookupId(uid); err == nil {
 			author += " " + u.Username

@@ -3,7 +3,8 @@
 // (oidctest), network namespaces and NAT routers (netns, netns/natlab),
 // namespace benchmarks (nsbench), a manual clock (testclock), the one
 // polling helper (poll), test logging (testlog), stream benchmarks
-// (streambench) and a helper that builds the binaries (buildtest).
+// (streambench), a helper that builds the binaries (buildtest) and one
+// that runs the Windows ones under Wine (winetest).
 // Production code must never import anything under it; everything else
 // under internal/ is shared production code.
 package tstest

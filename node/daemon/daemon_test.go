@@ -48,11 +48,11 @@ func startNode(t *testing.T, dir string, cfg daemon.Config) *node {
 		t.Fatal(err)
 	}
 	sock := filepath.Join(dir, "warrend.sock")
-	ln, err := localapi.Listen(sock, -1)
+	ln, err := localapi.Listen(sock, localapi.Access{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := localapi.NewServer(localapi.Config{Backend: d, Group: -1})
+	srv, err := localapi.NewServer(localapi.Config{Backend: d})
 	if err != nil {
 		t.Fatal(err)
 	}

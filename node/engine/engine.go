@@ -30,6 +30,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/tun"
 
@@ -86,7 +87,10 @@ type Config struct {
 	EndpointInterval time.Duration
 	// RelayOnly sends everything through relays (no direct paths).
 	RelayOnly bool
-	Logger    *slog.Logger
+	// UDP is the socket bind for direct paths (nil: wireguard-go's
+	// StdNetBind; see magic.Config.UDP).
+	UDP    conn.Bind
+	Logger *slog.Logger
 }
 
 // netDevice is what WireGuard reads plaintext packets from and writes them
@@ -148,7 +152,7 @@ func New(cfg Config) (*Engine, error) {
 	var hs handshaker
 	mc, err := magic.New(magic.Config{NodeKey: cfg.NodeKey, DiscoKey: cfg.DiscoKey,
 		LocalEndpoints: cfg.LocalEndpoints, OnChange: cfg.OnEndpoints, EndpointInterval: cfg.EndpointInterval,
-		RelayOnly: cfg.RelayOnly, OnStaleSession: hs.handshake, Logger: cfg.Logger.With("part", "magic")})
+		RelayOnly: cfg.RelayOnly, UDP: cfg.UDP, OnStaleSession: hs.handshake, Logger: cfg.Logger.With("part", "magic")})
 	if err != nil {
 		ndev.Close()
 		return nil, err
@@ -385,6 +389,9 @@ func (e *Engine) Status() ([]PeerStatus, error) {
 	return out, nil
 }
 
+// listenPort is the device's UDP port; 0 when the bind has no socket
+// (the OS gave none: the node runs on relays alone, see magic.Bind.Open),
+// which wireguard-go reports by leaving listen_port out.
 func (e *Engine) listenPort() (uint16, error) {
 	text, err := e.dev.IpcGet()
 	if err != nil {
@@ -396,7 +403,7 @@ func (e *Engine) listenPort() (uint16, error) {
 			return uint16(p), err
 		}
 	}
-	return 0, errors.New("engine: device reported no listen port")
+	return 0, nil
 }
 
 // filteredTUN passes every packet WireGuard delivers (arriving from a peer)

@@ -12,20 +12,15 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"os"
-	"syscall"
 )
 
-// DefaultSocket is where warrend listens unless told otherwise.
-const DefaultSocket = "/run/warren/warrend.sock"
-
-// Client talks to warrend over its unix socket.
+// Client talks to warrend over its unix socket (a named pipe on Windows).
 type Client struct {
 	path string
 	hc   *http.Client
 }
 
-// NewClient returns a client for the socket at path.
+// NewClient returns a client for the socket (or pipe) at path.
 func NewClient(path string) *Client {
 	c := &Client{path: path}
 	c.hc = &http.Client{Transport: &http.Transport{DialContext: c.dialSocket}}
@@ -33,18 +28,7 @@ func NewClient(path string) *Client {
 }
 
 func (c *Client) dialSocket(ctx context.Context, _, _ string) (net.Conn, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", c.path)
-	if err != nil {
-		switch {
-		case errors.Is(err, os.ErrNotExist), errors.Is(err, syscall.ECONNREFUSED):
-			return nil, fmt.Errorf("warrend is not running (no socket at %s): start it, or pass --socket", c.path)
-		case errors.Is(err, os.ErrPermission):
-			return nil, fmt.Errorf("no permission to use %s: run as root or as a member of warrend's group", c.path)
-		}
-		return nil, err
-	}
-	return conn, nil
+	return dial(ctx, c.path)
 }
 
 // Close releases idle connections.
@@ -213,8 +197,8 @@ func (b *bufferedConn) Read(p []byte) (int, error) { return b.r.Read(p) }
 
 // CloseWrite half-closes the stream.
 func (b *bufferedConn) CloseWrite() error {
-	if uc, ok := b.Conn.(*net.UnixConn); ok {
-		return uc.CloseWrite()
+	if cw, ok := b.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
 	}
 	return b.Conn.Close()
 }

@@ -1,3 +1,5 @@
+//go:build !windows
+
 package localapi
 
 import (
@@ -9,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -133,7 +136,7 @@ func TestPeerCredentials(t *testing.T) {
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			path := filepath.Join(dir, fmt.Sprintf("s%d.sock", i))
-			ln, err := Listen(path, tt.listenGID)
+			ln, err := Listen(path, groupAccess(tt.listenGID))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -144,7 +147,7 @@ func TestPeerCredentials(t *testing.T) {
 				}
 			}
 			b := newFakeBackend()
-			ts := serveOn(t, b, Config{Group: tt.cfgGroup}, ln, path)
+			ts := serveOn(t, b, Config{Access: groupAccess(tt.cfgGroup)}, ln, path)
 			out := runAs(t, bin, path, nobody, tt.gid, tt.groups)
 			if tt.want == ok {
 				if out != ok {
@@ -170,7 +173,7 @@ func TestPeerCredentials(t *testing.T) {
 // (not over a unix socket) is refused before it reaches the backend.
 func TestNoCredentialsRefused(t *testing.T) {
 	b := newFakeBackend()
-	s, err := NewServer(Config{Backend: b, Group: -1})
+	s, err := NewServer(Config{Backend: b})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,4 +190,12 @@ func TestNoCredentialsRefused(t *testing.T) {
 	if calls := b.Calls(); len(calls) != 0 {
 		t.Errorf("backend reached without credentials: %q", calls)
 	}
+}
+
+// groupAccess grants group gid access, or no group for -1.
+func groupAccess(gid int) Access {
+	if gid < 0 {
+		return Access{}
+	}
+	return Access{Group: strconv.Itoa(gid)}
 }

@@ -1,3 +1,5 @@
+//go:build !windows
+
 package localapi
 
 import (
@@ -170,10 +172,12 @@ func (b *fakeBackend) Dial(_ context.Context, network, hostport string) (net.Con
 // socketPair returns two connected unix stream sockets; unlike net.Pipe
 // they can be half-closed.
 func socketPair() (*net.UnixConn, *net.UnixConn, error) {
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
 	if err != nil {
 		return nil, nil, err
 	}
+	syscall.CloseOnExec(fds[0])
+	syscall.CloseOnExec(fds[1])
 	conns := make([]*net.UnixConn, 2)
 	for i, fd := range fds {
 		f := os.NewFile(uintptr(fd), "socketpair")
@@ -204,7 +208,7 @@ type testServer struct {
 func startServer(t *testing.T, b Backend, cfg Config) *testServer {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "warrend.sock")
-	ln, err := Listen(path, -1)
+	ln, err := Listen(path, Access{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,3 +1,5 @@
+//go:build !windows
+
 package localapi
 
 import (
@@ -9,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -44,7 +45,7 @@ func TestBadBodies(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := newFakeBackend()
-			ts := startServer(t, b, Config{Group: -1})
+			ts := startServer(t, b, Config{})
 			resp, body := rawDo(t, ts.path, http.MethodPost, tt.target, strings.NewReader(tt.body), nil)
 			if resp.StatusCode != tt.code {
 				t.Errorf("status %d, want %d (%s)", resp.StatusCode, tt.code, body)
@@ -61,7 +62,7 @@ func TestBadBodies(t *testing.T) {
 
 func TestAcceptableBodies(t *testing.T) {
 	b := newFakeBackend()
-	ts := startServer(t, b, Config{Group: -1})
+	ts := startServer(t, b, Config{})
 	for _, body := range []string{"", "  \n", `{"peer":"web"}` + "\n", " {\"peer\":\"web\"} \r\n\t", `{"Peer":"web"}`} {
 		resp, got := rawDo(t, ts.path, http.MethodPost, "/v0/ping", strings.NewReader(body), nil)
 		if resp.StatusCode != http.StatusOK {
@@ -79,7 +80,7 @@ func TestAcceptableBodies(t *testing.T) {
 // answers with a 4xx and keeps serving.
 func TestMalformedHTTP(t *testing.T) {
 	b := newFakeBackend()
-	ts := startServer(t, b, Config{Group: -1})
+	ts := startServer(t, b, Config{})
 	tests := []struct {
 		name string
 		req  string
@@ -127,70 +128,6 @@ func TestMalformedHTTP(t *testing.T) {
 	}
 }
 
-func TestAllowed(t *testing.T) {
-	self := uint32(os.Getuid())
-	other := self + 1000
-	if self == 0 {
-		other = 65534
-	}
-	tests := []struct {
-		name   string
-		group  int
-		cred   peercred.Cred
-		groups []uint32
-		want   bool
-	}{
-		{"root", -1, peercred.Cred{UID: 0, GID: 12345}, nil, true},
-		{"daemon user", -1, peercred.Cred{UID: self, GID: 12345}, nil, true},
-		{"other user", -1, peercred.Cred{UID: other, GID: other}, nil, false},
-		{"other user, gid 0, no group", -1, peercred.Cred{UID: other, GID: 0}, []uint32{0}, false},
-		{"primary group", 4242, peercred.Cred{UID: other, GID: 4242}, nil, true},
-		{"supplementary group", 4242, peercred.Cred{UID: other, GID: other}, []uint32{10, 4242}, true},
-		{"other groups", 4242, peercred.Cred{UID: other, GID: other}, []uint32{10, 4243}, false},
-		{"group 0", 0, peercred.Cred{UID: other, GID: 0}, nil, true},
-	}
-	for _, tt := range tests {
-		s, err := NewServer(Config{Backend: newFakeBackend(), Group: tt.group})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := s.allowed(tt.cred, tt.groups); got != tt.want {
-			t.Errorf("%s: allowed(%+v, %v) with group %d = %v, want %v", tt.name, tt.cred, tt.groups, tt.group, got, tt.want)
-		}
-	}
-}
-
-func TestPeerGroupsOfThisProcess(t *testing.T) {
-	a, b, err := socketPair()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	defer b.Close()
-	got, ok := peerGroups(a)
-	if !ok {
-		t.Skip("kernel does not report SO_PEERGROUPS")
-	}
-	want, err := os.Getgroups()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != len(want) {
-		t.Fatalf("peer groups %v, process groups %v", got, want)
-	}
-	for i := range want {
-		if int(got[i]) != want[i] {
-			t.Fatalf("peer groups %v, process groups %v", got, want)
-		}
-	}
-	c1, c2 := net.Pipe()
-	defer c1.Close()
-	defer c2.Close()
-	if _, ok := peerGroups(c1); ok {
-		t.Error("peerGroups answered for a non-socket")
-	}
-}
-
 // fuzzCredContext returns a context carrying this process's credentials
 // as the server records them for a real unix-socket connection.
 func fuzzCredContext(tb testing.TB) context.Context {
@@ -201,7 +138,7 @@ func fuzzCredContext(tb testing.TB) context.Context {
 	}
 	defer a.Close()
 	defer b.Close()
-	ctx := connContext(context.Background(), a)
+	ctx := peercred.ConnContext(context.Background(), a)
 	if _, ok := peercred.FromContext(ctx); !ok {
 		tb.Fatal("no peer credentials for a socket pair")
 	}
@@ -238,7 +175,7 @@ func FuzzRequest(f *testing.F) {
 	ctx := fuzzCredContext(f)
 	b := newFakeBackend()
 	b.quiet = true
-	s, err := NewServer(Config{Backend: dialCloser{b}, Group: -1})
+	s, err := NewServer(Config{Backend: dialCloser{b}})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -1,3 +1,5 @@
+//go:build !windows
+
 package localapi
 
 import (
@@ -44,7 +46,7 @@ func TestListenModes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "warrend.sock")
-			ln, err := Listen(path, tt.gid)
+			ln, err := Listen(path, groupAccess(tt.gid))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -71,7 +73,7 @@ func TestListenReplacesStaleSocket(t *testing.T) {
 	if err := os.Chmod(path, 0o777); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := Listen(path, -1)
+	ln, err := Listen(path, Access{})
 	if err != nil {
 		t.Fatalf("Listen over a stale socket: %v", err)
 	}
@@ -88,7 +90,7 @@ func TestListenReplacesStaleSocket(t *testing.T) {
 
 func TestListenRefusesLiveSocket(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "warrend.sock")
-	first, err := Listen(path, -1)
+	first, err := Listen(path, Access{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +107,7 @@ func TestListenRefusesLiveSocket(t *testing.T) {
 		}
 	}()
 	defer func() { first.Close(); <-accepted }()
-	ln, err := Listen(path, -1)
+	ln, err := Listen(path, Access{})
 	if err == nil {
 		ln.Close()
 		t.Fatal("Listen took over a socket another server is using")
@@ -136,7 +138,7 @@ func TestListenRefusesNonSocket(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, path := range []string{target, link, sub} {
-		ln, err := Listen(path, -1)
+		ln, err := Listen(path, Access{})
 		if err == nil {
 			ln.Close()
 			t.Errorf("Listen(%s) replaced a non-socket", filepath.Base(path))
@@ -154,15 +156,40 @@ func TestListenRefusesNonSocket(t *testing.T) {
 	}
 }
 
+func TestListenCreatesDirectory(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "run", "warren", "warrend.sock")
+	ln, err := Listen(path, Access{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if mode, _ := socketMode(t, path); mode != 0o600 {
+		t.Errorf("mode = %v, want 0600", mode)
+	}
+}
+
 func TestListenErrors(t *testing.T) {
 	dir := t.TempDir()
-	if _, err := Listen(filepath.Join(dir, "missing", "warrend.sock"), -1); err == nil {
-		t.Error("Listen in a missing directory succeeded")
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if ln, err := Listen(filepath.Join(file, "warrend.sock"), Access{}); err == nil {
+		ln.Close()
+		t.Error("Listen under a regular file succeeded")
+	}
+	if ln, err := Listen(filepath.Join(dir, "u.sock"), Access{Users: []string{"1000"}}); err == nil {
+		ln.Close()
+		t.Error("Listen granted a unix socket to a user")
+	}
+	if ln, err := Listen(filepath.Join(dir, "n.sock"), Access{Group: "wheel"}); err == nil {
+		ln.Close()
+		t.Error("Listen took a group name for a gid")
 	}
 	if os.Getuid() != 0 {
 		// Only root may give a file to a group it is not in.
 		path := filepath.Join(dir, "g.sock")
-		if ln, err := Listen(path, 0); err == nil {
+		if ln, err := Listen(path, groupAccess(0)); err == nil {
 			ln.Close()
 			t.Error("Listen gave the socket to a foreign group as non-root")
 		}

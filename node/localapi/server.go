@@ -11,8 +11,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
-	"slices"
 	"sync"
 	"time"
 
@@ -26,17 +24,30 @@ const maxBody = 64 << 10
 type Config struct {
 	Backend Backend // required
 	Logger  *slog.Logger
-	// Group, if >= 0, is a group ID whose members may use the API besides
-	// root and the daemon's user (the socket must be 0660 with that group).
-	Group int
+	// Access names who may use the API besides the OS's administrators
+	// (root; SYSTEM and Administrators on Windows) and the daemon's own
+	// user. Listen must be given the same, so the socket's mode or the
+	// pipe's ACL lets them connect at all.
+	Access Access
+}
+
+// Access names who may use the local API besides the OS's administrators
+// and the daemon's own user.
+type Access struct {
+	// Group is a group whose members may: a gid in decimal on unix (the
+	// socket is then 0660 with that group), a SID on Windows; "" for none.
+	Group string
+	// Users are further users who may, by SID (Windows only: a unix
+	// socket's mode can name only one group).
+	Users []string
 }
 
 // Server serves the local API.
 type Server struct {
-	cfg Config
-	log *slog.Logger
-	mux *http.ServeMux
-	uid int
+	cfg    Config
+	log    *slog.Logger
+	mux    *http.ServeMux
+	policy peercred.Policy
 }
 
 // NewServer returns a Server.
@@ -47,7 +58,12 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), uid: os.Getuid()}
+	self, err := peercred.Self()
+	if err != nil {
+		return nil, fmt.Errorf("localapi: who am I: %w", err)
+	}
+	policy := peercred.Policy{Admins: peercred.OSAdmins(), Owner: self, Users: cfg.Access.Users, Group: cfg.Access.Group}
+	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), policy: policy}
 	s.mux.HandleFunc("GET /v0/status", s.status)
 	s.mux.HandleFunc("POST /v0/up", s.up)
 	s.mux.HandleFunc("POST /v0/down", s.down)
@@ -57,41 +73,6 @@ func NewServer(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("GET /v0/resolve", s.resolve)
 	s.mux.HandleFunc("POST /v0/dial", s.dial)
 	return s, nil
-}
-
-// Listen creates the unix socket at path, replacing a stale one, readable
-// and writable by the daemon's user only (mode 0600), or also by group gid
-// (mode 0660) when gid >= 0.
-func Listen(path string, gid int) (net.Listener, error) {
-	if fi, err := os.Lstat(path); err == nil {
-		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("localapi: %s exists and is not a socket; refusing to replace it", path)
-		}
-		if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
-			c.Close()
-			return nil, fmt.Errorf("localapi: %s is in use: is another warrend running?", path)
-		}
-		if err := os.Remove(path); err != nil {
-			return nil, fmt.Errorf("localapi: remove stale socket: %w", err)
-		}
-	}
-	ln, err := net.Listen("unix", path)
-	if err != nil {
-		return nil, fmt.Errorf("localapi: %w", err)
-	}
-	mode := os.FileMode(0o600)
-	if gid >= 0 {
-		mode = 0o660
-		if err := os.Chown(path, -1, gid); err != nil {
-			ln.Close()
-			return nil, fmt.Errorf("localapi: give socket to group %d: %w", gid, err)
-		}
-	}
-	if err := os.Chmod(path, mode); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("localapi: %w", err)
-	}
-	return ln, nil
 }
 
 // Serve serves the API on ln until ctx ends or ln fails. It returns once
@@ -113,7 +94,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			s.ServeHTTP(w, r)
 		}),
 		BaseContext:       func(net.Listener) context.Context { return hctx },
-		ConnContext:       connContext,
+		ConnContext:       peercred.ConnContext,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
@@ -173,29 +154,17 @@ func (q *requests) wait() {
 // ServeHTTP checks the caller's credentials and serves the request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	cred, ok := peercred.FromContext(r.Context())
-	if !ok || !s.allowed(cred, groupsFromContext(r.Context())) {
+	if !ok || !s.policy.Allows(cred) {
 		who := "unknown"
 		if ok {
-			who = fmt.Sprintf("uid=%d gid=%d pid=%d", cred.UID, cred.GID, cred.PID)
+			who = cred.String()
 		}
 		s.log.Warn("local API call refused", "caller", who, "path", r.URL.Path)
-		writeError(w, http.StatusForbidden, errors.New("permission denied: only root, the warrend user or its group may use this socket"))
+		writeError(w, http.StatusForbidden, errors.New("permission denied: only "+adminName+", the warrend user or its group may use the local API"))
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 	s.mux.ServeHTTP(w, r)
-}
-
-// allowed reports whether a caller with credentials c and supplementary
-// groups may use the API.
-func (s *Server) allowed(c peercred.Cred, groups []uint32) bool {
-	if c.UID == 0 || int(c.UID) == s.uid {
-		return true
-	}
-	if s.cfg.Group < 0 {
-		return false
-	}
-	return int64(c.GID) == int64(s.cfg.Group) || slices.ContainsFunc(groups, func(g uint32) bool { return int64(g) == int64(s.cfg.Group) })
 }
 
 // apiError is the body of every failed request.

@@ -1,3 +1,5 @@
+//go:build !windows
+
 package localapi
 
 import (
@@ -79,7 +81,7 @@ func TestStatus(t *testing.T) {
 	b := newFakeBackend()
 	b.status.Coordinator = "https://coord.example"
 	b.status.Peers = []PeerStatus{{ID: 2, Name: "web", Addresses: []netip.Prefix{netip.MustParsePrefix("100.64.0.2/32")}, Online: true}}
-	ts := startServer(t, b, Config{Group: -1})
+	ts := startServer(t, b, Config{})
 	got, err := ts.client.Status(testCtx(t))
 	if err != nil {
 		t.Fatal(err)
@@ -95,7 +97,7 @@ func TestStatus(t *testing.T) {
 func TestUpStreamsProgress(t *testing.T) {
 	b := newFakeBackend()
 	b.upGate = make(chan struct{})
-	ts := startServer(t, b, Config{Group: -1})
+	ts := startServer(t, b, Config{})
 	req := UpRequest{Coordinator: "https://coord.example", AuthKey: "wkey-1", Hostname: "laptop", Tags: []string{"tag:dev"}}
 	var steps []string
 	st, err := ts.client.Up(testCtx(t), req, func(s string) {
@@ -122,7 +124,7 @@ func TestUpStreamsProgress(t *testing.T) {
 func TestUpWireFormat(t *testing.T) {
 	b := newFakeBackend()
 	b.upErr = errors.New("coordinator refused the auth key: ask an admin for a new one")
-	ts := startServer(t, b, Config{Group: -1})
+	ts := startServer(t, b, Config{})
 	resp, body := rawDo(t, ts.path, http.MethodPost, "/v0/up", strings.NewReader(`{"authKey":"k"}`), nil)
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "application/x-ndjson" {
 		t.Fatalf("status %d, content type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
@@ -148,7 +150,7 @@ func TestUpWireFormat(t *testing.T) {
 
 func TestDownLogoutPingNetcheckResolve(t *testing.T) {
 	b := newFakeBackend()
-	ts := startServer(t, b, Config{Group: -1})
+	ts := startServer(t, b, Config{})
 	ctx, c := testCtx(t), ts.client
 
 	if st, err := c.Down(ctx); err != nil || !reflect.DeepEqual(st, b.status) {
@@ -220,7 +222,7 @@ func TestBackendErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			b := newFakeBackend()
 			tt.set(b, errors.New(msg))
-			ts := startServer(t, b, Config{Group: -1})
+			ts := startServer(t, b, Config{})
 			hdr := http.Header{"Connection": {"Upgrade"}, "Upgrade": {dialUpgrade}}
 			resp, body := rawDo(t, ts.path, tt.method, tt.target, strings.NewReader(tt.body), hdr)
 			if resp.StatusCode != tt.code {
@@ -256,7 +258,7 @@ func TestRouting(t *testing.T) {
 		{"HEAD", "/v0/status", http.StatusOK},
 	}
 	b := newFakeBackend()
-	ts := startServer(t, b, Config{Group: -1})
+	ts := startServer(t, b, Config{})
 	for _, tt := range tests {
 		resp, _ := rawDo(t, ts.path, tt.method, tt.target, nil, nil)
 		if resp.StatusCode != tt.code {
@@ -273,7 +275,7 @@ func TestRouting(t *testing.T) {
 
 func TestDialBadRequests(t *testing.T) {
 	b := newFakeBackend()
-	ts := startServer(t, b, Config{Group: -1})
+	ts := startServer(t, b, Config{})
 	upgrade := http.Header{"Connection": {"Upgrade"}, "Upgrade": {dialUpgrade}}
 	tests := []struct {
 		name   string
@@ -304,7 +306,7 @@ func TestDialBadRequests(t *testing.T) {
 // half-close through while the other direction stays open.
 func TestDialStream(t *testing.T) {
 	b := newFakeBackend()
-	ts := startServer(t, b, Config{Group: -1})
+	ts := startServer(t, b, Config{})
 	ctx := testCtx(t)
 	conn, err := ts.client.Dial(ctx, "web:80")
 	if err != nil {
@@ -348,7 +350,7 @@ func TestDialStream(t *testing.T) {
 // Serve: the client sees the stream end and no goroutine is left.
 func TestDialEndsWithServe(t *testing.T) {
 	b := newFakeBackend()
-	ts := startServer(t, b, Config{Group: -1})
+	ts := startServer(t, b, Config{})
 	conn, err := ts.client.Dial(testCtx(t), "web:80")
 	if err != nil {
 		t.Fatal(err)
@@ -365,7 +367,7 @@ func TestDialEndsWithServe(t *testing.T) {
 
 func TestDialContextCancelled(t *testing.T) {
 	b := newFakeBackend()
-	ts := startServer(t, b, Config{Group: -1})
+	ts := startServer(t, b, Config{})
 	ctx, cancel := context.WithCancel(testCtx(t))
 	cancel()
 	if conn, err := ts.client.Dial(ctx, "web:80"); err == nil {
@@ -429,11 +431,11 @@ func TestClientBadResponses(t *testing.T) {
 
 func TestServeReturnsWhenListenerFails(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "warrend.sock")
-	ln, err := Listen(path, -1)
+	ln, err := Listen(path, Access{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := NewServer(Config{Backend: newFakeBackend(), Group: -1})
+	s, err := NewServer(Config{Backend: newFakeBackend()})
 	if err != nil {
 		t.Fatal(err)
 	}

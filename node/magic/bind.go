@@ -22,18 +22,30 @@ func (c *Conn) Bind() *Bind { return &Bind{c: c} }
 // Open implements conn.Bind: it opens the UDP socket and returns its
 // receive functions, wrapped to take disco and STUN packets out and to
 // label WireGuard packets with their peer, plus one function that
-// receives what the relays deliver.
+// receives what the relays deliver. When the OS gives no UDP socket on
+// any port (Wine 8 lacks an ioctl Go's net package sets on every UDP
+// socket), it warns and opens the relays alone: the node still works,
+// relayed. A chosen port that cannot be had is still an error.
 func (b *Bind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	c := b.c
 	fns, actual, err := c.udp.Open(port)
-	if err != nil {
+	switch {
+	case err != nil && port != 0:
 		return nil, 0, err
+	case err != nil:
+		c.log.Warn("no UDP socket: every peer is reached through relays", "err", err)
+		fns, actual = nil, 0
+		c.noUDP.Store(true)
+	default:
+		c.noUDP.Store(false)
 	}
 	gen := &bindGen{closed: make(chan struct{})}
-	if l, err := openLowTTL(actual); err == nil {
-		c.lowTTL.Store(l)
-	} else {
-		c.log.Debug("no openers for discovery", "err", err)
+	if actual != 0 {
+		if l, err := openLowTTL(actual); err == nil {
+			c.lowTTL.Store(l)
+		} else {
+			c.log.Debug("no openers for discovery", "err", err)
+		}
 	}
 	c.mu.Lock()
 	c.gen, c.port = gen, actual
@@ -104,7 +116,7 @@ func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 			p.lastInit.Store(&sentInit{pkt: slices.Clone(bufs[0]), at: now})
 		}
 	}
-	if c.cfg.RelayOnly {
+	if c.relayOnly() {
 		return c.relays.send(p, bufs)
 	}
 	best, ok := p.trusted(now)
@@ -271,14 +283,14 @@ func (c *Conn) receiveUDP(fn conn.ReceiveFunc) conn.ReceiveFunc {
 			from := netip.AddrPortFrom(std.AddrPort.Addr().Unmap(), std.AddrPort.Port())
 			switch {
 			case isWireGuard(pkt):
-				if p := idx.byAddr[from]; p != nil && !c.cfg.RelayOnly {
+				if p := idx.byAddr[from]; p != nil && !c.relayOnly() {
 					eps[i] = p.ep
 					c.noteWireGuard(p, pkt)
 					continue
 				}
 				sizes[i] = 0
 			case disco.Looks(pkt):
-				if !c.cfg.RelayOnly {
+				if !c.relayOnly() {
 					c.handleDisco(pkt, from, nil)
 				}
 				sizes[i] = 0

@@ -225,7 +225,7 @@ func (p *peer) stale(now int64) bool {
 // and our ping opens our NAT for its pings from there.
 func (c *Conn) pingNew(p *peer, addrs []netip.AddrPort) {
 	now := c.now()
-	if c.cfg.RelayOnly || now-p.lastSend.Load() > int64(activeWindow) {
+	if c.relayOnly() || now-p.lastSend.Load() > int64(activeWindow) {
 		return
 	}
 	if c.probe(p, addrs, false) && now-p.lastCallMeMaybe.Load() >= int64(callMeMaybeGap) {
@@ -269,7 +269,7 @@ func (c *Conn) maintain() {
 				c.discover(p, now)
 			}
 		case <-t.C:
-			if c.cfg.RelayOnly {
+			if c.relayOnly() {
 				continue
 			}
 			now := c.now()
@@ -336,7 +336,7 @@ func (c *Conn) expire(idx *peerIndex, now int64) {
 // handleRelayDisco handles a disco packet a relay delivered from src.
 func (c *Conn) handleRelayDisco(src key.NodePublic, pkt []byte) {
 	p := c.peer(src)
-	if p == nil || c.cfg.RelayOnly {
+	if p == nil || c.relayOnly() {
 		return
 	}
 	c.handleDisco(pkt, netip.AddrPort{}, p)

@@ -89,6 +89,10 @@ type Config struct {
 	HTTPClient *http.Client
 	// RelayOnly disables direct paths: everything goes through relays.
 	RelayOnly bool
+	// UDP is the socket bind for direct paths (nil: wireguard-go's
+	// StdNetBind). When it cannot open at all (any port), the Conn runs
+	// on relays alone, as with RelayOnly, and logs a warning.
+	UDP conn.Bind
 	// OnStaleSession is called, from the Conn's own goroutine, when a peer
 	// sends WireGuard data although no handshake with it has passed
 	// through this Conn: the peer still holds a session with an earlier
@@ -108,6 +112,7 @@ type Conn struct {
 	cfg      Config
 	log      *slog.Logger
 	udp      conn.Bind
+	noUDP    atomic.Bool // the bind's socket could not be opened: relays only
 	nodePub  key.NodePublic
 	discoPub key.DiscoPublic
 	checker  *netcheck.Checker
@@ -166,9 +171,12 @@ func New(cfg Config) (*Conn, error) {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
 	}
+	if cfg.UDP == nil {
+		cfg.UDP = conn.NewStdNetBind()
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Conn{
-		cfg: cfg, log: cfg.Logger, udp: conn.NewStdNetBind(),
+		cfg: cfg, log: cfg.Logger, udp: cfg.UDP,
 		nodePub: cfg.NodeKey.Public(), discoPub: cfg.DiscoKey.Public(), start: time.Now(),
 		ctx: ctx, cancel: cancel,
 		derpRecv: make(chan relayPacket, 256),
@@ -187,6 +195,10 @@ func New(cfg Config) (*Conn, error) {
 	go c.measureLoop()
 	return c, nil
 }
+
+// relayOnly reports whether direct paths are off: by configuration, or
+// because no UDP socket could be opened.
+func (c *Conn) relayOnly() bool { return c.cfg.RelayOnly || c.noUDP.Load() }
 
 // now is a monotonic clock in nanoseconds, cheap to store in atomics.
 func (c *Conn) now() int64 { return int64(time.Since(c.start)) }

@@ -354,7 +354,7 @@ func (c *Conn) Path(k key.NodePublic) string {
 	if p == nil {
 		return "none"
 	}
-	if b, ok := p.trusted(c.now()); ok && !c.cfg.RelayOnly {
+	if b, ok := p.trusted(c.now()); ok && !c.relayOnly() {
 		return fmt.Sprintf("direct %s", b.addr)
 	}
 	region := c.relays.regionFor(p)
@@ -398,7 +398,7 @@ func (c *Conn) PathInfo(k key.NodePublic) (PathInfo, bool) {
 		return PathInfo{}, false
 	}
 	info := PathInfo{PeerHome: int(p.home.Load())}
-	if b, ok := p.trusted(c.now()); ok && !c.cfg.RelayOnly {
+	if b, ok := p.trusted(c.now()); ok && !c.relayOnly() {
 		info.Direct, info.RTT = b.addr, b.rtt
 	} else if r := c.relays.regionFor(p); r != nil {
 		info.Relay = r.Code

@@ -4,6 +4,7 @@ package buildtest
 
 import (
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -14,6 +15,13 @@ import (
 // temporary directory and returns it.
 func Build(t testing.TB, cmds ...string) string {
 	t.Helper()
+	return BuildFor(t, "", "", cmds...)
+}
+
+// BuildFor is Build for another OS and CPU (GOOS and GOARCH; "" for this
+// machine's).
+func BuildFor(t testing.TB, goos, goarch string, cmds ...string) string {
+	t.Helper()
 	_, file, _, _ := runtime.Caller(0)
 	root := filepath.Join(filepath.Dir(file), "..", "..", "..")
 	dir := t.TempDir()
@@ -23,6 +31,9 @@ func Build(t testing.TB, cmds ...string) string {
 	}
 	cmd := exec.Command("go", args...)
 	cmd.Dir = root
+	if goos != "" || goarch != "" {
+		cmd.Env = append(os.Environ(), "GOOS="+goos, "GOARCH="+goarch)
+	}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build %v: %v\n%s", cmds, err, out)
 	}

@@ -22,15 +22,12 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
-
-	"golang.org/x/sys/unix"
 )
 
 // Prefix starts the name of every namespace this package creates.
@@ -48,7 +45,7 @@ var (
 // PATH and may create network namespaces.
 func Skip(tb testing.TB) {
 	tb.Helper()
-	if runtime.GOOS != "linux" {
+	if !supported {
 		tb.Skipf("skipping: network namespace tests need Linux (this is %s)", runtime.GOOS)
 	}
 	if os.Geteuid() != 0 {
@@ -107,7 +104,9 @@ func (n *Namespace) remove() {
 		for _, f := range strings.Fields(string(out)) {
 			// Never this process: one of its threads may still be inside.
 			if pid, err := strconv.Atoi(f); err == nil && pid != os.Getpid() {
-				unix.Kill(pid, unix.SIGKILL)
+				if p, err := os.FindProcess(pid); err == nil {
+					p.Kill()
+				}
 			}
 		}
 	}
@@ -213,45 +212,6 @@ func (n *Namespace) EnableForwarding() {
 	if err != nil {
 		n.tb.Fatalf("netns %s: enable forwarding: %v", n.Name, err)
 	}
-}
-
-// Do runs fn on an OS thread that has entered the namespace, so sockets
-// (and TUN devices) fn creates belong to it; they stay there when used from
-// other goroutines later. Goroutines fn starts run in the caller's
-// namespace, and fn must report failure by its error, not tb.Fatal.
-func (n *Namespace) Do(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		// The thread stays locked, and so is destroyed with the goroutine,
-		// unless it gets back to its own namespace.
-		runtime.LockOSThread()
-		orig, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
-		if err != nil {
-			errc <- fmt.Errorf("netns: open own namespace: %w", err)
-			return
-		}
-		defer orig.Close()
-		target, err := os.Open(filepath.Join(runDir, n.Name))
-		if err != nil {
-			errc <- fmt.Errorf("netns: open %s: %w", n.Name, err)
-			return
-		}
-		err = unix.Setns(int(target.Fd()), unix.CLONE_NEWNET)
-		target.Close()
-		if err != nil {
-			errc <- fmt.Errorf("netns: enter %s: %w", n.Name, err)
-			return
-		}
-		ferr := fn()
-		// Back home before the caller hears of it: a caller that goes on
-		// to remove the namespace must not find this thread inside (if it
-		// is the main thread, "ip netns pids" would name this process).
-		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- ferr
-	}()
-	return <-errc
 }
 
 func randomHex() string {

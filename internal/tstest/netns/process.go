@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"testing"
 	"time"
 )
 
@@ -32,23 +33,35 @@ type Process struct {
 // test ends, and its output logged if the test failed.
 func (n *Namespace) Start(name string, args ...string) *Process {
 	n.tb.Helper()
-	cmd := n.Command(name, args...)
+	return start(n.tb, "netns "+n.Name, name, n.Command(name, args...))
+}
+
+// StartCmd starts cmd (in a namespace or not) as Start does: its output
+// captured, stopped when the test ends, its output logged (labelled with
+// where) if the test failed.
+func StartCmd(tb testing.TB, where string, cmd *exec.Cmd) *Process {
+	tb.Helper()
+	return start(tb, where, cmd.Args[0], cmd)
+}
+
+func start(tb testing.TB, where, name string, cmd *exec.Cmd) *Process {
+	tb.Helper()
 	p := &Process{name: name, cmd: cmd, out: newOutput(), done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	cmd.WaitDelay = stopGrace // children holding the output pipe must not block Wait
 	if err := cmd.Start(); err != nil {
-		n.tb.Fatalf("netns %s: start %s: %v", n.Name, name, err)
+		tb.Fatalf("%s: start %s: %v", where, name, err)
 	}
 	go func() {
 		p.err = cmd.Wait()
 		close(p.done)
 	}()
-	n.tb.Cleanup(func() {
+	tb.Cleanup(func() {
 		if err := p.Stop(); err != nil {
-			n.tb.Logf("netns %s: %v", n.Name, err)
+			tb.Logf("%s: %v", where, err)
 		}
-		if n.tb.Failed() {
-			n.tb.Logf("netns %s: output of %s:\n%s", n.Name, name, tail(p.Output(), 16<<10))
+		if tb.Failed() {
+			tb.Logf("%s: output of %s:\n%s", where, name, tail(p.Output(), 16<<10))
 		}
 	})
 	return p

@@ -1,0 +1,6 @@
+//go:build !linux && !darwin && !windows
+
+package localapi
+
+// DefaultSocket is where warrend listens unless told otherwise.
+const DefaultSocket = "/var/run/warrend.sock"
