@@ -52,7 +52,6 @@ type options struct {
 	logFormat, logLevel                                    *string
 }
 
-
 func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *options) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
