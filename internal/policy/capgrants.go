@@ -16,7 +16,10 @@ import (
 // destination chooses to read from it. Its sources are computed exactly
 // as an ip grant's with the same src and srcPosture, so a capability is
 // never given to more sources than the same grant's network access would
-// reach. Capabilities do not make nodes peers.
+// reach. As in Tailscale, an app grant makes its sources and destination
+// nodes peers (they see each other in their netmaps), even with no ip
+// grant between them; peers carry no access: only the packet filter
+// admits packets.
 //
 // What Tailscale does beyond this (read in tailcfg and in headscale's
 // policy v2, which reproduces Tailscale's recorded filters) and Warren
@@ -44,10 +47,14 @@ func (ps *parser) capRule(i, off int, text string, srcs, dsts []selector, dstNam
 }
 
 // capState is the compiled state of one grant's app capabilities in a
-// graph: its eligible sources, rebuilt from scratch after any change.
+// graph: its eligible sources (gr.src), the nodes its destinations give
+// capabilities to (dst; selfDst for autogroup:self, per user), rebuilt
+// from scratch after any change.
 type capState struct {
-	gr   *grule
-	caps map[string][]json.RawMessage
+	gr      *grule
+	caps    map[string][]json.RawMessage
+	dst     bitset
+	selfDst bitset
 }
 
 // capStates returns the state of every app grant, rebuilding it when a
@@ -62,12 +69,22 @@ func (g *Graph) capStates() []capState {
 			continue
 		}
 		gr := &grule{r: a.r, active: true, dirty: true, self: map[string][]netip.Prefix{}}
+		cs := capState{gr: gr, caps: a.Caps}
 		for s, n := range g.nodes {
-			if n != nil && g.eligible(a.r, n) {
+			if n == nil {
+				continue
+			}
+			if g.eligible(a.r, n) {
 				gr.src.set(int32(s))
 			}
+			if len(capDsts(a.r, n, false)) > 0 {
+				cs.dst.set(int32(s))
+			}
+			if a.r.hasSelf && len(capDsts(a.r, n, true)) > 0 {
+				cs.selfDst.set(int32(s))
+			}
 		}
-		g.caps = append(g.caps, capState{gr: gr, caps: a.Caps})
+		g.caps = append(g.caps, cs)
 	}
 	g.capsDirty = false
 	return g.caps
@@ -116,9 +133,30 @@ func capDsts(r *rule, n *gnode, self bool) []netip.Prefix {
 	return slices.Compact(out)
 }
 
+// capPeers adds to seen the nodes that app grants make peers of the node
+// in slot (user key): destinations of the grants it is a source of, and
+// sources of the grants it is a destination of.
+func (g *Graph) capPeers(seen *bitset, slot int32, key string) {
+	for _, cs := range g.capStates() {
+		src := &cs.gr.src
+		if src.has(slot) {
+			seen.or(cs.dst)
+			if cs.gr.r.hasSelf && key != "" {
+				g.addUserIn(seen, key, cs.selfDst)
+			}
+		}
+		if cs.dst.has(slot) {
+			seen.or(*src)
+		}
+		if cs.gr.r.hasSelf && key != "" && cs.selfDst.has(slot) {
+			g.addUserIn(seen, key, *src)
+		}
+	}
+}
+
 // capUpdate notes that a node moves from old to nw (either may be nil):
 // the capability rules are rebuilt, and with aff non-nil every node whose
-// capability rules may change is added to it.
+// capability rules or peers may change is added to it.
 func (g *Graph) capUpdate(old, nw *gnode, aff *bitset) {
 	if len(g.p.appGrants) == 0 {
 		return
@@ -132,6 +170,17 @@ func (g *Graph) capUpdate(old, nw *gnode, aff *bitset) {
 		r := a.r
 		if r == nil {
 			continue
+		}
+		isDst := func(n *gnode) bool {
+			return n != nil && (len(capDsts(r, n, false)) > 0 || (r.hasSelf && len(capDsts(r, n, true)) > 0))
+		}
+		if isDst(old) || isDst(nw) {
+			// The grant's sources gain or lose it as a peer.
+			for s, n := range g.nodes {
+				if n != nil && g.eligible(r, n) {
+					aff.set(int32(s))
+				}
+			}
 		}
 		if !(old != nil && g.eligible(r, old)) && !(nw != nil && g.eligible(r, nw)) {
 			continue

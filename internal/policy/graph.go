@@ -440,6 +440,9 @@ func (g *Graph) Peers(id wire.NodeID, fn func(wire.NodeID) bool) {
 			}
 		}
 	}
+	if len(g.p.appGrants) > 0 {
+		g.capPeers(&seen, slot, key)
+	}
 	seen.clear(slot)
 	seen.each(func(s int32) bool {
 		if int(s) < len(g.nodes) && g.nodes[s] != nil {

@@ -134,6 +134,8 @@ var randomPolicies = []string{`{
 	],
 	"grants": [
 		{"src": ["group:b"], "dst": ["10.0.0.0/8", "autogroup:internet"], "ip": ["tcp:443"], "via": ["tag:t1"]},
+		{"src": ["tag:t2", "group:idp"], "dst": ["tag:t0", "u4@x.com"], "app": {"example.com/cap/a": [{"x": 1}]}},
+		{"src": ["autogroup:member"], "dst": ["autogroup:self"], "app": {"example.com/cap/self": [{}]}, "srcPosture": ["posture:mac"]},
 	],
 }`, `{
 	"groups": {"group:a": ["u1@x.com"], "group:b": ["u2@x.com", "u3@x.com"], "group:idp": []},
@@ -151,6 +153,7 @@ var randomPolicies = []string{`{
 	],
 	"grants": [
 		{"src": ["*"], "dst": ["*"], "ip": ["tcp:8443"], "via": ["tag:t2"], "srcPosture": []},
+		{"src": ["u1@x.com"], "dst": ["tag:t1"], "app": {"example.com/cap/b": [{}]}, "srcPosture": []},
 	],
 }`}
 
