@@ -16,8 +16,8 @@ func startKernelRouter(tun string, snat bool, log *slog.Logger) (*kernelRouter, 
 	return nil, errRouterUnsupported
 }
 
-// setSubnetRoutes: kernel routes for peers' subnet routes are installed
-// on Linux only so far.
+// setSubnetRoutes is for a kernelDevice of an OS with no routing of its
+// own; macOS (utunDevice) and Windows (wintunDevice) devices have theirs.
 func (d *kernelDevice) setSubnetRoutes(add, del []tunRoute) error {
 	if len(add) == 0 && len(del) == 0 {
 		return nil
