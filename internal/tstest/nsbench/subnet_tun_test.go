@@ -18,10 +18,10 @@ import (
 // namespace on one veth pair, and a plain LAN host (no Warren) behind the
 // router on 10.20.0.0/24. Both Warren nodes run in kernel TUN mode.
 const (
-	subnetLaptop = "10.213.0.1"
-	subnetRouter = "10.213.0.2"
-	subnetHost   = "10.20.0.5"
-	subnetPolicy = `{"acls": [{"action": "accept", "src": ["admin@warren.internal"], "dst": ["*:*", "10.20.0.0/24:*"]}]}`
+	tunSubnetLaptop = "10.213.0.1"
+	tunSubnetRouter = "10.213.0.2"
+	tunSubnetHost   = "10.20.0.5"
+	tunSubnetPolicy = `{"acls": [{"action": "accept", "src": ["admin@warren.internal"], "dst": ["*:*", "10.20.0.0/24:*"]}]}`
 )
 
 // BenchmarkTUNSubnetRouter measures one TCP stream from a TUN-mode laptop
@@ -35,18 +35,18 @@ func BenchmarkTUNSubnetRouter(b *testing.B) {
 	netns.Skip(b)
 	bin := buildBenchnode(b)
 	laptop, router, lan := netns.New(b, "f-sbench-laptop"), netns.New(b, "f-sbench-router"), netns.New(b, "f-sbench-lan")
-	netns.Connect(laptop, router, subnetLaptop+"/24", subnetRouter+"/24")
-	netns.Connect(router, lan, "10.20.0.1/24", subnetHost+"/24")
+	netns.Connect(laptop, router, tunSubnetLaptop+"/24", tunSubnetRouter+"/24")
+	netns.Connect(router, lan, "10.20.0.1/24", tunSubnetHost+"/24")
 	for _, ns := range []*netns.Namespace{router, lan} {
 		sink := ns.Start(bin, "tcpsink", "-listen", ":"+sinkPort)
 		if _, err := sink.WaitFor("listening", 10*time.Second); err != nil {
 			b.Fatal(err)
 		}
 	}
-	direct := startSubnetRouter(b, laptop, router)
+	direct := startTUNSubnetRouter(b, laptop, router)
 
 	mbps := map[string]float64{}
-	for _, m := range []struct{ name, dst string }{{"mesh-direct", direct}, {"subnet-router", subnetHost}} {
+	for _, m := range []struct{ name, dst string }{{"mesh-direct", direct}, {"subnet-router", tunSubnetHost}} {
 		b.Run(m.name, func(b *testing.B) {
 			v := sendBytes(b, laptop, bin, m.dst, b.N<<20)
 			mbps[m.name] = v
@@ -57,7 +57,7 @@ func BenchmarkTUNSubnetRouter(b *testing.B) {
 		})
 	}
 	if mbps["mesh-direct"] > 0 && mbps["subnet-router"] > 0 {
-		paired := pairedRatio(b, laptop, bin, direct, subnetHost, mbps["mesh-direct"])
+		paired := pairedRatio(b, laptop, bin, direct, tunSubnetHost, mbps["mesh-direct"])
 		verdict := "meets"
 		if paired < 0.8 {
 			verdict = "MISSES"
@@ -69,12 +69,12 @@ func BenchmarkTUNSubnetRouter(b *testing.B) {
 	}
 }
 
-// startSubnetRouter starts a coordinator and warrend in kernel TUN mode in
+// startTUNSubnetRouter starts a coordinator and warrend in kernel TUN mode in
 // laptop and router (the router advertising 10.20.0.0/24, approved by the
 // admin), waits until the laptop's kernel routes the prefix into its TUN
 // device and the host answers through it, and returns the router's mesh
 // IPv4 address.
-func startSubnetRouter(b *testing.B, laptop, router *netns.Namespace) string {
+func startTUNSubnetRouter(b *testing.B, laptop, router *netns.Namespace) string {
 	b.Helper()
 	dir := b.TempDir()
 	bin := filepath.Join(dir, "bin")
@@ -83,11 +83,11 @@ func startSubnetRouter(b *testing.B, laptop, router *netns.Namespace) string {
 	if err := os.MkdirAll(coordDir, 0o700); err != nil {
 		b.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(coordDir, "policy.hujson"), []byte(subnetPolicy), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(coordDir, "policy.hujson"), []byte(tunSubnetPolicy), 0o600); err != nil {
 		b.Fatal(err)
 	}
 	coordBin := filepath.Join(bin, "warren-coordinator")
-	listen := subnetLaptop + ":8080"
+	listen := tunSubnetLaptop + ":8080"
 	coord := laptop.Start(coordBin, "serve", "--state-dir", coordDir, "--listen", listen, "--bootstrap-user", "admin@warren.internal")
 	if _, err := coord.WaitFor("Join a node", 30*time.Second); err != nil {
 		b.Fatal(err)
@@ -100,8 +100,8 @@ func startSubnetRouter(b *testing.B, laptop, router *netns.Namespace) string {
 		name, ip string
 		up       []string
 	}{
-		{router, "router", subnetRouter, []string{"--advertise-routes", "10.20.0.0/24"}},
-		{laptop, "laptop", subnetLaptop, nil},
+		{router, "router", tunSubnetRouter, []string{"--advertise-routes", "10.20.0.0/24"}},
+		{laptop, "laptop", tunSubnetLaptop, nil},
 	} {
 		sock := filepath.Join(dir, n.name+".sock")
 		socks[n.name] = sock
@@ -128,7 +128,7 @@ func startSubnetRouter(b *testing.B, laptop, router *netns.Namespace) string {
 		route := laptop.Run("ip", "route", "show", "10.20.0.0/24")
 		if strings.Contains(route, "dev wrnf0") {
 			if laptop.Do(func() error {
-				c, err := net.DialTimeout("tcp", net.JoinHostPort(subnetHost, sinkPort), 2*time.Second)
+				c, err := net.DialTimeout("tcp", net.JoinHostPort(tunSubnetHost, sinkPort), 2*time.Second)
 				if err == nil {
 					c.Close()
 				}
