@@ -48,8 +48,9 @@ test-short:
 # BenchmarkIdleClientRSS (internal/tstest/relayrss) runs warren-derp and
 # Tailscale's derper as processes and compares their RSS per idle client.
 # The last line is the namespace benchmark: single-stream TCP throughput
-# over a veth, a bare wireguard-go tunnel and Warren's TUN mode, with ratios
-# (needs root; skips, saying so, otherwise).
+# over a veth, a bare wireguard-go tunnel and Warren's TUN mode, with ratios,
+# and through a TUN-mode subnet router beside direct mesh in the same run
+# (BenchmarkTUNSubnetRouter) (needs root; skips, saying so, otherwise).
 BENCH     = $(GO) test -run '^$$' -bench . -benchmem
 BIGNETMAP = BenchmarkFanoutDeliver/^nodes=10000$$/^users=1$$
 bench:

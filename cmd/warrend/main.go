@@ -49,6 +49,7 @@ type options struct {
 	port                                                   *uint
 	expose, endpoints                                      cli.StringList
 	relayOnly                                              *bool
+	snatSubnetRoutes                                       *bool
 	logFormat, logLevel                                    *string
 }
 
@@ -69,6 +70,7 @@ func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *options) {
 	fs.Var(&o.expose, "expose", "forward inbound mesh connections: PORT (to 127.0.0.1:PORT) or PORT=HOST:PORT (repeatable; userspace mode)")
 	fs.Var(&o.endpoints, "endpoint", "advertise this IP[:PORT] instead of the interface addresses (repeatable)")
 	o.relayOnly = fs.Bool("relay-only", false, "send all traffic through relays, never directly (for networks where peer-to-peer UDP is unwanted)")
+	o.snatSubnetRoutes = fs.Bool("snat-subnet-routes", true, "with --tun on a subnet router, masquerade mesh sources into the routed networks, so their hosts see this router's address; false keeps the mesh source (the routed network then needs a route back to 100.64.0.0/10 through this router)")
 	o.logFormat = fs.String("log-format", "text", "log format: text or json")
 	o.logLevel = fs.String("log-level", "info", "log level: debug, info, warn, error")
 	return fs, o
@@ -81,7 +83,7 @@ func (o *options) config() (daemon.Config, error) {
 		return daemon.Config{}, fmt.Errorf("--port %d is not a port", *o.port)
 	}
 	cfg := daemon.Config{StateDir: *o.stateDir, TUN: *o.tun, WGName: *o.wgName, ListenPort: uint16(*o.port), RelayOnly: *o.relayOnly,
-		DNSMethod: *o.dnsMethod, ResolvConf: *o.resolvConf}
+		NoSNATSubnetRoutes: !*o.snatSubnetRoutes, DNSMethod: *o.dnsMethod, ResolvConf: *o.resolvConf}
 	for _, e := range o.expose {
 		x, err := parseExpose(e)
 		if err != nil {

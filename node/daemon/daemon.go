@@ -85,6 +85,9 @@ type Config struct {
 	// RelayOnly sends all traffic through relays (no direct paths); for
 	// networks where direct UDP must not be used.
 	RelayOnly bool
+	// NoSNATSubnetRoutes keeps the mesh source of what a kernel TUN-mode
+	// subnet router forwards (warrend --snat-subnet-routes=false).
+	NoSNATSubnetRoutes bool
 }
 
 // Daemon is a running node.

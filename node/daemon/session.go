@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -230,7 +231,7 @@ func (s *session) onLoginURL(url string) {
 
 func (s *session) startEngine(nm *controlclient.Netmap) (*engine.Engine, error) {
 	cfg := engine.Config{NodeKey: s.st.NodeKey, DiscoKey: s.st.DiscoKey, Addresses: nm.Self.Addresses, TUN: s.d.cfg.TUN, UAPIName: s.d.cfg.WGName,
-		Router: len(s.st.Advertised()) > 0,
+		Router: len(s.st.Advertised()) > 0, NoSNAT: s.d.cfg.NoSNATSubnetRoutes, KeepOut: coordinatorAddrs(s.st.Coordinator),
 		Logger: s.d.log.With("part", "engine"), ListenPort: s.d.cfg.ListenPort,
 		LocalEndpoints: s.d.endpoints, OnEndpoints: s.client.SetEndpoints, EndpointInterval: s.d.cfg.EndpointInterval,
 		RelayOnly: s.d.cfg.RelayOnly}
@@ -334,4 +335,19 @@ func (s *session) expose(ln net.Listener, e Expose) {
 	if err != nil {
 		log.Error("inbound forward stopped", "err", err)
 	}
+}
+
+// coordinatorAddrs returns the coordinator's address when its URL names
+// it by IP, for the engine to keep out of subnet routes (a name is not
+// resolved: the engine asks on every netmap, and that must not block).
+func coordinatorAddrs(coordURL string) func() []netip.Addr {
+	u, err := url.Parse(coordURL)
+	if err != nil {
+		return nil
+	}
+	a, err := netip.ParseAddr(u.Hostname())
+	if err != nil {
+		return nil
+	}
+	return func() []netip.Addr { return []netip.Addr{a.Unmap()} }
 }

@@ -69,11 +69,20 @@ type Config struct {
 	// in TUN mode and none in userspace mode. Failing to open it is
 	// logged, not fatal: the data plane runs without it.
 	UAPIName string
-	// Router makes a userspace-mode node forward what peers send to the
-	// routes it serves (SetServedRoutes): connections are terminated in
-	// the netstack and dialled from the host. Kernel TUN mode does not
-	// forward yet.
+	// Router makes the node forward what peers send to the routes it
+	// serves. In userspace mode connections to the routes it serves
+	// (SetServedRoutes) are terminated in the netstack and dialled from
+	// the host; in kernel TUN mode (Linux) the kernel forwards: IP
+	// forwarding goes on, and mesh sources are masqueraded unless NoSNAT.
 	Router bool
+	// NoSNAT keeps the mesh source address of packets a kernel TUN-mode
+	// router forwards (the routed network then needs a route back to the
+	// mesh ranges through the router).
+	NoSNAT bool
+	// KeepOut returns addresses the kernel routes for peers' subnet routes
+	// must never cover (the coordinator's); the host's own addresses and
+	// relays given by IP are kept out anyway. Nil means none.
+	KeepOut func() []netip.Addr
 	// ServiceAddrs are further local addresses the kernel TUN device gets
 	// (MagicDNS's 100.100.100.100 and fd7a:115c:a1e0::53), so local apps
 	// reach services bound to them over the host's loopback path; they
@@ -119,6 +128,12 @@ type Engine struct {
 	routes map[netip.Prefix]key.NodePublic // subnet routes by carrying peer (SubnetRoutes)
 
 	served *servedRoutes // what this node forwards for peers (SetServedRoutes)
+
+	keepOut   func() []netip.Addr
+	router    *kernelRouter // kernel TUN-mode forwarding; nil if none
+	derpAddrs []netip.Addr  // relays given by IP (SetDERPMap), under mu
+	installed []tunRoute    // kernel routes for peers' subnet routes, under mu
+	skipped   string        // the last skipped routes, to warn once per change
 }
 
 // New starts a data plane with no peers and a deny-all filter.
@@ -158,7 +173,7 @@ func New(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{log: cfg.Logger, magic: mc, net: ndev, filter: filter.New(nil),
-		addrs: slices.Clone(cfg.Addresses), peers: make(map[key.NodePublic]wire.Node), served: served}
+		addrs: slices.Clone(cfg.Addresses), peers: make(map[key.NodePublic]wire.Node), served: served, keepOut: cfg.KeepOut}
 	e.tun = &filteredTUN{Device: ndev, filter: e.filter, log: cfg.Logger}
 	wlog := cfg.Logger.With("part", "wireguard")
 	e.dev = device.NewDevice(e.tun, mc.Bind(), &device.Logger{
@@ -184,6 +199,16 @@ func New(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	e.port = port
+	if cfg.TUN != "" && cfg.Router {
+		e.router, err = startKernelRouter(e.TUNName(), !cfg.NoSNAT, cfg.Logger)
+		if errors.Is(err, errRouterUnsupported) {
+			e.log.Warn("this node serves routes, but peers cannot use them", "err", err)
+		} else if err != nil {
+			e.dev.Close()
+			mc.Close()
+			return nil, err
+		}
+	}
 	if cfg.UAPIName == UAPIAuto {
 		cfg.UAPIName = e.TUNName()
 	}
@@ -217,11 +242,20 @@ func (e *Engine) Close() error {
 		_ = e.uapi.Close()
 	}
 	e.dev.Close()
-	return e.magic.Close()
+	err := e.magic.Close()
+	if e.router != nil {
+		err = errors.Join(err, e.router.Close())
+	}
+	return err
 }
 
 // SetDERPMap gives path selection the relay regions.
-func (e *Engine) SetDERPMap(m *wire.DERPMap) { e.magic.SetDERPMap(m) }
+func (e *Engine) SetDERPMap(m *wire.DERPMap) {
+	e.mu.Lock()
+	e.derpAddrs = derpAddrs(m)
+	e.mu.Unlock()
+	e.magic.SetDERPMap(m)
+}
 
 // Netcheck measures the network over the WireGuard socket.
 func (e *Engine) Netcheck(ctx context.Context) (*netcheck.Report, error) {
@@ -248,7 +282,8 @@ func (e *Engine) SetNetmap(peers []wire.Node, rules []wire.FilterRule) error {
 	e.filter.SetRules(rules)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.magic.SetPeers(peers)
+	assignment := SubnetRoutes(peers)
+	e.magic.SetPeers(dropLoopingEndpoints(peers, e.installSubnetRoutes(assignment)))
 	var uapi strings.Builder
 	next := make(map[key.NodePublic]wire.Node, len(peers))
 	for _, p := range peers {
@@ -262,7 +297,6 @@ func (e *Engine) SetNetmap(peers []wire.Node, rules []wire.FilterRule) error {
 			fmt.Fprintf(&uapi, "public_key=%s\nremove=true\n", hexKey(k))
 		}
 	}
-	assignment := SubnetRoutes(peers)
 	for k, p := range next {
 		old, had := e.peers[k]
 		allowed := allowedIPs(p, assignment)

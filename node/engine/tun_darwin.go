@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -54,6 +55,9 @@ type utunDevice struct {
 	*kernelDevice
 	log    *slog.Logger
 	routes []tunRoute // added, for Close to delete
+
+	mu      sync.Mutex
+	subnets []tunRoute // peers' subnet routes added (setSubnetRoutes), for Close to delete
 
 	closeOnce sync.Once
 	closeErr  error
@@ -138,7 +142,11 @@ func (d *utunDevice) Close() error {
 	d.closeOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), utunConfigureTimeout)
 		defer cancel()
-		for _, r := range d.routes {
+		d.mu.Lock()
+		rs := append(slices.Clone(d.subnets), d.routes...)
+		d.subnets = nil
+		d.mu.Unlock()
+		for _, r := range rs {
 			argv := utunRouteCmd("delete", d.name, r)
 			out, err := runTool(ctx, argv)
 			if reason := routeFailure(out, d.name); err != nil || reason != "" {
@@ -148,6 +156,37 @@ func (d *utunDevice) Close() error {
 		d.closeErr = d.kernelDevice.Close()
 	})
 	return d.closeErr
+}
+
+// setSubnetRoutes adds and deletes the routes for peers' subnet routes
+// through the device with route(8).
+func (d *utunDevice) setSubnetRoutes(add, del []tunRoute) error {
+	ctx, cancel := context.WithTimeout(context.Background(), utunConfigureTimeout)
+	defer cancel()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var errs []error
+	for _, r := range del {
+		argv := utunRouteCmd("delete", d.name, r)
+		out, err := runTool(ctx, argv)
+		if reason := routeFailure(out, d.name); err != nil || reason != "" {
+			errs = append(errs, utunError(fmt.Sprintf("delete route %s via %s", r.dst, d.name), commandError(argv, out, err)))
+		}
+		d.subnets = slices.DeleteFunc(d.subnets, func(x tunRoute) bool { return x == r })
+	}
+	for _, r := range add {
+		argv := utunRouteCmd("add", d.name, r)
+		out, err := runTool(ctx, argv)
+		if reason := routeFailure(out, d.name); err != nil || reason != "" {
+			if reason != "" {
+				err = errors.New(reason)
+			}
+			errs = append(errs, utunError(fmt.Sprintf("add route %s via %s", r.dst, d.name), commandError(argv, out, err)))
+			continue
+		}
+		d.subnets = append(d.subnets, r)
+	}
+	return errors.Join(errs...)
 }
 
 // runTool runs argv and returns what it printed (stdout and stderr).

@@ -44,7 +44,34 @@ func openKernelTUN(cfg Config) (netDevice, error) {
 		tdev.Close()
 		return nil, err
 	}
-	return &kernelDevice{Device: tdev, name: name, addrs: addrs}, nil
+	return &wintunDevice{kernelDevice: &kernelDevice{Device: tdev, name: name, addrs: addrs}, luid: winipcfg.LUID(nt.LUID())}, nil
+}
+
+// wintunDevice is a kernelDevice that knows its adapter's LUID, to route
+// peers' subnets through it. The routes go with the adapter.
+type wintunDevice struct {
+	*kernelDevice
+	luid winipcfg.LUID
+}
+
+// setSubnetRoutes adds and deletes the routes for peers' subnet routes
+// through the adapter with winipcfg.
+func (d *wintunDevice) setSubnetRoutes(add, del []tunRoute) error {
+	var errs []error
+	for _, r := range del {
+		w := onLink(r)
+		if err := d.luid.DeleteRoute(w.dst, w.nextHop); err != nil && !errors.Is(err, windows.ERROR_NOT_FOUND) {
+			errs = append(errs, wintunError(fmt.Sprintf("delete route %s via %s", r.dst, d.name), err, errors.Is(err, windows.ERROR_ACCESS_DENIED)))
+		}
+	}
+	for _, r := range add {
+		w := onLink(r)
+		err := d.luid.AddRoute(w.dst, w.nextHop, 0)
+		if err != nil && !errors.Is(err, windows.ERROR_OBJECT_ALREADY_EXISTS) {
+			errs = append(errs, wintunError(fmt.Sprintf("add route %s via %s", r.dst, d.name), err, errors.Is(err, windows.ERROR_ACCESS_DENIED)))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // checkWintunDLL loads wintun.dll where wireguard-go will (the executable's

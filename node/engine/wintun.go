@@ -76,11 +76,19 @@ func wintunFamilyConfig(part tunPlan) (addrs []netip.Prefix, routes []wintunRout
 		addrs = append(addrs, hostPrefix(a))
 	}
 	for _, r := range part.routes {
-		hop := netip.IPv4Unspecified()
-		if r.dst.Addr().Is6() {
-			hop = netip.IPv6Unspecified()
-		}
-		routes = append(routes, wintunRoute{dst: r.dst, nextHop: hop})
+		routes = append(routes, onLink(r))
 	}
 	return addrs, routes
+}
+
+// onLink is r as a winipcfg route on-link through the adapter (the next
+// hop is the unspecified address of its family); the adapter's own address
+// of that family is the source Windows picks. Peers' subnet routes are
+// added and deleted one by one in this form.
+func onLink(r tunRoute) wintunRoute {
+	hop := netip.IPv4Unspecified()
+	if r.dst.Addr().Is6() {
+		hop = netip.IPv6Unspecified()
+	}
+	return wintunRoute{dst: r.dst, nextHop: hop}
 }

@@ -98,3 +98,14 @@ func TestWintunErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestWintunOnLink: a peer's subnet route goes on-link through the
+// adapter, with the unspecified next hop of its family.
+func TestWintunOnLink(t *testing.T) {
+	for dst, hop := range map[string]string{"10.20.0.0/24": "0.0.0.0", "fd00:20::/64": "::"} {
+		r := onLink(tunRoute{dst: netip.MustParsePrefix(dst), src: netip.MustParseAddr("100.64.0.7")})
+		if r.dst.String() != dst || r.nextHop.String() != hop {
+			t.Errorf("onLink(%s) = %v", dst, r)
+		}
+	}
+}
