@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -116,7 +117,13 @@ type Engine struct {
 
 	mu     sync.Mutex
 	peers  map[key.NodePublic]wire.Node
-	routes map[netip.Prefix]key.NodePublic // subnet routes by carrying peer (SubnetRoutes)
+	routes map[netip.Prefix]key.NodePublic // subnet routes by carrying peer (assignRoutes)
+	// demoted: routers that stopped answering, and when (failover.go).
+	demoted map[key.NodePublic]time.Time
+	live    routerLiveness
+
+	cancel context.CancelFunc // ends watchRouters
+	wg     sync.WaitGroup
 
 	served *servedRoutes // what this node forwards for peers (SetServedRoutes)
 }
@@ -158,7 +165,8 @@ func New(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{log: cfg.Logger, magic: mc, net: ndev, filter: filter.New(nil),
-		addrs: slices.Clone(cfg.Addresses), peers: make(map[key.NodePublic]wire.Node), served: served}
+		addrs: slices.Clone(cfg.Addresses), peers: make(map[key.NodePublic]wire.Node), served: served,
+		demoted: make(map[key.NodePublic]time.Time), live: mc}
 	e.tun = &filteredTUN{Device: ndev, filter: e.filter, log: cfg.Logger}
 	wlog := cfg.Logger.With("part", "wireguard")
 	e.dev = device.NewDevice(e.tun, mc.Bind(), &device.Logger{
@@ -184,6 +192,10 @@ func New(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	e.port = port
+	ctx, cancel := context.WithCancel(context.Background())
+	e.cancel = cancel
+	e.wg.Add(1)
+	go e.watchRouters(ctx, mc, hs.handshake)
 	if cfg.UAPIName == UAPIAuto {
 		cfg.UAPIName = e.TUNName()
 	}
@@ -213,6 +225,8 @@ func (e *Engine) TUNName() string {
 
 // Close stops the device, the stack and path selection.
 func (e *Engine) Close() error {
+	e.cancel()
+	e.wg.Wait()
 	if e.uapi != nil {
 		_ = e.uapi.Close()
 	}
@@ -249,7 +263,6 @@ func (e *Engine) SetNetmap(peers []wire.Node, rules []wire.FilterRule) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.magic.SetPeers(peers)
-	var uapi strings.Builder
 	next := make(map[key.NodePublic]wire.Node, len(peers))
 	for _, p := range peers {
 		if p.NodeKey.IsZero() {
@@ -257,14 +270,35 @@ func (e *Engine) SetNetmap(peers []wire.Node, rules []wire.FilterRule) error {
 		}
 		next[p.NodeKey] = p
 	}
+	var uapi strings.Builder
 	for k := range e.peers {
 		if _, ok := next[k]; !ok {
 			fmt.Fprintf(&uapi, "public_key=%s\nremove=true\n", hexKey(k))
 		}
 	}
-	assignment := SubnetRoutes(peers)
-	for k, p := range next {
-		old, had := e.peers[k]
+	if uapi.Len() > 0 {
+		if err := e.dev.IpcSet(uapi.String()); err != nil {
+			return fmt.Errorf("engine: apply netmap: %w", err)
+		}
+	}
+	e.liftDemotions(e.peers, next)
+	prev := e.peers
+	e.peers = next
+	return e.applyPeersLocked(prev)
+}
+
+// applyLocked makes WireGuard's allowed IPs match the routes assigned
+// now (after a demotion). Called with e.mu held.
+func (e *Engine) applyLocked() error { return e.applyPeersLocked(e.peers) }
+
+// applyPeersLocked assigns the routes among e.peers and configures the
+// peers that are new since prev or whose allowed IPs changed. Called with
+// e.mu held.
+func (e *Engine) applyPeersLocked(prev map[key.NodePublic]wire.Node) error {
+	assignment := assignRoutes(slices.Collect(maps.Values(e.peers)), e.demoted)
+	var uapi strings.Builder
+	for k, p := range e.peers {
+		old, had := prev[k]
 		allowed := allowedIPs(p, assignment)
 		if had && slices.Equal(allowedIPs(old, e.routes), allowed) {
 			continue
@@ -278,7 +312,8 @@ func (e *Engine) SetNetmap(peers []wire.Node, rules []wire.FilterRule) error {
 			fmt.Fprintf(&uapi, "allowed_ip=%s\n", a)
 		}
 	}
-	e.peers, e.routes = next, assignment
+	e.resetNewCarriers(e.routes, assignment)
+	e.routes = assignment
 	if uapi.Len() == 0 {
 		return nil
 	}

@@ -62,3 +62,12 @@ func (c *Conn) Unanswered(k key.NodePublic) time.Duration {
 	}
 	return p.waiting(c.now())
 }
+
+// ResetUnanswered forgets what packets to the peer with node key k wait
+// for: the next packet sent starts a new wait. (A router that just became
+// a prefix's carrier is judged by the packets sent to it in that role.)
+func (c *Conn) ResetUnanswered(k key.NodePublic) {
+	if p := c.peer(k); p != nil {
+		p.unanswered.Store(notWaiting)
+	}
+}
