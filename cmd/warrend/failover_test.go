@@ -253,17 +253,7 @@ func serveStream(ln net.Listener) (stop func()) {
 // proxyAddr to the LAN host's stream, and reads its first bytes, all
 // within timeout.
 func socksStream(ns *netns.Namespace, proxyAddr string, timeout time.Duration) (net.Conn, error) {
-	var c net.Conn
-	err := ns.Do(func() error {
-		d, err := proxy.SOCKS5("tcp", proxyAddr, nil, &net.Dialer{})
-		if err != nil {
-			return err
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		defer cancel()
-		c, err = d.(proxy.ContextDialer).DialContext(ctx, "tcp", "10.20.0.5:9000")
-		return err
-	})
+	c, err := socksDial(ns, proxyAddr, "10.20.0.5:9000", timeout)
 	if err != nil {
 		return nil, err
 	}
@@ -274,4 +264,21 @@ func socksStream(ns *netns.Namespace, proxyAddr string, timeout time.Duration) (
 	}
 	_ = c.SetReadDeadline(time.Time{})
 	return c, nil
+}
+
+// socksDial connects, from inside ns, through the SOCKS5 proxy at
+// proxyAddr to target, within timeout.
+func socksDial(ns *netns.Namespace, proxyAddr, target string, timeout time.Duration) (net.Conn, error) {
+	var c net.Conn
+	err := ns.Do(func() error {
+		d, err := proxy.SOCKS5("tcp", proxyAddr, nil, &net.Dialer{})
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		c, err = d.(proxy.ContextDialer).DialContext(ctx, "tcp", target)
+		return err
+	})
+	return c, err
 }
