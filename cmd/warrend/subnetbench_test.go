@@ -15,6 +15,14 @@ import (
 	"github.com/warrenmesh/warren/internal/tstest/poll"
 )
 
+// benchPolicy is failoverPolicy with the router's own port 9001 open to
+// the admin too (the direct-mesh baseline).
+const benchPolicy = `{
+	"tagOwners": {"tag:router": ["autogroup:admin"]},
+	"autoApprovers": {"routes": {"10.20.0.0/24": ["tag:router"]}},
+	"acls": [{"action": "accept", "src": ["admin@warren.internal"], "dst": ["10.20.0.0/24:*", "tag:router:9001"]}],
+}`
+
 // BenchmarkSubnetRouterUserspace measures TCP download throughput from a
 // LAN host (10.20.0.5, running no Warren) through a userspace-mode subnet
 // router to the laptop's SOCKS5 proxy ("userspace-router"), beside the
@@ -44,7 +52,7 @@ func BenchmarkSubnetRouterUserspace(b *testing.B) {
 	if err := os.MkdirAll(coordDir, 0o700); err != nil {
 		b.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(coordDir, "policy.hujson"), []byte(failoverPolicy), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(coordDir, "policy.hujson"), []byte(benchPolicy), 0o600); err != nil {
 		b.Fatal(err)
 	}
 	coordBin := filepath.Join(bin, "warren-coordinator")
