@@ -147,3 +147,41 @@ func TestSilentRouterDemoted(t *testing.T) {
 		t.Logf("moved to router %d %v after the first unanswered packet", want.ID, time.Since(start).Round(time.Millisecond))
 	}
 }
+
+// TestOfflineRouterLosesRoutes: the netmaps a client gets when the
+// coordinator publishes a router offline (its control channel closed)
+// and online again move the prefix off it and back, and a router that
+// comes back online is no longer demoted.
+func TestOfflineRouterLosesRoutes(t *testing.T) {
+	t.Parallel()
+	e, err := New(Config{NodeKey: key.NewNode(), Addresses: []netip.Prefix{netip.MustParsePrefix("100.64.0.1/32")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	a, b := twoRouters()
+	off := a
+	off.Online = false
+	for i, step := range []struct {
+		peers   []wire.Node
+		demoteA bool // demote a on this node before the netmap
+		want    key.NodePublic
+	}{
+		{[]wire.Node{a, b}, false, a.NodeKey},
+		{[]wire.Node{off, b}, false, b.NodeKey},
+		{[]wire.Node{a, b}, false, a.NodeKey},
+		{[]wire.Node{a, b}, true, b.NodeKey},    // demoted, still online: stays off
+		{[]wire.Node{off, b}, false, b.NodeKey}, // offline
+		{[]wire.Node{a, b}, false, a.NodeKey},   // back online: the demotion is lifted
+	} {
+		if step.demoteA {
+			e.demote(a.NodeKey, demoteAfter)
+		}
+		if err := e.SetNetmap(step.peers, nil); err != nil {
+			t.Fatal(err)
+		}
+		if got := e.PrimaryRoutes()[step.want]; len(got) != 1 || got[0] != a.Routes[0] {
+			t.Errorf("step %d: %v does not carry %v (primary routes %v)", i, step.want.ShortString(), a.Routes[0], e.PrimaryRoutes())
+		}
+	}
+}
