@@ -201,9 +201,9 @@ func TestUserspaceRouterFailover(t *testing.T) {
 			t.Errorf("%s: warren status names %q (%v) as primary, want %s", tc.name, got, err, tc.after)
 		}
 		if tc.name == "kill -9" {
-			// router-a comes back (a new disco key lifts nothing it needs:
-			// it is online and lowest again) and takes the prefix back.
-			daemonA = start(nodeA)
+			// router-a comes back (online again, and the lowest ID) and
+			// takes the prefix back: the next case cuts it off.
+			start(nodeA)
 		}
 	}
 }
