@@ -120,7 +120,6 @@ type Engine struct {
 	routes map[netip.Prefix]key.NodePublic // subnet routes by carrying peer (assignRoutes)
 	// demoted: routers that stopped answering, and when (failover.go).
 	demoted map[key.NodePublic]time.Time
-	live    routerLiveness
 
 	cancel context.CancelFunc // ends watchRouters
 	wg     sync.WaitGroup
@@ -166,7 +165,7 @@ func New(cfg Config) (*Engine, error) {
 	}
 	e := &Engine{log: cfg.Logger, magic: mc, net: ndev, filter: filter.New(nil),
 		addrs: slices.Clone(cfg.Addresses), peers: make(map[key.NodePublic]wire.Node), served: served,
-		demoted: make(map[key.NodePublic]time.Time), live: mc}
+		demoted: make(map[key.NodePublic]time.Time)}
 	e.tun = &filteredTUN{Device: ndev, filter: e.filter, log: cfg.Logger}
 	wlog := cfg.Logger.With("part", "wireguard")
 	e.dev = device.NewDevice(e.tun, mc.Bind(), &device.Logger{

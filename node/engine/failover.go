@@ -38,7 +38,6 @@ const (
 // routerLiveness is what the failover watch needs of path selection.
 type routerLiveness interface {
 	Unanswered(k key.NodePublic) time.Duration
-	ResetUnanswered(k key.NodePublic)
 }
 
 // rankRouter orders the candidates for a prefix: online and not demoted
@@ -102,7 +101,7 @@ func (e *Engine) liftDemotions(prev, next map[key.NodePublic]wire.Node) {
 	}
 }
 
-// carriers returns the peers that carry a route now. Called with e.mu held.
+// carriersLocked returns the peers that carry a route now. Called with e.mu held.
 func (e *Engine) carriersLocked() []key.NodePublic {
 	var out []key.NodePublic
 	for _, k := range e.routes {
@@ -176,7 +175,7 @@ func (e *Engine) demote(k key.NodePublic, silent time.Duration) {
 func (e *Engine) resetNewCarriers(before, after map[netip.Prefix]key.NodePublic) {
 	for r, k := range after {
 		if before[r] != k {
-			e.live.ResetUnanswered(k)
+			e.magic.ResetUnanswered(k)
 		}
 	}
 }
