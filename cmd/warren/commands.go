@@ -266,7 +266,7 @@ func (c *command) status(args []string) error {
 		fmt.Fprintln(c.out, "No peers: nothing this node may reach or be reached from.")
 		return nil
 	}
-	return cli.PrintTable(c.out, "NAME\tADDRESS\tOWNER\tONLINE\tPATH\tHANDSHAKE\tRX\tTX", func(w io.Writer) {
+	err = cli.PrintTable(c.out, "NAME\tADDRESS\tOWNER\tONLINE\tPATH\tHANDSHAKE\tRX\tTX", func(w io.Writer) {
 		for _, p := range st.Peers {
 			owner := p.User
 			if len(p.Tags) > 0 {
@@ -276,6 +276,10 @@ func (c *command) status(args []string) error {
 				yesNo(p.Online), dash(p.Path), ago(p.LastHandshake), byteSize(p.RxBytes), byteSize(p.TxBytes))
 		}
 	})
+	if err != nil {
+		return err
+	}
+	return printPeerRoutes(c.out, st.Peers)
 }
 
 func (c *command) ping(args []string) error {

@@ -76,8 +76,10 @@ func (d *Daemon) Status(ctx context.Context) localapi.Status {
 			wg[p.NodeKey.String()] = p
 		}
 	}
+	primary := eng.PrimaryRoutes()
 	for _, p := range nm.Peers {
 		ps := peerStatus(p, nm.Domain)
+		ps.PrimaryRoutes = primary[p.NodeKey]
 		if w, ok := wg[p.NodeKey.String()]; ok {
 			ps.Path, ps.LastHandshake, ps.RxBytes, ps.TxBytes = w.Path, w.LastHandshake, w.RxBytes, w.TxBytes
 		}
@@ -97,6 +99,7 @@ func peerStatus(n wire.Node, domain string) localapi.PeerStatus {
 		ID: int64(n.ID), Name: n.Name, DNSName: n.Name + "." + domain, Hostname: n.Hostname,
 		User: n.User, Tags: n.Tags, Addresses: n.Addresses, Online: n.Online,
 		Endpoints: n.Endpoints, HomeRelay: n.HomeRelay, KeyExpiry: n.KeyExpiry,
+		Routes: n.Routes,
 	}
 }
 

@@ -16,11 +16,13 @@ package engine
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -125,7 +127,12 @@ type Engine struct {
 
 	mu     sync.Mutex
 	peers  map[key.NodePublic]wire.Node
-	routes map[netip.Prefix]key.NodePublic // subnet routes by carrying peer (SubnetRoutes)
+	routes map[netip.Prefix]key.NodePublic // subnet routes by carrying peer (assignRoutes)
+	// demoted: routers that stopped answering, and when (failover.go).
+	demoted map[key.NodePublic]time.Time
+
+	cancel context.CancelFunc // ends watchRouters
+	wg     sync.WaitGroup
 
 	served *servedRoutes // what this node forwards for peers (SetServedRoutes)
 
@@ -173,7 +180,8 @@ func New(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{log: cfg.Logger, magic: mc, net: ndev, filter: filter.New(nil),
-		addrs: slices.Clone(cfg.Addresses), peers: make(map[key.NodePublic]wire.Node), served: served, keepOut: cfg.KeepOut}
+		addrs: slices.Clone(cfg.Addresses), peers: make(map[key.NodePublic]wire.Node), served: served, keepOut: cfg.KeepOut,
+		demoted: make(map[key.NodePublic]time.Time)}
 	e.tun = &filteredTUN{Device: ndev, filter: e.filter, log: cfg.Logger}
 	wlog := cfg.Logger.With("part", "wireguard")
 	e.dev = device.NewDevice(e.tun, mc.Bind(), &device.Logger{
@@ -209,6 +217,10 @@ func New(cfg Config) (*Engine, error) {
 			return nil, err
 		}
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e.cancel = cancel
+	e.wg.Add(1)
+	go e.watchRouters(ctx, mc, hs.handshake)
 	if cfg.UAPIName == UAPIAuto {
 		cfg.UAPIName = e.TUNName()
 	}
@@ -238,6 +250,8 @@ func (e *Engine) TUNName() string {
 
 // Close stops the device, the stack and path selection.
 func (e *Engine) Close() error {
+	e.cancel()
+	e.wg.Wait()
 	if e.uapi != nil {
 		_ = e.uapi.Close()
 	}
@@ -282,9 +296,6 @@ func (e *Engine) SetNetmap(peers []wire.Node, rules []wire.FilterRule) error {
 	e.filter.SetRules(rules)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	assignment := SubnetRoutes(peers)
-	e.magic.SetPeers(dropLoopingEndpoints(peers, e.installSubnetRoutes(assignment)))
-	var uapi strings.Builder
 	next := make(map[key.NodePublic]wire.Node, len(peers))
 	for _, p := range peers {
 		if p.NodeKey.IsZero() {
@@ -292,13 +303,39 @@ func (e *Engine) SetNetmap(peers []wire.Node, rules []wire.FilterRule) error {
 		}
 		next[p.NodeKey] = p
 	}
+	var uapi strings.Builder
 	for k := range e.peers {
 		if _, ok := next[k]; !ok {
 			fmt.Fprintf(&uapi, "public_key=%s\nremove=true\n", hexKey(k))
 		}
 	}
-	for k, p := range next {
-		old, had := e.peers[k]
+	if uapi.Len() > 0 {
+		if err := e.dev.IpcSet(uapi.String()); err != nil {
+			return fmt.Errorf("engine: apply netmap: %w", err)
+		}
+	}
+	e.liftDemotions(e.peers, next)
+	prev := e.peers
+	e.peers = next
+	return e.applyPeersLocked(prev)
+}
+
+// applyLocked makes WireGuard's allowed IPs match the routes assigned
+// now (after a demotion). Called with e.mu held.
+func (e *Engine) applyLocked() error { return e.applyPeersLocked(e.peers) }
+
+// applyPeersLocked assigns the routes among e.peers and configures the
+// peers that are new since prev or whose allowed IPs changed. Called with
+// e.mu held.
+func (e *Engine) applyPeersLocked(prev map[key.NodePublic]wire.Node) error {
+	list := slices.SortedFunc(maps.Values(e.peers), func(a, b wire.Node) int { return cmp.Compare(a.ID, b.ID) })
+	assignment := assignRoutes(list, e.demoted)
+	// Path selection learns the peers before WireGuard does, minus the
+	// direct endpoints a subnet route now sends into the tunnel.
+	e.magic.SetPeers(dropLoopingEndpoints(list, e.installSubnetRoutes(assignment)))
+	var uapi strings.Builder
+	for k, p := range e.peers {
+		old, had := prev[k]
 		allowed := allowedIPs(p, assignment)
 		if had && slices.Equal(allowedIPs(old, e.routes), allowed) {
 			continue
@@ -312,7 +349,8 @@ func (e *Engine) SetNetmap(peers []wire.Node, rules []wire.FilterRule) error {
 			fmt.Fprintf(&uapi, "allowed_ip=%s\n", a)
 		}
 	}
-	e.peers, e.routes = next, assignment
+	e.resetNewCarriers(e.routes, assignment)
+	e.routes = assignment
 	if uapi.Len() == 0 {
 		return nil
 	}

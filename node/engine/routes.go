@@ -16,29 +16,10 @@ import (
 // the lowest node ID, so every node with the same netmap picks the same
 // router. Exit-node routes (0.0.0.0/0, ::/0) are never assigned here: a
 // node sends its internet traffic to an exit node only when its user
-// chooses one.
+// chooses one. (The engine also demotes routers that stop answering on
+// this node: see failover.go.)
 func SubnetRoutes(peers []wire.Node) map[netip.Prefix]key.NodePublic {
-	best := make(map[netip.Prefix]*wire.Node)
-	for i := range peers {
-		p := &peers[i]
-		if p.NodeKey.IsZero() {
-			continue
-		}
-		for _, r := range p.Routes {
-			if routes.IsExit(r) || !r.IsValid() {
-				continue
-			}
-			cur := best[r]
-			if cur == nil || (p.Online && !cur.Online) || (p.Online == cur.Online && p.ID < cur.ID) {
-				best[r] = p
-			}
-		}
-	}
-	out := make(map[netip.Prefix]key.NodePublic, len(best))
-	for r, p := range best {
-		out[r] = p.NodeKey
-	}
-	return out
+	return assignRoutes(peers, nil)
 }
 
 // RouteFor returns the peer that carries a (a non-mesh address) under

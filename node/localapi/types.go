@@ -120,6 +120,13 @@ type PeerStatus struct {
 	RxBytes       uint64    `json:"rxBytes"`
 	TxBytes       uint64    `json:"txBytes"`
 	KeyExpiry     time.Time `json:"keyExpiry,omitzero"`
+	// Routes are the subnet routes the peer serves (advertised and
+	// approved).
+	Routes []netip.Prefix `json:"routes,omitempty"`
+	// PrimaryRoutes are those of Routes this node sends to the peer: it
+	// is their primary router here (another router serving the same
+	// prefix stands by, see docs/architecture.md).
+	PrimaryRoutes []netip.Prefix `json:"primaryRoutes,omitempty"`
 }
 
 // PingRequest asks for pings to a peer.

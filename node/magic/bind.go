@@ -109,6 +109,7 @@ func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	}
 	now := c.now()
 	p.lastSend.Store(now)
+	p.sent(now)
 	if len(bufs) > 0 && isHandshake(bufs[0]) {
 		// wireguard-go sends each handshake message in a batch of its own.
 		p.handshook.Store(true)
@@ -236,6 +237,7 @@ func isHandshake(pkt []byte) bool {
 // peer would keep using that session until its own timers give up; the
 // maintenance loop reports it so a handshake starts now.
 func (c *Conn) noteWireGuard(p *peer, pkt []byte) {
+	p.heard()
 	switch {
 	case isHandshake(pkt):
 		p.handshook.Store(true)

@@ -33,6 +33,7 @@ func (c *Conn) handleDisco(pkt []byte, from netip.AddrPort, relayFrom *peer) {
 		c.log.Debug("disco message does not open", "from", from, "err", err)
 		return
 	}
+	p.heard()
 	switch m := msg.(type) {
 	case *disco.Ping:
 		if relayFrom != nil || m.NodeKey != p.ep.Key {
@@ -296,7 +297,9 @@ func (c *Conn) tend(p *peer, now int64) {
 		if p.stale(now) {
 			c.remeasure()
 		}
-		if now-p.lastHeartbeat.Load() >= int64(heartbeatInterval) {
+		if d := now - p.lastHeartbeat.Load(); d >= int64(heartbeatInterval) ||
+			(d >= int64(probeAfter) && p.waiting(now) >= probeAfter) {
+			// Due, or sent packets wait for an answer: ask now.
 			p.lastHeartbeat.Store(now)
 			c.ping(p, best.addr, true)
 		}

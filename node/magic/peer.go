@@ -67,6 +67,9 @@ type peer struct {
 	lastInit atomic.Pointer[sentInit]
 	// lastCallMeMaybe is c.now when we last sent the peer a call-me-maybe.
 	lastCallMeMaybe atomic.Int64
+	// unanswered is c.now of the first packet sent since the peer was
+	// last heard from, or notWaiting (see liveness.go).
+	unanswered atomic.Int64
 }
 
 // bestAddr is a proven direct path.
@@ -179,6 +182,7 @@ func (c *Conn) SetPeers(nodes []wire.Node) {
 			// Nothing sent yet: not active (the clock starts at 0 when the
 			// Conn does, so a zero would count as a send at start-up).
 			p.lastSend.Store(-int64(time.Hour))
+			p.unanswered.Store(notWaiting)
 		}
 		p.mu.Lock()
 		if p.disco != n.DiscoKey {
