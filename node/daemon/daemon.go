@@ -278,6 +278,15 @@ func (d *Daemon) Up(ctx context.Context, req localapi.UpRequest, progress func(s
 	if req.AdvertiseExitNode != nil {
 		st.AdvertiseExitNode = *req.AdvertiseExitNode
 	}
+	if req.ExitNode != nil {
+		if err := d.validExitChoice(*req.ExitNode); err != nil {
+			return localapi.Status{}, err
+		}
+		st.ExitNode = strings.TrimSpace(*req.ExitNode)
+	}
+	if req.ExitNodeAllowLANAccess != nil {
+		st.ExitNodeAllowLAN = *req.ExitNodeAllowLANAccess
+	}
 	if old := d.current(); old != nil && st.NodeKey.Public() != d.NodeKey() && old.netmap() != nil {
 		return d.upBeside(ctx, old, st, progress)
 	}
@@ -384,6 +393,13 @@ func (d *Daemon) promote(s *session) bool {
 func (d *Daemon) joined(ctx context.Context, s *session, progress func(string)) localapi.Status {
 	nm := s.netmap()
 	progress(fmt.Sprintf("registered as %s (%s)", nm.Self.Name, joinPrefixes(nm.Self.Addresses)))
+	if s.st.ExitNode != "" {
+		if p, err := findExit(nm, s.st.ExitNode); err != nil {
+			progress("warning: " + err.Error() + "; non-mesh traffic goes nowhere until it is one (warren up --exit-node= stops using one)")
+		} else {
+			progress("sending non-mesh traffic through exit node " + p.Name)
+		}
+	}
 	return d.Status(ctx)
 }
 

@@ -195,6 +195,8 @@ func (s *session) apply(nm *controlclient.Netmap, fresh bool) {
 	}
 	eng.SetDERPMap(nm.DERPMap)
 	eng.SetServedRoutes(nm.Self.Routes)
+	exit, _ := s.exitNode(nm)
+	eng.SetExitNode(exit.NodeKey)
 	if err := eng.SetNetmap(nm.Peers, nm.PacketFilter); err != nil {
 		s.d.log.Error("apply netmap", "err", err)
 	}

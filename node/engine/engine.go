@@ -116,7 +116,8 @@ type Engine struct {
 
 	mu     sync.Mutex
 	peers  map[key.NodePublic]wire.Node
-	routes map[netip.Prefix]key.NodePublic // subnet routes by carrying peer (SubnetRoutes)
+	routes map[netip.Prefix]key.NodePublic // subnet and exit routes by carrying peer (Assign)
+	exit   key.NodePublic                  // the chosen exit node (SetExitNode); zero: none
 
 	served *servedRoutes // what this node forwards for peers (SetServedRoutes)
 }
@@ -262,7 +263,7 @@ func (e *Engine) SetNetmap(peers []wire.Node, rules []wire.FilterRule) error {
 			fmt.Fprintf(&uapi, "public_key=%s\nremove=true\n", hexKey(k))
 		}
 	}
-	assignment := SubnetRoutes(peers)
+	assignment := Assign(peers, e.exit)
 	for k, p := range next {
 		old, had := e.peers[k]
 		allowed := allowedIPs(p, assignment)
