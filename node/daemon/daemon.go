@@ -33,6 +33,7 @@ import (
 	"github.com/warrenmesh/warren/internal/key"
 	"github.com/warrenmesh/warren/internal/routes"
 	"github.com/warrenmesh/warren/node/controlclient"
+	"github.com/warrenmesh/warren/node/engine"
 
 	"github.com/warrenmesh/warren/node/localapi"
 	"github.com/warrenmesh/warren/node/osdns"
@@ -115,7 +116,11 @@ func New(cfg Config) (*Daemon, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.HTTPClient == nil {
+	switch {
+	case cfg.HTTPClient == nil && cfg.TUN != "":
+		// The control connection keeps out of the exit-node routing.
+		cfg.HTTPClient = engine.MarkedHTTPClient(30 * time.Second)
+	case cfg.HTTPClient == nil:
 		cfg.HTTPClient = &http.Client{Timeout: 30 * time.Second}
 	}
 	if cfg.EndpointInterval <= 0 {

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -118,6 +119,8 @@ type Engine struct {
 	peers  map[key.NodePublic]wire.Node
 	routes map[netip.Prefix]key.NodePublic // subnet and exit routes by carrying peer (Assign)
 	exit   key.NodePublic                  // the chosen exit node (SetExitNode); zero: none
+	// exitRouted is the exit-node policy routing installed (TUN mode).
+	exitRouted exitState
 
 	served *servedRoutes // what this node forwards for peers (SetServedRoutes)
 }
@@ -151,9 +154,13 @@ func New(cfg Config) (*Engine, error) {
 		cfg.DiscoKey = key.NewDisco()
 	}
 	var hs handshaker
+	var relayClient *http.Client // TUN mode: relay connections keep out of the exit-node table (exitroute.go)
+	if cfg.TUN != "" {
+		relayClient = MarkedHTTPClient(10 * time.Second)
+	}
 	mc, err := magic.New(magic.Config{NodeKey: cfg.NodeKey, DiscoKey: cfg.DiscoKey,
 		LocalEndpoints: cfg.LocalEndpoints, OnChange: cfg.OnEndpoints, EndpointInterval: cfg.EndpointInterval,
-		RelayOnly: cfg.RelayOnly, UDP: cfg.UDP, OnStaleSession: hs.handshake, Logger: cfg.Logger.With("part", "magic")})
+		RelayOnly: cfg.RelayOnly, UDP: cfg.UDP, OnStaleSession: hs.handshake, HTTPClient: relayClient, Logger: cfg.Logger.With("part", "magic")})
 	if err != nil {
 		ndev.Close()
 		return nil, err
@@ -177,6 +184,13 @@ func New(cfg Config) (*Engine, error) {
 		e.dev.Close()
 		mc.Close()
 		return nil, fmt.Errorf("engine: bring device up: %w", err)
+	}
+	if cfg.TUN != "" {
+		// The WireGuard, disco and STUN socket keeps out of the exit-node
+		// table (exitroute.go).
+		if err := e.dev.IpcSet(fmt.Sprintf("fwmark=%d\n", exitMark)); err != nil {
+			e.log.Warn("cannot mark the WireGuard socket: an exit node cannot be used", "err", err)
+		}
 	}
 	port, err := e.listenPort()
 	if err != nil {
@@ -214,6 +228,7 @@ func (e *Engine) TUNName() string {
 
 // Close stops the device, the stack and path selection.
 func (e *Engine) Close() error {
+	e.closeExitRouting()
 	if e.uapi != nil {
 		_ = e.uapi.Close()
 	}
