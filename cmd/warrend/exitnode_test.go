@@ -10,9 +10,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/miekg/dns"
 
 	"github.com/warrenmesh/warren/internal/tstest/buildtest"
 	"github.com/warrenmesh/warren/internal/tstest/netns"
@@ -44,7 +48,19 @@ func TestUserspaceExitNode(t *testing.T) {
 	bin := buildtest.Build(t, "warren-coordinator", "warrend", "warren")
 	laptops, exitNS, inet := netns.New(t, "g-exit-laptop"), netns.New(t, "g-exit-node"), netns.New(t, "g-exit-inet")
 	netns.Connect(laptops, exitNS, "10.77.1.1/24", "10.77.1.2/24")
-	netns.Connect(exitNS, inet, "203.0.113.1/24", "203.0.113.10/24")
+	_, inetDev := netns.Connect(exitNS, inet, "203.0.113.1/24", "203.0.113.10/24")
+	inet.AddAddr(inetDev, "203.0.113.53/24")
+	// The laptop's resolver is on the internet (ip netns exec puts
+	// /etc/netns/NAME/resolv.conf in place of /etc/resolv.conf).
+	resolvDir := filepath.Join("/etc/netns", laptops.Name)
+	if err := os.MkdirAll(resolvDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(resolvDir) })
+	if err := os.WriteFile(filepath.Join(resolvDir, "resolv.conf"), []byte("nameserver 203.0.113.53\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dnsFrom := serveDNS(t, inet, "203.0.113.53:53", "www.example.test.", "203.0.113.10")
 	dir := t.TempDir()
 	coordDir := filepath.Join(dir, "coordinator")
 	if err := os.MkdirAll(coordDir, 0o700); err != nil {
@@ -149,6 +165,14 @@ func TestUserspaceExitNode(t *testing.T) {
 	if !strings.HasPrefix(out, "internet sees 203.0.113.1:") {
 		t.Fatalf("through the exit node: %q", out)
 	}
+	// A name outside the mesh is resolved through the exit node: the
+	// resolver sees the exit node's address.
+	if out, err := curl("laptop", "http://www.example.test/"); err != nil || !strings.HasPrefix(out, "internet sees 203.0.113.1:") {
+		t.Fatalf("by name through the exit node: %q, %v", out, err)
+	}
+	if from := dnsFrom(); len(from) == 0 || slices.ContainsFunc(from, func(a string) bool { return a != "203.0.113.1" }) {
+		t.Fatalf("the resolver was asked from %v, want only the exit node's 203.0.113.1", from)
+	}
 	if st, err := cli("laptop", "status"); err != nil || !strings.Contains(st, "exit node exit") {
 		t.Fatalf("status does not show the exit node: %q, %v", st, err)
 	}
@@ -194,5 +218,36 @@ func TestUserspaceExitNode(t *testing.T) {
 	}
 	if out, err := curl("laptop", "http://203.0.113.10/"); err == nil {
 		t.Fatalf("reached the internet after --exit-node=: %q", out)
+	}
+}
+
+// serveDNS answers A queries for name with addr on addr in ns (UDP), and
+// returns a function listing the source addresses of the queries so far.
+func serveDNS(t *testing.T, ns *netns.Namespace, listen, name, addr string) func() []string {
+	t.Helper()
+	var pc net.PacketConn
+	if err := ns.Do(func() (err error) { pc, err = net.ListenPacket("udp", listen); return err }); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var from []string
+	srv := &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
+		host, _, _ := net.SplitHostPort(w.RemoteAddr().String())
+		mu.Lock()
+		from = append(from, host)
+		mu.Unlock()
+		m := new(dns.Msg)
+		m.SetReply(req)
+		if len(req.Question) == 1 && req.Question[0].Name == name && req.Question[0].Qtype == dns.TypeA {
+			m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.ParseIP(addr)})
+		}
+		_ = w.WriteMsg(m)
+	})}
+	go func() { _ = srv.ActivateAndServe() }()
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(from)
 	}
 }

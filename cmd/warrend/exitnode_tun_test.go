@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"github.com/warrenmesh/warren/internal/tstest/buildtest"
 	"github.com/warrenmesh/warren/internal/tstest/netns"
 	"github.com/warrenmesh/warren/internal/tstest/poll"
@@ -38,8 +40,18 @@ func TestTUNExitNode(t *testing.T) {
 	bin := buildtest.Build(t, "warren-coordinator", "warrend", "warren")
 	laptop, exitNS, inet, lan := netns.New(t, "g-tx-laptop"), netns.New(t, "g-tx-exit"), netns.New(t, "g-tx-inet"), netns.New(t, "g-tx-lan")
 	netns.Connect(laptop, exitNS, "10.77.1.1/24", "10.77.1.2/24")
-	netns.Connect(exitNS, inet, "203.0.113.1/24", "203.0.113.10/24")
+	_, inetDev := netns.Connect(exitNS, inet, "203.0.113.1/24", "203.0.113.10/24")
 	netns.Connect(laptop, lan, "192.168.50.1/24", "192.168.50.5/24")
+	inet.AddAddr(inetDev, "203.0.113.53/24")
+	resolvDir := filepath.Join("/etc/netns", laptop.Name)
+	if err := os.MkdirAll(resolvDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(resolvDir) })
+	if err := os.WriteFile(filepath.Join(resolvDir, "resolv.conf"), []byte("nameserver 203.0.113.53\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dnsFrom := serveDNS(t, inet, "203.0.113.53:53", "www.example.test.", "203.0.113.10")
 	dir := t.TempDir()
 	coordDir := filepath.Join(dir, "coordinator")
 	if err := os.MkdirAll(coordDir, 0o700); err != nil {
@@ -123,6 +135,25 @@ func TestTUNExitNode(t *testing.T) {
 	if st, err := lapCLI("status"); err != nil || !strings.Contains(st, "(connected)") || !strings.Contains(st, "exit node exit") {
 		t.Fatalf("status with the exit node: %q, %v", st, err)
 	}
+	// MagicDNS forwards names outside the mesh to the system's resolver,
+	// which it reaches through the exit node like any other traffic.
+	// (The socket is made inside the namespace; the exchange may run on
+	// any thread.)
+	var c net.Conn
+	if err := laptop.Do(func() (err error) { c, err = net.Dial("udp", "100.100.100.100:53"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	q := new(dns.Msg)
+	q.SetQuestion("www.example.test.", dns.TypeA)
+	client := &dns.Client{Timeout: 10 * time.Second}
+	resp, _, err := client.ExchangeWithConn(q, &dns.Conn{Conn: c})
+	c.Close()
+	if a, ok := answerA(resp); err != nil || !ok || a != "203.0.113.10" {
+		t.Fatalf("MagicDNS for an internet name: %v, %v (resolver asked from %v)", resp, err, dnsFrom())
+	}
+	if from := dnsFrom(); len(from) == 0 || slices.ContainsFunc(from, func(a string) bool { return a != "203.0.113.1" }) {
+		t.Fatalf("the resolver was asked from %v, want only the exit node's 203.0.113.1", from)
+	}
 	if out, err := curl("http://192.168.50.5/"); err == nil {
 		t.Fatalf("the LAN was reached directly without allow-lan-access: %q", out)
 	}
@@ -188,4 +219,16 @@ func routing(ns *netns.Namespace) []string {
 	}
 	slices.Sort(lines)
 	return lines
+}
+
+// answerA is the address of m's one answer, an A record.
+func answerA(m *dns.Msg) (string, bool) {
+	if m == nil || len(m.Answer) != 1 {
+		return "", false
+	}
+	a, ok := m.Answer[0].(*dns.A)
+	if !ok {
+		return "", false
+	}
+	return a.A.String(), true
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/warrenmesh/warren/internal/key"
@@ -50,7 +51,7 @@ func (d *Daemon) Resolve(ctx context.Context, name string) (netip.Addr, error) {
 		}
 		return a, nil
 	}
-	_, nm, err := d.running()
+	s, nm, err := d.running()
 	if err != nil {
 		return netip.Addr{}, err
 	}
@@ -59,6 +60,11 @@ func (d *Daemon) Resolve(ctx context.Context, name string) (netip.Addr, error) {
 		if n.Name == label {
 			return preferV4(n.Addresses)
 		}
+	}
+	if _, ok := s.exitNode(nm); ok && strings.Contains(label, ".") {
+		// A name outside the mesh (not a bare label, not under the mesh
+		// domain): the internet's, asked through the exit node.
+		return d.lookupViaExit(ctx, name)
 	}
 	return netip.Addr{}, fmt.Errorf("%w: %s", proxy.ErrUnknownHost, localapi.NotVisible(strconv.Quote(name)))
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/warrenmesh/warren/internal/wire"
 	"github.com/warrenmesh/warren/node/controlclient"
 	"github.com/warrenmesh/warren/node/localapi"
+	"github.com/warrenmesh/warren/node/proxy"
 )
 
 // errNoExitNode says a name or address is no exit node this node may use.
@@ -126,4 +127,39 @@ func (d *Daemon) validExitChoice(sel string) error {
 	}
 	_, err := findExit(nm, sel)
 	return err
+}
+
+// lookupViaExit resolves name, a name outside the mesh, with the host's
+// resolvers (its resolv.conf) but sends the queries the way the proxy
+// sends traffic while an exit node is in use: through the exit node,
+// which dials the resolver from its host (so the resolver sees the exit
+// node, and the exit node's filter decides, as for any traffic: the
+// policy's autogroup:internet). With allow-lan-access a resolver on the
+// host's LAN is asked directly; a loopback resolver (a local stub such
+// as systemd-resolved's 127.0.0.53) cannot be reached through the exit
+// node and is refused at once.
+func (d *Daemon) lookupViaExit(ctx context.Context, name string) (netip.Addr, error) {
+	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, address string) (net.Conn, error) {
+		ap, err := netip.ParseAddrPort(address)
+		if err != nil {
+			return nil, err
+		}
+		if ap.Addr().Unmap().IsLoopback() {
+			return nil, fmt.Errorf("resolver %s is on loopback: it cannot be asked through the exit node (configure a resolver on the network or the internet)", ap)
+		}
+		return d.dialAddr(ctx, network, ap)
+	}}
+	addrs, err := r.LookupNetIP(ctx, "ip", name)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("%w: %s: through the exit node: %v", proxy.ErrUnknownHost, name, err)
+	}
+	for _, a := range addrs {
+		if a.Unmap().Is4() {
+			return a.Unmap(), nil
+		}
+	}
+	if len(addrs) == 0 {
+		return netip.Addr{}, fmt.Errorf("%w: %s", proxy.ErrUnknownHost, name)
+	}
+	return addrs[0], nil
 }
