@@ -130,6 +130,23 @@ func TestTUNExitNode(t *testing.T) {
 	if !strings.HasPrefix(out, "internet sees 203.0.113.1:") {
 		t.Fatalf("through the exit node: %q", out)
 	}
+	// WireGuard's own packets to the exit node keep the host's routing
+	// (its socket is marked): the path is direct, proven by disco pings,
+	// not the relay.
+	poll.Until(t, 30*time.Second, "a direct path to the exit node", func() error {
+		out, err := lapCLI("status", "--json")
+		if err != nil {
+			return err
+		}
+		var st struct{ Peers []struct{ Name, Path string } }
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			return err
+		}
+		if len(st.Peers) != 1 || !strings.HasPrefix(st.Peers[0].Path, "direct 10.77.1.2:") {
+			return fmt.Errorf("peers %+v", st.Peers)
+		}
+		return nil
+	})
 	// The control connection kept working (it is marked): status is
 	// connected and up answers.
 	if st, err := lapCLI("status"); err != nil || !strings.Contains(st, "(connected)") || !strings.Contains(st, "exit node exit") {
