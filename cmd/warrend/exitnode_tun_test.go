@@ -147,6 +147,11 @@ func TestTUNExitNode(t *testing.T) {
 		}
 		return nil
 	})
+	// A new connection to the coordinator keeps the host's routing too
+	// (warrend's HTTP client marks its sockets).
+	if out, err := lapCLI("netcheck", "--json"); err != nil || strings.Contains(out, `"coordinatorError"`) {
+		t.Fatalf("the coordinator through the exit routing: %s, %v", out, err)
+	}
 	// The control connection kept working (it is marked): status is
 	// connected and up answers.
 	if st, err := lapCLI("status"); err != nil || !strings.Contains(st, "(connected)") || !strings.Contains(st, "exit node exit") {
