@@ -223,6 +223,42 @@ func TestTUNExitNode(t *testing.T) {
 	if after := routing(laptop); !slices.Equal(pristine, after) {
 		t.Fatalf("routing not restored by down:\nbefore:\n%s\nafter:\n%s", strings.Join(pristine, "\n"), strings.Join(after, "\n"))
 	}
+
+	// So does warrend stopping (SIGTERM) while using it ...
+	if _, err := lapCLI("up"); err != nil {
+		t.Fatal(err)
+	}
+	poll.Until(t, 30*time.Second, "the exit node to carry traffic after up", func() (err error) {
+		_, err = curl("http://203.0.113.10/")
+		return err
+	})
+	if err := d.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if after := routing(laptop); !slices.Equal(pristine, after) {
+		t.Fatalf("routing not restored by stopping warrend:\nbefore:\n%s\nafter:\n%s", strings.Join(pristine, "\n"), strings.Join(after, "\n"))
+	}
+	// ... and after a crash, the next start removes what is left.
+	start := func() {
+		d = laptop.Start(filepath.Join(bin, "warrend"), "--state-dir", filepath.Join(dir, "laptop"), "--socket", lapSock,
+			"--tun", "wrn-g-lap", "--dns", "off", "--wg-name", wgName("g-lap"), "--endpoint", "10.77.1.1", "--socks5", "")
+		if _, err := d.WaitFor("warrend running", 30*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start()
+	poll.Until(t, 30*time.Second, "the exit node to carry traffic after a restart", func() (err error) {
+		_, err = curl("http://203.0.113.10/")
+		return err
+	})
+	d.Kill()
+	start()
+	if _, err := lapCLI("up", "--exit-node="); err != nil {
+		t.Fatal(err)
+	}
+	if after := routing(laptop); !slices.Equal(before, after) {
+		t.Fatalf("routing not restored after a crash:\nbefore:\n%s\nafter:\n%s", strings.Join(before, "\n"), strings.Join(after, "\n"))
+	}
 }
 
 // routing is ns's routing rules and every routing table, one sorted

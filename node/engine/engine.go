@@ -191,6 +191,10 @@ func New(cfg Config) (*Engine, error) {
 		if err := e.dev.IpcSet(fmt.Sprintf("fwmark=%d\n", exitMark)); err != nil {
 			e.log.Warn("cannot mark the WireGuard socket: an exit node cannot be used", "err", err)
 		}
+		// Exit-node routing left by a run that crashed goes now.
+		if err := exitRouting(e.TUNName(), nil, false, false); err != nil {
+			e.log.Warn("exit node: remove leftover routing", "err", err)
+		}
 	}
 	port, err := e.listenPort()
 	if err != nil {
