@@ -284,6 +284,11 @@ func (d *Daemon) Up(ctx context.Context, req localapi.UpRequest, progress func(s
 		st.AdvertiseExitNode = *req.AdvertiseExitNode
 	}
 	if req.ExitNode != nil {
+		if strings.TrimSpace(*req.ExitNode) != "" {
+			if err := engine.CheckExitNode(d.cfg.TUN != ""); err != nil {
+				return localapi.Status{}, err
+			}
+		}
 		if err := d.validExitChoice(*req.ExitNode); err != nil {
 			return localapi.Status{}, err
 		}

@@ -8,6 +8,18 @@ import (
 	"syscall"
 )
 
+// errExitTUN says exit nodes in kernel TUN mode are Linux only so far.
+var errExitTUN = errors.New("engine: using an exit node in TUN mode is not supported on this OS yet (userspace mode's proxy works)")
+
+// CheckExitNode reports whether this OS can use an exit node in the
+// given mode: userspace mode only.
+func CheckExitNode(tunMode bool) error {
+	if tunMode {
+		return errExitTUN
+	}
+	return nil
+}
+
 // markConn leaves sockets unmarked: exit-node routing in TUN mode is
 // Linux only so far.
 func markConn(syscall.RawConn) error { return nil }
@@ -16,7 +28,7 @@ func markConn(syscall.RawConn) error { return nil }
 // supported on this OS yet (userspace mode's proxy works everywhere).
 func exitRouting(_ string, _ []netip.Addr, on, _ bool) error {
 	if on {
-		return errors.New("engine: using an exit node in TUN mode is not supported on this OS yet (userspace mode's proxy works)")
+		return errExitTUN
 	}
 	return nil
 }
