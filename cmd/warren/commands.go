@@ -63,14 +63,17 @@ func (c *command) up(args []string) error {
 	tags := fs.String("advertise-tags", "", "comma-separated tags for a server node, e.g. tag:db")
 	advRoutes := fs.String("advertise-routes", "", "comma-separated subnet routes this node offers to forward to, e.g. 10.20.0.0/24,fd00:20::/64 (used once an admin or the policy's autoApprovers approves them; \"\" to stop)")
 	advExit := fs.Bool("advertise-exit-node", false, "offer this node as an exit node for peers' internet traffic (once approved; =false to stop)")
+	exitNode := fs.String("exit-node", "", "send all non-mesh traffic through this peer (a name or mesh address; an approved exit node, see warren exit-node list; --exit-node= to stop)")
+	allowLAN := fs.Bool("exit-node-allow-lan-access", false, "while using an exit node, reach this host's directly connected networks directly (=false to stop)")
 	fs.BoolVar(&req.Reauth, "reauth", false, "authenticate again under a new node key (keeps the address); expired nodes do this by themselves")
 	timeout := fs.Duration("timeout", 10*time.Minute, "how long to wait for the first netmap (and for you to sign in, without --auth-key)")
-	if _, err := c.parse(args, 0, "up [--coordinator URL] [--auth-key-file FILE|- | sign in at the printed URL] [--hostname NAME] [--advertise-tags TAGS] [--advertise-routes CIDRS] [--advertise-exit-node] [--reauth]"); err != nil {
+	if _, err := c.parse(args, 0, "up [--coordinator URL] [--auth-key-file FILE|- | sign in at the printed URL] [--hostname NAME] [--advertise-tags TAGS] [--advertise-routes CIDRS] [--advertise-exit-node] [--exit-node NAME|IP] [--exit-node-allow-lan-access] [--reauth]"); err != nil {
 		return err
 	}
 	if err := advertiseFlags(fs, *advRoutes, *advExit, &req); err != nil {
 		return err
 	}
+	exitNodeFlags(fs, *exitNode, *allowLAN, &req)
 	key, err := readAuthKey(*authKey, *authKeyFile, c.in)
 	if err != nil {
 		return err
@@ -89,7 +92,7 @@ func (c *command) up(args []string) error {
 	defer cl.Close()
 	st, err := cl.Up(ctx, req, func(msg string) { fmt.Fprintln(c.errOut, "warren:", msg) })
 	if err != nil {
-		return err
+		return exitNodeRefused(err)
 	}
 	if c.json {
 		return cli.PrintJSON(c.out, st)
@@ -261,6 +264,7 @@ func (c *command) status(args []string) error {
 	if st.SOCKS5 != "" {
 		fmt.Fprintf(c.out, "proxy %s\n", st.SOCKS5)
 	}
+	fmt.Fprint(c.out, exitNodeLine(st))
 	fmt.Fprintln(c.out)
 	if len(st.Peers) == 0 {
 		fmt.Fprintln(c.out, "No peers: nothing this node may reach or be reached from.")

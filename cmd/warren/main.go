@@ -31,6 +31,8 @@ Usage:
   warren netcheck                  endpoints, UDP port, coordinator reachability
   warren forward LOCALPORT PEER:PORT
                                    forward 127.0.0.1:LOCALPORT to PEER:PORT in the mesh
+  warren exit-node list            the exit nodes this node may use (warren up --exit-node NAME|IP
+                                   [--exit-node-allow-lan-access]; --exit-node= to stop)
   warren logout                    disconnect and forget this node's registration
   warren version                   this program's version (also --version)
 
@@ -96,6 +98,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return c.ip(rest)
 	case "whois":
 		return c.whois(rest)
+	case "exit-node":
+		return c.exitNodeCmd(rest)
 	case "version":
 		return c.version(rest)
 	}

@@ -33,6 +33,7 @@ import (
 	"github.com/warrenmesh/warren/internal/key"
 	"github.com/warrenmesh/warren/internal/routes"
 	"github.com/warrenmesh/warren/node/controlclient"
+	"github.com/warrenmesh/warren/node/engine"
 
 	"github.com/warrenmesh/warren/node/localapi"
 	"github.com/warrenmesh/warren/node/osdns"
@@ -118,7 +119,11 @@ func New(cfg Config) (*Daemon, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.HTTPClient == nil {
+	switch {
+	case cfg.HTTPClient == nil && cfg.TUN != "":
+		// The control connection keeps out of the exit-node routing.
+		cfg.HTTPClient = engine.MarkedHTTPClient(30 * time.Second)
+	case cfg.HTTPClient == nil:
 		cfg.HTTPClient = &http.Client{Timeout: 30 * time.Second}
 	}
 	if cfg.EndpointInterval <= 0 {
@@ -281,6 +286,20 @@ func (d *Daemon) Up(ctx context.Context, req localapi.UpRequest, progress func(s
 	if req.AdvertiseExitNode != nil {
 		st.AdvertiseExitNode = *req.AdvertiseExitNode
 	}
+	if req.ExitNode != nil {
+		if strings.TrimSpace(*req.ExitNode) != "" {
+			if err := engine.CheckExitNode(d.cfg.TUN != ""); err != nil {
+				return localapi.Status{}, err
+			}
+		}
+		if err := d.validExitChoice(*req.ExitNode); err != nil {
+			return localapi.Status{}, err
+		}
+		st.ExitNode = strings.TrimSpace(*req.ExitNode)
+	}
+	if req.ExitNodeAllowLANAccess != nil {
+		st.ExitNodeAllowLAN = *req.ExitNodeAllowLANAccess
+	}
 	if old := d.current(); old != nil && st.NodeKey.Public() != d.NodeKey() && old.netmap() != nil {
 		return d.upBeside(ctx, old, st, progress)
 	}
@@ -387,6 +406,13 @@ func (d *Daemon) promote(s *session) bool {
 func (d *Daemon) joined(ctx context.Context, s *session, progress func(string)) localapi.Status {
 	nm := s.netmap()
 	progress(fmt.Sprintf("registered as %s (%s)", nm.Self.Name, joinPrefixes(nm.Self.Addresses)))
+	if s.st.ExitNode != "" {
+		if p, err := findExit(nm, s.st.ExitNode); err != nil {
+			progress("warning: " + err.Error() + "; non-mesh traffic goes nowhere until it is one (warren up --exit-node= stops using one)")
+		} else {
+			progress("sending non-mesh traffic through exit node " + p.Name)
+		}
+	}
 	return d.Status(ctx)
 }
 

@@ -8,8 +8,10 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/warrenmesh/warren/internal/key"
 	"github.com/warrenmesh/warren/internal/wire"
 
 	"github.com/warrenmesh/warren/node/controlclient"
@@ -42,14 +44,14 @@ func (d *Daemon) Resolve(ctx context.Context, name string) (netip.Addr, error) {
 	if a, err := netip.ParseAddr(name); err == nil {
 		a = a.Unmap()
 		if !isMeshAddr(a) {
-			if _, nm, err := d.running(); err == nil && routed(nm, a) {
+			if s, nm, err := d.running(); err == nil && s.routed(nm, a) {
 				return a, nil
 			}
-			return netip.Addr{}, fmt.Errorf("%w: %s is not a Warren address (this node reaches the mesh, 100.64.0.0/10 and fd7a:115c:a1e0::/48, and the subnet routes its peers serve)", proxy.ErrUnknownHost, a)
+			return netip.Addr{}, fmt.Errorf("%w: %s is not a Warren address (this node reaches the mesh, 100.64.0.0/10 and fd7a:115c:a1e0::/48, the subnet routes its peers serve, and everything else through an exit node chosen with warren up --exit-node)", proxy.ErrUnknownHost, a)
 		}
 		return a, nil
 	}
-	_, nm, err := d.running()
+	s, nm, err := d.running()
 	if err != nil {
 		return netip.Addr{}, err
 	}
@@ -58,6 +60,11 @@ func (d *Daemon) Resolve(ctx context.Context, name string) (netip.Addr, error) {
 		if n.Name == label {
 			return preferV4(n.Addresses)
 		}
+	}
+	if _, ok := s.exitNode(nm); ok && strings.Contains(label, ".") {
+		// A name outside the mesh (not a bare label, not under the mesh
+		// domain): the internet's, asked through the exit node.
+		return d.lookupViaExit(ctx, name)
 	}
 	return netip.Addr{}, fmt.Errorf("%w: %s", proxy.ErrUnknownHost, localapi.NotVisible(strconv.Quote(name)))
 }
@@ -81,8 +88,13 @@ func (d *Daemon) dialAddr(ctx context.Context, network string, addr netip.AddrPo
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := owner(nm, addr.Addr()); !ok && !routed(nm, addr.Addr()) {
-		return nil, errors.New(localapi.NotVisible("address " + addr.Addr().String()))
+	if _, ok := owner(nm, addr.Addr()); !ok {
+		if !s.routed(nm, addr.Addr()) {
+			return nil, errors.New(localapi.NotVisible("address " + addr.Addr().String()))
+		}
+		if s.lanDirect(nm, addr.Addr()) {
+			return hostDial(ctx, network, addr)
+		}
 	}
 	eng := s.engine()
 	if eng == nil {
@@ -91,10 +103,31 @@ func (d *Daemon) dialAddr(ctx context.Context, network string, addr netip.AddrPo
 	return eng.DialContext(ctx, network, addr)
 }
 
-// routed reports whether a peer serves a subnet route that holds a.
-func routed(nm *controlclient.Netmap, a netip.Addr) bool {
-	_, ok := engine.RouteFor(engine.SubnetRoutes(nm.Peers), a)
+// routed reports whether a peer serves a subnet route that holds a, or
+// the exit node this session uses takes a.
+func (s *session) routed(nm *controlclient.Netmap, a netip.Addr) bool {
+	_, ok := engine.RouteFor(s.assign(nm), a)
 	return ok
+}
+
+// assign is the session's route assignment (engine.Assign) for nm.
+func (s *session) assign(nm *controlclient.Netmap) map[netip.Prefix]key.NodePublic {
+	exit, _ := s.exitNode(nm)
+	return engine.Assign(nm.Peers, exit.NodeKey)
+}
+
+// lanDirect reports whether a, a non-mesh address, is dialled from the
+// host rather than through the mesh: only with
+// --exit-node-allow-lan-access, only for what would go to the exit node
+// (a peer's subnet route stays more specific), and only on a network
+// the host is directly on.
+func (s *session) lanDirect(nm *controlclient.Netmap, a netip.Addr) bool {
+	exit, ok := s.exitNode(nm)
+	if !ok || !s.st.ExitNodeAllowLAN {
+		return false
+	}
+	k, _ := engine.RouteFor(s.assign(nm), a)
+	return k == exit.NodeKey && lanDirect(a.Unmap())
 }
 
 // owner returns the node of the netmap that has address a.

@@ -196,6 +196,10 @@ func (s *session) apply(nm *controlclient.Netmap, fresh bool) {
 	}
 	eng.SetDERPMap(nm.DERPMap)
 	eng.SetServedRoutes(nm.Self.Routes)
+	exit, _ := s.exitNode(nm)
+	if err := eng.SetExitNode(exit.NodeKey, s.st.ExitNode != "", s.st.ExitNodeAllowLAN); err != nil {
+		s.d.log.Error("exit node: routing", "err", err)
+	}
 	if err := eng.SetNetmap(nm.Peers, nm.PacketFilter); err != nil {
 		s.d.log.Error("apply netmap", "err", err)
 	}

@@ -88,6 +88,7 @@ func (d *Daemon) Status(ctx context.Context) localapi.Status {
 		}
 		st.Peers = append(st.Peers, ps)
 	}
+	s.exitStatus(&st, nm)
 	for _, n := range eng.FilterStats().Dropped {
 		st.Dropped += n
 	}

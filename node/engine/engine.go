@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"net/http"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -127,9 +128,12 @@ type Engine struct {
 
 	mu     sync.Mutex
 	peers  map[key.NodePublic]wire.Node
-	routes map[netip.Prefix]key.NodePublic // subnet routes by carrying peer (assignRoutes)
+	routes map[netip.Prefix]key.NodePublic // subnet and exit routes by carrying peer (assignRoutes, withExit)
 	// demoted: routers that stopped answering, and when (failover.go).
 	demoted map[key.NodePublic]time.Time
+	exit    key.NodePublic // the chosen exit node (SetExitNode); zero: none
+	// exitRouted is the exit-node policy routing installed (TUN mode).
+	exitRouted exitState
 
 	cancel context.CancelFunc // ends watchRouters
 	wg     sync.WaitGroup
@@ -172,9 +176,13 @@ func New(cfg Config) (*Engine, error) {
 		cfg.DiscoKey = key.NewDisco()
 	}
 	var hs handshaker
+	var relayClient *http.Client // TUN mode: relay connections keep out of the exit-node table (exitroute.go)
+	if cfg.TUN != "" {
+		relayClient = MarkedHTTPClient(10 * time.Second)
+	}
 	mc, err := magic.New(magic.Config{NodeKey: cfg.NodeKey, DiscoKey: cfg.DiscoKey,
 		LocalEndpoints: cfg.LocalEndpoints, OnChange: cfg.OnEndpoints, EndpointInterval: cfg.EndpointInterval,
-		RelayOnly: cfg.RelayOnly, UDP: cfg.UDP, OnStaleSession: hs.handshake, Logger: cfg.Logger.With("part", "magic")})
+		RelayOnly: cfg.RelayOnly, UDP: cfg.UDP, OnStaleSession: hs.handshake, HTTPClient: relayClient, Logger: cfg.Logger.With("part", "magic")})
 	if err != nil {
 		ndev.Close()
 		return nil, err
@@ -199,6 +207,17 @@ func New(cfg Config) (*Engine, error) {
 		e.dev.Close()
 		mc.Close()
 		return nil, fmt.Errorf("engine: bring device up: %w", err)
+	}
+	if cfg.TUN != "" {
+		// The WireGuard, disco and STUN socket keeps out of the exit-node
+		// table (exitroute.go).
+		if err := e.dev.IpcSet(fmt.Sprintf("fwmark=%d\n", exitMark)); err != nil {
+			e.log.Warn("cannot mark the WireGuard socket: an exit node cannot be used", "err", err)
+		}
+		// Exit-node routing left by a run that crashed goes now.
+		if err := exitRouting(e.TUNName(), nil, false, false); err != nil {
+			e.log.Warn("exit node: remove leftover routing", "err", err)
+		}
 	}
 	port, err := e.listenPort()
 	if err != nil {
@@ -252,6 +271,7 @@ func (e *Engine) TUNName() string {
 func (e *Engine) Close() error {
 	e.cancel()
 	e.wg.Wait()
+	e.closeExitRouting()
 	if e.uapi != nil {
 		_ = e.uapi.Close()
 	}
@@ -329,7 +349,7 @@ func (e *Engine) applyLocked() error { return e.applyPeersLocked(e.peers) }
 // e.mu held.
 func (e *Engine) applyPeersLocked(prev map[key.NodePublic]wire.Node) error {
 	list := slices.SortedFunc(maps.Values(e.peers), func(a, b wire.Node) int { return cmp.Compare(a.ID, b.ID) })
-	assignment := assignRoutes(list, e.demoted)
+	assignment := withExit(assignRoutes(list, e.demoted), list, e.exit)
 	// Path selection learns the peers before WireGuard does, minus the
 	// direct endpoints a subnet route now sends into the tunnel.
 	e.magic.SetPeers(dropLoopingEndpoints(list, e.installSubnetRoutes(assignment)))

@@ -57,6 +57,12 @@ type UpRequest struct {
 	// approve them on the coordinator.
 	AdvertiseRoutes   *[]netip.Prefix `json:"advertiseRoutes,omitempty"`
 	AdvertiseExitNode *bool           `json:"advertiseExitNode,omitempty"`
+	// ExitNode, when set, replaces the exit node the node uses: a peer's
+	// name or mesh address, "" for none. The peer must be an approved
+	// exit node in the netmap. ExitNodeAllowLANAccess, when set, whether
+	// the node's own LAN is reached directly while it uses one.
+	ExitNode               *string `json:"exitNode,omitempty"`
+	ExitNodeAllowLANAccess *bool   `json:"exitNodeAllowLANAccess,omitempty"`
 }
 
 // Node states reported in Status.State.
@@ -95,6 +101,14 @@ type Status struct {
 	MagicDNS string `json:"magicDNS,omitempty"`
 	// Dropped counts inbound packets the filter refused.
 	Dropped uint64 `json:"dropped"`
+	// ExitNode is the peer this node sends its non-mesh traffic through
+	// (its name; empty: none), ExitNodeWanted what warren up asked for
+	// (set while that peer is not an approved exit node in the netmap:
+	// then non-mesh traffic goes nowhere rather than around it), and
+	// ExitNodeAllowLANAccess whether the node's LAN stays direct.
+	ExitNode               string `json:"exitNode,omitempty"`
+	ExitNodeWanted         string `json:"exitNodeWanted,omitempty"`
+	ExitNodeAllowLANAccess bool   `json:"exitNodeAllowLANAccess,omitempty"`
 }
 
 // PeerStatus describes one node of the mesh as this node sees it.
@@ -127,6 +141,9 @@ type PeerStatus struct {
 	// is their primary router here (another router serving the same
 	// prefix stands by, see docs/architecture.md).
 	PrimaryRoutes []netip.Prefix `json:"primaryRoutes,omitempty"`
+	// ExitNodeOption is true for a peer that is an approved exit node
+	// this node may use (warren exit-node list).
+	ExitNodeOption bool `json:"exitNodeOption,omitempty"`
 }
 
 // PingRequest asks for pings to a peer.

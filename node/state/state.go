@@ -58,6 +58,12 @@ type State struct {
 	// an exit node (--advertise-exit-node).
 	AdvertiseRoutes   []netip.Prefix `json:"advertiseRoutes,omitempty"`
 	AdvertiseExitNode bool           `json:"advertiseExitNode,omitempty"`
+	// ExitNode is the peer (its name or a mesh address) this node sends
+	// its non-mesh traffic through (warren up --exit-node; "" for none),
+	// and ExitNodeAllowLAN whether the node's own LAN stays reached
+	// directly meanwhile (--exit-node-allow-lan-access).
+	ExitNode         string `json:"exitNode,omitempty"`
+	ExitNodeAllowLAN bool   `json:"exitNodeAllowLAN,omitempty"`
 }
 
 // Advertised is every route the node advertises: its subnet routes, and
