@@ -86,6 +86,12 @@ func TestSelfCapMap(t *testing.T) {
 	if n, _ := e.Node(1); n.Wire.CapMap != nil {
 		t.Fatalf("the engine's record of node 1 carries %v", n.Wire.CapMap)
 	}
+	// Node 3 is a source of the app grant, so (as in Tailscale) node 1 is
+	// its peer: it sees the new hostname, and never node 1's CapMap.
+	d3 := next(t, s3)
+	if len(d3.PeersChanged) != 1 || d3.PeersChanged[0].Hostname != "renamed" || d3.PeersChanged[0].CapMap != nil {
+		t.Fatalf("node 3's delta = %+v", d3)
+	}
 
 	// Changing only nodeAttrs sends node 1 a full map with the new ones.
 	e.SetPolicy(mustPolicy(t, `{
