@@ -64,6 +64,7 @@ bench:
 	$(GO) test -run '^$$' -bench 'Inbound$$' -benchmem ./node/filter/
 	$(BENCH) ./derp/ ./node/disco/
 	$(GO) test -v -run '^$$' -bench . -benchtime 3s -timeout 10m ./internal/tstest/nsbench/
+	$(GO) test -v -run '^$$' -bench 'SubnetRouterUserspace' -timeout 10m ./cmd/warrend/
 
 # A smoke run of every benchmark in the module, one iteration each, one
 # package at a time (measured: 1.2 minutes): checks they run, not how fast.
