@@ -28,8 +28,9 @@ const subnetPolicy = `{
 // 10.20.0.0/24, which runs no Warren, through a userspace-mode subnet
 // router in another namespace, with curl through the laptop's SOCKS5
 // proxy. The route carries nothing until an admin approves it, and
-// nothing once it is disabled; a denied port and a denied user are
-// refused at the router; the host sees the router's address.
+// nothing once it is disabled, until a policy whose autoApprovers cover
+// it approves it again; a denied port and a denied user are refused; the
+// host sees the router's address.
 func TestUserspaceSubnetRouter(t *testing.T) {
 	netns.Skip(t)
 	if testing.Short() {
@@ -162,4 +163,18 @@ func TestUserspaceSubnetRouter(t *testing.T) {
 		return nil
 	})
 	t.Logf("disabled route cut after %v", time.Since(disabled).Round(time.Millisecond))
+
+	// A policy whose autoApprovers cover the route approves it again.
+	auto := filepath.Join(dir, "auto.hujson")
+	if err := os.WriteFile(auto, []byte(strings.Replace(subnetPolicy, `"acls"`,
+		`"autoApprovers": {"routes": {"10.20.0.0/16": ["tag:router"]}}, "acls"`, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	applied := time.Now()
+	admin("policy", "apply", auto)
+	poll.Until(t, 30*time.Second, "the auto-approved route to carry traffic", func() (err error) {
+		_, err = curl("laptop", "http://10.20.0.5/")
+		return err
+	})
+	t.Logf("auto-approved route in use after %v", time.Since(applied).Round(time.Millisecond))
 }
