@@ -29,7 +29,14 @@ import (
 // laptop's LAN goes to the exit node too (refused there: not internet)
 // until --exit-node-allow-lan-access keeps it direct; --exit-node=
 // restores the laptop's routing rules and tables exactly.
-func TestTUNExitNode(t *testing.T) {
+func TestTUNExitNode(t *testing.T) { runTUNExitNode(t, false) }
+
+// TestTUNExitNodeKernelExit is TestTUNExitNode with the exit node in
+// kernel TUN mode too: it forwards through the kernel and masquerades
+// (the Linux router of node/engine/router_linux.go, for 0.0.0.0/0).
+func TestTUNExitNodeKernelExit(t *testing.T) { runTUNExitNode(t, true) }
+
+func runTUNExitNode(t *testing.T, kernelExit bool) {
 	netns.Skip(t)
 	if testing.Short() {
 		t.Skip("skipping: builds and runs the binaries")
@@ -88,8 +95,11 @@ func TestTUNExitNode(t *testing.T) {
 
 	warren := filepath.Join(bin, "warren")
 	exitSock, lapSock := filepath.Join(dir, "exit.sock"), filepath.Join(dir, "laptop.sock")
-	d := exitNS.Start(filepath.Join(bin, "warrend"), "--state-dir", filepath.Join(dir, "exit"), "--socket", exitSock,
-		"--endpoint", "10.77.1.2", "--socks5", "")
+	exitArgs := []string{"--state-dir", filepath.Join(dir, "exit"), "--socket", exitSock, "--endpoint", "10.77.1.2", "--socks5", ""}
+	if kernelExit {
+		exitArgs = append(exitArgs, "--tun", "wrn-g-exit", "--dns", "off", "--wg-name", wgName("g-exit"))
+	}
+	d := exitNS.Start(filepath.Join(bin, "warrend"), exitArgs...)
 	if _, err := d.WaitFor("warrend running", 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
