@@ -38,7 +38,7 @@ func TestIdPRecheck(t *testing.T) {
 	must(t, build.WaitFor(wait, HasPeers("ann-laptop", "bob-laptop")))
 	echoOn(t, build, 5432)
 	must(t, ann.WaitFor(wait, HasPeers("db", "build")))
-	if !reaches(ann, pg, wait) || !reaches(bob, pg, wait) {
+	if !reachesSoon(ann, pg) || !reachesSoon(bob, pg) {
 		t.Fatal("ann and bob, in the IdP group eng, cannot reach tag:db:5432")
 	}
 
@@ -101,7 +101,7 @@ func TestIdPRecheck(t *testing.T) {
 		t.Fatalf("round after bob was disabled: %+v, want only ann checked and updated", sum)
 	}
 	must(t, ann.WaitFor(wait, HasPeers("db", "build")))
-	if !reaches(ann, netip.AddrPortFrom(addr4(t, build), 5432), wait) {
+	if !reachesSoon(ann, netip.AddrPortFrom(addr4(t, build), 5432)) {
 		t.Fatal("the tagged server bob registered stopped working after bob was offboarded")
 	}
 	_ = db
