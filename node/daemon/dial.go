@@ -44,8 +44,10 @@ func (d *Daemon) Resolve(ctx context.Context, name string) (netip.Addr, error) {
 	if a, err := netip.ParseAddr(name); err == nil {
 		a = a.Unmap()
 		if !isMeshAddr(a) {
-			if s, nm, err := d.running(); err == nil && s.routed(nm, a) {
-				return a, nil
+			if s, nm, err := d.running(); err == nil {
+				if _, ok := s.carrier(nm, a); ok {
+					return a, nil
+				}
 			}
 			return netip.Addr{}, fmt.Errorf("%w: %s is not a Warren address (this node reaches the mesh, 100.64.0.0/10 and fd7a:115c:a1e0::/48, the subnet routes its peers serve, and everything else through an exit node chosen with warren up --exit-node)", proxy.ErrUnknownHost, a)
 		}
@@ -89,10 +91,11 @@ func (d *Daemon) dialAddr(ctx context.Context, network string, addr netip.AddrPo
 		return nil, err
 	}
 	if _, ok := owner(nm, addr.Addr()); !ok {
-		if !s.routed(nm, addr.Addr()) {
+		k, ok := s.carrier(nm, addr.Addr())
+		if !ok {
 			return nil, errors.New(localapi.NotVisible("address " + addr.Addr().String()))
 		}
-		if s.lanDirect(nm, addr.Addr()) {
+		if s.lanDirect(nm, k, addr.Addr()) {
 			return hostDial(ctx, network, addr)
 		}
 	}
@@ -103,31 +106,22 @@ func (d *Daemon) dialAddr(ctx context.Context, network string, addr netip.AddrPo
 	return eng.DialContext(ctx, network, addr)
 }
 
-// routed reports whether a peer serves a subnet route that holds a, or
-// the exit node this session uses takes a.
-func (s *session) routed(nm *controlclient.Netmap, a netip.Addr) bool {
-	_, ok := engine.RouteFor(s.assign(nm), a)
-	return ok
-}
-
-// assign is the session's route assignment (engine.Assign) for nm.
-func (s *session) assign(nm *controlclient.Netmap) map[netip.Prefix]key.NodePublic {
+// carrier returns the peer that takes a, a non-mesh address, under the
+// session's route assignment (engine.Assign) for nm: a subnet router, or
+// the exit node this session uses.
+func (s *session) carrier(nm *controlclient.Netmap, a netip.Addr) (key.NodePublic, bool) {
 	exit, _ := s.exitNode(nm)
-	return engine.Assign(nm.Peers, exit.NodeKey)
+	return engine.RouteFor(engine.Assign(nm.Peers, exit.NodeKey), a)
 }
 
-// lanDirect reports whether a, a non-mesh address, is dialled from the
-// host rather than through the mesh: only with
-// --exit-node-allow-lan-access, only for what would go to the exit node
-// (a peer's subnet route stays more specific), and only on a network
-// the host is directly on.
-func (s *session) lanDirect(nm *controlclient.Netmap, a netip.Addr) bool {
+// lanDirect reports whether a, a non-mesh address that peer k carries,
+// is dialled from the host rather than through the mesh: only with
+// --exit-node-allow-lan-access, only for what goes to the exit node (a
+// peer's subnet route stays more specific), and only on a network the
+// host is directly on.
+func (s *session) lanDirect(nm *controlclient.Netmap, k key.NodePublic, a netip.Addr) bool {
 	exit, ok := s.exitNode(nm)
-	if !ok || !s.st.ExitNodeAllowLAN {
-		return false
-	}
-	k, _ := engine.RouteFor(s.assign(nm), a)
-	return k == exit.NodeKey && lanDirect(a.Unmap())
+	return ok && s.st.ExitNodeAllowLAN && k == exit.NodeKey && lanDirect(a.Unmap())
 }
 
 // owner returns the node of the netmap that has address a.
