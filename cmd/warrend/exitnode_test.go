@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/warrenmesh/warren/internal/tstest/buildtest"
 	"github.com/warrenmesh/warren/internal/tstest/netns"
+	"github.com/warrenmesh/warren/internal/tstest/nscoord"
 	"github.com/warrenmesh/warren/internal/tstest/poll"
 )
 
@@ -62,28 +62,12 @@ func TestUserspaceExitNode(t *testing.T) {
 	}
 	dnsFrom := serveDNS(t, inet, "203.0.113.53:53", "www.example.test.", "203.0.113.10")
 	dir := t.TempDir()
-	coordDir := filepath.Join(dir, "coordinator")
-	if err := os.MkdirAll(coordDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(coordDir, "policy.hujson"), []byte(exitPolicy), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	coordBin := filepath.Join(bin, "warren-coordinator")
-	coord := laptops.Start(coordBin, "serve", "--state-dir", coordDir, "--listen", "10.77.1.1:8080", "--bootstrap-user", "admin@warren.internal")
-	if _, err := coord.WaitFor("Join a node", 30*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	adminKey := regexp.MustCompile(`wpk_[a-z0-9]{32}`).FindString(coord.Output())
-	admin := func(args ...string) string { return laptops.Run(coordBin, append(args, "--state-dir", coordDir)...) }
+	coord := nscoord.Start(t, laptops, bin, dir, "10.77.1.1:8080", exitPolicy)
+	adminKey := coord.AdminKey
+	admin := coord.Admin
 	admin("users", "create", "bob@warren.internal")
-	var bobKey, exitKey struct{ Key string }
-	if err := json.Unmarshal([]byte(admin("keys", "create", "--user", "bob@warren.internal", "--json")), &bobKey); err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal([]byte(admin("keys", "create", "--user", "admin@warren.internal", "--tag", "tag:exit", "--json")), &exitKey); err != nil {
-		t.Fatal(err)
-	}
+	bobKey := coord.Key(t, "bob@warren.internal")
+	exitKey := coord.Key(t, nscoord.Admin, "--tag", "tag:exit")
 
 	// HTTP servers saying who called: one on the internet, one on the
 	// laptop's LAN (the laptop namespace's own network).
@@ -109,9 +93,9 @@ func TestUserspaceExitNode(t *testing.T) {
 		args       []string
 	}
 	nodes := []node{
-		{exitNS, "exit", "10.77.1.2", exitKey.Key, "", []string{"--advertise-tags", "tag:exit", "--advertise-exit-node"}},
+		{exitNS, "exit", "10.77.1.2", exitKey, "", []string{"--advertise-tags", "tag:exit", "--advertise-exit-node"}},
 		{laptops, "laptop", "10.77.1.1", adminKey, "127.0.0.1:1091", nil},
-		{laptops, "bob", "10.77.1.1", bobKey.Key, "127.0.0.1:1092", nil},
+		{laptops, "bob", "10.77.1.1", bobKey, "127.0.0.1:1092", nil},
 	}
 	socks, sockets := map[string]string{}, map[string]string{}
 	for _, n := range nodes {

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/warrenmesh/warren/internal/tstest/buildtest"
 	"github.com/warrenmesh/warren/internal/tstest/netns"
+	"github.com/warrenmesh/warren/internal/tstest/nscoord"
 	"github.com/warrenmesh/warren/internal/tstest/poll"
 )
 
@@ -60,25 +60,11 @@ func runTUNExitNode(t *testing.T, kernelExit bool) {
 	}
 	dnsFrom := serveDNS(t, inet, "203.0.113.53:53", "www.example.test.", "203.0.113.10")
 	dir := t.TempDir()
-	coordDir := filepath.Join(dir, "coordinator")
-	if err := os.MkdirAll(coordDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(coordDir, "policy.hujson"), []byte(exitPolicy), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	// The coordinator (and its relay) run on the exit node's host: the
 	// laptop reaches them over the network the exit routing would take.
-	coordBin := filepath.Join(bin, "warren-coordinator")
-	coord := exitNS.Start(coordBin, "serve", "--state-dir", coordDir, "--listen", "10.77.1.2:8080", "--bootstrap-user", "admin@warren.internal")
-	if _, err := coord.WaitFor("Join a node", 30*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	adminKey := regexp.MustCompile(`wpk_[a-z0-9]{32}`).FindString(coord.Output())
-	var exitKey struct{ Key string }
-	if err := json.Unmarshal([]byte(exitNS.Run(coordBin, "keys", "create", "--user", "admin@warren.internal", "--tag", "tag:exit", "--json", "--state-dir", coordDir)), &exitKey); err != nil {
-		t.Fatal(err)
-	}
+	coord := nscoord.Start(t, exitNS, bin, dir, "10.77.1.2:8080", exitPolicy)
+	adminKey := coord.AdminKey
+	exitKey := coord.Key(t, nscoord.Admin, "--tag", "tag:exit")
 	serve := func(ns *netns.Namespace, addr, who string) {
 		var ln net.Listener
 		if err := ns.Do(func() (err error) { ln, err = net.Listen("tcp", addr); return err }); err != nil {
@@ -103,7 +89,7 @@ func runTUNExitNode(t *testing.T, kernelExit bool) {
 	if _, err := d.WaitFor("warrend running", 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	exitNS.Run(warren, "--socket", exitSock, "up", "--coordinator", "http://10.77.1.2:8080", "--auth-key", exitKey.Key,
+	exitNS.Run(warren, "--socket", exitSock, "up", "--coordinator", "http://10.77.1.2:8080", "--auth-key", exitKey,
 		"--hostname", "exit", "--advertise-tags", "tag:exit", "--advertise-exit-node")
 	d = laptop.Start(filepath.Join(bin, "warrend"), "--state-dir", filepath.Join(dir, "laptop"), "--socket", lapSock,
 		"--tun", "wrn-g-lap", "--dns", "off", "--wg-name", wgName("g-lap"), "--endpoint", "10.77.1.1", "--socks5", "")

@@ -8,9 +8,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -21,6 +19,7 @@ import (
 
 	"github.com/warrenmesh/warren/internal/tstest/buildtest"
 	"github.com/warrenmesh/warren/internal/tstest/netns"
+	"github.com/warrenmesh/warren/internal/tstest/nscoord"
 	"github.com/warrenmesh/warren/internal/tstest/poll"
 	"github.com/warrenmesh/warren/node/localapi"
 )
@@ -69,24 +68,9 @@ func TestUserspaceRouterFailover(t *testing.T) {
 	defer stopServe()
 
 	dir := t.TempDir()
-	coordDir := filepath.Join(dir, "coordinator")
-	if err := os.MkdirAll(coordDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(coordDir, "policy.hujson"), []byte(failoverPolicy), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	coordBin := filepath.Join(bin, "warren-coordinator")
-	coord := laptop.Start(coordBin, "serve", "--state-dir", coordDir, "--listen", "10.77.1.1:8080", "--bootstrap-user", "admin@warren.internal")
-	if _, err := coord.WaitFor("Join a node", 30*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	adminKey := regexp.MustCompile(`wpk_[a-z0-9]{32}`).FindString(coord.Output())
-	var routerKey struct{ Key string }
-	out := laptop.Run(coordBin, "keys", "create", "--user", "admin@warren.internal", "--tag", "tag:router", "--reusable", "--json", "--state-dir", coordDir)
-	if err := json.Unmarshal([]byte(out), &routerKey); err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
+	coord := nscoord.Start(t, laptop, bin, dir, "10.77.1.1:8080", failoverPolicy)
+	adminKey := coord.AdminKey
+	routerKey := coord.Key(t, nscoord.Admin, "--tag", "tag:router", "--reusable")
 
 	warren := filepath.Join(bin, "warren")
 	type node struct {
@@ -110,8 +94,8 @@ func TestUserspaceRouterFailover(t *testing.T) {
 			"--hostname", n.name}, n.args...)...)
 	}
 	routerArgs := []string{"--advertise-tags", "tag:router", "--advertise-routes", "10.20.0.0/24"}
-	nodeA := node{ra, "router-a", "10.77.1.2", routerKey.Key, "", routerArgs}
-	nodeB := node{rb, "router-b", "10.77.2.2", routerKey.Key, "", routerArgs}
+	nodeA := node{ra, "router-a", "10.77.1.2", routerKey, "", routerArgs}
+	nodeB := node{rb, "router-b", "10.77.2.2", routerKey, "", routerArgs}
 	nodeL := node{laptop, "laptop", "10.77.1.1", adminKey, "127.0.0.1:1081", nil}
 	daemonA := start(nodeA)
 	up(nodeA) // first: the lower node ID, so the primary while both are up

@@ -7,13 +7,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/warrenmesh/warren/internal/tstest/buildtest"
 	"github.com/warrenmesh/warren/internal/tstest/netns"
+	"github.com/warrenmesh/warren/internal/tstest/nscoord"
 	"github.com/warrenmesh/warren/internal/tstest/poll"
 )
 
@@ -41,28 +41,12 @@ func TestUserspaceSubnetRouter(t *testing.T) {
 	netns.Connect(laptops, router, "10.77.1.1/24", "10.77.1.2/24")
 	netns.Connect(router, lan, "10.20.0.1/24", "10.20.0.5/24")
 	dir := t.TempDir()
-	coordDir := filepath.Join(dir, "coordinator")
-	if err := os.MkdirAll(coordDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(coordDir, "policy.hujson"), []byte(subnetPolicy), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	coordBin := filepath.Join(bin, "warren-coordinator")
-	coord := laptops.Start(coordBin, "serve", "--state-dir", coordDir, "--listen", "10.77.1.1:8080", "--bootstrap-user", "admin@warren.internal")
-	if _, err := coord.WaitFor("Join a node", 30*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	adminKey := regexp.MustCompile(`wpk_[a-z0-9]{32}`).FindString(coord.Output())
-	admin := func(args ...string) string { return laptops.Run(coordBin, append(args, "--state-dir", coordDir)...) }
+	coord := nscoord.Start(t, laptops, bin, dir, "10.77.1.1:8080", subnetPolicy)
+	adminKey := coord.AdminKey
+	admin := coord.Admin
 	admin("users", "create", "bob@warren.internal")
-	var bobKey, routerKey struct{ Key string }
-	if err := json.Unmarshal([]byte(admin("keys", "create", "--user", "bob@warren.internal", "--json")), &bobKey); err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal([]byte(admin("keys", "create", "--user", "admin@warren.internal", "--tag", "tag:router", "--json")), &routerKey); err != nil {
-		t.Fatal(err)
-	}
+	bobKey := coord.Key(t, "bob@warren.internal")
+	routerKey := coord.Key(t, nscoord.Admin, "--tag", "tag:router")
 
 	// A plain host on the routed network: HTTP on 80 saying who called,
 	// and a listener on 22 that the policy does not open.
@@ -101,9 +85,9 @@ func TestUserspaceSubnetRouter(t *testing.T) {
 		args       []string
 	}
 	nodes := []node{
-		{router, "router", "10.77.1.2", routerKey.Key, "", []string{"--advertise-tags", "tag:router", "--advertise-routes", "10.20.0.0/24"}},
+		{router, "router", "10.77.1.2", routerKey, "", []string{"--advertise-tags", "tag:router", "--advertise-routes", "10.20.0.0/24"}},
 		{laptops, "laptop", "10.77.1.1", adminKey, "127.0.0.1:1081", nil},
-		{laptops, "bob", "10.77.1.1", bobKey.Key, "127.0.0.1:1082", nil},
+		{laptops, "bob", "10.77.1.1", bobKey, "127.0.0.1:1082", nil},
 	}
 	socks := map[string]string{}
 	for _, n := range nodes {

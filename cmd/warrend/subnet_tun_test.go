@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +17,7 @@ import (
 
 	"github.com/warrenmesh/warren/internal/tstest/buildtest"
 	"github.com/warrenmesh/warren/internal/tstest/netns"
+	"github.com/warrenmesh/warren/internal/tstest/nscoord"
 	"github.com/warrenmesh/warren/internal/tstest/poll"
 )
 
@@ -57,28 +56,12 @@ func testTUNSubnetRouter(t *testing.T, bin string, snat bool) {
 		lan.Run("ip", "route", "add", "100.64.0.0/10", "via", "10.20.0.1")
 	}
 	dir := t.TempDir()
-	coordDir := filepath.Join(dir, "coordinator")
-	if err := os.MkdirAll(coordDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(coordDir, "policy.hujson"), []byte(subnetPolicy), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	coordBin := filepath.Join(bin, "warren-coordinator")
-	coord := laptop.Start(coordBin, "serve", "--state-dir", coordDir, "--listen", "10.77.1.1:8080", "--bootstrap-user", "admin@warren.internal")
-	if _, err := coord.WaitFor("Join a node", 30*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	adminKey := regexp.MustCompile(`wpk_[a-z0-9]{32}`).FindString(coord.Output())
-	admin := func(args ...string) string { return laptop.Run(coordBin, append(args, "--state-dir", coordDir)...) }
+	coord := nscoord.Start(t, laptop, bin, dir, "10.77.1.1:8080", subnetPolicy)
+	adminKey := coord.AdminKey
+	admin := coord.Admin
 	admin("users", "create", "bob@warren.internal")
-	var bobKey, routerKey struct{ Key string }
-	if err := json.Unmarshal([]byte(admin("keys", "create", "--user", "bob@warren.internal", "--json")), &bobKey); err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal([]byte(admin("keys", "create", "--user", "admin@warren.internal", "--tag", "tag:router", "--json")), &routerKey); err != nil {
-		t.Fatal(err)
-	}
+	bobKey := coord.Key(t, "bob@warren.internal")
+	routerKey := coord.Key(t, nscoord.Admin, "--tag", "tag:router")
 	stopLAN := serveLAN(t, lan)
 	defer stopLAN()
 
@@ -95,13 +78,13 @@ func testTUNSubnetRouter(t *testing.T, bin string, snat bool) {
 		up       []string
 	}
 	nodes := []node{
-		{router, "router", "10.77.1.2", routerKey.Key,
+		{router, "router", "10.77.1.2", routerKey,
 			[]string{"--tun", "wrnf0", "--dns", "off", "--wg-name", "wrntest-f-r" + tag, "--socks5", "", "--snat-subnet-routes=" + fmt.Sprint(snat)},
 			[]string{"--advertise-tags", "tag:router", "--advertise-routes", "10.20.0.0/24"}},
 		{laptop, "laptop", "10.77.1.1", adminKey, []string{"--tun", "wrnf0", "--dns", "off", "--wg-name", "wrntest-f-l" + tag, "--socks5", ""}, nil},
 		// bob shares the laptop's namespace, so in userspace mode (one TUN
 		// device per namespace routes the mesh).
-		{laptop, "bob", "10.77.1.1", bobKey.Key, []string{"--socks5", "127.0.0.1:1082"}, nil},
+		{laptop, "bob", "10.77.1.1", bobKey, []string{"--socks5", "127.0.0.1:1082"}, nil},
 	}
 	daemons := map[string]*netns.Process{}
 	for _, n := range nodes {

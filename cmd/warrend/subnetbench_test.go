@@ -4,14 +4,13 @@ import (
 	"encoding/json"
 	"io"
 	"net"
-	"os"
 	"path/filepath"
-	"regexp"
 	"testing"
 	"time"
 
 	"github.com/warrenmesh/warren/internal/tstest/buildtest"
 	"github.com/warrenmesh/warren/internal/tstest/netns"
+	"github.com/warrenmesh/warren/internal/tstest/nscoord"
 	"github.com/warrenmesh/warren/internal/tstest/poll"
 )
 
@@ -48,31 +47,16 @@ func BenchmarkSubnetRouterUserspace(b *testing.B) {
 	defer stopLocal()
 
 	dir := b.TempDir()
-	coordDir := filepath.Join(dir, "coordinator")
-	if err := os.MkdirAll(coordDir, 0o700); err != nil {
-		b.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(coordDir, "policy.hujson"), []byte(benchPolicy), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	coordBin := filepath.Join(bin, "warren-coordinator")
-	coord := laptop.Start(coordBin, "serve", "--state-dir", coordDir, "--listen", "10.77.1.1:8080", "--bootstrap-user", "admin@warren.internal")
-	if _, err := coord.WaitFor("Join a node", 30*time.Second); err != nil {
-		b.Fatal(err)
-	}
-	adminKey := regexp.MustCompile(`wpk_[a-z0-9]{32}`).FindString(coord.Output())
-	var routerKey struct{ Key string }
-	out := laptop.Run(coordBin, "keys", "create", "--user", "admin@warren.internal", "--tag", "tag:router", "--json", "--state-dir", coordDir)
-	if err := json.Unmarshal([]byte(out), &routerKey); err != nil {
-		b.Fatalf("%v: %s", err, out)
-	}
+	coord := nscoord.Start(b, laptop, bin, dir, "10.77.1.1:8080", benchPolicy)
+	adminKey := coord.AdminKey
+	routerKey := coord.Key(b, nscoord.Admin, "--tag", "tag:router")
 	warren := filepath.Join(bin, "warren")
 	for _, n := range []struct {
 		ns             *netns.Namespace
 		name, ip, key  string
 		daemon, upArgs []string
 	}{
-		{router, "router", "10.77.1.2", routerKey.Key, []string{"--socks5", "", "--expose", "9001=127.0.0.1:9000"},
+		{router, "router", "10.77.1.2", routerKey, []string{"--socks5", "", "--expose", "9001=127.0.0.1:9000"},
 			[]string{"--advertise-tags", "tag:router", "--advertise-routes", "10.20.0.0/24"}},
 		{laptop, "laptop", "10.77.1.1", adminKey, []string{"--socks5", "127.0.0.1:1081"}, nil},
 	} {

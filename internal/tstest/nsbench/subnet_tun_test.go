@@ -4,14 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/warrenmesh/warren/internal/tstest/netns"
+	"github.com/warrenmesh/warren/internal/tstest/nscoord"
 )
 
 // The subnet router benchmark's network: a laptop namespace and a router
@@ -79,20 +78,9 @@ func startTUNSubnetRouter(b *testing.B, laptop, router *netns.Namespace) string 
 	dir := b.TempDir()
 	bin := filepath.Join(dir, "bin")
 	goBuild(b, bin+"/", prefixAll("github.com/warrenmesh/warren/cmd/", []string{"warren-coordinator", "warrend", "warren"})...)
-	coordDir := filepath.Join(dir, "coordinator")
-	if err := os.MkdirAll(coordDir, 0o700); err != nil {
-		b.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(coordDir, "policy.hujson"), []byte(tunSubnetPolicy), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	coordBin := filepath.Join(bin, "warren-coordinator")
 	listen := tunSubnetLaptop + ":8080"
-	coord := laptop.Start(coordBin, "serve", "--state-dir", coordDir, "--listen", listen, "--bootstrap-user", "admin@warren.internal")
-	if _, err := coord.WaitFor("Join a node", 30*time.Second); err != nil {
-		b.Fatal(err)
-	}
-	authKey := regexp.MustCompile(`wpk_[a-z0-9]{32}`).FindString(coord.Output())
+	coord := nscoord.Start(b, laptop, bin, dir, listen, tunSubnetPolicy)
+	authKey := coord.AdminKey
 	warren := filepath.Join(bin, "warren")
 	socks := map[string]string{}
 	for _, n := range []struct {
@@ -114,10 +102,10 @@ func startTUNSubnetRouter(b *testing.B, laptop, router *netns.Namespace) string 
 			"--hostname", n.name}, n.up...)...)
 	}
 	var listed []struct{ ID int64 }
-	if err := json.Unmarshal([]byte(laptop.Run(coordBin, "routes", "list", "--json", "--state-dir", coordDir)), &listed); err != nil || len(listed) != 1 {
+	if err := json.Unmarshal([]byte(coord.Admin("routes", "list", "--json")), &listed); err != nil || len(listed) != 1 {
 		b.Fatalf("routes list: %+v, %v", listed, err)
 	}
-	laptop.Run(coordBin, "routes", "approve", fmt.Sprint(listed[0].ID), "10.20.0.0/24", "--state-dir", coordDir)
+	coord.Admin("routes", "approve", fmt.Sprint(listed[0].ID), "10.20.0.0/24")
 	peer, err := waitForPeer(laptop, warren, socks["laptop"], "router", 30*time.Second)
 	if err != nil {
 		b.Fatal(err)
