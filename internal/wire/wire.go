@@ -120,12 +120,70 @@ type MapRequest struct {
 	// none withdraws what it advertised before. The coordinator serves a
 	// route only once it is approved.
 	AdvertiseRoutes []netip.Prefix `json:"advertiseRoutes,omitempty"`
+	// Posture is the node's latest posture report (nil: none yet).
+	Posture *PostureReport `json:"posture,omitempty"`
 }
 
 // UpdateRequest tells the coordinator what changed on the node.
 type UpdateRequest struct {
 	Endpoints []netip.AddrPort `json:"endpoints,omitempty"`
 	HomeRelay int              `json:"homeRelay,omitempty"`
+	// Posture, when set, is a new posture report or a heartbeat.
+	Posture *PostureReport `json:"posture,omitempty"`
+}
+
+// PostureReport is what a node found out about itself. A report with
+// attributes replaces every node: attribute the coordinator held for the
+// node (a name left out is no longer known); a heartbeat (Unchanged, no
+// attributes) says the node collected again and nothing changed. Nodes
+// report node: attributes only, never custom: ones.
+type PostureReport struct {
+	// Attrs maps attribute names ("node:os") to their values; what the
+	// node could not determine is absent, never guessed.
+	Attrs map[string]PostureValue `json:"attrs,omitempty"`
+	// Unchanged marks a heartbeat.
+	Unchanged bool `json:"unchanged,omitempty"`
+}
+
+// PostureValue is one attribute value and when the node collected it.
+type PostureValue struct {
+	Value       string    `json:"value"`
+	CollectedAt time.Time `json:"collectedAt"`
+}
+
+// PostureStatus is the coordinator's view of a node's posture, sent to the
+// node itself so it can tell its user why access is denied: the
+// attributes held for it and the rules it fails only because of posture.
+type PostureStatus struct {
+	Attrs   []PostureAttr   `json:"attrs,omitempty"`
+	Denials []PostureDenial `json:"denials,omitempty"`
+}
+
+// PostureAttr is one attribute as the coordinator holds it.
+type PostureAttr struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+	// Source is "node" for what the node reported, otherwise the actor
+	// that set it ("admin alice@example.com", "integration mdm-sync").
+	Source      string    `json:"source"`
+	CollectedAt time.Time `json:"collectedAt,omitzero"`
+	// Expires is when a set attribute stops counting (zero: never).
+	Expires time.Time `json:"expires,omitzero"`
+	// Stale is true when the node's report is older than the
+	// coordinator's maximum age: the attribute counts as absent.
+	Stale bool `json:"stale,omitempty"`
+}
+
+// PostureDenial is a rule the node fails only because of posture, in
+// plain words for its user.
+type PostureDenial struct {
+	// Destination is what the rule would let the node reach, as the
+	// policy writes it ("tag:db:5432").
+	Destination string `json:"destination"`
+	// Posture names the posture the rule requires ("posture:managed").
+	Posture string `json:"posture"`
+	// Reason is the failing condition ("node:diskEncrypted is false").
+	Reason string `json:"reason"`
 }
 
 // MapResponse is a full netmap (Full set) or a delta against the previous
@@ -157,6 +215,9 @@ type MapResponse struct {
 	// DERPMap lists the relay regions (full maps, and deltas when it
 	// changes).
 	DERPMap *DERPMap `json:"derpMap,omitempty"`
+	// Posture is the node's posture as the coordinator sees it (full
+	// maps, and deltas when it changes).
+	Posture *PostureStatus `json:"posture,omitempty"`
 }
 
 // DNSConfig is what the coordinator adds to the names a node's resolver
