@@ -63,6 +63,9 @@ type Engine struct {
 	versions map[wire.NodeID]uint64 // last version sent to each node
 	expiries expiryHeap
 	wake     chan struct{} // tells Run the next deadline may have moved
+	// routeViews holds, for each active router, which of its routes each
+	// peer may use, as last sent (routes.go).
+	routeViews map[wire.NodeID]*routeView
 }
 
 // New returns an engine with no nodes.
@@ -79,6 +82,8 @@ func New(cfg Config) *Engine {
 		streams:  make(map[wire.NodeID]*Stream),
 		versions: make(map[wire.NodeID]uint64),
 		wake:     make(chan struct{}, 1),
+
+		routeViews: make(map[wire.NodeID]*routeView),
 	}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
@@ -141,12 +146,14 @@ func (e *Engine) SetPolicy(p *policy.Policy) {
 	e.poke()
 }
 
-// fullTo queues a full map for each connected node in ids. Callers hold
-// e.mu.
+// fullTo queues a full map for each connected node in ids, and tells the
+// peers of the routers among them what their routes now mean for them.
+// Callers hold e.mu.
 func (e *Engine) fullTo(ids []wire.NodeID) {
 	for _, id := range ids {
 		e.toSelf(id, &delta{full: true})
 	}
+	e.routesChanged(ids, e.now())
 }
 
 // Upsert adds a node or replaces it, and queues the deltas the change causes
@@ -177,16 +184,14 @@ func (e *Engine) Upsert(n Node) {
 	case old == nil:
 		e.nodes[nn.ID()] = nn
 		filters := e.syncGraph(nn, now)
-		rec := &delta{changed: &nn.Wire}
-		e.forPeers(nn, now, func(s *Stream) { s.push(rec) })
+		e.recordTo(nn, now, nil)
 		e.toSelf(nn.ID(), &delta{full: true})
-		e.filtersTo(filters, nn.ID())
+		e.filtersTo(filters, nn.ID(), now)
 	case old.Active(now) != nn.Active(now) || !samePolicyView(old, nn):
 		e.reroute(old, nn, now)
 	default:
 		e.nodes[nn.ID()] = nn
-		rec := &delta{changed: &nn.Wire}
-		e.forPeers(nn, now, func(s *Stream) { s.push(rec) })
+		e.recordTo(nn, now, nil)
 		self := e.selfRecord(nn, now)
 		e.toSelf(nn.ID(), &delta{self: &self})
 	}
@@ -203,14 +208,22 @@ func (e *Engine) syncGraph(n *Node, now time.Time) []wire.NodeID {
 }
 
 // filtersTo queues a fresh packet filter for each connected node in ids
-// except skip (which gets a full map anyway). Callers hold e.mu.
-func (e *Engine) filtersTo(ids []wire.NodeID, skip wire.NodeID) {
+// except skip (which gets a full map anyway), and tells the peers of the
+// routers among them what their routes now mean for them. Callers hold
+// e.mu.
+func (e *Engine) filtersTo(ids []wire.NodeID, skip wire.NodeID, now time.Time) {
 	for _, id := range ids {
-		if id == skip {
-			continue
+		var filter []wire.FilterRule
+		computed := false
+		if s := e.streams[id]; s != nil && id != skip {
+			filter, computed = e.graph.Filter(id), true
+			s.push(&delta{filter: filter, filterSet: true})
 		}
-		if s := e.streams[id]; s != nil {
-			s.push(&delta{filter: e.graph.Filter(id), filterSet: true})
+		if n := e.nodes[id]; n != nil && len(n.Wire.Routes) > 0 {
+			if !computed {
+				filter = e.graph.Filter(id)
+			}
+			e.routeChanged(n, filter, now)
 		}
 	}
 }
@@ -224,19 +237,15 @@ func (e *Engine) reroute(old, nn *Node, now time.Time) {
 	e.forPeers(old, now, func(s *Stream) { before[s.id] = true })
 	e.nodes[nn.ID()] = nn
 	filters := e.syncGraph(nn, now)
-	rec := &delta{changed: &nn.Wire}
 	removed := &delta{removed: nn.ID()}
-	e.forPeers(nn, now, func(s *Stream) {
-		delete(before, s.id)
-		s.push(rec)
-	})
+	e.recordTo(nn, now, func(s *Stream) { delete(before, s.id) })
 	for id := range before {
 		if s := e.streams[id]; s != nil {
 			s.push(removed)
 		}
 	}
 	e.toSelf(nn.ID(), &delta{full: true})
-	e.filtersTo(filters, nn.ID())
+	e.filtersTo(filters, nn.ID(), now)
 }
 
 // Remove deletes a node: its peers forget it and its own stream is closed
@@ -252,8 +261,9 @@ func (e *Engine) Remove(id wire.NodeID, reason error) {
 	d := &delta{removed: id}
 	e.forPeers(n, now, func(s *Stream) { s.push(d) })
 	delete(e.nodes, id)
+	delete(e.routeViews, id)
 	e.revoke(n.Wire.NodeKey)
-	e.filtersTo(e.graph.Remove(id), id)
+	e.filtersTo(e.graph.Remove(id), id, now)
 	delete(e.versions, id)
 	if s := e.streams[id]; s != nil {
 		delete(e.streams, id)
@@ -361,7 +371,16 @@ func (e *Engine) fullMap(id wire.NodeID, now time.Time) *wire.MapResponse {
 	}
 	e.graph.Peers(id, func(pid wire.NodeID) bool {
 		if p := e.nodes[pid]; p != nil && p.Active(now) {
-			resp.Peers = append(resp.Peers, p.Wire)
+			rec := &p.Wire
+			if len(rec.Routes) > 0 {
+				v := e.routeViews[pid]
+				if v == nil { // not yet built: build it rather than send every route
+					v = e.routeViewOf(p, now)
+					e.setRouteView(pid, v)
+				}
+				rec = v.record(rec, n)
+			}
+			resp.Peers = append(resp.Peers, *rec)
 		}
 		return true
 	})

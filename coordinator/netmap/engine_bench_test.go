@@ -110,3 +110,60 @@ func BenchmarkFanoutDeliver(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkRouterPeerJoins measures a laptop joining a mesh where every
+// laptop may use one subnet router: the router's filter gains a source, so
+// the engine re-checks which routes each of the router's peers may use
+// (routes.go). The baseline is the same mesh where the laptops reach the
+// router's own address and it carries no routes.
+func BenchmarkRouterPeerJoins(b *testing.B) {
+	const viaRoute = `{
+		"tagOwners": {"tag:router": []},
+		"acls": [{"action": "accept", "src": ["autogroup:member"], "dst": ["10.20.0.0/24:*"]}],
+	}`
+	const viaAddress = `{
+		"tagOwners": {"tag:router": []},
+		"acls": [{"action": "accept", "src": ["autogroup:member"], "dst": ["tag:router:*"]}],
+	}`
+	for _, nodes := range []int{1000, 10000} {
+		for _, tc := range []struct {
+			name, policy string
+			routes       []netip.Prefix
+		}{
+			{"baseline-no-routes", viaAddress, nil},
+			{"routes", viaRoute, prefixes("10.20.0.0/24", "10.30.0.0/24")},
+		} {
+			b.Run(fmt.Sprintf("nodes=%d/%s", nodes, tc.name), func(b *testing.B) {
+				e := newEngine(b, Config{MaxQueue: 1 << 20, Policy: mustPolicy(b, tc.policy)})
+				router := testNode(1, 0, "tag:router")
+				router.Wire.Routes = tc.routes
+				e.Upsert(router)
+				var streams []*Stream
+				for i := 1; i <= nodes; i++ {
+					if i > 1 {
+						e.Upsert(testNode(i, int64(i)))
+					}
+					s, err := e.Subscribe(wire.NodeID(i))
+					if err != nil {
+						b.Fatal(err)
+					}
+					s.mu.Lock()
+					s.needFull = false // pretend the full map went out already
+					s.mu.Unlock()
+					streams = append(streams, s)
+				}
+				id := nodes + 1
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					e.Upsert(testNode(id, int64(id)))
+					b.StopTimer()
+					e.Remove(wire.NodeID(id), nil)
+					reset(streams)
+					id++
+					b.StartTimer()
+				}
+			})
+		}
+	}
+}
