@@ -42,6 +42,15 @@ type Forwarding struct {
 	// DialTimeout bounds connecting to a TCP destination (the source's SYN
 	// waits meanwhile); 0 means DefaultForwardDialTimeout.
 	DialTimeout time.Duration
+	// Ping sends one ICMP echo request with payload from the host to dst
+	// and returns nil once the matching reply arrived (forward_icmp.go);
+	// nil uses HostPing.
+	Ping func(ctx context.Context, dst netip.Addr, payload []byte) error
+	// MaxICMP bounds the echo requests forwarded at once (past it they
+	// are dropped); 0 means DefaultMaxForwardICMP. EchoTimeout bounds one;
+	// 0 means DefaultEchoTimeout.
+	MaxICMP     int
+	EchoTimeout time.Duration
 }
 
 // Forwarding defaults.
@@ -78,6 +87,7 @@ type forwarder struct {
 	cancel context.CancelFunc
 	tcp    chan struct{} // semaphore
 	udp    chan struct{} // semaphore
+	icmp   chan struct{} // semaphore
 
 	mu     sync.Mutex
 	closed bool
@@ -112,6 +122,13 @@ func (s *Stack) enableForwarding(cfg Forwarding) error {
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = DefaultForwardDialTimeout
 	}
+	if cfg.Ping == nil {
+		cfg.Ping = HostPing
+	}
+	cfg.MaxICMP = cmpOr(cfg.MaxICMP, DefaultMaxForwardICMP)
+	if cfg.EchoTimeout <= 0 {
+		cfg.EchoTimeout = DefaultEchoTimeout
+	}
 	s.fwdMu.Lock()
 	defer s.fwdMu.Unlock()
 	if s.closed.Load() {
@@ -122,7 +139,8 @@ func (s *Stack) enableForwarding(cfg Forwarding) error {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	f := &forwarder{cfg: cfg, ctx: ctx, cancel: cancel,
-		tcp: make(chan struct{}, cfg.MaxTCP), udp: make(chan struct{}, cfg.MaxUDP)}
+		tcp: make(chan struct{}, cfg.MaxTCP), udp: make(chan struct{}, cfg.MaxUDP),
+		icmp: make(chan struct{}, cfg.MaxICMP)}
 	// Accept packets for any address (promiscuous) and answer from it
 	// (spoofing), so the stack can stand in for the destination.
 	if err := s.stack.SetPromiscuousMode(nicID, true); err != nil {

@@ -12,9 +12,10 @@
 // It must never route or forward on its own: it answers only for its own
 // addresses, and everything it sends goes to WireGuard, unless the node
 // serves subnet routes (EnableForwarding, forward.go); then it stands in
-// for destinations inside those routes and dials them from the host, and
-// never for the host's loopback, link-local or multicast networks or the
-// mesh. It holds no keys and applies no policy (the engine's filter sits
+// for destinations inside those routes and dials them from the host (TCP,
+// UDP; ICMP echo is answered only when the host's own ping is,
+// forward_icmp.go), and never for the host's loopback, link-local or
+// multicast networks or the mesh. It holds no keys and applies no policy (the engine's filter sits
 // in front of it).
 package netstack
 
@@ -265,8 +266,9 @@ func (s *Stack) Write(bufs [][]byte, offset int) (int, error) {
 	if s.closed.Load() {
 		return 0, os.ErrClosed
 	}
-	s.link.inject(bufs, offset)
-	return len(bufs), nil
+	n := len(bufs)
+	s.link.inject(s.takeEchoes(bufs, offset), offset)
+	return n, nil
 }
 
 // MTU implements tun.Device.
