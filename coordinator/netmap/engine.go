@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/netip"
+	"reflect"
 	"sync"
 	"time"
 
@@ -61,6 +62,9 @@ type Engine struct {
 	nodes    map[wire.NodeID]*Node
 	streams  map[wire.NodeID]*Stream
 	versions map[wire.NodeID]uint64 // last version sent to each node
+	// posture is the posture status last queued for each connected node
+	// (posture.go).
+	posture  map[wire.NodeID]*wire.PostureStatus
 	expiries expiryHeap
 	wake     chan struct{} // tells Run the next deadline may have moved
 }
@@ -78,6 +82,7 @@ func New(cfg Config) *Engine {
 		nodes:    make(map[wire.NodeID]*Node),
 		streams:  make(map[wire.NodeID]*Stream),
 		versions: make(map[wire.NodeID]uint64),
+		posture:  make(map[wire.NodeID]*wire.PostureStatus),
 		wake:     make(chan struct{}, 1),
 	}
 	if e.log == nil {
@@ -138,6 +143,7 @@ func (e *Engine) SetPolicy(p *policy.Policy) {
 	old := e.graph.Policy()
 	e.fullTo(e.graph.SetPolicy(p))
 	e.fullTo(e.capMapsChanged(old, p, now))
+	e.postureTo(e.graph.PostureChanged(), 0)
 	e.poke()
 }
 
@@ -156,6 +162,7 @@ func (e *Engine) Upsert(n Node) {
 	n.Wire.CapMap = nil // the policy's, and only in the node's own record (selfRecord)
 	n.Groups = cloneSlice(n.Groups)
 	n.Attrs = maps.Clone(n.Attrs)
+	n.PostureAttrs = cloneSlice(n.PostureAttrs)
 	nn := &n
 	now := e.now()
 	e.mu.Lock()
@@ -183,6 +190,10 @@ func (e *Engine) Upsert(n Node) {
 		e.filtersTo(filters, nn.ID())
 	case old.Active(now) != nn.Active(now) || !samePolicyView(old, nn):
 		e.reroute(old, nn, now)
+	case reflect.DeepEqual(old.Wire, nn.Wire):
+		// Only what peers never see changed (a posture report's times, say):
+		// postureTo below tells the node itself.
+		e.nodes[nn.ID()] = nn
 	default:
 		e.nodes[nn.ID()] = nn
 		rec := &delta{changed: &nn.Wire}
@@ -190,6 +201,7 @@ func (e *Engine) Upsert(n Node) {
 		self := e.selfRecord(nn, now)
 		e.toSelf(nn.ID(), &delta{self: &self})
 	}
+	e.postureTo(e.graph.PostureChanged(), nn.ID())
 }
 
 // syncGraph brings the policy graph in line with n (present if active,
@@ -254,7 +266,9 @@ func (e *Engine) Remove(id wire.NodeID, reason error) {
 	delete(e.nodes, id)
 	e.revoke(n.Wire.NodeKey)
 	e.filtersTo(e.graph.Remove(id), id)
+	e.postureTo(e.graph.PostureChanged(), 0)
 	delete(e.versions, id)
+	delete(e.posture, id)
 	if s := e.streams[id]; s != nil {
 		delete(e.streams, id)
 		s.closeWith(reason)
@@ -356,6 +370,8 @@ func (e *Engine) fullMap(id wire.NodeID, now time.Time) *wire.MapResponse {
 	}
 	self := e.selfRecord(n, now)
 	resp.Self = &self
+	resp.Posture = e.postureStatus(n, now)
+	e.posture[id] = resp.Posture
 	if !n.Active(now) {
 		return resp // no peers, empty filter: deny everything
 	}
@@ -406,6 +422,7 @@ func (e *Engine) due() time.Time {
 	defer e.mu.Unlock()
 	e.fullTo(e.graph.Advance(now))
 	next := e.expireDue(now)
+	e.postureTo(e.graph.PostureChanged(), 0)
 	if p := e.graph.NextChange(); !p.IsZero() && (next.IsZero() || p.Before(next)) {
 		next = p
 	}
