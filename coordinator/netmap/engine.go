@@ -238,8 +238,16 @@ func (e *Engine) reroute(old, nn *Node, now time.Time) {
 	filters := e.syncGraph(nn, now)
 	rec := &delta{changed: &nn.Wire}
 	removed := &delta{removed: nn.ID()}
+	// A peer that had the record already needs it again only if it changed
+	// (a posture change, say, changes the policy's view but not the record).
+	again := !reflect.DeepEqual(old.Wire, nn.Wire)
 	e.forPeers(nn, now, func(s *Stream) {
-		delete(before, s.id)
+		if before[s.id] {
+			delete(before, s.id)
+			if !again {
+				return
+			}
+		}
 		s.push(rec)
 	})
 	for id := range before {

@@ -37,9 +37,12 @@ func TestPostureDenialsReachTheNode(t *testing.T) {
 	e.Upsert(laptop)
 	e.Upsert(testNode(2, 20)) // another user's device: hears nothing of the laptop
 	e.Upsert(testNode(3, 30, "tag:db"))
+	e.Upsert(testNode(5, 10)) // the laptop owner's phone: a peer throughout
 	s1, _ := e.Subscribe(1)
 	s2, _ := e.Subscribe(2)
 	s3, _ := e.Subscribe(3)
+	s5, _ := e.Subscribe(5)
+	next(t, s5)
 	full := next(t, s1)
 	if full.Posture == nil || !slices.Equal(full.Posture.Denials, []wire.PostureDenial{deniedDisk}) {
 		t.Fatalf("full map posture = %+v, want the denial", full.Posture)
@@ -47,8 +50,8 @@ func TestPostureDenialsReachTheNode(t *testing.T) {
 	if !slices.Equal(full.Posture.Attrs, laptop.PostureAttrs) {
 		t.Fatalf("full map attrs = %+v", full.Posture.Attrs)
 	}
-	if len(full.Peers) != 0 {
-		t.Fatalf("denied laptop sees %v", peerIDs(full.Peers))
+	if !slices.Equal(peerIDs(full.Peers), []wire.NodeID{5}) {
+		t.Fatalf("denied laptop sees %v, want its phone only", peerIDs(full.Peers))
 	}
 	f2 := next(t, s2)
 	notReported := wire.PostureDenial{Destination: "tag:db:5432", Posture: "posture:managed", Reason: "node:diskEncrypted is not reported"}
@@ -69,7 +72,7 @@ func TestPostureDenialsReachTheNode(t *testing.T) {
 	d := next(t, s1)
 	if d.Full {
 		// The node's policy view changed: a full map is what it gets.
-		if d.Posture == nil || len(d.Posture.Denials) != 0 || !slices.Equal(peerIDs(d.Peers), []wire.NodeID{3}) {
+		if d.Posture == nil || len(d.Posture.Denials) != 0 || !slices.Equal(peerIDs(d.Peers), []wire.NodeID{3, 5}) {
 			t.Fatalf("after the fix: %+v", d)
 		}
 	} else if d.Posture == nil || len(d.Posture.Denials) != 0 {
@@ -79,6 +82,7 @@ func TestPostureDenialsReachTheNode(t *testing.T) {
 		t.Fatalf("after the fix: attrs %+v", d.Posture.Attrs)
 	}
 	nothingQueued(t, s2)
+	nothingQueued(t, s5) // the laptop's record did not change: its phone hears nothing
 	if d := next(t, s3); !slices.Equal(peerIDs(d.PeersChanged), []wire.NodeID{1}) || d.Posture != nil {
 		t.Fatalf("db after the fix: %+v", d)
 	}
