@@ -45,6 +45,9 @@ test-short:
 # BenchmarkFanoutDeliver (about 28 s a run under load). Measured on two
 # cores shared with other test runs: 4.4 minutes, was 23.6 (most of it 20
 # runs of those two).
+# BenchmarkPostureChange (coordinator/netmap) is one device's posture change
+# in a 10,000-node mesh with 500 rules (50 posture-gated), beside an
+# endpoint change and an unused attribute's change as baselines.
 # BenchmarkIdleClientRSS (internal/tstest/relayrss) runs warren-derp and
 # Tailscale's derper as processes and compares their RSS per idle client.
 # The last line is the namespace benchmark: single-stream TCP throughput

@@ -265,10 +265,11 @@ func (c *command) status(args []string) error {
 		fmt.Fprintf(c.out, "proxy %s\n", st.SOCKS5)
 	}
 	fmt.Fprint(c.out, exitNodeLine(st))
+	printPostureDenials(c.out, st.Posture)
 	fmt.Fprintln(c.out)
 	if len(st.Peers) == 0 {
 		fmt.Fprintln(c.out, "No peers: nothing this node may reach or be reached from.")
-		return nil
+		return printPostureAttrs(c.out, st.Posture, time.Now())
 	}
 	err = cli.PrintTable(c.out, "NAME\tADDRESS\tOWNER\tONLINE\tPATH\tHANDSHAKE\tRX\tTX", func(w io.Writer) {
 		for _, p := range st.Peers {
@@ -283,7 +284,10 @@ func (c *command) status(args []string) error {
 	if err != nil {
 		return err
 	}
-	return printPeerRoutes(c.out, st.Peers)
+	if err := printPeerRoutes(c.out, st.Peers); err != nil {
+		return err
+	}
+	return printPostureAttrs(c.out, st.Posture, time.Now())
 }
 
 func (c *command) ping(args []string) error {

@@ -2,7 +2,9 @@ package api
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -129,11 +131,21 @@ func (s *Server) policyExplain(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, resp)
 }
 
+// describeNode names n with what the policy matches: owner or tags, and
+// the posture attributes that count now (stale and expired ones are not
+// in n.Attrs).
 func describeNode(label string, n policy.Node) string {
+	var d string
 	if len(n.Tags) > 0 {
-		return fmt.Sprintf("%s (tags %v)", label, n.Tags)
+		d = fmt.Sprintf("%s (tags %v", label, n.Tags)
+	} else {
+		d = fmt.Sprintf("%s (user %s, groups %v, admin %v", label, n.User, n.Groups, n.Admin)
 	}
-	return fmt.Sprintf("%s (user %s, groups %v, admin %v)", label, n.User, n.Groups, n.Admin)
+	attrs := make([]string, 0, len(n.Attrs))
+	for _, k := range slices.Sorted(maps.Keys(n.Attrs)) {
+		attrs = append(attrs, k+"="+n.Attrs[k])
+	}
+	return d + fmt.Sprintf(", posture %v)", attrs)
 }
 
 // fill copies a decision into the response.

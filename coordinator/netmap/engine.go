@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/netip"
+	"reflect"
 	"sync"
 	"time"
 
@@ -61,6 +62,9 @@ type Engine struct {
 	nodes    map[wire.NodeID]*Node
 	streams  map[wire.NodeID]*Stream
 	versions map[wire.NodeID]uint64 // last version sent to each node
+	// posture is the posture status last queued for each connected node
+	// (posture.go).
+	posture  map[wire.NodeID]*wire.PostureStatus
 	expiries expiryHeap
 	wake     chan struct{} // tells Run the next deadline may have moved
 	// routeViews holds, for each active router, which of its routes each
@@ -81,6 +85,7 @@ func New(cfg Config) *Engine {
 		nodes:    make(map[wire.NodeID]*Node),
 		streams:  make(map[wire.NodeID]*Stream),
 		versions: make(map[wire.NodeID]uint64),
+		posture:  make(map[wire.NodeID]*wire.PostureStatus),
 		wake:     make(chan struct{}, 1),
 
 		routeViews: make(map[wire.NodeID]*routeView),
@@ -143,6 +148,7 @@ func (e *Engine) SetPolicy(p *policy.Policy) {
 	old := e.graph.Policy()
 	e.fullTo(e.graph.SetPolicy(p))
 	e.fullTo(e.capMapsChanged(old, p, now))
+	e.postureTo(e.graph.PostureChanged(), 0)
 	e.poke()
 }
 
@@ -163,6 +169,7 @@ func (e *Engine) Upsert(n Node) {
 	n.Wire.CapMap = nil // the policy's, and only in the node's own record (selfRecord)
 	n.Groups = cloneSlice(n.Groups)
 	n.Attrs = maps.Clone(n.Attrs)
+	n.PostureAttrs = cloneSlice(n.PostureAttrs)
 	nn := &n
 	now := e.now()
 	e.mu.Lock()
@@ -189,12 +196,17 @@ func (e *Engine) Upsert(n Node) {
 		e.filtersTo(filters, nn.ID(), now)
 	case old.Active(now) != nn.Active(now) || !samePolicyView(old, nn):
 		e.reroute(old, nn, now)
+	case reflect.DeepEqual(old.Wire, nn.Wire):
+		// Only what peers never see changed (a posture report's times, say):
+		// postureTo below tells the node itself.
+		e.nodes[nn.ID()] = nn
 	default:
 		e.nodes[nn.ID()] = nn
 		e.recordTo(nn, now, nil)
 		self := e.selfRecord(nn, now)
 		e.toSelf(nn.ID(), &delta{self: &self})
 	}
+	e.postureTo(e.graph.PostureChanged(), nn.ID())
 }
 
 // syncGraph brings the policy graph in line with n (present if active,
@@ -238,7 +250,18 @@ func (e *Engine) reroute(old, nn *Node, now time.Time) {
 	e.nodes[nn.ID()] = nn
 	filters := e.syncGraph(nn, now)
 	removed := &delta{removed: nn.ID()}
-	e.recordTo(nn, now, func(s *Stream) { delete(before, s.id) })
+	// A peer that had the record already needs it again only if it changed
+	// (a posture change, say, changes the policy's view but not the
+	// record), or, for a router, if the routes it may use changed.
+	again := !reflect.DeepEqual(old.Wire, nn.Wire)
+	oldView := e.routeViews[nn.ID()]
+	e.recordTo(nn, now, func(s *Stream, view *routeView) bool {
+		if !before[s.id] {
+			return true
+		}
+		delete(before, s.id)
+		return again || view.differsFor(oldView, e.nodes[s.id].Wire.Addresses)
+	})
 	for id := range before {
 		if s := e.streams[id]; s != nil {
 			s.push(removed)
@@ -264,7 +287,9 @@ func (e *Engine) Remove(id wire.NodeID, reason error) {
 	delete(e.routeViews, id)
 	e.revoke(n.Wire.NodeKey)
 	e.filtersTo(e.graph.Remove(id), id, now)
+	e.postureTo(e.graph.PostureChanged(), 0)
 	delete(e.versions, id)
+	delete(e.posture, id)
 	if s := e.streams[id]; s != nil {
 		delete(e.streams, id)
 		s.closeWith(reason)
@@ -366,6 +391,8 @@ func (e *Engine) fullMap(id wire.NodeID, now time.Time) *wire.MapResponse {
 	}
 	self := e.selfRecord(n, now)
 	resp.Self = &self
+	resp.Posture = e.postureStatus(n, now)
+	e.posture[id] = resp.Posture
 	if !n.Active(now) {
 		return resp // no peers, empty filter: deny everything
 	}
@@ -425,6 +452,7 @@ func (e *Engine) due() time.Time {
 	defer e.mu.Unlock()
 	e.fullTo(e.graph.Advance(now))
 	next := e.expireDue(now)
+	e.postureTo(e.graph.PostureChanged(), 0)
 	if p := e.graph.NextChange(); !p.IsZero() && (next.IsZero() || p.Before(next)) {
 		next = p
 	}

@@ -8,8 +8,11 @@
 // to the square of the mesh size: a delta is built once, shared by every
 // stream it goes to, and queued without copying. A slow stream never blocks
 // the engine: past a bound its queue is dropped and it gets a fresh full map
-// instead. This package holds no secrets and does no I/O; persistence is the
-// caller's job.
+// instead. Each node is also told its own posture (wire.PostureStatus): the
+// attributes held for it and the rules it fails only because of posture,
+// in full maps and in a delta whenever that changes (posture.go). This
+// package holds no secrets and does no I/O; persistence is the caller's
+// job.
 package netmap
 
 import (
@@ -35,8 +38,14 @@ type Node struct {
 	Groups []string
 	// Admin is true when the owner has the admin role (untagged nodes).
 	Admin bool
-	// Attrs are the node's posture attributes ("node:os" → "macos").
+	// Attrs are the node's posture attributes that count ("node:os" →
+	// "macos"): what the policy reads. The store leaves out stale and
+	// expired ones.
 	Attrs map[string]string
+	// PostureAttrs are every attribute the coordinator holds for the node,
+	// with source, times and staleness, as the node itself is told them
+	// (wire.PostureStatus.Attrs); peers never see them.
+	PostureAttrs []wire.PostureAttr
 	// MFAAt is the owner's last login with a second factor.
 	MFAAt time.Time
 	// Authorized is false while a node waits for admin approval.

@@ -160,16 +160,26 @@ func (e *Engine) routeViewOf(n *Node, now time.Time) *routeView {
 	return newRouteView(n, e.graph.Filter(n.ID()))
 }
 
+// differsFor reports whether a node with addrs may use other routes under
+// v than under old (either may be nil: no routes).
+func (v *routeView) differsFor(old *routeView, addrs []netip.Prefix) bool {
+	if v == nil || old == nil {
+		return v != old
+	}
+	return !slices.Equal(v.usable(addrs), old.usable(addrs))
+}
+
 // recordTo queues n's record to each connected active peer: one shared
 // record, or for a router each viewer's own, carrying only the routes the
-// viewer may use. each, if set, sees every stream first. Callers hold e.mu.
-func (e *Engine) recordTo(n *Node, now time.Time, each func(*Stream)) {
+// viewer may use. send, if set, decides for each stream whether it gets
+// the record, given n's new route view. Callers hold e.mu.
+func (e *Engine) recordTo(n *Node, now time.Time, send func(s *Stream, view *routeView) bool) {
 	view := e.routeViewOf(n, now)
 	e.setRouteView(n.ID(), view)
 	shared := &delta{changed: &n.Wire}
 	e.forPeers(n, now, func(s *Stream) {
-		if each != nil {
-			each(s)
+		if send != nil && !send(s, view) {
+			return
 		}
 		if view == nil {
 			s.push(shared)

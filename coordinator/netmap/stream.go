@@ -29,6 +29,7 @@ type delta struct {
 	// possibly empty).
 	filter    []wire.FilterRule
 	filterSet bool
+	posture   *wire.PostureStatus // the stream's own posture status changed
 }
 
 // Stream is one node's netmap subscription. One goroutine calls Next; any
@@ -187,6 +188,8 @@ func merge(ds []*delta) *wire.MapResponse {
 		switch {
 		case d.self != nil:
 			resp.Self = d.self
+		case d.posture != nil:
+			resp.Posture = d.posture
 		case d.filterSet:
 			resp.PacketFilter, resp.FilterSet = d.filter, true
 		case d.changed != nil:

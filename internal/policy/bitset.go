@@ -81,3 +81,17 @@ func (b bitset) count() int {
 	}
 	return n
 }
+
+// orAnd adds the members of both a and c to b.
+func (b *bitset) orAnd(a, c bitset) {
+	n := min(len(a), len(c))
+	for n > 0 && a[n-1]&c[n-1] == 0 {
+		n--
+	}
+	if n > len(*b) {
+		b.grow(n)
+	}
+	for i := range n {
+		(*b)[i] |= a[i] & c[i]
+	}
+}

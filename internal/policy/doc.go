@@ -23,7 +23,10 @@
 // concern it and the nodes it affects, never to the whole mesh. Graph
 // answers, for each node, its peers (nodes it may reach or that may reach
 // it) and its inbound packet filter (wire.FilterRule), and reports which
-// other nodes must be told after each change. Time windows and MFA
+// other nodes must be told after each change. For telling users why,
+// Graph.Denials lists the rules a node fails only because of its posture,
+// each with the failing condition in plain words, and PostureChanged
+// names the nodes whose list may have changed. Time windows and MFA
 // freshness make the result depend on the clock; the owner of a Graph
 // calls Advance when NextChange says something will change.
 //

@@ -36,7 +36,7 @@ func TestExplain(t *testing.T) {
 	}{
 		{"posture any-of", Query{Src: "ann@example.com", Dst: "tag:db", Port: 5432, SrcPostureAttrs: map[string]string{"node:os": "windows"}}, 0, nil},
 		{"posture failed", Query{Src: "ann@example.com", Dst: "tag:db", Port: 5432, SrcPostureAttrs: map[string]string{"node:os": "linux"}}, -1,
-			[]string{`posture: posture:mac failed because node:os is "linux", not "macos"; posture:win failed because node:os is "linux", not "windows"`}},
+			[]string{`posture: posture:mac failed because node:os is "linux" (needs == "macos"); posture:win failed because node:os is "linux" (needs == "windows")`}},
 		{"wrong port", Query{Src: "ann@example.com", Dst: "tag:db", Port: 22, SrcPostureAttrs: map[string]string{"node:os": "macos"}}, -1,
 			[]string{"port: 22 is not in 5432"}},
 		{"src did not match", Query{Src: "bob@example.com", Dst: "tag:db", Port: 5432, SrcPostureAttrs: map[string]string{"node:os": "macos"}}, -1,

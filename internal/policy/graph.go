@@ -31,6 +31,8 @@ type Graph struct {
 	routeCount map[netip.Prefix]int // approved subnet routes of all nodes, by how many nodes have each
 	routeList  []netip.Prefix       // routeCount's keys, sorted; nil: to be rebuilt
 	starRules  []int32              // rules with "*" as a source
+
+	postureDirty bitset // nodes whose posture denials may have changed (graph_posture.go)
 }
 
 // grule is the state of one rule in a graph.
@@ -40,6 +42,10 @@ type grule struct {
 	next   time.Time // when active next changes; zero: never
 	src    bitset    // nodes that are eligible sources now
 	dst    bitset    // nodes selected by its destinations (not autogroup:self)
+	ndst   int       // dst.count()
+	// gated holds the nodes its sources select that none of its postures
+	// admits (rules with srcPosture only): the nodes it may deny.
+	gated bitset
 
 	prefixes []netip.Prefix // SrcPrefixes; rebuilt when dirty, never mutated
 	dirty    bool
@@ -54,7 +60,10 @@ type gnode struct {
 	postureOK []bool
 	srcRules  []int32 // rules it is an eligible source of, ascending
 	dstRules  []int32 // rules whose destinations select it, ascending
-	mfaNext   time.Time
+	// gatedRules are the rules with postures whose sources select it but
+	// none of whose postures it satisfies, ascending.
+	gatedRules []int32
+	mfaNext    time.Time
 }
 
 // NewGraph compiles p for the given nodes at time now. Nodes may also be
@@ -292,6 +301,9 @@ func (g *Graph) update(slot int32, old, nw *gnode, aff *bitset) (changed bool) {
 		for _, ri := range old.dstRules {
 			mark(ri)
 		}
+		for _, ri := range old.gatedRules {
+			mark(ri)
+		}
 	}
 	if nw != nil {
 		g.p.candidates(&nw.subject, mark)
@@ -305,7 +317,7 @@ func (g *Graph) update(slot int32, old, nw *gnode, aff *bitset) (changed bool) {
 	}
 	addrsChanged := old != nil && nw != nil && !slices.Equal(old.addrs, nw.addrs)
 
-	var srcRules, dstRules []int32
+	var srcRules, dstRules, gatedRules []int32
 	for _, ri := range cands {
 		gr := g.rules[ri]
 		r := gr.r
@@ -313,6 +325,17 @@ func (g *Graph) update(slot int32, old, nw *gnode, aff *bitset) (changed bool) {
 		wasD := old != nil && gr.dst.has(slot)
 		isS := nw != nil && g.eligible(r, nw)
 		isD := nw != nil && r.dstSelects(&nw.subject)
+		if len(r.postures) > 0 {
+			if nw != nil && !isS && g.deniedByPosture(r, nw) {
+				gr.gated.set(slot)
+				gatedRules = append(gatedRules, ri)
+			} else {
+				gr.gated.clear(slot)
+			}
+		}
+		if wasD != isD {
+			g.countDst(gr, isD)
+		}
 		if isS {
 			gr.src.set(slot)
 			srcRules = append(srcRules, ri)
@@ -383,7 +406,9 @@ func (g *Graph) update(slot int32, old, nw *gnode, aff *bitset) (changed bool) {
 	if nw != nil {
 		slices.Sort(srcRules)
 		slices.Sort(dstRules)
-		nw.srcRules, nw.dstRules = srcRules, dstRules
+		slices.Sort(gatedRules)
+		nw.srcRules, nw.dstRules, nw.gatedRules = srcRules, dstRules, gatedRules
+		g.postureDirty.set(slot)
 		nw.mfaNext = g.mfaDeadline(nw)
 		if !nw.mfaNext.IsZero() && (old == nil || !old.mfaNext.Equal(nw.mfaNext)) {
 			g.mfa.push(mfaEntry{at: nw.mfaNext, slot: slot, id: nw.node.ID})

@@ -45,6 +45,9 @@ func (g *Graph) rebuild(p *Policy, now time.Time) []wire.NodeID {
 		if n != nil && !before[s].equal(g.describe(n, in, ids)) {
 			aff.set(int32(s))
 		}
+		if n != nil {
+			g.postureDirty.set(int32(s)) // any rule may have changed
+		}
 	}
 	return g.ids(aff)
 }

@@ -231,6 +231,10 @@ func TestIncrementalMatchesScratch(t *testing.T) {
 		}
 		for step := 0; step < 150; step++ {
 			before := takeSnapshot(g, ids())
+			beforeDen := map[wire.NodeID][]wire.PostureDenial{}
+			for _, id := range ids() {
+				beforeDen[id] = g.Denials(id)
+			}
 			var aff []wire.NodeID
 			var self wire.NodeID = -1
 			op := r.IntN(10)
@@ -269,6 +273,16 @@ func TestIncrementalMatchesScratch(t *testing.T) {
 			}
 			scratch := NewGraph(policies[pi], now, all...)
 			got, want := takeSnapshot(g, ids()), takeSnapshot(scratch, ids())
+			postureChanged := g.PostureChanged()
+			for _, id := range ids() {
+				gd, wd := g.Denials(id), scratch.Denials(id)
+				if !slices.Equal(gd, wd) {
+					t.Fatalf("seed %d step %d op %d: node %d denials differ from scratch:\nincremental %v\nscratch     %v", seed, step, op, id, gd, wd)
+				}
+				if !slices.Equal(beforeDen[id], gd) && !slices.Contains(postureChanged, id) {
+					t.Fatalf("seed %d step %d op %d: node %d denials changed but not in PostureChanged %v:\nbefore %v\nafter  %v", seed, step, op, id, postureChanged, beforeDen[id], gd)
+				}
+			}
 			for _, id := range ids() {
 				if got[id] != want[id] {
 					t.Fatalf("seed %d step %d op %d: node %d differs from scratch:\nincremental %s\nscratch     %s", seed, step, op, id, got[id], want[id])
@@ -344,9 +358,15 @@ func (g *Graph) checkConsistent() string {
 		for ri, gr := range g.rules {
 			inS := n != nil && slices.Contains(n.srcRules, int32(ri))
 			inD := n != nil && slices.Contains(n.dstRules, int32(ri))
-			if inS != gr.src.has(int32(s)) || inD != gr.dst.has(int32(s)) {
+			inG := n != nil && slices.Contains(n.gatedRules, int32(ri))
+			if inS != gr.src.has(int32(s)) || inD != gr.dst.has(int32(s)) || inG != gr.gated.has(int32(s)) {
 				return fmt.Sprintf("slot %d (node %v) and rule %d disagree", s, n != nil, ri)
 			}
+		}
+	}
+	for ri, gr := range g.rules {
+		if gr.ndst != gr.dst.count() {
+			return fmt.Sprintf("rule %d counts %d destinations, has %d", ri, gr.ndst, gr.dst.count())
 		}
 	}
 	return ""

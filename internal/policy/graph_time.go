@@ -2,6 +2,7 @@ package policy
 
 import (
 	"container/heap"
+	"slices"
 	"time"
 
 	"github.com/warrenmesh/warren/internal/wire"
@@ -58,7 +59,7 @@ func (g *Graph) compactMFA() {
 // a rule it is a source of now, or zero.
 func (g *Graph) mfaDeadline(n *gnode) time.Time {
 	var next time.Time
-	for _, ri := range n.srcRules {
+	for _, ri := range slices.Concat(n.srcRules, n.gatedRules) {
 		if d := g.rules[ri].r.mfa; d > 0 {
 			// Fresh while age <= d: stale one nanosecond later.
 			t := n.node.MFAAt.Add(d + time.Nanosecond)
@@ -87,6 +88,7 @@ func (g *Graph) Advance(now time.Time) (affected []wire.NodeID) {
 		if a := gr.r.when.active(now); a != gr.active {
 			gr.active = a
 			g.affectRule(&aff, gr)
+			g.postureDirty.or(gr.gated)
 		}
 		gr.next = gr.r.when.next(now)
 	}
@@ -97,6 +99,7 @@ func (g *Graph) Advance(now time.Time) (affected []wire.NodeID) {
 		}
 		old := g.nodes[e.slot]
 		nw := &gnode{subject: old.subject, node: old.node, slot: old.slot, postureOK: old.postureOK}
+		g.postureDirty.set(e.slot)
 		if g.update(e.slot, old, nw, &aff) {
 			aff.set(e.slot)
 		}

@@ -234,7 +234,7 @@ func (c *cond) eval(attrs map[string]string) (bool, string) {
 		return false, fmt.Sprintf("%s is set (%q)", c.attr, a)
 	}
 	if !present {
-		return false, c.attr + " is not reported by the node"
+		return false, c.attr + absentText(c.attr)
 	}
 	ok := false
 	switch c.op {
@@ -283,12 +283,35 @@ func (c *cond) eval(attrs map[string]string) (bool, string) {
 			vs[i] = v.String()
 		}
 		want = opText[c.op] + " [" + strings.Join(vs, ", ") + "]"
-	case opEq:
-		want = c.vals[0].String()
 	default:
 		want = opText[c.op] + " " + c.vals[0].String()
 	}
-	return false, fmt.Sprintf("%s is %q, not %s", c.attr, a, want)
+	return false, fmt.Sprintf("%s is %s (needs %s)", c.attr, seenText(a, c.vals[0].kind), want)
+}
+
+// absentText ends the sentence about a missing attribute: nodes report
+// node: attributes; admins and integrations set the others.
+func absentText(attr string) string {
+	if strings.HasPrefix(attr, "node:") {
+		return " is not reported"
+	}
+	return " is not set"
+}
+
+// seenText shows an attribute's value the way the condition's literal is
+// written: bare when it reads as that kind (false, 14), else quoted.
+func seenText(a string, kind byte) string {
+	switch kind {
+	case 'b':
+		if _, err := strconv.ParseBool(a); err == nil && a == strings.ToLower(a) {
+			return a
+		}
+	case 'n':
+		if _, err := strconv.ParseFloat(a, 64); err == nil && isDecimal(a) {
+			return a
+		}
+	}
+	return strconv.Quote(a)
 }
 
 // equalVal compares an attribute with a literal of the literal's type. It

@@ -68,18 +68,23 @@ func TestConditions(t *testing.T) {
 }
 
 func TestConditionReasons(t *testing.T) {
-	attrs := map[string]string{"node:os": "linux", "node:osVersion": "14.2"}
+	attrs := map[string]string{"node:os": "linux", "node:osVersion": "14.2", "node:diskEncrypted": "false", "node:firewall": "maybe"}
 	for cond, want := range map[string]string{
-		"node:os == 'macos'":        `node:os is "linux", not "macos"`,
-		"node:osVersion >= '15.0'":  `node:osVersion is "14.2", not >= "15.0"`,
-		"node:os IN ['macos']":      `node:os is "linux", not IN ["macos"]`,
-		"node:diskEncrypted":        `node:diskEncrypted is not reported by the node`,
-		"custom:managed IS SET":     `custom:managed is not set`,
-		"node:os NOT SET":           `node:os is set ("linux")`,
-		"node:osVersion < 14":       `node:osVersion is "14.2", not < 14`,
-		"node:os NOT IN ['linux']":  `node:os is "linux", not NOT IN ["linux"]`,
-		"node:osVersion != '14.2'":  `node:osVersion is "14.2", not != "14.2"`,
-		"node:osVersion == '14.2' ": ``,
+		"node:os == 'macos'":          `node:os is "linux" (needs == "macos")`,
+		"node:osVersion >= '15.0'":    `node:osVersion is "14.2" (needs >= "15.0")`,
+		"node:os IN ['macos']":        `node:os is "linux" (needs IN ["macos"])`,
+		"node:screenLock":             `node:screenLock is not reported`,
+		"node:diskEncrypted":          `node:diskEncrypted is false (needs == true)`,
+		"node:diskEncrypted == true":  `node:diskEncrypted is false (needs == true)`,
+		"node:firewall == true":       `node:firewall is "maybe" (needs == true)`,
+		"custom:managed IS SET":       `custom:managed is not set`,
+		"custom:managed == true":      `custom:managed is not set`,
+		"node:os NOT SET":             `node:os is set ("linux")`,
+		"node:osVersion < 14":         `node:osVersion is 14.2 (needs < 14)`,
+		"node:os NOT IN ['linux']":    `node:os is "linux" (needs NOT IN ["linux"])`,
+		"node:osVersion != '14.2'":    `node:osVersion is "14.2" (needs != "14.2")`,
+		"node:kernelVersion >= '6.1'": `node:kernelVersion is not reported`,
+		"node:osVersion == '14.2' ":   ``,
 	} {
 		c, _, _, err := parseCond(cond)
 		if err != nil {

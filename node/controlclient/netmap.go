@@ -23,6 +23,11 @@ type Netmap struct {
 	DNS *wire.DNSConfig
 	// DERPMap lists the relay regions; nil when the coordinator runs none.
 	DERPMap *wire.DERPMap
+	// Posture is the coordinator's view of this node's posture: the
+	// attributes it holds and the rules the node fails only because of
+	// posture; nil when it has nothing to say. Never mutated: a change
+	// replaces it.
+	Posture *wire.PostureStatus
 }
 
 // Peer returns the peer with the given ID.
@@ -71,7 +76,7 @@ func (s *mapState) apply(resp *wire.MapResponse) error {
 		for _, p := range resp.Peers {
 			s.peers[p.ID] = p
 		}
-		s.nm = Netmap{Domain: resp.Domain, DNS: resp.DNS}
+		s.nm = Netmap{Domain: resp.Domain, DNS: resp.DNS, Posture: resp.Posture}
 		s.have = true
 	}
 	s.nm.Version = resp.Version
@@ -97,6 +102,9 @@ func (s *mapState) apply(resp *wire.MapResponse) error {
 	}
 	if resp.DERPMap != nil {
 		s.nm.DERPMap = resp.DERPMap
+	}
+	if resp.Posture != nil && !resp.Full {
+		s.nm.Posture = resp.Posture
 	}
 	s.nm.Peers = slices.SortedFunc(maps.Values(s.peers), func(a, b wire.Node) int { return cmp.Compare(a.ID, b.ID) })
 	return nil

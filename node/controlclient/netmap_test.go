@@ -55,4 +55,25 @@ func TestApply(t *testing.T) {
 	if len(nm.Peers) != 2 || len(s.snapshot().Peers) != 0 {
 		t.Fatal("snapshots share state")
 	}
+	// Posture: a full map sets it, a delta with it replaces it, a delta
+	// without it keeps it, and a full map without it clears it.
+	denied := &wire.PostureStatus{Denials: []wire.PostureDenial{{Destination: "tag:db:5432", Posture: "posture:managed", Reason: "node:diskEncrypted is false (needs == true)"}}}
+	must(s.apply(&wire.MapResponse{Version: 10, Full: true, Self: &self, Posture: denied}))
+	if p := s.snapshot().Posture; p != denied {
+		t.Fatalf("posture after a full map: %+v", p)
+	}
+	must(s.apply(&wire.MapResponse{Version: 11, PeersRemoved: []wire.NodeID{5}}))
+	if p := s.snapshot().Posture; p != denied {
+		t.Fatalf("posture after a delta without it: %+v", p)
+	}
+	fixed := &wire.PostureStatus{}
+	must(s.apply(&wire.MapResponse{Version: 12, Posture: fixed}))
+	if p := s.snapshot().Posture; p != fixed {
+		t.Fatalf("posture after a delta with it: %+v", p)
+	}
+	must(s.apply(&wire.MapResponse{Version: 13, Posture: denied}))
+	must(s.apply(&wire.MapResponse{Version: 14, Full: true, Self: &self}))
+	if p := s.snapshot().Posture; p != nil {
+		t.Fatalf("posture after a full map without it: %+v", p)
+	}
 }

@@ -89,10 +89,28 @@ func (d *Daemon) Status(ctx context.Context) localapi.Status {
 		st.Peers = append(st.Peers, ps)
 	}
 	s.exitStatus(&st, nm)
+	st.Posture = postureStatus(nm.Posture)
 	for _, n := range eng.FilterStats().Dropped {
 		st.Dropped += n
 	}
 	return st
+}
+
+// postureStatus is the coordinator's posture view as the local API
+// carries it.
+func postureStatus(p *wire.PostureStatus) *localapi.PostureStatus {
+	if p == nil || len(p.Attrs) == 0 && len(p.Denials) == 0 {
+		return nil
+	}
+	out := &localapi.PostureStatus{}
+	for _, a := range p.Attrs {
+		out.Attrs = append(out.Attrs, localapi.PostureAttr{Name: a.Name, Value: a.Value, Source: a.Source,
+			CollectedAt: a.CollectedAt, Expires: a.Expires, Stale: a.Stale})
+	}
+	for _, d := range p.Denials {
+		out.Denials = append(out.Denials, localapi.PostureDenial{Destination: d.Destination, Posture: d.Posture, Reason: d.Reason})
+	}
+	return out
 }
 
 func peerStatus(n wire.Node, domain string) localapi.PeerStatus {

@@ -109,6 +109,9 @@ type Status struct {
 	ExitNode               string `json:"exitNode,omitempty"`
 	ExitNodeWanted         string `json:"exitNodeWanted,omitempty"`
 	ExitNodeAllowLANAccess bool   `json:"exitNodeAllowLANAccess,omitempty"`
+	// Posture is the coordinator's view of this node's posture (nil: it
+	// holds no attributes and denies nothing for posture).
+	Posture *PostureStatus `json:"posture,omitempty"`
 }
 
 // PeerStatus describes one node of the mesh as this node sees it.

@@ -1,0 +1,62 @@
+package netmap
+
+import (
+	"slices"
+	"time"
+
+	"github.com/warrenmesh/warren/internal/wire"
+)
+
+// postureStatus is n's posture as n itself is told it: the attributes
+// the coordinator holds and, while n is active, the rules it fails only
+// because of posture. nil when there is nothing to say. Callers hold
+// e.mu.
+func (e *Engine) postureStatus(n *Node, now time.Time) *wire.PostureStatus {
+	ps := &wire.PostureStatus{Attrs: cloneSlice(n.PostureAttrs)}
+	if n.Active(now) {
+		ps.Denials = e.graph.Denials(n.ID())
+	}
+	if len(ps.Attrs) == 0 && len(ps.Denials) == 0 {
+		return nil
+	}
+	return ps
+}
+
+// postureTo queues a posture delta to each connected node in ids, and to
+// also (unless 0), whose posture status differs from the one it was last
+// sent. Callers hold e.mu.
+func (e *Engine) postureTo(ids []wire.NodeID, also wire.NodeID) {
+	if also != 0 && !slices.Contains(ids, also) {
+		ids = append(ids, also)
+	}
+	now := e.now()
+	for _, id := range ids {
+		s, n := e.streams[id], e.nodes[id]
+		if s == nil || n == nil {
+			continue
+		}
+		ps := e.postureStatus(n, now)
+		if samePosture(ps, e.posture[id]) {
+			continue
+		}
+		e.posture[id] = ps
+		if ps == nil {
+			ps = &wire.PostureStatus{} // a delta says "nothing" explicitly
+		}
+		s.push(&delta{posture: ps})
+	}
+}
+
+// samePosture compares two posture statuses; nil equals empty.
+func samePosture(a, b *wire.PostureStatus) bool {
+	if a == nil {
+		a = &wire.PostureStatus{}
+	}
+	if b == nil {
+		b = &wire.PostureStatus{}
+	}
+	return slices.Equal(a.Denials, b.Denials) && slices.EqualFunc(a.Attrs, b.Attrs, func(x, y wire.PostureAttr) bool {
+		return x.Name == y.Name && x.Value == y.Value && x.Source == y.Source && x.Stale == y.Stale &&
+			x.CollectedAt.Equal(y.CollectedAt) && x.Expires.Equal(y.Expires)
+	})
+}
