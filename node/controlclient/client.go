@@ -89,7 +89,7 @@ type Client struct {
 	nm        *Netmap
 	eps       []netip.AddrPort
 	homeRelay int
-	epsGen    uint64      // counts SetEndpoints calls; a session sends until it has sent the latest
+	epsGen    uint64 // counts SetEndpoints calls; a session sends until it has sent the latest
 	posture   postureState
 	conn      *noise.Conn // current channel, nil when disconnected
 	state     mapState
