@@ -99,3 +99,14 @@ func TestPostureCollectedAndShown(t *testing.T) {
 		t.Fatalf("posture while down: %+v, %v (want a fresh collection, not reported)", rep, err)
 	}
 }
+
+// TestPostureOnNetworkChange: with an interval far beyond the test, the
+// node still collects again when its data plane learns its endpoints (a
+// network change), besides the collection at start.
+func TestPostureOnNetworkChange(t *testing.T) {
+	m, k := meshWithKey(t)
+	stub := &stubPosture{encrypted: "true"}
+	n := startNode(t, t.TempDir(), daemon.Config{PostureCollect: stub.collect, PostureInterval: time.Hour})
+	up(t, n, m, "laptop", k)
+	poll.UntilTrue(t, wait, "a collection on the endpoints' change", func() bool { return stub.count() >= 2 })
+}
