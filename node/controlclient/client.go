@@ -192,14 +192,10 @@ func (c *Client) sendUpdates(ctx context.Context, conn *noise.Conn, sent uint64,
 		eps, relay, gen := c.eps, c.homeRelay, c.epsGen
 		report, nextPosture := c.posture.next(sentPosture)
 		c.mu.Unlock()
-		var up *wire.UpdateRequest
-		switch {
-		case gen != sent:
-			up = &wire.UpdateRequest{Endpoints: eps, HomeRelay: relay, Posture: report}
-		case report != nil:
-			up = &wire.UpdateRequest{Posture: report}
-		}
-		if up != nil {
+		// The coordinator takes every update's endpoints and home relay
+		// as the current ones, so one sent for the posture carries them.
+		if gen != sent || report != nil {
+			up := &wire.UpdateRequest{Endpoints: eps, HomeRelay: relay, Posture: report}
 			if err := wire.WriteMessage(conn, up); err != nil {
 				if ctx.Err() == nil {
 					c.log.Warn("send update", "err", err)

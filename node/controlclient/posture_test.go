@@ -1,6 +1,7 @@
 package controlclient
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -91,5 +92,30 @@ func TestSetPostureNeverBlocks(t *testing.T) {
 	}
 	if got := c.Posture()["node:n"].Value; got != string(rune('a'+199%26)) {
 		t.Errorf("latest recorded node:n = %q", got)
+	}
+}
+
+// TestPostureUpdateKeepsEndpoints: the coordinator takes every update's
+// endpoints and home relay as the node's current ones, so an update sent
+// for the posture alone (a change or a heartbeat) must carry them too, or
+// it would clear the node's endpoints and leave its peers without a path.
+func TestPostureUpdateKeepsEndpoints(t *testing.T) {
+	t.Parallel()
+	f := newCoord(t, 16)
+	c := startClient(t, f, Config{})
+	c.SetEndpoints(eps(7), 3)
+	conn := f.accept()
+	register(t, conn)
+	poll.UntilTrue(t, wait, "first netmap", func() bool { return c.Netmap() != nil })
+	at := time.Date(2026, 12, 7, 14, 0, 0, 0, time.UTC)
+	for i, want := range []string{"report", "heartbeat"} {
+		c.SetPosture(postureAttrs(at.Add(time.Duration(i)*time.Minute), "node:os", "linux"))
+		u := read[*wire.UpdateRequest](t, conn)
+		if u.Posture == nil || u.Posture.Unchanged != (want == "heartbeat") {
+			t.Fatalf("update %+v, want the posture %s", u, want)
+		}
+		if !slices.Equal(u.Endpoints, eps(7)) || u.HomeRelay != 3 {
+			t.Errorf("posture %s carries endpoints %v/%d, want the current %v/3", want, u.Endpoints, u.HomeRelay, eps(7))
+		}
 	}
 }
