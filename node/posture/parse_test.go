@@ -3,6 +3,7 @@ package posture
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -215,6 +216,20 @@ func TestFuzzCoversEveryParser(t *testing.T) {
 	for _, name := range fuzzed {
 		if parsers[name] == nil {
 			t.Errorf("fuzzed parser %s does not exist", name)
+		}
+	}
+}
+
+func TestPrintable(t *testing.T) {
+	for _, tt := range []struct {
+		s    string
+		want bool
+	}{
+		{"Jürgen's MacBook Pro", true}, {"12", true}, {"", false},
+		{"a\nb", false}, {"\xff", false}, {strings.Repeat("x", 257), false},
+	} {
+		if got := printable(tt.s); got != tt.want {
+			t.Errorf("printable(%q) = %v, want %v", tt.s, got, tt.want)
 		}
 	}
 }

@@ -25,6 +25,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/warrenmesh/warren/internal/version"
 	"github.com/warrenmesh/warren/internal/wire"
@@ -111,7 +113,7 @@ func (c *Collector) Collect(ctx context.Context) map[string]wire.PostureValue {
 	defer cancel()
 	out := make(map[string]wire.PostureValue)
 	put := func(name, value string) {
-		if value == "" || !strings.HasPrefix(name, NodePrefix) {
+		if !printable(value) || !strings.HasPrefix(name, NodePrefix) {
 			return
 		}
 		out[name] = wire.PostureValue{Value: value, CollectedAt: c.cfg.Now().UTC()}
@@ -120,7 +122,7 @@ func (c *Collector) Collect(ctx context.Context) map[string]wire.PostureValue {
 	put(AttrArch, runtime.GOARCH)
 	put(AttrClientVersion, version.String())
 	if h, err := os.Hostname(); err == nil {
-		put(AttrHostname, strings.ToLower(strings.TrimSpace(h)))
+		put(AttrHostname, strings.TrimSpace(h))
 	}
 	c.collectPlatform(ctx, put)
 	return out
@@ -158,6 +160,15 @@ func HashSerial(serial string) string {
 // whenever they were collected.
 func Equal(a, b map[string]wire.PostureValue) bool {
 	return maps.EqualFunc(a, b, func(x, y wire.PostureValue) bool { return x.Value == y.Value })
+}
+
+// printable reports whether a value is worth reporting: non-empty, at
+// most 256 bytes of UTF-8 without control characters.
+func printable(s string) bool {
+	if s == "" || len(s) > 256 || !utf8.ValidString(s) {
+		return false
+	}
+	return !strings.ContainsFunc(s, unicode.IsControl)
 }
 
 // boolString is "true" or "false".
