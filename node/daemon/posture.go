@@ -18,6 +18,10 @@ const DefaultPostureInterval = 5 * time.Minute
 // MinPostureInterval is the shortest interval warrend accepts.
 const MinPostureInterval = 10 * time.Second
 
+// postureSettle is the least time between two collections a network
+// change brings.
+const postureSettle = time.Second
+
 // reportPosture collects the node's posture at the session's start, on
 // every network change (netChanged) and every posture interval, and hands
 // each collection to the control client, which sends it (or a heartbeat
@@ -33,11 +37,27 @@ func (s *session) reportPosture() {
 			return
 		}
 		s.client.SetPosture(attrs)
+		last := time.Now()
 		select {
 		case <-s.ctx.Done():
 			return
 		case <-t.C:
 		case <-s.netChanged:
+			// A flapping network collects at most once per
+			// postureSettle; the changes meanwhile fold into one.
+			if wait := postureSettle - time.Since(last); wait > 0 {
+				settle := time.NewTimer(wait)
+				select {
+				case <-s.ctx.Done():
+					settle.Stop()
+					return
+				case <-settle.C:
+				}
+			}
+			select {
+			case <-s.netChanged:
+			default:
+			}
 			s.d.log.Debug("network changed; collecting posture again")
 		}
 	}
