@@ -29,6 +29,8 @@ Usage:
   warren ping PEER [--tcp PORT] [-c N]
                                    ping through the tunnel (and time TCP connects)
   warren netcheck                  endpoints, UDP port, coordinator reachability
+  warren posture                   this device's posture attributes (node:os, node:diskEncrypted, …)
+                                   as the node collects and reports them
   warren forward LOCALPORT PEER:PORT
                                    forward 127.0.0.1:LOCALPORT to PEER:PORT in the mesh
   warren exit-node list            the exit nodes this node may use (warren up --exit-node NAME|IP
@@ -90,6 +92,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return c.ping(rest)
 	case "netcheck":
 		return c.netcheck(rest)
+	case "posture":
+		return c.posture(rest)
 	case "forward":
 		return c.forward(rest)
 	case "logout":

@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -137,6 +139,13 @@ func TestCLIAgainstRealDaemons(t *testing.T) {
 		t.Fatalf("ping before up: %v", err)
 	}
 
+	// Before up, warren posture collects for itself and says it does
+	// not report.
+	out, _, err = warren(t, "--socket", laptop, "posture")
+	if err != nil || !strings.Contains(out, "node:os") || !strings.Contains(out, "not reported") {
+		t.Fatalf("posture before up: %q, %v", out, err)
+	}
+
 	coord := "http://" + listen
 	// The key from a file and from stdin: neither shows in ps.
 	keyFile := filepath.Join(dir, "authkey")
@@ -170,6 +179,15 @@ func TestCLIAgainstRealDaemons(t *testing.T) {
 	var nc localapi.NetcheckReport
 	if err != nil || json.Unmarshal([]byte(out), &nc) != nil || !nc.ControlKeyMatches || !nc.ControlChannelOpen || nc.ListenPort == 0 {
 		t.Fatalf("netcheck: %q, %v", out, err)
+	}
+
+	out, _, err = warren(t, "--socket", laptop, "posture", "--json")
+	var pr localapi.PostureReport
+	if err != nil || json.Unmarshal([]byte(out), &pr) != nil || !pr.Reporting || len(pr.Attrs) == 0 || pr.Attrs[0].CollectedAt.IsZero() {
+		t.Fatalf("posture --json: %q, %v", out, err)
+	}
+	if !slices.ContainsFunc(pr.Attrs, func(a localapi.PostureAttr) bool { return a.Name == "node:arch" && a.Value == runtime.GOARCH }) {
+		t.Fatalf("posture --json has no node:arch %s: %+v", runtime.GOARCH, pr.Attrs)
 	}
 
 	// warren forward: a local port to db:5432.
@@ -229,6 +247,8 @@ func TestCLIErrors(t *testing.T) {
 		{[]string{"--socket", sock, "ip", "-4", "-6"}, "usage: warren ip"},
 		{[]string{"--socket", sock, "ip", "a", "b"}, "usage: warren ip"},
 		{[]string{"--socket", sock, "ip"}, "warrend is not running"},
+		{[]string{"--socket", sock, "posture"}, "warrend is not running"},
+		{[]string{"--socket", sock, "posture", "extra"}, "usage: warren posture"},
 	} {
 		_, _, err := warren(t, c.args...)
 		if err == nil || !strings.Contains(err.Error(), c.want) {

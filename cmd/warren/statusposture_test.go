@@ -14,7 +14,7 @@ import (
 	"github.com/warrenmesh/warren/node/localapi"
 )
 
-func TestPrintPosture(t *testing.T) {
+func TestPrintStatusPosture(t *testing.T) {
 	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
 	tests := []struct {
 		name          string

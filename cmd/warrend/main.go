@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/warrenmesh/warren/internal/cli"
 	"github.com/warrenmesh/warren/internal/version"
@@ -51,6 +52,7 @@ type options struct {
 	relayOnly                                              *bool
 	snatSubnetRoutes                                       *bool
 	logFormat, logLevel                                    *string
+	postureInterval                                        *time.Duration
 }
 
 func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *options) {
@@ -71,6 +73,7 @@ func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *options) {
 	fs.Var(&o.endpoints, "endpoint", "advertise this IP[:PORT] instead of the interface addresses (repeatable)")
 	o.relayOnly = fs.Bool("relay-only", false, "send all traffic through relays, never directly (for networks where peer-to-peer UDP is unwanted)")
 	o.snatSubnetRoutes = fs.Bool("snat-subnet-routes", true, "with --tun on a subnet router, masquerade mesh sources into the routed networks, so their hosts see this router's address; false keeps the mesh source (the routed network then needs a route back to 100.64.0.0/10 through this router)")
+	o.postureInterval = fs.Duration("posture-interval", daemon.DefaultPostureInterval, "how often the node collects its posture (node:os, node:diskEncrypted, node:firewall, …) and reports it, or a heartbeat when nothing changed, besides at start and on network changes; at least 10s")
 	o.logFormat = fs.String("log-format", "text", "log format: text or json")
 	o.logLevel = fs.String("log-level", "info", "log level: debug, info, warn, error")
 	return fs, o
@@ -82,7 +85,10 @@ func (o *options) config() (daemon.Config, error) {
 	if *o.port > 65535 {
 		return daemon.Config{}, fmt.Errorf("--port %d is not a port", *o.port)
 	}
-	cfg := daemon.Config{StateDir: *o.stateDir, TUN: *o.tun, WGName: *o.wgName, ListenPort: uint16(*o.port), RelayOnly: *o.relayOnly,
+	if *o.postureInterval < daemon.MinPostureInterval {
+		return daemon.Config{}, fmt.Errorf("--posture-interval %s is too short: collect at most every %s (the default is %s)", *o.postureInterval, daemon.MinPostureInterval, daemon.DefaultPostureInterval)
+	}
+	cfg := daemon.Config{PostureInterval: *o.postureInterval, StateDir: *o.stateDir, TUN: *o.tun, WGName: *o.wgName, ListenPort: uint16(*o.port), RelayOnly: *o.relayOnly,
 		NoSNATSubnetRoutes: !*o.snatSubnetRoutes, DNSMethod: *o.dnsMethod, ResolvConf: *o.resolvConf}
 	for _, e := range o.expose {
 		x, err := parseExpose(e)

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"net/netip"
 	"reflect"
+	"slices"
 	"sync"
 	"time"
 
@@ -307,6 +308,15 @@ func (e *Engine) SetOnline(id wire.NodeID, online bool, lastSeen time.Time) erro
 // SetEndpoints records a node's endpoints and home relay and tells its
 // peers.
 func (e *Engine) SetEndpoints(id wire.NodeID, eps []netip.AddrPort, homeRelay int) error {
+	// Nodes repeat their endpoints in every update (posture heartbeats
+	// too): the same ones again are no news for the peers.
+	e.mu.Lock()
+	old := e.nodes[id]
+	same := old != nil && old.Wire.HomeRelay == homeRelay && slices.Equal(old.Wire.Endpoints, eps)
+	e.mu.Unlock()
+	if same {
+		return nil
+	}
 	eps = cloneSlice(eps)
 	return e.patch(id, func(n *wire.Node, p *wire.PeerPatch) {
 		n.Endpoints, n.HomeRelay = eps, homeRelay

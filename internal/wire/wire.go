@@ -124,7 +124,9 @@ type MapRequest struct {
 	Posture *PostureReport `json:"posture,omitempty"`
 }
 
-// UpdateRequest tells the coordinator what changed on the node.
+// UpdateRequest tells the coordinator what changed on the node. Its
+// Endpoints and HomeRelay are always the node's current ones (none is
+// none), also in an update sent only for the posture.
 type UpdateRequest struct {
 	Endpoints []netip.AddrPort `json:"endpoints,omitempty"`
 	HomeRelay int              `json:"homeRelay,omitempty"`

@@ -3,9 +3,10 @@
 // coordinator's key, registers the node, and keeps a netmap current from
 // the coordinator's full maps and deltas, reconnecting with backoff.
 //
-// Calls from other goroutines (SetEndpoints) only record and signal: the
-// session goroutine owns the channel and does the writing, so a stalled
-// coordinator never blocks the data plane's path-measuring loop.
+// Calls from other goroutines (SetEndpoints, SetPosture) only record and
+// signal: the session goroutine owns the channel and does the writing, so
+// a stalled coordinator never blocks the data plane's path-measuring loop
+// or the posture collector.
 //
 // It holds the machine private key only to hand it to the Noise handshake;
 // it must never send or log a private key, and it keeps the last netmap
@@ -79,15 +80,17 @@ type Client struct {
 	// with a function that drops it without a close handshake; New sets
 	// the websocket dialer (tests an in-memory pipe).
 	dial func(ctx context.Context) (noise.MessageConn, func(), error)
-	// epsChanged is signalled (never blocking) when SetEndpoints records
-	// new endpoints; the running session's endpoint sender waits on it.
-	epsChanged chan struct{}
+	// updated is signalled (never blocking) when SetEndpoints or
+	// SetPosture records something to send; the running session's sender
+	// waits on it.
+	updated chan struct{}
 
 	mu        sync.Mutex
 	nm        *Netmap
 	eps       []netip.AddrPort
 	homeRelay int
-	epsGen    uint64      // counts SetEndpoints calls; a session sends until it has sent the latest
+	epsGen    uint64 // counts SetEndpoints calls; a session sends until it has sent the latest
+	posture   postureState
 	conn      *noise.Conn // current channel, nil when disconnected
 	state     mapState
 	sessions  int // control channels registered so far
@@ -134,7 +137,7 @@ func New(cfg Config) (*Client, error) {
 		cfg.IdleTimeout = 2 * time.Minute
 	}
 	cfg.URL = strings.TrimRight(cfg.URL, "/")
-	c := &Client{cfg: cfg, log: cfg.Logger, epsChanged: make(chan struct{}, 1)}
+	c := &Client{cfg: cfg, log: cfg.Logger, updated: make(chan struct{}, 1)}
 	c.dial = c.dialWebSocket
 	return c, nil
 }
@@ -167,36 +170,46 @@ func (c *Client) SetEndpoints(eps []netip.AddrPort, homeRelay int) {
 	c.eps, c.homeRelay = append([]netip.AddrPort(nil), eps...), homeRelay
 	c.epsGen++
 	c.mu.Unlock()
+	c.signal()
+}
+
+// signal wakes the running session's sender, never blocking.
+func (c *Client) signal() {
 	select {
-	case c.epsChanged <- struct{}{}:
+	case c.updated <- struct{}{}:
 	default: // a signal is already pending; it covers this call too
 	}
 }
 
-// sendEndpoints runs beside one session's reader from its map request
-// (which carried the endpoints of generation sent) until ctx ends: it
-// sends an UpdateRequest whenever newer endpoints were recorded. A failed
+// sendUpdates runs beside one session's reader from its map request
+// (which carried the endpoints of generation sent and the posture of
+// sentPosture) until ctx ends: it sends an UpdateRequest whenever newer
+// endpoints or a posture report or heartbeat were recorded. A failed
 // write closes conn, which ends the session.
-func (c *Client) sendEndpoints(ctx context.Context, conn *noise.Conn, sent uint64) {
+func (c *Client) sendUpdates(ctx context.Context, conn *noise.Conn, sent uint64, sentPosture postureSent) {
 	for {
 		c.mu.Lock()
 		eps, relay, gen := c.eps, c.homeRelay, c.epsGen
+		report, nextPosture := c.posture.next(sentPosture)
 		c.mu.Unlock()
-		if gen != sent {
-			if err := wire.WriteMessage(conn, &wire.UpdateRequest{Endpoints: eps, HomeRelay: relay}); err != nil {
+		// The coordinator takes every update's endpoints and home relay
+		// as the current ones, so one sent for the posture carries them.
+		if gen != sent || report != nil {
+			up := &wire.UpdateRequest{Endpoints: eps, HomeRelay: relay, Posture: report}
+			if err := wire.WriteMessage(conn, up); err != nil {
 				if ctx.Err() == nil {
-					c.log.Warn("send endpoints", "err", err)
+					c.log.Warn("send update", "err", err)
 				}
 				_ = conn.Close()
 				return
 			}
-			sent = gen
+			sent, sentPosture = gen, nextPosture
 			continue
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-c.epsChanged:
+		case <-c.updated:
 		}
 	}
 }
@@ -321,8 +334,11 @@ func (c *Client) session(ctx context.Context) error {
 
 	c.mu.Lock()
 	eps, relay, gen := c.eps, c.homeRelay, c.epsGen
+	// Every stream starts with the full posture report (a coordinator
+	// restarted meanwhile may hold none).
+	report, sentPosture := c.posture.full()
 	c.mu.Unlock()
-	if err := wire.WriteMessage(conn, &wire.MapRequest{Stream: true, Endpoints: eps, HomeRelay: relay, AdvertiseRoutes: c.cfg.AdvertiseRoutes}); err != nil {
+	if err := wire.WriteMessage(conn, &wire.MapRequest{Stream: true, Endpoints: eps, HomeRelay: relay, AdvertiseRoutes: c.cfg.AdvertiseRoutes, Posture: report}); err != nil {
 		return fmt.Errorf("send map request: %w", err)
 	}
 	c.mu.Lock()
@@ -330,11 +346,11 @@ func (c *Client) session(ctx context.Context) error {
 	c.sessions++
 	c.state = mapState{} // the coordinator starts every stream with a full map
 	c.mu.Unlock()
-	// Endpoints recorded since gen (even between reading them above and
-	// now) go out from here on, never from SetEndpoints' caller.
+	// Endpoints and posture recorded since (even between reading them
+	// above and now) go out from here on, never from their setter.
 	var sender sync.WaitGroup
 	sender.Add(1)
-	go func() { defer sender.Done(); c.sendEndpoints(ctx, conn, gen) }()
+	go func() { defer sender.Done(); c.sendUpdates(ctx, conn, gen, sentPosture) }()
 	defer func() {
 		cancel()
 		_ = conn.Close() // unblocks a write to a stalled channel

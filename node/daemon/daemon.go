@@ -32,11 +32,13 @@ import (
 	"github.com/warrenmesh/warren/internal/atomicfile"
 	"github.com/warrenmesh/warren/internal/key"
 	"github.com/warrenmesh/warren/internal/routes"
+	"github.com/warrenmesh/warren/internal/wire"
 	"github.com/warrenmesh/warren/node/controlclient"
 	"github.com/warrenmesh/warren/node/engine"
 
 	"github.com/warrenmesh/warren/node/localapi"
 	"github.com/warrenmesh/warren/node/osdns"
+	"github.com/warrenmesh/warren/node/posture"
 
 	"github.com/warrenmesh/warren/node/state"
 )
@@ -89,6 +91,13 @@ type Config struct {
 	// NoSNATSubnetRoutes keeps the mesh source of what a kernel TUN-mode
 	// subnet router forwards (warrend --snat-subnet-routes=false).
 	NoSNATSubnetRoutes bool
+	// PostureInterval is how often the node collects and reports its
+	// posture besides at start and on network changes; default
+	// DefaultPostureInterval.
+	PostureInterval time.Duration
+	// PostureCollect collects the node's posture attributes; nil is
+	// package posture's collector for this OS.
+	PostureCollect func(context.Context) map[string]wire.PostureValue
 }
 
 // Daemon is a running node.
@@ -128,6 +137,12 @@ func New(cfg Config) (*Daemon, error) {
 	}
 	if cfg.EndpointInterval <= 0 {
 		cfg.EndpointInterval = 30 * time.Second
+	}
+	if cfg.PostureInterval <= 0 {
+		cfg.PostureInterval = DefaultPostureInterval
+	}
+	if cfg.PostureCollect == nil {
+		cfg.PostureCollect = posture.New(posture.Config{}).Collect
 	}
 	for _, e := range cfg.Expose {
 		if e.Port == 0 {

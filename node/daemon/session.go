@@ -37,6 +37,7 @@ type session struct {
 	firstMap     chan struct{} // closed on the first netmap
 	firstMapOnce sync.Once
 	loginURLs    chan string   // sign-in URLs for a waiting Up (latest only)
+	netChanged   chan struct{} // the network changed: collect posture again
 	done         chan struct{} // closed when everything has stopped
 
 	mu       sync.Mutex // guards eng, nm, dirty, err and loginURL
@@ -46,7 +47,7 @@ type session struct {
 	nm       *controlclient.Netmap // applied to eng; from the coordinator or the cache
 	dirty    bool                  // nm not yet in the cache file
 	err      error
-	helpers  sync.WaitGroup // endpoint refresher and inbound forwards
+	helpers  sync.WaitGroup // endpoint refresher, inbound forwards, posture reporter
 }
 
 // newSession starts a session. With resume set it first applies the
@@ -57,7 +58,8 @@ type session struct {
 func newSession(d *Daemon, st state.State, resume, provisional bool) *session {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &session{d: d, st: st, ctx: ctx, cancel: cancel,
-		firstMap: make(chan struct{}), done: make(chan struct{}), loginURLs: make(chan string, 1)}
+		firstMap: make(chan struct{}), done: make(chan struct{}), loginURLs: make(chan string, 1),
+		netChanged: make(chan struct{}, 1)}
 	s.provisional.Store(provisional)
 	cc, err := controlclient.New(controlclient.Config{
 		URL: st.Coordinator, ControlKey: st.ControlKey, Machine: st.MachineKey,
@@ -84,9 +86,10 @@ func newSession(d *Daemon, st state.State, resume, provisional bool) *session {
 			s.apply(nm, false)
 		}
 	}
-	s.helpers.Add(1)
-	go s.saveCache() // ends with the session
-	go s.run()       // owns the client and the engine; ends with s.done
+	s.helpers.Add(2)
+	go s.saveCache()     // ends with the session
+	go s.reportPosture() // ends with the session
+	go s.run()           // owns the client and the engine; ends with s.done
 	return s
 }
 
@@ -237,7 +240,7 @@ func (s *session) startEngine(nm *controlclient.Netmap) (*engine.Engine, error) 
 	cfg := engine.Config{NodeKey: s.st.NodeKey, DiscoKey: s.st.DiscoKey, Addresses: nm.Self.Addresses, TUN: s.d.cfg.TUN, UAPIName: s.d.cfg.WGName,
 		Router: len(s.st.Advertised()) > 0, NoSNAT: s.d.cfg.NoSNATSubnetRoutes, KeepOut: coordinatorAddrs(s.st.Coordinator),
 		Logger: s.d.log.With("part", "engine"), ListenPort: s.d.cfg.ListenPort,
-		LocalEndpoints: s.d.endpoints, OnEndpoints: s.client.SetEndpoints, EndpointInterval: s.d.cfg.EndpointInterval,
+		LocalEndpoints: s.d.endpoints, OnEndpoints: s.onEndpoints, EndpointInterval: s.d.cfg.EndpointInterval,
 		RelayOnly: s.d.cfg.RelayOnly}
 	if cfg.TUN != "" {
 		cfg.ServiceAddrs = serviceAddrs

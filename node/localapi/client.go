@@ -140,6 +140,11 @@ func (c *Client) Netcheck(ctx context.Context) (NetcheckReport, error) {
 }
 
 // Resolve maps a Warren name to a mesh address.
+// Posture returns the device's own posture attributes.
+func (c *Client) Posture(ctx context.Context) (PostureReport, error) {
+	return call[PostureReport](ctx, c, http.MethodGet, "/v0/posture", nil)
+}
+
 func (c *Client) Resolve(ctx context.Context, name string) (netip.Addr, error) {
 	r, err := call[ResolveResponse](ctx, c, http.MethodGet, "/v0/resolve?name="+url.QueryEscape(name), nil)
 	return r.Address, err

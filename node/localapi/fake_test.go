@@ -134,6 +134,11 @@ func (b *fakeBackend) Netcheck(context.Context) (NetcheckReport, error) {
 	return b.netcheck, nil
 }
 
+func (b *fakeBackend) Posture(context.Context) PostureReport {
+	b.record("Posture")
+	return PostureReport{Reporting: true, Attrs: []PostureAttr{{Name: "node:os", Value: "linux", CollectedAt: time.Unix(1, 0).UTC()}}}
+}
+
 func (b *fakeBackend) Resolve(_ context.Context, name string) (netip.Addr, error) {
 	b.record("Resolve " + name)
 	if b.resolveErr != nil {

@@ -14,13 +14,15 @@ type PostureStatus struct {
 	Denials []PostureDenial `json:"denials,omitempty"`
 }
 
-// PostureAttr is one attribute as the coordinator holds it.
+// PostureAttr is one attribute: as the node collected it (warren
+// posture's own attributes: no source), or as the coordinator holds it.
 type PostureAttr struct {
 	Name  string `json:"name"`
 	Value string `json:"value"`
 	// Source is "node" for what this node reported, otherwise who set it
-	// ("admin alice@example.com", "integration mdm-sync").
-	Source      string    `json:"source"`
+	// ("admin alice@example.com", "integration mdm-sync"); empty for what
+	// the node collected itself.
+	Source      string    `json:"source,omitempty"`
 	CollectedAt time.Time `json:"collectedAt,omitzero"`
 	// Expires is when a set attribute stops counting (zero: never).
 	Expires time.Time `json:"expires,omitzero"`

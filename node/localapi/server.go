@@ -72,6 +72,7 @@ func NewServer(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("GET /v0/netcheck", s.netcheck)
 	s.mux.HandleFunc("GET /v0/resolve", s.resolve)
 	s.mux.HandleFunc("POST /v0/dial", s.dial)
+	s.mux.HandleFunc("GET /v0/posture", s.posture)
 	return s, nil
 }
 
@@ -284,6 +285,10 @@ func (s *Server) netcheck(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, rep)
+}
+
+func (s *Server) posture(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.cfg.Backend.Posture(r.Context()))
 }
 
 // ResolveResponse answers /v0/resolve.

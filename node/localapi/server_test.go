@@ -177,7 +177,10 @@ func TestDownLogoutPingNetcheckResolve(t *testing.T) {
 	if a, err := c.Resolve(ctx, "odd name&x=1"); err != nil || a != b.addrs["odd name&x=1"] {
 		t.Errorf("Resolve(odd name) = %v, %v", a, err)
 	}
-	want := []string{"Down", "Status", "Logout", "Status", "Ping", "Netcheck", "Resolve web", "Resolve odd name&x=1"}
+	if rep, err := c.Posture(ctx); err != nil || !rep.Reporting || len(rep.Attrs) != 1 || rep.Attrs[0].Name != "node:os" || !rep.Attrs[0].CollectedAt.Equal(time.Unix(1, 0)) {
+		t.Errorf("Posture = %+v, %v", rep, err)
+	}
+	want := []string{"Down", "Status", "Logout", "Status", "Ping", "Netcheck", "Resolve web", "Resolve odd name&x=1", "Posture"}
 	if got := b.Calls(); !slices.Equal(got, want) {
 		t.Errorf("backend calls = %q, want %q", got, want)
 	}

@@ -34,6 +34,9 @@ type Backend interface {
 	// Dial connects through the mesh to host:port (a Warren name or mesh
 	// address).
 	Dial(ctx context.Context, network, hostport string) (net.Conn, error)
+	// Posture returns the device's own posture attributes: those the
+	// node collected and reports, or a fresh collection when it is down.
+	Posture(ctx context.Context) PostureReport
 }
 
 // UpRequest asks the node to join a coordinator.
@@ -195,4 +198,22 @@ type NetcheckReport struct {
 	NetworkError string `json:"networkError,omitempty"`
 	// HomeRegion is the relay region this node is reachable at (0: none).
 	HomeRegion int `json:"homeRegion"`
+}
+
+// PostureReport is the device's posture (warren posture): what the node
+// collected itself, and the coordinator's view beside it.
+type PostureReport struct {
+	// Attrs are the node: attributes the node collected, sorted by name;
+	// what it could not determine is absent.
+	Attrs []PostureAttr `json:"attrs"`
+	// Reporting is true when a running session reports these to the
+	// coordinator; false when they were collected for this request only.
+	Reporting bool `json:"reporting"`
+	// Interval is how often the node collects (besides at start and on
+	// network changes).
+	Interval time.Duration `json:"intervalNs,omitempty"`
+	// Coordinator is what the coordinator holds for the device and the
+	// rules it fails only because of posture (nil: nothing, or no
+	// netmap yet).
+	Coordinator *PostureStatus `json:"coordinator,omitempty"`
 }
