@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -156,6 +157,7 @@ func (e *Engine) Upsert(n Node) {
 	n.Wire.CapMap = nil // the policy's, and only in the node's own record (selfRecord)
 	n.Groups = cloneSlice(n.Groups)
 	n.Attrs = maps.Clone(n.Attrs)
+	n.PostureAttrs = cloneSlice(n.PostureAttrs)
 	nn := &n
 	now := e.now()
 	e.mu.Lock()
@@ -188,7 +190,11 @@ func (e *Engine) Upsert(n Node) {
 		rec := &delta{changed: &nn.Wire}
 		e.forPeers(nn, now, func(s *Stream) { s.push(rec) })
 		self := e.selfRecord(nn, now)
-		e.toSelf(nn.ID(), &delta{self: &self})
+		d := &delta{self: &self}
+		if !slices.Equal(old.PostureAttrs, nn.PostureAttrs) {
+			d.posture = postureStatus(nn)
+		}
+		e.toSelf(nn.ID(), d)
 	}
 }
 
@@ -356,6 +362,9 @@ func (e *Engine) fullMap(id wire.NodeID, now time.Time) *wire.MapResponse {
 	}
 	self := e.selfRecord(n, now)
 	resp.Self = &self
+	if len(n.PostureAttrs) > 0 {
+		resp.Posture = postureStatus(n)
+	}
 	if !n.Active(now) {
 		return resp // no peers, empty filter: deny everything
 	}

@@ -35,8 +35,13 @@ type Node struct {
 	Groups []string
 	// Admin is true when the owner has the admin role (untagged nodes).
 	Admin bool
-	// Attrs are the node's posture attributes ("node:os" → "macos").
+	// Attrs are the node's posture attributes ("node:os" → "macos"): only
+	// those that count now (fresh node: ones, unexpired custom: ones).
 	Attrs map[string]string
+	// PostureAttrs are the attributes held for the node as the node itself
+	// is shown them (MapResponse.Posture.Attrs): with source and expiry,
+	// and stale ones marked. Peers never see them; they are not policy.
+	PostureAttrs []wire.PostureAttr
 	// MFAAt is the owner's last login with a second factor.
 	MFAAt time.Time
 	// Authorized is false while a node waits for admin approval.

@@ -48,3 +48,9 @@ func sameCapMap(a, b map[string][]json.RawMessage) bool {
 		return slices.EqualFunc(x, y, func(u, v json.RawMessage) bool { return string(u) == string(v) })
 	})
 }
+
+// postureStatus is n's posture as n itself is shown it: the attributes
+// held for it (never nil, so a delta can say "none now").
+func postureStatus(n *Node) *wire.PostureStatus {
+	return &wire.PostureStatus{Attrs: slices.Clone(n.PostureAttrs)}
+}

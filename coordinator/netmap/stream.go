@@ -24,7 +24,9 @@ type delta struct {
 	removed wire.NodeID
 	patch   *wire.PeerPatch
 	self    *wire.Node // the stream's own node changed
-	full    bool       // the stream needs a full map
+	// posture, with self, is the node's changed posture status.
+	posture *wire.PostureStatus
+	full    bool // the stream needs a full map
 	// filter replaces the stream's packet filter (filterSet: present,
 	// possibly empty).
 	filter    []wire.FilterRule
@@ -187,6 +189,9 @@ func merge(ds []*delta) *wire.MapResponse {
 		switch {
 		case d.self != nil:
 			resp.Self = d.self
+			if d.posture != nil {
+				resp.Posture = d.posture
+			}
 		case d.filterSet:
 			resp.PacketFilter, resp.FilterSet = d.filter, true
 		case d.changed != nil:
