@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/warrenmesh/warren/coordinator/audit"
+	"github.com/warrenmesh/warren/coordinator/auth"
 	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/internal/wire"
 )
@@ -417,4 +418,62 @@ func ViewPosture(attrs []store.NodeAttr, now time.Time, maxAge time.Duration) Po
 	}
 	sort.Slice(v.Held, func(i, j int) bool { return v.Held[i].Name < v.Held[j].Name })
 	return v
+}
+
+// PostureMaxAge is how long a node's report counts.
+func (r *Registry) PostureMaxAge() time.Duration { return r.maxAge }
+
+// CreateIntegrationKey creates an integration API key (admins only),
+// owned by admin user (0: the caller): it may only read nodes' attributes
+// and set custom: ones, labelled with name ("mdm-sync"). It stops working
+// when its owner is disabled or no longer an admin. The plaintext is
+// returned once.
+func (r *Registry) CreateIntegrationKey(ctx context.Context, a Actor, user store.UserID, name string, ttl time.Duration) (store.APIKey, string, error) {
+	if user == 0 {
+		user = a.UserID
+	}
+	plain, hash, display := auth.NewSecret(auth.APIKeyPrefix)
+	k := store.APIKey{Prefix: display, Hash: hash, UserID: user, Created: r.now(), Role: store.APIKeyIntegration, Name: name}
+	if ttl > 0 {
+		k.Expiration = k.Created.Add(ttl)
+	}
+	ev := a.event("apikey.create", "apikey:"+display, map[string]any{"user": user, "role": string(k.Role), "name": name})
+	err := a.admin()
+	if err == nil {
+		err = CheckIntegrationName(name)
+	}
+	if err == nil && user == 0 {
+		err = fmt.Errorf("%w: name the admin user who owns the key (--user)", ErrBadRequest)
+	}
+	if err != nil {
+		return store.APIKey{}, "", r.deny(ctx, ev, err)
+	}
+	err = r.commit(ctx, ev, func(tx *audit.Tx) error {
+		u, err := tx.GetUser(ctx, user)
+		if err != nil {
+			return err
+		}
+		if u.Role != store.RoleAdmin || u.Disabled {
+			return fmt.Errorf("%w: an integration key's owner must be an enabled admin; %s is not", ErrBadRequest, u.Name)
+		}
+		k, err = tx.CreateAPIKey(ctx, k)
+		return err
+	})
+	if err != nil {
+		return store.APIKey{}, "", err
+	}
+	return k, plain, nil
+}
+
+// CheckIntegrationName checks an integration key's name: 1 to 64 of
+// a-z, A-Z, 0-9, '-', '_' and '.'.
+func CheckIntegrationName(name string) error {
+	ok := len(name) > 0 && len(name) <= 64
+	for _, c := range name {
+		ok = ok && (c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.')
+	}
+	if !ok {
+		return fmt.Errorf("%w: name the integration (e.g. mdm-sync): 1 to 64 letters, digits, -, _ or dots", ErrBadRequest)
+	}
+	return nil
 }
