@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/netip"
@@ -91,6 +92,12 @@ type Client struct {
 	conn      *noise.Conn // current channel, nil when disconnected
 	state     mapState
 	sessions  int // control channels registered so far
+
+	// posture is the latest posture report (or heartbeat) SetPosture
+	// recorded, postureFull the latest with attributes (what a new
+	// session's map request carries), postureGen counts SetPosture calls.
+	posture, postureFull *wire.PostureReport
+	postureGen           uint64
 }
 
 // Sessions returns how many times the client has registered over a fresh
@@ -173,24 +180,51 @@ func (c *Client) SetEndpoints(eps []netip.AddrPort, homeRelay int) {
 	}
 }
 
+// SetPosture records the node's posture report (or a heartbeat:
+// Unchanged, no attributes) and signals the running session, which sends
+// it in an UpdateRequest; it never blocks on the network. A session that
+// starts later sends the latest report with attributes in its map
+// request.
+func (c *Client) SetPosture(rep wire.PostureReport) {
+	rep.Attrs = maps.Clone(rep.Attrs)
+	c.mu.Lock()
+	c.posture = &rep
+	if !rep.Unchanged || len(rep.Attrs) > 0 {
+		c.postureFull = &rep
+	}
+	c.postureGen++
+	c.mu.Unlock()
+	select {
+	case c.epsChanged <- struct{}{}:
+	default:
+	}
+}
+
 // sendEndpoints runs beside one session's reader from its map request
-// (which carried the endpoints of generation sent) until ctx ends: it
-// sends an UpdateRequest whenever newer endpoints were recorded. A failed
-// write closes conn, which ends the session.
-func (c *Client) sendEndpoints(ctx context.Context, conn *noise.Conn, sent uint64) {
+// (which carried the endpoints of generation sent, and the posture of
+// generation sentPosture) until ctx ends: it sends an UpdateRequest
+// whenever newer endpoints or a newer posture report were recorded (with
+// the endpoints always, so an update never clears them). A failed write
+// closes conn, which ends the session.
+func (c *Client) sendEndpoints(ctx context.Context, conn *noise.Conn, sent, sentPosture uint64) {
 	for {
 		c.mu.Lock()
 		eps, relay, gen := c.eps, c.homeRelay, c.epsGen
+		posture, pgen := c.posture, c.postureGen
 		c.mu.Unlock()
-		if gen != sent {
-			if err := wire.WriteMessage(conn, &wire.UpdateRequest{Endpoints: eps, HomeRelay: relay}); err != nil {
+		if gen != sent || pgen != sentPosture {
+			up := &wire.UpdateRequest{Endpoints: eps, HomeRelay: relay}
+			if pgen != sentPosture {
+				up.Posture = posture
+			}
+			if err := wire.WriteMessage(conn, up); err != nil {
 				if ctx.Err() == nil {
 					c.log.Warn("send endpoints", "err", err)
 				}
 				_ = conn.Close()
 				return
 			}
-			sent = gen
+			sent, sentPosture = gen, pgen
 			continue
 		}
 		select {
@@ -321,8 +355,10 @@ func (c *Client) session(ctx context.Context) error {
 
 	c.mu.Lock()
 	eps, relay, gen := c.eps, c.homeRelay, c.epsGen
+	posture, pgen := c.postureFull, c.postureGen
 	c.mu.Unlock()
-	if err := wire.WriteMessage(conn, &wire.MapRequest{Stream: true, Endpoints: eps, HomeRelay: relay, AdvertiseRoutes: c.cfg.AdvertiseRoutes}); err != nil {
+	if err := wire.WriteMessage(conn, &wire.MapRequest{Stream: true, Endpoints: eps, HomeRelay: relay, AdvertiseRoutes: c.cfg.AdvertiseRoutes,
+		Posture: posture}); err != nil {
 		return fmt.Errorf("send map request: %w", err)
 	}
 	c.mu.Lock()
@@ -334,7 +370,7 @@ func (c *Client) session(ctx context.Context) error {
 	// now) go out from here on, never from SetEndpoints' caller.
 	var sender sync.WaitGroup
 	sender.Add(1)
-	go func() { defer sender.Done(); c.sendEndpoints(ctx, conn, gen) }()
+	go func() { defer sender.Done(); c.sendEndpoints(ctx, conn, gen, pgen) }()
 	defer func() {
 		cancel()
 		_ = conn.Close() // unblocks a write to a stalled channel

@@ -23,6 +23,9 @@ type Netmap struct {
 	DNS *wire.DNSConfig
 	// DERPMap lists the relay regions; nil when the coordinator runs none.
 	DERPMap *wire.DERPMap
+	// Posture is the node's posture as the coordinator sees it; nil when
+	// it holds nothing for the node.
+	Posture *wire.PostureStatus
 }
 
 // Peer returns the peer with the given ID.
@@ -97,6 +100,9 @@ func (s *mapState) apply(resp *wire.MapResponse) error {
 	}
 	if resp.DERPMap != nil {
 		s.nm.DERPMap = resp.DERPMap
+	}
+	if resp.Posture != nil {
+		s.nm.Posture = resp.Posture
 	}
 	s.nm.Peers = slices.SortedFunc(maps.Values(s.peers), func(a, b wire.Node) int { return cmp.Compare(a.ID, b.ID) })
 	return nil
