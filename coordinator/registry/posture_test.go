@@ -237,3 +237,51 @@ func FuzzCheckPostureReport(f *testing.F) {
 		}
 	})
 }
+
+// TestPostureHeartbeat: a heartbeat refreshes the time of the node's
+// report without a delta to anyone; a report older than the maximum age
+// stops counting, and the next heartbeat brings it back.
+func TestPostureHeartbeat(t *testing.T) {
+	h := newHarness(t, 0)
+	ctx := context.Background()
+	ann := h.user("ann@example.com")
+	n1 := h.register(key0(), ann.ID)
+	n2 := h.register(key0(), ann.ID)
+	if err := h.r.ReportPosture(ctx, n1.ID, report(h.clock.Now(), "node:os", "linux"), "test"); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := h.engine.Subscribe(wire.NodeID(n2.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if _, err := s2.Next(ctx); err != nil {
+		t.Fatal(err)
+	}
+	heartbeat := &wire.PostureReport{Unchanged: true}
+	h.clock.Advance(DefaultPostureMaxAge - time.Minute)
+	if err := h.r.ReportPosture(ctx, n1.ID, heartbeat, "test"); err != nil {
+		t.Fatal(err)
+	}
+	attrs, err := h.st.ListNodeAttrs(ctx, n1.ID)
+	if err != nil || len(attrs) != 1 || !attrs[0].ReportedAt.Equal(h.clock.Now()) {
+		t.Fatalf("after a heartbeat: %+v, %v; want reported at %v", attrs, err, h.clock.Now())
+	}
+	if p := s2.Pending(); p != 0 {
+		t.Fatalf("a heartbeat queued %d deltas for a peer", p)
+	}
+	h.clock.Advance(DefaultPostureMaxAge)
+	h.r.publishPosture(ctx, &n1) // what the node's timer does at that moment
+	if got := h.counting(n1.ID); len(got) != 0 {
+		t.Fatalf("a stale report still counts: %v", got)
+	}
+	if err := h.r.ReportPosture(ctx, n1.ID, heartbeat, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.counting(n1.ID); got["node:os"] != "linux" {
+		t.Fatalf("after a heartbeat the report does not count again: %v", got)
+	}
+	if got := h.auditCount("node.posture.report", "ok"); got != 1 {
+		t.Fatalf("%d report events; want 1 (heartbeats are not audited)", got)
+	}
+}
