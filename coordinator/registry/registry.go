@@ -3,9 +3,10 @@
 // with its audit event (one transaction: both or neither), and then tells
 // the netmap engine, so that the engine always mirrors what is stored.
 //
-// It is the only writer of users, nodes, pre-auth keys and API keys: the
-// control server (registration, online state, endpoints), the admin API
-// (users, nodes, keys) and the sign-in methods (which hand it what they
+// It is the only writer of users, nodes, pre-auth keys, API keys and
+// nodes' posture attributes: the control server (registration, online
+// state, endpoints, posture reports), the admin API (users, nodes, keys,
+// custom: attributes) and the sign-in methods (which hand it what they
 // proved, see SignIn and ApplyRecheck) all go through a Registry.
 // Bookkeeping that no one decides — last seen, endpoints, an API key's
 // last use, an identity provider's check time and rotated token — is

@@ -1,5 +1,6 @@
-// Package store is the coordinator's persistent state: users, nodes,
-// pre-auth keys, API keys, audit events and policy history, behind one
+// Package store is the coordinator's persistent state: users, nodes and
+// their posture attributes, pre-auth keys, API keys, audit events and
+// policy history, behind one
 // interface so that SQLite (the embedded default, see Open) and PostgreSQL
 // (a later backend) are interchangeable.
 //
