@@ -246,7 +246,12 @@ func (s *session) readUpdates(ctx context.Context, id store.NodeID) error {
 		s.unanswered.Store(0)
 		switch m := m.(type) {
 		case *wire.UpdateRequest:
-			s.srv.cfg.Registry.UpdateEndpoints(ctx, id, validEndpoints(m.Endpoints), m.HomeRelay)
+			// An update carrying only a posture report (a heartbeat every
+			// few minutes) says nothing about endpoints: leave them, and
+			// spare every peer a patch.
+			if m.Posture == nil || len(m.Endpoints) > 0 || m.HomeRelay != 0 {
+				s.srv.cfg.Registry.UpdateEndpoints(ctx, id, validEndpoints(m.Endpoints), m.HomeRelay)
+			}
 			s.reportPosture(ctx, id, m.Posture)
 		case *wire.KeepAlive:
 		case *wire.LogoutRequest:

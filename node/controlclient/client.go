@@ -203,9 +203,9 @@ func (c *Client) SetPosture(rep wire.PostureReport) {
 // sendEndpoints runs beside one session's reader from its map request
 // (which carried the endpoints of generation sent, and the posture of
 // generation sentPosture) until ctx ends: it sends an UpdateRequest
-// whenever newer endpoints or a newer posture report were recorded (with
-// the endpoints always, so an update never clears them). A failed write
-// closes conn, which ends the session.
+// whenever newer endpoints or a newer posture report were recorded, each
+// in an update of its own. A failed write closes conn, which ends the
+// session.
 func (c *Client) sendEndpoints(ctx context.Context, conn *noise.Conn, sent, sentPosture uint64) {
 	for {
 		c.mu.Lock()
@@ -213,18 +213,23 @@ func (c *Client) sendEndpoints(ctx context.Context, conn *noise.Conn, sent, sent
 		posture, pgen := c.posture, c.postureGen
 		c.mu.Unlock()
 		if gen != sent || pgen != sentPosture {
+			// Endpoints and posture go in updates of their own: one with
+			// only a posture report leaves the endpoints as they are.
 			up := &wire.UpdateRequest{Endpoints: eps, HomeRelay: relay}
-			if pgen != sentPosture {
-				up.Posture = posture
+			if gen == sent {
+				up = &wire.UpdateRequest{Posture: posture}
 			}
 			if err := wire.WriteMessage(conn, up); err != nil {
 				if ctx.Err() == nil {
-					c.log.Warn("send endpoints", "err", err)
+					c.log.Warn("send update", "err", err)
 				}
 				_ = conn.Close()
 				return
 			}
-			sent, sentPosture = gen, pgen
+			if gen == sent {
+				sentPosture = pgen
+			}
+			sent = gen
 			continue
 		}
 		select {
