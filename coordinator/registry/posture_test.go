@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"maps"
@@ -219,19 +220,37 @@ func TestViewPosture(t *testing.T) {
 	}
 }
 
-// FuzzCheckPostureReport: the report check never panics, and what it
-// accepts has only node: names and bounded values.
-func FuzzCheckPostureReport(f *testing.F) {
-	f.Add("node:os", "linux", "node:diskEncrypted", "true")
-	f.Add("custom:mdm", "true", "node:os", "")
-	f.Add("node:", "x", "node:9a", "\x00")
-	f.Fuzz(func(t *testing.T, n1, v1, n2, v2 string) {
-		rep := &wire.PostureReport{Attrs: map[string]wire.PostureValue{n1: {Value: v1}, n2: {Value: v2}}}
-		if CheckPostureReport(rep) != nil {
+// FuzzPostureReport: a posture report as a node sends it (an
+// UpdateRequest frame, decoded by the wire decoder) never makes the
+// check panic, and what the check accepts has only node: names and
+// bounded values.
+func FuzzPostureReport(f *testing.F) {
+	for _, rep := range []*wire.PostureReport{
+		report(time.Unix(1_780_000_000, 0), "node:os", "linux", "node:diskEncrypted", "true"),
+		report(time.Time{}, "custom:mdm", "true", "node:os", ""),
+		report(time.Time{}, "node:", "x", "node:9a", "\x00"),
+		{Unchanged: true},
+	} {
+		b, err := wire.Encode(&wire.UpdateRequest{Posture: rep})
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := wire.ReadMessage(bytes.NewReader(b), wire.MaxNodeMessage)
+		if err != nil {
 			return
 		}
-		for name, v := range rep.Attrs {
-			if !strings.HasPrefix(name, NodeAttrPrefix) || len(name) > MaxAttrName || len(v.Value) > MaxAttrValue {
+		up, ok := m.(*wire.UpdateRequest)
+		if !ok || up.Posture == nil || CheckPostureReport(up.Posture) != nil {
+			return
+		}
+		if len(up.Posture.Attrs) > MaxPostureAttrs {
+			t.Fatalf("accepted %d attributes", len(up.Posture.Attrs))
+		}
+		for name, v := range up.Posture.Attrs {
+			if !strings.HasPrefix(name, NodeAttrPrefix) || len(name) > MaxAttrName || len(v.Value) > MaxAttrValue || CheckAttrName(name) != nil {
 				t.Fatalf("accepted %q=%q", name, v.Value)
 			}
 		}
