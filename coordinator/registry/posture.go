@@ -127,10 +127,14 @@ func (r *Registry) ReportPosture(ctx context.Context, id store.NodeID, rep *wire
 	ev := audit.Event{Actor: "node:" + n.MachineKey.String(), Action: "node.posture.report", Target: fmt.Sprintf("node:%d", id),
 		Remote: remote, Detail: map[string]any{}}
 	if err := CheckPostureReport(rep); err != nil {
+		if !r.newRefusal(id, err.Error()) {
+			return err // the same refusal as the node's last: audited then
+		}
 		names := slices.Sorted(maps.Keys(rep.Attrs))
 		ev.Detail["attrs"] = audit.Truncate(strings.Join(names[:min(len(names), MaxPostureAttrs)], ","), 1024)
 		return r.deny(ctx, ev, err)
 	}
+	r.newRefusal(id, "")
 	held, err := r.st.ListNodeAttrs(ctx, id)
 	if err != nil {
 		return err
@@ -181,6 +185,23 @@ func (r *Registry) ReportPosture(ctx context.Context, id store.NodeID, rep *wire
 	}
 	r.publishPosture(ctx, &n)
 	return nil
+}
+
+// newRefusal records why node id's latest report was refused ("": it
+// was not) and reports whether that differs from the time before, so
+// that a node repeating one bad report does not flood the audit log.
+func (r *Registry) newRefusal(id store.NodeID, why string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.refusals[id] == why {
+		return false
+	}
+	if why == "" {
+		delete(r.refusals, id)
+	} else {
+		r.refusals[id] = why
+	}
+	return true
 }
 
 // formatAttrs writes attributes as sorted name=value pairs.

@@ -34,8 +34,8 @@ func report(at time.Time, kv ...string) *wire.PostureReport {
 
 // TestReportPosture: a report replaces the node: attributes held, a
 // heartbeat confirms them, a report with a custom: or malformed name is
-// refused whole (audited, the attributes held kept); only real changes
-// are audited.
+// refused whole (audited, the attributes held kept, a repeat of the same
+// refusal not audited again); only real changes are audited.
 func TestReportPosture(t *testing.T) {
 	h := newHarness(t, 0)
 	ctx := context.Background()
@@ -99,6 +99,26 @@ func TestReportPosture(t *testing.T) {
 	}
 	if got := h.auditCount("node.posture.report", "denied"); got != 7 {
 		t.Fatalf("%d refused reports audited; want 7", got)
+	}
+	// The same bad report again and again is refused each time but
+	// audited once; after a good report it is audited anew.
+	bad := report(at, "node:os", "linux", "custom:mdmCompliant", "true")
+	for range 3 {
+		if err := h.r.ReportPosture(ctx, n.ID, bad, "test"); !errors.Is(err, ErrForbidden) {
+			t.Fatalf("repeated bad report: %v", err)
+		}
+	}
+	if got := h.auditCount("node.posture.report", "denied"); got != 8 {
+		t.Fatalf("%d refused reports audited after a repeated one; want 8", got)
+	}
+	if err := h.r.ReportPosture(ctx, n.ID, report(at, "node:diskEncrypted", "true"), "test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.r.ReportPosture(ctx, n.ID, bad, "test"); !errors.Is(err, ErrForbidden) {
+		t.Fatal(err)
+	}
+	if got := h.auditCount("node.posture.report", "denied"); got != 9 {
+		t.Fatalf("%d refused reports audited; want 9", got)
 	}
 }
 

@@ -90,6 +90,7 @@ type Registry struct {
 	conns    map[store.NodeID]int           // open control channels per node
 	reapers  map[store.NodeID]*time.Timer   // ephemeral deletions pending
 	posture  map[store.NodeID]*postureTimer // next posture change per node, see posturetimers.go
+	refusals map[store.NodeID]string        // why each node's last posture report was refused
 	closed   bool
 	inflight sync.WaitGroup // running reaper callbacks
 }
@@ -104,9 +105,10 @@ func New(ctx context.Context, cfg Config) (*Registry, error) {
 		st: cfg.Store, engine: cfg.Engine, audit: cfg.Audit, login: cfg.Login, approval: cfg.RequireApproval,
 		log: cfg.Logger, now: cfg.Now, keyExpiry: cfg.KeyExpiry, grace: cfg.EphemeralGrace,
 		policy: cfg.Policy, maxAge: cfg.PostureMaxAge,
-		conns:   make(map[store.NodeID]int),
-		reapers: make(map[store.NodeID]*time.Timer),
-		posture: make(map[store.NodeID]*postureTimer),
+		conns:    make(map[store.NodeID]int),
+		reapers:  make(map[store.NodeID]*time.Timer),
+		posture:  make(map[store.NodeID]*postureTimer),
+		refusals: make(map[store.NodeID]string),
 	}
 	if r.maxAge <= 0 {
 		r.maxAge = DefaultPostureMaxAge
