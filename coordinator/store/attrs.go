@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -57,13 +56,4 @@ func (q queries) TouchNodeAttrs(ctx context.Context, id NodeID, prefix string, a
 		return 0, fmt.Errorf("refresh attributes of node %d: %w", id, err)
 	}
 	return n, nil
-}
-
-// AttrPrefix returns the namespace of an attribute name ("node:",
-// "custom:"), or "" when it has none.
-func AttrPrefix(name string) string {
-	if i := strings.IndexByte(name, ':'); i > 0 {
-		return name[:i+1]
-	}
-	return ""
 }
