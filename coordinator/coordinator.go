@@ -56,6 +56,9 @@ type Config struct {
 	// KeyExpiry and EphemeralGrace: see registry.Config.
 	KeyExpiry      time.Duration
 	EphemeralGrace time.Duration
+	// PostureMaxAge is how long a node's posture report counts (see
+	// registry.Config); 0 means registry.DefaultPostureMaxAge.
+	PostureMaxAge time.Duration
 	// KeepAlive and HandshakeTimeout: see control.Config.
 	KeepAlive        time.Duration
 	HandshakeTimeout time.Duration
@@ -185,7 +188,7 @@ func New(ctx context.Context, cfg Config) (_ *Coordinator, err error) {
 	c.registry, err = registry.New(ctx, registry.Config{
 		Store: st, Engine: c.engine, Audit: c.audit, Failures: c.failures, Login: c.logins.login, Logger: cfg.Logger,
 		KeyExpiry: cfg.KeyExpiry, EphemeralGrace: cfg.EphemeralGrace, RequireApproval: cfg.RequireApproval,
-		Policy: c.policy.Current,
+		Policy: c.policy.Current, PostureMaxAge: cfg.PostureMaxAge,
 	})
 	if err != nil {
 		return nil, err

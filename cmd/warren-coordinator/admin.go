@@ -259,6 +259,10 @@ func orDash(s string) string {
 
 var adminCommands = map[string]func(*command, []string) error{
 	"nodes routes":   nodeRoutesCmd,
+	"nodes attrs":    nodeAttrsCmd,
+	"attrs list":     listAttrsCmd,
+	"attrs set":      setAttrsCmd,
+	"attrs unset":    unsetAttrsCmd,
 	"routes list":    listRoutesCmd,
 	"routes approve": func(c *command, args []string) error { return changeRoutesCmd(c, args, "approve") },
 	"routes disable": func(c *command, args []string) error { return changeRoutesCmd(c, args, "disable") },
@@ -461,14 +465,20 @@ var adminCommands = map[string]func(*command, []string) error{
 		}
 		return c.print(keys, "ID\tPREFIX\tUSER\tCREATED\tLAST USED\tEXPIRES\tREVOKED", func(w io.Writer) {
 			for _, k := range keys {
-				fmt.Fprintf(w, "%d\t%s…\t%s\t%s\t%s\t%s\t%v\n", k.ID, k.Prefix, nameOr(k.User, k.UserID), when(k.Created), when(k.LastUsed), when(k.Expiration), k.Revoked)
+				user := nameOr(k.User, k.UserID)
+				if k.Role != "" {
+					user += " (" + k.Role + " " + k.Name + ")"
+				}
+				fmt.Fprintf(w, "%d\t%s…\t%s\t%s\t%s\t%s\t%v\n", k.ID, k.Prefix, user, when(k.Created), when(k.LastUsed), when(k.Expiration), k.Revoked)
 			}
 		})
 	},
 	"apikeys create": func(c *command, args []string) error {
 		user := c.fs.String("user", "", "owning user (name or ID); default: the caller")
 		ttl := c.fs.Duration("ttl", 0, "key lifetime, e.g. 720h (default: never expires)")
-		if err := c.parse(args, 0, 0, "apikeys create [--user USER] [--ttl D]"); err != nil {
+		role := c.fs.String("role", "", `"integration": a key that may only read nodes' attributes and set custom: ones (admins only; needs --name)`)
+		name := c.fs.String("name", "", "an integration key's name, the source of what it sets (e.g. mdm-sync)")
+		if err := c.parse(args, 0, 0, "apikeys create [--user USER] [--ttl D] [--role integration --name NAME]"); err != nil {
 			return err
 		}
 		var uid int64
@@ -478,12 +488,16 @@ var adminCommands = map[string]func(*command, []string) error{
 				return err
 			}
 		}
-		k, err := c.c.CreateAPIKey(c.ctx, api.CreateAPIKeyRequest{UserID: uid, TTL: api.Duration(*ttl)})
+		k, err := c.c.CreateAPIKey(c.ctx, api.CreateAPIKeyRequest{UserID: uid, TTL: api.Duration(*ttl), Role: *role, Name: *name})
 		if err != nil {
 			return err
 		}
 		if c.af.json {
 			return c.print(k, "", nil)
+		}
+		if k.Role != "" {
+			fmt.Fprintf(c.out, "%s API key %d %q (shown once, store it now):\n%s\n", k.Role, k.ID, k.Name, k.Key)
+			return nil
 		}
 		fmt.Fprintf(c.out, "API key %d (shown once, store it now):\n%s\n", k.ID, k.Key)
 		return nil

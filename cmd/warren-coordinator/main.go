@@ -25,11 +25,13 @@ Usage:
   warren-coordinator users   list | create NAME [--admin] [--email E] [--group G]... | passwd USER | totp USER
                              | set-role USER admin|member | disable USER | enable USER | delete USER
   warren-coordinator nodes   list | approve ID | expire ID | key-lifetime ID DURATION|never|default | tag ID TAG...
-                             | rename ID NAME | routes ID | delete ID
+                             | rename ID NAME | routes ID | attrs ID | delete ID
   warren-coordinator routes  list | approve ID PREFIX... | disable ID PREFIX...
                                             subnet and exit-node routes (0.0.0.0/0 or ::/0: the exit node)
+  warren-coordinator attrs   list | set ID custom:NAME=VALUE... [--expires D|TIME] | unset ID custom:NAME...
+                                            device posture attributes (node: ones come from the node itself)
   warren-coordinator keys    list | create --user USER [--reusable] [--ephemeral] [--tag T]... [--ttl D] | revoke ID | expire ID
-  warren-coordinator apikeys list | create [--user USER] [--ttl D]
+  warren-coordinator apikeys list | create [--user USER] [--ttl D] [--role integration --name NAME]
   warren-coordinator audit   [--since D] [--action A] [--limit N]
   warren-coordinator policy  check FILE... | test FILE... | show | history [--diff] | reload | apply FILE
                              | explain SRC DST:PORT [--file F] [--proto P] [--at T] [--posture K=V]... [--mfa-age D]
@@ -71,7 +73,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return printKey(rest, stdout, stderr)
 	case "secrets":
 		return secretsCmd(ctx, rest, stdout, stderr)
-	case "users", "nodes", "routes", "keys", "apikeys", "audit", "policy":
+	case "users", "nodes", "routes", "attrs", "keys", "apikeys", "audit", "policy":
 		return admin(ctx, cmd, rest, stdout, stderr)
 	}
 	return fmt.Errorf("unknown command %q (see warren-coordinator --help)", cmd)

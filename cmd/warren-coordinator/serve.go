@@ -45,6 +45,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	policyPath := fs.String("policy", "", "policy file, watched for changes (default <state-dir>/policy.hujson; created with a deny-by-default policy if missing)")
 	keyExpiry := fs.Duration("key-expiry", registry.DefaultKeyExpiry, "node key lifetime for user nodes (tagged nodes never expire)")
 	grace := fs.Duration("ephemeral-grace", registry.DefaultEphemeralGrace, "how long an ephemeral node may be offline before it is deleted")
+	postureMaxAge := fs.Duration("posture-max-age", registry.DefaultPostureMaxAge, "a node's posture attributes count as absent this long after its last report or heartbeat")
 	bootstrap := fs.String("bootstrap-user", "", "create this admin user (if missing) and, if it has no usable one, a reusable 24h pre-auth key, and print how to join")
 	requireApproval := fs.Bool("require-approval", false, "new user devices wait until an admin approves them (warren-coordinator nodes approve ID)")
 	noRelay := fs.Bool("no-relay", false, "do not embed a DERP relay (nodes then need --derp-map regions)")
@@ -94,11 +95,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if *postureMaxAge <= 0 {
+		return errors.New("--posture-max-age must be positive, e.g. 15m")
+	}
 	if *auditRetention < 0 || *maxPerIP < 0 || *maxConns < 0 || *idleTimeout < 0 || *handshakeTimeout < 0 {
 		return errors.New("--audit-retention, --max-conns-per-ip, --max-conns, --idle-timeout and --handshake-timeout cannot be negative")
 	}
 	c, err := coordinator.New(ctx, coordinator.Config{StateDir: *stateDir, Domain: *domain, DNS: dnsCfg, Logger: logger,
-		KeyExpiry: *keyExpiry, EphemeralGrace: *grace, PolicyPath: *policyPath, Relay: relay,
+		KeyExpiry: *keyExpiry, EphemeralGrace: *grace, PostureMaxAge: *postureMaxAge, PolicyPath: *policyPath, Relay: relay,
 		RequireApproval: *requireApproval, Login: loginCfg, AuditRetention: *auditRetention,
 		HandshakeTimeout: *handshakeTimeout,
 		Limits:           coordinator.ServeLimits{IdleTimeout: *idleTimeout, MaxConnsPerSource: capFlag(*maxPerIP), MaxConns: *maxConns}})

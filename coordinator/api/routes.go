@@ -36,6 +36,7 @@ func (s *Server) routes() {
 	s.policyRoutes()
 	s.credentialRoutes()
 	s.nodeRouteRoutes(m)
+	s.attrRoutes(m)
 }
 
 func (s *Server) whoami(w http.ResponseWriter, r *http.Request) {
@@ -302,7 +303,21 @@ func (s *Server) createAPIKey(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
-	k, plain, err := s.cfg.Registry.CreateAPIKey(r.Context(), actorFrom(r.Context()), store.UserID(req.UserID), time.Duration(req.TTL))
+	var k store.APIKey
+	var plain string
+	var err error
+	switch store.APIKeyRole(req.Role) {
+	case store.APIKeyOwner:
+		if req.Name != "" {
+			writeErr(w, fmt.Errorf("%w: only integration keys have a name (role \"integration\")", errBadBody))
+			return
+		}
+		k, plain, err = s.cfg.Registry.CreateAPIKey(r.Context(), actorFrom(r.Context()), store.UserID(req.UserID), time.Duration(req.TTL))
+	case store.APIKeyIntegration:
+		k, plain, err = s.cfg.Registry.CreateIntegrationKey(r.Context(), actorFrom(r.Context()), store.UserID(req.UserID), req.Name, time.Duration(req.TTL))
+	default:
+		err = fmt.Errorf("%w: unknown role %q (none, or \"integration\")", errBadBody, req.Role)
+	}
 	if err != nil {
 		writeErr(w, err)
 		return

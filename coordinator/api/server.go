@@ -47,6 +47,8 @@ type Server struct {
 	cfg Config
 	log *slog.Logger
 	mux *http.ServeMux
+	// intMux holds the only endpoints integration API keys may call.
+	intMux *http.ServeMux
 }
 
 // New returns a Server.
@@ -63,8 +65,10 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Failures == nil {
 		cfg.Failures = audit.NewFailures(cfg.Logger, 0)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux()}
+	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), intMux: http.NewServeMux()}
 	s.routes()
+	s.intMux.HandleFunc("GET /api/v1/whoami", s.whoami)
+	s.attrRoutes(s.intMux)
 	s.mux.HandleFunc("GET "+FailuresPath, s.listFailures)
 	return s, nil
 }
@@ -130,7 +134,12 @@ func (s *Server) RemoteHandler() http.Handler {
 			s.deny(w, r, err.Error())
 			return
 		}
-		s.mux.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), actorKey{}, a)))
+		r = r.WithContext(context.WithValue(r.Context(), actorKey{}, a))
+		if a.Integration != "" {
+			s.integrationOnly(w, r)
+			return
+		}
+		s.mux.ServeHTTP(w, r)
 	})
 }
 
@@ -154,10 +163,20 @@ func (s *Server) authenticate(r *http.Request) (registry.Actor, error) {
 	if err != nil || u.Disabled {
 		return registry.Actor{}, fmt.Errorf("API key %s: owner missing or disabled", k.Prefix)
 	}
+	if k.Role == store.APIKeyIntegration && u.Role != store.RoleAdmin {
+		return registry.Actor{}, fmt.Errorf("API key %s: its owner is no longer an admin", k.Prefix)
+	}
+	if k.Role != store.APIKeyOwner && k.Role != store.APIKeyIntegration {
+		return registry.Actor{}, fmt.Errorf("API key %s: unknown role", k.Prefix)
+	}
 	if now := s.cfg.Now(); now.Sub(k.LastUsed) >= lastUsedEvery || now.Before(k.LastUsed) {
 		if err := s.cfg.Registry.NoteAPIKeyUse(ctx, k.ID, now); err != nil {
 			s.log.Warn("api: record key use", "key", k.Prefix, "err", err)
 		}
+	}
+	if k.Role == store.APIKeyIntegration {
+		// Neither admin nor the owner's user: it may set attributes only.
+		return registry.Actor{Name: "integration:" + k.Name, Integration: k.Name, Remote: r.RemoteAddr}, nil
 	}
 	return registry.Actor{Name: "user:" + u.Name, UserID: u.ID, Admin: u.Role == store.RoleAdmin, Remote: r.RemoteAddr}, nil
 }

@@ -160,12 +160,21 @@ type APIKey struct {
 	Created    time.Time `json:"created"`
 	LastUsed   time.Time `json:"lastUsed,omitzero"`
 	Revoked    bool      `json:"revoked"`
+	// Role is "" for a key acting as its owner, "integration" for one
+	// that may only read nodes' attributes and set custom: ones; Name
+	// names an integration key's job ("mdm-sync").
+	Role string `json:"role,omitempty"`
+	Name string `json:"name,omitempty"`
 }
 
-// CreateAPIKeyRequest is the body of POST /api/v1/apikeys.
+// CreateAPIKeyRequest is the body of POST /api/v1/apikeys. Role
+// "integration" (admins only) makes an integration key named Name, owned
+// by the admin UserID (default: the caller).
 type CreateAPIKeyRequest struct {
 	UserID int64    `json:"userId,omitempty"`
 	TTL    Duration `json:"ttl,omitempty"`
+	Role   string   `json:"role,omitempty"`
+	Name   string   `json:"name,omitempty"`
 }
 
 // AuditEvent is one audit event.
@@ -230,7 +239,7 @@ func authKeyJSON(k store.AuthKey, plain string, names userNames) AuthKey {
 
 func apiKeyJSON(k store.APIKey, plain string, names userNames) APIKey {
 	return APIKey{ID: int64(k.ID), Key: plain, Prefix: k.Prefix, UserID: int64(k.UserID), User: names[k.UserID],
-		Expiration: k.Expiration, Created: k.Created, LastUsed: k.LastUsed, Revoked: k.Revoked}
+		Expiration: k.Expiration, Created: k.Created, LastUsed: k.LastUsed, Revoked: k.Revoked, Role: string(k.Role), Name: k.Name}
 }
 
 // ApplyPolicyRequest is the body of POST /api/v1/policy: a whole policy

@@ -154,6 +154,7 @@ func (s *session) run(ctx context.Context) error {
 	if err := s.srv.cfg.Registry.AdvertiseRoutes(ctx, node.ID, mreq.AdvertiseRoutes, s.remote); err != nil {
 		return s.fail(ctx, "control.map", err)
 	}
+	s.reportPosture(ctx, node.ID, mreq.Posture)
 	return s.stream(ctx, node.ID, mreq)
 }
 
@@ -245,7 +246,13 @@ func (s *session) readUpdates(ctx context.Context, id store.NodeID) error {
 		s.unanswered.Store(0)
 		switch m := m.(type) {
 		case *wire.UpdateRequest:
-			s.srv.cfg.Registry.UpdateEndpoints(ctx, id, validEndpoints(m.Endpoints), m.HomeRelay)
+			// An update carrying only a posture report (a heartbeat every
+			// few minutes) says nothing about endpoints: leave them, and
+			// spare every peer a patch.
+			if m.Posture == nil || len(m.Endpoints) > 0 || m.HomeRelay != 0 {
+				s.srv.cfg.Registry.UpdateEndpoints(ctx, id, validEndpoints(m.Endpoints), m.HomeRelay)
+			}
+			s.reportPosture(ctx, id, m.Posture)
 		case *wire.KeepAlive:
 		case *wire.LogoutRequest:
 			if err := s.srv.cfg.Registry.Logout(ctx, id); err != nil {
@@ -257,6 +264,19 @@ func (s *session) readUpdates(ctx context.Context, id store.NodeID) error {
 		default:
 			return s.fail(ctx, "control.update", fmt.Errorf("%w: %v during streaming", errBadMessage, m.WireType()))
 		}
+	}
+}
+
+// reportPosture records the node's posture report, if it sent one. A
+// refused report (a custom: attribute, a malformed one) is audited by the
+// registry and costs the node its report, not its channel: the
+// attributes held before stay until they grow stale.
+func (s *session) reportPosture(ctx context.Context, id store.NodeID, rep *wire.PostureReport) {
+	if rep == nil {
+		return
+	}
+	if err := s.srv.cfg.Registry.ReportPosture(ctx, id, rep, s.remote); err != nil && ctx.Err() == nil {
+		s.log.Warn("posture report refused", "node", id, "err", err)
 	}
 }
 

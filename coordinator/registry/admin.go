@@ -25,6 +25,10 @@ type Actor struct {
 	UserID store.UserID
 	Admin  bool
 	Remote string
+	// Integration is the name of the integration API key acting (see
+	// store.APIKeyIntegration); such an actor may only read nodes'
+	// attributes and set custom: ones.
+	Integration string
 }
 
 // may reports whether a may manage something owned by owner.

@@ -3,9 +3,10 @@
 // with its audit event (one transaction: both or neither), and then tells
 // the netmap engine, so that the engine always mirrors what is stored.
 //
-// It is the only writer of users, nodes, pre-auth keys and API keys: the
-// control server (registration, online state, endpoints), the admin API
-// (users, nodes, keys) and the sign-in methods (which hand it what they
+// It is the only writer of users, nodes, pre-auth keys, API keys and
+// nodes' posture attributes: the control server (registration, online
+// state, endpoints, posture reports), the admin API (users, nodes, keys,
+// custom: attributes) and the sign-in methods (which hand it what they
 // proved, see SignIn and ApplyRecheck) all go through a Registry.
 // Bookkeeping that no one decides — last seen, endpoints, an API key's
 // last use, an identity provider's check time and rotated token — is
@@ -65,6 +66,9 @@ type Config struct {
 	// Tagged nodes are created by keys an admin or tag owner made, and
 	// need no approval.
 	RequireApproval bool
+	// PostureMaxAge is how long a node's posture report counts without a
+	// newer report or heartbeat; 0 means DefaultPostureMaxAge.
+	PostureMaxAge time.Duration
 }
 
 // Registry is the coordinator's single writer of node, user and key state.
@@ -80,10 +84,13 @@ type Registry struct {
 	keyExpiry time.Duration
 	grace     time.Duration
 	policy    func() *policy.Policy
+	maxAge    time.Duration // PostureMaxAge
 
 	mu       sync.Mutex
-	conns    map[store.NodeID]int         // open control channels per node
-	reapers  map[store.NodeID]*time.Timer // ephemeral deletions pending
+	conns    map[store.NodeID]int           // open control channels per node
+	reapers  map[store.NodeID]*time.Timer   // ephemeral deletions pending
+	posture  map[store.NodeID]*postureTimer // next posture change per node, see posturetimers.go
+	refusals map[store.NodeID]string        // why each node's last posture report was refused
 	closed   bool
 	inflight sync.WaitGroup // running reaper callbacks
 }
@@ -97,9 +104,14 @@ func New(ctx context.Context, cfg Config) (*Registry, error) {
 	r := &Registry{
 		st: cfg.Store, engine: cfg.Engine, audit: cfg.Audit, login: cfg.Login, approval: cfg.RequireApproval,
 		log: cfg.Logger, now: cfg.Now, keyExpiry: cfg.KeyExpiry, grace: cfg.EphemeralGrace,
-		policy:  cfg.Policy,
-		conns:   make(map[store.NodeID]int),
-		reapers: make(map[store.NodeID]*time.Timer),
+		policy: cfg.Policy, maxAge: cfg.PostureMaxAge,
+		conns:    make(map[store.NodeID]int),
+		reapers:  make(map[store.NodeID]*time.Timer),
+		posture:  make(map[store.NodeID]*postureTimer),
+		refusals: make(map[store.NodeID]string),
+	}
+	if r.maxAge <= 0 {
+		r.maxAge = DefaultPostureMaxAge
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -125,9 +137,20 @@ func New(ctx context.Context, cfg Config) (*Registry, error) {
 	if err != nil {
 		return nil, err
 	}
+	attrs, err := r.st.ListAllNodeAttrs(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("registry: load node attributes: %w", err)
+	}
+	byNode := make(map[store.NodeID][]store.NodeAttr)
+	for _, a := range attrs {
+		byNode[a.Node] = append(byNode[a.Node], a)
+	}
+	now := r.now()
 	for i := range nodes {
 		n := &nodes[i]
-		r.engine.Upsert(toNetmap(n, users[n.UserID], false))
+		nm := toNetmap(n, users[n.UserID], false)
+		r.withPosture(&nm, byNode[n.ID], now)
+		r.engine.Upsert(nm)
 		if n.Ephemeral {
 			// It was offline while the coordinator was down: give it the
 			// grace period to come back.
@@ -145,6 +168,10 @@ func (r *Registry) Close() {
 	for id, t := range r.reapers {
 		t.Stop()
 		delete(r.reapers, id)
+	}
+	for id, t := range r.posture {
+		t.t.Stop()
+		delete(r.posture, id)
 	}
 	r.mu.Unlock()
 	r.inflight.Wait()
@@ -175,7 +202,14 @@ func (r *Registry) publish(ctx context.Context, n *store.Node) {
 	r.mu.Lock()
 	online := r.conns[n.ID] > 0
 	r.mu.Unlock()
-	r.engine.Upsert(toNetmap(n, u, online))
+	nm := toNetmap(n, u, online)
+	attrs, err := r.st.ListNodeAttrs(ctx, n.ID)
+	if err != nil {
+		// Fail closed: without its attributes the node meets no posture.
+		r.log.Error("publish node: load attributes", "node", n.ID, "err", err)
+	}
+	r.withPosture(&nm, attrs, r.now())
+	r.engine.Upsert(nm)
 }
 
 // toNetmap converts a stored node and its owner into the engine's view.

@@ -104,3 +104,11 @@ func (s *sqliteStore) LatestPolicy(ctx context.Context) (PolicyVersion, error) {
 func (s *sqliteStore) ListPolicies(ctx context.Context, limit int) ([]PolicyVersion, error) {
 	return s.r.ListPolicies(ctx, limit)
 }
+
+func (s *sqliteStore) ListNodeAttrs(ctx context.Context, id NodeID) ([]NodeAttr, error) {
+	return s.r.ListNodeAttrs(ctx, id)
+}
+
+func (s *sqliteStore) ListAllNodeAttrs(ctx context.Context) ([]NodeAttr, error) {
+	return s.r.ListAllNodeAttrs(ctx)
+}

@@ -65,14 +65,16 @@ func (q queries) UpdateAuthKey(ctx context.Context, k AuthKey) error {
 
 // API keys.
 
-const apiKeyCols = `id, prefix, hash, user_id, expiration, created, last_used, revoked`
+const apiKeyCols = `id, prefix, hash, user_id, expiration, created, last_used, revoked, role, name`
 
 func scanAPIKey(row interface{ Scan(...any) error }) (APIKey, error) {
 	var k APIKey
 	var exp, created, used int64
-	if err := row.Scan(&k.ID, &k.Prefix, &k.Hash, &k.UserID, &exp, &created, &used, &k.Revoked); err != nil {
+	var role string
+	if err := row.Scan(&k.ID, &k.Prefix, &k.Hash, &k.UserID, &exp, &created, &used, &k.Revoked, &role, &k.Name); err != nil {
 		return k, wrapErr(err)
 	}
+	k.Role = APIKeyRole(role)
 	k.Expiration, k.Created, k.LastUsed = fromNanos(exp), fromNanos(created), fromNanos(used)
 	return k, nil
 }
@@ -82,8 +84,9 @@ func (q queries) CreateAPIKey(ctx context.Context, k APIKey) (APIKey, error) {
 	if err != nil {
 		return APIKey{}, fmt.Errorf("create API key: %w", err)
 	}
-	_, err = q.q.ExecContext(ctx, `INSERT INTO api_keys (id, prefix, hash, user_id, expiration, created, last_used, revoked)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`, id, k.Prefix, k.Hash, k.UserID, nanos(k.Expiration), nanos(k.Created), nanos(k.LastUsed), boolInt(k.Revoked))
+	_, err = q.q.ExecContext(ctx, `INSERT INTO api_keys (id, prefix, hash, user_id, expiration, created, last_used, revoked, role, name)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, id, k.Prefix, k.Hash, k.UserID, nanos(k.Expiration), nanos(k.Created), nanos(k.LastUsed), boolInt(k.Revoked),
+		string(k.Role), k.Name)
 	if err != nil {
 		return APIKey{}, fmt.Errorf("create API key: %w", wrapErr(err))
 	}

@@ -160,6 +160,27 @@ ALTER TABLE nodes ADD COLUMN given_name INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE nodes ADD COLUMN advertised_routes TEXT NOT NULL DEFAULT '[]';
 ALTER TABLE nodes ADD COLUMN approved_routes TEXT NOT NULL DEFAULT '[]';
 `},
+	{10, `
+-- Device posture: each node's attributes (node: ones it reports, custom:
+-- ones admins and integrations set). reported_at is the coordinator's
+-- clock when the value was last reported or confirmed (freshness is
+-- judged on it, never on the node's collected_at); expires_at (0: never)
+-- is for set attributes. They go with their node.
+CREATE TABLE node_attrs (
+	node_id      INTEGER NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,
+	name         TEXT NOT NULL,
+	value        TEXT NOT NULL,
+	source       TEXT NOT NULL,
+	collected_at INTEGER NOT NULL DEFAULT 0,
+	reported_at  INTEGER NOT NULL,
+	expires_at   INTEGER NOT NULL DEFAULT 0,
+	PRIMARY KEY (node_id, name)
+);
+-- An API key's role: '' acts as its owner; 'integration' may only read
+-- nodes' attributes and set custom: ones (name says which job it is).
+ALTER TABLE api_keys ADD COLUMN role TEXT NOT NULL DEFAULT '';
+ALTER TABLE api_keys ADD COLUMN name TEXT NOT NULL DEFAULT '';
+`},
 }
 
 // migrate applies pending migrations, each in its own transaction, and

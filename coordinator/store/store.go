@@ -1,5 +1,6 @@
-// Package store is the coordinator's persistent state: users, nodes,
-// pre-auth keys, API keys, audit events and policy history, behind one
+// Package store is the coordinator's persistent state: users, nodes and
+// their posture attributes, pre-auth keys, API keys, audit events and
+// policy history, behind one
 // interface so that SQLite (the embedded default, see Open) and PostgreSQL
 // (a later backend) are interchangeable.
 //
@@ -172,6 +173,41 @@ type APIKey struct {
 	Created    time.Time
 	LastUsed   time.Time
 	Revoked    bool
+	// Role limits what the key may do: empty acts as its owner (admin or
+	// member); APIKeyIntegration may only read nodes' attributes and set
+	// custom: ones. Name says which job an integration key is for
+	// ("mdm-sync"); it becomes the source of what the key sets.
+	Role APIKeyRole
+	Name string
+}
+
+// APIKeyRole is what an API key may do beyond authenticating its owner.
+type APIKeyRole string
+
+// API key roles.
+const (
+	APIKeyOwner       APIKeyRole = ""
+	APIKeyIntegration APIKeyRole = "integration"
+)
+
+// NodeAttr is one posture attribute held for a node: a node: attribute
+// the node reported, or a custom: one an admin or integration set.
+type NodeAttr struct {
+	Node  NodeID
+	Name  string // "node:diskEncrypted", "custom:mdmCompliant"
+	Value string
+	// Source is "node" for what the node reported, else who set it
+	// ("admin alice@example.com", "integration mdm-sync").
+	Source string
+	// CollectedAt is when the node says it collected the value (its
+	// clock: informational only; zero for set attributes).
+	CollectedAt time.Time
+	// ReportedAt is the coordinator's time of the last report or
+	// heartbeat that confirmed the value (or when it was set); freshness
+	// is judged on it.
+	ReportedAt time.Time
+	// ExpiresAt is when a set attribute stops counting (zero: never).
+	ExpiresAt time.Time
 }
 
 // AuditEvent records who did what, when, from where, and how it ended.
@@ -251,6 +287,18 @@ type Queries interface {
 	// PruneAudit deletes the audit events older than before and returns
 	// how many it deleted.
 	PruneAudit(ctx context.Context, before time.Time) (int64, error)
+
+	// ListNodeAttrs returns the attributes held for node id, by name.
+	ListNodeAttrs(ctx context.Context, id NodeID) ([]NodeAttr, error)
+	// ListAllNodeAttrs returns every node's attributes, by node and name.
+	ListAllNodeAttrs(ctx context.Context) ([]NodeAttr, error)
+	// PutNodeAttr inserts or replaces one attribute (a.Node, a.Name).
+	PutNodeAttr(ctx context.Context, a NodeAttr) error
+	// DeleteNodeAttr deletes one attribute; ErrNotFound if none.
+	DeleteNodeAttr(ctx context.Context, id NodeID, name string) error
+	// TouchNodeAttrs sets reported_at of node id's attributes whose names
+	// start with prefix, and returns how many it touched.
+	TouchNodeAttrs(ctx context.Context, id NodeID, prefix string, at time.Time) (int64, error)
 
 	// SavePolicy records an accepted policy file as the newest version.
 	SavePolicy(ctx context.Context, p PolicyVersion) (PolicyVersion, error)

@@ -130,7 +130,9 @@ type MapRequest struct {
 type UpdateRequest struct {
 	Endpoints []netip.AddrPort `json:"endpoints,omitempty"`
 	HomeRelay int              `json:"homeRelay,omitempty"`
-	// Posture, when set, is a new posture report or a heartbeat.
+	// Posture, when set, is a new posture report or a heartbeat. An
+	// update with Posture and neither Endpoints nor HomeRelay leaves the
+	// node's endpoints as they were (nodes send posture on its own).
 	Posture *PostureReport `json:"posture,omitempty"`
 }
 
