@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/warrenmesh/warren/internal/tstest/poll"
 	"github.com/warrenmesh/warren/internal/tstest/testmesh"
 	"github.com/warrenmesh/warren/internal/wire"
+	"github.com/warrenmesh/warren/node/daemon"
 	"github.com/warrenmesh/warren/node/localapi"
 )
 
@@ -79,9 +81,9 @@ func TestPrintStatusPosture(t *testing.T) {
 // nodes: ann's laptop may reach bob's server only with an encrypted disk.
 // warren status on the laptop names the rule it fails and why, in words
 // and in --json, and the attributes the coordinator holds; once the
-// coordinator holds the fixed attribute, the denial is gone and the
-// server is a peer. (The coordinator's engine is given the attributes
-// directly: storing reports is the coordinator's own part.)
+// laptop reports the fixed attribute, the denial is gone and the server
+// is a peer. The laptop's collector is replaced by one the test steers;
+// its reports take the real path (control channel, store, engine).
 func TestStatusShowsPostureDenials(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a mesh")
@@ -95,24 +97,23 @@ func TestStatusShowsPostureDenials(t *testing.T) {
 	if _, _, err := srv.Up(localapi.UpRequest{AuthKey: m.AuthKey(registry.AuthKeyRequest{UserID: bob.ID})}, nil); err != nil {
 		t.Fatalf("srv up: %v", err)
 	}
-	laptop := m.AddDaemon("laptop")
-	st, _, err := laptop.Up(localapi.UpRequest{AuthKey: m.AuthKey(registry.AuthKeyRequest{UserID: ann.ID})}, nil)
-	if err != nil {
+	var disk atomic.Value // "" (not reported), "true" or "false"
+	disk.Store("")
+	laptop := m.AddDaemonWith("laptop", func(c *daemon.Config) {
+		c.PostureInterval = 50 * time.Millisecond
+		c.PostureCollect = func(context.Context) map[string]wire.PostureValue {
+			attrs := map[string]wire.PostureValue{}
+			if v := disk.Load().(string); v != "" {
+				attrs["node:diskEncrypted"] = wire.PostureValue{Value: v, CollectedAt: time.Now()}
+			}
+			return attrs
+		}
+	})
+	if _, _, err := laptop.Up(localapi.UpRequest{AuthKey: m.AuthKey(registry.AuthKeyRequest{UserID: ann.ID})}, nil); err != nil {
 		t.Fatalf("laptop up: %v", err)
 	}
 	sock := serveDaemon(t, laptop.Daemon)
-	eng := m.Coord.Engine()
-	id := wire.NodeID(st.Self.ID)
-	report := func(encrypted string) {
-		t.Helper()
-		n, ok := eng.Node(id)
-		if !ok {
-			t.Fatal("the laptop is not in the engine")
-		}
-		n.Attrs = map[string]string{"node:diskEncrypted": encrypted}
-		n.PostureAttrs = []wire.PostureAttr{{Name: "node:diskEncrypted", Value: encrypted, Source: "node", CollectedAt: time.Now()}}
-		eng.Upsert(n)
-	}
+	report := func(encrypted string) { disk.Store(encrypted) }
 	denial := func(reason string) func() bool {
 		return func() bool {
 			p := laptop.Status(context.Background()).Posture

@@ -240,12 +240,23 @@ type Daemon struct {
 // is closed when the test ends. It joins nothing until Up.
 func (m *Mesh) AddDaemon(hostname string) *Daemon {
 	m.t.Helper()
-	d, err := daemon.New(daemon.Config{
+	return m.AddDaemonWith(hostname, nil)
+}
+
+// AddDaemonWith is AddDaemon with edit, if not nil, applied to the
+// daemon's configuration first (a posture source, say).
+func (m *Mesh) AddDaemonWith(hostname string, edit func(*daemon.Config)) *Daemon {
+	m.t.Helper()
+	cfg := daemon.Config{
 		StateDir:   m.t.TempDir(),
 		Endpoints:  []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")},
 		Logger:     m.log.With("part", "daemon", "node", hostname),
 		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
-	})
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	d, err := daemon.New(cfg)
 	if err != nil {
 		m.t.Fatalf("testmesh: daemon %s: %v", hostname, err)
 	}
