@@ -43,14 +43,16 @@ type Type byte
 
 // Message types. Values are part of the protocol: never renumber.
 const (
-	TypeRegisterRequest  Type = 1 // node -> coordinator
-	TypeRegisterResponse Type = 2 // coordinator -> node
-	TypeMapRequest       Type = 3 // node -> coordinator
-	TypeMapResponse      Type = 4 // coordinator -> node
-	TypeUpdateRequest    Type = 5 // node -> coordinator
-	TypeError            Type = 6 // either way, then close
-	TypeKeepAlive        Type = 7 // coordinator -> node, and the node's answer
-	TypeLogoutRequest    Type = 8 // node -> coordinator
+	TypeRegisterRequest  Type = 1  // node -> coordinator
+	TypeRegisterResponse Type = 2  // coordinator -> node
+	TypeMapRequest       Type = 3  // node -> coordinator
+	TypeMapResponse      Type = 4  // coordinator -> node
+	TypeUpdateRequest    Type = 5  // node -> coordinator
+	TypeError            Type = 6  // either way, then close
+	TypeKeepAlive        Type = 7  // coordinator -> node, and the node's answer
+	TypeLogoutRequest    Type = 8  // node -> coordinator
+	TypeFlowBatch        Type = 9  // node -> coordinator
+	TypeFlowAck          Type = 10 // coordinator -> node
 )
 
 // String names the type for logs and errors.
@@ -72,6 +74,10 @@ func (t Type) String() string {
 		return "KeepAlive"
 	case TypeLogoutRequest:
 		return "LogoutRequest"
+	case TypeFlowBatch:
+		return "FlowBatch"
+	case TypeFlowAck:
+		return "FlowAck"
 	}
 	return "Unknown"
 }
@@ -332,6 +338,9 @@ type FilterRule struct {
 	DstPorts    []PortRange    `json:"dst"`
 	Protocols   []int          `json:"proto,omitempty"`
 	CapGrant    []CapGrant     `json:"capGrant,omitempty"`
+	// Rule identifies the policy rule or grant the filter rule came from
+	// ("acls[3]", "grants[0]"), for flow logs; empty when unknown.
+	Rule string `json:"rule,omitempty"`
 }
 
 // CapGrant gives a rule's sources the capabilities in CapMap (name ->
@@ -372,6 +381,65 @@ const (
 // KeepAlive carries nothing; it proves the channel is alive.
 type KeepAlive struct{}
 
+// FlowBatch carries flow records from the node that enforced them (the
+// destination, or the router for routed traffic) to the coordinator. The
+// node keeps a batch (in its spool) until a FlowAck with its Seq arrives;
+// the coordinator acknowledges only once the batch is durable, so a batch
+// may arrive twice and records are deduplicated by ID.
+type FlowBatch struct {
+	// Seq numbers the node's batches; it only grows, across restarts.
+	Seq     uint64       `json:"seq"`
+	Records []FlowRecord `json:"records"`
+	// Dropped counts records the node's full spool dropped (oldest first)
+	// since the last batch it sent.
+	Dropped uint64 `json:"dropped,omitempty"`
+}
+
+// FlowAck acknowledges every batch up to and including Seq.
+type FlowAck struct {
+	Seq uint64 `json:"seq"`
+}
+
+// FlowRecord is one flow as the enforcing node saw it: a connection or UDP
+// exchange that was accepted (possibly an update of a long flow), or an
+// aggregate of denied packets (one record per source, destination, port
+// and minute, with Count).
+type FlowRecord struct {
+	// ID is stable and unique (the node's ID, a per-node boot or epoch
+	// number and a sequence, e.g. "12-3f9a-000042"): a record delivered
+	// twice has the same ID.
+	ID    string    `json:"id"`
+	Start time.Time `json:"start"`
+	// End is the last packet seen (for an update: so far).
+	End time.Time `json:"end"`
+	// Update marks a periodic update of a flow still open; the final
+	// record has Update false.
+	Update bool `json:"update,omitempty"`
+	// Src is the flow's source (the peer), Dst the destination address
+	// on this node or behind it (routed, exit).
+	Src netip.AddrPort `json:"src"`
+	Dst netip.AddrPort `json:"dst"`
+	// SrcNode is the peer the source address belongs to (0: unknown).
+	SrcNode NodeID `json:"srcNode,omitempty"`
+	// Proto is the IANA protocol number (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6).
+	Proto uint8 `json:"proto"`
+	// Packets and bytes from the source (In) and back to it (Out).
+	PacketsIn  uint64 `json:"packetsIn,omitempty"`
+	BytesIn    uint64 `json:"bytesIn,omitempty"`
+	PacketsOut uint64 `json:"packetsOut,omitempty"`
+	BytesOut   uint64 `json:"bytesOut,omitempty"`
+	// Verdict is "accept" or "deny".
+	Verdict string `json:"verdict"`
+	// Reason says why a flow was denied ("no-rule"; the coordinator may
+	// refine it to "posture", "mfa", "time-window" from the policy).
+	Reason string `json:"reason,omitempty"`
+	// Rule is the id of the rule or grant that accepted the flow
+	// (FilterRule.Rule).
+	Rule string `json:"rule,omitempty"`
+	// Count is how many denied packets an aggregate stands for.
+	Count uint64 `json:"count,omitempty"`
+}
+
 // LogoutRequest asks the coordinator to expire this node's key (or delete
 // an ephemeral node); it answers with an Error of code logged_out and
 // closes the channel.
@@ -386,6 +454,8 @@ func (*UpdateRequest) WireType() Type    { return TypeUpdateRequest }
 func (*Error) WireType() Type            { return TypeError }
 func (*KeepAlive) WireType() Type        { return TypeKeepAlive }
 func (*LogoutRequest) WireType() Type    { return TypeLogoutRequest }
+func (*FlowBatch) WireType() Type        { return TypeFlowBatch }
+func (*FlowAck) WireType() Type          { return TypeFlowAck }
 
 // Error makes *Error usable as a Go error.
 func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
@@ -409,6 +479,10 @@ func New(t Type) Message {
 		return new(KeepAlive)
 	case TypeLogoutRequest:
 		return new(LogoutRequest)
+	case TypeFlowBatch:
+		return new(FlowBatch)
+	case TypeFlowAck:
+		return new(FlowAck)
 	}
 	return nil
 }
