@@ -101,8 +101,13 @@ type Config struct {
 	RelayOnly bool
 	// UDP is the socket bind for direct paths (nil: wireguard-go's
 	// StdNetBind; see magic.Config.UDP).
-	UDP    conn.Bind
-	Logger *slog.Logger
+	UDP conn.Bind
+	// FlowSink, if set, receives the flow records of the traffic this
+	// node's filter decided (accepted flows, periodic updates of long
+	// ones, aggregated denies), in batches, from one engine goroutine; it
+	// must not block for long. nil: flows are not recorded.
+	FlowSink func([]wire.FlowRecord)
+	Logger   *slog.Logger
 }
 
 // netDevice is what WireGuard reads plaintext packets from and writes them
