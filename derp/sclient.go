@@ -132,6 +132,7 @@ func (s *Server) acceptClient(w http.ResponseWriter, r *http.Request) *sclient {
 		return nil
 	}
 	conn.SetReadLimit(maxFrameSize)
+	s.n.admitted.Add(1)
 	s.log.Debug("relay client connected", "node", k, "remote", r.RemoteAddr)
 	return c
 }
@@ -219,6 +220,7 @@ func (s *Server) admit(ctx context.Context, k key.NodePublic) error {
 	ok, err := s.cfg.Admit(ctx, k)
 	if err != nil {
 		s.n.refused.Add(1)
+		s.n.admitErrors.Add(1)
 		s.log.Warn("relay admission check failed; refusing the client", "node", k, "err", err)
 		return refusal{"admission check failed; try again later"}
 	}

@@ -84,6 +84,8 @@ type Stats struct {
 	DroppedDiscoOldest uint64 // disco packets dropped: the oldest, to make room in a full disco queue
 	HandshakeFailures  uint64 // connections that failed the handshake (bad proof, timeout, garbage)
 	Refused            uint64 // proven keys refused: not admitted, or the check failed
+	AdmitErrors        uint64 // of Refused: the admission check itself failed
+	Admitted           uint64 // connections that passed the handshake and admission
 	Replaced           uint64 // connections replaced by a newer one with the same key
 	Kicked             uint64 // clients disconnected by Disconnect, revalidation or for silence
 	ProtocolErrors     uint64 // admitted clients disconnected for a malformed or unexpected frame
@@ -94,6 +96,7 @@ type counters struct {
 	droppedQueueFull, droppedUnknownDst, droppedRateLimited  atomic.Uint64
 	droppedDiscoOldest                                       atomic.Uint64
 	handshakeFailures, refused, replaced, kicked, protoError atomic.Uint64
+	admitErrors, admitted                                    atomic.Uint64
 }
 
 // Server is a DERP relay. It serves websocket clients through ServeHTTP.
@@ -341,10 +344,22 @@ func (s *Server) Stats() Stats {
 		DroppedDiscoOldest: s.n.droppedDiscoOldest.Load(),
 		HandshakeFailures:  s.n.handshakeFailures.Load(),
 		Refused:            s.n.refused.Load(),
+		AdmitErrors:        s.n.admitErrors.Load(),
+		Admitted:           s.n.admitted.Load(),
 		Replaced:           s.n.replaced.Load(),
 		Kicked:             s.n.kicked.Load(),
 		ProtocolErrors:     s.n.protoError.Load(),
 	}
+}
+
+// QueuedBytes returns the bytes waiting in every client's outbound data
+// queue now.
+func (s *Server) QueuedBytes() int64 {
+	var n int64
+	for _, c := range s.snapshot() {
+		n += c.queued.Load()
+	}
+	return n
 }
 
 // Close disconnects every client, refuses new ones, and returns once every

@@ -32,6 +32,7 @@ import (
 	"github.com/warrenmesh/warren/internal/cli"
 	"github.com/warrenmesh/warren/internal/connlimit"
 	"github.com/warrenmesh/warren/internal/key"
+	"github.com/warrenmesh/warren/internal/metrics"
 	"github.com/warrenmesh/warren/internal/version"
 )
 
@@ -57,6 +58,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	maxPerIP := fs.Int("max-conns-per-ip", connlimit.DefaultPerSource, "most connections one IP address may hold open (0: no cap; behind a proxy every client has the proxy's address: raise it or use 0)")
 	maxConns := fs.Int("max-conns", 0, "most connections open in all (0: the file descriptor limit minus a reserve)")
 	idleTimeout := fs.Duration("idle-timeout", 2*time.Minute, "close an HTTP keep-alive connection idle this long (relay websockets have their own keep-alives)")
+	metricsListen := fs.String("metrics-listen", "", "serve Prometheus metrics at /metrics on this address, e.g. 127.0.0.1:9102 (empty: off)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	showVersion := fs.Bool("version", false, "print the version and exit")
@@ -141,6 +143,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer pc.Close()
 	}
 
+	var mln net.Listener
+	if *metricsListen != "" {
+		if mln, err = net.Listen("tcp", *metricsListen); err != nil {
+			ln.Close()
+			return fmt.Errorf("listen metrics %s: %w", *metricsListen, err)
+		}
+	}
+
 	base := scheme + "://" + reachable(ln.Addr().String())
 	fmt.Fprintf(stdout, "Warren DERP relay %s\n", relay.PublicKey())
 	if created {
@@ -155,6 +165,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "  STUN:       off\n")
 	}
 	fmt.Fprintf(stdout, "  admission:  %s\n", admission)
+	if mln != nil {
+		fmt.Fprintf(stdout, "  metrics:    http://%s%s\n", reachable(mln.Addr().String()), metrics.Path)
+	}
 
 	srv := &http.Server{
 		Handler:           handler(relay),
@@ -167,7 +180,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -182,6 +195,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			defer wg.Done()
 			if err := stunserver.Serve(ctx, pc, log); err != nil {
 				errc <- err
+				cancel()
+			}
+		}()
+	}
+	if mln != nil {
+		reg := metrics.NewRegistry()
+		reg.MustRegister(relay.Collector())
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := metrics.Serve(ctx, mln, reg); err != nil {
+				errc <- fmt.Errorf("metrics listener: %w", err)
 				cancel()
 			}
 		}()

@@ -24,6 +24,7 @@ import (
 
 	"github.com/warrenmesh/warren/derp"
 	"github.com/warrenmesh/warren/internal/key"
+	"github.com/warrenmesh/warren/internal/tstest/promscrape"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -211,7 +212,7 @@ func TestRun(t *testing.T) {
 		done <- run(ctx, []string{"--listen", "127.0.0.1:0", "--stun", "127.0.0.1:0",
 			"--key-file", filepath.Join(dir, "relay.key"),
 			"--admit-url", cs.URL + "/api/v1/relay/admit", "--admit-token-file", token,
-			"--log-level", "error"}, out, io.Discard)
+			"--metrics-listen", "127.0.0.1:0", "--log-level", "error"}, out, io.Discard)
 	}()
 	defer func() {
 		cancel()
@@ -219,8 +220,8 @@ func TestRun(t *testing.T) {
 			t.Errorf("run: %v", err)
 		}
 	}()
-	var relayURL, stunAddr string
-	for relayURL == "" || stunAddr == "" {
+	var relayURL, stunAddr, metricsURL string
+	for relayURL == "" || stunAddr == "" || metricsURL == "" {
 		select {
 		case line := <-out.ch:
 			if rest, ok := strings.CutPrefix(line, "relay URL:"); ok {
@@ -228,6 +229,9 @@ func TestRun(t *testing.T) {
 			}
 			if rest, ok := strings.CutPrefix(line, "STUN:"); ok {
 				stunAddr = strings.Fields(rest)[1]
+			}
+			if rest, ok := strings.CutPrefix(line, "metrics:"); ok {
+				metricsURL = strings.TrimSpace(rest)
 			}
 			if strings.Contains(line, "s3cret") || strings.Contains(line, "privrkey") {
 				t.Fatalf("startup output reveals a secret: %q", line)
@@ -261,6 +265,23 @@ func TestRun(t *testing.T) {
 	_, err = derp.Dial(dctx, relayURL, key.NewNode(), derp.ClientOptions{})
 	if err == nil || err.Error() != "relay refused node key: not admitted by the coordinator" {
 		t.Fatalf("Dial of an unknown key: %v", err)
+	}
+
+	// The relay's metrics moved with what just happened.
+	m := promscrape.Scrape(t, metricsURL)
+	for _, c := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"warren_relay_clients", nil, 2},
+		{"warren_relay_forwarded_packets_total", nil, 1},
+		{"warren_relay_admissions_total", []string{"result", "admitted"}, 2},
+		{"warren_relay_admissions_total", []string{"result", "denied"}, 1},
+	} {
+		if got, ok := m.Value(c.name, c.labels...); !ok || got != c.want {
+			t.Errorf("%s%v = %v (present %v), want %v", c.name, c.labels, got, ok, c.want)
+		}
 	}
 
 	base := strings.TrimSuffix(relayURL, "/derp")

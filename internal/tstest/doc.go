@@ -2,7 +2,8 @@
 // benchmarks use: the in-process mesh (testmesh), a real OpenID Provider
 // (oidctest), network namespaces and NAT routers (netns, netns/natlab),
 // namespace benchmarks (nsbench), a manual clock (testclock), the one
-// polling helper (poll), test logging (testlog), stream benchmarks
+// polling helper (poll), test logging (testlog), Prometheus scrapes
+// (promscrape), stream benchmarks
 // (streambench), a helper that builds the binaries (buildtest) and one
 // that runs the Windows ones under Wine (winetest).
 // Production code must never import anything under it; everything else
