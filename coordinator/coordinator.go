@@ -100,6 +100,7 @@ type Coordinator struct {
 	stun     net.PacketConn // embedded STUN server's socket, nil when none
 	derpMap  *wire.DERPMap
 	logins   logins // interactive login, zero when not configured
+	metrics  *coordMetrics
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -148,7 +149,9 @@ func New(ctx context.Context, cfg Config) (_ *Coordinator, err error) {
 			err = fmt.Errorf("coordinator: %w", err)
 		}
 	}()
-	st, err := store.OpenWith(ctx, filepath.Join(cfg.StateDir, "warren.db"), store.Options{Logger: cfg.Logger, Secrets: ring, SharedPool: cfg.SharedStorePool})
+	met := newCoordMetrics()
+	st, err := store.OpenWith(ctx, filepath.Join(cfg.StateDir, "warren.db"), store.Options{Logger: cfg.Logger, Secrets: ring,
+		SharedPool: cfg.SharedStorePool, Observe: met.observeStore})
 	if errors.Is(err, keyring.ErrUnknownKey) {
 		return nil, fmt.Errorf("%w (restore %s from the backup of this state directory)", err, SecretsKeyFile)
 	}
@@ -156,7 +159,7 @@ func New(ctx context.Context, cfg Config) (_ *Coordinator, err error) {
 		return nil, err
 	}
 	undo.add(func() { st.Close() })
-	c := &Coordinator{cfg: cfg, log: cfg.Logger, key: k, store: st, failures: audit.NewFailures(cfg.Logger, 0)}
+	c := &Coordinator{cfg: cfg, log: cfg.Logger, key: k, store: st, failures: audit.NewFailures(cfg.Logger, 0), metrics: met}
 	err = c.listenSTUN()
 	if c.stun != nil {
 		undo.add(func() { c.stun.Close() })
@@ -168,10 +171,11 @@ func New(ctx context.Context, cfg Config) (_ *Coordinator, err error) {
 		return nil, err
 	}
 	c.audit = audit.New(st, cfg.Logger)
+	c.audit.OnEvent(met.onAudit)
 	c.revoked = newRevocations()
 	undo.add(c.revoked.close)
 	c.engine = netmap.New(netmap.Config{Domain: cfg.Domain, DNS: cfg.DNS, DERPMap: c.derpMap, Logger: cfg.Logger,
-		OnRevoke: c.revoked.revoke})
+		OnRevoke: c.revoked.revoke, OnPush: met.onPush})
 	c.policy, err = policyfile.New(policyfile.Config{Path: cfg.PolicyPath, Store: st, Audit: c.audit,
 		Apply: c.applyPolicy, Logger: cfg.Logger})
 	if err != nil {
@@ -215,6 +219,7 @@ func New(ctx context.Context, cfg Config) (_ *Coordinator, err error) {
 		undo.add(func() { c.relay.Close() })
 	}
 	// Nothing fails from here on.
+	met.register(c)
 	if cfg.AuditRetention > 0 {
 		c.pruneAudit(ctx, cfg.AuditRetention) // at start, then hourly
 		c.wg.Add(1)

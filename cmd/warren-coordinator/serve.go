@@ -36,6 +36,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	listen := fs.String("listen", ":8080", "address for nodes (control channel, /key)")
 	publicURL := fs.String("public-url", "", "URL nodes use to reach this coordinator (default: derived from --listen)")
 	adminListen := fs.String("admin-listen", "", "address for the remote admin API (needs --tls-cert/--tls-key unless loopback)")
+	metricsListen := fs.String("metrics-listen", "", "serve Prometheus metrics at /metrics on this address of their own, e.g. 127.0.0.1:9101 (no authentication: keep it on loopback or a private network; empty: off)")
 	tlsCert := fs.String("tls-cert", "", "TLS certificate for --admin-listen")
 	tlsKey := fs.String("tls-key", "", "TLS key for --admin-listen")
 	domain := fs.String("domain", "warren.internal", "mesh DNS domain")
@@ -136,7 +137,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	start := func(name string, fn func() error) {
 		wg.Add(1)
 		go func() {
@@ -168,6 +169,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "  admin API:        %s (API key required)\n", aln.Addr())
 		start("admin listener", func() error { return c.ServeHTTP(ctx, aln, c.AdminHandler()) })
+	}
+	if *metricsListen != "" {
+		mln, err := net.Listen("tcp", *metricsListen)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", *metricsListen, err)
+		}
+		fmt.Fprintf(stdout, "  metrics:          http://%s/metrics\n", mln.Addr())
+		start("metrics listener", func() error { return c.ServeMetrics(ctx, mln) })
 	}
 	logger.Info("coordinator started", "listen", ln.Addr().String(), "state", *stateDir)
 	wg.Wait()

@@ -41,10 +41,17 @@ type Event struct {
 
 // Log writes audit events.
 type Log struct {
-	store store.Store
-	log   *slog.Logger
-	now   func() time.Time
+	store   store.Store
+	log     *slog.Logger
+	now     func() time.Time
+	onEvent func(Event) // see OnEvent
 }
+
+// OnEvent makes l call fn with each event once it is stored (or, for
+// Record, once storing it was tried), after its log line: metrics count
+// sign-ins and policy loads with it. Call it before l is used; fn must
+// not block.
+func (l *Log) OnEvent(fn func(Event)) { l.onEvent = fn }
 
 // New returns a Log writing to st and logger (either may be nil).
 func New(st store.Store, logger *slog.Logger) *Log {
@@ -66,6 +73,9 @@ func (l *Log) Record(ctx context.Context, e Event) error {
 	err := l.store.AppendAudit(context.WithoutCancel(ctx), row)
 	if err != nil {
 		l.log.Error("audit event not stored", "action", e.Action, "err", err)
+	}
+	if l.onEvent != nil {
+		l.onEvent(e)
 	}
 	return err
 }
@@ -112,6 +122,9 @@ func (l *Log) Commit(ctx context.Context, fn func(tx *Tx) error) error {
 	}
 	for i, e := range events {
 		l.logLine(ctx, e, details[i])
+		if l.onEvent != nil {
+			l.onEvent(e)
+		}
 	}
 	return nil
 }

@@ -40,6 +40,12 @@ type Config struct {
 	// once. It is called with the engine locked and must not block or
 	// call back into the engine.
 	OnRevoke func(key.NodePublic)
+	// OnPush, if set, is told of each response a stream hands to its
+	// node (Stream.Next): whether it is a full map, and how long the
+	// oldest change in it waited since it was queued (the real clock,
+	// not Now). It is called from the stream's goroutine and must not
+	// block; metrics count and time pushes with it.
+	OnPush func(full bool, waited time.Duration)
 }
 
 // ErrUnknownNode is returned for a node the engine does not hold.
@@ -55,6 +61,7 @@ type Engine struct {
 	now      func() time.Time
 	maxQueue int
 	onRevoke func(key.NodePublic)
+	onPush   func(full bool, waited time.Duration)
 
 	mu sync.Mutex
 	// graph holds the active nodes only (Node.Active), so inactive nodes
@@ -83,6 +90,7 @@ func New(cfg Config) *Engine {
 		now:      cfg.Now,
 		maxQueue: cfg.MaxQueue,
 		onRevoke: cfg.OnRevoke,
+		onPush:   cfg.OnPush,
 		nodes:    make(map[wire.NodeID]*Node),
 		streams:  make(map[wire.NodeID]*Stream),
 		versions: make(map[wire.NodeID]uint64),
@@ -113,6 +121,14 @@ func (e *Engine) Len() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return len(e.nodes)
+}
+
+// Streams returns the number of open netmap streams: the nodes connected
+// now.
+func (e *Engine) Streams() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.streams)
 }
 
 // Node returns a copy of the node with the given ID.

@@ -43,6 +43,9 @@ type Stream struct {
 	needFull bool
 	err      error // set when closed
 	notify   chan struct{}
+	// queuedAt is when the oldest change not yet taken was queued (zero:
+	// none), for Config.OnPush.
+	queuedAt time.Time
 }
 
 func newStream(e *Engine, id wire.NodeID) *Stream {
@@ -56,6 +59,9 @@ func (s *Stream) NodeID() wire.NodeID { return s.id }
 // order as the engine applied them.
 func (s *Stream) push(d *delta) {
 	s.mu.Lock()
+	if s.queuedAt.IsZero() && s.err == nil && s.e.onPush != nil {
+		s.queuedAt = time.Now()
+	}
 	switch {
 	case s.err != nil:
 	case d.full:
@@ -149,6 +155,7 @@ func (s *Stream) take() (*wire.MapResponse, error) {
 		s.pending = s.pending[:0]
 		resp := e.fullMap(s.id, now)
 		resp.Version = e.nextVersion(s.id)
+		s.pushed(true)
 		return resp, nil
 	}
 	if len(s.pending) == 0 {
@@ -157,12 +164,27 @@ func (s *Stream) take() (*wire.MapResponse, error) {
 	}
 	ds := s.pending
 	s.pending = nil
+	s.pushed(false)
 	s.mu.Unlock()
 	resp := merge(ds)
 	s.e.mu.Lock()
 	resp.Version = s.e.nextVersion(s.id)
 	s.e.mu.Unlock()
 	return resp, nil
+}
+
+// pushed tells Config.OnPush about a response taken now. Callers hold
+// s.mu.
+func (s *Stream) pushed(full bool) {
+	if s.e.onPush == nil {
+		return
+	}
+	var waited time.Duration
+	if !s.queuedAt.IsZero() {
+		waited = time.Since(s.queuedAt)
+	}
+	s.queuedAt = time.Time{}
+	s.e.onPush(full, waited)
 }
 
 // merge folds queued deltas into one response: the last state of each peer

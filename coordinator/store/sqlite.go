@@ -26,6 +26,7 @@ type sqliteStore struct {
 	wdb     *sql.DB // one connection; Tx and every write
 	rdb     *sql.DB // read-only pool (wdb itself with Options.SharedPool)
 	log     *slog.Logger
+	observe func(op string, d time.Duration) // Options.Observe, nil: none
 }
 
 // maxReaders bounds the read-only pool: more readers than this wait in Go
@@ -73,7 +74,8 @@ func OpenWith(ctx context.Context, path string, opts Options) (Store, error) {
 		wdb.Close()
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
-	s := &sqliteStore{queries: queries{q: wdb, sec: opts.Secrets}, wdb: wdb, log: logger}
+	s := &sqliteStore{queries: queries{q: timed(wdb, "write", opts.Observe), sec: opts.Secrets}, wdb: wdb, log: logger,
+		observe: opts.Observe}
 	if err := s.migrate(ctx); err != nil {
 		wdb.Close()
 		return nil, fmt.Errorf("database %s: %w", path, err)
@@ -96,7 +98,7 @@ func OpenWith(ctx context.Context, path string, opts Options) (Store, error) {
 		}
 		s.rdb = rdb
 	}
-	s.r = queries{q: s.rdb, sec: opts.Secrets}
+	s.r = queries{q: timed(s.rdb, "read", opts.Observe), sec: opts.Secrets}
 	if opts.Secrets != nil {
 		n, err := s.resealSecrets(ctx)
 		if err != nil {
@@ -168,6 +170,9 @@ func (s *sqliteStore) Close() error {
 // which case the panic goes on after the rollback. The Queries fn gets read
 // through the transaction, so they see its own writes.
 func (s *sqliteStore) Tx(ctx context.Context, fn func(q Queries) error) (err error) {
+	if s.observe != nil {
+		defer func(start time.Time) { s.observe("tx", time.Since(start)) }(time.Now())
+	}
 	tx, err := s.wdb.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin transaction: %w", err)

@@ -345,6 +345,12 @@ type Options struct {
 	// the store did before it had one writer; only benchmarks use it, to
 	// compare the two in one run.
 	SharedPool bool
+	// Observe, if set, is told how long each database call took: op is
+	// "read" (a statement on the read pool), "write" (a statement on the
+	// writer outside a transaction) or "tx" (a whole transaction, from
+	// BEGIN to COMMIT or rollback). Metrics time the store with it; it
+	// must not block.
+	Observe func(op string, d time.Duration)
 }
 
 // Mesh address ranges.

@@ -1,0 +1,126 @@
+package coordinator
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/warrenmesh/warren/coordinator/audit"
+	"github.com/warrenmesh/warren/coordinator/login"
+	"github.com/warrenmesh/warren/internal/metrics"
+)
+
+// coordMetrics are the coordinator's own series, on a registry of its own
+// (never the Prometheus global one). Their names are part of Warren's
+// interface: ops/grafana/warren.json and ops/prometheus/alerts.yml use
+// them.
+type coordMetrics struct {
+	reg         *prometheus.Registry
+	pushes      *prometheus.CounterVec
+	pushLatency prometheus.Histogram
+	policy      *prometheus.CounterVec
+	signIns     *prometheus.CounterVec
+	store       *prometheus.HistogramVec
+}
+
+func newCoordMetrics() *coordMetrics {
+	m := &coordMetrics{
+		reg: metrics.NewRegistry(),
+		pushes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "warren_coordinator_netmap_pushes_total",
+			Help: "Netmap responses handed to connected nodes, by kind: full or delta."}, []string{"kind"}),
+		pushLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "warren_coordinator_netmap_push_latency_seconds",
+			Help:    "Time from a change queued for a node to its netmap response taken for sending.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}),
+		policy: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "warren_coordinator_policy_reloads_total",
+			Help: "Policy loads and reloads, by result: applied or failed."}, []string{"result"}),
+		signIns: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "warren_coordinator_signins_total",
+			Help: "Sign-ins, by method (local, oidc, oidc-recheck) and result (ok, denied, error)."}, []string{"method", "result"}),
+		store: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "warren_coordinator_store_seconds",
+			Help:    "Store latency, by op: read and write statements, and whole transactions (tx).",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}}, []string{"op"}),
+	}
+	m.reg.MustRegister(m.pushes, m.pushLatency, m.policy, m.signIns, m.store)
+	// Every label value known in advance is there from the start, so
+	// rate() and alerts see the series before the first event.
+	for _, k := range []string{"full", "delta"} {
+		m.pushes.WithLabelValues(k)
+	}
+	for _, r := range []string{"applied", "failed"} {
+		m.policy.WithLabelValues(r)
+	}
+	for _, op := range []string{"read", "write", "tx"} {
+		m.store.WithLabelValues(op)
+	}
+	for _, method := range []string{login.MethodLocal, login.MethodOIDC} {
+		for _, result := range []string{audit.OK, audit.Denied} {
+			m.signIns.WithLabelValues(method, result)
+		}
+	}
+	return m
+}
+
+// register adds the series read from c's parts at each scrape: the
+// connected and known nodes, and the embedded relay's.
+func (m *coordMetrics) register(c *Coordinator) {
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "warren_coordinator_connected_nodes",
+			Help: "Nodes connected to the coordinator now (open netmap streams)."},
+			func() float64 { return float64(c.engine.Streams()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "warren_coordinator_nodes",
+			Help: "Nodes the coordinator holds (connected or not)."},
+			func() float64 { return float64(c.engine.Len()) }),
+	)
+	if c.relay != nil {
+		m.reg.MustRegister(c.relay.Collector())
+	}
+}
+
+func (m *coordMetrics) onPush(full bool, waited time.Duration) {
+	kind := "delta"
+	if full {
+		kind = "full"
+	}
+	m.pushes.WithLabelValues(kind).Inc()
+	m.pushLatency.Observe(waited.Seconds())
+}
+
+func (m *coordMetrics) observeStore(op string, d time.Duration) {
+	m.store.WithLabelValues(op).Observe(d.Seconds())
+}
+
+// onAudit counts the audited events that are metrics too: sign-ins and
+// policy loads.
+func (m *coordMetrics) onAudit(e audit.Event) {
+	switch {
+	case e.Action == "policy.apply" && e.Outcome == audit.OK:
+		m.policy.WithLabelValues("applied").Inc()
+	case e.Action == "policy.apply" || e.Action == "policy.reject":
+		m.policy.WithLabelValues("failed").Inc()
+	case strings.HasPrefix(e.Action, "login."):
+		// Methods and outcomes are the coordinator's own constants, so
+		// the label set stays small.
+		m.signIns.WithLabelValues(strings.TrimPrefix(e.Action, "login."), e.Outcome).Inc()
+	}
+}
+
+// Metrics returns the coordinator's Prometheus registry. Parts added
+// later (the SIEM sinks) register their series here, e.g.
+// warren_coordinator_sink_backlog{sink} and
+// warren_coordinator_sink_failures_total{sink}, which the alert rules in
+// ops/prometheus/alerts.yml expect.
+func (c *Coordinator) Metrics() *prometheus.Registry { return c.metrics.reg }
+
+// MetricsHandler serves the coordinator's metrics (for embedding; the
+// command serves them on their own listener with ServeMetrics).
+func (c *Coordinator) MetricsHandler() http.Handler { return metrics.Handler(c.metrics.reg) }
+
+// ServeMetrics serves the coordinator's metrics at /metrics on ln until
+// ctx ends. Give it a listener of its own (loopback by default): the
+// metrics are not behind the admin API's authentication.
+func (c *Coordinator) ServeMetrics(ctx context.Context, ln net.Listener) error {
+	return metrics.Serve(ctx, ln, c.metrics.reg)
+}

@@ -1,0 +1,49 @@
+package store
+
+import (
+	"context"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestObserve: with Options.Observe, reads, writes and transactions are
+// each reported under their op.
+func TestObserve(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]int{}
+	ctx := context.Background()
+	s, err := OpenWith(ctx, filepath.Join(t.TempDir(), "warren.db"), Options{Observe: func(op string, d time.Duration) {
+		if d < 0 {
+			t.Errorf("%s took %v", op, d)
+		}
+		mu.Lock()
+		seen[op]++
+		mu.Unlock()
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	mu.Lock()
+	clear(seen) // the migrations
+	mu.Unlock()
+	u, err := s.CreateUser(ctx, User{Name: "ann@example.com", Role: RoleAdmin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetUser(ctx, u.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AppendAudit(ctx, AuditEvent{Time: time.Now(), Actor: "test", Action: "test", Outcome: "ok", Detail: "{}"}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, op := range []string{"tx", "read", "write"} {
+		if seen[op] == 0 {
+			t.Errorf("no %q observed; saw %v", op, seen)
+		}
+	}
+}
