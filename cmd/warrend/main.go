@@ -21,9 +21,11 @@ import (
 	"time"
 
 	"github.com/warrenmesh/warren/internal/cli"
+	"github.com/warrenmesh/warren/internal/metrics"
 	"github.com/warrenmesh/warren/internal/version"
 	"github.com/warrenmesh/warren/node/daemon"
 	"github.com/warrenmesh/warren/node/localapi"
+	"github.com/warrenmesh/warren/node/nodemetrics"
 	"github.com/warrenmesh/warren/node/service"
 )
 
@@ -52,6 +54,7 @@ type options struct {
 	relayOnly                                              *bool
 	snatSubnetRoutes                                       *bool
 	logFormat, logLevel                                    *string
+	metricsListen                                          *string
 	postureInterval                                        *time.Duration
 }
 
@@ -74,6 +77,7 @@ func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *options) {
 	o.relayOnly = fs.Bool("relay-only", false, "send all traffic through relays, never directly (for networks where peer-to-peer UDP is unwanted)")
 	o.snatSubnetRoutes = fs.Bool("snat-subnet-routes", true, "with --tun on a subnet router, masquerade mesh sources into the routed networks, so their hosts see this router's address; false keeps the mesh source (the routed network then needs a route back to 100.64.0.0/10 through this router)")
 	o.postureInterval = fs.Duration("posture-interval", daemon.DefaultPostureInterval, "how often the node collects its posture (node:os, node:diskEncrypted, node:firewall, …) and reports it, or a heartbeat when nothing changed, besides at start and on network changes; at least 10s")
+	o.metricsListen = fs.String("metrics-listen", "", "serve Prometheus metrics at /metrics on this address, e.g. 127.0.0.1:9100 (no authentication, and the series name peers: keep it on loopback; empty: off)")
 	o.logFormat = fs.String("log-format", "text", "log format: text or json")
 	o.logLevel = fs.String("log-level", "info", "log level: debug, info, warn, error")
 	return fs, o
@@ -181,7 +185,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, logs serv
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errs := make(chan error, 3)
+	errs := make(chan error, 4)
 	serve := func(name string, fn func() error) {
 		wg.Add(1)
 		go func() { // joined below
@@ -202,6 +206,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, logs serv
 		}
 		log.Info("proxy into the mesh (SOCKS5 and HTTP CONNECT)", "addr", ln.Addr().String())
 		serve("proxy", func() error { return d.ServeProxy(ctx, ln) })
+	}
+	if *o.metricsListen != "" {
+		ln, err := net.Listen("tcp", *o.metricsListen)
+		if err != nil {
+			cancel()
+			wg.Wait()
+			return fmt.Errorf("metrics: %w", err)
+		}
+		reg := metrics.NewRegistry()
+		reg.MustRegister(nodemetrics.New(nodemetrics.Config{Snapshot: d.MetricsSnapshot}))
+		log.Info("Prometheus metrics", "url", "http://"+ln.Addr().String()+metrics.Path)
+		serve("metrics", func() error { return metrics.Serve(ctx, ln, reg) })
 	}
 	log.Info("warrend running", "state", *o.stateDir, "socket", *o.socket, "mode", modeName(*o.tun), "node_key", d.NodeKey().ShortString())
 	d.Start()
