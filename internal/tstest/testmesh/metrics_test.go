@@ -115,6 +115,20 @@ func TestMetrics(t *testing.T) {
 		t.Error("store transactions were not timed")
 	}
 
+	// A broken policy edit is rejected and counted.
+	failed0 := valueOf(t, after, "warren_coordinator_policy_reloads_total", "result", "failed")
+	m.WritePolicy(`{"acls": [`)
+	poll.Until(t, wait, "a rejected policy edit in the coordinator's metrics", func() error {
+		f, err := promscrape.Fetch(coordURL)
+		if err != nil {
+			return err
+		}
+		if v, _ := f.Value("warren_coordinator_policy_reloads_total", "result", "failed"); v <= failed0 {
+			return fmt.Errorf("failed policy loads = %v", v)
+		}
+		return nil
+	})
+
 	nodeURL := serveNodeMetrics(t, server)
 	n0 := promscrape.Scrape(t, nodeURL)
 	if v := valueOf(t, n0, "warren_node_up"); v != 1 {
