@@ -25,6 +25,11 @@ type coordMetrics struct {
 	policy      *prometheus.CounterVec
 	signIns     *prometheus.CounterVec
 	store       *prometheus.HistogramVec
+	// The children of the vectors the hooks use, resolved once: the hooks
+	// run on every store statement and netmap push.
+	storeOps  map[string]prometheus.Observer
+	fullPush  prometheus.Counter
+	deltaPush prometheus.Counter
 }
 
 func newCoordMetrics() *coordMetrics {
@@ -46,14 +51,13 @@ func newCoordMetrics() *coordMetrics {
 	m.reg.MustRegister(m.pushes, m.pushLatency, m.policy, m.signIns, m.store)
 	// Every label value known in advance is there from the start, so
 	// rate() and alerts see the series before the first event.
-	for _, k := range []string{"full", "delta"} {
-		m.pushes.WithLabelValues(k)
-	}
+	m.fullPush, m.deltaPush = m.pushes.WithLabelValues("full"), m.pushes.WithLabelValues("delta")
 	for _, r := range []string{"applied", "failed"} {
 		m.policy.WithLabelValues(r)
 	}
+	m.storeOps = map[string]prometheus.Observer{}
 	for _, op := range []string{"read", "write", "tx"} {
-		m.store.WithLabelValues(op)
+		m.storeOps[op] = m.store.WithLabelValues(op)
 	}
 	for _, method := range []string{login.MethodLocal, login.MethodOIDC} {
 		for _, result := range []string{audit.OK, audit.Denied} {
@@ -80,16 +84,18 @@ func (m *coordMetrics) register(c *Coordinator) {
 }
 
 func (m *coordMetrics) onPush(full bool, waited time.Duration) {
-	kind := "delta"
 	if full {
-		kind = "full"
+		m.fullPush.Inc()
+	} else {
+		m.deltaPush.Inc()
 	}
-	m.pushes.WithLabelValues(kind).Inc()
 	m.pushLatency.Observe(waited.Seconds())
 }
 
 func (m *coordMetrics) observeStore(op string, d time.Duration) {
-	m.store.WithLabelValues(op).Observe(d.Seconds())
+	if o, ok := m.storeOps[op]; ok {
+		o.Observe(d.Seconds())
+	}
 }
 
 // onAudit counts the audited events that are metrics too: sign-ins and
