@@ -173,6 +173,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *metricsListen != "" {
 		mln, err := net.Listen("tcp", *metricsListen)
 		if err != nil {
+			cancel()
+			wg.Wait()
 			return fmt.Errorf("listen %s: %w", *metricsListen, err)
 		}
 		fmt.Fprintf(stdout, "  metrics:          http://%s/metrics\n", mln.Addr())
