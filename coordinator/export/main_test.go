@@ -3,7 +3,9 @@ package export
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -52,7 +54,7 @@ func run(t testing.TB, st store.Store, sinks ...SinkConfig) (stop func()) {
 	t.Helper()
 	x, err := New(Config{Sinks: sinks, Sources: []Source{AuditSource{Store: st}}, Cursors: st,
 		Poll: 20 * time.Millisecond, MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
-		DeliverTimeout: 5 * time.Second, Batch: 50})
+		DeliverTimeout: 5 * time.Second, Batch: 50, Logger: slog.New(slog.NewTextHandler(tlogWriter{t}, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,4 +83,13 @@ func mustParse(t testing.TB, s string) SinkConfig {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// tlogWriter writes a logger's lines to the test's log.
+type tlogWriter struct{ t testing.TB }
+
+func (w tlogWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
 }
