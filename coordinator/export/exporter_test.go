@@ -96,13 +96,15 @@ func TestRetryDoesNotAdvance(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); x.Run(ctx) }()
 	defer func() { cancel(); <-done }()
-	poll.UntilTrue(t, 20*time.Second, "10 events delivered", func() bool {
+	var cur int64
+	poll.UntilTrue(t, 20*time.Second, "10 events delivered and the cursor recorded", func() bool {
+		c, err := st.SinkCursor(ctx, "flaky", "audit")
+		must(t, err)
 		fs.mu.Lock()
 		defer fs.mu.Unlock()
-		return len(fs.got) >= 10
+		cur = c
+		return len(fs.got) >= 10 && c == 10
 	})
-	cur, err := st.SinkCursor(ctx, "flaky", "audit")
-	must(t, err)
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	if fs.attempts < 5 || len(fs.got) != 10 || fs.got[0] != AuditEventID(1) || cur != 10 {

@@ -1,10 +1,10 @@
 package export
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -94,6 +94,18 @@ input(type="imudp" address="127.0.0.1" port="%[5]d" ruleset="udp")
 		}
 		return err
 	})
+	// The UDP input is ready once a probe sent to it is in its file.
+	probe, err := net.Dial("udp", r.udpAddr)
+	must(t, err)
+	defer probe.Close()
+	poll.Until(t, 20*time.Second, "rsyslogd receiving on udp "+r.udpAddr, func() error {
+		probe.Write([]byte("<14>1 2026-01-01T00:00:00Z - readiness-probe - - - probe"))
+		b, _ := os.ReadFile(r.udpOut)
+		if !bytes.Contains(b, []byte("readiness-probe")) {
+			return errors.New("no probe yet")
+		}
+		return nil
+	})
 	return r
 }
 
@@ -111,12 +123,16 @@ func readParsed(t *testing.T, path string) []parsedLine {
 	}
 	must(t, err)
 	var out []parsedLine
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		f := strings.SplitN(sc.Text(), "|", 5)
+	for _, line := range strings.SplitAfter(string(b), "\n") {
+		if !strings.HasSuffix(line, "\n") {
+			break // still being written
+		}
+		f := strings.SplitN(strings.TrimSuffix(line, "\n"), "|", 5)
 		if len(f) != 5 {
-			t.Fatalf("rsyslog line %q", sc.Text())
+			t.Fatalf("rsyslog line %q", line)
+		}
+		if f[1] == "readiness-probe" {
+			continue
 		}
 		p := parsedLine{version: f[0], app: f[1], msgID: f[2], sd: f[3]}
 		if err := json.Unmarshal([]byte(strings.TrimSpace(f[4])), &p.event); err != nil {

@@ -3,11 +3,13 @@ package export
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -18,6 +20,7 @@ import (
 	"time"
 
 	"github.com/warrenmesh/warren/internal/tstest/poll"
+	"github.com/warrenmesh/warren/internal/tstest/testlog"
 )
 
 // outage is how long TestWebhookReceiverDown keeps the receiver stopped.
@@ -279,4 +282,48 @@ func TestWebhookReceiverDown(t *testing.T) {
 		t.Errorf("the unacknowledged batch was not delivered again")
 	}
 	t.Logf("outage %v: all %d events arrived, %d of them twice (same ID and content)", *outage, total, dups)
+}
+
+// TestSecretsNeverLogged: a webhook that keeps refusing makes the
+// exporter log each failure, and neither the HMAC secret nor the token
+// appears in those lines.
+func TestSecretsNeverLogged(t *testing.T) {
+	st, _ := openStore(t)
+	appendAudit(t, st, 1, 5)
+	var mu sync.Mutex
+	var auth []string
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		auth = append(auth, r.Header.Get("Authorization"))
+		mu.Unlock()
+		http.Error(w, "no", http.StatusInternalServerError)
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	go srv.Serve(ln)
+	defer srv.Close()
+	const secret, token = "hmac-secret-do-not-log", "token-do-not-log"
+	sink := mustParse(t, fmt.Sprintf("http://%s/hook?secret-file=%s&token-file=%s", ln.Addr(),
+		writeSecret(t, "secret", secret), writeSecret(t, "token", token)))
+	var logs testlog.Buffer
+	x, err := New(Config{Sinks: []SinkConfig{sink}, Sources: []Source{AuditSource{Store: st}}, Cursors: st,
+		Logger: slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Poll:   10 * time.Millisecond, MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond})
+	must(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); x.Run(ctx) }()
+	poll.UntilTrue(t, 20*time.Second, "three failed deliveries logged", func() bool {
+		return strings.Count(logs.String(), "delivery failed") >= 3
+	})
+	cancel()
+	<-done
+	if out := logs.String(); strings.Contains(out, secret) || strings.Contains(out, token) {
+		t.Fatalf("a secret in the log:\n%s", out)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(auth) == 0 || auth[0] != "Bearer "+token {
+		t.Fatalf("the receiver got Authorization %q", auth)
+	}
 }
