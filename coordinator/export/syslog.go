@@ -152,9 +152,9 @@ func (s *syslogSink) format(e Event) ([]byte, error) {
 }
 
 // sdEscape escapes a structured data parameter value (RFC 5424 6.3.3).
-func sdEscape(v string) string {
-	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, `]`, `\]`).Replace(v)
-}
+func sdEscape(v string) string { return sdEscaper.Replace(v) }
+
+var sdEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, `]`, `\]`)
 
 // sdSafe makes v a header field: printable US-ASCII without spaces, at
 // most n characters ("-" when empty).
