@@ -25,6 +25,7 @@ import (
 	"github.com/warrenmesh/warren/coordinator/api"
 	"github.com/warrenmesh/warren/coordinator/audit"
 	"github.com/warrenmesh/warren/coordinator/control"
+	"github.com/warrenmesh/warren/coordinator/export"
 	"github.com/warrenmesh/warren/coordinator/keyfile"
 	"github.com/warrenmesh/warren/coordinator/keyring"
 	"github.com/warrenmesh/warren/coordinator/netmap"
@@ -68,6 +69,9 @@ type Config struct {
 	// AuditRetention is how long audit events are kept; older ones are
 	// pruned every hour. 0 keeps them forever.
 	AuditRetention time.Duration
+	// LogSinks receive the audit trail (package export), each from its
+	// cursor in the store, at least once; nil: none.
+	LogSinks []export.SinkConfig
 	// PolicyPath is the admins' policy file, watched for changes; default
 	// <StateDir>/policy.hujson (created with policyfile.DefaultSource when
 	// missing).
@@ -218,8 +222,20 @@ func New(ctx context.Context, cfg Config) (_ *Coordinator, err error) {
 	if c.relay != nil {
 		undo.add(func() { c.relay.Close() })
 	}
+	exporter, err := export.New(export.Config{Sinks: cfg.LogSinks, Sources: []export.Source{export.AuditSource{Store: st}},
+		Cursors: st, Logger: cfg.Logger})
+	if err != nil {
+		return nil, err
+	}
 	// Nothing fails from here on.
 	met.register(c)
+	if len(cfg.LogSinks) > 0 {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			exporter.Run(runCtx)
+		}()
+	}
 	if cfg.AuditRetention > 0 {
 		c.pruneAudit(ctx, cfg.AuditRetention) // at start, then hourly
 		c.wg.Add(1)

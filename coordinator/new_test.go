@@ -11,6 +11,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/warrenmesh/warren/coordinator"
+	"github.com/warrenmesh/warren/coordinator/export"
 	"github.com/warrenmesh/warren/internal/wire"
 )
 
@@ -114,6 +115,18 @@ func TestNewFailsCleanly(t *testing.T) {
 					OIDC: &coordinator.OIDCConfig{Issuer: "http://" + closedTCP(t), ClientID: "warren"}}
 			},
 			want: []string{"local login: base URL", "must be an absolute http(s) URL"},
+		},
+		{
+			// The log sinks open last: everything before is undone.
+			name: "log sink secret file missing",
+			breakIt: func(t *testing.T, cfg *coordinator.Config) {
+				sink, err := export.ParseURL("http://127.0.0.1:1/hook?secret-file=" + filepath.Join(cfg.StateDir, "no-such.secret"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				cfg.LogSinks = []export.SinkConfig{sink}
+			},
+			want: []string{"log sink http://127.0.0.1:1/hook", "read secret file"},
 		},
 	}
 	for _, tt := range tests {

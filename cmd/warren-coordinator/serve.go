@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/warrenmesh/warren/coordinator"
+	"github.com/warrenmesh/warren/coordinator/export"
 	"github.com/warrenmesh/warren/coordinator/login/oidc"
 	"github.com/warrenmesh/warren/coordinator/registry"
 	"github.com/warrenmesh/warren/coordinator/store"
@@ -58,6 +59,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	maxConns := fs.Int("max-conns", 0, "most connections open to --listen in all (0: the file descriptor limit minus a reserve)")
 	idleTimeout := fs.Duration("idle-timeout", coordinator.DefaultIdleTimeout, "close an HTTP keep-alive connection idle this long (websockets have their own keep-alives)")
 	handshakeTimeout := fs.Duration("handshake-timeout", 10*time.Second, "a node must finish the Noise handshake, and then send each set-up message, within this")
+	var logSinks cli.StringList
+	fs.Var(&logSinks, "log-sink", "send the audit trail to a SIEM (repeatable): file:///path.jsonl?max-size=100MiB&keep=10, syslog+tcp://host:514, syslog+tls://host:6514?ca-file=F, syslog+udp://host:514, or https://host/path?format=json|splunk|elastic&secret-file=F&token-file=F (see README, Monitoring)")
+	logSinksFile := fs.String("log-sinks", "", "file of log sinks, HuJSON: {\"sinks\": [{\"name\": \"siem\", \"url\": \"...\"}]} (in addition to --log-sink)")
 	var login loginFlags
 	login.register(fs)
 	logFormat := fs.String("log-format", "text", "log format: text or json")
@@ -102,9 +106,13 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *auditRetention < 0 || *maxPerIP < 0 || *maxConns < 0 || *idleTimeout < 0 || *handshakeTimeout < 0 {
 		return errors.New("--audit-retention, --max-conns-per-ip, --max-conns, --idle-timeout and --handshake-timeout cannot be negative")
 	}
+	sinks, err := logSinkConfigs(logSinks, *logSinksFile)
+	if err != nil {
+		return err
+	}
 	c, err := coordinator.New(ctx, coordinator.Config{StateDir: *stateDir, Domain: *domain, DNS: dnsCfg, Logger: logger,
 		KeyExpiry: *keyExpiry, EphemeralGrace: *grace, PostureMaxAge: *postureMaxAge, PolicyPath: *policyPath, Relay: relay,
-		RequireApproval: *requireApproval, Login: loginCfg, AuditRetention: *auditRetention,
+		RequireApproval: *requireApproval, Login: loginCfg, AuditRetention: *auditRetention, LogSinks: sinks,
 		HandshakeTimeout: *handshakeTimeout,
 		Limits:           coordinator.ServeLimits{IdleTimeout: *idleTimeout, MaxConnsPerSource: capFlag(*maxPerIP), MaxConns: *maxConns}})
 	if err != nil {
@@ -360,4 +368,28 @@ func dnsConfig(records, routes []string, domain string) (*wire.DNSConfig, error)
 		cfg.Routes = append(cfg.Routes, rt)
 	}
 	return &cfg, nil
+}
+
+// logSinkConfigs parses the --log-sink URLs and the --log-sinks file.
+func logSinkConfigs(urls []string, file string) ([]export.SinkConfig, error) {
+	var out []export.SinkConfig
+	for _, u := range urls {
+		c, err := export.ParseURL(u)
+		if err != nil {
+			return nil, fmt.Errorf("--log-sink: %w", err)
+		}
+		out = append(out, c)
+	}
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("--log-sinks: %w", err)
+		}
+		cs, err := export.ParseFile(b)
+		if err != nil {
+			return nil, fmt.Errorf("--log-sinks %s: %w", file, err)
+		}
+		out = append(out, cs...)
+	}
+	return out, nil
 }

@@ -5,6 +5,8 @@ import (
 	"context"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -87,4 +89,29 @@ func serveSTUNHost(t *testing.T, stun string) string {
 	}
 	t.Fatalf("serve ended before printing its addresses: %v", sc.Err())
 	return ""
+}
+
+// TestServeLogSinkFlags: serve refuses a bad --log-sink or --log-sinks
+// file before it starts, saying which flag is wrong.
+func TestServeLogSinkFlags(t *testing.T) {
+	bad := filepath.Join(t.TempDir(), "sinks.hujson")
+	if err := os.WriteFile(bad, []byte(`{"sinks": [{"url": "syslog+tcp://no-port"}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--log-sink", "ftp://siem.example.com/x"}, "--log-sink: log sink"},
+		{[]string{"--log-sink", "https://siem.example.com/hook?format=xml"}, "format"},
+		{[]string{"--log-sinks", bad}, "sinks[0]"},
+		{[]string{"--log-sinks", bad + ".missing"}, "--log-sinks"},
+	}
+	for _, tt := range tests {
+		args := append([]string{"--state-dir", t.TempDir(), "--listen", "127.0.0.1:0", "--stun-listen", ""}, tt.args...)
+		err := serve(context.Background(), args, io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("serve %v: %v; want an error saying %q", tt.args, err, tt.want)
+		}
+	}
 }

@@ -97,6 +97,19 @@ func (s *sqliteStore) ListAudit(ctx context.Context, f AuditFilter) ([]AuditEven
 	return s.r.ListAudit(ctx, f)
 }
 
+// AppendAudit takes the event's ID from high_water and inserts it.
+func (s *sqliteStore) AppendAudit(ctx context.Context, e AuditEvent) error {
+	return s.Tx(ctx, func(q Queries) error { return q.AppendAudit(ctx, e) })
+}
+
+func (s *sqliteStore) ListAuditAfter(ctx context.Context, after int64, n int) ([]AuditEvent, error) {
+	return s.r.ListAuditAfter(ctx, after, n)
+}
+
+func (s *sqliteStore) SinkCursor(ctx context.Context, sink, source string) (int64, error) {
+	return s.r.SinkCursor(ctx, sink, source)
+}
+
 func (s *sqliteStore) LatestPolicy(ctx context.Context) (PolicyVersion, error) {
 	return s.r.LatestPolicy(ctx)
 }

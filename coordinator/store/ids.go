@@ -21,6 +21,8 @@ var inUse = map[string]string{
 	"nodes.ipv4": `SELECT COALESCE(MAX(ipv4_num), 0) FROM nodes`,
 	"auth_keys":  `SELECT COALESCE(MAX(id), 0) FROM auth_keys`,
 	"api_keys":   `SELECT COALESCE(MAX(id), 0) FROM api_keys`,
+	// The log sinks' cursors are audit IDs (see ListAuditAfter).
+	"audit_events": `SELECT COALESCE(MAX(id), 0) FROM audit_events`,
 }
 
 // nextID returns the next ID for name (a key of inUse), one above every

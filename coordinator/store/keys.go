@@ -135,8 +135,14 @@ func (q queries) AppendAudit(ctx context.Context, e AuditEvent) error {
 	if e.Detail == "" {
 		e.Detail = "{}"
 	}
-	_, err := q.q.ExecContext(ctx, `INSERT INTO audit_events (time, actor, action, target, remote, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		nanos(e.Time), e.Actor, e.Action, e.Target, e.Remote, e.Outcome, e.Detail)
+	// The ID comes from high_water, never reused even when every older
+	// event was pruned: the log sinks' cursors are audit IDs.
+	id, err := q.nextID(ctx, "audit_events")
+	if err != nil {
+		return fmt.Errorf("append audit event: %w", err)
+	}
+	_, err = q.q.ExecContext(ctx, `INSERT INTO audit_events (id, time, actor, action, target, remote, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		id, nanos(e.Time), e.Actor, e.Action, e.Target, e.Remote, e.Outcome, e.Detail)
 	if err != nil {
 		return fmt.Errorf("append audit event: %w", err)
 	}

@@ -181,6 +181,20 @@ CREATE TABLE node_attrs (
 ALTER TABLE api_keys ADD COLUMN role TEXT NOT NULL DEFAULT '';
 ALTER TABLE api_keys ADD COLUMN name TEXT NOT NULL DEFAULT '';
 `},
+	// 11 is the flows table (issue 19, storage).
+	{12, `
+-- How far each log sink (package export) has delivered each source: the
+-- last row ID it delivered.
+CREATE TABLE sink_cursors (
+	sink   TEXT NOT NULL,
+	source TEXT NOT NULL,
+	cursor INTEGER NOT NULL,
+	PRIMARY KEY (sink, source)
+);
+-- Audit IDs are never reused (they are the cursors): AppendAudit takes
+-- them from high_water too.
+INSERT INTO high_water (name, value) VALUES ('audit_events', (SELECT COALESCE(MAX(id), 0) FROM audit_events));
+`},
 }
 
 // migrate applies pending migrations, each in its own transaction, and

@@ -1,6 +1,6 @@
 // Package store is the coordinator's persistent state: users, nodes and
-// their posture attributes, pre-auth keys, API keys, audit events and
-// policy history, behind one
+// their posture attributes, pre-auth keys, API keys, audit events,
+// policy history and the log sinks' cursors, behind one
 // interface so that SQLite (the embedded default, see Open) and PostgreSQL
 // (a later backend) are interchangeable.
 //
@@ -287,6 +287,16 @@ type Queries interface {
 	// PruneAudit deletes the audit events older than before and returns
 	// how many it deleted.
 	PruneAudit(ctx context.Context, before time.Time) (int64, error)
+	// ListAuditAfter returns up to n audit events with IDs above after,
+	// in ID order (n <= 0 or above 10000: 10000). IDs are never reused,
+	// even once every older event is pruned, so an ID is a cursor.
+	ListAuditAfter(ctx context.Context, after int64, n int) ([]AuditEvent, error)
+
+	// SinkCursor returns how far the log sink named sink has delivered
+	// source ("audit"): the last row ID it delivered, 0 if none.
+	SinkCursor(ctx context.Context, sink, source string) (int64, error)
+	// SetSinkCursor records sink's cursor over source.
+	SetSinkCursor(ctx context.Context, sink, source string, cursor int64) error
 
 	// ListNodeAttrs returns the attributes held for node id, by name.
 	ListNodeAttrs(ctx context.Context, id NodeID) ([]NodeAttr, error)
