@@ -229,6 +229,7 @@ func New(ctx context.Context, cfg Config) (_ *Coordinator, err error) {
 	}
 	// Nothing fails from here on.
 	met.register(c)
+	met.registerSinks(exporter)
 	if len(cfg.LogSinks) > 0 {
 		c.wg.Add(1)
 		go func() {

@@ -3,9 +3,12 @@ package coordinator_test
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -49,6 +52,56 @@ func TestLogSinkGetsAuditTrail(t *testing.T) {
 			if !seen {
 				return fmt.Errorf("no %s event yet", a)
 			}
+		}
+		return nil
+	})
+}
+
+// TestLogSinkMetrics: a sink whose receiver fails counts its failed
+// deliveries and shows a backlog; once the receiver answers, the backlog
+// drains to zero.
+func TestLogSinkMetrics(t *testing.T) {
+	var up atomic.Bool
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !up.Load() {
+			http.Error(w, "down for maintenance", http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer rcv.Close()
+	sink, err := export.ParseURL(rcv.URL + "/hook?name=siem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := serve(t, coordinator.Config{LogSinks: []export.SinkConfig{sink}})
+	sinkSeries := func() (backlog, failures float64) {
+		mfs, err := s.c.Metrics().Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				switch mf.GetName() {
+				case "warren_coordinator_sink_backlog":
+					backlog = m.GetGauge().GetValue()
+				case "warren_coordinator_sink_failures_total":
+					failures = m.GetCounter().GetValue()
+				}
+			}
+		}
+		return backlog, failures
+	}
+	poll.Until(t, 30*time.Second, "failed deliveries and a backlog", func() error {
+		if b, f := sinkSeries(); b <= 0 || f <= 0 {
+			return fmt.Errorf("backlog %v, failures %v", b, f)
+		}
+		return nil
+	})
+	up.Store(true)
+	poll.Until(t, 30*time.Second, "the backlog to drain", func() error {
+		if b, _ := sinkSeries(); b != 0 {
+			return fmt.Errorf("backlog %v", b)
 		}
 		return nil
 	})

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/warrenmesh/warren/coordinator/audit"
+	"github.com/warrenmesh/warren/coordinator/export"
 	"github.com/warrenmesh/warren/coordinator/login"
 	"github.com/warrenmesh/warren/internal/metrics"
 )
@@ -83,6 +84,37 @@ func (m *coordMetrics) register(c *Coordinator) {
 	}
 }
 
+// registerSinks adds each log sink's backlog and failed deliveries,
+// read from the exporter at each scrape.
+func (m *coordMetrics) registerSinks(x *export.Exporter) {
+	m.reg.MustRegister(sinkCollector{x: x,
+		backlog: prometheus.NewDesc("warren_coordinator_sink_backlog",
+			"Events a log sink has not delivered yet (-1: the store could not count them).", []string{"sink"}, nil),
+		failures: prometheus.NewDesc("warren_coordinator_sink_failures_total",
+			"Failed deliveries to a log sink (each is retried).", []string{"sink"}, nil),
+	})
+}
+
+// sinkCollector reads the exporter's per-sink state at scrape time.
+type sinkCollector struct {
+	x                 *export.Exporter
+	backlog, failures *prometheus.Desc
+}
+
+func (c sinkCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.backlog
+	ch <- c.failures
+}
+
+func (c sinkCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, s := range c.x.Stats(ctx) {
+		ch <- prometheus.MustNewConstMetric(c.backlog, prometheus.GaugeValue, float64(s.Backlog), s.Name)
+		ch <- prometheus.MustNewConstMetric(c.failures, prometheus.CounterValue, float64(s.Failures), s.Name)
+	}
+}
+
 func (m *coordMetrics) onPush(full bool, waited time.Duration) {
 	if full {
 		m.fullPush.Inc()
@@ -113,11 +145,9 @@ func (m *coordMetrics) onAudit(e audit.Event) {
 	}
 }
 
-// Metrics returns the coordinator's Prometheus registry. Parts added
-// later (the SIEM sinks) register their series here, e.g.
+// Metrics returns the coordinator's Prometheus registry, the log sinks'
 // warren_coordinator_sink_backlog{sink} and
-// warren_coordinator_sink_failures_total{sink}, which the alert rules in
-// ops/prometheus/alerts.yml expect.
+// warren_coordinator_sink_failures_total{sink} among its series.
 func (c *Coordinator) Metrics() *prometheus.Registry { return c.metrics.reg }
 
 // MetricsHandler serves the coordinator's metrics (for embedding; the

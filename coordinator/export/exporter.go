@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -62,6 +63,10 @@ type Exporter struct {
 type namedSink struct {
 	cfg  SinkConfig
 	sink Sink
+	// cursors[i] is how far the sink delivered Sources[i]; failures
+	// counts failed deliveries. Read by Stats.
+	cursors  []atomic.Int64
+	failures *atomic.Uint64
 }
 
 // New opens every sink (reading its secrets); Run delivers. On error
@@ -96,7 +101,7 @@ func New(cfg Config) (*Exporter, error) {
 			x.close()
 			return nil, fmt.Errorf("export: log sink %s: %w", sc.Name, err)
 		}
-		x.sinks = append(x.sinks, namedSink{sc, s})
+		x.sinks = append(x.sinks, namedSink{cfg: sc, sink: s, cursors: make([]atomic.Int64, len(cfg.Sources)), failures: new(atomic.Uint64)})
 	}
 	return x, nil
 }
@@ -124,6 +129,35 @@ func (x *Exporter) Run(ctx context.Context) {
 	x.close()
 }
 
+// SinkStats is one sink's delivery state, for metrics.
+type SinkStats struct {
+	Name string
+	// Backlog counts the events not yet delivered, over every source
+	// (-1 when a source could not count them).
+	Backlog int64
+	// Failures counts failed deliveries since the start.
+	Failures uint64
+}
+
+// Stats reports each sink's backlog and failures; it reads the store
+// once per sink and source.
+func (x *Exporter) Stats(ctx context.Context) []SinkStats {
+	out := make([]SinkStats, 0, len(x.sinks))
+	for _, s := range x.sinks {
+		st := SinkStats{Name: s.cfg.Name, Failures: s.failures.Load()}
+		for i, src := range x.cfg.Sources {
+			n, err := src.Backlog(ctx, s.cursors[i].Load())
+			if err != nil {
+				st.Backlog = -1
+				break
+			}
+			st.Backlog += n
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
 func (x *Exporter) close() {
 	for _, s := range x.sinks {
 		if err := s.sink.Close(); err != nil {
@@ -144,6 +178,7 @@ func (x *Exporter) runSink(ctx context.Context, s namedSink) {
 			c, err := x.cfg.Cursors.SinkCursor(ctx, s.cfg.Name, src.Name())
 			if err == nil {
 				cursors[i] = c
+				s.cursors[i].Store(c)
 				break
 			}
 			x.log.Error("log sink: cannot read its cursor", "sink", s.cfg.Name, "source", src.Name(), "err", err)
@@ -159,6 +194,7 @@ func (x *Exporter) runSink(ctx context.Context, s namedSink) {
 			if !ok {
 				return
 			}
+			s.cursors[i].Store(cursors[i])
 			full = full || n == batch
 		}
 		if !full && !sleep(ctx, x.cfg.Poll) {
@@ -202,6 +238,7 @@ func (x *Exporter) deliverOnce(ctx context.Context, s namedSink, src Source, cur
 		if ctx.Err() != nil {
 			return 0, false
 		}
+		s.failures.Add(1)
 		wait := x.backoff(attempt)
 		x.log.Warn("log sink: delivery failed; will retry", "sink", s.cfg.Name, "source", src.Name(),
 			"events", len(events), "attempt", attempt+1, "retry_in", wait.Round(time.Millisecond).String(), "err", err)

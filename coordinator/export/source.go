@@ -15,6 +15,8 @@ type Source interface {
 	// After returns up to n events whose cursors are above cursor, in
 	// cursor order. Cursors are never reused.
 	After(ctx context.Context, cursor int64, n int) ([]Event, error)
+	// Backlog counts the events above cursor.
+	Backlog(ctx context.Context, cursor int64) (int64, error)
 }
 
 // Cursors keep how far each sink has delivered each source; the store
@@ -28,7 +30,13 @@ type Cursors interface {
 type AuditSource struct {
 	Store interface {
 		ListAuditAfter(ctx context.Context, after int64, n int) ([]store.AuditEvent, error)
+		CountAuditAfter(ctx context.Context, after int64) (int64, error)
 	}
+}
+
+// Backlog implements Source.
+func (s AuditSource) Backlog(ctx context.Context, cursor int64) (int64, error) {
+	return s.Store.CountAuditAfter(ctx, cursor)
 }
 
 // Name implements Source.

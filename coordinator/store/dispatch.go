@@ -106,6 +106,10 @@ func (s *sqliteStore) ListAuditAfter(ctx context.Context, after int64, n int) ([
 	return s.r.ListAuditAfter(ctx, after, n)
 }
 
+func (s *sqliteStore) CountAuditAfter(ctx context.Context, after int64) (int64, error) {
+	return s.r.CountAuditAfter(ctx, after)
+}
+
 func (s *sqliteStore) SinkCursor(ctx context.Context, sink, source string) (int64, error) {
 	return s.r.SinkCursor(ctx, sink, source)
 }

@@ -29,6 +29,14 @@ func (q queries) ListAuditAfter(ctx context.Context, after int64, n int) ([]Audi
 		}, after, n)
 }
 
+func (q queries) CountAuditAfter(ctx context.Context, after int64) (int64, error) {
+	var n int64
+	if err := q.q.QueryRowContext(ctx, `SELECT COUNT(*) FROM audit_events WHERE id > ?`, after).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count audit events: %w", err)
+	}
+	return n, nil
+}
+
 func (q queries) SinkCursor(ctx context.Context, sink, source string) (int64, error) {
 	var c int64
 	err := q.q.QueryRowContext(ctx, `SELECT cursor FROM sink_cursors WHERE sink = ? AND source = ?`, sink, source).Scan(&c)

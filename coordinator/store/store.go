@@ -291,6 +291,9 @@ type Queries interface {
 	// in ID order (n <= 0 or above 10000: 10000). IDs are never reused,
 	// even once every older event is pruned, so an ID is a cursor.
 	ListAuditAfter(ctx context.Context, after int64, n int) ([]AuditEvent, error)
+	// CountAuditAfter counts the audit events with IDs above after (a log
+	// sink's backlog).
+	CountAuditAfter(ctx context.Context, after int64) (int64, error)
 
 	// SinkCursor returns how far the log sink named sink has delivered
 	// source ("audit"): the last row ID it delivered, 0 if none.
