@@ -16,12 +16,15 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/warrenmesh/warren/coordinator/alert"
 	"github.com/warrenmesh/warren/coordinator/api"
 	"github.com/warrenmesh/warren/coordinator/audit"
 	"github.com/warrenmesh/warren/coordinator/control"
@@ -72,6 +75,13 @@ type Config struct {
 	// LogSinks receive the audit trail (package export), each from its
 	// cursor in the store, at least once; nil: none.
 	LogSinks []export.SinkConfig
+	// Alerts, if set, turns audited events (admin actions, new devices)
+	// and deny bursts into alert events (package alert), which reach the
+	// log sinks; nil: no alerts.
+	Alerts *alert.Config
+	// AlertWebhook, if set, is a Slack-compatible incoming webhook that
+	// gets the alert events (an export sink limited to them).
+	AlertWebhook string
 	// PolicyPath is the admins' policy file, watched for changes; default
 	// <StateDir>/policy.hujson (created with policyfile.DefaultSource when
 	// missing).
@@ -222,7 +232,15 @@ func New(ctx context.Context, cfg Config) (_ *Coordinator, err error) {
 	if c.relay != nil {
 		undo.add(func() { c.relay.Close() })
 	}
-	exporter, err := export.New(export.Config{Sinks: cfg.LogSinks, Sources: []export.Source{export.AuditSource{Store: st}},
+	sinks := cfg.LogSinks
+	if cfg.AlertWebhook != "" {
+		hook, err := alertWebhook(cfg.AlertWebhook)
+		if err != nil {
+			return nil, err
+		}
+		sinks = append(slices.Clip(sinks), hook)
+	}
+	exporter, err := export.New(export.Config{Sinks: sinks, Sources: []export.Source{export.AuditSource{Store: st}},
 		Cursors: st, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
@@ -230,11 +248,23 @@ func New(ctx context.Context, cfg Config) (_ *Coordinator, err error) {
 	// Nothing fails from here on.
 	met.register(c)
 	met.registerSinks(exporter)
-	if len(cfg.LogSinks) > 0 {
+	if len(sinks) > 0 {
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
 			exporter.Run(runCtx)
+		}()
+	}
+	if cfg.Alerts != nil {
+		ac := *cfg.Alerts
+		if ac.Logger == nil {
+			ac.Logger = cfg.Logger
+		}
+		alerter := alert.New(ac, st, c.audit)
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			alerter.Run(runCtx)
 		}()
 	}
 	if cfg.AuditRetention > 0 {
@@ -435,4 +465,29 @@ func (c *Coordinator) applyPolicy(p *policy.Policy) {
 	if c.registry != nil {
 		c.registry.AutoApprove(context.Background(), p)
 	}
+}
+
+// alertWebhook is the export sink of --alert-webhook: the URL's own
+// options kept, Slack's message format unless another is given, the
+// alert events only.
+func alertWebhook(raw string) (export.SinkConfig, error) {
+	hook, err := export.ParseURL(raw)
+	if err != nil {
+		return hook, fmt.Errorf("alert webhook: %w", err)
+	}
+	if hook.Kind != export.KindWebhook {
+		return hook, fmt.Errorf("alert webhook %q: want an http:// or https:// URL", hook.Name)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return hook, fmt.Errorf("alert webhook: %w", err)
+	}
+	if q := u.Query(); !q.Has("format") {
+		hook.Format = export.FormatSlack
+	}
+	if q := u.Query(); !q.Has("name") {
+		hook.Name = "alert-webhook"
+	}
+	hook.Actions = []string{alert.ActionPrefix}
+	return hook, nil
 }

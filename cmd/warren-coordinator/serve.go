@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/warrenmesh/warren/coordinator"
+	"github.com/warrenmesh/warren/coordinator/alert"
 	"github.com/warrenmesh/warren/coordinator/export"
 	"github.com/warrenmesh/warren/coordinator/login/oidc"
 	"github.com/warrenmesh/warren/coordinator/registry"
@@ -61,6 +62,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	handshakeTimeout := fs.Duration("handshake-timeout", 10*time.Second, "a node must finish the Noise handshake, and then send each set-up message, within this")
 	var logSinks cli.StringList
 	fs.Var(&logSinks, "log-sink", "send the audit trail to a SIEM (repeatable): file:///path.jsonl?max-size=100MiB&keep=10, syslog+tcp://host:514, syslog+tls://host:6514?ca-file=F, syslog+udp://host:514, or https://host/path?format=json|splunk|elastic&secret-file=F&token-file=F (see README, Monitoring)")
+	alerts := fs.Bool("alerts", true, "record alert events (admin actions, new devices, deny bursts) in the audit trail, for the log sinks and --alert-webhook")
+	alertWebhook := fs.String("alert-webhook", "", "a Slack-compatible incoming webhook URL that gets the alert events as text (?format=json|... and ?secret-file=F as for --log-sink)")
 	logSinksFile := fs.String("log-sinks", "", "file of log sinks, HuJSON: {\"sinks\": [{\"name\": \"siem\", \"url\": \"...\"}]} (in addition to --log-sink)")
 	var login loginFlags
 	login.register(fs)
@@ -113,6 +116,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	c, err := coordinator.New(ctx, coordinator.Config{StateDir: *stateDir, Domain: *domain, DNS: dnsCfg, Logger: logger,
 		KeyExpiry: *keyExpiry, EphemeralGrace: *grace, PostureMaxAge: *postureMaxAge, PolicyPath: *policyPath, Relay: relay,
 		RequireApproval: *requireApproval, Login: loginCfg, AuditRetention: *auditRetention, LogSinks: sinks,
+		Alerts: alertConfig(*alerts), AlertWebhook: *alertWebhook,
 		HandshakeTimeout: *handshakeTimeout,
 		Limits:           coordinator.ServeLimits{IdleTimeout: *idleTimeout, MaxConnsPerSource: capFlag(*maxPerIP), MaxConns: *maxConns}})
 	if err != nil {
@@ -392,4 +396,13 @@ func logSinkConfigs(urls []string, file string) ([]export.SinkConfig, error) {
 		out = append(out, cs...)
 	}
 	return out, nil
+}
+
+// alertConfig is the alert rules' configuration for --alerts: the
+// defaults, or nil (off).
+func alertConfig(on bool) *alert.Config {
+	if !on {
+		return nil
+	}
+	return &alert.Config{}
 }

@@ -36,6 +36,10 @@ type SinkConfig struct {
 	CAFile     string
 	ServerName string
 
+	// Actions, if set, limits the sink to events whose action starts with
+	// one of these prefixes ("alert."); the others are skipped.
+	Actions []string
+
 	// Webhook: the URL (without Warren's options), the body format, the
 	// HMAC secret's and the token's file or environment variable, the
 	// Elasticsearch index, and the request timeout.
@@ -64,6 +68,7 @@ const (
 	FormatJSON    = "json"    // a JSON array of events
 	FormatSplunk  = "splunk"  // Splunk HTTP Event Collector
 	FormatElastic = "elastic" // Elasticsearch _bulk
+	FormatSlack   = "slack"   // {"text": ...}: Slack and compatible incoming webhooks
 )
 
 // Defaults.
@@ -103,6 +108,14 @@ func ParseURL(s string) (SinkConfig, error) {
 	}
 	if c.Batch, err = opt.int("batch", 0, 1, maxBatch); err != nil {
 		return c, fmt.Errorf("log sink %q: %w", s, err)
+	}
+	if v := opt.str("actions"); v != "" {
+		for _, a := range strings.Split(v, ",") {
+			if a = strings.TrimSpace(a); a == "" || len(a) > 64 {
+				return c, fmt.Errorf("log sink %q: actions: want comma-separated action prefixes, e.g. alert.,user.", s)
+			}
+			c.Actions = append(c.Actions, a)
+		}
 	}
 	switch u.Scheme {
 	case "file":
@@ -158,9 +171,9 @@ func ParseURL(s string) (SinkConfig, error) {
 		switch c.Format {
 		case "":
 			c.Format = FormatJSON
-		case FormatJSON, FormatSplunk, FormatElastic:
+		case FormatJSON, FormatSplunk, FormatElastic, FormatSlack:
 		default:
-			return c, fmt.Errorf("log sink %q: format %q: want json, splunk or elastic", s, c.Format)
+			return c, fmt.Errorf("log sink %q: format %q: want json, splunk, elastic or slack", s, c.Format)
 		}
 		c.SecretFile, c.SecretEnv = opt.str("secret-file"), opt.str("secret-env")
 		c.TokenFile, c.TokenEnv = opt.str("token-file"), opt.str("token-env")
@@ -178,7 +191,7 @@ func ParseURL(s string) (SinkConfig, error) {
 			}
 		}
 		// The webhook gets the URL without Warren's own options.
-		for _, k := range []string{"secret-file", "secret-env", "token-file", "token-env", "format", "index", "timeout", "batch", "name"} {
+		for _, k := range []string{"secret-file", "secret-env", "token-file", "token-env", "format", "index", "timeout", "batch", "name", "actions"} {
 			q.Del(k)
 		}
 		base.RawQuery = q.Encode()

@@ -1,6 +1,7 @@
 package export
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -24,6 +25,10 @@ func TestParseURL(t *testing.T) {
 				Format: FormatSplunk, TokenFile: "/etc/hec", SecretEnv: "HOOK", Index: DefaultIndex, Timeout: DefaultTimeout, Batch: 100}},
 		{in: "http://127.0.0.1:9200/_bulk?format=elastic&index=audit&timeout=3s",
 			want: SinkConfig{Name: "http://127.0.0.1:9200/_bulk", Kind: KindWebhook, URL: "http://127.0.0.1:9200/_bulk", Format: FormatElastic, Index: "audit", Timeout: 3 * time.Second}},
+		{in: "https://hooks.slack.example/services/T0/B0/x?format=slack&actions=alert.,user.disable&name=alerts",
+			want: SinkConfig{Name: "alerts", Kind: KindWebhook, URL: "https://hooks.slack.example/services/T0/B0/x", Format: FormatSlack,
+				Index: DefaultIndex, Timeout: DefaultTimeout, Actions: []string{"alert.", "user.disable"}}},
+		{in: "file:///x?actions=,", wantErr: "actions"},
 		{in: "/var/log/x", wantErr: "no scheme"},
 		{in: "ftp://x/y", wantErr: "unknown scheme"},
 		{in: "file://host/x", wantErr: "no host"},
@@ -53,7 +58,7 @@ func TestParseURL(t *testing.T) {
 			t.Errorf("ParseURL(%q): %v", tt.in, err)
 			continue
 		}
-		if got != tt.want {
+		if !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("ParseURL(%q) =\n %+v\nwant\n %+v", tt.in, got, tt.want)
 		}
 	}

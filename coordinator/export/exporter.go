@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -225,6 +226,12 @@ func (x *Exporter) deliverOnce(ctx context.Context, s namedSink, src Source, cur
 	if len(events) == 0 {
 		return 0, true
 	}
+	read, next := len(events), events[len(events)-1].Cursor
+	if events = s.cfg.keep(events); len(events) == 0 {
+		*cursor = next // nothing for this sink: move on, no delivery
+		x.recordCursor(ctx, s, src, next)
+		return read, true
+	}
 	for attempt := 0; ; attempt++ {
 		dctx, cancel := context.WithTimeout(ctx, x.cfg.DeliverTimeout)
 		err := s.sink.Deliver(dctx, events)
@@ -246,13 +253,35 @@ func (x *Exporter) deliverOnce(ctx context.Context, s namedSink, src Source, cur
 			return 0, false
 		}
 	}
-	*cursor = events[len(events)-1].Cursor
-	// A cursor not recorded only means this batch is delivered again
-	// after a restart (at least once); the loop goes on from memory.
-	if err := x.cfg.Cursors.SetSinkCursor(context.WithoutCancel(ctx), s.cfg.Name, src.Name(), *cursor); err != nil {
+	*cursor = next
+	x.recordCursor(ctx, s, src, next)
+	return read, true
+}
+
+// recordCursor stores how far s delivered src. A cursor not recorded only
+// means the batch is delivered again after a restart (at least once); the
+// loop goes on from memory.
+func (x *Exporter) recordCursor(ctx context.Context, s namedSink, src Source, cursor int64) {
+	if err := x.cfg.Cursors.SetSinkCursor(context.WithoutCancel(ctx), s.cfg.Name, src.Name(), cursor); err != nil {
 		x.log.Error("log sink: cannot record its cursor", "sink", s.cfg.Name, "source", src.Name(), "err", err)
 	}
-	return len(events), true
+}
+
+// keep returns the events the sink takes (its Actions filter), in order.
+func (c SinkConfig) keep(events []Event) []Event {
+	if len(c.Actions) == 0 {
+		return events
+	}
+	var out []Event
+	for _, e := range events {
+		for _, p := range c.Actions {
+			if strings.HasPrefix(e.Event.Action, p) {
+				out = append(out, e)
+				break
+			}
+		}
+	}
+	return out
 }
 
 // backoff is the wait after the attempt-th failure (from 0): MinBackoff

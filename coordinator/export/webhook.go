@@ -174,6 +174,15 @@ func (s *webhookSink) encode(events []Event) (body []byte, contentType string, e
 			b.WriteByte('\n')
 		}
 		return b.Bytes(), "application/x-ndjson", nil
+	case FormatSlack:
+		// One message per batch, a line per event: its detail's text
+		// (alerts have one), else what happened to what, by whom.
+		var lines []string
+		for _, e := range events {
+			lines = append(lines, eventText(e))
+		}
+		body, err := json.Marshal(map[string]string{"text": strings.Join(lines, "\n")})
+		return body, "application/json", err
 	default:
 		body, err := json.Marshal(events)
 		return body, "application/json", err
@@ -197,4 +206,16 @@ func Open(c SinkConfig) (Sink, error) {
 		return openWebhook(c)
 	}
 	return nil, fmt.Errorf("unknown kind of log sink %q", c.Kind)
+}
+
+// eventText is e in one line for people: the detail's "text" when it has
+// one, else the action, its target and actor, and the outcome.
+func eventText(e Event) string {
+	var d struct {
+		Text string `json:"text"`
+	}
+	if len(e.Warren.Detail) > 0 && json.Unmarshal(e.Warren.Detail, &d) == nil && d.Text != "" {
+		return fmt.Sprintf("[warren] %s: %s", e.Event.Action, d.Text)
+	}
+	return fmt.Sprintf("[warren] %s on %s by %s: %s", e.Event.Action, e.Warren.Target, e.Warren.Actor, e.Warren.Outcome)
 }

@@ -1,0 +1,240 @@
+// Package alert turns what the coordinator records into alerts: it reads
+// the audit trail in order, after a cursor kept in the store, and for each
+// event a rule names (an admin action, a new device) records an alert
+// event, "alert.<rule>", in the audit trail itself, in the same store
+// transaction that moves its cursor, so every event is judged exactly
+// once, across restarts. A deny-burst rule counts denied flows per source
+// node over a sliding window. Alert events reach the SIEM sinks like any
+// other event, and an alert webhook is an export sink limited to them.
+//
+// It must never change the state it watches, and never block the
+// coordinator: it runs on its own goroutine and only appends.
+package alert
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/warrenmesh/warren/coordinator/audit"
+	"github.com/warrenmesh/warren/coordinator/store"
+)
+
+// Rule names, the suffixes of the alert events' actions.
+const (
+	RuleAdminAction = "admin-action"
+	RuleNewDevice   = "new-device"
+	RuleDenyBurst   = "deny-burst"
+)
+
+// ActionPrefix starts every alert event's action.
+const ActionPrefix = "alert."
+
+// DefaultAdminActions are the audited actions that alert by default: what
+// an intruder with admin rights, or a break-glass change, would do.
+var DefaultAdminActions = []string{
+	"policy.apply", "user.disable", "user.delete", "user.role", "user.enable",
+	"apikey.create", "node.routes.approve", "node.tag", "node.delete",
+}
+
+// Defaults.
+const (
+	DefaultPoll       = time.Second
+	DefaultDenyBurst  = 100
+	DefaultDenyWindow = 5 * time.Minute
+	cursorName        = "alerts"
+	batch             = 500
+)
+
+// DenyCounter counts denied flow records (packets, for aggregates) per
+// reporting source node since a time; the store of flow logs is one.
+type DenyCounter interface {
+	DeniedBySource(ctx context.Context, since time.Time) (map[string]int64, error)
+}
+
+// Config configures the alerter. The zero value alerts on
+// DefaultAdminActions and new devices; deny bursts need Denies.
+type Config struct {
+	// AdminActions replaces DefaultAdminActions when not nil (empty: none).
+	AdminActions []string
+	// NoNewDevice turns the new-device rule off.
+	NoNewDevice bool
+	// Denies, if set, enables the deny-burst rule: DenyBurst denied
+	// packets from one source within DenyWindow raise one alert per
+	// source and window.
+	Denies     DenyCounter
+	DenyBurst  int64
+	DenyWindow time.Duration
+	Poll       time.Duration
+	Now        func() time.Time
+	Logger     *slog.Logger
+}
+
+// Store is what the alerter reads and writes.
+type Store interface {
+	ListAuditAfter(ctx context.Context, after int64, n int) ([]store.AuditEvent, error)
+	SinkCursor(ctx context.Context, sink, source string) (int64, error)
+}
+
+// Alerter applies the rules; Run drives it.
+type Alerter struct {
+	cfg   Config
+	st    Store
+	audit *audit.Log
+	log   *slog.Logger
+	admin map[string]bool
+	// burstAt remembers when each source last raised a deny burst, so one
+	// burst raises one alert per window.
+	burstAt map[string]time.Time
+}
+
+// New returns an alerter reading st and recording through log.
+func New(cfg Config, st Store, log *audit.Log) *Alerter {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Poll <= 0 {
+		cfg.Poll = DefaultPoll
+	}
+	if cfg.DenyBurst <= 0 {
+		cfg.DenyBurst = DefaultDenyBurst
+	}
+	if cfg.DenyWindow <= 0 {
+		cfg.DenyWindow = DefaultDenyWindow
+	}
+	actions := cfg.AdminActions
+	if actions == nil {
+		actions = DefaultAdminActions
+	}
+	a := &Alerter{cfg: cfg, st: st, audit: log, log: cfg.Logger, admin: map[string]bool{}, burstAt: map[string]time.Time{}}
+	for _, act := range actions {
+		a.admin[act] = true
+	}
+	return a
+}
+
+// Run applies the rules every Poll until ctx ends.
+func (a *Alerter) Run(ctx context.Context) {
+	t := time.NewTicker(a.cfg.Poll)
+	defer t.Stop()
+	for {
+		if err := a.Step(ctx); err != nil && ctx.Err() == nil {
+			a.log.Warn("alerts: will try again", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Step judges the audit events recorded since the last step and the deny
+// counts of the current window, and records the alerts they raise.
+func (a *Alerter) Step(ctx context.Context) error {
+	for {
+		n, err := a.auditStep(ctx)
+		if err != nil {
+			return err
+		}
+		if n < batch {
+			break
+		}
+	}
+	return a.denyStep(ctx)
+}
+
+// auditStep judges one batch of audit events after the cursor and
+// records their alerts and the new cursor in one transaction.
+func (a *Alerter) auditStep(ctx context.Context) (int, error) {
+	cursor, err := a.st.SinkCursor(ctx, cursorName, "audit")
+	if err != nil {
+		return 0, err
+	}
+	rows, err := a.st.ListAuditAfter(ctx, cursor, batch)
+	if err != nil || len(rows) == 0 {
+		return 0, err
+	}
+	var alerts []audit.Event
+	for _, r := range rows {
+		if e, ok := a.judge(r); ok {
+			alerts = append(alerts, e)
+		}
+	}
+	last := rows[len(rows)-1].ID
+	err = a.audit.Commit(ctx, func(tx *audit.Tx) error {
+		for _, e := range alerts {
+			tx.Record(e)
+		}
+		return tx.SetSinkCursor(ctx, cursorName, "audit", last)
+	})
+	return len(rows), err
+}
+
+// judge returns the alert r raises, if any.
+func (a *Alerter) judge(r store.AuditEvent) (audit.Event, bool) {
+	if strings.HasPrefix(r.Action, ActionPrefix) || r.Outcome != audit.OK {
+		return audit.Event{}, false
+	}
+	src := fmt.Sprintf("audit-%d", r.ID)
+	switch {
+	case a.admin[r.Action]:
+		return alertEvent(RuleAdminAction, r.Target, src,
+			fmt.Sprintf("admin action %s on %s by %s", r.Action, orDash(r.Target), orDash(r.Actor))), true
+	case r.Action == "node.register" && !a.cfg.NoNewDevice:
+		return alertEvent(RuleNewDevice, r.Target, src,
+			fmt.Sprintf("new device %s registered by %s", orDash(r.Target), orDash(r.Actor))), true
+	}
+	return audit.Event{}, false
+}
+
+// denyStep raises a deny-burst alert for each source over the threshold
+// in the current window that has not raised one within the window.
+func (a *Alerter) denyStep(ctx context.Context) error {
+	if a.cfg.Denies == nil {
+		return nil
+	}
+	now := a.cfg.Now()
+	counts, err := a.cfg.Denies.DeniedBySource(ctx, now.Add(-a.cfg.DenyWindow))
+	if err != nil {
+		return err
+	}
+	for src, n := range counts {
+		if n < a.cfg.DenyBurst || now.Sub(a.burstAt[src]) < a.cfg.DenyWindow {
+			continue
+		}
+		a.burstAt[src] = now
+		e := alertEvent(RuleDenyBurst, src, "",
+			fmt.Sprintf("deny burst: %d denied packets from %s in %s", n, src, a.cfg.DenyWindow))
+		e.Detail["denied"] = n
+		if err := a.audit.Record(ctx, e); err != nil {
+			return err
+		}
+	}
+	for src, at := range a.burstAt {
+		if now.Sub(at) >= a.cfg.DenyWindow {
+			delete(a.burstAt, src)
+		}
+	}
+	return nil
+}
+
+func alertEvent(rule, target, source, text string) audit.Event {
+	d := map[string]any{"rule": rule, "text": text}
+	if source != "" {
+		d["source"] = source
+	}
+	return audit.Event{Actor: "alerts", Action: ActionPrefix + rule, Target: target, Outcome: audit.OK, Detail: d}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

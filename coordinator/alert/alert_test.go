@@ -1,0 +1,88 @@
+package alert
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/warrenmesh/warren/coordinator/audit"
+	"github.com/warrenmesh/warren/coordinator/store"
+)
+
+type denyCounts map[string]int64
+
+func (d denyCounts) DeniedBySource(context.Context, time.Time) (map[string]int64, error) { return d, nil }
+
+func openStore(t *testing.T) store.Store {
+	t.Helper()
+	st, err := store.Open(context.Background(), filepath.Join(t.TempDir(), "warren.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+func alerts(t *testing.T, st store.Store, rule string) []store.AuditEvent {
+	t.Helper()
+	evs, err := st.ListAudit(context.Background(), store.AuditFilter{Action: ActionPrefix + rule})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return evs
+}
+
+// TestRules: admin actions and registrations alert once each, across a
+// restart of the alerter (its cursor is in the store); failed actions
+// and alerts themselves do not; a deny burst alerts once per window.
+func TestRules(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t)
+	log := audit.New(st, nil)
+	for _, e := range []audit.Event{
+		{Actor: "user:root@example.com", Action: "user.disable", Target: "user:bob@example.com", Outcome: audit.OK},
+		{Actor: "user:root@example.com", Action: "user.disable", Target: "user:eve@example.com", Outcome: audit.Denied},
+		{Actor: "user:ann@example.com", Action: "node.register", Target: "node:7", Outcome: audit.OK},
+		{Actor: "node:7", Action: "node.posture.report", Target: "node:7", Outcome: audit.OK},
+	} {
+		if err := log.Record(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Date(2026, 12, 7, 15, 0, 0, 0, time.UTC)
+	cfg := Config{Denies: denyCounts{"node:9": 150, "node:3": 20}, Now: func() time.Time { return now }}
+	if err := New(cfg, st, log).Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A second alerter (a restart) judges nothing twice.
+	a := New(cfg, st, log)
+	if err := a.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := alerts(t, st, RuleAdminAction); len(got) != 1 || got[0].Target != "user:bob@example.com" {
+		t.Errorf("admin-action alerts: %+v", got)
+	}
+	if got := alerts(t, st, RuleNewDevice); len(got) != 1 || got[0].Target != "node:7" {
+		t.Errorf("new-device alerts: %+v", got)
+	}
+	// The restart forgot the window: node:9 alerted once per alerter.
+	if got := alerts(t, st, RuleDenyBurst); len(got) != 2 || got[0].Target != "node:9" {
+		t.Errorf("deny-burst alerts: %+v", got)
+	}
+	// Within the window, no second alert; after it, one more.
+	now = now.Add(time.Minute)
+	if err := a.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := alerts(t, st, RuleDenyBurst); len(got) != 2 {
+		t.Errorf("deny-burst alerts within the window: %d", len(got))
+	}
+	now = now.Add(DefaultDenyWindow)
+	if err := a.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := alerts(t, st, RuleDenyBurst); len(got) != 3 {
+		t.Errorf("deny-burst alerts after the window: %d", len(got))
+	}
+}
