@@ -2,6 +2,8 @@ package policy
 
 import (
 	"github.com/tailscale/hujson"
+
+	"github.com/warrenmesh/warren/internal/wire"
 )
 
 // Tailscale's top-level sections that Warren accepts but does not (yet)
@@ -49,7 +51,7 @@ type Options struct {
 // AttrFlowLogsOff is the node attribute (nodeAttrs "attr", delivered in
 // the node's own CapMap) that stops the node recording flow logs. The
 // top-level "flowLogs": false gives it to every node.
-const AttrFlowLogsOff = "warren:flow-logs-off"
+const AttrFlowLogsOff = wire.AttrFlowLogsOff
 
 // Options returns the tailnet-wide options the file sets.
 func (p *Policy) Options() Options { return p.ext.options }
