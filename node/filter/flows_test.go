@@ -294,3 +294,24 @@ func advance(f *Filter, clk *testclock.Clock, d time.Duration) {
 	clk.Advance(d)
 	f.TickFlows()
 }
+
+// TestFlowRevocation: a known flow skips the rule lookup only under the
+// rules that accepted it; revoking them drops its very next packet, both
+// ways of recording (the flow's counts stop there).
+func TestFlowRevocation(t *testing.T) {
+	f, _ := flowFilter(t, FlowConfig{})
+	in := build(t, tcp(peer4, self4, 40000, 22, tcpACK))
+	check(t, f, in, Accept, ReasonRule)
+	check(t, f, in, Accept, ReasonRule)
+	f.SetRules(nil)
+	check(t, f, in, Drop, ReasonNoRule)
+	got := f.CollectFlows(true)
+	if len(got) != 2 {
+		t.Fatalf("records = %+v, want the accepted flow and the deny aggregate", got)
+	}
+	for _, r := range got {
+		if r.Verdict == "accept" && r.PacketsIn != 2 || r.Verdict == "deny" && r.Count != 1 {
+			t.Errorf("record %+v", r)
+		}
+	}
+}
