@@ -42,17 +42,24 @@ type denyAgg struct {
 	count, bytes uint64
 }
 
+// denyTable holds the aggregates in a preallocated slab, indexed by a
+// map, so counting a packet is one map lookup and no allocation.
 type denyTable struct {
 	mu      sync.Mutex
-	max     int
-	aggs    map[denyKey]denyAgg
+	aggs    map[denyKey]int32 // index into slab
+	slab    []denyAgg
+	free    []int32 // unused slab indexes
 	ports   map[denyPair]int
 	dropped atomic.Uint64
 }
 
 func (d *denyTable) init(maxAggs int) {
-	d.max = maxAggs
-	d.aggs = make(map[denyKey]denyAgg, maxAggs)
+	d.aggs = make(map[denyKey]int32, maxAggs)
+	d.slab = make([]denyAgg, maxAggs)
+	d.free = make([]int32, maxAggs)
+	for i := range d.free {
+		d.free[i] = int32(maxAggs - 1 - i)
+	}
 	d.ports = make(map[denyPair]int, maxAggs)
 }
 
@@ -65,8 +72,8 @@ func (d *denyTable) add(p *packet, n int, reason Reason, now int64) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if a, ok := d.aggs[k]; ok {
-		d.aggs[k] = a.add(n, now)
+	if i, ok := d.aggs[k]; ok {
+		d.slab[i].add(n, now)
 		return
 	}
 	var pair denyPair
@@ -74,27 +81,29 @@ func (d *denyTable) add(p *packet, n int, reason Reason, now int64) {
 		pair = denyPair{src: p.src, dst: p.dst, minute: k.minute, proto: p.proto, v6: p.v6}
 		if d.ports[pair] >= maxDenyPorts {
 			k.dport, k.other = 0, true
-			if a, ok := d.aggs[k]; ok {
-				d.aggs[k] = a.add(n, now)
+			if i, ok := d.aggs[k]; ok {
+				d.slab[i].add(n, now)
 				return
 			}
 		}
 	}
-	if len(d.aggs) >= d.max {
+	if len(d.free) == 0 {
 		d.dropped.Add(1)
 		return
 	}
 	if ported && !k.other {
 		d.ports[pair]++
 	}
-	d.aggs[k] = denyAgg{first: now, last: now, count: 1, bytes: uint64(n)}
+	i := d.free[len(d.free)-1]
+	d.free = d.free[:len(d.free)-1]
+	d.slab[i] = denyAgg{first: now, last: now, count: 1, bytes: uint64(n)}
+	d.aggs[k] = i
 }
 
-func (a denyAgg) add(n int, now int64) denyAgg {
+func (a *denyAgg) add(n int, now int64) {
 	a.last = now
 	a.count++
 	a.bytes += uint64(n)
-	return a
 }
 
 // collect appends and forgets the aggregates of minutes before now's
@@ -103,10 +112,11 @@ func (d *denyTable) collect(now int64, final bool, out []wire.FlowRecord) []wire
 	minute := now / int64(time.Minute)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for k, a := range d.aggs {
+	for k, i := range d.aggs {
 		if !final && k.minute >= minute {
 			continue
 		}
+		a := &d.slab[i]
 		out = append(out, wire.FlowRecord{
 			Start: time.Unix(0, a.first), End: time.Unix(0, a.last),
 			Src:   netip.AddrPortFrom(toAddr(k.src, k.v6), 0),
@@ -115,6 +125,7 @@ func (d *denyTable) collect(now int64, final bool, out []wire.FlowRecord) []wire
 			Verdict: "deny", Reason: string(reasons[k.reason]), Count: a.count,
 		})
 		delete(d.aggs, k)
+		d.free = append(d.free, i)
 	}
 	for pair := range d.ports {
 		if final || pair.minute < minute {
