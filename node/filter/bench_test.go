@@ -67,13 +67,15 @@ func BenchmarkInbound(b *testing.B) {
 // same packets through a filter without it (flows=off, the baseline) and
 // with it (flows=on), in one run. Report on/off as the ratio. The accepted
 // packets belong to one flow, as a bulk transfer's do; the reply is this
-// node's answer on it (Outbound); the denied packet is aggregated.
+// node's answer on it (Outbound); the denied packets (a mid-connection
+// segment, and a SYN as scans send) are aggregated.
 func BenchmarkInboundFlows(b *testing.B) {
 	rules, match := benchRules(b, 1000)
 	for i := range rules {
 		rules[i].Rule = fmt.Sprintf("acls[%d]", i)
 	}
 	none := build(b, tcp("100.127.255.255", self4, 40000, 65535, tcpACK))
+	syn := build(b, tcp("100.127.255.255", self4, 40000, 65535, tcpSYN))
 	var p packet
 	if !p.parse(match, false) {
 		b.Fatal("bench packet does not parse")
@@ -84,7 +86,7 @@ func BenchmarkInboundFlows(b *testing.B) {
 		name string
 		pkt  []byte
 		out  bool
-	}{{"match-last", match, false}, {"reply", reply, true}, {"match-none", none, false}} {
+	}{{"match-last", match, false}, {"reply", reply, true}, {"match-none", none, false}, {"match-none-syn", syn, false}} {
 		for _, flows := range []bool{false, true} {
 			f := New(rules)
 			if flows {

@@ -209,8 +209,9 @@ func (f *Filter) Inbound(pkt []byte) (Verdict, Reason) {
 	}
 	// A packet of a flow a rule accepted under these very rules is
 	// accepted again without the rule lookup: the rules are immutable,
-	// so the answer cannot have changed (flowTable.known).
-	if fl != nil && !p.frag && fl.known(&p, len(pkt), rs) {
+	// so the answer cannot have changed (flowTable.known). A TCP SYN
+	// opens a flow, so it skips that lookup: scans are mostly SYNs.
+	if fl != nil && !p.frag && p.tcpFlags&tcpSYN == 0 && fl.known(&p, len(pkt), rs) {
 		f.counter[reasonIndex(ReasonRule)].Add(1)
 		return Accept, ReasonRule
 	}
