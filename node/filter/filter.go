@@ -12,6 +12,10 @@
 // takes effect on the very next packet, including mid-connection TCP
 // segments (not only SYNs).
 //
+// With flow accounting (NewWithFlows, flows.go) it also counts the flows
+// its rules accept and aggregates what it denies, for flow logs; delivering
+// them is its caller's job (CollectFlows), never the packet path's.
+//
 // The filter must never panic on, allocate for, or trust the bytes it is
 // handed: they come from peers. It never modifies packets and does no I/O.
 package filter
