@@ -97,13 +97,13 @@ func (g *Graph) capFilter(n *gnode, key string) []wire.FilterRule {
 		gr := cs.gr
 		if dsts := capDsts(gr.r, n, false); len(dsts) > 0 {
 			if src := g.prefixes(gr); len(src) > 0 {
-				out = append(out, wire.FilterRule{SrcPrefixes: src, CapGrant: []wire.CapGrant{{Dsts: dsts, CapMap: cs.caps}}})
+				out = append(out, wire.FilterRule{SrcPrefixes: src, CapGrant: []wire.CapGrant{{Dsts: dsts, CapMap: cs.caps}}, Rule: gr.r.ref})
 			}
 		}
 		if key != "" && gr.r.hasSelf {
 			if dsts := capDsts(gr.r, n, true); len(dsts) > 0 {
 				if src := g.selfPrefixes(gr, key); len(src) > 0 {
-					out = append(out, wire.FilterRule{SrcPrefixes: src, CapGrant: []wire.CapGrant{{Dsts: dsts, CapMap: cs.caps}}})
+					out = append(out, wire.FilterRule{SrcPrefixes: src, CapGrant: []wire.CapGrant{{Dsts: dsts, CapMap: cs.caps}}, Rule: gr.r.ref})
 				}
 			}
 		}

@@ -56,14 +56,14 @@ func (g *Graph) Filter(id wire.NodeID) []wire.FilterRule {
 					dst = sortPorts(append(dst, routed...))
 				}
 				if len(dst) > 0 {
-					out = append(out, wire.FilterRule{SrcPrefixes: src, DstPorts: dst, Protocols: gr.r.protos})
+					out = append(out, wire.FilterRule{SrcPrefixes: src, DstPorts: dst, Protocols: gr.r.protos, Rule: gr.r.ref})
 				}
 			}
 		}
 		if inSelf && len(gr.r.via) == 0 {
 			if src := g.selfPrefixes(gr, key); len(src) > 0 {
 				if dst := dstPorts(gr.r, n, true); len(dst) > 0 {
-					out = append(out, wire.FilterRule{SrcPrefixes: src, DstPorts: dst, Protocols: gr.r.protos})
+					out = append(out, wire.FilterRule{SrcPrefixes: src, DstPorts: dst, Protocols: gr.r.protos, Rule: gr.r.ref})
 				}
 			}
 		}

@@ -2,6 +2,8 @@ package policy
 
 import (
 	"github.com/tailscale/hujson"
+
+	"github.com/warrenmesh/warren/internal/wire"
 )
 
 // Tailscale's top-level sections that Warren accepts but does not (yet)
@@ -12,7 +14,7 @@ import (
 
 // extFields are the top-level fields this file and its siblings read.
 var extFields = []string{"autoApprovers", "nodeAttrs", "ssh", "sshTests",
-	"randomizeClientPort", "disableIPv4", "OneCGNATRoute", "derpMap"}
+	"randomizeClientPort", "disableIPv4", "OneCGNATRoute", "derpMap", "flowLogs"}
 
 // extSections holds what Parse read from the sections above.
 type extSections struct {
@@ -40,7 +42,16 @@ type Options struct {
 	// HasDERPMap says the file carries a derpMap; Warren's relays are
 	// coordinator configuration, so it is ignored.
 	HasDERPMap bool
+	// FlowLogsOff is Warren's "flowLogs": false: no node records flow
+	// logs. Every node's CapMap then carries AttrFlowLogsOff, which is
+	// also how a nodeAttrs entry turns them off for some nodes only.
+	FlowLogsOff bool
 }
+
+// AttrFlowLogsOff is the node attribute (nodeAttrs "attr", delivered in
+// the node's own CapMap) that stops the node recording flow logs. The
+// top-level "flowLogs": false gives it to every node.
+const AttrFlowLogsOff = wire.AttrFlowLogsOff
 
 // Options returns the tailnet-wide options the file sets.
 func (p *Policy) Options() Options { return p.ext.options }
@@ -85,6 +96,13 @@ func (ps *parser) extSections(fields map[string]hujson.Value) {
 			default:
 				ps.errorf(v.StartOffset, `write "mac-always", "mac-never" or ""`, "invalid OneCGNATRoute %q", s)
 			}
+		}
+	}
+	if v, ok := fields["flowLogs"]; ok {
+		if on, ok := ps.boolean(v, "flowLogs"); ok && !on {
+			o.FlowLogsOff = true
+			all := selector{kind: selAll, text: "*"}
+			ps.p.ext.nodeAttrs = append(ps.p.ext.nodeAttrs, NodeAttr{Target: []string{"*"}, Attr: []string{AttrFlowLogsOff}, sels: []selector{all}})
 		}
 	}
 	if v, ok := fields["derpMap"]; ok {

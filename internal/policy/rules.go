@@ -18,6 +18,7 @@ type rule struct {
 	section  string // "" for acls, "grants" for a grant
 	off      int
 	text     string // the rule as written, compacted
+	ref      string // its id in filter rules and flow logs: "acls[3]", "grants[0]", "default"
 	src      []selector
 	dst      []dstEntry
 	protos   []int // nil: TCP, UDP and ICMP
@@ -252,6 +253,7 @@ func (ps *parser) checkSelfSources(r *rule, where []hujson.Value, starOK bool) {
 
 // finish computes a rule's derived fields.
 func (r *rule) finish(ps *parser) {
+	r.ref = ruleRef(r.section, r.index)
 	r.conditional = len(r.postures) > 0 || r.mfa > 0
 	for _, d := range r.dst {
 		if d.sel.kind == selSelf {
@@ -519,4 +521,17 @@ func parseDuration(s string) (time.Duration, error) {
 		return 0, fmt.Errorf("too long")
 	}
 	return d, nil
+}
+
+// ruleRef names a rule by its place in the file: "acls[3]", "grants[0]",
+// or "default" for the default rule of a policy with neither section. The
+// name is what wire.FilterRule.Rule and flow records carry.
+func ruleRef(section string, index int) string {
+	switch section {
+	case "":
+		return "acls[" + strconv.Itoa(index) + "]"
+	case "default":
+		return "default"
+	}
+	return section + "[" + strconv.Itoa(index) + "]"
 }

@@ -381,6 +381,11 @@ const (
 // KeepAlive carries nothing; it proves the channel is alive.
 type KeepAlive struct{}
 
+// AttrFlowLogsOff is the node attribute (a key of the node's own CapMap,
+// from the policy's "flowLogs": false or a nodeAttrs entry) that tells the
+// node not to record flow logs.
+const AttrFlowLogsOff = "warren:flow-logs-off"
+
 // FlowBatch carries flow records from the node that enforced them (the
 // destination, or the router for routed traffic) to the coordinator. The
 // node keeps a batch (in its spool) until a FlowAck with its Seq arrives;

@@ -198,6 +198,7 @@ func (s *session) apply(nm *controlclient.Netmap, fresh bool) {
 		}
 	}
 	eng.SetDERPMap(nm.DERPMap)
+	eng.SetSelf(nm.Self)
 	eng.SetServedRoutes(nm.Self.Routes)
 	exit, _ := s.exitNode(nm)
 	if err := eng.SetExitNode(exit.NodeKey, s.st.ExitNode != "", s.st.ExitNodeAllowLAN); err != nil {

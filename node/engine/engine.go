@@ -107,7 +107,12 @@ type Config struct {
 	// ones, aggregated denies), in batches, from one engine goroutine; it
 	// must not block for long. nil: flows are not recorded.
 	FlowSink func([]wire.FlowRecord)
-	Logger   *slog.Logger
+	// FlowInterval is how often the records due are collected and handed
+	// to FlowSink (default 5 s); FlowUpdate how often a long flow is
+	// reported while open (default 60 s). See flows.go.
+	FlowInterval time.Duration
+	FlowUpdate   time.Duration
+	Logger       *slog.Logger
 }
 
 // netDevice is what WireGuard reads plaintext packets from and writes them
@@ -127,6 +132,7 @@ type Engine struct {
 	net    netDevice
 	dev    *device.Device
 	filter *filter.Filter
+	flows  *flowLog // nil: no flow logs (flows.go)
 	addrs  []netip.Prefix
 	port   uint16
 	uapi   *uapiServer // nil: no UAPI socket
@@ -192,7 +198,8 @@ func New(cfg Config) (*Engine, error) {
 		ndev.Close()
 		return nil, err
 	}
-	e := &Engine{log: cfg.Logger, magic: mc, net: ndev, filter: filter.New(nil),
+	flt, fl := newFlowFilter(cfg)
+	e := &Engine{log: cfg.Logger, magic: mc, net: ndev, filter: flt, flows: fl,
 		addrs: slices.Clone(cfg.Addresses), peers: make(map[key.NodePublic]wire.Node), served: served, keepOut: cfg.KeepOut,
 		demoted: make(map[key.NodePublic]time.Time)}
 	e.tun = &filteredTUN{Device: ndev, filter: e.filter, log: cfg.Logger}
@@ -245,6 +252,10 @@ func New(cfg Config) (*Engine, error) {
 	e.cancel = cancel
 	e.wg.Add(1)
 	go e.watchRouters(ctx, mc, hs.handshake)
+	if fl != nil {
+		e.wg.Add(1)
+		go e.runFlows(ctx, fl)
+	}
 	if cfg.UAPIName == UAPIAuto {
 		cfg.UAPIName = e.TUNName()
 	}

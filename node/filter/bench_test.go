@@ -63,6 +63,55 @@ func BenchmarkInbound(b *testing.B) {
 	}
 }
 
+// BenchmarkInboundFlows is the per-packet cost of flow accounting: the
+// same packets through a filter without it (flows=off, the baseline) and
+// with it (flows=on), in one run. Report on/off as the ratio. The accepted
+// packets belong to one flow, as a bulk transfer's do; the reply is this
+// node's answer on it (Outbound); the denied packets (a mid-connection
+// segment, and a SYN as scans send) are aggregated.
+func BenchmarkInboundFlows(b *testing.B) {
+	rules, match := benchRules(b, 1000)
+	for i := range rules {
+		rules[i].Rule = fmt.Sprintf("acls[%d]", i)
+	}
+	none := build(b, tcp("100.127.255.255", self4, 40000, 65535, tcpACK))
+	syn := build(b, tcp("100.127.255.255", self4, 40000, 65535, tcpSYN))
+	var p packet
+	if !p.parse(match, false) {
+		b.Fatal("bench packet does not parse")
+	}
+	src := toAddr(p.src, false).String()
+	reply := build(b, tcp(self4, src, p.dport, p.sport, tcpACK))
+	for _, c := range []struct {
+		name string
+		pkt  []byte
+		out  bool
+	}{{"match-last", match, false}, {"reply", reply, true}, {"match-none", none, false}, {"match-none-syn", syn, false}} {
+		for _, flows := range []bool{false, true} {
+			f := New(rules)
+			if flows {
+				f = NewWithFlows(rules, FlowConfig{})
+			}
+			f.Inbound(match)
+			mode := "off"
+			if flows {
+				mode = "on"
+			}
+			b.Run(fmt.Sprintf("%s/flows=%s", c.name, mode), func(b *testing.B) {
+				b.ReportAllocs()
+				b.SetBytes(int64(len(c.pkt)))
+				for b.Loop() {
+					if c.out {
+						f.Outbound(c.pkt)
+					} else {
+						f.Inbound(c.pkt)
+					}
+				}
+			})
+		}
+	}
+}
+
 func BenchmarkInboundReply(b *testing.B) {
 	rules, _ := benchRules(b, 1000)
 	f := New(rules)

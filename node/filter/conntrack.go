@@ -120,16 +120,19 @@ func mum(a, b uint64) uint64 {
 }
 
 // hash mixes the whole key with the table's seed.
-func (t *tracker) hash(k *flowKey) uint64 {
+func (t *tracker) hash(k *flowKey) uint64 { return hashKey(&t.seed, k) }
+
+// hashKey mixes the whole key with a table's random seed.
+func hashKey(seed *[7]uint64, k *flowKey) uint64 {
 	var v6 uint64
 	if k.v6 {
 		v6 = 1
 	}
 	tail := uint64(k.sport)<<32 | uint64(k.dport)<<16 | uint64(k.proto)<<8 | v6
-	a := mum(k.src.hi^t.seed[0], k.src.lo^t.seed[1])
-	b := mum(k.dst.hi^t.seed[2], k.dst.lo^t.seed[3])
-	c := mum(tail^t.seed[4], t.seed[5])
-	return mum(a^c, b^t.seed[6])
+	a := mum(k.src.hi^seed[0], k.src.lo^seed[1])
+	b := mum(k.dst.hi^seed[2], k.dst.lo^seed[3])
+	c := mum(tail^seed[4], seed[5])
+	return mum(a^c, b^seed[6])
 }
 
 // bucketOf returns the key's shard and bucket index.

@@ -12,6 +12,10 @@
 // takes effect on the very next packet, including mid-connection TCP
 // segments (not only SYNs).
 //
+// With flow accounting (NewWithFlows, flows.go) it also counts the flows
+// its rules accept and aggregates what it denies, for flow logs; delivering
+// them is its caller's job (CollectFlows), never the packet path's.
+//
 // The filter must never panic on, allocate for, or trust the bytes it is
 // handed: they come from peers. It never modifies packets and does no I/O.
 package filter
@@ -102,6 +106,10 @@ type Stats struct {
 	Flows int
 	// MaxFlows is the connection table's capacity.
 	MaxFlows int
+	// With flow accounting (NewWithFlows): the accepted flows and deny
+	// aggregates held now, and what the full tables could not record.
+	FlowsRecorded, DenyAggregates int
+	FlowsDropped, DeniesDropped   uint64
 }
 
 // config holds what tests change; New uses the defaults.
@@ -109,6 +117,7 @@ type config struct {
 	now      func() time.Time
 	maxFlows int
 	timeouts timeouts
+	flows    *FlowConfig // nil: no flow accounting
 }
 
 // Filter is the inbound packet filter of one node. It is safe for
@@ -139,7 +148,9 @@ type config struct {
 // connection table is O(1): one hash, one shard lock, an 8-slot bucket.
 type Filter struct {
 	rules   atomic.Pointer[ruleSet]
+	gens    atomic.Uint64 // the last ruleSet.gen given
 	ct      *tracker
+	flows   *flowTable // nil: no flow accounting (flows.go)
 	counter [len(reasons)]atomic.Uint64
 }
 
@@ -147,6 +158,15 @@ type Filter struct {
 // a connection table of 65536 flows.
 func New(rules []wire.FilterRule) *Filter {
 	return newFilter(rules, config{})
+}
+
+// NewWithFlows is New with flow accounting (flows.go, denies.go): every
+// flow a rule accepts is counted both ways and every denied packet
+// aggregated, for CollectFlows. Accounting costs one more hash and shard
+// lock per packet, and for a flow's first packet one rule lookup per
+// distinct rule id.
+func NewWithFlows(rules []wire.FilterRule, fc FlowConfig) *Filter {
+	return newFilter(rules, config{flows: &fc})
 }
 
 // newFilter is New with test settings; zero fields take the defaults.
@@ -161,6 +181,9 @@ func newFilter(rules []wire.FilterRule, cfg config) *Filter {
 		cfg.timeouts = defaultTimeouts
 	}
 	f := &Filter{ct: newTracker(cfg.maxFlows, cfg.now, cfg.timeouts)}
+	if cfg.flows != nil {
+		f.flows = newFlowTable(*cfg.flows, cfg.now)
+	}
 	f.SetRules(rules)
 	return f
 }
@@ -169,38 +192,69 @@ func newFilter(rules []wire.FilterRule, cfg config) *Filter {
 // finish under the old rules; every later packet sees the new ones. The
 // rules slice is not retained.
 func (f *Filter) SetRules(rules []wire.FilterRule) {
-	f.rules.Store(compile(rules))
+	rs := compileIDs(rules, f.flows != nil)
+	rs.gen = f.gens.Add(1)
+	f.rules.Store(rs)
 }
 
 // Inbound decides a packet arriving from a peer: a raw IPv4 or IPv6 packet
 // as WireGuard hands it to the TUN. It never modifies or retains pkt and
 // does not allocate.
 func (f *Filter) Inbound(pkt []byte) (Verdict, Reason) {
-	v, r := f.inbound(pkt)
-	f.counter[reasonIndex(r)].Add(1)
-	return v, r
-}
-
-// inbound is Inbound without the counting.
-func (f *Filter) inbound(pkt []byte) (Verdict, Reason) {
 	var p packet
 	if !p.parse(pkt, false) {
+		f.counter[reasonIndex(ReasonMalformed)].Add(1)
 		return Drop, ReasonMalformed
 	}
 	rs := f.rules.Load()
+	fl := f.flows
+	if fl != nil && fl.off.Load() {
+		fl = nil
+	}
+	// A packet of a flow a rule accepted under these very rules is
+	// accepted again without the rule lookup: the rules are immutable,
+	// so the answer cannot have changed (flowTable.known). A TCP SYN
+	// opens a flow, so it skips that lookup: scans are mostly SYNs.
+	if fl != nil && !p.frag && p.tcpFlags&tcpSYN == 0 && fl.known(&p, len(pkt), rs) {
+		f.counter[reasonIndex(ReasonRule)].Add(1)
+		return Accept, ReasonRule
+	}
+	v, r, port := f.decide(&p, rs)
+	f.counter[reasonIndex(r)].Add(1)
+	if fl != nil {
+		switch r {
+		case ReasonRule:
+			fl.inbound(&p, len(pkt), rs, port)
+		case ReasonNoRule, ReasonFragment:
+			fl.denies.add(&p, len(pkt), r, fl.now.Load())
+		}
+	}
+	return v, r
+}
+
+// decide is Inbound's verdict on a parsed packet under rules rs, with the
+// port it looked up (-1: none).
+func (f *Filter) decide(p *packet, rs *ruleSet) (Verdict, Reason, int) {
 	if p.frag {
 		if rs.allows(p.v6, p.proto, p.src, p.dst, -1) {
-			return Accept, ReasonRule
+			return Accept, ReasonRule, -1
 		}
-		return Drop, ReasonFragment
+		return Drop, ReasonFragment, -1
 	}
 	port := -1
 	if hasPorts(p.proto) {
 		port = int(p.dport)
 	}
 	if rs.allows(p.v6, p.proto, p.src, p.dst, port) {
-		return Accept, ReasonRule
+		return Accept, ReasonRule, port
 	}
+	v, r := f.untracked(p)
+	return v, r, port
+}
+
+// untracked decides a packet no rule accepts: a reply or an ICMP error
+// about a flow this node started, or no-rule.
+func (f *Filter) untracked(p *packet) (Verdict, Reason) {
 	if f.ct == nil {
 		return Drop, ReasonNoRule
 	}
@@ -210,7 +264,7 @@ func (f *Filter) inbound(pkt []byte) (Verdict, Reason) {
 			return Accept, ReasonReply
 		}
 	}
-	if p.icmpError() && f.related(&p) {
+	if p.icmpError() && f.related(p) {
 		return Accept, ReasonRelated
 	}
 	return Drop, ReasonNoRule
@@ -243,11 +297,21 @@ func (f *Filter) Outbound(pkt []byte) {
 	if !p.parse(pkt, false) || p.frag {
 		return
 	}
+	if f.flows != nil && !f.flows.off.Load() && f.flows.outbound(&p, len(pkt), f.rules.Load()) &&
+		p.tcpFlags&(tcpSYN|tcpFIN|tcpRST) == 0 {
+		// This node answers a flow the peer opened that the current
+		// rules accept: the rules admit the peer's side already, so
+		// tracking would add nothing (a UDP answer would not be
+		// tracked; a TCP segment that neither opens nor closes can only
+		// refresh the rare entry of a simultaneous open, which then
+		// expires sooner, never later).
+		return
+	}
 	if !hasPorts(p.proto) && !p.echoRequest() {
 		return
 	}
-	k := flowKey{src: p.src, dst: p.dst, sport: p.sport, dport: p.dport, proto: p.proto, v6: p.v6}
 	now := f.ct.clock()
+	k := flowKey{src: p.src, dst: p.dst, sport: p.sport, dport: p.dport, proto: p.proto, v6: p.v6}
 	if p.proto == protoTCP {
 		if p.tcpFlags&(tcpSYN|tcpACK) == tcpSYN {
 			f.ct.insert(&k, now)
@@ -284,5 +348,45 @@ func (f *Filter) Stats() Stats {
 		s.Flows = f.ct.count()
 		s.MaxFlows = f.ct.capacity()
 	}
+	if f.flows != nil {
+		s.FlowsRecorded, s.DenyAggregates = f.flows.count(), f.flows.denies.count()
+		s.FlowsDropped, s.DeniesDropped = f.flows.dropped.Load(), f.flows.denies.dropped.Load()
+	}
 	return s
+}
+
+// SetFlowLogging turns flow accounting on or off (the policy's flowLogs);
+// while off nothing new is recorded and the next CollectFlows reports
+// every flow and aggregate held. A filter made by New ignores it.
+func (f *Filter) SetFlowLogging(on bool) {
+	if f.flows != nil {
+		f.flows.off.Store(!on)
+	}
+}
+
+// CollectFlows returns the flow records due now: accepted flows that ended
+// (FIN or RST then FlowConfig.CloseWait of quiet, or idle), periodic
+// updates (Update: true) of flows still open, and the deny aggregates of
+// the minutes before this one; with final (the filter is going away) or
+// while flow logging is off, every flow and aggregate held. Counts are
+// totals since the flow's start. Records have no ID or SrcNode: the
+// caller, which knows the node and its peers, sets them. A filter without
+// flow accounting returns nil. It walks the whole table under its locks:
+// call it every few seconds from one goroutine, not per packet.
+func (f *Filter) CollectFlows(final bool) []wire.FlowRecord {
+	if f.flows == nil {
+		return nil
+	}
+	f.flows.tick()
+	return f.flows.collect(f.flows.now.Load(), final || f.flows.off.Load(), nil)
+}
+
+// TickFlows reads the clock for flow accounting. Reading it per packet
+// would cost more than the rest of the accounting together, so flow
+// records carry times of the last tick: call it about every second (the
+// engine's flow goroutine does); CollectFlows ticks too.
+func (f *Filter) TickFlows() {
+	if f.flows != nil {
+		f.flows.tick()
+	}
 }

@@ -8,8 +8,10 @@ import (
 	"github.com/warrenmesh/warren/internal/wire"
 )
 
-// FuzzInbound feeds arbitrary bytes to Outbound and Inbound: they must never
-// panic, never modify the packet, and give reasons that match the verdict.
+// FuzzInbound feeds arbitrary bytes to Outbound and Inbound (with flow
+// accounting on): they must never panic, never modify the packet, and give
+// reasons that match the verdict; the flow records account for every
+// packet accepted by a rule or denied for no rule.
 func FuzzInbound(f *testing.F) {
 	seeds := []pk{
 		tcp(peer4, self4, 1, 22, tcpSYN),
@@ -39,7 +41,7 @@ func FuzzInbound(f *testing.F) {
 		rule(f, []string{peer4, peer6}, []string{"0.0.0.0/0 *", "::/0 *"}, protoUDP),
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		flt := New(rules)
+		flt := NewWithFlows(rules, FlowConfig{MaxDenies: 16})
 		before := bytes.Clone(data)
 		flt.Outbound(data)
 		v, r := flt.Inbound(data)
@@ -60,6 +62,17 @@ func FuzzInbound(f *testing.F) {
 			icmpQuote(t, true, data),
 		} {
 			flt.Inbound(outer)
+		}
+		st := flt.Stats()
+		var logged uint64
+		for _, rec := range flt.CollectFlows(true) {
+			if rec.PacketsIn == 0 || (rec.Verdict != "accept" && rec.Verdict != "deny") {
+				t.Fatalf("bad record %+v", rec)
+			}
+			logged += rec.PacketsIn
+		}
+		if want := st.Accepted[ReasonRule] + st.Dropped[ReasonNoRule] + st.Dropped[ReasonFragment]; logged+st.FlowsDropped+st.DeniesDropped != want {
+			t.Fatalf("records count %d packets (+%d dropped), the filter decided %d", logged, st.FlowsDropped+st.DeniesDropped, want)
 		}
 	})
 }

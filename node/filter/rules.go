@@ -148,6 +148,66 @@ type family struct {
 // ruleSet is an immutable compiled rule list; a nil *ruleSet accepts nothing.
 type ruleSet struct {
 	fam [2]family // [0] IPv4, [1] IPv6
+	gen uint64    // set by SetRules, unique per Filter: flows remember it
+	// For flow logs (compiled only when the filter records flows): the id
+	// (wire.FilterRule.Rule) every rule shares, or, when they have
+	// several, one compiled set per id in the order the ids first appear.
+	single string
+	byID   []idRules
+}
+
+// idRules are the rules of one policy rule id.
+type idRules struct {
+	id string
+	rs *ruleSet
+}
+
+// ruleOf returns the id of the first rule (in the order of ids) that
+// accepts the packet, "" if none does or the rules carry none. It costs
+// one lookup per distinct id, so it is for a flow's first packet only.
+func (rs *ruleSet) ruleOf(v6 bool, proto uint8, src, dst u128, port int) string {
+	if rs == nil {
+		return ""
+	}
+	if rs.byID == nil {
+		return rs.single
+	}
+	for i := range rs.byID {
+		if rs.byID[i].rs.allows(v6, proto, src, dst, port) {
+			return rs.byID[i].id
+		}
+	}
+	return ""
+}
+
+// compileIDs is compile plus, with ids, what ruleOf needs.
+func compileIDs(rules []wire.FilterRule, ids bool) *ruleSet {
+	rs := compile(rules)
+	if !ids {
+		return rs
+	}
+	var order []string
+	groups := map[string][]wire.FilterRule{}
+	for _, r := range rules {
+		if len(r.CapGrant) > 0 {
+			continue
+		}
+		if _, ok := groups[r.Rule]; !ok {
+			order = append(order, r.Rule)
+		}
+		groups[r.Rule] = append(groups[r.Rule], r)
+	}
+	switch len(order) {
+	case 0:
+	case 1:
+		rs.single = order[0]
+	default:
+		rs.byID = make([]idRules, len(order))
+		for i, id := range order {
+			rs.byID[i] = idRules{id: id, rs: compile(groups[id])}
+		}
+	}
+	return rs
 }
 
 // allows reports whether some rule accepts a packet of proto from src to dst

@@ -25,6 +25,7 @@ import (
 	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/internal/key"
 	"github.com/warrenmesh/warren/internal/tstest/oidctest"
+	"github.com/warrenmesh/warren/internal/wire"
 	"github.com/warrenmesh/warren/node/controlclient"
 	"github.com/warrenmesh/warren/node/engine"
 )
@@ -166,6 +167,7 @@ type Node struct {
 	dataPlane bool
 	relayOnly bool
 	port      uint16
+	opts      NodeOptions
 	log       *slog.Logger
 
 	mu      sync.Mutex
@@ -191,6 +193,11 @@ type NodeOptions struct {
 	RelayOnly bool
 	// ListenPort is the data plane's UDP port (0: any free one).
 	ListenPort uint16
+	// FlowSink, FlowInterval and FlowUpdate are the data plane's flow log
+	// settings (engine.Config); nil FlowSink: no flow logs.
+	FlowSink     func([]wire.FlowRecord)
+	FlowInterval time.Duration
+	FlowUpdate   time.Duration
 }
 
 // AddNode starts a node's control client; it is stopped when the test
@@ -202,7 +209,7 @@ func (m *Mesh) AddNode(hostname string, o NodeOptions) *Node {
 		id = *o.Identity
 	}
 	n := &Node{Name: hostname, ID: id, changed: make(chan struct{}), done: make(chan struct{}),
-		dataPlane: o.DataPlane, relayOnly: o.RelayOnly, port: o.ListenPort, log: m.log.With("part", "node", "node", hostname)}
+		dataPlane: o.DataPlane, relayOnly: o.RelayOnly, port: o.ListenPort, opts: o, log: m.log.With("part", "node", "node", hostname)}
 	cc, err := controlclient.New(controlclient.Config{
 		URL: m.URL, ControlKey: m.Coord.PublicKey(), Machine: id.Machine, NodeKey: id.Node.Public(),
 		DiscoKey: id.Disco.Public(), Hostname: hostname, OS: "linux", AuthKey: o.AuthKey, Tags: o.Tags,
@@ -251,7 +258,8 @@ func (n *Node) applyDataPlane(nm *controlclient.Netmap) {
 			LocalEndpoints: func(port uint16) []netip.AddrPort {
 				return []netip.AddrPort{netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)}
 			},
-			OnEndpoints: n.Client.SetEndpoints, RelayOnly: n.relayOnly, Logger: n.log})
+			OnEndpoints: n.Client.SetEndpoints, RelayOnly: n.relayOnly, Logger: n.log,
+			FlowSink: n.opts.FlowSink, FlowInterval: n.opts.FlowInterval, FlowUpdate: n.opts.FlowUpdate})
 		if err != nil {
 			n.log.Error("start data plane", "err", err)
 			return
@@ -261,6 +269,7 @@ func (n *Node) applyDataPlane(nm *controlclient.Netmap) {
 		n.mu.Unlock()
 	}
 	eng.SetDERPMap(nm.DERPMap)
+	eng.SetSelf(nm.Self)
 	if err := eng.SetNetmap(nm.Peers, nm.PacketFilter); err != nil {
 		n.log.Error("apply netmap to data plane", "err", err)
 	}
