@@ -65,7 +65,8 @@ const flowCols = `flow_id, node_id, start_time, end_time, is_update, src, src_po
 
 const flowNCols = 24
 
-// InsertFlows stores flows, skipping those whose ID is already stored,
+// InsertFlows stores flows, skipping those whose ID its reporter already
+// stored,
 // and returns how many it added. Call it in a transaction (Store.Tx) to
 // store a batch whole or not at all.
 func (q queries) InsertFlows(ctx context.Context, flows []Flow) (int64, error) {
@@ -106,7 +107,7 @@ func insertFlowsSQL(n int) string {
 
 func buildInsertSQL(n int) string {
 	row := "(" + strings.TrimSuffix(strings.Repeat("?,", flowNCols), ",") + ")"
-	return `INSERT INTO flows (` + flowCols + `) VALUES ` + strings.TrimSuffix(strings.Repeat(row+",", n), ",") + ` ON CONFLICT (flow_id) DO NOTHING`
+	return `INSERT INTO flows (` + flowCols + `) VALUES ` + strings.TrimSuffix(strings.Repeat(row+",", n), ",") + ` ON CONFLICT (node_id, flow_id) DO NOTHING`
 }
 
 func jsonList(l []string) string {

@@ -64,7 +64,7 @@ func insertBare(ctx context.Context, q queries, rows []Flow) error {
 				f.Verdict, f.Reason, f.Rule, int64(f.Count))
 		}
 		query := buildInsertSQL(len(chunk))
-		query = "INSERT INTO flows_bare" + query[len("INSERT INTO flows"):len(query)-len(" ON CONFLICT (flow_id) DO NOTHING")]
+		query = "INSERT INTO flows_bare" + query[len("INSERT INTO flows"):len(query)-len(" ON CONFLICT (node_id, flow_id) DO NOTHING")]
 		if _, err := q.q.ExecContext(ctx, query, args...); err != nil {
 			return err
 		}

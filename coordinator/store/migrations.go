@@ -183,14 +183,14 @@ ALTER TABLE api_keys ADD COLUMN name TEXT NOT NULL DEFAULT '';
 `},
 	{11, `
 -- Flow logs: one row per record a node reported (flow_id is the record's
--- stable ID: a record delivered twice is stored once). node_id is the
+-- stable ID: a record the same node delivers twice is stored once). node_id is the
 -- node that reported it; src_node/dst_node and the users and tags are
 -- what the coordinator resolved the addresses to when it stored the row
 -- (0 and '' when unknown). Times are unix nanoseconds; end_time is the
 -- last packet, on which time-range queries and retention work.
 CREATE TABLE flows (
 	id          INTEGER PRIMARY KEY,
-	flow_id     TEXT NOT NULL UNIQUE,
+	flow_id     TEXT NOT NULL,
 	node_id     INTEGER NOT NULL,
 	start_time  INTEGER NOT NULL,
 	end_time    INTEGER NOT NULL,
@@ -213,7 +213,9 @@ CREATE TABLE flows (
 	verdict     TEXT NOT NULL,
 	reason      TEXT NOT NULL DEFAULT '',
 	rule        TEXT NOT NULL DEFAULT '',
-	count       INTEGER NOT NULL DEFAULT 0
+	count       INTEGER NOT NULL DEFAULT 0,
+	-- A node's IDs are its own: one node cannot shadow another's records.
+	UNIQUE (node_id, flow_id)
 );
 CREATE INDEX flows_time ON flows(end_time);
 CREATE INDEX flows_src_user ON flows(src_user, end_time);
