@@ -123,7 +123,7 @@ func fillFlows(ctx context.Context, s *sqliteStore, n int, from, to time.Time) e
 		INSERT INTO flows (`+flowCols+`)
 		SELECT 'g-' || i, 1 + i %% 200, %d + i * %d - 1000000000, %d + i * %d, 0,
 			'100.64.' || (i %% 100 / 250) || '.' || (1 + i %% 100), 40000 + i %% 20000, '100.65.0.' || (1 + i / 3 %% 200), CASE i %% 4 WHEN 0 THEN 5432 WHEN 1 THEN 22 WHEN 2 THEN 443 ELSE 8080 END, 6,
-			1000 + i %% 100, 'user' || (i %% 100) || '@example.com', '[]', 1 + i / 3 %% 200, '', '["tag:db"]',
+			1000 + i %% 100, 'user' || (i / 13 %% 100) || '@example.com', '[]', 1 + i / 3 %% 200, '', '["tag:db"]',
 			10, 1000, 8, 800, CASE WHEN i / 7 %% 20 = 0 THEN 'deny' ELSE 'accept' END, CASE WHEN i / 7 %% 20 = 0 THEN 'no-rule' ELSE '' END, 'acls[0]', 0
 		FROM seq`, n, from.UnixNano(), span, from.UnixNano(), span),
 		`CREATE INDEX flows_time ON flows(end_time)`,
