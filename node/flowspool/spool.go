@@ -31,9 +31,13 @@ import (
 // DefaultSize is the spool's default bound on disk (64 MiB).
 const DefaultSize = 64 << 20
 
-// minSegments is how many segments a full spool is divided into at least:
-// dropping the oldest loses at most this fraction of it.
-const minSegments = 8
+// A full spool is divided into at least minSegments segments (dropping
+// the oldest loses at most that fraction of it), each at most maxSegment
+// bytes (a batch reads one segment, holding the spool's lock).
+const (
+	minSegments = 8
+	maxSegment  = 1 << 20
+)
 
 // ackFile holds the acknowledged position across restarts.
 const ackFile = "acked"
@@ -81,7 +85,7 @@ func Open(dir string, size int64, logger *slog.Logger) (*Spool, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("flow spool: %w", err)
 	}
-	s := &Spool{dir: dir, max: size, segMax: max(size/minSegments, 1), log: logger, changed: make(chan struct{}, 1)}
+	s := &Spool{dir: dir, max: size, segMax: min(max(size/minSegments, 1), maxSegment), log: logger, changed: make(chan struct{}, 1)}
 	if b, err := os.ReadFile(filepath.Join(dir, ackFile)); err == nil {
 		s.acked, _ = strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
 	}
