@@ -129,8 +129,8 @@ func fillFlows(ctx context.Context, s *sqliteStore, n int, from, to time.Time) e
 			10, 1000, 8, 800, CASE WHEN i / 7 %% 20 = 0 THEN 'deny' ELSE 'accept' END, CASE WHEN i / 7 %% 20 = 0 THEN 'no-rule' ELSE '' END, 'acls[0]', 0
 		FROM seq`, n, from.UnixNano(), span, from.UnixNano(), span),
 		`CREATE INDEX flows_time ON flows(end_time)`,
-		`CREATE INDEX flows_src_user ON flows(src_user, end_time)`,
-		`CREATE INDEX flows_dst_node ON flows(dst_node, end_time)`,
+		`CREATE INDEX flows_src_user ON flows(src_user, end_time, dst_node, verdict)`,
+		`CREATE INDEX flows_dst_node ON flows(dst_node, end_time, verdict, dst_port)`,
 		`ANALYZE`,
 	} {
 		if _, err := s.wdb.ExecContext(ctx, q); err != nil {
