@@ -48,6 +48,11 @@ test-short:
 # BenchmarkPostureChange (coordinator/netmap) is one device's posture change
 # in a 10,000-node mesh with 500 rules (50 posture-gated), beside an
 # endpoint change and an unused attribute's change as baselines.
+# BenchmarkFlowQuery (coordinator/store) fills a flows table of 10 M rows
+# once (one INSERT ... SELECT, 2-4 minutes on two busy cores, about 4 GB
+# under TMPDIR) and times filtered queries over it; BenchmarkIngest
+# (coordinator/flowlog) stores flow batches through the real path beside
+# the bare insert.
 # BenchmarkIdleClientRSS (internal/tstest/relayrss) runs warren-derp and
 # Tailscale's derper as processes and compares their RSS per idle client.
 # The last line is the namespace benchmark: single-stream TCP throughput

@@ -29,6 +29,7 @@ import (
 	"github.com/warrenmesh/warren/coordinator/audit"
 	"github.com/warrenmesh/warren/coordinator/control"
 	"github.com/warrenmesh/warren/coordinator/export"
+	"github.com/warrenmesh/warren/coordinator/flowlog"
 	"github.com/warrenmesh/warren/coordinator/keyfile"
 	"github.com/warrenmesh/warren/coordinator/keyring"
 	"github.com/warrenmesh/warren/coordinator/netmap"
@@ -82,6 +83,10 @@ type Config struct {
 	// AlertWebhook, if set, is a Slack-compatible incoming webhook that
 	// gets the alert events (an export sink limited to them).
 	AlertWebhook string
+	// FlowRetention is how long flow records are kept (by their last
+	// packet); older ones are pruned every hour, in bounded batches. 0
+	// keeps them forever.
+	FlowRetention time.Duration
 	// PolicyPath is the admins' policy file, watched for changes; default
 	// <StateDir>/policy.hujson (created with policyfile.DefaultSource when
 	// missing).
@@ -213,7 +218,8 @@ func New(ctx context.Context, cfg Config) (_ *Coordinator, err error) {
 	}
 	undo.add(c.registry.Close) // its ephemeral-node timers
 	c.control, err = control.New(control.Config{Key: k, Registry: c.registry, Engine: c.engine,
-		Audit: c.audit, Failures: c.failures, Logger: cfg.Logger, KeepAlive: cfg.KeepAlive, HandshakeTimeout: cfg.HandshakeTimeout})
+		Audit: c.audit, Failures: c.failures, Logger: cfg.Logger, KeepAlive: cfg.KeepAlive, HandshakeTimeout: cfg.HandshakeTimeout,
+		Flows: flowlog.New(c.engine, c.audit, cfg.Logger)})
 	if err != nil {
 		return nil, err
 	}
@@ -267,12 +273,12 @@ func New(ctx context.Context, cfg Config) (_ *Coordinator, err error) {
 			alerter.Run(runCtx)
 		}()
 	}
-	if cfg.AuditRetention > 0 {
-		c.pruneAudit(ctx, cfg.AuditRetention) // at start, then hourly
+	if cfg.AuditRetention > 0 || cfg.FlowRetention > 0 {
+		c.prune(ctx, cfg.AuditRetention, cfg.FlowRetention) // at start, then hourly
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()
-			c.runAuditRetention(runCtx, cfg.AuditRetention)
+			c.runRetention(runCtx, cfg.AuditRetention, cfg.FlowRetention)
 		}()
 	}
 	c.wg.Add(2)

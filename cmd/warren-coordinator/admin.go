@@ -129,15 +129,18 @@ type command struct {
 
 func admin(ctx context.Context, group string, args []string, stdout, stderr io.Writer) error {
 	verb := "list"
-	if group != "audit" && len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+	if group != "audit" && group != "flows" && len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		verb, args = args[0], args[1:]
 	}
 	cmd := &command{ctx: ctx, out: stdout, fs: flag.NewFlagSet(group+" "+verb, flag.ContinueOnError)}
 	cmd.fs.SetOutput(stderr)
 	cmd.af.register(cmd.fs)
 	handler, ok := adminCommands[group+" "+verb]
-	if group == "audit" {
+	switch group {
+	case "audit":
 		handler, ok = auditCmd, true
+	case "flows":
+		handler, ok = flowsCmd, true
 	}
 	if !ok {
 		return fmt.Errorf("unknown command %q (see warren-coordinator --help)", group+" "+verb)
@@ -551,24 +554,5 @@ func revokeKey(c *command, args []string, expire bool) error {
 	}
 	return c.print(k, "ID\tPREFIX\tEXPIRES\tREVOKED", func(w io.Writer) {
 		fmt.Fprintf(w, "%d\t%s…\t%s\t%v\n", k.ID, k.Prefix, when(k.Expiration), k.Revoked)
-	})
-}
-
-func auditCmd(c *command, args []string) error {
-	since := c.fs.String("since", "", "only events this recent, e.g. 1h")
-	action := c.fs.String("action", "", "only this action, e.g. node.register")
-	limit := c.fs.Int("limit", 100, "at most this many events")
-	if err := c.parse(args, 0, 0, "audit [--since D] [--action A] [--limit N] [--json]"); err != nil {
-		return err
-	}
-	events, err := c.c.ListAudit(c.ctx, *since, *action, *limit)
-	if err != nil {
-		return err
-	}
-	return c.print(events, "TIME\tACTOR\tACTION\tTARGET\tOUTCOME\tREMOTE\tDETAIL", func(w io.Writer) {
-		for _, e := range events {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Time.Local().Format(time.DateTime), e.Actor, e.Action,
-				orDash(e.Target), e.Outcome, orDash(e.Remote), e.Detail)
-		}
 	})
 }

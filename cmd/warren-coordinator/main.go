@@ -32,7 +32,9 @@ Usage:
                                             device posture attributes (node: ones come from the node itself)
   warren-coordinator keys    list | create --user USER [--reusable] [--ephemeral] [--tag T]... [--ttl D] | revoke ID | expire ID
   warren-coordinator apikeys list | create [--user USER] [--ttl D] [--role integration --name NAME]
-  warren-coordinator audit   [--since D] [--action A] [--limit N]
+  warren-coordinator audit   [--since D] [--until D] [--actor A] [--action A] [--target T] [--outcome O] [--limit N]
+  warren-coordinator flows   [--since D] [--until D] [--user U] [--src NODE] [--dst tag:T|NODE|ADDR] [--port P]
+                             [--denied] [--limit N]     flow logs, newest first (D: 1h, 7d or an RFC 3339 time)
   warren-coordinator policy  check FILE... | test FILE... | show | history [--diff] | reload | apply FILE
                              | explain SRC DST:PORT [--file F] [--proto P] [--at T] [--posture K=V]... [--mfa-age D]
                              | compile --file POLICY --nodes NODES.json [--at T] | compile --diff OLD NEW --nodes NODES.json
@@ -73,7 +75,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return printKey(rest, stdout, stderr)
 	case "secrets":
 		return secretsCmd(ctx, rest, stdout, stderr)
-	case "users", "nodes", "routes", "attrs", "keys", "apikeys", "audit", "policy":
+	case "users", "nodes", "routes", "attrs", "keys", "apikeys", "audit", "flows", "policy":
 		return admin(ctx, cmd, rest, stdout, stderr)
 	}
 	return fmt.Errorf("unknown command %q (see warren-coordinator --help)", cmd)

@@ -55,7 +55,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	stunListen := fs.String("stun-listen", ":3478", "UDP address of the embedded STUN server; without a host, on the host of --listen (\"\" for none)")
 	derpMapPath := fs.String("derp-map", "", "JSON file of further relay regions ({\"regions\": [{\"id\", \"code\", \"url\", \"stun\"}]}), e.g. warren-derp servers")
 	admitTokenFile := fs.String("relay-admit-token-file", "", "file holding the token standalone relays (warren-derp --admit-token-file) present at "+coordinator.RelayAdmitPath)
-	auditRetention := fs.Duration("audit-retention", 365*24*time.Hour, "how long audit events are kept (pruned hourly; 0 keeps them forever)")
+	auditRetention, flowRetention := days(365*24*time.Hour), days(30*24*time.Hour)
+	fs.Var(&auditRetention, "audit-retention", "how long audit events are kept, in days (365d) or as a duration (pruned hourly; 0 keeps them forever)")
+	fs.Var(&flowRetention, "flow-retention", "how long flow records are kept, by their last packet, in days (30d) or as a duration (pruned hourly in bounded batches; 0 keeps them forever)")
 	maxPerIP := fs.Int("max-conns-per-ip", connlimit.DefaultPerSource, "most connections one IP address may hold open to --listen (0: no cap; behind a proxy every client has the proxy's address: raise it or use 0)")
 	maxConns := fs.Int("max-conns", 0, "most connections open to --listen in all (0: the file descriptor limit minus a reserve)")
 	idleTimeout := fs.Duration("idle-timeout", coordinator.DefaultIdleTimeout, "close an HTTP keep-alive connection idle this long (websockets have their own keep-alives)")
@@ -106,8 +108,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *postureMaxAge <= 0 {
 		return errors.New("--posture-max-age must be positive, e.g. 15m")
 	}
-	if *auditRetention < 0 || *maxPerIP < 0 || *maxConns < 0 || *idleTimeout < 0 || *handshakeTimeout < 0 {
-		return errors.New("--audit-retention, --max-conns-per-ip, --max-conns, --idle-timeout and --handshake-timeout cannot be negative")
+	if auditRetention < 0 || flowRetention < 0 || *maxPerIP < 0 || *maxConns < 0 || *idleTimeout < 0 || *handshakeTimeout < 0 {
+		return errors.New("--audit-retention, --flow-retention, --max-conns-per-ip, --max-conns, --idle-timeout and --handshake-timeout cannot be negative")
 	}
 	sinks, err := logSinkConfigs(logSinks, *logSinksFile)
 	if err != nil {
@@ -115,8 +117,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	c, err := coordinator.New(ctx, coordinator.Config{StateDir: *stateDir, Domain: *domain, DNS: dnsCfg, Logger: logger,
 		KeyExpiry: *keyExpiry, EphemeralGrace: *grace, PostureMaxAge: *postureMaxAge, PolicyPath: *policyPath, Relay: relay,
-		RequireApproval: *requireApproval, Login: loginCfg, AuditRetention: *auditRetention, LogSinks: sinks,
-		Alerts: alertConfig(*alerts), AlertWebhook: *alertWebhook,
+		RequireApproval: *requireApproval, Login: loginCfg, AuditRetention: time.Duration(auditRetention), FlowRetention: time.Duration(flowRetention),
+		LogSinks: sinks, Alerts: alertConfig(*alerts), AlertWebhook: *alertWebhook,
 		HandshakeTimeout: *handshakeTimeout,
 		Limits:           coordinator.ServeLimits{IdleTimeout: *idleTimeout, MaxConnsPerSource: capFlag(*maxPerIP), MaxConns: *maxConns}})
 	if err != nil {

@@ -24,6 +24,7 @@ import (
 	"github.com/warrenmesh/warren/internal/metrics"
 	"github.com/warrenmesh/warren/internal/version"
 	"github.com/warrenmesh/warren/node/daemon"
+	"github.com/warrenmesh/warren/node/flowspool"
 	"github.com/warrenmesh/warren/node/localapi"
 	"github.com/warrenmesh/warren/node/nodemetrics"
 	"github.com/warrenmesh/warren/node/service"
@@ -56,6 +57,7 @@ type options struct {
 	logFormat, logLevel                                    *string
 	metricsListen                                          *string
 	postureInterval                                        *time.Duration
+	flowSpool                                              byteSize
 }
 
 func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *options) {
@@ -78,6 +80,8 @@ func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *options) {
 	o.snatSubnetRoutes = fs.Bool("snat-subnet-routes", true, "with --tun on a subnet router, masquerade mesh sources into the routed networks, so their hosts see this router's address; false keeps the mesh source (the routed network then needs a route back to 100.64.0.0/10 through this router)")
 	o.postureInterval = fs.Duration("posture-interval", daemon.DefaultPostureInterval, "how often the node collects its posture (node:os, node:diskEncrypted, node:firewall, …) and reports it, or a heartbeat when nothing changed, besides at start and on network changes; at least 10s")
 	o.metricsListen = fs.String("metrics-listen", "", "serve Prometheus metrics at /metrics on this address, e.g. 127.0.0.1:9100 (no authentication, and the series name peers: keep it on loopback; empty: off)")
+	o.flowSpool = byteSize(flowspool.DefaultSize)
+	fs.Var(&o.flowSpool, "flow-spool-size", "bound on the spool of flow records waiting for the coordinator, in <state-dir>/flows (bytes, or with KiB, MiB or GiB); when full the oldest records are dropped and counted; 0 turns flow logs off on this node")
 	o.logFormat = fs.String("log-format", "text", "log format: text or json")
 	o.logLevel = fs.String("log-level", "info", "log level: debug, info, warn, error")
 	return fs, o
@@ -93,7 +97,10 @@ func (o *options) config() (daemon.Config, error) {
 		return daemon.Config{}, fmt.Errorf("--posture-interval %s is too short: collect at most every %s (the default is %s)", *o.postureInterval, daemon.MinPostureInterval, daemon.DefaultPostureInterval)
 	}
 	cfg := daemon.Config{PostureInterval: *o.postureInterval, StateDir: *o.stateDir, TUN: *o.tun, WGName: *o.wgName, ListenPort: uint16(*o.port), RelayOnly: *o.relayOnly,
-		NoSNATSubnetRoutes: !*o.snatSubnetRoutes, DNSMethod: *o.dnsMethod, ResolvConf: *o.resolvConf}
+		NoSNATSubnetRoutes: !*o.snatSubnetRoutes, DNSMethod: *o.dnsMethod, ResolvConf: *o.resolvConf, FlowSpoolSize: int64(o.flowSpool)}
+	if o.flowSpool == 0 {
+		cfg.FlowSpoolSize = -1
+	}
 	for _, e := range o.expose {
 		x, err := parseExpose(e)
 		if err != nil {

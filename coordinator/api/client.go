@@ -246,3 +246,38 @@ func (c *Client) ApplyPolicy(ctx context.Context, source []byte) (ApplyPolicyRes
 func (c *Client) ExplainPolicy(ctx context.Context, req ExplainRequest) (ExplainResponse, error) {
 	return call[ExplainResponse](ctx, c, "POST", "/api/v1/policy/explain", req)
 }
+
+// QueryAudit lists the audit events q selects, newest first.
+func (c *Client) QueryAudit(ctx context.Context, q AuditQuery) ([]AuditEvent, error) {
+	v := url.Values{}
+	for k, s := range map[string]string{"since": q.Since, "until": q.Until, "actor": q.Actor, "action": q.Action, "target": q.Target, "outcome": q.Outcome} {
+		if s != "" {
+			v.Set(k, s)
+		}
+	}
+	if q.Limit > 0 {
+		v.Set("limit", fmt.Sprint(q.Limit))
+	}
+	return call[[]AuditEvent](ctx, c, "GET", "/api/v1/audit?"+v.Encode(), nil)
+}
+
+// ListFlows lists the flow records q selects, newest (by last packet)
+// first.
+func (c *Client) ListFlows(ctx context.Context, q FlowQuery) ([]Flow, error) {
+	v := url.Values{}
+	for k, s := range map[string]string{"since": q.Since, "until": q.Until, "user": q.User, "src": q.Src, "dst": q.Dst} {
+		if s != "" {
+			v.Set(k, s)
+		}
+	}
+	if q.Port != 0 {
+		v.Set("port", fmt.Sprint(q.Port))
+	}
+	if q.Denied {
+		v.Set("denied", "true")
+	}
+	if q.Limit > 0 {
+		v.Set("limit", fmt.Sprint(q.Limit))
+	}
+	return call[[]Flow](ctx, c, "GET", "/api/v1/flows?"+v.Encode(), nil)
+}

@@ -3,7 +3,6 @@ package api
 import (
 	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/warrenmesh/warren/coordinator/registry"
@@ -33,6 +32,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /api/v1/apikeys", s.listAPIKeys)
 	m.HandleFunc("POST /api/v1/apikeys", s.createAPIKey)
 	m.HandleFunc("GET /api/v1/audit", s.listAudit)
+	m.HandleFunc("GET /api/v1/flows", s.listFlows)
 	s.policyRoutes()
 	s.credentialRoutes()
 	s.nodeRouteRoutes(m)
@@ -323,36 +323,6 @@ func (s *Server) createAPIKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusCreated, apiKeyJSON(k, plain, nil))
-}
-
-func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
-	a := actorFrom(r.Context())
-	if !a.Admin {
-		writeErr(w, registry.ErrForbidden)
-		return
-	}
-	f := store.AuditFilter{Action: r.URL.Query().Get("action")}
-	if v := r.URL.Query().Get("limit"); v != "" {
-		f.Limit, _ = strconv.Atoi(v)
-	}
-	if v := r.URL.Query().Get("since"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			writeErr(w, errBadBody)
-			return
-		}
-		f.Since = s.cfg.Now().Add(-d)
-	}
-	events, err := s.cfg.Store.ListAudit(r.Context(), f)
-	if err != nil {
-		writeErr(w, err)
-		return
-	}
-	out := make([]AuditEvent, 0, len(events))
-	for _, e := range events {
-		out = append(out, AuditEvent{Time: e.Time, Actor: e.Actor, Action: e.Action, Target: e.Target, Remote: e.Remote, Outcome: e.Outcome, Detail: e.Detail})
-	}
-	writeJSON(w, http.StatusOK, out)
 }
 
 // userNames returns the names of the users the caller may see (all for

@@ -22,6 +22,7 @@ import (
 
 	"github.com/warrenmesh/warren/coordinator/audit"
 	"github.com/warrenmesh/warren/coordinator/auth"
+	"github.com/warrenmesh/warren/coordinator/flowlog"
 	"github.com/warrenmesh/warren/coordinator/login"
 	"github.com/warrenmesh/warren/coordinator/netmap"
 	"github.com/warrenmesh/warren/coordinator/registry"
@@ -62,6 +63,9 @@ type Config struct {
 	// registration, the login follow-up, its map request): a client that
 	// sends nothing is cut after it. 0 means 10 s.
 	HandshakeTimeout time.Duration
+	// Flows stores the flow batches nodes send (nil: they are
+	// acknowledged and dropped).
+	Flows *flowlog.Ingest
 }
 
 // SilenceKeepAlives is how many keep-alives in a row a streaming node that

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/warrenmesh/warren/coordinator/audit"
+	"github.com/warrenmesh/warren/coordinator/flowlog"
 	"github.com/warrenmesh/warren/coordinator/netmap"
 	"github.com/warrenmesh/warren/coordinator/registry"
 	"github.com/warrenmesh/warren/coordinator/store"
@@ -40,7 +41,12 @@ var errSilent = errors.New("node sent nothing in time")
 
 // read reads one message from the node, refusing oversized frames.
 func (s *session) read() (wire.Message, error) {
-	m, err := wire.ReadMessage(s.conn, wire.MaxNodeMessage)
+	return s.readLimit(func(wire.Type) int { return wire.MaxNodeMessage })
+}
+
+// readLimit reads one message from the node with a limit by type.
+func (s *session) readLimit(limit func(wire.Type) int) (wire.Message, error) {
+	m, err := wire.ReadMessageLimit(s.conn, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -233,7 +239,7 @@ func (s *session) write(ctx context.Context, st *netmap.Stream, stream bool) err
 // message counts as the node's answer to the keep-alives sent so far.
 func (s *session) readUpdates(ctx context.Context, id store.NodeID) error {
 	for {
-		m, err := s.read()
+		m, err := s.readLimit(wire.StreamLimit)
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
@@ -254,6 +260,10 @@ func (s *session) readUpdates(ctx context.Context, id store.NodeID) error {
 			}
 			s.reportPosture(ctx, id, m.Posture)
 		case *wire.KeepAlive:
+		case *wire.FlowBatch:
+			if err := s.storeFlows(ctx, id, m); err != nil {
+				return err
+			}
 		case *wire.LogoutRequest:
 			if err := s.srv.cfg.Registry.Logout(ctx, id); err != nil {
 				return s.fail(ctx, "control.logout", err)
@@ -265,6 +275,29 @@ func (s *session) readUpdates(ctx context.Context, id store.NodeID) error {
 			return s.fail(ctx, "control.update", fmt.Errorf("%w: %v during streaming", errBadMessage, m.WireType()))
 		}
 	}
+}
+
+// storeFlows stores a flow batch and acknowledges it once it is durable
+// (without a flow log configured: at once, storing nothing). A batch of
+// too many records breaks the protocol; a failure to store it ends the
+// channel unacknowledged, so the node sends it again.
+func (s *session) storeFlows(ctx context.Context, id store.NodeID, b *wire.FlowBatch) error {
+	if in := s.srv.cfg.Flows; in != nil {
+		res, err := in.Store(ctx, id, s.remote, b)
+		if errors.Is(err, flowlog.ErrTooMany) {
+			return s.fail(ctx, "control.flows", fmt.Errorf("%w: %w", errBadMessage, err))
+		}
+		if err != nil {
+			return err
+		}
+		if res.Refused > 0 {
+			s.log.Warn("flow records refused", "node", id, "records", res.Refused)
+		}
+	}
+	if err := wire.WriteMessage(s.conn, &wire.FlowAck{Seq: b.Seq}); err != nil {
+		return fmt.Errorf("send flow ack: %w", err)
+	}
+	return nil
 }
 
 // reportPosture records the node's posture report, if it sent one. A

@@ -129,3 +129,11 @@ func (s *sqliteStore) ListNodeAttrs(ctx context.Context, id NodeID) ([]NodeAttr,
 func (s *sqliteStore) ListAllNodeAttrs(ctx context.Context) ([]NodeAttr, error) {
 	return s.r.ListAllNodeAttrs(ctx)
 }
+
+func (s *sqliteStore) ListFlows(ctx context.Context, f FlowFilter) ([]Flow, error) {
+	return s.r.ListFlows(ctx, f)
+}
+
+func (s *sqliteStore) InsertFlows(ctx context.Context, flows []Flow) (int64, error) {
+	return writeGet(ctx, s, func(q Queries) (int64, error) { return q.InsertFlows(ctx, flows) })
+}

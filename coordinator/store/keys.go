@@ -167,13 +167,18 @@ func (q queries) ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, er
 		limit = defaultAuditLimit
 	}
 	limit = min(limit, maxAuditLimit)
+	until := nanos(f.Until)
+	if until == 0 {
+		until = 1<<63 - 1
+	}
 	return list(ctx, q, "audit events", `SELECT id, time, actor, action, target, remote, outcome, detail FROM audit_events
-		WHERE time >= ? AND (? = '' OR action = ?) ORDER BY time DESC, id DESC LIMIT ?`,
+		WHERE time >= ? AND time <= ? AND (? = '' OR action = ?) AND (? = '' OR actor = ?) AND (? = '' OR target = ?) AND (? = '' OR outcome = ?)
+		ORDER BY time DESC, id DESC LIMIT ?`,
 		func(row interface{ Scan(...any) error }) (AuditEvent, error) {
 			var e AuditEvent
 			var t int64
 			err := row.Scan(&e.ID, &t, &e.Actor, &e.Action, &e.Target, &e.Remote, &e.Outcome, &e.Detail)
 			e.Time = fromNanos(t)
 			return e, err
-		}, nanos(f.Since), f.Action, f.Action, limit)
+		}, nanos(f.Since), until, f.Action, f.Action, f.Actor, f.Actor, f.Target, f.Target, f.Outcome, f.Outcome, limit)
 }

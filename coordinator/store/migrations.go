@@ -181,7 +181,53 @@ CREATE TABLE node_attrs (
 ALTER TABLE api_keys ADD COLUMN role TEXT NOT NULL DEFAULT '';
 ALTER TABLE api_keys ADD COLUMN name TEXT NOT NULL DEFAULT '';
 `},
-	// 11 is the flows table (issue 19, storage).
+	{11, `
+-- Flow logs: one row per record a node reported (flow_id is the record's
+-- stable ID: a record the same node delivers twice is stored once). node_id is the
+-- node that reported it; src_node/dst_node and the users and tags are
+-- what the coordinator resolved the addresses to when it stored the row
+-- (0 and '' when unknown). Times are unix nanoseconds; end_time is the
+-- last packet, on which time-range queries and retention work.
+CREATE TABLE flows (
+	id          INTEGER PRIMARY KEY,
+	flow_id     TEXT NOT NULL,
+	node_id     INTEGER NOT NULL,
+	start_time  INTEGER NOT NULL,
+	end_time    INTEGER NOT NULL,
+	is_update   INTEGER NOT NULL DEFAULT 0,
+	src         TEXT NOT NULL,
+	src_port    INTEGER NOT NULL,
+	dst         TEXT NOT NULL,
+	dst_port    INTEGER NOT NULL,
+	proto       INTEGER NOT NULL,
+	src_node    INTEGER NOT NULL DEFAULT 0,
+	src_user    TEXT NOT NULL DEFAULT '',
+	src_tags    TEXT NOT NULL DEFAULT '[]',
+	dst_node    INTEGER NOT NULL DEFAULT 0,
+	dst_user    TEXT NOT NULL DEFAULT '',
+	dst_tags    TEXT NOT NULL DEFAULT '[]',
+	packets_in  INTEGER NOT NULL DEFAULT 0,
+	bytes_in    INTEGER NOT NULL DEFAULT 0,
+	packets_out INTEGER NOT NULL DEFAULT 0,
+	bytes_out   INTEGER NOT NULL DEFAULT 0,
+	verdict     TEXT NOT NULL,
+	reason      TEXT NOT NULL DEFAULT '',
+	rule        TEXT NOT NULL DEFAULT '',
+	count       INTEGER NOT NULL DEFAULT 0,
+	-- A node's IDs are its own: one node cannot shadow another's records.
+	UNIQUE (node_id, flow_id)
+);
+-- Three indexes serve the queries: by time, by user and by destination,
+-- then time, carrying the columns the other filters test most (so they
+-- filter without reading the rows). Every index costs the ingest, which
+-- must keep up.
+CREATE INDEX flows_time ON flows(end_time);
+CREATE INDEX flows_src_user ON flows(src_user, end_time, dst_node, verdict);
+CREATE INDEX flows_dst_node ON flows(dst_node, end_time, verdict, dst_port);
+-- Audit queries by actor and target.
+CREATE INDEX audit_actor ON audit_events(actor, time);
+CREATE INDEX audit_target ON audit_events(target, time);
+`},
 	{12, `
 -- How far each log sink (package export) has delivered each source: the
 -- last row ID it delivered.

@@ -1,6 +1,6 @@
 // Package store is the coordinator's persistent state: users, nodes and
-// their posture attributes, pre-auth keys, API keys, audit events,
-// policy history and the log sinks' cursors, behind one
+// their posture attributes, pre-auth keys, API keys, audit events, flow
+// logs, policy history and the log sinks' cursors, behind one
 // interface so that SQLite (the embedded default, see Open) and PostgreSQL
 // (a later backend) are interchangeable.
 //
@@ -236,9 +236,12 @@ type PolicyVersion struct {
 
 // AuditFilter selects audit events; zero fields match everything.
 type AuditFilter struct {
-	Since  time.Time
-	Action string
-	Limit  int // 0: a default of 1000
+	Since, Until time.Time
+	Action       string
+	Actor        string
+	Target       string
+	Outcome      string
+	Limit        int // 0: a default of 1000
 }
 
 // Queries are the reads and writes available both on the Store and inside a
@@ -300,6 +303,14 @@ type Queries interface {
 	SinkCursor(ctx context.Context, sink, source string) (int64, error)
 	// SetSinkCursor records sink's cursor over source.
 	SetSinkCursor(ctx context.Context, sink, source string, cursor int64) error
+
+	// InsertFlows stores flow records, skipping IDs already stored, and
+	// returns how many it added; ListFlows returns those a filter
+	// selects, newest first; PruneFlows deletes up to limit of those
+	// older than before (see flows.go).
+	InsertFlows(ctx context.Context, flows []Flow) (int64, error)
+	ListFlows(ctx context.Context, f FlowFilter) ([]Flow, error)
+	PruneFlows(ctx context.Context, before time.Time, limit int) (int64, error)
 
 	// ListNodeAttrs returns the attributes held for node id, by name.
 	ListNodeAttrs(ctx context.Context, id NodeID) ([]NodeAttr, error)

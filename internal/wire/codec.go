@@ -18,6 +18,9 @@ const HeaderSize = 6
 const (
 	MaxNodeMessage        = 64 << 10 // what the coordinator accepts from a node
 	MaxCoordinatorMessage = 32 << 20 // what a node accepts from the coordinator
+	// MaxFlowBatch is what the coordinator accepts in one FlowBatch
+	// from a streaming (registered) node; see StreamLimit.
+	MaxFlowBatch = 1 << 20
 )
 
 // Errors returned by the codec.
@@ -60,6 +63,28 @@ func WriteMessage(w io.Writer, m Message) error {
 // ReadFrame reads one frame from r and returns its type and payload. It
 // refuses payloads larger than max before allocating them.
 func ReadFrame(r io.Reader, max int) (Type, []byte, error) {
+	return readFrame(r, func(Type) int { return max })
+}
+
+// StreamLimit is the coordinator's limit by type on a streaming node's
+// messages: MaxFlowBatch for flow batches, MaxNodeMessage for the rest.
+func StreamLimit(t Type) int {
+	if t == TypeFlowBatch {
+		return MaxFlowBatch
+	}
+	return MaxNodeMessage
+}
+
+// ReadMessageLimit is ReadMessage with a limit by message type.
+func ReadMessageLimit(r io.Reader, limit func(Type) int) (Message, error) {
+	t, payload, err := readFrame(r, limit)
+	if err != nil {
+		return nil, err
+	}
+	return Decode(t, payload)
+}
+
+func readFrame(r io.Reader, limit func(Type) int) (Type, []byte, error) {
 	var h [HeaderSize]byte
 	if _, err := io.ReadFull(r, h[:]); err != nil {
 		return 0, nil, err
@@ -69,7 +94,7 @@ func ReadFrame(r io.Reader, max int) (Type, []byte, error) {
 	}
 	t := Type(h[1])
 	n := binary.BigEndian.Uint32(h[2:6])
-	if uint64(n) > uint64(max) {
+	if max := limit(t); uint64(n) > uint64(max) {
 		return t, nil, fmt.Errorf("%w: %v of %d bytes, limit %d", ErrTooLarge, t, n, max)
 	}
 	payload := make([]byte, n)

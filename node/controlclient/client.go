@@ -69,6 +69,10 @@ type Config struct {
 	// coordinator sends keep-alives, which the client answers); default 2
 	// minutes.
 	IdleTimeout time.Duration
+	// Flows, if set, holds the flow records to send: while a channel is
+	// up they go out in FlowBatch messages, and leave the spool when the
+	// coordinator acknowledges them (see flows.go).
+	Flows FlowSpool
 }
 
 // Client keeps a node's netmap current. Run drives it.
@@ -351,6 +355,12 @@ func (c *Client) session(ctx context.Context) error {
 	var sender sync.WaitGroup
 	sender.Add(1)
 	go func() { defer sender.Done(); c.sendUpdates(ctx, conn, gen, sentPosture) }()
+	var flows *flowSender
+	if c.cfg.Flows != nil {
+		flows = newFlowSender(c)
+		sender.Add(1)
+		go func() { defer sender.Done(); flows.run(ctx, conn) }()
+	}
 	defer func() {
 		cancel()
 		_ = conn.Close() // unblocks a write to a stalled channel
@@ -369,6 +379,12 @@ func (c *Client) session(ctx context.Context) error {
 			// closes channels that stay silent; protocol version 2).
 			if err := wire.WriteMessage(conn, &wire.KeepAlive{}); err != nil {
 				return fmt.Errorf("answer keep-alive: %w", err)
+			}
+			continue
+		}
+		if ack, ok := m.(*wire.FlowAck); ok {
+			if flows != nil {
+				flows.acked(ack.Seq)
 			}
 			continue
 		}

@@ -36,6 +36,7 @@ import (
 	"github.com/warrenmesh/warren/node/controlclient"
 	"github.com/warrenmesh/warren/node/engine"
 
+	"github.com/warrenmesh/warren/node/flowspool"
 	"github.com/warrenmesh/warren/node/localapi"
 	"github.com/warrenmesh/warren/node/osdns"
 	"github.com/warrenmesh/warren/node/posture"
@@ -98,6 +99,10 @@ type Config struct {
 	// PostureCollect collects the node's posture attributes; nil is
 	// package posture's collector for this OS.
 	PostureCollect func(context.Context) map[string]wire.PostureValue
+	// FlowSpoolSize bounds the spool of flow records waiting for the
+	// coordinator, in <StateDir>/flows (0: flowspool.DefaultSize);
+	// negative turns flow logs off on this node.
+	FlowSpoolSize int64
 }
 
 // Daemon is a running node.
@@ -118,7 +123,13 @@ type Daemon struct {
 	lastErr    string
 	proxyAddrs []string
 	closed     bool
+	// flows is the spool of flow records (nil: flow logs off); the
+	// engine appends, the control client sends and acknowledges.
+	flows *flowspool.Spool
 }
+
+// flowSpoolDir is the flow spool's directory in the state dir.
+const flowSpoolDir = "flows"
 
 // New loads (or creates) the node's state. Run starts it.
 func New(cfg Config) (*Daemon, error) {
@@ -180,7 +191,15 @@ func New(cfg Config) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Daemon{cfg: cfg, log: cfg.Logger, st: st, dns: dns}, nil
+	d := &Daemon{cfg: cfg, log: cfg.Logger, st: st, dns: dns}
+	if cfg.FlowSpoolSize >= 0 {
+		// A spool that cannot open costs the flow logs, not the node.
+		d.flows, err = flowspool.Open(filepath.Join(cfg.StateDir, flowSpoolDir), cfg.FlowSpoolSize, cfg.Logger.With("part", "flowspool"))
+		if err != nil {
+			cfg.Logger.Error("flow logs off: spool unusable", "err", err)
+		}
+	}
+	return d, nil
 }
 
 // Start resumes the session of the last run if the node was up, unless a
@@ -209,6 +228,9 @@ func (d *Daemon) Close() error {
 	d.mu.Unlock()
 	if s != nil {
 		s.stop()
+	}
+	if d.flows != nil {
+		return d.flows.Close()
 	}
 	return nil
 }
@@ -557,4 +579,13 @@ func joinPrefixes(ps []netip.Prefix) string {
 		out[i] = p.Addr().String()
 	}
 	return strings.Join(out, ", ")
+}
+
+// flowSource is the spool for the control client (nil when flow logs are
+// off: a typed nil would not be).
+func (d *Daemon) flowSource() controlclient.FlowSpool {
+	if d.flows == nil {
+		return nil
+	}
+	return d.flows
 }

@@ -68,6 +68,7 @@ func newSession(d *Daemon, st state.State, resume, provisional bool) *session {
 		AdvertiseRoutes: st.Advertised(),
 		OnNetmap:        s.onNetmap, OnLoginURL: s.onLoginURL, Logger: d.log.With("part", "control"), HTTPClient: d.cfg.HTTPClient,
 		MinBackoff: d.cfg.MinBackoff, MaxBackoff: d.cfg.MaxBackoff,
+		Flows: d.flowSource(),
 	})
 	if err != nil { // only on programming errors: the state was validated
 		s.err = err
@@ -243,6 +244,9 @@ func (s *session) startEngine(nm *controlclient.Netmap) (*engine.Engine, error) 
 		Logger: s.d.log.With("part", "engine"), ListenPort: s.d.cfg.ListenPort,
 		LocalEndpoints: s.d.endpoints, OnEndpoints: s.onEndpoints, EndpointInterval: s.d.cfg.EndpointInterval,
 		RelayOnly: s.d.cfg.RelayOnly}
+	if s.d.flows != nil {
+		cfg.FlowSink = s.d.flows.Append
+	}
 	if cfg.TUN != "" {
 		cfg.ServiceAddrs = serviceAddrs
 	}

@@ -29,6 +29,10 @@ func (d *Daemon) Status(ctx context.Context) localapi.Status {
 	if len(proxies) > 0 {
 		st.SOCKS5, st.HTTPProxy = proxies[0], proxies[0]
 	}
+	if d.flows != nil {
+		fs := d.flows.Stats()
+		st.FlowSpool = &localapi.FlowSpoolStatus{Bytes: fs.Bytes, Max: fs.Max, Pending: fs.Pending, Dropped: fs.Dropped}
+	}
 	if s == nil {
 		if lastErr != "" {
 			st.State, st.Error = localapi.StateError, lastErr

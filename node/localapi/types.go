@@ -115,6 +115,9 @@ type Status struct {
 	// Posture is the coordinator's view of this node's posture (nil: it
 	// holds no attributes and denies nothing for posture).
 	Posture *PostureStatus `json:"posture,omitempty"`
+	// FlowSpool is the node's spool of flow records waiting for the
+	// coordinator (nil: flow logs are off on this node).
+	FlowSpool *FlowSpoolStatus `json:"flowSpool,omitempty"`
 }
 
 // PeerStatus describes one node of the mesh as this node sees it.
@@ -216,4 +219,12 @@ type PostureReport struct {
 	// rules it fails only because of posture (nil: nothing, or no
 	// netmap yet).
 	Coordinator *PostureStatus `json:"coordinator,omitempty"`
+}
+
+// FlowSpoolStatus is the state of the node's flow record spool.
+type FlowSpoolStatus struct {
+	Bytes   int64  `json:"bytes"`   // on disk
+	Max     int64  `json:"max"`     // the bound
+	Pending uint64 `json:"pending"` // records not yet acknowledged by the coordinator
+	Dropped uint64 `json:"dropped"` // records dropped (oldest first) because the spool was full, since warrend started
 }

@@ -198,6 +198,11 @@ type NodeOptions struct {
 	FlowSink     func([]wire.FlowRecord)
 	FlowInterval time.Duration
 	FlowUpdate   time.Duration
+	// ControlURL, if set, is where the node reaches the coordinator
+	// instead of Mesh.URL (a proxy a test can cut).
+	ControlURL string
+	// Flows is the node's spool of flow records to send (nil: none).
+	Flows controlclient.FlowSpool
 }
 
 // AddNode starts a node's control client; it is stopped when the test
@@ -210,8 +215,12 @@ func (m *Mesh) AddNode(hostname string, o NodeOptions) *Node {
 	}
 	n := &Node{Name: hostname, ID: id, changed: make(chan struct{}), done: make(chan struct{}),
 		dataPlane: o.DataPlane, relayOnly: o.RelayOnly, port: o.ListenPort, opts: o, log: m.log.With("part", "node", "node", hostname)}
+	url := m.URL
+	if o.ControlURL != "" {
+		url = o.ControlURL
+	}
 	cc, err := controlclient.New(controlclient.Config{
-		URL: m.URL, ControlKey: m.Coord.PublicKey(), Machine: id.Machine, NodeKey: id.Node.Public(),
+		URL: url, Flows: o.Flows, ControlKey: m.Coord.PublicKey(), Machine: id.Machine, NodeKey: id.Node.Public(),
 		DiscoKey: id.Disco.Public(), Hostname: hostname, OS: "linux", AuthKey: o.AuthKey, Tags: o.Tags,
 		OnNetmap: n.onNetmap, OnLoginURL: n.onLoginURL, Logger: n.log,
 		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
