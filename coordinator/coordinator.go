@@ -246,7 +246,7 @@ func New(ctx context.Context, cfg Config) (_ *Coordinator, err error) {
 		}
 		sinks = append(slices.Clip(sinks), hook)
 	}
-	exporter, err := export.New(export.Config{Sinks: sinks, Sources: []export.Source{export.AuditSource{Store: st}},
+	exporter, err := export.New(export.Config{Sinks: sinks, Sources: []export.Source{export.AuditSource{Store: st}, export.FlowSource{Store: st}},
 		Cursors: st, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
@@ -265,6 +265,9 @@ func New(ctx context.Context, cfg Config) (_ *Coordinator, err error) {
 		ac := *cfg.Alerts
 		if ac.Logger == nil {
 			ac.Logger = cfg.Logger
+		}
+		if ac.Denies == nil {
+			ac.Denies = st // deny bursts from the stored flow logs
 		}
 		alerter := alert.New(ac, st, c.audit)
 		c.wg.Add(1)

@@ -2,6 +2,7 @@ package export
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -46,11 +47,15 @@ type User struct {
 	Name string `json:"name"`
 }
 
-// Endpoint is ECS "source" or "destination".
+// Endpoint is ECS "source" or "destination" (bytes and packets: a flow's,
+// sent from that side).
 type Endpoint struct {
-	IP      string `json:"ip,omitempty"`
-	Port    int    `json:"port,omitempty"`
-	Address string `json:"address,omitempty"` // when not an IP address and port
+	IP      string  `json:"ip,omitempty"`
+	Port    int     `json:"port,omitempty"`
+	Address string  `json:"address,omitempty"` // when not an IP address and port
+	User    *User   `json:"user,omitempty"`
+	Bytes   *uint64 `json:"bytes,omitempty"`
+	Packets *uint64 `json:"packets,omitempty"`
 }
 
 // Network is ECS "network".
@@ -64,12 +69,81 @@ type Warren struct {
 	Target  string          `json:"target,omitempty"`  // what was acted on, "node:12"
 	Outcome string          `json:"outcome,omitempty"` // Warren's own: "ok", "denied", "error"
 	Detail  json.RawMessage `json:"detail,omitempty"`  // the audit event's detail object
+	// Flow: the flow record's own ID, the node that enforced it, the
+	// rule that accepted it, the denied packets an aggregate stands for,
+	// the source's and destination's nodes and tags.
+	Flow *FlowInfo `json:"flow,omitempty"`
+}
+
+// FlowInfo is what a flow event carries beyond ECS.
+type FlowInfo struct {
+	RecordID string   `json:"recordId"`
+	Reporter int64    `json:"reporter"`
+	Update   bool     `json:"update,omitempty"`
+	Rule     string   `json:"rule,omitempty"`
+	Reason   string   `json:"reason,omitempty"`
+	Count    uint64   `json:"count,omitempty"`
+	SrcNode  int64    `json:"srcNode,omitempty"`
+	DstNode  int64    `json:"dstNode,omitempty"`
+	SrcTags  []string `json:"srcTags,omitempty"`
+	DstTags  []string `json:"dstTags,omitempty"`
+	Start    string   `json:"start"`
 }
 
 // Datasets.
 const (
 	DatasetAudit = "warren.audit"
+	DatasetFlow  = "warren.flow"
 )
+
+// FlowEventID is the exported ID of flow row seq.
+func FlowEventID(seq int64) string { return "flow-" + strconv.FormatInt(seq, 10) }
+
+// FromFlow converts a stored flow record: ECS source and destination
+// (with their users, bytes and packets), network.transport, the verdict
+// as the outcome (accept: success, deny: failure).
+func FromFlow(f store.Flow) Event {
+	outcome := "success"
+	if f.Verdict != "accept" {
+		outcome = "failure"
+	}
+	bin, pin, bout, pout := f.BytesIn, f.PacketsIn, f.BytesOut, f.PacketsOut
+	e := Event{
+		Cursor:    f.Seq,
+		Timestamp: f.End.UTC(),
+		Event: EventInfo{ID: FlowEventID(f.Seq), Kind: "event", Category: []string{"network"},
+			Action: "flow." + f.Verdict, Outcome: outcome, Dataset: DatasetFlow},
+		Source:      &Endpoint{IP: f.Src.Addr().String(), Port: int(f.Src.Port()), Bytes: &bin, Packets: &pin},
+		Destination: &Endpoint{IP: f.Dst.Addr().String(), Port: int(f.Dst.Port()), Bytes: &bout, Packets: &pout},
+		Network:     &Network{Transport: transport(f.Proto)},
+		Warren: Warren{Target: fmt.Sprintf("node:%d", f.DstNode), Outcome: f.Verdict, Flow: &FlowInfo{
+			RecordID: f.ID, Reporter: int64(f.Reporter), Update: f.Update, Rule: f.Rule, Reason: f.Reason, Count: f.Count,
+			SrcNode: int64(f.SrcNode), DstNode: int64(f.DstNode), SrcTags: f.SrcTags, DstTags: f.DstTags,
+			Start: f.Start.UTC().Format(time.RFC3339Nano)}},
+	}
+	if f.SrcUser != "" {
+		e.Source.User = &User{Name: f.SrcUser}
+		e.User = &User{Name: f.SrcUser}
+	}
+	if f.DstUser != "" {
+		e.Destination.User = &User{Name: f.DstUser}
+	}
+	return e
+}
+
+func transport(proto uint8) string {
+	switch proto {
+	case 6:
+		return "tcp"
+	case 17:
+		return "udp"
+	case 1:
+		return "icmp"
+	case 58:
+		return "ipv6-icmp"
+	}
+	return strconv.Itoa(int(proto))
+}
 
 // AuditEventID is the exported ID of audit row id.
 func AuditEventID(id int64) string { return "audit-" + strconv.FormatInt(id, 10) }

@@ -54,3 +54,32 @@ func (s AuditSource) After(ctx context.Context, cursor int64, n int) ([]Event, e
 	}
 	return out, nil
 }
+
+// FlowSource is the store's flow logs.
+type FlowSource struct {
+	Store interface {
+		ListFlowsAfter(ctx context.Context, after int64, n int) ([]store.Flow, error)
+		CountFlowsAfter(ctx context.Context, after int64) (int64, error)
+	}
+}
+
+// Name implements Source.
+func (FlowSource) Name() string { return "flows" }
+
+// After implements Source.
+func (s FlowSource) After(ctx context.Context, cursor int64, n int) ([]Event, error) {
+	rows, err := s.Store.ListFlowsAfter(ctx, cursor, n)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Event, len(rows))
+	for i, r := range rows {
+		out[i] = FromFlow(r)
+	}
+	return out, nil
+}
+
+// Backlog implements Source.
+func (s FlowSource) Backlog(ctx context.Context, cursor int64) (int64, error) {
+	return s.Store.CountFlowsAfter(ctx, cursor)
+}

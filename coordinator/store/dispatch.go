@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"time"
 
 	"github.com/warrenmesh/warren/internal/key"
 )
@@ -132,6 +133,18 @@ func (s *sqliteStore) ListAllNodeAttrs(ctx context.Context) ([]NodeAttr, error) 
 
 func (s *sqliteStore) ListFlows(ctx context.Context, f FlowFilter) ([]Flow, error) {
 	return s.r.ListFlows(ctx, f)
+}
+
+func (s *sqliteStore) ListFlowsAfter(ctx context.Context, after int64, n int) ([]Flow, error) {
+	return s.r.ListFlowsAfter(ctx, after, n)
+}
+
+func (s *sqliteStore) CountFlowsAfter(ctx context.Context, after int64) (int64, error) {
+	return s.r.CountFlowsAfter(ctx, after)
+}
+
+func (s *sqliteStore) DeniedBySource(ctx context.Context, since time.Time) (map[string]int64, error) {
+	return s.r.DeniedBySource(ctx, since)
 }
 
 func (s *sqliteStore) InsertFlows(ctx context.Context, flows []Flow) (int64, error) {

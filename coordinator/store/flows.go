@@ -208,3 +208,43 @@ func (q queries) PruneFlows(ctx context.Context, before time.Time, limit int) (i
 	}
 	return n, nil
 }
+
+// Reads for the log sinks (package export) and the alerts (package
+// alert): flows in row order after a cursor, their count, and denied
+// packets per source address since a time.
+
+func (q queries) ListFlowsAfter(ctx context.Context, after int64, n int) ([]Flow, error) {
+	if n <= 0 || n > maxAfterLimit {
+		n = maxAfterLimit
+	}
+	return list(ctx, q, "flows", `SELECT id, `+flowCols+` FROM flows WHERE id > ? ORDER BY id LIMIT ?`, scanFlow, after, n)
+}
+
+func (q queries) CountFlowsAfter(ctx context.Context, after int64) (int64, error) {
+	var n int64
+	if err := q.q.QueryRowContext(ctx, `SELECT COUNT(*) FROM flows WHERE id > ?`, after).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count flows: %w", err)
+	}
+	return n, nil
+}
+
+// DeniedBySource sums the denied packets (an aggregate's count, else 1)
+// per source address whose flows ended at or after since.
+func (q queries) DeniedBySource(ctx context.Context, since time.Time) (map[string]int64, error) {
+	rows, err := q.q.QueryContext(ctx, `SELECT src, SUM(CASE WHEN count > 0 THEN count ELSE 1 END) FROM flows
+		WHERE end_time >= ? AND verdict = 'deny' GROUP BY src`, since.UnixNano())
+	if err != nil {
+		return nil, fmt.Errorf("count denied flows: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var src string
+		var n int64
+		if err := rows.Scan(&src, &n); err != nil {
+			return nil, fmt.Errorf("count denied flows: %w", err)
+		}
+		out[src] = n
+	}
+	return out, rows.Err()
+}

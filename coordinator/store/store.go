@@ -309,6 +309,13 @@ type Queries interface {
 	// selects, newest first; PruneFlows deletes up to limit of those
 	// older than before (see flows.go).
 	InsertFlows(ctx context.Context, flows []Flow) (int64, error)
+	// ListFlowsAfter returns up to n flows with row numbers (Seq) above
+	// after, in row order (a log sink's cursor); CountFlowsAfter counts
+	// them. DeniedBySource sums denied packets per source address over
+	// the flows that ended at or after since.
+	ListFlowsAfter(ctx context.Context, after int64, n int) ([]Flow, error)
+	CountFlowsAfter(ctx context.Context, after int64) (int64, error)
+	DeniedBySource(ctx context.Context, since time.Time) (map[string]int64, error)
 	ListFlows(ctx context.Context, f FlowFilter) ([]Flow, error)
 	PruneFlows(ctx context.Context, before time.Time, limit int) (int64, error)
 
