@@ -12,7 +12,9 @@ import (
 
 type denyCounts map[string]int64
 
-func (d denyCounts) DeniedBySource(context.Context, time.Time) (map[string]int64, error) { return d, nil }
+func (d denyCounts) DeniedBySource(context.Context, time.Time) (map[string]int64, error) {
+	return d, nil
+}
 
 func openStore(t *testing.T) store.Store {
 	t.Helper()

@@ -112,7 +112,7 @@ func ParseURL(s string) (SinkConfig, error) {
 	if v := opt.str("actions"); v != "" {
 		for _, a := range strings.Split(v, ",") {
 			if a = strings.TrimSpace(a); a == "" || len(a) > 64 {
-				return c, fmt.Errorf("log sink %q: actions: want comma-separated action prefixes, e.g. alert.,user.", s)
+				return c, fmt.Errorf("log sink %q: actions: want comma-separated action prefixes such as alert. and user.disable, e.g. actions=alert.,user.disable (no empty ones)", s)
 			}
 			c.Actions = append(c.Actions, a)
 		}
