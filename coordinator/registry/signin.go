@@ -205,6 +205,16 @@ func (r *Registry) ApplyRecheck(ctx context.Context, u store.User, rc login.Rech
 		if cur.Issuer != u.Issuer || cur.Subject != u.Subject {
 			return errors.New("the user's identity changed during the check")
 		}
+		// The user signed in again during the check: the provider's
+		// answer is about a refresh token the store no longer holds (and
+		// may have invalidated because it issued the new one), so it says
+		// nothing about the user now. The next round asks with the new
+		// token.
+		replaced := cur.RefreshToken != u.RefreshToken
+		if replaced && rc.Revoked {
+			r.log.Info("oidc recheck: the user signed in again during the check; asking again with the new sign-in", "user", u.Name)
+			return nil
+		}
 		cur.IdPCheckedAt = r.now()
 		if rc.Revoked {
 			cur.RefreshToken = ""
@@ -230,7 +240,7 @@ func (r *Registry) ApplyRecheck(ctx context.Context, u store.User, rc login.Rech
 		if cur.Groups == nil {
 			cur.Groups = []string{}
 		}
-		if id.RefreshToken != "" {
+		if id.RefreshToken != "" && !replaced {
 			cur.RefreshToken = id.RefreshToken // the provider rotated it
 		}
 		return tx.UpdateUser(ctx, cur)

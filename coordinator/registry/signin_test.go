@@ -61,3 +61,43 @@ func TestSignInsBoundedPerSource(t *testing.T) {
 		t.Fatalf("%d refused registrations counted, want 1", n)
 	}
 }
+
+// A refusal about a refresh token the store no longer holds says nothing
+// about the user: a recheck that used the token of one sign-in while the
+// user signed in again (a second device; providers may invalidate the
+// older token when they issue the newer one) must not disable them.
+// Before, the user was disabled in the middle of signing in the second
+// device (testmesh TestIdPOffboardingByTheLoop failed so under load).
+func TestRecheckRefusalOfAReplacedToken(t *testing.T) {
+	h := newHarness(t, 0)
+	ctx := context.Background()
+	id := login.Identity{Method: login.MethodOIDC, Issuer: "https://idp.example.com", Subject: "sub-ann",
+		Email: "ann@example.com", RefreshToken: "refresh-1"}
+	first, err := h.r.SignIn(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id.RefreshToken = "refresh-2" // the second device's sign-in
+	if _, err := h.r.SignIn(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	// The recheck read the user before the second sign-in, and the
+	// provider refused its token.
+	if _, err := h.r.ApplyRecheck(ctx, first, login.Recheck{Revoked: true, Reason: "invalid_grant"}); err != nil {
+		t.Fatal(err)
+	}
+	u, err := h.st.GetUser(ctx, first.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Disabled || u.RefreshToken != "refresh-2" {
+		t.Fatalf("after a refusal of the replaced token: disabled %v, refresh token %q; want enabled with refresh-2", u.Disabled, u.RefreshToken)
+	}
+	// A refusal of the token it holds still disables the user.
+	if _, err := h.r.ApplyRecheck(ctx, u, login.Recheck{Revoked: true, Reason: "invalid_grant"}); err != nil {
+		t.Fatal(err)
+	}
+	if u, _ = h.st.GetUser(ctx, first.ID); !u.Disabled {
+		t.Fatal("a refusal of the current token did not disable the user")
+	}
+}
