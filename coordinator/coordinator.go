@@ -269,6 +269,15 @@ func New(ctx context.Context, cfg Config) (_ *Coordinator, err error) {
 		if ac.Denies == nil {
 			ac.Denies = st // deny bursts from the stored flow logs
 		}
+		if ac.Postures == nil {
+			ac.Postures = func() map[string]int {
+				out := map[string]int{}
+				for id, n := range c.engine.PostureDenials() {
+					out[fmt.Sprintf("node:%d", id)] = n
+				}
+				return out
+			}
+		}
 		alerter := alert.New(ac, st, c.audit)
 		c.wg.Add(1)
 		go func() {

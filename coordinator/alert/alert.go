@@ -27,6 +27,7 @@ const (
 	RuleAdminAction = "admin-action"
 	RuleNewDevice   = "new-device"
 	RuleDenyBurst   = "deny-burst"
+	RulePosture     = "posture-failure"
 )
 
 // ActionPrefix starts every alert event's action.
@@ -67,6 +68,11 @@ type Config struct {
 	Denies     DenyCounter
 	DenyBurst  int64
 	DenyWindow time.Duration
+	// Postures, if set, enables the posture-failure rule: it returns how
+	// many rules each connected device ("node:12") fails only because of
+	// its posture; a device that failed none and now fails some raises an
+	// alert.
+	Postures func() map[string]int
 	Poll       time.Duration
 	Now        func() time.Time
 	Logger     *slog.Logger
@@ -88,6 +94,9 @@ type Alerter struct {
 	// burstAt remembers when each source last raised a deny burst, so one
 	// burst raises one alert per window.
 	burstAt map[string]time.Time
+	// compliant is each device's last posture state seen (true: it failed
+	// no rule); a device seen for the first time sets it without alerting.
+	compliant map[string]bool
 }
 
 // New returns an alerter reading st and recording through log.
@@ -111,7 +120,8 @@ func New(cfg Config, st Store, log *audit.Log) *Alerter {
 	if actions == nil {
 		actions = DefaultAdminActions
 	}
-	a := &Alerter{cfg: cfg, st: st, audit: log, log: cfg.Logger, admin: map[string]bool{}, burstAt: map[string]time.Time{}}
+	a := &Alerter{cfg: cfg, st: st, audit: log, log: cfg.Logger, admin: map[string]bool{}, burstAt: map[string]time.Time{},
+		compliant: map[string]bool{}}
 	for _, act := range actions {
 		a.admin[act] = true
 	}
@@ -146,7 +156,38 @@ func (a *Alerter) Step(ctx context.Context) error {
 			break
 		}
 	}
-	return a.denyStep(ctx)
+	if err := a.denyStep(ctx); err != nil {
+		return err
+	}
+	return a.postureStep(ctx)
+}
+
+// postureStep raises a posture-failure alert for each device that failed
+// no posture rule when last seen and fails some now.
+func (a *Alerter) postureStep(ctx context.Context) error {
+	if a.cfg.Postures == nil {
+		return nil
+	}
+	now := a.cfg.Postures()
+	for dev, n := range now {
+		was, seen := a.compliant[dev]
+		a.compliant[dev] = n == 0
+		if !seen || !was || n == 0 {
+			continue
+		}
+		e := alertEvent(RulePosture, dev, "",
+			fmt.Sprintf("posture failure: %s, compliant before, now fails %d rule(s) because of its posture", dev, n))
+		e.Detail["rules"] = n
+		if err := a.audit.Record(ctx, e); err != nil {
+			return err
+		}
+	}
+	for dev := range a.compliant {
+		if _, ok := now[dev]; !ok {
+			delete(a.compliant, dev) // disconnected: judged afresh when back
+		}
+	}
+	return nil
 }
 
 // auditStep judges one batch of audit events after the cursor and

@@ -88,3 +88,34 @@ func TestRules(t *testing.T) {
 		t.Errorf("deny-burst alerts after the window: %d", len(got))
 	}
 }
+
+// TestPostureFailure: a device seen compliant that then fails a posture
+// rule raises one alert; a device first seen failing, or failing again
+// without having recovered, raises none; one that recovered and fails
+// again raises another.
+func TestPostureFailure(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t)
+	state := map[string]int{"node:1": 0, "node:2": 1}
+	a := New(Config{Postures: func() map[string]int { return state }}, st, audit.New(st, nil))
+	step := func(want int) {
+		t.Helper()
+		if err := a.Step(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := alerts(t, st, RulePosture); len(got) != want {
+			t.Fatalf("%d posture alerts, want %d: %+v", len(got), want, got)
+		}
+	}
+	step(0)
+	state["node:1"], state["node:2"] = 2, 2
+	step(1)
+	step(1) // still failing: no second alert
+	state["node:1"] = 0
+	step(1)
+	state["node:1"] = 1
+	step(2)
+	if got := alerts(t, st, RulePosture); got[0].Target != "node:1" || got[1].Target != "node:1" {
+		t.Errorf("alerts for %s and %s, want node:1 twice", got[0].Target, got[1].Target)
+	}
+}

@@ -60,3 +60,22 @@ func samePosture(a, b *wire.PostureStatus) bool {
 			x.CollectedAt.Equal(y.CollectedAt) && x.Expires.Equal(y.Expires)
 	})
 }
+
+// PostureDenials returns, for each connected node, how many rules it
+// fails only because of its posture, as last sent to it (nodes whose
+// posture status has not been sent yet are left out).
+func (e *Engine) PostureDenials() map[wire.NodeID]int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make(map[wire.NodeID]int, len(e.posture))
+	for id := range e.streams {
+		if ps, ok := e.posture[id]; ok {
+			n := 0
+			if ps != nil {
+				n = len(ps.Denials)
+			}
+			out[id] = n
+		}
+	}
+	return out
+}

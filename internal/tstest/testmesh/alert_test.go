@@ -16,6 +16,7 @@ import (
 	"github.com/warrenmesh/warren/coordinator"
 	"github.com/warrenmesh/warren/coordinator/alert"
 	"github.com/warrenmesh/warren/coordinator/registry"
+	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/internal/tstest/poll"
 	"github.com/warrenmesh/warren/node/controlclient"
 	"github.com/warrenmesh/warren/node/flowspool"
@@ -76,5 +77,57 @@ func TestDenyBurstAlert(t *testing.T) {
 			}
 		}
 		return fmt.Errorf("webhook got %q", texts)
+	})
+}
+
+// TestPostureFailureAlert: a laptop that met its posture (disk encrypted)
+// and then reports an unencrypted disk raises a posture-failure alert in
+// the audit trail.
+func TestPostureFailureAlert(t *testing.T) {
+	m := New(t, Options{Policy: `{
+		"tagOwners": {"tag:db": ["ann@example.com"]},
+		"postures": {"posture:encrypted": ["node:diskEncrypted == true"]},
+		"acls": [{"action": "accept", "src": ["ann@example.com"], "dst": ["tag:db:5432"], "srcPosture": ["posture:encrypted"]}],
+	}`, Coordinator: coordinator.Config{Alerts: &alert.Config{Poll: 50 * time.Millisecond}}})
+	ann := m.User("ann@example.com")
+	m.AddNode("db", NodeOptions{AuthKey: m.AuthKey(registry.AuthKeyRequest{UserID: ann.ID, Tags: []string{"tag:db"}}), Tags: []string{"tag:db"}})
+	laptop := m.AddNode("ann-laptop", NodeOptions{AuthKey: m.AuthKey(registry.AuthKeyRequest{UserID: ann.ID})})
+	laptop.Client.SetPosture(diskReport("true"))
+	must(t, laptop.WaitFor(wait, HasPeers("db")))
+	// Let the alerter see the laptop compliant before it fails: it judges
+	// the audit trail, then the postures, in each round, so once the
+	// alert for a second admin action is recorded, a whole round has run
+	// since the laptop became compliant.
+	ctx := context.Background()
+	admin := registry.Actor{Name: "test:admin", Admin: true}
+	for i, name := range []string{"x1@example.com", "x2@example.com"} {
+		u := m.User(name)
+		_, err := m.Coord.Registry().SetUserDisabled(ctx, admin, u.ID, true)
+		must(t, err)
+		poll.UntilTrue(t, wait, "the admin-action alert", func() bool {
+			evs, err := m.Coord.Store().ListAudit(ctx, store.AuditFilter{Action: "alert.admin-action"})
+			n := 0
+			for _, e := range evs {
+				if strings.Contains(e.Detail, "user.disable") {
+					n++
+				}
+			}
+			return err == nil && n > i
+		})
+	}
+	laptop.Client.SetPosture(diskReport("false"))
+	must(t, laptop.WaitFor(wait, HasPeers()))
+	id := laptop.Netmap().Self.ID
+	poll.Until(t, wait, "the posture-failure alert", func() error {
+		evs, err := m.Coord.Store().ListAudit(ctx, store.AuditFilter{Action: "alert.posture-failure"})
+		if err != nil {
+			return err
+		}
+		for _, e := range evs {
+			if e.Target == fmt.Sprintf("node:%d", id) {
+				return nil
+			}
+		}
+		return fmt.Errorf("posture alerts: %+v", evs)
 	})
 }
