@@ -73,9 +73,9 @@ type Config struct {
 	// its posture; a device that failed none and now fails some raises an
 	// alert.
 	Postures func() map[string]int
-	Poll       time.Duration
-	Now        func() time.Time
-	Logger     *slog.Logger
+	Poll     time.Duration
+	Now      func() time.Time
+	Logger   *slog.Logger
 }
 
 // Store is what the alerter reads and writes.
