@@ -269,6 +269,9 @@ func New(ctx context.Context, cfg Config) (_ *Coordinator, err error) {
 		if ac.Denies == nil {
 			ac.Denies = st // deny bursts from the stored flow logs
 		}
+		if ac.Flows == nil {
+			ac.Flows = st // unusual hours from the stored flow logs
+		}
 		if ac.Postures == nil {
 			ac.Postures = func() map[string]int {
 				out := map[string]int{}

@@ -28,6 +28,7 @@ const (
 	RuleNewDevice   = "new-device"
 	RuleDenyBurst   = "deny-burst"
 	RulePosture     = "posture-failure"
+	RuleUnusualHour = "unusual-hour"
 )
 
 // ActionPrefix starts every alert event's action.
@@ -45,14 +46,26 @@ const (
 	DefaultPoll       = time.Second
 	DefaultDenyBurst  = 100
 	DefaultDenyWindow = 5 * time.Minute
-	cursorName        = "alerts"
-	batch             = 500
+	// An hour of the day is unusual for a destination when none of its
+	// accepted flows in the baseline (the 14 days before the last day)
+	// fell in it, and it had at least DefaultHourBaselineMin flows.
+	DefaultHourBaseline    = 14 * 24 * time.Hour
+	DefaultHourBaselineMin = 50
+	cursorName             = "alerts"
+	batch                  = 500
 )
 
 // DenyCounter counts denied flow records (packets, for aggregates) per
 // reporting source node since a time; the store of flow logs is one.
 type DenyCounter interface {
 	DeniedBySource(ctx context.Context, since time.Time) (map[string]int64, error)
+}
+
+// FlowHistory is the stored flow logs as the unusual-hour rule reads
+// them; the store is one.
+type FlowHistory interface {
+	ListFlowsAfter(ctx context.Context, after int64, n int) ([]store.Flow, error)
+	HourBaseline(ctx context.Context, dst store.NodeID, hour int, from, to time.Time) (total, atHour int64, err error)
 }
 
 // Config configures the alerter. The zero value alerts on
@@ -68,6 +81,14 @@ type Config struct {
 	Denies     DenyCounter
 	DenyBurst  int64
 	DenyWindow time.Duration
+	// Flows, if set, enables the unusual-hour rule: an accepted flow to a
+	// device at an hour of the day (UTC) at which the baseline (the
+	// HourBaseline before the last day) holds none of that destination's
+	// accepted flows, though it holds at least HourBaselineMin, raises an
+	// alert (once per source, destination and hour).
+	Flows           FlowHistory
+	HourBaseline    time.Duration
+	HourBaselineMin int64
 	// Postures, if set, enables the posture-failure rule: it returns how
 	// many rules each connected device ("node:12") fails only because of
 	// its posture; a device that failed none and now fails some raises an
@@ -97,6 +118,9 @@ type Alerter struct {
 	// compliant is each device's last posture state seen (true: it failed
 	// no rule); a device seen for the first time sets it without alerting.
 	compliant map[string]bool
+	// hourSeen holds the (source, destination, hour) the unusual-hour
+	// rule has judged recently.
+	hourSeen map[hourKey]bool
 }
 
 // New returns an alerter reading st and recording through log.
@@ -116,12 +140,18 @@ func New(cfg Config, st Store, log *audit.Log) *Alerter {
 	if cfg.DenyWindow <= 0 {
 		cfg.DenyWindow = DefaultDenyWindow
 	}
+	if cfg.HourBaseline <= 0 {
+		cfg.HourBaseline = DefaultHourBaseline
+	}
+	if cfg.HourBaselineMin <= 0 {
+		cfg.HourBaselineMin = DefaultHourBaselineMin
+	}
 	actions := cfg.AdminActions
 	if actions == nil {
 		actions = DefaultAdminActions
 	}
 	a := &Alerter{cfg: cfg, st: st, audit: log, log: cfg.Logger, admin: map[string]bool{}, burstAt: map[string]time.Time{},
-		compliant: map[string]bool{}}
+		compliant: map[string]bool{}, hourSeen: map[hourKey]bool{}}
 	for _, act := range actions {
 		a.admin[act] = true
 	}
@@ -158,6 +188,15 @@ func (a *Alerter) Step(ctx context.Context) error {
 	}
 	if err := a.denyStep(ctx); err != nil {
 		return err
+	}
+	for {
+		n, err := a.hourStep(ctx)
+		if err != nil {
+			return err
+		}
+		if n < batch {
+			break
+		}
 	}
 	return a.postureStep(ctx)
 }
@@ -278,4 +317,74 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// hourStep judges one batch of stored flows after the rule's cursor: an
+// accepted flow's first record (not an update) to a device at an unusual
+// hour raises an alert, recorded with the new cursor in one transaction.
+func (a *Alerter) hourStep(ctx context.Context) (int, error) {
+	if a.cfg.Flows == nil {
+		return 0, nil
+	}
+	cursor, err := a.st.SinkCursor(ctx, cursorName, "flows")
+	if err != nil {
+		return 0, err
+	}
+	rows, err := a.cfg.Flows.ListFlowsAfter(ctx, cursor, batch)
+	if err != nil || len(rows) == 0 {
+		return 0, err
+	}
+	var alerts []audit.Event
+	for _, f := range rows {
+		if f.Verdict != "accept" || f.Update || f.DstNode == 0 {
+			continue
+		}
+		end := f.End.UTC()
+		hour := end.Unix() / 3600
+		k := hourKey{f.Src.Addr().String(), f.DstNode, hour}
+		if a.hourSeen[k] {
+			continue
+		}
+		a.hourSeen[k] = true
+		day := end.Truncate(24 * time.Hour)
+		total, atHour, err := a.cfg.Flows.HourBaseline(ctx, f.DstNode, end.Hour(), day.Add(-a.cfg.HourBaseline), day)
+		if err != nil {
+			return 0, err
+		}
+		if total < a.cfg.HourBaselineMin || atHour > 0 {
+			continue
+		}
+		who := f.Src.Addr().String()
+		if f.SrcUser != "" {
+			who = f.SrcUser + " (" + who + ")"
+		}
+		e := alertEvent(RuleUnusualHour, fmt.Sprintf("node:%d", f.DstNode), fmt.Sprintf("flow-%d", f.Seq),
+			fmt.Sprintf("unusual hour: %s reached node:%d port %d at %02d:00 UTC; none of its %d accepted flows in the %s before fell in that hour",
+				who, f.DstNode, f.Dst.Port(), end.Hour(), total, a.cfg.HourBaseline))
+		alerts = append(alerts, e)
+	}
+	last := rows[len(rows)-1].Seq
+	err = a.audit.Commit(ctx, func(tx *audit.Tx) error {
+		for _, e := range alerts {
+			tx.Record(e)
+		}
+		return tx.SetSinkCursor(ctx, cursorName, "flows", last)
+	})
+	// Hours judged long ago are not seen again (flows arrive within
+	// minutes); forget them.
+	now := a.cfg.Now().Unix() / 3600
+	for k := range a.hourSeen {
+		if k.hour < now-2 {
+			delete(a.hourSeen, k)
+		}
+	}
+	return len(rows), err
+}
+
+// hourKey is a source, a destination and an hour since the epoch: the
+// unusual-hour rule judges each once.
+type hourKey struct {
+	src  string
+	dst  store.NodeID
+	hour int64
 }

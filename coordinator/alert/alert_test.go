@@ -2,7 +2,10 @@ package alert
 
 import (
 	"context"
+	"fmt"
+	"net/netip"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -117,5 +120,55 @@ func TestPostureFailure(t *testing.T) {
 	step(2)
 	if got := alerts(t, st, RulePosture); got[0].Target != "node:1" || got[1].Target != "node:1" {
 		t.Errorf("alerts for %s and %s, want node:1 twice", got[0].Target, got[1].Target)
+	}
+}
+
+// TestUnusualHour: a destination reached every working hour (09:00-16:59
+// UTC) for the baseline's days alerts on an access at 03:00, once per
+// source and hour, and not on one at 10:00; a destination without enough
+// history never alerts.
+func TestUnusualHour(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t)
+	now := time.Date(2026, 12, 7, 3, 30, 0, 0, time.UTC)
+	src := netip.MustParseAddrPort("100.64.0.2:40000")
+	var flows []store.Flow
+	seq := 0
+	flow := func(dst store.NodeID, at time.Time, port uint16) store.Flow {
+		seq++
+		return store.Flow{ID: fmt.Sprintf("f-%d", seq), Reporter: dst, Start: at, End: at, Src: src,
+			Dst: netip.AddrPortFrom(netip.MustParseAddr("100.64.0.5"), port), Proto: 6, SrcUser: "ann@example.com",
+			DstNode: dst, Verdict: "accept", Rule: "acls[0]"}
+	}
+	for day := 1; day <= 14; day++ {
+		for hour := 9; hour < 17; hour++ {
+			flows = append(flows, flow(5, now.Add(-time.Duration(day)*24*time.Hour).Truncate(24*time.Hour).Add(time.Duration(hour)*time.Hour), 5432))
+		}
+	}
+	flows = append(flows, flow(6, now.Add(-48*time.Hour), 22)) // node 6: too little history
+	if _, err := st.InsertFlows(ctx, flows); err != nil {
+		t.Fatal(err)
+	}
+	a := New(Config{Flows: st, Now: func() time.Time { return now }}, st, audit.New(st, nil))
+	if err := a.Step(ctx); err != nil { // the history itself: no alert
+		t.Fatal(err)
+	}
+	if got := alerts(t, st, RuleUnusualHour); len(got) != 0 {
+		t.Fatalf("the history raised %+v", got)
+	}
+	today := now.Truncate(24 * time.Hour)
+	if _, err := st.InsertFlows(ctx, []store.Flow{
+		flow(5, now, 5432), flow(5, now.Add(time.Minute), 5432), // 03:30 and 03:31: one alert
+		flow(5, today.Add(10*time.Hour), 5432), // 10:00: usual
+		flow(6, now, 22),                       // no baseline
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Step(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := alerts(t, st, RuleUnusualHour)
+	if len(got) != 1 || got[0].Target != "node:5" || !strings.Contains(got[0].Detail, "03:00 UTC") {
+		t.Fatalf("unusual-hour alerts: %+v", got)
 	}
 }

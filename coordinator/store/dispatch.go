@@ -143,6 +143,10 @@ func (s *sqliteStore) CountFlowsAfter(ctx context.Context, after int64) (int64, 
 	return s.r.CountFlowsAfter(ctx, after)
 }
 
+func (s *sqliteStore) HourBaseline(ctx context.Context, dst NodeID, hour int, from, to time.Time) (int64, int64, error) {
+	return s.r.HourBaseline(ctx, dst, hour, from, to)
+}
+
 func (s *sqliteStore) DeniedBySource(ctx context.Context, since time.Time) (map[string]int64, error) {
 	return s.r.DeniedBySource(ctx, since)
 }

@@ -248,3 +248,17 @@ func (q queries) DeniedBySource(ctx context.Context, since time.Time) (map[strin
 	}
 	return out, rows.Err()
 }
+
+// HourBaseline counts the accepted flows to node dst that ended in
+// [from, to), in all and in the hour of the day hour (0-23, UTC): how
+// usual an access at that hour is for that destination.
+func (q queries) HourBaseline(ctx context.Context, dst NodeID, hour int, from, to time.Time) (total, atHour int64, err error) {
+	const hourNanos = int64(time.Hour)
+	err = q.q.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(CASE WHEN (end_time / ?) % 24 = ? THEN 1 ELSE 0 END), 0)
+		FROM flows WHERE dst_node = ? AND end_time >= ? AND end_time < ? AND verdict = 'accept'`,
+		hourNanos, hour, int64(dst), from.UnixNano(), to.UnixNano()).Scan(&total, &atHour)
+	if err != nil {
+		return 0, 0, fmt.Errorf("hour baseline: %w", err)
+	}
+	return total, atHour, nil
+}

@@ -316,6 +316,9 @@ type Queries interface {
 	ListFlowsAfter(ctx context.Context, after int64, n int) ([]Flow, error)
 	CountFlowsAfter(ctx context.Context, after int64) (int64, error)
 	DeniedBySource(ctx context.Context, since time.Time) (map[string]int64, error)
+	// HourBaseline counts the accepted flows to dst that ended in [from,
+	// to): all of them, and those in hour (0-23, UTC) of the day.
+	HourBaseline(ctx context.Context, dst NodeID, hour int, from, to time.Time) (total, atHour int64, err error)
 	ListFlows(ctx context.Context, f FlowFilter) ([]Flow, error)
 	PruneFlows(ctx context.Context, before time.Time, limit int) (int64, error)
 
