@@ -177,26 +177,14 @@ func (a *Alerter) Run(ctx context.Context) {
 // Step judges the audit events recorded since the last step and the deny
 // counts of the current window, and records the alerts they raise.
 func (a *Alerter) Step(ctx context.Context) error {
-	for {
-		n, err := a.auditStep(ctx)
-		if err != nil {
-			return err
-		}
-		if n < batch {
-			break
-		}
+	if err := drain(ctx, a.auditStep); err != nil {
+		return err
 	}
 	if err := a.denyStep(ctx); err != nil {
 		return err
 	}
-	for {
-		n, err := a.hourStep(ctx)
-		if err != nil {
-			return err
-		}
-		if n < batch {
-			break
-		}
+	if err := drain(ctx, a.hourStep); err != nil {
+		return err
 	}
 	return a.postureStep(ctx)
 }
@@ -246,14 +234,29 @@ func (a *Alerter) auditStep(ctx context.Context) (int, error) {
 			alerts = append(alerts, e)
 		}
 	}
-	last := rows[len(rows)-1].ID
-	err = a.audit.Commit(ctx, func(tx *audit.Tx) error {
+	return len(rows), a.commit(ctx, "audit", alerts, rows[len(rows)-1].ID)
+}
+
+// drain runs step, one batch after a cursor at a time, until a batch
+// comes back short.
+func drain(ctx context.Context, step func(context.Context) (int, error)) error {
+	for {
+		n, err := step(ctx)
+		if err != nil || n < batch {
+			return err
+		}
+	}
+}
+
+// commit records alerts and moves the rule's cursor over source to last
+// in one transaction, so each row is judged exactly once.
+func (a *Alerter) commit(ctx context.Context, source string, alerts []audit.Event, last int64) error {
+	return a.audit.Commit(ctx, func(tx *audit.Tx) error {
 		for _, e := range alerts {
 			tx.Record(e)
 		}
-		return tx.SetSinkCursor(ctx, cursorName, "audit", last)
+		return tx.SetSinkCursor(ctx, cursorName, source, last)
 	})
-	return len(rows), err
 }
 
 // judge returns the alert r raises, if any.
@@ -363,13 +366,7 @@ func (a *Alerter) hourStep(ctx context.Context) (int, error) {
 				who, f.DstNode, f.Dst.Port(), end.Hour(), total, a.cfg.HourBaseline))
 		alerts = append(alerts, e)
 	}
-	last := rows[len(rows)-1].Seq
-	err = a.audit.Commit(ctx, func(tx *audit.Tx) error {
-		for _, e := range alerts {
-			tx.Record(e)
-		}
-		return tx.SetSinkCursor(ctx, cursorName, "flows", last)
-	})
+	err = a.commit(ctx, "flows", alerts, rows[len(rows)-1].Seq)
 	// Hours judged long ago are not seen again (flows arrive within
 	// minutes); forget them.
 	now := a.cfg.Now().Unix() / 3600
