@@ -53,6 +53,8 @@ const (
 	TypeLogoutRequest    Type = 8  // node -> coordinator
 	TypeFlowBatch        Type = 9  // node -> coordinator
 	TypeFlowAck          Type = 10 // coordinator -> node
+	TypeAccessCall       Type = 11 // node -> coordinator
+	TypeAccessReply      Type = 12 // coordinator -> node
 )
 
 // String names the type for logs and errors.
@@ -78,6 +80,10 @@ func (t Type) String() string {
 		return "FlowBatch"
 	case TypeFlowAck:
 		return "FlowAck"
+	case TypeAccessCall:
+		return "AccessCall"
+	case TypeAccessReply:
+		return "AccessReply"
 	}
 	return "Unknown"
 }
@@ -167,6 +173,9 @@ type PostureValue struct {
 type PostureStatus struct {
 	Attrs   []PostureAttr   `json:"attrs,omitempty"`
 	Denials []PostureDenial `json:"denials,omitempty"`
+	// MFA lists the rules the node fails only because its user's MFA is
+	// stale (step-up: signing in again would let them pass).
+	MFA []MFADenial `json:"mfa,omitempty"`
 }
 
 // PostureAttr is one attribute as the coordinator holds it.
@@ -461,6 +470,8 @@ func (*KeepAlive) WireType() Type        { return TypeKeepAlive }
 func (*LogoutRequest) WireType() Type    { return TypeLogoutRequest }
 func (*FlowBatch) WireType() Type        { return TypeFlowBatch }
 func (*FlowAck) WireType() Type          { return TypeFlowAck }
+func (*AccessCall) WireType() Type       { return TypeAccessCall }
+func (*AccessReply) WireType() Type      { return TypeAccessReply }
 
 // Error makes *Error usable as a Go error.
 func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
@@ -488,6 +499,10 @@ func New(t Type) Message {
 		return new(FlowBatch)
 	case TypeFlowAck:
 		return new(FlowAck)
+	case TypeAccessCall:
+		return new(AccessCall)
+	case TypeAccessReply:
+		return new(AccessReply)
 	}
 	return nil
 }
