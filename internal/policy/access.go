@@ -62,4 +62,3 @@ func (p *Policy) MatchAccess(n Node, dst string) (AccessRule, error) {
 func (p *Policy) MayApprove(ref, login string, idpGroups []string) bool {
 	panic("not implemented")
 }
-
