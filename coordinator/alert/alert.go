@@ -4,7 +4,8 @@
 // event, "alert.<rule>", in the audit trail itself, in the same store
 // transaction that moves its cursor, so every event is judged exactly
 // once, across restarts. A deny-burst rule counts denied flows per source
-// node over a sliding window. Alert events reach the SIEM sinks like any
+// node over a sliding window, and finds a source's last burst alert in
+// the audit trail, so a restart does not raise it again. Alert events reach the SIEM sinks like any
 // other event, and an alert webhook is an export sink limited to them.
 //
 // It must never change the state it watches, and never block the
@@ -13,6 +14,7 @@ package alert
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -102,6 +104,9 @@ type Config struct {
 // Store is what the alerter reads and writes.
 type Store interface {
 	ListAuditAfter(ctx context.Context, after int64, n int) ([]store.AuditEvent, error)
+	// ListAudit finds the last deny-burst alert of a source after a
+	// restart.
+	ListAudit(ctx context.Context, f store.AuditFilter) ([]store.AuditEvent, error)
 	SinkCursor(ctx context.Context, sink, source string) (int64, error)
 }
 
@@ -113,7 +118,8 @@ type Alerter struct {
 	log   *slog.Logger
 	admin map[string]bool
 	// burstAt remembers when each source last raised a deny burst, so one
-	// burst raises one alert per window.
+	// burst raises one alert per window; a source it does not hold is
+	// looked up in the store (lastBurst), so a restart forgets nothing.
 	burstAt map[string]time.Time
 	// compliant is each device's last posture state seen (true: it failed
 	// no rule); a device seen for the first time sets it without alerting.
@@ -291,10 +297,23 @@ func (a *Alerter) denyStep(ctx context.Context) error {
 		if n < a.cfg.DenyBurst || now.Sub(a.burstAt[src]) < a.cfg.DenyWindow {
 			continue
 		}
+		if _, known := a.burstAt[src]; !known {
+			// Not raised by this alerter: maybe by the one before a
+			// restart, recorded in the store.
+			last, err := a.lastBurst(ctx, src)
+			if err != nil {
+				return err
+			}
+			if now.Sub(last) < a.cfg.DenyWindow {
+				a.burstAt[src] = last
+				continue
+			}
+		}
 		a.burstAt[src] = now
 		e := alertEvent(RuleDenyBurst, src, "",
 			fmt.Sprintf("deny burst: %d denied packets from %s in %s", n, src, a.cfg.DenyWindow))
 		e.Detail["denied"] = n
+		e.Detail["at"] = now.UTC().Format(time.RFC3339Nano)
 		if err := a.audit.Record(ctx, e); err != nil {
 			return err
 		}
@@ -305,6 +324,24 @@ func (a *Alerter) denyStep(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// lastBurst returns when the last deny-burst alert for src was raised,
+// by the alerter's clock (its "at"; the event's time for an alert
+// without one), or the zero time if none was. One indexed lookup of the
+// store (audit events by target and time).
+func (a *Alerter) lastBurst(ctx context.Context, src string) (time.Time, error) {
+	evs, err := a.st.ListAudit(ctx, store.AuditFilter{Action: ActionPrefix + RuleDenyBurst, Target: src, Limit: 1})
+	if err != nil || len(evs) == 0 {
+		return time.Time{}, err
+	}
+	var d struct {
+		At time.Time `json:"at"`
+	}
+	if json.Unmarshal([]byte(evs[0].Detail), &d) != nil || d.At.IsZero() {
+		return evs[0].Time, nil
+	}
+	return d.At, nil
 }
 
 func alertEvent(rule, target, source, text string) audit.Event {

@@ -71,8 +71,8 @@ func TestRules(t *testing.T) {
 	if got := alerts(t, st, RuleNewDevice); len(got) != 1 || got[0].Target != "node:7" {
 		t.Errorf("new-device alerts: %+v", got)
 	}
-	// The restart forgot the window: node:9 alerted once per alerter.
-	if got := alerts(t, st, RuleDenyBurst); len(got) != 2 || got[0].Target != "node:9" {
+	// The restart remembered the window (TestDenyBurstSurvivesRestart).
+	if got := alerts(t, st, RuleDenyBurst); len(got) != 1 || got[0].Target != "node:9" {
 		t.Errorf("deny-burst alerts: %+v", got)
 	}
 	// Within the window, no second alert; after it, one more.
@@ -80,14 +80,14 @@ func TestRules(t *testing.T) {
 	if err := a.Step(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := alerts(t, st, RuleDenyBurst); len(got) != 2 {
+	if got := alerts(t, st, RuleDenyBurst); len(got) != 1 {
 		t.Errorf("deny-burst alerts within the window: %d", len(got))
 	}
 	now = now.Add(DefaultDenyWindow)
 	if err := a.Step(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := alerts(t, st, RuleDenyBurst); len(got) != 3 {
+	if got := alerts(t, st, RuleDenyBurst); len(got) != 2 {
 		t.Errorf("deny-burst alerts after the window: %d", len(got))
 	}
 }
@@ -170,5 +170,37 @@ func TestUnusualHour(t *testing.T) {
 	got := alerts(t, st, RuleUnusualHour)
 	if len(got) != 1 || got[0].Target != "node:5" || !strings.Contains(got[0].Detail, "03:00 UTC") {
 		t.Fatalf("unusual-hour alerts: %+v", got)
+	}
+}
+
+// TestDenyBurstSurvivesRestart: a burst that alerted before a restart of
+// the alerter over the same store does not alert again within its
+// window, and does once the window is over.
+func TestDenyBurstSurvivesRestart(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t)
+	log := audit.New(st, nil)
+	now := time.Date(2026, 12, 7, 15, 0, 0, 0, time.UTC)
+	cfg := Config{Denies: denyCounts{"100.64.0.9": 150, "100.64.0.3": 20}, Now: func() time.Time { return now }}
+	step := func(a *Alerter, want int) {
+		t.Helper()
+		if err := a.Step(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := alerts(t, st, RuleDenyBurst); len(got) != want {
+			t.Fatalf("%d deny-burst alerts, want %d: %+v", len(got), want, got)
+		}
+	}
+	step(New(cfg, st, log), 1)
+	now = now.Add(time.Minute)
+	step(New(cfg, st, log), 1) // restarted within the window
+	now = now.Add(DefaultDenyWindow - 2*time.Minute)
+	a := New(cfg, st, log)
+	step(a, 1) // again, at the window's last minute
+	step(a, 1)
+	now = now.Add(time.Minute) // the window of the first alert is over
+	step(New(cfg, st, log), 2)
+	if got := alerts(t, st, RuleDenyBurst); got[0].Target != "100.64.0.9" || got[1].Target != "100.64.0.9" {
+		t.Errorf("alerts for %s and %s, want 100.64.0.9 twice", got[0].Target, got[1].Target)
 	}
 }
