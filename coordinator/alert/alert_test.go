@@ -204,3 +204,87 @@ func TestDenyBurstSurvivesRestart(t *testing.T) {
 		t.Errorf("alerts for %s and %s, want 100.64.0.9 twice", got[0].Target, got[1].Target)
 	}
 }
+
+// TestTimeWindow: flows denied because a rule's time window was closed
+// alert once per source node, rule and hour, with the rule, its window,
+// the source and the destination in the text, across a restart of the
+// alerter; other denies do not; NoTimeWindow turns the rule off.
+func TestTimeWindow(t *testing.T) {
+	ctx := context.Background()
+	base := time.Now().UTC().Truncate(time.Hour).Add(-time.Hour) // the hour before this one
+	seq := 0
+	deny := func(src store.NodeID, user, reason, rule string, at time.Time) store.Flow {
+		seq++
+		return store.Flow{ID: fmt.Sprintf("d-%d", seq), Reporter: 1, Start: at, End: at,
+			Src: netip.AddrPortFrom(netip.AddrFrom4([4]byte{100, 64, 0, byte(src)}), 40000), SrcNode: src, SrcUser: user,
+			Dst: netip.MustParseAddrPort("100.64.0.1:8080"), Proto: 6, DstNode: 1, PacketsIn: 2, Count: 2,
+			Verdict: "deny", Reason: reason, Rule: rule}
+	}
+	windows := func(rule string) string {
+		if rule == "acls[2]" {
+			return "Sat 00:00-24:00 UTC"
+		}
+		return ""
+	}
+	for _, off := range []bool{false, true} {
+		t.Run(fmt.Sprintf("NoTimeWindow=%v", off), func(t *testing.T) {
+			st := openStore(t)
+			log := audit.New(st, nil)
+			cfg := Config{Flows: st, Windows: windows, NoTimeWindow: off}
+			insert := func(fs ...store.Flow) {
+				t.Helper()
+				if _, err := st.InsertFlows(ctx, fs); err != nil {
+					t.Fatal(err)
+				}
+			}
+			step := func(a *Alerter, want int) []store.AuditEvent {
+				t.Helper()
+				if err := a.Step(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if off {
+					want = 0
+				}
+				got := alerts(t, st, RuleTimeWindow)
+				if len(got) != want {
+					t.Fatalf("%d time-window alerts, want %d: %+v", len(got), want, got)
+				}
+				return got
+			}
+			insert(
+				deny(2, "ann@example.com", "time-window", "acls[2]", base.Add(10*time.Minute)),
+				deny(2, "ann@example.com", "time-window", "acls[2]", base.Add(20*time.Minute)), // same hour: no second
+				deny(2, "ann@example.com", "time-window", "acls[5]", base.Add(20*time.Minute)), // another rule
+				deny(3, "bob@example.com", "time-window", "acls[2]", base.Add(30*time.Minute)), // another source
+				deny(2, "ann@example.com", "no-rule", "", base.Add(30*time.Minute)),
+				deny(2, "ann@example.com", "posture", "acls[0]", base.Add(30*time.Minute)),
+				deny(2, "ann@example.com", "mfa", "acls[1]", base.Add(30*time.Minute)),
+			)
+			a := New(cfg, st, log)
+			got := step(a, 3)
+			if off {
+				return
+			}
+			var ann string
+			for _, e := range got {
+				if e.Target == "node:2" && strings.Contains(e.Detail, `"policyRule":"acls[2]"`) {
+					ann = e.Detail
+				}
+			}
+			for _, want := range []string{"ann@example.com", "node:2", "node:1 100.64.0.1:8080", "(tcp)", "acls[2]", "Sat 00:00-24:00 UTC",
+				base.Add(10 * time.Minute).Format("2006-01-02 15:04")} {
+				if !strings.Contains(ann, want) {
+					t.Errorf("ann's acls[2] alert %s lacks %q", ann, want)
+				}
+			}
+			insert(deny(2, "ann@example.com", "time-window", "acls[2]", base.Add(40*time.Minute)))
+			step(a, 3) // same hour, same alerter
+			// A restarted alerter knows the hour's alert from the store.
+			a = New(cfg, st, log)
+			insert(deny(2, "ann@example.com", "time-window", "acls[2]", base.Add(50*time.Minute)))
+			step(a, 3)
+			insert(deny(2, "ann@example.com", "time-window", "acls[2]", base.Add(time.Hour))) // the next hour
+			step(a, 4)
+		})
+	}
+}
