@@ -24,7 +24,15 @@ const (
 // denyRank orders the reasons: the first a user can fix comes first
 // (their device's posture, then a fresh MFA login; only waiting opens a
 // time window).
-var denyRank = map[string]int{DenyPosture: 0, DenyMFA: 1, DenyTimeWindow: 2}
+func denyRank(reason string) int {
+	switch reason {
+	case DenyPosture:
+		return 0
+	case DenyMFA:
+		return 1
+	}
+	return 2
+}
 
 // WhyDenied explains a packet from node src to dst (an address of node
 // dstNode or inside a route it serves) on proto and port that dstNode's
@@ -62,17 +70,18 @@ func (g *Graph) WhyDenied(src, dstNode wire.NodeID, dst netip.Addr, proto uint8,
 	}
 	var best pick
 	found := false
-	seen := map[int32]bool{}
+	g.epoch++
+	if g.epoch == 0 {
+		clear(g.stamp)
+		g.epoch = 1
+	}
 	g.p.candidates(&s.subject, func(ri int32) {
-		if seen[ri] {
+		if g.stamp[ri] == g.epoch {
 			return
 		}
-		seen[ri] = true
+		g.stamp[ri] = g.epoch
 		r := g.rules[ri].r
 		if (!r.conditional && r.when == nil) || !r.srcMatches(&s.subject) || !protoCheck(r, &flow{proto: int(proto)}) {
-			return
-		}
-		if !r.covers(d, sameUser, dst, proto, port) {
 			return
 		}
 		failed, why := g.conditionsFailed(r, s, at)
@@ -80,9 +89,11 @@ func (g *Graph) WhyDenied(src, dstNode wire.NodeID, dst netip.Addr, proto uint8,
 			return // the rule applies; the filter was older than the packet
 		}
 		c := pick{ri, failed, why}
-		if !found || c.failed < best.failed ||
-			c.failed == best.failed && (denyRank[c.reason] < denyRank[best.reason] ||
-				denyRank[c.reason] == denyRank[best.reason] && c.ri < best.ri) {
+		if found && (c.failed > best.failed || c.failed == best.failed &&
+			(denyRank(c.reason) > denyRank(best.reason) || denyRank(c.reason) == denyRank(best.reason) && c.ri > best.ri)) {
+			return // not better than the best so far
+		}
+		if r.covers(d, sameUser, dst, proto, port) {
 			best, found = c, true
 		}
 	})
@@ -93,18 +104,32 @@ func (g *Graph) WhyDenied(src, dstNode wire.NodeID, dst netip.Addr, proto uint8,
 }
 
 // covers reports whether r's destinations, as compiled into node d's
-// filter, hold dst and port on proto: d's own addresses (autogroup:self
-// too when the source is a device of d's user) or its approved routes.
+// filter (dstPorts, routedPorts), hold dst and port on proto: d's own
+// addresses (autogroup:self too when the source is a device of d's user)
+// or its approved routes. It allocates only for a router.
 func (r *rule) covers(d *gnode, sameUser bool, dst netip.Addr, proto uint8, port uint16) bool {
-	var prs []wire.PortRange
+	portOK := func(ports []portRange) bool { return !hasPorts(int(proto)) || inPorts(ports, port) }
 	if len(r.via) == 0 {
-		prs = dstPorts(r, d, false)
-		if sameUser && r.hasSelf {
-			prs = append(prs, dstPorts(r, d, true)...)
+		for i := range r.dst {
+			e := &r.dst[i]
+			if e.sel.kind == selSelf {
+				if !sameUser {
+					continue
+				}
+			} else if !e.sel.matches(&d.subject) {
+				continue
+			}
+			if !portOK(e.ports) {
+				continue
+			}
+			for _, a := range d.addrs {
+				if a.Addr() == dst && (e.sel.kind != selPrefix || e.sel.prefix.Bits() <= a.Bits() && e.sel.prefix.Contains(dst)) {
+					return true
+				}
+			}
 		}
 	}
-	prs = append(prs, routedPorts(r, d)...)
-	for _, pr := range prs {
+	for _, pr := range routedPorts(r, d) {
 		if pr.Prefix.Contains(dst) && (!hasPorts(int(proto)) || port >= pr.First && port <= pr.Last) {
 			return true
 		}
@@ -114,27 +139,29 @@ func (r *rule) covers(d *gnode, sameUser bool, dst netip.Addr, proto uint8, port
 
 // conditionsFailed counts the conditions of r node s fails at at, and
 // names the first in denyRank order.
-func (g *Graph) conditionsFailed(r *rule, s *gnode, at time.Time) (int, string) {
-	var failed []string
+func (g *Graph) conditionsFailed(r *rule, s *gnode, at time.Time) (n int, first string) {
+	fail := func(reason string) {
+		if n == 0 {
+			first = reason
+		}
+		n++
+	}
 	if len(r.postures) > 0 {
 		ok := false
 		for _, pi := range r.postures {
 			ok = ok || s.postureOK[pi]
 		}
 		if !ok {
-			failed = append(failed, DenyPosture)
+			fail(DenyPosture)
 		}
 	}
 	if r.mfa > 0 && (s.tagged || s.node.MFAAt.IsZero() || at.Sub(s.node.MFAAt) > r.mfa) {
-		failed = append(failed, DenyMFA)
+		fail(DenyMFA)
 	}
 	if r.when != nil && !r.when.active(at) {
-		failed = append(failed, DenyTimeWindow)
+		fail(DenyTimeWindow)
 	}
-	if len(failed) == 0 {
-		return 0, ""
-	}
-	return len(failed), failed[0]
+	return n, first
 }
 
 // RuleWindow describes the time window of the rule with id ruleID
