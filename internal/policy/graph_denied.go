@@ -45,7 +45,9 @@ func denyRank(reason string) int {
 // ranks first (posture, mfa, time-window), then the first in the policy,
 // and returns that reason (the first of its failing conditions in that
 // order) and the rule's id ("acls[3]", "grants[0]"). It returns two empty
-// strings when no such rule exists or either node is unknown. Its cost is
+// strings when no such rule exists, when some rule admits the packet at
+// at (the filter that denied it was older), or when either node is
+// unknown. Its cost is
 // proportional to the rules that may select src (by user, group or tag,
 // and those with generic sources), never to the mesh.
 func (g *Graph) WhyDenied(src, dstNode wire.NodeID, dst netip.Addr, proto uint8, port uint16, at time.Time) (reason, ruleID string) {
@@ -69,7 +71,7 @@ func (g *Graph) WhyDenied(src, dstNode wire.NodeID, dst netip.Addr, proto uint8,
 		reason string
 	}
 	var best pick
-	found := false
+	found, allowed := false, false
 	g.epoch++
 	if g.epoch == 0 {
 		clear(g.stamp)
@@ -81,12 +83,15 @@ func (g *Graph) WhyDenied(src, dstNode wire.NodeID, dst netip.Addr, proto uint8,
 		}
 		g.stamp[ri] = g.epoch
 		r := g.rules[ri].r
-		if (!r.conditional && r.when == nil) || !r.srcMatches(&s.subject) || !protoCheck(r, &flow{proto: int(proto)}) {
+		if allowed || !r.srcMatches(&s.subject) || !protoCheck(r, &flow{proto: int(proto)}) {
 			return
 		}
 		failed, why := g.conditionsFailed(r, s, at)
 		if failed == 0 {
-			return // the rule applies; the filter was older than the packet
+			// A rule admits the packet at at: the filter was older than
+			// the packet, or at is at a window's edge. Nothing to refine.
+			allowed = allowed || r.covers(d, sameUser, dst, proto, port)
+			return
 		}
 		c := pick{ri, failed, why}
 		if found && (c.failed > best.failed || c.failed == best.failed &&
@@ -97,7 +102,7 @@ func (g *Graph) WhyDenied(src, dstNode wire.NodeID, dst netip.Addr, proto uint8,
 			best, found = c, true
 		}
 	})
-	if !found {
+	if !found || allowed {
 		return "", ""
 	}
 	return best.reason, g.rules[best.ri].r.ref

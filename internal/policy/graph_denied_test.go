@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"strings"
 	"testing"
@@ -74,6 +75,7 @@ func TestWhyDenied(t *testing.T) {
 		{name: "time window open at the record's time", src: 2, dst: 10, addr: dbAddr, proto: tcp, port: 8080, at: sat},
 		{name: "fewest failed conditions wins", src: 1, dst: 10, addr: dbAddr, proto: tcp, port: 9000, why: DenyTimeWindow, rule: "acls[4]"},
 		{name: "equal failures: mfa before time-window", src: 1, dst: 10, addr: dbAddr, proto: tcp, port: 7000, why: DenyMFA, rule: "acls[6]"},
+		{name: "a rule admits it at the record's time (ann's MFA is stale, but acls[5] is open)", src: 1, dst: 10, addr: dbAddr, proto: tcp, port: 7000, at: sat},
 		{name: "unconditional rule, other port", src: 1, dst: 10, addr: dbAddr, proto: tcp, port: 81},
 		{name: "not a source", src: 4, dst: 10, addr: dbAddr, proto: tcp, port: 8080},
 		{name: "wrong protocol", src: 1, dst: 10, addr: dbAddr, proto: tcp, port: 53},
@@ -133,5 +135,81 @@ func TestWhyDeniedCostFollowsSourceRules(t *testing.T) {
 	}
 	if why, rule := g.WhyDenied(1, 10, addrs(10, false)[0].Addr(), 6, 1007, time.Time{}); why != DenyTimeWindow || rule != "acls[7]" {
 		t.Errorf("WhyDenied = %q %q", why, rule)
+	}
+}
+
+// TestWhyDeniedMatchesEval checks WhyDenied against a simple reference
+// built on the symbolic evaluator (evalRule, as Explain uses it): for
+// random sources (posture, MFA age), destinations, ports and times, the
+// rule it names is the best of those whose only failing checks are
+// posture, mfa and when, and its reason is that rule's first failing one.
+func TestWhyDeniedMatchesEval(t *testing.T) {
+	p := mustParse(t, whyPolicy)
+	r := rand.New(rand.NewPCG(1, 19))
+	users := []string{"ann@example.com", "bob@example.com", "carol@example.com"}
+	var nodes []Node
+	for i := 1; i <= 12; i++ {
+		var n Node
+		if i%4 == 0 {
+			n = tagNode(i, "tag:db")
+		} else {
+			n = userNode(i, users[r.IntN(len(users))])
+			if r.IntN(2) == 0 {
+				n.Attrs = map[string]string{"node:diskEncrypted": fmt.Sprint(r.IntN(2) == 0)}
+			}
+			if r.IntN(3) > 0 {
+				n.MFAAt = t0.Add(-time.Duration(r.IntN(180)) * time.Minute)
+			}
+		}
+		nodes = append(nodes, n)
+	}
+	g := NewGraph(p, t0, nodes...)
+	ports := []uint16{22, 53, 80, 81, 3389, 5432, 7000, 8080, 9000}
+	rank := map[string]int{"posture": 0, "mfa": 1, "when": 2}
+	reason := map[string]string{"posture": DenyPosture, "mfa": DenyMFA, "when": DenyTimeWindow}
+	seen := map[string]int{}
+	for range 3000 {
+		src, dst := &nodes[r.IntN(len(nodes))], &nodes[r.IntN(len(nodes))]
+		proto := []uint8{6, 17}[r.IntN(2)]
+		port := ports[r.IntN(len(ports))]
+		at := t0.Add(time.Duration(r.IntN(7*24)) * time.Hour)
+		f := &flow{src: p.nodeSubject(src), dst: p.nodeSubject(dst), proto: int(proto), port: port, at: at}
+		if !src.MFAAt.IsZero() {
+			f.mfaKnown, f.mfaAge = true, at.Sub(src.MFAAt)
+		}
+		wantWhy, wantRule, best := "", "", [3]int{}
+		for i, rl := range p.rules {
+			v := p.evalRule(rl, f)
+			if v.ok {
+				wantWhy, wantRule = "", "" // allowed: nothing to explain
+				break
+			}
+			var first string
+			ok := true
+			for _, why := range v.reasons {
+				kind, _, _ := strings.Cut(why, ":")
+				if _, cond := rank[kind]; !cond {
+					ok = false
+				} else if first == "" || rank[kind] < rank[first] {
+					first = kind
+				}
+			}
+			score := [3]int{len(v.reasons), rank[first], i}
+			if ok && (wantRule == "" || score[0] < best[0] || score[0] == best[0] && score[1] < best[1]) {
+				wantWhy, wantRule, best = reason[first], rl.ref, score
+			}
+		}
+		why, rule := g.WhyDenied(src.ID, dst.ID, dst.Addresses[0].Addr(), proto, port, at)
+		if why != wantWhy || rule != wantRule {
+			t.Fatalf("node %d (%s, attrs %v, MFA %v) -> node %d %d/%d at %v: WhyDenied %q %q, reference %q %q",
+				src.ID, src.User, src.Attrs, src.MFAAt, dst.ID, port, proto, at, why, rule, wantWhy, wantRule)
+		}
+		seen[why]++
+	}
+	t.Logf("answers: %v", seen)
+	for _, why := range []string{"", DenyPosture, DenyMFA, DenyTimeWindow} {
+		if seen[why] < 20 {
+			t.Errorf("only %d answers %q in %v: the random cases miss it", seen[why], why, seen)
+		}
 	}
 }
