@@ -270,7 +270,10 @@ func New(ctx context.Context, cfg Config) (_ *Coordinator, err error) {
 			ac.Denies = st // deny bursts from the stored flow logs
 		}
 		if ac.Flows == nil {
-			ac.Flows = st // unusual hours from the stored flow logs
+			ac.Flows = st // unusual hours and time-window tries from the stored flow logs
+		}
+		if ac.Windows == nil {
+			ac.Windows = c.engine.RuleWindow // the time-window alert's text
 		}
 		if ac.Postures == nil {
 			ac.Postures = func() map[string]int {

@@ -4,7 +4,10 @@
 // event, "alert.<rule>", in the audit trail itself, in the same store
 // transaction that moves its cursor, so every event is judged exactly
 // once, across restarts. A deny-burst rule counts denied flows per source
-// node over a sliding window. Alert events reach the SIEM sinks like any
+// node over a sliding window, and finds a source's last burst alert in
+// the audit trail, so a restart does not raise it again. Rules over the
+// stored flows (an unusual hour, a try outside a rule's time window)
+// read them in order after their own cursor, the same way. Alert events reach the SIEM sinks like any
 // other event, and an alert webhook is an export sink limited to them.
 //
 // It must never change the state it watches, and never block the
@@ -13,6 +16,7 @@ package alert
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -29,6 +33,7 @@ const (
 	RuleDenyBurst   = "deny-burst"
 	RulePosture     = "posture-failure"
 	RuleUnusualHour = "unusual-hour"
+	RuleTimeWindow  = "time-window"
 )
 
 // ActionPrefix starts every alert event's action.
@@ -89,6 +94,13 @@ type Config struct {
 	Flows           FlowHistory
 	HourBaseline    time.Duration
 	HourBaselineMin int64
+	// With Flows set, the time-window rule is on unless NoTimeWindow: a
+	// flow denied with reason "time-window" (a rule would have admitted
+	// it inside its time window) raises an alert, once per source node,
+	// policy rule and hour. Windows, if set, describes a rule's window
+	// for the alert's text (netmap.Engine.RuleWindow: the policy of now).
+	NoTimeWindow bool
+	Windows      func(rule string) string
 	// Postures, if set, enables the posture-failure rule: it returns how
 	// many rules each connected device ("node:12") fails only because of
 	// its posture; a device that failed none and now fails some raises an
@@ -102,6 +114,9 @@ type Config struct {
 // Store is what the alerter reads and writes.
 type Store interface {
 	ListAuditAfter(ctx context.Context, after int64, n int) ([]store.AuditEvent, error)
+	// ListAudit finds the last deny-burst alert of a source after a
+	// restart.
+	ListAudit(ctx context.Context, f store.AuditFilter) ([]store.AuditEvent, error)
 	SinkCursor(ctx context.Context, sink, source string) (int64, error)
 }
 
@@ -113,7 +128,8 @@ type Alerter struct {
 	log   *slog.Logger
 	admin map[string]bool
 	// burstAt remembers when each source last raised a deny burst, so one
-	// burst raises one alert per window.
+	// burst raises one alert per window; a source it does not hold is
+	// looked up in the store (lastBurst), so a restart forgets nothing.
 	burstAt map[string]time.Time
 	// compliant is each device's last posture state seen (true: it failed
 	// no rule); a device seen for the first time sets it without alerting.
@@ -121,6 +137,9 @@ type Alerter struct {
 	// hourSeen holds the (source, destination, hour) the unusual-hour
 	// rule has judged recently.
 	hourSeen map[hourKey]bool
+	// windowSeen holds the (source node, rule, hour) the time-window rule
+	// has alerted on recently (flows.go).
+	windowSeen map[windowKey]bool
 }
 
 // New returns an alerter reading st and recording through log.
@@ -151,7 +170,7 @@ func New(cfg Config, st Store, log *audit.Log) *Alerter {
 		actions = DefaultAdminActions
 	}
 	a := &Alerter{cfg: cfg, st: st, audit: log, log: cfg.Logger, admin: map[string]bool{}, burstAt: map[string]time.Time{},
-		compliant: map[string]bool{}, hourSeen: map[hourKey]bool{}}
+		compliant: map[string]bool{}, hourSeen: map[hourKey]bool{}, windowSeen: map[windowKey]bool{}}
 	for _, act := range actions {
 		a.admin[act] = true
 	}
@@ -183,7 +202,7 @@ func (a *Alerter) Step(ctx context.Context) error {
 	if err := a.denyStep(ctx); err != nil {
 		return err
 	}
-	if err := drain(ctx, a.hourStep); err != nil {
+	if err := drain(ctx, a.flowStep); err != nil {
 		return err
 	}
 	return a.postureStep(ctx)
@@ -291,10 +310,23 @@ func (a *Alerter) denyStep(ctx context.Context) error {
 		if n < a.cfg.DenyBurst || now.Sub(a.burstAt[src]) < a.cfg.DenyWindow {
 			continue
 		}
+		if _, known := a.burstAt[src]; !known {
+			// Not raised by this alerter: maybe by the one before a
+			// restart, recorded in the store.
+			last, err := a.lastBurst(ctx, src)
+			if err != nil {
+				return err
+			}
+			if now.Sub(last) < a.cfg.DenyWindow {
+				a.burstAt[src] = last
+				continue
+			}
+		}
 		a.burstAt[src] = now
 		e := alertEvent(RuleDenyBurst, src, "",
 			fmt.Sprintf("deny burst: %d denied packets from %s in %s", n, src, a.cfg.DenyWindow))
 		e.Detail["denied"] = n
+		e.Detail["at"] = now.UTC().Format(time.RFC3339Nano)
 		if err := a.audit.Record(ctx, e); err != nil {
 			return err
 		}
@@ -305,6 +337,24 @@ func (a *Alerter) denyStep(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// lastBurst returns when the last deny-burst alert for src was raised,
+// by the alerter's clock (its "at"; the event's time for an alert
+// without one), or the zero time if none was. One indexed lookup of the
+// store (audit events by target and time).
+func (a *Alerter) lastBurst(ctx context.Context, src string) (time.Time, error) {
+	evs, err := a.st.ListAudit(ctx, store.AuditFilter{Action: ActionPrefix + RuleDenyBurst, Target: src, Limit: 1})
+	if err != nil || len(evs) == 0 {
+		return time.Time{}, err
+	}
+	var d struct {
+		At time.Time `json:"at"`
+	}
+	if json.Unmarshal([]byte(evs[0].Detail), &d) != nil || d.At.IsZero() {
+		return evs[0].Time, nil
+	}
+	return d.At, nil
 }
 
 func alertEvent(rule, target, source, text string) audit.Event {
@@ -320,68 +370,4 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-// hourStep judges one batch of stored flows after the rule's cursor: an
-// accepted flow's first record (not an update) to a device at an unusual
-// hour raises an alert, recorded with the new cursor in one transaction.
-func (a *Alerter) hourStep(ctx context.Context) (int, error) {
-	if a.cfg.Flows == nil {
-		return 0, nil
-	}
-	cursor, err := a.st.SinkCursor(ctx, cursorName, "flows")
-	if err != nil {
-		return 0, err
-	}
-	rows, err := a.cfg.Flows.ListFlowsAfter(ctx, cursor, batch)
-	if err != nil || len(rows) == 0 {
-		return 0, err
-	}
-	var alerts []audit.Event
-	for _, f := range rows {
-		if f.Verdict != "accept" || f.Update || f.DstNode == 0 {
-			continue
-		}
-		end := f.End.UTC()
-		hour := end.Unix() / 3600
-		k := hourKey{f.Src.Addr().String(), f.DstNode, hour}
-		if a.hourSeen[k] {
-			continue
-		}
-		a.hourSeen[k] = true
-		day := end.Truncate(24 * time.Hour)
-		total, atHour, err := a.cfg.Flows.HourBaseline(ctx, f.DstNode, end.Hour(), day.Add(-a.cfg.HourBaseline), day)
-		if err != nil {
-			return 0, err
-		}
-		if total < a.cfg.HourBaselineMin || atHour > 0 {
-			continue
-		}
-		who := f.Src.Addr().String()
-		if f.SrcUser != "" {
-			who = f.SrcUser + " (" + who + ")"
-		}
-		e := alertEvent(RuleUnusualHour, fmt.Sprintf("node:%d", f.DstNode), fmt.Sprintf("flow-%d", f.Seq),
-			fmt.Sprintf("unusual hour: %s reached node:%d port %d at %02d:00 UTC; none of its %d accepted flows in the %s before fell in that hour",
-				who, f.DstNode, f.Dst.Port(), end.Hour(), total, a.cfg.HourBaseline))
-		alerts = append(alerts, e)
-	}
-	err = a.commit(ctx, "flows", alerts, rows[len(rows)-1].Seq)
-	// Hours judged long ago are not seen again (flows arrive within
-	// minutes); forget them.
-	now := a.cfg.Now().Unix() / 3600
-	for k := range a.hourSeen {
-		if k.hour < now-2 {
-			delete(a.hourSeen, k)
-		}
-	}
-	return len(rows), err
-}
-
-// hourKey is a source, a destination and an hour since the epoch: the
-// unusual-hour rule judges each once.
-type hourKey struct {
-	src  string
-	dst  store.NodeID
-	hour int64
 }

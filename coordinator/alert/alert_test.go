@@ -71,8 +71,8 @@ func TestRules(t *testing.T) {
 	if got := alerts(t, st, RuleNewDevice); len(got) != 1 || got[0].Target != "node:7" {
 		t.Errorf("new-device alerts: %+v", got)
 	}
-	// The restart forgot the window: node:9 alerted once per alerter.
-	if got := alerts(t, st, RuleDenyBurst); len(got) != 2 || got[0].Target != "node:9" {
+	// The restart remembered the window (TestDenyBurstSurvivesRestart).
+	if got := alerts(t, st, RuleDenyBurst); len(got) != 1 || got[0].Target != "node:9" {
 		t.Errorf("deny-burst alerts: %+v", got)
 	}
 	// Within the window, no second alert; after it, one more.
@@ -80,14 +80,14 @@ func TestRules(t *testing.T) {
 	if err := a.Step(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := alerts(t, st, RuleDenyBurst); len(got) != 2 {
+	if got := alerts(t, st, RuleDenyBurst); len(got) != 1 {
 		t.Errorf("deny-burst alerts within the window: %d", len(got))
 	}
 	now = now.Add(DefaultDenyWindow)
 	if err := a.Step(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if got := alerts(t, st, RuleDenyBurst); len(got) != 3 {
+	if got := alerts(t, st, RuleDenyBurst); len(got) != 2 {
 		t.Errorf("deny-burst alerts after the window: %d", len(got))
 	}
 }
@@ -170,5 +170,121 @@ func TestUnusualHour(t *testing.T) {
 	got := alerts(t, st, RuleUnusualHour)
 	if len(got) != 1 || got[0].Target != "node:5" || !strings.Contains(got[0].Detail, "03:00 UTC") {
 		t.Fatalf("unusual-hour alerts: %+v", got)
+	}
+}
+
+// TestDenyBurstSurvivesRestart: a burst that alerted before a restart of
+// the alerter over the same store does not alert again within its
+// window, and does once the window is over.
+func TestDenyBurstSurvivesRestart(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t)
+	log := audit.New(st, nil)
+	now := time.Date(2026, 12, 7, 15, 0, 0, 0, time.UTC)
+	cfg := Config{Denies: denyCounts{"100.64.0.9": 150, "100.64.0.3": 20}, Now: func() time.Time { return now }}
+	step := func(a *Alerter, want int) {
+		t.Helper()
+		if err := a.Step(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := alerts(t, st, RuleDenyBurst); len(got) != want {
+			t.Fatalf("%d deny-burst alerts, want %d: %+v", len(got), want, got)
+		}
+	}
+	step(New(cfg, st, log), 1)
+	now = now.Add(time.Minute)
+	step(New(cfg, st, log), 1) // restarted within the window
+	now = now.Add(DefaultDenyWindow - 2*time.Minute)
+	a := New(cfg, st, log)
+	step(a, 1) // again, at the window's last minute
+	step(a, 1)
+	now = now.Add(time.Minute) // the window of the first alert is over
+	step(New(cfg, st, log), 2)
+	if got := alerts(t, st, RuleDenyBurst); got[0].Target != "100.64.0.9" || got[1].Target != "100.64.0.9" {
+		t.Errorf("alerts for %s and %s, want 100.64.0.9 twice", got[0].Target, got[1].Target)
+	}
+}
+
+// TestTimeWindow: flows denied because a rule's time window was closed
+// alert once per source node, rule and hour, with the rule, its window,
+// the source and the destination in the text, across a restart of the
+// alerter; other denies do not; NoTimeWindow turns the rule off.
+func TestTimeWindow(t *testing.T) {
+	ctx := context.Background()
+	base := time.Now().UTC().Truncate(time.Hour).Add(-time.Hour) // the hour before this one
+	seq := 0
+	deny := func(src store.NodeID, user, reason, rule string, at time.Time) store.Flow {
+		seq++
+		return store.Flow{ID: fmt.Sprintf("d-%d", seq), Reporter: 1, Start: at, End: at,
+			Src: netip.AddrPortFrom(netip.AddrFrom4([4]byte{100, 64, 0, byte(src)}), 40000), SrcNode: src, SrcUser: user,
+			Dst: netip.MustParseAddrPort("100.64.0.1:8080"), Proto: 6, DstNode: 1, PacketsIn: 2, Count: 2,
+			Verdict: "deny", Reason: reason, Rule: rule}
+	}
+	windows := func(rule string) string {
+		if rule == "acls[2]" {
+			return "Sat 00:00-24:00 UTC"
+		}
+		return ""
+	}
+	for _, off := range []bool{false, true} {
+		t.Run(fmt.Sprintf("NoTimeWindow=%v", off), func(t *testing.T) {
+			st := openStore(t)
+			log := audit.New(st, nil)
+			cfg := Config{Flows: st, Windows: windows, NoTimeWindow: off}
+			insert := func(fs ...store.Flow) {
+				t.Helper()
+				if _, err := st.InsertFlows(ctx, fs); err != nil {
+					t.Fatal(err)
+				}
+			}
+			step := func(a *Alerter, want int) []store.AuditEvent {
+				t.Helper()
+				if err := a.Step(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if off {
+					want = 0
+				}
+				got := alerts(t, st, RuleTimeWindow)
+				if len(got) != want {
+					t.Fatalf("%d time-window alerts, want %d: %+v", len(got), want, got)
+				}
+				return got
+			}
+			insert(
+				deny(2, "ann@example.com", "time-window", "acls[2]", base.Add(10*time.Minute)),
+				deny(2, "ann@example.com", "time-window", "acls[2]", base.Add(20*time.Minute)), // same hour: no second
+				deny(2, "ann@example.com", "time-window", "acls[5]", base.Add(20*time.Minute)), // another rule
+				deny(3, "bob@example.com", "time-window", "acls[2]", base.Add(30*time.Minute)), // another source
+				deny(2, "ann@example.com", "no-rule", "", base.Add(30*time.Minute)),
+				deny(2, "ann@example.com", "posture", "acls[0]", base.Add(30*time.Minute)),
+				deny(2, "ann@example.com", "mfa", "acls[1]", base.Add(30*time.Minute)),
+			)
+			a := New(cfg, st, log)
+			got := step(a, 3)
+			if off {
+				return
+			}
+			var ann string
+			for _, e := range got {
+				if e.Target == "node:2" && strings.Contains(e.Detail, `"policyRule":"acls[2]"`) {
+					ann = e.Detail
+				}
+			}
+			for _, want := range []string{"ann@example.com", "node:2", "node:1 100.64.0.1:8080", "(tcp)", "acls[2]", "Sat 00:00-24:00 UTC",
+				base.Add(10 * time.Minute).Format("2006-01-02 15:04")} {
+				if !strings.Contains(ann, want) {
+					t.Errorf("ann's acls[2] alert %s lacks %q", ann, want)
+				}
+			}
+			insert(deny(2, "ann@example.com", "time-window", "acls[2]", base.Add(40*time.Minute)))
+			step(a, 3) // same hour, same alerter
+			// A restarted alerter knows the hour's alert from the store.
+			a = New(cfg, st, log)
+			insert(deny(2, "ann@example.com", "time-window", "acls[2]", base.Add(50*time.Minute)))
+			step(a, 3)
+			insert(deny(2, "ann@example.com", "time-window", "acls[2]", base.Add(time.Hour))) // the next hour
+			step(a, 4)
+		})
 	}
 }

@@ -4,7 +4,10 @@
 // a route it serves), resolves the source and destination addresses to
 // the nodes, users and tags that held them, and stores the batch in one
 // transaction, so the control session acknowledges a batch only once it
-// is durable.
+// is durable. A deny the node could only call "no-rule" (its filter holds
+// only the rules that apply now) is refined from the policy: "posture",
+// "mfa" or "time-window" with the id of the rule whose condition failed
+// (netmap.Engine.WhyDenied).
 //
 // It must never trust a node's word about who the source was (SrcNode is
 // ignored; the address is resolved), never store a record a node could
@@ -39,12 +42,20 @@ const (
 // ErrTooMany refuses a batch of more than MaxBatch records.
 var ErrTooMany = fmt.Errorf("flow batch of more than %d records", MaxBatch)
 
-// Resolver tells who holds addresses and what a node serves;
-// *netmap.Engine is one.
+// Resolver tells who holds addresses, what a node serves and why the
+// policy denied a packet; *netmap.Engine is one.
 type Resolver interface {
 	Node(id wire.NodeID) (netmap.Node, bool)
 	Owners(addrs []netip.Addr) map[netip.Addr]netmap.AddrOwner
+	// WhyDenied returns the refined reason ("posture", "mfa",
+	// "time-window") and rule id of a denied packet from node src to dst
+	// on node dstNode at time at, or two empty strings.
+	WhyDenied(src, dstNode wire.NodeID, dst netip.Addr, proto uint8, port uint16, at time.Time) (reason, rule string)
 }
+
+// ReasonNoRule is the deny reason of a node's filter that the policy may
+// refine.
+const ReasonNoRule = "no-rule"
 
 // Ingest stores nodes' flow batches.
 type Ingest struct {
@@ -138,10 +149,22 @@ func (in *Ingest) rows(reporter store.NodeID, self netmap.Node, recs []wire.Flow
 		}
 		if o, ok := owners[r.Src.Addr().Unmap()]; ok {
 			f.SrcNode, f.SrcUser, f.SrcTags = store.NodeID(o.ID), o.User, o.Tags
+			if f.Verdict == "deny" && f.Reason == ReasonNoRule {
+				in.refine(&f, o.ID, wire.NodeID(reporter))
+			}
 		}
 		rows = append(rows, f)
 	}
 	return rows, refused, firstErr
+}
+
+// refine replaces a deny's "no-rule" with the condition that kept a rule
+// from admitting it, judged at the record's end, and names that rule.
+func (in *Ingest) refine(f *store.Flow, src, dstNode wire.NodeID) {
+	reason, rule := in.resolver.WhyDenied(src, dstNode, f.Dst.Addr(), f.Proto, f.Dst.Port(), f.End)
+	if reason != "" {
+		f.Reason, f.Rule = reason, rule
+	}
 }
 
 func unmap(ap netip.AddrPort) netip.AddrPort {

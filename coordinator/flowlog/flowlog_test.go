@@ -12,6 +12,7 @@ import (
 	"github.com/warrenmesh/warren/coordinator/audit"
 	"github.com/warrenmesh/warren/coordinator/netmap"
 	"github.com/warrenmesh/warren/coordinator/store"
+	"github.com/warrenmesh/warren/internal/policy"
 	"github.com/warrenmesh/warren/internal/wire"
 )
 
@@ -160,10 +161,25 @@ func TestStoreRefusesTooMany(t *testing.T) {
 // valid record of the reporting node.
 func FuzzFlowBatch(f *testing.F) {
 	h := newHarness(f)
+	// Conditional rules, so that denies are refined (WhyDenied) too.
+	p, err := policy.Parse([]byte(`{
+		"tagOwners": {"tag:db": []},
+		"postures": {"posture:enc": ["node:diskEncrypted == true"]},
+		"acls": [
+			{"action": "accept", "src": ["ann@example.com"], "dst": ["tag:db:5432", "10.1.0.0/16:22"], "srcPosture": ["posture:enc"]},
+			{"action": "accept", "src": ["bob@example.com"], "dst": ["tag:db:1-100"], "mfa": "1h", "when": {"days": ["Sat"], "hours": "09:00-17:00"}},
+			{"action": "accept", "src": ["*"], "proto": "udp", "dst": ["10.1.0.0/24:*"], "when": {"days": ["Mon"]}},
+		],
+	}`))
+	if err != nil {
+		f.Fatal(err)
+	}
+	h.engine.SetPolicy(p)
 	seed, _ := wire.Encode(&wire.FlowBatch{Seq: 1, Records: []wire.FlowRecord{rec("1-f-1", "100.64.0.2:1", "100.64.0.1:2")}, Dropped: 3})
 	f.Add(seed[wire.HeaderSize:])
 	f.Add([]byte(`{"seq":2,"records":[{"id":"x","start":"2024-01-01T00:00:00Z","end":"2024-01-01T00:00:01Z","src":"1.2.3.4:5","dst":"10.1.0.9:1","verdict":"deny","count":18446744073709551615}]}`))
 	f.Add([]byte(`{"records":[{}]}`))
+	f.Add([]byte(`{"seq":3,"records":[{"id":"y","start":"2024-01-06T10:00:00Z","end":"2024-01-06T10:00:01Z","src":"100.64.0.3:5","dst":"100.64.0.1:22","proto":6,"verdict":"deny","reason":"no-rule","count":2}]}`))
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		m, err := wire.Decode(wire.TypeFlowBatch, payload)
 		if err != nil {
