@@ -131,9 +131,9 @@ func (q queries) ListAccessRequests(ctx context.Context, f AccessFilter) ([]Acce
 }
 
 func (q queries) UpdateAccessRequest(ctx context.Context, r AccessRequest) error {
-	res, err := q.q.ExecContext(ctx, `UPDATE access_requests SET duration_ns = ?, state = ?, break_glass = ?, approver = ?, note = ?,
+	res, err := q.q.ExecContext(ctx, `UPDATE access_requests SET rule = ?, duration_ns = ?, state = ?, break_glass = ?, approver = ?, note = ?,
 		decided_at = ?, expires_at = ?, ended_at = ? WHERE id = ?`,
-		int64(r.Duration), r.State, boolInt(r.BreakGlass), r.Approver, r.Note, nanos(r.Decided), nanos(r.Expires), nanos(r.Ended), r.ID)
+		r.Rule, int64(r.Duration), r.State, boolInt(r.BreakGlass), r.Approver, r.Note, nanos(r.Decided), nanos(r.Expires), nanos(r.Ended), r.ID)
 	if err != nil {
 		return fmt.Errorf("update access request: %w", wrapErr(err))
 	}

@@ -345,8 +345,8 @@ type Queries interface {
 	// CreateAccessRequest inserts r with a new ID (never reused) and
 	// returns it; GetAccessRequest reads one (ErrNotFound);
 	// ListAccessRequests returns those f selects, newest first;
-	// UpdateAccessRequest writes r's decision fields (Duration, State,
-	// BreakGlass, Approver, Note, Decided, Expires, Ended);
+	// UpdateAccessRequest writes r's decision fields (Rule, Duration,
+	// State, BreakGlass, Approver, Note, Decided, Expires, Ended);
 	// NextAccessExpiry is the earliest expiry of the requests in state
 	// (zero: none). See access.go.
 	CreateAccessRequest(ctx context.Context, r AccessRequest) (AccessRequest, error)
