@@ -19,6 +19,7 @@ import (
 	"github.com/warrenmesh/warren/coordinator/export"
 	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/internal/key"
+	"github.com/warrenmesh/warren/internal/tstest/poll"
 	"github.com/warrenmesh/warren/internal/wire"
 )
 
@@ -183,28 +184,23 @@ func TestAccessWebhook(t *testing.T) {
 	r, err := c.Access().Request(ctx, jit.Caller{Node: nodes["ann"]}, "tag:prod-db:5432", 2*time.Hour, "INC-4211")
 	must(t, err)
 	// Wait for a failed delivery, then let the receiver come up.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	poll.UntilTrue(t, 30*time.Second, "a delivery to the webhook while it is down", func() bool {
 		mu.Lock()
-		n := attempts
-		if n > 0 {
-			down = false
-		}
-		mu.Unlock()
-		if n > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the webhook was not called in 30s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		defer mu.Unlock()
+		down = attempts == 0
+		return !down
+	})
 	var body []byte
 	select {
 	case body = <-bodies:
 	case <-time.After(30 * time.Second):
 		t.Fatal("the webhook was not retried in 30s")
 	}
+	mu.Lock()
+	if attempts < 2 {
+		t.Errorf("delivered in %d attempts; the first, while down, must have failed", attempts)
+	}
+	mu.Unlock()
 	var msg struct {
 		Text   string         `json:"text"`
 		Events []export.Event `json:"events"`
