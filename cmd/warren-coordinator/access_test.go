@@ -140,6 +140,23 @@ func TestAccessCLI(t *testing.T) {
 	if out := mustCLI(t, "access", "history", "--user", "nobody@example.com", "--json", sd); strings.TrimSpace(out) != "[]" {
 		t.Fatalf("history of nobody: %q", out)
 	}
+	// A grant whose access rule leaves the policy ends at once.
+	e := req("ann", "tag:prod-db:5432", time.Hour, "INC-4213")
+	mustCLI(t, "access", "approve", e.ID, sd)
+	if len(c.Engine().Grants()) != 1 {
+		t.Fatal("approved grant not in force")
+	}
+	file := filepath.Join(t.TempDir(), "policy.hujson")
+	must(t, os.WriteFile(file, []byte(strings.Replace(accessPolicy,
+		`{"src": ["group:eng"], "dst": ["tag:prod-db:5432"], "approvers": ["group:sre"], "maxDuration": "4h", "reason": "required"},`, "", 1)), 0o600))
+	mustCLI(t, "policy", "apply", file, sd)
+	if gs := c.Engine().Grants(); len(gs) != 0 {
+		t.Fatalf("grants after the rule left the policy: %+v", gs)
+	}
+	must(t, json.Unmarshal([]byte(mustCLI(t, "access", "history", "--json", "--state", "revoked", sd)), &got))
+	if len(got) != 2 || got[0].ID != e.ID || got[0].Note != "access rule removed from the policy" {
+		t.Fatalf("revoked: %+v", got)
+	}
 	events, err := c.Store().ListAudit(ctx, store.AuditFilter{Action: "access.approve"})
 	must(t, err)
 	if len(events) < 1 || !strings.Contains(events[len(events)-1].Detail, `"asAdmin":true`) {
