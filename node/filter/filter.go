@@ -220,15 +220,17 @@ func (f *Filter) Inbound(pkt []byte) (Verdict, Reason) {
 		return Accept, ReasonRule
 	}
 	v, r, port := f.decide(&p, rs)
-	f.counter[reasonIndex(r)].Add(1)
 	if fl != nil {
 		switch r {
 		case ReasonRule:
 			fl.inbound(&p, len(pkt), rs, port)
 		case ReasonNoRule, ReasonFragment:
-			fl.denies.add(&p, len(pkt), r, fl.now.Load())
+			if fl.denies.add(&p, len(pkt), r, fl.now.Load()) {
+				return v, r // its aggregate counts it for Stats too (denies.go)
+			}
 		}
 	}
+	f.counter[reasonIndex(r)].Add(1)
 	return v, r
 }
 
@@ -336,8 +338,12 @@ func (f *Filter) Outbound(pkt []byte) {
 // locks, so call it for status output, not per packet.
 func (f *Filter) Stats() Stats {
 	s := Stats{Accepted: map[Reason]uint64{}, Dropped: map[Reason]uint64{}}
+	var counts [len(reasons)]uint64
+	if f.flows != nil {
+		f.flows.denies.packets(&counts)
+	}
 	for i, r := range reasons {
-		n := f.counter[i].Load()
+		n := counts[i] + f.counter[i].Load()
 		if i < numAcceptReasons {
 			s.Accepted[r] = n
 		} else {
