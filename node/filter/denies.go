@@ -94,14 +94,16 @@ func packDeny(p *packet, reason Reason, minute int64, dport uint16) denyKey {
 	return denyKey{p.src.hi, p.src.lo, p.dst.hi, p.dst.lo, meta}
 }
 
-func (k *denyKey) minute() int64   { return int64(k[4] >> metaMinuteShift) }
-func (k *denyKey) dport() uint16   { return uint16(k[4] >> metaPortShift) }
-func (k *denyKey) proto() uint8    { return uint8(k[4] >> metaProtoShift) }
-func (k *denyKey) reason() int     { return int(k[4]>>metaReasonShift) & 7 }
-func (k *denyKey) v6() bool        { return k[4]&metaV6 != 0 }
-func (k *denyKey) isOther() bool   { return k[4]&metaOther != 0 }
-func (k *denyKey) pair() denyKey   { return denyKey{k[0], k[1], k[2], k[3], k[4] & metaPair} }
-func (k *denyKey) other() denyKey  { return denyKey{k[0], k[1], k[2], k[3], k[4]&^(0xffff<<metaPortShift) | metaOther} }
+func (k *denyKey) minute() int64 { return int64(k[4] >> metaMinuteShift) }
+func (k *denyKey) dport() uint16 { return uint16(k[4] >> metaPortShift) }
+func (k *denyKey) proto() uint8  { return uint8(k[4] >> metaProtoShift) }
+func (k *denyKey) reason() int   { return int(k[4]>>metaReasonShift) & 7 }
+func (k *denyKey) v6() bool      { return k[4]&metaV6 != 0 }
+func (k *denyKey) isOther() bool { return k[4]&metaOther != 0 }
+func (k *denyKey) pair() denyKey { return denyKey{k[0], k[1], k[2], k[3], k[4] & metaPair} }
+func (k *denyKey) other() denyKey {
+	return denyKey{k[0], k[1], k[2], k[3], k[4]&^(0xffff<<metaPortShift) | metaOther}
+}
 func (k *denyKey) src() netip.Addr { return toAddr(u128{k[0], k[1]}, k.v6()) }
 func (k *denyKey) dst() netip.Addr { return toAddr(u128{k[2], k[3]}, k.v6()) }
 
