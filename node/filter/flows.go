@@ -24,6 +24,16 @@ import (
 // it never evicts: a slot holds counts not yet reported, so a new flow
 // that finds its bucket full is not recorded, only counted
 // (Stats.FlowsDropped). Slots are freed by CollectFlows once reported.
+//
+// A packet that is not a SYN looks for its flow first (known), and most
+// denied packets have none, so a bitset (hints) spares them the shard
+// lock: a flow sets the bit its hash picks when a rule accepts one of its
+// packets, and known and outbound lock a shard only if their key's bit is
+// set. collect clears the bits and sets those of the flows it keeps. A
+// bit missing (cleared under a flow that is still being counted) only
+// sends that flow's next packet through the rule lookup, which counts it
+// in the same slot and sets the bit again; a bit set for no flow only
+// costs the lock it would have cost anyway.
 
 // FlowConfig turns on flow accounting (NewWithFlows). Zero fields take
 // the defaults.
@@ -112,7 +122,12 @@ type flowTable struct {
 	dropped atomic.Uint64
 	shards  [numShards]flowShard
 	denies  denyTable
+	hints   []atomic.Uint64 // a bit per hash, see the file's comment
+	hintMax uint64          // len(hints)*64 - 1: a power of two minus one
 }
+
+// hintBits is how many hint bits the table keeps per flow slot.
+const hintBits = 4
 
 func newFlowTable(cfg FlowConfig, clock func() time.Time) *flowTable {
 	cfg.defaults()
@@ -127,7 +142,23 @@ func newFlowTable(cfg FlowConfig, clock func() time.Time) *flowTable {
 		t.seed[i] = rand.Uint64()
 	}
 	t.denies.init(cfg.MaxDenies)
+	t.hints = make([]atomic.Uint64, numShards*n*ways*hintBits/64)
+	t.hintMax = uint64(len(t.hints)*64 - 1)
 	return t
+}
+
+// hinted reports whether the hint bit of a key with hash h is set.
+func (t *flowTable) hinted(h uint64) bool {
+	i := (h >> 16) & t.hintMax
+	return t.hints[i/64].Load()&(1<<(i%64)) != 0
+}
+
+// hint sets the hint bit of a key with hash h.
+func (t *flowTable) hint(h uint64) {
+	i := (h >> 16) & t.hintMax
+	if w := &t.hints[i/64]; w.Load()&(1<<(i%64)) == 0 {
+		w.Or(1 << (i % 64))
+	}
 }
 
 // tick reads the clock for the packet path.
@@ -139,8 +170,8 @@ func (t *flowTable) tick() {
 	t.now.Store(n)
 }
 
-func (t *flowTable) bucketOf(k *flowKey) (*flowShard, uint64) {
-	h := hashKey(&t.seed, k)
+// bucketOf returns the shard and bucket index of a key with hash h.
+func (t *flowTable) bucketOf(h uint64) (*flowShard, uint64) {
 	return &t.shards[h>>(64-6)], h & t.mask
 }
 
@@ -151,7 +182,11 @@ func (t *flowTable) known(p *packet, n int, rs *ruleSet) bool {
 		return false
 	}
 	k := flowKey{src: p.src, dst: p.dst, sport: p.sport, dport: p.dport, proto: p.proto, v6: p.v6}
-	sh, bi := t.bucketOf(&k)
+	h := hashKey(&t.seed, &k)
+	if !t.hinted(h) {
+		return false
+	}
+	sh, bi := t.bucketOf(h)
 	sh.mu.Lock()
 	if sh.buckets != nil {
 		b := &sh.buckets[bi]
@@ -184,7 +219,8 @@ func (s *flowSlot) countIn(p *packet, n int, now int64) {
 func (t *flowTable) inbound(p *packet, n int, rs *ruleSet, port int) {
 	now := t.now.Load()
 	k := flowKey{src: p.src, dst: p.dst, sport: p.sport, dport: p.dport, proto: p.proto, v6: p.v6}
-	sh, bi := t.bucketOf(&k)
+	h := hashKey(&t.seed, &k)
+	sh, bi := t.bucketOf(h)
 	sh.mu.Lock()
 	if sh.buckets == nil {
 		sh.buckets = make([]flowBucket, t.mask+1)
@@ -213,6 +249,7 @@ func (t *flowTable) inbound(p *packet, n int, rs *ruleSet, port int) {
 	s.gen = rs.gen
 	s.countIn(p, n, now)
 	sh.mu.Unlock()
+	t.hint(h)
 }
 
 // outbound counts a packet this node sends if it answers a recorded flow,
@@ -220,7 +257,11 @@ func (t *flowTable) inbound(p *packet, n int, rs *ruleSet, port int) {
 func (t *flowTable) outbound(p *packet, n int, rs *ruleSet) bool {
 	current := false
 	k := flowKey{src: p.dst, dst: p.src, sport: p.dport, dport: p.sport, proto: p.proto, v6: p.v6}
-	sh, bi := t.bucketOf(&k)
+	h := hashKey(&t.seed, &k)
+	if !t.hinted(h) {
+		return false
+	}
+	sh, bi := t.bucketOf(h)
 	sh.mu.Lock()
 	if sh.buckets != nil {
 		b := &sh.buckets[bi]
@@ -258,6 +299,9 @@ func (t *flowTable) ended(s *flowSlot, now int64) bool {
 // their last record, and deny aggregates of minutes before now's (all of
 // them when final).
 func (t *flowTable) collect(now int64, final bool, out []wire.FlowRecord) []wire.FlowRecord {
+	for i := range t.hints {
+		t.hints[i].Store(0)
+	}
 	for i := range t.shards {
 		sh := &t.shards[i]
 		sh.mu.Lock()
@@ -276,6 +320,9 @@ func (t *flowTable) collect(now int64, final bool, out []wire.FlowRecord) []wire
 					out = append(out, s.record(true))
 					s.reported = now
 					s.reportedPkts = s.pktsIn + s.pktsOut
+				}
+				if s.seen != 0 {
+					t.hint(hashKey(&t.seed, &s.key))
 				}
 			}
 		}
