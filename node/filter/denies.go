@@ -85,9 +85,10 @@ const (
 	metaPair = (1<<64-1)&^(1<<metaMinuteShift-1) | 0xff<<metaProtoShift | metaV6
 )
 
-func packDeny(p *packet, reason Reason, minute int64, dport uint16) denyKey {
+// packDeny is the key of a packet's aggregate; reason indexes reasons.
+func packDeny(p *packet, reason int, minute int64, dport uint16) denyKey {
 	meta := uint64(minute)<<metaMinuteShift | uint64(dport)<<metaPortShift | uint64(p.proto)<<metaProtoShift |
-		uint64(reasonIndex(reason))<<metaReasonShift
+		uint64(reason)<<metaReasonShift
 	if p.v6 {
 		meta |= metaV6
 	}
@@ -180,9 +181,10 @@ const (
 	hitSlow                  // the aggregate exists; count it under mu
 )
 
-// add counts a denied packet of n bytes at now and reports whether it was
-// recorded (false: the table was full, Stats.DeniesDropped).
-func (d *denyTable) add(p *packet, n int, reason Reason, now int64) bool {
+// add counts a packet of n bytes denied at now for reasons[reason] and
+// reports whether it was recorded (false: the table was full,
+// Stats.DeniesDropped).
+func (d *denyTable) add(p *packet, n int, reason int, now int64) bool {
 	ported := hasPorts(p.proto) && !p.frag
 	var dport uint16
 	if ported {

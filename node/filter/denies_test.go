@@ -62,7 +62,7 @@ func TestDenyFold(t *testing.T) {
 				t.Fatal("packet does not parse")
 			}
 			for range tc.packets {
-				if !d.add(&p, tc.size, ReasonNoRule, 1) {
+				if !d.add(&p, tc.size, reasonIndexNoRule, 1) {
 					t.Fatal("not recorded")
 				}
 			}

@@ -25,15 +25,16 @@ import (
 // that finds its bucket full is not recorded, only counted
 // (Stats.FlowsDropped). Slots are freed by CollectFlows once reported.
 //
-// A packet that is not a SYN looks for its flow first (known), and most
-// denied packets have none, so a bitset (hints) spares them the shard
-// lock: a flow sets the bit its hash picks when a rule accepts one of its
-// packets, and known and outbound lock a shard only if their key's bit is
-// set. collect clears the bits and sets those of the flows it keeps. A
-// bit missing (cleared under a flow that is still being counted) only
-// sends that flow's next packet through the rule lookup, which counts it
-// in the same slot and sets the bit again; a bit set for no flow only
-// costs the lock it would have cost anyway.
+// An inbound packet that is not a SYN looks for its flow first (known),
+// and most denied packets have none, so a bitset (hints) spares them the
+// shard lock: a flow sets the bit its hash picks when a rule accepts one
+// of its packets, and known locks a shard only if its key's bit is set.
+// collect clears the bits and sets those of the flows it keeps. A bit
+// missing (cleared under a flow that is still being counted) only sends
+// that flow's next packet through the rule lookup, which counts it in the
+// same slot and sets the bit again; a bit set for no flow only costs the
+// lock it would have cost anyway. outbound does not use the bits: a bit
+// missing there would lose a packet of the flow.
 
 // FlowConfig turns on flow accounting (NewWithFlows). Zero fields take
 // the defaults.
@@ -257,11 +258,7 @@ func (t *flowTable) inbound(p *packet, n int, rs *ruleSet, port int) {
 func (t *flowTable) outbound(p *packet, n int, rs *ruleSet) bool {
 	current := false
 	k := flowKey{src: p.dst, dst: p.src, sport: p.dport, dport: p.sport, proto: p.proto, v6: p.v6}
-	h := hashKey(&t.seed, &k)
-	if !t.hinted(h) {
-		return false
-	}
-	sh, bi := t.bucketOf(h)
+	sh, bi := t.bucketOf(hashKey(&t.seed, &k))
 	sh.mu.Lock()
 	if sh.buckets != nil {
 		b := &sh.buckets[bi]

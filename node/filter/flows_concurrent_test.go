@@ -23,6 +23,7 @@ func TestFlowConcurrentExact(t *testing.T) {
 	)
 	f, clk := flowFilter(t, FlowConfig{})
 	accepted := build(t, tcp(peer4, self4, 40000, 22, tcpACK))
+	reply := build(t, tcp(self4, peer4, 22, 40000, tcpACK))
 	deniedSeg := build(t, tcp(peer4, self4, 40000, 23, tcpACK)) // one aggregate with the SYN
 	deniedSYN := build(t, tcp(peer4, self4, 40001, 23, tcpSYN))
 	scan := make([][]byte, scanPorts)
@@ -63,6 +64,7 @@ func TestFlowConcurrentExact(t *testing.T) {
 			defer senders.Done()
 			for i := range perWorker {
 				f.Inbound(accepted)
+				f.Outbound(reply)
 				f.Inbound(own[w])
 				f.Inbound(deniedSeg)
 				f.Inbound(deniedSYN)
@@ -80,6 +82,7 @@ func TestFlowConcurrentExact(t *testing.T) {
 		t.Fatalf("dropped %d flows and %d denies; the tables are large enough for none", s.FlowsDropped, s.DeniesDropped)
 	}
 	acceptedBy := map[uint16]uint64{} // source port -> packets, over the flow's final records
+	var replies uint64
 	deniedBy := map[string]uint64{}   // source:dport -> packets
 	type minuteOf struct {
 		src    string
@@ -91,6 +94,7 @@ func TestFlowConcurrentExact(t *testing.T) {
 		switch {
 		case r.Verdict == "accept" && !r.Update:
 			acceptedBy[r.Src.Port()] += r.PacketsIn
+			replies += r.PacketsOut
 		case r.Verdict == "deny":
 			if r.Count != r.PacketsIn || r.Reason != string(ReasonNoRule) {
 				t.Errorf("deny record %+v", r)
@@ -109,6 +113,9 @@ func TestFlowConcurrentExact(t *testing.T) {
 	}
 	if got := acceptedBy[40000]; got != workers*perWorker {
 		t.Errorf("shared accepted flow counted %d packets, want %d", got, workers*perWorker)
+	}
+	if replies != workers*perWorker {
+		t.Errorf("replies counted %d packets, want %d", replies, workers*perWorker)
 	}
 	for w := range workers {
 		if got := acceptedBy[uint16(50000+w)]; got != perWorker {
