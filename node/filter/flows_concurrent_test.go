@@ -83,7 +83,7 @@ func TestFlowConcurrentExact(t *testing.T) {
 	}
 	acceptedBy := map[uint16]uint64{} // source port -> packets, over the flow's final records
 	var replies uint64
-	deniedBy := map[string]uint64{}   // source:dport -> packets
+	deniedBy := map[string]uint64{} // source:dport -> packets
 	type minuteOf struct {
 		src    string
 		minute int64
