@@ -154,12 +154,14 @@ func newFlowTable(cfg FlowConfig, clock func() time.Time) *flowTable {
 
 // hintHash picks k's hint bit. It is cheaper than hashKey (one multiply
 // for IPv4, whose two addresses fit one word), as a denied packet pays it.
-func (t *flowTable) hintHash(k *flowKey) uint64 {
-	a := k.src.lo<<32 ^ k.dst.lo
-	if k.v6 {
-		a = mum(k.src.hi^t.hseed[2], k.src.lo^t.hseed[3]) ^ mum(k.dst.hi^t.hseed[4], k.dst.lo^t.hseed[5])
+// It takes the key's fields, not a flowKey: known calls it before
+// building one, which it needs only when the bit is set.
+func (t *flowTable) hintHash(src, dst u128, sport, dport uint16, proto uint8, v6 bool) uint64 {
+	a := src.lo<<32 ^ dst.lo
+	if v6 {
+		a = mum(src.hi^t.hseed[2], src.lo^t.hseed[3]) ^ mum(dst.hi^t.hseed[4], dst.lo^t.hseed[5])
 	}
-	tail := uint64(k.sport)<<32 | uint64(k.dport)<<16 | uint64(k.proto)
+	tail := uint64(sport)<<32 | uint64(dport)<<16 | uint64(proto)
 	return mum(a^t.hseed[0], tail^t.hseed[1])
 }
 
@@ -197,10 +199,10 @@ func (t *flowTable) known(p *packet, n int, rs *ruleSet) bool {
 	if rs == nil {
 		return false
 	}
-	k := flowKey{src: p.src, dst: p.dst, sport: p.sport, dport: p.dport, proto: p.proto, v6: p.v6}
-	if !t.hinted(t.hintHash(&k)) {
+	if !t.hinted(t.hintHash(p.src, p.dst, p.sport, p.dport, p.proto, p.v6)) {
 		return false
 	}
+	k := flowKey{src: p.src, dst: p.dst, sport: p.sport, dport: p.dport, proto: p.proto, v6: p.v6}
 	sh, bi := t.bucketOf(hashKey(&t.seed, &k))
 	sh.mu.Lock()
 	if sh.buckets != nil {
@@ -263,7 +265,7 @@ func (t *flowTable) inbound(p *packet, n int, rs *ruleSet, port int) {
 	s.gen = rs.gen
 	s.countIn(p, n, now)
 	sh.mu.Unlock()
-	t.hint(t.hintHash(&k))
+	t.hint(t.hintHash(k.src, k.dst, k.sport, k.dport, k.proto, k.v6))
 }
 
 // outbound counts a packet this node sends if it answers a recorded flow,
@@ -332,7 +334,7 @@ func (t *flowTable) collect(now int64, final bool, out []wire.FlowRecord) []wire
 					s.reportedPkts = s.pktsIn + s.pktsOut
 				}
 				if s.seen != 0 {
-					t.hint(t.hintHash(&s.key))
+					t.hint(t.hintHash(s.key.src, s.key.dst, s.key.sport, s.key.dport, s.key.proto, s.key.v6))
 				}
 			}
 		}
