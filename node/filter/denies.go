@@ -36,10 +36,10 @@ import (
 //     valid bit, or its generation, which every reuse advances), the swap
 //     fails and the lookup starts again; so a packet is never counted in
 //     another key's aggregate. (The generation has 11 bits: a reader would
-//     have to stall between its load and its swap while the owner collects
-//     and reuses that one slot 2048 times, and find the same counts.)
+//     have to stall between its load and its swap while collect frees and
+//     a new key reuses that one slot 2048 times, and find the same counts.)
 //   - The packet path defers to mu when the word's counts would overflow
-//     (the owner folds them into the slot's wide counters), when its clock
+//     (under mu they are folded into the slot's wide counters), when its clock
 //     differs from the aggregate's last (about once a second per
 //     aggregate: last is written under mu only), and when it finds no
 //     aggregate: under mu the lookup is repeated (another goroutine may just
@@ -53,6 +53,11 @@ import (
 //     packet is not also counted in Filter.counter, and Stats adds the
 //     aggregates (held, and reported by collect) to it. So the accounting
 //     replaces an atomic add the filter would do anyway.
+//
+// A packet that read the flow clock just before a tick into the next
+// minute can arrive after collect reported its minute: it makes a second
+// aggregate of that minute, reported at the next collect. Counts stay
+// exact.
 
 const (
 	denyWays = 8
