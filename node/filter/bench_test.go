@@ -173,3 +173,45 @@ func BenchmarkSetRules(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkDenyAdd is the deny accounting alone: one aggregate hit again
+// and again (a flood), the further ports of a scan (the shared aggregate),
+// and the same flood from every CPU at once.
+func BenchmarkDenyAdd(b *testing.B) {
+	var p packet
+	if !p.parse(build(b, tcp("100.127.255.255", self4, 40000, 65535, tcpSYN)), false) {
+		b.Fatal("bench packet does not parse")
+	}
+	b.Run("flood", func(b *testing.B) {
+		var d denyTable
+		d.init(defaultMaxDenies)
+		b.ReportAllocs()
+		for b.Loop() {
+			d.add(&p, 40, reasonIndexNoRule, 1)
+		}
+	})
+	b.Run("scan", func(b *testing.B) {
+		var d denyTable
+		d.init(defaultMaxDenies)
+		q := p
+		for port := range maxDenyPorts + 1 {
+			q.dport = uint16(port)
+			d.add(&q, 40, reasonIndexNoRule, 1)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			q.dport++
+			d.add(&q, 40, reasonIndexNoRule, 1)
+		}
+	})
+	b.Run("flood-parallel", func(b *testing.B) {
+		var d denyTable
+		d.init(defaultMaxDenies)
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				d.add(&p, 40, reasonIndexNoRule, 1)
+			}
+		})
+	})
+}

@@ -77,21 +77,28 @@ const numAcceptReasons = 3
 // reasons lists every Reason, indexed by reasonIndex.
 var reasons = [...]Reason{ReasonRule, ReasonReply, ReasonRelated, ReasonNoRule, ReasonMalformed, ReasonFragment}
 
+// Indexes into reasons of the reasons the packet path switches on.
+const (
+	reasonIndexRule     = 0
+	reasonIndexNoRule   = 3
+	reasonIndexFragment = 5
+)
+
 // reasonIndex maps a Reason to its counter.
 func reasonIndex(r Reason) int {
 	switch r {
 	case ReasonRule:
-		return 0
+		return reasonIndexRule
 	case ReasonReply:
 		return 1
 	case ReasonRelated:
 		return 2
 	case ReasonNoRule:
-		return 3
+		return reasonIndexNoRule
 	case ReasonMalformed:
 		return 4
 	}
-	return 5
+	return reasonIndexFragment
 }
 
 // Stats are the filter's counters, for status output and metrics.
@@ -162,9 +169,12 @@ func New(rules []wire.FilterRule) *Filter {
 
 // NewWithFlows is New with flow accounting (flows.go, denies.go): every
 // flow a rule accepts is counted both ways and every denied packet
-// aggregated, for CollectFlows. Accounting costs one more hash and shard
-// lock per packet, and for a flow's first packet one rule lookup per
-// distinct rule id.
+// aggregated, for CollectFlows. Accounting costs an accepted packet one
+// more hash and shard lock (a packet of a flow already accepted under the
+// current rules then skips the rule lookup), a denied packet one or two
+// hashes and one compare-and-swap (which replaces the drop counter's
+// atomic add), and a flow's first packet one rule lookup per distinct
+// rule id.
 func NewWithFlows(rules []wire.FilterRule, fc FlowConfig) *Filter {
 	return newFilter(rules, config{flows: &fc})
 }
@@ -220,15 +230,18 @@ func (f *Filter) Inbound(pkt []byte) (Verdict, Reason) {
 		return Accept, ReasonRule
 	}
 	v, r, port := f.decide(&p, rs)
-	f.counter[reasonIndex(r)].Add(1)
+	ri := reasonIndex(r)
 	if fl != nil {
-		switch r {
-		case ReasonRule:
+		switch ri {
+		case reasonIndexRule:
 			fl.inbound(&p, len(pkt), rs, port)
-		case ReasonNoRule, ReasonFragment:
-			fl.denies.add(&p, len(pkt), r, fl.now.Load())
+		case reasonIndexNoRule, reasonIndexFragment:
+			if fl.denies.add(&p, len(pkt), ri, fl.now.Load()) {
+				return v, r // its aggregate counts it for Stats too (denies.go)
+			}
 		}
 	}
+	f.counter[ri].Add(1)
 	return v, r
 }
 
@@ -336,8 +349,12 @@ func (f *Filter) Outbound(pkt []byte) {
 // locks, so call it for status output, not per packet.
 func (f *Filter) Stats() Stats {
 	s := Stats{Accepted: map[Reason]uint64{}, Dropped: map[Reason]uint64{}}
+	var counts [len(reasons)]uint64
+	if f.flows != nil {
+		f.flows.denies.packets(&counts)
+	}
 	for i, r := range reasons {
-		n := f.counter[i].Load()
+		n := counts[i] + f.counter[i].Load()
 		if i < numAcceptReasons {
 			s.Accepted[r] = n
 		} else {

@@ -315,3 +315,14 @@ func TestNoAllocations(t *testing.T) {
 		t.Errorf("Outbound: %v allocations per packet, want 0", n)
 	}
 }
+
+func TestReasonIndexes(t *testing.T) {
+	for i, r := range reasons {
+		if got := reasonIndex(r); got != i {
+			t.Errorf("reasonIndex(%q) = %d, want %d", r, got, i)
+		}
+	}
+	if reasons[reasonIndexRule] != ReasonRule || reasons[reasonIndexNoRule] != ReasonNoRule || reasons[reasonIndexFragment] != ReasonFragment {
+		t.Errorf("reasonIndex constants do not index their reasons")
+	}
+}

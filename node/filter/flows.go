@@ -24,6 +24,17 @@ import (
 // it never evicts: a slot holds counts not yet reported, so a new flow
 // that finds its bucket full is not recorded, only counted
 // (Stats.FlowsDropped). Slots are freed by CollectFlows once reported.
+//
+// An inbound packet that is not a SYN looks for its flow first (known),
+// and most denied packets have none, so a bitset (hints) spares them the
+// shard lock: a flow sets the bit its hash picks when a rule accepts one
+// of its packets, and known locks a shard only if its key's bit is set.
+// collect clears the bits and sets those of the flows it keeps. A bit
+// missing (cleared under a flow that is still being counted) only sends
+// that flow's next packet through the rule lookup, which counts it in the
+// same slot and sets the bit again; a bit set for no flow only costs the
+// lock it would have cost anyway. outbound does not use the bits: a bit
+// missing there would lose a packet of the flow.
 
 // FlowConfig turns on flow accounting (NewWithFlows). Zero fields take
 // the defaults.
@@ -112,7 +123,13 @@ type flowTable struct {
 	dropped atomic.Uint64
 	shards  [numShards]flowShard
 	denies  denyTable
+	hints   []atomic.Uint64 // a bit per hintHash, see the file's comment
+	hintMax uint64          // len(hints)*64 - 1: a power of two minus one
+	hseed   [6]uint64       // hintHash's seed
 }
+
+// hintBits is how many hint bits the table keeps per flow slot.
+const hintBits = 4
 
 func newFlowTable(cfg FlowConfig, clock func() time.Time) *flowTable {
 	cfg.defaults()
@@ -126,8 +143,40 @@ func newFlowTable(cfg FlowConfig, clock func() time.Time) *flowTable {
 	for i := range t.seed {
 		t.seed[i] = rand.Uint64()
 	}
+	for i := range t.hseed {
+		t.hseed[i] = rand.Uint64()
+	}
 	t.denies.init(cfg.MaxDenies)
+	t.hints = make([]atomic.Uint64, numShards*n*ways*hintBits/64)
+	t.hintMax = uint64(len(t.hints)*64 - 1)
 	return t
+}
+
+// hintHash picks k's hint bit. It is cheaper than hashKey (one multiply
+// for IPv4, whose two addresses fit one word), as a denied packet pays it.
+// It takes the key's fields, not a flowKey: known calls it before
+// building one, which it needs only when the bit is set.
+func (t *flowTable) hintHash(src, dst u128, sport, dport uint16, proto uint8, v6 bool) uint64 {
+	a := src.lo<<32 ^ dst.lo
+	if v6 {
+		a = mum(src.hi^t.hseed[2], src.lo^t.hseed[3]) ^ mum(dst.hi^t.hseed[4], dst.lo^t.hseed[5])
+	}
+	tail := uint64(sport)<<32 | uint64(dport)<<16 | uint64(proto)
+	return mum(a^t.hseed[0], tail^t.hseed[1])
+}
+
+// hinted reports whether the hint bit of hint hash h is set.
+func (t *flowTable) hinted(h uint64) bool {
+	i := h & t.hintMax
+	return t.hints[i/64].Load()&(1<<(i%64)) != 0
+}
+
+// hint sets the hint bit of hint hash h.
+func (t *flowTable) hint(h uint64) {
+	i := h & t.hintMax
+	if w := &t.hints[i/64]; w.Load()&(1<<(i%64)) == 0 {
+		w.Or(1 << (i % 64))
+	}
 }
 
 // tick reads the clock for the packet path.
@@ -139,8 +188,8 @@ func (t *flowTable) tick() {
 	t.now.Store(n)
 }
 
-func (t *flowTable) bucketOf(k *flowKey) (*flowShard, uint64) {
-	h := hashKey(&t.seed, k)
+// bucketOf returns the shard and bucket index of a key with hash h.
+func (t *flowTable) bucketOf(h uint64) (*flowShard, uint64) {
 	return &t.shards[h>>(64-6)], h & t.mask
 }
 
@@ -150,8 +199,11 @@ func (t *flowTable) known(p *packet, n int, rs *ruleSet) bool {
 	if rs == nil {
 		return false
 	}
+	if !t.hinted(t.hintHash(p.src, p.dst, p.sport, p.dport, p.proto, p.v6)) {
+		return false
+	}
 	k := flowKey{src: p.src, dst: p.dst, sport: p.sport, dport: p.dport, proto: p.proto, v6: p.v6}
-	sh, bi := t.bucketOf(&k)
+	sh, bi := t.bucketOf(hashKey(&t.seed, &k))
 	sh.mu.Lock()
 	if sh.buckets != nil {
 		b := &sh.buckets[bi]
@@ -184,7 +236,7 @@ func (s *flowSlot) countIn(p *packet, n int, now int64) {
 func (t *flowTable) inbound(p *packet, n int, rs *ruleSet, port int) {
 	now := t.now.Load()
 	k := flowKey{src: p.src, dst: p.dst, sport: p.sport, dport: p.dport, proto: p.proto, v6: p.v6}
-	sh, bi := t.bucketOf(&k)
+	sh, bi := t.bucketOf(hashKey(&t.seed, &k))
 	sh.mu.Lock()
 	if sh.buckets == nil {
 		sh.buckets = make([]flowBucket, t.mask+1)
@@ -213,6 +265,7 @@ func (t *flowTable) inbound(p *packet, n int, rs *ruleSet, port int) {
 	s.gen = rs.gen
 	s.countIn(p, n, now)
 	sh.mu.Unlock()
+	t.hint(t.hintHash(k.src, k.dst, k.sport, k.dport, k.proto, k.v6))
 }
 
 // outbound counts a packet this node sends if it answers a recorded flow,
@@ -220,7 +273,7 @@ func (t *flowTable) inbound(p *packet, n int, rs *ruleSet, port int) {
 func (t *flowTable) outbound(p *packet, n int, rs *ruleSet) bool {
 	current := false
 	k := flowKey{src: p.dst, dst: p.src, sport: p.dport, dport: p.sport, proto: p.proto, v6: p.v6}
-	sh, bi := t.bucketOf(&k)
+	sh, bi := t.bucketOf(hashKey(&t.seed, &k))
 	sh.mu.Lock()
 	if sh.buckets != nil {
 		b := &sh.buckets[bi]
@@ -258,6 +311,9 @@ func (t *flowTable) ended(s *flowSlot, now int64) bool {
 // their last record, and deny aggregates of minutes before now's (all of
 // them when final).
 func (t *flowTable) collect(now int64, final bool, out []wire.FlowRecord) []wire.FlowRecord {
+	for i := range t.hints {
+		t.hints[i].Store(0)
+	}
 	for i := range t.shards {
 		sh := &t.shards[i]
 		sh.mu.Lock()
@@ -276,6 +332,9 @@ func (t *flowTable) collect(now int64, final bool, out []wire.FlowRecord) []wire
 					out = append(out, s.record(true))
 					s.reported = now
 					s.reportedPkts = s.pktsIn + s.pktsOut
+				}
+				if s.seen != 0 {
+					t.hint(t.hintHash(s.key.src, s.key.dst, s.key.sport, s.key.dport, s.key.proto, s.key.v6))
 				}
 			}
 		}
