@@ -14,12 +14,26 @@
 // a device other than the requesting one, and never trust a caller's
 // claim about who they are: a node caller is resolved from the store as
 // the node's owner is now.
+//
+// Decisions: a request is filed from the device that needs the access
+// (a node caller); a tagged device may file one when an access rule's src
+// selects its tags, but it cannot satisfy an "mfa" condition and cannot
+// approve. Approvers are the rule's approvers under the policy in force
+// at the time of the decision, the request re-matched against it; an
+// admin acting through warren-coordinator (the admin API) may approve,
+// deny and revoke too, an explicit operator action audited with
+// "asAdmin": true. Nobody, admins included, approves or denies their own
+// request. An approval records access.approve and access.grant in one
+// transaction; a break-glass request records access.request,
+// access.break-glass, alert.break-glass and access.grant.
 package access
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/warrenmesh/warren/coordinator/audit"
@@ -72,68 +86,230 @@ type Config struct {
 	Policy func() *policy.Policy
 	Logger *slog.Logger
 	Now    func() time.Time // nil: time.Now
+	// MaxPending bounds each user's pending requests (0: DefaultMaxPending),
+	// so a misbehaving client cannot fill the table.
+	MaxPending int
 }
+
+// DefaultMaxPending is Config.MaxPending's default.
+const DefaultMaxPending = 16
+
+// Bounds of a request's text fields.
+const (
+	MaxReason = 500
+	MaxDst    = 256
+)
 
 // Service is the just-in-time access service.
 type Service struct {
 	cfg Config
+	log *slog.Logger
+	now func() time.Time
+	// mu orders the state changes that touch the engine (a commit and the
+	// grant it puts in force or ends), so that the engine's grants follow
+	// the store's in commit order.
+	mu   sync.Mutex
+	wake chan struct{} // a grant started: Run looks at the next expiry again
 }
 
 // New returns a service; Start puts the stored grants back in force.
 func New(cfg Config) (*Service, error) {
-	return &Service{cfg: cfg}, errors.New("access: not implemented")
+	if cfg.Store == nil || cfg.Audit == nil || cfg.Engine == nil || cfg.Policy == nil {
+		return nil, errors.New("access: Store, Audit, Engine and Policy are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.MaxPending <= 0 {
+		cfg.MaxPending = DefaultMaxPending
+	}
+	return &Service{cfg: cfg, log: cfg.Logger, now: cfg.Now, wake: make(chan struct{}, 1)}, nil
 }
 
 // Start puts every stored active grant that has not expired back in force
 // and ends (audited access.expire) those that expired while the
 // coordinator was down. Call it once, before nodes connect.
-func (s *Service) Start(ctx context.Context) error { return errors.New("not implemented") }
+func (s *Service) Start(ctx context.Context) error {
+	if err := s.expireDue(ctx); err != nil {
+		return fmt.Errorf("access: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	active, err := s.cfg.Store.ListAccessRequests(ctx, store.AccessFilter{States: []string{wire.AccessActive}, Limit: maxActive})
+	if err != nil {
+		return fmt.Errorf("access: %w", err)
+	}
+	p := s.cfg.Policy()
+	for _, r := range active {
+		if _, err := s.rematch(p, r); err != nil {
+			s.endLocked(ctx, r, wire.AccessRevoked, "access rule removed from the policy")
+			continue
+		}
+		if err := s.cfg.Engine.SetGrant(grantOf(r)); err != nil {
+			s.endLocked(ctx, r, wire.AccessRevoked, "grant could not be restored: "+err.Error())
+		}
+	}
+	return nil
+}
+
+// maxActive bounds the grants one pass looks at.
+const maxActive = 10000
 
 // Run records expiries (access.expire) as grants reach their end, until
 // ctx ends. Enforcement does not wait for it: the engine withdraws a
 // grant at its Until by itself.
-func (s *Service) Run(ctx context.Context) error { return errors.New("not implemented") }
+func (s *Service) Run(ctx context.Context) error {
+	// recheck bounds the wait, should the clock jump.
+	const recheck = time.Minute
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		case <-s.wake:
+		}
+		if err := s.expireDue(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("access: recording expired grants failed; will retry", "err", err)
+		}
+		wait := recheck
+		if next, err := s.cfg.Store.NextAccessExpiry(ctx, wire.AccessActive); err == nil && !next.IsZero() {
+			wait = min(max(next.Sub(s.now()), 0), recheck)
+		}
+		if !t.Stop() {
+			select {
+			case <-t.C:
+			default:
+			}
+		}
+		t.Reset(wait)
+	}
+}
+
+// expireDue ends, with access.expire, every active grant whose expiry has
+// come.
+func (s *Service) expireDue(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	due, err := s.cfg.Store.ListAccessRequests(ctx, store.AccessFilter{States: []string{wire.AccessActive},
+		ExpiresBy: s.now(), Limit: maxActive})
+	if err != nil {
+		return err
+	}
+	for _, r := range due {
+		r.State, r.Ended = wire.AccessExpired, r.Expires
+		err := s.cfg.Audit.Commit(ctx, func(tx *audit.Tx) error {
+			cur, err := tx.GetAccessRequest(ctx, r.ID)
+			if err != nil || cur.State != wire.AccessActive {
+				return err // ended meanwhile: nothing to record
+			}
+			if err := tx.UpdateAccessRequest(ctx, r); err != nil {
+				return err
+			}
+			tx.Record(event("system", "access.expire", r, nil))
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		s.cfg.Engine.RemoveGrant(requestID(r.ID))
+	}
+	return nil
+}
+
+// poke tells Run a grant started.
+func (s *Service) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
 
 // PolicyChanged re-checks grants in force against policy p: a grant no
-// access rule of p allows any more ends (access.revoke, note "rule
-// removed"). Pending requests are judged against the policy at decision
-// time anyway.
+// access rule of p allows any more ends (access.revoke, note "access rule
+// removed from the policy"). Pending requests are judged against the
+// policy at decision time anyway.
 func (s *Service) PolicyChanged(ctx context.Context, p *policy.Policy) error {
-	return errors.New("not implemented")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	active, err := s.cfg.Store.ListAccessRequests(ctx, store.AccessFilter{States: []string{wire.AccessActive}, Limit: maxActive})
+	if err != nil {
+		return fmt.Errorf("access: %w", err)
+	}
+	var errs []error
+	for _, r := range active {
+		if _, err := s.rematch(p, r); err == nil {
+			continue
+		}
+		if err := s.endLocked(ctx, r, wire.AccessRevoked, "access rule removed from the policy"); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
-// Request files a request for dst for d with reason. Under a rule with
-// "mfa" older than the requester's last MFA it fails with Code
-// wire.AccessMFARequired; under a selfApprove rule it is granted at once
-// (break-glass).
-func (s *Service) Request(ctx context.Context, c Caller, dst string, d time.Duration, reason string) (wire.AccessRequest, error) {
-	return wire.AccessRequest{}, errors.New("not implemented")
+// rematch finds the access rule of p that allows r now.
+func (s *Service) rematch(p *policy.Policy, r store.AccessRequest) (policy.AccessRule, error) {
+	n, ok := s.cfg.Engine.Node(wire.NodeID(r.NodeID))
+	if !ok {
+		return policy.AccessRule{}, &Error{Code: wire.AccessConflict, Message: fmt.Sprintf("the requesting device (node %d) is no longer in the mesh", r.NodeID)}
+	}
+	rule, err := p.MatchAccess(policyNode(n), r.Dst)
+	if err != nil {
+		return rule, matchError(err, r.Dst)
+	}
+	return rule, nil
 }
 
-// Approve approves pending request id, for d if d is set and shorter than
-// requested, and puts it in force.
-func (s *Service) Approve(ctx context.Context, c Caller, id string, d time.Duration) (wire.AccessRequest, error) {
-	return wire.AccessRequest{}, errors.New("not implemented")
+// endLocked ends r (pending or active) in state with note, audited as
+// system action access.revoke (access.expire for AccessExpired), and
+// withdraws its grant. s.mu is held.
+func (s *Service) endLocked(ctx context.Context, r store.AccessRequest, state, note string) error {
+	now := s.now()
+	r.State, r.Note, r.Ended = state, note, now
+	if r.Decided.IsZero() {
+		r.Decided = now
+	}
+	action := "access.revoke"
+	if state == wire.AccessExpired {
+		action = "access.expire"
+	}
+	err := s.cfg.Audit.Commit(ctx, func(tx *audit.Tx) error {
+		if err := tx.UpdateAccessRequest(ctx, r); err != nil {
+			return err
+		}
+		tx.Record(event("system", action, r, nil))
+		return nil
+	})
+	s.cfg.Engine.RemoveGrant(requestID(r.ID))
+	if err != nil {
+		s.log.Error("access: ending a grant was not recorded", "request", requestID(r.ID), "err", err)
+	}
+	return err
 }
 
-// Deny denies pending request id with reason.
-func (s *Service) Deny(ctx context.Context, c Caller, id, reason string) (wire.AccessRequest, error) {
-	return wire.AccessRequest{}, errors.New("not implemented")
+// policyNode is n as the policy sees it.
+func policyNode(n netmap.Node) policy.Node {
+	return policy.Node{ID: n.Wire.ID, Addresses: n.Wire.Addresses, User: n.Wire.User, Groups: n.Groups, Admin: n.Admin,
+		Tags: n.Wire.Tags, Attrs: n.Attrs, MFAAt: n.MFAAt, Routes: n.Wire.Routes}
 }
 
-// Cancel withdraws the caller's own pending request, or ends their own
-// active grant.
-func (s *Service) Cancel(ctx context.Context, c Caller, id string) (wire.AccessRequest, error) {
-	return wire.AccessRequest{}, errors.New("not implemented")
+// grantOf is active request r as the engine's grant.
+func grantOf(r store.AccessRequest) policy.Grant {
+	return policy.Grant{ID: requestID(r.ID), Node: wire.NodeID(r.NodeID), Dst: r.Dst, Rule: r.Rule, Until: r.Expires}
 }
 
-// Revoke ends active grant id early (its approvers and admins).
-func (s *Service) Revoke(ctx context.Context, c Caller, id, reason string) (wire.AccessRequest, error) {
-	return wire.AccessRequest{}, errors.New("not implemented")
-}
-
-// List returns the caller's own requests, newest first; with pending, the
-// pending requests the caller may approve instead. An admin sees all.
-func (s *Service) List(ctx context.Context, c Caller, pending bool) ([]wire.AccessRequest, error) {
-	return nil, errors.New("not implemented")
+// matchError maps policy.MatchAccess's errors to access codes.
+func matchError(err error, dst string) error {
+	switch {
+	case errors.Is(err, policy.ErrBadDestination):
+		return &Error{Code: wire.AccessInvalid, Message: fmt.Sprintf("destination %q: %v (write it like an acls destination, e.g. tag:prod-db:5432)", dst, err)}
+	case errors.Is(err, policy.ErrNoAccessRule):
+		return &Error{Code: wire.AccessNoRule, Message: fmt.Sprintf("%s: %v; ask an admin to add an access rule to the policy", dst, err)}
+	}
+	return err
 }

@@ -84,7 +84,7 @@ func TestHighWaterSeededFromAudit(t *testing.T) {
 		_, err := q.(queries).q.ExecContext(ctx, `DROP TABLE high_water; ALTER TABLE users DROP COLUMN totp_last_step; ALTER TABLE auth_keys DROP COLUMN creator_id;
 			ALTER TABLE nodes DROP COLUMN given_name; ALTER TABLE nodes DROP COLUMN advertised_routes; ALTER TABLE nodes DROP COLUMN approved_routes;
 			DROP TABLE node_attrs; ALTER TABLE api_keys DROP COLUMN role; ALTER TABLE api_keys DROP COLUMN name;
-			DROP TABLE sink_cursors; DROP TABLE flows; DROP INDEX audit_actor; DROP INDEX audit_target;
+			DROP TABLE sink_cursors; DROP TABLE flows; DROP INDEX audit_actor; DROP INDEX audit_target; DROP TABLE access_requests;
 			DELETE FROM schema_migrations WHERE version >= 6`)
 		return err
 	}))

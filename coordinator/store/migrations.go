@@ -241,6 +241,36 @@ CREATE TABLE sink_cursors (
 -- them from high_water too.
 INSERT INTO high_water (name, value) VALUES ('audit_events', (SELECT COALESCE(MAX(id), 0) FROM audit_events));
 `},
+	{13, `
+-- Just-in-time access requests and their grants (package
+-- coordinator/access). No foreign keys: the history outlives deleted
+-- users and nodes, so login and node_name are kept as at filing.
+-- Durations are nanoseconds, times unix nanoseconds (0: not yet).
+CREATE TABLE access_requests (
+	id           INTEGER PRIMARY KEY,
+	node_id      INTEGER NOT NULL,
+	node_name    TEXT NOT NULL DEFAULT '',
+	user_id      INTEGER NOT NULL,
+	login        TEXT NOT NULL DEFAULT '',
+	dst          TEXT NOT NULL,
+	rule         TEXT NOT NULL DEFAULT '',
+	reason       TEXT NOT NULL DEFAULT '',
+	requested_ns INTEGER NOT NULL,
+	duration_ns  INTEGER NOT NULL,
+	state        TEXT NOT NULL,
+	break_glass  INTEGER NOT NULL DEFAULT 0,
+	approver     TEXT NOT NULL DEFAULT '',
+	note         TEXT NOT NULL DEFAULT '',
+	created_at   INTEGER NOT NULL,
+	decided_at   INTEGER NOT NULL DEFAULT 0,
+	expires_at   INTEGER NOT NULL DEFAULT 0,
+	ended_at     INTEGER NOT NULL DEFAULT 0
+);
+-- Active grants by expiry, pending requests, and a user's requests.
+CREATE INDEX access_state ON access_requests(state, expires_at);
+CREATE INDEX access_user ON access_requests(user_id, id);
+INSERT INTO high_water (name, value) VALUES ('access_requests', 0);
+`},
 }
 
 // migrate applies pending migrations, each in its own transaction, and

@@ -1,6 +1,7 @@
 // Package store is the coordinator's persistent state: users, nodes and
 // their posture attributes, pre-auth keys, API keys, audit events, flow
-// logs, policy history and the log sinks' cursors, behind one
+// logs, policy history, just-in-time access requests and the log sinks'
+// cursors, behind one
 // interface so that SQLite (the embedded default, see Open) and PostgreSQL
 // (a later backend) are interchangeable.
 //
@@ -340,6 +341,19 @@ type Queries interface {
 	LatestPolicy(ctx context.Context) (PolicyVersion, error)
 	// ListPolicies returns up to limit versions, newest first (0: 100).
 	ListPolicies(ctx context.Context, limit int) ([]PolicyVersion, error)
+
+	// CreateAccessRequest inserts r with a new ID (never reused) and
+	// returns it; GetAccessRequest reads one (ErrNotFound);
+	// ListAccessRequests returns those f selects, newest first;
+	// UpdateAccessRequest writes r's decision fields (Rule, Duration,
+	// State, BreakGlass, Approver, Note, Decided, Expires, Ended);
+	// NextAccessExpiry is the earliest expiry of the requests in state
+	// (zero: none). See access.go.
+	CreateAccessRequest(ctx context.Context, r AccessRequest) (AccessRequest, error)
+	GetAccessRequest(ctx context.Context, id int64) (AccessRequest, error)
+	ListAccessRequests(ctx context.Context, f AccessFilter) ([]AccessRequest, error)
+	UpdateAccessRequest(ctx context.Context, r AccessRequest) error
+	NextAccessExpiry(ctx context.Context, state string) (time.Time, error)
 }
 
 // Store is the coordinator's state. Methods called on it directly run as

@@ -3,7 +3,10 @@
 // dialect compatible with Tailscale's ACL policy files — groups, hosts,
 // tagOwners, acls, tests, autogroup selectors, postures and srcPosture —
 // plus Warren's zero-trust extensions: time windows ("when") and MFA
-// freshness ("mfa") on rules, and extra context fields in tests.
+// freshness ("mfa") on rules, extra context fields in tests, and the
+// "access" section of just-in-time access (who may request what, who
+// approves, for how long; access.go), whose approved requests become
+// time-bounded grants in a Graph (graph_access.go).
 // Tailscale's ssh, sshTests, nodeAttrs and tailnet-wide options are
 // validated with Tailscale's rules and stored (sshTests run), but change
 // no access: Parse warns about each, and ssh rules are never enforced by

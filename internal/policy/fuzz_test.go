@@ -28,6 +28,7 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add([]byte(explainPolicy))
 	f.Add([]byte(randomPolicies[0]))
+	f.Add([]byte(accessPolicy))
 	f.Add([]byte(randomPolicies[1]))
 	f.Add([]byte(`{"acls": [{"action": "accept", "src": ["user:*@example.com"], "dst": ["user:*@example.org:22"]}],
 		"grants": [{"src": ["user:*@a.example"], "dst": ["user:*@b.example"], "ip": ["tcp:22"]}]}`))

@@ -44,6 +44,7 @@ type Policy struct {
 	rules     []*rule        // acls, then grants
 	appGrants []AppGrant
 	tests     []*policyTest
+	access    []*accessRule // the access section (access.go)
 	warnings  []*Error
 	ext       extSections // autoApprovers, nodeAttrs, ssh, sshTests, options
 
@@ -286,13 +287,16 @@ func (ps *parser) top(root hujson.Value) {
 	if _, hasGrants := fields["grants"]; !hasACLs && !hasGrants {
 		ps.defaultAllow(root)
 	}
+	if v, ok := fields["access"]; ok {
+		ps.accessSection(v)
+	}
 	if v, ok := fields["tests"]; ok {
 		ps.testsSection(v)
 	}
 	ps.extSections(fields)
 }
 
-var topFields = append([]string{"groups", "hosts", "tagOwners", "postures", "defaultSrcPosture", "acls", "grants", "ipsets", "tests"}, extFields...)
+var topFields = append([]string{"groups", "hosts", "tagOwners", "postures", "defaultSrcPosture", "acls", "grants", "ipsets", "tests", "access"}, extFields...)
 
 // topFieldHints explains Tailscale sections Warren does not implement
 // (none left: every section Tailscale documents is read).

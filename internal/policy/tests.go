@@ -20,6 +20,9 @@ type policyTest struct {
 	at       time.Time
 	mfaAge   time.Duration
 	mfaKnown bool
+	// canRequest and cannotRequest are access-section checks: whether
+	// the source may request each destination (access_tests.go).
+	canRequest, cannotRequest []testAccess
 }
 
 type testDst struct {
@@ -29,7 +32,7 @@ type testDst struct {
 	text string
 }
 
-var testFields = []string{"src", "proto", "accept", "deny", "srcPostureAttrs", "at", "mfaAge"}
+var testFields = []string{"src", "proto", "accept", "deny", "srcPostureAttrs", "at", "mfaAge", "canRequest", "cannotRequest"}
 
 func (ps *parser) testsSection(v hujson.Value) {
 	a, ok := ps.array(v, "tests")
@@ -101,10 +104,10 @@ func (ps *parser) test(i int, v hujson.Value) *policyTest {
 	}
 	t.accept = dsts("accept")
 	t.deny = dsts("deny")
-	if _, a := f["accept"]; !a {
-		if _, d := f["deny"]; !d {
-			ps.errorf(v.StartOffset, `add "accept": [...] or "deny": [...]`, "%s checks nothing", what)
-		}
+	t.canRequest = ps.testAccessDsts(f, "canRequest")
+	t.cannotRequest = ps.testAccessDsts(f, "cannotRequest")
+	if !hasAny(f, "accept", "deny", "canRequest", "cannotRequest") {
+		ps.errorf(v.StartOffset, `add "accept": [...] or "deny": [...] (or "canRequest" / "cannotRequest" for the access section)`, "%s checks nothing", what)
 	}
 	if av, ok := f["srcPostureAttrs"]; ok {
 		t.attrs = map[string]string{}
@@ -162,6 +165,7 @@ func (ps *parser) runTests() {
 	}
 	budget := ps.lim.testChecks
 	for _, t := range p.tests {
+		ps.runAccessTests(t)
 		for _, src := range t.srcs {
 			for _, d := range t.accept {
 				f := t.flow(src, d)
