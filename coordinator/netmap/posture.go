@@ -9,14 +9,16 @@ import (
 
 // postureStatus is n's posture as n itself is told it: the attributes
 // the coordinator holds and, while n is active, the rules it fails only
-// because of posture. nil when there is nothing to say. Callers hold
-// e.mu.
+// because of posture and those it fails only because its user's MFA is
+// stale (MFA, for step-up sign-in). nil when there is nothing to say.
+// Callers hold e.mu.
 func (e *Engine) postureStatus(n *Node, now time.Time) *wire.PostureStatus {
 	ps := &wire.PostureStatus{Attrs: cloneSlice(n.PostureAttrs)}
 	if n.Active(now) {
 		ps.Denials = e.graph.Denials(n.ID())
+		ps.MFA = e.graph.MFADenials(n.ID())
 	}
-	if len(ps.Attrs) == 0 && len(ps.Denials) == 0 {
+	if len(ps.Attrs) == 0 && len(ps.Denials) == 0 && len(ps.MFA) == 0 {
 		return nil
 	}
 	return ps
@@ -55,7 +57,7 @@ func samePosture(a, b *wire.PostureStatus) bool {
 	if b == nil {
 		b = &wire.PostureStatus{}
 	}
-	return slices.Equal(a.Denials, b.Denials) && slices.EqualFunc(a.Attrs, b.Attrs, func(x, y wire.PostureAttr) bool {
+	return slices.Equal(a.Denials, b.Denials) && slices.Equal(a.MFA, b.MFA) && slices.EqualFunc(a.Attrs, b.Attrs, func(x, y wire.PostureAttr) bool {
 		return x.Name == y.Name && x.Value == y.Value && x.Source == y.Source && x.Stale == y.Stale &&
 			x.CollectedAt.Equal(y.CollectedAt) && x.Expires.Equal(y.Expires)
 	})

@@ -10,7 +10,8 @@ import (
 
 // Filter returns the inbound packet filter of node id: one rule per
 // active acls rule or ip grant that selects it, directly or through its
-// approved routes (routes.go; two when autogroup:self does too), then one capability rule (CapGrant set, no ports: it allows
+// approved routes (routes.go; two when autogroup:self does too), then one rule
+// per just-in-time grant whose destination selects it (graph_access.go), then one capability rule (CapGrant set, no ports: it allows
 // no packet) per grant whose app capabilities select it. An empty filter
 // denies everything. SrcPrefixes, Protocols and CapMap are shared between
 // nodes and calls and must not be modified.
@@ -68,6 +69,9 @@ func (g *Graph) Filter(id wire.NodeID) []wire.FilterRule {
 			}
 		}
 	}
+	if len(n.grantDst) > 0 {
+		out = append(out, g.grantFilter(n)...)
+	}
 	if len(g.p.appGrants) > 0 {
 		out = append(out, g.capFilter(n, key)...)
 	}
@@ -77,10 +81,16 @@ func (g *Graph) Filter(id wire.NodeID) []wire.FilterRule {
 // dstPorts lists n's addresses selected by r's destinations (the
 // autogroup:self ones when self), times their ports.
 func dstPorts(r *rule, n *gnode, self bool) []wire.PortRange {
+	return entriesPorts(r.dst, n, self)
+}
+
+// entriesPorts lists n's addresses selected by the destinations ds (the
+// autogroup:self ones when self), times their ports.
+func entriesPorts(ds []dstEntry, n *gnode, self bool) []wire.PortRange {
 	var out []wire.PortRange
 	matched := 0
-	for i := range r.dst {
-		d := &r.dst[i]
+	for i := range ds {
+		d := &ds[i]
 		if self != (d.sel.kind == selSelf) || (!self && !d.sel.matches(&n.subject)) {
 			continue
 		}

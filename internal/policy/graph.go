@@ -32,7 +32,9 @@ type Graph struct {
 	routeList  []netip.Prefix       // routeCount's keys, sorted; nil: to be rebuilt
 	starRules  []int32              // rules with "*" as a source
 
-	postureDirty bitset // nodes whose posture denials may have changed (graph_posture.go)
+	postureDirty bitset // nodes whose posture or MFA denials may have changed (graph_posture.go)
+
+	grants grantState // just-in-time grants (graph_access.go)
 }
 
 // grule is the state of one rule in a graph.
@@ -46,6 +48,9 @@ type grule struct {
 	// gated holds the nodes its sources select that none of its postures
 	// admits (rules with srcPosture only): the nodes it may deny.
 	gated bitset
+	// mfaGated holds the nodes that fail it only because their MFA is
+	// stale (rules with mfa only; graph_access.go).
+	mfaGated bitset
 
 	prefixes []netip.Prefix // SrcPrefixes; rebuilt when dirty, never mutated
 	dirty    bool
@@ -64,6 +69,11 @@ type gnode struct {
 	// none of whose postures it satisfies, ascending.
 	gatedRules []int32
 	mfaNext    time.Time
+	// mfaRules are the rules it fails only because its MFA is stale,
+	// ascending; grantDst the grants whose destination selects it, by ID
+	// (graph_access.go).
+	mfaRules []int32
+	grantDst []*ggrant
 }
 
 // NewGraph compiles p for the given nodes at time now. Nodes may also be
@@ -282,6 +292,7 @@ func (p *Policy) candidates(x *subject, mark func(int32)) {
 func (g *Graph) update(slot int32, old, nw *gnode, aff *bitset) (changed bool) {
 	g.capUpdate(old, nw, aff)
 	g.routesUpdate(old, nw, aff)
+	g.grantsUpdate(slot, old, nw, aff)
 	g.epoch++
 	if g.epoch == 0 {
 		clear(g.stamp)
@@ -304,6 +315,9 @@ func (g *Graph) update(slot int32, old, nw *gnode, aff *bitset) (changed bool) {
 		for _, ri := range old.gatedRules {
 			mark(ri)
 		}
+		for _, ri := range old.mfaRules {
+			mark(ri)
+		}
 	}
 	if nw != nil {
 		g.p.candidates(&nw.subject, mark)
@@ -317,7 +331,7 @@ func (g *Graph) update(slot int32, old, nw *gnode, aff *bitset) (changed bool) {
 	}
 	addrsChanged := old != nil && nw != nil && !slices.Equal(old.addrs, nw.addrs)
 
-	var srcRules, dstRules, gatedRules []int32
+	var srcRules, dstRules, gatedRules, mfaRules []int32
 	for _, ri := range cands {
 		gr := g.rules[ri]
 		r := gr.r
@@ -331,6 +345,14 @@ func (g *Graph) update(slot int32, old, nw *gnode, aff *bitset) (changed bool) {
 				gatedRules = append(gatedRules, ri)
 			} else {
 				gr.gated.clear(slot)
+			}
+		}
+		if r.mfa > 0 {
+			if nw != nil && !isS && g.staleMFAOnly(r, nw) {
+				gr.mfaGated.set(slot)
+				mfaRules = append(mfaRules, ri)
+			} else {
+				gr.mfaGated.clear(slot)
 			}
 		}
 		if wasD != isD {
@@ -407,7 +429,8 @@ func (g *Graph) update(slot int32, old, nw *gnode, aff *bitset) (changed bool) {
 		slices.Sort(srcRules)
 		slices.Sort(dstRules)
 		slices.Sort(gatedRules)
-		nw.srcRules, nw.dstRules, nw.gatedRules = srcRules, dstRules, gatedRules
+		slices.Sort(mfaRules)
+		nw.srcRules, nw.dstRules, nw.gatedRules, nw.mfaRules = srcRules, dstRules, gatedRules, mfaRules
 		g.postureDirty.set(slot)
 		nw.mfaNext = g.mfaDeadline(nw)
 		if !nw.mfaNext.IsZero() && (old == nil || !old.mfaNext.Equal(nw.mfaNext)) {
@@ -467,6 +490,9 @@ func (g *Graph) Peers(id wire.NodeID, fn func(wire.NodeID) bool) {
 	}
 	if len(g.p.appGrants) > 0 {
 		g.capPeers(&seen, slot, key)
+	}
+	if len(g.grants.byID) > 0 {
+		g.grantPeers(&seen, n)
 	}
 	seen.clear(slot)
 	seen.each(func(s int32) bool {

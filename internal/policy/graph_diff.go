@@ -32,6 +32,7 @@ func (g *Graph) rebuild(p *Policy, now time.Time) []wire.NodeID {
 	g.users = map[string][]int32{}
 	g.mfa = nil
 	g.setRules(p, now)
+	g.reparseGrants()
 	for s, n := range old {
 		if n != nil {
 			nw := g.prepare(n.node, int32(s))
@@ -122,6 +123,8 @@ const (
 	tokSrc      = 2 // the rule's sources
 	tokUser     = 3 // every untagged node of the node's user
 	tokUserSrcs = 4 // the node's user's nodes among the rule's sources
+	tokGrantDst = 5 // the destinations of a grant of the node
+	tokGrantSrc = 6 // the granted node (its slot) of a grant reaching the node
 )
 
 func (g *Graph) describe(n *gnode, in *interner, ids []ruleSets) nodeDesc {
@@ -146,6 +149,14 @@ func (g *Graph) describe(n *gnode, in *interner, ids []ruleSets) nodeDesc {
 			if g.rules[ri].active {
 				tok(tokUserSrcs, ids[ri].src)
 			}
+		}
+	}
+	for _, gg := range g.grants.byNode[n.node.ID] {
+		tok(tokGrantDst, in.set(gg.set))
+	}
+	for _, gg := range n.grantDst {
+		if s, ok := g.slots[gg.Node]; ok {
+			tok(tokGrantSrc, uint32(s))
 		}
 	}
 	slices.Sort(d.peers)

@@ -42,8 +42,10 @@ func (g *Graph) countDst(gr *grule, in bool) {
 	switch min(before, gr.ndst) {
 	case 0: // the destinations appear or vanish for everyone
 		g.postureDirty.or(gr.gated)
+		g.postureDirty.or(gr.mfaGated)
 	case 1: // ... or only for the node that is the one destination
 		g.postureDirty.orAnd(gr.gated, gr.dst)
+		g.postureDirty.orAnd(gr.mfaGated, gr.dst)
 	}
 }
 

@@ -143,7 +143,9 @@ func TestDenialsFollowChanges(t *testing.T) {
 	// No tag:db node yet: nothing to be denied.
 	want("no destination", 1)
 	g.Upsert(tagNode(10, "tag:db"))
-	changed("db joins", 1, 10) // ann now has a denial; the db node itself changed
+	// ann now has a denial; the db node itself changed; bob (good posture,
+	// no MFA) now fails tag:db:22 only on MFA freshness (MFADenials).
+	changed("db joins", 1, 2, 10)
 	want("db joins", 1, "tag:db:5432 needs posture:managed: node:diskEncrypted is false (needs == true)")
 	want("db joins", 2)
 
@@ -177,7 +179,7 @@ func TestDenialsFollowChanges(t *testing.T) {
 	g.Remove(10)
 	changed("one db leaves") // ann still has db 11
 	g.Remove(11)
-	changed("last db leaves", 1)
+	changed("last db leaves", 1, 2)
 	want("last db leaves", 1, "tag:web:8080 needs posture:managed: node:diskEncrypted is false (needs == true)")
 
 	// A policy change may change anyone's.

@@ -72,7 +72,7 @@ func (g *Graph) mfaDeadline(n *gnode) time.Time {
 }
 
 // Advance moves the graph's clock to now, opening and closing time
-// windows and expiring MFA freshness. It returns every node whose peers
+// windows, expiring MFA freshness and ending grants whose Until has come. It returns every node whose peers
 // or filter changed. Moving the clock backwards recompiles everything.
 func (g *Graph) Advance(now time.Time) (affected []wire.NodeID) {
 	if now.Before(g.now) {
@@ -89,6 +89,7 @@ func (g *Graph) Advance(now time.Time) (affected []wire.NodeID) {
 			gr.active = a
 			g.affectRule(&aff, gr)
 			g.postureDirty.or(gr.gated)
+			g.postureDirty.or(gr.mfaGated)
 		}
 		gr.next = gr.r.when.next(now)
 	}
@@ -105,6 +106,7 @@ func (g *Graph) Advance(now time.Time) (affected []wire.NodeID) {
 		}
 		g.nodes[e.slot] = nw
 	}
+	g.expireGrants(now, &aff)
 	return g.ids(aff)
 }
 
@@ -136,6 +138,9 @@ func (g *Graph) NextChange() time.Time {
 		if t := g.mfa[0].at; next.IsZero() || t.Before(next) {
 			next = t
 		}
+	}
+	if t := g.nextGrantExpiry(); !t.IsZero() && (next.IsZero() || t.Before(next)) {
+		next = t
 	}
 	return next
 }
