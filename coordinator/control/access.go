@@ -137,16 +137,16 @@ func (s *session) stepUp(ctx context.Context, id store.NodeID, callID uint64) er
 	ctx, cancel := context.WithTimeout(ctx, stepUpTimeout)
 	defer cancel()
 	reg := s.srv.cfg.Registry
-	url, err := reg.BeginStepUp(ctx, id, s.remote)
+	su, err := reg.BeginStepUp(ctx, id, s.remote)
 	if err != nil {
 		return stepUpError(err)
 	}
-	if err := s.write1(&wire.AccessReply{ID: callID, Code: wire.AccessMFARequired, AuthURL: url,
+	if err := s.write1(&wire.AccessReply{ID: callID, Code: wire.AccessMFARequired, AuthURL: su.URL,
 		Message: "sign in again with MFA to continue"}); err != nil {
 		_ = s.conn.Close()
 		return err
 	}
-	if _, err := reg.WaitStepUp(ctx, id, url, s.remote); err != nil {
+	if _, err := reg.WaitStepUp(ctx, id, su, s.remote); err != nil {
 		return stepUpError(err)
 	}
 	return nil
