@@ -24,6 +24,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/warrenmesh/warren/coordinator/access"
 	"github.com/warrenmesh/warren/coordinator/alert"
 	"github.com/warrenmesh/warren/coordinator/api"
 	"github.com/warrenmesh/warren/coordinator/audit"
@@ -83,6 +84,12 @@ type Config struct {
 	// AlertWebhook, if set, is a Slack-compatible incoming webhook that
 	// gets the alert events (an export sink limited to them).
 	AlertWebhook string
+	// AccessWebhook, if set, announces new just-in-time access requests
+	// (and break-glass grants) with the commands to approve or deny them:
+	// a Slack-compatible text field plus the events, signed with the
+	// HMAC secret in AccessWebhookSecretFile if set (see accessWebhook).
+	AccessWebhook           string
+	AccessWebhookSecretFile string
 	// FlowRetention is how long flow records are kept (by their last
 	// packet); older ones are pruned every hour, in bounded batches. 0
 	// keeps them forever.
@@ -109,6 +116,7 @@ type Coordinator struct {
 	store    store.Store
 	engine   *netmap.Engine
 	registry *registry.Registry
+	access   *access.Service
 	control  *control.Server
 	api      *api.Server
 	audit    *audit.Log
@@ -217,6 +225,14 @@ func New(ctx context.Context, cfg Config) (_ *Coordinator, err error) {
 		return nil, err
 	}
 	undo.add(c.registry.Close) // its ephemeral-node timers
+	// The stored grants go back in force before any node connects.
+	c.access, err = access.New(access.Config{Store: st, Audit: c.audit, Engine: c.engine, Policy: c.policy.Current, Logger: cfg.Logger})
+	if err != nil {
+		return nil, err
+	}
+	if err := c.access.Start(ctx); err != nil {
+		return nil, err
+	}
 	c.control, err = control.New(control.Config{Key: k, Registry: c.registry, Engine: c.engine,
 		Audit: c.audit, Failures: c.failures, Logger: cfg.Logger, KeepAlive: cfg.KeepAlive, HandshakeTimeout: cfg.HandshakeTimeout,
 		Flows: flowlog.New(c.engine, c.audit, cfg.Logger)})
@@ -225,7 +241,7 @@ func New(ctx context.Context, cfg Config) (_ *Coordinator, err error) {
 	}
 	undo.add(c.control.Close)
 	c.api, err = api.New(api.Config{Registry: c.registry, Store: st, Audit: c.audit, Failures: c.failures,
-		Policy: c.policy, Engine: c.engine, Logger: cfg.Logger})
+		Policy: c.policy, Engine: c.engine, Access: c.access, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}
@@ -241,6 +257,13 @@ func New(ctx context.Context, cfg Config) (_ *Coordinator, err error) {
 	sinks := cfg.LogSinks
 	if cfg.AlertWebhook != "" {
 		hook, err := alertWebhook(cfg.AlertWebhook)
+		if err != nil {
+			return nil, err
+		}
+		sinks = append(slices.Clip(sinks), hook)
+	}
+	if cfg.AccessWebhook != "" {
+		hook, err := accessWebhook(cfg.AccessWebhook, cfg.AccessWebhookSecretFile)
 		if err != nil {
 			return nil, err
 		}
@@ -296,10 +319,14 @@ func New(ctx context.Context, cfg Config) (_ *Coordinator, err error) {
 			c.runRetention(runCtx, cfg.AuditRetention, cfg.FlowRetention)
 		}()
 	}
-	c.wg.Add(2)
+	c.wg.Add(3)
 	go func() {
 		defer c.wg.Done()
 		_ = c.engine.Run(runCtx)
+	}()
+	go func() {
+		defer c.wg.Done()
+		_ = c.access.Run(runCtx)
 	}()
 	if c.logins.oidc != nil && c.logins.recheck > 0 {
 		c.wg.Add(1)
@@ -480,12 +507,14 @@ func loadOrCreateKey(path string) (key.ControlPrivate, error) {
 // applyPolicy puts p in force: the engine compiles it, and its
 // autoApprovers approve the advertised routes they now cover. At the
 // first load the registry does not exist yet (the nodes it loads are
-// compiled against p then), so only the engine sees p.
+// compiled against p then), so only the engine sees p; the grants in
+// force are re-checked against p (see accessPolicyChanged).
 func (c *Coordinator) applyPolicy(p *policy.Policy) {
 	c.engine.SetPolicy(p)
 	if c.registry != nil {
 		c.registry.AutoApprove(context.Background(), p)
 	}
+	c.accessPolicyChanged(p)
 }
 
 // alertWebhook is the export sink of --alert-webhook: the URL's own

@@ -1,5 +1,6 @@
 // Command warren-coordinator runs Warren's coordinator (serve) and
-// administers a running one (users, nodes, keys, apikeys, audit, policy)
+// administers a running one (users, nodes, keys, apikeys, audit, policy,
+// access)
 // through its admin API: the root-only unix socket on the coordinator host,
 // or HTTPS with an API key from anywhere.
 package main
@@ -35,6 +36,9 @@ Usage:
   warren-coordinator audit   [--since D] [--until D] [--actor A] [--action A] [--target T] [--outcome O] [--limit N]
   warren-coordinator flows   [--since D] [--until D] [--user U] [--src NODE] [--dst tag:T|NODE|ADDR] [--port P]
                              [--denied] [--limit N]     flow logs, newest first (D: 1h, 7d or an RFC 3339 time)
+  warren-coordinator access  list [--pending] | approve ID [--for D] | deny ID --reason R | revoke ID [--reason R]
+                             | history [--since D] [--user U] [--state S] [--limit N]
+                                            just-in-time access requests (filed from nodes: warren access request)
   warren-coordinator policy  check FILE... | test FILE... | show | history [--diff] | reload | apply FILE
                              | explain SRC DST:PORT [--file F] [--proto P] [--at T] [--posture K=V]... [--mfa-age D]
                              | compile --file POLICY --nodes NODES.json [--at T] | compile --diff OLD NEW --nodes NODES.json
@@ -75,7 +79,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return printKey(rest, stdout, stderr)
 	case "secrets":
 		return secretsCmd(ctx, rest, stdout, stderr)
-	case "users", "nodes", "routes", "attrs", "keys", "apikeys", "audit", "flows", "policy":
+	case "users", "nodes", "routes", "attrs", "keys", "apikeys", "audit", "flows", "policy", "access":
 		return admin(ctx, cmd, rest, stdout, stderr)
 	}
 	return fmt.Errorf("unknown command %q (see warren-coordinator --help)", cmd)

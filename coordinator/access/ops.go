@@ -169,21 +169,23 @@ func (s *Service) decide(ctx context.Context, c Caller, id, action string, check
 }
 
 // mayDecide checks that w may approve, deny or revoke r under p: never
-// their own; an admin always; else an approver of the rule that allows
-// r under p (or, if none does any more, of the rule it was filed under).
-func (s *Service) mayDecide(w who, r store.AccessRequest, p *policy.Policy, verb string) (policy.AccessRule, error) {
+// their own; an admin always; else an approver of the rule that allows r
+// under p. It returns that rule, or matchErr when no rule of p allows r
+// any more (then only admins may decide it: its approvers left with its
+// rule), and authErr when w may not decide.
+func (s *Service) mayDecide(w who, r store.AccessRequest, p *policy.Policy, verb string) (rule policy.AccessRule, matchErr, authErr error) {
 	if w.owns(r) {
-		return policy.AccessRule{}, &Error{Code: wire.AccessForbidden, Message: fmt.Sprintf("you filed %s: a requester never %s their own request (warren access cancel ends it)", requestID(r.ID), verb)}
+		return rule, nil, &Error{Code: wire.AccessForbidden, Message: fmt.Sprintf("you filed %s: a requester never %s their own request (warren access cancel ends it)", requestID(r.ID), verb)}
 	}
-	rule, err := s.rematch(p, r)
-	ref := rule.Ref
-	if err != nil {
-		ref = r.Rule
+	rule, matchErr = s.rematch(p, r)
+	switch {
+	case w.admin:
+	case matchErr != nil:
+		authErr = &Error{Code: wire.AccessForbidden, Message: fmt.Sprintf("no access rule allows %s any more, so only an admin may decide it", requestID(r.ID))}
+	case !w.hasUsr || !p.MayApprove(rule.Ref, w.user.Name, w.user.Groups):
+		authErr = &Error{Code: wire.AccessForbidden, Message: fmt.Sprintf("you are not an approver of %s under the policy in force", rule.Ref)}
 	}
-	if w.admin || (w.hasUsr && p.MayApprove(ref, w.user.Name, w.user.Groups)) {
-		return rule, err
-	}
-	return rule, &Error{Code: wire.AccessForbidden, Message: fmt.Sprintf("you are not an approver of %s under the policy in force", ref)}
+	return rule, matchErr, authErr
 }
 
 // Approve approves pending request id, for d if d is set and shorter than
@@ -194,9 +196,16 @@ func (s *Service) Approve(ctx context.Context, c Caller, id string, d time.Durat
 		if r.State != wire.AccessPending {
 			return &Error{Code: wire.AccessConflict, Message: fmt.Sprintf("%s is %s, not pending", requestID(r.ID), r.State)}
 		}
-		var err error
-		if rule, err = s.mayDecide(w, r, p, "approves"); err != nil {
-			return err
+		var matchErr, authErr error
+		rule, matchErr, authErr = s.mayDecide(w, r, p, "approves")
+		if w.owns(r) {
+			return authErr
+		}
+		if matchErr != nil {
+			return matchErr // approved only under a rule in force
+		}
+		if authErr != nil {
+			return authErr
 		}
 		switch {
 		case d < 0:
@@ -245,12 +254,8 @@ func (s *Service) Deny(ctx context.Context, c Caller, id, reason string) (wire.A
 		if r.State != wire.AccessPending {
 			return &Error{Code: wire.AccessConflict, Message: fmt.Sprintf("%s is %s, not pending", requestID(r.ID), r.State)}
 		}
-		_, err := s.mayDecide(w, r, p, "denies")
-		var ae *Error
-		if errors.As(err, &ae) && ae.Code != wire.AccessForbidden {
-			err = nil // a request no rule allows any more may still be denied
-		}
-		return err
+		_, _, authErr := s.mayDecide(w, r, p, "denies")
+		return authErr
 	}, func(tx *audit.Tx, w who, r *store.AccessRequest) error {
 		r.State, r.Approver, r.Note, r.Decided = wire.AccessDenied, w.actor, reason, s.now()
 		if err := tx.UpdateAccessRequest(ctx, *r); err != nil {
@@ -275,12 +280,8 @@ func (s *Service) Revoke(ctx context.Context, c Caller, id, reason string) (wire
 		if w.owns(r) {
 			return &Error{Code: wire.AccessForbidden, Message: fmt.Sprintf("you filed %s: end your own grant with warren access cancel %s", requestID(r.ID), requestID(r.ID))}
 		}
-		_, err := s.mayDecide(w, r, p, "revokes")
-		var ae *Error
-		if errors.As(err, &ae) && ae.Code != wire.AccessForbidden {
-			err = nil
-		}
-		return err
+		_, _, authErr := s.mayDecide(w, r, p, "revokes")
+		return authErr
 	}, func(tx *audit.Tx, w who, r *store.AccessRequest) error {
 		r.State, r.Approver, r.Note, r.Ended = wire.AccessRevoked, w.actor, reason, s.now()
 		if err := tx.UpdateAccessRequest(ctx, *r); err != nil {
@@ -353,7 +354,7 @@ func (s *Service) List(ctx context.Context, c Caller, pending bool) ([]wire.Acce
 	out := make([]wire.AccessRequest, 0, len(rs))
 	for _, r := range rs {
 		if pending && !w.admin {
-			if _, err := s.mayDecide(w, r, p, "approves"); err != nil {
+			if _, matchErr, authErr := s.mayDecide(w, r, p, "approves"); matchErr != nil || authErr != nil {
 				continue
 			}
 		}

@@ -37,6 +37,7 @@ func (s *Server) routes() {
 	s.credentialRoutes()
 	s.nodeRouteRoutes(m)
 	s.attrRoutes(m)
+	s.accessRoutes(m)
 }
 
 func (s *Server) whoami(w http.ResponseWriter, r *http.Request) {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/warrenmesh/warren/coordinator/access"
 	"github.com/warrenmesh/warren/coordinator/audit"
 	"github.com/warrenmesh/warren/coordinator/auth"
 	"github.com/warrenmesh/warren/coordinator/netmap"
@@ -31,6 +32,9 @@ type Config struct {
 	Audit    *audit.Log          // required
 	Policy   *policyfile.Manager // required: policy endpoints
 	Engine   *netmap.Engine      // required: explain resolves node names
+	// Access is the just-in-time access service (nil: its endpoints
+	// answer 501).
+	Access *access.Service
 	// Failures counts callers who fail to authenticate over the network
 	// (nil: a counter logging to Logger).
 	Failures *audit.Failures

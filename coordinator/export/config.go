@@ -39,6 +39,10 @@ type SinkConfig struct {
 	// Actions, if set, limits the sink to events whose action starts with
 	// one of these prefixes ("alert."); the others are skipped.
 	Actions []string
+	// OKOnly, if set, skips the events whose outcome is not ok (refused
+	// or failed actions); it is set by code (the access webhook), never
+	// from a URL.
+	OKOnly bool
 
 	// Webhook: the URL (without Warren's options), the body format, the
 	// HMAC secret's and the token's file or environment variable, the
@@ -69,6 +73,9 @@ const (
 	FormatSplunk  = "splunk"  // Splunk HTTP Event Collector
 	FormatElastic = "elastic" // Elasticsearch _bulk
 	FormatSlack   = "slack"   // {"text": ...}: Slack and compatible incoming webhooks
+	// FormatSlackEvents is FormatSlack's text with the events too:
+	// {"text": ..., "events": [...]}, for receivers that act on them.
+	FormatSlackEvents = "slack+events"
 )
 
 // Defaults.
@@ -171,9 +178,9 @@ func ParseURL(s string) (SinkConfig, error) {
 		switch c.Format {
 		case "":
 			c.Format = FormatJSON
-		case FormatJSON, FormatSplunk, FormatElastic, FormatSlack:
+		case FormatJSON, FormatSplunk, FormatElastic, FormatSlack, FormatSlackEvents:
 		default:
-			return c, fmt.Errorf("log sink %q: format %q: want json, splunk, elastic or slack", s, c.Format)
+			return c, fmt.Errorf("log sink %q: format %q: want json, splunk, elastic, slack or slack+events", s, c.Format)
 		}
 		c.SecretFile, c.SecretEnv = opt.str("secret-file"), opt.str("secret-env")
 		c.TokenFile, c.TokenEnv = opt.str("token-file"), opt.str("token-env")

@@ -267,13 +267,21 @@ func (x *Exporter) recordCursor(ctx context.Context, s namedSink, src Source, cu
 	}
 }
 
-// keep returns the events the sink takes (its Actions filter), in order.
+// keep returns the events the sink takes (its Actions and OKOnly
+// filters), in order.
 func (c SinkConfig) keep(events []Event) []Event {
-	if len(c.Actions) == 0 {
+	if len(c.Actions) == 0 && !c.OKOnly {
 		return events
 	}
 	var out []Event
 	for _, e := range events {
+		if c.OKOnly && e.Warren.Outcome != "ok" {
+			continue
+		}
+		if len(c.Actions) == 0 {
+			out = append(out, e)
+			continue
+		}
 		for _, p := range c.Actions {
 			if strings.HasPrefix(e.Event.Action, p) {
 				out = append(out, e)

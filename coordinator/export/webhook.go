@@ -174,12 +174,19 @@ func (s *webhookSink) encode(events []Event) (body []byte, contentType string, e
 			b.WriteByte('\n')
 		}
 		return b.Bytes(), "application/x-ndjson", nil
-	case FormatSlack:
+	case FormatSlack, FormatSlackEvents:
 		// One message per batch, a line per event: its detail's text
 		// (alerts have one), else what happened to what, by whom.
 		var lines []string
 		for _, e := range events {
 			lines = append(lines, eventText(e))
+		}
+		if s.format == FormatSlackEvents {
+			body, err := json.Marshal(struct {
+				Text   string  `json:"text"`
+				Events []Event `json:"events"`
+			}{strings.Join(lines, "\n"), events})
+			return body, "application/json", err
 		}
 		body, err := json.Marshal(map[string]string{"text": strings.Join(lines, "\n")})
 		return body, "application/json", err
