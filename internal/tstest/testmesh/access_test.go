@@ -43,7 +43,7 @@ const (
 type accessMesh struct {
 	*Mesh
 	db, annLaptop, annPhone, bob, sam *Node
-	pg, glass                          netip.AddrPort
+	pg, glass                         netip.AddrPort
 }
 
 func newAccessMesh(t *testing.T, opts Options) *accessMesh {
