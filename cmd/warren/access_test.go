@@ -2,12 +2,16 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/warrenmesh/warren/coordinator/registry"
+	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/internal/cli"
+	"github.com/warrenmesh/warren/internal/tstest/testmesh"
 	"github.com/warrenmesh/warren/internal/wire"
 	"github.com/warrenmesh/warren/node/localapi"
 )
@@ -95,5 +99,70 @@ func TestAccessUsage(t *testing.T) {
 		if !errors.As(err, &ee) || ee.Code != 2 {
 			t.Errorf("%q: %v, want exit status 2", args, err)
 		}
+	}
+}
+
+// TestAccessCLI runs warren access against real daemons and a real
+// coordinator: ann asks from her laptop, cannot approve her own request,
+// sam lists and approves it from his, then revokes it; a destination no
+// access rule covers is refused with exit status 3 and says why.
+func TestAccessCLI(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a mesh")
+	}
+	m := testmesh.New(t, testmesh.Options{Policy: `{
+		"groups": {"group:eng": ["ann@example.com"], "group:sre": ["sam@example.com"]},
+		"tagOwners": {"tag:prod-db": ["autogroup:admin"]},
+		"acls": [],
+		"access": [{"src": ["group:eng"], "dst": ["tag:prod-db:5432"], "approvers": ["group:sre"], "maxDuration": "4h", "reason": "required"}],
+	}`})
+	ann, sam := m.User("ann@example.com"), m.User("sam@example.com")
+	sockets := map[string]string{}
+	for name, u := range map[string]store.User{"ann-laptop": ann, "sam-laptop": sam} {
+		d := m.AddDaemon(name)
+		if _, _, err := d.Up(localapi.UpRequest{AuthKey: m.AuthKey(registry.AuthKeyRequest{UserID: u.ID})}, nil); err != nil {
+			t.Fatalf("%s up: %v", name, err)
+		}
+		sockets[name] = serveDaemon(t, d.Daemon)
+	}
+	exit := func(err error) int {
+		var ee *cli.ExitError
+		switch {
+		case err == nil:
+			return 0
+		case errors.As(err, &ee):
+			return ee.Code
+		}
+		return 1
+	}
+
+	out, _, err := warren(t, "--socket", sockets["ann-laptop"], "access", "request", "tag:prod-db:5432", "--for", "2h", "--reason", "INC-4211", "--json")
+	var filed accessJSON
+	if err != nil || json.Unmarshal([]byte(out), &filed) != nil || len(filed.Requests) != 1 || filed.Requests[0].State != wire.AccessPending {
+		t.Fatalf("request: %q, %v", out, err)
+	}
+	id := filed.Requests[0].ID
+	if _, _, err := warren(t, "--socket", sockets["ann-laptop"], "access", "approve", id); exit(err) != exitRefused || !strings.Contains(err.Error(), "own request") {
+		t.Fatalf("self-approval: %v, want exit %d", err, exitRefused)
+	}
+	_, _, err = warren(t, "--socket", sockets["ann-laptop"], "access", "request", "tag:prod-db:22", "--for", "1h", "--reason", "x")
+	if exit(err) != exitRefused || !strings.Contains(err.Error(), "no-rule") || !strings.Contains(err.Error(), "tag:prod-db:22") {
+		t.Fatalf("request without a rule: %v, want exit %d naming the destination", err, exitRefused)
+	}
+	out, _, err = warren(t, "--socket", sockets["sam-laptop"], "access", "list", "--pending")
+	if err != nil || !hasRow(out, id, "pending", "tag:prod-db:5432") {
+		t.Fatalf("sam's pending list: %q, %v", out, err)
+	}
+	out, _, err = warren(t, "--socket", sockets["sam-laptop"], "access", "approve", id, "--for", "1h")
+	if err != nil || !strings.Contains(out, id+" active") {
+		t.Fatalf("approve: %q, %v", out, err)
+	}
+	out, _, err = warren(t, "--socket", sockets["sam-laptop"], "access", "revoke", id, "--reason", "done")
+	if err != nil || !strings.Contains(out, id+" revoked") {
+		t.Fatalf("revoke: %q, %v", out, err)
+	}
+	out, _, err = warren(t, "--socket", sockets["ann-laptop"], "access", "list")
+	if err != nil || !hasRow(out, id, "revoked") {
+		t.Fatalf("ann's list: %q, %v", out, err)
 	}
 }
