@@ -11,6 +11,7 @@ import (
 	"github.com/warrenmesh/warren/internal/tstest/oidctest"
 	"github.com/warrenmesh/warren/internal/tstest/poll"
 	"github.com/warrenmesh/warren/internal/wire"
+	"github.com/warrenmesh/warren/node/controlclient"
 	"github.com/warrenmesh/warren/node/localapi"
 )
 
@@ -97,8 +98,13 @@ func TestJITAccessStepUp(t *testing.T) {
 func TestStaleMFAInStatus(t *testing.T) {
 	m := New(t, Options{Policy: stepUpPolicy, OIDC: &OIDCOptions{Users: stepUpUsers}})
 	ops := m.User("ops@example.com")
-	m.AddNode("db", NodeOptions{Tags: []string{"tag:prod-db"},
+	db := m.AddNode("db", NodeOptions{Tags: []string{"tag:prod-db"},
 		AuthKey: m.AuthKey(registry.AuthKeyRequest{UserID: ops.ID, Tags: []string{"tag:prod-db"}})})
+	must(t, db.WaitFor(wait, func(nm *controlclient.Netmap) bool { return nm != nil }))
+	// A tagged server has no user to step up.
+	if r, urls, err := db.Access(wire.AccessCall{Op: wire.AccessOpStepUp}, nil); err != nil || r.Code != wire.AccessForbidden || len(urls) != 0 {
+		t.Fatalf("step-up on a tagged node: %+v, URLs %q, %v", r, urls, err)
+	}
 	d := m.AddDaemon("ann-laptop")
 	if _, _, err := d.Up(localapi.UpRequest{}, m.AsOIDCUser("ann")); err != nil {
 		t.Fatal(err)
