@@ -165,6 +165,9 @@ func printExplainAnswer(c *command, r api.ExplainResponse) error {
 	if r.Rule != nil {
 		fmt.Fprintf(c.out, "  by acls rule #%d (line %d): %s\n", r.Rule.Index, r.Rule.Line, r.Rule.Text)
 	}
+	if g := r.Grant; g != nil {
+		fmt.Fprintf(c.out, "  by grant %s (%s, until %s): %s\n", g.ID, g.Rule, g.Until.UTC().Format(time.RFC3339), g.Dst)
+	}
 	if !r.Allowed && len(r.Candidates) == 0 {
 		fmt.Fprintln(c.out, "  no rule comes close: deny by default")
 	}

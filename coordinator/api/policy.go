@@ -122,6 +122,7 @@ func (s *Server) policyExplain(w http.ResponseWriter, r *http.Request) {
 	if n, ok := s.cfg.Engine.PolicyNode(req.Dst); ok {
 		q.DstNode, resp.Dst = &n, describeNode("node "+req.Dst, n)
 	}
+	q.Grants = s.cfg.Engine.Grants() // a source node's just-in-time grants count too
 	d, err := p.Explain(q)
 	if err != nil {
 		writeErr(w, fmt.Errorf("%w: %w", registry.ErrBadRequest, err))
@@ -151,7 +152,10 @@ func describeNode(label string, n policy.Node) string {
 // fill copies a decision into the response.
 func (e *ExplainResponse) fill(d policy.Decision) {
 	e.Allowed, e.Text = d.Allowed, d.String()
-	if d.Allowed {
+	switch {
+	case d.Allowed && d.Grant != nil:
+		e.Grant = &ExplainGrant{ID: d.Grant.ID, Rule: d.Grant.Rule, Dst: d.Grant.Dst, Until: d.Grant.Until}
+	case d.Allowed:
 		e.Rule = &ExplainRule{Index: d.Rule.Index + 1, Line: d.Rule.Line, Text: d.Rule.Text}
 	}
 	for _, c := range d.Candidates {

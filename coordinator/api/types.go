@@ -282,10 +282,12 @@ type ExplainRequest struct {
 // ExplainResponse is the decision: the rule that allows the connection, or
 // the closest rules and why each did not.
 type ExplainResponse struct {
-	Src        string             `json:"src"`
-	Dst        string             `json:"dst"`
-	Allowed    bool               `json:"allowed"`
-	Rule       *ExplainRule       `json:"rule,omitempty"`
+	Src     string       `json:"src"`
+	Dst     string       `json:"dst"`
+	Allowed bool         `json:"allowed"`
+	Rule    *ExplainRule `json:"rule,omitempty"`
+	// Grant is the just-in-time grant that allows it, when no rule does.
+	Grant      *ExplainGrant      `json:"grant,omitempty"`
 	Candidates []ExplainCandidate `json:"candidates,omitempty"`
 	Text       string             `json:"text"`
 	// SrcGroups are the policy's groups the source user (or the owner of
@@ -298,6 +300,15 @@ type ExplainRule struct {
 	Index int    `json:"index"`
 	Line  int    `json:"line"`
 	Text  string `json:"text"`
+}
+
+// ExplainGrant is a just-in-time grant in force: the request's id, the
+// access rule it was granted under, its destination and its end.
+type ExplainGrant struct {
+	ID    string    `json:"id"`
+	Rule  string    `json:"rule"`
+	Dst   string    `json:"dst"`
+	Until time.Time `json:"until"`
 }
 
 // ExplainCandidate is a rule that came close, with why it did not apply.

@@ -38,6 +38,12 @@ type Query struct {
 	// MFAAge is the age of the source owner's last MFA login when Src is a
 	// selector; nil means none. A SrcNode brings MFAAt, measured from At.
 	MFAAge *time.Duration
+	// Grants are the just-in-time grants in force (Graph.Grants). When no
+	// rule allows the connection, one of them whose Node is SrcNode, in
+	// force at At (any time when At is zero) and whose destination covers
+	// the destination and port does (explain_access.go). A Src selector
+	// is never a granted device.
+	Grants []Grant
 }
 
 // RuleRef identifies an acls rule or a grant: its position in its list
@@ -68,12 +74,18 @@ type Candidate struct {
 // Decision is the outcome of Explain: the rule that allowed the
 // connection, or the rules that came closest and why each failed.
 type Decision struct {
-	Allowed    bool
-	Rule       RuleRef     // when Allowed: the first rule allowing it
+	Allowed bool
+	Rule    RuleRef // when Allowed by a rule: the first rule allowing it
+	// Grant is the just-in-time grant allowing it, when no rule does.
+	Grant      *Grant
 	Candidates []Candidate // when denied: up to three closest rules, best first
 }
 
 func (d Decision) String() string {
+	if d.Allowed && d.Grant != nil {
+		return fmt.Sprintf("allowed by grant %s (%s, until %s): %s", d.Grant.ID, d.Grant.Rule,
+			d.Grant.Until.UTC().Format(time.RFC3339), d.Grant.Dst)
+	}
 	if d.Allowed {
 		return fmt.Sprintf("allowed by %s: %s", d.Rule, d.Rule.Text)
 	}
@@ -130,6 +142,11 @@ func (p *Policy) Explain(q Query) (Decision, error) {
 	}
 	if r, _ := p.allows(f); r != nil {
 		return Decision{Allowed: true, Rule: p.ruleRef(r)}, nil
+	}
+	if q.SrcNode != nil {
+		if gr := p.grantAllowing(q.Grants, q.SrcNode.ID, f); gr != nil {
+			return Decision{Allowed: true, Grant: gr}, nil
+		}
 	}
 	return Decision{Candidates: p.nearMisses(f, 3)}, nil
 }

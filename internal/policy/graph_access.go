@@ -45,6 +45,7 @@ type Grant struct {
 // ggrant is a grant in a graph.
 type ggrant struct {
 	Grant
+	name string // its filter rule's name: Rule + "/" + ID
 	dst  []dstEntry
 	set  bitset // slots of the nodes its destination selects
 	keys []string
@@ -105,7 +106,9 @@ func (gg *ggrant) selects(x *subject) bool {
 	return false
 }
 
-func (gg *ggrant) ruleName() string { return gg.Rule + "/" + gg.ID }
+func newGGrant(gr Grant, dst []dstEntry) *ggrant {
+	return &ggrant{Grant: gr, name: gr.Rule + "/" + gr.ID, dst: dst}
+}
 
 // index adds gg to the destination index.
 func (gs *grantState) index(gg *ggrant) {
@@ -195,7 +198,7 @@ func (g *Graph) SetGrant(gr Grant) (affected []wire.NodeID, err error) {
 		g.dropGrant(old, &aff)
 	}
 	if gr.Until.After(g.now) {
-		g.addGrant(&ggrant{Grant: gr, dst: dst}, &aff)
+		g.addGrant(newGGrant(gr, dst), &aff)
 	}
 	return g.ids(aff), nil
 }
@@ -378,7 +381,7 @@ func (g *Graph) reparseGrants() {
 		if err != nil || !gg.Until.After(g.now) {
 			continue
 		}
-		nw := &ggrant{Grant: gg.Grant, dst: dst}
+		nw := newGGrant(gg.Grant, dst)
 		if gs.byID == nil {
 			gs.byID, gs.byNode = map[string]*ggrant{}, map[wire.NodeID][]*ggrant{}
 		}
@@ -404,7 +407,7 @@ func (g *Graph) grantFilter(n *gnode) []wire.FilterRule {
 			continue
 		}
 		if dst := entriesPorts(gg.dst, n, false); len(dst) > 0 {
-			out = append(out, wire.FilterRule{SrcPrefixes: src, DstPorts: dst, Rule: gg.ruleName()})
+			out = append(out, wire.FilterRule{SrcPrefixes: src, DstPorts: dst, Rule: gg.name})
 		}
 	}
 	return out

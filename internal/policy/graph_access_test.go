@@ -373,3 +373,40 @@ func TestGrantsMatchScratch(t *testing.T) {
 		}
 	}
 }
+
+func TestExplainNamesGrant(t *testing.T) {
+	p := mustParse(t, grantPolicy)
+	ann, db := userNode(1, "ann@example.com"), tagNode(10, "tag:prod-db")
+	ann2 := userNode(2, "ann@example.com")
+	until := t0.Add(2 * time.Hour)
+	grants := []Grant{{ID: "ar-12", Node: 1, Dst: "tag:prod-db:5432", Rule: "access[0]", Until: until}}
+	tests := []struct {
+		name string
+		q    Query
+		want string // Decision.String prefix
+	}{
+		{"granted", Query{SrcNode: &ann, DstNode: &db, Port: 5432, At: t0, Grants: grants},
+			"allowed by grant ar-12 (access[0], until 2026-11-25T03:00:00Z): tag:prod-db:5432"},
+		{"by destination selector", Query{SrcNode: &ann, Dst: "tag:prod-db", Port: 5432, At: t0, Grants: grants}, "allowed by grant ar-12"},
+		{"other port", Query{SrcNode: &ann, DstNode: &db, Port: 22, At: t0, Grants: grants}, "denied"},
+		{"other device of the same user", Query{SrcNode: &ann2, DstNode: &db, Port: 5432, At: t0, Grants: grants}, "denied"},
+		{"the user, not a device", Query{Src: "ann@example.com", DstNode: &db, Port: 5432, At: t0, Grants: grants}, "denied"},
+		{"after Until", Query{SrcNode: &ann, DstNode: &db, Port: 5432, At: until, Grants: grants}, "denied"},
+		{"no time: in force", Query{SrcNode: &ann, DstNode: &db, Port: 5432, Grants: grants}, "allowed by grant ar-12"},
+		{"sctp", Query{SrcNode: &ann, DstNode: &db, Port: 5432, Proto: "sctp", At: t0, Grants: grants}, "denied"},
+		{"a rule first", Query{SrcNode: &ann, Dst: "tag:web", Port: 443, At: t0,
+			Grants: []Grant{{ID: "ar-1", Node: 1, Dst: "tag:web:443", Until: until}}}, "allowed by acls rule #1"},
+	}
+	for _, tc := range tests {
+		d, err := p.Explain(tc.q)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if !strings.HasPrefix(d.String(), tc.want) {
+			t.Errorf("%s: %s, want %s...", tc.name, d, tc.want)
+		}
+		if d.Allowed != strings.HasPrefix(tc.want, "allowed") {
+			t.Errorf("%s: Allowed = %v", tc.name, d.Allowed)
+		}
+	}
+}
