@@ -19,6 +19,7 @@ import (
 	"github.com/warrenmesh/warren/coordinator/export"
 	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/internal/key"
+	"github.com/warrenmesh/warren/internal/tstest/poll"
 	"github.com/warrenmesh/warren/internal/wire"
 )
 
@@ -139,6 +140,23 @@ func TestAccessCLI(t *testing.T) {
 	if out := mustCLI(t, "access", "history", "--user", "nobody@example.com", "--json", sd); strings.TrimSpace(out) != "[]" {
 		t.Fatalf("history of nobody: %q", out)
 	}
+	// A grant whose access rule leaves the policy ends at once.
+	e := req("ann", "tag:prod-db:5432", time.Hour, "INC-4213")
+	mustCLI(t, "access", "approve", e.ID, sd)
+	if len(c.Engine().Grants()) != 1 {
+		t.Fatal("approved grant not in force")
+	}
+	file := filepath.Join(t.TempDir(), "policy.hujson")
+	must(t, os.WriteFile(file, []byte(strings.Replace(accessPolicy,
+		`{"src": ["group:eng"], "dst": ["tag:prod-db:5432"], "approvers": ["group:sre"], "maxDuration": "4h", "reason": "required"},`, "", 1)), 0o600))
+	mustCLI(t, "policy", "apply", file, sd)
+	if gs := c.Engine().Grants(); len(gs) != 0 {
+		t.Fatalf("grants after the rule left the policy: %+v", gs)
+	}
+	must(t, json.Unmarshal([]byte(mustCLI(t, "access", "history", "--json", "--state", "revoked", sd)), &got))
+	if len(got) != 2 || got[0].ID != e.ID || got[0].Note != "access rule removed from the policy" {
+		t.Fatalf("revoked: %+v", got)
+	}
 	events, err := c.Store().ListAudit(ctx, store.AuditFilter{Action: "access.approve"})
 	must(t, err)
 	if len(events) < 1 || !strings.Contains(events[len(events)-1].Detail, `"asAdmin":true`) {
@@ -183,28 +201,23 @@ func TestAccessWebhook(t *testing.T) {
 	r, err := c.Access().Request(ctx, jit.Caller{Node: nodes["ann"]}, "tag:prod-db:5432", 2*time.Hour, "INC-4211")
 	must(t, err)
 	// Wait for a failed delivery, then let the receiver come up.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	poll.UntilTrue(t, 30*time.Second, "a delivery to the webhook while it is down", func() bool {
 		mu.Lock()
-		n := attempts
-		if n > 0 {
-			down = false
-		}
-		mu.Unlock()
-		if n > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the webhook was not called in 30s")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		defer mu.Unlock()
+		down = attempts == 0
+		return !down
+	})
 	var body []byte
 	select {
 	case body = <-bodies:
 	case <-time.After(30 * time.Second):
 		t.Fatal("the webhook was not retried in 30s")
 	}
+	mu.Lock()
+	if attempts < 2 {
+		t.Errorf("delivered in %d attempts; the first, while down, must have failed", attempts)
+	}
+	mu.Unlock()
 	var msg struct {
 		Text   string         `json:"text"`
 		Events []export.Event `json:"events"`

@@ -162,8 +162,9 @@ const maxActive = 10000
 // ctx ends. Enforcement does not wait for it: the engine withdraws a
 // grant at its Until by itself.
 func (s *Service) Run(ctx context.Context) error {
-	// recheck bounds the wait, should the clock jump.
-	const recheck = time.Minute
+	// recheck bounds the wait, should the clock jump; retry follows a
+	// failure; minWait keeps a clock that stands still from spinning.
+	const recheck, retry, minWait = time.Minute, 5 * time.Second, 10 * time.Millisecond
 	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
@@ -173,12 +174,15 @@ func (s *Service) Run(ctx context.Context) error {
 		case <-t.C:
 		case <-s.wake:
 		}
-		if err := s.expireDue(ctx); err != nil && ctx.Err() == nil {
-			s.log.Warn("access: recording expired grants failed; will retry", "err", err)
-		}
 		wait := recheck
-		if next, err := s.cfg.Store.NextAccessExpiry(ctx, wire.AccessActive); err == nil && !next.IsZero() {
-			wait = min(max(next.Sub(s.now()), 0), recheck)
+		if err := s.expireDue(ctx); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			s.log.Warn("access: recording expired grants failed; will retry", "err", err)
+			wait = retry
+		} else if next, err := s.cfg.Store.NextAccessExpiry(ctx, wire.AccessActive); err == nil && !next.IsZero() {
+			wait = min(max(next.Sub(s.now()), minWait), recheck)
 		}
 		if !t.Stop() {
 			select {

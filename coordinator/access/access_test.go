@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/warrenmesh/warren/coordinator/audit"
 	"github.com/warrenmesh/warren/internal/wire"
@@ -222,4 +223,35 @@ func TestRequestAnnounced(t *testing.T) {
 			t.Fatalf("text %q lacks %q", text, want)
 		}
 	}
+}
+
+// FuzzRequest: a request's fields from the network never panic the
+// service; a refusal carries one of the documented codes, and what it
+// files is within the rule's bounds.
+func FuzzRequest(f *testing.F) {
+	fx := newFixture(f)
+	for _, s := range []struct {
+		dst, reason string
+		d           int64
+	}{{"tag:prod-db:5432", "INC-4211", int64(time.Hour)}, {"tag:prod-db:22", "", int64(time.Minute)},
+		{"tag:prod-db", "x", 1}, {"100.64.0.6:5432", "x", int64(4 * time.Hour)}, {"*:*", "", -1}} {
+		f.Add(s.dst, s.reason, s.d)
+	}
+	codes := map[string]bool{wire.AccessInvalid: true, wire.AccessNoRule: true, wire.AccessMFARequired: true, wire.AccessConflict: true}
+	f.Fuzz(func(t *testing.T, dst, reason string, d int64) {
+		r, err := fx.svc.Request(fx.ctx, fx.node("ann"), dst, time.Duration(d), reason)
+		if err != nil {
+			if !codes[Code(err)] {
+				t.Fatalf("request %q %q %d: %v (code %q)", dst, reason, d, err, Code(err))
+			}
+			return
+		}
+		if r.Duration <= 0 || r.Duration > 4*time.Hour || r.State != wire.AccessPending || r.Reason == "" || len(r.Reason) > MaxReason ||
+			!utf8.ValidString(r.Reason) || !utf8.ValidString(r.Dst) {
+			t.Fatalf("filed %+v", r)
+		}
+		if _, err := fx.svc.Cancel(fx.ctx, fx.node("ann"), r.ID); err != nil {
+			t.Fatal(err)
+		}
+	})
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/warrenmesh/warren/coordinator/alert"
+	"github.com/warrenmesh/warren/internal/tstest/poll"
 	"github.com/warrenmesh/warren/internal/wire"
 )
 
@@ -73,13 +74,7 @@ func TestRunRecordsExpiry(t *testing.T) {
 	ctx, cancel := context.WithCancel(f.ctx)
 	done := make(chan error, 1)
 	go func() { done <- f.svc.Run(ctx) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for len(f.events("access.expire")) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("Run recorded no expiry in 10s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	poll.UntilTrue(t, 30*time.Second, "Run records the expiry", func() bool { return len(f.events("access.expire")) == 1 })
 	cancel()
 	<-done
 }

@@ -46,7 +46,7 @@ const testPolicy = `{
 // with testPolicy, and one device each for ann, bob (eng), sam (sre),
 // olive (oncall), a second device of ann's and the tagged database.
 type fixture struct {
-	t      *testing.T
+	t      testing.TB
 	ctx    context.Context
 	clock  *testclock.Clock
 	st     store.Store
@@ -69,7 +69,7 @@ func mustPolicy(t testing.TB, src string) *policy.Policy {
 	return p
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "warren.db"), nil)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/warrenmesh/warren/coordinator/alert"
 	"github.com/warrenmesh/warren/coordinator/audit"
@@ -40,6 +41,8 @@ func (s *Service) request(ctx context.Context, w who, dst string, d time.Duratio
 	switch {
 	case dst == "" || len(dst) > MaxDst:
 		return store.AccessRequest{}, &Error{Code: wire.AccessInvalid, Message: fmt.Sprintf("give a destination of at most %d characters, e.g. tag:prod-db:5432", MaxDst)}
+	case !utf8.ValidString(dst) || !utf8.ValidString(reason):
+		return store.AccessRequest{}, &Error{Code: wire.AccessInvalid, Message: "the destination and reason must be UTF-8 text"}
 	case len(reason) > MaxReason:
 		return store.AccessRequest{}, &Error{Code: wire.AccessInvalid, Message: fmt.Sprintf("the reason is longer than %d characters", MaxReason)}
 	case d <= 0:

@@ -143,3 +143,26 @@ func FuzzParseFile(f *testing.F) {
 		}
 	})
 }
+
+// TestKeepOKOnly: a sink with OKOnly skips refused and failed events;
+// with Actions too, both filters apply.
+func TestKeepOKOnly(t *testing.T) {
+	ev := func(action, outcome string) Event {
+		return Event{Event: EventInfo{Action: action}, Warren: Warren{Outcome: outcome}}
+	}
+	in := []Event{ev("access.request", "ok"), ev("access.request", "denied"), ev("access.approve", "ok"), ev("access.break-glass", "error")}
+	for _, tc := range []struct {
+		name string
+		c    SinkConfig
+		want int
+	}{
+		{"no filter", SinkConfig{}, 4},
+		{"ok only", SinkConfig{OKOnly: true}, 2},
+		{"actions and ok only", SinkConfig{OKOnly: true, Actions: []string{"access.request", "access.break-glass"}}, 1},
+		{"actions only", SinkConfig{Actions: []string{"access.request"}}, 2},
+	} {
+		if got := tc.c.keep(in); len(got) != tc.want {
+			t.Errorf("%s: kept %d, want %d", tc.name, len(got), tc.want)
+		}
+	}
+}
