@@ -95,6 +95,9 @@ func TestBreakGlass(t *testing.T) {
 			t.Fatalf("%s events: %+v", action, es)
 		}
 	}
+	if text, _ := detail(t, f.events("access.break-glass")[0])["text"].(string); !strings.HasPrefix(text, "BREAK-GLASS: olive@example.com granted themselves tag:prod-db:22 for 30m") {
+		t.Fatalf("break-glass text %q", text)
+	}
 	d := detail(t, f.events("alert.break-glass")[0])
 	if d["requester"] != "olive@example.com" || d["destination"] != "tag:prod-db:22" || d["reason"] != "db down" || d["text"] == "" {
 		t.Fatalf("alert detail %v", d)

@@ -96,7 +96,7 @@ func (s *Service) request(ctx context.Context, w who, dst string, d time.Duratio
 		tx.Record(event(w.actor, "access.request", r, map[string]any{"text": requestText(r)}))
 		if rule.SelfApprove {
 			text := fmt.Sprintf("BREAK-GLASS: %s granted themselves %s for %s on %s (%s) under %s", requester(r), r.Dst, fmtDur(d), r.NodeName, orNone(r.Reason), r.Rule)
-			tx.Record(event(w.actor, "access.break-glass", r, nil))
+			tx.Record(event(w.actor, "access.break-glass", r, map[string]any{"text": text}))
 			tx.Record(audit.Event{Actor: w.actor, Action: alert.ActionPrefix + "break-glass", Target: "access:" + requestID(r.ID), Outcome: audit.OK,
 				Detail: map[string]any{"rule": "break-glass", "text": text, "id": requestID(r.ID), "requester": requester(r),
 					"node": int64(r.NodeID), "nodeName": r.NodeName, "destination": r.Dst, "duration": d.String(), "reason": r.Reason, "accessRule": r.Rule}})
