@@ -235,7 +235,7 @@ func New(ctx context.Context, cfg Config) (_ *Coordinator, err error) {
 	}
 	c.control, err = control.New(control.Config{Key: k, Registry: c.registry, Engine: c.engine,
 		Audit: c.audit, Failures: c.failures, Logger: cfg.Logger, KeepAlive: cfg.KeepAlive, HandshakeTimeout: cfg.HandshakeTimeout,
-		Flows: flowlog.New(c.engine, c.audit, cfg.Logger)})
+		Flows: flowlog.New(c.engine, c.audit, cfg.Logger), Access: c.access})
 	if err != nil {
 		return nil, err
 	}

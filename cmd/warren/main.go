@@ -35,6 +35,14 @@ Usage:
                                    forward 127.0.0.1:LOCALPORT to PEER:PORT in the mesh
   warren exit-node list            the exit nodes this node may use (warren up --exit-node NAME|IP
                                    [--exit-node-allow-lan-access]; --exit-node= to stop)
+  warren access request DST --for DURATION [--reason TEXT]
+                                   ask for just-in-time access to DST (as the policy's access
+                                   rules write it, e.g. tag:prod-db:5432) for this device
+  warren access list [--pending]   your requests, or (--pending) those you may approve
+  warren access cancel ID          withdraw your request, or end your grant early
+  warren access approve ID [--for DURATION] | deny ID --reason TEXT | revoke ID [--reason TEXT]
+                                   decide on a request (approvers), end a grant (approvers)
+  warren login --mfa               sign in again with MFA, for rules that need recent MFA
   warren logout                    disconnect and forget this node's registration
   warren version                   this program's version (also --version)
 
@@ -42,7 +50,9 @@ PEER is a node name (db), its full name (db.warren.internal) or a mesh
 address. Every command takes --json for machine-readable output and
 --socket (default ` + localapi.DefaultSocket + `, or $WARREN_SOCKET).
 
-Exit status: 0 on success, 1 on any failure. ping fails when a kind of
+Exit status: 0 on success, 1 on any failure. warren access and warren
+login --mfa exit 2 on a usage error and 3 when the coordinator refused
+(not allowed, no access rule covers the destination, no such request). ping fails when a kind of
 probe it sent got no answer at all (no pong; with --tcp, no connect);
 whois fails for an address this node knows no node of.
 `
@@ -104,6 +114,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return c.whois(rest)
 	case "exit-node":
 		return c.exitNodeCmd(rest)
+	case "access":
+		return c.accessCmd(rest)
+	case "login":
+		return c.login(rest)
 	case "version":
 		return c.version(rest)
 	}

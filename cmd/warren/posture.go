@@ -28,11 +28,11 @@ func (c *command) posture(args []string) error {
 }
 
 // printPosture is warren posture's report: first each rule the device
-// fails only because of posture, then each attribute the device
+// fails only because of posture (or of its user's stale MFA), then each attribute the device
 // collected, its value and how long ago, whether the node reports them,
 // and what the coordinator holds.
 func printPosture(out io.Writer, rep localapi.PostureReport, now time.Time) error {
-	if rep.Coordinator != nil && len(rep.Coordinator.Denials) > 0 {
+	if rep.Coordinator != nil && len(rep.Coordinator.Denials)+len(rep.Coordinator.MFA) > 0 {
 		printPostureDenials(out, rep.Coordinator)
 		fmt.Fprintln(out)
 	}

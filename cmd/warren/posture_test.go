@@ -46,6 +46,15 @@ func TestPrintPosture(t *testing.T) {
 	if denial != 0 || table < 0 || held < table || !strings.Contains(got[held:], "integration mdm-sync") {
 		t.Errorf("with the coordinator's view:\n%s", got)
 	}
+	// Stale MFA only: said first too.
+	b.Reset()
+	rep.Coordinator = &localapi.PostureStatus{MFA: []localapi.MFADenial{{Destination: "tag:db:5432", Rule: "acls[1]", MaxAge: 15 * time.Minute}}}
+	if err := printPosture(&b, rep, now); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(b.String(), "tag:db:5432 needs MFA within 15m (rule acls[1]): run warren login --mfa\n") {
+		t.Errorf("with stale MFA:\n%s", b.String())
+	}
 	rep.Coordinator = nil
 	b.Reset()
 	rep.Reporting = false

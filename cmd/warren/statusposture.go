@@ -15,13 +15,19 @@ import (
 // tag:db:5432: needs posture:managed: node:diskEncrypted is false (needs
 // == true)". Nothing when there are none.
 func printPostureDenials(out io.Writer, p *localapi.PostureStatus) {
-	if p == nil || len(p.Denials) == 0 {
+	if p == nil {
 		return
 	}
-	for _, d := range p.Denials {
+	if len(p.Denials) > 0 {
+		for _, d := range p.Denials {
+			fmt.Fprintln(out, d.String())
+		}
+		fmt.Fprintln(out, "  (fix the device, or ask an admin; access follows within a second of the coordinator seeing the change)")
+	}
+	// Rules failing only on MFA freshness: a sign-in fixes them.
+	for _, d := range p.MFA {
 		fmt.Fprintln(out, d.String())
 	}
-	fmt.Fprintln(out, "  (fix the device, or ask an admin; access follows within a second of the coordinator seeing the change)")
 }
 
 // printPostureAttrs lists the device's posture attributes as the

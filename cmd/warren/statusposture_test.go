@@ -49,6 +49,17 @@ func TestPrintStatusPosture(t *testing.T) {
 				"custom:mdmCompliant", "integration mdm-sync", "expires in 24h0m0s",
 			},
 		},
+		{
+			name: "stale MFA",
+			p: &localapi.PostureStatus{MFA: []localapi.MFADenial{
+				{Destination: "tag:db:5432", Rule: "acls[2]", MaxAge: 15 * time.Minute},
+				{Destination: "tag:prod:22", Rule: "acls[4]", MaxAge: 12 * time.Hour},
+			}},
+			denials: []string{
+				"tag:db:5432 needs MFA within 15m (rule acls[2]): run warren login --mfa",
+				"tag:prod:22 needs MFA within 12h (rule acls[4]): run warren login --mfa",
+			},
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/warrenmesh/warren/coordinator/access"
 	"github.com/warrenmesh/warren/coordinator/audit"
 	"github.com/warrenmesh/warren/coordinator/auth"
 	"github.com/warrenmesh/warren/coordinator/flowlog"
@@ -66,6 +67,9 @@ type Config struct {
 	// Flows stores the flow batches nodes send (nil: they are
 	// acknowledged and dropped).
 	Flows *flowlog.Ingest
+	// Access answers nodes' just-in-time access calls (nil: each is
+	// answered AccessFailed, not enabled).
+	Access *access.Service
 }
 
 // SilenceKeepAlives is how many keep-alives in a row a streaming node that
@@ -82,6 +86,8 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	// access is cfg.Access as the channel uses it (nil when not set).
+	access accessAPI
 }
 
 // New returns a Server.
@@ -102,7 +108,11 @@ func New(cfg Config) (*Server, error) {
 		cfg.Failures = audit.NewFailures(cfg.Logger, 0)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{cfg: cfg, log: cfg.Logger, replay: noise.NewReplayGuard(0), ctx: ctx, cancel: cancel}, nil
+	s := &Server{cfg: cfg, log: cfg.Logger, replay: noise.NewReplayGuard(0), ctx: ctx, cancel: cancel}
+	if cfg.Access != nil {
+		s.access = cfg.Access
+	}
+	return s, nil
 }
 
 // Close closes every control channel and waits for their goroutines.
@@ -156,7 +166,7 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 	// Close the channel when the server closes.
 	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
 	defer stop()
-	sess := &session{srv: s, conn: conn, remote: r.RemoteAddr, log: s.log.With("machine", conn.Peer().ShortString(), "remote", r.RemoteAddr)}
+	sess := &session{srv: s, conn: conn, remote: r.RemoteAddr, access: make(chan struct{}, wire.MaxAccessCalls), log: s.log.With("machine", conn.Peer().ShortString(), "remote", r.RemoteAddr)}
 	// A client silent during set-up was counted by the watchdog.
 	if err := sess.run(ctx); err != nil && !errors.Is(err, errSilent) {
 		sess.log.Info("control channel closed", "err", err)

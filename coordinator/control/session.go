@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -33,6 +34,11 @@ type session struct {
 	// silent is set when a watchdog closed the channel because the node
 	// sent nothing in time.
 	silent atomic.Bool
+	// access holds a token for each access call in flight (at most
+	// wire.MaxAccessCalls); calls counts their goroutines, which stream
+	// waits for.
+	access chan struct{}
+	calls  sync.WaitGroup
 }
 
 // errSilent reports a node that sent nothing within the bound: it is not
@@ -184,6 +190,7 @@ func (s *session) stream(ctx context.Context, id store.NodeID, req *wire.MapRequ
 	readErr := s.readUpdates(ctx, id)
 	cancel()
 	_ = s.conn.Close() // unblock a writer stuck on a dead peer
+	s.calls.Wait()     // access calls end with ctx
 	if werr := <-writerDone; werr != nil && !errors.Is(werr, context.Canceled) {
 		return werr
 	}
@@ -260,6 +267,8 @@ func (s *session) readUpdates(ctx context.Context, id store.NodeID) error {
 			}
 			s.reportPosture(ctx, id, m.Posture)
 		case *wire.KeepAlive:
+		case *wire.AccessCall:
+			s.startAccess(ctx, id, m)
 		case *wire.FlowBatch:
 			if err := s.storeFlows(ctx, id, m); err != nil {
 				return err

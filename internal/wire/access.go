@@ -19,6 +19,12 @@ const (
 	AccessOpApprove = "approve" // approve Request, optionally for a shorter For
 	AccessOpDeny    = "deny"    // deny Request with Reason
 	AccessOpRevoke  = "revoke"  // end an active grant early (approvers and admins)
+	// AccessOpStepUp refreshes the node's user's MFA time without filing
+	// a request (warren login --mfa): the coordinator answers first with
+	// Code AccessMFARequired and an AuthURL, then, once the user signed
+	// in there, with the final reply (empty Code: refreshed). A
+	// coordinator that predates it answers AccessInvalid.
+	AccessOpStepUp = "step-up"
 )
 
 // Access reply codes (AccessReply.Code); empty means success.

@@ -88,6 +88,8 @@ type Client struct {
 	// SetPosture records something to send; the running session's sender
 	// waits on it.
 	updated chan struct{}
+	// callSlots holds a token for each access call in flight.
+	callSlots chan struct{}
 
 	mu        sync.Mutex
 	nm        *Netmap
@@ -95,7 +97,9 @@ type Client struct {
 	homeRelay int
 	epsGen    uint64 // counts SetEndpoints calls; a session sends until it has sent the latest
 	posture   postureState
-	conn      *noise.Conn // current channel, nil when disconnected
+	conn      *noise.Conn   // current channel, nil when disconnected
+	lost      chan struct{} // closed when conn's session ends
+	calls     calls
 	state     mapState
 	sessions  int // control channels registered so far
 }
@@ -141,7 +145,7 @@ func New(cfg Config) (*Client, error) {
 		cfg.IdleTimeout = 2 * time.Minute
 	}
 	cfg.URL = strings.TrimRight(cfg.URL, "/")
-	c := &Client{cfg: cfg, log: cfg.Logger, updated: make(chan struct{}, 1)}
+	c := &Client{cfg: cfg, log: cfg.Logger, updated: make(chan struct{}, 1), callSlots: make(chan struct{}, wire.MaxAccessCalls)}
 	c.dial = c.dialWebSocket
 	return c, nil
 }
@@ -345,8 +349,9 @@ func (c *Client) session(ctx context.Context) error {
 	if err := wire.WriteMessage(conn, &wire.MapRequest{Stream: true, Endpoints: eps, HomeRelay: relay, AdvertiseRoutes: c.cfg.AdvertiseRoutes, Posture: report}); err != nil {
 		return fmt.Errorf("send map request: %w", err)
 	}
+	lost := make(chan struct{})
 	c.mu.Lock()
-	c.conn = conn
+	c.conn, c.lost = conn, lost
 	c.sessions++
 	c.state = mapState{} // the coordinator starts every stream with a full map
 	c.mu.Unlock()
@@ -366,8 +371,10 @@ func (c *Client) session(ctx context.Context) error {
 		_ = conn.Close() // unblocks a write to a stalled channel
 		sender.Wait()
 		c.mu.Lock()
-		c.conn = nil
+		c.conn, c.lost = nil, nil
 		c.mu.Unlock()
+		close(lost) // access calls in flight on this channel fail
+
 	}()
 	for {
 		m, err := c.read(conn, idle)
@@ -380,6 +387,10 @@ func (c *Client) session(ctx context.Context) error {
 			if err := wire.WriteMessage(conn, &wire.KeepAlive{}); err != nil {
 				return fmt.Errorf("answer keep-alive: %w", err)
 			}
+			continue
+		}
+		if r, ok := m.(*wire.AccessReply); ok {
+			c.gotReply(r)
 			continue
 		}
 		if ack, ok := m.(*wire.FlowAck); ok {

@@ -103,7 +103,7 @@ func (d *Daemon) Status(ctx context.Context) localapi.Status {
 // postureStatus is the coordinator's posture view as the local API
 // carries it.
 func postureStatus(p *wire.PostureStatus) *localapi.PostureStatus {
-	if p == nil || len(p.Attrs) == 0 && len(p.Denials) == 0 {
+	if p == nil || len(p.Attrs) == 0 && len(p.Denials) == 0 && len(p.MFA) == 0 {
 		return nil
 	}
 	out := &localapi.PostureStatus{}
@@ -113,6 +113,9 @@ func postureStatus(p *wire.PostureStatus) *localapi.PostureStatus {
 	}
 	for _, d := range p.Denials {
 		out.Denials = append(out.Denials, localapi.PostureDenial{Destination: d.Destination, Posture: d.Posture, Reason: d.Reason})
+	}
+	for _, d := range p.MFA {
+		out.MFA = append(out.MFA, localapi.MFADenial{Destination: d.Destination, Rule: d.Rule, MaxAge: d.MaxAge})
 	}
 	return out
 }

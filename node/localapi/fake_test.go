@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/warrenmesh/warren/internal/wire"
 )
 
 // fakeBackend is a Backend that records its calls and answers from its
@@ -246,4 +248,18 @@ func (ts *testServer) stop(t *testing.T) {
 			t.Errorf("Serve: %v", err)
 		}
 	}
+}
+
+// Access answers a request call with a step-up URL first, then a pending
+// request; a call of op "fail" fails.
+func (b *fakeBackend) Access(_ context.Context, call AccessCall, onAuthURL func(string)) (AccessReply, error) {
+	b.record("Access " + call.Op)
+	switch call.Op {
+	case "fail":
+		return AccessReply{}, errors.New("not connected to the coordinator")
+	case "request":
+		onAuthURL("https://coord.example/login/abc")
+		return AccessReply{Requests: []wire.AccessRequest{{ID: "ar-1", Dst: call.Dst, Duration: call.For, Reason: call.Reason, State: wire.AccessPending}}}, nil
+	}
+	return AccessReply{Code: wire.AccessForbidden, Message: "no"}, nil
 }

@@ -2,6 +2,7 @@ package localapi
 
 import (
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -12,6 +13,35 @@ import (
 type PostureStatus struct {
 	Attrs   []PostureAttr   `json:"attrs,omitempty"`
 	Denials []PostureDenial `json:"denials,omitempty"`
+	// MFA lists the rules the node fails only because its user's MFA is
+	// older than they allow: warren login --mfa would let them pass.
+	MFA []MFADenial `json:"mfa,omitempty"`
+}
+
+// MFADenial is a rule the node fails only because its user's MFA is not
+// fresh enough.
+type MFADenial struct {
+	Destination string        `json:"destination"` // as the policy writes it
+	Rule        string        `json:"rule"`        // "acls[2]"
+	MaxAge      time.Duration `json:"maxAgeNs"`    // the rule's "mfa"
+}
+
+// String is the denial in one line for the node's user: "tag:db:5432
+// needs MFA within 15m (rule acls[2]): run warren login --mfa".
+func (d MFADenial) String() string {
+	return fmt.Sprintf("%s needs MFA within %s (rule %s): run warren login --mfa", d.Destination, shortDuration(d.MaxAge), d.Rule)
+}
+
+// shortDuration writes d without zero units: 15m rather than 15m0s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
 }
 
 // PostureAttr is one attribute: as the node collected it (warren

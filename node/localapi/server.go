@@ -73,6 +73,7 @@ func NewServer(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("GET /v0/resolve", s.resolve)
 	s.mux.HandleFunc("POST /v0/dial", s.dial)
 	s.mux.HandleFunc("GET /v0/posture", s.posture)
+	s.mux.HandleFunc("POST /v0/access", s.access)
 	return s, nil
 }
 

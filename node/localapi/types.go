@@ -37,6 +37,10 @@ type Backend interface {
 	// Posture returns the device's own posture attributes: those the
 	// node collected and reports, or a fresh collection when it is down.
 	Posture(ctx context.Context) PostureReport
+	// Access passes a just-in-time access call to the coordinator as
+	// this node and returns its final reply; onAuthURL gets the sign-in
+	// URL of a step-up first (see wire.AccessCall).
+	Access(ctx context.Context, call AccessCall, onAuthURL func(url string)) (AccessReply, error)
 }
 
 // UpRequest asks the node to join a coordinator.

@@ -12,11 +12,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -76,6 +78,10 @@ type Mesh struct {
 	PolicyPath string
 	// OP is the OpenID Provider users sign in at (with Options.OIDC).
 	OP *oidctest.Provider
+
+	cfg     coordinator.Config         // what Coord was started with (see Restart)
+	handler atomic.Pointer[handlerBox] // serves srv: the running coordinator's handler
+	mu      sync.Mutex                 // guards Coord during Restart
 }
 
 // New starts a coordinator for t and stops it when t ends.
@@ -116,11 +122,13 @@ func New(t testing.TB, opts Options) *Mesh {
 		srv.Close()
 		t.Fatalf("testmesh: start coordinator: %v", err)
 	}
-	srv.Config.Handler = c.Handler()
+	m := &Mesh{t: t, Coord: c, srv: srv, log: log, PolicyPath: cfg.PolicyPath, OP: op, cfg: cfg}
+	m.handler.Store(&handlerBox{c.Handler()})
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { m.handler.Load().ServeHTTP(w, r) })
 	srv.Start()
-	m := &Mesh{t: t, Coord: c, URL: srv.URL, srv: srv, log: log, PolicyPath: cfg.PolicyPath, OP: op}
+	m.URL = srv.URL
 	t.Cleanup(func() {
-		c.Close() // closes control channels before the HTTP server waits on them
+		m.coordinator().Close() // closes control channels before the HTTP server waits on them
 		srv.Close()
 	})
 	return m
