@@ -28,6 +28,7 @@ import (
 	"github.com/warrenmesh/warren/coordinator/alert"
 	"github.com/warrenmesh/warren/coordinator/api"
 	"github.com/warrenmesh/warren/coordinator/audit"
+	"github.com/warrenmesh/warren/coordinator/console"
 	"github.com/warrenmesh/warren/coordinator/control"
 	"github.com/warrenmesh/warren/coordinator/export"
 	"github.com/warrenmesh/warren/coordinator/flowlog"
@@ -106,6 +107,10 @@ type Config struct {
 	// (store.Options.SharedPool): for benchmarks comparing the two in one
 	// run, never for serving.
 	SharedStorePool bool
+	// ConsoleInsecureCookies drops the Secure attribute from the web
+	// console's session cookie: for tests whose HTTP client keeps Secure
+	// cookies to HTTPS (Go's cookie jar), never for serving.
+	ConsoleInsecureCookies bool
 }
 
 // Coordinator is a running control server.
@@ -127,6 +132,7 @@ type Coordinator struct {
 	stun     net.PacketConn // embedded STUN server's socket, nil when none
 	derpMap  *wire.DERPMap
 	logins   logins // interactive login, zero when not configured
+	console  *console.Server
 	metrics  *coordMetrics
 
 	cancel context.CancelFunc
@@ -242,6 +248,12 @@ func New(ctx context.Context, cfg Config) (_ *Coordinator, err error) {
 	undo.add(c.control.Close)
 	c.api, err = api.New(api.Config{Registry: c.registry, Store: st, Audit: c.audit, Failures: c.failures,
 		Policy: c.policy, Engine: c.engine, Access: c.access, Logger: cfg.Logger})
+	if err != nil {
+		return nil, err
+	}
+	c.console, err = console.New(console.Config{Registry: c.registry, Store: st, Audit: c.audit, Policy: c.policy,
+		Engine: c.engine, Access: c.access, Login: c.logins.login, Logger: cfg.Logger,
+		InsecureCookies: cfg.ConsoleInsecureCookies})
 	if err != nil {
 		return nil, err
 	}
@@ -393,6 +405,7 @@ func (c *Coordinator) Handler() http.Handler {
 	if c.logins.handler != nil {
 		mux.Handle("/login/", c.logins.handler)
 	}
+	mux.Handle(console.Prefix, c.console.Handler())
 	if c.cfg.Relay.AdmitToken != "" {
 		mux.HandleFunc("GET "+RelayAdmitPath, c.serveRelayAdmit)
 		mux.HandleFunc("GET "+RelayRevocationsPath, c.serveRelayRevocations)
