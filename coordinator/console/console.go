@@ -128,6 +128,7 @@ func (s *Server) Handler() http.Handler {
 func (s *Server) routes() {
 	s.signInRoutes()
 	s.memberRoutes()
+	s.policyRoutes()
 }
 
 // setHeaders sets what every console response carries: no caching, no
