@@ -50,6 +50,9 @@ func serve(t testing.TB, cfg coordinator.Config) *served {
 	} else {
 		cfg.Relay.URL = "http://" + ln.Addr().String() + coordinator.RelayPath
 	}
+	if (cfg.Login.Local || cfg.Login.OIDC != nil) && cfg.Login.PublicURL == "" {
+		cfg.Login.PublicURL = "http://" + ln.Addr().String()
+	}
 	ctx := context.Background()
 	c, err := coordinator.New(ctx, cfg)
 	if err != nil {
