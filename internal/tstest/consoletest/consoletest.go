@@ -28,6 +28,7 @@ import (
 
 	"github.com/warrenmesh/warren/coordinator/registry"
 	"github.com/warrenmesh/warren/coordinator/store"
+	"github.com/warrenmesh/warren/internal/tstest/oidctest"
 )
 
 // Wait bounds every request a Browser makes (a failure bound, never a
@@ -168,13 +169,56 @@ func (b *Browser) SignIn(t testing.TB, u User) error {
 		return fmt.Errorf("sign-in form: %s at %s: %.300s", resp.Status, resp.Request.URL.Path, body)
 	}
 	// The finish page links on; the home page carries the CSRF token.
-	resp, body, err = b.do(http.MethodGet, "/admin/", nil)
+	return b.readCSRF()
+}
+
+// SignInOIDC signs in with this browser at an OpenID Provider from
+// package oidctest (the coordinator's only method, or the first link of
+// its choice page) as username, and sets CSRF.
+func (b *Browser) SignInOIDC(t testing.TB, username string) error {
+	t.Helper()
+	resp, body, err := b.do(http.MethodPost, "/admin/login", url.Values{"next": {"/admin/"}})
+	if err != nil {
+		return err
+	}
+	if strings.Contains(resp.Request.URL.Path, "/login/choose/") {
+		links := oidctest.Links(body)
+		if len(links) == 0 {
+			return fmt.Errorf("choice page without links: %.300s", body)
+		}
+		if resp, body, err = b.do(http.MethodGet, links[0], nil); err != nil {
+			return err
+		}
+	}
+	action, values, err := oidctest.ParseForm(body)
+	if err != nil {
+		return fmt.Errorf("provider's form at %s (%s): %w", resp.Request.URL, resp.Status, err)
+	}
+	target, err := resp.Request.URL.Parse(action)
+	if err != nil {
+		return err
+	}
+	values.Set("username", username)
+	values.Set("password", oidctest.Password)
+	resp, body, err = b.do(http.MethodPost, target.String(), values)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != "/admin/login/finish" {
+		return fmt.Errorf("after the provider: %s at %s: %.300s", resp.Status, resp.Request.URL.Path, body)
+	}
+	return b.readCSRF()
+}
+
+// readCSRF reads the session's CSRF token from the home page.
+func (b *Browser) readCSRF() error {
+	resp, body, err := b.do(http.MethodGet, "/admin/", nil)
 	if err != nil {
 		return err
 	}
 	mm := csrfMeta.FindStringSubmatch(body)
 	if resp.StatusCode != http.StatusOK || mm == nil {
-		return fmt.Errorf("after sign-in, /admin/: %s: %.300s", resp.Status, body)
+		return fmt.Errorf("after sign-in, /admin/: %s at %s: %.300s", resp.Status, resp.Request.URL.Path, body)
 	}
 	b.CSRF = html.UnescapeString(mm[1])
 	return nil
