@@ -79,7 +79,14 @@
     });
   }, { delay: 400 });
 
+  // The editor lives in a shadow root: there CodeMirror's styles go into
+  // constructed style sheets, which the console's style-src 'self'
+  // allows, instead of <style> elements, which it forbids.
+  var host = document.createElement("div");
+  host.id = "policy-editor";
+  var shadow = host.attachShadow({ mode: "open" });
   var view = new CM.EditorView({
+    root: shadow,
     doc: textarea.value,
     extensions: [
       CM.lineNumbers(),
@@ -94,11 +101,18 @@
       CM.lintGutter(),
       validate,
       CM.keymap.of([CM.indentWithTab].concat(CM.defaultKeymap, CM.historyKeymap)),
-      CM.EditorView.contentAttributes.of({ "aria-label": "Policy file (HuJSON)" })
+      CM.EditorView.contentAttributes.of({ "aria-label": "Policy file (HuJSON)" }),
+      CM.EditorView.theme({
+        "&": { minHeight: "20rem", maxHeight: "70vh", background: "#fff", border: "1px solid #c9ced6", fontSize: "13px" },
+        "&.cm-focused": { outline: "2px solid #2f6fb0" },
+        ".cm-scroller": { fontFamily: "ui-monospace, monospace", lineHeight: "1.4" },
+        ".cm-gutters": { background: "#f6f7f9", color: "#6a737d" }
+      })
     ]
   });
+  shadow.appendChild(view.dom);
   textarea.hidden = true;
-  textarea.parentNode.insertBefore(view.dom, textarea);
+  textarea.parentNode.insertBefore(host, textarea);
   form.addEventListener("submit", function () {
     textarea.value = view.state.doc.toString();
   });

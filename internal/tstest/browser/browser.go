@@ -135,6 +135,13 @@ func (b *Browser) listen(ev any) {
 			b.note(fmt.Sprintf("uncaught exception at %s:%d: %s", d.URL, d.LineNumber+1, text))
 		}
 	case *runtime.EventConsoleAPICalled:
+		if os.Getenv("WARREN_TEST_BROWSER_CONSOLE") != "" {
+			var parts []string
+			for _, a := range ev.Args {
+				parts = append(parts, string(a.Value)+a.Description)
+			}
+			b.t.Logf("console.%s: %s", ev.Type, strings.Join(parts, " "))
+		}
 		if ev.Type == runtime.ConsoleAPICalledTypeError {
 			var parts []string
 			for _, a := range ev.Args {
@@ -205,7 +212,7 @@ func (b *Browser) Screenshot(name string) string {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, b.timeout)
 	defer cancel()
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		b.t.Logf("screenshot %s: %v", name, err)
 		return ""
