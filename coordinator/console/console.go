@@ -35,6 +35,7 @@ import (
 	"github.com/warrenmesh/warren/coordinator/policyfile"
 	"github.com/warrenmesh/warren/coordinator/registry"
 	"github.com/warrenmesh/warren/coordinator/store"
+	"github.com/warrenmesh/warren/internal/wire"
 )
 
 // Prefix is where the console is served.
@@ -54,6 +55,11 @@ type Config struct {
 	Policy   *policyfile.Manager // required
 	Engine   *netmap.Engine      // required
 	Access   *access.Service     // nil: no access pages
+	// DERPMap is the relay regions nodes get (nil: none), and
+	// RelayClients the clients connected to the embedded relay now (nil,
+	// or false: no embedded relay); for the overview.
+	DERPMap      *wire.DERPMap
+	RelayClients func() (int, bool)
 	// Login is the coordinator's interactive sign-in (OIDC, local, or the
 	// choice of both); nil: nobody can sign in to the console.
 	Login  login.Login
@@ -78,6 +84,7 @@ type Server struct {
 	mux      *http.ServeMux
 	tmpl     *template.Template
 	sessions *sessions
+	live     liveStreams // admin_events.go
 }
 
 // New returns a console server.
@@ -128,6 +135,7 @@ func (s *Server) Handler() http.Handler {
 func (s *Server) routes() {
 	s.signInRoutes()
 	s.memberRoutes()
+	s.adminRoutes()
 }
 
 // setHeaders sets what every console response carries: no caching, no
