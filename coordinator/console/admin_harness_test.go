@@ -182,3 +182,12 @@ func (h *admHarness) node(id store.NodeID) store.Node {
 	}
 	return n
 }
+
+// actor is the registry actor of c's user, as the console passes it.
+func (c *admClient) actor() registry.Actor {
+	u, err := c.h.st.GetUser(c.h.ctx, c.sess.user)
+	if err != nil {
+		c.h.t.Fatal(err)
+	}
+	return registry.Actor{Name: "user:" + u.Name, UserID: u.ID, Admin: u.Role == store.RoleAdmin, Remote: "test"}
+}
