@@ -111,6 +111,11 @@ type Config struct {
 	// console's session cookie: for tests whose HTTP client keeps Secure
 	// cookies to HTTPS (Go's cookie jar), never for serving.
 	ConsoleInsecureCookies bool
+	// ConsoleIdleTimeout and ConsoleMaxAge end a console session unused
+	// this long, and any this long after sign-in (defaults 30 min and
+	// 12 h); ConsoleNow is the console's clock (nil: time.Now; tests).
+	ConsoleIdleTimeout, ConsoleMaxAge time.Duration
+	ConsoleNow                        func() time.Time
 }
 
 // Coordinator is a running control server.
@@ -252,8 +257,9 @@ func New(ctx context.Context, cfg Config) (_ *Coordinator, err error) {
 		return nil, err
 	}
 	c.console, err = console.New(console.Config{Registry: c.registry, Store: st, Audit: c.audit, Policy: c.policy,
-		Engine: c.engine, Access: c.access, Login: c.logins.login, Logger: cfg.Logger,
-		InsecureCookies: cfg.ConsoleInsecureCookies, DERPMap: c.derpMap, RelayClients: c.relayClients})
+		Engine: c.engine, Access: c.access, Login: c.logins.login, Logger: cfg.Logger, Failures: c.failures,
+		InsecureCookies: cfg.ConsoleInsecureCookies, IdleTimeout: cfg.ConsoleIdleTimeout, MaxAge: cfg.ConsoleMaxAge,
+		Now: cfg.ConsoleNow, DERPMap: c.derpMap, RelayClients: c.relayClients})
 	if err != nil {
 		return nil, err
 	}
@@ -379,6 +385,9 @@ func (c *Coordinator) Store() store.Store { return c.store }
 
 // Registry returns the coordinator's registry (for tests and embedding).
 func (c *Coordinator) Registry() *registry.Registry { return c.registry }
+
+// Console returns the web console (for tests that walk its pages).
+func (c *Coordinator) Console() *console.Server { return c.console }
 
 // Policy returns the policy manager (for tests and embedding).
 func (c *Coordinator) Policy() *policyfile.Manager { return c.policy }

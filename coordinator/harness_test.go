@@ -36,6 +36,13 @@ type served struct {
 
 func serve(t testing.TB, cfg coordinator.Config) *served {
 	t.Helper()
+	return serveAt(t, cfg, nil)
+}
+
+// serveAt is serve with a hook that completes cfg once the listener's URL
+// is known (e.g. an OpenID Provider's redirect URL).
+func serveAt(t testing.TB, cfg coordinator.Config, hook func(url string, cfg *coordinator.Config)) *served {
+	t.Helper()
 	if cfg.StateDir == "" {
 		cfg.StateDir = t.TempDir()
 	}
@@ -49,6 +56,12 @@ func serve(t testing.TB, cfg coordinator.Config) *served {
 		cfg.Relay.Disable = true
 	} else {
 		cfg.Relay.URL = "http://" + ln.Addr().String() + coordinator.RelayPath
+	}
+	if hook != nil {
+		hook("http://"+ln.Addr().String(), &cfg)
+	}
+	if (cfg.Login.Local || cfg.Login.OIDC != nil) && cfg.Login.PublicURL == "" {
+		cfg.Login.PublicURL = "http://" + ln.Addr().String()
 	}
 	ctx := context.Background()
 	c, err := coordinator.New(ctx, cfg)

@@ -49,9 +49,12 @@ var staticFS embed.FS
 
 // Config configures a Server.
 type Config struct {
-	Registry *registry.Registry  // required
-	Store    store.Store         // required
-	Audit    *audit.Log          // required
+	Registry *registry.Registry // required
+	Store    store.Store        // required
+	Audit    *audit.Log         // required
+	// Failures counts refused requests that carry no session (never
+	// stored: anyone can send them); nil: not counted.
+	Failures *audit.Failures
 	Policy   *policyfile.Manager // required
 	Engine   *netmap.Engine      // required
 	Access   *access.Service     // nil: no access pages
@@ -85,6 +88,10 @@ type Server struct {
 	tmpl     *template.Template
 	sessions *sessions
 	live     liveStreams // admin_events.go
+	pending  *pendingLogins
+	// getRoutes are the GET patterns registered, for tests that walk
+	// every page.
+	getRoutes []string
 }
 
 // New returns a console server.
@@ -112,7 +119,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), tmpl: tmpl,
-		sessions: newSessions(cfg.Now, cfg.IdleTimeout, cfg.MaxAge, cfg.MaxSessions)}
+		sessions: newSessions(cfg.Now, cfg.IdleTimeout, cfg.MaxAge, cfg.MaxSessions), pending: newPendingLogins(cfg.Now)}
 	static, err := fs.Sub(staticFS, "static")
 	if err != nil {
 		return nil, err
@@ -136,7 +143,20 @@ func (s *Server) routes() {
 	s.signInRoutes()
 	s.memberRoutes()
 	s.adminRoutes()
+	// Anything else under the prefix needs a session before it is even
+	// found: without one every path answers alike.
+	s.handle(Prefix, roleMember, func(w http.ResponseWriter, r *http.Request, p *page) {
+		w.WriteHeader(http.StatusNotFound)
+		s.renderStatus(w, p, http.StatusNotFound, "Not found", "There is no such page.")
+	})
 }
+
+// GetRoutes returns the patterns of the console's GET pages ("GET
+// /admin/nodes/{id}"), for tests that check something of every page.
+func (s *Server) GetRoutes() []string { return append([]string(nil), s.getRoutes...) }
+
+// maxFormBytes bounds a submitted form.
+const maxFormBytes = 1 << 20
 
 // setHeaders sets what every console response carries: no caching, no
 // framing, no sniffing, no referrer, and a content policy that allows

@@ -46,7 +46,13 @@ type page struct {
 // (audited); a request that changes state (anything but GET and HEAD)
 // must come from this origin and carry the session's CSRF token.
 func (s *Server) handle(pattern string, need role, h func(w http.ResponseWriter, r *http.Request, p *page)) {
+	if strings.HasPrefix(pattern, "GET ") {
+		s.getRoutes = append(s.getRoutes, pattern)
+	}
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		if r.Body != nil {
+			r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+		}
 		p, ok := s.authenticate(w, r)
 		if !ok {
 			return
@@ -63,6 +69,13 @@ func (s *Server) handle(pattern string, need role, h func(w http.ResponseWriter,
 		}
 		h(w, r, p)
 	})
+}
+
+// get registers h at "GET "+path for everybody, session or not (the
+// sign-in pages only).
+func (s *Server) get(path string, h http.HandlerFunc) {
+	s.getRoutes = append(s.getRoutes, "GET "+path)
+	s.mux.HandleFunc("GET "+path, h)
 }
 
 // authenticate resolves r's session and its user as they are now. It
@@ -91,6 +104,9 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request) (*page, bo
 	if r.Method == http.MethodGet || r.Method == http.MethodHead {
 		http.Redirect(w, r, Prefix+"login?next="+url.QueryEscape(r.URL.Path), http.StatusSeeOther)
 		return nil, false
+	}
+	if s.cfg.Failures != nil {
+		s.cfg.Failures.Record("console.no-session", r.RemoteAddr, r.Method)
 	}
 	http.Error(w, "sign in first", http.StatusUnauthorized)
 	return nil, false

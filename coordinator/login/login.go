@@ -59,6 +59,12 @@ type Login interface {
 	Wait(ctx context.Context, machine key.MachinePublic, url string) (store.User, error)
 }
 
+// ConsoleFinishPath is where a sign-in to the web console ends: the
+// final page of a method's successful console sign-in sends the browser
+// there (a fixed path of this coordinator, never one taken from a
+// request), and the console collects the outcome with Wait.
+const ConsoleFinishPath = "/admin/login/finish"
+
 // Methods of an Identity.
 const (
 	MethodOIDC  = "oidc"
@@ -91,6 +97,10 @@ type Identity struct {
 
 	// MFA is set when the sign-in used a second factor.
 	MFA bool
+	// Console is set when the person signed in to the web console (the
+	// login's Shared came from NewConsoleShared) rather than for a
+	// device: Machine is then a random key naming the browser's login.
+	Console bool
 	// Detail is added to the audit event (never a secret).
 	Detail map[string]any
 }

@@ -26,6 +26,8 @@ var ErrProviderUnavailable = errors.New("the identity provider is unreachable; t
 // a login of one method: Settle always succeeds. Its methods are safe for
 // concurrent use.
 type Shared struct {
+	console bool // immutable: the sign-in is to the web console
+
 	mu     sync.Mutex
 	winner int      // the member that settled; 0 while none has
 	ends   []func() // ends[i] ends member i+1's login
@@ -33,6 +35,14 @@ type Shared struct {
 
 // NewShared returns a Shared with no members.
 func NewShared() *Shared { return &Shared{} }
+
+// NewConsoleShared returns a Shared for a sign-in to the web console: the
+// methods that join it send the browser to ConsoleFinishPath when the
+// sign-in succeeds, and mark the Identity they prove as Console.
+func NewConsoleShared() *Shared { return &Shared{console: true} }
+
+// Console reports whether s is a console sign-in's (false for nil).
+func (s *Shared) Console() bool { return s != nil && s.console }
 
 // Join adds a member and returns its number for Settle. end (which may be
 // nil) ends the member's own login; it is called once, outside any lock

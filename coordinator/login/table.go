@@ -92,6 +92,10 @@ func (e *Entry[S]) Finished() bool { return e.finished }
 // one).
 func (e *Entry[S]) SharedSettled() bool { return e.shared.Settled() }
 
+// ForConsole reports whether the login signs a person in to the web
+// console (see NewConsoleShared) (inside With only).
+func (e *Entry[S]) ForConsole() bool { return e.shared.Console() }
+
 // Outcome returns the login's outcome once finished (inside With only).
 func (e *Entry[S]) Outcome() (store.User, error) { return e.user, e.err }
 
@@ -189,6 +193,14 @@ func (t *Table[S]) Settle(e *Entry[S]) bool {
 	sh, m := e.shared, e.member
 	t.mu.Unlock()
 	return sh.Settle(m)
+}
+
+// ForConsole reports whether login e signs a person in to the web
+// console (see NewConsoleShared).
+func (t *Table[S]) ForConsole(e *Entry[S]) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return e.shared.Console()
 }
 
 // Finish gives e its outcome and wakes its Wait. It reports false if e

@@ -33,6 +33,12 @@ func (r *Registry) SignIn(ctx context.Context, id login.Identity) (store.User, e
 	if ev.Detail == nil {
 		ev.Detail = map[string]any{}
 	}
+	if id.Console {
+		// A sign-in to the web console: the machine key only names
+		// the browser's login.
+		ev.Target = "console"
+		ev.Detail["console"] = true
+	}
 	var apply func(tx *audit.Tx) (store.User, bool, error)
 	switch id.Method {
 	case login.MethodLocal:

@@ -106,7 +106,16 @@ func New(cfg Config) (*Chooser, error) {
 // superseded (the methods themselves supersede their own earlier logins).
 // Methods that implement login.Joiner share the login's outcome.
 func (c *Chooser) Begin(ctx context.Context, machine key.MachinePublic, source string) (string, error) {
-	shared := login.NewShared()
+	return c.BeginShared(ctx, machine, source, nil)
+}
+
+// BeginShared is Begin with the outcome the methods share held by s
+// (login.Joiner), e.g. one from login.NewConsoleShared for a sign-in to
+// the web console; a nil s is a fresh one.
+func (c *Chooser) BeginShared(ctx context.Context, machine key.MachinePublic, source string, shared *login.Shared) (string, error) {
+	if shared == nil {
+		shared = login.NewShared()
+	}
 	e, err := c.table.Begin(machine, source, state{shared: shared})
 	if err != nil {
 		return "", err

@@ -40,6 +40,7 @@ type page struct {
 	User    string // the name typed before, to fill in again
 	Machine string // short form of the device's machine key
 	Minutes int    // until the link expires
+	Console bool   // the sign-in is to the web console, not for a device
 }
 
 // formState is a snapshot of a live login for rendering its form.
@@ -48,6 +49,7 @@ type formState struct {
 	machine string
 	cookie  string
 	expires time.Time
+	console bool
 	result  result // when not live
 }
 
@@ -58,7 +60,8 @@ func (l *Login) formState(id string) formState {
 			fs.result = finishedResult(e)
 			return nil
 		}
-		fs = formState{live: true, machine: e.Machine.ShortString(), cookie: e.State.cookie, expires: e.Expires}
+		fs = formState{live: true, machine: e.Machine.ShortString(), cookie: e.State.cookie, expires: e.Expires,
+			console: e.ForConsole()}
 		return nil
 	})
 	if err != nil {
@@ -94,6 +97,12 @@ func (l *Login) serveSubmit(w http.ResponseWriter, r *http.Request) {
 		password: r.PostFormValue("password"),
 		code:     r.PostFormValue("code"),
 	}, r.RemoteAddr)
+	if res.ok && res.console {
+		// A console sign-in: back to the console's fixed path, which
+		// collects the outcome and starts the session.
+		http.Redirect(w, r, login.ConsoleFinishPath, http.StatusSeeOther)
+		return
+	}
 	if res.final {
 		l.render(w, res.status, resultPage(res))
 		return
@@ -131,6 +140,7 @@ func (l *Login) formPage(id string, fs formState, errMsg, user string) page {
 		User:    user,
 		Machine: fs.machine,
 		Minutes: max(int(fs.expires.Sub(l.now()).Round(time.Minute)/time.Minute), 1),
+		Console: fs.console,
 	}
 }
 
@@ -180,7 +190,7 @@ code { background: #eef0f3; padding: 0 .25rem; border-radius: 3px; }
 {{if .Error}}<p class="error" role="alert">{{.Error}}</p>{{end}}
 {{if .Message}}<p>{{.Message}}</p>{{end}}
 {{if .Form}}
-<p>A device (machine key <code>{{.Machine}}</code>) asks to join the mesh as you. Continue only if you started it yourself with <code>warren up</code>.</p>
+{{if .Console}}<p>Sign in to the Warren web console.</p>{{else}}<p>A device (machine key <code>{{.Machine}}</code>) asks to join the mesh as you. Continue only if you started it yourself with <code>warren up</code>.</p>{{end}}
 <form method="post" action="{{.Action}}">
 <label for="user">User name</label>
 <input id="user" name="user" autocomplete="username" maxlength="256" required autofocus value="{{.User}}">

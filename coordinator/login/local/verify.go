@@ -59,6 +59,9 @@ type result struct {
 	msg    string
 	final  bool // the login is over (either way): show no form
 	ok     bool
+	// console: the login was a console sign-in (ok only), whose browser
+	// goes back to login.ConsoleFinishPath.
+	console bool
 }
 
 // attempt is one submitted form being checked.
@@ -178,8 +181,9 @@ func (l *Login) submit(ctx context.Context, id, cookie string, c credentials, re
 	if !l.table.Settle(e) {
 		return result{status: http.StatusGone, final: true, msg: msgLoginOver}
 	}
+	console := l.table.ForConsole(e)
 	signed, err := l.users.SignIn(ctx, login.Identity{Method: login.MethodLocal, Machine: e.Machine, Remote: remote,
-		UserID: u.ID, TOTPStep: step, MFA: mfa})
+		UserID: u.ID, TOTPStep: step, MFA: mfa, Console: console})
 	switch {
 	case errors.Is(err, login.ErrCodeReused):
 		a.verdict = failed
@@ -198,7 +202,7 @@ func (l *Login) submit(ctx context.Context, id, cookie string, c credentials, re
 		// Expired, replaced or shut down while we checked.
 		return result{status: http.StatusGone, msg: msgUnknownLogin, final: true}
 	}
-	return result{status: http.StatusOK, final: true, ok: true,
+	return result{status: http.StatusOK, final: true, ok: true, console: console,
 		msg: fmt.Sprintf("Signed in as %s. You can close this window: your device is joining the mesh.", signed.Name)}
 }
 

@@ -102,9 +102,10 @@ func (c *callback) run() {
 	// The registry maps the identity to a user and records the sign-in
 	// (or refuses it, and records that).
 	c.detail["step"] = "callback"
+	console := l.table.ForConsole(v.e)
 	u, err := l.cfg.Users.SignIn(ctx, login.Identity{Method: login.MethodOIDC, Machine: v.e.Machine, Remote: r.RemoteAddr,
 		Issuer: l.cfg.Issuer, Subject: id.Subject, Email: id.Email, Groups: id.Groups, RefreshToken: id.RefreshToken,
-		MFA: id.MFA, Detail: c.detail})
+		MFA: id.MFA, Detail: c.detail, Console: console})
 	if err != nil {
 		c.endRecorded(actor, err)
 		return
@@ -115,7 +116,14 @@ func (c *callback) run() {
 		c.fail(actor, http.StatusBadRequest, "the login expired before it completed: run 'warren up' on the device again", nil)
 		return
 	}
-	l.log.Info("oidc login", "user", u.Name, "machine", v.e.Machine.ShortString(), "mfa", id.MFA)
+	l.log.Info("oidc login", "user", u.Name, "machine", v.e.Machine.ShortString(), "mfa", id.MFA, "console", console)
+	if console {
+		// Back to the console's fixed path, which collects the outcome
+		// and starts the session.
+		noStore(c.w)
+		http.Redirect(c.w, r, login.ConsoleFinishPath, http.StatusSeeOther)
+		return
+	}
 	page(c.w, http.StatusOK, "Signed in", "Signed in as "+u.Name+". Your device is joining the network; you can close this window.")
 }
 
