@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
 	"github.com/warrenmesh/warren/coordinator"
@@ -58,9 +59,12 @@ func newConsoleMesh(t *testing.T, policy string) *consoleMesh {
 func signInLocal(t *testing.T, b *browser.Browser, base string, u consoletest.User) {
 	t.Helper()
 	b.Do("open the console", chromedp.Navigate(base+"/admin/"), chromedp.WaitVisible(chromedp.CSS(`form[action="/admin/login"] button`)))
-	b.Do("begin signing in", chromedp.Click(chromedp.CSS(`form[action="/admin/login"] button`)),
-		chromedp.WaitVisible(chromedp.CSS(`a[href*="/login/local/"]`)))
-	b.Do("choose the local account", chromedp.Click(chromedp.CSS(`a[href*="/login/local/"]`)), chromedp.WaitVisible(chromedp.CSS("#password")))
+	// With a choice of methods, a page offers them; with local accounts
+	// alone, the form comes at once.
+	clickAndLoad(b, "begin signing in", `form[action="/admin/login"] button`)
+	if browser.Get(b, "is there a choice", chromedp.Evaluate[bool](`!document.querySelector("#password")`)) {
+		b.Do("choose the local account", chromedp.Click(chromedp.CSS(`a[href*="/login/local/"]`)), chromedp.WaitVisible(chromedp.CSS("#password")))
+	}
 	b.Do("fill the local form",
 		chromedp.SendKeys(chromedp.CSS("#user"), u.Name),
 		chromedp.SendKeys(chromedp.CSS("#password"), u.Password),
@@ -68,6 +72,12 @@ func signInLocal(t *testing.T, b *browser.Browser, base string, u consoletest.Us
 		chromedp.Click(chromedp.CSS(`form button[type="submit"]`)),
 		chromedp.WaitVisible(chromedp.CSS("#continue")))
 	b.Do("continue to the console", chromedp.Click(chromedp.CSS("#continue")), chromedp.WaitVisible(chromedp.CSS("form.signout")))
+}
+
+// clickAndLoad clicks the element sel selects and waits for the page the
+// click leads to (after any redirects) to load.
+func clickAndLoad(b *browser.Browser, what, sel string) {
+	browser.Get(b, what, chromedp.WaitEvent(page.LoadEventFired, nil, chromedp.Click(chromedp.CSS(sel))))
 }
 
 // signInOIDC signs username in at the OpenID Provider through the choice
@@ -238,4 +248,63 @@ func TestConsolePolicyInBrowser(t *testing.T) {
 
 func hasPeer(nm *controlclient.Netmap, name string) bool {
 	return nm != nil && HasPeers(name)(nm)
+}
+
+// TestConsoleAdminInBrowser: an admin signs in (local + TOTP), creates a
+// pre-auth key for ann (the secret shown once, then only its prefix), a
+// laptop joins with it and waits for approval, the admin approves it on
+// its page and the laptop gets its peers.
+func TestConsoleAdminInBrowser(t *testing.T) {
+	m := New(t, Options{Policy: openPolicy, LocalLogin: true,
+		Coordinator: coordinator.Config{RequireApproval: true, ConsoleInsecureCookies: true}})
+	ann := m.User("ann@example.com")
+	root := consoletest.NewUser(t, m.Coord.Registry(), "root@example.com", store.RoleAdmin, true)
+	server := m.AddNode("server", NodeOptions{Tags: []string{"tag:server"},
+		AuthKey: m.AuthKey(registry.AuthKeyRequest{UserID: ann.ID, Tags: []string{"tag:server"}})})
+	must(t, server.WaitFor(wait, func(nm *controlclient.Netmap) bool { return nm.Self.ID != 0 }))
+
+	b := browser.New(t, browserLimit)
+	signInLocal(t, b, m.URL, root)
+	b.Do("open the overview", chromedp.Navigate(m.URL+"/admin/overview"), chromedp.WaitVisible(chromedp.CSS("main h1")))
+	b.Screenshot("overview")
+
+	b.Do("create a key for ann", chromedp.Navigate(m.URL+"/admin/keys"), chromedp.WaitVisible(chromedp.CSS(`form[action="/admin/keys"]`)),
+		chromedp.SetValue(chromedp.CSS(`select[name="user"]`), fmt.Sprint(ann.ID)),
+		chromedp.SendKeys(chromedp.CSS(`input[name="expiry"]`), "1h"),
+		chromedp.Click(chromedp.CSS(`form[action="/admin/keys"] button`)),
+		chromedp.WaitVisible(chromedp.CSS("code.key[data-secret]")))
+	secret := b.Text("code.key[data-secret]")
+	prefix := b.Text(".secret p code")
+	if secret == "" || !strings.HasPrefix(secret, prefix) {
+		t.Fatalf("created key %q with prefix %q", secret, prefix)
+	}
+	b.Do("reopen the keys page", chromedp.Navigate(m.URL+"/admin/keys"), chromedp.WaitVisible(chromedp.CSS("table tbody")))
+	page := b.Text("main")
+	if strings.Contains(page, secret) || !strings.Contains(page, prefix) {
+		t.Fatalf("the keys page again: shows the secret %v, shows the prefix %v", strings.Contains(page, secret), strings.Contains(page, prefix))
+	}
+	b.Screenshot("keys")
+
+	laptop := m.AddNode("laptop", NodeOptions{AuthKey: secret})
+	must(t, laptop.WaitFor(wait, func(nm *controlclient.Netmap) bool { return nm.Self.ID != 0 }))
+	if len(laptop.Netmap().Peers) != 0 {
+		t.Fatal("a pending node has peers")
+	}
+	b.Do("find the laptop pending", chromedp.Navigate(m.URL+"/admin/nodes"), chromedp.WaitVisible(chromedp.CSS("main table")))
+	if nodes := b.Text("main table"); !strings.Contains(nodes, "laptop") || !strings.Contains(nodes, "pending approval") {
+		t.Fatalf("the nodes page: %q", nodes)
+	}
+	b.Screenshot("nodes")
+	b.Do("approve the laptop", chromedp.Click(chromedp.CSS(fmt.Sprintf(`a[href="/admin/nodes/%d"]`, laptop.Netmap().Self.ID))),
+		chromedp.WaitVisible(chromedp.CSS(`form[action$="/approve"] button`)),
+		chromedp.Click(chromedp.CSS(`form[action$="/approve"] button`)),
+		chromedp.WaitVisible(chromedp.CSS("p.done")))
+	if done := b.Text("p.done"); !strings.Contains(done, "approved") {
+		t.Fatalf("after approving: %q", done)
+	}
+	b.Screenshot("node")
+	must(t, laptop.WaitFor(wait, HasPeers("server")))
+	if errs := cspErrors(b); len(errs) != 0 {
+		t.Fatalf("script errors or CSP violations: %q", errs)
+	}
 }
