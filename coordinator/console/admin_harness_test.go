@@ -36,19 +36,20 @@ const admPolicy = `{
 // server, with an admin (root) and a member (ann), and sessions made
 // directly (the sign-in pages are tested on their own).
 type admHarness struct {
-	t      testing.TB
-	ctx    context.Context
-	st     store.Store
-	audit  *audit.Log
-	engine *netmap.Engine
-	pol    *policyfile.Manager
-	reg    *registry.Registry
-	acc    *access.Service
-	srv    *Server
-	http   *httptest.Server
-	root   store.User
-	ann    store.User
-	nodes  map[string]store.Node
+	t          testing.TB
+	ctx        context.Context
+	st         store.Store
+	audit      *audit.Log
+	engine     *netmap.Engine
+	pol        *policyfile.Manager
+	reg        *registry.Registry
+	acc        *access.Service
+	srv        *Server
+	http       *httptest.Server
+	policyPath string
+	root       store.User
+	ann        store.User
+	nodes      map[string]store.Node
 }
 
 // admNode is a node the harness creates before the registry starts.
@@ -77,6 +78,7 @@ func newAdmHarness(t testing.TB, nodes ...admNode) *admHarness {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "policy.hujson")
+	h.policyPath = path
 	if err := os.WriteFile(path, []byte(admPolicy), 0o600); err != nil {
 		t.Fatal(err)
 	}
