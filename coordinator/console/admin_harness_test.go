@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -57,6 +58,7 @@ type admNode struct {
 	name, user string
 	tags       []string
 	pending    bool
+	routes     []netip.Prefix // advertised
 }
 
 // newAdmHarness starts the console with nodes (owned by "root" or
@@ -94,7 +96,8 @@ func newAdmHarness(t testing.TB, nodes ...admNode) *admHarness {
 			u = h.ann
 		}
 		sn := store.Node{MachineKey: key.NewMachine().Public(), NodeKey: key.NewNode().Public(), DiscoKey: key.NewDisco().Public(),
-			UserID: u.ID, Hostname: n.name, Tags: n.tags, Pending: n.pending, Created: time.Now()}
+			UserID: u.ID, Hostname: n.name, Tags: n.tags, Pending: n.pending, Created: time.Now(),
+			AdvertisedRoutes: n.routes}
 		if sn, err = st.CreateNode(ctx, sn); err != nil {
 			t.Fatal(err)
 		}
