@@ -2,8 +2,10 @@ package console
 
 import (
 	"net/http"
+	"net/netip"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,7 +21,11 @@ import (
 // destructive change without its confirmation box is refused (400).
 func TestAdminActions(t *testing.T) {
 	h := newAdmHarness(t, admNode{name: "laptop", user: "ann"}, admNode{name: "newbox", user: "ann", pending: true},
-		admNode{name: "old", user: "ann"}, admNode{name: "gone", user: "ann"})
+		admNode{name: "old", user: "ann"}, admNode{name: "gone", user: "ann"},
+		admNode{name: "router", user: "root", tags: []string{"tag:web"}, routes: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/24")}})
+	approved := func() bool {
+		return slices.Contains(h.node(h.nodes["router"].ID).ApprovedRoutes, netip.MustParsePrefix("10.1.0.0/24"))
+	}
 	id := func(name string) string { return strconv.FormatInt(int64(h.nodes[name].ID), 10) }
 	bob, err := h.st.CreateUser(h.ctx, store.User{Name: "bob@example.com", Role: store.RoleMember})
 	if err != nil {
@@ -44,6 +50,11 @@ func TestAdminActions(t *testing.T) {
 			func() bool { n := h.node(h.nodes["old"].ID); return n.Expired(time.Now()) }},
 		{"delete node", "/admin/nodes/" + id("gone") + "/delete", nil, true, "node.delete",
 			func() bool { _, err := h.st.GetNode(h.ctx, h.nodes["gone"].ID); return err != nil }},
+		{"tags", "/admin/nodes/" + id("router") + "/tags", url.Values{"tags": {"tag:web, tag:db"}}, false, "node.tag",
+			func() bool { return len(h.node(h.nodes["router"].ID).Tags) == 2 }},
+		{"approve route", "/admin/nodes/" + id("router") + "/routes/approve", url.Values{"route": {"10.1.0.0/24"}}, false, "node.routes.approve", approved},
+		{"unapprove route", "/admin/nodes/" + id("router") + "/routes/disable", url.Values{"route": {"10.1.0.0/24"}}, false, "node.routes.disable",
+			func() bool { return !approved() }},
 		{"role", "/admin/users/" + bobID + "/role", url.Values{"role": {"admin"}}, false, "user.role",
 			func() bool { u, _ := h.st.GetUser(h.ctx, bob.ID); return u.Role == store.RoleAdmin }},
 		{"disable", "/admin/users/" + bobID + "/disable", nil, true, "user.disable",

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -36,19 +37,20 @@ const admPolicy = `{
 // server, with an admin (root) and a member (ann), and sessions made
 // directly (the sign-in pages are tested on their own).
 type admHarness struct {
-	t      testing.TB
-	ctx    context.Context
-	st     store.Store
-	audit  *audit.Log
-	engine *netmap.Engine
-	pol    *policyfile.Manager
-	reg    *registry.Registry
-	acc    *access.Service
-	srv    *Server
-	http   *httptest.Server
-	root   store.User
-	ann    store.User
-	nodes  map[string]store.Node
+	t          testing.TB
+	ctx        context.Context
+	st         store.Store
+	audit      *audit.Log
+	engine     *netmap.Engine
+	pol        *policyfile.Manager
+	reg        *registry.Registry
+	acc        *access.Service
+	srv        *Server
+	http       *httptest.Server
+	policyPath string
+	root       store.User
+	ann        store.User
+	nodes      map[string]store.Node
 }
 
 // admNode is a node the harness creates before the registry starts.
@@ -56,6 +58,7 @@ type admNode struct {
 	name, user string
 	tags       []string
 	pending    bool
+	routes     []netip.Prefix // advertised
 }
 
 // newAdmHarness starts the console with nodes (owned by "root" or
@@ -77,6 +80,7 @@ func newAdmHarness(t testing.TB, nodes ...admNode) *admHarness {
 		t.Fatal(err)
 	}
 	path := filepath.Join(dir, "policy.hujson")
+	h.policyPath = path
 	if err := os.WriteFile(path, []byte(admPolicy), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +96,8 @@ func newAdmHarness(t testing.TB, nodes ...admNode) *admHarness {
 			u = h.ann
 		}
 		sn := store.Node{MachineKey: key.NewMachine().Public(), NodeKey: key.NewNode().Public(), DiscoKey: key.NewDisco().Public(),
-			UserID: u.ID, Hostname: n.name, Tags: n.tags, Pending: n.pending, Created: time.Now()}
+			UserID: u.ID, Hostname: n.name, Tags: n.tags, Pending: n.pending, Created: time.Now(),
+			AdvertisedRoutes: n.routes}
 		if sn, err = st.CreateNode(ctx, sn); err != nil {
 			t.Fatal(err)
 		}

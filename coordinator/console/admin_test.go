@@ -2,8 +2,10 @@ package console
 
 import (
 	"fmt"
+	"html"
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -209,5 +211,39 @@ func TestAdminAccessRequests(t *testing.T) {
 	}
 	if resp, _ := h.as(h.ann).post("/admin/access/"+b+"/approve", nil); resp.StatusCode != http.StatusForbidden {
 		t.Errorf("member approving: %d, want 403", resp.StatusCode)
+	}
+}
+
+// TestAdminOverviewPolicyAndAlerts checks that the overview shows a
+// rejected policy file with its error (the policy in force unchanged)
+// and the recent alerts.
+func TestAdminOverviewPolicyAndAlerts(t *testing.T) {
+	h := newAdmHarness(t)
+	admin := h.as(h.root)
+	_, body := admin.get("/admin/overview")
+	if !strings.Contains(body, `data-live="policy-rejected" hidden`) || !strings.Contains(body, "No alerts.") {
+		t.Fatalf("overview before: %s", body)
+	}
+	version := h.pol.Status().Version
+	if err := os.WriteFile(h.policyPath, []byte(`{"acls": [{"action": "acept"}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.pol.Reload(h.ctx, "test"); err == nil {
+		t.Fatal("a broken policy file was accepted")
+	}
+	if err := h.st.AppendAudit(h.ctx, store.AuditEvent{Time: time.Now(), Actor: "coordinator", Action: "alert.admin-action",
+		Target: "user:root@example.com", Outcome: "ok", Detail: "{}"}); err != nil {
+		t.Fatal(err)
+	}
+	_, body = admin.get("/admin/overview")
+	rejected := h.pol.Status().Rejected
+	if rejected == nil || h.pol.Status().Version != version {
+		t.Fatalf("policy status after a broken file: %+v", h.pol.Status())
+	}
+	for _, want := range []string{"was rejected: " + html.EscapeString(rejected.Error), "alert.admin-action",
+		fmt.Sprintf(`version <b data-live="policy-version">%d</b>`, version)} {
+		if !strings.Contains(body, want) {
+			t.Errorf("overview: no %q in\n%s", want, body)
+		}
 	}
 }
