@@ -26,6 +26,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/warrenmesh/warren/coordinator/access"
@@ -89,9 +90,9 @@ type Server struct {
 	sessions *sessions
 	live     liveStreams // admin_events.go
 	pending  *pendingLogins
-	// getRoutes are the GET patterns registered, for tests that walk
-	// every page.
-	getRoutes []string
+	// routeList is every route registered, for tests that walk every
+	// page.
+	routeList []Route
 }
 
 // New returns a console server.
@@ -125,6 +126,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.mux.Handle("GET "+Prefix+"static/", http.StripPrefix(Prefix+"static/", staticHandler(static)))
+	s.routeList = append(s.routeList, Route{Method: http.MethodGet, Path: Prefix + "static/", Public: true})
 	s.routes()
 	return s, nil
 }
@@ -152,9 +154,28 @@ func (s *Server) routes() {
 	})
 }
 
-// GetRoutes returns the patterns of the console's GET pages ("GET
-// /admin/nodes/{id}"), for tests that check something of every page.
-func (s *Server) GetRoutes() []string { return append([]string(nil), s.getRoutes...) }
+// Route is one route of the console.
+type Route struct {
+	// Method is "GET", "POST", …, or "" for any; Path is the pattern's
+	// path ("/admin/nodes/{id}").
+	Method, Path string
+	// Admin: for admins only; Public: served without a session (the
+	// sign-in pages and static files).
+	Admin, Public bool
+}
+
+// Routes returns every route the console serves, for tests that check
+// something of every page.
+func (s *Server) Routes() []Route { return append([]Route(nil), s.routeList...) }
+
+// addRoute records pattern ("GET /admin/x" or "/admin/x").
+func (s *Server) addRoute(pattern string, admin, public bool) {
+	method, path, ok := strings.Cut(pattern, " ")
+	if !ok {
+		method, path = "", pattern
+	}
+	s.routeList = append(s.routeList, Route{Method: method, Path: path, Admin: admin, Public: public})
+}
 
 // maxFormBytes bounds a submitted form.
 const maxFormBytes = 1 << 20

@@ -46,9 +46,7 @@ type page struct {
 // (audited); a request that changes state (anything but GET and HEAD)
 // must come from this origin and carry the session's CSRF token.
 func (s *Server) handle(pattern string, need role, h func(w http.ResponseWriter, r *http.Request, p *page)) {
-	if strings.HasPrefix(pattern, "GET ") {
-		s.getRoutes = append(s.getRoutes, pattern)
-	}
+	s.addRoute(pattern, need == roleAdmin, false)
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		if r.Body != nil {
 			r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
@@ -74,7 +72,7 @@ func (s *Server) handle(pattern string, need role, h func(w http.ResponseWriter,
 // get registers h at "GET "+path for everybody, session or not (the
 // sign-in pages only).
 func (s *Server) get(path string, h http.HandlerFunc) {
-	s.getRoutes = append(s.getRoutes, "GET "+path)
+	s.addRoute("GET "+path, false, true)
 	s.mux.HandleFunc("GET "+path, h)
 }
 

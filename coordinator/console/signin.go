@@ -101,21 +101,34 @@ func (pl *pendingLogins) peek(id string) (pendingLogin, bool) {
 	return p, ok && now.Before(p.expires)
 }
 
-// safeNext returns the console path a sign-in should land on: raw if it
-// is a plain path inside the console, else the console's home. It never
-// returns anything a browser could read as another origin.
+// safeNext returns the console path a sign-in should land on: raw's
+// path if raw is a plain path inside the console, before and after
+// decoding, else the console's home. It never returns anything a browser
+// could read as another origin or a path outside the console.
 func safeNext(raw string) string {
-	const home = Prefix
-	if raw == "" || len(raw) > 512 || !strings.HasPrefix(raw, Prefix) ||
-		strings.ContainsAny(raw, "\\\x00\r\n\t") || strings.Contains(raw, "//") {
-		return home
+	if len(raw) > 512 || !safePath(raw) {
+		return Prefix
 	}
 	u, err := url.Parse(raw)
-	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" ||
-		!strings.HasPrefix(u.Path, Prefix) || strings.Contains(u.Path, "/../") || strings.HasSuffix(u.Path, "/..") {
-		return home
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" || !safePath(u.Path) {
+		return Prefix
 	}
 	return u.Path
+}
+
+// safePath reports whether p lies inside the console with nothing a
+// browser could resolve elsewhere: no "//", no backslash or control
+// character, no ".." segment.
+func safePath(p string) bool {
+	if !strings.HasPrefix(p, Prefix) || strings.Contains(p, "//") || strings.Contains(p, "/../") || strings.HasSuffix(p, "/..") {
+		return false
+	}
+	for i := 0; i < len(p); i++ {
+		if c := p[i]; c < 0x20 || c == 0x7f || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 // loginData is what the sign-in page shows.
@@ -127,6 +140,7 @@ type loginData struct {
 
 func (s *Server) signInRoutes() {
 	s.get(Prefix+"login", s.serveLogin)
+	s.addRoute("POST "+Prefix+"login", false, true)
 	s.mux.HandleFunc("POST "+Prefix+"login", s.serveBegin)
 	s.get(Prefix+"login/finish", s.serveFinish)
 	s.handle("POST "+Prefix+"logout", roleMember, s.serveLogout)
