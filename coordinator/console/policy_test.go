@@ -86,7 +86,7 @@ func newPolicyFixture(t *testing.T) *policyFixture {
 			User:      strings.TrimSuffix(name, "-laptop") + "@example.com",
 			Addresses: []netip.Prefix{netip.PrefixFrom(netip.AddrFrom4([4]byte{100, 64, 0, byte(i + 1)}), 32)}}})
 	}
-	sess := srv.sessions.create(u.ID, "test")
+	sess := srv.sessions.create(u.ID)
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
 	return &policyFixture{srv: srv, ts: ts, st: st, pm: pm, eng: eng, path: path,

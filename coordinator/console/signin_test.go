@@ -99,12 +99,12 @@ func FuzzSafeNext(f *testing.F) {
 func TestSessionsBounded(t *testing.T) {
 	clock := testclock.New(time.Unix(1e9, 0))
 	ss := newSessions(clock.Now, time.Minute, time.Hour, 2)
-	a := ss.create(store.UserID(1), "")
-	b := ss.create(store.UserID(2), "")
+	a := ss.create(store.UserID(1))
+	b := ss.create(store.UserID(2))
 	if ss.get(a.id) == nil { // a is now the most recently used
 		t.Fatal("a gone")
 	}
-	c := ss.create(store.UserID(3), "")
+	c := ss.create(store.UserID(3))
 	if ss.get(b.id) != nil || ss.get(a.id) == nil || ss.get(c.id) == nil {
 		t.Fatal("the least recently used session was not the one dropped")
 	}
@@ -144,4 +144,26 @@ func TestPendingBounded(t *testing.T) {
 	if _, ok := pl.put(pendingLogin{}); !ok || len(pl.m) != 1 {
 		t.Fatalf("expired sign-ins not swept: %d held", len(pl.m))
 	}
+}
+
+// FuzzParseRequestForm checks that the access request form's parser
+// never panics and accepts only what the access service can take: a
+// positive device ID, a bounded positive duration, a destination.
+func FuzzParseRequestForm(f *testing.F) {
+	f.Add("12", "tag:db:5432", "2h", "deploy")
+	f.Add("-1", "", "0s", "")
+	f.Add("9223372036854775807", "x", "8784h", "")
+	f.Add(" 3 ", " a ", " 1m ", "\x00")
+	f.Fuzz(func(t *testing.T, node, dst, duration, reason string) {
+		rf, msg := parseRequestForm(node, dst, duration, reason)
+		if msg != "" {
+			if rf != (requestForm{}) {
+				t.Fatalf("refused form with fields %+v", rf)
+			}
+			return
+		}
+		if rf.node <= 0 || rf.duration <= 0 || rf.duration > 366*24*time.Hour || strings.TrimSpace(rf.dst) == "" {
+			t.Fatalf("accepted %+v from %q %q %q", rf, node, dst, duration)
+		}
+	})
 }

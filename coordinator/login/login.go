@@ -5,6 +5,12 @@
 // oidc) or a local account (package local), or a page offering both
 // (package choice) — and the coordinator's Wait returns the user.
 //
+// The web console signs people in with the same logins: it begins one
+// (Joiner.BeginShared) with a Shared from NewConsoleShared for a random
+// machine key that names the browser's sign-in, and the methods then
+// send the browser back to the fixed ConsoleFinishPath instead of saying
+// "your device is joining", and mark the Identity as Console.
+//
 // The tree has one job per package: credential holds the primitives
 // (argon2id password hashes, TOTP codes), Table is the one pending-login
 // table every method keeps its logins in (bounded in total, per source
