@@ -259,7 +259,7 @@ func New(ctx context.Context, cfg Config) (_ *Coordinator, err error) {
 	c.console, err = console.New(console.Config{Registry: c.registry, Store: st, Audit: c.audit, Policy: c.policy,
 		Engine: c.engine, Access: c.access, Login: c.logins.login, Logger: cfg.Logger, Failures: c.failures,
 		InsecureCookies: cfg.ConsoleInsecureCookies, IdleTimeout: cfg.ConsoleIdleTimeout, MaxAge: cfg.ConsoleMaxAge,
-		Now: cfg.ConsoleNow})
+		Now: cfg.ConsoleNow, DERPMap: c.derpMap, RelayClients: c.relayClients})
 	if err != nil {
 		return nil, err
 	}
@@ -480,6 +480,7 @@ func (c *Coordinator) ServeHTTP(ctx context.Context, ln net.Listener, handler ht
 		if c.relay != nil {
 			c.relay.Close() // relay websockets are long-lived too
 		}
+		c.console.Close() // the console's live-update streams
 	})
 	defer stop()
 	return serveUntil(ctx, srv, ln, func() error { return srv.Serve(ln) })
@@ -489,6 +490,7 @@ func (c *Coordinator) ServeHTTP(ctx context.Context, ln net.Listener, handler ht
 // store.
 func (c *Coordinator) Close() error {
 	c.control.Close()
+	c.console.Close()
 	c.revoked.close()
 	if c.relay != nil {
 		c.relay.Close()

@@ -155,6 +155,15 @@ func (c *Coordinator) STUNAddr() net.Addr {
 // Relay returns the embedded relay, or nil (for tests and embedding).
 func (c *Coordinator) Relay() *derp.Server { return c.relay }
 
+// relayClients is the number of clients connected to the embedded relay
+// now (false: there is none), for the console's overview.
+func (c *Coordinator) relayClients() (int, bool) {
+	if c.relay == nil {
+		return 0, false
+	}
+	return c.relay.Stats().Clients, true
+}
+
 // DERPMap returns the map nodes get.
 func (c *Coordinator) DERPMap() *wire.DERPMap { return c.derpMap }
 

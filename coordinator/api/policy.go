@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"net/http"
@@ -8,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/warrenmesh/warren/coordinator/netmap"
 	"github.com/warrenmesh/warren/coordinator/registry"
 	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/internal/policy"
@@ -83,25 +85,37 @@ func (s *Server) policyExplain(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, err)
 		return
 	}
+	resp, err := Explain(r.Context(), s.cfg.Policy.Current(), s.cfg.Engine, s.cfg.Store, req, s.cfg.Now())
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// Explain answers "can req.Src reach req.Dst:req.Port, and by which rule"
+// against p for the nodes, users and just-in-time grants held now: the
+// admin API's explain, shared with the web console so both give the same
+// answer. now is the default time of the question. Its errors wrap
+// registry.ErrBadRequest.
+func Explain(ctx context.Context, p *policy.Policy, eng *netmap.Engine, st store.Store, req ExplainRequest, now time.Time) (ExplainResponse, error) {
 	q := policy.Query{Src: req.Src, Dst: req.Dst, Port: req.Port, Proto: req.Proto, At: req.At, SrcPostureAttrs: req.Posture}
 	if q.At.IsZero() {
-		q.At = s.cfg.Now()
+		q.At = now
 	}
 	if req.MFAAge != "" {
 		d, err := time.ParseDuration(req.MFAAge)
 		if err != nil {
-			writeErr(w, fmt.Errorf("%w: mfaAge: %w", registry.ErrBadRequest, err))
-			return
+			return ExplainResponse{}, fmt.Errorf("%w: mfaAge: %w", registry.ErrBadRequest, err)
 		}
 		q.MFAAge = &d
 	}
 	resp := ExplainResponse{Src: req.Src, Dst: req.Dst}
-	p := s.cfg.Policy.Current()
 	// Node names resolve to the node with everything the policy knows of
 	// it (owner, groups, tags, posture, MFA time); a user's login to the
 	// user's own groups and role.
 	srcUser := ""
-	if n, ok := s.cfg.Engine.PolicyNode(req.Src); ok {
+	if n, ok := eng.PolicyNode(req.Src); ok {
 		q.SrcNode, resp.Src = &n, describeNode("node "+req.Src, n)
 		if len(n.Tags) == 0 {
 			srcUser = n.User
@@ -111,7 +125,7 @@ func (s *Server) policyExplain(w http.ResponseWriter, r *http.Request) {
 	}
 	if srcUser != "" {
 		source, groups := GroupFromPolicy, []string(nil)
-		if u, err := s.cfg.Store.GetUserByName(r.Context(), srcUser); err == nil {
+		if u, err := st.GetUserByName(ctx, srcUser); err == nil {
 			source, groups = userGroupSource(u), u.Groups
 			if q.SrcNode == nil {
 				q.SrcGroups, q.SrcAdmin = u.Groups, u.Role == store.RoleAdmin
@@ -119,17 +133,16 @@ func (s *Server) policyExplain(w http.ResponseWriter, r *http.Request) {
 		}
 		resp.SrcGroups = GroupMemberships(p, srcUser, groups, source)
 	}
-	if n, ok := s.cfg.Engine.PolicyNode(req.Dst); ok {
+	if n, ok := eng.PolicyNode(req.Dst); ok {
 		q.DstNode, resp.Dst = &n, describeNode("node "+req.Dst, n)
 	}
-	q.Grants = s.cfg.Engine.Grants() // a source node's just-in-time grants count too
+	q.Grants = eng.Grants() // a source node's just-in-time grants count too
 	d, err := p.Explain(q)
 	if err != nil {
-		writeErr(w, fmt.Errorf("%w: %w", registry.ErrBadRequest, err))
-		return
+		return ExplainResponse{}, fmt.Errorf("%w: %w", registry.ErrBadRequest, err)
 	}
 	resp.fill(d)
-	writeJSON(w, http.StatusOK, resp)
+	return resp, nil
 }
 
 // describeNode names n with what the policy matches: owner or tags, and

@@ -36,6 +36,7 @@ import (
 	"github.com/warrenmesh/warren/coordinator/policyfile"
 	"github.com/warrenmesh/warren/coordinator/registry"
 	"github.com/warrenmesh/warren/coordinator/store"
+	"github.com/warrenmesh/warren/internal/wire"
 )
 
 // Prefix is where the console is served.
@@ -58,6 +59,11 @@ type Config struct {
 	Policy   *policyfile.Manager // required
 	Engine   *netmap.Engine      // required
 	Access   *access.Service     // nil: no access pages
+	// DERPMap is the relay regions nodes get (nil: none), and
+	// RelayClients the clients connected to the embedded relay now (nil,
+	// or false: no embedded relay); for the overview.
+	DERPMap      *wire.DERPMap
+	RelayClients func() (int, bool)
 	// Login is the coordinator's interactive sign-in (OIDC, local, or the
 	// choice of both); nil: nobody can sign in to the console.
 	Login  login.Login
@@ -82,6 +88,7 @@ type Server struct {
 	mux      *http.ServeMux
 	tmpl     *template.Template
 	sessions *sessions
+	live     liveStreams // admin_events.go
 	pending  *pendingLogins
 	// routeList is every route registered, for tests that walk every
 	// page.
@@ -137,6 +144,8 @@ func (s *Server) Handler() http.Handler {
 func (s *Server) routes() {
 	s.signInRoutes()
 	s.memberRoutes()
+	s.adminRoutes()
+	s.policyRoutes()
 	// Anything else under the prefix needs a session before it is even
 	// found: without one every path answers alike.
 	s.handle(Prefix, roleMember, func(w http.ResponseWriter, r *http.Request, p *page) {

@@ -4,7 +4,8 @@
 // namespace benchmarks (nsbench), a manual clock (testclock), the one
 // polling helper (poll), test logging (testlog), Prometheus scrapes
 // (promscrape), stream benchmarks
-// (streambench), a helper that builds the binaries (buildtest) and one
+// (streambench), headless Chromium for the console (browser), a helper
+// that builds the binaries (buildtest) and one
 // that runs the Windows ones under Wine (winetest).
 // Production code must never import anything under it; everything else
 // under internal/ is shared production code.
