@@ -1,7 +1,6 @@
 package console
 
 import (
-	"cmp"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -16,7 +15,8 @@ import (
 	"github.com/warrenmesh/warren/internal/wire"
 )
 
-// This file is the nodes pages: a paged, filtered list of every node and
+// This file is the nodes pages: a paged, filtered list of every node (a
+// page at a time from the store, through the registry) and
 // a page per node with the changes `warren-coordinator nodes …` and the
 // admin API make (approve, expire, rename, delete, key lifetime, tags,
 // routes), each through the same registry method with the admin's
@@ -139,22 +139,6 @@ func formPrefixes(r *http.Request) ([]netip.Prefix, error) {
 	return out, nil
 }
 
-// matchNode reports whether n matches the list's filter: a substring of
-// its name or hostname, its owner's login, a tag ("tag:web"), or one of
-// its addresses.
-func matchNode(n *registry.NodeInfo, f string) bool {
-	if f == "" {
-		return true
-	}
-	if strings.Contains(n.Name, f) || strings.Contains(n.Hostname, f) || strings.Contains(n.User, f) {
-		return true
-	}
-	if slices.Contains(n.Tags, f) {
-		return true
-	}
-	return n.IPv4.String() == f || n.IPv6.String() == f
-}
-
 func (s *Server) relayCodes() map[int]string {
 	codes := map[int]string{}
 	if s.cfg.DERPMap != nil {
@@ -176,25 +160,20 @@ func (s *Server) nodesPage(w http.ResponseWriter, r *http.Request, p *page) {
 		}
 		d.Page = n
 	}
-	nodes, err := s.cfg.Registry.ListNodes(r.Context(), p.Actor)
+	// One page from the store, not every node: the list may be long.
+	f := store.NodePageFilter{Match: d.Filter, Offset: (d.Page - 1) * nodesPageSize, Limit: nodesPageSize}
+	shown, total, err := s.cfg.Registry.ListNodePage(r.Context(), p.Actor, f)
+	d.Total = total
+	d.Pages = max(1, (d.Total+nodesPageSize-1)/nodesPageSize)
+	if err == nil && d.Page > d.Pages { // past the end: the last page
+		d.Page = d.Pages
+		f.Offset = (d.Page - 1) * nodesPageSize
+		shown, _, err = s.cfg.Registry.ListNodePage(r.Context(), p.Actor, f)
+	}
 	if err != nil {
 		s.adminFail(w, r, p, err)
 		return
 	}
-	matched := nodes[:0]
-	for i := range nodes {
-		if matchNode(&nodes[i], d.Filter) {
-			matched = append(matched, nodes[i])
-		}
-	}
-	slices.SortFunc(matched, func(a, b registry.NodeInfo) int {
-		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.ID, b.ID))
-	})
-	d.Total = len(matched)
-	d.Pages = max(1, (d.Total+nodesPageSize-1)/nodesPageSize)
-	d.Page = min(d.Page, d.Pages)
-	lo := (d.Page - 1) * nodesPageSize
-	shown := matched[lo:min(lo+nodesPageSize, len(matched))]
 	denials, codes := s.cfg.Engine.PostureDenials(), s.relayCodes()
 	d.Nodes = make([]nodeRow, 0, len(shown))
 	for _, n := range shown {

@@ -267,6 +267,9 @@ type Queries interface {
 	GetNodeByMachineKey(ctx context.Context, k key.MachinePublic) (Node, error)
 	GetNodeByNodeKey(ctx context.Context, k key.NodePublic) (Node, error)
 	ListNodes(ctx context.Context) ([]Node, error)
+	// ListNodePage returns one page of the nodes f selects, by name, and
+	// how many it selects in all (nodepage.go).
+	ListNodePage(ctx context.Context, f NodePageFilter) ([]Node, int, error)
 	// UpdateNode writes every field of n except ID, Created, IPv4 and IPv6.
 	// Name is written as is when GivenName is set (ErrConflict if another
 	// node has it; see ValidNodeName); otherwise, if Hostname changed or
