@@ -129,7 +129,7 @@ type admClient struct {
 
 // as signs u in (a session made directly).
 func (h *admHarness) as(u store.User) *admClient {
-	return &admClient{h: h, sess: h.srv.sessions.create(u.ID, "local")}
+	return &admClient{h: h, sess: h.srv.sessions.create(u.ID)}
 }
 
 func (c *admClient) do(method, path string, form url.Values) (*http.Response, string) {

@@ -291,8 +291,8 @@ func ruleText(pol *policy.Policy, grants []policy.Grant, src policy.Node, srcOK 
 	return d.Rule.String() + ": " + d.Rule.Text
 }
 
-// myAccessData is the "My access requests" page.
-type myAccessData struct {
+// memberAccessData is the "My access requests" page.
+type memberAccessData struct {
 	Enabled  bool
 	Mine     []wire.AccessRequest
 	Approve  []wire.AccessRequest // pending requests this user may decide
@@ -303,7 +303,7 @@ type myAccessData struct {
 }
 
 func (s *Server) serveMyAccess(w http.ResponseWriter, r *http.Request, p *page) {
-	s.renderAccess(w, r, p, http.StatusOK, myAccessData{Notice: noticeOf(r)})
+	s.renderAccess(w, r, p, http.StatusOK, memberAccessData{Notice: noticeOf(r)})
 }
 
 // noticeOf is the short confirmation a redirect after a change carries.
@@ -321,7 +321,7 @@ func noticeOf(r *http.Request) string {
 	return ""
 }
 
-func (s *Server) renderAccess(w http.ResponseWriter, r *http.Request, p *page, code int, d myAccessData) {
+func (s *Server) renderAccess(w http.ResponseWriter, r *http.Request, p *page, code int, d memberAccessData) {
 	d.Enabled = s.cfg.Access != nil
 	if d.Enabled {
 		nodes, err := s.myNodes(r, p)
@@ -347,7 +347,7 @@ func (s *Server) renderAccess(w http.ResponseWriter, r *http.Request, p *page, c
 		}
 	}
 	w.WriteHeader(code)
-	s.render(w, p, "my-access", "My access requests", d)
+	s.render(w, p, "access", "My access requests", d)
 }
 
 // serveRequestAccess files a request for one of the user's devices: the
@@ -355,7 +355,7 @@ func (s *Server) renderAccess(w http.ResponseWriter, r *http.Request, p *page, c
 // itself), after the console checked the device is the user's own.
 func (s *Server) serveRequestAccess(w http.ResponseWriter, r *http.Request, p *page) {
 	f, msg := parseRequestForm(r.PostFormValue("node"), r.PostFormValue("dst"), r.PostFormValue("duration"), r.PostFormValue("reason"))
-	d := myAccessData{}
+	d := memberAccessData{}
 	d.Defaults.Node, d.Defaults.Dst = r.PostFormValue("node"), r.PostFormValue("dst")
 	d.Defaults.Duration, d.Defaults.Reason = r.PostFormValue("duration"), r.PostFormValue("reason")
 	if msg != "" {
@@ -442,7 +442,7 @@ func (s *Server) serveDecideAccess(w http.ResponseWriter, r *http.Request, p *pa
 		return
 	}
 	if err != nil {
-		s.renderAccess(w, r, p, http.StatusForbidden, myAccessData{Error: accessError(err)})
+		s.renderAccess(w, r, p, http.StatusForbidden, memberAccessData{Error: accessError(err)})
 		return
 	}
 	http.Redirect(w, r, Prefix+"me/access?done="+action, http.StatusSeeOther)

@@ -60,6 +60,11 @@ func (s *Server) handle(pattern string, need role, h func(w http.ResponseWriter,
 			return
 		}
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			if formTooLarge(r) {
+				w.WriteHeader(http.StatusRequestEntityTooLarge)
+				s.renderStatus(w, p, http.StatusRequestEntityTooLarge, "Too large", tooLarge)
+				return
+			}
 			if !sameOrigin(r) || !p.Session.checkCSRF(csrfToken(r)) {
 				s.forbidden(w, r, p, "missing or wrong CSRF token")
 				return
@@ -136,6 +141,16 @@ func sameOrigin(r *http.Request) bool {
 		}
 	}
 	return true
+}
+
+// formTooLarge reports whether r is a form past maxFormBytes (which
+// would otherwise read as a form without its CSRF token).
+func formTooLarge(r *http.Request) bool {
+	if r.Header.Get("X-CSRF-Token") != "" {
+		return false // a script's request: its handler reads the body
+	}
+	var mbe *http.MaxBytesError
+	return errors.As(r.ParseForm(), &mbe)
 }
 
 // csrfToken is the token a request carries: the form field "csrf" or the

@@ -19,10 +19,6 @@ import (
 // diffs (policyhistory.go), and the explain box (policyexplain.go).
 // Nothing here decides whether a file is valid: policy.Parse does.
 
-// maxPolicyForm bounds a posted policy form (the file's limit and room
-// for the other fields).
-const maxPolicyForm = policy.MaxSize + 64<<10
-
 func (s *Server) policyRoutes() {
 	s.handle("GET "+Prefix+"policy", roleAdmin, s.policyPage)
 	s.handle("POST "+Prefix+"policy", roleAdmin, s.policyForm)
@@ -31,6 +27,10 @@ func (s *Server) policyRoutes() {
 	s.handle("GET "+Prefix+"policy/history/{id}", roleAdmin, s.policyVersion)
 	s.handle("GET "+Prefix+"policy/explain", roleAdmin, s.policyExplain)
 }
+
+// tooLarge is what a form past maxFormBytes is told (a policy draft
+// can be larger: the file's own limit is policy.MaxSize).
+const tooLarge = "The console takes forms up to 1 MiB; apply a larger policy file with `warren-coordinator policy apply`."
 
 // diagnostic is one problem in a draft, for the page and for the
 // editor's lint (Line and Col from 1; 0 when the problem has no place).
@@ -90,7 +90,6 @@ type policyView struct {
 	Changes  []netmap.PolicyChange // preview: nodes whose access changes
 	Saved    bool
 	SaveErr  string
-	Unsaved  bool // the draft differs from what is in force
 }
 
 func (s *Server) policyViewOf(src string) policyView {
@@ -99,7 +98,6 @@ func (s *Server) policyViewOf(src string) policyView {
 	if st.Rejected != nil {
 		v.Rejected = st.Rejected.Error
 	}
-	v.Unsaved = src != st.Source
 	return v
 }
 
@@ -112,9 +110,8 @@ func (s *Server) policyPage(w http.ResponseWriter, r *http.Request, p *page) {
 // policyForm handles the editor's buttons without JavaScript: the draft
 // comes back with what the button found.
 func (s *Server) policyForm(w http.ResponseWriter, r *http.Request, p *page) {
-	r.Body = http.MaxBytesReader(w, r.Body, maxPolicyForm)
 	if err := r.ParseForm(); err != nil {
-		http.Error(w, "the form is too large or malformed", http.StatusBadRequest)
+		http.Error(w, "the form could not be read", http.StatusBadRequest)
 		return
 	}
 	src := strings.ReplaceAll(r.PostFormValue("source"), "\r\n", "\n") // browsers post CRLF
@@ -156,11 +153,15 @@ func (s *Server) policyForm(w http.ResponseWriter, r *http.Request, p *page) {
 // policyValidate answers the editor's script: the draft in the body, the
 // diagnostics as JSON.
 func (s *Server) policyValidate(w http.ResponseWriter, r *http.Request, p *page) {
-	r.Body = http.MaxBytesReader(w, r.Body, maxPolicyForm)
 	var req struct {
 		Source string `json:"source"`
 	}
 	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			http.Error(w, tooLarge, http.StatusRequestEntityTooLarge)
+			return
+		}
 		http.Error(w, "want a JSON body with the draft in \"source\"", http.StatusBadRequest)
 		return
 	}

@@ -86,7 +86,7 @@ func newPolicyFixture(t *testing.T) *policyFixture {
 			User:      strings.TrimSuffix(name, "-laptop") + "@example.com",
 			Addresses: []netip.Prefix{netip.PrefixFrom(netip.AddrFrom4([4]byte{100, 64, 0, byte(i + 1)}), 32)}}})
 	}
-	sess := srv.sessions.create(u.ID, "test")
+	sess := srv.sessions.create(u.ID)
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
 	return &policyFixture{srv: srv, ts: ts, st: st, pm: pm, eng: eng, path: path,
@@ -250,4 +250,61 @@ func TestPolicyValidateEndpoint(t *testing.T) {
 	if code, _ := post(typo, "wrong"); code != http.StatusForbidden {
 		t.Fatalf("without the CSRF token: %d, want 403", code)
 	}
+}
+
+// TestPolicyDraftTooLarge: a draft past the console's form limit is
+// refused with a message that says what to do, as a form and to the
+// editor's script, and nothing changes.
+func TestPolicyDraftTooLarge(t *testing.T) {
+	fix := newPolicyFixture(t)
+	huge := fixturePolicy + "//" + strings.Repeat("x", maxFormBytes) + "\n"
+	code, body := fix.do(t, "POST", "/admin/policy", url.Values{"action": {"save"}, "source": {huge}})
+	if code != http.StatusRequestEntityTooLarge || !strings.Contains(body, "warren-coordinator policy apply") {
+		t.Errorf("form: %d %.300s", code, body)
+	}
+	b, _ := json.Marshal(map[string]string{"source": huge})
+	req, _ := http.NewRequest("POST", fix.ts.URL+"/admin/policy/validate", strings.NewReader(string(b)))
+	req.AddCookie(fix.cookie)
+	req.Header.Set("X-CSRF-Token", fix.csrf)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(rb), "warren-coordinator policy apply") {
+		t.Errorf("validate: %d %.300s", resp.StatusCode, rb)
+	}
+	if got := fix.pm.Status().Source; got != fixturePolicy {
+		t.Errorf("in force after a huge draft:\n%.300s", got)
+	}
+}
+
+// FuzzValidate checks what the editor relies on for any draft: no panic,
+// OK exactly when there is no error, and every position inside the draft
+// (a line that exists, a column within it or just past its end).
+func FuzzValidate(f *testing.F) {
+	f.Add(fixturePolicy)
+	f.Add(strings.Replace(fixturePolicy, `"accept", "src"`, `"acept", "src"`, 1))
+	f.Add("{\n\t\"acls\": [\n")
+	f.Add("// é\n{\"acls\": [{\"action\": \"accept\", \"src\": [\"é\"], \"dst\": [\"x:1\"]}]}")
+	f.Fuzz(func(t *testing.T, src string) {
+		c := validate([]byte(src))
+		errs := 0
+		lines := strings.Split(src, "\n")
+		for _, d := range c.Diagnostics {
+			if !d.Warning {
+				errs++
+			}
+			if d.Line == 0 {
+				continue
+			}
+			if d.Line < 1 || d.Line > len(lines) || d.Col < 1 || d.Col > len([]rune(lines[d.Line-1]))+1 {
+				t.Fatalf("diagnostic at %d:%d outside the draft (%d lines): %s", d.Line, d.Col, len(lines), d.Message)
+			}
+		}
+		if c.OK != (errs == 0) {
+			t.Fatalf("OK %v with %d errors", c.OK, errs)
+		}
+	})
 }

@@ -30,7 +30,6 @@ type session struct {
 	id      string
 	csrf    string
 	user    store.UserID
-	method  string // how the session began, for the record
 	created time.Time
 	used    time.Time
 	elem    *list.Element
@@ -57,10 +56,10 @@ func randomToken() string {
 	return base64.RawURLEncoding.EncodeToString(b[:])
 }
 
-// create starts a session for user, begun by method (e.g. "sign-in").
-func (ss *sessions) create(user store.UserID, method string) *session {
+// create starts a session for user.
+func (ss *sessions) create(user store.UserID) *session {
 	now := ss.now()
-	s := &session{id: randomToken(), csrf: randomToken(), user: user, method: method, created: now, used: now}
+	s := &session{id: randomToken(), csrf: randomToken(), user: user, created: now, used: now}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	for len(ss.byID) >= ss.maxSessions {

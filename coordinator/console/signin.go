@@ -256,7 +256,7 @@ func (s *Server) serveFinish(w http.ResponseWriter, r *http.Request) {
 	if old, err := r.Cookie(s.cookieName()); err == nil {
 		s.sessions.end(old.Value)
 	}
-	sess := s.sessions.create(u.ID, "sign-in")
+	sess := s.sessions.create(u.ID)
 	s.setSessionCookie(w, sess)
 	// A page, not a redirect: after a provider's cross-site redirect the
 	// browser would not send the SameSite=Strict cookie on a redirect in

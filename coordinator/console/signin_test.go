@@ -99,12 +99,12 @@ func FuzzSafeNext(f *testing.F) {
 func TestSessionsBounded(t *testing.T) {
 	clock := testclock.New(time.Unix(1e9, 0))
 	ss := newSessions(clock.Now, time.Minute, time.Hour, 2)
-	a := ss.create(store.UserID(1), "")
-	b := ss.create(store.UserID(2), "")
+	a := ss.create(store.UserID(1))
+	b := ss.create(store.UserID(2))
 	if ss.get(a.id) == nil { // a is now the most recently used
 		t.Fatal("a gone")
 	}
-	c := ss.create(store.UserID(3), "")
+	c := ss.create(store.UserID(3))
 	if ss.get(b.id) != nil || ss.get(a.id) == nil || ss.get(c.id) == nil {
 		t.Fatal("the least recently used session was not the one dropped")
 	}
