@@ -66,6 +66,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.Var(&logSinks, "log-sink", "send the audit trail to a SIEM (repeatable): file:///path.jsonl?max-size=100MiB&keep=10, syslog+tcp://host:514, syslog+tls://host:6514?ca-file=F, syslog+udp://host:514, or https://host/path?format=json|splunk|elastic&secret-file=F&token-file=F (see README, Monitoring)")
 	alerts := fs.Bool("alerts", true, "record alert events (admin actions, new devices, deny bursts) in the audit trail, for the log sinks and --alert-webhook")
 	accessWebhook := fs.String("access-webhook", "", "a webhook URL (Slack-compatible) announcing new just-in-time access requests with the commands to approve or deny them (?format= and ?secret-file= as for --log-sink)")
+	consoleIdle := fs.Duration("console-idle-timeout", 30*time.Minute, "end a web console session unused this long")
+	consoleMaxAge := fs.Duration("console-max-age", 12*time.Hour, "end any web console session this long after its sign-in")
 	accessWebhookSecret := fs.String("access-webhook-secret-file", "", "file holding the HMAC-SHA256 secret that signs --access-webhook's bodies (header X-Warren-Signature)")
 	alertWebhook := fs.String("alert-webhook", "", "a Slack-compatible incoming webhook URL that gets the alert events as text (?format=json|... and ?secret-file=F as for --log-sink)")
 	logSinksFile := fs.String("log-sinks", "", "file of log sinks, HuJSON: {\"sinks\": [{\"name\": \"siem\", \"url\": \"...\"}]} (in addition to --log-sink)")
@@ -122,6 +124,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		RequireApproval: *requireApproval, Login: loginCfg, AuditRetention: time.Duration(auditRetention), FlowRetention: time.Duration(flowRetention),
 		LogSinks: sinks, Alerts: alertConfig(*alerts), AlertWebhook: *alertWebhook,
 		AccessWebhook: *accessWebhook, AccessWebhookSecretFile: *accessWebhookSecret,
+		ConsoleIdleTimeout: *consoleIdle, ConsoleMaxAge: *consoleMaxAge,
 		HandshakeTimeout: *handshakeTimeout,
 		Limits:           coordinator.ServeLimits{IdleTimeout: *idleTimeout, MaxConnsPerSource: capFlag(*maxPerIP), MaxConns: *maxConns}})
 	if err != nil {
