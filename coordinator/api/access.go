@@ -117,7 +117,7 @@ func (s *Server) accessHistory(w http.ResponseWriter, r *http.Request) {
 	}
 	if err == nil {
 		if f.Limit, err = limitParam(q); err == nil {
-			f.Since, err = parseWhen(q.Get("since"), s.cfg.Now())
+			f.Since, err = ParseWhen(q.Get("since"), s.cfg.Now())
 		}
 	}
 	if err != nil {

@@ -67,10 +67,15 @@ type FlowQuery struct {
 	Limit        int
 }
 
-var errBadQuery = errors.New("bad query")
+// ErrBadQuery is wrapped by the errors of malformed query values.
+var ErrBadQuery = errors.New("bad query")
 
-// parseWhen reads a since/until value: a duration before now or an instant.
-func parseWhen(v string, now time.Time) (time.Time, error) {
+var errBadQuery = ErrBadQuery
+
+// ParseWhen reads a since/until value as the API, the CLI and the console
+// take it: a duration before now ("1h", "7d") or an RFC 3339 instant; ""
+// is the zero time. Its errors wrap ErrBadQuery.
+func ParseWhen(v string, now time.Time) (time.Time, error) {
 	if v == "" {
 		return time.Time{}, nil
 	}
@@ -97,8 +102,8 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
 	f := store.AuditFilter{Action: q.Get("action"), Actor: q.Get("actor"), Target: q.Get("target"), Outcome: q.Get("outcome")}
 	var err error
 	if f.Limit, err = limitParam(q); err == nil {
-		if f.Since, err = parseWhen(q.Get("since"), s.cfg.Now()); err == nil {
-			f.Until, err = parseWhen(q.Get("until"), s.cfg.Now())
+		if f.Since, err = ParseWhen(q.Get("since"), s.cfg.Now()); err == nil {
+			f.Until, err = ParseWhen(q.Get("until"), s.cfg.Now())
 		}
 	}
 	if err != nil {
@@ -175,10 +180,10 @@ func (s *Server) flowFilter(r *http.Request) (store.FlowFilter, error) {
 	now := s.cfg.Now()
 	var f store.FlowFilter
 	var err error
-	if f.Since, err = parseWhen(q.Get("since"), now); err != nil {
+	if f.Since, err = ParseWhen(q.Get("since"), now); err != nil {
 		return f, err
 	}
-	if f.Until, err = parseWhen(q.Get("until"), now); err != nil {
+	if f.Until, err = ParseWhen(q.Get("until"), now); err != nil {
 		return f, err
 	}
 	if f.Limit, err = limitParam(q); err != nil {

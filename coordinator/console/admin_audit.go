@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/warrenmesh/warren/coordinator/api"
 	"github.com/warrenmesh/warren/coordinator/store"
 )
 
@@ -150,19 +151,12 @@ func (s *Server) auditRoutes() {
 	})
 }
 
-// sinceTime reads the "since" filter as the API and the CLI take it: a
-// duration before now ("1h", "7d") or an RFC 3339 time.
+// sinceTime reads the "since" filter as the API and the CLI take it
+// (api.ParseWhen).
 func sinceTime(v string, now time.Time) (time.Time, error) {
-	if n, ok := strings.CutSuffix(v, "d"); ok {
-		if d, err := strconv.Atoi(n); err == nil && d >= 0 {
-			return now.Add(-time.Duration(d) * 24 * time.Hour), nil
-		}
+	t, err := api.ParseWhen(v, now)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%w: since: %w", errAdminForm, err)
 	}
-	if d, err := time.ParseDuration(v); err == nil && d >= 0 {
-		return now.Add(-d), nil
-	}
-	if t, err := time.Parse(time.RFC3339, v); err == nil {
-		return t, nil
-	}
-	return time.Time{}, fmt.Errorf("%w: since %q is neither a duration (1h, 7d) nor an RFC 3339 time", errAdminForm, v)
+	return t, nil
 }
