@@ -28,6 +28,8 @@ type session struct {
 	// answersKeepAlives: the node answers every KeepAlive, so a channel
 	// that stays silent across keep-alives is a dead one.
 	answersKeepAlives bool
+	// version is the node's protocol version (RegisterRequest.Version).
+	version int
 	// unanswered counts the keep-alives sent since the node's last
 	// message (the writer adds, the reader clears).
 	unanswered atomic.Int32
@@ -163,6 +165,7 @@ func (s *session) run(ctx context.Context) error {
 		return s.fail(ctx, "control.map", fmt.Errorf("%w: want MapRequest, got %v", errBadMessage, m.WireType()))
 	}
 	s.answersKeepAlives = req.Version >= wire.KeepAliveAnswerVersion
+	s.version = req.Version
 	if err := s.srv.cfg.Registry.AdvertiseRoutes(ctx, node.ID, mreq.AdvertiseRoutes, s.remote); err != nil {
 		return s.fail(ctx, "control.map", err)
 	}
@@ -173,7 +176,7 @@ func (s *session) run(ctx context.Context) error {
 // stream sends the netmap until the channel or the stream ends, while
 // reading the node's updates.
 func (s *session) stream(ctx context.Context, id store.NodeID, req *wire.MapRequest) error {
-	st, err := s.srv.cfg.Engine.Subscribe(wire.NodeID(id))
+	st, err := s.srv.cfg.Engine.SubscribeVersion(wire.NodeID(id), s.version)
 	if err != nil {
 		return s.fail(ctx, "control.map", store.ErrNotFound)
 	}

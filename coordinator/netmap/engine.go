@@ -241,12 +241,23 @@ func (e *Engine) syncGraph(n *Node, now time.Time) []wire.NodeID {
 // routers among them what their routes now mean for them. Callers hold
 // e.mu.
 func (e *Engine) filtersTo(ids []wire.NodeID, skip wire.NodeID, now time.Time) {
+	cache := make(diffCache)
 	for _, id := range ids {
 		var filter []wire.FilterRule
 		computed := false
 		if s := e.streams[id]; s != nil && id != skip {
 			filter, computed = e.graph.Filter(id), true
-			s.push(&delta{filter: filter, filterSet: true})
+			d := &delta{filter: filter, filterSet: true}
+			if s.filterDeltas {
+				d.filterDelta, d.hasFilterDelta = filterDelta(s.filter, filter, cache)
+				if d.hasFilterDelta && len(d.filterDelta) == 0 {
+					d = nil // the node has this filter already
+				}
+			}
+			s.filter = filter
+			if d != nil {
+				s.push(d)
+			}
 		}
 		if n := e.nodes[id]; n != nil && len(n.Wire.Routes) > 0 {
 			if !computed {
@@ -385,7 +396,16 @@ func (e *Engine) toSelf(id wire.NodeID, d *delta) {
 
 // Subscribe opens the node's netmap stream. Its first response is the full
 // map; later ones are deltas. An earlier stream of the same node is closed.
+// Filter changes go out whole: SubscribeVersion sends rule deltas to nodes
+// that apply them.
 func (e *Engine) Subscribe(id wire.NodeID) (*Stream, error) {
+	return e.SubscribeVersion(id, 0)
+}
+
+// SubscribeVersion is Subscribe for a node that speaks the given protocol
+// version (wire.RegisterRequest.Version): from wire.FilterDeltaVersion on,
+// filter changes that only move sources go out as rule deltas.
+func (e *Engine) SubscribeVersion(id wire.NodeID, version int) (*Stream, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.nodes[id] == nil {
@@ -395,6 +415,7 @@ func (e *Engine) Subscribe(id wire.NodeID) (*Stream, error) {
 		old.closeWith(ErrReplaced)
 	}
 	s := newStream(e, id)
+	s.filterDeltas = version >= wire.FilterDeltaVersion
 	s.push(&delta{full: true})
 	e.streams[id] = s
 	return s, nil

@@ -13,6 +13,12 @@ import (
 // everyone sees everyone, the worst case) and a subscribed, synced stream
 // for every node.
 func benchMesh(b *testing.B, n, users int) (*Engine, []*Stream) {
+	return benchMeshVersion(b, n, users, wire.ProtocolVersion)
+}
+
+// benchMeshVersion is benchMesh with streams of nodes that speak the given
+// protocol version.
+func benchMeshVersion(b *testing.B, n, users, version int) (*Engine, []*Stream) {
 	b.Helper()
 	e := newEngine(b, Config{MaxQueue: 1 << 20})
 	for i := 1; i <= n; i++ {
@@ -20,15 +26,22 @@ func benchMesh(b *testing.B, n, users int) (*Engine, []*Stream) {
 	}
 	streams := make([]*Stream, 0, n)
 	for i := 1; i <= n; i++ {
-		s, err := e.Subscribe(wire.NodeID(i))
+		s, err := e.SubscribeVersion(wire.NodeID(i), version)
 		if err != nil {
 			b.Fatal(err)
 		}
-		s.mu.Lock()
-		s.needFull = false // pretend the full map went out already
-		s.mu.Unlock()
 		streams = append(streams, s)
 	}
+	// Pretend the full maps went out already (the filter is what deltas
+	// patch).
+	e.mu.Lock()
+	for _, s := range streams {
+		s.mu.Lock()
+		s.needFull = false
+		s.filter = e.graph.Filter(s.id)
+		s.mu.Unlock()
+	}
+	e.mu.Unlock()
 	return e, streams
 }
 
@@ -71,11 +84,16 @@ func BenchmarkFanout(b *testing.B) {
 // BenchmarkFanoutDeliver measures a node joining the mesh, end to end on
 // the coordinator side: every affected stream is woken, merges its queue
 // into a response and encodes it as a wire frame (what the control server
-// writes to each node's channel).
+// writes to each node's channel). proto=2 is the baseline: nodes that take
+// only whole filters; proto=3 nodes take rule deltas.
 func BenchmarkFanoutDeliver(b *testing.B) {
-	for _, tc := range []struct{ nodes, users int }{{1000, 1}, {10000, 1}, {10000, 100}} {
-		b.Run(fmt.Sprintf("nodes=%d/users=%d", tc.nodes, tc.users), func(b *testing.B) {
-			e, streams := benchMesh(b, tc.nodes, tc.users)
+	for _, tc := range []struct{ nodes, users, version int }{
+		{1000, 1, wire.FilterDeltaVersion - 1}, {1000, 1, wire.FilterDeltaVersion},
+		{10000, 1, wire.FilterDeltaVersion - 1}, {10000, 1, wire.FilterDeltaVersion},
+		{10000, 100, wire.FilterDeltaVersion - 1}, {10000, 100, wire.FilterDeltaVersion},
+	} {
+		b.Run(fmt.Sprintf("nodes=%d/users=%d/proto=%d", tc.nodes, tc.users, tc.version), func(b *testing.B) {
+			e, streams := benchMeshVersion(b, tc.nodes, tc.users, tc.version)
 			ctx := context.Background()
 			id := tc.nodes + 1
 			b.ReportAllocs()

@@ -29,7 +29,12 @@ type delta struct {
 	// possibly empty).
 	filter    []wire.FilterRule
 	filterSet bool
-	posture   *wire.PostureStatus // the stream's own posture status changed
+	// filterDelta, when set (with filter), is the same change as rule
+	// deltas against the filter queued before it, for streams that take
+	// them.
+	filterDelta    []wire.FilterRuleDelta
+	hasFilterDelta bool
+	posture        *wire.PostureStatus // the stream's own posture status changed
 }
 
 // Stream is one node's netmap subscription. One goroutine calls Next; any
@@ -37,6 +42,12 @@ type delta struct {
 type Stream struct {
 	e  *Engine
 	id wire.NodeID
+	// filterDeltas: the node applies wire.FilterDelta (fixed at
+	// Subscribe).
+	filterDeltas bool
+	// filter is the packet filter the node has once it took everything
+	// queued so far (guarded by e.mu, not mu): what filter deltas patch.
+	filter []wire.FilterRule
 
 	mu       sync.Mutex
 	pending  []*delta
@@ -155,6 +166,7 @@ func (s *Stream) take() (*wire.MapResponse, error) {
 		s.pending = s.pending[:0]
 		resp := e.fullMap(s.id, now)
 		resp.Version = e.nextVersion(s.id)
+		s.filter = resp.PacketFilter
 		s.pushed(true)
 		return resp, nil
 	}
@@ -166,7 +178,7 @@ func (s *Stream) take() (*wire.MapResponse, error) {
 	s.pending = nil
 	s.pushed(false)
 	s.mu.Unlock()
-	resp := merge(ds)
+	resp := merge(ds, s.filterDeltas)
 	s.e.mu.Lock()
 	resp.Version = s.e.nextVersion(s.id)
 	s.e.mu.Unlock()
@@ -189,8 +201,10 @@ func (s *Stream) pushed(full bool) {
 
 // merge folds queued deltas into one response: the last state of each peer
 // wins, and patches to a peer sent in full in the same response are applied
-// to that record.
-func merge(ds []*delta) *wire.MapResponse {
+// to that record. With filterDeltas, filter changes that all have rule
+// deltas go out as them, in order, unless the last filter is smaller;
+// otherwise the last filter goes out whole.
+func merge(ds []*delta, filterDeltas bool) *wire.MapResponse {
 	type state struct {
 		changed *wire.Node
 		removed bool
@@ -206,6 +220,7 @@ func merge(ds []*delta) *wire.MapResponse {
 		return st
 	}
 	resp := &wire.MapResponse{}
+	deltaSize := 0 // sources added and removed by resp.FilterDelta
 	for _, d := range ds {
 		switch {
 		case d.self != nil:
@@ -213,7 +228,17 @@ func merge(ds []*delta) *wire.MapResponse {
 		case d.posture != nil:
 			resp.Posture = d.posture
 		case d.filterSet:
-			resp.PacketFilter, resp.FilterSet = d.filter, true
+			resp.PacketFilter = d.filter
+			if !resp.FilterSet && filterDeltas && d.hasFilterDelta {
+				// Rule deltas apply in order, so consecutive ones
+				// concatenate.
+				resp.FilterDelta = append(resp.FilterDelta, d.filterDelta...)
+				for _, rd := range d.filterDelta {
+					deltaSize += len(rd.Add) + len(rd.Remove)
+				}
+			} else {
+				resp.FilterSet = true
+			}
 		case d.changed != nil:
 			*get(d.changed.ID) = state{changed: d.changed}
 		case d.patch != nil:
@@ -241,6 +266,15 @@ func merge(ds []*delta) *wire.MapResponse {
 		case st.patch != nil:
 			resp.PeersPatched = append(resp.PeersPatched, *st.patch)
 		}
+	}
+	switch {
+	case resp.FilterSet:
+		resp.FilterDelta = nil
+	case resp.FilterDelta != nil && deltaSize >= filterSize(resp.PacketFilter):
+		// Many changes at once: the filter itself is smaller.
+		resp.FilterSet, resp.FilterDelta = true, nil
+	default:
+		resp.PacketFilter = nil
 	}
 	sortNodes(resp.PeersChanged)
 	slices.Sort(resp.PeersRemoved)

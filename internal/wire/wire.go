@@ -26,7 +26,10 @@ import (
 // coordinator closes a streaming channel from a version-2 node that left
 // three keep-alives in a row unanswered (version-1 nodes never answer, so
 // they are not held to it). Upgrade the coordinator before the nodes.
-const ProtocolVersion = 2
+//
+// Version 3: the node applies MapResponse.FilterDelta, so a change to a
+// rule's sources costs the change, not the whole filter.
+const ProtocolVersion = 3
 
 // KeepAliveAnswerVersion is the first node version that answers keep-alives.
 const KeepAliveAnswerVersion = 2
@@ -226,6 +229,10 @@ type MapResponse struct {
 	// FilterSet reports that PacketFilter is present (it may be empty: deny
 	// all).
 	FilterSet bool `json:"filterSet,omitempty"`
+	// FilterDelta, never with FilterSet, patches the node's current
+	// filter rule by rule (ApplyFilterDelta). Only nodes of
+	// FilterDeltaVersion or later get it.
+	FilterDelta []FilterRuleDelta `json:"filterDelta,omitempty"`
 	// Domain is the mesh DNS domain (full maps).
 	Domain string `json:"domain,omitempty"`
 	// DNS is the coordinator's additions to the nodes' resolvers (full

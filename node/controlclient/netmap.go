@@ -71,6 +71,19 @@ func (s *mapState) apply(resp *wire.MapResponse) error {
 	if s.have && resp.Version <= s.nm.Version {
 		return fmt.Errorf("%w: %d after %d", ErrStaleVersion, resp.Version, s.nm.Version)
 	}
+	// A filter delta that does not fit leaves the state unchanged: the
+	// caller reconnects for a full map.
+	filter := s.nm.PacketFilter
+	if !resp.FilterSet && len(resp.FilterDelta) > 0 {
+		if resp.Full {
+			return fmt.Errorf("%w: in a full map", wire.ErrBadFilterDelta)
+		}
+		f, err := wire.ApplyFilterDelta(filter, resp.FilterDelta)
+		if err != nil {
+			return err
+		}
+		filter = f
+	}
 	if resp.Full {
 		s.peers = make(map[wire.NodeID]wire.Node, len(resp.Peers))
 		for _, p := range resp.Peers {
@@ -97,8 +110,11 @@ func (s *mapState) apply(resp *wire.MapResponse) error {
 		p.Apply(&pp)
 		s.peers[pp.ID] = p
 	}
-	if resp.FilterSet {
+	switch {
+	case resp.FilterSet:
 		s.nm.PacketFilter = resp.PacketFilter
+	case len(resp.FilterDelta) > 0:
+		s.nm.PacketFilter = filter
 	}
 	if resp.DERPMap != nil {
 		s.nm.DERPMap = resp.DERPMap

@@ -1,0 +1,163 @@
+package netmap
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"reflect"
+	"testing"
+
+	"github.com/warrenmesh/warren/internal/wire"
+)
+
+// filterModel is what a node knows of its packet filter, built only from
+// the responses it took, the way controlclient builds it.
+type filterModel struct {
+	filter []wire.FilterRule
+	deltas int // responses that carried rule deltas
+}
+
+func (m *filterModel) apply(t *testing.T, step int, resp *wire.MapResponse) {
+	t.Helper()
+	if resp.FilterSet && len(resp.FilterDelta) > 0 {
+		t.Fatalf("step %d: a response carries both a filter and rule deltas", step)
+	}
+	switch {
+	case resp.FilterSet:
+		m.filter = resp.PacketFilter
+	case len(resp.FilterDelta) > 0:
+		f, err := wire.ApplyFilterDelta(m.filter, resp.FilterDelta)
+		if err != nil {
+			t.Fatalf("step %d: %v", step, err)
+		}
+		m.filter, m.deltas = f, m.deltas+1
+	}
+}
+
+// TestFilterDeltasMatchFullFilters drives an engine through random joins,
+// leaves, user and policy changes, letting streams fall behind at random so
+// several changes merge into one response, and checks after each step that
+// every node's filter, built from deltas alone, is exactly the one computed
+// afresh. A node of the older protocol must never see a delta.
+func TestFilterDeltasMatchFullFilters(t *testing.T) {
+	policies := []string{
+		`{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}]}`,
+		`{"acls": [
+			{"action": "accept", "src": ["u1@example.com", "u2@example.com"], "dst": ["*:22,80"]},
+			{"action": "accept", "src": ["autogroup:member"], "dst": ["autogroup:self:*"]},
+			{"action": "accept", "src": ["100.64.0.0/28"], "dst": ["u3@example.com:443"]},
+		]}`,
+		`{"groups": {"group:ops": ["u2@example.com", "u3@example.com"]},
+		  "acls": [
+			{"action": "accept", "src": ["group:ops"], "dst": ["*:*"], "proto": "tcp"},
+			{"action": "accept", "src": ["*"], "dst": ["u1@example.com:53"], "proto": "udp"},
+		]}`,
+	}
+	r := rand.New(rand.NewPCG(22, 6))
+	e := newEngine(t, Config{Policy: mustPolicy(t, policies[0])})
+	const maxID = 24
+	nodes := map[wire.NodeID]Node{}
+	mk := func(id int) Node {
+		n := testNode(id, int64(1+r.IntN(3)))
+		if r.IntN(2) == 0 {
+			n.Wire.Addresses = append(n.Wire.Addresses, netip.PrefixFrom(netip.AddrFrom16([16]byte{0xfd, 0x7a, 15: byte(id)}), 128))
+		}
+		return n
+	}
+	streams := map[wire.NodeID]*Stream{}
+	models := map[wire.NodeID]*filterModel{}
+	subscribe := func(id wire.NodeID) {
+		version := wire.ProtocolVersion
+		if id%5 == 0 {
+			version = wire.FilterDeltaVersion - 1
+		}
+		s, err := e.SubscribeVersion(id, version)
+		if err != nil {
+			t.Fatal(err)
+		}
+		streams[id], models[id] = s, &filterModel{}
+	}
+	for id := 1; id <= maxID/2; id++ {
+		n := mk(id)
+		nodes[n.ID()] = n
+		e.Upsert(n)
+		subscribe(n.ID())
+	}
+	for step := 0; step < 400; step++ {
+		id := wire.NodeID(1 + r.IntN(maxID))
+		n, present := nodes[id]
+		switch op := r.IntN(10); {
+		case op == 0:
+			e.SetPolicy(mustPolicy(t, policies[r.IntN(len(policies))]))
+		case !present: // a node joins
+			n = mk(int(id))
+			nodes[id] = n
+			e.Upsert(n)
+			subscribe(id)
+		case op <= 3: // a node leaves
+			delete(nodes, id)
+			delete(streams, id)
+			delete(models, id)
+			e.Remove(id, nil)
+		case op <= 5: // changes hands
+			n.UserID = int64(1 + r.IntN(3))
+			n.Wire.User = fmt.Sprintf("u%d@example.com", n.UserID)
+			nodes[id] = n
+			e.Upsert(n)
+		default: // disabled or enabled
+			n.Authorized = !n.Authorized
+			nodes[id] = n
+			e.Upsert(n)
+		}
+		for sid, s := range streams {
+			if r.IntN(3) == 0 {
+				continue // falls behind: its changes merge later
+			}
+			for s.Pending() > 0 {
+				resp := next(t, s)
+				if len(resp.FilterDelta) > 0 && !s.filterDeltas {
+					t.Fatalf("step %d: node %d of the old protocol got rule deltas", step, sid)
+				}
+				models[sid].apply(t, step, resp)
+			}
+			e.mu.Lock()
+			want := e.fullMap(sid, e.now()).PacketFilter
+			e.mu.Unlock()
+			if got := models[sid].filter; !reflect.DeepEqual(got, want) {
+				t.Fatalf("step %d: node %d built filter\n%v\nfrom deltas, a full map says\n%v", step, sid, got, want)
+			}
+		}
+	}
+	deltas := 0
+	for _, m := range models {
+		deltas += m.deltas
+	}
+	if deltas == 0 {
+		t.Fatal("no rule deltas were sent: the test checked nothing")
+	}
+	t.Logf("%d responses carried rule deltas", deltas)
+}
+
+// TestJoinSendsRuleDeltas checks the point of deltas: when a node joins a
+// mesh where every member reaches everyone, each peer of the new protocol gets
+// only the new source, and a peer of the old one the whole filter.
+func TestJoinSendsRuleDeltas(t *testing.T) {
+	e := newEngine(t, Config{Policy: mustPolicy(t, `{"acls": [{"action": "accept", "src": ["autogroup:member"], "dst": ["*:*"]}]}`)})
+	for id := 1; id <= 3; id++ {
+		e.Upsert(testNode(id, 1))
+	}
+	fresh, _ := e.SubscribeVersion(1, wire.ProtocolVersion)
+	old, _ := e.SubscribeVersion(2, wire.FilterDeltaVersion-1)
+	next(t, fresh)
+	next(t, old)
+	joiner := testNode(4, 1)
+	e.Upsert(joiner)
+	got := next(t, fresh)
+	want := []wire.FilterRuleDelta{{Index: 0, Rule: got.FilterDelta[0].Rule, Add: joiner.Wire.Addresses}}
+	if got.FilterSet || !reflect.DeepEqual(got.FilterDelta, want) {
+		t.Fatalf("new-protocol peer got filter %v (set %v), deltas %v; want deltas %v", got.PacketFilter, got.FilterSet, got.FilterDelta, want)
+	}
+	if got := next(t, old); !got.FilterSet || len(got.FilterDelta) > 0 || len(got.PacketFilter) != 1 || len(got.PacketFilter[0].SrcPrefixes) != 4 {
+		t.Fatalf("old-protocol peer got filter %v (set %v), deltas %v; want the whole filter", got.PacketFilter, got.FilterSet, got.FilterDelta)
+	}
+}
