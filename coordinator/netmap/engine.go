@@ -155,15 +155,18 @@ func (e *Engine) PolicyNode(name string) (policy.Node, bool) {
 	return policy.Node{}, false
 }
 
-// SetPolicy replaces the policy. Every node whose peers or filter change
-// gets a fresh full map; nobody else hears anything.
+// SetPolicy replaces the policy. Every node whose peers change gets a
+// fresh full map, every node whose filter alone changes the new filter (as
+// rule deltas when it takes them); nobody else hears anything.
 func (e *Engine) SetPolicy(p *policy.Policy) {
 	now := e.now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.fullTo(e.graph.Advance(now))
 	old := e.graph.Policy()
-	e.fullTo(e.graph.SetPolicy(p))
+	peers, filters := e.graph.SetPolicySplit(p)
+	e.fullTo(peers)
+	e.filtersTo(filters, 0, now)
 	e.fullTo(e.capMapsChanged(old, p, now))
 	e.postureTo(e.graph.PostureChanged(), 0)
 	e.poke()

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/warrenmesh/warren/internal/policy"
 	"github.com/warrenmesh/warren/internal/wire"
 )
 
@@ -183,5 +184,54 @@ func BenchmarkRouterPeerJoins(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkPolicyChangeDeliver measures a policy change that touches every
+// node's filter (a new rule among one user's devices) but no node's peers,
+// delivered to every stream and encoded, as in BenchmarkFanoutDeliver.
+// proto=2 is the baseline of nodes that take only whole filters.
+func BenchmarkPolicyChangeDeliver(b *testing.B) {
+	policies := []string{testPolicy, `{
+	"tagOwners": {"tag:db": [], "tag:web": []},
+	"acls": [
+		{"action": "accept", "src": ["autogroup:member"], "dst": ["autogroup:self:*"]},
+		{"action": "accept", "src": ["autogroup:member"], "dst": ["autogroup:self:22"], "proto": "tcp"},
+		{"action": "accept", "src": ["tag:db"], "dst": ["tag:db:*"]},
+	],
+}`}
+	for _, tc := range []struct{ nodes, version int }{
+		{1000, wire.FilterDeltaVersion - 1}, {1000, wire.FilterDeltaVersion},
+		{10000, wire.FilterDeltaVersion - 1}, {10000, wire.FilterDeltaVersion},
+	} {
+		b.Run(fmt.Sprintf("nodes=%d/proto=%d", tc.nodes, tc.version), func(b *testing.B) {
+			e, streams := benchMeshVersion(b, tc.nodes, 1, tc.version)
+			ps := []*policy.Policy{mustPolicy(b, policies[0]), mustPolicy(b, policies[1])}
+			ctx := context.Background()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				e.SetPolicy(ps[(i+1)%2])
+				bytes := 0
+				for _, s := range streams {
+					if s.Pending() == 0 {
+						continue
+					}
+					resp, err := s.Next(ctx)
+					if err != nil {
+						b.Fatal(err)
+					}
+					frame, err := wire.Encode(resp)
+					if err != nil {
+						b.Fatal(err)
+					}
+					bytes += len(frame)
+				}
+				if bytes == 0 {
+					b.Fatal("nothing delivered")
+				}
+				b.ReportMetric(float64(bytes)/float64(len(streams)), "B/node")
+			}
+		})
 	}
 }

@@ -2,6 +2,7 @@ package netmap
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
 	"reflect"
@@ -14,6 +15,7 @@ import (
 // the responses it took, the way controlclient builds it.
 type filterModel struct {
 	filter []wire.FilterRule
+	peers  map[wire.NodeID]bool
 	deltas int // responses that carried rule deltas
 }
 
@@ -21,6 +23,18 @@ func (m *filterModel) apply(t *testing.T, step int, resp *wire.MapResponse) {
 	t.Helper()
 	if resp.FilterSet && len(resp.FilterDelta) > 0 {
 		t.Fatalf("step %d: a response carries both a filter and rule deltas", step)
+	}
+	if resp.Full {
+		m.peers = map[wire.NodeID]bool{}
+		for _, p := range resp.Peers {
+			m.peers[p.ID] = true
+		}
+	}
+	for _, p := range resp.PeersChanged {
+		m.peers[p.ID] = true
+	}
+	for _, id := range resp.PeersRemoved {
+		delete(m.peers, id)
 	}
 	switch {
 	case resp.FilterSet:
@@ -38,10 +52,14 @@ func (m *filterModel) apply(t *testing.T, step int, resp *wire.MapResponse) {
 // leaves, user and policy changes, letting streams fall behind at random so
 // several changes merge into one response, and checks after each step that
 // every node's filter, built from deltas alone, is exactly the one computed
-// afresh. A node of the older protocol must never see a delta.
+// afresh, and its peers those of a full map (a policy change that alters
+// filters alone sends no peers). A node of the older protocol must never
+// see a delta.
 func TestFilterDeltasMatchFullFilters(t *testing.T) {
 	policies := []string{
 		`{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}]}`,
+		`{"acls": [{"action": "accept", "src": ["*"], "dst": ["*:22"]}]}`,
+		`{"acls": [{"action": "accept", "src": ["autogroup:member"], "dst": ["*:22"]}]}`,
 		`{"acls": [
 			{"action": "accept", "src": ["u1@example.com", "u2@example.com"], "dst": ["*:22,80"]},
 			{"action": "accept", "src": ["autogroup:member"], "dst": ["autogroup:self:*"]},
@@ -121,10 +139,17 @@ func TestFilterDeltasMatchFullFilters(t *testing.T) {
 				models[sid].apply(t, step, resp)
 			}
 			e.mu.Lock()
-			want := e.fullMap(sid, e.now()).PacketFilter
+			full := e.fullMap(sid, e.now())
 			e.mu.Unlock()
-			if got := models[sid].filter; !reflect.DeepEqual(got, want) {
+			if got, want := models[sid].filter, full.PacketFilter; !reflect.DeepEqual(got, want) {
 				t.Fatalf("step %d: node %d built filter\n%v\nfrom deltas, a full map says\n%v", step, sid, got, want)
+			}
+			want := map[wire.NodeID]bool{}
+			for _, p := range full.Peers {
+				want[p.ID] = true
+			}
+			if got := models[sid].peers; !maps.Equal(got, want) {
+				t.Fatalf("step %d: node %d built peers %v from deltas, a full map says %v", step, sid, got, want)
 			}
 		}
 	}
@@ -159,5 +184,30 @@ func TestJoinSendsRuleDeltas(t *testing.T) {
 	}
 	if got := next(t, old); !got.FilterSet || len(got.FilterDelta) > 0 || len(got.PacketFilter) != 1 || len(got.PacketFilter[0].SrcPrefixes) != 4 {
 		t.Fatalf("old-protocol peer got filter %v (set %v), deltas %v; want the whole filter", got.PacketFilter, got.FilterSet, got.FilterDelta)
+	}
+}
+
+// TestPolicyFilterChangeSendsNoPeers checks that a policy change that
+// alters every filter but nobody's peers sends each node its filter
+// alone, as rule deltas when only sources moved.
+func TestPolicyFilterChangeSendsNoPeers(t *testing.T) {
+	e := newEngine(t, Config{Policy: mustPolicy(t, `{"acls": [{"action": "accept", "src": ["autogroup:member"], "dst": ["*:*"]}]}`)})
+	for id := 1; id <= 3; id++ {
+		e.Upsert(testNode(id, 1))
+	}
+	s, _ := e.SubscribeVersion(1, wire.ProtocolVersion)
+	next(t, s)
+	e.SetPolicy(mustPolicy(t, `{"acls": [{"action": "accept", "src": ["autogroup:member"], "dst": ["*:22"]}]}`))
+	got := next(t, s)
+	if got.Full || len(got.PeersChanged) > 0 || !got.FilterSet || len(got.PacketFilter) != 1 || got.PacketFilter[0].DstPorts[0].First != 22 {
+		t.Fatalf("after a ports change got %+v, want the new filter alone", got)
+	}
+	e.SetPolicy(mustPolicy(t, `{"acls": [{"action": "accept", "src": ["u2@example.com", "u1@example.com"], "dst": ["*:22"]}]}`))
+	nothingQueued(t, s) // the same filter
+	e.Upsert(testNode(4, 3))
+	next(t, s) // the new peer
+	e.SetPolicy(mustPolicy(t, `{"acls": [{"action": "accept", "src": ["u3@example.com"], "dst": ["*:22"]}]}`))
+	if got := next(t, s); !got.Full || len(got.Peers) != 1 {
+		t.Fatalf("after a change of peers got %+v, want a full map", got)
 	}
 }

@@ -16,9 +16,28 @@ func (g *Graph) SetPolicy(p *Policy) (affected []wire.NodeID) {
 	return g.rebuild(p, g.now)
 }
 
+// SetPolicySplit is SetPolicy that tells apart the nodes whose peers
+// changed (perhaps their filter too) from those whose filter alone
+// changed, which need no new peer list.
+func (g *Graph) SetPolicySplit(p *Policy) (peers, filters []wire.NodeID) {
+	pb, fb := g.rebuildSplit(p, g.now)
+	return g.ids(pb), g.ids(fb)
+}
+
 // rebuild recompiles every node for p at now and compares each node's
 // peers and filter before and after.
 func (g *Graph) rebuild(p *Policy, now time.Time) []wire.NodeID {
+	peers, filters := g.rebuildSplit(p, now)
+	filters.each(func(s int32) bool {
+		peers.set(s)
+		return true
+	})
+	return g.ids(peers)
+}
+
+// rebuildSplit is rebuild returning the slots whose peers changed and,
+// apart, those whose filter alone changed.
+func (g *Graph) rebuildSplit(p *Policy, now time.Time) (peers, filters bitset) {
 	in := &interner{sets: map[string]uint32{}, lists: map[*netip.Prefix]uint32{}, listKeys: map[string]uint32{}}
 	ids := g.internRules(in)
 	before := make([]nodeDesc, len(g.nodes))
@@ -41,16 +60,20 @@ func (g *Graph) rebuild(p *Policy, now time.Time) []wire.NodeID {
 		}
 	}
 	ids = g.internRules(in)
-	var aff bitset
 	for s, n := range g.nodes {
-		if n != nil && !before[s].equal(g.describe(n, in, ids)) {
-			aff.set(int32(s))
+		if n == nil {
+			continue
 		}
-		if n != nil {
-			g.postureDirty.set(int32(s)) // any rule may have changed
+		after := g.describe(n, in, ids)
+		switch {
+		case !slices.Equal(before[s].peers, after.peers):
+			peers.set(int32(s))
+		case !slices.Equal(before[s].filter, after.filter):
+			filters.set(int32(s))
 		}
+		g.postureDirty.set(int32(s)) // any rule may have changed
 	}
-	return g.ids(aff)
+	return peers, filters
 }
 
 // nodeDesc determines a node's peers and filter exactly: its peers are the
@@ -58,10 +81,6 @@ func (g *Graph) rebuild(p *Policy, now time.Time) []wire.NodeID {
 type nodeDesc struct {
 	peers  []uint64
 	filter []string
-}
-
-func (d nodeDesc) equal(o nodeDesc) bool {
-	return slices.Equal(d.peers, o.peers) && slices.Equal(d.filter, o.filter)
 }
 
 // interner numbers node sets and prefix lists by content, across the graph
