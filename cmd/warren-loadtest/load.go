@@ -41,6 +41,11 @@ type Config struct {
 	// RampTimeout bounds the whole ramp-up; ChangeTimeout the wait for
 	// the change to reach every node. Defaults 10 and 1 minute.
 	RampTimeout, ChangeTimeout time.Duration
+	// Settle is how long no node may receive a netmap before the change
+	// is made, so that the nodes' backlog from the ramp-up (each join is a
+	// delta to every node) does not count in the change's latency; default
+	// 2 s, bounded by RampTimeout.
+	Settle time.Duration
 	// Stats samples the coordinator's RSS and CPU; nil: not measured.
 	Stats coordStats
 	// Progress, if set, is called about every tick with the nodes mapped
@@ -85,6 +90,9 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.ChangeTimeout <= 0 {
 		cfg.ChangeTimeout = time.Minute
 	}
+	if cfg.Settle <= 0 {
+		cfg.Settle = 2 * time.Second
+	}
 	if cfg.Tick <= 0 {
 		cfg.Tick = time.Second
 	}
@@ -111,6 +119,7 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 	defer func() { stopAll(); wg.Wait() }()
 
 	var probeKey atomic.Pointer[key.NodePublic]
+	var lastMap atomic.Int64 // unix nanoseconds of the latest netmap at any node
 	var seen atomic.Int64
 	allSeen := make(chan struct{})
 	var allSeenOnce sync.Once
@@ -126,7 +135,7 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 			URL: cfg.URL, ControlKey: cfg.ControlKey, Machine: key.NewMachine(), NodeKey: nodeKey,
 			DiscoKey: key.NewDisco().Public(), Hostname: hostname, OS: "linux", AuthKey: cfg.AuthKey,
 			Logger: cfg.Logger, HTTPClient: countingClient(&n.read, sourceAddr(i, cfg.Sources)),
-			OnNetmap: func(nm *controlclient.Netmap) { n.onNetmap(nm, &probeKey) },
+			OnNetmap: func(nm *controlclient.Netmap) { lastMap.Store(time.Now().UnixNano()); n.onNetmap(nm, &probeKey) },
 		})
 		if err != nil {
 			return nil, err
@@ -219,6 +228,18 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 		return rep, nil
 	}
 
+	// Let the nodes' backlog drain: the change starts when no node got a
+	// netmap for cfg.Settle.
+	settleStart := time.Now()
+	if !settle(rampCtx, &lastMap, cfg.Settle) {
+		noteErr(fmt.Errorf("the nodes were still receiving netmaps when the ramp-up timeout ended: %w", rampCtx.Err()))
+		rep.finish(ctx, nodes, cfg.Stats)
+		return rep, nil
+	}
+	rep.SettleSeconds = time.Since(settleStart).Seconds()
+	afterRamp = sampleStats(ctx, cfg.Stats, rep)
+	rep.Coordinator.CPURamp = cpuDelta(before, afterRamp) // the settling included
+
 	// The change: one more node joins; every node must see it as a peer.
 	changeStart := time.Now()
 	probe, err := newProbe(runCtx, cfg, &probeKey, prefix+"-probe", &wg)
@@ -227,19 +248,19 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.finish(ctx, nodes, cfg.Stats)
 		return rep, nil
 	}
-	timer := time.NewTimer(cfg.ChangeTimeout)
-	defer timer.Stop()
+	changeCtx, changeCancel := context.WithTimeout(ctx, cfg.ChangeTimeout)
+	defer changeCancel()
 	select {
 	case <-allSeen:
-	case <-timer.C:
-		noteErr(fmt.Errorf("the change reached %d of %d nodes within %v", seen.Load(), cfg.Nodes, cfg.ChangeTimeout))
-	case <-ctx.Done():
-		noteErr(ctx.Err())
+	case <-changeCtx.Done():
+		noteErr(fmt.Errorf("the change reached %d of %d nodes: %w", seen.Load(), cfg.Nodes, changeCtx.Err()))
 	}
+	// The joining node's own map may come after its peers saw it.
 	select {
 	case <-probe.mapped:
 		rep.Change.ProbeMappedMs = ms(probe.mappedAt.Sub(changeStart))
-	default:
+	case <-changeCtx.Done():
+		noteErr(fmt.Errorf("the joining node got no netmap: %w", changeCtx.Err()))
 	}
 	var lat []time.Duration
 	for _, n := range nodes {
@@ -253,6 +274,23 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 	rep.Coordinator.CPUChange = cpuDelta(afterRamp, rep.last)
 	rep.Failed = int(failed.Load())
 	return rep, nil
+}
+
+// settle waits until no netmap arrived for quiet, reporting false if ctx
+// ended first.
+func settle(ctx context.Context, last *atomic.Int64, quiet time.Duration) bool {
+	t := time.NewTicker(quiet / 4)
+	defer t.Stop()
+	for {
+		if time.Since(time.Unix(0, last.Load())) >= quiet {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
 }
 
 // newProbe starts the node whose joining is the measured change; it arms

@@ -85,7 +85,7 @@ func TestRun(t *testing.T) {
 			defer cancel()
 			var ticks int
 			rep, err := run(ctx, Config{URL: co.url, AuthKey: co.authKey, Nodes: tc.nodes, Concurrency: 16, Sources: tc.sources,
-				Stats: procStats{pid: os.Getpid()}, Progress: func(mapped, failed, total int) { ticks++ }, Tick: 50 * time.Millisecond})
+				Stats: procStats{pid: os.Getpid()}, Progress: func(mapped, failed, total int) { ticks++ }, Tick: 50 * time.Millisecond, Settle: 200 * time.Millisecond})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -99,7 +99,7 @@ func TestRun(t *testing.T) {
 			if rep.PeersPerNode.N != tc.nodes || rep.PeersPerNode.Max != float64(tc.nodes) || rep.PeersPerNode.P50 != float64(tc.nodes) {
 				t.Errorf("peers per node %+v, want %d each", rep.PeersPerNode, tc.nodes)
 			}
-			if rep.FirstMapBytes.P50 <= 0 || rep.BytesPerNode.Mean < rep.FirstMapBytes.Mean {
+			if rep.Change.ProbeMappedMs <= 0 || rep.FirstMapBytes.P50 <= 0 || rep.BytesPerNode.Mean < rep.FirstMapBytes.Mean {
 				t.Errorf("bytes: first map %+v, in the run %+v", rep.FirstMapBytes, rep.BytesPerNode)
 			}
 			if !rep.Coordinator.Measured || rep.Coordinator.RSSEnd <= 0 || rep.Coordinator.CPUTotal <= 0 {
@@ -129,7 +129,7 @@ func TestMainExitStatus(t *testing.T) {
 		args []string
 		code int
 	}{
-		{"complete", []string{"--url", co.url, "--auth-key", co.authKey, "--nodes", "3", "--json"}, 0},
+		{"complete", []string{"--url", co.url, "--auth-key", co.authKey, "--nodes", "3", "--settle", "100ms", "--json"}, 0},
 		{"refused", []string{"--url", co.url, "--auth-key", "wrong", "--nodes", "2", "--json"}, 1},
 		{"no url", []string{"--auth-key", "k"}, 2},
 		{"bad nodes", []string{"--url", co.url, "--auth-key", "k", "--nodes", "0"}, 2},

@@ -32,7 +32,8 @@ const usage = `usage: warren-loadtest --url URL --auth-key KEY [flags]
 
 Opens --nodes real control connections to the coordinator (or a load
 balancer in front of replicas), each a node registering with the pre-auth
-key, waits until every one has its netmap, then has one more node join and
+key, waits until every one has its netmap and has applied every update
+(--settle), then has one more node join and
 times how long until every node's netmap shows it. Progress goes to stderr;
 the report to stdout (--json for JSON). Exit status 0: every node mapped and
 saw the change; 1: not all did (the report says how many); 2: bad usage.
@@ -62,6 +63,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer, termi
 	sources := fs.Int("sources", 1, "spread connections over this many loopback source addresses 127.0.0.1... (for a coordinator on loopback with a per-address cap)")
 	rampTimeout := fs.Duration("ramp-timeout", 10*time.Minute, "bound on the whole ramp-up")
 	changeTimeout := fs.Duration("change-timeout", time.Minute, "bound on the wait for the change to reach every node")
+	settle := fs.Duration("settle", 2*time.Second, "before the change, wait until no node got a netmap for this long")
 	pid := fs.Int("coordinator-pid", 0, "process id of a coordinator on this machine: RSS and CPU from /proc")
 	metricsURL := fs.String("metrics", "", "the coordinator's Prometheus URL (e.g. http://127.0.0.1:9101/metrics): RSS and CPU from it")
 	jsonOut := fs.Bool("json", false, "print the report as JSON")
@@ -88,7 +90,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer, termi
 		return usageErr("give --coordinator-pid or --metrics, not both")
 	}
 	cfg := Config{URL: *url, AuthKey: *authKey, Nodes: *nodes, Concurrency: *concurrency, Sources: *sources,
-		RampTimeout: *rampTimeout, ChangeTimeout: *changeTimeout}
+		RampTimeout: *rampTimeout, ChangeTimeout: *changeTimeout, Settle: *settle}
 	if *controlKey != "" {
 		if err := cfg.ControlKey.UnmarshalText([]byte(*controlKey)); err != nil {
 			return usageErr("--control-key: %v", err)

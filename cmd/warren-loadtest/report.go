@@ -24,6 +24,9 @@ type Report struct {
 	// their first netmap; MappedAt is when each did, from the start.
 	RegisterSeconds float64 `json:"registerSeconds"`
 	MappedAt        Summary `json:"mappedAtMs"`
+	// SettleSeconds is the wait after that until the nodes had applied
+	// every netmap (none arrived for Config.Settle), before the change.
+	SettleSeconds float64 `json:"settleSeconds"`
 	// FirstMapBytes is what each node read up to its first netmap
 	// (handshake and registration included); FirstMapPeers its peers then.
 	FirstMapBytes Summary `json:"firstMapBytes"`
@@ -174,6 +177,7 @@ func printHuman(w io.Writer, r *Report) {
 	fmt.Fprintf(w, "warren-loadtest %s: %d nodes against %s (concurrency %d)\n", status, r.Nodes, r.URL, r.Concurrency)
 	fmt.Fprintf(w, "  registered and mapped: %d/%d in %.2fs (failed %d)\n", r.Mapped, r.Nodes, r.RegisterSeconds, r.Failed)
 	fmt.Fprintf(w, "    per node, from the start: p50 %.0fms  p99 %.0fms  max %.0fms\n", r.MappedAt.P50, r.MappedAt.P99, r.MappedAt.Max)
+	fmt.Fprintf(w, "  settled (no netmap for the settle time) %.2fs later\n", r.SettleSeconds)
 	fmt.Fprintf(w, "  first map: bytes p50 %.0f  max %.0f; peers p50 %.0f  max %.0f\n", r.FirstMapBytes.P50, r.FirstMapBytes.Max, r.FirstMapPeers.P50, r.FirstMapPeers.Max)
 	fmt.Fprintf(w, "  read per node in the run: mean %.0f bytes  max %.0f; peers at the end: mean %.0f\n", r.BytesPerNode.Mean, r.BytesPerNode.Max, r.PeersPerNode.Mean)
 	fmt.Fprintf(w, "  change (one node joins): seen by %d/%d; p50 %.1fms  p99 %.1fms  max %.1fms (joining node mapped in %.1fms)\n",
