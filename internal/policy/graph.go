@@ -259,28 +259,35 @@ func selfKey(n *gnode) string {
 
 // candidates calls mark for every rule that may select x.
 func (p *Policy) candidates(x *subject, mark func(int32)) {
-	for _, ri := range p.generic {
-		mark(ri)
+	eachCandidate(p.generic, p.idx, x, mark)
+}
+
+// eachCandidate calls fn for every entry that may select x: those in
+// generic, and those idx lists under x's tags ("t:"), or its user ("u:")
+// and groups ("g:"). Rules and grants are indexed alike.
+func eachCandidate[T any](generic []T, idx map[string][]T, x *subject, fn func(T)) {
+	for _, e := range generic {
+		fn(e)
 	}
 	if !x.isNode {
 		return
 	}
 	if x.tagged {
 		for _, t := range x.tags {
-			for _, ri := range p.idx["t:"+t] {
-				mark(ri)
+			for _, e := range idx["t:"+t] {
+				fn(e)
 			}
 		}
 		return
 	}
 	if x.user != "" {
-		for _, ri := range p.idx["u:"+x.user] {
-			mark(ri)
+		for _, e := range idx["u:"+x.user] {
+			fn(e)
 		}
 	}
 	for _, gname := range x.groups {
-		for _, ri := range p.idx["g:"+gname] {
-			mark(ri)
+		for _, e := range idx["g:"+gname] {
+			fn(e)
 		}
 	}
 }

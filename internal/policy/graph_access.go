@@ -158,30 +158,7 @@ func (gs *grantState) unindex(gg *ggrant) {
 
 // candidates calls fn for every grant whose destination may select x.
 func (gs *grantState) candidates(x *subject, fn func(*ggrant)) {
-	for _, gg := range gs.generic {
-		fn(gg)
-	}
-	if !x.isNode {
-		return
-	}
-	if x.tagged {
-		for _, t := range x.tags {
-			for _, gg := range gs.idx["t:"+t] {
-				fn(gg)
-			}
-		}
-		return
-	}
-	if x.user != "" {
-		for _, gg := range gs.idx["u:"+x.user] {
-			fn(gg)
-		}
-	}
-	for _, gname := range x.groups {
-		for _, gg := range gs.idx["g:"+gname] {
-			fn(gg)
-		}
-	}
+	eachCandidate(gs.generic, gs.idx, x, fn)
 }
 
 // SetGrant adds gr or replaces the grant with its ID, returning the nodes
