@@ -52,16 +52,7 @@ func (s *Server) access(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, errors.New("access: op required"))
 		return
 	}
-	w.Header().Set("Content-Type", "application/x-ndjson")
-	w.WriteHeader(http.StatusOK)
-	enc := json.NewEncoder(w)
-	flusher, _ := w.(http.Flusher)
-	emit := func(ev accessEvent) {
-		_ = enc.Encode(ev)
-		if flusher != nil {
-			flusher.Flush()
-		}
-	}
+	emit := ndjson[accessEvent](w)
 	rep, err := s.cfg.Backend.Access(r.Context(), call, func(u string) { emit(accessEvent{AuthURL: u}) })
 	if err != nil {
 		emit(accessEvent{Error: err.Error()})

@@ -227,21 +227,27 @@ type upEvent struct {
 	Error    string  `json:"error,omitempty"`
 }
 
-func (s *Server) up(w http.ResponseWriter, r *http.Request) {
-	var req UpRequest
-	if !readJSON(w, r, &req) {
-		return
-	}
+// ndjson starts a streamed answer of JSON lines and returns the function
+// that writes (and flushes) one event of it.
+func ndjson[E any](w http.ResponseWriter) func(E) {
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
 	enc := json.NewEncoder(w)
 	flusher, _ := w.(http.Flusher)
-	emit := func(ev upEvent) {
+	return func(ev E) {
 		_ = enc.Encode(ev)
 		if flusher != nil {
 			flusher.Flush()
 		}
 	}
+}
+
+func (s *Server) up(w http.ResponseWriter, r *http.Request) {
+	var req UpRequest
+	if !readJSON(w, r, &req) {
+		return
+	}
+	emit := ndjson[upEvent](w)
 	st, err := s.cfg.Backend.Up(r.Context(), req, func(msg string) { emit(upEvent{Progress: msg}) })
 	if err != nil {
 		emit(upEvent{Error: err.Error()})
