@@ -252,25 +252,36 @@ func missing(a, b map[string]struct{}) []string {
 // checkEmpty refuses a target with any data in it, naming every table
 // that has some.
 func checkEmpty(ctx context.Context, q querier, to Location, p plan) error {
-	var full []string
-	for _, t := range p.order {
-		query := `SELECT COUNT(*) FROM ` + quote(t)
-		if t == highWaterTable {
-			query += ` WHERE value <> 0`
-		}
-		var n int64
-		if err := q.QueryRowContext(ctx, query).Scan(&n); err != nil {
-			return fmt.Errorf("count %s in %s: %w", t, to, err)
-		}
-		if n > 0 {
-			full = append(full, fmt.Sprintf("%s (%d rows)", t, n))
-		}
+	full, err := tablesWithData(ctx, q, p.order)
+	if err != nil {
+		return fmt.Errorf("read %s: %w", to, err)
 	}
 	if len(full) > 0 {
 		return fmt.Errorf("%w: %s has data in %s; migrate copies only into a fresh database (create a new one, or drop and recreate this one if its data is not needed)",
 			ErrNotEmpty, to, strings.Join(full, ", "))
 	}
 	return nil
+}
+
+// tablesWithData names those of tables that hold data, with their row
+// counts: any row, except in high_water, whose zero counters the
+// migrations seed.
+func tablesWithData(ctx context.Context, q querier, tables []string) ([]string, error) {
+	var full []string
+	for _, t := range tables {
+		query := `SELECT COUNT(*) FROM ` + quote(t)
+		if t == highWaterTable {
+			query += ` WHERE value <> 0`
+		}
+		var n int64
+		if err := q.QueryRowContext(ctx, query).Scan(&n); err != nil {
+			return nil, fmt.Errorf("count %s: %w", t, err)
+		}
+		if n > 0 {
+			full = append(full, fmt.Sprintf("%s (%d rows)", t, n))
+		}
+	}
+	return full, nil
 }
 
 // maxParams bounds the parameters of one statement, under SQLite's

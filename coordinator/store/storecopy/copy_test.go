@@ -50,7 +50,11 @@ func newSource(t testing.TB, sz size) (Location, *keyring.Ring) {
 // openStore opens loc as the coordinator would, with ring.
 func openStore(t testing.TB, loc Location, ring *keyring.Ring) store.Store {
 	t.Helper()
-	st, err := store.OpenWith(context.Background(), loc.Path, store.Options{Secrets: ring})
+	var opts store.Options
+	if ring != nil { // not a nil *Ring in the interface
+		opts.Secrets = ring
+	}
+	st, err := store.OpenWith(context.Background(), loc.Path, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
