@@ -16,6 +16,7 @@ import (
 	"github.com/warrenmesh/warren/coordinator/keyring"
 	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/internal/key"
+	"github.com/warrenmesh/warren/internal/tstest/pgtest"
 )
 
 // target is a kind of database to copy into.
@@ -28,8 +29,12 @@ var sqliteTarget = target{"sqlite", func(t testing.TB) Location {
 	return Location{Driver: SQLite, Path: filepath.Join(t.TempDir(), "target.db")}
 }}
 
+var postgresTarget = target{"postgres", func(t testing.TB) Location {
+	return Location{Driver: Postgres, URL: pgtest.NewDatabase(t)}
+}}
+
 // targets are the stores a copy is tested into.
-func targets() []target { return []target{sqliteTarget} }
+func targets() []target { return []target{sqliteTarget, postgresTarget} }
 
 // newSource makes a populated SQLite database sealed with a fresh ring.
 func newSource(t testing.TB, sz size) (Location, *keyring.Ring) {
@@ -54,7 +59,7 @@ func openStore(t testing.TB, loc Location, ring *keyring.Ring) store.Store {
 	if ring != nil { // not a nil *Ring in the interface
 		opts.Secrets = ring
 	}
-	st, err := store.OpenWith(context.Background(), loc.Path, opts)
+	st, err := store.OpenURL(context.Background(), loc.storeURL(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

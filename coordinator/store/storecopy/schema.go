@@ -47,7 +47,7 @@ func openSQL(loc Location, readOnly bool) (*sql.DB, error) {
 		}
 		db, err = sql.Open("sqlite", sqliteDSN(loc.Path, readOnly))
 	case Postgres:
-		db, err = sql.Open("pgx", loc.URL)
+		db, err = sql.Open("pgx", withoutPoolParams(loc.URL))
 	default:
 		return nil, fmt.Errorf("unknown store driver %q", loc.Driver)
 	}
@@ -56,6 +56,28 @@ func openSQL(loc Location, readOnly bool) (*sql.DB, error) {
 	}
 	db.SetMaxOpenConns(1)
 	return db, nil
+}
+
+// withoutPoolParams drops the store's own URL parameters (pool_max_conns,
+// see store.OpenURL), which the driver would pass to the server.
+func withoutPoolParams(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	q := u.Query()
+	changed := false
+	for k := range q {
+		if strings.HasPrefix(k, "pool_") {
+			q.Del(k)
+			changed = true
+		}
+	}
+	if !changed {
+		return raw
+	}
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 // sqliteDSN is the modernc driver's connection string for path.

@@ -2,7 +2,6 @@ package storecopy
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/warrenmesh/warren/coordinator/store"
@@ -12,10 +11,7 @@ import (
 // and applies the schema migrations, closes it and returns its schema
 // version.
 func prepareTarget(ctx context.Context, to Location) (int, error) {
-	if to.Driver != SQLite {
-		return 0, errors.New("this build has no PostgreSQL store")
-	}
-	st, err := store.Open(ctx, to.Path, nil)
+	st, err := store.OpenURL(ctx, to.storeURL(), store.Options{})
 	if err != nil {
 		return 0, err
 	}
@@ -23,4 +19,12 @@ func prepareTarget(ctx context.Context, to Location) (int, error) {
 		return 0, fmt.Errorf("close: %w", err)
 	}
 	return store.SchemaVersion(), nil
+}
+
+// storeURL is the location as store.OpenURL takes it.
+func (l Location) storeURL() string {
+	if l.Driver == Postgres {
+		return l.URL
+	}
+	return "sqlite:" + l.Path
 }
