@@ -23,6 +23,11 @@ Usage:
   warren-coordinator key [--state-dir DIR]  print the coordinator's public key
   warren-coordinator secrets rotate [--state-dir DIR] [--store URL] [--keep-old]
                                             seal the stored secrets under a new key (coordinator stopped)
+  warren-coordinator migrate --from URL --to URL [--json]
+                                            copy every table into a fresh store, verified (e.g. SQLite to PostgreSQL)
+  warren-coordinator backup  [--store URL] --to FILE [--json]    online backup of a SQLite store
+  warren-coordinator restore --from FILE [--store URL] [--force] [--json]
+                                            write a backup into a stopped coordinator's SQLite store
   warren-coordinator users   list | create NAME [--admin] [--email E] [--group G]... | passwd USER | totp USER
                              | set-role USER admin|member | disable USER | enable USER | delete USER
   warren-coordinator nodes   list | approve ID | expire ID | key-lifetime ID DURATION|never|default | tag ID TAG...
@@ -56,6 +61,9 @@ formats in ops/policy/README.md). SRC and DST are node names, user logins, tags,
 policy explain exits 0 for ALLOWED, 1 for DENIED, 2 when it has no answer.
 The database is SQLite at <state-dir>/warren.db unless --store URL (or
 WARREN_STORE) names another: postgres://user@host/db for PostgreSQL.
+migrate, backup and restore exit 0 only when done and checked, 2 for bad
+usage; for PostgreSQL, backup and restore print the pg_dump or pg_restore
+command to run instead and exit 1.
 `
 
 func main() {
@@ -81,6 +89,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return printKey(rest, stdout, stderr)
 	case "secrets":
 		return secretsCmd(ctx, rest, stdout, stderr)
+	case "migrate":
+		return migrateCmd(ctx, rest, stdout, stderr)
+	case "backup":
+		return backupCmd(ctx, rest, stdout, stderr)
+	case "restore":
+		return restoreCmd(ctx, rest, stdout, stderr)
 	case "users", "nodes", "routes", "attrs", "keys", "apikeys", "audit", "flows", "policy", "access":
 		return admin(ctx, cmd, rest, stdout, stderr)
 	}
