@@ -138,7 +138,11 @@ func Copy(ctx context.Context, from, to Location, opts Options) (Result, error) 
 		res.Tables = append(res.Tables, TableResult{Name: t, Rows: n})
 		res.Rows += n
 	}
-	if err := fixSequences(ctx, dtx, to); err != nil {
+	floors, err := sequenceFloors(ctx, stx, from)
+	if err != nil {
+		return res, err
+	}
+	if err := fixSequences(ctx, dtx, to, floors); err != nil {
 		return res, err
 	}
 	// Verify: every table's rows, counted again in the target's
@@ -290,7 +294,7 @@ const maxParams = 30000
 
 // copyTable copies one table's rows in batches of multi-row INSERTs and
 // returns how many it copied.
-func copyTable(ctx context.Context, stx, dtx querier, to Location, table string, cols []column, opts Options) (int64, error) {
+func copyTable(ctx context.Context, stx querier, dtx *sql.Tx, to Location, table string, cols []column, opts Options) (int64, error) {
 	var total int64
 	if err := stx.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+quote(table)).Scan(&total); err != nil {
 		return 0, fmt.Errorf("count %s: %w", table, err)
@@ -317,11 +321,9 @@ func copyTable(ctx context.Context, stx, dtx querier, to Location, table string,
 	d := dialect(to.Driver)
 	args := make([]any, 0, batch*len(cols))
 	var done int64
-	flush := func() error {
-		n := len(args) / len(cols)
-		if n == 0 {
-			return nil
-		}
+	// insert is the statement for n rows; the full batch's is prepared
+	// once per table.
+	insert := func(n int) string {
 		var b strings.Builder
 		b.WriteString(`INSERT INTO ` + quote(table) + ` (` + list + `) VALUES `)
 		for r := range n {
@@ -337,7 +339,31 @@ func copyTable(ctx context.Context, stx, dtx querier, to Location, table string,
 			}
 			b.WriteByte(')')
 		}
-		if _, err := dtx.ExecContext(ctx, b.String(), args...); err != nil {
+		return b.String()
+	}
+	var full *sql.Stmt
+	defer func() {
+		if full != nil {
+			full.Close()
+		}
+	}()
+	flush := func() error {
+		n := len(args) / len(cols)
+		if n == 0 {
+			return nil
+		}
+		var err error
+		if n == batch {
+			if full == nil {
+				if full, err = dtx.PrepareContext(ctx, insert(n)); err != nil {
+					return fmt.Errorf("write %s to %s: %w", table, to, err)
+				}
+			}
+			_, err = full.ExecContext(ctx, args...)
+		} else {
+			_, err = dtx.ExecContext(ctx, insert(n), args...)
+		}
+		if err != nil {
 			return fmt.Errorf("write %s to %s: %w", table, to, err)
 		}
 		done += int64(n)
@@ -390,26 +416,4 @@ func convert(v any, typ string) any {
 		}
 	}
 	return v
-}
-
-// fixSequences moves every identity or serial sequence of the target past
-// the highest value copied, so that the rows the coordinator adds next do
-// not collide with copied ones.
-func fixSequences(ctx context.Context, q querier, to Location) error {
-	ids, err := dialect(to.Driver).identityColumns(ctx, q)
-	if err != nil {
-		return fmt.Errorf("%s: %w", to, err)
-	}
-	for t, cols := range ids {
-		for _, c := range cols {
-			// setval(seq, max, true): the next value is max+1; on an empty
-			// table setval(seq, 1, false): the next is 1.
-			query := fmt.Sprintf(`SELECT setval(pg_get_serial_sequence($1, $2), COALESCE(MAX(%s), 1), MAX(%s) IS NOT NULL) FROM %s`,
-				quote(c), quote(c), quote(t))
-			if _, err := q.ExecContext(ctx, query, quote(t), c); err != nil {
-				return fmt.Errorf("set the sequence of %s.%s in %s: %w", t, c, to, err)
-			}
-		}
-	}
-	return nil
 }

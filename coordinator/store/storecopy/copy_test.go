@@ -39,9 +39,14 @@ func targets() []target { return []target{sqliteTarget, postgresTarget} }
 // newSource makes a populated SQLite database sealed with a fresh ring.
 func newSource(t testing.TB, sz size) (Location, *keyring.Ring) {
 	t.Helper()
+	return newSourceAt(t, Location{Driver: SQLite, Path: filepath.Join(t.TempDir(), "source.db")}, sz)
+}
+
+// newSourceAt populates the store at loc, sealed with a fresh ring.
+func newSourceAt(t testing.TB, loc Location, sz size) (Location, *keyring.Ring) {
+	t.Helper()
 	ring := newRing()
-	path := filepath.Join(t.TempDir(), "source.db")
-	st, err := store.OpenWith(context.Background(), path, store.Options{Secrets: ring})
+	st, err := store.OpenURL(context.Background(), loc.storeURL(), store.Options{Secrets: ring})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +54,7 @@ func newSource(t testing.TB, sz size) (Location, *keyring.Ring) {
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
-	return Location{Driver: SQLite, Path: path}, ring
+	return loc, ring
 }
 
 // openStore opens loc as the coordinator would, with ring.
@@ -179,14 +184,54 @@ func TestCopyLosesNothing(t *testing.T) {
 					}
 				}
 			}
-			checkUsable(t, dst, ring)
+			checkUsable(t, dst, ring, small)
+		})
+	}
+}
+
+// TestCopyFromPostgres copies out of PostgreSQL, into SQLite and into
+// another PostgreSQL database: nothing lost, and a sequence that handed
+// out a since-deleted ID does not hand it out again.
+func TestCopyFromPostgres(t *testing.T) {
+	ctx := context.Background()
+	sz := size{users: 10, nodes: 60, audit: 200, flows: 200}
+	src, ring := newSourceAt(t, postgresTarget.new(t), sz)
+	// The newest policy version is deleted: its ID stays used.
+	db, err := openSQL(src, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var deleted int64
+	if err := db.QueryRow(`DELETE FROM policies WHERE id = (SELECT MAX(id) FROM policies) RETURNING id`).Scan(&deleted); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	before := dump(t, src)
+	for _, tg := range targets() {
+		t.Run(tg.name, func(t *testing.T) {
+			dst := tg.new(t)
+			if _, err := Copy(ctx, src, dst, Options{}); err != nil {
+				t.Fatal(err)
+			}
+			if after := dump(t, dst); fmt.Sprint(after) != fmt.Sprint(before) {
+				t.Error("the target differs from the source")
+			}
+			if dst.Driver == Postgres {
+				st := openStore(t, dst, ring)
+				p, err := st.SavePolicy(ctx, store.PolicyVersion{Hash: "h2", Source: "{}", Author: "test", Created: time.Now()})
+				if err != nil || p.ID <= deleted {
+					t.Errorf("policy saved after migration: ID %d (the source had handed out %d), %v", p.ID, deleted, err)
+				}
+				st.Close()
+			}
+			checkUsable(t, dst, ring, sz)
 		})
 	}
 }
 
 // checkUsable opens a migrated target as the coordinator would and checks
 // that sealed secrets open and new rows get fresh IDs and addresses.
-func checkUsable(t *testing.T, dst Location, ring *keyring.Ring) {
+func checkUsable(t *testing.T, dst Location, ring *keyring.Ring, sz size) {
 	t.Helper()
 	ctx := context.Background()
 	st := openStore(t, dst, ring)
@@ -245,8 +290,8 @@ func checkUsable(t *testing.T, dst Location, ring *keyring.Ring) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if after, err := st.ListAuditAfter(ctx, cur, 0); err != nil || len(after) != small.audit-int(cur)+1 {
-		t.Errorf("audit after the sink's cursor %d: %d events, %v; want %d", cur, len(after), err, small.audit-int(cur)+1)
+	if after, err := st.ListAuditAfter(ctx, cur, 0); err != nil || len(after) != sz.audit-int(cur)+1 {
+		t.Errorf("audit after the sink's cursor %d: %d events, %v; want %d", cur, len(after), err, sz.audit-int(cur)+1)
 	}
 }
 

@@ -196,31 +196,6 @@ func (d dialect) references(ctx context.Context, q querier, table string) ([]str
 	return refs, nil
 }
 
-// identityColumns lists the columns of the database whose values a
-// sequence hands out (PostgreSQL identity and serial columns), as
-// table -> column. SQLite has none to fix: a rowid follows the highest
-// one stored.
-func (d dialect) identityColumns(ctx context.Context, q querier) (map[string][]string, error) {
-	if Driver(d) != Postgres {
-		return nil, nil
-	}
-	rows, err := q.QueryContext(ctx, `SELECT table_name, column_name FROM information_schema.columns
-		WHERE table_schema = current_schema() AND (is_identity = 'YES' OR column_default LIKE 'nextval(%')`)
-	if err != nil {
-		return nil, fmt.Errorf("list identity columns: %w", err)
-	}
-	defer rows.Close()
-	m := make(map[string][]string)
-	for rows.Next() {
-		var t, c string
-		if err := rows.Scan(&t, &c); err != nil {
-			return nil, fmt.Errorf("list identity columns: %w", err)
-		}
-		m[t] = append(m[t], c)
-	}
-	return m, rows.Err()
-}
-
 // strings1 runs a query of one text column.
 func strings1(ctx context.Context, q querier, query string, args ...any) ([]string, error) {
 	rows, err := q.QueryContext(ctx, query, args...)
