@@ -140,12 +140,12 @@ func dump(t testing.TB, loc Location) map[string][]string {
 // then opens the sealed secrets with the same key and hands out IDs and
 // addresses that do not collide with the copied ones.
 func TestCopyLosesNothing(t *testing.T) {
+	ctx := context.Background()
+	src, ring := newSource(t, small)
+	before := dump(t, src)
 	for _, tg := range targets() {
 		t.Run(tg.name, func(t *testing.T) {
-			ctx := context.Background()
-			src, ring := newSource(t, small)
 			dst := tg.new(t)
-			before := dump(t, src)
 			last := map[string][2]int64{}
 			res, err := Copy(ctx, src, dst, Options{BatchRows: 333, Progress: func(table string, done, total int64) {
 				last[table] = [2]int64{done, total}
