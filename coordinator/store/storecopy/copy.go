@@ -100,7 +100,14 @@ func Copy(ctx context.Context, from, to Location, opts Options) (Result, error) 
 		return res, err
 	}
 	defer dst.Close()
-	dtx, err := dst.BeginTx(ctx, nil)
+	// One connection holds the transaction; PostgreSQL's COPY runs on it
+	// too (copyRows), inside the transaction.
+	dconn, err := dst.Conn(ctx)
+	if err != nil {
+		return res, fmt.Errorf("write %s: %w", to, err)
+	}
+	defer dconn.Close()
+	dtx, err := dconn.BeginTx(ctx, nil)
 	if err != nil {
 		return res, fmt.Errorf("write %s: %w", to, err)
 	}
@@ -131,7 +138,7 @@ func Copy(ctx context.Context, from, to Location, opts Options) (Result, error) 
 		}
 	}
 	for _, t := range plan.order {
-		n, err := copyTable(ctx, stx, dtx, to, t, plan.cols[t], opts)
+		n, err := copyTable(ctx, stx, dtx, dconn, to, t, plan.cols[t], opts)
 		if err != nil {
 			return res, err
 		}
@@ -292,9 +299,9 @@ func tablesWithData(ctx context.Context, q querier, tables []string) ([]string, 
 // default limit (32766) and PostgreSQL's (65535).
 const maxParams = 30000
 
-// copyTable copies one table's rows in batches of multi-row INSERTs and
-// returns how many it copied.
-func copyTable(ctx context.Context, stx querier, dtx *sql.Tx, to Location, table string, cols []column, opts Options) (int64, error) {
+// copyTable copies one table's rows, in batches of multi-row INSERTs
+// (SQLite) or with COPY (PostgreSQL), and returns how many it copied.
+func copyTable(ctx context.Context, stx querier, dtx *sql.Tx, dconn *sql.Conn, to Location, table string, cols []column, opts Options) (int64, error) {
 	var total int64
 	if err := stx.QueryRowContext(ctx, `SELECT COUNT(*) FROM `+quote(table)).Scan(&total); err != nil {
 		return 0, fmt.Errorf("count %s: %w", table, err)
@@ -318,6 +325,9 @@ func copyTable(ctx context.Context, stx querier, dtx *sql.Tx, to Location, table
 		return 0, fmt.Errorf("read %s: %w", table, err)
 	}
 	defer rows.Close()
+	if to.Driver == Postgres {
+		return copyRows(ctx, dconn, rows, table, cols, batch, total, opts.Progress)
+	}
 	d := dialect(to.Driver)
 	args := make([]any, 0, batch*len(cols))
 	var done int64
