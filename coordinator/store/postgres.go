@@ -22,8 +22,8 @@ import (
 // in a Tx (IDs, addresses, names, key use counts) behaves as on SQLite's
 // one writer.
 
-// defaultMaxConns bounds the connection pool unless the URL says
-// otherwise (pool_max_conns).
+// defaultMaxConns bounds the pool of reading connections unless the URL
+// says otherwise (pool_max_conns); writes have one connection more.
 const defaultMaxConns = 16
 
 // writeLockKey is the PostgreSQL advisory lock every write transaction
@@ -86,21 +86,26 @@ func openPostgres(ctx context.Context, rawURL string, opts Options) (Store, erro
 		return nil, fmt.Errorf("postgres URL: %w", err)
 	}
 	where := cfg.Database + " on " + cfg.Host // never the URL: it may hold a password
-	db := stdlib.OpenDB(*cfg)
-	db.SetMaxOpenConns(maxConns)
-	db.SetMaxIdleConns(maxConns)
-	if err := db.PingContext(ctx); err != nil {
-		db.Close()
+	// Writes go through one connection, as on SQLite: they take turns on
+	// the write lock anyway, so more would only wait at the server,
+	// holding connections the reads need. Reads have a pool of their own.
+	wdb, rdb := stdlib.OpenDB(*cfg), stdlib.OpenDB(*cfg)
+	wdb.SetMaxOpenConns(1)
+	rdb.SetMaxOpenConns(maxConns)
+	rdb.SetMaxIdleConns(maxConns)
+	closeBoth := func() { wdb.Close(); rdb.Close() }
+	if err := wdb.PingContext(ctx); err != nil {
+		closeBoth()
 		return nil, fmt.Errorf("connect to database %s: %w", where, err)
 	}
 	c := &rebindCache{m: map[string]string{}}
 	s := &sqlStore{
-		queries: queries{q: timed(pgQuerier{q: lockedWrites{db}, c: c}, "write", opts.Observe), sec: opts.Secrets, d: dialectPostgres},
-		r:       queries{q: timed(pgQuerier{q: db, c: c}, "read", opts.Observe), sec: opts.Secrets, d: dialectPostgres},
-		wdb:     db, rdb: db, log: logger, observe: opts.Observe, pg: c,
+		queries: queries{q: timed(pgQuerier{q: lockedWrites{wdb}, c: c}, "write", opts.Observe), sec: opts.Secrets, d: dialectPostgres},
+		r:       queries{q: timed(pgQuerier{q: rdb, c: c}, "read", opts.Observe), sec: opts.Secrets, d: dialectPostgres},
+		wdb:     wdb, rdb: rdb, log: logger, observe: opts.Observe, pg: c,
 	}
 	if err := s.migrate(ctx); err != nil {
-		db.Close()
+		closeBoth()
 		return nil, fmt.Errorf("database %s: %w", where, err)
 	}
 	if opts.Secrets != nil {
