@@ -26,6 +26,12 @@ import (
 // says otherwise (pool_max_conns); writes have one connection more.
 const defaultMaxConns = 16
 
+// idleInTransaction is how long the server lets one of the store's
+// transactions sit between statements before ending it (unless the URL
+// sets idle_in_transaction_session_timeout); the store's transactions never
+// wait on anything but the database.
+const idleInTransaction = "60s"
+
 // writeLockKey is the PostgreSQL advisory lock every write transaction
 // holds (pg_advisory_xact_lock), in the single-key space: "warren" and a
 // 1. Other advisory locks of Warren must use other keys.
@@ -86,6 +92,13 @@ func openPostgres(ctx context.Context, rawURL string, opts Options) (Store, erro
 		return nil, fmt.Errorf("postgres URL: %w", err)
 	}
 	where := cfg.Database + " on " + cfg.Host // never the URL: it may hold a password
+	if _, ok := cfg.RuntimeParams["idle_in_transaction_session_timeout"]; !ok {
+		// A coordinator that stops mid-transaction without its connection
+		// closing (paused, cut off by a partition) would hold the write
+		// lock, and so every replica's writes, until the server noticed;
+		// the server ends such a transaction after this instead.
+		cfg.RuntimeParams["idle_in_transaction_session_timeout"] = idleInTransaction
+	}
 	// Writes go through one connection, as on SQLite: they take turns on
 	// the write lock anyway, so more would only wait at the server,
 	// holding connections the reads need. Reads have a pool of their own.

@@ -218,3 +218,23 @@ func TestPostgresOrderIsBytewise(t *testing.T) {
 		t.Errorf("attributes listed as %v, want %v", got, want)
 	}
 }
+
+// TestPostgresIdleTransactionTimeout: the store's sessions end a
+// transaction left idle (its coordinator stopped mid-way), releasing the
+// write lock, unless the URL chose another limit.
+func TestPostgresIdleTransactionTimeout(t *testing.T) {
+	url := pgtest.NewDatabase(t)
+	pg := backends[1]
+	ctx := context.Background()
+	for _, tc := range []struct{ url, want string }{
+		{url, "1min"},
+		{url + "&idle_in_transaction_session_timeout=5000", "5s"},
+	} {
+		s := pg.reopen(t, tc.url, Options{})
+		var got string
+		must(t, s.(*sqlStore).r.q.QueryRowContext(ctx, `SHOW idle_in_transaction_session_timeout`).Scan(&got))
+		if got != tc.want {
+			t.Errorf("idle_in_transaction_session_timeout %q, want %q", got, tc.want)
+		}
+	}
+}
