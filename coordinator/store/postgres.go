@@ -22,9 +22,15 @@ import (
 // in a Tx (IDs, addresses, names, key use counts) behaves as on SQLite's
 // one writer.
 
-// defaultMaxConns bounds the connection pool unless the URL says
-// otherwise (pool_max_conns).
+// defaultMaxConns bounds the pool of reading connections unless the URL
+// says otherwise (pool_max_conns); writes have one connection more.
 const defaultMaxConns = 16
+
+// idleInTransaction is how long the server lets one of the store's
+// transactions sit between statements before ending it (unless the URL
+// sets idle_in_transaction_session_timeout); the store's transactions never
+// wait on anything but the database.
+const idleInTransaction = "60s"
 
 // writeLockKey is the PostgreSQL advisory lock every write transaction
 // holds (pg_advisory_xact_lock), in the single-key space: "warren" and a
@@ -37,6 +43,34 @@ func lockWrites(ctx context.Context, tx *sql.Tx) error {
 		return fmt.Errorf("take the write lock: %w", err)
 	}
 	return nil
+}
+
+// lockedWrites runs each statement Exec'd on the store itself (outside
+// Tx) in a transaction of its own holding the write lock, so that it
+// waits for a write transaction in progress, in this process or another,
+// as it would on SQLite's one writer; a transaction's read-then-write
+// (a key's use count, a node's fields) is never overwritten half-way by
+// a write that started after its read. Queries (reads, and inserts that
+// return an identity) run on the pool as they are.
+type lockedWrites struct{ *sql.DB }
+
+func (l lockedWrites) ExecContext(ctx context.Context, query string, args ...any) (res sql.Result, err error) {
+	tx, err := l.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("begin transaction: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	if err := lockWrites(ctx, tx); err != nil {
+		return nil, err
+	}
+	if res, err = tx.ExecContext(ctx, query, args...); err != nil {
+		return nil, err
+	}
+	return res, tx.Commit()
 }
 
 // openPostgres connects to the PostgreSQL database at rawURL (postgres://
@@ -58,21 +92,33 @@ func openPostgres(ctx context.Context, rawURL string, opts Options) (Store, erro
 		return nil, fmt.Errorf("postgres URL: %w", err)
 	}
 	where := cfg.Database + " on " + cfg.Host // never the URL: it may hold a password
-	db := stdlib.OpenDB(*cfg)
-	db.SetMaxOpenConns(maxConns)
-	db.SetMaxIdleConns(maxConns)
-	if err := db.PingContext(ctx); err != nil {
-		db.Close()
+	if _, ok := cfg.RuntimeParams["idle_in_transaction_session_timeout"]; !ok {
+		// A coordinator that stops mid-transaction without its connection
+		// closing (paused, cut off by a partition) would hold the write
+		// lock, and so every replica's writes, until the server noticed;
+		// the server ends such a transaction after this instead.
+		cfg.RuntimeParams["idle_in_transaction_session_timeout"] = idleInTransaction
+	}
+	// Writes go through one connection, as on SQLite: they take turns on
+	// the write lock anyway, so more would only wait at the server,
+	// holding connections the reads need. Reads have a pool of their own.
+	wdb, rdb := stdlib.OpenDB(*cfg), stdlib.OpenDB(*cfg)
+	wdb.SetMaxOpenConns(1)
+	rdb.SetMaxOpenConns(maxConns)
+	rdb.SetMaxIdleConns(maxConns)
+	closeBoth := func() { wdb.Close(); rdb.Close() }
+	if err := wdb.PingContext(ctx); err != nil {
+		closeBoth()
 		return nil, fmt.Errorf("connect to database %s: %w", where, err)
 	}
 	c := &rebindCache{m: map[string]string{}}
 	s := &sqlStore{
-		queries: queries{q: timed(pgQuerier{q: db, c: c}, "write", opts.Observe), sec: opts.Secrets, d: dialectPostgres},
-		r:       queries{q: timed(pgQuerier{q: db, c: c}, "read", opts.Observe), sec: opts.Secrets, d: dialectPostgres},
-		wdb:     db, rdb: db, log: logger, observe: opts.Observe, pg: c,
+		queries: queries{q: timed(pgQuerier{q: lockedWrites{wdb}, c: c}, "write", opts.Observe), sec: opts.Secrets, d: dialectPostgres},
+		r:       queries{q: timed(pgQuerier{q: rdb, c: c}, "read", opts.Observe), sec: opts.Secrets, d: dialectPostgres},
+		wdb:     wdb, rdb: rdb, log: logger, observe: opts.Observe, pg: c,
 	}
 	if err := s.migrate(ctx); err != nil {
-		db.Close()
+		closeBoth()
 		return nil, fmt.Errorf("database %s: %w", where, err)
 	}
 	if opts.Secrets != nil {
