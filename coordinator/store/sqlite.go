@@ -74,7 +74,7 @@ func OpenWith(ctx context.Context, path string, opts Options) (Store, error) {
 		wdb.Close()
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
-	s := &sqliteStore{queries: queries{q: timed(wdb, "write", opts.Observe), sec: opts.Secrets}, wdb: wdb, log: logger,
+	s := &sqliteStore{queries: queries{q: timed(wdb, "write", opts.Observe), sec: opts.Secrets, origin: origin(opts)}, wdb: wdb, log: logger,
 		observe: opts.Observe}
 	if err := s.migrate(ctx); err != nil {
 		wdb.Close()
@@ -98,7 +98,7 @@ func OpenWith(ctx context.Context, path string, opts Options) (Store, error) {
 		}
 		s.rdb = rdb
 	}
-	s.r = queries{q: timed(s.rdb, "read", opts.Observe), sec: opts.Secrets}
+	s.r = queries{q: timed(s.rdb, "read", opts.Observe), sec: opts.Secrets, origin: s.origin}
 	if opts.Secrets != nil {
 		n, err := s.resealSecrets(ctx)
 		if err != nil {
@@ -183,7 +183,7 @@ func (s *sqliteStore) Tx(ctx context.Context, fn func(q Queries) error) (err err
 			_ = tx.Rollback()
 		}
 	}()
-	if err := fn(queries{q: tx, sec: s.sec}); err != nil {
+	if err := fn(queries{q: tx, sec: s.sec, origin: s.origin}); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
@@ -201,10 +201,21 @@ type querier interface {
 }
 
 // queries implements Queries over a database or a transaction, sealing
-// and opening secrets with sec (nil: none, see Options.Secrets).
+// and opening secrets with sec (nil: none, see Options.Secrets); origin
+// is the replica its changes are recorded as (Options.ReplicaID).
 type queries struct {
-	q   querier
-	sec Sealer
+	q      querier
+	sec    Sealer
+	origin string
+}
+
+// origin is the replica ID a store opened with opts records its changes
+// as: Options.ReplicaID, or "local".
+func origin(opts Options) string {
+	if opts.ReplicaID != "" {
+		return opts.ReplicaID
+	}
+	return "local"
 }
 
 // wrapErr maps SQLite constraint errors to ErrConflict.
