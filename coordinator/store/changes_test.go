@@ -3,26 +3,18 @@ package store
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"testing"
 	"time"
 )
 
-// openReplica opens the database at path as replica id.
-func openReplica(t *testing.T, path, id string) Store {
-	t.Helper()
-	s, err := OpenWith(context.Background(), path, Options{ReplicaID: id})
-	must(t, err)
-	t.Cleanup(func() { s.Close() })
-	return s
-}
 
 // TestChangeFeed: every write other replicas must see appends one change
 // naming its kind, entity and origin, in the write's own transaction (a
 // rolled-back write leaves none).
-func TestChangeFeed(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "warren.db")
-	s := openReplica(t, path, "a")
+func TestChangeFeed(t *testing.T) { forEachBackend(t, testChangeFeed) }
+
+func testChangeFeed(t *testing.T, b backend) {
+	s := b.reopen(t, b.newURL(t), Options{ReplicaID: "a"})
 	ctx := context.Background()
 	u, err := s.CreateUser(ctx, User{Name: "ann@example.com", Role: RoleMember})
 	must(t, err)
@@ -81,9 +73,11 @@ func TestChangeFeed(t *testing.T) {
 // TestPresenceAndLeases: a node's session on replica a counts for b while a
 // beats, and stops counting once a is swept as dead (with a change for
 // the node); a lease has one holder until it expires or is released.
-func TestPresenceAndLeases(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "warren.db")
-	a, b := openReplica(t, path, "a"), openReplica(t, path, "b")
+func TestPresenceAndLeases(t *testing.T) { forEachBackend(t, testPresenceAndLeases) }
+
+func testPresenceAndLeases(t *testing.T, be backend) {
+	url := be.newURL(t)
+	a, b := be.reopen(t, url, Options{ReplicaID: "a"}), be.reopen(t, url, Options{ReplicaID: "b"})
 	ctx := context.Background()
 	now := time.Now()
 	must(t, a.Heartbeat(ctx, now))
