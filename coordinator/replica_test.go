@@ -1,8 +1,10 @@
 package coordinator_test
 
 import (
+	"cmp"
 	"context"
 	"net"
+	"path/filepath"
 	"net/netip"
 	"slices"
 	"sync"
@@ -218,4 +220,60 @@ func testReplicaJobsRunOnce(t *testing.T, dbURL string) {
 	}
 	stop()
 	poll.UntilTrue(t, wait, "the other replica taking the jobs over", other.Leading)
+}
+
+// TestDeadReplicaSessionsExpire: a replica killed without a goodbye (here
+// a "ghost" that registered an ephemeral node and held its channel, then
+// stopped beating) keeps its node online in the maps of the nodes on the
+// live replica, and unreaped, only until the ghost has been silent for
+// DeadAfter; then the node is offline everywhere and, being ephemeral,
+// deleted after the grace period.
+func TestDeadReplicaSessionsExpire(t *testing.T) { forEachDatabase(t, testDeadReplicaSessionsExpire) }
+
+func testDeadReplicaSessionsExpire(t *testing.T, dbURL string) {
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := coordinator.Config{StateDir: dir, Store: dbURL, Replica: true, EphemeralGrace: 100 * time.Millisecond,
+		Replication: coordinator.ReplicationConfig{Poll: 50 * time.Millisecond, Heartbeat: 100 * time.Millisecond,
+			DeadAfter: time.Second, LeaseTTL: 3 * time.Second}}
+	cfg.Relay.Disable = true
+	a, _ := start(t, cfg, ln)
+	ctx := context.Background()
+	u, err := a.Registry().CreateUser(ctx, admin, store.User{Name: "ann@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, authKey, err := a.Registry().CreateAuthKey(ctx, admin, registry.AuthKeyRequest{UserID: u.ID, Reusable: true, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	onA := joinAt(t, "http://"+ln.Addr().String(), a.PublicKey(), authKey, "on-a")
+
+	ghost, err := store.OpenURL(ctx, cmp.Or(dbURL, filepath.Join(dir, "warren.db")), store.Options{ReplicaID: "ghost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ghost.Close()
+	if err := ghost.Heartbeat(ctx, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	n, err := ghost.CreateNode(ctx, store.Node{MachineKey: key.NewMachine().Public(), NodeKey: key.NewNode().Public(),
+		DiscoKey: key.NewDisco().Public(), UserID: u.ID, Hostname: "on-ghost", Ephemeral: true, Created: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ghost.SetSession(ctx, n.ID, true, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	id := wire.NodeID(n.ID)
+	onA.until(t, "seeing the ghost's node", hasPeer(id))
+	// Online while the ghost counts as alive, or offline once it is swept:
+	// both are right on a machine slow enough to pass DeadAfter here.
+	onA.until(t, "seeing the ghost's node deleted once the ghost is dead", lacksPeer(id))
+	if _, err := a.Store().GetNode(ctx, n.ID); err == nil {
+		t.Error("the dead replica's ephemeral node is still stored")
+	}
 }
