@@ -254,6 +254,14 @@ func (f *Follower) apply(ctx context.Context, cs []store.Change) error {
 		}
 	}
 	var todo []store.Change
+	type entity struct {
+		kind string
+		ref  int64
+	}
+	// One entity changed several times in a page (a node connecting
+	// changes its row and its session) is read once: applying reads it
+	// as it is now anyway.
+	queued := make(map[entity]bool)
 	now := f.cfg.Now()
 	for _, c := range cs {
 		switch {
@@ -268,7 +276,8 @@ func (f *Follower) apply(ctx context.Context, cs []store.Change) error {
 			}
 			f.cursor = c.ID
 		}
-		if c.Origin != f.cfg.ID {
+		if e := (entity{c.Kind, c.Ref}); c.Origin != f.cfg.ID && !queued[e] {
+			queued[e] = true
 			todo = append(todo, c)
 		}
 	}

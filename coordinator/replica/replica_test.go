@@ -89,8 +89,8 @@ func open(t *testing.T, url, id string) store.Store {
 	return s
 }
 
-// TestFollowerSkipsOwnChanges: b's follower applies a's change and not
-// its own.
+// TestFollowerSkipsOwnChanges: b's follower applies a's changes, and not
+// its own; a node that changed twice is read once.
 func TestFollowerSkipsOwnChanges(t *testing.T) {
 	url := filepath.Join(t.TempDir(), "warren.db")
 	a, b := open(t, url, "a"), open(t, url, "b")
@@ -106,6 +106,9 @@ func TestFollowerSkipsOwnChanges(t *testing.T) {
 	}
 	other, err := a.CreateNode(ctx, newNode("other"))
 	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.UpdateNode(ctx, other); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.ReadOnce(ctx); err != nil {
