@@ -31,7 +31,7 @@ var replicaTiming = coordinator.ReplicationConfig{Poll: 50 * time.Millisecond, H
 // key file and policy file shared with the other replicas there) and the
 // database dbURL ("": warren.db in dir), and returns it with its URL and
 // a stop function.
-func replicaAt(t *testing.T, dir, dbURL string) (*coordinator.Coordinator, string, func()) {
+func replicaAt(t testing.TB, dir, dbURL string) (*coordinator.Coordinator, string, func()) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -61,7 +61,7 @@ type meshNode struct {
 
 // joinAt registers a node at the coordinator at url with a pre-auth key
 // and keeps its netmap until the test ends or leave is called.
-func joinAt(t *testing.T, url string, pub key.ControlPublic, authKey, host string) *meshNode {
+func joinAt(t testing.TB, url string, pub key.ControlPublic, authKey, host string) *meshNode {
 	t.Helper()
 	n := &meshNode{change: make(chan struct{}, 1), done: make(chan struct{})}
 	c, err := controlclient.New(controlclient.Config{URL: url, ControlKey: pub, Machine: key.NewMachine(),
@@ -104,7 +104,7 @@ func (n *meshNode) netmap() *controlclient.Netmap {
 }
 
 // until waits (bounded by wait) for the node's netmap to satisfy ok.
-func (n *meshNode) until(t *testing.T, what string, ok func(nm *controlclient.Netmap) bool) {
+func (n *meshNode) until(t testing.TB, what string, ok func(nm *controlclient.Netmap) bool) {
 	t.Helper()
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
