@@ -3,8 +3,11 @@ package coordinator_test
 import (
 	"cmp"
 	"context"
+	"errors"
+	"io/fs"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -27,17 +30,20 @@ import (
 var replicaTiming = coordinator.ReplicationConfig{Poll: 50 * time.Millisecond, Heartbeat: 500 * time.Millisecond,
 	DeadAfter: 10 * time.Second, LeaseTTL: 3 * time.Second}
 
-// replicaAt starts a coordinator replica on the state directory dir (its
-// key file and policy file shared with the other replicas there) and the
-// database dbURL ("": warren.db in dir), and returns it with its URL and
-// a stop function.
-func replicaAt(t testing.TB, dir, dbURL string) (*coordinator.Coordinator, string, func()) {
+// replicaAt starts a coordinator replica with a state directory of its
+// own, holding the key files of the directory shared (the first replica
+// puts its new ones there), on the database dbURL ("": a SQLite file in
+// shared), and returns it with its URL and a stop function.
+func replicaAt(t testing.TB, shared, dbURL string) (*coordinator.Coordinator, string, func()) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := coordinator.Config{StateDir: dir, Store: dbURL, Replica: true, Replication: replicaTiming}
+	dir := t.TempDir()
+	copyKeys(t, shared, dir)
+	cfg := coordinator.Config{StateDir: dir, Store: cmp.Or(dbURL, filepath.Join(shared, "warren.db")), Replica: true,
+		Replication: replicaTiming}
 	if dbURL != "" {
 		// On PostgreSQL changes must arrive by notification: the timer
 		// that would also find them never fires within a test.
@@ -45,7 +51,30 @@ func replicaAt(t testing.TB, dir, dbURL string) (*coordinator.Coordinator, strin
 	}
 	cfg.Relay.Disable = true
 	c, stop := start(t, cfg, ln)
+	copyKeys(t, dir, shared)
 	return c, "http://" + ln.Addr().String(), stop
+}
+
+// copyKeys copies the coordinator's key files from one state directory
+// to another where it lacks them, as an operator copies them to each
+// replica.
+func copyKeys(t testing.TB, from, to string) {
+	t.Helper()
+	for _, name := range []string{"coordinator.key", coordinator.SecretsKeyFile} {
+		b, err := os.ReadFile(filepath.Join(from, name))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(filepath.Join(to, name)); err == nil {
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(to, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // meshNode is a real control client with its latest netmap.
@@ -188,8 +217,8 @@ func testReplicasShareChanges(t *testing.T, dbURL string) {
 		t.Fatal(err)
 	}
 	onB.until(t, "cut off by the policy applied through A", lacksPeer(onA.id))
-	if got := b.Policy().Status().Version; got != a.Policy().Status().Version {
-		t.Errorf("B enforces policy version %d, A %d", got, a.Policy().Status().Version)
+	if got := b.Policy().Status().Hash; got != a.Policy().Status().Hash {
+		t.Errorf("B enforces policy %s, A %s", got, a.Policy().Status().Hash)
 	}
 	if _, err := a.Policy().Apply(ctx, "user:test", []byte(allowOwn)); err != nil {
 		t.Fatal(err)
