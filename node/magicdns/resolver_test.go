@@ -33,15 +33,25 @@ func upstream(t *testing.T, addr netip.Addr) netip.AddrPort {
 		}
 		w.WriteMsg(m)
 	})
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := pc.LocalAddr().(*net.UDPAddr).Port
-	ln, err := net.Listen("tcp", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port)).String())
-	if err != nil {
+	// The same port for UDP and TCP: the UDP port the system picks may be
+	// taken for TCP (a busy machine's outgoing connections), so try again.
+	var pc net.PacketConn
+	var ln net.Listener
+	var port int
+	for try := 0; ; try++ {
+		var err error
+		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		port = pc.LocalAddr().(*net.UDPAddr).Port
+		ln, err = net.Listen("tcp", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(port)).String())
+		if err == nil {
+			break
+		}
 		pc.Close()
-		t.Fatal(err)
+		if try == 100 {
+			t.Fatal(err)
+		}
 	}
 	var started sync.WaitGroup
 	started.Add(2)
