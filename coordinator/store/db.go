@@ -59,15 +59,16 @@ func (d dialect) prefixMatch(col, prefix string) (string, string) {
 // them) instead of timing out in SQLite's busy handler; plain reads go to
 // a pool of read-only connections, which WAL lets run beside the writer.
 //
-// PostgreSQL (openPostgres): one bounded pool serves reads and writes;
-// each Tx takes the store's advisory write lock, so write transactions
-// run one at a time across every process sharing the database, as they
-// do on SQLite's one writer.
+// PostgreSQL (openPostgres): the same, one writing connection and a
+// bounded pool of readers; every write (each Tx, and each statement Exec'd
+// outside one) holds the store's advisory write lock, so writes run one
+// at a time across every process sharing the database, as they do on
+// SQLite's one writer.
 type sqlStore struct {
 	queries         // the writer, see dispatch.go
 	r       queries // the readers
-	wdb     *sql.DB // SQLite: one connection; Tx and every write. PostgreSQL: the pool
-	rdb     *sql.DB // SQLite: read-only pool (wdb itself with Options.SharedPool); PostgreSQL: wdb
+	wdb     *sql.DB // one connection; Tx and every write
+	rdb     *sql.DB // read pool (wdb itself with SQLite's Options.SharedPool)
 	log     *slog.Logger
 	observe func(op string, d time.Duration) // Options.Observe, nil: none
 	pg      *rebindCache                     // PostgreSQL: the statements' text

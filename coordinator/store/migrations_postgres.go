@@ -4,9 +4,9 @@ package store
 // for the same change. Column types mirror SQLite's so that one set of
 // queries serves both: INTEGER is BIGINT (0/1 flags included), TEXT is
 // TEXT, BLOB is BYTEA; the IDs SQLite assigns itself (policies, flows) are
-// identity columns. Names that are listed in order (users.name,
-// nodes.name) compare bytewise (COLLATE "C"), as SQLite's do, whatever
-// the database's locale.
+// identity columns. Names that are listed in order or matched by prefix
+// (users.name, nodes.name, node_attrs.name) compare bytewise (COLLATE
+// "C"), as SQLite's do, whatever the database's locale.
 
 const postgresV1 = `
 CREATE TABLE users (
@@ -155,7 +155,7 @@ const postgresV10 = `
 -- is for set attributes. They go with their node.
 CREATE TABLE node_attrs (
 	node_id      BIGINT NOT NULL REFERENCES nodes(id) ON DELETE CASCADE,
-	name         TEXT NOT NULL,
+	name         TEXT COLLATE "C" NOT NULL,
 	value        TEXT NOT NULL,
 	source       TEXT NOT NULL,
 	collected_at BIGINT NOT NULL DEFAULT 0,

@@ -38,6 +38,7 @@ func TestPoolParams(t *testing.T) {
 	}{
 		{"postgres://u@h/db", "postgres://u@h/db", defaultMaxConns, ""},
 		{"postgres://u@h/db?pool_max_conns=4&sslmode=disable", "postgres://u@h/db?sslmode=disable", 4, ""},
+		{"postgres://u@h1:5432,h2:5433/db?pool_max_conns=3", "postgres://u@h1:5432,h2:5433/db", 3, ""},
 		{"postgres://u@h/db?pool_max_conns=0", "", 0, "positive"},
 		{"postgres://u:secret@h/db?pool_max_conns=x", "", 0, "positive"},
 	} {

@@ -22,9 +22,15 @@ import (
 // in a Tx (IDs, addresses, names, key use counts) behaves as on SQLite's
 // one writer.
 
-// defaultMaxConns bounds the connection pool unless the URL says
-// otherwise (pool_max_conns).
+// defaultMaxConns bounds the pool of reading connections unless the URL
+// says otherwise (pool_max_conns); writes have one connection more.
 const defaultMaxConns = 16
+
+// idleInTransaction is how long the server lets one of the store's
+// transactions sit between statements before ending it (unless the URL
+// sets idle_in_transaction_session_timeout); the store's transactions never
+// wait on anything but the database.
+const idleInTransaction = "60s"
 
 // writeLockKey is the PostgreSQL advisory lock every write transaction
 // holds (pg_advisory_xact_lock), in the single-key space: "warren" and a
@@ -86,21 +92,33 @@ func openPostgres(ctx context.Context, rawURL string, opts Options) (Store, erro
 		return nil, fmt.Errorf("postgres URL: %w", err)
 	}
 	where := cfg.Database + " on " + cfg.Host // never the URL: it may hold a password
-	db := stdlib.OpenDB(*cfg)
-	db.SetMaxOpenConns(maxConns)
-	db.SetMaxIdleConns(maxConns)
-	if err := db.PingContext(ctx); err != nil {
-		db.Close()
+	if _, ok := cfg.RuntimeParams["idle_in_transaction_session_timeout"]; !ok {
+		// A coordinator that stops mid-transaction without its connection
+		// closing (paused, cut off by a partition) would hold the write
+		// lock, and so every replica's writes, until the server noticed;
+		// the server ends such a transaction after this instead.
+		cfg.RuntimeParams["idle_in_transaction_session_timeout"] = idleInTransaction
+	}
+	// Writes go through one connection, as on SQLite: they take turns on
+	// the write lock anyway, so more would only wait at the server,
+	// holding connections the reads need. Reads have a pool of their own.
+	wdb, rdb := stdlib.OpenDB(*cfg), stdlib.OpenDB(*cfg)
+	wdb.SetMaxOpenConns(1)
+	rdb.SetMaxOpenConns(maxConns)
+	rdb.SetMaxIdleConns(maxConns)
+	closeBoth := func() { wdb.Close(); rdb.Close() }
+	if err := wdb.PingContext(ctx); err != nil {
+		closeBoth()
 		return nil, fmt.Errorf("connect to database %s: %w", where, err)
 	}
 	c := &rebindCache{m: map[string]string{}}
 	s := &sqlStore{
-		queries: queries{q: timed(pgQuerier{q: lockedWrites{db}, c: c}, "write", opts.Observe), sec: opts.Secrets, d: dialectPostgres, origin: origin(opts)},
-		r:       queries{q: timed(pgQuerier{q: db, c: c}, "read", opts.Observe), sec: opts.Secrets, d: dialectPostgres, origin: origin(opts)},
-		wdb:     db, rdb: db, log: logger, observe: opts.Observe, pg: c,
+		queries: queries{q: timed(pgQuerier{q: lockedWrites{wdb}, c: c}, "write", opts.Observe), sec: opts.Secrets, d: dialectPostgres, origin: origin(opts)},
+		r:       queries{q: timed(pgQuerier{q: rdb, c: c}, "read", opts.Observe), sec: opts.Secrets, d: dialectPostgres, origin: origin(opts)},
+		wdb:     wdb, rdb: rdb, log: logger, observe: opts.Observe, pg: c,
 	}
 	if err := s.migrate(ctx); err != nil {
-		db.Close()
+		closeBoth()
 		return nil, fmt.Errorf("database %s: %w", where, err)
 	}
 	if opts.Secrets != nil {

@@ -5,9 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/warrenmesh/warren/internal/tstest/pgtest"
 	"github.com/warrenmesh/warren/internal/tstest/poll"
@@ -155,5 +159,82 @@ func TestPostgresWriteWaitsForTransaction(t *testing.T) {
 	must(t, <-revoked)
 	if k, err = a.GetAuthKey(ctx, k.ID); err != nil || !k.Revoked {
 		t.Fatalf("key after a revocation during a registration: %+v, %v; the revocation was lost", k, err)
+	}
+}
+
+// TestPostgresOrderIsBytewise: listings come in SQLite's order (bytes),
+// not the database locale's, which for en-US puts "mdma" before
+// "mdmCompliant" (case counts last) and, with glibc's, "aa" before "a-b"
+// (punctuation counts last). The store runs on a database whose default
+// collation is ICU's en-US.
+func TestPostgresOrderIsBytewise(t *testing.T) {
+	url := pgtest.NewDatabase(t)
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, url)
+	must(t, err)
+	defer admin.Close(ctx)
+	name := fmt.Sprintf("warren_icu_%d", time.Now().UnixNano())
+	if _, err := admin.Exec(ctx, `CREATE DATABASE `+name+` TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C'`); err != nil {
+		t.Skipf("no ICU collation in this PostgreSQL: %v", err)
+	}
+	t.Cleanup(func() { _, _ = admin.Exec(context.Background(), `DROP DATABASE `+name+` WITH (FORCE)`) })
+	cfg, err := pgx.ParseConfig(url)
+	must(t, err)
+	icuURL := strings.Replace(url, "/"+cfg.Database+"?", "/"+name+"?", 1)
+	s := backends[1].reopen(t, icuURL, Options{})
+	labels := []string{"ac", "a-b", "aa", "ab"}
+	var first NodeID
+	for _, l := range labels {
+		n, err := s.CreateNode(ctx, newNode(l, 1))
+		must(t, err)
+		if first == 0 {
+			first = n.ID
+		}
+	}
+	attrNames := []string{"mdma", "mdmCompliant", "MDM", "mdm-x"}
+	for _, a := range attrNames {
+		must(t, s.PutNodeAttr(ctx, NodeAttr{Node: first, Name: "custom:" + a, Value: "1", Source: "admin", ReportedAt: time.Now()}))
+	}
+	want := slices.Clone(labels)
+	slices.Sort(want)
+	page, _, err := s.ListNodePage(ctx, NodePageFilter{})
+	must(t, err)
+	var got []string
+	for _, n := range page {
+		got = append(got, n.Name)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("nodes listed as %v, want %v", got, want)
+	}
+	attrs, err := s.ListNodeAttrs(ctx, first)
+	must(t, err)
+	got = nil
+	for _, a := range attrs {
+		got = append(got, strings.TrimPrefix(a.Name, "custom:"))
+	}
+	want = slices.Clone(attrNames)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("attributes listed as %v, want %v", got, want)
+	}
+}
+
+// TestPostgresIdleTransactionTimeout: the store's sessions end a
+// transaction left idle (its coordinator stopped mid-way), releasing the
+// write lock, unless the URL chose another limit.
+func TestPostgresIdleTransactionTimeout(t *testing.T) {
+	url := pgtest.NewDatabase(t)
+	pg := backends[1]
+	ctx := context.Background()
+	for _, tc := range []struct{ url, want string }{
+		{url, "1min"},
+		{url + "&idle_in_transaction_session_timeout=5000", "5s"},
+	} {
+		s := pg.reopen(t, tc.url, Options{})
+		var got string
+		must(t, s.(*sqlStore).r.q.QueryRowContext(ctx, `SHOW idle_in_transaction_session_timeout`).Scan(&got))
+		if got != tc.want {
+			t.Errorf("idle_in_transaction_session_timeout %q, want %q", got, tc.want)
+		}
 	}
 }

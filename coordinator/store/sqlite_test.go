@@ -332,10 +332,16 @@ func cheapNode(i int, hostname string) Node {
 		DiscoKey: key.PublicFromRaw[key.DiscoKind](raw), UserID: 1, Hostname: hostname, Created: time.Unix(1700000000, 0)}
 }
 
-// benchCreateNode measures one CreateNode in a database of seeded nodes;
-// hostname names the i-th node.
+// benchCreateNode measures one CreateNode in a database of seeded nodes,
+// on each backend; hostname names the i-th node.
 func benchCreateNode(b *testing.B, seeded int, hostname func(i int) string) {
-	s, _ := openTest(b)
+	for _, bk := range backends {
+		b.Run(bk.name, func(b *testing.B) { benchCreateNodeOn(b, bk, seeded, hostname) })
+	}
+}
+
+func benchCreateNodeOn(b *testing.B, bk backend, seeded int, hostname func(i int) string) {
+	s, _ := bk.openTest(b)
 	ctx := context.Background()
 	err := s.Tx(ctx, func(q Queries) error {
 		for i := range seeded {
