@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -250,10 +249,11 @@ func (e *PermanentError) Unwrap() error { return e.Err }
 // refuses the node for good; it reconnects with backoff after any other
 // failure, keeping the last netmap meanwhile.
 func (c *Client) Run(ctx context.Context) error {
-	backoff := c.cfg.MinBackoff
+	rnd := newRand() // owned by this goroutine
+	ceil := c.cfg.MinBackoff
 	for {
 		start := time.Now()
-		err := c.session(ctx)
+		registered, err := c.session(ctx)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -267,7 +267,8 @@ func (c *Client) Run(ctx context.Context) error {
 			return perm
 		}
 		var wait time.Duration
-		wait, backoff = nextBackoff(backoff, time.Since(start), c.cfg.MinBackoff, c.cfg.MaxBackoff)
+		healthy := healthySession(registered, time.Since(start), c.cfg.MinBackoff)
+		wait, ceil = nextBackoff(rnd, ceil, healthy, c.cfg.MinBackoff, c.cfg.MaxBackoff)
 		c.log.Warn("control channel lost, reconnecting", "err", err, "in", wait.Round(time.Millisecond))
 		select {
 		case <-ctx.Done():
@@ -277,21 +278,15 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 }
 
-// nextBackoff returns how long to wait before the next connect, after a
-// session that lasted lasted with the backoff at cur, and the backoff for
-// the one after. A session that lasted longer than maxB was a working
-// channel, so the backoff starts again from minB; the wait is jittered in
-// [backoff/2, backoff] so many nodes losing one coordinator spread out.
-func nextBackoff(cur, lasted, minB, maxB time.Duration) (wait, next time.Duration) {
-	if lasted > maxB {
-		cur = minB
-	}
-	wait = cur/2 + rand.N(cur/2+1)
-	return wait, min(2*cur, maxB)
+// session runs one control channel from dial to failure. It reports
+// whether the channel got as far as a netmap (for the backoff).
+func (c *Client) session(ctx context.Context) (registered bool, err error) {
+	err = c.run(ctx, &registered)
+	return registered, err
 }
 
-// session runs one control channel from dial to failure.
-func (c *Client) session(ctx context.Context) error {
+// run is session's body; it sets *registered once a netmap arrived.
+func (c *Client) run(ctx context.Context, registered *bool) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	mc, closeNow, err := c.dial(ctx)
@@ -414,6 +409,7 @@ func (c *Client) session(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		*registered = true
 		if c.cfg.OnNetmap != nil {
 			c.cfg.OnNetmap(nm)
 		}
