@@ -20,7 +20,7 @@ func BenchmarkInsertFlows(b *testing.B) {
 			s, _ := openTest(b)
 			ctx := context.Background()
 			if mode == "baseline" {
-				_, err := s.(*sqliteStore).wdb.ExecContext(ctx, `CREATE TABLE flows_bare AS SELECT * FROM flows WHERE 0`)
+				_, err := s.(*sqlStore).wdb.ExecContext(ctx, `CREATE TABLE flows_bare AS SELECT * FROM flows WHERE 0`)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -85,7 +85,7 @@ func BenchmarkFlowQuery(b *testing.B) {
 	ctx := context.Background()
 	now := flowT0.Add(30 * 24 * time.Hour)
 	start := time.Now()
-	if err := fillFlows(ctx, s.(*sqliteStore), total, flowT0, now); err != nil {
+	if err := fillFlows(ctx, s.(*sqlStore), total, flowT0, now); err != nil {
 		b.Fatal(err)
 	}
 	b.Logf("generated %d flows in %v", total, time.Since(start).Round(time.Millisecond))
@@ -117,7 +117,7 @@ func BenchmarkFlowQuery(b *testing.B) {
 // fillFlows inserts n synthetic flows spread evenly over [from, to) with
 // one statement, dropping the indexes while it does and building them
 // again after (as a bulk load would).
-func fillFlows(ctx context.Context, s *sqliteStore, n int, from, to time.Time) error {
+func fillFlows(ctx context.Context, s *sqlStore, n int, from, to time.Time) error {
 	span := to.Sub(from).Nanoseconds() / int64(n)
 	for _, q := range []string{
 		`DROP INDEX flows_time`, `DROP INDEX flows_src_user`, `DROP INDEX flows_dst_node`,
