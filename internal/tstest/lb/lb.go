@@ -184,17 +184,18 @@ func (lb *LB) command(cmd string) (string, error) {
 	return b.String(), sc.Err()
 }
 
-// Disable stops sending new connections to the named backend (those it
-// holds stay), as an operator draining a replica would.
+// Disable stops sending new connections to the named backend, as an
+// operator draining a replica would: the connections it holds stay (HAProxy's
+// drain state; maintenance would cut them, as a replica marked down does).
 func (lb *LB) Disable(t testing.TB, name string) {
 	t.Helper()
-	lb.set(t, "disable server replicas/"+name)
+	lb.set(t, "set server replicas/"+name+" state drain")
 }
 
 // Enable lets the named backend take new connections again.
 func (lb *LB) Enable(t testing.TB, name string) {
 	t.Helper()
-	lb.set(t, "enable server replicas/"+name)
+	lb.set(t, "set server replicas/"+name+" state ready")
 }
 
 func (lb *LB) set(t testing.TB, cmd string) {

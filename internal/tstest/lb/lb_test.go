@@ -1,6 +1,7 @@
 package lb
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -67,9 +68,23 @@ func TestBalancer(t *testing.T) {
 			}
 		}
 	}
+	// A connection held across a drain stays up.
+	held, err := net.Dial("tcp", strings.TrimPrefix(lb.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	lb.Disable(t, "a")
 	lb.Disable(t, "b")
-	check("b disabled", "a")
+	lb.Enable(t, "a")
+	check("b drained", "a")
 	lb.Enable(t, "b")
+	if _, err := fmt.Fprintf(held, "GET / HTTP/1.0\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := io.ReadAll(held); err != nil || !strings.HasSuffix(string(b), "a") && !strings.HasSuffix(string(b), "b") {
+		t.Fatalf("a connection held across a drain: %q, %v", b, err)
+	}
 	stopA()
 	// Before the check marks a down, redispatch sends a refused
 	// connection on to b; after, a gets none.
