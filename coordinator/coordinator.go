@@ -38,6 +38,7 @@ import (
 	"github.com/warrenmesh/warren/coordinator/netmap"
 	"github.com/warrenmesh/warren/coordinator/policyfile"
 	"github.com/warrenmesh/warren/coordinator/registry"
+	"github.com/warrenmesh/warren/coordinator/replica"
 	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/derp"
 	"github.com/warrenmesh/warren/internal/key"
@@ -121,6 +122,16 @@ type Config struct {
 	// 12 h); ConsoleNow is the console's clock (nil: time.Now; tests).
 	ConsoleIdleTimeout, ConsoleMaxAge time.Duration
 	ConsoleNow                        func() time.Time
+	// Replica makes this coordinator one of several sharing one store
+	// (see replica.go): it follows the store's change feed, records
+	// which nodes it holds, keeps the store's newest policy version in
+	// force, and runs the jobs that must run once only while it holds
+	// the store's jobs lease. ReplicaID names it in the store (default:
+	// host name and a random suffix, new at every start); Replication
+	// tunes the follower (zero values are defaults; tests shorten them).
+	Replica     bool
+	ReplicaID   string
+	Replication ReplicationConfig
 }
 
 // Coordinator is a running control server.
@@ -144,6 +155,8 @@ type Coordinator struct {
 	logins   logins // interactive login, zero when not configured
 	console  *console.Server
 	metrics  *coordMetrics
+	follower *replica.Follower // nil unless Config.Replica
+	leader   *replica.Leader   // nil unless Config.Replica
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -193,8 +206,11 @@ func New(ctx context.Context, cfg Config) (_ *Coordinator, err error) {
 		}
 	}()
 	met := newCoordMetrics()
+	if cfg.Replica && cfg.ReplicaID == "" {
+		cfg.ReplicaID = newReplicaID()
+	}
 	st, err := store.OpenURL(ctx, cmp.Or(cfg.Store, filepath.Join(cfg.StateDir, "warren.db")), store.Options{Logger: cfg.Logger, Secrets: ring,
-		SharedPool: cfg.SharedStorePool, Observe: met.observeStore})
+		SharedPool: cfg.SharedStorePool, Observe: met.observeStore, ReplicaID: cfg.ReplicaID})
 	if errors.Is(err, keyring.ErrUnknownKey) {
 		return nil, fmt.Errorf("%w (restore %s from the backup of this state directory)", err, SecretsKeyFile)
 	}
@@ -220,8 +236,13 @@ func New(ctx context.Context, cfg Config) (_ *Coordinator, err error) {
 	c.engine = netmap.New(netmap.Config{Domain: cfg.Domain, DNS: cfg.DNS, DERPMap: c.derpMap, Logger: cfg.Logger,
 		OnRevoke: c.revoked.revoke, OnPush: met.onPush})
 	c.policy, err = policyfile.New(policyfile.Config{Path: cfg.PolicyPath, Store: st, Audit: c.audit,
-		Apply: c.applyPolicy, Logger: cfg.Logger})
+		Apply: c.applyPolicy, Logger: cfg.Logger, Replica: cfg.Replica})
 	if err != nil {
+		return nil, err
+	}
+	// The feed's cursor is taken before anything is loaded, so that no
+	// change committed meanwhile is missed.
+	if err := c.newFollower(ctx); err != nil {
 		return nil, err
 	}
 	// The policy goes in before the nodes, so each node is compiled once.
@@ -235,7 +256,7 @@ func New(ctx context.Context, cfg Config) (_ *Coordinator, err error) {
 	c.registry, err = registry.New(ctx, registry.Config{
 		Store: st, Engine: c.engine, Audit: c.audit, Failures: c.failures, Login: c.logins.login, Logger: cfg.Logger,
 		KeyExpiry: cfg.KeyExpiry, EphemeralGrace: cfg.EphemeralGrace, RequireApproval: cfg.RequireApproval,
-		Policy: c.policy.Current, PostureMaxAge: cfg.PostureMaxAge,
+		Policy: c.policy.Current, PostureMaxAge: cfg.PostureMaxAge, PresenceTTL: cfg.Replication.DeadAfter,
 	})
 	if err != nil {
 		return nil, err
@@ -248,6 +269,11 @@ func New(ctx context.Context, cfg Config) (_ *Coordinator, err error) {
 	}
 	if err := c.access.Start(ctx); err != nil {
 		return nil, err
+	}
+	if c.follower != nil {
+		if err := c.follower.Start(ctx); err != nil {
+			return nil, err
+		}
 	}
 	c.control, err = control.New(control.Config{Key: k, Registry: c.registry, Engine: c.engine,
 		Audit: c.audit, Failures: c.failures, Logger: cfg.Logger, KeepAlive: cfg.KeepAlive, HandshakeTimeout: cfg.HandshakeTimeout,
@@ -300,12 +326,9 @@ func New(ctx context.Context, cfg Config) (_ *Coordinator, err error) {
 	// Nothing fails from here on.
 	met.register(c)
 	met.registerSinks(exporter)
+	var once jobs // what must run on one replica only, see replica.go
 	if len(sinks) > 0 {
-		c.wg.Add(1)
-		go func() {
-			defer c.wg.Done()
-			exporter.Run(runCtx)
-		}()
+		once.add(exporter.Run)
 	}
 	if cfg.Alerts != nil {
 		ac := *cfg.Alerts
@@ -331,36 +354,24 @@ func New(ctx context.Context, cfg Config) (_ *Coordinator, err error) {
 			}
 		}
 		alerter := alert.New(ac, st, c.audit)
-		c.wg.Add(1)
-		go func() {
-			defer c.wg.Done()
-			alerter.Run(runCtx)
-		}()
+		once.add(alerter.Run)
 	}
 	if cfg.AuditRetention > 0 || cfg.FlowRetention > 0 {
-		c.prune(ctx, cfg.AuditRetention, cfg.FlowRetention) // at start, then hourly
-		c.wg.Add(1)
-		go func() {
-			defer c.wg.Done()
-			c.runRetention(runCtx, cfg.AuditRetention, cfg.FlowRetention)
-		}()
+		once.add(func(ctx context.Context) {
+			c.prune(ctx, cfg.AuditRetention, cfg.FlowRetention) // at start, then hourly
+			c.runRetention(ctx, cfg.AuditRetention, cfg.FlowRetention)
+		})
 	}
-	c.wg.Add(3)
+	once.add(func(ctx context.Context) { _ = c.access.Run(ctx) })
+	if c.logins.oidc != nil && c.logins.recheck > 0 {
+		once.add(func(ctx context.Context) { c.runRechecks(ctx, c.logins.oidc, c.logins.recheck) })
+	}
+	c.startJobs(runCtx, once)
+	c.wg.Add(2)
 	go func() {
 		defer c.wg.Done()
 		_ = c.engine.Run(runCtx)
 	}()
-	go func() {
-		defer c.wg.Done()
-		_ = c.access.Run(runCtx)
-	}()
-	if c.logins.oidc != nil && c.logins.recheck > 0 {
-		c.wg.Add(1)
-		go func() {
-			defer c.wg.Done()
-			c.runRechecks(runCtx, c.logins.oidc, c.logins.recheck)
-		}()
-	}
 	go func() {
 		defer c.wg.Done()
 		if err := c.policy.Run(runCtx); err != nil {

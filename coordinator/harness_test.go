@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
@@ -64,21 +65,7 @@ func serveAt(t testing.TB, cfg coordinator.Config, hook func(url string, cfg *co
 		cfg.Login.PublicURL = "http://" + ln.Addr().String()
 	}
 	ctx := context.Background()
-	c, err := coordinator.New(ctx, cfg)
-	if err != nil {
-		ln.Close()
-		t.Fatal(err)
-	}
-	sctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- c.ServeHTTP(sctx, ln, c.Handler()) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil && !errors.Is(err, http.ErrServerClosed) {
-			t.Errorf("ServeHTTP: %v", err)
-		}
-		c.Close()
-	})
+	c, _ := start(t, cfg, ln)
 	u, err := c.Registry().CreateUser(ctx, admin, store.User{Name: "ann@example.com", Email: "ann@example.com"})
 	if err != nil {
 		t.Fatal(err)
@@ -88,6 +75,33 @@ func serveAt(t testing.TB, cfg coordinator.Config, hook func(url string, cfg *co
 		t.Fatal(err)
 	}
 	return &served{c: c, addr: ln.Addr().String(), url: "http://" + ln.Addr().String(), authKey: plain}
+}
+
+// start runs a coordinator with cfg serving its public handler on ln
+// until the test ends or stop is called.
+func start(t testing.TB, cfg coordinator.Config, ln net.Listener) (_ *coordinator.Coordinator, stop func()) {
+	t.Helper()
+	ctx := context.Background()
+	c, err := coordinator.New(ctx, cfg)
+	if err != nil {
+		ln.Close()
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- c.ServeHTTP(sctx, ln, c.Handler()) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil && !errors.Is(err, http.ErrServerClosed) {
+				t.Errorf("ServeHTTP: %v", err)
+			}
+			c.Close()
+		})
+	}
+	t.Cleanup(stop)
+	return c, stop
 }
 
 // clientFrom returns an HTTP client whose connections come from the

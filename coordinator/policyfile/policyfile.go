@@ -72,6 +72,11 @@ type Config struct {
 	Apply  func(*policy.Policy)
 	Logger *slog.Logger
 	Now    func() time.Time
+	// Replica makes the store's newest version the policy in force (see
+	// replica.go): coordinator replicas share the store, each keeps its
+	// file as a copy of that version, and an edit of the file on any one
+	// records a new version that Sync puts in force on the others.
+	Replica bool
 }
 
 // Status is what is in force and what was last refused.
@@ -147,6 +152,9 @@ func (m *Manager) Load(ctx context.Context) error {
 			m.log.Error("stored policy no longer valid; ignoring it", "version", latest.ID, "err", err)
 		} else {
 			m.install(p, latest)
+			if m.cfg.Replica {
+				return m.mirror()
+			}
 		}
 	}
 	err := m.reload(ctx, "")

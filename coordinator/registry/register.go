@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -401,7 +402,7 @@ func (r *Registry) Connected(ctx context.Context, id store.NodeID, eps []netip.A
 	}
 	_ = r.engine.SetOnline(wire.NodeID(id), true, now)
 	_ = r.engine.SetEndpoints(wire.NodeID(id), eps, homeRelay)
-	r.saveSeen(ctx, id, eps, homeRelay, true)
+	r.saveSeen(ctx, id, eps, homeRelay, true, sessionOpen)
 }
 
 // UpdateEndpoints records a connected node's new endpoints.
@@ -410,7 +411,7 @@ func (r *Registry) UpdateEndpoints(ctx context.Context, id store.NodeID, eps []n
 		eps = eps[:maxEndpoints]
 	}
 	_ = r.engine.SetEndpoints(wire.NodeID(id), eps, homeRelay)
-	r.saveSeen(ctx, id, eps, homeRelay, true)
+	r.saveSeen(ctx, id, eps, homeRelay, true, sessionSame)
 }
 
 // Disconnected records that one control channel of node id closed. An
@@ -422,21 +423,32 @@ func (r *Registry) Disconnected(ctx context.Context, id store.NodeID) {
 	if left <= 0 {
 		delete(r.conns, id)
 	}
+	elsewhere := r.remote[id]
 	r.mu.Unlock()
 	if left > 0 {
 		return
 	}
 	now := r.now()
-	_ = r.engine.SetOnline(wire.NodeID(id), false, now)
-	n := r.saveSeen(ctx, id, nil, 0, false)
-	if n.Ephemeral {
+	if !elsewhere {
+		_ = r.engine.SetOnline(wire.NodeID(id), false, now)
+	}
+	n := r.saveSeen(ctx, id, nil, 0, false, sessionClosed)
+	if n.Ephemeral && !elsewhere {
 		r.scheduleReap(id)
 	}
 }
 
-// saveSeen stores last-seen time (and endpoints when setEps) and returns the
-// stored node.
-func (r *Registry) saveSeen(ctx context.Context, id store.NodeID, eps []netip.AddrPort, relay int, setEps bool) store.Node {
+// What saveSeen records of this replica's control channel of the node.
+const (
+	sessionSame   = iota // unchanged
+	sessionOpen          // the first one opened
+	sessionClosed        // the last one closed
+)
+
+// saveSeen stores last-seen time (and endpoints when setEps) and whether
+// this replica holds a control channel of the node (see replica.go), and
+// returns the stored node.
+func (r *Registry) saveSeen(ctx context.Context, id store.NodeID, eps []netip.AddrPort, relay int, setEps bool, session int) store.Node {
 	var n store.Node
 	err := r.st.Tx(context.WithoutCancel(ctx), func(q store.Queries) error {
 		var err error
@@ -447,8 +459,13 @@ func (r *Registry) saveSeen(ctx context.Context, id store.NodeID, eps []netip.Ad
 		if setEps {
 			n.Endpoints, n.HomeRelay = eps, relay
 		}
-		n, err = q.UpdateNode(ctx, n)
-		return err
+		if n, err = q.UpdateNode(ctx, n); err != nil {
+			return err
+		}
+		if session != sessionSame {
+			return q.SetSession(ctx, id, session == sessionOpen, n.LastSeen)
+		}
+		return nil
 	})
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		r.log.Warn("save last seen", "node", id, "err", err)
@@ -459,7 +476,7 @@ func (r *Registry) saveSeen(ctx context.Context, id store.NodeID, eps []netip.Ad
 func (r *Registry) scheduleReap(id store.NodeID) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.closed || r.conns[id] > 0 || r.reapers[id] != nil {
+	if r.closed || r.conns[id] > 0 || r.remote[id] || r.reapers[id] != nil {
 		return
 	}
 	r.reapers[id] = time.AfterFunc(r.grace, func() { r.reap(id) })
@@ -468,7 +485,7 @@ func (r *Registry) scheduleReap(id store.NodeID) {
 // reap deletes an ephemeral node that stayed offline for the grace period.
 func (r *Registry) reap(id store.NodeID) {
 	r.mu.Lock()
-	if r.closed || r.reapers[id] == nil || r.conns[id] > 0 {
+	if r.closed || r.reapers[id] == nil || r.conns[id] > 0 || r.remote[id] {
 		r.mu.Unlock()
 		return
 	}
@@ -478,11 +495,15 @@ func (r *Registry) reap(id store.NodeID) {
 	defer r.inflight.Done()
 	ctx := context.Background()
 	err := r.audit.Commit(ctx, func(tx *audit.Tx) error {
+		// Another replica may hold it now (it reconnected there).
+		if n, err := tx.RemoteSessions(ctx, id, r.now().Add(-r.presence)); err != nil || n > 0 {
+			return cmp.Or(err, errElsewhere)
+		}
 		tx.Record(audit.Event{Actor: "system", Action: "node.delete", Target: fmt.Sprintf("node:%d", id),
 			Detail: map[string]any{"reason": "ephemeral node offline"}})
 		return tx.DeleteNode(ctx, id)
 	})
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, store.ErrNotFound) || errors.Is(err, errElsewhere) {
 		return
 	}
 	if err != nil {

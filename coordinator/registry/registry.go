@@ -69,6 +69,11 @@ type Config struct {
 	// PostureMaxAge is how long a node's posture report counts without a
 	// newer report or heartbeat; 0 means DefaultPostureMaxAge.
 	PostureMaxAge time.Duration
+	// PresenceTTL is, with replicas sharing the store, how long after its
+	// last heartbeat another replica's control channels still count (see
+	// package replica): an ephemeral node another live replica holds is
+	// never reaped. 0 means 15 s.
+	PresenceTTL time.Duration
 }
 
 // Registry is the coordinator's single writer of node, user and key state.
@@ -85,9 +90,11 @@ type Registry struct {
 	grace     time.Duration
 	policy    func() *policy.Policy
 	maxAge    time.Duration // PostureMaxAge
+	presence  time.Duration // PresenceTTL
 
 	mu       sync.Mutex
 	conns    map[store.NodeID]int           // open control channels per node
+	remote   map[store.NodeID]bool          // nodes another replica holds a control channel of (see replica.go)
 	reapers  map[store.NodeID]*time.Timer   // ephemeral deletions pending
 	posture  map[store.NodeID]*postureTimer // next posture change per node, see posturetimers.go
 	refusals map[store.NodeID]string        // why each node's last posture report was refused
@@ -106,12 +113,17 @@ func New(ctx context.Context, cfg Config) (*Registry, error) {
 		log: cfg.Logger, now: cfg.Now, keyExpiry: cfg.KeyExpiry, grace: cfg.EphemeralGrace,
 		policy: cfg.Policy, maxAge: cfg.PostureMaxAge,
 		conns:    make(map[store.NodeID]int),
+		remote:   make(map[store.NodeID]bool),
+		presence: cfg.PresenceTTL,
 		reapers:  make(map[store.NodeID]*time.Timer),
 		posture:  make(map[store.NodeID]*postureTimer),
 		refusals: make(map[store.NodeID]string),
 	}
 	if r.maxAge <= 0 {
 		r.maxAge = DefaultPostureMaxAge
+	}
+	if r.presence <= 0 {
+		r.presence = 15 * time.Second
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -200,7 +212,7 @@ func (r *Registry) publish(ctx context.Context, n *store.Node) {
 		}
 	}
 	r.mu.Lock()
-	online := r.conns[n.ID] > 0
+	online := r.conns[n.ID] > 0 || r.remote[n.ID]
 	r.mu.Unlock()
 	nm := toNetmap(n, u, online)
 	attrs, err := r.st.ListNodeAttrs(ctx, n.ID)

@@ -80,7 +80,7 @@ func (q queries) CreateAccessRequest(ctx context.Context, r AccessRequest) (Acce
 	if err != nil {
 		return r, fmt.Errorf("create access request: %w", wrapErr(err))
 	}
-	return r, nil
+	return r, q.appendChange(ctx, ChangeAccess, r.ID)
 }
 
 func (q queries) GetAccessRequest(ctx context.Context, id int64) (AccessRequest, error) {
@@ -140,7 +140,7 @@ func (q queries) UpdateAccessRequest(ctx context.Context, r AccessRequest) error
 	if n, _ := res.RowsAffected(); n == 0 {
 		return fmt.Errorf("access request ar-%d: %w", r.ID, ErrNotFound)
 	}
-	return nil
+	return q.appendChange(ctx, ChangeAccess, r.ID)
 }
 
 func (q queries) NextAccessExpiry(ctx context.Context, state string) (time.Time, error) {

@@ -36,12 +36,16 @@ func (q queries) PutNodeAttr(ctx context.Context, a NodeAttr) error {
 	if err != nil {
 		return fmt.Errorf("set attribute %s of node %d: %w", a.Name, a.Node, wrapErr(err))
 	}
-	return nil
+	return q.appendChange(ctx, ChangeNode, int64(a.Node))
 }
 
 func (q queries) DeleteNodeAttr(ctx context.Context, id NodeID, name string) error {
-	return q.execOne(ctx, fmt.Sprintf("delete attribute %s of node %d", name, id),
+	err := q.execOne(ctx, fmt.Sprintf("delete attribute %s of node %d", name, id),
 		`DELETE FROM node_attrs WHERE node_id = ? AND name = ?`, id, name)
+	if err != nil {
+		return err
+	}
+	return q.appendChange(ctx, ChangeNode, int64(id))
 }
 
 func (q queries) TouchNodeAttrs(ctx context.Context, id NodeID, prefix string, at time.Time) (int64, error) {
@@ -54,6 +58,11 @@ func (q queries) TouchNodeAttrs(ctx context.Context, id NodeID, prefix string, a
 	n, err := res.RowsAffected()
 	if err != nil {
 		return 0, fmt.Errorf("refresh attributes of node %d: %w", id, err)
+	}
+	if n > 0 {
+		if err := q.appendChange(ctx, ChangeNode, int64(id)); err != nil {
+			return 0, err
+		}
 	}
 	return n, nil
 }

@@ -102,7 +102,7 @@ func (s *sqlStore) Tx(ctx context.Context, fn func(q Queries) error) (err error)
 			_ = tx.Rollback()
 		}
 	}()
-	q := queries{q: tx, sec: s.sec, d: s.d}
+	q := queries{q: tx, sec: s.sec, d: s.d, origin: s.origin}
 	if s.d == dialectPostgres {
 		q.q = pgQuerier{q: tx, c: s.pg}
 		if err := lockWrites(ctx, tx); err != nil {
@@ -128,11 +128,22 @@ type querier interface {
 
 // queries implements Queries over a database or a transaction, sealing
 // and opening secrets with sec (nil: none, see Options.Secrets), in
-// dialect d.
+// dialect d; origin is the replica its changes are recorded as
+// (Options.ReplicaID).
 type queries struct {
-	q   querier
-	sec Sealer
-	d   dialect
+	q      querier
+	sec    Sealer
+	d      dialect
+	origin string
+}
+
+// origin is the replica ID a store opened with opts records its changes
+// as: Options.ReplicaID, or "local".
+func origin(opts Options) string {
+	if opts.ReplicaID != "" {
+		return opts.ReplicaID
+	}
+	return "local"
 }
 
 // wrapErr maps unique-constraint violations (SQLite's, PostgreSQL's

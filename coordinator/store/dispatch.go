@@ -154,3 +154,62 @@ func (s *sqlStore) DeniedBySource(ctx context.Context, since time.Time) (map[str
 func (s *sqlStore) InsertFlows(ctx context.Context, flows []Flow) (int64, error) {
 	return writeGet(ctx, s, func(q Queries) (int64, error) { return q.InsertFlows(ctx, flows) })
 }
+
+// The writes below append a change to the feed (changes.go): two
+// statements, one transaction.
+
+func (s *sqlStore) UpdateUser(ctx context.Context, u User) error {
+	return s.Tx(ctx, func(q Queries) error { return q.UpdateUser(ctx, u) })
+}
+
+func (s *sqlStore) DeleteNode(ctx context.Context, id NodeID) error {
+	return s.Tx(ctx, func(q Queries) error { return q.DeleteNode(ctx, id) })
+}
+
+func (s *sqlStore) PutNodeAttr(ctx context.Context, a NodeAttr) error {
+	return s.Tx(ctx, func(q Queries) error { return q.PutNodeAttr(ctx, a) })
+}
+
+func (s *sqlStore) DeleteNodeAttr(ctx context.Context, id NodeID, name string) error {
+	return s.Tx(ctx, func(q Queries) error { return q.DeleteNodeAttr(ctx, id, name) })
+}
+
+func (s *sqlStore) TouchNodeAttrs(ctx context.Context, id NodeID, prefix string, at time.Time) (int64, error) {
+	return writeGet(ctx, s, func(q Queries) (int64, error) { return q.TouchNodeAttrs(ctx, id, prefix, at) })
+}
+
+func (s *sqlStore) SavePolicy(ctx context.Context, p PolicyVersion) (PolicyVersion, error) {
+	return writeGet(ctx, s, func(q Queries) (PolicyVersion, error) { return q.SavePolicy(ctx, p) })
+}
+
+func (s *sqlStore) UpdateAccessRequest(ctx context.Context, r AccessRequest) error {
+	return s.Tx(ctx, func(q Queries) error { return q.UpdateAccessRequest(ctx, r) })
+}
+
+func (s *sqlStore) SetSession(ctx context.Context, id NodeID, open bool, at time.Time) error {
+	return s.Tx(ctx, func(q Queries) error { return q.SetSession(ctx, id, open, at) })
+}
+
+func (s *sqlStore) LeaveReplica(ctx context.Context) error {
+	return s.Tx(ctx, func(q Queries) error { return q.LeaveReplica(ctx) })
+}
+
+func (s *sqlStore) SweepReplicas(ctx context.Context, dead time.Time) ([]NodeID, error) {
+	return writeGet(ctx, s, func(q Queries) ([]NodeID, error) { return q.SweepReplicas(ctx, dead) })
+}
+
+func (s *sqlStore) ListChanges(ctx context.Context, after int64, n int) ([]Change, error) {
+	return s.r.ListChanges(ctx, after, n)
+}
+
+func (s *sqlStore) LastChange(ctx context.Context) (int64, int64, error) {
+	return s.r.LastChange(ctx)
+}
+
+func (s *sqlStore) RemoteSessions(ctx context.Context, id NodeID, alive time.Time) (int, error) {
+	return s.r.RemoteSessions(ctx, id, alive)
+}
+
+func (s *sqlStore) LiveSessions(ctx context.Context, alive time.Time) ([]NodeID, error) {
+	return s.r.LiveSessions(ctx, alive)
+}

@@ -273,6 +273,40 @@ CREATE INDEX access_state ON access_requests(state, expires_at);
 CREATE INDEX access_user ON access_requests(user_id, id);
 INSERT INTO high_water (name, value) VALUES ('access_requests', 0);
 `, postgresV13},
+	{14, `
+-- The change feed between coordinator replicas sharing one database
+-- (changes.go): every write other replicas must see appends a row here in
+-- its own transaction. AUTOINCREMENT: IDs are never reused once pruned,
+-- so an ID is a follower's cursor.
+CREATE TABLE changes (
+	id     INTEGER PRIMARY KEY AUTOINCREMENT,
+	origin TEXT NOT NULL,
+	kind   TEXT NOT NULL,
+	ref    INTEGER NOT NULL,
+	at     INTEGER NOT NULL
+);
+CREATE INDEX changes_at ON changes(at);
+-- Live replicas (heartbeat: unix nanoseconds) and which of them holds
+-- each node's control channels.
+CREATE TABLE replicas (
+	id        TEXT PRIMARY KEY,
+	heartbeat INTEGER NOT NULL
+);
+CREATE TABLE node_sessions (
+	node_id INTEGER NOT NULL,
+	replica TEXT NOT NULL,
+	since   INTEGER NOT NULL,
+	PRIMARY KEY (node_id, replica)
+);
+CREATE INDEX node_sessions_replica ON node_sessions(replica);
+-- Leases: the jobs that must run on one replica at a time (holder) until
+-- expires (unix nanoseconds), renewed while the holder lives.
+CREATE TABLE leases (
+	name    TEXT PRIMARY KEY,
+	holder  TEXT NOT NULL,
+	expires INTEGER NOT NULL
+);
+`, postgresV14},
 }
 
 // migrate applies pending migrations, each in its own transaction, and

@@ -15,7 +15,7 @@ func (q queries) SavePolicy(ctx context.Context, p PolicyVersion) (PolicyVersion
 	if err != nil {
 		return p, fmt.Errorf("save policy: %w", err)
 	}
-	return p, nil
+	return p, q.appendChange(ctx, ChangePolicy, p.ID)
 }
 
 func (q queries) LatestPolicy(ctx context.Context) (PolicyVersion, error) {

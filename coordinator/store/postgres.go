@@ -67,8 +67,8 @@ func openPostgres(ctx context.Context, rawURL string, opts Options) (Store, erro
 	}
 	c := &rebindCache{m: map[string]string{}}
 	s := &sqlStore{
-		queries: queries{q: timed(pgQuerier{q: db, c: c}, "write", opts.Observe), sec: opts.Secrets, d: dialectPostgres},
-		r:       queries{q: timed(pgQuerier{q: db, c: c}, "read", opts.Observe), sec: opts.Secrets, d: dialectPostgres},
+		queries: queries{q: timed(pgQuerier{q: db, c: c}, "write", opts.Observe), sec: opts.Secrets, d: dialectPostgres, origin: origin(opts)},
+		r:       queries{q: timed(pgQuerier{q: db, c: c}, "read", opts.Observe), sec: opts.Secrets, d: dialectPostgres, origin: origin(opts)},
 		wdb:     db, rdb: db, log: logger, observe: opts.Observe, pg: c,
 	}
 	if err := s.migrate(ctx); err != nil {

@@ -113,6 +113,9 @@ func (q queries) CreateUser(ctx context.Context, u User) (User, error) {
 	if err != nil {
 		return User{}, fmt.Errorf("create user %q: %w", u.Name, wrapErr(err))
 	}
+	if err := q.appendChange(ctx, ChangeUser, id); err != nil {
+		return User{}, err
+	}
 	return q.GetUser(ctx, UserID(id))
 }
 
@@ -152,11 +155,15 @@ func (q queries) UpdateUser(ctx context.Context, u User) error {
 	if err != nil {
 		return fmt.Errorf("update user %d: %w", u.ID, err)
 	}
-	return q.execOne(ctx, fmt.Sprintf("update user %d", u.ID),
+	err = q.execOne(ctx, fmt.Sprintf("update user %d", u.ID),
 		`UPDATE users SET name = ?, email = ?, groups = ?, role = ?, disabled = ?, issuer = ?, subject = ?,
 		mfa_at = ?, password_hash = ?, totp_secret = ?, refresh_token = ?, idp_checked_at = ?, totp_last_step = ? WHERE id = ?`,
 		u.Name, u.Email, jsonText(u.Groups), string(u.Role), u.Disabled, u.Issuer, u.Subject,
 		nanos(u.MFAAt), u.PasswordHash, totp, refresh, nanos(u.IdPCheckedAt), u.TOTPLastStep, u.ID)
+	if err != nil {
+		return err
+	}
+	return q.appendChange(ctx, ChangeUser, int64(u.ID))
 }
 
 func (q queries) DeleteUser(ctx context.Context, id UserID) error {
@@ -165,10 +172,26 @@ func (q queries) DeleteUser(ctx context.Context, id UserID) error {
 	}
 	// User-owned nodes go; tagged nodes the user registered stay. Keys go
 	// with the user (ON DELETE CASCADE).
+	gone, err := list(ctx, q, "nodes", `SELECT id FROM nodes WHERE user_id = ? AND tags = '[]'`,
+		func(row interface{ Scan(...any) error }) (int64, error) {
+			var n int64
+			return n, row.Scan(&n)
+		}, id)
+	if err != nil {
+		return fmt.Errorf("delete nodes of user %d: %w", id, err)
+	}
 	if _, err := q.q.ExecContext(ctx, `DELETE FROM nodes WHERE user_id = ? AND tags = '[]'`, id); err != nil {
 		return fmt.Errorf("delete nodes of user %d: %w", id, err)
 	}
-	return q.execOne(ctx, fmt.Sprintf("delete user %d", id), `DELETE FROM users WHERE id = ?`, id)
+	for _, n := range gone {
+		if err := q.appendChange(ctx, ChangeNode, n); err != nil {
+			return err
+		}
+	}
+	if err := q.execOne(ctx, fmt.Sprintf("delete user %d", id), `DELETE FROM users WHERE id = ?`, id); err != nil {
+		return err
+	}
+	return q.appendChange(ctx, ChangeUser, int64(id))
 }
 
 // list runs a query and scans every row.
@@ -295,6 +318,9 @@ func (q queries) CreateNode(ctx context.Context, n Node) (Node, error) {
 	if err != nil {
 		return Node{}, fmt.Errorf("create node %q: %w", n.Hostname, wrapErr(err))
 	}
+	if err := q.appendChange(ctx, ChangeNode, id); err != nil {
+		return Node{}, err
+	}
 	return q.GetNode(ctx, NodeID(id))
 }
 
@@ -326,11 +352,17 @@ func (q queries) UpdateNode(ctx context.Context, n Node) (Node, error) {
 	if err != nil {
 		return Node{}, err
 	}
+	if err := q.appendChange(ctx, ChangeNode, int64(n.ID)); err != nil {
+		return Node{}, err
+	}
 	return q.GetNode(ctx, n.ID)
 }
 
 func (q queries) DeleteNode(ctx context.Context, id NodeID) error {
-	return q.execOne(ctx, fmt.Sprintf("delete node %d", id), `DELETE FROM nodes WHERE id = ?`, id)
+	if err := q.execOne(ctx, fmt.Sprintf("delete node %d", id), `DELETE FROM nodes WHERE id = ?`, id); err != nil {
+		return err
+	}
+	return q.appendChange(ctx, ChangeNode, int64(id))
 }
 
 // uniqueName derives a DNS label from hostname that no node but self uses:

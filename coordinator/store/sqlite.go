@@ -59,7 +59,7 @@ func OpenWith(ctx context.Context, path string, opts Options) (Store, error) {
 		wdb.Close()
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
-	s := &sqlStore{queries: queries{q: timed(wdb, "write", opts.Observe), sec: opts.Secrets}, wdb: wdb, log: logger,
+	s := &sqlStore{queries: queries{q: timed(wdb, "write", opts.Observe), sec: opts.Secrets, origin: origin(opts)}, wdb: wdb, log: logger,
 		observe: opts.Observe}
 	if err := s.migrate(ctx); err != nil {
 		wdb.Close()
@@ -83,7 +83,7 @@ func OpenWith(ctx context.Context, path string, opts Options) (Store, error) {
 		}
 		s.rdb = rdb
 	}
-	s.r = queries{q: timed(s.rdb, "read", opts.Observe), sec: opts.Secrets}
+	s.r = queries{q: timed(s.rdb, "read", opts.Observe), sec: opts.Secrets, origin: s.origin}
 	if opts.Secrets != nil {
 		n, err := s.resealSecrets(ctx)
 		if err != nil {

@@ -357,6 +357,20 @@ type Queries interface {
 	ListAccessRequests(ctx context.Context, f AccessFilter) ([]AccessRequest, error)
 	UpdateAccessRequest(ctx context.Context, r AccessRequest) error
 	NextAccessExpiry(ctx context.Context, state string) (time.Time, error)
+
+	// The change feed and presence of replicas sharing the database (see
+	// changes.go and package coordinator/replica).
+	ListChanges(ctx context.Context, after int64, n int) ([]Change, error)
+	LastChange(ctx context.Context) (first, last int64, err error)
+	PruneChanges(ctx context.Context, before time.Time) (int64, error)
+	SetSession(ctx context.Context, id NodeID, open bool, at time.Time) error
+	RemoteSessions(ctx context.Context, id NodeID, alive time.Time) (int, error)
+	LiveSessions(ctx context.Context, alive time.Time) ([]NodeID, error)
+	Heartbeat(ctx context.Context, at time.Time) error
+	LeaveReplica(ctx context.Context) error
+	SweepReplicas(ctx context.Context, dead time.Time) ([]NodeID, error)
+	TryLease(ctx context.Context, name string, now, until time.Time) (bool, error)
+	ReleaseLease(ctx context.Context, name string) error
 }
 
 // Store is the coordinator's state. Methods called on it directly run as
@@ -402,6 +416,12 @@ type Options struct {
 	// BEGIN to COMMIT or rollback). Metrics time the store with it; it
 	// must not block.
 	Observe func(op string, d time.Duration)
+	// ReplicaID names the coordinator process using the store in the
+	// change feed (changes.go): its changes are recorded as its own, so
+	// it can skip them, and its sessions and leases are held in its name.
+	// Unique per process among the replicas sharing one database; empty
+	// means "local".
+	ReplicaID string
 }
 
 // Mesh address ranges.
