@@ -51,9 +51,9 @@ type Config struct {
 	// StateDir holds warren.db, coordinator.key, secrets.key and
 	// admin.sock. Required.
 	StateDir string
-	// Store is the database's URL (see store.OpenURL): postgres://… for
-	// PostgreSQL, sqlite:///path or a path for SQLite. Empty: SQLite at
-	// <StateDir>/warren.db.
+	// Store is the database's URL (store.OpenURL): "" is SQLite at
+	// <StateDir>/warren.db; a postgres:// URL is PostgreSQL, and makes
+	// the coordinator a replica (Replica) that others may share it with.
 	Store string
 	// Domain is the mesh DNS domain; default "warren.internal".
 	Domain string
@@ -206,10 +206,14 @@ func New(ctx context.Context, cfg Config) (_ *Coordinator, err error) {
 		}
 	}()
 	met := newCoordMetrics()
+	if store.IsPostgresURL(cfg.Store) {
+		cfg.Replica = true
+	}
 	if cfg.Replica && cfg.ReplicaID == "" {
 		cfg.ReplicaID = newReplicaID()
 	}
-	st, err := store.OpenURL(ctx, cmp.Or(cfg.Store, filepath.Join(cfg.StateDir, "warren.db")), store.Options{Logger: cfg.Logger, Secrets: ring,
+	dbURL := cmp.Or(cfg.Store, filepath.Join(cfg.StateDir, "warren.db"))
+	st, err := store.OpenURL(ctx, dbURL, store.Options{Logger: cfg.Logger, Secrets: ring,
 		SharedPool: cfg.SharedStorePool, Observe: met.observeStore, ReplicaID: cfg.ReplicaID})
 	if errors.Is(err, keyring.ErrUnknownKey) {
 		return nil, fmt.Errorf("%w (restore %s from the backup of this state directory)", err, SecretsKeyFile)

@@ -39,12 +39,19 @@ func newReplicaID() string {
 	return host + "-" + hex.EncodeToString(b[:])
 }
 
+// listenPoll is how often a PostgreSQL replica reads the change feed
+// without a notification.
+const listenPoll = 5 * time.Second
+
 // newFollower creates the change-feed follower in replica mode.
 func (c *Coordinator) newFollower(ctx context.Context) error {
 	if !c.cfg.Replica {
 		return nil
 	}
 	rc := c.cfg.Replication
+	if rc.Poll <= 0 && store.IsPostgresURL(c.cfg.Store) {
+		rc.Poll = listenPoll // notifications wake the follower; the timer is the safety net
+	}
 	f, err := replica.New(ctx, replica.Config{Store: c.store, ID: c.cfg.ReplicaID, Apply: replicaApplier{c},
 		Poll: rc.Poll, Heartbeat: rc.Heartbeat, DeadAfter: rc.DeadAfter, Logger: c.log})
 	if err != nil {
@@ -100,6 +107,15 @@ func (c *Coordinator) startJobs(ctx context.Context, once jobs) {
 	}
 	once.add(c.housekeeping)
 	c.leader.Jobs = once.run
+	if url := c.cfg.Store; store.IsPostgresURL(url) {
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			c.follower.Listen(ctx, func(ctx context.Context, ready func(), notify func(int64)) error {
+				return store.ListenChanges(ctx, url, ready, notify)
+			})
+		}()
+	}
 	c.wg.Add(2)
 	go func() {
 		defer c.wg.Done()

@@ -13,6 +13,7 @@ import (
 	"github.com/warrenmesh/warren/coordinator/registry"
 	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/internal/key"
+	"github.com/warrenmesh/warren/internal/tstest/pgtest"
 	"github.com/warrenmesh/warren/internal/tstest/poll"
 	"github.com/warrenmesh/warren/internal/wire"
 	"github.com/warrenmesh/warren/node/controlclient"
@@ -25,15 +26,21 @@ var replicaTiming = coordinator.ReplicationConfig{Poll: 50 * time.Millisecond, H
 	DeadAfter: 10 * time.Second, LeaseTTL: 3 * time.Second}
 
 // replicaAt starts a coordinator replica on the state directory dir (its
-// warren.db, key file and policy file shared with the other replicas
-// there) and returns it with its URL and a stop function.
-func replicaAt(t *testing.T, dir string) (*coordinator.Coordinator, string, func()) {
+// key file and policy file shared with the other replicas there) and the
+// database dbURL ("": warren.db in dir), and returns it with its URL and
+// a stop function.
+func replicaAt(t *testing.T, dir, dbURL string) (*coordinator.Coordinator, string, func()) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := coordinator.Config{StateDir: dir, Replica: true, Replication: replicaTiming}
+	cfg := coordinator.Config{StateDir: dir, Store: dbURL, Replica: true, Replication: replicaTiming}
+	if dbURL != "" {
+		// On PostgreSQL changes must arrive by notification: the timer
+		// that would also find them never fires within a test.
+		cfg.Replication.Poll = time.Hour
+	}
 	cfg.Relay.Disable = true
 	c, stop := start(t, cfg, ln)
 	return c, "http://" + ln.Addr().String(), stop
@@ -127,10 +134,19 @@ func lacksPeer(id wire.NodeID) func(*controlclient.Netmap) bool {
 // their node's peers on A and enabling brings them back; a policy applied
 // through A reaches the node on B; a node leaving B goes offline in A's
 // maps.
-func TestReplicasShareChanges(t *testing.T) {
+func TestReplicasShareChanges(t *testing.T) { forEachDatabase(t, testReplicasShareChanges) }
+
+// forEachDatabase runs test on SQLite (one file that both replicas open)
+// and on PostgreSQL (where changes are announced by NOTIFY).
+func forEachDatabase(t *testing.T, test func(t *testing.T, dbURL string)) {
+	t.Run("sqlite", func(t *testing.T) { test(t, "") })
+	t.Run("postgres", func(t *testing.T) { test(t, pgtest.NewDatabase(t)) })
+}
+
+func testReplicasShareChanges(t *testing.T, dbURL string) {
 	dir := t.TempDir()
-	a, urlA, _ := replicaAt(t, dir)
-	b, urlB, _ := replicaAt(t, dir)
+	a, urlA, _ := replicaAt(t, dir, dbURL)
+	b, urlB, _ := replicaAt(t, dir, dbURL)
 	ctx := context.Background()
 	u, err := a.Registry().CreateUser(ctx, admin, store.User{Name: "ann@example.com"})
 	if err != nil {
@@ -186,10 +202,12 @@ const allowOwn = `{"acls": [{"action": "accept", "src": ["autogroup:member"], "d
 
 // TestReplicaJobsRunOnce: of two replicas exactly one holds the jobs
 // lease; when it stops, the other takes the jobs over.
-func TestReplicaJobsRunOnce(t *testing.T) {
+func TestReplicaJobsRunOnce(t *testing.T) { forEachDatabase(t, testReplicaJobsRunOnce) }
+
+func testReplicaJobsRunOnce(t *testing.T, dbURL string) {
 	dir := t.TempDir()
-	a, _, stopA := replicaAt(t, dir)
-	b, _, stopB := replicaAt(t, dir)
+	a, _, stopA := replicaAt(t, dir, dbURL)
+	b, _, stopB := replicaAt(t, dir, dbURL)
 	poll.UntilTrue(t, wait, "a replica leading", func() bool { return a.Leading() || b.Leading() })
 	if a.Leading() && b.Leading() {
 		t.Fatal("both replicas hold the jobs lease")

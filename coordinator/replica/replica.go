@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/warrenmesh/warren/coordinator/store"
@@ -92,6 +93,8 @@ type Follower struct {
 	gaps   map[int64]time.Time // IDs below cursor not yet seen, since when
 	wake   chan struct{}
 	seen   chan struct{} // closed and replaced after every read
+
+	listening atomic.Int64 // notification connections opened, see Listen
 }
 
 // New returns a Follower whose cursor is the feed's newest change: call it

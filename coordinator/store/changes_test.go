@@ -7,7 +7,6 @@ import (
 	"time"
 )
 
-
 // TestChangeFeed: every write other replicas must see appends one change
 // naming its kind, entity and origin, in the write's own transaction (a
 // rolled-back write leaves none).
