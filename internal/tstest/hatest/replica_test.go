@@ -28,7 +28,6 @@ type replica struct {
 	addr   string // its listener on loopback
 	store  string // the PostgreSQL URL
 	public string // the load balancer's URL, which nodes use
-	logs   *bytes.Buffer
 
 	cmd    *exec.Cmd
 	exited chan struct{}
