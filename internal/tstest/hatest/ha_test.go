@@ -185,7 +185,8 @@ func TestReplicas(t *testing.T) {
 		t.Errorf("policy change reached replica b's nodes in %v, want within %v", took, changeBound)
 	}
 
-	// A user disabled through b loses their node on a.
+	// A user disabled through b loses their node on a: its netmap and its
+	// WireGuard device hold no peer, and the others drop it.
 	start = time.Now()
 	c.b.admin("users", "disable", "bob@example.com")
 	must(t, a2.WaitFor(wait, peersAre()))
@@ -195,25 +196,43 @@ func TestReplicas(t *testing.T) {
 	if took > changeBound {
 		t.Errorf("disabled user's node on replica a cut after %v, want within %v", took, changeBound)
 	}
+	poll.Until(t, wait, "a2's WireGuard peers removed", func() error {
+		st, err := a2.Engine().Status()
+		if err == nil && len(st) != 0 {
+			err = fmt.Errorf("%d peers", len(st))
+		}
+		return err
+	})
+	// Enabled again (through a), bob's nodes are back for everyone.
+	c.a.admin("users", "enable", "bob@example.com")
+	for n, want := range map[*testmesh.Node][]string{a1: {"a2", "b1", "b2"}, a2: {"a1", "b1", "b2"}, b1: {"a1", "a2", "b2"}, b2: {"a1", "a2", "b1"}} {
+		must(t, n.WaitFor(wait, peersAre(want...)))
+	}
 
 	// kill -9 a: its nodes are on b within 5 s; the stream never stops.
 	nodesBefore, auditBefore := nodeRows(c.b), auditRows(c.b)
-	sessions := a1.Client.Sessions()
+	onA := []*testmesh.Node{a1, a2}
+	sessions := map[*testmesh.Node]int{}
+	for _, n := range onA {
+		sessions[n] = n.Client.Sessions()
+	}
 	s.MarkGap()
 	start = time.Now()
 	c.a.kill9()
-	poll.UntilTrue(t, wait, "a1 back on a control channel", func() bool {
-		return a1.Client.Sessions() > sessions && a1.Client.Connected()
-	})
+	for _, n := range onA {
+		poll.UntilTrue(t, wait, n.Name+" back on a control channel", func() bool {
+			return n.Client.Sessions() > sessions[n] && n.Client.Connected()
+		})
+	}
 	took = time.Since(start)
-	t.Logf("kill -9 replica a: its node on b %v later (goal 5 s)", took)
+	t.Logf("kill -9 replica a: both its nodes on b %v later (goal 5 s)", took)
 	if took > failoverBound {
-		t.Errorf("a1 reconnected %v after replica a died, want within %v", took, failoverBound)
+		t.Errorf("replica a's nodes reconnected %v after it died, want within %v", took, failoverBound)
 	}
-	if got, err := c.lb.Sessions("b"); err != nil || got < 3 {
-		t.Errorf("replica b holds %d control connections (%v), want a1's too", got, err)
+	if got, err := c.lb.Sessions("b"); err != nil || got != 4 {
+		t.Errorf("replica b holds %d control connections (%v), want all 4", got, err)
 	}
-	must(t, a1.WaitFor(wait, peersAre("b1")))
+	must(t, a1.WaitFor(wait, peersAre("a2", "b1", "b2")))
 	s.WaitReceived(t, 256<<10, wait)
 	t.Logf("stream a1 -> b1 through the failover: %d bytes, longest pause %v", s.Received(), s.MaxGap())
 
@@ -243,7 +262,6 @@ func TestReplicas(t *testing.T) {
 	}
 	s.WaitReceived(t, 64<<10, wait)
 	s.CheckFlowing(t)
-	_ = b2
 }
 
 // lostEvents returns the events of before missing from after.
