@@ -48,20 +48,24 @@ const (
 
 // cluster is PostgreSQL, two replicas and the load balancer.
 type cluster struct {
+	bins string // the built commands
 	a, b *replica
 	lb   *lb.LB
 	key  key.ControlPublic
 }
 
-func newCluster(t *testing.T) *cluster {
+// newCluster starts PostgreSQL, the balancer and two replicas, each
+// given the serve flags extra too.
+func newCluster(t *testing.T, extra ...string) *cluster {
 	t.Helper()
 	if lb.Available() == "" {
 		t.Skip("haproxy not installed (Debian: apt-get install haproxy); skipping the HA test")
 	}
 	store := pgtest.NewDatabase(t)
-	bin := filepath.Join(buildtest.Build(t, "warren-coordinator"), "warren-coordinator")
-	a := &replica{t: t, name: "a", bin: bin, dir: t.TempDir(), addr: buildtest.FreePort(t), store: store}
-	b := &replica{t: t, name: "b", bin: bin, dir: t.TempDir(), addr: buildtest.FreePort(t), store: store}
+	bins := buildtest.Build(t, "warren-coordinator", "warren-derp")
+	bin := filepath.Join(bins, "warren-coordinator")
+	a := &replica{t: t, name: "a", bin: bin, dir: t.TempDir(), addr: buildtest.FreePort(t), store: store, extra: extra}
+	b := &replica{t: t, name: "b", bin: bin, dir: t.TempDir(), addr: buildtest.FreePort(t), store: store, extra: extra}
 	bal := lb.Start(t, lb.Backend{Name: "a", Addr: a.addr}, lb.Backend{Name: "b", Addr: b.addr})
 	for _, r := range []*replica{a, b} {
 		r.public = bal.URL
@@ -87,7 +91,7 @@ func newCluster(t *testing.T) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &cluster{a: a, b: b, lb: bal, key: k}
+	return &cluster{bins: bins, a: a, b: b, lb: bal, key: k}
 }
 
 // joinOn starts a node with a data plane whose control channel the
@@ -95,11 +99,18 @@ func newCluster(t *testing.T) *cluster {
 // waits for its first netmap.
 func (c *cluster) joinOn(t *testing.T, on *replica, hostname, authKey string) *testmesh.Node {
 	t.Helper()
+	return c.joinWith(t, on, hostname, testmesh.NodeOptions{AuthKey: authKey, DataPlane: true})
+}
+
+// joinWith is joinOn with more node options (the production backoff is
+// set here).
+func (c *cluster) joinWith(t *testing.T, on *replica, hostname string, o testmesh.NodeOptions) *testmesh.Node {
+	t.Helper()
 	other := map[string]string{"a": "b", "b": "a"}[on.name]
 	c.lb.Disable(t, other)
 	defer c.lb.Enable(t, other)
-	n := testmesh.Join(t, c.lb.URL, c.key, hostname, testmesh.NodeOptions{AuthKey: authKey, DataPlane: true,
-		MinBackoff: time.Second, MaxBackoff: 30 * time.Second}) // the production defaults
+	o.MinBackoff, o.MaxBackoff = time.Second, 30*time.Second // the production defaults
+	n := testmesh.Join(t, c.lb.URL, c.key, hostname, o)
 	if err := n.WaitFor(wait, func(nm *controlclient.Netmap) bool { return true }); err != nil {
 		t.Fatal(err)
 	}

@@ -23,11 +23,12 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 type replica struct {
 	t      *testing.T
 	name   string
-	bin    string // the warren-coordinator binary
-	dir    string // its state directory (key files, admin socket)
-	addr   string // its listener on loopback
-	store  string // the PostgreSQL URL
-	public string // the load balancer's URL, which nodes use
+	bin    string   // the warren-coordinator binary
+	dir    string   // its state directory (key files, admin socket)
+	addr   string   // its listener on loopback
+	store  string   // the PostgreSQL URL
+	public string   // the load balancer's URL, which nodes use
+	extra  []string // more serve flags
 
 	cmd    *exec.Cmd
 	exited chan struct{}
@@ -38,6 +39,7 @@ func (r *replica) start() {
 	r.t.Helper()
 	r.cmd = exec.Command(r.bin, "serve", "--state-dir", r.dir, "--listen", r.addr, "--public-url", r.public,
 		"--store", r.store, "--no-relay", "--stun-listen", "", "--max-conns-per-ip", "0", "--log-level", "debug")
+	r.cmd.Args = append(r.cmd.Args, r.extra...)
 	logf, err := os.OpenFile(filepath.Join(r.dir, "serve.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		r.t.Fatal(err)
