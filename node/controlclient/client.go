@@ -61,8 +61,10 @@ type Config struct {
 	Logger       *slog.Logger
 	// HTTPClient dials the websocket; nil means http.DefaultClient.
 	HTTPClient *http.Client
-	// MinBackoff and MaxBackoff bound the reconnect delay; defaults 1 s and
-	// 30 s.
+	// MinBackoff and MaxBackoff bound the reconnect delay (defaults 1 s
+	// and 30 s): each wait is drawn uniformly from [0, ceiling], the
+	// ceiling being MinBackoff after a healthy channel and doubling up to
+	// MaxBackoff while attempts fail (see backoff.go).
 	MinBackoff, MaxBackoff time.Duration
 	// IdleTimeout closes a channel that carried nothing for this long (the
 	// coordinator sends keep-alives, which the client answers); default 2
