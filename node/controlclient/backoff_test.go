@@ -4,6 +4,9 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/warrenmesh/warren/internal/tstest/poll"
+	"github.com/warrenmesh/warren/internal/wire"
 )
 
 // seeded returns a deterministic jitter source for the tests.
@@ -126,5 +129,36 @@ func TestBackoffSpread(t *testing.T) {
 	spread("second waits", second, 0, 2*minB)
 	if last > 3*minB {
 		t.Errorf("a second attempt at %v, want within %v", last, 3*minB)
+	}
+}
+
+// TestConnectTimeout: a coordinator that takes the connection and then
+// never answers the registration (a frozen replica behind a balancer) is
+// left after ConnectTimeout, and the client registers on its next dial;
+// a registered channel is not bound by it.
+func TestConnectTimeout(t *testing.T) {
+	t.Parallel()
+	const timeout = 100 * time.Millisecond
+	f := newCoord(t, 16)
+	c := startClient(t, f, Config{ConnectTimeout: timeout})
+	frozen := f.accept()
+	read[*wire.RegisterRequest](t, frozen)
+	// No answer: the client gives up on this one and dials again.
+	conn := f.accept()
+	if _, err := wire.ReadMessage(frozen, wire.MaxNodeMessage); err == nil {
+		t.Fatal("the frozen channel is still open after the client redialled")
+	}
+	register(t, conn)
+	poll.UntilTrue(t, wait, "first netmap", func() bool { return c.Netmap() != nil })
+	// Registered, the channel outlives the connect timeout: keep-alives
+	// go back and forth over three times its length.
+	for start := time.Now(); time.Since(start) < 3*timeout; {
+		write(t, conn, &wire.KeepAlive{})
+		if _, err := wire.ReadMessage(conn, wire.MaxNodeMessage); err != nil {
+			t.Fatalf("the registered channel ended: %v", err)
+		}
+	}
+	if c.Sessions() != 1 || !c.Connected() {
+		t.Fatalf("sessions %d, connected %v; want the first registered channel still up", c.Sessions(), c.Connected())
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -66,6 +67,12 @@ type Config struct {
 	// ceiling being MinBackoff after a healthy channel and doubling up to
 	// MaxBackoff while attempts fail (see backoff.go).
 	MinBackoff, MaxBackoff time.Duration
+	// ConnectTimeout bounds a connect, from the dial to the first netmap
+	// (not counting the wait for an interactive sign-in); default 15 s. A
+	// coordinator that takes the connection and then says nothing (a
+	// frozen replica behind a balancer that has not noticed) is left
+	// after this, and the next attempt follows the backoff.
+	ConnectTimeout time.Duration
 	// IdleTimeout closes a channel that carried nothing for this long (the
 	// coordinator sends keep-alives, which the client answers); default 2
 	// minutes.
@@ -144,6 +151,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = 2 * time.Minute
+	}
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = 15 * time.Second
 	}
 	cfg.URL = strings.TrimRight(cfg.URL, "/")
 	c := &Client{cfg: cfg, log: cfg.Logger, updated: make(chan struct{}, 1), callSlots: make(chan struct{}, wire.MaxAccessCalls)}
@@ -283,14 +293,21 @@ func (c *Client) Run(ctx context.Context) error {
 // session runs one control channel from dial to failure. It reports
 // whether the channel got as far as a netmap (for the backoff).
 func (c *Client) session(ctx context.Context) (registered bool, err error) {
-	err = c.run(ctx, &registered)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var late atomic.Bool
+	connecting := time.AfterFunc(c.cfg.ConnectTimeout, func() { late.Store(true); cancel() })
+	defer connecting.Stop()
+	err = c.run(ctx, cancel, connecting, &registered)
+	if late.Load() && err != nil {
+		err = fmt.Errorf("controlclient: no netmap within %v of connecting (%w)", c.cfg.ConnectTimeout, err)
+	}
 	return registered, err
 }
 
-// run is session's body; it sets *registered once a netmap arrived.
-func (c *Client) run(ctx context.Context, registered *bool) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+// run is session's body: it stops connecting when the first netmap
+// arrives (or an interactive sign-in begins), and sets *registered then.
+func (c *Client) run(ctx context.Context, cancel context.CancelFunc, connecting *time.Timer, registered *bool) error {
 	mc, closeNow, err := c.dial(ctx)
 	if err != nil {
 		return err
@@ -320,6 +337,7 @@ func (c *Client) run(ctx context.Context, registered *bool) error {
 	}
 	reg, ok := m.(*wire.RegisterResponse)
 	if ok && reg.AuthURL != "" {
+		connecting.Stop() // the sign-in has a timeout of its own
 		// While the coordinator waits for the sign-in it reads nothing, so
 		// a close handshake would wait out its timeout: a node that stops
 		// meanwhile drops the connection at once instead.
@@ -411,7 +429,10 @@ func (c *Client) run(ctx context.Context, registered *bool) error {
 		if err != nil {
 			return err
 		}
-		*registered = true
+		if !*registered {
+			connecting.Stop()
+			*registered = true
+		}
 		if c.cfg.OnNetmap != nil {
 			c.cfg.OnNetmap(nm)
 		}
