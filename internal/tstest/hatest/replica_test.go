@@ -86,6 +86,20 @@ func (r *replica) kill9() {
 	<-r.exited
 }
 
+// freeze stops the replica with SIGSTOP (a hung process, or a machine
+// that vanished: its sockets stay open but nothing answers) until thaw or
+// the test's end.
+func (r *replica) freeze() {
+	r.t.Helper()
+	if err := r.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		r.t.Fatalf("freeze replica %s: %v", r.name, err)
+	}
+	r.t.Cleanup(r.thaw) // runs before the stop registered earlier (last in, first out)
+}
+
+// thaw lets a frozen replica run again.
+func (r *replica) thaw() { _ = r.cmd.Process.Signal(syscall.SIGCONT) }
+
 // stop ends the replica politely (the test's cleanup).
 func (r *replica) stop() {
 	if r.cmd == nil {

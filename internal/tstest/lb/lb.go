@@ -66,7 +66,7 @@ defaults
     # Control channels are long-lived websockets with their own keep-alives.
     timeout client 1h
     timeout server 1h
-    timeout check 1s
+    timeout check 500ms
     retries 3
     option redispatch 1
 
