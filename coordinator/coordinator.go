@@ -51,9 +51,10 @@ type Config struct {
 	// StateDir holds warren.db, coordinator.key, secrets.key and
 	// admin.sock. Required.
 	StateDir string
-	// Store is the database's URL (store.OpenURL): "" is SQLite at
-	// <StateDir>/warren.db; a postgres:// URL is PostgreSQL, and makes
-	// the coordinator a replica (Replica) that others may share it with.
+	// Store is the database's URL (see store.OpenURL): postgres://… for
+	// PostgreSQL, sqlite:///path or a path for SQLite. Empty: SQLite at
+	// <StateDir>/warren.db. A postgres:// URL makes the coordinator a
+	// replica (Replica) that others may share the database with.
 	Store string
 	// Domain is the mesh DNS domain; default "warren.internal".
 	Domain string

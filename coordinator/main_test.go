@@ -9,8 +9,8 @@ import (
 )
 
 // TestMain checks that a coordinator leaves no goroutine behind once
-// closed, attacks included; tests of replicas on PostgreSQL get a
-// throwaway server (started by the first that needs it).
+// closed, attacks included. Tests that need PostgreSQL get a throwaway
+// server (pgtest), stopped at the end.
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(withPostgres{m})
 }

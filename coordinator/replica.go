@@ -142,7 +142,15 @@ func (c *Coordinator) housekeeping(ctx context.Context) {
 			c.log.Warn("replica: sweeping dead replicas failed", "err", err)
 		} else if len(ids) > 0 {
 			c.log.Info("replica: a replica stopped beating; its nodes are offline unless they reconnect", "nodes", len(ids))
-			c.follower.Poke()
+			// The sweep's changes are this replica's own, which its
+			// follower skips: apply them here.
+			for _, id := range ids {
+				held, err := c.store.RemoteSessions(ctx, id, c.follower.Alive())
+				if err != nil {
+					c.log.Warn("replica: reading a node's presence failed", "node", id, "err", err)
+				}
+				c.registry.Refresh(ctx, id, held > 0)
+			}
 		}
 		if now.Sub(lastPrune) > time.Minute {
 			lastPrune = now

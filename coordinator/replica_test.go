@@ -1,9 +1,14 @@
 package coordinator_test
 
 import (
+	"cmp"
 	"context"
+	"errors"
+	"io/fs"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -25,17 +30,20 @@ import (
 var replicaTiming = coordinator.ReplicationConfig{Poll: 50 * time.Millisecond, Heartbeat: 500 * time.Millisecond,
 	DeadAfter: 10 * time.Second, LeaseTTL: 3 * time.Second}
 
-// replicaAt starts a coordinator replica on the state directory dir (its
-// key file and policy file shared with the other replicas there) and the
-// database dbURL ("": warren.db in dir), and returns it with its URL and
-// a stop function.
-func replicaAt(t *testing.T, dir, dbURL string) (*coordinator.Coordinator, string, func()) {
+// replicaAt starts a coordinator replica with a state directory of its
+// own, holding the key files of the directory shared (the first replica
+// puts its new ones there), on the database dbURL ("": a SQLite file in
+// shared), and returns it with its URL and a stop function.
+func replicaAt(t testing.TB, shared, dbURL string) (*coordinator.Coordinator, string, func()) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := coordinator.Config{StateDir: dir, Store: dbURL, Replica: true, Replication: replicaTiming}
+	dir := t.TempDir()
+	copyKeys(t, shared, dir)
+	cfg := coordinator.Config{StateDir: dir, Store: cmp.Or(dbURL, filepath.Join(shared, "warren.db")), Replica: true,
+		Replication: replicaTiming}
 	if dbURL != "" {
 		// On PostgreSQL changes must arrive by notification: the timer
 		// that would also find them never fires within a test.
@@ -43,7 +51,30 @@ func replicaAt(t *testing.T, dir, dbURL string) (*coordinator.Coordinator, strin
 	}
 	cfg.Relay.Disable = true
 	c, stop := start(t, cfg, ln)
+	copyKeys(t, dir, shared)
 	return c, "http://" + ln.Addr().String(), stop
+}
+
+// copyKeys copies the coordinator's key files from one state directory
+// to another where it lacks them, as an operator copies them to each
+// replica.
+func copyKeys(t testing.TB, from, to string) {
+	t.Helper()
+	for _, name := range []string{"coordinator.key", coordinator.SecretsKeyFile} {
+		b, err := os.ReadFile(filepath.Join(from, name))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(filepath.Join(to, name)); err == nil {
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(to, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // meshNode is a real control client with its latest netmap.
@@ -59,7 +90,7 @@ type meshNode struct {
 
 // joinAt registers a node at the coordinator at url with a pre-auth key
 // and keeps its netmap until the test ends or leave is called.
-func joinAt(t *testing.T, url string, pub key.ControlPublic, authKey, host string) *meshNode {
+func joinAt(t testing.TB, url string, pub key.ControlPublic, authKey, host string) *meshNode {
 	t.Helper()
 	n := &meshNode{change: make(chan struct{}, 1), done: make(chan struct{})}
 	c, err := controlclient.New(controlclient.Config{URL: url, ControlKey: pub, Machine: key.NewMachine(),
@@ -102,7 +133,7 @@ func (n *meshNode) netmap() *controlclient.Netmap {
 }
 
 // until waits (bounded by wait) for the node's netmap to satisfy ok.
-func (n *meshNode) until(t *testing.T, what string, ok func(nm *controlclient.Netmap) bool) {
+func (n *meshNode) until(t testing.TB, what string, ok func(nm *controlclient.Netmap) bool) {
 	t.Helper()
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
@@ -186,8 +217,8 @@ func testReplicasShareChanges(t *testing.T, dbURL string) {
 		t.Fatal(err)
 	}
 	onB.until(t, "cut off by the policy applied through A", lacksPeer(onA.id))
-	if got := b.Policy().Status().Version; got != a.Policy().Status().Version {
-		t.Errorf("B enforces policy version %d, A %d", got, a.Policy().Status().Version)
+	if got := b.Policy().Status().Hash; got != a.Policy().Status().Hash {
+		t.Errorf("B enforces policy %s, A %s", got, a.Policy().Status().Hash)
 	}
 	if _, err := a.Policy().Apply(ctx, "user:test", []byte(allowOwn)); err != nil {
 		t.Fatal(err)
@@ -218,4 +249,60 @@ func testReplicaJobsRunOnce(t *testing.T, dbURL string) {
 	}
 	stop()
 	poll.UntilTrue(t, wait, "the other replica taking the jobs over", other.Leading)
+}
+
+// TestDeadReplicaSessionsExpire: a replica killed without a goodbye (here
+// a "ghost" that registered an ephemeral node and held its channel, then
+// stopped beating) keeps its node online in the maps of the nodes on the
+// live replica, and unreaped, only until the ghost has been silent for
+// DeadAfter; then the node is offline everywhere and, being ephemeral,
+// deleted after the grace period.
+func TestDeadReplicaSessionsExpire(t *testing.T) { forEachDatabase(t, testDeadReplicaSessionsExpire) }
+
+func testDeadReplicaSessionsExpire(t *testing.T, dbURL string) {
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := coordinator.Config{StateDir: dir, Store: dbURL, Replica: true, EphemeralGrace: 100 * time.Millisecond,
+		Replication: coordinator.ReplicationConfig{Poll: 50 * time.Millisecond, Heartbeat: 100 * time.Millisecond,
+			DeadAfter: time.Second, LeaseTTL: 3 * time.Second}}
+	cfg.Relay.Disable = true
+	a, _ := start(t, cfg, ln)
+	ctx := context.Background()
+	u, err := a.Registry().CreateUser(ctx, admin, store.User{Name: "ann@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, authKey, err := a.Registry().CreateAuthKey(ctx, admin, registry.AuthKeyRequest{UserID: u.ID, Reusable: true, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	onA := joinAt(t, "http://"+ln.Addr().String(), a.PublicKey(), authKey, "on-a")
+
+	ghost, err := store.OpenURL(ctx, cmp.Or(dbURL, filepath.Join(dir, "warren.db")), store.Options{ReplicaID: "ghost"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ghost.Close()
+	if err := ghost.Heartbeat(ctx, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	n, err := ghost.CreateNode(ctx, store.Node{MachineKey: key.NewMachine().Public(), NodeKey: key.NewNode().Public(),
+		DiscoKey: key.NewDisco().Public(), UserID: u.ID, Hostname: "on-ghost", Ephemeral: true, Created: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ghost.SetSession(ctx, n.ID, true, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	id := wire.NodeID(n.ID)
+	onA.until(t, "seeing the ghost's node", hasPeer(id))
+	// Online while the ghost counts as alive, or offline once it is swept:
+	// both are right on a machine slow enough to pass DeadAfter here.
+	onA.until(t, "seeing the ghost's node deleted once the ghost is dead", lacksPeer(id))
+	if _, err := a.Store().GetNode(ctx, n.ID); err == nil {
+		t.Error("the dead replica's ephemeral node is still stored")
+	}
 }

@@ -72,6 +72,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	accessWebhook := fs.String("access-webhook", "", "a webhook URL (Slack-compatible) announcing new just-in-time access requests with the commands to approve or deny them (?format= and ?secret-file= as for --log-sink)")
 	consoleIdle := fs.Duration("console-idle-timeout", 30*time.Minute, "end a web console session unused this long")
 	consoleMaxAge := fs.Duration("console-max-age", 12*time.Hour, "end any web console session this long after its sign-in")
+	replicaMode := fs.Bool("replica", false, "run as one of several coordinators sharing one database (implied by a postgres:// store): follow the others' changes, enforce the database's newest policy, run the once-only jobs on one replica at a time (see README, Running at scale)")
 	accessWebhookSecret := fs.String("access-webhook-secret-file", "", "file holding the HMAC-SHA256 secret that signs --access-webhook's bodies (header X-Warren-Signature)")
 	alertWebhook := fs.String("alert-webhook", "", "a Slack-compatible incoming webhook URL that gets the alert events as text (?format=json|... and ?secret-file=F as for --log-sink)")
 	logSinksFile := fs.String("log-sinks", "", "file of log sinks, HuJSON: {\"sinks\": [{\"name\": \"siem\", \"url\": \"...\"}]} (in addition to --log-sink)")
@@ -130,6 +131,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		AccessWebhook: *accessWebhook, AccessWebhookSecretFile: *accessWebhookSecret,
 		ConsoleIdleTimeout: *consoleIdle, ConsoleMaxAge: *consoleMaxAge,
 		HandshakeTimeout: *handshakeTimeout,
+		Replica:          *replicaMode,
 		Limits:           coordinator.ServeLimits{IdleTimeout: *idleTimeout, MaxConnsPerSource: capFlag(*maxPerIP), MaxConns: *maxConns}})
 	if err != nil {
 		return err

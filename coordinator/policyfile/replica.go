@@ -32,8 +32,8 @@ func (m *Manager) Sync(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("policyfile: %w", err)
 	}
-	if latest.Hash == m.status.Hash && latest.ID <= m.status.Version {
-		return nil
+	if latest.Hash == m.status.Hash {
+		return nil // in force already (another replica recorded the same source again)
 	}
 	p, err := policy.Parse([]byte(latest.Source))
 	if err != nil {

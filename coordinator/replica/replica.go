@@ -68,11 +68,8 @@ type Config struct {
 	ID    string      // this replica's ID; required
 	Apply Applier     // required
 	// Poll is how often the feed is read without a notification (0:
-	// DefaultPoll); with Notify set it is the slow catch-up timer.
+	// DefaultPoll); with Listen running it is the slow catch-up timer.
 	Poll time.Duration
-	// Notify, if set, wakes the follower to read the feed at once (a
-	// PostgreSQL NOTIFY, or a reconnected LISTEN).
-	Notify <-chan struct{}
 	// Heartbeat is how often the replica beats; DeadAfter how long after
 	// its last beat a silent replica's sessions stop counting.
 	Heartbeat, DeadAfter time.Duration
@@ -180,17 +177,21 @@ func (f *Follower) Run(ctx context.Context) error {
 			f.log.Warn("replica: leaving failed; other replicas will see its nodes gone after the dead time", "err", err)
 		}
 	}()
+	read := true
 	for {
-		if err := f.ReadOnce(ctx); err != nil && ctx.Err() == nil {
-			f.log.Warn("replica: reading the change feed failed; will retry", "err", err)
+		if read {
+			if err := f.ReadOnce(ctx); err != nil && ctx.Err() == nil {
+				f.log.Warn("replica: reading the change feed failed; will retry", "err", err)
+			}
 		}
+		read = true
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-poll.C:
 		case <-f.wake:
-		case <-f.cfg.Notify:
 		case <-beat.C:
+			read = false
 			if err := f.cfg.Store.Heartbeat(ctx, f.cfg.Now()); err != nil && ctx.Err() == nil {
 				f.log.Warn("replica: heartbeat failed", "err", err)
 			}
@@ -253,6 +254,14 @@ func (f *Follower) apply(ctx context.Context, cs []store.Change) error {
 		}
 	}
 	var todo []store.Change
+	type entity struct {
+		kind string
+		ref  int64
+	}
+	// One entity changed several times in a page (a node connecting
+	// changes its row and its session) is read once: applying reads it
+	// as it is now anyway.
+	queued := make(map[entity]bool)
 	now := f.cfg.Now()
 	for _, c := range cs {
 		switch {
@@ -267,7 +276,8 @@ func (f *Follower) apply(ctx context.Context, cs []store.Change) error {
 			}
 			f.cursor = c.ID
 		}
-		if c.Origin != f.cfg.ID {
+		if e := (entity{c.Kind, c.Ref}); c.Origin != f.cfg.ID && !queued[e] {
+			queued[e] = true
 			todo = append(todo, c)
 		}
 	}

@@ -2,8 +2,12 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"path/filepath"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/warrenmesh/warren/internal/tstest/pgtest"
 )
@@ -48,4 +52,32 @@ func (b backend) reopen(t testing.TB, url string, opts Options) Store {
 	}
 	t.Cleanup(func() { s.Close() })
 	return s
+}
+
+// raw opens the database at url directly, beside the store, for tests
+// that read or change what is stored behind its back (? placeholders
+// work on both backends). It is closed when the test ends.
+func (bk backend) raw(t testing.TB, url string) querier {
+	t.Helper()
+	var db *sql.DB
+	var err error
+	if IsPostgresURL(url) {
+		var cfg *pgx.ConnConfig
+		if cfg, err = pgx.ParseConfig(url); err == nil {
+			db = stdlib.OpenDB(*cfg)
+		}
+	} else {
+		var path string
+		if path, err = SQLitePath(url); err == nil {
+			db, err = sql.Open("sqlite", path)
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if IsPostgresURL(url) {
+		return pgQuerier{q: db, c: &rebindCache{m: map[string]string{}}}
+	}
+	return db
 }

@@ -132,3 +132,22 @@ func testPresenceAndLeases(t *testing.T, be backend) {
 		t.Error("a did not take the released lease")
 	}
 }
+
+// TestNoFeedWithoutReplica: a store opened without a replica ID (one
+// coordinator) keeps no change feed and no sessions, so nothing grows
+// that no one prunes.
+func TestNoFeedWithoutReplica(t *testing.T) { forEachBackend(t, testNoFeedWithoutReplica) }
+
+func testNoFeedWithoutReplica(t *testing.T, b backend) {
+	s, _ := b.openTest(t)
+	ctx := context.Background()
+	n, err := s.CreateNode(ctx, newNode("laptop", 1))
+	must(t, err)
+	must(t, s.SetSession(ctx, n.ID, true, time.Now()))
+	if first, last, err := s.LastChange(ctx); err != nil || first != 0 || last != 0 {
+		t.Errorf("changes %d..%d (%v), want none", first, last, err)
+	}
+	if live, err := s.LiveSessions(ctx, time.Time{}); err != nil || len(live) != 0 {
+		t.Errorf("sessions %v (%v), want none", live, err)
+	}
+}

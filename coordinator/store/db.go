@@ -138,13 +138,8 @@ type queries struct {
 }
 
 // origin is the replica ID a store opened with opts records its changes
-// as: Options.ReplicaID, or "local".
-func origin(opts Options) string {
-	if opts.ReplicaID != "" {
-		return opts.ReplicaID
-	}
-	return "local"
-}
+// as: Options.ReplicaID ("": it records none).
+func origin(opts Options) string { return opts.ReplicaID }
 
 // wrapErr maps unique-constraint violations (SQLite's, PostgreSQL's
 // SQLSTATE 23505) to ErrConflict and no rows to ErrNotFound.

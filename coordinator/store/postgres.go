@@ -39,6 +39,34 @@ func lockWrites(ctx context.Context, tx *sql.Tx) error {
 	return nil
 }
 
+// lockedWrites runs each statement Exec'd on the store itself (outside
+// Tx) in a transaction of its own holding the write lock, so that it
+// waits for a write transaction in progress, in this process or another,
+// as it would on SQLite's one writer; a transaction's read-then-write
+// (a key's use count, a node's fields) is never overwritten half-way by
+// a write that started after its read. Queries (reads, and inserts that
+// return an identity) run on the pool as they are.
+type lockedWrites struct{ *sql.DB }
+
+func (l lockedWrites) ExecContext(ctx context.Context, query string, args ...any) (res sql.Result, err error) {
+	tx, err := l.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("begin transaction: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
+	if err := lockWrites(ctx, tx); err != nil {
+		return nil, err
+	}
+	if res, err = tx.ExecContext(ctx, query, args...); err != nil {
+		return nil, err
+	}
+	return res, tx.Commit()
+}
+
 // openPostgres connects to the PostgreSQL database at rawURL (postgres://
 // or postgresql://, any parameter libpq knows, and pool_max_conns),
 // applies pending migrations and returns the store. The database must
@@ -67,7 +95,7 @@ func openPostgres(ctx context.Context, rawURL string, opts Options) (Store, erro
 	}
 	c := &rebindCache{m: map[string]string{}}
 	s := &sqlStore{
-		queries: queries{q: timed(pgQuerier{q: db, c: c}, "write", opts.Observe), sec: opts.Secrets, d: dialectPostgres, origin: origin(opts)},
+		queries: queries{q: timed(pgQuerier{q: lockedWrites{db}, c: c}, "write", opts.Observe), sec: opts.Secrets, d: dialectPostgres, origin: origin(opts)},
 		r:       queries{q: timed(pgQuerier{q: db, c: c}, "read", opts.Observe), sec: opts.Secrets, d: dialectPostgres, origin: origin(opts)},
 		wdb:     db, rdb: db, log: logger, observe: opts.Observe, pg: c,
 	}

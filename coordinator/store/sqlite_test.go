@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -213,12 +212,9 @@ func TestDeleteUserKeepsTaggedNodes(t *testing.T) {
 }
 
 // schemaVersions reads schema_migrations directly.
-func schemaVersions(t *testing.T, path string) []int {
+func schemaVersions(t *testing.T, bk backend, url string) []int {
 	t.Helper()
-	db, err := sql.Open("sqlite", path)
-	must(t, err)
-	defer db.Close()
-	rows, err := db.Query(`SELECT version FROM schema_migrations ORDER BY version`)
+	rows, err := bk.raw(t, url).QueryContext(context.Background(), `SELECT version FROM schema_migrations ORDER BY version`)
 	must(t, err)
 	defer rows.Close()
 	var out []int
@@ -232,67 +228,68 @@ func schemaVersions(t *testing.T, path string) []int {
 }
 
 func TestMigrations(t *testing.T) {
-	s, path := openTest(t)
-	ctx := context.Background()
-	_, err := s.CreateUser(ctx, User{Name: "kept", Role: RoleMember})
-	must(t, err)
-	must(t, s.Close())
-	latest := migrations[len(migrations)-1].version
-	var want []int
-	for _, m := range migrations {
-		want = append(want, m.version)
-	}
-	if got := schemaVersions(t, path); !slices.Equal(got, want) {
-		t.Fatalf("versions after first open %v, want %v", got, want)
-	}
-	s2, err := Open(ctx, path, nil)
-	must(t, err)
-	if _, err := s2.GetUserByName(ctx, "kept"); err != nil {
-		t.Fatalf("data lost on reopen: %v", err)
-	}
-	must(t, s2.Close())
-	if got := schemaVersions(t, path); !slices.Equal(got, want) {
-		t.Fatalf("versions after reopen %v, want %v (re-applied?)", got, want)
-	}
+	forEachBackend(t, func(t *testing.T, bk backend) {
+		s, path := bk.openTest(t)
+		ctx := context.Background()
+		_, err := s.CreateUser(ctx, User{Name: "kept", Role: RoleMember})
+		must(t, err)
+		must(t, s.Close())
+		latest := migrations[len(migrations)-1].version
+		var want []int
+		for _, m := range migrations {
+			want = append(want, m.version)
+		}
+		if got := schemaVersions(t, bk, path); !slices.Equal(got, want) {
+			t.Fatalf("versions after first open %v, want %v", got, want)
+		}
+		s2, err := OpenURL(ctx, path, Options{})
+		must(t, err)
+		if _, err := s2.GetUserByName(ctx, "kept"); err != nil {
+			t.Fatalf("data lost on reopen: %v", err)
+		}
+		must(t, s2.Close())
+		if got := schemaVersions(t, bk, path); !slices.Equal(got, want) {
+			t.Fatalf("versions after reopen %v, want %v (re-applied?)", got, want)
+		}
 
-	db, err := sql.Open("sqlite", path)
-	must(t, err)
-	_, err = db.Exec(`INSERT INTO schema_migrations (version, applied_at) VALUES (?, 0)`, latest+1)
-	must(t, err)
-	must(t, db.Close())
-	wantErr := fmt.Sprintf("database schema version %d is newer than this coordinator (%d); upgrade warren-coordinator", latest+1, latest)
-	if _, err := Open(ctx, path, nil); err == nil || !strings.Contains(err.Error(), wantErr) {
-		t.Fatalf("future schema: %v, want %q", err, wantErr)
-	}
+		_, err = bk.raw(t, path).ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, 0)`, latest+1)
+		must(t, err)
+		wantErr := fmt.Sprintf("database schema version %d is newer than this coordinator (%d); upgrade warren-coordinator", latest+1, latest)
+		if _, err := OpenURL(ctx, path, Options{}); err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Fatalf("future schema: %v, want %q", err, wantErr)
+		}
+	})
 }
 
 func TestConcurrentOpen(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "warren.db")
-	ctx := context.Background()
-	const openers = 4
-	errs := make(chan error, openers)
-	stores := make(chan Store, openers)
-	for range openers {
-		go func() {
-			s, err := Open(ctx, path, nil)
-			if err == nil {
-				stores <- s
-			}
-			errs <- err
-		}()
-	}
-	for range openers {
-		if err := <-errs; err != nil {
-			t.Error(err)
+	forEachBackend(t, func(t *testing.T, bk backend) {
+		path := bk.newURL(t)
+		ctx := context.Background()
+		const openers = 4
+		errs := make(chan error, openers)
+		stores := make(chan Store, openers)
+		for range openers {
+			go func() {
+				s, err := OpenURL(ctx, path, Options{})
+				if err == nil {
+					stores <- s
+				}
+				errs <- err
+			}()
 		}
-	}
-	close(stores)
-	for s := range stores {
-		must(t, s.Close())
-	}
-	if got := schemaVersions(t, path); len(got) != len(migrations) {
-		t.Fatalf("versions %v after concurrent opens", got)
-	}
+		for range openers {
+			if err := <-errs; err != nil {
+				t.Error(err)
+			}
+		}
+		close(stores)
+		for s := range stores {
+			must(t, s.Close())
+		}
+		if got := schemaVersions(t, bk, path); len(got) != len(migrations) {
+			t.Fatalf("versions %v after concurrent opens", got)
+		}
+	})
 }
 
 func TestDNSLabel(t *testing.T) {
@@ -428,48 +425,48 @@ func TestIdentityCredentialsAndPending(t *testing.T) {
 }
 
 func TestNodeKeyLifetime(t *testing.T) {
-	s, path := openTest(t)
-	ctx := context.Background()
-	for _, tc := range []struct {
-		name      string
-		set, want time.Duration
-	}{
-		{"default", 0, 0},
-		{"never", KeyLifetimeNever, KeyLifetimeNever},
-		{"any negative is never", -5 * time.Hour, KeyLifetimeNever},
-		{"hours", 720 * time.Hour, 720 * time.Hour},
-		{"ten years", 10 * 365 * 24 * time.Hour, 10 * 365 * 24 * time.Hour},
-		{"whole seconds", 90*time.Second + 500*time.Millisecond, 90 * time.Second},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			n := newNode("lifetime-"+strings.ReplaceAll(tc.name, " ", "-"), 1)
-			n.KeyLifetime = tc.set
-			got, err := s.CreateNode(ctx, n)
-			must(t, err)
-			if got.KeyLifetime != tc.want {
-				t.Fatalf("created with %v: got %v, want %v", tc.set, got.KeyLifetime, tc.want)
-			}
-			// Update from the default to the value and back.
-			got.KeyLifetime = 0
-			got, err = s.UpdateNode(ctx, got)
-			must(t, err)
-			got.KeyLifetime = tc.set
-			_, err = s.UpdateNode(ctx, got)
-			must(t, err)
-			if stored, _ := s.GetNode(ctx, got.ID); stored.KeyLifetime != tc.want {
-				t.Fatalf("updated to %v: stored %v, want %v", tc.set, stored.KeyLifetime, tc.want)
-			}
-		})
-	}
+	forEachBackend(t, func(t *testing.T, bk backend) {
+		s, path := bk.openTest(t)
+		ctx := context.Background()
+		for _, tc := range []struct {
+			name      string
+			set, want time.Duration
+		}{
+			{"default", 0, 0},
+			{"never", KeyLifetimeNever, KeyLifetimeNever},
+			{"any negative is never", -5 * time.Hour, KeyLifetimeNever},
+			{"hours", 720 * time.Hour, 720 * time.Hour},
+			{"ten years", 10 * 365 * 24 * time.Hour, 10 * 365 * 24 * time.Hour},
+			{"whole seconds", 90*time.Second + 500*time.Millisecond, 90 * time.Second},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				n := newNode("lifetime-"+strings.ReplaceAll(tc.name, " ", "-"), 1)
+				n.KeyLifetime = tc.set
+				got, err := s.CreateNode(ctx, n)
+				must(t, err)
+				if got.KeyLifetime != tc.want {
+					t.Fatalf("created with %v: got %v, want %v", tc.set, got.KeyLifetime, tc.want)
+				}
+				// Update from the default to the value and back.
+				got.KeyLifetime = 0
+				got, err = s.UpdateNode(ctx, got)
+				must(t, err)
+				got.KeyLifetime = tc.set
+				_, err = s.UpdateNode(ctx, got)
+				must(t, err)
+				if stored, _ := s.GetNode(ctx, got.ID); stored.KeyLifetime != tc.want {
+					t.Fatalf("updated to %v: stored %v, want %v", tc.set, stored.KeyLifetime, tc.want)
+				}
+			})
+		}
 
-	// A node stored before migration 4 gets the default (later migrations
-	// are undone too, so that 4 runs again).
-	n, err := s.CreateNode(ctx, newNode("old-laptop", 1))
-	must(t, err)
-	must(t, s.Close())
-	db, err := sql.Open("sqlite", path)
-	must(t, err)
-	_, err = db.Exec(`ALTER TABLE nodes DROP COLUMN key_lifetime_seconds;
+		// A node stored before migration 4 gets the default (later migrations
+		// are undone too, so that 4 runs again).
+		n, err := s.CreateNode(ctx, newNode("old-laptop", 1))
+		must(t, err)
+		must(t, s.Close())
+		db := bk.raw(t, path)
+		_, err = db.ExecContext(ctx, `ALTER TABLE nodes DROP COLUMN key_lifetime_seconds;
 		ALTER TABLE users DROP COLUMN refresh_token; ALTER TABLE users DROP COLUMN idp_checked_at;
 		ALTER TABLE auth_keys DROP COLUMN creator_id; ALTER TABLE nodes DROP COLUMN given_name;
 		ALTER TABLE nodes DROP COLUMN advertised_routes; ALTER TABLE nodes DROP COLUMN approved_routes;
@@ -478,14 +475,14 @@ func TestNodeKeyLifetime(t *testing.T) {
 		DROP TABLE flows; DROP INDEX audit_actor; DROP INDEX audit_target; DROP TABLE access_requests;
 		DROP TABLE changes; DROP TABLE replicas; DROP TABLE node_sessions; DROP TABLE leases;
 		DELETE FROM schema_migrations WHERE version >= 4`)
-	must(t, err)
-	must(t, db.Close())
-	s2, err := Open(ctx, path, nil)
-	must(t, err)
-	defer s2.Close()
-	got, err := s2.GetNode(ctx, n.ID)
-	must(t, err)
-	if got.KeyLifetime != 0 || got.Hostname != "old-laptop" {
-		t.Fatalf("node from before migration 4: %+v", got)
-	}
+		must(t, err)
+		s2, err := OpenURL(ctx, path, Options{})
+		must(t, err)
+		defer s2.Close()
+		got, err := s2.GetNode(ctx, n.ID)
+		must(t, err)
+		if got.KeyLifetime != 0 || got.Hostname != "old-laptop" {
+			t.Fatalf("node from before migration 4: %+v", got)
+		}
+	})
 }

@@ -419,8 +419,8 @@ type Options struct {
 	// ReplicaID names the coordinator process using the store in the
 	// change feed (changes.go): its changes are recorded as its own, so
 	// it can skip them, and its sessions and leases are held in its name.
-	// Unique per process among the replicas sharing one database; empty
-	// means "local".
+	// Unique per process among the replicas sharing one database. Empty
+	// (one coordinator, or a tool) records no changes and no sessions.
 	ReplicaID string
 }
 
