@@ -68,7 +68,7 @@ type Config struct {
 	// MaxBackoff while attempts fail (see backoff.go).
 	MinBackoff, MaxBackoff time.Duration
 	// ConnectTimeout bounds a connect, from the dial to the first netmap
-	// (not counting the wait for an interactive sign-in); default 15 s. A
+	// (not counting the wait for an interactive sign-in); default 30 s. A
 	// coordinator that takes the connection and then says nothing (a
 	// frozen replica behind a balancer that has not noticed) is left
 	// after this, and the next attempt follows the backoff.
@@ -153,7 +153,7 @@ func New(cfg Config) (*Client, error) {
 		cfg.IdleTimeout = 2 * time.Minute
 	}
 	if cfg.ConnectTimeout <= 0 {
-		cfg.ConnectTimeout = 15 * time.Second
+		cfg.ConnectTimeout = 30 * time.Second
 	}
 	cfg.URL = strings.TrimRight(cfg.URL, "/")
 	c := &Client{cfg: cfg, log: cfg.Logger, updated: make(chan struct{}, 1), callSlots: make(chan struct{}, wire.MaxAccessCalls)}
