@@ -6,5 +6,6 @@
 // while a TCP stream between two nodes keeps flowing.
 //
 // It has no code outside its tests and must never be imported. It skips,
-// saying so, where PostgreSQL or HAProxy is not installed.
+// saying so, where PostgreSQL or HAProxy is not installed, and its tests
+// build on Linux only (they freeze a replica with SIGSTOP).
 package hatest
