@@ -5,7 +5,8 @@
 // polling helper (poll), test logging (testlog), Prometheus scrapes
 // (promscrape), stream benchmarks
 // (streambench), headless Chromium for the console (browser), a helper
-// that builds the binaries (buildtest) and one
+// that builds the binaries (buildtest), a real load balancer in front of
+// coordinator replicas (lb) and one
 // that runs the Windows ones under Wine (winetest).
 // Production code must never import anything under it; everything else
 // under internal/ is shared production code.

@@ -20,11 +20,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -62,9 +62,17 @@ type Config struct {
 	Logger       *slog.Logger
 	// HTTPClient dials the websocket; nil means http.DefaultClient.
 	HTTPClient *http.Client
-	// MinBackoff and MaxBackoff bound the reconnect delay; defaults 1 s and
-	// 30 s.
+	// MinBackoff and MaxBackoff bound the reconnect delay (defaults 1 s
+	// and 30 s): each wait is drawn uniformly from [0, ceiling], the
+	// ceiling being MinBackoff after a healthy channel and doubling up to
+	// MaxBackoff while attempts fail (see backoff.go).
 	MinBackoff, MaxBackoff time.Duration
+	// ConnectTimeout bounds a connect, from the dial to the first netmap
+	// (not counting the wait for an interactive sign-in); default 30 s. A
+	// coordinator that takes the connection and then says nothing (a
+	// frozen replica behind a balancer that has not noticed) is left
+	// after this, and the next attempt follows the backoff.
+	ConnectTimeout time.Duration
 	// IdleTimeout closes a channel that carried nothing for this long (the
 	// coordinator sends keep-alives, which the client answers); default 2
 	// minutes.
@@ -143,6 +151,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = 2 * time.Minute
+	}
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = 30 * time.Second
 	}
 	cfg.URL = strings.TrimRight(cfg.URL, "/")
 	c := &Client{cfg: cfg, log: cfg.Logger, updated: make(chan struct{}, 1), callSlots: make(chan struct{}, wire.MaxAccessCalls)}
@@ -250,10 +261,11 @@ func (e *PermanentError) Unwrap() error { return e.Err }
 // refuses the node for good; it reconnects with backoff after any other
 // failure, keeping the last netmap meanwhile.
 func (c *Client) Run(ctx context.Context) error {
-	backoff := c.cfg.MinBackoff
+	rnd := newRand() // owned by this goroutine
+	ceil := c.cfg.MinBackoff
 	for {
 		start := time.Now()
-		err := c.session(ctx)
+		registered, err := c.session(ctx)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -267,7 +279,8 @@ func (c *Client) Run(ctx context.Context) error {
 			return perm
 		}
 		var wait time.Duration
-		wait, backoff = nextBackoff(backoff, time.Since(start), c.cfg.MinBackoff, c.cfg.MaxBackoff)
+		healthy := healthySession(registered, time.Since(start), c.cfg.MinBackoff)
+		wait, ceil = nextBackoff(rnd, ceil, healthy, c.cfg.MinBackoff, c.cfg.MaxBackoff)
 		c.log.Warn("control channel lost, reconnecting", "err", err, "in", wait.Round(time.Millisecond))
 		select {
 		case <-ctx.Done():
@@ -277,23 +290,24 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 }
 
-// nextBackoff returns how long to wait before the next connect, after a
-// session that lasted lasted with the backoff at cur, and the backoff for
-// the one after. A session that lasted longer than maxB was a working
-// channel, so the backoff starts again from minB; the wait is jittered in
-// [backoff/2, backoff] so many nodes losing one coordinator spread out.
-func nextBackoff(cur, lasted, minB, maxB time.Duration) (wait, next time.Duration) {
-	if lasted > maxB {
-		cur = minB
-	}
-	wait = cur/2 + rand.N(cur/2+1)
-	return wait, min(2*cur, maxB)
-}
-
-// session runs one control channel from dial to failure.
-func (c *Client) session(ctx context.Context) error {
+// session runs one control channel from dial to failure. It reports
+// whether the channel got as far as a netmap (for the backoff).
+func (c *Client) session(ctx context.Context) (registered bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	var late atomic.Bool
+	connecting := time.AfterFunc(c.cfg.ConnectTimeout, func() { late.Store(true); cancel() })
+	defer connecting.Stop()
+	err = c.run(ctx, cancel, connecting, &registered)
+	if late.Load() && err != nil {
+		err = fmt.Errorf("controlclient: no netmap within %v of connecting (%w)", c.cfg.ConnectTimeout, err)
+	}
+	return registered, err
+}
+
+// run is session's body: it stops connecting when the first netmap
+// arrives (or an interactive sign-in begins), and sets *registered then.
+func (c *Client) run(ctx context.Context, cancel context.CancelFunc, connecting *time.Timer, registered *bool) error {
 	mc, closeNow, err := c.dial(ctx)
 	if err != nil {
 		return err
@@ -323,6 +337,7 @@ func (c *Client) session(ctx context.Context) error {
 	}
 	reg, ok := m.(*wire.RegisterResponse)
 	if ok && reg.AuthURL != "" {
+		connecting.Stop() // the sign-in has a timeout of its own
 		// While the coordinator waits for the sign-in it reads nothing, so
 		// a close handshake would wait out its timeout: a node that stops
 		// meanwhile drops the connection at once instead.
@@ -413,6 +428,10 @@ func (c *Client) session(ctx context.Context) error {
 		c.mu.Unlock()
 		if err != nil {
 			return err
+		}
+		if !*registered {
+			connecting.Stop()
+			*registered = true
 		}
 		if c.cfg.OnNetmap != nil {
 			c.cfg.OnNetmap(nm)

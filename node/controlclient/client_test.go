@@ -121,35 +121,6 @@ func TestReconnectWithBackoff(t *testing.T) {
 	poll.UntilTrue(t, wait, "second session", func() bool { return c.Sessions() == 2 })
 }
 
-// TestNextBackoff checks the reconnect delays: jittered within
-// [backoff/2, backoff], doubling up to the maximum, and back to the
-// minimum after a session that worked for longer than the maximum.
-func TestNextBackoff(t *testing.T) {
-	const minB, maxB = time.Second, 8 * time.Second
-	tests := []struct {
-		name        string
-		cur, lasted time.Duration
-		next        time.Duration
-		lo, hi      time.Duration // bounds of the wait
-	}{
-		{"first failure", minB, 0, 2 * time.Second, 500 * time.Millisecond, time.Second},
-		{"doubles", 2 * time.Second, time.Second, 4 * time.Second, time.Second, 2 * time.Second},
-		{"capped", 8 * time.Second, time.Second, 8 * time.Second, 4 * time.Second, 8 * time.Second},
-		{"long session resets", 8 * time.Second, 9 * time.Second, 2 * time.Second, 500 * time.Millisecond, time.Second},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			for range 200 {
-				wait, next := nextBackoff(tt.cur, tt.lasted, minB, maxB)
-				if wait < tt.lo || wait > tt.hi || next != tt.next {
-					t.Fatalf("nextBackoff(%v, %v) = %v, %v; want a wait in [%v, %v] and next %v",
-						tt.cur, tt.lasted, wait, next, tt.lo, tt.hi, tt.next)
-				}
-			}
-		})
-	}
-}
-
 // TestLogin: a registration without a key gets a sign-in URL; the client
 // hands it to OnLoginURL, waits with a follow-up naming it, and joins
 // when the coordinator authorizes it.

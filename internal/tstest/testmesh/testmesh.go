@@ -211,30 +211,55 @@ type NodeOptions struct {
 	ControlURL string
 	// Flows is the node's spool of flow records to send (nil: none).
 	Flows controlclient.FlowSpool
+	// MinBackoff and MaxBackoff bound the control client's reconnect
+	// waits; zero means the harness's short ones (20 ms and 200 ms). A
+	// failover test sets the production defaults (1 s and 30 s).
+	MinBackoff, MaxBackoff time.Duration
 }
 
 // AddNode starts a node's control client; it is stopped when the test
 // ends (or by Stop).
 func (m *Mesh) AddNode(hostname string, o NodeOptions) *Node {
 	m.t.Helper()
+	url := m.URL
+	if o.ControlURL != "" {
+		url = o.ControlURL
+	}
+	return join(m.t, m.log, url, m.Coord.PublicKey(), hostname, o)
+}
+
+// Join starts a node of a coordinator the harness did not start (a
+// coordinator process, or replicas behind a load balancer at url), which
+// the node reaches at url and pins by controlKey. It is stopped when the
+// test ends (or by Stop).
+func Join(t testing.TB, url string, controlKey key.ControlPublic, hostname string, o NodeOptions) *Node {
+	t.Helper()
+	log := slog.New(slog.DiscardHandler)
+	if os.Getenv("WARREN_TEST_VERBOSE") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return join(t, log, url, controlKey, hostname, o)
+}
+
+func join(t testing.TB, log *slog.Logger, url string, controlKey key.ControlPublic, hostname string, o NodeOptions) *Node {
+	t.Helper()
 	id := NewIdentity()
 	if o.Identity != nil {
 		id = *o.Identity
 	}
 	n := &Node{Name: hostname, ID: id, changed: make(chan struct{}), done: make(chan struct{}),
-		dataPlane: o.DataPlane, relayOnly: o.RelayOnly, port: o.ListenPort, opts: o, log: m.log.With("part", "node", "node", hostname)}
-	url := m.URL
-	if o.ControlURL != "" {
-		url = o.ControlURL
+		dataPlane: o.DataPlane, relayOnly: o.RelayOnly, port: o.ListenPort, opts: o, log: log.With("part", "node", "node", hostname)}
+	if o.MinBackoff == 0 {
+		o.MinBackoff, o.MaxBackoff = 20*time.Millisecond, 200*time.Millisecond
 	}
 	cc, err := controlclient.New(controlclient.Config{
-		URL: url, Flows: o.Flows, ControlKey: m.Coord.PublicKey(), Machine: id.Machine, NodeKey: id.Node.Public(),
+		URL: url, Flows: o.Flows, ControlKey: controlKey, Machine: id.Machine, NodeKey: id.Node.Public(),
 		DiscoKey: id.Disco.Public(), Hostname: hostname, OS: "linux", AuthKey: o.AuthKey, Tags: o.Tags,
 		OnNetmap: n.onNetmap, OnLoginURL: n.onLoginURL, Logger: n.log,
-		MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
+		MinBackoff: o.MinBackoff, MaxBackoff: o.MaxBackoff,
 	})
 	if err != nil {
-		m.t.Fatalf("testmesh: node %s: %v", hostname, err)
+		t.Fatalf("testmesh: node %s: %v", hostname, err)
 	}
 	n.Client = cc
 	ctx, cancel := context.WithCancel(context.Background())
@@ -248,7 +273,7 @@ func (m *Mesh) AddNode(hostname string, o NodeOptions) *Node {
 		n.changed = make(chan struct{})
 		n.mu.Unlock()
 	}()
-	m.t.Cleanup(n.Stop)
+	t.Cleanup(n.Stop)
 	return n
 }
 
