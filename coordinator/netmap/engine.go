@@ -249,7 +249,7 @@ func (e *Engine) filtersTo(ids []wire.NodeID, skip wire.NodeID, now time.Time) {
 		var filter []wire.FilterRule
 		computed := false
 		if s := e.streams[id]; s != nil && id != skip {
-			filter, computed = e.graph.Filter(id), true
+			filter, computed = e.graph.CompactFilter(id), true
 			d := &delta{filter: filter, filterSet: true}
 			if s.filterDeltas {
 				d.filterDelta, d.hasFilterDelta = filterDelta(s.filter, filter, cache)
@@ -264,7 +264,7 @@ func (e *Engine) filtersTo(ids []wire.NodeID, skip wire.NodeID, now time.Time) {
 		}
 		if n := e.nodes[id]; n != nil && len(n.Wire.Routes) > 0 {
 			if !computed {
-				filter = e.graph.Filter(id)
+				filter = e.graph.CompactFilter(id)
 			}
 			e.routeChanged(n, filter, now)
 		}
@@ -462,7 +462,7 @@ func (e *Engine) fullMap(id wire.NodeID, now time.Time) *wire.MapResponse {
 		return true
 	})
 	sortNodes(resp.Peers)
-	resp.PacketFilter = e.graph.Filter(id)
+	resp.PacketFilter = e.graph.CompactFilter(id)
 	return resp
 }
 

@@ -55,6 +55,10 @@ type grule struct {
 	prefixes []netip.Prefix // SrcPrefixes; rebuilt when dirty, never mutated
 	dirty    bool
 	self     map[string][]netip.Prefix // SrcPrefixes of autogroup:self by user
+	// compact and selfCompact are prefixes and self as CompactPrefixes
+	// (compact.go), dropped whenever those are rebuilt; nil: not yet built.
+	compact     *[]netip.Prefix
+	selfCompact map[string][]netip.Prefix
 }
 
 // gnode is the state of one node in a graph.
@@ -99,6 +103,7 @@ func (g *Graph) setRules(p *Policy, now time.Time) {
 		}
 		if r.hasSelf {
 			gr.self = map[string][]netip.Prefix{}
+			gr.selfCompact = map[string][]netip.Prefix{}
 		}
 		g.rules[i] = gr
 	}
@@ -392,6 +397,8 @@ func (g *Graph) update(slot int32, old, nw *gnode, aff *bitset) (changed bool) {
 		if selfChanged {
 			delete(gr.self, oldKey)
 			delete(gr.self, newKey)
+			delete(gr.selfCompact, oldKey)
+			delete(gr.selfCompact, newKey)
 		}
 		if aff == nil || !gr.active {
 			continue
