@@ -120,10 +120,17 @@ func spanOf(p netip.Prefix) span {
 // prefixes overlapping or adjacent to merge) it is returned as is.
 func CompactPrefixes(ps []netip.Prefix) []netip.Prefix {
 	spans := make([]span, 0, len(ps))
-	for _, p := range ps {
+	sorted := true // ps in strict ComparePrefix order and masked: so are spans
+	for i, p := range ps {
 		if p.IsValid() {
 			spans = append(spans, spanOf(p))
 		}
+		if !p.IsValid() || p != p.Masked() || (i > 0 && comparePrefix(ps[i-1], p) >= 0) {
+			sorted = false
+		}
+	}
+	if sorted {
+		return compactSpans(ps, spans)
 	}
 	slices.SortFunc(spans, func(a, b span) int {
 		if a.bitLen != b.bitLen {
@@ -134,6 +141,12 @@ func CompactPrefixes(ps []netip.Prefix) []netip.Prefix {
 		}
 		return b.last.cmp(a.last)
 	})
+	return compactSpans(ps, spans)
+}
+
+// compactSpans merges the sorted spans of ps and returns them as prefixes
+// (ps itself when that is what they are).
+func compactSpans(ps []netip.Prefix, spans []span) []netip.Prefix {
 	merged := spans[:0]
 	for _, s := range spans {
 		if n := len(merged); n > 0 {

@@ -148,3 +148,34 @@ func FuzzCompactPrefixes(f *testing.F) {
 		}
 	})
 }
+
+// TestPatched checks the merge of a source patch into a built list, and
+// that a patch that does not fit the list is refused (the graph then
+// rebuilds the list from scratch).
+func TestPatched(t *testing.T) {
+	p := func(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+	for _, tc := range []struct {
+		built string
+		patch srcPatch
+		want  string
+		ok    bool
+	}{
+		{"", srcPatch{p("100.64.0.1/32"): true}, "100.64.0.1/32", true},
+		{"100.64.0.1/32 100.64.0.3/32", srcPatch{p("100.64.0.2/32"): true, p("fd7a::1/128"): true}, "100.64.0.1/32 100.64.0.2/32 100.64.0.3/32 fd7a::1/128", true},
+		{"100.64.0.1/32 100.64.0.3/32", srcPatch{p("100.64.0.3/32"): false, p("100.64.0.0/32"): true}, "100.64.0.0/32 100.64.0.1/32", true},
+		{"100.64.0.1/32", srcPatch{p("100.64.0.1/32"): true}, "", false},  // adds what it has
+		{"100.64.0.1/32", srcPatch{p("100.64.0.0/32"): false}, "", false}, // removes what it lacks
+		{"100.64.0.1/32", srcPatch{p("100.64.0.2/32"): false}, "", false}, // removes what it lacks, past the end
+		{"", srcPatch{p("100.64.0.2/32"): false}, "", false},
+	} {
+		built := parsePrefixes(t, tc.built)
+		orig := slices.Clone(built)
+		got, ok := patched(built, tc.patch)
+		if ok != tc.ok || (ok && !slices.Equal(got, parsePrefixes(t, tc.want))) {
+			t.Errorf("patched(%s, %v) = %v, %v; want %s, %v", tc.built, tc.patch, got, ok, tc.want, tc.ok)
+		}
+		if !slices.Equal(built, orig) {
+			t.Errorf("patched modified its input")
+		}
+	}
+}

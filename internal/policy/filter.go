@@ -93,7 +93,7 @@ func (g *Graph) filter(id wire.NodeID, compact bool) []wire.FilterRule {
 		out = append(out, g.grantFilter(n)...)
 	}
 	if len(g.p.appGrants) > 0 {
-		out = append(out, g.capFilter(n, key)...)
+		out = append(out, g.capFilter(n, key, compact)...)
 	}
 	return out
 }
@@ -150,6 +150,13 @@ func (g *Graph) prefixes(gr *grule) []netip.Prefix {
 	if !gr.dirty {
 		return gr.prefixes
 	}
+	if gr.patchable {
+		if out, ok := patched(gr.prefixes, gr.patch); ok {
+			gr.prefixes, gr.dirty, gr.compact = out, false, nil
+			clear(gr.patch)
+			return out
+		}
+	}
 	r := gr.r
 	var out []netip.Prefix
 	if r.srcAll {
@@ -177,7 +184,8 @@ func (g *Graph) prefixes(gr *grule) []netip.Prefix {
 		out = dedupPrefixes(out)
 	}
 	gr.prefixes, gr.dirty = out, false
-	gr.compact = nil
+	gr.compact, gr.patchable = nil, true
+	clear(gr.patch)
 	return out
 }
 

@@ -28,6 +28,7 @@ type Graph struct {
 	caps      []capState // app grants' capability rules (capgrants.go)
 	capsDirty bool       // caps must be rebuilt
 
+	addrCount  map[netip.Prefix]int // addresses of all nodes, by how many nodes have each (srcpatch.go)
 	routeCount map[netip.Prefix]int // approved subnet routes of all nodes, by how many nodes have each
 	routeList  []netip.Prefix       // routeCount's keys, sorted; nil: to be rebuilt
 	starRules  []int32              // rules with "*" as a source
@@ -59,6 +60,10 @@ type grule struct {
 	// (compact.go), dropped whenever those are rebuilt; nil: not yet built.
 	compact     *[]netip.Prefix
 	selfCompact map[string][]netip.Prefix
+	// patch turns prefixes into the current sources when dirty and
+	// patchable (srcpatch.go); not patchable: rebuild from scratch.
+	patch     srcPatch
+	patchable bool
 }
 
 // gnode is the state of one node in a graph.
@@ -143,6 +148,7 @@ func (g *Graph) upsert(n Node, track bool) []wire.NodeID {
 		affp = &aff
 	}
 	g.update(slot, old, nw, affp)
+	g.countAddrs(old, nw)
 	g.nodes[slot] = nw
 	aff.clear(slot)
 	return g.ids(aff)
@@ -157,6 +163,7 @@ func (g *Graph) Remove(id wire.NodeID) (affected []wire.NodeID) {
 	}
 	var aff bitset
 	g.update(slot, g.nodes[slot], nil, &aff)
+	g.countAddrs(g.nodes[slot], nil)
 	g.nodes[slot] = nil
 	delete(g.slots, id)
 	g.free = append(g.free, slot)
@@ -392,7 +399,7 @@ func (g *Graph) update(slot int32, old, nw *gnode, aff *bitset) (changed bool) {
 		srcChanged := wasS != isS || (contribChanged && !r.srcAll)
 		selfChanged := r.hasSelf && (wasS != isS || contribChanged || (userChanged && (wasS || isS)))
 		if srcChanged {
-			gr.dirty = true
+			g.noteSrcChange(gr, old, nw, wasS, isS, contribChanged)
 		}
 		if selfChanged {
 			delete(gr.self, oldKey)
