@@ -162,7 +162,7 @@ func (e *Engine) SetPolicy(p *policy.Policy) {
 	now := e.now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.fullTo(e.graph.Advance(now))
+	e.advance(now)
 	old := e.graph.Policy()
 	peers, filters := e.graph.SetPolicySplit(p)
 	e.fullTo(peers)
@@ -500,13 +500,22 @@ func (e *Engine) due() time.Time {
 	now := e.now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.fullTo(e.graph.Advance(now))
+	e.advance(now)
 	next := e.expireDue(now)
 	e.postureTo(e.graph.PostureChanged(), 0)
 	if p := e.graph.NextChange(); !p.IsZero() && (next.IsZero() || p.Before(next)) {
 		next = p
 	}
 	return next
+}
+
+// advance moves the policy's clock to now: nodes whose peers changed get
+// a full map, nodes whose filter alone changed the filter (as rule deltas
+// when they take them). Callers hold e.mu.
+func (e *Engine) advance(now time.Time) {
+	peers, filters := e.graph.AdvanceSplit(now)
+	e.fullTo(peers)
+	e.filtersTo(filters, 0, now)
 }
 
 // expireDue applies every key expiry that is due and returns the next one.

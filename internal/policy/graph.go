@@ -486,6 +486,18 @@ func (g *Graph) Peers(id wire.NodeID, fn func(wire.NodeID) bool) {
 	if !ok {
 		return
 	}
+	seen := g.peerBits(slot)
+	seen.each(func(s int32) bool {
+		if int(s) < len(g.nodes) && g.nodes[s] != nil {
+			return fn(g.nodes[s].node.ID)
+		}
+		return true
+	})
+}
+
+// peerBits returns the slots of the nodes slot may reach or that may reach
+// it under the rules active now, without slot itself.
+func (g *Graph) peerBits(slot int32) bitset {
 	n := g.nodes[slot]
 	key := selfKey(n)
 	var seen bitset
@@ -516,10 +528,5 @@ func (g *Graph) Peers(id wire.NodeID, fn func(wire.NodeID) bool) {
 		g.grantPeers(&seen, n)
 	}
 	seen.clear(slot)
-	seen.each(func(s int32) bool {
-		if int(s) < len(g.nodes) && g.nodes[s] != nil {
-			return fn(g.nodes[s].node.ID)
-		}
-		return true
-	})
+	return seen
 }
