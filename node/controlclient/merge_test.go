@@ -95,8 +95,16 @@ func TestMergePeersMatchesReference(t *testing.T) {
 			peers []wire.Node
 		}
 		var snaps []kept
+		joinID := wire.NodeID(1000)
 		for step := 1; step <= 200; step++ {
 			resp := randomResponse(r, uint64(step), step == 1 || r.IntN(40) == 0)
+			if step > 1 && r.IntN(4) == 0 { // joins: new IDs after every other
+				resp = &wire.MapResponse{Version: uint64(step)}
+				for range 1 + r.IntN(3) {
+					joinID++
+					resp.PeersChanged = append(resp.PeersChanged, wire.Node{ID: joinID, Name: fmt.Sprint(joinID)})
+				}
+			}
 			if err := s.apply(resp); err != nil {
 				t.Fatalf("seed %d step %d: %v", seed, step, err)
 			}
@@ -130,6 +138,31 @@ func BenchmarkApplyDelta(b *testing.B) {
 		delta := func(v uint64) *wire.MapResponse {
 			return &wire.MapResponse{Version: v, PeersPatched: []wire.PeerPatch{{ID: wire.NodeID(1 + int(v)%peers), Endpoints: &eps}}}
 		}
+		join := func(v uint64) *wire.MapResponse {
+			return &wire.MapResponse{Version: v, PeersChanged: []wire.Node{{ID: wire.NodeID(peers + int(v)), Name: "new"}}}
+		}
+		b.Run(fmt.Sprintf("peers=%d/join/reference", peers), func(b *testing.B) {
+			ref := refPeers{}
+			ref.apply(full)
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				nm := ref.apply(join(uint64(i + 2)))
+				_ = slices.Clone(nm)
+			}
+		})
+		b.Run(fmt.Sprintf("peers=%d/join/merge", peers), func(b *testing.B) {
+			var s mapState
+			if err := s.apply(full); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if err := s.apply(join(uint64(i + 2))); err != nil {
+					b.Fatal(err)
+				}
+				_ = s.snapshot()
+			}
+		})
 		b.Run(fmt.Sprintf("peers=%d/reference", peers), func(b *testing.B) {
 			ref := refPeers{}
 			ref.apply(full)

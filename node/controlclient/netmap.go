@@ -119,7 +119,8 @@ func byID(a, b wire.Node) int { return cmp.Compare(a.ID, b.ID) }
 // changed added or replacing the peer of the same ID (the last one wins),
 // then removed taken out, then patched applied in order to the peers left
 // (patches to unknown peers are ignored). It modifies none of its
-// arguments.
+// arguments' elements; when it only appends, the result shares old's
+// array (whose elements past len(old) it may overwrite).
 func mergePeers(old, changed []wire.Node, removed []wire.NodeID, patched []wire.PeerPatch) []wire.Node {
 	if len(changed) > 0 {
 		changed = slices.Clone(changed)
@@ -142,6 +143,13 @@ func mergePeers(old, changed []wire.Node, removed []wire.NodeID, patched []wire.
 	if len(patched) > 0 {
 		patched = slices.Clone(patched)
 		slices.SortStableFunc(patched, func(a, b wire.PeerPatch) int { return cmp.Compare(a.ID, b.ID) })
+	}
+	if len(removed) == 0 && len(patched) == 0 && len(changed) > 0 &&
+		(len(old) == 0 || changed[0].ID > old[len(old)-1].ID) {
+		// Only new peers, all after the last one (IDs grow, so this is a
+		// join): append. Snapshots are capped at their length, so nothing
+		// that holds one sees past it.
+		return append(old, changed...)
 	}
 	out := make([]wire.Node, 0, len(old)+len(changed))
 	i, j, r, p := 0, 0, 0, 0 // old, changed, removed, patched
@@ -177,9 +185,11 @@ func mergePeers(old, changed []wire.Node, removed []wire.NodeID, patched []wire.
 }
 
 // snapshot returns a copy that the caller may keep. It shares the peer
-// list and the filter with the state, which never modifies them; the
-// caller must not either.
+// list and the filter with the state, which never modifies them (it may
+// append past the end of a snapshot's peers, which the snapshot's capacity
+// hides); the caller must not modify them either.
 func (s *mapState) snapshot() *Netmap {
 	nm := s.nm
+	nm.Peers = slices.Clip(nm.Peers)
 	return &nm
 }
