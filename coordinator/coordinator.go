@@ -10,6 +10,7 @@
 package coordinator
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -49,6 +50,10 @@ type Config struct {
 	// StateDir holds warren.db, coordinator.key, secrets.key and
 	// admin.sock. Required.
 	StateDir string
+	// Store is the database's URL (see store.OpenURL): postgres://… for
+	// PostgreSQL, sqlite:///path or a path for SQLite. Empty: SQLite at
+	// <StateDir>/warren.db.
+	Store string
 	// Domain is the mesh DNS domain; default "warren.internal".
 	Domain string
 	// DNS is the extra records and split-DNS routes sent to the nodes in
@@ -188,7 +193,7 @@ func New(ctx context.Context, cfg Config) (_ *Coordinator, err error) {
 		}
 	}()
 	met := newCoordMetrics()
-	st, err := store.OpenWith(ctx, filepath.Join(cfg.StateDir, "warren.db"), store.Options{Logger: cfg.Logger, Secrets: ring,
+	st, err := store.OpenURL(ctx, cmp.Or(cfg.Store, filepath.Join(cfg.StateDir, "warren.db")), store.Options{Logger: cfg.Logger, Secrets: ring,
 		SharedPool: cfg.SharedStorePool, Observe: met.observeStore})
 	if errors.Is(err, keyring.ErrUnknownKey) {
 		return nil, fmt.Errorf("%w (restore %s from the backup of this state directory)", err, SecretsKeyFile)

@@ -21,7 +21,7 @@ Usage:
   warren-coordinator serve [flags]          run the coordinator
   warren-coordinator version                print the version (also --version)
   warren-coordinator key [--state-dir DIR]  print the coordinator's public key
-  warren-coordinator secrets rotate [--state-dir DIR] [--keep-old]
+  warren-coordinator secrets rotate [--state-dir DIR] [--store URL] [--keep-old]
                                             seal the stored secrets under a new key (coordinator stopped)
   warren-coordinator users   list | create NAME [--admin] [--email E] [--group G]... | passwd USER | totp USER
                              | set-role USER admin|member | disable USER | enable USER | delete USER
@@ -54,6 +54,8 @@ files (exit status 1 if any is invalid), for CI; explain does too with
 inventory of nodes (exit status 1 for a rejected policy, 2 for bad input;
 formats in ops/policy/README.md). SRC and DST are node names, user logins, tags, hosts or addresses.
 policy explain exits 0 for ALLOWED, 1 for DENIED, 2 when it has no answer.
+The database is SQLite at <state-dir>/warren.db unless --store URL (or
+WARREN_STORE) names another: postgres://user@host/db for PostgreSQL.
 `
 
 func main() {

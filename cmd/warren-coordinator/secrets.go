@@ -1,12 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -23,11 +25,12 @@ import (
 // failing to open values under, the keys it knew at start.
 func secretsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "rotate" {
-		return errors.New("usage: warren-coordinator secrets rotate [--state-dir DIR] [--keep-old]")
+		return errors.New("usage: warren-coordinator secrets rotate [--state-dir DIR] [--store URL] [--keep-old]")
 	}
 	fs := flag.NewFlagSet("secrets rotate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	stateDir := fs.String("state-dir", stateDirDefault(), "the stopped coordinator's state directory (default $WARREN_STATE_DIR, else "+defaultStateDir+")")
+	storeURL := fs.String("store", os.Getenv("WARREN_STORE"), storeUsage)
 	keepOld := fs.Bool("keep-old", false, "keep the old keys in the ring (default: drop them once every value is sealed again)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -51,7 +54,7 @@ func secretsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	// Opening the store with the rotated ring seals every value not sealed
 	// with its newest key, in one transaction.
-	st, err := store.OpenWith(ctx, filepath.Join(*stateDir, "warren.db"), store.Options{Secrets: rotated})
+	st, err := store.OpenURL(ctx, cmp.Or(*storeURL, filepath.Join(*stateDir, "warren.db")), store.Options{Secrets: rotated})
 	if err != nil {
 		return fmt.Errorf("secrets rotate: key added, but the stored secrets were not sealed again (the next start will): %w", err)
 	}

@@ -31,10 +31,14 @@ import (
 
 const defaultStateDir = "/var/lib/warren-coordinator"
 
+// storeUsage is the help of --store.
+const storeUsage = "the database: postgres://user@host/db?sslmode=verify-full (PostgreSQL; replicas share one), or sqlite:///path/warren.db (default $WARREN_STORE, else SQLite at <state-dir>/warren.db)"
+
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	stateDir := fs.String("state-dir", stateDirDefault(), "directory for the database, key and admin socket (default $WARREN_STATE_DIR, else "+defaultStateDir+")")
+	storeURL := fs.String("store", os.Getenv("WARREN_STORE"), storeUsage)
 	listen := fs.String("listen", ":8080", "address for nodes (control channel, /key)")
 	publicURL := fs.String("public-url", "", "URL nodes use to reach this coordinator (default: derived from --listen)")
 	adminListen := fs.String("admin-listen", "", "address for the remote admin API (needs --tls-cert/--tls-key unless loopback)")
@@ -119,7 +123,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	c, err := coordinator.New(ctx, coordinator.Config{StateDir: *stateDir, Domain: *domain, DNS: dnsCfg, Logger: logger,
+	c, err := coordinator.New(ctx, coordinator.Config{StateDir: *stateDir, Store: *storeURL, Domain: *domain, DNS: dnsCfg, Logger: logger,
 		KeyExpiry: *keyExpiry, EphemeralGrace: *grace, PostureMaxAge: *postureMaxAge, PolicyPath: *policyPath, Relay: relay,
 		RequireApproval: *requireApproval, Login: loginCfg, AuditRetention: time.Duration(auditRetention), FlowRetention: time.Duration(flowRetention),
 		LogSinks: sinks, Alerts: alertConfig(*alerts), AlertWebhook: *alertWebhook,

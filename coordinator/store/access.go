@@ -155,18 +155,18 @@ func (q queries) NextAccessExpiry(ctx context.Context, state string) (time.Time,
 // The Store's own access methods: reads on the read pool, writes of
 // several statements in one transaction.
 
-func (s *sqliteStore) CreateAccessRequest(ctx context.Context, r AccessRequest) (AccessRequest, error) {
+func (s *sqlStore) CreateAccessRequest(ctx context.Context, r AccessRequest) (AccessRequest, error) {
 	return writeGet(ctx, s, func(q Queries) (AccessRequest, error) { return q.CreateAccessRequest(ctx, r) })
 }
 
-func (s *sqliteStore) GetAccessRequest(ctx context.Context, id int64) (AccessRequest, error) {
+func (s *sqlStore) GetAccessRequest(ctx context.Context, id int64) (AccessRequest, error) {
 	return s.r.GetAccessRequest(ctx, id)
 }
 
-func (s *sqliteStore) ListAccessRequests(ctx context.Context, f AccessFilter) ([]AccessRequest, error) {
+func (s *sqlStore) ListAccessRequests(ctx context.Context, f AccessFilter) ([]AccessRequest, error) {
 	return s.r.ListAccessRequests(ctx, f)
 }
 
-func (s *sqliteStore) NextAccessExpiry(ctx context.Context, state string) (time.Time, error) {
+func (s *sqlStore) NextAccessExpiry(ctx context.Context, state string) (time.Time, error) {
 	return s.r.NextAccessExpiry(ctx, state)
 }

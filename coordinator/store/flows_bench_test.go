@@ -12,41 +12,43 @@ import (
 // BenchmarkInsertFlows stores batches of 1,000 flow records, each in one
 // transaction, as the coordinator's ingest does, and reports records/s;
 // baseline inserts the same rows into a bare table of the same columns
-// (no unique ID, no indexes) in the same run.
+// (no unique ID, no indexes) in the same run, on each backend.
 func BenchmarkInsertFlows(b *testing.B) {
 	const batch = 1000
-	for _, mode := range []string{"baseline", "flows"} {
-		b.Run(mode, func(b *testing.B) {
-			s, _ := openTest(b)
-			ctx := context.Background()
-			if mode == "baseline" {
-				_, err := s.(*sqliteStore).wdb.ExecContext(ctx, `CREATE TABLE flows_bare AS SELECT * FROM flows WHERE 0`)
-				if err != nil {
-					b.Fatal(err)
-				}
-			}
-			rows := make([]Flow, batch)
-			n := 0
-			b.ResetTimer()
-			for b.Loop() {
-				for i := range rows {
-					rows[i] = testFlow(n, "accept", NodeID(n%200), "ann@example.com", flowT0.Add(time.Duration(n)*time.Millisecond))
-					rows[i].ID = "b-" + strconv.Itoa(n)
-					n++
-				}
-				err := s.Tx(ctx, func(q Queries) error {
-					if mode == "baseline" {
-						return insertBare(ctx, q.(queries), rows)
+	for _, bk := range backends {
+		for _, mode := range []string{"baseline", "flows"} {
+			b.Run(bk.name+"/"+mode, func(b *testing.B) {
+				s, _ := bk.openTest(b)
+				ctx := context.Background()
+				if mode == "baseline" {
+					_, err := s.(*sqlStore).wdb.ExecContext(ctx, `CREATE TABLE flows_bare AS SELECT * FROM flows WHERE 1 = 0`)
+					if err != nil {
+						b.Fatal(err)
 					}
-					_, err := q.InsertFlows(ctx, rows)
-					return err
-				})
-				if err != nil {
-					b.Fatal(err)
 				}
-			}
-			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "records/s")
-		})
+				rows := make([]Flow, batch)
+				n := 0
+				b.ResetTimer()
+				for b.Loop() {
+					for i := range rows {
+						rows[i] = testFlow(n, "accept", NodeID(n%200), "ann@example.com", flowT0.Add(time.Duration(n)*time.Millisecond))
+						rows[i].ID = "b-" + strconv.Itoa(n)
+						n++
+					}
+					err := s.Tx(ctx, func(q Queries) error {
+						if mode == "baseline" {
+							return insertBare(ctx, q.(queries), rows)
+						}
+						_, err := q.InsertFlows(ctx, rows)
+						return err
+					})
+					if err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "records/s")
+			})
+		}
 	}
 }
 
@@ -85,7 +87,7 @@ func BenchmarkFlowQuery(b *testing.B) {
 	ctx := context.Background()
 	now := flowT0.Add(30 * 24 * time.Hour)
 	start := time.Now()
-	if err := fillFlows(ctx, s.(*sqliteStore), total, flowT0, now); err != nil {
+	if err := fillFlows(ctx, s.(*sqlStore), total, flowT0, now); err != nil {
 		b.Fatal(err)
 	}
 	b.Logf("generated %d flows in %v", total, time.Since(start).Round(time.Millisecond))
@@ -117,7 +119,7 @@ func BenchmarkFlowQuery(b *testing.B) {
 // fillFlows inserts n synthetic flows spread evenly over [from, to) with
 // one statement, dropping the indexes while it does and building them
 // again after (as a bulk load would).
-func fillFlows(ctx context.Context, s *sqliteStore, n int, from, to time.Time) error {
+func fillFlows(ctx context.Context, s *sqlStore, n int, from, to time.Time) error {
 	span := to.Sub(from).Nanoseconds() / int64(n)
 	for _, q := range []string{
 		`DROP INDEX flows_time`, `DROP INDEX flows_src_user`, `DROP INDEX flows_dst_node`,

@@ -16,7 +16,7 @@ var inUse = map[string]string{
 	// A deleted user's ID lives on as the UserID of the tagged nodes they
 	// registered: those must never pass to another user.
 	"users": `SELECT MAX(m) FROM (SELECT COALESCE(MAX(id), 0) AS m FROM users
-		UNION ALL SELECT COALESCE(MAX(user_id), 0) FROM nodes)`,
+		UNION ALL SELECT COALESCE(MAX(user_id), 0) FROM nodes) AS hw`,
 	"nodes":      `SELECT COALESCE(MAX(id), 0) FROM nodes`,
 	"nodes.ipv4": `SELECT COALESCE(MAX(ipv4_num), 0) FROM nodes`,
 	"auth_keys":  `SELECT COALESCE(MAX(id), 0) FROM auth_keys`,
@@ -32,7 +32,7 @@ var inUse = map[string]string{
 // transaction that inserts the row; if that rolls back, so does this.
 func (q queries) nextID(ctx context.Context, name string) (int64, error) {
 	var id int64
-	err := q.q.QueryRowContext(ctx, `UPDATE high_water SET value = MAX(value, (`+inUse[name]+`)) + 1
+	err := q.q.QueryRowContext(ctx, `UPDATE high_water SET value = `+q.d.greatest()+`(value, (`+inUse[name]+`)) + 1
 		WHERE name = ? RETURNING value`, name).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("next %s ID: %w", name, wrapErr(err))
@@ -43,7 +43,7 @@ func (q queries) nextID(ctx context.Context, name string) (int64, error) {
 // highWater returns the highest value ever handed out for name.
 func (q queries) highWater(ctx context.Context, name string) (int64, error) {
 	var v int64
-	err := q.q.QueryRowContext(ctx, `SELECT MAX(value, (`+inUse[name]+`)) FROM high_water WHERE name = ?`, name).Scan(&v)
+	err := q.q.QueryRowContext(ctx, `SELECT `+q.d.greatest()+`(value, (`+inUse[name]+`)) FROM high_water WHERE name = ?`, name).Scan(&v)
 	if err != nil {
 		return 0, fmt.Errorf("highest %s: %w", name, wrapErr(err))
 	}
@@ -52,7 +52,7 @@ func (q queries) highWater(ctx context.Context, name string) (int64, error) {
 
 // raiseHighWater records v as handed out for name.
 func (q queries) raiseHighWater(ctx context.Context, name string, v int64) error {
-	if _, err := q.q.ExecContext(ctx, `UPDATE high_water SET value = MAX(value, ?) WHERE name = ?`, v, name); err != nil {
+	if _, err := q.q.ExecContext(ctx, `UPDATE high_water SET value = `+q.d.greatest()+`(value, ?) WHERE name = ?`, v, name); err != nil {
 		return fmt.Errorf("record highest %s: %w", name, wrapErr(err))
 	}
 	return nil

@@ -6,10 +6,12 @@ import (
 	"time"
 )
 
-// migration is one schema step; versions count from 1.
+// migration is one schema step, written for each backend; versions
+// count from 1 and are shared: version N is the same change in both
+// dialects (postgres: see migrations_postgres.go).
 type migration struct {
-	version int
-	sql     string
+	version          int
+	sqlite, postgres string
 }
 
 // migrations are applied in order, each in its own transaction, and
@@ -92,7 +94,7 @@ CREATE TABLE audit_events (
 );
 CREATE INDEX audit_time ON audit_events(time);
 CREATE INDEX audit_action ON audit_events(action, time);
-`},
+`, postgresV1},
 	{2, `
 CREATE TABLE policies (
 	id      INTEGER PRIMARY KEY,
@@ -102,7 +104,7 @@ CREATE TABLE policies (
 	diff    TEXT NOT NULL DEFAULT '',
 	created INTEGER NOT NULL
 );
-`},
+`, postgresV2},
 	{3, `
 ALTER TABLE users ADD COLUMN issuer TEXT NOT NULL DEFAULT '';
 ALTER TABLE users ADD COLUMN subject TEXT NOT NULL DEFAULT '';
@@ -111,14 +113,14 @@ ALTER TABLE users ADD COLUMN password_hash TEXT NOT NULL DEFAULT '';
 ALTER TABLE users ADD COLUMN totp_secret TEXT NOT NULL DEFAULT '';
 CREATE UNIQUE INDEX users_identity ON users (issuer, subject) WHERE subject != '';
 ALTER TABLE nodes ADD COLUMN pending INTEGER NOT NULL DEFAULT 0;
-`},
+`, postgresV3},
 	{4, `
 ALTER TABLE nodes ADD COLUMN key_lifetime_seconds INTEGER NOT NULL DEFAULT 0;
-`},
+`, postgresV4},
 	{5, `
 ALTER TABLE users ADD COLUMN refresh_token TEXT NOT NULL DEFAULT '';
 ALTER TABLE users ADD COLUMN idp_checked_at INTEGER NOT NULL DEFAULT 0;
-`},
+`, postgresV5},
 	// 6: IDs and mesh addresses are never handed out twice (see nextID and
 	// allocateIPv4). high_water holds the highest value ever given out,
 	// seeded from what is in use and from the IDs audit events name (up
@@ -142,24 +144,24 @@ INSERT INTO high_water (name, value) VALUES
 	('auth_keys', (SELECT COALESCE(MAX(id), 0) FROM auth_keys)),
 	('api_keys', (SELECT COALESCE(MAX(id), 0) FROM api_keys));
 ALTER TABLE users ADD COLUMN totp_last_step INTEGER NOT NULL DEFAULT 0;
-`},
+`, postgresV6},
 	{7, `
 -- Who created each pre-auth key; -1 for keys created before this
 -- migration (their creator is unknown).
 ALTER TABLE auth_keys ADD COLUMN creator_id INTEGER NOT NULL DEFAULT -1;
-`},
+`, postgresV7},
 	{8, `
 -- 1: an admin named the node (nodes rename); its name no longer follows
 -- its hostname.
 ALTER TABLE nodes ADD COLUMN given_name INTEGER NOT NULL DEFAULT 0;
-`},
+`, postgresV8},
 	{9, `
 -- The subnet and exit-node routes a node advertises, and those an admin
 -- or the policy's autoApprovers approved (JSON arrays of prefixes); a
 -- route is in force when it is in both.
 ALTER TABLE nodes ADD COLUMN advertised_routes TEXT NOT NULL DEFAULT '[]';
 ALTER TABLE nodes ADD COLUMN approved_routes TEXT NOT NULL DEFAULT '[]';
-`},
+`, postgresV9},
 	{10, `
 -- Device posture: each node's attributes (node: ones it reports, custom:
 -- ones admins and integrations set). reported_at is the coordinator's
@@ -180,7 +182,7 @@ CREATE TABLE node_attrs (
 -- nodes' attributes and set custom: ones (name says which job it is).
 ALTER TABLE api_keys ADD COLUMN role TEXT NOT NULL DEFAULT '';
 ALTER TABLE api_keys ADD COLUMN name TEXT NOT NULL DEFAULT '';
-`},
+`, postgresV10},
 	{11, `
 -- Flow logs: one row per record a node reported (flow_id is the record's
 -- stable ID: a record the same node delivers twice is stored once). node_id is the
@@ -227,7 +229,7 @@ CREATE INDEX flows_dst_node ON flows(dst_node, end_time, verdict, dst_port);
 -- Audit queries by actor and target.
 CREATE INDEX audit_actor ON audit_events(actor, time);
 CREATE INDEX audit_target ON audit_events(target, time);
-`},
+`, postgresV11},
 	{12, `
 -- How far each log sink (package export) has delivered each source: the
 -- last row ID it delivered.
@@ -240,7 +242,7 @@ CREATE TABLE sink_cursors (
 -- Audit IDs are never reused (they are the cursors): AppendAudit takes
 -- them from high_water too.
 INSERT INTO high_water (name, value) VALUES ('audit_events', (SELECT COALESCE(MAX(id), 0) FROM audit_events));
-`},
+`, postgresV12},
 	{13, `
 -- Just-in-time access requests and their grants (package
 -- coordinator/access). No foreign keys: the history outlives deleted
@@ -270,17 +272,25 @@ CREATE TABLE access_requests (
 CREATE INDEX access_state ON access_requests(state, expires_at);
 CREATE INDEX access_user ON access_requests(user_id, id);
 INSERT INTO high_water (name, value) VALUES ('access_requests', 0);
-`},
+`, postgresV13},
 }
 
 // migrate applies pending migrations, each in its own transaction, and
 // refuses a database newer than this code.
-func (s *sqliteStore) migrate(ctx context.Context) error {
-	if _, err := s.wdb.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)`); err != nil {
+//
+// On PostgreSQL every transaction takes the store's advisory write lock
+// (see postgresStore.Tx), so replicas starting at once on one database
+// apply each migration once, one after the other.
+func (s *sqlStore) migrate(ctx context.Context) error {
+	err := s.Tx(ctx, func(q Queries) error {
+		_, err := q.(queries).q.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)`)
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("create migrations table: %w", err)
 	}
 	var current int
-	if err := s.wdb.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+	if err := s.queries.q.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
 		return fmt.Errorf("read schema version: %w", err)
 	}
 	if err := checkVersion(current); err != nil {
@@ -303,7 +313,11 @@ func (s *sqliteStore) migrate(ctx context.Context) error {
 				return err
 			}
 			// The driver runs every statement of a multi-statement string.
-			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+			text := m.sqlite
+			if s.d == dialectPostgres {
+				text = m.postgres
+			}
+			if _, err := tx.ExecContext(ctx, text); err != nil {
 				return err
 			}
 			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`, m.version, time.Now().UnixNano())

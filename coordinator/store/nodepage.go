@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 )
 
 // NodePageFilter selects one page of nodes, ordered by name (then ID),
@@ -28,12 +29,14 @@ const (
 
 // nodePageWhere is the condition of a NodePageFilter: arguments match (7
 // times, then the tag as JSON) and user (twice).
-const nodePageWhere = `(? = '' OR instr(name, ?) > 0 OR instr(hostname, ?) > 0 OR ipv4 = ? OR ipv6 = ?
+func nodePageWhere(d dialect) string {
+	return strings.ReplaceAll(`(? = '' OR instr(name, ?) > 0 OR instr(hostname, ?) > 0 OR ipv4 = ? OR ipv6 = ?
 	OR user_id IN (SELECT id FROM users WHERE ? <> '' AND instr(name, ?) > 0) OR instr(tags, ?) > 0)
-	AND (? = 0 OR user_id = ?)`
+	AND (? = 0 OR user_id = ?)`, "instr(", d.strpos()+"(")
+}
 
 // ListNodePage is a read: it goes to the read-only pool.
-func (s *sqliteStore) ListNodePage(ctx context.Context, f NodePageFilter) ([]Node, int, error) {
+func (s *sqlStore) ListNodePage(ctx context.Context, f NodePageFilter) ([]Node, int, error) {
 	return s.r.ListNodePage(ctx, f)
 }
 
@@ -52,10 +55,10 @@ func (q queries) ListNodePage(ctx context.Context, f NodePageFilter) ([]Node, in
 	}
 	args := []any{f.Match, f.Match, f.Match, f.Match, f.Match, f.Match, f.Match, string(tag), f.User, f.User}
 	var total int
-	if err := q.q.QueryRowContext(ctx, `SELECT COUNT(*) FROM nodes WHERE `+nodePageWhere, args...).Scan(&total); err != nil {
+	if err := q.q.QueryRowContext(ctx, `SELECT COUNT(*) FROM nodes WHERE `+nodePageWhere(q.d), args...).Scan(&total); err != nil {
 		return nil, 0, fmt.Errorf("count nodes: %w", wrapErr(err))
 	}
-	nodes, err := list(ctx, q, "nodes", `SELECT `+nodeCols+` FROM nodes WHERE `+nodePageWhere+` ORDER BY name, id LIMIT ? OFFSET ?`,
+	nodes, err := list(ctx, q, "nodes", `SELECT `+nodeCols+` FROM nodes WHERE `+nodePageWhere(q.d)+` ORDER BY name, id LIMIT ? OFFSET ?`,
 		scanNode, append(args, limit, max(f.Offset, 0))...)
 	return nodes, total, err
 }

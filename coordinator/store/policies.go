@@ -10,12 +10,9 @@ import (
 const defaultPolicyLimit = 100
 
 func (q queries) SavePolicy(ctx context.Context, p PolicyVersion) (PolicyVersion, error) {
-	res, err := q.q.ExecContext(ctx, `INSERT INTO policies (hash, source, author, diff, created) VALUES (?, ?, ?, ?, ?)`,
-		p.Hash, p.Source, p.Author, p.Diff, nanos(p.Created))
+	err := q.q.QueryRowContext(ctx, `INSERT INTO policies (hash, source, author, diff, created) VALUES (?, ?, ?, ?, ?) RETURNING id`,
+		p.Hash, p.Source, p.Author, p.Diff, nanos(p.Created)).Scan(&p.ID)
 	if err != nil {
-		return p, fmt.Errorf("save policy: %w", err)
-	}
-	if p.ID, err = res.LastInsertId(); err != nil {
 		return p, fmt.Errorf("save policy: %w", err)
 	}
 	return p, nil

@@ -342,7 +342,8 @@ func (q queries) DeleteNode(ctx context.Context, id NodeID) error {
 func (q queries) uniqueName(ctx context.Context, hostname string, self NodeID) (string, error) {
 	base := DNSLabel(hostname)
 	prefix := trimLabel(base[:min(len(base), maxLabel-maxSuffix)])
-	rows, err := q.q.QueryContext(ctx, `SELECT name FROM nodes WHERE name GLOB ? AND id != ?`, prefix+"*", self)
+	match, arg := q.d.prefixMatch("name", prefix)
+	rows, err := q.q.QueryContext(ctx, `SELECT name FROM nodes WHERE `+match+` AND id != ?`, arg, self)
 	if err != nil {
 		return "", fmt.Errorf("name node %q: %w", hostname, err)
 	}

@@ -75,7 +75,7 @@ func (q queries) sealUser(id UserID, u User) (totp, refresh string, err error) {
 // plain text (from before secrets were sealed) or sealed with an older key
 // (after a key ring rotation), in one transaction. It returns how many it
 // sealed.
-func (s *sqliteStore) resealSecrets(ctx context.Context) (n int, err error) {
+func (s *sqlStore) resealSecrets(ctx context.Context) (n int, err error) {
 	type value struct {
 		id     UserID
 		column string

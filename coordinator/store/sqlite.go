@@ -8,26 +8,11 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
-	"strings"
 	"time"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 )
-
-// sqliteStore is the embedded SQLite backend. Every write goes through
-// one writer connection, so concurrent writers queue in Go (waiting as long
-// as their context lets them) instead of timing out in SQLite's busy
-// handler; plain reads go to a pool of read-only connections, which WAL
-// lets run beside the writer.
-type sqliteStore struct {
-	queries         // the writer, see dispatch.go
-	r       queries // the readers
-	wdb     *sql.DB // one connection; Tx and every write
-	rdb     *sql.DB // read-only pool (wdb itself with Options.SharedPool)
-	log     *slog.Logger
-	observe func(op string, d time.Duration) // Options.Observe, nil: none
-}
 
 // maxReaders bounds the read-only pool: more readers than this wait in Go
 // for a connection rather than each opening its own file descriptors.
@@ -74,7 +59,7 @@ func OpenWith(ctx context.Context, path string, opts Options) (Store, error) {
 		wdb.Close()
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
-	s := &sqliteStore{queries: queries{q: timed(wdb, "write", opts.Observe), sec: opts.Secrets}, wdb: wdb, log: logger,
+	s := &sqlStore{queries: queries{q: timed(wdb, "write", opts.Observe), sec: opts.Secrets}, wdb: wdb, log: logger,
 		observe: opts.Observe}
 	if err := s.migrate(ctx); err != nil {
 		wdb.Close()
@@ -154,89 +139,4 @@ func pingUntilFree(ctx context.Context, db *sql.DB, patience time.Duration) erro
 func isBusy(err error) bool {
 	var se *sqlite.Error
 	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
-}
-
-// Close closes the database.
-func (s *sqliteStore) Close() error {
-	err := s.wdb.Close()
-	if s.rdb != s.wdb {
-		err = errors.Join(err, s.rdb.Close())
-	}
-	return err
-}
-
-// Tx runs fn in one immediate (write-locked) transaction on the writer. It
-// rolls back if fn returns an error, which it returns as is, or panics, in
-// which case the panic goes on after the rollback. The Queries fn gets read
-// through the transaction, so they see its own writes.
-func (s *sqliteStore) Tx(ctx context.Context, fn func(q Queries) error) (err error) {
-	if s.observe != nil {
-		defer func(start time.Time) { s.observe("tx", time.Since(start)) }(time.Now())
-	}
-	tx, err := s.wdb.BeginTx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("begin transaction: %w", err)
-	}
-	committed := false
-	defer func() {
-		if !committed {
-			_ = tx.Rollback()
-		}
-	}()
-	if err := fn(queries{q: tx, sec: s.sec}); err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", wrapErr(err))
-	}
-	committed = true
-	return nil
-}
-
-// querier is what *sql.DB and *sql.Tx have in common.
-type querier interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
-
-// queries implements Queries over a database or a transaction, sealing
-// and opening secrets with sec (nil: none, see Options.Secrets).
-type queries struct {
-	q   querier
-	sec Sealer
-}
-
-// wrapErr maps SQLite constraint errors to ErrConflict.
-func wrapErr(err error) error {
-	var se *sqlite.Error
-	if errors.As(err, &se) {
-		switch se.Code() {
-		case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
-			return fmt.Errorf("%w: %v", ErrConflict, err)
-		}
-	} else if err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed") {
-		// A driver that lost the error code still says what happened.
-		return fmt.Errorf("%w: %v", ErrConflict, err)
-	}
-	if errors.Is(err, sql.ErrNoRows) {
-		return ErrNotFound
-	}
-	return err
-}
-
-// exec runs a statement that must touch exactly one row when one is set.
-func (q queries) execOne(ctx context.Context, what string, query string, args ...any) error {
-	res, err := q.q.ExecContext(ctx, query, args...)
-	if err != nil {
-		return fmt.Errorf("%s: %w", what, wrapErr(err))
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	if n == 0 {
-		return fmt.Errorf("%s: %w", what, ErrNotFound)
-	}
-	return nil
 }

@@ -3,7 +3,9 @@
 // logs, policy history, just-in-time access requests and the log sinks'
 // cursors, behind one
 // interface so that SQLite (the embedded default, see Open) and PostgreSQL
-// (a later backend) are interchangeable.
+// (OpenURL with a postgres:// URL; several coordinators may share one
+// database) are interchangeable: one set of queries and one contract,
+// tested on both.
 //
 // The store holds public keys and hashes of secrets, and two kinds of
 // secret it must be able to read back: OpenID refresh tokens and TOTP
@@ -11,7 +13,8 @@
 // they reach the database and opens when read, each bound to its user and
 // column. It must never be given a private key or a plaintext pre-auth or
 // API key, and never write a refresh token or TOTP secret unsealed when it
-// has a key ring. Every multi-row change runs in one transaction
+// has a key ring, and never log or put in an error a database URL (it may
+// hold a password). Every multi-row change runs in one transaction
 // (Store.Tx); a failed or rejected request leaves the store exactly as it
 // was.
 package store
@@ -384,7 +387,7 @@ type Sealer interface {
 	Current(s string) bool
 }
 
-// Options tune OpenWith; the zero value is what Open uses.
+// Options tune OpenWith and OpenURL; the zero value is what Open uses.
 type Options struct {
 	Logger *slog.Logger
 	// Secrets seals users' TOTP secrets and refresh tokens. With it, Open
@@ -394,7 +397,7 @@ type Options struct {
 	Secrets Sealer
 	// SharedPool makes reads and writes share one pool of connections, as
 	// the store did before it had one writer; only benchmarks use it, to
-	// compare the two in one run.
+	// compare the two in one run. SQLite only.
 	SharedPool bool
 	// Observe, if set, is told how long each database call took: op is
 	// "read" (a statement on the read pool), "write" (a statement on the
