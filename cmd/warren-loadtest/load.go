@@ -30,6 +30,12 @@ type Config struct {
 	// AuthKey is a reusable pre-auth key every simulated node registers
 	// with (an ephemeral one lets the coordinator delete them afterwards).
 	AuthKey string
+	// NodeAuthKeys, when set, are the keys the simulated nodes register
+	// with instead, node i with NodeAuthKeys[i%len]: keys of different
+	// users or tags put the nodes under a policy with many users or teams
+	// (AuthKey stays the probe's: make it one whose node every other node
+	// may see, e.g. a tagged server's).
+	NodeAuthKeys []string
 	// Nodes is how many control connections to open.
 	Nodes int
 	// Concurrency bounds the nodes registering at once; default 64.
@@ -133,7 +139,7 @@ func run(ctx context.Context, cfg Config) (*Report, error) {
 		nodeKey := key.NewNode().Public()
 		c, err := controlclient.New(controlclient.Config{
 			URL: cfg.URL, ControlKey: cfg.ControlKey, Machine: key.NewMachine(), NodeKey: nodeKey,
-			DiscoKey: key.NewDisco().Public(), Hostname: hostname, OS: "linux", AuthKey: cfg.AuthKey,
+			DiscoKey: key.NewDisco().Public(), Hostname: hostname, OS: "linux", AuthKey: cfg.nodeAuthKey(i),
 			Logger: cfg.Logger, HTTPClient: countingClient(&n.read, sourceAddr(i, cfg.Sources)),
 			OnNetmap: func(nm *controlclient.Netmap) { lastMap.Store(time.Now().UnixNano()); n.onNetmap(nm, &probeKey) },
 		})
@@ -291,6 +297,14 @@ func settle(ctx context.Context, last *atomic.Int64, quiet time.Duration) bool {
 		case <-t.C:
 		}
 	}
+}
+
+// nodeAuthKey is the pre-auth key simulated node i registers with.
+func (cfg *Config) nodeAuthKey(i int) string {
+	if len(cfg.NodeAuthKeys) == 0 {
+		return cfg.AuthKey
+	}
+	return cfg.NodeAuthKeys[i%len(cfg.NodeAuthKeys)]
 }
 
 // newProbe starts the node whose joining is the measured change; it arms

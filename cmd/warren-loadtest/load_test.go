@@ -187,3 +187,21 @@ func TestSummary(t *testing.T) {
 		t.Errorf("1..1000: %+v", s)
 	}
 }
+
+// TestNodeAuthKey: with NodeAuthKeys the nodes take them in turn; without,
+// every node registers with AuthKey.
+func TestNodeAuthKey(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  Config
+		want []string
+	}{
+		{Config{AuthKey: "p"}, []string{"p", "p", "p"}},
+		{Config{AuthKey: "p", NodeAuthKeys: []string{"a", "b"}}, []string{"a", "b", "a"}},
+	} {
+		for i, want := range tc.want {
+			if got := tc.cfg.nodeAuthKey(i); got != want {
+				t.Errorf("%+v: node %d registers with %q, want %q", tc.cfg.NodeAuthKeys, i, got, want)
+			}
+		}
+	}
+}

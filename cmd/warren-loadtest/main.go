@@ -21,6 +21,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"golang.org/x/term"
@@ -58,6 +59,7 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer, termi
 	url := fs.String("url", "", "the coordinator's (or load balancer's) base URL, e.g. http://127.0.0.1:8080")
 	authKey := fs.String("auth-key", os.Getenv("WARREN_AUTH_KEY"), "reusable pre-auth key (default $WARREN_AUTH_KEY)")
 	controlKey := fs.String("control-key", "", "the coordinator's public key (ckey:...); default: fetched from URL/key")
+	nodeKeysFile := fs.String("node-auth-keys", "", "file of pre-auth keys, one a line: node i registers with key i modulo their number (keys of several users or tags); --auth-key is then the probe's")
 	nodes := fs.Int("nodes", 1000, "control connections to open")
 	concurrency := fs.Int("concurrency", 64, "most nodes registering at once")
 	sources := fs.Int("sources", 1, "spread connections over this many loopback source addresses 127.0.0.1... (for a coordinator on loopback with a per-address cap)")
@@ -91,6 +93,16 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer, termi
 	}
 	cfg := Config{URL: *url, AuthKey: *authKey, Nodes: *nodes, Concurrency: *concurrency, Sources: *sources,
 		RampTimeout: *rampTimeout, ChangeTimeout: *changeTimeout, Settle: *settle}
+	if *nodeKeysFile != "" {
+		b, err := os.ReadFile(*nodeKeysFile)
+		if err != nil {
+			return usageErr("--node-auth-keys: %v", err)
+		}
+		cfg.NodeAuthKeys = strings.Fields(string(b))
+		if len(cfg.NodeAuthKeys) == 0 {
+			return usageErr("--node-auth-keys: %s holds no keys", *nodeKeysFile)
+		}
+	}
 	if *controlKey != "" {
 		if err := cfg.ControlKey.UnmarshalText([]byte(*controlKey)); err != nil {
 			return usageErr("--control-key: %v", err)

@@ -85,6 +85,10 @@ type Server struct {
 	replay *noise.ReplayGuard
 	ctx    context.Context
 	cancel context.CancelFunc
+	// mu orders channels arriving (wg.Add) against Close (closed, then
+	// wg.Wait): a WaitGroup must not gain members while it is waited on.
+	mu     sync.Mutex
+	closed bool
 	wg     sync.WaitGroup
 	// access is cfg.Access as the channel uses it (nil when not set).
 	access accessAPI
@@ -117,8 +121,22 @@ func New(cfg Config) (*Server, error) {
 
 // Close closes every control channel and waits for their goroutines.
 func (s *Server) Close() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
 	s.cancel()
 	s.wg.Wait()
+}
+
+// enter counts a channel in, unless the server is closing.
+func (s *Server) enter() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.wg.Add(1)
+	return true
 }
 
 // Handler returns the HTTP handler serving KeyPath and ControlPath.
@@ -135,12 +153,11 @@ func (s *Server) serveKey(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
-	s.wg.Add(1)
-	defer s.wg.Done()
-	if s.ctx.Err() != nil {
+	if !s.enter() {
 		http.Error(w, "coordinator shutting down", http.StatusServiceUnavailable)
 		return
 	}
+	defer s.wg.Done()
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{Subprotocol}})
 	if err != nil {
 		s.log.Debug("control: websocket accept", "remote", r.RemoteAddr, "err", err)

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -325,5 +326,42 @@ func (n *node) sendFrame(version byte, t wire.Type, payload string) {
 	b[0] = version
 	if _, err := n.conn.Write(b); err != nil {
 		n.t.Fatal(err)
+	}
+}
+
+// TestCloseWhileChannelsArrive: channels may arrive while the server
+// closes (a node reconnecting as the coordinator restarts); Close must
+// still wait for every one it let in, and the race detector must see no
+// WaitGroup Add racing with its Wait.
+func TestCloseWhileChannelsArrive(t *testing.T) {
+	h := newHarness(t, Config{})
+	for range 20 {
+		s, err := New(h.srv.cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// One channel is open (its handshake pending) when Close starts, so
+		// Close really waits while more arrive.
+		hs := httptest.NewServer(s.Handler())
+		ws, _, err := websocket.Dial(t.Context(), "ws"+strings.TrimPrefix(hs.URL, "http")+ControlPath, &websocket.DialOptions{Subprotocols: []string{Subprotocol}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for range 200 {
+				s.serveControl(httptest.NewRecorder(), httptest.NewRequest("GET", ControlPath, nil))
+			}
+		}()
+		s.Close()
+		<-done
+		ws.CloseNow()
+		hs.Close()
+		rec := httptest.NewRecorder()
+		s.serveControl(rec, httptest.NewRequest("GET", ControlPath, nil))
+		if rec.Code != http.StatusServiceUnavailable {
+			t.Fatalf("a channel after Close got %d, want 503", rec.Code)
+		}
 	}
 }

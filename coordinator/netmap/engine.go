@@ -162,7 +162,7 @@ func (e *Engine) SetPolicy(p *policy.Policy) {
 	now := e.now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.fullTo(e.graph.Advance(now))
+	e.advance(now)
 	old := e.graph.Policy()
 	peers, filters := e.graph.SetPolicySplit(p)
 	e.fullTo(peers)
@@ -249,7 +249,7 @@ func (e *Engine) filtersTo(ids []wire.NodeID, skip wire.NodeID, now time.Time) {
 		var filter []wire.FilterRule
 		computed := false
 		if s := e.streams[id]; s != nil && id != skip {
-			filter, computed = e.graph.Filter(id), true
+			filter, computed = e.graph.CompactFilter(id), true
 			d := &delta{filter: filter, filterSet: true}
 			if s.filterDeltas {
 				d.filterDelta, d.hasFilterDelta = filterDelta(s.filter, filter, cache)
@@ -264,7 +264,7 @@ func (e *Engine) filtersTo(ids []wire.NodeID, skip wire.NodeID, now time.Time) {
 		}
 		if n := e.nodes[id]; n != nil && len(n.Wire.Routes) > 0 {
 			if !computed {
-				filter = e.graph.Filter(id)
+				filter = e.graph.CompactFilter(id)
 			}
 			e.routeChanged(n, filter, now)
 		}
@@ -462,7 +462,7 @@ func (e *Engine) fullMap(id wire.NodeID, now time.Time) *wire.MapResponse {
 		return true
 	})
 	sortNodes(resp.Peers)
-	resp.PacketFilter = e.graph.Filter(id)
+	resp.PacketFilter = e.graph.CompactFilter(id)
 	return resp
 }
 
@@ -500,13 +500,22 @@ func (e *Engine) due() time.Time {
 	now := e.now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.fullTo(e.graph.Advance(now))
+	e.advance(now)
 	next := e.expireDue(now)
 	e.postureTo(e.graph.PostureChanged(), 0)
 	if p := e.graph.NextChange(); !p.IsZero() && (next.IsZero() || p.Before(next)) {
 		next = p
 	}
 	return next
+}
+
+// advance moves the policy's clock to now: nodes whose peers changed get
+// a full map, nodes whose filter alone changed the filter (as rule deltas
+// when they take them). Callers hold e.mu.
+func (e *Engine) advance(now time.Time) {
+	peers, filters := e.graph.AdvanceSplit(now)
+	e.fullTo(peers)
+	e.filtersTo(filters, 0, now)
 }
 
 // expireDue applies every key expiry that is due and returns the next one.

@@ -39,7 +39,7 @@ func benchMeshVersion(b *testing.B, n, users, version int) (*Engine, []*Stream) 
 	for _, s := range streams {
 		s.mu.Lock()
 		s.needFull = false
-		s.filter = e.graph.Filter(s.id)
+		s.filter = e.graph.CompactFilter(s.id)
 		s.mu.Unlock()
 	}
 	e.mu.Unlock()

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/warrenmesh/warren/internal/wire"
 )
@@ -53,7 +54,8 @@ func (m *filterModel) apply(t *testing.T, step int, resp *wire.MapResponse) {
 // several changes merge into one response, and checks after each step that
 // every node's filter, built from deltas alone, is exactly the one computed
 // afresh, and its peers those of a full map (a policy change that alters
-// filters alone sends no peers). A node of the older protocol must never
+// filters alone sends no peers). Time passes too, opening and closing a
+// window that only adds ports between peers and one that adds peers. A node of the older protocol must never
 // see a delta.
 func TestFilterDeltasMatchFullFilters(t *testing.T) {
 	policies := []string{
@@ -70,9 +72,15 @@ func TestFilterDeltasMatchFullFilters(t *testing.T) {
 			{"action": "accept", "src": ["group:ops"], "dst": ["*:*"], "proto": "tcp"},
 			{"action": "accept", "src": ["*"], "dst": ["u1@example.com:53"], "proto": "udp"},
 		]}`,
+		`{"acls": [
+			{"action": "accept", "src": ["autogroup:member"], "dst": ["*:22"]},
+			{"action": "accept", "src": ["autogroup:member"], "dst": ["*:443"], "when": {"hours": "09:00-09:40", "tz": "UTC"}},
+			{"action": "accept", "src": ["u1@example.com"], "dst": ["u3@example.com:80"], "when": {"hours": "09:20-10:00", "tz": "UTC"}},
+		]}`,
 	}
 	r := rand.New(rand.NewPCG(22, 6))
-	e := newEngine(t, Config{Policy: mustPolicy(t, policies[0])})
+	clock := time.Date(2026, 1, 5, 8, 50, 0, 0, time.UTC)
+	e := newEngine(t, Config{Policy: mustPolicy(t, policies[0]), Now: func() time.Time { return clock }})
 	const maxID = 24
 	nodes := map[wire.NodeID]Node{}
 	mk := func(id int) Node {
@@ -107,6 +115,12 @@ func TestFilterDeltasMatchFullFilters(t *testing.T) {
 		switch op := r.IntN(10); {
 		case op == 0:
 			e.SetPolicy(mustPolicy(t, policies[r.IntN(len(policies))]))
+		case op == 9 && r.IntN(2) == 0: // time passes: windows open and close
+			clock = clock.Add(time.Duration(r.IntN(30)) * time.Minute)
+			if clock.Hour() >= 10 {
+				clock = clock.Add(-80 * time.Minute) // back before the windows: a recompile
+			}
+			e.due()
 		case !present: // a node joins
 			n = mk(int(id))
 			nodes[id] = n
@@ -165,7 +179,8 @@ func TestFilterDeltasMatchFullFilters(t *testing.T) {
 
 // TestJoinSendsRuleDeltas checks the point of deltas: when a node joins a
 // mesh where every member reaches everyone, each peer of the new protocol gets
-// only the new source, and a peer of the old one the whole filter.
+// only the new source, and a peer of the old one the whole filter, its
+// sources compacted (consecutive addresses merge into one prefix).
 func TestJoinSendsRuleDeltas(t *testing.T) {
 	e := newEngine(t, Config{Policy: mustPolicy(t, `{"acls": [{"action": "accept", "src": ["autogroup:member"], "dst": ["*:*"]}]}`)})
 	for id := 1; id <= 3; id++ {
@@ -182,7 +197,8 @@ func TestJoinSendsRuleDeltas(t *testing.T) {
 	if got.FilterSet || !reflect.DeepEqual(got.FilterDelta, want) {
 		t.Fatalf("new-protocol peer got filter %v (set %v), deltas %v; want deltas %v", got.PacketFilter, got.FilterSet, got.FilterDelta, want)
 	}
-	if got := next(t, old); !got.FilterSet || len(got.FilterDelta) > 0 || len(got.PacketFilter) != 1 || len(got.PacketFilter[0].SrcPrefixes) != 4 {
+	if got := next(t, old); !got.FilterSet || len(got.FilterDelta) > 0 || len(got.PacketFilter) != 1 ||
+		!reflect.DeepEqual(got.PacketFilter[0].SrcPrefixes, prefixes("100.64.0.1/32", "100.64.0.2/31", "100.64.0.4/32")) {
 		t.Fatalf("old-protocol peer got filter %v (set %v), deltas %v; want the whole filter", got.PacketFilter, got.FilterSet, got.FilterDelta)
 	}
 }
@@ -209,5 +225,44 @@ func TestPolicyFilterChangeSendsNoPeers(t *testing.T) {
 	e.SetPolicy(mustPolicy(t, `{"acls": [{"action": "accept", "src": ["u3@example.com"], "dst": ["*:22"]}]}`))
 	if got := next(t, s); !got.Full || len(got.Peers) != 1 {
 		t.Fatalf("after a change of peers got %+v, want a full map", got)
+	}
+}
+
+// TestTimeWindowSendsFilterOnly: a time window that opens a rule between
+// nodes that are peers already sends them the filter alone; one that makes
+// new peers sends full maps.
+func TestTimeWindowSendsFilterOnly(t *testing.T) {
+	clock := time.Date(2026, 1, 5, 8, 59, 0, 0, time.UTC)
+	e := newEngine(t, Config{Now: func() time.Time { return clock }, Policy: mustPolicy(t, `{
+		"tagOwners": {"tag:db": []},
+		"acls": [
+			{"action": "accept", "src": ["autogroup:member"], "dst": ["autogroup:member:22"]},
+			{"action": "accept", "src": ["autogroup:member"], "dst": ["autogroup:member:443"], "when": {"hours": "09:00-10:00", "tz": "UTC"}},
+			{"action": "accept", "src": ["autogroup:member"], "dst": ["tag:db:5432"], "when": {"hours": "11:00-12:00", "tz": "UTC"}},
+		]}`)})
+	for id := 1; id <= 3; id++ {
+		e.Upsert(testNode(id, int64(id)))
+	}
+	e.Upsert(testNode(4, 1, "tag:db"))
+	var streams []*Stream
+	for id := 1; id <= 4; id++ {
+		s, _ := e.SubscribeVersion(wire.NodeID(id), wire.ProtocolVersion)
+		next(t, s)
+		streams = append(streams, s)
+	}
+	clock = clock.Add(time.Minute) // 09:00: port 443 opens between the members
+	e.due()
+	for _, s := range streams[:3] {
+		if got := next(t, s); got.Full || !got.FilterSet || len(got.PacketFilter) != 2 {
+			t.Fatalf("node %d at 09:00 got %+v, want its filter alone, of two rules", s.NodeID(), got)
+		}
+	}
+	nothingQueued(t, streams[3])
+	clock = clock.Add(2 * time.Hour) // 11:00: 443 closes, the members reach the database
+	e.due()
+	for _, s := range streams {
+		if got := next(t, s); !got.Full {
+			t.Fatalf("node %d at 11:00 got %+v, want a full map (new peers)", s.NodeID(), got)
+		}
 	}
 }

@@ -38,7 +38,7 @@ func (e *Engine) Reachable(id wire.NodeID) []Reach {
 		if p == nil {
 			continue
 		}
-		for _, fr := range e.graph.Filter(pid) {
+		for _, fr := range e.graph.CompactFilter(pid) {
 			if len(fr.DstPorts) == 0 || !coversAny(fr, n.Wire.Addresses) {
 				continue // a capability-only rule, or one for other sources
 			}

@@ -157,7 +157,7 @@ func (e *Engine) routeViewOf(n *Node, now time.Time) *routeView {
 	if len(n.Wire.Routes) == 0 || !n.Active(now) {
 		return nil
 	}
-	return newRouteView(n, e.graph.Filter(n.ID()))
+	return newRouteView(n, e.graph.CompactFilter(n.ID()))
 }
 
 // differsFor reports whether a node with addrs may use other routes under
@@ -211,7 +211,7 @@ func (e *Engine) setRouteView(id wire.NodeID, v *routeView) {
 func (e *Engine) routesChanged(ids []wire.NodeID, now time.Time) {
 	for _, id := range ids {
 		if n := e.nodes[id]; n != nil && len(n.Wire.Routes) > 0 {
-			e.routeChanged(n, e.graph.Filter(id), now)
+			e.routeChanged(n, e.graph.CompactFilter(id), now)
 		}
 	}
 }

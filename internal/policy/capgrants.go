@@ -68,7 +68,7 @@ func (g *Graph) capStates() []capState {
 		if a.r == nil {
 			continue
 		}
-		gr := &grule{r: a.r, active: true, dirty: true, self: map[string][]netip.Prefix{}}
+		gr := &grule{r: a.r, active: true, dirty: true, self: map[string][]netip.Prefix{}, selfCompact: map[string][]netip.Prefix{}}
 		cs := capState{gr: gr, caps: a.Caps}
 		for s, n := range g.nodes {
 			if n == nil {
@@ -91,18 +91,26 @@ func (g *Graph) capStates() []capState {
 }
 
 // capFilter returns node n's capability rules, in grant order.
-func (g *Graph) capFilter(n *gnode, key string) []wire.FilterRule {
+func (g *Graph) capFilter(n *gnode, key string, compact bool) []wire.FilterRule {
 	var out []wire.FilterRule
 	for _, cs := range g.capStates() {
 		gr := cs.gr
 		if dsts := capDsts(gr.r, n, false); len(dsts) > 0 {
-			if src := g.prefixes(gr); len(src) > 0 {
+			src := g.prefixes(gr)
+			if compact {
+				src = g.compactPrefixes(gr)
+			}
+			if len(src) > 0 {
 				out = append(out, wire.FilterRule{SrcPrefixes: src, CapGrant: []wire.CapGrant{{Dsts: dsts, CapMap: cs.caps}}, Rule: gr.r.ref})
 			}
 		}
 		if key != "" && gr.r.hasSelf {
 			if dsts := capDsts(gr.r, n, true); len(dsts) > 0 {
-				if src := g.selfPrefixes(gr, key); len(src) > 0 {
+				src := g.selfPrefixes(gr, key)
+				if compact {
+					src = g.compactSelfPrefixes(gr, key)
+				}
+				if len(src) > 0 {
 					out = append(out, wire.FilterRule{SrcPrefixes: src, CapGrant: []wire.CapGrant{{Dsts: dsts, CapMap: cs.caps}}, Rule: gr.r.ref})
 				}
 			}

@@ -16,6 +16,18 @@ import (
 // denies everything. SrcPrefixes, Protocols and CapMap are shared between
 // nodes and calls and must not be modified.
 func (g *Graph) Filter(id wire.NodeID) []wire.FilterRule {
+	return g.filter(id, false)
+}
+
+// CompactFilter is Filter with the sources of acls rules and ip grants
+// as CompactPrefixes: the same addresses in far fewer prefixes when the
+// mesh's addresses run densely. Each rule's compact sources are computed
+// once per change of the rule and shared, like Filter's.
+func (g *Graph) CompactFilter(id wire.NodeID) []wire.FilterRule {
+	return g.filter(id, true)
+}
+
+func (g *Graph) filter(id wire.NodeID, compact bool) []wire.FilterRule {
 	slot, ok := g.slots[id]
 	if !ok {
 		return nil
@@ -48,7 +60,11 @@ func (g *Graph) Filter(id wire.NodeID) []wire.FilterRule {
 			continue
 		}
 		if inDst {
-			if src := g.prefixes(gr); len(src) > 0 {
+			src := g.prefixes(gr)
+			if compact {
+				src = g.compactPrefixes(gr)
+			}
+			if len(src) > 0 {
 				var dst []wire.PortRange
 				if len(gr.r.via) == 0 {
 					dst = dstPorts(gr.r, n, false)
@@ -62,7 +78,11 @@ func (g *Graph) Filter(id wire.NodeID) []wire.FilterRule {
 			}
 		}
 		if inSelf && len(gr.r.via) == 0 {
-			if src := g.selfPrefixes(gr, key); len(src) > 0 {
+			src := g.selfPrefixes(gr, key)
+			if compact {
+				src = g.compactSelfPrefixes(gr, key)
+			}
+			if len(src) > 0 {
 				if dst := dstPorts(gr.r, n, true); len(dst) > 0 {
 					out = append(out, wire.FilterRule{SrcPrefixes: src, DstPorts: dst, Protocols: gr.r.protos, Rule: gr.r.ref})
 				}
@@ -73,7 +93,7 @@ func (g *Graph) Filter(id wire.NodeID) []wire.FilterRule {
 		out = append(out, g.grantFilter(n)...)
 	}
 	if len(g.p.appGrants) > 0 {
-		out = append(out, g.capFilter(n, key)...)
+		out = append(out, g.capFilter(n, key, compact)...)
 	}
 	return out
 }
@@ -130,6 +150,13 @@ func (g *Graph) prefixes(gr *grule) []netip.Prefix {
 	if !gr.dirty {
 		return gr.prefixes
 	}
+	if gr.patchable {
+		if out, ok := patched(gr.prefixes, gr.patch); ok {
+			gr.prefixes, gr.dirty, gr.compact = out, false, nil
+			clear(gr.patch)
+			return out
+		}
+	}
 	r := gr.r
 	var out []netip.Prefix
 	if r.srcAll {
@@ -157,7 +184,31 @@ func (g *Graph) prefixes(gr *grule) []netip.Prefix {
 		out = dedupPrefixes(out)
 	}
 	gr.prefixes, gr.dirty = out, false
+	gr.compact, gr.patchable = nil, true
+	clear(gr.patch)
 	return out
+}
+
+// compactPrefixes is prefixes as CompactPrefixes, computed once per
+// rebuild of the list.
+func (g *Graph) compactPrefixes(gr *grule) []netip.Prefix {
+	ps := g.prefixes(gr)
+	if gr.compact == nil {
+		c := CompactPrefixes(ps)
+		gr.compact = &c
+	}
+	return *gr.compact
+}
+
+// compactSelfPrefixes is selfPrefixes as CompactPrefixes, computed once
+// per rebuild of the list.
+func (g *Graph) compactSelfPrefixes(gr *grule, user string) []netip.Prefix {
+	if ps, ok := gr.selfCompact[user]; ok {
+		return ps
+	}
+	ps := CompactPrefixes(g.selfPrefixes(gr, user))
+	gr.selfCompact[user] = ps
+	return ps
 }
 
 func insideAny(ps []netip.Prefix, a netip.Prefix) bool {

@@ -28,6 +28,7 @@ type Graph struct {
 	caps      []capState // app grants' capability rules (capgrants.go)
 	capsDirty bool       // caps must be rebuilt
 
+	addrCount  map[netip.Prefix]int // addresses of all nodes, by how many nodes have each (srcpatch.go)
 	routeCount map[netip.Prefix]int // approved subnet routes of all nodes, by how many nodes have each
 	routeList  []netip.Prefix       // routeCount's keys, sorted; nil: to be rebuilt
 	starRules  []int32              // rules with "*" as a source
@@ -55,6 +56,14 @@ type grule struct {
 	prefixes []netip.Prefix // SrcPrefixes; rebuilt when dirty, never mutated
 	dirty    bool
 	self     map[string][]netip.Prefix // SrcPrefixes of autogroup:self by user
+	// compact and selfCompact are prefixes and self as CompactPrefixes
+	// (compact.go), dropped whenever those are rebuilt; nil: not yet built.
+	compact     *[]netip.Prefix
+	selfCompact map[string][]netip.Prefix
+	// patch turns prefixes into the current sources when dirty and
+	// patchable (srcpatch.go); not patchable: rebuild from scratch.
+	patch     srcPatch
+	patchable bool
 }
 
 // gnode is the state of one node in a graph.
@@ -99,6 +108,7 @@ func (g *Graph) setRules(p *Policy, now time.Time) {
 		}
 		if r.hasSelf {
 			gr.self = map[string][]netip.Prefix{}
+			gr.selfCompact = map[string][]netip.Prefix{}
 		}
 		g.rules[i] = gr
 	}
@@ -138,6 +148,7 @@ func (g *Graph) upsert(n Node, track bool) []wire.NodeID {
 		affp = &aff
 	}
 	g.update(slot, old, nw, affp)
+	g.countAddrs(old, nw)
 	g.nodes[slot] = nw
 	aff.clear(slot)
 	return g.ids(aff)
@@ -152,6 +163,7 @@ func (g *Graph) Remove(id wire.NodeID) (affected []wire.NodeID) {
 	}
 	var aff bitset
 	g.update(slot, g.nodes[slot], nil, &aff)
+	g.countAddrs(g.nodes[slot], nil)
 	g.nodes[slot] = nil
 	delete(g.slots, id)
 	g.free = append(g.free, slot)
@@ -387,11 +399,13 @@ func (g *Graph) update(slot int32, old, nw *gnode, aff *bitset) (changed bool) {
 		srcChanged := wasS != isS || (contribChanged && !r.srcAll)
 		selfChanged := r.hasSelf && (wasS != isS || contribChanged || (userChanged && (wasS || isS)))
 		if srcChanged {
-			gr.dirty = true
+			g.noteSrcChange(gr, old, nw, wasS, isS, contribChanged)
 		}
 		if selfChanged {
 			delete(gr.self, oldKey)
 			delete(gr.self, newKey)
+			delete(gr.selfCompact, oldKey)
+			delete(gr.selfCompact, newKey)
 		}
 		if aff == nil || !gr.active {
 			continue
@@ -472,6 +486,18 @@ func (g *Graph) Peers(id wire.NodeID, fn func(wire.NodeID) bool) {
 	if !ok {
 		return
 	}
+	seen := g.peerBits(slot)
+	seen.each(func(s int32) bool {
+		if int(s) < len(g.nodes) && g.nodes[s] != nil {
+			return fn(g.nodes[s].node.ID)
+		}
+		return true
+	})
+}
+
+// peerBits returns the slots of the nodes slot may reach or that may reach
+// it under the rules active now, without slot itself.
+func (g *Graph) peerBits(slot int32) bitset {
 	n := g.nodes[slot]
 	key := selfKey(n)
 	var seen bitset
@@ -502,10 +528,5 @@ func (g *Graph) Peers(id wire.NodeID, fn func(wire.NodeID) bool) {
 		g.grantPeers(&seen, n)
 	}
 	seen.clear(slot)
-	seen.each(func(s int32) bool {
-		if int(s) < len(g.nodes) && g.nodes[s] != nil {
-			return fn(g.nodes[s].node.ID)
-		}
-		return true
-	})
+	return seen
 }

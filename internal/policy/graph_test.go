@@ -284,6 +284,9 @@ func TestIncrementalMatchesScratch(t *testing.T) {
 				}
 			}
 			for _, id := range ids() {
+				if msg := compactMatches(g.CompactFilter(id), scratch.Filter(id)); msg != "" {
+					t.Fatalf("seed %d step %d op %d: node %d: %s", seed, step, op, id, msg)
+				}
 				if got[id] != want[id] {
 					t.Fatalf("seed %d step %d op %d: node %d differs from scratch:\nincremental %s\nscratch     %s", seed, step, op, id, got[id], want[id])
 				}
@@ -300,6 +303,20 @@ func TestIncrementalMatchesScratch(t *testing.T) {
 			}
 		}
 	}
+}
+
+// compactMatches reports how compact, a CompactFilter, differs from full,
+// a Filter from scratch, with its sources compacted ("": it does not).
+func compactMatches(compact, full []wire.FilterRule) string {
+	if len(compact) != len(full) {
+		return fmt.Sprintf("compact filter has %d rules, scratch %d", len(compact), len(full))
+	}
+	for i := range full {
+		if want := CompactPrefixes(full[i].SrcPrefixes); !slices.Equal(compact[i].SrcPrefixes, want) {
+			return fmt.Sprintf("rule %d: compact sources %v, scratch compacts to %v", i, compact[i].SrcPrefixes, want)
+		}
+	}
+	return ""
 }
 
 func TestRemoveAndReuse(t *testing.T) {

@@ -110,6 +110,43 @@ func (g *Graph) Advance(now time.Time) (affected []wire.NodeID) {
 	return g.ids(aff)
 }
 
+// AdvanceSplit is Advance that tells apart the nodes whose peers changed
+// from those whose filter alone did (a time window opening a rule between
+// nodes that were peers already, say), so the latter need only their
+// filter. Nodes touched by MFA expiries and ending grants count as peers
+// changed.
+func (g *Graph) AdvanceSplit(now time.Time) (peers, filters []wire.NodeID) {
+	if now.Before(g.now) {
+		p, f := g.rebuildSplit(g.p, now)
+		return g.ids(p), g.ids(f)
+	}
+	// The nodes the time windows due now will touch, and their peers
+	// before.
+	var windowed bitset
+	for _, ri := range g.p.whenRules {
+		gr := g.rules[ri]
+		if !gr.next.IsZero() && !now.Before(gr.next) && gr.r.when.active(now) != gr.active {
+			g.affectRule(&windowed, gr)
+		}
+	}
+	before := map[int32]string{}
+	windowed.each(func(s int32) bool {
+		if int(s) < len(g.nodes) && g.nodes[s] != nil {
+			before[s] = g.peerBits(s).key()
+		}
+		return true
+	})
+	for _, id := range g.Advance(now) {
+		slot := g.slots[id]
+		if b, ok := before[slot]; ok && b == g.peerBits(slot).key() {
+			filters = append(filters, id)
+		} else {
+			peers = append(peers, id)
+		}
+	}
+	return peers, filters
+}
+
 // affectRule adds every node whose peers or filter depend on gr.
 func (g *Graph) affectRule(aff *bitset, gr *grule) {
 	aff.or(gr.src)

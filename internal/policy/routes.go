@@ -260,7 +260,7 @@ func (g *Graph) routesUpdate(old, nw *gnode, aff *bitset) {
 	g.routeList = nil
 	for _, ri := range g.starRules {
 		gr := g.rules[ri]
-		gr.dirty = true
+		gr.dirty, gr.patchable = true, false
 		if aff != nil && gr.active {
 			aff.or(gr.dst)
 		}

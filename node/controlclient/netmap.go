@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 
 	"github.com/warrenmesh/warren/internal/wire"
@@ -56,14 +55,17 @@ var (
 )
 
 // mapState applies responses; it is owned by the client's run loop.
+// nm.Peers and nm.PacketFilter are never modified once built: a change
+// builds new ones, so snapshots share them.
 type mapState struct {
-	have  bool
-	nm    Netmap
-	peers map[wire.NodeID]wire.Node
+	have bool
+	nm   Netmap
 }
 
 // apply folds resp into the state. It refuses deltas before a full map and
-// versions that go back, leaving the state unchanged.
+// versions that go back, leaving the state unchanged. A delta costs one
+// pass over the peers (a copy) plus the sorting of what it changes, and
+// nothing when it changes no peer.
 func (s *mapState) apply(resp *wire.MapResponse) error {
 	if !resp.Full && !s.have {
 		return ErrDeltaBeforeFull
@@ -85,30 +87,16 @@ func (s *mapState) apply(resp *wire.MapResponse) error {
 		filter = f
 	}
 	if resp.Full {
-		s.peers = make(map[wire.NodeID]wire.Node, len(resp.Peers))
-		for _, p := range resp.Peers {
-			s.peers[p.ID] = p
-		}
-		s.nm = Netmap{Domain: resp.Domain, DNS: resp.DNS, Posture: resp.Posture}
+		s.nm = Netmap{Domain: resp.Domain, DNS: resp.DNS, Posture: resp.Posture,
+			Peers: mergePeers(nil, resp.Peers, nil, nil)}
 		s.have = true
 	}
 	s.nm.Version = resp.Version
 	if resp.Self != nil {
 		s.nm.Self = *resp.Self
 	}
-	for _, p := range resp.PeersChanged {
-		s.peers[p.ID] = p
-	}
-	for _, id := range resp.PeersRemoved {
-		delete(s.peers, id)
-	}
-	for _, pp := range resp.PeersPatched {
-		p, ok := s.peers[pp.ID]
-		if !ok {
-			continue // a patch for a peer we do not know: nothing to apply
-		}
-		p.Apply(&pp)
-		s.peers[pp.ID] = p
+	if len(resp.PeersChanged) > 0 || len(resp.PeersRemoved) > 0 || len(resp.PeersPatched) > 0 {
+		s.nm.Peers = mergePeers(s.nm.Peers, resp.PeersChanged, resp.PeersRemoved, resp.PeersPatched)
 	}
 	switch {
 	case resp.FilterSet:
@@ -122,14 +110,86 @@ func (s *mapState) apply(resp *wire.MapResponse) error {
 	if resp.Posture != nil && !resp.Full {
 		s.nm.Posture = resp.Posture
 	}
-	s.nm.Peers = slices.SortedFunc(maps.Values(s.peers), func(a, b wire.Node) int { return cmp.Compare(a.ID, b.ID) })
 	return nil
 }
 
-// snapshot returns a copy that the caller may keep.
+func byID(a, b wire.Node) int { return cmp.Compare(a.ID, b.ID) }
+
+// mergePeers returns a new list, sorted by ID, of old (sorted by ID) with
+// changed added or replacing the peer of the same ID (the last one wins),
+// then removed taken out, then patched applied in order to the peers left
+// (patches to unknown peers are ignored). It modifies none of its
+// arguments' elements; when it only appends, the result shares old's
+// array (whose elements past len(old) it may overwrite).
+func mergePeers(old, changed []wire.Node, removed []wire.NodeID, patched []wire.PeerPatch) []wire.Node {
+	if len(changed) > 0 {
+		changed = slices.Clone(changed)
+		slices.SortStableFunc(changed, byID)
+		// Keep the last of each ID.
+		w := 0
+		for i := range changed {
+			if i+1 < len(changed) && changed[i+1].ID == changed[i].ID {
+				continue
+			}
+			changed[w] = changed[i]
+			w++
+		}
+		changed = changed[:w]
+	}
+	if len(removed) > 0 {
+		removed = slices.Clone(removed)
+		slices.Sort(removed)
+	}
+	if len(patched) > 0 {
+		patched = slices.Clone(patched)
+		slices.SortStableFunc(patched, func(a, b wire.PeerPatch) int { return cmp.Compare(a.ID, b.ID) })
+	}
+	if len(removed) == 0 && len(patched) == 0 && len(changed) > 0 &&
+		(len(old) == 0 || changed[0].ID > old[len(old)-1].ID) {
+		// Only new peers, all after the last one (IDs grow, so this is a
+		// join): append. Snapshots are capped at their length, so nothing
+		// that holds one sees past it.
+		return append(old, changed...)
+	}
+	out := make([]wire.Node, 0, len(old)+len(changed))
+	i, j, r, p := 0, 0, 0, 0 // old, changed, removed, patched
+	for i < len(old) || j < len(changed) {
+		var n wire.Node
+		switch {
+		case j >= len(changed) || (i < len(old) && old[i].ID < changed[j].ID):
+			n = old[i]
+			i++
+		case i >= len(old) || changed[j].ID < old[i].ID:
+			n = changed[j]
+			j++
+		default:
+			n = changed[j]
+			i++
+			j++
+		}
+		for r < len(removed) && removed[r] < n.ID {
+			r++
+		}
+		for p < len(patched) && patched[p].ID < n.ID {
+			p++
+		}
+		if r < len(removed) && removed[r] == n.ID {
+			continue
+		}
+		for ; p < len(patched) && patched[p].ID == n.ID; p++ {
+			n.Apply(&patched[p])
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+// snapshot returns a copy that the caller may keep. It shares the peer
+// list and the filter with the state, which never modifies them (it may
+// append past the end of a snapshot's peers, which the snapshot's capacity
+// hides); the caller must not modify them either.
 func (s *mapState) snapshot() *Netmap {
 	nm := s.nm
-	nm.Peers = slices.Clone(s.nm.Peers)
-	nm.PacketFilter = slices.Clone(s.nm.PacketFilter)
+	nm.Peers = slices.Clip(nm.Peers)
 	return &nm
 }
