@@ -40,7 +40,7 @@ var testAdmin = registry.Actor{Name: "local:test", Admin: true, Remote: "test"}
 // harness is a control Server over a real SQLite store, registry and
 // netmap engine, serving its handler on a loopback listener.
 type harness struct {
-	t        *testing.T
+	t        testing.TB
 	srv      *Server
 	reg      *registry.Registry
 	st       store.Store
@@ -52,7 +52,7 @@ type harness struct {
 	ann      store.User
 }
 
-func newHarness(t *testing.T, cfg Config) *harness {
+func newHarness(t testing.TB, cfg Config) *harness {
 	t.Helper()
 	ctx := context.Background()
 	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "warren.db"), nil)
@@ -104,7 +104,7 @@ func newHarness(t *testing.T, cfg Config) *harness {
 
 // node is the node side of one control channel, as a test drives it.
 type node struct {
-	t       *testing.T
+	t       testing.TB
 	conn    *noise.Conn
 	machine key.MachinePrivate
 	req     wire.RegisterRequest

@@ -70,6 +70,11 @@ type Config struct {
 	// Access answers nodes' just-in-time access calls (nil: each is
 	// answered AccessFailed, not enabled).
 	Access *access.Service
+
+	// connBuffer overrides the size of each channel's read and write
+	// buffers (0: connBuffer; below 0: net/http's, as before they were
+	// cut, for the benchmark's baseline).
+	connBuffer int
 }
 
 // SilenceKeepAlives is how many keep-alives in a row a streaming node that
@@ -107,6 +112,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.HandshakeTimeout <= 0 {
 		cfg.HandshakeTimeout = 10 * time.Second
+	}
+	if cfg.connBuffer == 0 {
+		cfg.connBuffer = connBuffer
 	}
 	if cfg.Failures == nil {
 		cfg.Failures = audit.NewFailures(cfg.Logger, 0)
@@ -157,12 +165,33 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "coordinator shutting down", http.StatusServiceUnavailable)
 		return
 	}
-	defer s.wg.Done()
+	if s.cfg.connBuffer > 0 {
+		w = smallBuffers{ResponseWriter: w, size: s.cfg.connBuffer}
+	}
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{Subprotocol}})
 	if err != nil {
+		s.wg.Done()
 		s.log.Debug("control: websocket accept", "remote", r.RemoteAddr, "err", err)
 		return
 	}
+	remote := r.RemoteAddr
+	if s.cfg.connBuffer < 0 {
+		// The benchmark's baseline: the channel on the handler's goroutine.
+		defer s.wg.Done()
+		s.serveChannel(ws, remote)
+		return
+	}
+	// The handler returns, so net/http lets go of the connection's state
+	// (its 4 KiB buffers, the request) and its goroutine's deep stack;
+	// the channel runs on a goroutine of its own, counted in s.wg.
+	go func() {
+		defer s.wg.Done()
+		s.serveChannel(ws, remote)
+	}()
+}
+
+// serveChannel runs one accepted control channel until it ends.
+func (s *Server) serveChannel(ws *websocket.Conn, remote string) {
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
 	mc := noise.WebSocket(ws)
@@ -175,7 +204,7 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 	conn, err := noise.Server(hctx, closeLater{mc}, noise.ServerConfig{Key: s.cfg.Key, Replay: s.replay})
 	hcancel()
 	if err != nil {
-		s.cfg.Failures.Record("control.handshake", r.RemoteAddr, err.Error())
+		s.cfg.Failures.Record("control.handshake", remote, err.Error())
 		_ = ws.Close(websocket.StatusPolicyViolation, "noise handshake failed")
 		return
 	}
@@ -183,14 +212,14 @@ func (s *Server) serveControl(w http.ResponseWriter, r *http.Request) {
 	// Close the channel when the server closes.
 	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
 	defer stop()
-	sess := &session{srv: s, conn: conn, remote: r.RemoteAddr, access: make(chan struct{}, wire.MaxAccessCalls), log: s.log.With("machine", conn.Peer().ShortString(), "remote", r.RemoteAddr)}
+	sess := &session{srv: s, conn: conn, remote: remote, access: make(chan struct{}, wire.MaxAccessCalls), log: s.log.With("machine", conn.Peer().ShortString(), "remote", remote)}
 	// A client silent during set-up was counted by the watchdog.
 	if err := sess.run(ctx); err != nil && !errors.Is(err, errSilent) {
 		sess.log.Info("control channel closed", "err", err)
 	}
 }
 
-// closeLater is a MessageConn whose Close does nothing: serveControl closes
+// closeLater is a MessageConn whose Close does nothing: serveChannel closes
 // the real one itself.
 type closeLater struct{ noise.MessageConn }
 
