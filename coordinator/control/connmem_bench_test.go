@@ -146,8 +146,9 @@ type memSample struct {
 // memNow reads heap in use and goroutine stacks after a collection, so
 // garbage is not counted.
 func memNow() memSample {
-	runtime.GC()
-	runtime.GC()
+	for range 6 {
+		runtime.GC()
+	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return memSample{heap: ms.HeapInuse, stack: ms.StackInuse, goroutines: runtime.NumGoroutine()}

@@ -36,8 +36,8 @@ type Conn struct {
 
 	wmu  sync.Mutex
 	send *noise.CipherState
-	wbuf []byte
-	werr error // sticky: after a failed write the nonces are out of step
+	wbuf []byte // reused while at most keepBuffer
+	werr error  // sticky: after a failed write the nonces are out of step
 
 	rmu  sync.Mutex
 	recv *noise.CipherState
@@ -88,6 +88,9 @@ func (c *Conn) Write(p []byte) (int, error) {
 		}
 		n += len(chunk)
 	}
+	if cap(c.wbuf) > keepBuffer {
+		c.wbuf = nil
+	}
 	return n, nil
 }
 
@@ -110,6 +113,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 	}
 	n := copy(p, c.rbuf)
 	c.rbuf = c.rbuf[n:]
+	if len(c.rbuf) == 0 {
+		c.rbuf = nil // let the message's buffer go
+	}
 	return n, nil
 }
 
@@ -154,3 +160,8 @@ func (c *Conn) Close() error {
 	})
 	return err
 }
+
+// keepBuffer is the largest write buffer a Conn keeps between writes: enough
+// for the small messages a control channel mostly carries (keep-alives,
+// patches), never the largest one it ever sent.
+const keepBuffer = 1 << 10
