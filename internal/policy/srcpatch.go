@@ -101,8 +101,8 @@ func patched(built []netip.Prefix, p srcPatch) ([]netip.Prefix, bool) {
 			remove = append(remove, a)
 		}
 	}
-	slices.SortFunc(add, comparePrefix)
-	slices.SortFunc(remove, comparePrefix)
+	slices.SortFunc(add, wire.ComparePrefix)
+	slices.SortFunc(remove, wire.ComparePrefix)
 	out, err := wire.PatchPrefixes(built, add, remove)
 	return out, err == nil
 }
