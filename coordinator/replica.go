@@ -145,11 +145,7 @@ func (c *Coordinator) housekeeping(ctx context.Context) {
 			// The sweep's changes are this replica's own, which its
 			// follower skips: apply them here.
 			for _, id := range ids {
-				held, err := c.store.RemoteSessions(ctx, id, c.follower.Alive())
-				if err != nil {
-					c.log.Warn("replica: reading a node's presence failed", "node", id, "err", err)
-				}
-				c.registry.Refresh(ctx, id, held > 0)
+				c.follower.ApplyNode(ctx, id)
 			}
 		}
 		if now.Sub(lastPrune) > time.Minute {

@@ -1,7 +1,6 @@
 package netmap
 
 import (
-	"context"
 	"fmt"
 	"net/netip"
 	"testing"
@@ -95,28 +94,13 @@ func BenchmarkFanoutDeliver(b *testing.B) {
 	} {
 		b.Run(fmt.Sprintf("nodes=%d/users=%d/proto=%d", tc.nodes, tc.users, tc.version), func(b *testing.B) {
 			e, streams := benchMeshVersion(b, tc.nodes, tc.users, tc.version)
-			ctx := context.Background()
 			id := tc.nodes + 1
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				node := testNode(id, int64(id%tc.users))
 				e.Upsert(node)
-				bytes := 0
-				for _, s := range streams {
-					if s.Pending() == 0 {
-						continue
-					}
-					resp, err := s.Next(ctx)
-					if err != nil {
-						b.Fatal(err)
-					}
-					frame, err := wire.Encode(resp)
-					if err != nil {
-						b.Fatal(err)
-					}
-					bytes += len(frame)
-				}
+				bytes, _ := deliver(b, streams)
 				if bytes == 0 {
 					b.Fatal("nothing delivered")
 				}
@@ -207,26 +191,11 @@ func BenchmarkPolicyChangeDeliver(b *testing.B) {
 		b.Run(fmt.Sprintf("nodes=%d/proto=%d", tc.nodes, tc.version), func(b *testing.B) {
 			e, streams := benchMeshVersion(b, tc.nodes, 1, tc.version)
 			ps := []*policy.Policy{mustPolicy(b, policies[0]), mustPolicy(b, policies[1])}
-			ctx := context.Background()
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				e.SetPolicy(ps[(i+1)%2])
-				bytes := 0
-				for _, s := range streams {
-					if s.Pending() == 0 {
-						continue
-					}
-					resp, err := s.Next(ctx)
-					if err != nil {
-						b.Fatal(err)
-					}
-					frame, err := wire.Encode(resp)
-					if err != nil {
-						b.Fatal(err)
-					}
-					bytes += len(frame)
-				}
+				bytes, _ := deliver(b, streams)
 				if bytes == 0 {
 					b.Fatal("nothing delivered")
 				}

@@ -34,15 +34,9 @@ func (m *Manager) Apply(ctx context.Context, actor string, src []byte) (changed 
 	if m.current != nil && hash == m.status.Hash {
 		if m.status.Rejected != nil {
 			// The file holds a refused edit: put back what is in force.
-			tmp, err := m.writeTemp(src)
-			if err == nil {
-				err = os.Rename(tmp, m.cfg.Path)
-				os.Remove(tmp)
+			if err := m.mirror(); err != nil {
+				return false, err
 			}
-			if err != nil {
-				return false, fmt.Errorf("replace policy file: %w", err)
-			}
-			m.status.Rejected = nil
 		}
 		return false, nil
 	}

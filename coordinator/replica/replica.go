@@ -291,11 +291,7 @@ func (f *Follower) apply(ctx context.Context, cs []store.Change) error {
 func (f *Follower) applyOne(ctx context.Context, c store.Change) {
 	switch c.Kind {
 	case store.ChangeNode:
-		n, err := f.cfg.Store.RemoteSessions(ctx, store.NodeID(c.Ref), f.Alive())
-		if err != nil {
-			f.log.Warn("replica: reading a node's presence failed", "node", c.Ref, "err", err)
-		}
-		f.cfg.Apply.Node(ctx, store.NodeID(c.Ref), n > 0)
+		f.ApplyNode(ctx, store.NodeID(c.Ref))
 	case store.ChangeUser:
 		f.cfg.Apply.User(ctx, store.UserID(c.Ref))
 	case store.ChangePolicy:
@@ -305,6 +301,18 @@ func (f *Follower) applyOne(ctx context.Context, c store.Change) {
 	default:
 		f.log.Warn("replica: unknown change kind; ignored", "kind", c.Kind, "id", c.ID)
 	}
+}
+
+// ApplyNode hands node id to the Applier, online if another live replica
+// holds its control channel: what a node change in the feed does, for
+// changes the follower skips as this replica's own (a sweep of dead
+// replicas).
+func (f *Follower) ApplyNode(ctx context.Context, id store.NodeID) {
+	n, err := f.cfg.Store.RemoteSessions(ctx, id, f.Alive())
+	if err != nil {
+		f.log.Warn("replica: reading a node's presence failed", "node", id, "err", err)
+	}
+	f.cfg.Apply.Node(ctx, id, n > 0)
 }
 
 // WaitFor waits until the follower has read past change id (tests, and

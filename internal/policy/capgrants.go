@@ -137,7 +137,7 @@ func capDsts(r *rule, n *gnode, self bool) []netip.Prefix {
 	for _, p := range ports {
 		out = append(out, p.Prefix)
 	}
-	slices.SortFunc(out, comparePrefix)
+	slices.SortFunc(out, wire.ComparePrefix)
 	return slices.Compact(out)
 }
 

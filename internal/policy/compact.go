@@ -4,6 +4,8 @@ import (
 	"math/bits"
 	"net/netip"
 	"slices"
+
+	"github.com/warrenmesh/warren/internal/wire"
 )
 
 // Mesh addresses are handed out densely (100.64.0.1, .2, … and the IPv6
@@ -125,7 +127,7 @@ func CompactPrefixes(ps []netip.Prefix) []netip.Prefix {
 		if p.IsValid() {
 			spans = append(spans, spanOf(p))
 		}
-		if !p.IsValid() || p != p.Masked() || (i > 0 && comparePrefix(ps[i-1], p) >= 0) {
+		if !p.IsValid() || p != p.Masked() || (i > 0 && wire.ComparePrefix(ps[i-1], p) >= 0) {
 			sorted = false
 		}
 	}

@@ -133,7 +133,7 @@ func entriesPorts(ds []dstEntry, n *gnode, self bool) []wire.PortRange {
 // sortPorts sorts ps by prefix and ports and removes repeats.
 func sortPorts(ps []wire.PortRange) []wire.PortRange {
 	sort.Slice(ps, func(i, j int) bool {
-		if c := comparePrefix(ps[i].Prefix, ps[j].Prefix); c != 0 {
+		if c := wire.ComparePrefix(ps[i].Prefix, ps[j].Prefix); c != 0 {
 			return c < 0
 		}
 		if ps[i].First != ps[j].First {

@@ -222,7 +222,7 @@ func (g *Graph) starRoutes() []netip.Prefix {
 		for p := range g.routeCount {
 			g.routeList = append(g.routeList, p)
 		}
-		slices.SortFunc(g.routeList, comparePrefix)
+		slices.SortFunc(g.routeList, wire.ComparePrefix)
 	}
 	return g.routeList
 }
@@ -293,7 +293,7 @@ func subtractPrefixes(base []netip.Prefix, remove ...string) []netip.Prefix {
 		}
 		out = next
 	}
-	slices.SortFunc(out, comparePrefix)
+	slices.SortFunc(out, wire.ComparePrefix)
 	return out
 }
 

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/tailscale/hujson"
+
+	"github.com/warrenmesh/warren/internal/wire"
 )
 
 // rule is one compiled acls entry.
@@ -312,15 +314,8 @@ func dedupPrefixes(ps []netip.Prefix) []netip.Prefix {
 	if len(ps) == 0 {
 		return nil
 	}
-	slices.SortFunc(ps, comparePrefix)
+	slices.SortFunc(ps, wire.ComparePrefix)
 	return slices.Compact(ps)
-}
-
-func comparePrefix(a, b netip.Prefix) int {
-	if c := a.Addr().Compare(b.Addr()); c != 0 {
-		return c
-	}
-	return a.Bits() - b.Bits()
 }
 
 // dstEntry parses "selector:ports".

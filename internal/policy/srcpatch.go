@@ -3,6 +3,8 @@ package policy
 import (
 	"net/netip"
 	"slices"
+
+	"github.com/warrenmesh/warren/internal/wire"
 )
 
 // A rule whose sources are most of a 10,000-node mesh lists 20,000
@@ -99,36 +101,8 @@ func patched(built []netip.Prefix, p srcPatch) ([]netip.Prefix, bool) {
 			remove = append(remove, a)
 		}
 	}
-	slices.SortFunc(add, comparePrefix)
-	slices.SortFunc(remove, comparePrefix)
-	if len(remove) > len(built) {
-		return nil, false
-	}
-	out := make([]netip.Prefix, 0, len(built)-len(remove)+len(add))
-	i, j, k := 0, 0, 0 // built, add, remove
-	for i < len(built) {
-		c := -1 // no add left: built[i] comes first
-		if j < len(add) {
-			c = comparePrefix(built[i], add[j])
-		}
-		switch {
-		case c == 0:
-			return nil, false // adds what it has
-		case c > 0:
-			out = append(out, add[j])
-			j++
-		case k < len(remove) && built[i] == remove[k]:
-			i++
-			k++
-		case k < len(remove) && comparePrefix(remove[k], built[i]) < 0:
-			return nil, false // removes what it lacks
-		default:
-			out = append(out, built[i])
-			i++
-		}
-	}
-	if k < len(remove) {
-		return nil, false
-	}
-	return append(out, add[j:]...), true
+	slices.SortFunc(add, wire.ComparePrefix)
+	slices.SortFunc(remove, wire.ComparePrefix)
+	out, err := wire.PatchPrefixes(built, add, remove)
+	return out, err == nil
 }

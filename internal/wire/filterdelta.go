@@ -95,7 +95,7 @@ func ApplyFilterDelta(f []FilterRule, ds []FilterRuleDelta) ([]FilterRule, error
 		if r.Rule != d.Rule {
 			return nil, fmt.Errorf("%w: rule %d is %q, delta names %q", ErrBadFilterDelta, d.Index, r.Rule, d.Rule)
 		}
-		src, err := patchPrefixes(r.SrcPrefixes, d.Add, d.Remove)
+		src, err := PatchPrefixes(r.SrcPrefixes, d.Add, d.Remove)
 		if err != nil {
 			return nil, fmt.Errorf("%w: rule %d: %v", ErrBadFilterDelta, d.Index, err)
 		}
@@ -104,8 +104,10 @@ func ApplyFilterDelta(f []FilterRule, ds []FilterRuleDelta) ([]FilterRule, error
 	return out, nil
 }
 
-// patchPrefixes merges the sorted lists: cur without remove, plus add.
-func patchPrefixes(cur, add, remove []netip.Prefix) ([]netip.Prefix, error) {
+// PatchPrefixes merges the sorted lists: cur without remove, plus add. It
+// fails when a list is out of order, remove names a prefix cur lacks or
+// add one it has. It never modifies its arguments.
+func PatchPrefixes(cur, add, remove []netip.Prefix) ([]netip.Prefix, error) {
 	if !SortedPrefixes(cur) || !SortedPrefixes(add) || !SortedPrefixes(remove) {
 		return nil, errors.New("sources out of order")
 	}
