@@ -113,8 +113,8 @@ func openPostgres(ctx context.Context, rawURL string, opts Options) (Store, erro
 	}
 	c := &rebindCache{m: map[string]string{}}
 	s := &sqlStore{
-		queries: queries{q: timed(pgQuerier{q: lockedWrites{wdb}, c: c}, "write", opts.Observe), sec: opts.Secrets, d: dialectPostgres, origin: origin(opts)},
-		r:       queries{q: timed(pgQuerier{q: rdb, c: c}, "read", opts.Observe), sec: opts.Secrets, d: dialectPostgres, origin: origin(opts)},
+		queries: queries{q: timed(pgQuerier{q: lockedWrites{wdb}, c: c}, "write", opts.Observe), sec: opts.Secrets, d: dialectPostgres, origin: opts.ReplicaID},
+		r:       queries{q: timed(pgQuerier{q: rdb, c: c}, "read", opts.Observe), sec: opts.Secrets, d: dialectPostgres, origin: opts.ReplicaID},
 		wdb:     wdb, rdb: rdb, log: logger, observe: opts.Observe, pg: c,
 	}
 	if err := s.migrate(ctx); err != nil {

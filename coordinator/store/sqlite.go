@@ -59,7 +59,7 @@ func OpenWith(ctx context.Context, path string, opts Options) (Store, error) {
 		wdb.Close()
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
-	s := &sqlStore{queries: queries{q: timed(wdb, "write", opts.Observe), sec: opts.Secrets, origin: origin(opts)}, wdb: wdb, log: logger,
+	s := &sqlStore{queries: queries{q: timed(wdb, "write", opts.Observe), sec: opts.Secrets, origin: opts.ReplicaID}, wdb: wdb, log: logger,
 		observe: opts.Observe}
 	if err := s.migrate(ctx); err != nil {
 		wdb.Close()
