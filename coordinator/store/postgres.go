@@ -121,15 +121,9 @@ func openPostgres(ctx context.Context, rawURL string, opts Options) (Store, erro
 		closeBoth()
 		return nil, fmt.Errorf("database %s: %w", where, err)
 	}
-	if opts.Secrets != nil {
-		n, err := s.resealSecrets(ctx)
-		if err != nil {
-			s.Close()
-			return nil, fmt.Errorf("database %s: %w", where, err)
-		}
-		if n > 0 {
-			logger.Info("stored secrets sealed with the newest key", "values", n)
-		}
+	if err := s.resealOnOpen(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("database %s: %w", where, err)
 	}
 	return s, nil
 }
