@@ -83,13 +83,9 @@ func openPostgres(ctx context.Context, rawURL string, opts Options) (Store, erro
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	conn, maxConns, err := splitPoolParams(rawURL)
+	cfg, maxConns, err := parsePostgresURL(rawURL)
 	if err != nil {
 		return nil, err
-	}
-	cfg, err := pgx.ParseConfig(conn)
-	if err != nil {
-		return nil, fmt.Errorf("postgres URL: %w", err)
 	}
 	where := cfg.Database + " on " + cfg.Host // never the URL: it may hold a password
 	if _, ok := cfg.RuntimeParams["idle_in_transaction_session_timeout"]; !ok {
@@ -126,6 +122,20 @@ func openPostgres(ctx context.Context, rawURL string, opts Options) (Store, erro
 		return nil, fmt.Errorf("database %s: %w", where, err)
 	}
 	return s, nil
+}
+
+// parsePostgresURL is the connection configuration of a PostgreSQL URL
+// and its pool_max_conns (see splitPoolParams).
+func parsePostgresURL(rawURL string) (*pgx.ConnConfig, int, error) {
+	conn, maxConns, err := splitPoolParams(rawURL)
+	if err != nil {
+		return nil, 0, err
+	}
+	cfg, err := pgx.ParseConfig(conn)
+	if err != nil {
+		return nil, 0, fmt.Errorf("postgres URL: %w", err)
+	}
+	return cfg, maxConns, nil
 }
 
 // splitPoolParams takes pool_max_conns (the pool's size, which the server
