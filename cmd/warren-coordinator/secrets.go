@@ -1,14 +1,12 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -29,8 +27,7 @@ func secretsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	fs := flag.NewFlagSet("secrets rotate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	stateDir := fs.String("state-dir", stateDirDefault(), "the stopped coordinator's state directory (default $WARREN_STATE_DIR, else "+defaultStateDir+")")
-	storeURL := fs.String("store", os.Getenv("WARREN_STORE"), storeUsage)
+	storeURL, stateDir := storeFlags(fs, "the stopped coordinator's state directory (default $WARREN_STATE_DIR, else "+defaultStateDir+")")
 	keepOld := fs.Bool("keep-old", false, "keep the old keys in the ring (default: drop them once every value is sealed again)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -54,7 +51,7 @@ func secretsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	// Opening the store with the rotated ring seals every value not sealed
 	// with its newest key, in one transaction.
-	st, err := store.OpenURL(ctx, cmp.Or(*storeURL, filepath.Join(*stateDir, "warren.db")), store.Options{Secrets: rotated})
+	st, err := store.OpenURL(ctx, storeURL(), store.Options{Secrets: rotated})
 	if err != nil {
 		return fmt.Errorf("secrets rotate: key added, but the stored secrets were not sealed again (the next start will): %w", err)
 	}

@@ -77,8 +77,7 @@ func migrateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 func backupCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("backup", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	stateDir := fs.String("state-dir", stateDirDefault(), "the coordinator's state directory, whose warren.db is the default store")
-	storeURL := fs.String("store", os.Getenv("WARREN_STORE"), storeUsage)
+	storeURL, _ := storeFlags(fs, "the coordinator's state directory, whose warren.db is the default store")
 	file := fs.String("to", "", "the backup file to write (it must not exist)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	if err := fs.Parse(args); err != nil {
@@ -87,7 +86,7 @@ func backupCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if fs.NArg() > 0 || *file == "" {
 		return &cli.ExitError{Code: 2, Err: errors.New("usage: warren-coordinator backup [--store URL | --state-dir DIR] --to FILE [--json]")}
 	}
-	loc, err := storecopy.ParseLocation(cmp.Or(*storeURL, filepath.Join(*stateDir, "warren.db")))
+	loc, err := storecopy.ParseLocation(storeURL())
 	if err != nil {
 		return &cli.ExitError{Code: 2, Err: fmt.Errorf("--store: %w", err)}
 	}
@@ -109,8 +108,7 @@ func backupCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 func restoreCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	stateDir := fs.String("state-dir", stateDirDefault(), "the coordinator's state directory, whose warren.db is the default store")
-	storeURL := fs.String("store", os.Getenv("WARREN_STORE"), storeUsage)
+	storeURL, _ := storeFlags(fs, "the coordinator's state directory, whose warren.db is the default store")
 	file := fs.String("from", "", "the backup file (made by warren-coordinator backup)")
 	force := fs.Bool("force", false, "replace a database that holds data (never one in use)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
@@ -120,7 +118,7 @@ func restoreCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if fs.NArg() > 0 || *file == "" {
 		return &cli.ExitError{Code: 2, Err: errors.New("usage: warren-coordinator restore --from FILE [--store URL | --state-dir DIR] [--force] [--json]")}
 	}
-	loc, err := storecopy.ParseLocation(cmp.Or(*storeURL, filepath.Join(*stateDir, "warren.db")))
+	loc, err := storecopy.ParseLocation(storeURL())
 	if err != nil {
 		return &cli.ExitError{Code: 2, Err: fmt.Errorf("--store: %w", err)}
 	}
@@ -134,6 +132,16 @@ func restoreCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fmt.Fprintf(stdout, "Restored %s (schema version %d) into %s in %.1fs. Start the coordinator with the secrets key\n(%s) it had when the backup was made.\n",
 		res.File, res.SchemaVersion, res.Store, res.Seconds, coordinator.SecretsKeyFile)
 	return nil
+}
+
+// storeFlags defines --state-dir (described by stateDirHelp) and --store
+// on fs, and returns the store they name once fs is parsed: --store, else
+// $WARREN_STORE, else SQLite at <state-dir>/warren.db (as the coordinator
+// itself does).
+func storeFlags(fs *flag.FlagSet, stateDirHelp string) (storeURL func() string, stateDir *string) {
+	stateDir = fs.String("state-dir", stateDirDefault(), stateDirHelp)
+	u := fs.String("store", os.Getenv("WARREN_STORE"), storeUsage)
+	return func() string { return cmp.Or(*u, filepath.Join(*stateDir, "warren.db")) }, stateDir
 }
 
 // progress draws one line on stderr: the table being copied and how far.

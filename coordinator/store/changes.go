@@ -144,11 +144,7 @@ func (q queries) LeaveReplica(ctx context.Context) error {
 // their sessions, appending a change for each node they held (whose
 // presence changed), and returns those nodes.
 func (q queries) SweepReplicas(ctx context.Context, dead time.Time) ([]NodeID, error) {
-	gone, err := list(ctx, q, "replicas", `SELECT id FROM replicas WHERE heartbeat < ? AND id <> ? ORDER BY id`,
-		func(row interface{ Scan(...any) error }) (string, error) {
-			var id string
-			return id, row.Scan(&id)
-		}, nanos(dead), q.origin)
+	gone, err := list(ctx, q, "replicas", `SELECT id FROM replicas WHERE heartbeat < ? AND id <> ? ORDER BY id`, scanValue[string], nanos(dead), q.origin)
 	if err != nil {
 		return nil, err
 	}
@@ -166,11 +162,7 @@ func (q queries) SweepReplicas(ctx context.Context, dead time.Time) ([]NodeID, e
 // forget deletes replica and its sessions, appending a change for each
 // node it held, and returns those nodes.
 func (q queries) forget(ctx context.Context, replica string) ([]NodeID, error) {
-	ids, err := list(ctx, q, "sessions", `SELECT node_id FROM node_sessions WHERE replica = ? ORDER BY node_id`,
-		func(row interface{ Scan(...any) error }) (NodeID, error) {
-			var id NodeID
-			return id, row.Scan(&id)
-		}, replica)
+	ids, err := list(ctx, q, "sessions", `SELECT node_id FROM node_sessions WHERE replica = ? ORDER BY node_id`, scanValue[NodeID], replica)
 	if err != nil {
 		return nil, err
 	}
@@ -217,9 +209,5 @@ func (q queries) ReleaseLease(ctx context.Context, name string) error {
 // beating at or after alive, hold control channels of.
 func (q queries) LiveSessions(ctx context.Context, alive time.Time) ([]NodeID, error) {
 	return list(ctx, q, "sessions", `SELECT DISTINCT s.node_id FROM node_sessions s JOIN replicas r ON r.id = s.replica
-		WHERE s.replica <> ? AND r.heartbeat >= ? ORDER BY s.node_id`,
-		func(row interface{ Scan(...any) error }) (NodeID, error) {
-			var id NodeID
-			return id, row.Scan(&id)
-		}, q.origin, nanos(alive))
+		WHERE s.replica <> ? AND r.heartbeat >= ? ORDER BY s.node_id`, scanValue[NodeID], q.origin, nanos(alive))
 }

@@ -138,10 +138,6 @@ type queries struct {
 	origin string
 }
 
-// origin is the replica ID a store opened with opts records its changes
-// as: Options.ReplicaID ("": it records none).
-func origin(opts Options) string { return opts.ReplicaID }
-
 // wrapErr maps unique-constraint violations (SQLite's, PostgreSQL's
 // SQLSTATE 23505) to ErrConflict and no rows to ErrNotFound.
 func wrapErr(err error) error {

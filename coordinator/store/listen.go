@@ -22,13 +22,9 @@ const ChangesChannel = "warren_changes"
 // while the connection was down loses nothing (read the feed after
 // ready).
 func ListenChanges(ctx context.Context, rawURL string, ready func(), notify func(id int64)) error {
-	conn, _, err := splitPoolParams(rawURL)
+	cfg, _, err := parsePostgresURL(rawURL)
 	if err != nil {
 		return err
-	}
-	cfg, err := pgx.ParseConfig(conn)
-	if err != nil {
-		return fmt.Errorf("postgres URL: %w", err)
 	}
 	c, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {

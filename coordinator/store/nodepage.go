@@ -54,11 +54,12 @@ func (q queries) ListNodePage(ctx context.Context, f NodePageFilter) ([]Node, in
 		return nil, 0, err
 	}
 	args := []any{f.Match, f.Match, f.Match, f.Match, f.Match, f.Match, f.Match, string(tag), f.User, f.User}
+	where := nodePageWhere(q.d)
 	var total int
-	if err := q.q.QueryRowContext(ctx, `SELECT COUNT(*) FROM nodes WHERE `+nodePageWhere(q.d), args...).Scan(&total); err != nil {
+	if err := q.q.QueryRowContext(ctx, `SELECT COUNT(*) FROM nodes WHERE `+where, args...).Scan(&total); err != nil {
 		return nil, 0, fmt.Errorf("count nodes: %w", wrapErr(err))
 	}
-	nodes, err := list(ctx, q, "nodes", `SELECT `+nodeCols+` FROM nodes WHERE `+nodePageWhere(q.d)+` ORDER BY name, id LIMIT ? OFFSET ?`,
+	nodes, err := list(ctx, q, "nodes", `SELECT `+nodeCols+` FROM nodes WHERE `+where+` ORDER BY name, id LIMIT ? OFFSET ?`,
 		scanNode, append(args, limit, max(f.Offset, 0))...)
 	return nodes, total, err
 }

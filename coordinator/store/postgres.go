@@ -83,13 +83,9 @@ func openPostgres(ctx context.Context, rawURL string, opts Options) (Store, erro
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	conn, maxConns, err := splitPoolParams(rawURL)
+	cfg, maxConns, err := parsePostgresURL(rawURL)
 	if err != nil {
 		return nil, err
-	}
-	cfg, err := pgx.ParseConfig(conn)
-	if err != nil {
-		return nil, fmt.Errorf("postgres URL: %w", err)
 	}
 	where := cfg.Database + " on " + cfg.Host // never the URL: it may hold a password
 	if _, ok := cfg.RuntimeParams["idle_in_transaction_session_timeout"]; !ok {
@@ -113,25 +109,33 @@ func openPostgres(ctx context.Context, rawURL string, opts Options) (Store, erro
 	}
 	c := &rebindCache{m: map[string]string{}}
 	s := &sqlStore{
-		queries: queries{q: timed(pgQuerier{q: lockedWrites{wdb}, c: c}, "write", opts.Observe), sec: opts.Secrets, d: dialectPostgres, origin: origin(opts)},
-		r:       queries{q: timed(pgQuerier{q: rdb, c: c}, "read", opts.Observe), sec: opts.Secrets, d: dialectPostgres, origin: origin(opts)},
+		queries: queries{q: timed(pgQuerier{q: lockedWrites{wdb}, c: c}, "write", opts.Observe), sec: opts.Secrets, d: dialectPostgres, origin: opts.ReplicaID},
+		r:       queries{q: timed(pgQuerier{q: rdb, c: c}, "read", opts.Observe), sec: opts.Secrets, d: dialectPostgres, origin: opts.ReplicaID},
 		wdb:     wdb, rdb: rdb, log: logger, observe: opts.Observe, pg: c,
 	}
 	if err := s.migrate(ctx); err != nil {
 		closeBoth()
 		return nil, fmt.Errorf("database %s: %w", where, err)
 	}
-	if opts.Secrets != nil {
-		n, err := s.resealSecrets(ctx)
-		if err != nil {
-			s.Close()
-			return nil, fmt.Errorf("database %s: %w", where, err)
-		}
-		if n > 0 {
-			logger.Info("stored secrets sealed with the newest key", "values", n)
-		}
+	if err := s.resealOnOpen(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("database %s: %w", where, err)
 	}
 	return s, nil
+}
+
+// parsePostgresURL is the connection configuration of a PostgreSQL URL
+// and its pool_max_conns (see splitPoolParams).
+func parsePostgresURL(rawURL string) (*pgx.ConnConfig, int, error) {
+	conn, maxConns, err := splitPoolParams(rawURL)
+	if err != nil {
+		return nil, 0, err
+	}
+	cfg, err := pgx.ParseConfig(conn)
+	if err != nil {
+		return nil, 0, fmt.Errorf("postgres URL: %w", err)
+	}
+	return cfg, maxConns, nil
 }
 
 // splitPoolParams takes pool_max_conns (the pool's size, which the server

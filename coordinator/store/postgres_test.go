@@ -24,15 +24,9 @@ import (
 // twice; and the key's use count, read and written back in each
 // registration's transaction, loses no increment.
 func TestPostgresStoresShareOneDatabase(t *testing.T) {
-	url := pgtest.NewDatabase(t)
-	pg := backends[1]
-	a, b := pg.reopen(t, url, Options{}), pg.reopen(t, url, Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	u, err := a.CreateUser(ctx, User{Name: "ann@example.com", Role: RoleMember})
-	must(t, err)
-	k, err := a.CreateAuthKey(ctx, AuthKey{Prefix: "wak_x", Hash: []byte("reusable"), UserID: u.ID, Reusable: true})
-	must(t, err)
+	a, b, u, k := twoStoresWithKey(ctx, t)
 	const workers, each = 4, 15 // per store
 	start := make(chan struct{})
 	errs := make(chan error, 2*workers*each*2)
@@ -84,6 +78,21 @@ func TestPostgresStoresShareOneDatabase(t *testing.T) {
 	}
 }
 
+// twoStoresWithKey opens two stores on one fresh PostgreSQL database, as
+// two coordinator processes would, with a member user and a reusable
+// pre-auth key of theirs made through the first.
+func twoStoresWithKey(ctx context.Context, t *testing.T) (a, b Store, u User, k AuthKey) {
+	t.Helper()
+	url := pgtest.NewDatabase(t)
+	pg := backends[1]
+	a, b = pg.reopen(t, url, Options{}), pg.reopen(t, url, Options{})
+	u, err := a.CreateUser(ctx, User{Name: "ann@example.com", Role: RoleMember})
+	must(t, err)
+	k, err = a.CreateAuthKey(ctx, AuthKey{Prefix: "wak_x", Hash: []byte("reusable"), UserID: u.ID, Reusable: true})
+	must(t, err)
+	return a, b, u, k
+}
+
 // registerWithKey does what a registration with a pre-auth key does to
 // the store, in one transaction: check the key and the node's keys,
 // create the node, count the key's use, audit.
@@ -115,15 +124,10 @@ func registerWithKey(ctx context.Context, s Store, hash []byte, node Node) error
 // (as on SQLite's one writer), so an admin's revocation is never undone
 // by a registration that read the key before it.
 func TestPostgresWriteWaitsForTransaction(t *testing.T) {
-	url := pgtest.NewDatabase(t)
-	pg := backends[1]
-	a, b := pg.reopen(t, url, Options{}), pg.reopen(t, url, Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	u, err := a.CreateUser(ctx, User{Name: "ann@example.com", Role: RoleMember})
-	must(t, err)
-	k, err := a.CreateAuthKey(ctx, AuthKey{Prefix: "wak_x", Hash: []byte("reusable"), UserID: u.ID, Reusable: true})
-	must(t, err)
+	a, b, _, k := twoStoresWithKey(ctx, t)
+	var err error
 	revoked := make(chan error, 1)
 	err = a.Tx(ctx, func(q Queries) error {
 		key, err := q.GetAuthKey(ctx, k.ID)

@@ -172,11 +172,7 @@ func (q queries) DeleteUser(ctx context.Context, id UserID) error {
 	}
 	// User-owned nodes go; tagged nodes the user registered stay. Keys go
 	// with the user (ON DELETE CASCADE).
-	gone, err := list(ctx, q, "nodes", `SELECT id FROM nodes WHERE user_id = ? AND tags = '[]'`,
-		func(row interface{ Scan(...any) error }) (int64, error) {
-			var n int64
-			return n, row.Scan(&n)
-		}, id)
+	gone, err := list(ctx, q, "nodes", `SELECT id FROM nodes WHERE user_id = ? AND tags = '[]'`, scanValue[int64], id)
 	if err != nil {
 		return fmt.Errorf("delete nodes of user %d: %w", id, err)
 	}
@@ -192,6 +188,13 @@ func (q queries) DeleteUser(ctx context.Context, id UserID) error {
 		return err
 	}
 	return q.appendChange(ctx, ChangeUser, int64(id))
+}
+
+// scanValue scans a row of one column, for list.
+func scanValue[T any](row interface{ Scan(...any) error }) (T, error) {
+	var v T
+	err := row.Scan(&v)
+	return v, err
 }
 
 // list runs a query and scans every row.

@@ -59,7 +59,7 @@ func OpenWith(ctx context.Context, path string, opts Options) (Store, error) {
 		wdb.Close()
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
-	s := &sqlStore{queries: queries{q: timed(wdb, "write", opts.Observe), sec: opts.Secrets, origin: origin(opts)}, wdb: wdb, log: logger,
+	s := &sqlStore{queries: queries{q: timed(wdb, "write", opts.Observe), sec: opts.Secrets, origin: opts.ReplicaID}, wdb: wdb, log: logger,
 		observe: opts.Observe}
 	if err := s.migrate(ctx); err != nil {
 		wdb.Close()
@@ -84,17 +84,28 @@ func OpenWith(ctx context.Context, path string, opts Options) (Store, error) {
 		s.rdb = rdb
 	}
 	s.r = queries{q: timed(s.rdb, "read", opts.Observe), sec: opts.Secrets, origin: s.origin}
-	if opts.Secrets != nil {
-		n, err := s.resealSecrets(ctx)
-		if err != nil {
-			s.Close()
-			return nil, fmt.Errorf("database %s: %w", path, err)
-		}
-		if n > 0 {
-			logger.Info("stored secrets sealed with the newest key", "values", n)
-		}
+	if err := s.resealOnOpen(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("database %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// resealOnOpen seals again, with the newest key, every stored secret
+// sealed with an older one (when the store has a Sealer), as both
+// backends do once opened and migrated.
+func (s *sqlStore) resealOnOpen(ctx context.Context) error {
+	if s.sec == nil {
+		return nil
+	}
+	n, err := s.resealSecrets(ctx)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		s.log.Info("stored secrets sealed with the newest key", "values", n)
+	}
+	return nil
 }
 
 // dsn is the driver's connection string for path: busy_timeout and foreign

@@ -107,7 +107,7 @@ func TestRestore(t *testing.T) {
 	// fresh is a database a coordinator created and nothing else wrote.
 	fresh := func(t *testing.T) string {
 		p := filepath.Join(t.TempDir(), "warren.db")
-		if _, err := prepareTarget(ctx, Location{Driver: SQLite, Path: p}); err != nil {
+		if err := prepareTarget(ctx, Location{Driver: SQLite, Path: p}); err != nil {
 			t.Fatal(err)
 		}
 		return p

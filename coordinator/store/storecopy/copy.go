@@ -85,13 +85,10 @@ func Copy(ctx context.Context, from, to Location, opts Options) (Result, error) 
 		return res, fmt.Errorf("%w: %s is at schema version %d, this warren-coordinator's is %d; migrate copies between equal versions: run the warren-coordinator release that matches the source, or start this one on the source once (serve applies its migrations)",
 			ErrSchemaMismatch, from, srcVersion, cur)
 	}
-	dstVersion, err := prepareTarget(ctx, to)
-	if err != nil {
+	// Opening the target migrates it to this code's version, the source's
+	// (a newer target fails to open).
+	if err := prepareTarget(ctx, to); err != nil {
 		return res, fmt.Errorf("open target %s: %w", to, err)
-	}
-	if srcVersion != dstVersion {
-		return res, fmt.Errorf("%w: %s is at schema version %d, %s at %d; migrate copies between equal versions: start this warren-coordinator once on the source (serve applies its migrations) or use the release that wrote it",
-			ErrSchemaMismatch, from, srcVersion, to, dstVersion)
 	}
 	res.SchemaVersion = srcVersion
 

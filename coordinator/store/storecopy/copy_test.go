@@ -310,7 +310,7 @@ func TestCopyRefuses(t *testing.T) {
 		}{
 			{"non-empty target", func(t *testing.T) (Location, Location) {
 				to := tg.new(t)
-				if _, err := prepareTarget(ctx, to); err != nil {
+				if err := prepareTarget(ctx, to); err != nil {
 					t.Fatal(err)
 				}
 				st := openStore(t, to, nil)

@@ -8,17 +8,17 @@ import (
 )
 
 // prepareTarget opens the target as a store, which creates it if need be
-// and applies the schema migrations, closes it and returns its schema
-// version.
-func prepareTarget(ctx context.Context, to Location) (int, error) {
+// and migrates it to store.SchemaVersion() (or fails, for a database newer
+// than this code), and closes it.
+func prepareTarget(ctx context.Context, to Location) error {
 	st, err := store.OpenURL(ctx, to.storeURL(), store.Options{})
 	if err != nil {
-		return 0, err
+		return err
 	}
 	if err := st.Close(); err != nil {
-		return 0, fmt.Errorf("close: %w", err)
+		return fmt.Errorf("close: %w", err)
 	}
-	return store.SchemaVersion(), nil
+	return nil
 }
 
 // storeURL is the location as store.OpenURL takes it.
