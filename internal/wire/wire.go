@@ -58,6 +58,8 @@ const (
 	TypeFlowAck          Type = 10 // coordinator -> node
 	TypeAccessCall       Type = 11 // node -> coordinator
 	TypeAccessReply      Type = 12 // coordinator -> node
+	TypeSSHCall          Type = 13 // node -> coordinator
+	TypeSSHReply         Type = 14 // coordinator -> node
 )
 
 // String names the type for logs and errors.
@@ -87,6 +89,10 @@ func (t Type) String() string {
 		return "AccessCall"
 	case TypeAccessReply:
 		return "AccessReply"
+	case TypeSSHCall:
+		return "SSHCall"
+	case TypeSSHReply:
+		return "SSHReply"
 	}
 	return "Unknown"
 }
@@ -244,6 +250,10 @@ type MapResponse struct {
 	// Posture is the node's posture as the coordinator sees it (full
 	// maps, and deltas when it changes).
 	Posture *PostureStatus `json:"posture,omitempty"`
+	// SSH is the ssh rules that let peers log in to this node (full maps,
+	// and deltas when it changes; in a delta, nil means unchanged and an
+	// empty policy admits nobody). Nodes that predate it ignore it.
+	SSH *SSHPolicy `json:"ssh,omitempty"`
 }
 
 // DNSConfig is what the coordinator adds to the names a node's resolver
@@ -305,10 +315,19 @@ func (m *DERPMap) Region(id int) *DERPRegion {
 
 // Node is one node as the netmap describes it.
 type Node struct {
-	ID        NodeID           `json:"id"`
-	Name      string           `json:"name"` // unique DNS label
-	Hostname  string           `json:"hostname"`
-	User      string           `json:"user,omitempty"` // owner's login; empty for tagged nodes
+	ID       NodeID `json:"id"`
+	Name     string `json:"name"` // unique DNS label
+	Hostname string `json:"hostname"`
+	User     string `json:"user,omitempty"` // owner's login; empty for tagged nodes
+	// UserName is the owner's display name (empty for tagged nodes, or
+	// when the identity provider gave none).
+	UserName string `json:"userName,omitempty"`
+	// Groups are the owner's groups as the policy sees them (empty for
+	// tagged nodes), sorted.
+	Groups []string `json:"groups,omitempty"`
+	// Postures names the policy's postures the node passes now
+	// ("posture:managed"), sorted: the summary whois shows.
+	Postures  []string         `json:"postures,omitempty"`
 	Tags      []string         `json:"tags,omitempty"`
 	NodeKey   key.NodePublic   `json:"nodeKey"`
 	DiscoKey  key.DiscoPublic  `json:"discoKey"`
@@ -510,6 +529,10 @@ func New(t Type) Message {
 		return new(AccessCall)
 	case TypeAccessReply:
 		return new(AccessReply)
+	case TypeSSHCall:
+		return new(SSHCall)
+	case TypeSSHReply:
+		return new(SSHReply)
 	}
 	return nil
 }
