@@ -33,6 +33,8 @@ Usage:
                                    as the node collects and reports them
   warren forward LOCALPORT PEER:PORT
                                    forward 127.0.0.1:LOCALPORT to PEER:PORT in the mesh
+  warren nc PEER PORT              copy stdin/stdout to PEER:PORT in the mesh, e.g. for ssh:
+                                   ssh -o ProxyCommand='warren nc %h %p' USER@PEER
   warren exit-node list            the exit nodes this node may use (warren up --exit-node NAME|IP
                                    [--exit-node-allow-lan-access]; --exit-node= to stop)
   warren access request DST --for DURATION [--reason TEXT]
@@ -54,7 +56,8 @@ Exit status: 0 on success, 1 on any failure. warren access and warren
 login --mfa exit 2 on a usage error and 3 when the coordinator refused
 (not allowed, no access rule covers the destination, no such request). ping fails when a kind of
 probe it sent got no answer at all (no pong; with --tcp, no connect);
-whois fails for an address this node knows no node of.
+whois fails for an address this node knows no node of; nc fails when it
+cannot connect or the stream breaks, and exits 0 when the peer closed it.
 `
 
 func main() {
@@ -83,7 +86,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		break
 	}
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(stdout, usage)
+		_, _ = io.WriteString(stdout, usage)
 		return nil
 	}
 	if args[0] == "--version" || args[0] == "-version" {
@@ -106,6 +109,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return c.posture(rest)
 	case "forward":
 		return c.forward(rest)
+	case "nc":
+		return c.nc(rest)
 	case "logout":
 		return c.logout(rest)
 	case "ip":
