@@ -90,6 +90,15 @@ backend replicas
 // until it accepts connections. It skips the test when haproxy is absent.
 func Start(t testing.TB, backends ...Backend) *LB {
 	t.Helper()
+	return StartConfig(t, func(listen, sock string) string { return config(listen, sock, backends) })
+}
+
+// StartConfig runs HAProxy with the configuration cfg returns for a
+// frontend listening on listen (a loopback address) and the runtime API
+// on sock (its global section must have "stats socket SOCK"), as Start
+// does.
+func StartConfig(t testing.TB, cfgText func(listen, sock string) string) *LB {
+	t.Helper()
 	bin := Available()
 	if bin == "" {
 		t.Skip("haproxy not installed (Debian: apt-get install haproxy); skipping the load-balanced test")
@@ -98,7 +107,7 @@ func Start(t testing.TB, backends ...Backend) *LB {
 	listen := freePort(t)
 	sock := filepath.Join(dir, "admin.sock")
 	cfg := filepath.Join(dir, "haproxy.cfg")
-	if err := os.WriteFile(cfg, []byte(config(listen, sock, backends)), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(cfgText(listen, sock)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if out, err := exec.Command(bin, "-c", "-f", cfg).CombinedOutput(); err != nil {
