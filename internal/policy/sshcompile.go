@@ -154,11 +154,10 @@ func (p *Policy) SSHTargets(dst *Node) bool {
 }
 
 // SSHPeerRole says what peer is to each rule of dst's compiled policy
-// (SSHPolicyFor): admitted as a source, and a recorder, per rule, in the
-// order of pol.Rules. It lets the caller update one peer's place in a
-// policy without compiling it again. pol must be what SSHPolicyFor
-// returned for dst under this policy.
-func (p *Policy) SSHPeerRole(dst, peer *Node, fn func(i int, source, recorder bool)) {
+// (SSHPolicyFor): admitted as a source, and a recorder, per rule (i its
+// index in the compiled policy's Rules, rule its name). It lets the caller update one peer's place in a
+// policy without compiling it again.
+func (p *Policy) SSHPeerRole(dst, peer *Node, fn func(i int, rule string, source, recorder bool)) {
 	if len(p.ext.ssh) == 0 {
 		return
 	}
@@ -168,7 +167,7 @@ func (p *Policy) SSHPeerRole(dst, peer *Node, fn func(i int, source, recorder bo
 		if !r.mayTarget(ds) {
 			continue
 		}
-		fn(i, r.admits(ps, ds), len(r.recorders) > 0 && r.isRecorder(peer))
+		fn(i, sshRef(r.index), r.admits(ps, ds), len(r.recorders) > 0 && r.isRecorder(peer))
 		i++
 	}
 }

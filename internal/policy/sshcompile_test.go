@@ -202,9 +202,12 @@ func FuzzSSHCompile(f *testing.F) {
 func checkSSHRoles(t *testing.T, p *Policy, pol *wire.SSHPolicy, dst, peer *Node) {
 	t.Helper()
 	n := 0
-	p.SSHPeerRole(dst, peer, func(i int, source, recorder bool) {
+	p.SSHPeerRole(dst, peer, func(i int, rule string, source, recorder bool) {
 		n++
 		r := pol.Rules[i]
+		if r.Rule != rule {
+			t.Fatalf("SSHPeerRole rule %d is %s, compiled %s", i, rule, r.Rule)
+		}
 		if slices.Contains(r.Sources, peer.ID) != source {
 			t.Fatalf("SSHPeerRole source %v for %d in %s", source, peer.ID, r.Rule)
 		}
@@ -250,4 +253,22 @@ func userMatches(users []string, src *Node, login string) bool {
 		}
 	}
 	return false
+}
+
+func TestNodeGroupsAndPostures(t *testing.T) {
+	p := mustParse(t, `{"groups": {"group:eng": ["ann@example.com"], "group:ops": []}, "tagOwners": {"tag:db": []},
+		"postures": {"posture:mac": ["node:os == 'macos'"], "posture:any": ["node:os != 'windows'"]}, "acls": []}`)
+	ann := userNode(1, "Ann@example.com")
+	ann.Groups = []string{"ops", "unknown"}
+	ann.Attrs = map[string]string{"node:os": "macos"}
+	if g := p.NodeGroups(&ann); !slices.Equal(g, []string{"group:eng", "group:ops"}) {
+		t.Errorf("groups %v", g)
+	}
+	if ps := p.NodePostures(&ann); !slices.Equal(ps, []string{"posture:any", "posture:mac"}) {
+		t.Errorf("postures %v", ps)
+	}
+	db := tagNode(2, "tag:db")
+	if g, ps := p.NodeGroups(&db), p.NodePostures(&db); g != nil || ps != nil {
+		t.Errorf("tagged: %v %v", g, ps)
+	}
 }
