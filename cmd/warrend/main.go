@@ -24,6 +24,7 @@ import (
 	"github.com/warrenmesh/warren/internal/metrics"
 	"github.com/warrenmesh/warren/internal/version"
 	"github.com/warrenmesh/warren/node/daemon"
+	"github.com/warrenmesh/warren/node/expose"
 	"github.com/warrenmesh/warren/node/flowspool"
 	"github.com/warrenmesh/warren/node/localapi"
 	"github.com/warrenmesh/warren/node/nodemetrics"
@@ -74,7 +75,7 @@ func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *options) {
 	o.port = fs.Uint("port", 0, "WireGuard UDP port (0: last run's, or any free one)")
 	o.socks = fs.String("socks5", "127.0.0.1:1055", "loopback address for the SOCKS5 proxy into the mesh (empty: none)")
 	o.httpProxy = fs.String("http-proxy", "", "loopback address for the HTTP CONNECT proxy (empty: the --socks5 port speaks both)")
-	fs.Var(&o.expose, "expose", "forward inbound mesh connections: PORT (to 127.0.0.1:PORT) or PORT=HOST:PORT (repeatable; userspace mode)")
+	fs.Var(&o.expose, "expose", "forward inbound mesh connections: PORT (to 127.0.0.1:PORT) or PORT=HOST:PORT, then optionally ,http-identity (HTTP with Warren-User-Login, Warren-User-Name, Warren-Node and Warren-Tags headers) or ,proxy-protocol (a PROXY v2 header with the mesh source and identity); plain TCP by default, where the service sees every mesh client as 127.0.0.1 (warren whois tells them apart) (repeatable; userspace mode)")
 	fs.Var(&o.endpoints, "endpoint", "advertise this IP[:PORT] instead of the interface addresses (repeatable)")
 	o.relayOnly = fs.Bool("relay-only", false, "send all traffic through relays, never directly (for networks where peer-to-peer UDP is unwanted)")
 	o.snatSubnetRoutes = fs.Bool("snat-subnet-routes", true, "with --tun on a subnet router, masquerade mesh sources into the routed networks, so their hosts see this router's address; false keeps the mesh source (the routed network then needs a route back to 100.64.0.0/10 through this router)")
@@ -253,12 +254,13 @@ func uniqueNonEmpty(addrs ...string) []string {
 	return out
 }
 
-// parseExpose reads PORT or PORT=HOST:PORT.
+// parseExpose reads PORT[=HOST:PORT][,MODE].
 func parseExpose(s string) (daemon.Expose, error) {
-	portStr, target, hasTarget := strings.Cut(s, "=")
+	spec, modeStr, hasMode := strings.Cut(s, ",")
+	portStr, target, hasTarget := strings.Cut(spec, "=")
 	port, err := strconv.ParseUint(portStr, 10, 16)
 	if err != nil || port == 0 {
-		return daemon.Expose{}, fmt.Errorf("--expose %q: want PORT or PORT=HOST:PORT", s)
+		return daemon.Expose{}, fmt.Errorf("--expose %q: want PORT or PORT=HOST:PORT, then optionally ,http-identity or ,proxy-protocol", s)
 	}
 	if !hasTarget {
 		target = net.JoinHostPort("127.0.0.1", portStr)
@@ -266,7 +268,16 @@ func parseExpose(s string) (daemon.Expose, error) {
 	if _, _, err := net.SplitHostPort(target); err != nil {
 		return daemon.Expose{}, fmt.Errorf("--expose %q: target must be HOST:PORT", s)
 	}
-	return daemon.Expose{Port: uint16(port), Target: target}, nil
+	mode := expose.Plain
+	if hasMode {
+		if modeStr == "" {
+			return daemon.Expose{}, fmt.Errorf("--expose %q: nothing after the comma: want http-identity or proxy-protocol", s)
+		}
+		if mode, err = expose.ParseMode(modeStr); err != nil {
+			return daemon.Expose{}, fmt.Errorf("--expose %q: %w", s, err)
+		}
+	}
+	return daemon.Expose{Port: uint16(port), Target: target, Mode: mode}, nil
 }
 
 // parseEndpoint reads IP or IP:PORT (port 0 means the WireGuard port).

@@ -35,7 +35,7 @@ import (
 	"github.com/warrenmesh/warren/internal/wire"
 	"github.com/warrenmesh/warren/node/controlclient"
 	"github.com/warrenmesh/warren/node/engine"
-
+	"github.com/warrenmesh/warren/node/expose"
 	"github.com/warrenmesh/warren/node/flowspool"
 	"github.com/warrenmesh/warren/node/localapi"
 	"github.com/warrenmesh/warren/node/osdns"
@@ -49,6 +49,9 @@ import (
 type Expose struct {
 	Port   uint16 // port on the mesh address
 	Target string // host:port to connect to, e.g. 127.0.0.1:5432
+	// Mode is how the service learns who is calling: plain TCP (the
+	// zero value), a PROXY v2 header, or HTTP identity headers.
+	Mode expose.Mode
 }
 
 // Config configures a Daemon.
@@ -126,6 +129,9 @@ type Daemon struct {
 	// flows is the spool of flow records (nil: flow logs off); the
 	// engine appends, the control client sends and acknowledges.
 	flows *flowspool.Spool
+	// exposed records the connections --expose made to services, for
+	// whois.
+	exposed expose.Conns
 }
 
 // flowSpoolDir is the flow spool's directory in the state dir.
@@ -161,6 +167,9 @@ func New(cfg Config) (*Daemon, error) {
 		}
 		if _, _, err := net.SplitHostPort(e.Target); err != nil {
 			return nil, fmt.Errorf("daemon: expose %d: target %q must be host:port: %w", e.Port, e.Target, err)
+		}
+		if _, err := expose.ParseMode(string(e.Mode)); err != nil {
+			return nil, fmt.Errorf("daemon: expose %d: %w", e.Port, err)
 		}
 	}
 	st, err := state.Load(cfg.StateDir)

@@ -15,9 +15,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/warrenmesh/warren/internal/wire"
 	"github.com/warrenmesh/warren/node/controlclient"
 	"github.com/warrenmesh/warren/node/engine"
-	"github.com/warrenmesh/warren/node/proxy"
+	"github.com/warrenmesh/warren/node/expose"
 	"github.com/warrenmesh/warren/node/state"
 )
 
@@ -328,25 +329,22 @@ func (s *session) flushCache() {
 // expose forwards inbound mesh connections on ln to e.Target on the host.
 func (s *session) expose(ln net.Listener, e Expose) {
 	defer s.helpers.Done()
-	var dialer net.Dialer
-	log := s.d.log.With("part", "expose", "port", e.Port, "target", e.Target)
+	log := s.d.log.With("part", "expose", "port", e.Port, "target", e.Target, "mode", e.Mode.String())
 	log.Info("forwarding inbound mesh connections")
-	err := proxy.Forward(s.ctx, ln, e.Target, proxy.Config{
-		Dial: func(ctx context.Context, network string, addr netip.AddrPort) (net.Conn, error) {
-			return dialer.DialContext(ctx, network, addr.String())
-		},
-		Resolve: func(ctx context.Context, host string) (netip.Addr, error) {
-			addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
-			if err != nil || len(addrs) == 0 {
-				return netip.Addr{}, proxy.ErrUnknownHost
-			}
-			return addrs[0], nil
-		},
-		Logger: log,
-	})
+	err := expose.Serve(s.ctx, ln, expose.Config{Port: e.Port, Target: e.Target, Mode: e.Mode,
+		Peer: s.peerAt, Conns: &s.d.exposed, Logger: log})
 	if err != nil {
 		log.Error("inbound forward stopped", "err", err)
 	}
+}
+
+// peerAt returns the netmap's peer holding mesh address a.
+func (s *session) peerAt(a netip.Addr) (wire.Node, bool) {
+	nm := s.netmap()
+	if nm == nil {
+		return wire.Node{}, false
+	}
+	return peerAt(nm, a)
 }
 
 // coordinatorAddrs returns the coordinator's address when its URL names

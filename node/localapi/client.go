@@ -69,10 +69,18 @@ func readError(resp *http.Response) error {
 	var e apiError
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 	if json.Unmarshal(b, &e) == nil && e.Error != "" {
-		return errors.New(e.Error)
+		return &statusError{code: resp.StatusCode, msg: e.Error}
 	}
-	return fmt.Errorf("warrend: %s", resp.Status)
+	return &statusError{code: resp.StatusCode, msg: fmt.Sprintf("warrend: %s", resp.Status)}
 }
+
+// statusError is a failed request's error message and HTTP status.
+type statusError struct {
+	code int
+	msg  string
+}
+
+func (e *statusError) Error() string { return e.msg }
 
 func call[T any](ctx context.Context, c *Client, method, path string, in any) (T, error) {
 	var out T

@@ -30,6 +30,8 @@ type fakeBackend struct {
 	addrs    map[string]netip.Addr
 	// dialed receives the far end of each successful Dial.
 	dialed chan net.Conn
+	// whois answers WhoIs by address.
+	whois map[string]WhoIs
 
 	// quiet turns off recording, for fuzzing.
 	quiet bool
@@ -262,4 +264,16 @@ func (b *fakeBackend) Access(_ context.Context, call AccessCall, onAuthURL func(
 		return AccessReply{Requests: []wire.AccessRequest{{ID: "ar-1", Dst: call.Dst, Duration: call.For, Reason: call.Reason, State: wire.AccessPending}}}, nil
 	}
 	return AccessReply{Code: wire.AccessForbidden, Message: "no"}, nil
+}
+
+func (b *fakeBackend) WhoIs(_ context.Context, addr string) (WhoIs, error) {
+	b.record("whois")
+	if addr == "" {
+		return WhoIs{}, fmt.Errorf("%w: addr is required", ErrBadRequest)
+	}
+	w, ok := b.whois[addr]
+	if !ok {
+		return WhoIs{}, fmt.Errorf("%w: %s", ErrNotFound, addr)
+	}
+	return w, nil
 }

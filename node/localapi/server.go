@@ -74,6 +74,7 @@ func NewServer(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("POST /v0/dial", s.dial)
 	s.mux.HandleFunc("GET /v0/posture", s.posture)
 	s.mux.HandleFunc("POST /v0/access", s.access)
+	s.mux.HandleFunc("GET /v0/whois", s.whois)
 	return s, nil
 }
 

@@ -41,6 +41,10 @@ type Backend interface {
 	// this node and returns its final reply; onAuthURL gets the sign-in
 	// URL of a step-up first (see wire.AccessCall).
 	Access(ctx context.Context, call AccessCall, onAuthURL func(url string)) (AccessReply, error)
+	// WhoIs says who is behind addr, a peer's mesh address or the local
+	// address of a connection warrend --expose made (IP or IP:PORT; see
+	// WhoIs); an unknown one is an error wrapping ErrNotFound.
+	WhoIs(ctx context.Context, addr string) (WhoIs, error)
 }
 
 // UpRequest asks the node to join a coordinator.

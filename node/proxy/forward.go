@@ -68,6 +68,14 @@ func (s *Server) serveForward(c net.Conn) {
 		return
 	}
 	defer s.closeConn(up)
+	if s.cfg.Upstream != nil {
+		release, err := s.cfg.Upstream(c, up)
+		if err != nil {
+			s.log.Warn("forward: closing client", "client", c.RemoteAddr().String(), "err", err)
+			return
+		}
+		defer release()
+	}
 	s.splice(c, c, up, up)
 }
 

@@ -74,6 +74,11 @@ type Config struct {
 	// MaxConns bounds concurrent proxied connections; default 1024. Over it,
 	// new clients are refused (SOCKS reply 0x01 / HTTP 503) and closed.
 	MaxConns int
+	// Upstream, when set, is called by Forward with each client and the
+	// connection just made to the target, before any byte is copied (it
+	// may write a preamble to upstream). An error closes both; otherwise
+	// release runs once both have been spliced to the end.
+	Upstream func(client, upstream net.Conn) (release func(), err error)
 }
 
 // Stats are a Server's counters since New.

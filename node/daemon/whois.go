@@ -1,0 +1,110 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"github.com/warrenmesh/warren/internal/wire"
+	"github.com/warrenmesh/warren/node/controlclient"
+	"github.com/warrenmesh/warren/node/localapi"
+)
+
+// tcpProto is IP protocol number 6, as filter rules list protocols.
+const tcpProto = 6
+
+// WhoIs implements localapi.Backend: who is behind addr, answered from
+// the netmap. addr is a mesh address (with PORT, the node's port the
+// connection came to) or the local address of a connection --expose made
+// to a service (IP:PORT as the service sees its client).
+func (d *Daemon) WhoIs(ctx context.Context, addr string) (localapi.WhoIs, error) {
+	var ap netip.AddrPort
+	a, err := netip.ParseAddr(addr)
+	if err != nil {
+		if ap, err = netip.ParseAddrPort(addr); err != nil {
+			return localapi.WhoIs{}, fmt.Errorf("%w: addr %q: want IP or IP:PORT, e.g. 100.64.0.2 or 127.0.0.1:51234", localapi.ErrBadRequest, addr)
+		}
+		a = ap.Addr()
+	}
+	a = a.Unmap()
+	ap = netip.AddrPortFrom(a, ap.Port())
+	_, nm, err := d.running()
+	if err != nil {
+		return localapi.WhoIs{}, err
+	}
+	out := localapi.WhoIs{Address: addr, Via: "mesh", Port: ap.Port()}
+	var n wire.Node
+	src := a
+	if c, ok := d.exposed.Lookup(ap); ok && ap.Port() != 0 {
+		if n, ok = nm.Peer(c.Node); !ok {
+			return localapi.WhoIs{}, fmt.Errorf("%w: %s came through --expose %d from %s, a node no longer in the netmap", localapi.ErrNotFound, addr, c.Port, c.Src)
+		}
+		out.MeshSource, out.Port, src = c.Src, c.Port, c.Src.Addr()
+		out.Via = fmt.Sprintf("expose %d %s", c.Port, c.Mode)
+	} else {
+		switch {
+		case !isMeshAddr(a) && ap.Port() != 0:
+			return localapi.WhoIs{}, fmt.Errorf("%w: %s is no connection warrend --expose made to a service on this host (it may have closed), nor a mesh address", localapi.ErrNotFound, addr)
+		case holds(nm.Self, a):
+			n, out.Self = nm.Self, true
+		default:
+			if n, ok = peerAt(nm, a); !ok {
+				return localapi.WhoIs{}, fmt.Errorf("%w: %s", localapi.ErrNotFound, localapi.NotVisible("address "+a.String()))
+			}
+		}
+	}
+	out.Node = localapi.WhoIsNode{ID: int64(n.ID), Name: n.Name, DNSName: n.Name + "." + nm.Domain, Hostname: n.Hostname,
+		Addresses: n.Addresses, Online: n.Online || out.Self}
+	out.Tags, out.Groups, out.Postures = n.Tags, n.Groups, n.Postures
+	if len(n.Tags) == 0 {
+		out.User, out.UserName = n.User, n.UserName
+	}
+	if out.Port != 0 && !out.Self {
+		out.Rule = admittingRule(nm, src, out.Port)
+	}
+	return out, nil
+}
+
+// peerAt returns the peer of nm holding mesh address a.
+func peerAt(nm *controlclient.Netmap, a netip.Addr) (wire.Node, bool) {
+	a = a.Unmap()
+	for _, p := range nm.Peers {
+		if holds(p, a) {
+			return p, true
+		}
+	}
+	return wire.Node{}, false
+}
+
+func holds(n wire.Node, a netip.Addr) bool {
+	return slices.ContainsFunc(n.Addresses, func(p netip.Prefix) bool { return p.Addr() == a })
+}
+
+// admittingRule names the first packet filter rule that lets src connect
+// over TCP to port on one of this node's addresses of src's family; ""
+// when none does.
+func admittingRule(nm *controlclient.Netmap, src netip.Addr, port uint16) string {
+	for _, r := range nm.PacketFilter {
+		if len(r.Protocols) > 0 && !slices.Contains(r.Protocols, tcpProto) {
+			continue
+		}
+		if !slices.ContainsFunc(r.SrcPrefixes, func(p netip.Prefix) bool { return p.Contains(src) }) {
+			continue
+		}
+		for _, d := range r.DstPorts {
+			if port < d.First || port > d.Last {
+				continue
+			}
+			for _, self := range nm.Self.Addresses {
+				if self.Addr().Is4() == src.Is4() && d.Prefix.Contains(self.Addr()) {
+					if r.Rule == "" {
+						return "(a rule the coordinator did not name)"
+					}
+					return r.Rule
+				}
+			}
+		}
+	}
+	return ""
+}
