@@ -27,6 +27,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/warrenmesh/warren/internal/tstest/poll"
 )
 
 // User creates a local Unix user for the test's lifetime: a system account
@@ -61,11 +63,21 @@ func User(tb testing.TB, name string) *user.User {
 		tb.Fatalf("sshtest: useradd %s: %v: %s", login, err, out)
 	}
 	tb.Cleanup(func() {
-		out, err := exec.Command(userdel, "-r", login).CombinedOutput()
-		// userdel exits 12 when only the mail spool was missing: the
+		// userdel exits 8 while a process of the user still exists (a
+		// killed session's last process not yet reaped): try again for a
+		// while. It exits 12 when only the mail spool was missing: the
 		// account itself is gone.
-		var exit *exec.ExitError
-		if err != nil && !(errors.As(err, &exit) && exit.ExitCode() == 12) {
+		var out []byte
+		_, err := poll.Wait(10*time.Second, func() error {
+			var err error
+			out, err = exec.Command(userdel, "-r", login).CombinedOutput()
+			var exit *exec.ExitError
+			if errors.As(err, &exit) && exit.ExitCode() == 12 {
+				return nil
+			}
+			return err
+		})
+		if err != nil {
 			tb.Errorf("sshtest: userdel -r %s: %v: %s", login, err, out)
 		}
 	})
