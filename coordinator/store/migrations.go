@@ -316,7 +316,7 @@ CREATE TABLE leases (
 // outlives deleted users and nodes, so names and logins are kept as they
 // were at the start. id is the node-chosen session ID ("ssh-" and random
 // hex); record_token is the SHA-256 (hex) of the coordinator's single-use
-// recording token (” when none is outstanding). Times are unix
+// recording token (empty when none is outstanding). Times are unix
 // nanoseconds (0: not yet), duration nanoseconds, exit_code -1 when none.
 func sshSessionsTable(integer string) string {
 	return strings.ReplaceAll(`
