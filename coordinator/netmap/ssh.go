@@ -1,6 +1,7 @@
 package netmap
 
 import (
+	"errors"
 	"reflect"
 	"slices"
 	"time"
@@ -217,4 +218,36 @@ func (e *Engine) peerIDs(n *Node, now time.Time) []wire.NodeID {
 	var ids []wire.NodeID
 	e.forPeers(n, now, func(s *Stream) { ids = append(ids, s.id) })
 	return ids
+}
+
+// ErrNotPeer is returned by SSHDecide when the source is not an active
+// peer of the destination.
+var ErrNotPeer = errors.New("netmap: not an active peer")
+
+// SSHDecide answers, for the coordinator's own check of an SSH call, which
+// rule lets src log in to dst as localUser as things are now: both nodes
+// active, src a peer of dst (ssh rules grant no network access). It
+// returns copies of both nodes; ok is false when no rule allows it.
+func (e *Engine) SSHDecide(dst, src wire.NodeID, localUser string) (dn, sn Node, d policy.SSHDecision, ok bool, err error) {
+	now := e.now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	dp, sp := e.nodes[dst], e.nodes[src]
+	if dp == nil || !dp.Active(now) {
+		return Node{}, Node{}, d, false, ErrUnknownNode
+	}
+	if sp == nil || !sp.Active(now) || src == dst {
+		return *dp, Node{}, d, false, ErrNotPeer
+	}
+	peer := false
+	e.graph.Peers(dst, func(id wire.NodeID) bool {
+		peer = id == src
+		return !peer
+	})
+	if !peer {
+		return *dp, *sp, d, false, ErrNotPeer
+	}
+	dpn, spn := dp.policyNode(), sp.policyNode()
+	d, ok = e.graph.Policy().SSHDecide(&spn, &dpn, localUser)
+	return *dp, *sp, d, ok, nil
 }
