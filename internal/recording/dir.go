@@ -64,9 +64,6 @@ func NewDir(path string) (*Dir, error) {
 	if err := os.Chmod(path, 0o700); err != nil {
 		return nil, fmt.Errorf("recordings directory: %w", err)
 	}
-	if _, err := atomicfile.RemoveStale(path); err != nil {
-		return nil, fmt.Errorf("recordings directory: %w", err)
-	}
 	return &Dir{path: path}, nil
 }
 
@@ -128,6 +125,14 @@ func (d *Dir) Open(id string) (io.ReadCloser, error) {
 		return nil, fmt.Errorf("recording %s: %w", id, ErrNotFound)
 	}
 	return f, err
+}
+
+// CastPath is the file holding the recording id's cast.
+func (d *Dir) CastPath(id string) (string, error) {
+	if !ValidID(id) {
+		return "", fmt.Errorf("recording %q: %w", id, ErrNotFound)
+	}
+	return filepath.Join(d.path, id+castExt), nil
 }
 
 // Stat describes the recording id.

@@ -53,6 +53,11 @@ type Meta struct {
 	LocalUser string    `json:"localUser"`        // the Unix user the session ran as
 	Src       string    `json:"src"`              // the connecting peer: name and address
 	Started   time.Time `json:"started,omitzero"` // when the session began
+	// Uploader is who sent the recording as the recorder itself verified
+	// it (the coordinator from its token, warren-recorder from trusted
+	// identity headers); empty when the other fields are only the
+	// uploader's claim. Uploaders do not set it.
+	Uploader string `json:"uploader,omitempty"`
 }
 
 // MaxMetaBytes bounds the Warren-Recording-Meta header.
@@ -81,7 +86,8 @@ func (m Meta) headerValue() (string, error) {
 }
 
 // MetaFromRequest decodes the Meta an uploader sent in MetaHeader (as the
-// uploader claims it; a missing header is an empty Meta).
+// uploader claims it, without Uploader; a missing header is an empty
+// Meta).
 func MetaFromRequest(r *http.Request) (Meta, error) {
 	var m Meta
 	v := r.Header.Get(MetaHeader)
@@ -94,6 +100,7 @@ func MetaFromRequest(r *http.Request) (Meta, error) {
 	if err := json.Unmarshal([]byte(v), &m); err != nil {
 		return m, fmt.Errorf("%s: %w", MetaHeader, err)
 	}
+	m.Uploader = "" // only a recorder's own knowledge goes there
 	return m, nil
 }
 
