@@ -441,3 +441,27 @@ func FuzzMetaHeader(f *testing.F) {
 		}
 	})
 }
+
+// FuzzReadResult: whatever a recorder answers, the client reads it
+// without panicking, and a Result line it finds says what the line says.
+func FuzzReadResult(f *testing.F) {
+	f.Add([]byte(`{"id":"ssh-1","size":10,"complete":true}` + "\n"))
+	f.Add([]byte("junk\n" + `{"id":"x","error":"recording larger than 5 bytes: cut there"}`))
+	f.Add([]byte(`{"complete":tru`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		res, got, err := readResult(bytes.NewReader(body))
+		if !got && (res != Result{}) {
+			t.Fatalf("no result found, yet %+v", res)
+		}
+		if err == nil && len(body) <= maxResultBytes && bytes.HasSuffix(body, []byte("\n")) {
+			last := body[:len(body)-1]
+			if i := bytes.LastIndexByte(last, '\n'); i >= 0 {
+				last = last[i+1:]
+			}
+			var want Result
+			if json.Unmarshal(last, &want) == nil && (!got || res != want) {
+				t.Fatalf("last line %q is a Result, read %+v (found %v)", last, res, got)
+			}
+		}
+	})
+}
