@@ -244,16 +244,18 @@ func (s *Stream) keepalive(every time.Duration) {
 	}
 }
 
-// readResult reads a recorder's response body to its end (at most
-// maxResultBytes) and returns the last line that is a JSON Result, and
-// whether there was one; err is a read error.
+// readResult reads a recorder's response body (at most maxResultBytes)
+// up to its first line that is a JSON Result, and returns that and
+// whether there was one; err is a read error. It returns at that line,
+// not at the body's end: a recorder that gave up on an upload goes on
+// reading it until the uploader hangs up.
 func readResult(body io.Reader) (res Result, got bool, err error) {
 	sc := bufio.NewScanner(io.LimitReader(body, maxResultBytes))
 	for sc.Scan() {
-		var r Result
-		if json.Unmarshal(sc.Bytes(), &r) == nil {
-			res, got = r, true
+		if json.Unmarshal(sc.Bytes(), &res) == nil {
+			return res, true, nil
 		}
+		res = Result{}
 	}
-	return res, got, sc.Err()
+	return res, false, sc.Err()
 }
