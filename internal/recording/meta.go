@@ -13,8 +13,10 @@
 // that the recorder's idle read deadline does not end a quiet session.
 // When the body ends, or the recorder gives up on it (too large, idle,
 // disk error), the recorder writes one JSON Result line as the response
-// body and ends the response: the uploader learns from that whether the
-// whole recording was stored.
+// body: the uploader learns from that whether the whole recording was
+// stored, and hangs up (a recorder that gave up reads and drops what
+// still arrives until then, so the connection is not reset under the
+// result).
 //
 // The client half (Start, Stream) is what the node uses; the server half
 // (Dir, Handler) is what the coordinator and warren-recorder serve.
