@@ -96,14 +96,14 @@ func TestHTTPIdentityHeaders(t *testing.T) {
 	}{
 		{"user with a non-ASCII name", wire.Node{ID: 2, Name: "ann-laptop", User: "ann@example.com", UserName: "Änn Exämple"},
 			map[string]string{"Got-Warren-User-Login": "ann@example.com", "Got-Warren-User-Name": "=?utf-8?q?=C3=84nn_Ex=C3=A4mple?=",
-				"Got-Warren-Node": "ann-laptop", "Got-Warren-Tags": "", "Got-X-Forwarded-For": "127.0.0.1", "Got-Forwarded": "", "Got-Warren-Extra": ""}},
+				"Got-Warren-Node": "ann-laptop", "Got-Warren-Tags": "", "Got-X-Forwarded-For": "127.0.0.1", "Got-X-Forwarded-Host": "", "Got-Forwarded": "", "Got-Warren-Extra": ""}},
 		{"user with an ASCII name", wire.Node{ID: 2, Name: "bob-pc", User: "bob@example.com", UserName: "Bob"},
 			map[string]string{"Got-Warren-User-Login": "bob@example.com", "Got-Warren-User-Name": "Bob", "Got-Warren-Tags": ""}},
 		{"tagged node", wire.Node{ID: 3, Name: "ci", User: "ann@example.com", UserName: "Ann", Tags: []string{"tag:ci", "tag:prod"}},
 			map[string]string{"Got-Warren-User-Login": "", "Got-Warren-User-Name": "", "Got-Warren-Node": "ci", "Got-Warren-Tags": "tag:ci,tag:prod"}},
 	}
 	forged := map[string]string{"Warren-User-Login": "mallory", "WARREN-TAGS": "tag:admin", "Warren-Extra": "x",
-		"X-Forwarded-For": "203.0.113.1", "Forwarded": "for=203.0.113.1", "Connection": "Warren-Node"}
+		"X-Forwarded-For": "203.0.113.1", "X-Forwarded-Host": "evil.example", "Forwarded": "for=203.0.113.1", "Connection": "Warren-Node"}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			addr := front(t, Config{Port: 80, Target: backend(t, echoHeaders), Mode: HTTPIdentity, Peer: peers(tt.node), Conns: &Conns{}})
