@@ -1,7 +1,8 @@
 // Package tstest holds, in its subpackages, what only tests and
 // benchmarks use: the in-process mesh (testmesh), a real OpenID Provider
 // (oidctest), network namespaces and NAT routers (netns, netns/natlab),
-// namespace benchmarks (nsbench), a manual clock (testclock), the one
+// namespace benchmarks (nsbench), local Unix users and the real OpenSSH
+// client for SSH tests (sshtest), a manual clock (testclock), the one
 // polling helper (poll), test logging (testlog), Prometheus scrapes
 // (promscrape), stream benchmarks
 // (streambench), headless Chromium for the console (browser), a helper

@@ -96,8 +96,10 @@ type Client struct {
 	// SetPosture records something to send; the running session's sender
 	// waits on it.
 	updated chan struct{}
-	// callSlots holds a token for each access call in flight.
+	// callSlots holds a token for each access call in flight, sshSlots
+	// for each SSH call.
 	callSlots chan struct{}
+	sshSlots  chan struct{}
 
 	mu        sync.Mutex
 	nm        *Netmap
@@ -108,6 +110,7 @@ type Client struct {
 	conn      *noise.Conn   // current channel, nil when disconnected
 	lost      chan struct{} // closed when conn's session ends
 	calls     calls
+	ssh       sshCalls
 	state     mapState
 	sessions  int // control channels registered so far
 }
@@ -156,7 +159,8 @@ func New(cfg Config) (*Client, error) {
 		cfg.ConnectTimeout = 30 * time.Second
 	}
 	cfg.URL = strings.TrimRight(cfg.URL, "/")
-	c := &Client{cfg: cfg, log: cfg.Logger, updated: make(chan struct{}, 1), callSlots: make(chan struct{}, wire.MaxAccessCalls)}
+	c := &Client{cfg: cfg, log: cfg.Logger, updated: make(chan struct{}, 1), callSlots: make(chan struct{}, wire.MaxAccessCalls),
+		sshSlots: make(chan struct{}, wire.MaxSSHCalls)}
 	c.dial = c.dialWebSocket
 	return c, nil
 }
@@ -388,7 +392,7 @@ func (c *Client) run(ctx context.Context, cancel context.CancelFunc, connecting 
 		c.mu.Lock()
 		c.conn, c.lost = nil, nil
 		c.mu.Unlock()
-		close(lost) // access calls in flight on this channel fail
+		close(lost) // access and SSH calls in flight on this channel fail
 
 	}()
 	for {
@@ -406,6 +410,10 @@ func (c *Client) run(ctx context.Context, cancel context.CancelFunc, connecting 
 		}
 		if r, ok := m.(*wire.AccessReply); ok {
 			c.gotReply(r)
+			continue
+		}
+		if r, ok := m.(*wire.SSHReply); ok {
+			c.gotSSHReply(r)
 			continue
 		}
 		if ack, ok := m.(*wire.FlowAck); ok {

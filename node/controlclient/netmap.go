@@ -27,6 +27,9 @@ type Netmap struct {
 	// posture; nil when it has nothing to say. Never mutated: a change
 	// replaces it.
 	Posture *wire.PostureStatus
+	// SSH is the ssh rules that let peers log in to this node; nil
+	// admits nobody. Never mutated: a change replaces it.
+	SSH *wire.SSHPolicy
 }
 
 // Peer returns the peer with the given ID.
@@ -87,7 +90,7 @@ func (s *mapState) apply(resp *wire.MapResponse) error {
 		filter = f
 	}
 	if resp.Full {
-		s.nm = Netmap{Domain: resp.Domain, DNS: resp.DNS, Posture: resp.Posture,
+		s.nm = Netmap{Domain: resp.Domain, DNS: resp.DNS, Posture: resp.Posture, SSH: resp.SSH,
 			Peers: mergePeers(nil, resp.Peers, nil, nil)}
 		s.have = true
 	}
@@ -109,6 +112,9 @@ func (s *mapState) apply(resp *wire.MapResponse) error {
 	}
 	if resp.Posture != nil && !resp.Full {
 		s.nm.Posture = resp.Posture
+	}
+	if resp.SSH != nil && !resp.Full {
+		s.nm.SSH = resp.SSH
 	}
 	return nil
 }

@@ -77,3 +77,32 @@ func TestApply(t *testing.T) {
 		t.Fatalf("posture after a full map without it: %+v", p)
 	}
 }
+
+// TestApplySSH: a full map sets the SSH policy (nil included, which
+// admits nobody); a delta with one replaces it, a delta without keeps it.
+func TestApplySSH(t *testing.T) {
+	self := wire.Node{ID: 1, Name: "me"}
+	pol := &wire.SSHPolicy{Rules: []wire.SSHRule{{Rule: "ssh[0]", Sources: []wire.NodeID{2}, Users: []string{"autogroup:nonroot"}, Action: wire.SSHAccept}}}
+	other := &wire.SSHPolicy{}
+	steps := []struct {
+		resp *wire.MapResponse
+		want *wire.SSHPolicy
+	}{
+		{&wire.MapResponse{Version: 1, Full: true, Self: &self, SSH: pol}, pol},
+		{&wire.MapResponse{Version: 2, PeersRemoved: []wire.NodeID{5}}, pol},
+		{&wire.MapResponse{Version: 3, SSH: other}, other},
+		{&wire.MapResponse{Version: 4, SSH: pol}, pol},
+		{&wire.MapResponse{Version: 5, Full: true, Self: &self}, nil},
+		{&wire.MapResponse{Version: 6}, nil},
+		{&wire.MapResponse{Version: 7, SSH: pol}, pol},
+	}
+	var s mapState
+	for _, st := range steps {
+		if err := s.apply(st.resp); err != nil {
+			t.Fatalf("version %d: %v", st.resp.Version, err)
+		}
+		if got := s.snapshot().SSH; got != st.want {
+			t.Errorf("version %d: SSH %+v, want %+v", st.resp.Version, got, st.want)
+		}
+	}
+}
