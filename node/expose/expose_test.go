@@ -193,8 +193,15 @@ func TestShutdownEndsEverything(t *testing.T) {
 }
 
 // TestProxyProtocolHeader: the target reads the header first, then the
-// client's bytes; the recorded connection is the one the target sees.
+// client's bytes; the recorded connection is the one the target sees. A
+// source the netmap does not know gets a header with no identity.
 func TestProxyProtocolHeader(t *testing.T) {
+	for _, known := range []bool{true, false} {
+		t.Run(fmt.Sprintf("known=%v", known), func(t *testing.T) { testProxyProtocolHeader(t, known) })
+	}
+}
+
+func testProxyProtocolHeader(t *testing.T, known bool) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -225,7 +232,11 @@ func TestProxyProtocolHeader(t *testing.T) {
 	}()
 	conns := &Conns{}
 	n := wire.Node{ID: 7, Name: "ci", Tags: []string{"tag:ci"}, User: "ann@example.com"}
-	addr := front(t, Config{Port: 5432, Target: ln.Addr().String(), Mode: ProxyProtocol, Peer: peers(n), Conns: conns})
+	peer := peers(n)
+	if !known {
+		peer = func(netip.Addr) (wire.Node, bool) { return wire.Node{}, false }
+	}
+	addr := front(t, Config{Port: 5432, Target: ln.Addr().String(), Mode: ProxyProtocol, Peer: peer, Conns: conns})
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -240,6 +251,12 @@ func TestProxyProtocolHeader(t *testing.T) {
 		t.Errorf("header %s -> %s, want %s -> %s", s.h.Src, s.h.Dst, c.LocalAddr(), addr)
 	}
 	id, ok, err := s.h.Identity()
+	if !known {
+		if ok || len(s.h.TLVs) != 0 || conns.Len() != 0 {
+			t.Errorf("unknown source: TLVs %v, %d connections recorded", s.h.TLVs, conns.Len())
+		}
+		return
+	}
 	if !ok || err != nil || id.Node != "ci" || id.User != "" || strings.Join(id.Tags, ",") != "tag:ci" {
 		t.Errorf("identity %+v, %v, %v (a tagged node carries no user)", id, ok, err)
 	}
@@ -281,4 +298,14 @@ func holdServer(t *testing.T) string {
 	}()
 	t.Cleanup(func() { ln.Close(); <-done })
 	return ln.Addr().String()
+}
+
+// TestPlainUnknownSource: plain TCP forwards a source the netmap does
+// not know, as before the modes existed.
+func TestPlainUnknownSource(t *testing.T) {
+	addr := front(t, Config{Port: 80, Target: backend(t, echoHeaders), Conns: &Conns{},
+		Peer: func(netip.Addr) (wire.Node, bool) { return wire.Node{}, false }})
+	if code, h := get(t, addr, map[string]string{"Warren-Node": "x"}); code != http.StatusOK || h.Get("Got-Warren-Node") != "x" {
+		t.Errorf("plain: %d %v", code, h)
+	}
 }
