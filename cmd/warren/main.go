@@ -25,7 +25,10 @@ Usage:
   warren down                      disconnect (keeps this node's identity)
   warren status                    this node, its peers, their paths
   warren ip [-4|-6] [PEER]         this node's mesh addresses (or PEER's)
-  warren whois ADDR                which node has mesh address ADDR: name, user or tags, device
+  warren whois ADDR[:PORT]|PEER   who is behind a connection arriving on this node: a mesh address
+                                   (with PORT, the rule letting it reach that port of this node), or
+                                   the address a service sees for a connection warrend --expose made
+                                   (127.0.0.1:PORT): user, groups, device, tags, postures
   warren ping PEER [--tcp PORT] [-c N]
                                    ping through the tunnel (and time TCP connects)
   warren netcheck                  endpoints, UDP port, coordinator reachability
@@ -56,8 +59,8 @@ Exit status: 0 on success, 1 on any failure. warren access and warren
 login --mfa exit 2 on a usage error and 3 when the coordinator refused
 (not allowed, no access rule covers the destination, no such request). ping fails when a kind of
 probe it sent got no answer at all (no pong; with --tcp, no connect);
-whois fails for an address this node knows no node of; nc fails when it
-cannot connect or the stream breaks, and exits 0 when the peer closed it.
+whois exits 1 for an address this node knows no node of, 2 on a usage error; nc
+fails when it cannot connect or the stream breaks, and exits 0 when the peer closed it.
 `
 
 func main() {

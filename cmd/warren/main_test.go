@@ -110,16 +110,28 @@ func TestCLIAgainstRealDaemons(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "db says hi") }),
-		ReadHeaderTimeout: time.Second}
+	laptop, db := filepath.Join(dir, "laptop.sock"), filepath.Join(dir, "db.sock")
+	// db's service is behind --expose 5432=SVC,http-identity: it greets
+	// the caller by the header and asks db's warrend who that is.
+	whois := make(chan string, 1)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var out bytes.Buffer
+		if err := run(r.Context(), []string{"--socket", db, "whois", r.RemoteAddr}, strings.NewReader(""), &out, io.Discard); err != nil {
+			out.WriteString("whois: " + err.Error())
+		}
+		select {
+		case whois <- out.String():
+		default:
+		}
+		io.WriteString(w, "db says hi to "+r.Header.Get("Warren-User-Login"))
+	}), ReadHeaderTimeout: time.Second}
 	go func() { _ = srv.Serve(svc) }()
 	defer srv.Close()
 
-	laptop, db := filepath.Join(dir, "laptop.sock"), filepath.Join(dir, "db.sock")
 	proc(t, dir, "laptop", filepath.Join(bin, "warrend"), "--state-dir", filepath.Join(dir, "laptop"), "--socket", laptop,
 		"--socks5", buildtest.FreePort(t), "--endpoint", "127.0.0.1")
 	proc(t, dir, "db", filepath.Join(bin, "warrend"), "--state-dir", filepath.Join(dir, "db"), "--socket", db,
-		"--socks5", "", "--endpoint", "127.0.0.1", "--expose", "5432="+svc.Addr().String())
+		"--socks5", "", "--endpoint", "127.0.0.1", "--expose", "5432="+svc.Addr().String()+",http-identity")
 	for _, s := range []string{laptop, db} {
 		poll.UntilTrue(t, wait, s, func() bool {
 			c, err := net.Dial("unix", s)
@@ -210,8 +222,12 @@ func TestCLIAgainstRealDaemons(t *testing.T) {
 		return true
 	})
 	fcancel()
-	if err := <-fdone; err != nil || body != "db says hi" {
+	if err := <-fdone; err != nil || body != "db says hi to ann@example.com" {
 		t.Fatalf("forward: %q, %v", body, err)
+	}
+	if w := <-whois; !strings.Contains(w, " is laptop (laptop.") || !strings.Contains(w, "ann@example.com") ||
+		!strings.Contains(w, "through expose 5432 http-identity, from 100.64.") {
+		t.Errorf("warren whois of the service's client address: %q", w)
 	}
 
 	out, _, err = warren(t, "--socket", laptop, "down")
@@ -241,8 +257,9 @@ func TestCLIErrors(t *testing.T) {
 		{[]string{"--socket", sock, "forward", "8000", "db"}, "PEER:PORT"},
 		{[]string{"--socket"}, "--socket needs a path"},
 		{[]string{"--socket", sock, "whois"}, "usage: warren whois"},
-		{[]string{"--socket", sock, "whois", "db"}, "not an address"},
-		{[]string{"--socket", sock, "whois", "192.0.2.1:80"}, "not a Warren address"},
+		{[]string{"--socket", sock, "whois", "db"}, "warrend is not running"},
+		{[]string{"--socket", sock, "whois", "192.0.2.1"}, "not a Warren address"},
+		{[]string{"--socket", sock, "whois", "127.0.0.1:5000"}, "warrend is not running"},
 		{[]string{"--socket", sock, "whois", "100.64.0.1"}, "warrend is not running"},
 		{[]string{"--socket", sock, "ip", "-4", "-6"}, "usage: warren ip"},
 		{[]string{"--socket", sock, "ip", "a", "b"}, "usage: warren ip"},

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"net/netip"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/warrenmesh/warren/coordinator/registry"
+	"github.com/warrenmesh/warren/internal/cli"
 	"github.com/warrenmesh/warren/internal/tstest/poll"
 	"github.com/warrenmesh/warren/internal/tstest/testmesh"
 	"github.com/warrenmesh/warren/node/localapi"
@@ -159,9 +161,13 @@ func TestCLIPapercuts(t *testing.T) {
 			t.Errorf("whois db: %q, %v", out, err)
 		}
 		out, _, err = warren(t, "--socket", c.laptop, "whois", netip.AddrPortFrom(db.Self.Addresses[1].Addr(), 5432).String(), "--json")
-		var js whoisOutput
-		if err != nil || json.Unmarshal([]byte(out), &js) != nil || js.Self || js.Node.Name != "db" || js.Node.User != "ann@example.com" || js.Node.ID != db.Self.ID {
+		var js localapi.WhoIs
+		if err != nil || json.Unmarshal([]byte(out), &js) != nil || js.Self || js.Node.Name != "db" || js.User != "ann@example.com" || js.Node.ID != db.Self.ID ||
+			js.Port != 5432 || js.Via != "mesh" {
 			t.Errorf("whois [db v6]:5432 --json: %q, %v", out, err)
+		}
+		if out, _, err := warren(t, "--socket", c.laptop, "whois", "db"); err != nil || !strings.Contains(out, "db is db (db.") {
+			t.Errorf("whois by name: %q, %v", out, err)
 		}
 		out, _, err = warren(t, "--socket", c.laptop, "whois", laptop.Self.Addresses[0].Addr().String(), "--json")
 		if err != nil || json.Unmarshal([]byte(out), &js) != nil || !js.Self || js.Node.Name != "laptop" {
@@ -171,10 +177,19 @@ func TestCLIPapercuts(t *testing.T) {
 			{c.secret.Addresses[0].Addr().String(), "no such node, or not reachable under the current policy"},
 			{"100.64.255.254", "no such node, or not reachable under the current policy"},
 			{"192.0.2.1", "not a Warren address"},
-			{"db", "not an address"},
+			{"nosuch", "no such node, or not reachable under the current policy"},
 		} {
-			if out, _, err := warren(t, "--socket", c.laptop, "whois", tt.addr); err == nil || !strings.Contains(err.Error(), tt.want) {
+			out, _, err := warren(t, "--socket", c.laptop, "whois", tt.addr)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("whois %s: %q, %v; want an error containing %q", tt.addr, out, err, tt.want)
+			}
+			// Exit status 1: not found; 2: not an address to ask about.
+			wantCode := 1
+			if strings.Contains(tt.want, "not a Warren address") {
+				wantCode = 2
+			}
+			if ee := (*cli.ExitError)(nil); !errors.As(err, &ee) || ee.Code != wantCode {
+				t.Errorf("whois %s: exit status from %v, want %d", tt.addr, err, wantCode)
 			}
 		}
 	})

@@ -89,69 +89,95 @@ func ownerOf(st localapi.Status, a netip.Addr) (localapi.PeerStatus, bool) {
 	return localapi.PeerStatus{}, false
 }
 
-// whoisOutput is "warren whois --json".
-type whoisOutput struct {
-	Address netip.Addr `json:"address"`
-	// Self is true when the address is this node's own.
-	Self bool                `json:"self"`
-	Node localapi.PeerStatus `json:"node"`
-}
-
 // Mesh address ranges, as warrend's resolver knows them.
 var (
 	meshV4 = netip.MustParsePrefix("100.64.0.0/10")
 	meshV6 = netip.MustParsePrefix("fd7a:115c:a1e0::/48")
 )
 
+const whoisUsage = "whois ADDR[:PORT]|PEER (a mesh address, with the port of this node it came to; or the address a service on this host sees for a connection warrend --expose made)"
+
+// whois answers for a connection arriving on this node, from warrend's
+// whois (GET /v0/whois): exit status 0 when found, 1 when not, 2 on a
+// usage error.
 func (c *command) whois(args []string) error {
 	c.flags()
-	pos, err := c.parse(args, 1, "whois ADDR (a mesh address, or ADDR:PORT)")
+	pos, err := c.parse(args, 1, whoisUsage)
 	if err != nil {
-		return err
+		return &cli.ExitError{Code: 2, Err: err}
 	}
-	a, err := netip.ParseAddr(pos[0])
-	if err != nil {
-		ap, perr := netip.ParseAddrPort(pos[0])
-		if perr != nil {
-			return fmt.Errorf("%q is not an address: warren whois takes a mesh address such as 100.64.0.2 (warren ip PEER gives a peer's)", pos[0])
+	arg := pos[0]
+	addr := arg
+	if a, err := netip.ParseAddr(arg); err == nil {
+		if a = a.Unmap(); !meshV4.Contains(a) && !meshV6.Contains(a) {
+			return &cli.ExitError{Code: 2, Err: fmt.Errorf("%s is not a Warren address (the mesh is %s and %s); for a connection warrend --expose made, give the address and port the service sees, e.g. 127.0.0.1:51234", a, meshV4, meshV6)}
 		}
-		a = ap.Addr()
+	} else if _, err := netip.ParseAddrPort(arg); err != nil {
+		// A peer's name: ask about its address.
+		st, err := c.running()
+		if err != nil {
+			return err
+		}
+		n, ok := findPeer(st, arg)
+		if !ok {
+			return &cli.ExitError{Code: 1, Err: errors.New(localapi.NotVisible(strconv.Quote(arg)))}
+		}
+		if len(n.Addresses) == 0 {
+			return &cli.ExitError{Code: 1, Err: fmt.Errorf("%s has no mesh address", n.Name)}
+		}
+		addr = n.Addresses[0].Addr().String()
 	}
-	a = a.Unmap()
-	if !meshV4.Contains(a) && !meshV6.Contains(a) {
-		return fmt.Errorf("%s is not a Warren address (the mesh is %s and %s)", a, meshV4, meshV6)
+	cl := c.client()
+	defer cl.Close()
+	w, err := cl.WhoIs(c.ctx, addr)
+	if errors.Is(err, localapi.ErrNotFound) {
+		return &cli.ExitError{Code: 1, Err: err}
 	}
-	st, err := c.running()
 	if err != nil {
 		return err
 	}
-	n, ok := ownerOf(st, a)
-	if !ok {
-		return errors.New(localapi.NotVisible("address " + a.String()))
-	}
-	out := whoisOutput{Address: a, Self: n.ID == st.Self.ID, Node: n}
 	if c.json {
-		return cli.PrintJSON(c.out, out)
+		return cli.PrintJSON(c.out, w)
 	}
 	whose := "a peer of this node"
-	if out.Self {
+	if w.Self {
 		whose = "this node"
 	}
-	fmt.Fprintf(c.out, "%s is %s (%s), %s\n", a, n.Name, n.DNSName, whose)
+	fmt.Fprintf(c.out, "%s is %s (%s), %s\n", arg, w.Node.Name, w.Node.DNSName, whose)
 	row := func(k, v string) { fmt.Fprintf(c.out, "  %-11s %s\n", k+":", v) }
-	if len(n.Tags) > 0 {
-		row("Tags", strings.Join(n.Tags, ", ")+" (a tagged node, owned by its tags)")
+	if len(w.Tags) > 0 {
+		row("Tags", strings.Join(w.Tags, ", ")+" (a tagged node, owned by its tags)")
 	} else {
-		row("User", dash(n.User))
+		user := dash(w.User)
+		if w.UserName != "" {
+			user += " (" + w.UserName + ")"
+		}
+		row("User", user)
+		if len(w.Groups) > 0 {
+			row("Groups", strings.Join(w.Groups, ", "))
+		}
 	}
-	row("Device", dash(n.Hostname)+" (its hostname; the coordinator does not send the OS)")
-	row("Addresses", addrs(n.Addresses))
-	row("Node ID", fmt.Sprint(n.ID))
-	if !out.Self {
-		row("Online", yesNo(n.Online))
+	if len(w.Postures) > 0 {
+		row("Postures", strings.Join(w.Postures, ", "))
 	}
-	if !n.KeyExpiry.IsZero() {
-		row("Key expiry", n.KeyExpiry.UTC().Format(time.RFC3339))
+	row("Device", dash(w.Node.Hostname)+" (its hostname; the coordinator does not send the OS)")
+	row("Addresses", addrs(w.Node.Addresses))
+	row("Node ID", fmt.Sprint(w.Node.ID))
+	if !w.Self {
+		row("Online", yesNo(w.Node.Online))
+	}
+	if !w.Node.KeyExpiry.IsZero() {
+		row("Key expiry", w.Node.KeyExpiry.UTC().Format(time.RFC3339))
+	}
+	if w.MeshSource.IsValid() && w.Via != "mesh" {
+		row("Arrived", fmt.Sprintf("through %s, from %s", w.Via, w.MeshSource))
+	}
+	if w.Port != 0 && !w.Self {
+		rule := w.Rule
+		if rule == "" {
+			rule = "none (no rule lets it connect now)"
+		}
+		row("Rule", fmt.Sprintf("%s (TCP to port %d)", rule, w.Port))
 	}
 	return nil
 }

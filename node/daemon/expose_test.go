@@ -10,22 +10,35 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/warrenmesh/warren/coordinator/registry"
 	"github.com/warrenmesh/warren/internal/proxyproto"
+	"github.com/warrenmesh/warren/internal/tstest/poll"
 	"github.com/warrenmesh/warren/internal/tstest/testmesh"
+	"github.com/warrenmesh/warren/internal/wire"
 	"github.com/warrenmesh/warren/node/daemon"
 	"github.com/warrenmesh/warren/node/expose"
 	"github.com/warrenmesh/warren/node/localapi"
 )
 
 // identityPolicy lets every node reach every port; ann owns tag:ci.
+// ann is in group:eng; a node reporting node:os linux passes
+// posture:linux.
 const identityPolicy = `{
+	"groups": {"group:eng": ["ann@example.com"]},
 	"tagOwners": {"tag:ci": ["ann@example.com"]},
+	"postures": {"posture:linux": ["node:os == 'linux'"]},
 	"acls": [{"action": "accept", "src": ["*"], "dst": ["*:*"]}],
 }`
+
+// linuxPosture reports node:os linux, whatever the OS.
+func linuxPosture(context.Context) map[string]wire.PostureValue {
+	return map[string]wire.PostureValue{"node:os": {Value: "linux", CollectedAt: time.Now().UTC()}}
+}
 
 // identityMesh starts a mesh with ann's key and a tag:ci key.
 func identityMesh(t *testing.T) (m *testmesh.Mesh, annKey, ciKey string) {
@@ -120,21 +133,32 @@ func TestExposeHTTPIdentity(t *testing.T) {
 	var server *node
 	app := identityApp(t, func() *localapi.Client { return server.api })
 	server = startNode(t, t.TempDir(), daemon.Config{Expose: []daemon.Expose{{Port: 80, Target: app, Mode: expose.HTTPIdentity}}})
-	laptop := startNode(t, t.TempDir(), daemon.Config{})
-	ci := startNode(t, t.TempDir(), daemon.Config{})
+	laptop := startNode(t, t.TempDir(), daemon.Config{PostureCollect: linuxPosture})
+	ci := startNode(t, t.TempDir(), daemon.Config{PostureCollect: func(context.Context) map[string]wire.PostureValue {
+		return map[string]wire.PostureValue{"node:os": {Value: "windows", CollectedAt: time.Now().UTC()}}
+	}})
 	up(t, server, m, "server", annKey)
-	up(t, laptop, m, "laptop", annKey)
+	lst := up(t, laptop, m, "laptop", annKey)
 	upTagged(t, ci, m, "ci", ciKey, "tag:ci")
 	waitPeers(t, server, 2)
 	waitPeers(t, laptop, 2)
 	waitPeers(t, ci, 2)
+	// The laptop's posture reaches the coordinator, then the server's
+	// netmap.
+	poll.Until(t, wait, "the server to see the laptop pass posture:linux", func() error {
+		w, err := server.api.WhoIs(context.Background(), lst.Self.Addresses[0].Addr().String())
+		if err != nil || !slices.Equal(w.Postures, []string{"posture:linux"}) {
+			return fmt.Errorf("whois laptop: %+v, %v", w, err)
+		}
+		return nil
+	})
 
 	tests := []struct {
-		from              *node
-		name, login, tags string
+		from                                *node
+		name, login, tags, groups, postures string
 	}{
-		{laptop, "laptop", "ann@example.com", ""},
-		{ci, "ci", "", "tag:ci"},
+		{laptop, "laptop", "ann@example.com", "", "group:eng", "posture:linux"},
+		{ci, "ci", "", "tag:ci", "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -174,7 +198,8 @@ func TestExposeHTTPIdentity(t *testing.T) {
 			}
 			w := got.WhoIs
 			if got.Err != "" || w.Node.Name != tt.name || w.User != tt.login || strings.Join(w.Tags, ",") != tt.tags ||
-				w.Via != "expose 80 http-identity" || w.Port != 80 || w.Rule != "acls[0]" || w.MeshSource.Addr().String() != meshAddr {
+				w.Via != "expose 80 http-identity" || w.Port != 80 || w.Rule != "acls[0]" || w.MeshSource.Addr().String() != meshAddr ||
+				strings.Join(w.Groups, ",") != tt.groups || strings.Join(w.Postures, ",") != tt.postures {
 				t.Errorf("whois from the app: %+v (error %q)", w, got.Err)
 			}
 		})

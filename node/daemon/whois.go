@@ -55,7 +55,7 @@ func (d *Daemon) WhoIs(ctx context.Context, addr string) (localapi.WhoIs, error)
 		}
 	}
 	out.Node = localapi.WhoIsNode{ID: int64(n.ID), Name: n.Name, DNSName: n.Name + "." + nm.Domain, Hostname: n.Hostname,
-		Addresses: n.Addresses, Online: n.Online || out.Self}
+		Addresses: n.Addresses, Online: n.Online || out.Self, KeyExpiry: n.KeyExpiry}
 	out.Tags, out.Groups, out.Postures = n.Tags, n.Groups, n.Postures
 	if len(n.Tags) == 0 {
 		out.User, out.UserName = n.User, n.UserName

@@ -70,8 +70,9 @@ type Config struct {
 	Target string // host:port of the service
 	Mode   Mode
 	// Peer returns the netmap's record of the node holding mesh address
-	// a; required. The filter admitted the connection, so a source it
-	// does not know is refused (HTTP 403, or the connection closed).
+	// a; required. A source it does not know (a host behind a peer's
+	// subnet route) gets HTTP 403 in http-identity mode, a PROXY header
+	// without identity in proxy-protocol mode, and plain TCP as before.
 	Peer func(a netip.Addr) (wire.Node, bool)
 	// Conns records the connections made to the target; required.
 	Conns *Conns
@@ -118,22 +119,28 @@ func Serve(ctx context.Context, ln net.Listener, cfg Config) error {
 }
 
 // upstream records a TCP-mode connection to the target and, in
-// proxy-protocol mode, writes the PROXY header.
+// proxy-protocol mode, writes the PROXY header. A source the netmap has
+// no node for (a host behind a peer's subnet route, which the filter
+// admitted by policy) is forwarded as before, with no identity TLV, and
+// not recorded.
 func (cfg *Config) upstream(client, up net.Conn) (func(), error) {
 	src, dst := addrPort(client.RemoteAddr()), addrPort(client.LocalAddr())
-	n, ok := cfg.Peer(src.Addr())
-	if !ok {
-		return nil, fmt.Errorf("source %s is not in the netmap", src)
-	}
+	n, known := cfg.Peer(src.Addr())
 	if cfg.Mode == ProxyProtocol {
-		id, err := proxyproto.IdentityTLV(identity(n))
-		if err != nil {
-			return nil, err
+		h := proxyproto.Header{Src: src, Dst: dst}
+		if known {
+			id, err := proxyproto.IdentityTLV(identity(n))
+			if err != nil {
+				return nil, err
+			}
+			h.TLVs = []proxyproto.TLV{id}
 		}
-		h := proxyproto.Header{Src: src, Dst: dst, TLVs: []proxyproto.TLV{id}}
 		if err := proxyproto.WriteV2(up, h); err != nil {
 			return nil, fmt.Errorf("write the PROXY header: %w", err)
 		}
+	}
+	if !known {
+		return func() {}, nil
 	}
 	return cfg.Conns.add(addrPort(up.LocalAddr()), Conn{Src: src, Node: n.ID, Port: cfg.Port, Mode: cfg.Mode}), nil
 }

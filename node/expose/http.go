@@ -42,6 +42,8 @@ type identityProxy struct {
 	target *url.URL
 	log    *slog.Logger
 	rp     *httputil.ReverseProxy
+	// buffers are the reverse proxy's copy buffers, shared by requests.
+	buffers bufferPool
 
 	mu       sync.Mutex
 	closed   bool
@@ -72,6 +74,7 @@ func serveHTTP(ctx context.Context, ln net.Listener, cfg Config) error {
 		Transport:     roundTripper(func(r *http.Request) (*http.Response, error) { return meshOf(r.Context()).tr.RoundTrip(r) }),
 		FlushInterval: -1,
 		ErrorLog:      errLog,
+		BufferPool:    &p.buffers,
 	}
 	srv := &http.Server{
 		Handler:           p,
@@ -312,3 +315,15 @@ func (c *limitConn) Close() error {
 	c.once.Do(func() { <-c.sem })
 	return err
 }
+
+// bufferPool shares copy buffers between requests.
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if v, ok := b.p.Get().(*[]byte); ok {
+		return *v
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"time"
 )
 
 // WhoIs answers GET /v0/whois?addr=IP[:PORT]: who is behind a connection
@@ -57,6 +58,7 @@ type WhoIsNode struct {
 	Hostname  string         `json:"hostname"`
 	Addresses []netip.Prefix `json:"addresses"`
 	Online    bool           `json:"online"`
+	KeyExpiry time.Time      `json:"keyExpiry,omitzero"`
 }
 
 // ErrNotFound is wrapped by a Backend's WhoIs for an address it knows no
