@@ -53,7 +53,7 @@ type options struct {
 	dnsMethod, resolvConf                                  *string
 	port                                                   *uint
 	expose, endpoints                                      cli.StringList
-	relayOnly                                              *bool
+	relayOnly, ssh                                         *bool
 	snatSubnetRoutes                                       *bool
 	logFormat, logLevel                                    *string
 	metricsListen                                          *string
@@ -77,6 +77,7 @@ func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *options) {
 	o.httpProxy = fs.String("http-proxy", "", "loopback address for the HTTP CONNECT proxy (empty: the --socks5 port speaks both)")
 	fs.Var(&o.expose, "expose", "forward inbound mesh connections: PORT (to 127.0.0.1:PORT) or PORT=HOST:PORT, then optionally ,http-identity (HTTP with Warren-User-Login, Warren-User-Name, Warren-Node and Warren-Tags headers) or ,proxy-protocol (a PROXY v2 header with the mesh source and identity); plain TCP by default, where the service sees every mesh client as 127.0.0.1 (warren whois tells them apart) (repeatable; userspace mode)")
 	fs.Var(&o.endpoints, "endpoint", "advertise this IP[:PORT] instead of the interface addresses (repeatable)")
+	o.ssh = fs.Bool("ssh", false, "run an SSH server on port 22 of the mesh address: peers log in by mesh identity alone (no keys or passwords), as the policy's ssh rules allow, with check sign-ins and session recording; logging in as other users needs warrend to run as root (Linux and macOS)")
 	o.relayOnly = fs.Bool("relay-only", false, "send all traffic through relays, never directly (for networks where peer-to-peer UDP is unwanted)")
 	o.snatSubnetRoutes = fs.Bool("snat-subnet-routes", true, "with --tun on a subnet router, masquerade mesh sources into the routed networks, so their hosts see this router's address; false keeps the mesh source (the routed network then needs a route back to 100.64.0.0/10 through this router)")
 	o.postureInterval = fs.Duration("posture-interval", daemon.DefaultPostureInterval, "how often the node collects its posture (node:os, node:diskEncrypted, node:firewall, …) and reports it, or a heartbeat when nothing changed, besides at start and on network changes; at least 10s")
@@ -97,7 +98,7 @@ func (o *options) config() (daemon.Config, error) {
 	if *o.postureInterval < daemon.MinPostureInterval {
 		return daemon.Config{}, fmt.Errorf("--posture-interval %s is too short: collect at most every %s (the default is %s)", *o.postureInterval, daemon.MinPostureInterval, daemon.DefaultPostureInterval)
 	}
-	cfg := daemon.Config{PostureInterval: *o.postureInterval, StateDir: *o.stateDir, TUN: *o.tun, WGName: *o.wgName, ListenPort: uint16(*o.port), RelayOnly: *o.relayOnly,
+	cfg := daemon.Config{PostureInterval: *o.postureInterval, StateDir: *o.stateDir, TUN: *o.tun, WGName: *o.wgName, ListenPort: uint16(*o.port), RelayOnly: *o.relayOnly, SSH: *o.ssh,
 		NoSNATSubnetRoutes: !*o.snatSubnetRoutes, DNSMethod: *o.dnsMethod, ResolvConf: *o.resolvConf, FlowSpoolSize: int64(o.flowSpool)}
 	if o.flowSpool == 0 {
 		cfg.FlowSpoolSize = -1

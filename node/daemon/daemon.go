@@ -78,6 +78,10 @@ type Config struct {
 	Endpoints []netip.AddrPort
 	// Expose lists inbound forwards.
 	Expose []Expose
+	// SSH runs the SSH server (package sshserver) on port 22 of the mesh
+	// addresses: peers log in by mesh identity as the policy's ssh rules
+	// allow. Logging in as other users needs warrend to run as root.
+	SSH bool
 	// Logger receives the daemon's logs; nil discards them.
 	Logger *slog.Logger
 	// HTTPClient fetches the coordinator's key and dials the control

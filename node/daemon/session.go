@@ -19,6 +19,7 @@ import (
 	"github.com/warrenmesh/warren/node/controlclient"
 	"github.com/warrenmesh/warren/node/engine"
 	"github.com/warrenmesh/warren/node/expose"
+	"github.com/warrenmesh/warren/node/sshserver"
 	"github.com/warrenmesh/warren/node/state"
 )
 
@@ -48,7 +49,8 @@ type session struct {
 	nm       *controlclient.Netmap // applied to eng; from the coordinator or the cache
 	dirty    bool                  // nm not yet in the cache file
 	err      error
-	helpers  sync.WaitGroup // endpoint refresher, inbound forwards, posture reporter
+	ssh      *sshserver.Server // warrend --ssh; nil before the first data plane
+	helpers  sync.WaitGroup    // endpoint refresher, inbound forwards, posture reporter, SSH
 }
 
 // newSession starts a session. With resume set it first applies the
@@ -209,6 +211,7 @@ func (s *session) apply(nm *controlclient.Netmap, fresh bool) {
 	if err := eng.SetNetmap(nm.Peers, nm.PacketFilter); err != nil {
 		s.d.log.Error("apply netmap", "err", err)
 	}
+	s.sshNetmap(nm)
 	s.mu.Lock()
 	dns := s.dns
 	s.mu.Unlock()
@@ -283,6 +286,7 @@ func (s *session) startEngine(nm *controlclient.Netmap) (*engine.Engine, error) 
 		s.helpers.Add(1)
 		go s.expose(ln, e) // ends with the session
 	}
+	s.startSSH(eng)
 	return eng, nil
 }
 

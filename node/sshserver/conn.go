@@ -34,21 +34,27 @@ type conn struct {
 	authed *authInfo
 
 	mu     sync.Mutex
-	reason string // why it was cut
+	reason string      // why it was cut
+	hangUp *time.Timer // closes nc a little after the cut
 }
+
+// cutGrace is how long a cut connection's sessions have to tell the
+// client why they ended before the connection is closed under them.
+const cutGrace = time.Second
 
 var errDenied = errors.New("sshserver: login refused")
 
-// cut ends the connection and its sessions, for reason (the first one
-// given is kept).
+// cut ends the connection's sessions, for reason (the first one given is
+// kept): their programs are killed at once, and the connection is closed
+// once they told the client why, or after cutGrace.
 func (c *conn) cut(reason string) {
 	c.mu.Lock()
 	if c.reason == "" {
 		c.reason = reason
+		c.hangUp = time.AfterFunc(cutGrace, func() { _ = c.nc.Close() })
 	}
 	c.mu.Unlock()
 	c.cancel()
-	_ = c.nc.Close()
 }
 
 // cutReason returns why the connection was cut, "" if it was not.
@@ -62,6 +68,13 @@ func (c *conn) cutReason() string {
 // channels, until it ends.
 func (c *conn) serve() {
 	s := c.srv
+	defer func() {
+		c.mu.Lock()
+		if c.hangUp != nil {
+			c.hangUp.Stop()
+		}
+		c.mu.Unlock()
+	}()
 	defer c.cancel()
 	defer c.nc.Close()
 	_ = c.nc.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
@@ -90,6 +103,10 @@ func (c *conn) serve() {
 	}()
 	slots := make(chan struct{}, s.cfg.MaxSessions)
 	for nch := range chans {
+		if c.ctx.Err() != nil {
+			_ = nch.Reject(ssh.Prohibited, "warren: the connection was cut: "+c.cutReason())
+			continue
+		}
 		switch nch.ChannelType() {
 		case "session", "direct-tcpip":
 		default:

@@ -160,6 +160,9 @@ func TestCut(t *testing.T) {
 			if err != nil || res.ExitCode != 255 || !strings.Contains(res.Stdout, "started") {
 				t.Fatalf("ssh after the cut: exit %d, %v, stdout %q, stderr %q", res.ExitCode, err, res.Stdout, res.Stderr)
 			}
+			if !strings.Contains(res.Stderr, "warren: session ended: "+tt.reason) {
+				t.Errorf("the client was not told why: stderr %q", res.Stderr)
+			}
 			if !strings.Contains(end.Reason, tt.reason) || end.ExitCode != -1 {
 				t.Errorf("end call %+v, want reason %q", end, tt.reason)
 			}

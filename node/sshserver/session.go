@@ -173,6 +173,10 @@ func (s *session) run(ctx context.Context, command string, copiers *sync.WaitGro
 		call.Op = wire.SSHOpStart
 		srv.report(call)
 	}
+	if ctx.Err() != nil { // cut meanwhile
+		s.end(call, started, -1, s.c.cutReason())
+		return
+	}
 	spec := procSpec{acct: a.acct, switchTo: srv.root && a.acct.uid != srv.self.uid, command: command, env: s.environ(), pty: s.pty}
 	s.mu.Lock()
 	proc, err := startProcess(spec)
