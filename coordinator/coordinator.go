@@ -282,7 +282,7 @@ func New(ctx context.Context, cfg Config) (_ *Coordinator, err error) {
 	}
 	c.control, err = control.New(control.Config{Key: k, Registry: c.registry, Engine: c.engine,
 		Audit: c.audit, Failures: c.failures, Logger: cfg.Logger, KeepAlive: cfg.KeepAlive, HandshakeTimeout: cfg.HandshakeTimeout,
-		Flows: flowlog.New(c.engine, c.audit, cfg.Logger), Access: c.access})
+		Flows: flowlog.New(c.engine, c.audit, cfg.Logger), Access: c.access, PublicURL: cfg.Login.PublicURL})
 	if err != nil {
 		return nil, err
 	}

@@ -27,7 +27,7 @@ type fileCheck struct {
 	Hash     string          `json:"hash,omitempty"`
 	Rules    int             `json:"rules"`
 	Tests    int             `json:"tests"`
-	SSHRules int             `json:"sshRules,omitempty"` // stored and tested, not enforced
+	SSHRules int             `json:"sshRules,omitempty"`
 	SSHTests int             `json:"sshTests,omitempty"`
 	Errors   []*policy.Error `json:"errors,omitempty"`
 	Warnings []*policy.Error `json:"warnings,omitempty"`
@@ -95,13 +95,13 @@ func checkFiles(c *command, files []string, testsOnly bool) error {
 	return nil
 }
 
-// sshSummary is ", N ssh rule(s) NOT enforced, M ssh test(s) passed" for
+// sshSummary is ", N ssh rule(s), M ssh test(s) passed" for
 // a file with ssh rules or tests, or "".
 func sshSummary(fc fileCheck) string {
 	if fc.SSHRules == 0 && fc.SSHTests == 0 {
 		return ""
 	}
-	return fmt.Sprintf(", %d ssh rule(s) NOT enforced, %d ssh test(s) passed", fc.SSHRules, fc.SSHTests)
+	return fmt.Sprintf(", %d ssh rule(s), %d ssh test(s) passed", fc.SSHRules, fc.SSHTests)
 }
 
 // splitHostPort splits "db:5432", "100.64.0.1:22" or "[fd7a::1]:80".

@@ -70,6 +70,11 @@ type Config struct {
 	// Access answers nodes' just-in-time access calls (nil: each is
 	// answered AccessFailed, not enabled).
 	Access *access.Service
+	// PublicURL is the coordinator's URL as nodes reach it, for the
+	// recording URL of sessions it records (empty: the reply's RecordURL
+	// is the path alone, which the node resolves against its coordinator
+	// URL).
+	PublicURL string
 
 	// connBuffer overrides the size of each channel's read and write
 	// buffers (0: connBuffer; below 0: net/http's, as before they were
@@ -212,7 +217,8 @@ func (s *Server) serveChannel(ws *websocket.Conn, remote string) {
 	// Close the channel when the server closes.
 	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
 	defer stop()
-	sess := &session{srv: s, conn: conn, remote: remote, access: make(chan struct{}, wire.MaxAccessCalls), log: s.log.With("machine", conn.Peer().ShortString(), "remote", remote)}
+	sess := &session{srv: s, conn: conn, remote: remote, access: make(chan struct{}, wire.MaxAccessCalls),
+		ssh: &sshState{slots: make(chan struct{}, wire.MaxSSHCalls)}, log: s.log.With("machine", conn.Peer().ShortString(), "remote", remote)}
 	// A client silent during set-up was counted by the watchdog.
 	if err := sess.run(ctx); err != nil && !errors.Is(err, errSilent) {
 		sess.log.Info("control channel closed", "err", err)

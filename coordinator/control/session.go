@@ -41,6 +41,9 @@ type session struct {
 	// waits for.
 	access chan struct{}
 	calls  sync.WaitGroup
+	// ssh holds the SSH call slots (ssh.go); their goroutines count in
+	// calls too.
+	ssh *sshState
 }
 
 // errSilent reports a node that sent nothing within the bound: it is not
@@ -272,6 +275,8 @@ func (s *session) readUpdates(ctx context.Context, id store.NodeID) error {
 		case *wire.KeepAlive:
 		case *wire.AccessCall:
 			s.startAccess(ctx, id, m)
+		case *wire.SSHCall:
+			s.startSSH(ctx, id, m)
 		case *wire.FlowBatch:
 			if err := s.storeFlows(ctx, id, m); err != nil {
 				return err

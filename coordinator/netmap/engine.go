@@ -72,7 +72,10 @@ type Engine struct {
 	versions map[wire.NodeID]uint64 // last version sent to each node
 	// posture is the posture status last queued for each connected node
 	// (posture.go).
-	posture  map[wire.NodeID]*wire.PostureStatus
+	posture map[wire.NodeID]*wire.PostureStatus
+	// ssh is the SSH policy last queued for each connected node; absent
+	// while a full map is on its way (ssh.go).
+	ssh      map[wire.NodeID]*wire.SSHPolicy
 	expiries expiryHeap
 	wake     chan struct{} // tells Run the next deadline may have moved
 	// routeViews holds, for each active router, which of its routes each
@@ -95,6 +98,7 @@ func New(cfg Config) *Engine {
 		streams:  make(map[wire.NodeID]*Stream),
 		versions: make(map[wire.NodeID]uint64),
 		posture:  make(map[wire.NodeID]*wire.PostureStatus),
+		ssh:      make(map[wire.NodeID]*wire.SSHPolicy),
 		wake:     make(chan struct{}, 1),
 
 		routeViews: make(map[wire.NodeID]*routeView),
@@ -169,6 +173,8 @@ func (e *Engine) SetPolicy(p *policy.Policy) {
 	e.filtersTo(filters, 0, now)
 	e.fullTo(e.capMapsChanged(old, p, now))
 	e.postureTo(e.graph.PostureChanged(), 0)
+	e.reidentify(now)
+	e.sshAll(old, p, now)
 	e.poke()
 }
 
@@ -196,6 +202,7 @@ func (e *Engine) Upsert(n Node) {
 	defer e.mu.Unlock()
 	old := e.nodes[nn.ID()]
 	nn.Wire.Expired = nn.expired(now)
+	e.identify(nn)
 	if old != nil {
 		if old.Wire.NodeKey != nn.Wire.NodeKey {
 			e.revoke(old.Wire.NodeKey)
@@ -214,6 +221,7 @@ func (e *Engine) Upsert(n Node) {
 		e.recordTo(nn, now, nil)
 		e.toSelf(nn.ID(), &delta{full: true})
 		e.filtersTo(filters, nn.ID(), now)
+		e.sshPeer(nn, true, e.peerIDs(nn, now), now)
 	case old.Active(now) != nn.Active(now) || !samePolicyView(old, nn):
 		e.reroute(old, nn, now)
 	case reflect.DeepEqual(old.Wire, nn.Wire):
@@ -278,6 +286,7 @@ func (e *Engine) filtersTo(ids []wire.NodeID, skip wire.NodeID, now time.Time) {
 func (e *Engine) reroute(old, nn *Node, now time.Time) {
 	before := make(map[wire.NodeID]bool)
 	e.forPeers(old, now, func(s *Stream) { before[s.id] = true })
+	prev := slices.Collect(maps.Keys(before))
 	e.nodes[nn.ID()] = nn
 	filters := e.syncGraph(nn, now)
 	removed := &delta{removed: nn.ID()}
@@ -300,6 +309,9 @@ func (e *Engine) reroute(old, nn *Node, now time.Time) {
 	}
 	e.toSelf(nn.ID(), &delta{full: true})
 	e.filtersTo(filters, nn.ID(), now)
+	after := e.peerIDs(nn, now)
+	e.sshPeer(nn, true, after, now)
+	e.sshPeer(nn, false, slices.DeleteFunc(prev, func(id wire.NodeID) bool { return slices.Contains(after, id) }), now)
 }
 
 // Remove deletes a node: its peers forget it and its own stream is closed
@@ -313,14 +325,17 @@ func (e *Engine) Remove(id wire.NodeID, reason error) {
 		return
 	}
 	d := &delta{removed: id}
+	peers := e.peerIDs(n, now)
 	e.forPeers(n, now, func(s *Stream) { s.push(d) })
 	delete(e.nodes, id)
 	delete(e.routeViews, id)
 	e.revoke(n.Wire.NodeKey)
 	e.filtersTo(e.graph.Remove(id), id, now)
 	e.postureTo(e.graph.PostureChanged(), 0)
+	e.sshPeer(n, false, peers, now)
 	delete(e.versions, id)
 	delete(e.posture, id)
+	delete(e.ssh, id)
 	if s := e.streams[id]; s != nil {
 		delete(e.streams, id)
 		s.closeWith(reason)
@@ -392,6 +407,9 @@ func (e *Engine) forPeers(n *Node, now time.Time, fn func(*Stream)) {
 }
 
 func (e *Engine) toSelf(id wire.NodeID, d *delta) {
+	if d.full {
+		delete(e.ssh, id) // the full map compiles it
+	}
 	if s := e.streams[id]; s != nil {
 		s.push(d)
 	}
@@ -420,6 +438,7 @@ func (e *Engine) SubscribeVersion(id wire.NodeID, version int) (*Stream, error) 
 	s := newStream(e, id)
 	s.filterDeltas = version >= wire.FilterDeltaVersion
 	s.push(&delta{full: true})
+	delete(e.ssh, id) // the full map compiles it
 	e.streams[id] = s
 	return s, nil
 }
@@ -443,6 +462,8 @@ func (e *Engine) fullMap(id wire.NodeID, now time.Time) *wire.MapResponse {
 	resp.Self = &self
 	resp.Posture = e.postureStatus(n, now)
 	e.posture[id] = resp.Posture
+	resp.SSH = e.sshPolicyOf(n, now)
+	e.ssh[id] = resp.SSH
 	if !n.Active(now) {
 		return resp // no peers, empty filter: deny everything
 	}

@@ -82,7 +82,11 @@ func TestPostureDenialsReachTheNode(t *testing.T) {
 		t.Fatalf("after the fix: attrs %+v", d.Posture.Attrs)
 	}
 	nothingQueued(t, s2)
-	nothingQueued(t, s5) // the laptop's record did not change: its phone hears nothing
+	// The laptop's record names the postures it passes: its phone hears
+	// that it now passes posture:managed.
+	if d := next(t, s5); len(d.PeersChanged) != 1 || !slices.Equal(d.PeersChanged[0].Postures, []string{"posture:managed"}) {
+		t.Fatalf("phone after the fix: %+v", d)
+	}
 	if d := next(t, s3); !slices.Equal(peerIDs(d.PeersChanged), []wire.NodeID{1}) || d.Posture != nil {
 		t.Fatalf("db after the fix: %+v", d)
 	}

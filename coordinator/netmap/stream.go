@@ -35,6 +35,7 @@ type delta struct {
 	filterDelta    []wire.FilterRuleDelta
 	hasFilterDelta bool
 	posture        *wire.PostureStatus // the stream's own posture status changed
+	ssh            *wire.SSHPolicy     // the stream's own SSH policy changed (never nil when set)
 }
 
 // Stream is one node's netmap subscription. One goroutine calls Next; any
@@ -227,6 +228,8 @@ func merge(ds []*delta, filterDeltas bool) *wire.MapResponse {
 			resp.Self = d.self
 		case d.posture != nil:
 			resp.Posture = d.posture
+		case d.ssh != nil:
+			resp.SSH = d.ssh
 		case d.filterSet:
 			resp.PacketFilter = d.filter
 			if !resp.FilterSet && filterDeltas && d.hasFilterDelta {
@@ -317,6 +320,8 @@ func cloneSlice[T any](s []T) []T {
 // replaced without touching the original. Slices are never mutated in place.
 func cloneWire(n wire.Node) wire.Node {
 	n.Tags = cloneSlice(n.Tags)
+	n.Groups = cloneSlice(n.Groups)
+	n.Postures = cloneSlice(n.Postures)
 	n.Addresses = cloneSlice(n.Addresses)
 	n.Endpoints = cloneSlice(n.Endpoints)
 	return n

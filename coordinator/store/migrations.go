@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -307,6 +308,44 @@ CREATE TABLE leases (
 	expires INTEGER NOT NULL
 );
 `, postgresV14},
+	{15, sshSessionsTable(`INTEGER`), sshSessionsTable(`BIGINT`)},
+}
+
+// sshSessionsTable is migration 15 with the dialect's integer type: the
+// SSH sessions nodes report (ssh.go). No foreign keys: the history
+// outlives deleted users and nodes, so names and logins are kept as they
+// were at the start. id is the node-chosen session ID ("ssh-" and random
+// hex); record_token is the SHA-256 (hex) of the coordinator's single-use
+// recording token (empty when none is outstanding). Times are unix
+// nanoseconds (0: not yet), duration nanoseconds, exit_code -1 when none.
+func sshSessionsTable(integer string) string {
+	return strings.ReplaceAll(`
+CREATE TABLE ssh_sessions (
+	id           TEXT PRIMARY KEY,
+	node_id      INT NOT NULL,
+	node_name    TEXT NOT NULL DEFAULT '',
+	src_node_id  INT NOT NULL,
+	src_name     TEXT NOT NULL DEFAULT '',
+	src_addr     TEXT NOT NULL DEFAULT '',
+	user_id      INT NOT NULL DEFAULT 0,
+	login        TEXT NOT NULL DEFAULT '',
+	local_user   TEXT NOT NULL,
+	rule         TEXT NOT NULL DEFAULT '',
+	command      TEXT NOT NULL DEFAULT '',
+	pty          INT NOT NULL DEFAULT 0,
+	recorder     TEXT NOT NULL DEFAULT '',
+	recording    TEXT NOT NULL DEFAULT '',
+	unrecorded   INT NOT NULL DEFAULT 0,
+	record_token TEXT NOT NULL DEFAULT '',
+	started_at   INT NOT NULL,
+	ended_at     INT NOT NULL DEFAULT 0,
+	duration_ns  INT NOT NULL DEFAULT 0,
+	exit_code    INT NOT NULL DEFAULT -1,
+	reason       TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX ssh_sessions_started ON ssh_sessions(started_at);
+CREATE INDEX ssh_sessions_login ON ssh_sessions(login, started_at);
+`, " INT ", " "+integer+" ")
 }
 
 // migrate applies pending migrations, each in its own transaction, and

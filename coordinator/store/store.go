@@ -361,6 +361,23 @@ type Queries interface {
 	UpdateAccessRequest(ctx context.Context, r AccessRequest) error
 	NextAccessExpiry(ctx context.Context, state string) (time.Time, error)
 
+	// CreateSSHSession inserts a started session (ErrConflict when its ID
+	// is taken), keeping recordToken (non-empty: the coordinator records
+	// it) as a hash; GetSSHSession reads one (ErrNotFound);
+	// ListSSHSessions returns those f selects, newest first;
+	// EndSSHSession writes the end fields (Ended, Duration, ExitCode,
+	// Reason) of s.ID if node s.Node runs it and it has not ended
+	// (ErrNotFound otherwise) and voids its recording token;
+	// TakeSSHRecordToken checks token against session id's (in constant
+	// time), voids it (single use) and returns the session, or
+	// ErrNotFound; SetSSHRecording sets where its recording is. See ssh.go.
+	CreateSSHSession(ctx context.Context, s SSHSession, recordToken string) error
+	GetSSHSession(ctx context.Context, id string) (SSHSession, error)
+	ListSSHSessions(ctx context.Context, f SSHSessionFilter) ([]SSHSession, error)
+	EndSSHSession(ctx context.Context, s SSHSession) error
+	TakeSSHRecordToken(ctx context.Context, id, token string) (SSHSession, error)
+	SetSSHRecording(ctx context.Context, id, recording string) error
+
 	// The change feed and presence of replicas sharing the database (see
 	// changes.go and package coordinator/replica).
 	ListChanges(ctx context.Context, after int64, n int) ([]Change, error)

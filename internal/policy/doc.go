@@ -7,10 +7,12 @@
 // "access" section of just-in-time access (who may request what, who
 // approves, for how long; access.go), whose approved requests become
 // time-bounded grants in a Graph (graph_access.go).
-// Tailscale's ssh, sshTests, nodeAttrs and tailnet-wide options are
-// validated with Tailscale's rules and stored (sshTests run), but change
-// no access: Parse warns about each, and ssh rules are never enforced by
-// this package's filters. Nodes' approved subnet routes and exit routes
+// Tailscale's ssh rules are validated with Tailscale's rules, tested by
+// sshTests and compiled per destination node into a wire.SSHPolicy
+// (sshcompile.go) that the node's SSH server enforces; they never change
+// this package's packet filters (port 22 is governed by acls and grants).
+// nodeAttrs and tailnet-wide options are validated and stored, and Parse
+// warns about those Warren does not act on. Nodes' approved subnet routes and exit routes
 // (Node.Routes) are compiled as Tailscale compiles them (routes.go), and
 // AutoApproves answers Tailscale's autoApprovers for the coordinator.
 //

@@ -12,7 +12,8 @@ import (
 
 // nodeAttrs, as in Tailscale: attributes ("attr") and application
 // capabilities ("app") applied to the nodes a target selects. Warren
-// honours one attribute of its own, AttrFlowLogsOff, and none of
+// honours two attributes of its own, AttrFlowLogsOff and AttrSSHRecord
+// (sshcompile.go), and none of
 // Tailscale's attributes yet (it has no equivalent for
 // funnel, MagicDNS tweaks, mullvad, drive sharing...), so each one is
 // stored, delivered to the targeted nodes in their own netmap record
@@ -93,7 +94,7 @@ func (p *Policy) NodeCapMap(n *Node) map[string][]json.RawMessage {
 
 // warrenAttrs are the node attributes Warren gives a meaning to. An
 // attribute listed here is accepted without a warning.
-var warrenAttrs = map[string]bool{AttrFlowLogsOff: true}
+var warrenAttrs = map[string]bool{AttrFlowLogsOff: true, AttrSSHRecord: true}
 
 var nodeAttrFields = []string{"target", "attr", "app", "ipPool"}
 

@@ -9,10 +9,11 @@ import (
 )
 
 // ssh, as in Tailscale SSH: who may log in to which devices as which
-// local users. Warren has no SSH server yet, so the rules are validated
-// with Tailscale's rules, stored, checked by sshTests, and NOT enforced:
-// Parse warns so, and `policy show` and `policy check` print the warning.
-// Port 22 stays governed by acls alone.
+// local users. The rules are validated with Tailscale's rules, checked by
+// sshTests, and compiled for each destination node into a wire.SSHPolicy
+// (sshcompile.go) that the node's SSH server (warrend --ssh) enforces.
+// SSH rules grant no network access: port 22 must be allowed by acls or
+// grants, as in Tailscale.
 //
 // What Tailscale accepts, and Warren therefore accepts, as its docs say
 // and as recordings of its control plane's answers (published with
@@ -38,8 +39,14 @@ import (
 //   - acceptEnv: any non-empty patterns;
 //   - spaces around names and the action are ignored (with a warning),
 //     and null stands for an absent field;
-//   - recorder and enforceRecorder (session recording): accepted with a
-//     warning; Warren records nothing.
+//   - recorder (tags of the recorder nodes; none: the coordinator
+//     records when the destination has the warren:ssh-record attribute)
+//     and enforceRecorder (false: a session no recorder takes goes on
+//     unrecorded). Unlike Tailscale, Warren fails closed by default: a
+//     rule with recorders refuses the session when none takes it unless
+//     enforceRecorder is false;
+//   - portForwarding (Warren's own, default false): the rule allows
+//     local port forwarding (ssh -L).
 //
 // Tailscale also refuses a DOMAIN (in user:*@ and localpart:*@) that is
 // not one of the tailnet's own; Warren has no list of its domains and
@@ -54,9 +61,13 @@ type sshRule struct {
 	dst         []selector
 	users       []string
 	acceptEnv   []string
+	recorders   []string // recorder tags
+	failOpen    bool     // enforceRecorder: false
+	portFwd     bool     // portForwarding: true
+	index       int      // place in the ssh section: "ssh[index]"
 }
 
-// SSHRuleCount returns the number of ssh rules (stored, not enforced).
+// SSHRuleCount returns the number of ssh rules.
 func (p *Policy) SSHRuleCount() int { return len(p.ext.ssh) }
 
 // SSHTestCount returns the number of sshTests (all of which passed).
@@ -66,7 +77,7 @@ const (
 	sshCheckMax = 168 * time.Hour
 )
 
-var sshFields = []string{"action", "src", "dst", "users", "checkPeriod", "acceptEnv", "recorder", "enforceRecorder"}
+var sshFields = []string{"action", "src", "dst", "users", "checkPeriod", "acceptEnv", "recorder", "enforceRecorder", "portForwarding"}
 
 func (ps *parser) sshSection(v hujson.Value) {
 	a, ok := ps.array(v, "ssh")
@@ -75,12 +86,9 @@ func (ps *parser) sshSection(v hujson.Value) {
 	}
 	for i, e := range a.Elements {
 		if r := ps.sshRule(i, e); r != nil {
+			r.index = i
 			ps.p.ext.ssh = append(ps.p.ext.ssh, r)
 		}
-	}
-	if len(a.Elements) > 0 {
-		ps.warnf(v.StartOffset, "Warren has no SSH server yet: allow port 22 in acls for ordinary SSH",
-			"ssh: %d rule(s) accepted and tested, but NOT enforced", len(a.Elements))
 	}
 }
 
@@ -171,12 +179,18 @@ func (ps *parser) sshRule(i int, v hujson.Value) *sshRule {
 		for j, s := range ss {
 			if sel, ok := ps.selector(s, vals[j], 0, roleSrc); ok && sel.kind != selTag {
 				ps.errorf(vals[j].StartOffset, "recorders are tagged nodes: tag:...", "invalid recorder %q", s)
+			} else if ok && !contains(r.recorders, sel.name) {
+				r.recorders = append(r.recorders, sel.name)
 			}
 		}
-		ps.warnf(rv.StartOffset, "Warren records no SSH sessions", "ssh recorder: accepted, has no effect in Warren")
 	}
 	if ev, ok := f["enforceRecorder"]; ok && !isNull(ev) {
-		ps.boolean(ev, "enforceRecorder")
+		if b, ok := ps.boolean(ev, "enforceRecorder"); ok {
+			r.failOpen = !b
+		}
+	}
+	if pv, ok := f["portForwarding"]; ok && !isNull(pv) {
+		r.portFwd, _ = ps.boolean(pv, "portForwarding")
 	}
 	ps.checkSSHCombination(r, dstVals)
 	if len(ps.errs)+ps.dropped > nerr {

@@ -129,7 +129,7 @@ func Start(ctx context.Context, c *http.Client, url, token string, m Meta) (*Str
 	}
 	keep = max(keep, minKeepalive)
 	s.wg.Add(2)
-	go s.readResult(a.resp.Body)
+	go s.awaitResult(a.resp.Body)
 	go s.keepalive(keep)
 	return s, nil
 }
@@ -193,19 +193,11 @@ func (s *Stream) Close() error {
 	return s.err
 }
 
-// readResult reads the recorder's Result when the upload ends, then ends
-// the Stream.
-func (s *Stream) readResult(body io.ReadCloser) {
+// awaitResult reads the recorder's Result when the upload ends, then
+// ends the Stream.
+func (s *Stream) awaitResult(body io.ReadCloser) {
 	defer s.wg.Done()
-	var res Result
-	var got bool
-	sc := bufio.NewScanner(io.LimitReader(body, maxResultBytes))
-	for sc.Scan() {
-		if json.Unmarshal(sc.Bytes(), &res) == nil {
-			got = true
-		}
-	}
-	rerr := sc.Err()
+	res, got, rerr := readResult(body)
 	body.Close()
 	var err error
 	switch {
@@ -250,4 +242,20 @@ func (s *Stream) keepalive(every time.Duration) {
 		}
 		s.wmu.Unlock()
 	}
+}
+
+// readResult reads a recorder's response body (at most maxResultBytes)
+// up to its first line that is a JSON Result, and returns that and
+// whether there was one; err is a read error. It returns at that line,
+// not at the body's end: a recorder that gave up on an upload goes on
+// reading it until the uploader hangs up.
+func readResult(body io.Reader) (res Result, got bool, err error) {
+	sc := bufio.NewScanner(io.LimitReader(body, maxResultBytes))
+	for sc.Scan() {
+		if json.Unmarshal(sc.Bytes(), &res) == nil {
+			return res, true, nil
+		}
+		res = Result{}
+	}
+	return res, false, sc.Err()
 }

@@ -28,6 +28,13 @@ const (
 	DefaultMaxUploads  = 64
 )
 
+// How long, and how much, an upload that was given up is still read
+// while its uploader learns the result.
+const (
+	drainTime  = 5 * time.Second
+	drainBytes = 16 << 20
+)
+
 // MaxIDLen bounds a recording ID.
 const MaxIDLen = 128
 
@@ -62,9 +69,6 @@ func NewDir(path string) (*Dir, error) {
 		return nil, fmt.Errorf("recordings directory: %w", err)
 	}
 	if err := os.Chmod(path, 0o700); err != nil {
-		return nil, fmt.Errorf("recordings directory: %w", err)
-	}
-	if _, err := atomicfile.RemoveStale(path); err != nil {
 		return nil, fmt.Errorf("recordings directory: %w", err)
 	}
 	return &Dir{path: path}, nil
@@ -128,6 +132,14 @@ func (d *Dir) Open(id string) (io.ReadCloser, error) {
 		return nil, fmt.Errorf("recording %s: %w", id, ErrNotFound)
 	}
 	return f, err
+}
+
+// CastPath is the file holding the recording id's cast.
+func (d *Dir) CastPath(id string) (string, error) {
+	if !ValidID(id) {
+		return "", fmt.Errorf("recording %q: %w", id, ErrNotFound)
+	}
+	return filepath.Join(d.path, id+castExt), nil
 }
 
 // Stat describes the recording id.
@@ -311,8 +323,6 @@ func (d *Dir) Upload(w http.ResponseWriter, r *http.Request, m Meta) {
 	st := stored{Meta: m, Complete: cerr == nil}
 	if cerr != nil {
 		res.Error, st.Reason = cerr.Error(), cerr.Error()
-		// Do not wait for the rest of a body we no longer read.
-		_ = rc.SetReadDeadline(time.Now())
 	}
 	if err := d.writeMeta(id, st); err != nil {
 		d.log().Error("recording: write metadata", "id", id, "err", err)
@@ -323,6 +333,16 @@ func (d *Dir) Upload(w http.ResponseWriter, r *http.Request, m Meta) {
 	b, _ := json.Marshal(res)
 	w.Write(append(b, '\n'))
 	rc.Flush()
+	if cerr != nil {
+		// The uploader is still sending. Keep reading (and dropping) what
+		// it sends until it has read the result and hung up: closing on
+		// unread data would reset the connection, and the uploader's HTTP
+		// client could lose the result. Bounded in time and bytes; then
+		// stop reading for good, so that net/http does not wait either.
+		_ = rc.SetReadDeadline(time.Now().Add(drainTime))
+		io.Copy(io.Discard, io.LimitReader(r.Body, drainBytes))
+		_ = rc.SetReadDeadline(time.Now())
+	}
 	d.log().Info("recording ended", "id", id, "bytes", size, "complete", res.Complete, "reason", res.Error)
 }
 

@@ -13,8 +13,10 @@
 // that the recorder's idle read deadline does not end a quiet session.
 // When the body ends, or the recorder gives up on it (too large, idle,
 // disk error), the recorder writes one JSON Result line as the response
-// body and ends the response: the uploader learns from that whether the
-// whole recording was stored.
+// body: the uploader learns from that whether the whole recording was
+// stored, and hangs up (a recorder that gave up reads and drops what
+// still arrives until then, so the connection is not reset under the
+// result).
 //
 // The client half (Start, Stream) is what the node uses; the server half
 // (Dir, Handler) is what the coordinator and warren-recorder serve.
@@ -53,6 +55,11 @@ type Meta struct {
 	LocalUser string    `json:"localUser"`        // the Unix user the session ran as
 	Src       string    `json:"src"`              // the connecting peer: name and address
 	Started   time.Time `json:"started,omitzero"` // when the session began
+	// Uploader is who sent the recording as the recorder itself verified
+	// it (the coordinator from its token, warren-recorder from trusted
+	// identity headers); empty when the other fields are only the
+	// uploader's claim. Uploaders do not set it.
+	Uploader string `json:"uploader,omitempty"`
 }
 
 // MaxMetaBytes bounds the Warren-Recording-Meta header.
@@ -81,7 +88,8 @@ func (m Meta) headerValue() (string, error) {
 }
 
 // MetaFromRequest decodes the Meta an uploader sent in MetaHeader (as the
-// uploader claims it; a missing header is an empty Meta).
+// uploader claims it, without Uploader; a missing header is an empty
+// Meta).
 func MetaFromRequest(r *http.Request) (Meta, error) {
 	var m Meta
 	v := r.Header.Get(MetaHeader)
@@ -94,6 +102,7 @@ func MetaFromRequest(r *http.Request) (Meta, error) {
 	if err := json.Unmarshal([]byte(v), &m); err != nil {
 		return m, fmt.Errorf("%s: %w", MetaHeader, err)
 	}
+	m.Uploader = "" // only a recorder's own knowledge goes there
 	return m, nil
 }
 

@@ -441,3 +441,35 @@ func FuzzMetaHeader(f *testing.F) {
 		}
 	})
 }
+
+// FuzzReadResult: whatever a recorder answers, the client reads it
+// without panicking, and the first Result line it finds is what it reads.
+func FuzzReadResult(f *testing.F) {
+	f.Add([]byte(`{"id":"ssh-1","size":10,"complete":true}` + "\n"))
+	f.Add([]byte("junk\n" + `{"id":"x","error":"recording larger than 5 bytes: cut there"}`))
+	f.Add([]byte(`{"complete":tru`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		res, got, err := readResult(bytes.NewReader(body))
+		if !got {
+			if res != (Result{}) {
+				t.Fatalf("no result found, yet %+v", res)
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("a result and an error: %+v %v", res, err)
+		}
+		// The reference: the first line (up to \n, without a \r) that
+		// decodes as a Result.
+		for _, line := range bytes.Split(body, []byte("\n")) {
+			var want Result
+			if json.Unmarshal(bytes.TrimSuffix(line, []byte("\r")), &want) == nil {
+				if res != want {
+					t.Fatalf("read %+v, the first Result line %q says %+v", res, line, want)
+				}
+				return
+			}
+		}
+		t.Fatalf("read %+v from no Result line", res)
+	})
+}
