@@ -3,6 +3,7 @@ package daemon_test
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,10 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/warrenmesh/warren/coordinator/registry"
+	"github.com/warrenmesh/warren/internal/tstest/poll"
+	"github.com/warrenmesh/warren/internal/tstest/sshtest"
+	"github.com/warrenmesh/warren/internal/tstest/testmesh"
 	"github.com/warrenmesh/warren/node/daemon"
 	"github.com/warrenmesh/warren/node/sshserver"
 )
@@ -65,4 +70,53 @@ func TestSSHServesOnMeshAddress(t *testing.T) {
 func deadline(ctx context.Context) time.Time {
 	d, _ := ctx.Deadline()
 	return d
+}
+
+// TestSSHLoginThroughMesh: with the coordinator's ssh rules in the
+// netmap, a peer logs in through the tunnel to warrend --ssh as a local
+// user and runs a command as that user.
+func TestSSHLoginThroughMesh(t *testing.T) {
+	u := sshtest.User(t, "dmn")
+	m := testmesh.New(t, testmesh.Options{Policy: `{
+		"acls": [{"action": "accept", "src": ["autogroup:member"], "dst": ["autogroup:self:*"]}],
+		"ssh": [{"action": "accept", "src": ["autogroup:member"], "dst": ["autogroup:self"], "users": ["autogroup:nonroot"]}],
+	}`})
+	ann := m.User("ann@example.com")
+	k := m.AuthKey(registry.AuthKeyRequest{UserID: ann.ID, Reusable: true})
+	laptop := startNode(t, t.TempDir(), daemon.Config{})
+	server := startNode(t, t.TempDir(), daemon.Config{SSH: true})
+	up(t, laptop, m, "laptop", k)
+	up(t, server, m, "server", k)
+	waitPeers(t, laptop, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	var out []byte
+	poll.Until(t, wait, "a session through the mesh", func() error {
+		conn, err := laptop.d.Dial(ctx, "tcp", "server:22")
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(deadline(ctx))
+		var banners []string
+		sc, chans, reqs, err := ssh.NewClientConn(conn, "server:22", &ssh.ClientConfig{
+			User: u.Username, HostKeyCallback: ssh.InsecureIgnoreHostKey(),
+			BannerCallback: func(m string) error { banners = append(banners, m); return nil },
+		})
+		if err != nil { // the server's netmap may not have its SSH rules yet
+			return fmt.Errorf("%w (banners %q)", err, banners)
+		}
+		c := ssh.NewClient(sc, chans, reqs)
+		defer c.Close()
+		s, err := c.NewSession()
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		out, err = s.Output("id -un")
+		return err
+	})
+	if string(out) != u.Username+"\n" {
+		t.Fatalf("id -un: %q, want %s", out, u.Username)
+	}
 }

@@ -99,6 +99,13 @@ type harness struct {
 
 func newHarness(t *testing.T, nm *controlclient.Netmap, tweak func(*Config)) *harness {
 	t.Helper()
+	return newHarnessPrep(t, nm, tweak, nil)
+}
+
+// newHarnessPrep is newHarness with prep run on the server before it
+// serves.
+func newHarnessPrep(t *testing.T, nm *controlclient.Netmap, tweak func(*Config), prep func(*Server)) *harness {
+	t.Helper()
 	u := sshtest.User(t, "ssh")
 	key, err := LoadHostKey(t.TempDir())
 	if err != nil {
@@ -112,6 +119,9 @@ func newHarness(t *testing.T, nm *controlclient.Netmap, tweak func(*Config)) *ha
 	srv, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if prep != nil {
+		prep(srv)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/time/rate"
@@ -282,6 +283,12 @@ func (s *Server) callContext() (context.Context, context.CancelFunc) {
 // report sends call to the coordinator in the background, logging a
 // failure: session starts and ends are reported best effort.
 func (s *Server) report(call wire.SSHCall) {
+	call.Command = truncate(call.Command, maxCallCommand)
+	call.Reason = truncate(call.Reason, maxCallField)
+	call.Recording = truncate(call.Recording, maxCallField)
+	if call.Op == wire.SSHOpDeny {
+		call.LocalUser = truncate(call.LocalUser, maxCallName)
+	}
 	s.goTracked(func() {
 		ctx, cancel := s.callContext()
 		defer cancel()
@@ -293,6 +300,24 @@ func (s *Server) report(call wire.SSHCall) {
 			s.log.Warn("ssh: report to the coordinator", "op", call.Op, "session", call.Session, "err", err)
 		}
 	})
+}
+
+// What the coordinator takes in an SSHCall's fields, in bytes.
+const (
+	maxCallCommand = 4096
+	maxCallField   = 1024
+	maxCallName    = 64
+)
+
+// truncate shortens s to at most n bytes, at a character boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // denied reports a refused login to the coordinator, at most a few a
