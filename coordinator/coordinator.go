@@ -43,6 +43,7 @@ import (
 	"github.com/warrenmesh/warren/derp"
 	"github.com/warrenmesh/warren/internal/key"
 	"github.com/warrenmesh/warren/internal/policy"
+	"github.com/warrenmesh/warren/internal/recording"
 	"github.com/warrenmesh/warren/internal/wire"
 )
 
@@ -144,20 +145,23 @@ type Coordinator struct {
 	engine   *netmap.Engine
 	registry *registry.Registry
 	access   *access.Service
-	control  *control.Server
-	api      *api.Server
-	audit    *audit.Log
-	failures *audit.Failures // unauthenticated failures: counted, never stored
-	policy   *policyfile.Manager
-	relay    *derp.Server   // embedded relay, nil when disabled
-	revoked  *revocations   // node keys that lost relay admission, for the relays
-	stun     net.PacketConn // embedded STUN server's socket, nil when none
-	derpMap  *wire.DERPMap
-	logins   logins // interactive login, zero when not configured
-	console  *console.Server
-	metrics  *coordMetrics
-	follower *replica.Follower // nil unless Config.Replica
-	leader   *replica.Leader   // nil unless Config.Replica
+	// recordings holds the SSH sessions the coordinator records
+	// (sshrecord.go).
+	recordings *recording.Dir
+	control    *control.Server
+	api        *api.Server
+	audit      *audit.Log
+	failures   *audit.Failures // unauthenticated failures: counted, never stored
+	policy     *policyfile.Manager
+	relay      *derp.Server   // embedded relay, nil when disabled
+	revoked    *revocations   // node keys that lost relay admission, for the relays
+	stun       net.PacketConn // embedded STUN server's socket, nil when none
+	derpMap    *wire.DERPMap
+	logins     logins // interactive login, zero when not configured
+	console    *console.Server
+	metrics    *coordMetrics
+	follower   *replica.Follower // nil unless Config.Replica
+	leader     *replica.Leader   // nil unless Config.Replica
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -287,8 +291,12 @@ func New(ctx context.Context, cfg Config) (_ *Coordinator, err error) {
 		return nil, err
 	}
 	undo.add(c.control.Close)
+	if c.recordings, err = recordingsDir(cfg.StateDir); err != nil {
+		return nil, err
+	}
+	c.recordings.Logger = cfg.Logger
 	c.api, err = api.New(api.Config{Registry: c.registry, Store: st, Audit: c.audit, Failures: c.failures,
-		Policy: c.policy, Engine: c.engine, Access: c.access, Logger: cfg.Logger})
+		Policy: c.policy, Engine: c.engine, Access: c.access, Recordings: c.recordings, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}
@@ -428,6 +436,7 @@ func (c *Coordinator) Handler() http.Handler {
 	mux.Handle(control.KeyPath, ctl)
 	mux.Handle(control.ControlPath, ctl)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc(sshRecordRoute, c.serveSSHRecord)
 	if c.relay != nil {
 		mux.Handle(RelayPath, c.relay)
 		mux.Handle(RelayPath+"/", c.relay)

@@ -20,6 +20,7 @@ import (
 	"github.com/warrenmesh/warren/coordinator/registry"
 	"github.com/warrenmesh/warren/coordinator/store"
 	"github.com/warrenmesh/warren/internal/peercred"
+	"github.com/warrenmesh/warren/internal/recording"
 )
 
 // maxBody bounds request bodies.
@@ -35,6 +36,9 @@ type Config struct {
 	// Access is the just-in-time access service (nil: its endpoints
 	// answer 501).
 	Access *access.Service
+	// Recordings holds the SSH sessions the coordinator recorded (nil:
+	// none are kept here).
+	Recordings *recording.Dir
 	// Failures counts callers who fail to authenticate over the network
 	// (nil: a counter logging to Logger).
 	Failures *audit.Failures
@@ -71,6 +75,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), intMux: http.NewServeMux()}
 	s.routes()
+	s.sshRoutes(s.mux)
 	s.intMux.HandleFunc("GET /api/v1/whoami", s.whoami)
 	s.attrRoutes(s.intMux)
 	s.mux.HandleFunc("GET "+FailuresPath, s.listFailures)

@@ -1,14 +1,22 @@
 package testmesh
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/warrenmesh/warren/coordinator/api"
 	"github.com/warrenmesh/warren/coordinator/registry"
 	"github.com/warrenmesh/warren/coordinator/store"
+	"github.com/warrenmesh/warren/internal/asciicast"
+	"github.com/warrenmesh/warren/internal/recording"
 	"github.com/warrenmesh/warren/internal/wire"
 	"github.com/warrenmesh/warren/node/controlclient"
 )
@@ -178,5 +186,89 @@ func TestSSHCallsOnTheCoordinator(t *testing.T) {
 	list, err := st.ListSSHSessions(ctx, store.SSHSessionFilter{Login: "bob@example.com"})
 	if err != nil || len(list) != 1 {
 		t.Fatalf("bob's sessions: %+v, %v", list, err)
+	}
+}
+
+// TestSSHCoordinatorRecords: a session recorded by the coordinator is
+// streamed over real HTTP to the start reply's URL with its single-use
+// token (a wrong or spent token is refused), stored, listed by the admin
+// API with its recording link, and served back as a cast that parses;
+// members may not read it.
+func TestSSHCoordinatorRecords(t *testing.T) {
+	m := New(t, Options{Policy: sshCallPolicy})
+	reg := m.Coord.Registry()
+	ctx := context.Background()
+	ops := m.User("ops@example.com")
+	bobUser := m.User("bob@example.com")
+	prod := m.AddNode("prod", NodeOptions{Tags: []string{"tag:prod"},
+		AuthKey: m.AuthKey(registry.AuthKeyRequest{UserID: ops.ID, Tags: []string{"tag:prod"}})})
+	bob := m.AddNode("bob-laptop", NodeOptions{AuthKey: m.AuthKey(registry.AuthKeyRequest{UserID: bobUser.ID})})
+	must(t, bob.WaitFor(wait, HasPeers("prod")))
+	bobID := bob.Netmap().Self.ID
+	must(t, prod.WaitFor(wait, func(nm *controlclient.Netmap) bool {
+		r := sshRule(nm, "ssh[1]")
+		return r != nil && slices.Contains(r.Sources, bobID)
+	}))
+
+	const session = "ssh-feedc0de12345678"
+	r, _, err := prod.SSHCall(wire.SSHCall{Op: wire.SSHOpStart, Session: session, Src: bobID, LocalUser: "bob", Rule: "ssh[1]",
+		PTY: true, Recorder: wire.RecordToCoordinator}, nil)
+	// Without a public URL (no interactive login here) the coordinator
+	// answers the path, which the node resolves against its coordinator
+	// URL.
+	if err != nil || r.Code != "" || r.RecordURL != "/ssh/record/"+session {
+		t.Fatalf("start: %+v, %v", r, err)
+	}
+	r.RecordURL = m.URL + r.RecordURL
+	meta := recording.Meta{Session: session, Node: "prod", User: "claimed@evil.example", LocalUser: "bob"}
+	sctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	if _, err := recording.Start(sctx, nil, r.RecordURL, "not-the-token", meta); err == nil {
+		t.Fatal("a wrong token was let upload")
+	}
+	up, err := recording.Start(sctx, nil, r.RecordURL, r.RecordToken, meta)
+	must(t, err)
+	cw, err := asciicast.NewWriter(up, asciicast.Header{Version: 2, Width: 80, Height: 24}, time.Now)
+	must(t, err)
+	must(t, cw.Output([]byte("hello from prod\r\n")))
+	must(t, cw.Resize(100, 30))
+	must(t, cw.Flush())
+	must(t, up.Close())
+	if _, err := recording.Start(sctx, nil, r.RecordURL, r.RecordToken, meta); err == nil {
+		t.Fatal("a spent token was let upload again")
+	}
+	if r, _, err := prod.SSHCall(wire.SSHCall{Op: wire.SSHOpEnd, Session: session, Src: bobID, Duration: time.Second, ExitCode: 0}, nil); err != nil || r.Code != "" {
+		t.Fatalf("end: %+v, %v", r, err)
+	}
+
+	srv := httptest.NewServer(m.Coord.AdminHandler())
+	defer srv.Close()
+	admin, err := reg.CreateUser(ctx, Admin, store.User{Name: "admin@example.com", Role: store.RoleAdmin})
+	must(t, err)
+	_, adminKey, err := reg.CreateAPIKey(ctx, Admin, admin.ID, 0)
+	must(t, err)
+	_, memberKey, err := reg.CreateAPIKey(ctx, Admin, bobUser.ID, 0)
+	must(t, err)
+	asAdmin, asMember := api.NewRemoteClient(srv.URL, adminKey, nil), api.NewRemoteClient(srv.URL, memberKey, nil)
+	list, err := asAdmin.ListSSHSessions(ctx, api.SSHQuery{User: "bob@example.com", Node: "prod"})
+	if err != nil || len(list) != 1 || list[0].ID != session || list[0].Recording != "/api/v1/ssh/sessions/"+session+"/recording" ||
+		list[0].Duration != 1 || list[0].ExitCode != 0 || list[0].LocalUser != "bob" || list[0].SrcName != "bob-laptop" {
+		t.Fatalf("sessions: %+v, %v", list, err)
+	}
+	if list, err := asAdmin.ListSSHSessions(ctx, api.SSHQuery{User: "ann@example.com"}); err != nil || len(list) != 0 {
+		t.Fatalf("ann's sessions: %+v, %v", list, err)
+	}
+	var cast bytes.Buffer
+	must(t, asAdmin.SSHRecording(ctx, session, &cast))
+	h, events, err := asciicast.Parse(&cast)
+	if err != nil || h.Width != 80 || len(events) != 2 || events[0].Data != "hello from prod\r\n" || events[1].Type != "r" {
+		t.Fatalf("the cast: %+v %+v, %v", h, events, err)
+	}
+	var ae *api.Error
+	if _, err := asMember.ListSSHSessions(ctx, api.SSHQuery{}); !errors.As(err, &ae) || ae.Status != http.StatusForbidden {
+		t.Fatalf("a member listing sessions: %v", err)
+	}
+	if err := asMember.SSHRecording(ctx, session, io.Discard); !errors.As(err, &ae) || ae.Status != http.StatusForbidden {
+		t.Fatalf("a member reading a recording: %v", err)
 	}
 }
