@@ -131,6 +131,7 @@ func TestSSHEndToEnd(t *testing.T) {
 		if res.ExitCode != 255 || res.Stdout != "" || !strings.Contains(res.Stderr, `no ssh rule lets ann-laptop (ann@example.com) log in as "root"`) {
 			t.Fatalf("ssh root@server: %+v", res)
 		}
+		t.Logf("refused: %s", strings.TrimSpace(res.Stderr))
 	})
 	t.Run("no-rule-refused", func(t *testing.T) {
 		res := s.client("bob", l.plain).Run(ctx, t, nil, "id -un")
@@ -145,6 +146,17 @@ func TestSSHEndToEnd(t *testing.T) {
 			if out != l.check+"\n" || len(urls) != 1 {
 				t.Fatalf("session %d as %s: printed %q, sign-in URLs %q", i, l.check, out, urls)
 			}
+		}
+		// Someone else signing in at ann's URL does not let her in.
+		sess := s.client("ann", l.check).Start(ctx, t, "echo must-not-run")
+		for line := range sess.Lines() {
+			if u := urlRE.FindString(line); u != "" {
+				s.m.AsOIDCUser("bob")(u)
+			}
+		}
+		if res, err := sess.Wait(); err != nil || res.ExitCode != 255 || strings.Contains(res.Stdout, "must-not-run") ||
+			!strings.Contains(res.Stderr, "sign-in check failed") {
+			t.Fatalf("bob signed in at ann's check URL: %+v, %v", res, err)
 		}
 		// checkPeriod 12h: ann just signed in, so no sign-in is needed.
 		out, urls := s.signInSession(ctx, t, "ann", l.period, "id -un", nil)
