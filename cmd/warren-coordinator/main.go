@@ -1,6 +1,6 @@
 // Command warren-coordinator runs Warren's coordinator (serve) and
 // administers a running one (users, nodes, keys, apikeys, audit, policy,
-// access)
+// access, ssh)
 // through its admin API: the root-only unix socket on the coordinator host,
 // or HTTPS with an API key from anywhere.
 package main
@@ -44,6 +44,9 @@ Usage:
   warren-coordinator access  list [--pending] | approve ID [--for D] | deny ID --reason R | revoke ID [--reason R]
                              | history [--since D] [--user U] [--state S] [--limit N]
                                             just-in-time access requests (filed from nodes: warren access request)
+  warren-coordinator ssh     sessions [--user U] [--node N] [--since D] [--limit N] | recording SESSION
+                                            SSH sessions by mesh identity; recording writes the cast to stdout
+                                            (exit status 3 when a recorder node holds it: the message says where)
   warren-coordinator policy  check FILE... | test FILE... | show | history [--diff] | reload | apply FILE
                              | explain SRC DST:PORT [--file F] [--proto P] [--at T] [--posture K=V]... [--mfa-age D]
                              | compile --file POLICY --nodes NODES.json [--at T] | compile --diff OLD NEW --nodes NODES.json
@@ -95,7 +98,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return backupCmd(ctx, rest, stdout, stderr)
 	case "restore":
 		return restoreCmd(ctx, rest, stdout, stderr)
-	case "users", "nodes", "routes", "attrs", "keys", "apikeys", "audit", "flows", "policy", "access":
+	case "users", "nodes", "routes", "attrs", "keys", "apikeys", "audit", "flows", "policy", "access", "ssh":
 		return admin(ctx, cmd, rest, stdout, stderr)
 	}
 	return fmt.Errorf("unknown command %q (see warren-coordinator --help)", cmd)

@@ -10,7 +10,9 @@
 // the engine: past a bound its queue is dropped and it gets a fresh full map
 // instead. Each node is also told its own posture (wire.PostureStatus): the
 // attributes held for it and the rules it fails only because of posture,
-// in full maps and in a delta whenever that changes (posture.go). This
+// in full maps and in a delta whenever that changes (posture.go), and each
+// node some ssh rule targets its compiled SSH policy, likewise (ssh.go).
+// This
 // package holds no secrets and does no I/O; persistence is the caller's
 // job.
 package netmap
