@@ -171,7 +171,7 @@ func TestSSHEndToEnd(t *testing.T) {
 		}
 		sess := s.sessionFor(t, l.coord)
 		var cast bytes.Buffer
-		if err := api.NewLocalClient(filepath.Join(s.stateDir, "admin.sock")).SSHRecording(ctx, sess.ID, &cast); err != nil {
+		if err := run(ctx, []string{"ssh", "recording", sess.ID, "--state-dir", s.stateDir}, &cast, os.Stderr); err != nil {
 			t.Fatalf("ssh recording %s: %v", sess.ID, err)
 		}
 		checkCast(t, cast.Bytes(), "recorded-by-coordinator")
@@ -224,6 +224,19 @@ func TestSSHEndToEnd(t *testing.T) {
 		}
 		if sess := s.sessionFor(t, l.coord); sess.Recorder != "coordinator" || !strings.HasSuffix(sess.Recording, "/recording") {
 			t.Errorf("the recorded session has no link to its recording: %+v", sess)
+		}
+		// The table names the recording, or says there is none.
+		var table bytes.Buffer
+		if err := run(ctx, []string{"ssh", "sessions", "--user", "ann@example.com", "--state-dir", s.stateDir}, &table, os.Stderr); err != nil {
+			t.Fatalf("ssh sessions: %v", err)
+		}
+		for _, want := range []string{l.plain, l.coord, "/recording", "NOT RECORDED", "rec: "} {
+			if !strings.Contains(table.String(), want) {
+				t.Errorf("ssh sessions lacks %q:\n%s", want, table.String())
+			}
+		}
+		if strings.Contains(table.String(), "carl@") {
+			t.Errorf("ssh sessions --user ann@example.com lists carl's sessions:\n%s", table.String())
 		}
 		for _, action := range []string{"ssh.session.start", "ssh.session.end", "ssh.check", "ssh.deny"} {
 			events, err := s.m.Coord.Store().ListAudit(context.Background(), store.AuditFilter{Action: action})
@@ -335,11 +348,14 @@ func (s *sshMesh) signInSession(ctx context.Context, t *testing.T, user, local, 
 // sessions runs "warren-coordinator ssh sessions --json".
 func (s *sshMesh) sessions(t *testing.T) []api.SSHSession {
 	t.Helper()
-	list, err := api.NewLocalClient(filepath.Join(s.stateDir, "admin.sock")).ListSSHSessions(context.Background(), api.SSHQuery{})
-	if err != nil {
-		t.Fatal(err)
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"ssh", "sessions", "--json", "--state-dir", s.stateDir}, &out, os.Stderr); err != nil {
+		t.Fatalf("ssh sessions --json: %v", err)
 	}
-	_ = json.Unmarshal
+	var list []api.SSHSession
+	if err := json.Unmarshal(out.Bytes(), &list); err != nil {
+		t.Fatalf("ssh sessions --json: %v: %s", err, out.Bytes())
+	}
 	return list
 }
 
