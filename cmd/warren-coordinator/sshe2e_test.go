@@ -170,10 +170,17 @@ func TestSSHEndToEnd(t *testing.T) {
 			t.Fatalf("ssh %s@server: %+v", l.coord, res)
 		}
 		sess := s.sessionFor(t, l.coord)
+		// The upload ends just after the session: fetch until the cast
+		// holds the output.
 		var cast bytes.Buffer
-		if err := run(ctx, []string{"ssh", "recording", sess.ID, "--state-dir", s.stateDir}, &cast, os.Stderr); err != nil {
-			t.Fatalf("ssh recording %s: %v", sess.ID, err)
-		}
+		poll.UntilTrue(t, e2eWait, "the coordinator's recording to hold the output", func() bool {
+			cast.Reset()
+			if err := run(ctx, []string{"ssh", "recording", sess.ID, "--state-dir", s.stateDir}, &cast, os.Stderr); err != nil {
+				t.Fatalf("ssh recording %s: %v", sess.ID, err)
+			}
+			out, err := castOutput(cast.Bytes())
+			return err == nil && strings.Contains(out, "recorded-by-coordinator")
+		})
 		checkCast(t, cast.Bytes(), "recorded-by-coordinator")
 	})
 	t.Run("record-recorder-node", func(t *testing.T) {
@@ -181,10 +188,13 @@ func TestSSHEndToEnd(t *testing.T) {
 		if res.ExitCode != 0 || res.Stdout != "recorded-by-node\n" {
 			t.Fatalf("ssh %s@server: %+v", l.rec, res)
 		}
-		infos, err := s.recDir.List()
-		if err != nil || len(infos) != 1 {
-			t.Fatalf("the recorder holds %+v, %v; want one recording", infos, err)
-		}
+		// The upload ends just after the session: wait for it.
+		var infos []recording.Info
+		poll.UntilTrue(t, e2eWait, "the recorder node's recording to be complete", func() bool {
+			var err error
+			infos, err = s.recDir.List()
+			return err == nil && len(infos) == 1 && infos[0].Complete
+		})
 		rc, err := s.recDir.Open(infos[0].ID)
 		if err != nil {
 			t.Fatal(err)
@@ -380,18 +390,9 @@ func (s *sshMesh) sessionFor(t *testing.T, local string) api.SSHSession {
 // installed) and checks that want is in its output.
 func checkCast(t *testing.T, cast []byte, want string) {
 	t.Helper()
-	h, events, err := asciicast.Parse(bytes.NewReader(cast))
-	if err != nil {
-		t.Fatalf("parse the recording: %v\n%s", err, cast)
-	}
-	var out strings.Builder
-	for _, e := range events {
-		if e.Type == "o" {
-			out.WriteString(e.Data)
-		}
-	}
-	if h.Version != 2 || !strings.Contains(out.String(), want) {
-		t.Fatalf("recording (version %d) output %q lacks %q", h.Version, out.String(), want)
+	out, err := castOutput(cast)
+	if err != nil || !strings.Contains(out, want) {
+		t.Fatalf("recording: output %q lacks %q (%v)\n%s", out, want, err, cast)
 	}
 	if _, err := exec.LookPath("asciinema"); err != nil {
 		t.Logf("asciinema not installed: the recording was only parsed (Debian: asciinema)")
@@ -478,6 +479,25 @@ func processesOf(t *testing.T, uid string) int {
 		}
 	}
 	return n
+}
+
+// castOutput parses an asciinema cast v2 and returns its output events'
+// text.
+func castOutput(cast []byte) (string, error) {
+	h, events, err := asciicast.Parse(bytes.NewReader(cast))
+	if err != nil {
+		return "", err
+	}
+	if h.Version != 2 {
+		return "", fmt.Errorf("cast version %d", h.Version)
+	}
+	var out strings.Builder
+	for _, e := range events {
+		if e.Type == "o" {
+			out.WriteString(e.Data)
+		}
+	}
+	return out.String(), nil
 }
 
 // serveAdminSocket serves c's admin API on <dir>/admin.sock until the
