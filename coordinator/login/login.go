@@ -98,6 +98,7 @@ type Identity struct {
 	// Groups and RefreshToken are what the provider says now.
 	Issuer, Subject string
 	Email           string
+	Name            string // display name ("" when the provider gave none)
 	Groups          []string
 	RefreshToken    string
 

@@ -74,18 +74,6 @@ func (e *Engine) sshPolicyOf(n *Node, now time.Time) *wire.SSHPolicy {
 	return p.SSHPolicyFor(&pn, peers)
 }
 
-// sshTo compiles the SSH policy of each connected node in ids again and
-// queues it to those for which it changed. Callers hold e.mu.
-func (e *Engine) sshTo(ids []wire.NodeID, now time.Time) {
-	for _, id := range ids {
-		s, n := e.streams[id], e.nodes[id]
-		if s == nil || n == nil {
-			continue
-		}
-		e.sendSSH(s, e.sshPolicyOf(n, now))
-	}
-}
-
 // sendSSH queues pol to s unless s has it already. Callers hold e.mu.
 func (e *Engine) sendSSH(s *Stream, pol *wire.SSHPolicy) {
 	old, known := e.ssh[s.id]

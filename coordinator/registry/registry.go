@@ -237,6 +237,7 @@ func toNetmap(n *store.Node, owner store.User, online bool) netmap.Node {
 	nm := netmap.Node{Wire: w, UserID: int64(n.UserID), Authorized: !n.Pending}
 	if !n.Tagged() {
 		nm.Wire.User = owner.Name
+		nm.Wire.UserName = owner.DisplayName
 		nm.Groups = owner.Groups
 		nm.Admin = owner.Role == store.RoleAdmin
 		nm.Disabled = owner.Disabled

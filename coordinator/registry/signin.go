@@ -159,6 +159,7 @@ func (r *Registry) signInOIDC(ctx context.Context, tx *audit.Tx, id login.Identi
 // applyIdentity copies what a sign-in says about the user onto u.
 func applyIdentity(u *store.User, id login.Identity, now time.Time) {
 	u.Email = id.Email
+	u.DisplayName = id.Name
 	u.Groups = slices.Clone(id.Groups)
 	if u.Groups == nil {
 		u.Groups = []string{}

@@ -88,7 +88,7 @@ func TestHighWaterSeededFromAudit(t *testing.T) {
 			ALTER TABLE nodes DROP COLUMN given_name; ALTER TABLE nodes DROP COLUMN advertised_routes; ALTER TABLE nodes DROP COLUMN approved_routes;
 			DROP TABLE node_attrs; ALTER TABLE api_keys DROP COLUMN role; ALTER TABLE api_keys DROP COLUMN name;
 			DROP TABLE sink_cursors; DROP TABLE flows; DROP INDEX audit_actor; DROP INDEX audit_target; DROP TABLE access_requests;
-			DROP TABLE changes; DROP TABLE replicas; DROP TABLE node_sessions; DROP TABLE leases; DROP TABLE ssh_sessions;
+			DROP TABLE changes; DROP TABLE replicas; DROP TABLE node_sessions; DROP TABLE leases; DROP TABLE ssh_sessions; ALTER TABLE users DROP COLUMN display_name;
 			DELETE FROM schema_migrations WHERE version >= 6`)
 			return err
 		}))

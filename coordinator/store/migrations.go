@@ -318,6 +318,7 @@ CREATE TABLE leases (
 // hex); record_token is the SHA-256 (hex) of the coordinator's single-use
 // recording token (empty when none is outstanding). Times are unix
 // nanoseconds (0: not yet), duration nanoseconds, exit_code -1 when none.
+// users.display_name is the identity provider's name for the user.
 func sshSessionsTable(integer string) string {
 	return strings.ReplaceAll(`
 CREATE TABLE ssh_sessions (
@@ -345,6 +346,9 @@ CREATE TABLE ssh_sessions (
 );
 CREATE INDEX ssh_sessions_started ON ssh_sessions(started_at);
 CREATE INDEX ssh_sessions_login ON ssh_sessions(login, started_at);
+-- The display name the identity provider gives a user, for whois and
+-- identity headers.
+ALTER TABLE users ADD COLUMN display_name TEXT NOT NULL DEFAULT '';
 `, " INT ", " "+integer+" ")
 }
 

@@ -73,7 +73,7 @@ func boolInt(b bool) int {
 
 // Users.
 
-const userCols = `id, name, email, groups, role, disabled, created, issuer, subject, mfa_at, password_hash, totp_secret, refresh_token, idp_checked_at, totp_last_step`
+const userCols = `id, name, email, groups, role, disabled, created, issuer, subject, mfa_at, password_hash, totp_secret, refresh_token, idp_checked_at, totp_last_step, display_name`
 
 // scanUser reads a row of userCols and opens its sealed fields.
 func (q queries) scanUser(row interface{ Scan(...any) error }) (User, error) {
@@ -81,7 +81,7 @@ func (q queries) scanUser(row interface{ Scan(...any) error }) (User, error) {
 	var groups, role string
 	var created, mfaAt, checked int64
 	if err := row.Scan(&u.ID, &u.Name, &u.Email, &groups, &role, &u.Disabled, &created,
-		&u.Issuer, &u.Subject, &mfaAt, &u.PasswordHash, &u.TOTPSecret, &u.RefreshToken, &checked, &u.TOTPLastStep); err != nil {
+		&u.Issuer, &u.Subject, &mfaAt, &u.PasswordHash, &u.TOTPSecret, &u.RefreshToken, &checked, &u.TOTPLastStep, &u.DisplayName); err != nil {
 		return u, wrapErr(err)
 	}
 	u.Role, u.Created, u.MFAAt, u.IdPCheckedAt = Role(role), fromNanos(created), fromNanos(mfaAt), fromNanos(checked)
@@ -106,10 +106,10 @@ func (q queries) CreateUser(ctx context.Context, u User) (User, error) {
 		return User{}, fmt.Errorf("create user %q: %w", u.Name, err)
 	}
 	_, err = q.q.ExecContext(ctx, `INSERT INTO users (id, name, email, groups, role, disabled, created,
-		issuer, subject, mfa_at, password_hash, totp_secret, refresh_token, idp_checked_at, totp_last_step)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		issuer, subject, mfa_at, password_hash, totp_secret, refresh_token, idp_checked_at, totp_last_step, display_name)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		id, u.Name, u.Email, jsonText(u.Groups), string(u.Role), u.Disabled, nanos(u.Created),
-		u.Issuer, u.Subject, nanos(u.MFAAt), u.PasswordHash, totp, refresh, nanos(u.IdPCheckedAt), u.TOTPLastStep)
+		u.Issuer, u.Subject, nanos(u.MFAAt), u.PasswordHash, totp, refresh, nanos(u.IdPCheckedAt), u.TOTPLastStep, u.DisplayName)
 	if err != nil {
 		return User{}, fmt.Errorf("create user %q: %w", u.Name, wrapErr(err))
 	}
@@ -157,9 +157,9 @@ func (q queries) UpdateUser(ctx context.Context, u User) error {
 	}
 	err = q.execOne(ctx, fmt.Sprintf("update user %d", u.ID),
 		`UPDATE users SET name = ?, email = ?, groups = ?, role = ?, disabled = ?, issuer = ?, subject = ?,
-		mfa_at = ?, password_hash = ?, totp_secret = ?, refresh_token = ?, idp_checked_at = ?, totp_last_step = ? WHERE id = ?`,
+		mfa_at = ?, password_hash = ?, totp_secret = ?, refresh_token = ?, idp_checked_at = ?, totp_last_step = ?, display_name = ? WHERE id = ?`,
 		u.Name, u.Email, jsonText(u.Groups), string(u.Role), u.Disabled, u.Issuer, u.Subject,
-		nanos(u.MFAAt), u.PasswordHash, totp, refresh, nanos(u.IdPCheckedAt), u.TOTPLastStep, u.ID)
+		nanos(u.MFAAt), u.PasswordHash, totp, refresh, nanos(u.IdPCheckedAt), u.TOTPLastStep, u.DisplayName, u.ID)
 	if err != nil {
 		return err
 	}

@@ -479,7 +479,7 @@ func TestNodeKeyLifetime(t *testing.T) {
 			DROP TABLE node_attrs; ALTER TABLE api_keys DROP COLUMN role; ALTER TABLE api_keys DROP COLUMN name;
 		DROP TABLE high_water; ALTER TABLE users DROP COLUMN totp_last_step; DROP TABLE sink_cursors;
 		DROP TABLE flows; DROP INDEX audit_actor; DROP INDEX audit_target; DROP TABLE access_requests;
-		DROP TABLE changes; DROP TABLE replicas; DROP TABLE node_sessions; DROP TABLE leases; DROP TABLE ssh_sessions;
+		DROP TABLE changes; DROP TABLE replicas; DROP TABLE node_sessions; DROP TABLE leases; DROP TABLE ssh_sessions; ALTER TABLE users DROP COLUMN display_name;
 		DELETE FROM schema_migrations WHERE version >= 4`)
 		must(t, err)
 		s2, err := OpenURL(ctx, path, Options{})

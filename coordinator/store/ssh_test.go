@@ -93,3 +93,22 @@ func TestSSHSessions(t *testing.T) {
 		}
 	})
 }
+
+// TestUserDisplayName: a user's display name (migration 15) is stored at
+// creation and by updates.
+func TestUserDisplayName(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, bk backend) {
+		s, _ := bk.openTest(t)
+		ctx := context.Background()
+		u, err := s.CreateUser(ctx, User{Name: "ann@example.com", DisplayName: "Ann Lee", Role: RoleMember, Created: time.Unix(1800000000, 0)})
+		must(t, err)
+		if u.DisplayName != "Ann Lee" {
+			t.Fatalf("created: %q", u.DisplayName)
+		}
+		u.DisplayName = "Ann Lee-Smith"
+		must(t, s.UpdateUser(ctx, u))
+		if got, _ := s.GetUser(ctx, u.ID); got.DisplayName != "Ann Lee-Smith" {
+			t.Fatalf("updated: %q", got.DisplayName)
+		}
+	})
+}

@@ -56,13 +56,16 @@ var (
 
 // User is a person (from OIDC or a local account).
 type User struct {
-	ID       UserID
-	Name     string // login name, unique; usually the email
-	Email    string
-	Groups   []string
-	Role     Role
-	Disabled bool
-	Created  time.Time
+	ID    UserID
+	Name  string // login name, unique; usually the email
+	Email string
+	// DisplayName is the name the identity provider gives the user ("name"
+	// claim) at the last sign-in; "" when none.
+	DisplayName string
+	Groups      []string
+	Role        Role
+	Disabled    bool
+	Created     time.Time
 	// Issuer and Subject identify the user at an OpenID Provider (both
 	// empty for local users); the pair is unique.
 	Issuer, Subject string

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
@@ -31,6 +33,7 @@ func refusef(format string, args ...any) error {
 type identity struct {
 	Subject string
 	Email   string // lower case
+	Name    string // the "name" claim (display name), bounded; may be empty
 	Groups  []string
 	MFA     bool
 	AMR     []string
@@ -155,6 +158,7 @@ func (l *Login) checkClaims(subject string, claims map[string]any) (identity, er
 		return id, refusef("the %q claim is malformed: %v", l.cfg.GroupsClaim, err)
 	}
 	id.Groups = groups
+	id.Name = displayName(claims["name"])
 	if amr, err := stringList(claims["amr"]); err == nil {
 		id.AMR = amr
 	}
@@ -239,4 +243,23 @@ func stringList(v any) ([]string, error) {
 	out = slices.DeleteFunc(out, func(s string) bool { return strings.TrimSpace(s) == "" })
 	slices.Sort(out)
 	return slices.Compact(out), nil
+}
+
+// maxDisplayName bounds the display name kept from the "name" claim.
+const maxDisplayName = 128
+
+// displayName reads the "name" claim: a string of printable text, spaces
+// collapsed, at most maxDisplayName bytes (cut on a rune boundary); ""
+// when absent or not text.
+func displayName(v any) string {
+	s, _ := v.(string)
+	s = strings.Join(strings.Fields(s), " ")
+	if !utf8.ValidString(s) || strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+		return ""
+	}
+	for len(s) > maxDisplayName {
+		_, n := utf8.DecodeLastRuneInString(s)
+		s = s[:len(s)-n]
+	}
+	return s
 }

@@ -104,7 +104,7 @@ func (c *callback) run() {
 	c.detail["step"] = "callback"
 	console := l.table.ForConsole(v.e)
 	u, err := l.cfg.Users.SignIn(ctx, login.Identity{Method: login.MethodOIDC, Machine: v.e.Machine, Remote: r.RemoteAddr,
-		Issuer: l.cfg.Issuer, Subject: id.Subject, Email: id.Email, Groups: id.Groups, RefreshToken: id.RefreshToken,
+		Issuer: l.cfg.Issuer, Subject: id.Subject, Email: id.Email, Name: id.Name, Groups: id.Groups, RefreshToken: id.RefreshToken,
 		MFA: id.MFA, Detail: c.detail, Console: console})
 	if err != nil {
 		c.endRecorded(actor, err)

@@ -55,7 +55,9 @@ func sshRule(nm *controlclient.Netmap, name string) *wire.SSHRule {
 // session with its audit events; a refusal is audited; and a disabled
 // user's laptop leaves the server's peers and SSH sources.
 func TestSSHCallsOnTheCoordinator(t *testing.T) {
-	m := New(t, Options{Policy: sshCallPolicy, OIDC: &OIDCOptions{Users: stepUpUsers}})
+	users := slices.Clone(stepUpUsers)
+	users[0].Claims = map[string]any{"name": "Ann  Lee\t"} // her display name, spaces collapsed
+	m := New(t, Options{Policy: sshCallPolicy, OIDC: &OIDCOptions{Users: users}})
 	ops := m.User("ops@example.com")
 	prod := m.AddNode("prod", NodeOptions{Tags: []string{"tag:prod"},
 		AuthKey: m.AuthKey(registry.AuthKeyRequest{UserID: ops.ID, Tags: []string{"tag:prod"}})})
@@ -69,6 +71,12 @@ func TestSSHCallsOnTheCoordinator(t *testing.T) {
 	if r := sshRule(prod.Netmap(), "ssh[0]"); r == nil || r.Action != wire.SSHCheck || r.CheckPeriod != time.Hour ||
 		!slices.Equal(r.Sources, []wire.NodeID{annID}) {
 		t.Fatalf("the check rule on the server: %+v", r)
+	}
+	// The server sees who is behind each peer: login and display name.
+	for _, p := range prod.Netmap().Peers {
+		if p.ID == annID && (p.User != "ann@example.com" || p.UserName != "Ann Lee") {
+			t.Fatalf("ann's record on the server: user %q, name %q", p.User, p.UserName)
+		}
 	}
 	if ann.Netmap().SSH != nil {
 		t.Fatalf("a laptop no rule targets got %+v", ann.Netmap().SSH)
