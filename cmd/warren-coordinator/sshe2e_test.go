@@ -169,19 +169,25 @@ func TestSSHEndToEnd(t *testing.T) {
 		if res.ExitCode != 0 || res.Stdout != "recorded-by-coordinator\n" {
 			t.Fatalf("ssh %s@server: %+v", l.coord, res)
 		}
-		sess := s.sessionFor(t, l.coord)
-		// The upload ends just after the session: fetch until the cast
-		// holds the output.
-		var cast bytes.Buffer
-		poll.UntilTrue(t, e2eWait, "the coordinator's recording to hold the output", func() bool {
-			cast.Reset()
-			if err := run(ctx, []string{"ssh", "recording", sess.ID, "--state-dir", s.stateDir}, &cast, os.Stderr); err != nil {
-				t.Fatalf("ssh recording %s: %v", sess.ID, err)
-			}
-			out, err := castOutput(cast.Bytes())
-			return err == nil && strings.Contains(out, "recorded-by-coordinator")
-		})
-		checkCast(t, cast.Bytes(), "recorded-by-coordinator")
+		sess := s.sessionWhere(t, "as "+l.coord+" without a PTY", func(e api.SSHSession) bool { return e.LocalUser == l.coord && !e.PTY })
+		checkCast(t, s.coordinatorCast(ctx, t, sess.ID, "recorded-by-coordinator"), "recorded-by-coordinator")
+	})
+	t.Run("record-pty", func(t *testing.T) {
+		// A terminal session: its exit status, and the recording's size.
+		res := s.client("ann", l.coord).Run(ctx, t, nil, "stty size; echo pty-out; exit 3", "-tt")
+		if res.ExitCode != 3 || !strings.Contains(res.Stdout, "pty-out") {
+			t.Fatalf("ssh -tt %s@server: %+v", l.coord, res)
+		}
+		sess := s.sessionWhere(t, "as "+l.coord+" with a PTY", func(e api.SSHSession) bool { return e.LocalUser == l.coord && e.PTY })
+		if sess.ExitCode != 3 {
+			t.Errorf("the PTY session is listed with exit %d; want 3", sess.ExitCode)
+		}
+		cast := s.coordinatorCast(ctx, t, sess.ID, "pty-out")
+		h, _, err := asciicast.Parse(bytes.NewReader(cast))
+		if err != nil || h.Width <= 0 || h.Height <= 0 {
+			t.Errorf("the PTY recording's header: %+v, %v", h, err)
+		}
+		checkCast(t, cast, "pty-out")
 	})
 	t.Run("record-recorder-node", func(t *testing.T) {
 		res := s.client("ann", l.rec).Run(ctx, t, nil, "echo recorded-by-node")
@@ -373,10 +379,17 @@ func (s *sshMesh) sessions(t *testing.T) []api.SSHSession {
 // (the end call may land just after ssh exits) and returns it.
 func (s *sshMesh) sessionFor(t *testing.T, local string) api.SSHSession {
 	t.Helper()
+	return s.sessionWhere(t, "as "+local, func(e api.SSHSession) bool { return e.LocalUser == local })
+}
+
+// sessionWhere waits until the session list has an ended session that
+// match accepts and returns it.
+func (s *sshMesh) sessionWhere(t *testing.T, what string, match func(api.SSHSession) bool) api.SSHSession {
+	t.Helper()
 	var found api.SSHSession
-	poll.UntilTrue(t, e2eWait, "the session as "+local+" to be listed as ended", func() bool {
+	poll.UntilTrue(t, e2eWait, "the session "+what+" to be listed as ended", func() bool {
 		for _, e := range s.sessions(t) {
-			if e.LocalUser == local && !e.Ended.IsZero() {
+			if match(e) && !e.Ended.IsZero() {
 				found = e
 				return true
 			}
@@ -384,6 +397,22 @@ func (s *sshMesh) sessionFor(t *testing.T, local string) api.SSHSession {
 		return false
 	})
 	return found
+}
+
+// coordinatorCast waits until the coordinator's recording of session id
+// holds want (the upload ends just after the session) and returns it.
+func (s *sshMesh) coordinatorCast(ctx context.Context, t *testing.T, id, want string) []byte {
+	t.Helper()
+	var cast bytes.Buffer
+	poll.UntilTrue(t, e2eWait, "the coordinator's recording to hold the output", func() bool {
+		cast.Reset()
+		if err := run(ctx, []string{"ssh", "recording", id, "--state-dir", s.stateDir}, &cast, os.Stderr); err != nil {
+			t.Fatalf("ssh recording %s: %v", id, err)
+		}
+		out, err := castOutput(cast.Bytes())
+		return err == nil && strings.Contains(out, want)
+	})
+	return cast.Bytes()
 }
 
 // checkCast parses a recording (and replays it with asciinema cat when
