@@ -48,6 +48,8 @@ type control struct {
 	check func(ctx context.Context, onAuthURL func(string)) (*wire.SSHReply, error)
 	// recordURL is the coordinator's upload URL ("": none).
 	recordURL string
+	// startGate, when set, holds start calls until it is closed.
+	startGate chan struct{}
 }
 
 func newControl() *control { return &control{got: make(chan wire.SSHCall, 100)} }
@@ -55,7 +57,7 @@ func newControl() *control { return &control{got: make(chan wire.SSHCall, 100)} 
 func (c *control) SSHCall(ctx context.Context, call wire.SSHCall, onAuthURL func(string)) (*wire.SSHReply, error) {
 	c.mu.Lock()
 	c.calls = append(c.calls, call)
-	check, url := c.check, c.recordURL
+	check, url, gate := c.check, c.recordURL, c.startGate
 	c.mu.Unlock()
 	select {
 	case c.got <- call:
@@ -69,8 +71,21 @@ func (c *control) SSHCall(ctx context.Context, call wire.SSHCall, onAuthURL func
 			return &wire.SSHReply{Code: wire.SSHFailed, Message: "no recordings here"}, nil
 		}
 		return &wire.SSHReply{RecordURL: url, RecordToken: "token-" + call.Session}, nil
+	case call.Op == wire.SSHOpStart && gate != nil:
+		<-gate
 	}
 	return &wire.SSHReply{}, nil
+}
+
+// ops returns the operations of the calls so far, in order.
+func (c *control) ops() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var ops []string
+	for _, call := range c.calls {
+		ops = append(ops, call.Op)
+	}
+	return ops
 }
 
 // next returns the next call with op (skipping others).

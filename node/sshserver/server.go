@@ -280,16 +280,24 @@ func (s *Server) callContext() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(s.ctx), s.cfg.CallTimeout)
 }
 
-// report sends call to the coordinator in the background, logging a
-// failure: session starts and ends are reported best effort.
-func (s *Server) report(call wire.SSHCall) {
+// report sends call to the coordinator in the background, after the
+// report after has ended (nil: at once), logging a failure: session
+// starts and ends are reported best effort, and a session's end never
+// overtakes its start. The channel it returns is closed when the call
+// is done.
+func (s *Server) report(call wire.SSHCall, after <-chan struct{}) <-chan struct{} {
 	call.Command = truncate(call.Command, maxCallCommand)
 	call.Reason = truncate(call.Reason, maxCallField)
 	call.Recording = truncate(call.Recording, maxCallField)
 	if call.Op == wire.SSHOpDeny {
 		call.LocalUser = truncate(call.LocalUser, maxCallName)
 	}
+	done := make(chan struct{})
 	s.goTracked(func() {
+		defer close(done)
+		if after != nil {
+			<-after
+		}
 		ctx, cancel := s.callContext()
 		defer cancel()
 		r, err := s.cfg.Control.SSHCall(ctx, call, nil)
@@ -300,6 +308,7 @@ func (s *Server) report(call wire.SSHCall) {
 			s.log.Warn("ssh: report to the coordinator", "op", call.Op, "session", call.Session, "err", err)
 		}
 	})
+	return done
 }
 
 // What the coordinator takes in an SSHCall's fields, in bytes.
@@ -328,5 +337,5 @@ func (s *Server) denied(call wire.SSHCall) {
 		return
 	}
 	call.Op = wire.SSHOpDeny
-	s.report(call)
+	s.report(call, nil)
 }

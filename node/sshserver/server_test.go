@@ -5,6 +5,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -170,5 +171,37 @@ func TestCut(t *testing.T) {
 				t.Errorf("session cut after %v, want within 2s", took)
 			}
 		})
+	}
+}
+
+// TestEndAfterStart: a session's end is reported only once its start
+// report is done, however short the session and slow the coordinator.
+func TestEndAfterStart(t *testing.T) {
+	h := newHarness(t, netmap(accept(nil)), nil)
+	gate := make(chan struct{})
+	var open sync.Once
+	t.Cleanup(func() { open.Do(func() { close(gate) }) }) // before the server closes
+	h.ctl.mu.Lock()
+	h.ctl.startGate = gate
+	h.ctl.mu.Unlock()
+	res := h.client(h.user).Run(testContext(t), t, nil, "true")
+	if res.ExitCode != 0 {
+		t.Fatalf("exit %d, stderr %q", res.ExitCode, res.Stderr)
+	}
+	h.ctl.next(t, wire.SSHOpStart)
+	// Once the connection is gone on the server too, the session is over
+	// and its end report scheduled, its start still unanswered: no end
+	// call yet.
+	poll.UntilTrue(t, wait, "the connection gone", func() bool {
+		h.srv.mu.Lock()
+		defer h.srv.mu.Unlock()
+		return len(h.srv.conns) == 0
+	})
+	if ops := h.ctl.ops(); strings.Join(ops, ",") != wire.SSHOpStart {
+		t.Fatalf("calls %q while the start is unanswered", ops)
+	}
+	open.Do(func() { close(gate) })
+	if end := h.ctl.next(t, wire.SSHOpEnd); end.ExitCode != 0 {
+		t.Fatalf("end call %+v", end)
 	}
 }

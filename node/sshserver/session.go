@@ -32,6 +32,10 @@ type session struct {
 	env []string // the client's accepted variables, "NAME=value"
 	pty *ptyReq
 
+	// startReported is closed once the start report is done (nil when
+	// none went out through report): the end report waits for it.
+	startReported <-chan struct{}
+
 	mu   sync.Mutex
 	proc *process  // the running program, nil before and after
 	rec  *recorder // the recording, nil when none
@@ -171,7 +175,7 @@ func (s *session) run(ctx context.Context, command string, copiers *sync.WaitGro
 	}
 	if !reported {
 		call.Op = wire.SSHOpStart
-		srv.report(call)
+		s.startReported = srv.report(call, nil)
 	}
 	if ctx.Err() != nil { // cut meanwhile
 		s.end(call, started, -1, s.c.cutReason())
@@ -291,7 +295,7 @@ func (s *session) end(call wire.SSHCall, started time.Time, code int, reason str
 	call.Duration = time.Since(started)
 	call.ExitCode = code
 	call.Reason = reason
-	s.c.srv.report(call)
+	s.c.srv.report(call, s.startReported)
 }
 
 // environ returns the program's environment: the client's accepted
