@@ -109,6 +109,7 @@ func (e *Engine) sshPeer(x *Node, present bool, dsts []wire.NodeID, now time.Tim
 		return
 	}
 	xn := x.policyNode()
+	var memo idSets
 	for _, id := range dsts {
 		s, d := e.streams[id], e.nodes[id]
 		old := e.ssh[id]
@@ -116,7 +117,7 @@ func (e *Engine) sshPeer(x *Node, present bool, dsts []wire.NodeID, now time.Tim
 			continue // not an SSH destination, or a full map is on its way
 		}
 		dn := d.policyNode()
-		nw, ok := sshWithPeer(p, old, &dn, &xn, present)
+		nw, ok := sshWithPeer(p, old, &dn, &xn, present, &memo)
 		if !ok {
 			e.sendSSH(s, e.sshPolicyOf(d, now)) // out of step: compile it whole
 			continue
@@ -133,7 +134,7 @@ func (e *Engine) sshPeer(x *Node, present bool, dsts []wire.NodeID, now time.Tim
 // is in none). It copies only the rules that change and returns pol itself
 // when none does; ok is false when pol does not fit the policy's rules for
 // dst.
-func sshWithPeer(p *policy.Policy, pol *wire.SSHPolicy, dst, x *policy.Node, present bool) (_ *wire.SSHPolicy, ok bool) {
+func sshWithPeer(p *policy.Policy, pol *wire.SSHPolicy, dst, x *policy.Node, present bool, memo *idSets) (_ *wire.SSHPolicy, ok bool) {
 	type role struct{ source, recorder bool }
 	roles := make([]role, len(pol.Rules))
 	ok = true
@@ -154,11 +155,11 @@ func sshWithPeer(p *policy.Policy, pol *wire.SSHPolicy, dst, x *policy.Node, pre
 	out := pol
 	for i := range pol.Rules {
 		r := &pol.Rules[i]
-		srcs, srcChanged := setMember(r.Sources, x.ID, roles[i].source)
+		srcs, srcChanged := memo.setMember(r.Sources, x.ID, roles[i].source)
 		var recs []wire.NodeID
 		recChanged := false
 		if r.Record != nil {
-			recs, recChanged = setMember(r.Record.Recorders, x.ID, roles[i].recorder)
+			recs, recChanged = memo.setMember(r.Record.Recorders, x.ID, roles[i].recorder)
 		}
 		if !srcChanged && !recChanged {
 			continue
@@ -175,6 +176,42 @@ func sshWithPeer(p *policy.Policy, pol *wire.SSHPolicy, dst, x *policy.Node, pre
 		}
 	}
 	return out, true
+}
+
+// idSets remembers, during one peer's update, the ID lists it made from
+// others, so that SSH destinations whose rules admitted the same peers
+// share one new list instead of copying it each (a peer joining a mesh of
+// a thousand servers would otherwise copy a thousand lists of every
+// member). The lists are never modified once made, so sharing is safe;
+// once shared, later updates find them by identity without comparing.
+type idSets struct {
+	made []idSetMade
+}
+
+type idSetMade struct {
+	from, to []wire.NodeID
+	id       wire.NodeID
+	in       bool
+}
+
+// maxIDSets bounds what one update remembers: the distinct source lists
+// among the destinations (one per rule, typically).
+const maxIDSets = 16
+
+// setMember is setMember with the lists made so far in this update
+// reused.
+func (m *idSets) setMember(ids []wire.NodeID, id wire.NodeID, in bool) ([]wire.NodeID, bool) {
+	for _, x := range m.made {
+		if x.id == id && x.in == in && len(x.from) == len(ids) &&
+			(len(ids) == 0 || &x.from[0] == &ids[0] || slices.Equal(x.from, ids)) {
+			return x.to, true
+		}
+	}
+	out, changed := setMember(ids, id, in)
+	if changed && len(m.made) < maxIDSets {
+		m.made = append(m.made, idSetMade{from: ids, to: out, id: id, in: in})
+	}
+	return out, changed
 }
 
 // setMember returns sorted ids with id in it or not, as a new slice when
