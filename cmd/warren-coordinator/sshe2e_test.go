@@ -94,6 +94,15 @@ type sshMesh struct {
 	recDir   *recording.Dir // the tag:rec recorder's storage
 }
 
+// TestSSHEndToEnd logs in with the real ssh, through warren nc, to a
+// tagged server running warrend --ssh: as the mapped non-root user; root
+// and a user no rule names refused with the reason; check rules needing a
+// sign-in with MFA at the OpenID Provider (each time with "always", not
+// again within checkPeriod, never with someone else's sign-in); sessions
+// recorded by the coordinator and by a recorder node, replayed; refused
+// when no recorder answers, unrecorded but listed so when the rule fails
+// open; the sessions in "warren-coordinator ssh sessions" and the audit
+// log; and a disabled user's session cut on the server within 2 s.
 func TestSSHEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a mesh, the warren binary and the OpenSSH client")
@@ -115,10 +124,8 @@ func TestSSHEndToEnd(t *testing.T) {
 
 	// The first login also makes the tunnel: retry until it got through
 	// (a refusal would keep failing and end the test at the deadline).
-	var res sshtest.Result
 	poll.UntilTrue(t, e2eWait, "ann's first login", func() bool {
-		res = s.client("ann", l.plain).Run(ctx, t, nil, "id -un")
-		return res.ExitCode == 0
+		return s.client("ann", l.plain).Run(ctx, t, nil, "id -un").ExitCode == 0
 	})
 	t.Run("nonroot", func(t *testing.T) {
 		res := s.client("ann", l.plain).Run(ctx, t, nil, "id -un; echo $HOME")
