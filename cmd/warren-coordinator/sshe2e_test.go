@@ -65,15 +65,17 @@ func e2ePolicy(l locals) string {
 		"tag:server": ["ops@example.com"],
 		"tag:rec": ["ops@example.com"],
 		"tag:deadrec": ["ops@example.com"],
-		"tag:norec": ["ops@example.com"],
 	},
+	"nodeAttrs": [
+		{"target": ["tag:server"], "attr": ["warren:ssh-record"]},
+	],
 	"acls": [
 		{"action": "accept", "src": ["ann@example.com", "bob@example.com", "carl@example.com"], "dst": ["tag:server:22"]},
 		{"action": "accept", "src": ["tag:server"], "dst": ["tag:rec:80", "tag:deadrec:80"]},
 	],
 	"ssh": [
 		{"action": "accept", "src": ["ann@example.com"], "dst": ["tag:server"], "users": [%[4]q], "recorder": ["tag:rec"]},
-		{"action": "accept", "src": ["ann@example.com"], "dst": ["tag:server"], "users": [%[5]q], "recorder": ["tag:norec"]},
+		{"action": "accept", "src": ["ann@example.com"], "dst": ["tag:server"], "users": [%[5]q]},
 		{"action": "accept", "src": ["ann@example.com"], "dst": ["tag:server"], "users": [%[6]q], "recorder": ["tag:deadrec"]},
 		{"action": "accept", "src": ["ann@example.com"], "dst": ["tag:server"], "users": [%[7]q], "recorder": ["tag:deadrec"], "enforceRecorder": false},
 		{"action": "check", "src": ["ann@example.com"], "dst": ["tag:server"], "users": [%[2]q], "checkPeriod": "always"},

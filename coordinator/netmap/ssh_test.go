@@ -45,7 +45,7 @@ func TestSSHPolicyInNetmaps(t *testing.T) {
 	want := &wire.SSHPolicy{Rules: []wire.SSHRule{
 		{Rule: "ssh[0]", Sources: []wire.NodeID{1}, Users: []string{"root"}, Action: wire.SSHCheck, CheckPeriod: 3600e9},
 		{Rule: "ssh[1]", Sources: []wire.NodeID{1}, Users: []string{"autogroup:nonroot"}, Action: wire.SSHAccept,
-			Record: &wire.SSHRecording{Recorders: []wire.NodeID{4}}},
+			Record: &wire.SSHRecording{Recorders: []wire.NodeID{4}, RecorderTags: []string{"tag:rec"}}},
 	}}
 	if !sameSSH(full.SSH, want) {
 		t.Fatalf("full map SSH = %s, want %s", render(full.SSH), render(want))

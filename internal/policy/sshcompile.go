@@ -113,7 +113,7 @@ func (r *sshRule) wireRule(recordAll bool) wire.SSHRule {
 		wr.Action, wr.CheckPeriod = wire.SSHCheck, r.period()
 	}
 	if len(r.recorders) > 0 {
-		wr.Record = &wire.SSHRecording{FailOpen: r.failOpen}
+		wr.Record = &wire.SSHRecording{FailOpen: r.failOpen, RecorderTags: slices.Clone(r.recorders)}
 	} else if recordAll {
 		wr.Record = &wire.SSHRecording{} // the coordinator records, fail closed
 	}

@@ -74,6 +74,10 @@ type SSHRecording struct {
 	// RecorderPort. None: the coordinator records (SSHCall Op SSHOpStart
 	// with RecordToCoordinator answers RecordURL and RecordToken).
 	Recorders []NodeID `json:"recorders,omitempty"`
+	// RecorderTags are the rule's recorder tags. When set, only a peer in
+	// Recorders may record: with none reachable the session has no
+	// recorder (the coordinator records only for rules naming none).
+	RecorderTags []string `json:"recorderTags,omitempty"`
 	// FailOpen lets the session go on unrecorded when no recorder takes
 	// it (the rule's "enforceRecorder": false); by default a session that
 	// cannot be recorded is refused.

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -129,6 +130,10 @@ func (s *session) startRecording(ctx context.Context, call *wire.SSHCall) (*reco
 	}
 	if len(a.rule.Record.Recorders) > 0 {
 		return nil, errors.Join(errs...)
+	}
+	if tags := a.rule.Record.RecorderTags; len(tags) > 0 {
+		// The rule names its recorders: the coordinator is no stand-in.
+		return nil, fmt.Errorf("no node tagged %s is a peer of this node", strings.Join(tags, " or "))
 	}
 	// The coordinator records: the start call gets the upload URL.
 	call.Op, call.Recorder = wire.SSHOpStart, wire.RecordToCoordinator

@@ -94,6 +94,7 @@ func TestRecording(t *testing.T) {
 		{"peer", toPeer, meshUp, "", recNode.Name, true, ""},
 		{"peer offline", toPeer, meshDown, "", "", false, wire.SSHOpDeny},
 		{"coordinator without recordings", &wire.SSHRecording{}, nil, "", "", false, wire.SSHOpEnd},
+		{"recorder tags no peer carries", &wire.SSHRecording{RecorderTags: []string{"tag:rec"}}, nil, ts.URL + "/v1/record", "", false, wire.SSHOpDeny},
 		{"peer offline, fail open", &wire.SSHRecording{Recorders: toPeer.Recorders, FailOpen: true}, meshDown, "", "", false, ""},
 	}
 	for _, tt := range tests {
