@@ -96,10 +96,6 @@ type Client struct {
 	// SetPosture records something to send; the running session's sender
 	// waits on it.
 	updated chan struct{}
-	// callSlots holds a token for each access call in flight, sshSlots
-	// for each SSH call.
-	callSlots chan struct{}
-	sshSlots  chan struct{}
 
 	mu        sync.Mutex
 	nm        *Netmap
@@ -107,10 +103,10 @@ type Client struct {
 	homeRelay int
 	epsGen    uint64 // counts SetEndpoints calls; a session sends until it has sent the latest
 	posture   postureState
-	conn      *noise.Conn   // current channel, nil when disconnected
-	lost      chan struct{} // closed when conn's session ends
-	calls     calls
-	ssh       sshCalls
+	conn      *noise.Conn                  // current channel, nil when disconnected
+	lost      chan struct{}                // closed when conn's session ends
+	calls     callTable[*wire.AccessReply] // access calls in flight
+	ssh       callTable[*wire.SSHReply]    // SSH calls in flight
 	state     mapState
 	sessions  int // control channels registered so far
 }
@@ -159,8 +155,8 @@ func New(cfg Config) (*Client, error) {
 		cfg.ConnectTimeout = 30 * time.Second
 	}
 	cfg.URL = strings.TrimRight(cfg.URL, "/")
-	c := &Client{cfg: cfg, log: cfg.Logger, updated: make(chan struct{}, 1), callSlots: make(chan struct{}, wire.MaxAccessCalls),
-		sshSlots: make(chan struct{}, wire.MaxSSHCalls)}
+	c := &Client{cfg: cfg, log: cfg.Logger, updated: make(chan struct{}, 1),
+		calls: newCallTable[*wire.AccessReply]("access", wire.MaxAccessCalls), ssh: newCallTable[*wire.SSHReply]("ssh", wire.MaxSSHCalls)}
 	c.dial = c.dialWebSocket
 	return c, nil
 }
@@ -409,11 +405,11 @@ func (c *Client) run(ctx context.Context, cancel context.CancelFunc, connecting 
 			continue
 		}
 		if r, ok := m.(*wire.AccessReply); ok {
-			c.gotReply(r)
+			deliver(c, &c.calls, r.ID, r)
 			continue
 		}
 		if r, ok := m.(*wire.SSHReply); ok {
-			c.gotSSHReply(r)
+			deliver(c, &c.ssh, r.ID, r)
 			continue
 		}
 		if ack, ok := m.(*wire.FlowAck); ok {
