@@ -161,8 +161,9 @@ type sentInit struct {
 // would not retry it yet: it went only through the relay and the peer's
 // endpoints, and may well be lost (the peer not yet on the relay, a NAT
 // dropping it), and WireGuard waits 5 s before its next attempt. A peer
-// that did receive it ignores the copy (WireGuard refuses a replayed
-// initiation).
+// that did receive it drops the copy before its WireGuard sees it
+// (firstCopy): WireGuard's own replay check does not stop a copy that
+// arrives while the first is still being handled.
 func (c *Conn) resendInit(p *peer, ep conn.Endpoint, now int64) {
 	si := p.lastInit.Swap(nil)
 	if si == nil || now-si.at >= int64(initRetry) {
@@ -230,16 +231,23 @@ func isHandshake(pkt []byte) bool {
 	return len(pkt) > 0 && (pkt[0] == wgInitiation || pkt[0] == wgResponse)
 }
 
-// noteWireGuard watches a WireGuard message from p for a session this
-// run of the node never made: data from a peer with which no handshake
-// passed since the Conn started can only be on a session with an earlier
-// run (before a restart with the same keys). WireGuard drops it, and the
-// peer would keep using that session until its own timers give up; the
-// maintenance loop reports it so a handshake starts now.
-func (c *Conn) noteWireGuard(p *peer, pkt []byte) {
+// noteWireGuard watches a WireGuard message from p on its way to
+// WireGuard, and reports whether WireGuard should see it: not when it is
+// a second copy of a handshake message (see firstCopy).
+//
+// It also watches for a session this run of the node never made: data
+// from a peer with which no handshake passed since the Conn started can
+// only be on a session with an earlier run (before a restart with the
+// same keys). WireGuard drops it, and the peer would keep using that
+// session until its own timers give up; the maintenance loop reports it
+// so a handshake starts now.
+func (c *Conn) noteWireGuard(p *peer, pkt []byte) bool {
 	p.heard()
 	switch {
 	case isHandshake(pkt):
+		if !p.firstCopy(pkt) {
+			return false
+		}
 		p.handshook.Store(true)
 		if pkt[0] == wgResponse {
 			p.lastInit.Store(nil) // answered
@@ -248,11 +256,44 @@ func (c *Conn) noteWireGuard(p *peer, pkt []byte) {
 		now := c.now()
 		last := p.staleAt.Load()
 		if now-last < int64(time.Second) || !p.staleAt.CompareAndSwap(last, now) {
-			return
+			return true
 		}
 		select {
 		case c.stale <- p:
 		default:
+		}
+	}
+	return true
+}
+
+// hsID identifies one handshake message: its type and the fields after
+// it that are sent in the clear and new in every message WireGuard makes
+// (the sender index, then the ephemeral public key, of which a response
+// also carries the receiver index first).
+type hsID [40]byte
+
+// firstCopy reports whether the handshake message pkt from p is not a
+// copy of the last one that came from p, and remembers it. Copies are
+// normal here: an initiation goes through the relay and again on a direct
+// path just proven (resendInit), and Send doubles everything while a
+// direct path is in doubt. WireGuard must see only one: wireguard-go
+// checks an initiation for replay before it records it, on several
+// goroutines at once, so two copies arriving together (one on the UDP
+// receive function, one on the relay's) can both be answered, with
+// different keys. The peer keeps the first answer it gets, this node the
+// last one it made, and when they differ nothing gets through until the
+// peer's timers start a new handshake 15 s later. Safe from any
+// goroutine: of copies racing here, exactly one is reported first.
+func (p *peer) firstCopy(pkt []byte) bool {
+	var id hsID
+	copy(id[:], pkt)
+	for {
+		last := p.lastHandshake.Load()
+		if last != nil && *last == id {
+			return false
+		}
+		if p.lastHandshake.CompareAndSwap(last, &id) {
+			return true
 		}
 	}
 }
@@ -285,9 +326,8 @@ func (c *Conn) receiveUDP(fn conn.ReceiveFunc) conn.ReceiveFunc {
 			from := netip.AddrPortFrom(std.AddrPort.Addr().Unmap(), std.AddrPort.Port())
 			switch {
 			case isWireGuard(pkt):
-				if p := idx.byAddr[from]; p != nil && !c.relayOnly() {
+				if p := idx.byAddr[from]; p != nil && !c.relayOnly() && c.noteWireGuard(p, pkt) {
 					eps[i] = p.ep
-					c.noteWireGuard(p, pkt)
 					continue
 				}
 				sizes[i] = 0
@@ -308,7 +348,8 @@ func (c *Conn) receiveUDP(fn conn.ReceiveFunc) conn.ReceiveFunc {
 }
 
 // receiveRelay returns the receive function for packets from relays; it
-// ends with net.ErrClosed when the bind generation closes.
+// ends with net.ErrClosed when the bind generation closes. It may return
+// no packet (all it took were copies WireGuard had seen).
 func (c *Conn) receiveRelay(gen *bindGen) conn.ReceiveFunc {
 	return func(packets [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
 		var rp relayPacket
@@ -319,12 +360,13 @@ func (c *Conn) receiveRelay(gen *bindGen) conn.ReceiveFunc {
 		}
 		n := 0
 		for {
-			sizes[n] = copy(packets[n], rp.data)
-			eps[n] = rp.from.ep
-			c.noteWireGuard(rp.from, rp.data)
-			n++
-			if n == len(packets) {
-				return n, nil
+			if c.noteWireGuard(rp.from, rp.data) {
+				sizes[n] = copy(packets[n], rp.data)
+				eps[n] = rp.from.ep
+				n++
+				if n == len(packets) {
+					return n, nil
+				}
 			}
 			select {
 			case rp = <-c.derpRecv:

@@ -62,6 +62,9 @@ type peer struct {
 	// peer since this Conn started (see noteWireGuard).
 	handshook atomic.Bool
 	staleAt   atomic.Int64 // c.now of the last stale-session report
+	// lastHandshake identifies the last handshake message that came from
+	// the peer, so that copies of it are dropped (see firstCopy).
+	lastHandshake atomic.Pointer[hsID]
 	// lastInit is the last handshake initiation sent to the peer, until a
 	// response comes or it is sent again on a new path (see resendInit).
 	lastInit atomic.Pointer[sentInit]
