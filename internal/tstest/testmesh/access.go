@@ -14,11 +14,21 @@ import (
 // there (nil: a sign-in URL fails the call); the URLs sent are returned
 // too.
 func (n *Node) Access(call wire.AccessCall, signIn SignIn) (*wire.AccessReply, []string, error) {
+	return callSigningIn(n, "step-up", signIn, func(ctx context.Context, onURL func(string)) (*wire.AccessReply, error) {
+		return n.Client.Call(ctx, call, onURL)
+	})
+}
+
+// callSigningIn runs one control call from n whose coordinator may first
+// send a sign-in URL (what names the sign-in in errors): signIn signs in
+// there (nil: a URL fails the call). It returns the final reply and the
+// URLs sent.
+func callSigningIn[R any](n *Node, what string, signIn SignIn, call func(context.Context, func(string)) (R, error)) (R, []string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*loginWait)
 	defer cancel()
 	var urls []string
 	var signErr error
-	r, err := n.Client.Call(ctx, call, func(u string) {
+	r, err := call(ctx, func(u string) {
 		urls = append(urls, u)
 		if signIn == nil {
 			signErr = fmt.Errorf("testmesh: %s: unexpected sign-in URL %s", n.Name, u)
@@ -26,11 +36,12 @@ func (n *Node) Access(call wire.AccessCall, signIn SignIn) (*wire.AccessReply, [
 			return
 		}
 		if status, page := signIn(u); status != http.StatusOK {
-			signErr = fmt.Errorf("testmesh: %s: step-up sign-in ended with %d: %s", n.Name, status, page)
+			signErr = fmt.Errorf("testmesh: %s: %s sign-in ended with %d: %s", n.Name, what, status, page)
 		}
 	})
 	if signErr != nil {
-		return nil, urls, signErr
+		var none R
+		return none, urls, signErr
 	}
 	return r, urls, err
 }
