@@ -8,6 +8,7 @@ import (
 
 	"github.com/warrenmesh/warren/internal/wire"
 	"github.com/warrenmesh/warren/node/controlclient"
+	"github.com/warrenmesh/warren/node/filter"
 	"github.com/warrenmesh/warren/node/localapi"
 )
 
@@ -82,28 +83,18 @@ func holds(n wire.Node, a netip.Addr) bool {
 }
 
 // admittingRule names the first packet filter rule that lets src connect
-// over TCP to port on one of this node's addresses of src's family; ""
-// when none does.
+// over TCP to port on one of this node's addresses of src's family, as
+// the node's filter decides; "" when none does.
 func admittingRule(nm *controlclient.Netmap, src netip.Addr, port uint16) string {
-	for _, r := range nm.PacketFilter {
-		if len(r.Protocols) > 0 && !slices.Contains(r.Protocols, tcpProto) {
+	for _, self := range nm.Self.Addresses {
+		if self.Addr().Is4() != src.Is4() {
 			continue
 		}
-		if !slices.ContainsFunc(r.SrcPrefixes, func(p netip.Prefix) bool { return p.Contains(src) }) {
-			continue
-		}
-		for _, d := range r.DstPorts {
-			if port < d.First || port > d.Last {
-				continue
+		if id, ok := filter.RuleFor(nm.PacketFilter, src, self.Addr(), tcpProto, port); ok {
+			if id == "" {
+				return "(a rule the coordinator did not name)"
 			}
-			for _, self := range nm.Self.Addresses {
-				if self.Addr().Is4() == src.Is4() && d.Prefix.Contains(self.Addr()) {
-					if r.Rule == "" {
-						return "(a rule the coordinator did not name)"
-					}
-					return r.Rule
-				}
-			}
+			return id
 		}
 	}
 	return ""

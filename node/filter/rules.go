@@ -366,3 +366,21 @@ func (b *tableBuilder) freeze() *portTable {
 	}
 	return t
 }
+
+// RuleFor reports whether rules accept a packet of proto from src to dst
+// and port, and the id (wire.FilterRule.Rule) of the first rule that
+// does ("" when it carries none), as the filter itself decides and flow
+// logs name it. It compiles rules on every call: it is for a question
+// asked now and then (whois), never for packets.
+func RuleFor(rules []wire.FilterRule, src, dst netip.Addr, proto uint8, port uint16) (id string, ok bool) {
+	s, v6 := fromAddr(src.Unmap())
+	d, dv6 := fromAddr(dst.Unmap())
+	if v6 != dv6 {
+		return "", false
+	}
+	rs := compileIDs(rules, true)
+	if !rs.allows(v6, proto, s, d, int(port)) {
+		return "", false
+	}
+	return rs.ruleOf(v6, proto, s, d, int(port)), true
+}
