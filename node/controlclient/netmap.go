@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 
 	"github.com/warrenmesh/warren/internal/wire"
@@ -46,6 +47,19 @@ func (nm *Netmap) PeerByName(name string) (wire.Node, bool) {
 	for _, p := range nm.Peers {
 		if p.Name == name {
 			return p, true
+		}
+	}
+	return wire.Node{}, false
+}
+
+// PeerByAddr returns the peer holding mesh address a.
+func (nm *Netmap) PeerByAddr(a netip.Addr) (wire.Node, bool) {
+	a = a.Unmap()
+	for _, p := range nm.Peers {
+		for _, pa := range p.Addresses {
+			if pa.Addr() == a {
+				return p, true
+			}
 		}
 	}
 	return wire.Node{}, false

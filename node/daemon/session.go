@@ -348,7 +348,7 @@ func (s *session) peerAt(a netip.Addr) (wire.Node, bool) {
 	if nm == nil {
 		return wire.Node{}, false
 	}
-	return peerAt(nm, a)
+	return nm.PeerByAddr(a)
 }
 
 // coordinatorAddrs returns the coordinator's address when its URL names

@@ -50,7 +50,7 @@ func (d *Daemon) WhoIs(ctx context.Context, addr string) (localapi.WhoIs, error)
 		case holds(nm.Self, a):
 			n, out.Self = nm.Self, true
 		default:
-			if n, ok = peerAt(nm, a); !ok {
+			if n, ok = nm.PeerByAddr(a); !ok {
 				return localapi.WhoIs{}, fmt.Errorf("%w: %s", localapi.ErrNotFound, localapi.NotVisible("address "+a.String()))
 			}
 		}
@@ -65,17 +65,6 @@ func (d *Daemon) WhoIs(ctx context.Context, addr string) (localapi.WhoIs, error)
 		out.Rule = admittingRule(nm, src, out.Port)
 	}
 	return out, nil
-}
-
-// peerAt returns the peer of nm holding mesh address a.
-func peerAt(nm *controlclient.Netmap, a netip.Addr) (wire.Node, bool) {
-	a = a.Unmap()
-	for _, p := range nm.Peers {
-		if holds(p, a) {
-			return p, true
-		}
-	}
-	return wire.Node{}, false
 }
 
 func holds(n wire.Node, a netip.Addr) bool {

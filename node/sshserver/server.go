@@ -230,15 +230,8 @@ func (s *Server) peerByAddr(ip netip.Addr) (wire.Node, *controlclient.Netmap, bo
 	if nm == nil {
 		return wire.Node{}, nil, false
 	}
-	ip = ip.Unmap()
-	for _, p := range nm.Peers {
-		for _, a := range p.Addresses {
-			if a.Addr() == ip {
-				return p, nm, true
-			}
-		}
-	}
-	return wire.Node{}, nm, false
+	p, ok := nm.PeerByAddr(ip)
+	return p, nm, ok
 }
 
 // Close stops accepting, ends every connection and session (killing
